@@ -1,0 +1,1 @@
+"""Loihi fixed-point emulator, Lava runner and run results (installed as neurocxr.hardware_sims)."""

@@ -1,0 +1,1 @@
+"""Energy: operation counts, device profiles, estimates and measurements."""

@@ -1,0 +1,63 @@
+"""The default Loihi-friendly convolutional SNN (snnTorch).
+
+Only what Loihi 2 holds exactly: convolution, average pooling (fused into the next synaptic layer
+at export), linear layers, and LIF neurons that reset to zero with no delay (snnTorch
+``reset_mechanism="zero", reset_delay=False``; its default "subtract" never matches Loihi).
+With ``encoding="direct"`` the image drives a first layer of input neurons as a constant current:
+on Loihi that layer is netx's ``input`` layer with a neuron whose bias is the image.
+"""
+
+from __future__ import annotations
+
+import snntorch as snn
+from snntorch import surrogate
+from torch import nn
+
+from neurocxr.models.base import ModelConfig, SpikingSequential, register_model
+
+# Input neurons: integrate-and-fire (no leak) with threshold 0.5, so a white pixel fires every step
+# and the integer export is exact (bias = 16 * pixel_uint8, vThMant = 2040).
+INPUT_BETA = 1.0
+INPUT_THRESHOLD = 0.5
+
+
+def leaky(config: ModelConfig, beta: float | None = None, threshold: float | None = None) -> snn.Leaky:
+    return snn.Leaky(
+        beta=config.beta if beta is None else beta,
+        threshold=config.threshold if threshold is None else threshold,
+        spike_grad=surrogate.fast_sigmoid(slope=25),
+        reset_mechanism="zero",
+        reset_delay=False,
+        init_hidden=False,
+    )
+
+
+@register_model(
+    "snn_conv",
+    kind="snn",
+    loihi_deployable=True,
+    description="conv(16)-LIF-avgpool-conv(32)-LIF-avgpool-fc(128)-LIF-readout; snnTorch, Loihi-exportable",
+)
+def build_snn_conv(config: ModelConfig) -> SpikingSequential:
+    c1, c2 = (config.channels + (16, 32))[:2] if len(config.channels) < 2 else config.channels[:2]
+    side = config.image_size // 4
+    layers: list[nn.Module] = []
+    if config.encoding == "direct":
+        layers.append(leaky(config, beta=INPUT_BETA, threshold=INPUT_THRESHOLD))
+    layers += [
+        nn.Conv2d(config.in_channels, c1, 3, padding=1),
+        leaky(config),
+        nn.AvgPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1),
+        leaky(config),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+    ]
+    width = c2 * side * side
+    for h in config.hidden:
+        layers += [nn.Linear(width, h), leaky(config)]
+        if config.dropout > 0:
+            layers.append(nn.Dropout(config.dropout))
+        width = h
+    # No bias in the readout: on Loihi it integrates over the whole run, longer than T steps.
+    return SpikingSequential(layers, readout=nn.Linear(width, config.num_classes, bias=False))
