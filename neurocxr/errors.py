@@ -1,0 +1,44 @@
+"""Errors users see. Each message names the problem and what to do about it; the CLI prints them
+without a traceback."""
+
+from __future__ import annotations
+
+
+class NeurocxrError(Exception):
+    """Base class: a problem with the user's input or setup, explained in the message."""
+
+
+class DataError(NeurocxrError):
+    """A data file or folder is missing, malformed or not what it claims to be."""
+
+
+class CheckpointError(NeurocxrError):
+    """A checkpoint cannot be read or does not belong to neurocxr."""
+
+
+class ExportError(NeurocxrError):
+    """A model cannot be exported as asked."""
+
+
+class UnsupportedLayerError(ExportError):
+    """A layer Loihi (or NIR) cannot hold; the message names the layer and why."""
+
+
+class QuantisationError(ExportError):
+    """Quantising to Loihi's integer ranges would clip and change the model's behaviour."""
+
+
+class ResourceError(ExportError):
+    """The network does not fit the target chip(s)."""
+
+
+class SimulationError(NeurocxrError):
+    """The emulator or Lava could not run the program on the given inputs."""
+
+
+class ProfileError(NeurocxrError):
+    """An energy device profile is missing a field or holds an impossible value."""
+
+
+class MeasurementUnavailable(NeurocxrError):
+    """The hardware counter needed for a measurement is not present here (the reason says why)."""
