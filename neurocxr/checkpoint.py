@@ -1,0 +1,116 @@
+"""Checkpoints: a model's config, weights and training metadata in one torch file.
+
+The file is a plain dict (no pickled classes of ours), so loading needs only the registry:
+``{"format": "neurocxr-checkpoint", "version": 1, "config": ModelConfig.to_dict(),
+"state_dict": ..., "metadata": {...}}``. Written atomically (temp file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import pickle
+import platform
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from neurocxr.errors import CheckpointError
+from neurocxr.fileio import atomic_write
+from neurocxr.models.base import MODEL_REGISTRY, ModelConfig, build_model
+
+CHECKPOINT_FORMAT = "neurocxr-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A rebuilt model (eval mode) with its config and the metadata saved alongside it."""
+
+    model: nn.Module
+    config: ModelConfig
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that define how the weights behave (recorded for provenance)."""
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for name in ("snntorch", "norse", "numpy", "neurocxr"):
+        try:
+            from importlib.metadata import version
+
+            versions[name] = version(name)
+        except Exception:  # not installed: nothing to record
+            continue
+    return versions
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, config: ModelConfig, metadata: dict[str, Any]) -> Path:
+    """Write ``model``'s weights with ``config`` and ``metadata`` (threshold, data source, history...)
+    to ``path`` atomically; library versions and the creation time are added to the metadata."""
+    meta = dict(metadata)
+    meta.setdefault("library_versions", library_versions())
+    meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": meta,
+    }
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Rebuild the model of a checkpoint written by `save_checkpoint` (eval mode, CPU).
+
+    Raises CheckpointError for a missing file, a file torch cannot read, a torch file that is not
+    a neurocxr checkpoint, a newer format version, an unknown model name, or weights that do not
+    fit the rebuilt model.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist (train one with `neurocxr train`)")
+    try:
+        # weights_only: a checkpoint is plain data; refuse to run pickled code from a foreign file.
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            "point to a .pt file written by `neurocxr train`"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is a torch file but not a neurocxr checkpoint (no format marker {CHECKPOINT_FORMAT!r}); "
+            "bare state_dicts and other projects' checkpoints cannot be loaded"
+        )
+    version = payload.get("version")
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version!r}; this neurocxr reads up to "
+            f"{CHECKPOINT_VERSION}: upgrade neurocxr"
+        )
+    for key in ("config", "state_dict"):
+        if key not in payload:
+            raise CheckpointError(f"{path} is damaged: it has no {key!r} entry; retrain or re-save it")
+    try:
+        config = ModelConfig.from_dict(dict(payload["config"]))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path} holds an invalid model config: {exc}") from exc
+    if config.name not in MODEL_REGISTRY:
+        raise CheckpointError(
+            f"{path} is a {config.name!r} model, which this neurocxr does not know; "
+            f"known models: {', '.join(sorted(MODEL_REGISTRY))}"
+        )
+    model = build_model(config)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path}: the saved weights do not fit a {config.name!r} model built from the saved config "
+            f"({str(exc).splitlines()[0][:200]}); the checkpoint is damaged or from an incompatible version"
+        ) from exc
+    return Checkpoint(model.eval(), config, dict(payload.get("metadata") or {}))

@@ -1,0 +1,283 @@
+"""The `neurocxr` command line. Each command is a thin layer over `neurocxr.pipeline` and friends."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from neurocxr.errors import NeurocxrError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="neurocxr: train spiking chest X-ray classifiers, deploy them to Loihi 2, compare energy honestly.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Inspect or fetch data sets.")
+app.add_typer(data_app, name="data")
+console = Console()
+
+DATA_HELP = "PneumoniaMNIST .npz, Kermany folder, or 'synthetic'. Default: $NEUROCXR_DATA, ~/.medmnist/pneumoniamnist.npz, else synthetic phantoms."
+
+
+def _say_data(splits) -> None:
+    if splits.synthetic:
+        console.print(f"[bold yellow]data: {splits.source} — SYNTHETIC phantoms, not real X-rays[/]")
+    else:
+        console.print(f"[bold]data:[/] {splits.source}")
+
+
+def _metrics_table(title: str, rows: dict[str, dict]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in rows:
+        table.add_column(name, justify="right")
+    keys = ["accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "cohen_kappa", "mcc", "threshold"]
+    for k in keys:
+        table.add_row(k, *[f"{r.get(k, float('nan')):.4f}" for r in rows.values()])
+    table.add_row("confusion [[tn,fp],[fn,tp]]", *[str(r.get("confusion")) for r in rows.values()])
+    return table
+
+
+@data_app.command("info")
+def data_info(path: Path = typer.Argument(..., help="an .npz archive or a Kermany-style folder")) -> None:
+    """Counts per split and class, and image size."""
+    from neurocxr.data import info
+
+    d = info(path)
+    console.print_json(json.dumps(d, default=str))
+
+
+@data_app.command("fetch")
+def data_fetch(
+    size: int = typer.Option(28, help="MedMNIST image size: 28, 64, 128 or 224"),
+    root: Path = typer.Option(Path.home() / ".medmnist", help="where medmnist keeps its files"),
+) -> None:
+    """Download PneumoniaMNIST through `medmnist` (needs internet access)."""
+    from neurocxr.data import fetch_pneumoniamnist
+
+    path = fetch_pneumoniamnist(size=size, root=root)
+    console.print(f"saved {path}")
+
+
+@app.command("models")
+def list_models() -> None:
+    """Models that can be built by name."""
+    from neurocxr.models import MODEL_REGISTRY
+
+    table = Table(title="models")
+    for col in ("name", "kind", "Loihi", "description"):
+        table.add_column(col)
+    for name, info in sorted(MODEL_REGISTRY.items()):
+        table.add_row(name, info.kind, "yes" if info.loihi_deployable else "no", info.description)
+    console.print(table)
+
+
+@app.command("train")
+def train_cmd(
+    model: str = typer.Option("snn_conv", help="model name (see `neurocxr models`)"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    out: Path = typer.Option(Path("runs/train"), "-o", "--out", help="output folder"),
+    epochs: int = typer.Option(10),
+    batch_size: int = typer.Option(64),
+    lr: float = typer.Option(2e-3),
+    num_steps: int = typer.Option(16, help="SNN time steps"),
+    encoding: str = typer.Option("direct", help="SNN input: direct | rate | latency"),
+    image_size: int = typer.Option(28),
+    seed: int = typer.Option(0),
+    augment: bool = typer.Option(False, help="flip / small rotation / brightness-contrast at training"),
+    max_train_samples: Optional[int] = typer.Option(None, help="subsample the training split (quick runs)"),
+    force: bool = typer.Option(False, help="overwrite an existing checkpoint"),
+) -> None:
+    """Train a model; threshold chosen on validation; checkpoint of the best epoch (val AUC)."""
+    from neurocxr.api import train
+
+    result = train(
+        model,
+        data=data,
+        out=out,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        num_steps=num_steps,
+        encoding=encoding,
+        image_size=image_size,
+        seed=seed,
+        augment=augment,
+        max_train_samples=max_train_samples,
+        force=force,
+        console=console,
+    )
+    console.print(_metrics_table(f"{model} validation (best epoch {result['best_epoch']})", {"val": result["val"]}))
+    console.print(f"checkpoint: {result['checkpoint']}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    checkpoint: Path = typer.Argument(..., help="a neurocxr checkpoint (.pt)"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    split: str = typer.Option("test", help="train | val | test"),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the metrics here"),
+) -> None:
+    """Clinical metrics of a checkpoint on a split, at the threshold chosen on validation."""
+    from neurocxr.api import evaluate
+
+    result = evaluate(checkpoint, data=data, split=split)
+    _say_data_line(result)
+    console.print(_metrics_table(f"{result['model']} on {split}", {split: result["metrics"]}))
+    if json_out:
+        from neurocxr.fileio import write_json
+
+        write_json(json_out, result)
+
+
+def _say_data_line(result: dict) -> None:
+    if result.get("synthetic"):
+        console.print(f"[bold yellow]data: {result['data']} — SYNTHETIC phantoms, not real X-rays[/]")
+    else:
+        console.print(f"[bold]data:[/] {result['data']}")
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Path = typer.Argument(..., help="a neurocxr checkpoint (.pt)"),
+    out: Path = typer.Option(..., "-o", "--out", help="output folder"),
+    target: str = typer.Option("loihi", help="loihi (NIR + netx + parity report) | nir | onnx (CNN baselines)"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP + " Used for the parity check."),
+    split: str = typer.Option("test"),
+    max_samples: Optional[int] = typer.Option(None, help="parity on the first N samples (default: whole split)"),
+    lava_samples: int = typer.Option(3, help="samples run on Lava's bit-accurate CPU simulator"),
+    allow_clipping: bool = typer.Option(False, help="accept weight/bias clipping (reported per layer)"),
+    force: bool = typer.Option(False, help="overwrite existing files in the output folder"),
+) -> None:
+    """Export a checkpoint: SNN -> NIR -> Loihi 2 netx (verified on the emulator and Lava), or CNN -> ONNX."""
+    if target == "onnx":
+        from neurocxr.api import export_onnx_checkpoint
+
+        res = export_onnx_checkpoint(checkpoint, out, force=force)
+        console.print(f"ONNX: {res['path']} (checked with onnx.checker; max |ONNX - PyTorch| = {res['max_abs_diff']:.2e})")
+        return
+    from neurocxr.pipeline import export_loihi
+
+    with console.status("exporting and verifying..."):
+        exp = export_loihi(
+            checkpoint,
+            out,
+            target=target,
+            data=data,
+            split=split,
+            max_samples=max_samples,
+            lava_samples=lava_samples,
+            allow_clipping=allow_clipping,
+            force=force,
+        )
+    for name, path in exp.files.items():
+        console.print(f"wrote {name}: {path}")
+    if target == "loihi":
+        print_parity(exp.report)
+
+
+def print_parity(report: dict) -> None:
+    p = report["parity"]
+    if p.get("synthetic"):
+        console.print("[bold yellow]parity data: SYNTHETIC phantoms[/]")
+    console.print(
+        f"parity on {p['samples']} samples of {p['data']}: float accuracy {p['float_accuracy']:.4f}, "
+        f"Loihi emulator accuracy {p['emulator_accuracy']:.4f}, predictions changed {100 * p['prediction_changed_fraction']:.2f}%"
+    )
+    lava = p.get("lava")
+    if lava:
+        verdict = "[green]identical[/]" if lava["identical"] else "[red]DIFFERENT[/]"
+        console.print(f"emulator vs Lava fixed_pt on {lava['samples']} samples: {verdict} (every layer's spikes and the readout)")
+    res = report["resources"]
+    console.print(
+        f"resources: {res.get('total_neurons')} neurons, {res.get('total_synapses')} synapses, "
+        f"{res.get('cores')} cores, {res.get('chips')} chip(s) of {res.get('limits', {}).get('name', 'Loihi 2')}"
+    )
+
+
+@app.command("energy")
+def energy_cmd(
+    checkpoint: Path = typer.Argument(..., help="an SNN checkpoint"),
+    baseline: List[Path] = typer.Option([], "--baseline", help="CNN checkpoint(s) to compare (repeatable)"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    out: Path = typer.Option(Path("runs/energy"), "-o", "--out"),
+    profile: List[str] = typer.Option([], "--profile", help="device profiles (default: all built-in)"),
+    profiles_file: Optional[Path] = typer.Option(None, help="TOML/JSON file with extra device profiles"),
+    max_samples: Optional[int] = typer.Option(None, help="count on the first N test samples"),
+    measure: bool = typer.Option(True, help="measure latency/energy on this machine's CPU/GPU"),
+    force: bool = typer.Option(False),
+) -> None:
+    """Count spikes/ops on the emulator, estimate energy per device profile, measure what can be measured, write the report."""
+    from neurocxr.api import energy_report
+
+    rep = energy_report(
+        checkpoint,
+        baselines=baseline,
+        data=data,
+        out=out,
+        profiles=profile or None,
+        profiles_file=profiles_file,
+        max_samples=max_samples,
+        measure=measure,
+        force=force,
+        console=console,
+    )
+    print_summary(rep)
+
+
+report_cmd = app.command("report", help="Same as `energy`: write report.html + report.json for a checkpoint.")(energy_cmd)
+
+
+def print_summary(rep) -> None:
+    table = Table(title="energy per inference (one sample)")
+    for col in ("model", "device", "accuracy", "latency", "dynamic J", "total J", "kind", "source"):
+        table.add_column(col)
+    for r in rep.summary:
+        table.add_row(
+            r.model,
+            r.device,
+            "-" if r.accuracy is None else f"{r.accuracy:.4f}",
+            "-" if r.latency_s is None else f"{r.latency_s * 1e3:.3g} ms",
+            "-" if r.dynamic_j is None else f"{r.dynamic_j:.3g}",
+            "-" if r.total_j is None else f"{r.total_j:.3g}",
+            r.kind,
+            r.source[:60],
+        )
+    console.print(table)
+    paths = getattr(rep, "paths", None)
+    if paths:
+        console.print(f"report: {paths[0]}  data: {paths[1]}")
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("runs/demo"), "-o", "--out"),
+    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    epochs: int = typer.Option(4, help="SNN training epochs (short on purpose)"),
+    max_train_samples: Optional[int] = typer.Option(None),
+    lava_samples: int = typer.Option(2),
+) -> None:
+    """The whole chain: train, export to Loihi, verify on emulator + Lava, count, estimate, measure, report."""
+    from neurocxr.api import demo
+
+    demo(out=out, data=data, epochs=epochs, max_train_samples=max_train_samples, lava_samples=lava_samples, console=console)
+
+
+def main() -> None:
+    """Entry point: user-facing errors are printed plainly, with no traceback."""
+    try:
+        app()
+    except NeurocxrError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""Device energy profiles: per-operation constants with their citation, as data.
+
+A profile says what one synaptic operation and one neuron update cost on a device, whether the
+device is event-driven (``spiking``: only arriving spikes cost synaptic energy) and whether a
+static (leakage) power is known for it. Estimates multiply counts from real runs by these
+constants (see `neurocxr.energy.estimate`); nothing here is measured.
+
+Sources (see ../../shared/docs/energy.md):
+- Davies et al., "Loihi: a neuromorphic manycore processor with on-chip learning", IEEE Micro
+  38(1), 2018, Table 2 (pre-silicon values): synaptic spike op 23.6 pJ / 3.5 ns, neuron update
+  81 pJ / 8.4 ns (active).
+- Frady et al., "Neuromorphic nearest-neighbor search using Intel's Pohoiki Springs", NICE 2020:
+  3.34 W static for 32 Loihi chips, i.e. about 104 mW static per chip.
+- Merolla et al., "A million spiking-neuron integrated circuit...", Science 345(6197), 2014:
+  TrueNorth 65-70 mW, 46 GSOPS/W typical (about 21.7 pJ per synaptic op, whole chip).
+- Hoppner et al., "Dynamic power management for neuromorphic many-core systems", IEEE TCAS-I
+  66(8), 2019: SpiNNaker 13.3 nJ / 26 nJ, SpiNNaker 2 450 pJ / 2.19 nJ (synop / neuron update).
+- Degnan, Marr, Hasler, "Assessing trends in performance per watt for signal processing
+  applications", IEEE TVLSI 24(1), 2015: CPU 8.6 nJ, GPU 0.3 nJ, ARM 0.9 nJ per MAC.
+- Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, 45 nm:
+  fp32 add 0.9 / mult 3.7 pJ; int8 add 0.03 / mult 0.2 pJ.
+- keras-spiking 0.3.0 ``ModelEnergy.devices`` (model_energy.py) for the "keras-spiking:*" rows,
+  copied as they are (including its unexplained +3.5 pJ on Loihi synops).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from neurocxr.errors import ProfileError
+
+if sys.version_info >= (3, 11):  # pragma: no cover - the project runs on 3.10
+    import tomllib
+else:
+    import tomli as tomllib
+
+ProfileKind = Literal["neuromorphic", "conventional"]
+PROFILE_KINDS = ("neuromorphic", "conventional")
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """Per-operation energy (J) and timing (s) of one device, with its citation.
+
+    ``spiking``: event-driven device; synaptic energy is charged per arriving spike (effective
+    synaptic ops). A non-spiking device computes every synapse every step (dense ops).
+    ``static_power_w``: leakage/idle power of one chip, or None when not known (then the estimate
+    has no total, only dynamic energy). ``time_per_*``: serial time per operation, used for a
+    latency estimate. ``energy_per_mac_j`` / ``energy_per_ac_j``: for ANN-style (accelerator)
+    profiles, the cost of a multiply-accumulate and of an accumulate.
+    """
+
+    name: str
+    kind: ProfileKind
+    energy_per_synop_j: float
+    energy_per_neuron_update_j: float
+    spiking: bool
+    source: str
+    static_power_w: float | None = None
+    time_per_synop_s: float | None = None
+    time_per_neuron_update_s: float | None = None
+    energy_per_mac_j: float | None = None
+    energy_per_ac_j: float | None = None
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        _check_profile(self, where="profile")
+
+    def constants(self) -> dict[str, float]:
+        """The numeric constants of this profile (for EnergyEstimate.constants)."""
+        out: dict[str, float] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith(("_j", "_w", "_s")) and value is not None:
+                out[f.name] = float(value)
+        return out
+
+
+_REQUIRED = ("name", "kind", "energy_per_synop_j", "energy_per_neuron_update_j", "spiking", "source")
+_NUMERIC_REQUIRED = ("energy_per_synop_j", "energy_per_neuron_update_j")
+_NUMERIC_OPTIONAL = (
+    "static_power_w",
+    "time_per_synop_s",
+    "time_per_neuron_update_s",
+    "energy_per_mac_j",
+    "energy_per_ac_j",
+)
+
+
+def _check_number(value: Any, field_name: str, where: str, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ProfileError(f"{where}: field '{field_name}' must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ProfileError(f"{where}: field '{field_name}' must be a finite number >= 0, got {value!r}")
+
+
+def _check_profile(profile: DeviceProfile, where: str) -> None:
+    where = f"{where} '{profile.name}'"
+    if not isinstance(profile.name, str) or not profile.name.strip():
+        raise ProfileError(f"{where}: field 'name' must be a non-empty string")
+    if profile.kind not in PROFILE_KINDS:
+        raise ProfileError(f"{where}: field 'kind' must be one of {', '.join(PROFILE_KINDS)}, got {profile.kind!r}")
+    if not isinstance(profile.spiking, bool):
+        raise ProfileError(f"{where}: field 'spiking' must be true or false, got {profile.spiking!r}")
+    for name in _NUMERIC_REQUIRED:
+        _check_number(getattr(profile, name), name, where, optional=False)
+    for name in _NUMERIC_OPTIONAL:
+        _check_number(getattr(profile, name), name, where, optional=True)
+
+
+_DAVIES = "Davies et al., IEEE Micro 38(1), 2018, Table 2 (pre-silicon)"
+_FRADY = "Frady et al., NICE 2020 (Pohoiki Springs: 3.34 W static / 32 chips)"
+_HOPPNER = "Hoppner et al., IEEE TCAS-I 66(8), 2019"
+_DEGNAN = "Degnan, Marr, Hasler, IEEE TVLSI 24(1), 2015"
+_HOROWITZ = "Horowitz, ISSCC 2014, 45 nm process"
+_KS = "keras-spiking 0.3.0 ModelEnergy.devices (model_energy.py), citing "
+
+BUILTIN_PROFILES: dict[str, DeviceProfile] = {
+    p.name: p
+    for p in [
+        DeviceProfile(
+            name="loihi",
+            kind="neuromorphic",
+            energy_per_synop_j=23.6e-12,  # Davies 2018 Table 2: synaptic spike op, min
+            energy_per_neuron_update_j=81e-12,  # Davies 2018 Table 2: neuron update, active
+            spiking=True,
+            static_power_w=0.104,  # Frady 2020: 3.34 W / 32 chips
+            time_per_synop_s=3.5e-9,  # Davies 2018 Table 2
+            time_per_neuron_update_s=8.4e-9,  # Davies 2018 Table 2
+            source=f"{_DAVIES}; static power {_FRADY}",
+            notes="Per-op values are pre-silicon simulation numbers; mesh hops (1.7-4.0 pJ) not charged.",
+        ),
+        DeviceProfile(
+            name="loihi2",
+            kind="neuromorphic",
+            energy_per_synop_j=23.6e-12,
+            energy_per_neuron_update_j=81e-12,
+            spiking=True,
+            static_power_w=0.104,
+            time_per_synop_s=3.5e-9,
+            time_per_neuron_update_s=8.4e-9,
+            source=f"{_DAVIES}; static power {_FRADY} (both Loihi 1)",
+            notes=(
+                "No public per-op table for Loihi 2: Loihi 1 per-op constants applied to Loihi 2 "
+                "op counts. Supply measured constants with register_profile/load_profiles if you have them."
+            ),
+        ),
+        DeviceProfile(
+            name="spinnaker",
+            kind="neuromorphic",
+            energy_per_synop_j=13.3e-9,
+            energy_per_neuron_update_j=26e-9,
+            spiking=True,
+            source=_HOPPNER,
+            notes="Static power not included.",
+        ),
+        DeviceProfile(
+            name="spinnaker2",
+            kind="neuromorphic",
+            energy_per_synop_j=450e-12,
+            energy_per_neuron_update_j=2.19e-9,
+            spiking=True,
+            source=_HOPPNER,
+            notes="Static power not included.",
+        ),
+        DeviceProfile(
+            name="truenorth",
+            kind="neuromorphic",
+            energy_per_synop_j=1.0 / 46e9,  # 46 GSOPS/W typical -> ~21.7 pJ per synaptic op
+            energy_per_neuron_update_j=0.0,
+            spiking=True,
+            source="Merolla et al., Science 345(6197), 2014 (46 GSOPS/W typical, 65-70 mW chip)",
+            notes=(
+                "Whole-chip energy per synaptic op (includes neuron updates and static power at "
+                "typical load), so neuron updates are not charged separately and no static power "
+                "is added (the 65-70 mW chip power is already inside the per-op figure)."
+            ),
+        ),
+        DeviceProfile(
+            name="horowitz45-fp32",
+            kind="conventional",
+            energy_per_synop_j=0.9e-12,  # an SNN synop on an accelerator is one fp32 add (AC)
+            energy_per_neuron_update_j=0.0,
+            spiking=False,
+            energy_per_mac_j=4.6e-12,  # fp32 mult 3.7 + add 0.9
+            energy_per_ac_j=0.9e-12,
+            source=f"{_HOROWITZ}: fp32 add 0.9 pJ, mult 3.7 pJ",
+            notes=(
+                "Arithmetic only (MAC 4.6 pJ, AC 0.9 pJ), as Spikformer/SpikingJelly use it: memory "
+                "traffic, control and static power are ignored (Davidson & Furber 2021; "
+                "Dampfhoffer et al. 2023). Neuron updates are not charged."
+            ),
+        ),
+        DeviceProfile(
+            name="horowitz45-int8",
+            kind="conventional",
+            energy_per_synop_j=0.03e-12,
+            energy_per_neuron_update_j=0.0,
+            spiking=False,
+            energy_per_mac_j=0.23e-12,  # int8 mult 0.2 + add 0.03
+            energy_per_ac_j=0.03e-12,
+            source=f"{_HOROWITZ}: int8 add 0.03 pJ, mult 0.2 pJ",
+            notes="Arithmetic only (MAC 0.23 pJ, AC 0.03 pJ): memory traffic ignored. Neuron updates not charged.",
+        ),
+        # keras-spiking 0.3.0's own table, kept verbatim so its numbers can be reproduced.
+        DeviceProfile(
+            name="keras-spiking:cpu",
+            kind="conventional",
+            energy_per_synop_j=8.6e-9,
+            energy_per_neuron_update_j=8.6e-9,
+            spiking=False,
+            source=_KS + _DEGNAN + " (Intel i7-4960X)",
+        ),
+        DeviceProfile(
+            name="keras-spiking:gpu",
+            kind="conventional",
+            energy_per_synop_j=0.3e-9,
+            energy_per_neuron_update_j=0.3e-9,
+            spiking=False,
+            source=_KS + _DEGNAN + " (GTX Titan Black, large batches)",
+        ),
+        DeviceProfile(
+            name="keras-spiking:arm",
+            kind="conventional",
+            energy_per_synop_j=0.9e-9,
+            energy_per_neuron_update_j=0.9e-9,
+            spiking=False,
+            source=_KS + _DEGNAN + " (ARM Cortex-A)",
+        ),
+        DeviceProfile(
+            name="keras-spiking:loihi",
+            kind="neuromorphic",
+            energy_per_synop_j=(23.6 + 3.5) * 1e-12,
+            energy_per_neuron_update_j=81e-12,
+            spiking=True,
+            source=_KS + _DAVIES,
+            notes="KerasSpiking adds an unexplained 3.5 pJ to Davies' 23.6 pJ synop (likely one mesh hop).",
+        ),
+        DeviceProfile(
+            name="keras-spiking:spinnaker",
+            kind="neuromorphic",
+            energy_per_synop_j=13.3e-9,
+            energy_per_neuron_update_j=26e-9,
+            spiking=True,
+            source=_KS + _HOPPNER,
+        ),
+        DeviceProfile(
+            name="keras-spiking:spinnaker2",
+            kind="neuromorphic",
+            energy_per_synop_j=450e-12,
+            energy_per_neuron_update_j=2.19e-9,
+            spiking=True,
+            source=_KS + _HOPPNER,
+        ),
+    ]
+}
+
+_registered: dict[str, DeviceProfile] = {}
+
+
+def available_profiles() -> list[str]:
+    """Names of all built-in and registered profiles."""
+    return sorted(set(BUILTIN_PROFILES) | set(_registered))
+
+
+def get_profile(name: str) -> DeviceProfile:
+    """The profile called ``name`` (registered profiles shadow built-in ones)."""
+    if name in _registered:
+        return _registered[name]
+    if name in BUILTIN_PROFILES:
+        return BUILTIN_PROFILES[name]
+    raise ProfileError(
+        f"unknown device profile {name!r}; available: {', '.join(available_profiles())}. "
+        "Add your own with register_profile() or a TOML/JSON file (load_profiles)."
+    )
+
+
+def register_profile(profile: DeviceProfile) -> None:
+    """Make ``profile`` available to get_profile (replaces a previous one of the same name)."""
+    if not isinstance(profile, DeviceProfile):
+        raise ProfileError(f"register_profile expects a DeviceProfile, got {type(profile).__name__}")
+    _check_profile(profile, where="profile")
+    _registered[profile.name] = profile
+
+
+def unregister_profile(name: str) -> None:
+    """Forget a registered profile (built-in ones cannot be removed)."""
+    _registered.pop(name, None)
+
+
+_ALL_FIELDS = tuple(f.name for f in fields(DeviceProfile))
+
+
+def profile_from_dict(data: Any, where: str) -> DeviceProfile:
+    """Build a profile from a mapping, with ProfileError naming ``where``, the profile and the field."""
+    if not isinstance(data, dict):
+        raise ProfileError(f"{where}: each profile must be a table/object, got {type(data).__name__}")
+    label = f"{where}: profile '{data.get('name', '?')}'"
+    unknown = sorted(set(data) - set(_ALL_FIELDS))
+    if unknown:
+        raise ProfileError(f"{label}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(_ALL_FIELDS)}")
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise ProfileError(f"{label}: missing required field(s) {', '.join(missing)}")
+    for key in ("name", "source", "notes"):
+        if key in data and not isinstance(data[key], str):
+            raise ProfileError(f"{label}: field '{key}' must be a string, got {data[key]!r}")
+    for key in _NUMERIC_REQUIRED:
+        _check_number(data[key], key, label, optional=False)
+    for key in _NUMERIC_OPTIONAL:
+        _check_number(data.get(key), key, label, optional=True)
+    values = {k: (float(v) if k in _NUMERIC_REQUIRED + _NUMERIC_OPTIONAL and v is not None else v) for k, v in data.items()}
+    try:
+        return DeviceProfile(**values)
+    except ProfileError as exc:
+        raise ProfileError(f"{where}: {exc}") from None
+
+
+def load_profiles(path: str | Path, *, register: bool = False) -> list[DeviceProfile]:
+    """Read profiles from a TOML file (``[[profile]]`` tables) or JSON file (a list, or
+    ``{"profile": [...]}``); optionally register them. Errors name the file, profile and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProfileError(f"profile file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            with path.open("rb") as fh:
+                data: Any = tomllib.load(fh)
+        elif suffix == ".json":
+            data = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            raise ProfileError(f"profile file {path}: use a .toml or .json file, not {suffix or 'no suffix'}")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"profile file {path} is not valid {suffix[1:].upper()}: {exc}") from None
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - {"profile"})
+        if unknown:
+            raise ProfileError(f"profile file {path}: unknown top-level key(s) {', '.join(unknown)}; use 'profile'")
+        data = data.get("profile", [])
+    if not isinstance(data, list) or not data:
+        raise ProfileError(f"profile file {path}: no profiles found (expected [[profile]] tables or a JSON list)")
+    profiles = [profile_from_dict(item, str(path)) for item in data]
+    names = [p.name for p in profiles]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ProfileError(f"profile file {path}: duplicate profile name(s) {', '.join(duplicates)}")
+    if register:
+        for p in profiles:
+            register_profile(p)
+    return profiles
+
+
+def resolve_profile(profile: DeviceProfile | str) -> DeviceProfile:
+    """Accept a profile or its name."""
+    return profile if isinstance(profile, DeviceProfile) else get_profile(profile)

@@ -1,0 +1,67 @@
+"""Atomic writes and the no-overwrite rule for output folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from neurocxr.errors import NeurocxrError
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def to_jsonable(obj: Any) -> Any:
+    """numpy/torch/dataclass-friendly conversion for json.dump."""
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return to_jsonable(obj.to_dict())
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    return write_text(path, json.dumps(to_jsonable(data), indent=2) + "\n")
+
+
+def prepare_out_dir(out_dir: str | Path, files: Iterable[str], force: bool) -> Path:
+    """Create ``out_dir``; refuse when any of ``files`` already exists there unless ``force``."""
+    out = Path(out_dir)
+    existing = [f for f in files if (out / f).exists()]
+    if existing and not force:
+        raise NeurocxrError(
+            f"{out} already holds {', '.join(existing)}; pass --force to overwrite, or choose another -o folder"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out

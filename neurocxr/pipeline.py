@@ -1,0 +1,350 @@
+"""The pipeline stages as plain functions: checkpoint -> NIR -> LoihiProgram -> netx -> runs -> energy.
+
+The CLI and the Python API (`neurocxr.load`, `neurocxr.export_loihi`, ...) both call these.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from neurocxr.errors import NeurocxrError
+from neurocxr.fileio import prepare_out_dir, write_json, write_text
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass
+class LoadedModel:
+    """A model with its config and training metadata, from a checkpoint or built in memory."""
+
+    model: nn.Module
+    config: Any  # ModelConfig
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("label") or self.config.name)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.metadata.get("threshold", 0.5))
+
+
+def load(path_or_model: str | Path | nn.Module | LoadedModel) -> LoadedModel:
+    """Load a neurocxr checkpoint (or wrap a model built with `build_model`)."""
+    if isinstance(path_or_model, LoadedModel):
+        return path_or_model
+    if isinstance(path_or_model, nn.Module):
+        config = getattr(path_or_model, "config", None)
+        if config is None:
+            raise NeurocxrError("model has no .config: build it with neurocxr.models.build_model(ModelConfig(...))")
+        return LoadedModel(path_or_model.eval(), config, {})
+    from neurocxr.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path_or_model)
+    return LoadedModel(ckpt.model.eval(), ckpt.config, dict(ckpt.metadata))
+
+
+def input_shape(config: Any) -> tuple[int, int, int]:
+    return (config.in_channels, config.image_size, config.image_size)
+
+
+def encoded_inputs(config: Any, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The exact [T, B, C, H, W] tensor an SNN sees for these images (seeded for rate coding)."""
+    from neurocxr.encoding import encode
+
+    return encode(images, config.encoding, config.num_steps, seed=seed)
+
+
+@torch.no_grad()
+def float_logits(loaded: LoadedModel, images: torch.Tensor, *, batch_size: int = 128, seed: int = 0) -> np.ndarray:
+    """Logits of the float PyTorch model; SNN inputs encoded per batch with a seed derived from ``seed``."""
+    from neurocxr.training import forward_model
+
+    model = loaded.model.eval()
+    out = []
+    for i, start in enumerate(range(0, len(images), batch_size)):
+        out.append(forward_model(model, images[start : start + batch_size], loaded.config, seed=seed + i))
+    return torch.cat(out).float().numpy()
+
+
+# ----------------------------------------------------------------------------------------------
+# Export
+
+
+@dataclass
+class LoihiExport:
+    """Everything `export_loihi` produced; ``report`` is what export_report.json holds."""
+
+    program: Any  # LoihiProgram
+    graph: Any  # nir.NIRGraph
+    files: dict[str, Path]
+    report: dict[str, Any]
+
+
+EXPORT_FILES = {
+    "nir": ("model.nir",),
+    "loihi": ("model.nir", "model.net", "export_report.json", "export_report.md"),
+}
+
+
+def to_program(loaded: LoadedModel, *, allow_clipping: bool = False) -> tuple[Any, Any]:
+    """Model -> (NIR graph, LoihiProgram), in memory."""
+    from neurocxr.exporters.loihi import QuantisationOptions, nir_to_program
+    from neurocxr.exporters.nir import to_nir
+
+    graph = to_nir(loaded.model, input_shape=input_shape(loaded.config))
+    program = nir_to_program(graph, options=QuantisationOptions(allow_clipping=allow_clipping))
+    return graph, program
+
+
+def emulator_inputs(program: Any, loaded: LoadedModel, images: torch.Tensor, seed: int = 0) -> np.ndarray:
+    """What the chip receives for these images: bias currents (the images) or encoded spike trains."""
+    if program.input_kind == "bias":
+        return images.numpy()
+    return encoded_inputs(loaded.config, images, seed=seed).numpy()
+
+
+def parity_check(
+    loaded: LoadedModel,
+    program: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    netx_path: Path | None = None,
+    lava_samples: int = 3,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Float model vs emulator on ``images``; emulator vs Lava on the first ``lava_samples``.
+
+    The float model and the emulator see the same input (rate coding is seeded identically).
+    """
+    from neurocxr.hardware_sims.emulator import emulate
+
+    y = labels.numpy()
+    # One encoding of all samples, shared by the float model and the emulator.
+    if program.input_kind == "bias":
+        x_float = encoded_inputs(loaded.config, images, seed=seed)
+        x_chip: np.ndarray = images.numpy()
+    else:
+        x_float = encoded_inputs(loaded.config, images, seed=seed)
+        x_chip = x_float.numpy()
+    with torch.no_grad():
+        logits = []
+        for start in range(0, len(images), 128):
+            logits.append(loaded.model(x_float[:, start : start + 128]).logits)
+        float_pred = torch.cat(logits).argmax(1).numpy()
+    t0 = time.perf_counter()
+    emu = emulate(program, x_chip, progress=progress)
+    emu_seconds = time.perf_counter() - t0
+    emu_pred = emu.predictions()
+    result: dict[str, Any] = {
+        "samples": int(len(y)),
+        "float_accuracy": float(np.mean(float_pred == y)),
+        "emulator_accuracy": float(np.mean(emu_pred == y)),
+        "prediction_changed_fraction": float(np.mean(float_pred != emu_pred)),
+        "decision_rule": "argmax of readout (float: mean over T; chip: integer accumulator)",
+        "emulator_seconds": emu_seconds,
+        "lava": None,
+    }
+    if netx_path is not None and lava_samples > 0:
+        result["lava"] = lava_parity(program, netx_path, x_chip, lava_samples)
+    return result, emu
+
+
+def lava_parity(program: Any, netx_path: Path, x_chip: np.ndarray, n: int) -> dict[str, Any]:
+    """Run the first ``n`` samples on Lava and on the emulator; compare every layer's spikes."""
+    from neurocxr.hardware_sims.emulator import emulate
+    from neurocxr.hardware_sims.lava import run_lava
+
+    sub = x_chip[:n] if program.input_kind == "bias" else x_chip[:, :n]
+    emu = emulate(program, sub, record=True)
+    t0 = time.perf_counter()
+    lava = run_lava(netx_path, sub, num_steps=program.num_steps, program=program, record=True)
+    seconds = time.perf_counter() - t0
+    layers_equal = [bool(np.array_equal(a, b)) for a, b in zip(emu.layer_spikes or [], lava.layer_spikes or [])]
+    readout_equal = (
+        emu.readout is None and lava.readout is None
+    ) or bool(emu.readout is not None and lava.readout is not None and np.array_equal(emu.readout, lava.readout))
+    return {
+        "samples": int(n),
+        "identical": bool(all(layers_equal) and readout_equal and len(layers_equal) > 0),
+        "layers_identical": layers_equal,
+        "readout_identical": readout_equal,
+        "lava_seconds": seconds,
+        "simulator": "Lava Loihi2SimCfg(select_tag='fixed_pt')",
+    }
+
+
+def export_loihi(
+    model: str | Path | nn.Module | LoadedModel,
+    out_dir: str | Path | None = None,
+    *,
+    target: str = "loihi",
+    data: str | Path | None = None,
+    split: str = "test",
+    max_samples: int | None = None,
+    lava_samples: int = 3,
+    allow_clipping: bool = False,
+    force: bool = False,
+    progress: bool = False,
+) -> LoihiExport:
+    """Export an SNN to NIR (``target="nir"``) or to Loihi 2 (NIR + netx + parity report).
+
+    With ``out_dir=None`` nothing is written and no Lava run happens (netx needs a file).
+    """
+    from neurocxr.exporters.nir import write_nir
+    from neurocxr.exporters.resources import check_fits, estimate_resources
+
+    if target not in EXPORT_FILES:
+        raise NeurocxrError(f"unknown export target {target!r}; choose 'loihi' or 'nir' (CNN baselines: 'onnx')")
+    loaded = load(model)
+    out = prepare_out_dir(out_dir, EXPORT_FILES[target], force) if out_dir is not None else None
+    t0 = time.perf_counter()
+    files: dict[str, Path] = {}
+    if target == "nir":
+        from neurocxr.exporters.nir import to_nir
+
+        graph = to_nir(loaded.model, input_shape=input_shape(loaded.config))
+        if out is not None:
+            files["nir"] = write_nir(graph, out / "model.nir")
+        return LoihiExport(None, graph, files, {"target": "nir", "files": files})
+
+    graph, program = to_program(loaded, allow_clipping=allow_clipping)
+    export_seconds = time.perf_counter() - t0
+    resources = estimate_resources(program)
+    check_fits(resources)
+    if out is not None:
+        from neurocxr.exporters.netx import write_netx
+
+        files["nir"] = write_nir(graph, out / "model.nir")
+        files["netx"] = write_netx(program, out / "model.net")
+
+    from neurocxr.data import load_dataset
+    from neurocxr.exporters.loihi import quantisation_table
+
+    splits = load_dataset(data, image_size=loaded.config.image_size)
+    ds = getattr(splits, split)
+    n = len(ds) if max_samples is None else min(max_samples, len(ds))
+    parity, _ = parity_check(
+        loaded,
+        program,
+        ds.images[:n],
+        ds.labels[:n],
+        netx_path=files.get("netx"),
+        lava_samples=lava_samples if out is not None else 0,
+        progress=progress,
+    )
+    report = {
+        "model": loaded.name,
+        "config": loaded.config.to_dict(),
+        "target": "loihi 2 (lava-dl netx HDF5)",
+        "export_seconds": export_seconds,
+        "input": {
+            "kind": program.input_kind,
+            "encoding": loaded.config.encoding,
+            "input_scale": program.input_scale,
+            "num_steps": program.num_steps,
+        },
+        "layers": quantisation_table(program),
+        "resources": resources_dict(resources),
+        "parity": {**parity, "data": f"{ds.source} [{split}]", "synthetic": bool(ds.synthetic)},
+        "files": {k: str(v) for k, v in files.items()},
+        "environment": environment(),
+    }
+    if out is not None:
+        files["report_json"] = write_json(out / "export_report.json", report)
+        files["report_md"] = write_text(out / "export_report.md", export_markdown(report))
+        report["files"] = {k: str(v) for k, v in files.items()}
+    return LoihiExport(program, graph, files, report)
+
+
+def resources_dict(resources: Any) -> dict[str, Any]:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(resources) if is_dataclass(resources) else dict(resources)
+
+
+def export_markdown(report: dict[str, Any]) -> str:
+    """export_report.md: the same facts as the JSON, for people."""
+    lines = [f"# Loihi 2 export: {report['model']}", ""]
+    inp = report["input"]
+    lines += [
+        f"- input: {inp['kind']} ({inp['encoding']} encoding), {inp['num_steps']} time steps"
+        + (f", bias = round(pixel x {inp['input_scale']:g})" if inp["kind"] == "bias" else ""),
+        f"- export time: {report['export_seconds']:.2f} s",
+        "",
+        "## Layers",
+        "",
+    ]
+    rows = report["layers"]
+    if rows:
+        keys = list(rows[0].keys())
+        lines.append("| " + " | ".join(keys) + " |")
+        lines.append("|" + "---|" * len(keys))
+        for r in rows:
+            lines.append("| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |")
+    res = report["resources"]
+    lines += [
+        "",
+        "## Resources",
+        "",
+        f"- neurons: {res.get('total_neurons')}, synapses: {res.get('total_synapses')}, "
+        f"cores: {res.get('cores')}, chips: {res.get('chips')}, fits: {res.get('fits')}",
+    ]
+    limits = res.get("limits") or {}
+    if limits:
+        lines.append(f"- limits used: {limits}")
+    p = report["parity"]
+    lines += [
+        "",
+        "## Parity",
+        "",
+        f"- data: {p['data']}, {p['samples']} samples",
+        f"- float PyTorch accuracy: {p['float_accuracy']:.4f}; emulator (integer) accuracy: {p['emulator_accuracy']:.4f}",
+        f"- predictions changed by quantisation: {100 * p['prediction_changed_fraction']:.2f}%",
+    ]
+    lava = p.get("lava")
+    if lava:
+        lines.append(
+            f"- emulator vs Lava ({lava['simulator']}), {lava['samples']} samples: "
+            + ("IDENTICAL spikes in every layer and identical readout" if lava["identical"] else f"DIFFERENT: {lava}")
+        )
+    else:
+        lines.append("- Lava run: not performed")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def environment() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    versions = {}
+    for pkg in ("torch", "snntorch", "norse", "nir", "lava-nc", "lava-dl", "onnxruntime", "numpy"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": __import__("os").cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "packages": versions,
+    }
