@@ -62,6 +62,9 @@ def phantom_image(size: int, pneumonia: bool, rng: np.random.Generator) -> np.nd
     yy, xx = np.meshgrid(lin, lin, indexing="ij")  # y down (top of the film = -1), x right
     edge = max(0.04, 1.5 / size)
     pix = 2.0 / size  # one pixel in grid units
+    # Opacities draw from their own stream, so a pneumonia phantom and a normal one made from the
+    # same ``rng`` state differ only by the opacities.
+    rng_opacity = np.random.default_rng(int(rng.integers(2**63 - 1)))
 
     # Patient position jitter.
     ox, oy = rng.normal(0, 0.04), rng.normal(0, 0.04)
@@ -118,15 +121,16 @@ def phantom_image(size: int, pneumonia: bool, rng: np.random.Generator) -> np.nd
 
     if pneumonia:
         opacity = np.zeros_like(img)
-        for _ in range(int(rng.integers(1, 4))):
-            side = rng.choice([-1.0, 1.0])
-            cx = ox + side * rng.uniform(0.25, 0.5)
-            cy = oy + rng.uniform(-0.35, 0.35)
-            r = rng.uniform(0.14, 0.28)
+        ro = rng_opacity
+        for _ in range(int(ro.integers(1, 4))):
+            side = ro.choice([-1.0, 1.0])
+            cx = ox + side * ro.uniform(0.25, 0.5)
+            cy = oy + ro.uniform(-0.35, 0.35)
+            r = ro.uniform(0.14, 0.28)
             envelope = np.exp(-(((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r)))
-            patch = gaussian_filter(rng.standard_normal((size, size)), max(0.7, size * 0.03))
+            patch = gaussian_filter(ro.standard_normal((size, size)), max(0.7, size * 0.03))
             patch = np.clip(0.6 + patch / (patch.std() + 1e-9) * 0.5, 0, None)
-            opacity += envelope * patch * rng.uniform(0.16, 0.34)
+            opacity += envelope * patch * ro.uniform(0.3, 0.5)
         img += gaussian_filter(opacity, max(0.5, size * 0.01)) * lungs
 
     # Exposure and contrast jitter, film grain, then slight blur (detector response).
