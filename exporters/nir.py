@@ -1,0 +1,795 @@
+"""PyTorch SNN <-> NIR graph: the one module that knows NIR, snnTorch and Norse quirks.
+
+The conversion walks `SpikingSequential.layers` directly instead of calling snnTorch's
+``export_to_nir`` or Norse's ``to_nir`` (both have known bugs, see ../shared/docs/loihi.md).
+
+Time discretisation (NIR is continuous time and stores no dt; we write dt to ``graph.metadata``).
+Forward Euler with step dt, current updated first and the membrane then using the new current
+(snnTorch's and Loihi's CUBA order):
+
+    LIF:      v <- (1 - dt/tau) v + (dt/tau) r I                      (v_leak = 0)
+    IF:       v <- v + dt r I
+    CubaLIF:  I <- (1 - dt/tau_syn) I + (dt/tau_syn) w_in S ;  v <- (1 - dt/tau_mem) v + (dt/tau_mem) r I
+
+Export choices (exact for our own round trip):
+- snnTorch ``Leaky(beta)`` / our ``LIF``: ``tau = dt/(1-beta)``, ``r = tau/dt`` (unit input gain),
+  so the update is exactly ``v <- beta v + I``. ``beta == 1`` (the input neurons of ``snn_conv``)
+  is written as ``IF`` with ``r = 1/dt``.
+- snnTorch ``Synaptic(alpha, beta)`` / our ``CubaLIF``: ``tau_syn = dt/(1-alpha)``,
+  ``w_in = tau_syn/dt``, ``tau_mem = dt/(1-beta)``, ``r = tau_mem/dt``.
+- Norse ``LIFBoxCell``: Norse computes ``v <- v + c (I - v)`` with ``c = dt_norse * tau_mem_inv``;
+  that is ``tau = dt/c`` (the real tau_mem when the cell's dt equals the graph dt) and ``r = 1``.
+- Norse ``LIFCell`` (1.1.0 source, ``lif_feed_forward_step``): ``j = i + x`` (current jump first),
+  ``v <- v + c_m (j - v)``, then ``i <- (1 - c_s) j``. So ``j`` follows ``j <- (1-c_s) j + x`` and
+  the membrane uses the *new* current: CubaLIF with ``tau_syn = dt/c_s``, ``w_in = tau_syn/dt``,
+  ``tau_mem = dt/c_m``, ``r = 1``. (Older Norse docs describe the membrane using the old current;
+  the installed source does not.)
+
+Parameters are float64 arrays of the layer's shape (scalars break nir type inference). Betas are
+recovered on import as ``float32(1 - dt/tau)``; the exporter checks that this gives back the
+model's float32 beta bit for bit and otherwise also stores the exact float32 values in the node's
+metadata (``neurocxr_exact``), which the importer prefers.
+
+Import: a NIR neuron whose input gain ``dt*r/tau`` (or ``dt*w_in/tau_syn * dt*r/tau_mem``) is not 1
+is built as our unit-gain neuron with the threshold divided by that gain: with reset to zero and
+no leak potential, scaling input and threshold together leaves the spikes unchanged (only the
+membrane's units change).
+
+Pooling is written as NIR ``AvgPool2d`` (nir 1.0.8 infers its output type); ``SumPool2d`` followed
+by a uniform ``Scale`` of ``1/(kH*kW)`` is read back as an average pool.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import nir
+import numpy as np
+import torch
+from torch import nn
+
+from neurocxr.errors import ExportError, NeurocxrError, UnsupportedLayerError
+from neurocxr.models import neurons as nrn
+from neurocxr.models.base import ModelConfig, SpikingSequential, is_neuron
+
+DEFAULT_DT = 1e-3  # seconds per time step; NIR stores no dt, so it goes into graph.metadata
+PRODUCER = "neurocxr"
+EXACT_KEY = "neurocxr_exact"  # node metadata holding exact float32 neuron parameters
+_GAIN_TOL = 1e-9  # input gains this close to 1 are exactly 1 (float64 noise of tau/dt round trips)
+
+_WHY_UNSUPPORTED: dict[str, str] = {
+    "MaxPool1d": "max pooling on spikes is not linear: Loihi synapses only sum; replace it with AvgPool2d and retrain",
+    "MaxPool2d": "MaxPool2d on spikes is not linear: Loihi synapses only sum; replace it with AvgPool2d and retrain",
+    "AdaptiveMaxPool2d": "max pooling on spikes is not linear: Loihi synapses only sum; use AvgPool2d and retrain",
+    "GRU": "gated recurrent units multiply activations (gates); Loihi neurons only integrate weighted spike sums; "
+    "use LIF neurons (snnTorch Leaky) instead and retrain",
+    "LSTM": "LSTM gates multiply activations; Loihi neurons only integrate weighted spike sums; "
+    "use LIF neurons (snnTorch Leaky) instead and retrain",
+    "RNN": "a non-spiking recurrent layer cannot run on Loihi; use LIF neurons and retrain",
+    "MultiheadAttention": "attention multiplies activations with each other (QK^T); Loihi synapses only apply "
+    "fixed weights to spikes; use a convolutional/linear SNN",
+}
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.Hardtanh)
+
+
+# --------------------------------------------------------------------------------------------
+# small helpers
+# --------------------------------------------------------------------------------------------
+
+
+class ElementwiseScale(nn.Module):
+    """``y = x * scale`` (NIR ``Scale`` that could not be folded into a pooling layer)."""
+
+    def __init__(self, scale: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+def _np(t: torch.Tensor | float, shape: tuple[int, ...]) -> np.ndarray:
+    """A parameter as a float32 numpy array broadcast to the layer's shape."""
+    arr = torch.as_tensor(t).detach().cpu().to(torch.float32)
+    try:
+        arr = torch.broadcast_to(arr, shape)
+    except RuntimeError as exc:
+        raise ExportError(f"neuron parameter of shape {tuple(arr.shape)} does not broadcast to the layer shape {shape}") from exc
+    return arr.numpy().copy()
+
+
+def _tau_from_decay(decay32: np.ndarray, dt: float) -> np.ndarray:
+    """tau = dt / (1 - decay) in float64; inf where decay == 1 (no leak)."""
+    d = decay32.astype(np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(d >= 1.0, np.inf, dt / (1.0 - d))
+
+
+def _decay_from_tau(tau: np.ndarray, dt: float) -> np.ndarray:
+    """float32(1 - dt/tau): the inverse of `_tau_from_decay`."""
+    tau = np.asarray(tau, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.asarray(1.0 - dt / tau).astype(np.float32)
+
+
+def _ratio_over_dt(num: np.ndarray, tau: np.ndarray, dt: float) -> np.ndarray:
+    """dt * num / tau, with num == tau == inf read as the limit 1 (no-leak neurons written as tau = r = inf)."""
+    num = np.asarray(num, dtype=np.float64)
+    tau = np.asarray(tau, dtype=np.float64)
+    both_inf = np.isinf(num) & np.isinf(tau)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = np.where(both_inf, 1.0, dt * (num / np.where(both_inf, 1.0, tau)))
+    return np.where(np.abs(g - 1.0) <= _GAIN_TOL, 1.0, g)
+
+
+def _name_layer(index: int, layer: nn.Module) -> str:
+    return f"layer {index} ({type(layer).__name__})"
+
+
+def _flatten_modules(modules: Iterator[nn.Module]) -> list[nn.Module]:
+    out: list[nn.Module] = []
+    for m in modules:
+        if isinstance(m, nn.Sequential):
+            out.extend(_flatten_modules(iter(m)))
+        else:
+            out.append(m)
+    return out
+
+
+def _model_layers(model: nn.Module) -> tuple[list[nn.Module], nn.Module | None]:
+    """The flat layer list and the readout of a SpikingSequential (or an nn.Sequential)."""
+    if isinstance(model, SpikingSequential):
+        return _flatten_modules(iter(model.layers)), model.readout
+    if isinstance(model, nn.Sequential):
+        return _flatten_modules(iter(model)), None
+    raise UnsupportedLayerError(
+        f"model of type {type(model).__name__} is not a SpikingSequential or nn.Sequential: its forward() may branch "
+        "or carry state the exporter cannot see, and Loihi (netx) holds only a chain of layers; rebuild it as a "
+        "neurocxr SpikingSequential (conv/linear/avgpool/flatten + LIF neurons)"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# export: torch -> NIR
+# --------------------------------------------------------------------------------------------
+
+
+def _check_eval(layers: list[nn.Module]) -> None:
+    for i, m in enumerate(layers):
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout)) and m.training:
+            raise ExportError(
+                f"{_name_layer(i, m)} is in training mode; call model.eval() before export "
+                "(BatchNorm is folded with its running statistics and Dropout is skipped)"
+            )
+
+
+def _unsupported(i: int, m: nn.Module) -> UnsupportedLayerError:
+    kind = type(m).__name__
+    if kind in _WHY_UNSUPPORTED:
+        why = _WHY_UNSUPPORTED[kind]
+    elif isinstance(m, _ACTIVATIONS):
+        why = (
+            f"a non-spiking activation ({kind}) inside an SNN cannot run on Loihi, where layers talk only through "
+            "spikes; replace it with a spiking neuron (snntorch.Leaky(reset_mechanism='zero', reset_delay=False)) and retrain"
+        )
+    else:
+        why = (
+            "unknown module type: the NIR exporter knows Conv2d, Linear, AvgPool2d, Flatten, BatchNorm1d/2d (folded), "
+            "Dropout (skipped) and LIF/CubaLIF neurons (snnTorch Leaky/Synaptic, Norse LIFBoxCell/LIFCell, neurocxr)"
+        )
+    return UnsupportedLayerError(f"cannot export {_name_layer(i, m)}: {why}")
+
+
+def _fold_bn(weight: np.ndarray, bias: np.ndarray, bn: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """Fold eval-mode BatchNorm into the preceding conv/linear (float64 arithmetic, float32 result)."""
+    mean = bn.running_mean.detach().double().numpy()
+    var = bn.running_var.detach().double().numpy()
+    gamma = bn.weight.detach().double().numpy() if bn.weight is not None else np.ones_like(mean)
+    shift = bn.bias.detach().double().numpy() if bn.bias is not None else np.zeros_like(mean)
+    k = gamma / np.sqrt(var + bn.eps)
+    w = weight.astype(np.float64) * k.reshape((-1,) + (1,) * (weight.ndim - 1))
+    b = (bias.astype(np.float64) - mean) * k + shift
+    return w.astype(np.float32), b.astype(np.float32)
+
+
+def _neuron_node(i: int, m: nn.Module, shape: tuple[int, ...], dt: float) -> nir.NIRNode:
+    """NIR node for one neuron module acting on per-sample shape ``shape``."""
+    import snntorch as snn
+
+    where = _name_layer(i, m)
+    exact: dict[str, np.ndarray] = {}
+
+    if isinstance(m, snn.Leaky) or isinstance(m, snn.Synaptic):
+        mech = getattr(m, "reset_mechanism", "subtract")
+        if mech != "zero":
+            raise UnsupportedLayerError(
+                f"cannot export {where}: reset_mechanism={mech!r}; Loihi's CUBA neuron resets the membrane to zero, "
+                "so only reset_mechanism='zero' (with reset_delay=False) is exact; rebuild the neuron that way and retrain"
+            )
+        if getattr(m, "reset_delay", True):
+            raise UnsupportedLayerError(
+                f"cannot export {where}: reset_delay=True keeps the membrane above threshold for one extra step, "
+                "which Loihi does not do; use reset_delay=False and retrain"
+            )
+        if getattr(m, "inhibition", False) or getattr(m, "state_quant", False):
+            raise UnsupportedLayerError(f"cannot export {where}: inhibition/state_quant have no NIR or Loihi equivalent")
+        if float(torch.as_tensor(m.graded_spikes_factor).detach().reshape(-1)[0]) != 1.0 or torch.as_tensor(
+            m.graded_spikes_factor
+        ).numel() != 1:
+            raise UnsupportedLayerError(f"cannot export {where}: graded spikes (graded_spikes_factor != 1) are not binary spikes")
+        beta = _np(torch.as_tensor(m.beta).clamp(0, 1), shape)
+        thr = _np(m.threshold, shape)
+        alpha = _np(torch.as_tensor(m.alpha).clamp(0, 1), shape) if isinstance(m, snn.Synaptic) else None
+        kind = "cuba" if alpha is not None else "lif"
+    elif isinstance(m, (nrn.LIF, nrn.CubaLIF)):
+        beta = _np(m.beta, shape)
+        thr = _np(m.threshold, shape)
+        alpha = _np(m.alpha, shape) if isinstance(m, nrn.CubaLIF) else None
+        kind = "cuba" if alpha is not None else "lif"
+    else:
+        return _norse_node(where, m, shape, dt)
+
+    if np.any(thr < 0):
+        raise UnsupportedLayerError(f"cannot export {where}: negative thresholds; Loihi thresholds are unsigned")
+    thr64 = thr.astype(np.float64)
+    zeros = np.zeros(shape, dtype=np.float64)
+    tau_mem = _tau_from_decay(beta, dt)
+    if not np.array_equal(_decay_from_tau(tau_mem, dt), beta):
+        exact["beta"] = beta
+    if kind == "lif" and np.all(beta == 1.0):
+        return nir.IF(r=np.full(shape, 1.0 / dt), v_threshold=thr64, v_reset=zeros.copy(), metadata={EXACT_KEY: exact} if exact else {})
+    r = np.where(np.isinf(tau_mem), np.inf, tau_mem / dt)
+    if kind == "lif":
+        return nir.LIF(tau=tau_mem, r=r, v_leak=zeros.copy(), v_threshold=thr64, v_reset=zeros.copy(),
+                       metadata={EXACT_KEY: exact} if exact else {})
+    assert alpha is not None
+    tau_syn = _tau_from_decay(alpha, dt)
+    if not np.array_equal(_decay_from_tau(tau_syn, dt), alpha):
+        exact["alpha"] = alpha
+    w_in = np.where(np.isinf(tau_syn), np.inf, tau_syn / dt)
+    return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=zeros.copy(), v_threshold=thr64,
+                       v_reset=zeros.copy(), w_in=w_in, metadata={EXACT_KEY: exact} if exact else {})
+
+
+def _norse_node(where: str, m: nn.Module, shape: tuple[int, ...], dt: float) -> nir.NIRNode:
+    from norse.torch import LIFBoxCell, LIFCell
+    from norse.torch.functional.reset import reset_value
+
+    if not isinstance(m, (LIFBoxCell, LIFCell)):
+        raise UnsupportedLayerError(f"cannot export {where}: not a neuron type the NIR exporter knows")
+    p = m.p
+    if torch.any(torch.as_tensor(p.v_leak) != 0) or torch.any(torch.as_tensor(p.v_reset) != 0):
+        raise UnsupportedLayerError(
+            f"cannot export {where}: Norse v_leak/v_reset must be 0; Loihi has no leak potential and resets to zero"
+        )
+    if getattr(p, "reset_method", reset_value) is not reset_value:
+        raise UnsupportedLayerError(f"cannot export {where}: only Norse's reset-to-value (zero) matches Loihi")
+    if getattr(p, "method", "super") == "adjoint":
+        raise UnsupportedLayerError(f"cannot export {where}: the adjoint LIF method has no NIR equivalent")
+    # Norse computes the decay as dt_cell * tau_inv in float32: reproduce that product exactly.
+    c_mem = _np(torch.as_tensor(m.dt) * torch.as_tensor(p.tau_mem_inv, dtype=torch.float32), shape).astype(np.float64)
+    thr = _np(p.v_th, shape).astype(np.float64)
+    zeros = np.zeros(shape, dtype=np.float64)
+    tau_mem = dt / c_mem
+    ones = np.ones(shape, dtype=np.float64)
+    meta = {"source": f"norse.{type(m).__name__}"}
+    if isinstance(m, LIFBoxCell):
+        return nir.LIF(tau=tau_mem, r=ones, v_leak=zeros.copy(), v_threshold=thr, v_reset=zeros.copy(), metadata=meta)
+    c_syn = _np(torch.as_tensor(m.dt) * torch.as_tensor(p.tau_syn_inv, dtype=torch.float32), shape).astype(np.float64)
+    tau_syn = dt / c_syn
+    return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=ones, v_leak=zeros.copy(), v_threshold=thr,
+                       v_reset=zeros.copy(), w_in=tau_syn / dt, metadata=meta)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _default_metadata(model: nn.Module, layers: list[nn.Module], dt: float) -> dict[str, Any]:
+    info: dict[str, Any] = {"input_neurons": bool(layers) and is_neuron(layers[0])}
+    config = getattr(model, "config", None)
+    if isinstance(config, ModelConfig):
+        info.update(encoding=config.encoding, num_steps=int(config.num_steps), model=config.name)
+    return {"dt": float(dt), "producer": PRODUCER, "neurocxr": info}
+
+
+def to_nir(
+    model: nn.Module,
+    *,
+    input_shape: tuple[int, ...],
+    dt: float = DEFAULT_DT,
+    metadata: dict | None = None,
+) -> nir.NIRGraph:
+    """Convert a SpikingSequential (or nn.Sequential) SNN to a chain-shaped NIR graph.
+
+    ``input_shape`` is one sample's shape without time and batch, e.g. ``(1, 28, 28)``. BatchNorm is
+    folded into the preceding conv/linear, Dropout skipped; layers Loihi cannot hold raise
+    `UnsupportedLayerError` naming the layer. ``metadata`` entries override the defaults
+    (``dt``, ``producer``, ``neurocxr``: encoding, num_steps, model, input_neurons).
+    """
+    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+        raise ExportError(f"dt must be a positive number of seconds, got {dt!r}")
+    layers, readout = _model_layers(model)
+    _check_eval(layers)
+    input_shape = tuple(int(s) for s in input_shape)
+    shape = input_shape
+    probe = torch.zeros((1,) + input_shape)
+
+    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array(input_shape))}
+    order: list[str] = ["input"]
+    counters: dict[str, int] = {}
+    n_synaptic = 0
+    pending: tuple[str, np.ndarray, np.ndarray | None] | None = None  # last synaptic node, for BN folding
+
+    def add(prefix: str, node: nir.NIRNode, numbered: bool = True) -> str:
+        counters[prefix] = counters.get(prefix, 0) + 1
+        name = f"{prefix}{counters[prefix]}" if numbered else prefix
+        if name in nodes:
+            name = f"{name}_{counters[prefix]}"
+        nodes[name] = node
+        order.append(name)
+        return name
+
+    neuron_names: set[str] = set()
+    for i, m in enumerate(layers):
+        try:
+            if is_neuron(m):
+                node = _neuron_node(i, m, shape, dt)
+                prefix = "cuba" if isinstance(node, nir.CubaLIF) else "lif"
+                name = f"{prefix}{n_synaptic}"
+                while name in nodes:
+                    name += "b"
+                nodes[name] = node
+                order.append(name)
+                neuron_names.add(name)
+                pending = None
+                continue
+            if isinstance(m, nn.Dropout):
+                continue
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                if pending is None or order[-1] != pending[0]:
+                    raise UnsupportedLayerError(
+                        f"cannot export {_name_layer(i, m)}: BatchNorm must directly follow a Conv2d or Linear so it can be "
+                        "folded into its weights; Loihi has no separate normalisation layer"
+                    )
+                w, b = _fold_bn(pending[1], pending[2] if pending[2] is not None else np.zeros(pending[1].shape[0], np.float32), m)
+                old = nodes[pending[0]]
+                if isinstance(old, nir.Conv2d):
+                    nodes[pending[0]] = nir.Conv2d(input_shape=old.input_shape, weight=w, stride=old.stride, padding=old.padding,
+                                                   dilation=old.dilation, groups=old.groups, bias=b)
+                else:
+                    nodes[pending[0]] = nir.Affine(weight=w, bias=b)
+                pending = (pending[0], w, b)
+                continue
+            if isinstance(m, nn.Conv2d):
+                if m.padding_mode != "zeros":
+                    raise UnsupportedLayerError(f"cannot export {_name_layer(i, m)}: padding_mode={m.padding_mode!r}; only zero padding maps to Loihi")
+                padding = m.padding
+                if isinstance(padding, str):
+                    if padding == "valid":
+                        padding = (0, 0)
+                    else:
+                        padding = tuple(d * (k - 1) // 2 for d, k in zip(m.dilation, m.kernel_size))
+                w = m.weight.detach().cpu().float().numpy().copy()
+                b = m.bias.detach().cpu().float().numpy().copy() if m.bias is not None else np.zeros(w.shape[0], np.float32)
+                node = nir.Conv2d(input_shape=tuple(shape[1:]), weight=w, stride=_pair(m.stride), padding=_pair(padding),
+                                  dilation=_pair(m.dilation), groups=int(m.groups), bias=b)
+                n_synaptic += 1
+                pending = (add("conv", node), w, b)
+            elif isinstance(m, nn.Linear):
+                w = m.weight.detach().cpu().float().numpy().copy()
+                b = m.bias.detach().cpu().float().numpy().copy() if m.bias is not None else None
+                node = nir.Affine(weight=w, bias=b) if b is not None else nir.Linear(weight=w)
+                n_synaptic += 1
+                pending = (add("fc", node), w, b)
+            elif isinstance(m, nn.AvgPool2d):
+                if m.ceil_mode or m.divisor_override is not None or (not m.count_include_pad and _pair(m.padding) != (0, 0)):
+                    raise UnsupportedLayerError(
+                        f"cannot export {_name_layer(i, m)}: ceil_mode/divisor_override/count_include_pad=False have no NIR "
+                        "AvgPool2d equivalent; use nn.AvgPool2d(k) with defaults"
+                    )
+                k = _pair(m.kernel_size)
+                s = _pair(m.stride if m.stride is not None else m.kernel_size)
+                add("pool", nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(_pair(m.padding))))
+                pending = None
+            elif isinstance(m, nn.Flatten):
+                if m.start_dim < 1 and m.start_dim != -len(shape) - 1:
+                    raise UnsupportedLayerError(f"cannot export {_name_layer(i, m)}: Flatten(start_dim={m.start_dim}) flattens the batch dimension")
+                nd = len(shape) + 1
+                start = (m.start_dim % nd) - 1
+                end = (m.end_dim % nd) - 1
+                add("flatten", nir.Flatten(input_type={"input": np.array(shape)}, start_dim=start,
+                                           end_dim=-1 if end == len(shape) - 1 else end), numbered=False)
+                pending = None
+            else:
+                raise _unsupported(i, m)
+        except NeurocxrError:  # our own errors pass through with their message
+            raise
+        except Exception as exc:  # a library failing three levels down: say which layer
+            raise ExportError(f"could not convert {_name_layer(i, m)} to NIR: {exc}") from exc
+        if not is_neuron(m):
+            with torch.no_grad():
+                probe = m(probe)
+            shape = tuple(probe.shape[1:])
+
+    if readout is not None:
+        if not isinstance(readout, nn.Linear):
+            raise UnsupportedLayerError(f"cannot export readout ({type(readout).__name__}): only a Linear readout is supported")
+        w = readout.weight.detach().cpu().float().numpy().copy()
+        if readout.bias is not None:
+            node = nir.Affine(weight=w, bias=readout.bias.detach().cpu().float().numpy().copy())
+        else:
+            node = nir.Linear(weight=w)
+        nodes["readout"] = node
+        order.append("readout")
+        shape = (w.shape[0],)
+    nodes["output"] = nir.Output(output_type=np.array(shape))
+    order.append("output")
+
+    meta = _default_metadata(model, layers, dt)
+    if metadata:
+        for key, value in metadata.items():
+            if key == "neurocxr" and isinstance(value, dict):
+                meta["neurocxr"] = {**meta["neurocxr"], **value}
+            else:
+                meta[key] = value
+    edges = [(a, b) for a, b in zip(order[:-1], order[1:])]
+    try:
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+    except Exception as exc:
+        raise ExportError(f"NIR rejected the exported graph (shape/type check): {exc}; input_shape was {input_shape}") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# import: NIR -> torch
+# --------------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """HDF5 round trips turn metadata into numpy scalars/bytes: back to Python values."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, bytes):
+        return value.decode("utf8")
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _chain(graph: nir.NIRGraph) -> list[str]:
+    """Node names from Input to Output; refuse branches, merges and subgraphs."""
+    inputs = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
+    if len(inputs) != 1:
+        raise UnsupportedLayerError(f"the NIR graph has {len(inputs)} Input nodes; neurocxr imports chains with exactly one")
+    succ: dict[str, list[str]] = {}
+    pred: dict[str, int] = {}
+    for a, b in graph.edges:
+        succ.setdefault(a, []).append(b)
+        pred[b] = pred.get(b, 0) + 1
+    chain = [inputs[0]]
+    seen = {inputs[0]}
+    while True:
+        nxt = succ.get(chain[-1], [])
+        if len(nxt) == 0:
+            break
+        if len(nxt) > 1:
+            raise UnsupportedLayerError(
+                f"NIR node {chain[-1]!r} feeds {len(nxt)} nodes ({', '.join(nxt)}): branches cannot be held by Loihi netx, "
+                "which runs a strict chain of layers"
+            )
+        name = nxt[0]
+        if name in seen or pred.get(name, 0) > 1:
+            raise UnsupportedLayerError(f"NIR node {name!r} has several inputs or closes a loop; only chains are supported")
+        chain.append(name)
+        seen.add(name)
+    if not isinstance(graph.nodes[chain[-1]], nir.Output):
+        raise UnsupportedLayerError(f"the NIR chain ends at {chain[-1]!r}, not at an Output node")
+    if len(seen) != len(graph.nodes):
+        extra = sorted(set(graph.nodes) - seen)
+        raise UnsupportedLayerError(f"NIR nodes not on the Input->Output chain: {', '.join(extra)}")
+    return chain
+
+
+def _f64(a: Any, like: np.ndarray | None = None) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64)
+    if like is not None:
+        arr = np.broadcast_to(arr, np.shape(like)).copy()
+    return arr
+
+
+def _zero_or_refuse(name: str, what: str, value: Any) -> None:
+    if value is not None and np.any(np.asarray(value) != 0):
+        raise UnsupportedLayerError(
+            f"NIR node {name!r}: {what} != 0 is not representable by a reset-to-zero neuron without leak potential "
+            "(Loihi's CUBA neuron); re-export the model with it set to 0"
+        )
+
+
+def _exact(node: nir.NIRNode, key: str) -> np.ndarray | None:
+    meta = node.metadata if isinstance(node.metadata, dict) else {}
+    exact = meta.get(EXACT_KEY, {})
+    return np.asarray(exact[key], dtype=np.float32) if isinstance(exact, dict) and key in exact else None
+
+
+def _threshold(name: str, thr: Any, gain: np.ndarray) -> torch.Tensor:
+    thr32 = np.asarray(thr, dtype=np.float32)
+    if np.any(gain <= 0) or not np.all(np.isfinite(gain)):
+        raise UnsupportedLayerError(f"NIR node {name!r}: input gain must be positive and finite, got {np.unique(gain)[:5]}")
+    if np.all(gain == 1.0):
+        return torch.from_numpy(thr32.copy())
+    return torch.from_numpy(np.asarray(thr32.astype(np.float64) / gain).astype(np.float32))
+
+
+def _import_neuron(name: str, node: nir.NIRNode, dt: float) -> nn.Module:
+    if isinstance(node, nir.IF):
+        _zero_or_refuse(name, "v_reset", node.v_reset)
+        gain = _ratio_over_dt(_f64(node.r), np.ones_like(_f64(node.r)), dt)
+        beta = np.ones(np.shape(node.r), dtype=np.float32)
+        return nrn.LIF(torch.from_numpy(beta), _threshold(name, _f64(node.v_threshold, node.r), gain))
+    if isinstance(node, nir.LIF):
+        _zero_or_refuse(name, "v_leak", node.v_leak)
+        _zero_or_refuse(name, "v_reset", node.v_reset)
+        tau = _f64(node.tau, node.v_threshold)
+        beta = _exact(node, "beta")
+        beta = _decay_from_tau(tau, dt) if beta is None else beta
+        gain = _ratio_over_dt(_f64(node.r, tau), tau, dt)
+        return nrn.LIF(torch.from_numpy(beta.copy()), _threshold(name, _f64(node.v_threshold, tau), gain))
+    if isinstance(node, nir.CubaLIF):
+        _zero_or_refuse(name, "v_leak", node.v_leak)
+        _zero_or_refuse(name, "v_reset", node.v_reset)
+        tau_syn = _f64(node.tau_syn, node.v_threshold)
+        tau_mem = _f64(node.tau_mem, node.v_threshold)
+        alpha = _exact(node, "alpha")
+        alpha = _decay_from_tau(tau_syn, dt) if alpha is None else alpha
+        beta = _exact(node, "beta")
+        beta = _decay_from_tau(tau_mem, dt) if beta is None else beta
+        g_syn = _ratio_over_dt(_f64(node.w_in, tau_syn), tau_syn, dt)
+        g_mem = _ratio_over_dt(_f64(node.r, tau_mem), tau_mem, dt)
+        gain = np.where((g_syn == 1.0) & (g_mem == 1.0), 1.0, g_syn * g_mem)
+        thr = _threshold(name, _f64(node.v_threshold, tau_mem), gain)
+        return nrn.CubaLIF(torch.from_numpy(alpha.copy()), torch.from_numpy(beta.copy()), thr)
+    raise UnsupportedLayerError(f"NIR node {name!r} of type {type(node).__name__} is not a neuron neurocxr imports")
+
+
+def _shape_of(node: nir.NIRNode, key: str) -> tuple[int, ...] | None:
+    types = node.output_type if key == "output" else node.input_type
+    if not isinstance(types, dict):
+        return None
+    val = types.get(key)
+    return None if val is None else tuple(int(s) for s in np.asarray(val).reshape(-1))
+
+
+def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> SpikingSequential:
+    """Build a SpikingSequential (torch layers + neurocxr LIF/CubaLIF) from a chain-shaped NIR graph.
+
+    dt comes from ``graph.metadata['dt']`` when present, else the argument, else `DEFAULT_DT`
+    (with a warning). A trailing Affine/Linear (optionally followed by a non-spiking LI) becomes
+    the readout. Graphs written by `to_nir` reproduce the original spikes bit for bit.
+    """
+    if isinstance(graph, (str, Path)):
+        graph = read_nir(graph)
+    if not isinstance(graph, nir.NIRGraph):
+        raise ExportError(f"from_nir expects a nir.NIRGraph or a .nir path, got {type(graph).__name__}")
+    meta = _plain(graph.metadata) if isinstance(graph.metadata, dict) else {}
+    if "dt" in meta:
+        graph_dt = float(meta["dt"])
+        if dt is not None and not math.isclose(dt, graph_dt, rel_tol=1e-12):
+            warnings.warn(f"the NIR graph states dt={graph_dt}; using it instead of dt={dt}", stacklevel=2)
+        dt = graph_dt
+    elif dt is None:
+        warnings.warn(
+            f"the NIR graph does not state its time step; assuming dt={DEFAULT_DT} s (pass dt=... to from_nir)",
+            stacklevel=2,
+        )
+        dt = DEFAULT_DT
+    if not (math.isfinite(dt) and dt > 0):
+        raise ExportError(f"dt must be positive, got {dt}")
+
+    chain = _chain(graph)
+    body = chain[1:-1]
+    # the readout: last Affine/Linear after the last neuron, optionally followed by an LI integrator
+    readout_at: int | None = None
+    li_at: int | None = None
+    if body and isinstance(graph.nodes[body[-1]], nir.LI):
+        li_at = len(body) - 1
+        if len(body) < 2 or not isinstance(graph.nodes[body[-2]], (nir.Affine, nir.Linear)):
+            raise UnsupportedLayerError(f"NIR LI node {body[-1]!r} must directly follow an Affine/Linear readout")
+        readout_at = len(body) - 2
+    elif body and isinstance(graph.nodes[body[-1]], (nir.Affine, nir.Linear)):
+        readout_at = len(body) - 1
+
+    layers: list[nn.Module] = []
+    readout: nn.Linear | None = None
+    k = 0
+    while k < len(body):
+        name = body[k]
+        node = graph.nodes[name]
+        if k == li_at:
+            node_li = node
+            _zero_or_refuse(name, "v_leak", node_li.v_leak)
+            leak = _decay_from_tau(_f64(node_li.tau), dt)
+            if not np.all(leak == 1.0):
+                warnings.warn(
+                    f"NIR LI readout {name!r} leaks (decay {np.unique(leak)[:3]}); SpikingSequential reads the readout as "
+                    "its mean over time, which ranks classes like a non-leaky integrator",
+                    stacklevel=2,
+                )
+            k += 1
+            continue
+        if isinstance(node, (nir.Affine, nir.Linear)):
+            w = torch.from_numpy(np.asarray(node.weight, dtype=np.float32).copy())
+            if w.dim() != 2:
+                raise UnsupportedLayerError(f"NIR node {name!r}: only 2-D Affine/Linear weights are supported, got {tuple(w.shape)}")
+            has_bias = isinstance(node, nir.Affine) and node.bias is not None
+            lin = nn.Linear(w.shape[1], w.shape[0], bias=has_bias)
+            with torch.no_grad():
+                lin.weight.copy_(w)
+                if has_bias:
+                    lin.bias.copy_(torch.from_numpy(np.broadcast_to(np.asarray(node.bias, np.float32), (w.shape[0],)).copy()))
+            if k == readout_at:
+                readout = lin
+            else:
+                layers.append(lin)
+        elif isinstance(node, nir.Conv2d):
+            w = torch.from_numpy(np.asarray(node.weight, dtype=np.float32).copy())
+            padding = node.padding if isinstance(node.padding, str) else _pair(tuple(np.asarray(node.padding).reshape(-1)) if np.ndim(node.padding) else int(node.padding))
+            stride = _pair(tuple(np.asarray(node.stride).reshape(-1)) if np.ndim(node.stride) else int(node.stride))
+            dilation = _pair(tuple(np.asarray(node.dilation).reshape(-1)) if np.ndim(node.dilation) else int(node.dilation))
+            groups = int(np.asarray(node.groups))
+            conv = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=stride, padding=padding,
+                             dilation=dilation, groups=groups, bias=True)
+            with torch.no_grad():
+                conv.weight.copy_(w)
+                bias = np.zeros(w.shape[0], np.float32) if node.bias is None else np.broadcast_to(np.asarray(node.bias, np.float32), (w.shape[0],))
+                conv.bias.copy_(torch.from_numpy(bias.copy()))
+            layers.append(conv)
+        elif isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+            ks, st, pd = (_pair(tuple(np.asarray(v).reshape(-1)) if np.size(v) > 1 else int(np.asarray(v).reshape(-1)[0]))
+                          for v in (node.kernel_size, node.stride, node.padding))
+            if isinstance(node, nir.SumPool2d):
+                nxt = graph.nodes[body[k + 1]] if k + 1 < len(body) else None
+                area = ks[0] * ks[1]
+                if isinstance(nxt, nir.Scale) and np.allclose(np.asarray(nxt.scale, np.float64), 1.0 / area, rtol=1e-6, atol=0):
+                    layers.append(nn.AvgPool2d(ks, st, pd))  # SumPool + Scale(1/k) == AvgPool
+                    k += 2
+                    continue
+                layers.append(nn.AvgPool2d(ks, st, pd, divisor_override=1))  # a plain sum
+            else:
+                layers.append(nn.AvgPool2d(ks, st, pd))
+        elif isinstance(node, nir.Scale):
+            layers.append(ElementwiseScale(torch.from_numpy(np.asarray(node.scale, np.float32).copy())))
+        elif isinstance(node, nir.Flatten):
+            start = int(node.start_dim)
+            end = int(node.end_dim)
+            layers.append(nn.Flatten(start_dim=start + 1 if start >= 0 else start, end_dim=end + 1 if end >= 0 else end))
+        elif isinstance(node, (nir.LIF, nir.CubaLIF, nir.IF)):
+            layers.append(_import_neuron(name, node, dt))
+        elif isinstance(node, nir.LI):
+            raise UnsupportedLayerError(
+                f"NIR LI node {name!r} is a non-spiking integrator in the middle of the network; Loihi layers talk only "
+                "through spikes, so LI is supported only as the final readout (after the last Affine/Linear)"
+            )
+        elif isinstance(node, nir.NIRGraph):
+            raise UnsupportedLayerError(f"NIR node {name!r} is a subgraph (e.g. a recurrent layer); only flat chains are supported")
+        else:
+            raise UnsupportedLayerError(
+                f"NIR node {name!r} of type {type(node).__name__} is not supported: neurocxr imports Affine, Linear, Conv2d, "
+                "AvgPool2d, SumPool2d, Scale, Flatten, IF, LIF, CubaLIF and a final LI"
+            )
+        k += 1
+
+    model = SpikingSequential(layers, readout=readout)
+    info = meta.get("neurocxr", {}) if isinstance(meta.get("neurocxr"), dict) else {}
+    in_shape = _shape_of(graph.nodes[chain[0]], "input") or _shape_of(graph.nodes[chain[0]], "output")
+    out_shape = _shape_of(graph.nodes[chain[-1]], "output")
+    if info and in_shape and len(in_shape) == 3:  # a ModelConfig describes image models only
+        try:
+            model.config = ModelConfig(  # type: ignore[attr-defined]
+                name=str(info.get("model", "nir_import")),
+                image_size=int(in_shape[-1]),
+                in_channels=int(in_shape[0]),
+                num_classes=int(out_shape[0]) if out_shape else 2,
+                num_steps=int(info.get("num_steps", 16)),
+                encoding=str(info.get("encoding", "direct")),
+            )
+        except (ValueError, TypeError) as exc:
+            warnings.warn(f"could not rebuild a ModelConfig from the NIR metadata: {exc}", stacklevel=2)
+    model.nir_metadata = {**meta, "dt": dt}  # type: ignore[attr-defined]
+    model.eval()
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# files and summaries
+# --------------------------------------------------------------------------------------------
+
+
+def write_nir(graph: nir.NIRGraph, path: str | Path, *, overwrite: bool = True) -> Path:
+    """Write ``graph`` to ``path`` atomically (temporary file + os.replace) with nir.write."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ExportError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
+    if not path.parent.exists():
+        raise ExportError(f"cannot write {path}: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        nir.write(tmp, graph)
+        os.replace(tmp, path)
+    except Exception as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ExportError(f"could not write NIR graph to {path}: {exc}") from exc
+    return path
+
+
+def read_nir(path: str | Path) -> nir.NIRGraph:
+    """Read a .nir file; unreadable or malformed files raise ExportError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"NIR file {path} does not exist")
+    try:
+        return nir.read(path)
+    except Exception as exc:  # h5py / nir errors: keep their text, name the file
+        try:
+            graph = nir.read(path, type_check=False)
+        except Exception:
+            raise ExportError(f"{path} is not a readable NIR file ({type(exc).__name__}: {exc})") from exc
+        warnings.warn(f"{path}: NIR type check failed ({exc}); read without type checking", stacklevel=2)
+        return graph
+
+
+def _key_params(node: nir.NIRNode) -> dict[str, Any]:
+    def rng(a: Any) -> list[float]:
+        arr = np.asarray(a, dtype=np.float64)
+        return [float(arr.min()), float(arr.max())]
+
+    if isinstance(node, nir.Conv2d):
+        return {"weight": list(node.weight.shape), "stride": [int(s) for s in np.ravel(node.stride)],
+                "padding": node.padding if isinstance(node.padding, str) else [int(p) for p in np.ravel(node.padding)],
+                "groups": int(node.groups)}
+    if isinstance(node, nir.Affine):
+        return {"weight": list(node.weight.shape), "bias": True}
+    if isinstance(node, nir.Linear):
+        return {"weight": list(node.weight.shape), "bias": False}
+    if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+        return {"kernel_size": [int(k) for k in np.ravel(node.kernel_size)], "stride": [int(s) for s in np.ravel(node.stride)]}
+    if isinstance(node, nir.Flatten):
+        return {"start_dim": int(node.start_dim), "end_dim": int(node.end_dim)}
+    if isinstance(node, nir.LIF):
+        return {"tau": rng(node.tau), "r": rng(node.r), "v_threshold": rng(node.v_threshold)}
+    if isinstance(node, nir.CubaLIF):
+        return {"tau_syn": rng(node.tau_syn), "tau_mem": rng(node.tau_mem), "r": rng(node.r),
+                "w_in": rng(node.w_in), "v_threshold": rng(node.v_threshold)}
+    if isinstance(node, nir.IF):
+        return {"r": rng(node.r), "v_threshold": rng(node.v_threshold)}
+    if isinstance(node, nir.LI):
+        return {"tau": rng(node.tau), "r": rng(node.r)}
+    if isinstance(node, nir.Scale):
+        return {"scale": rng(node.scale)}
+    return {}
+
+
+def graph_summary(graph: nir.NIRGraph) -> list[dict]:
+    """One dict per node in chain order (name, type, input/output shape, key parameters) for reports."""
+    try:
+        names = _chain(graph)
+    except UnsupportedLayerError:
+        names = list(graph.nodes)
+    rows = []
+    for name in names:
+        node = graph.nodes[name]
+        rows.append({
+            "name": name,
+            "type": type(node).__name__,
+            "input_shape": list(_shape_of(node, "input") or []),
+            "output_shape": list(_shape_of(node, "output") or []),
+            "params": _key_params(node),
+        })
+    return rows
