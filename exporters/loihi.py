@@ -1,0 +1,906 @@
+"""NIR graph -> `LoihiProgram`: recover discrete neurons, fuse pooling, quantise to Loihi integers.
+
+NIR is continuous time and stores no dt; Loihi 2 runs the fixed-point CUBA neuron of lava-nc's
+``PyLifModelBitAcc`` (see ../shared/docs/loihi.md). This module is the one place that maps one to
+the other:
+
+- neurons: ``LIF(tau, r, v_leak=0, v_threshold, v_reset=0)`` becomes ``beta = 1 - dt/tau`` with input
+  gain ``r*dt/tau`` (1 for snnTorch graphs; other gains are folded into the synaptic weights);
+  ``CubaLIF`` adds ``alpha = 1 - dt/tau_syn`` and gain ``w_in*dt/tau_syn``; ``IF`` is ``beta = 1``
+  with gain ``r*dt`` (NIR's ``dv/dt = r*I``; neurocxr's exporter writes ``r = 1/dt``).
+  ``vDecay = round(4096*(1-beta))``, ``iDecay = round(4096*(1-alpha))`` (4096 for LIF/IF).
+- pooling: sum/average pooling (kernel == stride, no padding) before a conv or dense is linear and
+  is fused into that layer's weights, on the un-pooled spike map.
+- quantisation: per synaptic layer one float scale ``s`` (weights, bias and threshold all in the
+  same units, as the membrane is), the largest that fits every Loihi/netx bit width, unless forced.
+  Anything that would need clipping raises `QuantisationError` unless clipping is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import nir
+import numpy as np
+
+from neurocxr.errors import ExportError, QuantisationError, UnsupportedLayerError
+from neurocxr.exporters.program import (
+    BIAS_MAX,
+    BIAS_MIN,
+    DECAY_MAX,
+    STATE_BITS,
+    VTH_MAX,
+    WEIGHT_MAX,
+    WEIGHT_MAX_EXCITATORY,
+    WEIGHT_MIN,
+    LoihiLayer,
+    LoihiNeuron,
+    LoihiProgram,
+    ProgramError,
+)
+
+# nir 1.0.8 defines Identity in nir.ir.graph but does not export it at the top level.
+try:
+    from nir.ir.graph import Identity as _Identity
+except ImportError:  # pragma: no cover - other nir versions
+    _Identity = nir.Identity if hasattr(nir, "Identity") else type("_NoIdentity", (), {})
+
+DEFAULT_DT = 1e-3
+# Preferred input scale: 16 * 255, so a uint8 image x/255 becomes the exact integer bias 16*x.
+PREFERRED_INPUT_SCALE = 16.0 * 255.0
+_ENCODINGS = ("direct", "rate", "latency")
+_GAIN_TOL = 1e-9
+_EXACT_KEY = "neurocxr_exact"  # node metadata key of neurocxr.exporters.nir holding exact float32 decays
+
+
+@dataclass
+class QuantisationOptions:
+    """How float weights become Loihi integers.
+
+    ``max_weight``: upper end of the mixed-sign weight range (netx is lossless in [-256, 254]);
+    all-positive weights may use [0, 255]. ``scale`` forces one scale for every synaptic layer.
+    ``allow_clipping`` lets weights/bias/threshold be clipped (counted and reported) instead of
+    raising. ``min_weight_levels``: the largest |weight| must get at least this many integer steps;
+    a bias that would push the scale lower needs clipping (or retraining).
+    """
+
+    allow_clipping: bool = False
+    max_weight: int = WEIGHT_MAX
+    scale: float | None = None
+    min_weight_levels: int = 16
+
+    def __post_init__(self) -> None:
+        if not 1 <= int(self.max_weight) <= WEIGHT_MAX:
+            raise QuantisationError(
+                f"max_weight {self.max_weight} must be in 1..{WEIGHT_MAX}: netx clips mixed-sign weights above {WEIGHT_MAX}"
+            )
+        if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
+            raise QuantisationError(f"forced scale must be a positive finite number, got {self.scale}")
+        if self.min_weight_levels < 1:
+            raise QuantisationError("min_weight_levels must be >= 1")
+
+
+# --------------------------------------------------------------------------------------------
+# Graph walking
+# --------------------------------------------------------------------------------------------
+
+
+def _arr(x: Any) -> np.ndarray:
+    """NIR parameters as float64 numpy arrays (snnTorch stores torch tensors in its nodes)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _pair(x: Any, what: str, where: str) -> tuple[int, int]:
+    a = np.atleast_1d(np.asarray(_arr(x)).astype(np.int64)).ravel()
+    if a.size == 1:
+        return int(a[0]), int(a[0])
+    if a.size == 2:
+        return int(a[0]), int(a[1])
+    raise UnsupportedLayerError(f"node {where!r}: {what} {x!r} is not an int or an (H, W) pair")
+
+
+def _chain(graph: nir.NIRGraph) -> tuple[tuple[int, ...], list[tuple[str, nir.NIRNode]]]:
+    """The nodes from Input to Output as one chain; anything else is refused."""
+    nodes = graph.nodes
+    edges = sorted({(str(a), str(b)) for a, b in graph.edges})
+    for a, b in edges:
+        for end in (a, b):
+            if end not in nodes:
+                raise UnsupportedLayerError(
+                    f"edge {a!r} -> {b!r} refers to {end!r}, which is not a top-level node "
+                    "(nested sub-graphs such as recurrent neurons are not supported on Loihi netx)"
+                )
+    succ: dict[str, list[str]] = {n: [] for n in nodes}
+    pred: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in edges:
+        succ[a].append(b)
+        pred[b].append(a)
+    for name in nodes:
+        if len(succ[name]) > 1 or len(pred[name]) > 1:
+            raise UnsupportedLayerError(
+                f"node {name!r} has {len(pred[name])} inputs and {len(succ[name])} outputs: netx networks are a "
+                "strict chain of layers (no branches, skips or recurrence); use a feed-forward model"
+            )
+    inputs = [n for n, node in nodes.items() if isinstance(node, nir.Input)]
+    if len(inputs) != 1:
+        raise UnsupportedLayerError(f"the graph needs exactly one Input node, found {len(inputs)}: {inputs}")
+    chain: list[tuple[str, nir.NIRNode]] = []
+    seen = {inputs[0]}
+    current = inputs[0]
+    while True:
+        if not succ[current]:
+            raise UnsupportedLayerError(f"node {current!r} is a dead end: the chain from Input never reaches Output")
+        current = succ[current][0]
+        if current in seen:
+            raise UnsupportedLayerError(f"node {current!r} closes a cycle: recurrence is not supported")
+        seen.add(current)
+        node = nodes[current]
+        if isinstance(node, nir.Output):
+            break
+        chain.append((current, node))
+    unused = sorted(set(nodes) - seen)
+    if unused:
+        raise UnsupportedLayerError(f"nodes {unused} are not on the Input -> Output chain; remove them or the branch")
+    shape = nodes[inputs[0]].input_type["input"]
+    if shape is None:
+        raise ExportError("the Input node has no shape; export the graph with an input shape")
+    return tuple(int(v) for v in np.asarray(shape).ravel()), chain
+
+
+# --------------------------------------------------------------------------------------------
+# Neurons
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Neuron:
+    """A discrete neuron recovered from NIR: ``i <- alpha*i + gain*I; v <- beta*v + i``."""
+
+    kind: str
+    alpha: float  # 0 for LIF/IF (no current memory)
+    beta: float
+    threshold: float
+    gain: float  # folded into the synaptic weights/bias
+    param_size: int
+
+    def decays(self) -> dict[str, Any]:
+        """iDecay/vDecay as Loihi integers and their rounding error (the threshold needs the scale)."""
+        i_decay = int(round(DECAY_MAX * (1.0 - self.alpha)))
+        v_decay = int(round(DECAY_MAX * (1.0 - self.beta)))
+        info = {
+            "neuron_kind": self.kind,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "threshold": self.threshold,
+            "input_gain": self.gain,
+            "i_decay": i_decay,
+            "v_decay": v_decay,
+            "alpha_loihi": 1.0 - i_decay / DECAY_MAX,
+            "beta_loihi": 1.0 - v_decay / DECAY_MAX,
+            "decay_error": max(
+                abs((1.0 - i_decay / DECAY_MAX) - self.alpha), abs((1.0 - v_decay / DECAY_MAX) - self.beta)
+            ),
+        }
+        return info
+
+
+def _uniform(values: Any, what: str, where: str) -> float:
+    a = _arr(values).ravel()
+    if a.size == 0:
+        raise ExportError(f"node {where!r}: {what} is empty")
+    first = a[0]
+    same = np.all(a == first) if not np.isfinite(first) else np.allclose(a, first, rtol=1e-6, atol=1e-12)
+    if not same:
+        raise QuantisationError(
+            f"node {where!r}: {what} differs between neurons ({a.min():.6g}..{a.max():.6g}); Loihi neuron "
+            "parameters are shared by a whole layer here. Train with one value per layer (snnTorch "
+            "learn_beta/learn_threshold off) or average it before export"
+        )
+    return float(first)
+
+
+def _zero(values: Any, what: str, where: str, why: str) -> None:
+    if values is None:
+        return
+    a = _arr(values)
+    if np.any(a != 0):
+        raise UnsupportedLayerError(f"node {where!r}: {what} = {a.ravel()[:3]}... is not zero; {why}")
+
+
+def _snap(gain: float) -> float:
+    """Input gains within float64 noise of 1 (tau/dt round trips) are exactly 1."""
+    return 1.0 if abs(gain - 1.0) <= _GAIN_TOL else gain
+
+
+def _exact(node: nir.NIRNode, key: str, value: float, where: str) -> float:
+    """Prefer the exact float32 decay neurocxr's NIR exporter stores in node metadata, if any."""
+    exact = (getattr(node, "metadata", None) or {}).get(_EXACT_KEY, {})
+    if key in exact:
+        return _uniform(exact[key], key, where)
+    return value
+
+
+def _leak_gain(tau: float, r: float, dt: float, where: str, what: str) -> tuple[float, float]:
+    """(decay factor 1 - dt/tau, input gain r*dt/tau) of a first-order filter, checked."""
+    if tau <= 0:
+        raise ExportError(f"node {where!r}: {what} {tau} must be positive")
+    ratio = dt / tau
+    if ratio > 1.0 + 1e-12:
+        raise ExportError(
+            f"node {where!r}: {what} {tau:.6g} is shorter than dt {dt:.6g}, giving a negative decay; "
+            "pass the dt the graph was exported with"
+        )
+    if math.isinf(tau) and math.isinf(r):
+        gain = 1.0  # snnTorch's beta = 1: tau = dt/0, r = tau/dt, so r*dt/tau is 1 in the limit
+    else:
+        gain = r * ratio
+    if not math.isfinite(gain) or gain == 0:
+        raise ExportError(f"node {where!r}: input gain r*dt/{what} = {gain} (r={r}, {what}={tau}); the neuron gets no usable input")
+    return max(0.0, 1.0 - ratio), _snap(gain)
+
+
+def _neuron(node: nir.NIRNode, dt: float, where: str) -> _Neuron:
+    reset_why = "Loihi resets the membrane to 0 (export with reset to zero)"
+    leak_why = "Loihi's CUBA neuron has no leak voltage"
+    if isinstance(node, nir.LIF):
+        _zero(node.v_leak, "v_leak", where, leak_why)
+        _zero(node.v_reset, "v_reset", where, reset_why)
+        tau = _uniform(node.tau, "tau", where)
+        r = _uniform(node.r, "r", where)
+        beta, gain = _leak_gain(tau, r, dt, where, "tau")
+        beta = _exact(node, "beta", beta, where)
+        thr = _uniform(node.v_threshold, "v_threshold", where)
+        return _Neuron("LIF", 0.0, beta, thr, gain, _arr(node.v_threshold).size)
+    if isinstance(node, nir.CubaLIF):
+        _zero(node.v_leak, "v_leak", where, leak_why)
+        _zero(node.v_reset, "v_reset", where, reset_why)
+        alpha, gain_syn = _leak_gain(
+            _uniform(node.tau_syn, "tau_syn", where), _uniform(node.w_in, "w_in", where), dt, where, "tau_syn"
+        )
+        beta, gain_mem = _leak_gain(
+            _uniform(node.tau_mem, "tau_mem", where), _uniform(node.r, "r", where), dt, where, "tau_mem"
+        )
+        alpha, beta = _exact(node, "alpha", alpha, where), _exact(node, "beta", beta, where)
+        thr = _uniform(node.v_threshold, "v_threshold", where)
+        return _Neuron("CubaLIF", alpha, beta, thr, _snap(gain_syn * gain_mem), _arr(node.v_threshold).size)
+    if isinstance(node, nir.IF):
+        _zero(node.v_reset, "v_reset", where, reset_why)
+        gain = _snap(_uniform(node.r, "r", where) * dt)  # NIR: dv/dt = r*I, so v += dt*r*I per step
+        if gain == 0 or not math.isfinite(gain):
+            raise ExportError(f"node {where!r}: IF input gain dt*r = {gain}; the neuron gets no usable input")
+        thr = _uniform(node.v_threshold, "v_threshold", where)
+        return _Neuron("IF", 0.0, 1.0, thr, gain, _arr(node.v_threshold).size)
+    raise AssertionError("not a spiking neuron")  # callers check _is_spiking first
+
+
+def _is_spiking(node: nir.NIRNode) -> bool:
+    return isinstance(node, (nir.LIF, nir.CubaLIF, nir.IF))
+
+
+# --------------------------------------------------------------------------------------------
+# Pooling fusion (public: tested numerically against torch)
+# --------------------------------------------------------------------------------------------
+
+
+def fuse_pool_into_conv(
+    weight: np.ndarray,
+    pool: tuple[int, int],
+    pool_gain: float,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int] = (1, 1),
+) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+    """Conv after a (kernel == stride == ``pool``) sum pool scaled by ``pool_gain`` -> one conv
+    on the un-pooled map: returns (weight, stride, padding) with dilation 1.
+
+    Pooled ``P[y] = g * sum_{d<p} X[p*y + d]``; the conv reads ``P[s*Y + d_c*k - pad]``, i.e.
+    ``X[p*s*Y + p*d_c*k + d - p*pad]``: kernel tap ``p*d_c*k + d`` carries ``g*W[k]``, stride ``p*s``,
+    padding ``p*pad``. Exact when the map's height/width are multiples of the pool size.
+    """
+    w = np.asarray(weight, dtype=np.float64)
+    cout, cin, kh, kw = w.shape
+    (ph, pw), (dh, dw) = pool, dilation
+    fused = np.zeros((cout, cin, ph * (dh * (kh - 1) + 1), pw * (dw * (kw - 1) + 1)), dtype=np.float64)
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ph * dh * ky, pw * dw * kx
+            fused[:, :, y0 : y0 + ph, x0 : x0 + pw] = pool_gain * w[:, :, ky : ky + 1, kx : kx + 1]
+    return fused, (stride[0] * ph, stride[1] * pw), (padding[0] * ph, padding[1] * pw)
+
+
+def fuse_pool_into_dense(
+    weight: np.ndarray, map_shape: tuple[int, int, int], pool: tuple[int, int], pool_gain: float
+) -> np.ndarray:
+    """Dense over the flattened (C, H//ph, W//pw) pooled map -> dense over the flattened (C, H, W)
+    map: each pooled weight spread over its window times ``pool_gain``; rows/columns the pooling
+    dropped (H, W not multiples of the pool) get weight 0."""
+    c, h, w_ = map_shape
+    ph, pw = pool
+    hp, wp = h // ph, w_ // pw
+    wt = np.asarray(weight, dtype=np.float64).reshape(-1, c, hp, wp)
+    spread = np.repeat(np.repeat(wt, ph, axis=2), pw, axis=3) * pool_gain
+    fused = np.zeros((wt.shape[0], c, h, w_), dtype=np.float64)
+    fused[:, :, : hp * ph, : wp * pw] = spread
+    return fused.reshape(wt.shape[0], c * h * w_)
+
+
+# --------------------------------------------------------------------------------------------
+# Quantisation
+# --------------------------------------------------------------------------------------------
+
+
+def _weight_range(w: np.ndarray, options: QuantisationOptions) -> tuple[int, int]:
+    """Integer range netx stores losslessly: [0, 255] for all-positive, else [-256, max_weight]."""
+    return (0, WEIGHT_MAX_EXCITATORY) if w.size == 0 or w.min() >= 0 else (WEIGHT_MIN, options.max_weight)
+
+
+def _scale_bounds(w: np.ndarray, b: np.ndarray, thr: float | None, options: QuantisationOptions) -> dict[str, float]:
+    """Largest scale each constraint allows (absent when the constraint cannot bind)."""
+    bounds: dict[str, float] = {}
+    lo, hi = _weight_range(w, options)
+    wmax, wmin = (float(w.max()), float(w.min())) if w.size else (0.0, 0.0)
+    wb = []
+    if wmax > 0:
+        wb.append(hi / wmax)
+    if wmin < 0:
+        wb.append(-lo / -wmin)
+    if wb:
+        bounds["weights"] = min(wb)
+    if thr is not None and thr > 0:
+        bounds["threshold"] = VTH_MAX / thr  # also keeps vth << 6 below 2**23 (24-bit v)
+    bb = []
+    if b.size and b.max() > 0:
+        bb.append(BIAS_MAX / float(b.max()))
+    if b.size and b.min() < 0:
+        bb.append(-BIAS_MIN / -float(b.min()))
+    if bb:
+        bounds["bias"] = min(bb)
+    return bounds
+
+
+def _max_input_per_step(w_int: np.ndarray) -> int:
+    """Worst-case |weighted input| one neuron receives in one step (all its inputs spiking)."""
+    if w_int.size == 0:
+        return 0
+    axes = tuple(range(1, w_int.ndim))
+    pos = np.clip(w_int, 0, None).sum(axis=axes)
+    neg = np.clip(w_int, None, 0).sum(axis=axes)
+    return int(max(pos.max(), -neg.min()))
+
+
+def _quantise_synapse(
+    name: str,
+    w: np.ndarray,
+    b: np.ndarray,
+    thr: float | None,
+    options: QuantisationOptions,
+) -> tuple[np.ndarray, np.ndarray | None, int | None, dict[str, Any]]:
+    """Choose the scale of one synaptic layer and round; returns (weight, bias, vThMant, info)."""
+    bounds = _scale_bounds(w, b, thr, options)
+    wabs = float(np.abs(w).max()) if w.size else 0.0
+    clip_bias_for_precision = False
+    if options.scale is not None:
+        s = float(options.scale)
+        scale_source = "forced"
+    else:
+        s = min(bounds.values()) if bounds else 1.0
+        scale_source = f"largest that fits ({min(bounds, key=bounds.get)})" if bounds else "default 1 (all zero)"
+        if wabs > 0 and s * wabs < options.min_weight_levels:
+            binding = min(bounds, key=bounds.get)
+            levels = s * wabs
+            if binding == "bias":
+                if not options.allow_clipping:
+                    raise QuantisationError(
+                        f"layer {name!r}: bias {float(b.min()):.4g}..{float(b.max()):.4g} is too large for the weights "
+                        f"(largest |weight| {wabs:.4g}): fitting it into 13 bits (|bias| <= {BIAS_MAX}) needs scale "
+                        f"<= {s:.4g}, which leaves the largest weight only {levels:.1f} integer steps "
+                        f"(min_weight_levels={options.min_weight_levels}). Either pass "
+                        "QuantisationOptions(allow_clipping=True) to clip the bias to 13 bits (those neurons then "
+                        "behave differently), or retrain with weight decay / a bias penalty"
+                    )
+                clip_bias_for_precision = True
+                rest = {k: v for k, v in bounds.items() if k != "bias"}
+                s = min(rest.values()) if rest else s
+                scale_source = f"largest that fits ({min(rest, key=rest.get)}); bias clipped"
+            else:
+                raise QuantisationError(
+                    f"layer {name!r}: threshold {thr:.4g} is {thr / wabs:.4g} times the largest |weight| {wabs:.4g}; "
+                    f"at the largest scale where vThMant fits 17 bits (<= {VTH_MAX}) the weights get only "
+                    f"{levels:.1f} integer steps (min_weight_levels={options.min_weight_levels}). Retrain with a "
+                    "smaller threshold or larger weights, or lower min_weight_levels to accept the precision loss"
+                )
+    lo, hi = _weight_range(w, options)
+    w_int = np.rint(w * s).astype(np.int64)
+    b_int = np.rint(b * s).astype(np.int64)
+    vth = int(np.rint(thr * s)) if thr is not None else None
+    problems = []
+    w_out = int(np.count_nonzero((w_int < lo) | (w_int > hi)))
+    b_out = int(np.count_nonzero((b_int < BIAS_MIN) | (b_int > BIAS_MAX)))
+    vth_out = vth is not None and not 0 <= vth <= VTH_MAX
+    if w_out:
+        problems.append(f"{w_out} weights at {w_int.min()}..{w_int.max()} outside {lo}..{hi}")
+    if b_out:
+        problems.append(f"{b_out} biases at {b_int.min()}..{b_int.max()} outside {BIAS_MIN}..{BIAS_MAX}")
+    if vth_out:
+        problems.append(f"vThMant {vth} outside 0..{VTH_MAX}")
+    if problems and not (options.allow_clipping or (clip_bias_for_precision and not w_out and not vth_out)):
+        raise QuantisationError(
+            f"layer {name!r} at scale {s:.6g}: " + "; ".join(problems) + ". Pass QuantisationOptions(allow_clipping=True) "
+            "to clip (changes the model's behaviour), choose a smaller scale, or retrain with weight decay"
+        )
+    w_int = np.clip(w_int, lo, hi)
+    b_int = np.clip(b_int, BIAS_MIN, BIAS_MAX)
+    if vth is not None:
+        vth = int(min(max(vth, 0), VTH_MAX))
+    w_err = np.abs(w_int / s - w) if w.size else np.zeros(1)
+    b_err = np.abs(b_int / s - b) if b.size else np.zeros(1)
+    max_in = _max_input_per_step(w_int)
+    info: dict[str, Any] = {
+        "scale": s,
+        "scale_source": scale_source,
+        "scale_bounds": dict(bounds),
+        "weight_min": int(w_int.min()) if w_int.size else 0,
+        "weight_max": int(w_int.max()) if w_int.size else 0,
+        "weight_range": (lo, hi),
+        "weight_max_abs_error": float(w_err.max()),
+        "weight_relative_error": float(w_err.max() / wabs) if wabs > 0 else 0.0,
+        "weights_zeroed": int(np.count_nonzero((w != 0) & (w_int == 0))),
+        "clipped_weights": w_out,
+        "clipped_bias": b_out,
+        "clipped_count": w_out + b_out + int(vth_out),
+        "clipped_fraction": (w_out + b_out + int(vth_out)) / max(1, w.size + b.size + (thr is not None)),
+        "bias_min": int(b_int.min()) if b_int.size else 0,
+        "bias_max": int(b_int.max()) if b_int.size else 0,
+        "bias_max_abs_error": float(b_err.max()),
+        "threshold_abs_error": abs(vth / s - thr) if thr is not None and vth is not None else 0.0,
+        # Loihi wraps u (24 bits) rather than saturating: flag layers where it can happen.
+        "max_input_per_step": max_in,
+        "u_may_wrap": (max_in << 6) >= 2 ** (STATE_BITS - 1),
+    }
+    bias_out = b_int if b.size and np.any(b_int != 0) else None
+    return w_int, bias_out, vth, info
+
+
+# --------------------------------------------------------------------------------------------
+# NIR -> LoihiProgram
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _PreOps:
+    """Linear operations between a spike map and the next synapse: pooling, scaling, flatten."""
+
+    pool: tuple[int, int] = (1, 1)
+    pool_gain: float = 1.0
+    gain: float = 1.0
+    flatten: bool = False
+    names: tuple[str, ...] = ()
+
+    @property
+    def pooled(self) -> bool:
+        return self.pool != (1, 1)
+
+
+def _conv_padding(node: nir.Conv2d, kernel: tuple[int, int], dilation: tuple[int, int], stride: tuple[int, int], where: str) -> tuple[int, int]:
+    pad = node.padding
+    if isinstance(pad, str):
+        if pad == "valid":
+            return (0, 0)
+        total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+        if stride != (1, 1) or any(t % 2 for t in total):
+            raise UnsupportedLayerError(
+                f"node {where!r}: padding 'same' needs asymmetric padding here; netx convs pad symmetrically. "
+                "Use an odd kernel with stride 1, or explicit integer padding"
+            )
+        return (total[0] // 2, total[1] // 2)
+    return _pair(pad, "padding", where)
+
+
+def nir_to_program(
+    graph: nir.NIRGraph,
+    *,
+    encoding: str | None = None,
+    num_steps: int | None = None,
+    options: QuantisationOptions | None = None,
+    dt: float | None = None,
+) -> LoihiProgram:
+    """Turn a chain-shaped NIR graph into a validated, quantised `LoihiProgram`.
+
+    ``encoding``/``num_steps`` default to ``graph.metadata["neurocxr"]``; ``dt`` to
+    ``graph.metadata["dt"]``, else the argument, else 1e-3 (they must agree when both are given).
+    """
+    options = options or QuantisationOptions()
+    meta = dict(getattr(graph, "metadata", None) or {})
+    ncx = dict(meta.get("neurocxr") or {})
+    meta_dt = meta.get("dt")
+    if meta_dt is not None and dt is not None and not math.isclose(float(meta_dt), float(dt), rel_tol=1e-9):
+        raise ExportError(
+            f"the graph's metadata says dt={meta_dt}, but dt={dt} was passed; its time constants were "
+            "computed with the graph's dt, so drop the argument (or fix the metadata)"
+        )
+    if meta_dt is not None:
+        dt_used, dt_source = float(meta_dt), "graph metadata"
+    elif dt is not None:
+        dt_used, dt_source = float(dt), "argument"
+    else:
+        dt_used, dt_source = DEFAULT_DT, "default"
+    if not dt_used > 0:
+        raise ExportError(f"dt must be positive, got {dt_used}")
+    encoding = encoding if encoding is not None else ncx.get("encoding")
+    if encoding is not None and encoding not in _ENCODINGS:
+        raise ExportError(f"unknown encoding {encoding!r}; choose one of {', '.join(_ENCODINGS)}")
+    steps = num_steps if num_steps is not None else ncx.get("num_steps")
+    if steps is None:
+        raise ExportError("num_steps is unknown: the graph's metadata has no neurocxr.num_steps; pass num_steps=")
+    steps = int(steps)
+    if steps < 1:
+        raise ExportError(f"num_steps must be >= 1, got {steps}")
+
+    input_shape, chain = _chain(graph)
+    if not chain:
+        raise ExportError("the graph has no layers between Input and Output")
+    layers: list[LoihiLayer] = []
+    fusions: list[str] = []
+    input_scale = 1.0
+    i = 0
+
+    # ---- input ----
+    first_name, first = chain[0]
+    if _is_spiking(first):
+        if encoding in ("rate", "latency"):
+            raise ExportError(
+                f"the graph starts with input neurons ({first_name!r}) but the encoding is {encoding!r}: Loihi's "
+                "input neurons take the image as a constant bias current, not spike trains. Export with "
+                "encoding='direct', or build the model without input neurons for rate/latency coding"
+            )
+        neuron = _neuron(first, dt_used, first_name)
+        if neuron.param_size not in (1, int(np.prod(input_shape))):
+            raise ExportError(f"input neurons {first_name!r} have {neuron.param_size} parameters for input shape {input_shape}")
+        info = neuron.decays()
+        if neuron.kind == "CubaLIF" and info["i_decay"] != DECAY_MAX:
+            raise UnsupportedLayerError(
+                f"node {first_name!r}: current-based input neurons with synaptic memory (alpha={neuron.alpha:.4g}) "
+                "cannot take the image as a bias (Loihi adds bias to v, not to the current); use LIF/IF input neurons"
+            )
+        g, thr = neuron.gain, neuron.threshold
+        if thr < 0:
+            raise QuantisationError(f"input neurons {first_name!r}: threshold {thr} is negative; Loihi's vThMant is unsigned")
+        # Largest |bias| is gain * 1 (images in [0, 1]); v is in units of s0, the image bias is g*x*s0.
+        s0 = PREFERRED_INPUT_SCALE / abs(g)
+        vth0 = thr * s0
+        if not (abs(vth0 - round(vth0)) < 1e-9 and round(vth0) <= VTH_MAX):
+            bounds = [BIAS_MAX / abs(g)] + ([VTH_MAX / thr] if thr > 0 else [])
+            s0 = min(bounds)
+        v_th_mant = int(round(thr * s0))
+        input_scale = g * s0
+        if abs(input_scale) < options.min_weight_levels:
+            raise QuantisationError(
+                f"input neurons {first_name!r}: threshold {thr:.4g} vs input gain {g:.4g} leaves the image only "
+                f"{abs(input_scale):.1f} integer levels; retrain with a smaller input threshold"
+            )
+        info.update(
+            scale=s0,
+            scale_source="16*255 (exact for uint8 images)" if math.isclose(abs(input_scale), PREFERRED_INPUT_SCALE) else "largest that fits",
+            input_scale=input_scale,
+            v_th_mant=v_th_mant,
+            threshold_abs_error=abs(v_th_mant / s0 - thr),
+            bias_min=int(min(0, round(input_scale))),
+            bias_max=int(max(0, round(input_scale))),
+            clipped_count=0,
+            clipped_fraction=0.0,
+            source_nodes=(first_name,),
+        )
+        layers.append(
+            LoihiLayer(
+                kind="input",
+                name=first_name,
+                shape=input_shape,
+                neuron=LoihiNeuron(v_th_mant=v_th_mant, i_decay=info["i_decay"], v_decay=info["v_decay"]),
+                quant=info,
+            )
+        )
+        input_kind = "bias"
+        i = 1
+    else:
+        if encoding == "direct":
+            raise ExportError(
+                f"the first layer {first_name!r} ({type(first).__name__}) receives the analog image directly "
+                "(encoding 'direct'), but Loihi receives spikes or bias currents, not analog values. Train with "
+                "encoding='rate' or 'latency', or with a layer of input neurons first (snn_conv's default does this)"
+            )
+        if encoding is None:
+            raise ExportError(
+                "the encoding is unknown (no neurocxr.encoding in the graph's metadata) and the first layer is "
+                "synaptic; pass encoding='rate' or 'latency' if the model was trained on spike trains"
+            )
+        layers.append(LoihiLayer(kind="input", name="input", shape=input_shape, neuron=None, quant={}))
+        input_kind = "spikes"
+
+    # ---- synaptic layers ----
+    source_shape: tuple[int, ...] = input_shape
+    pre = _PreOps()
+    while i < len(chain):
+        name, node = chain[i]
+        if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+            k, st = _pair(node.kernel_size, "kernel_size", name), _pair(node.stride, "stride", name)
+            pad = _pair(node.padding, "padding", name)
+            if k != st or pad != (0, 0):
+                raise UnsupportedLayerError(
+                    f"node {name!r}: pooling with kernel {k}, stride {st}, padding {pad}; only kernel == stride "
+                    "without padding can be fused into the next layer (use AvgPool2d(k) with default stride)"
+                )
+            if pre.flatten or len(source_shape) != 3:
+                raise UnsupportedLayerError(f"node {name!r}: pooling needs a (C, H, W) map, not a flattened one")
+            c, h, w = source_shape
+            total = (pre.pool[0] * k[0], pre.pool[1] * k[1])
+            if total[0] > h or total[1] > w:
+                raise UnsupportedLayerError(f"node {name!r}: pooling {total} is larger than the map {source_shape}")
+            gain = 1.0 / (k[0] * k[1]) if isinstance(node, nir.AvgPool2d) else 1.0
+            pre = _PreOps(total, pre.pool_gain * gain, pre.gain, pre.flatten, pre.names + (name,))
+            i += 1
+            continue
+        if isinstance(node, nir.Scale):
+            pre.gain *= _uniform(node.scale, "scale", name)
+            pre.names += (name,)
+            i += 1
+            continue
+        if isinstance(node, nir.Flatten):
+            pre.flatten = True
+            pre.names += (name,)
+            i += 1
+            continue
+        if isinstance(node, _Identity):
+            i += 1
+            continue
+        if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
+            layer, i = _synaptic_layer(chain, i, source_shape, pre, dt_used, options, fusions, len(layers))
+            layers.append(layer)
+            source_shape = layer.shape
+            pre = _PreOps()
+            continue
+        if _is_spiking(node):
+            raise UnsupportedLayerError(
+                f"node {name!r}: a neuron layer without a synaptic layer (conv/linear) before it; Loihi neurons are "
+                "fed by synapses, so only the first layer may be neurons"
+            )
+        raise UnsupportedLayerError(_unsupported_reason(name, node))
+    if pre.pooled or pre.gain != 1.0:
+        raise UnsupportedLayerError(
+            f"nodes {list(pre.names)} after the last layer have no synaptic layer to be fused into; Loihi cannot "
+            "pool or scale spikes on their own"
+        )
+    if len(layers) < 2:
+        raise ExportError("the graph has no synaptic (conv/linear) layer")
+
+    metadata = {
+        "source": "nir",
+        "dt": dt_used,
+        "dt_source": dt_source,
+        "encoding": encoding,
+        "model": ncx.get("model"),
+        "fusions": fusions,
+        "quantisation_options": {
+            "allow_clipping": options.allow_clipping,
+            "max_weight": options.max_weight,
+            "scale": options.scale,
+            "min_weight_levels": options.min_weight_levels,
+        },
+    }
+    program = LoihiProgram(
+        input_shape=input_shape,
+        input_kind=input_kind,  # type: ignore[arg-type]
+        layers=layers,
+        num_steps=steps,
+        input_scale=float(input_scale),
+        metadata=metadata,
+    )
+    try:
+        program.validate()
+    except ProgramError as exc:  # a bug here, but show it as an export problem with the reason
+        raise ExportError(f"the generated Loihi program is invalid: {exc}") from exc
+    return program
+
+
+def _unsupported_reason(name: str, node: nir.NIRNode) -> str:
+    kind = type(node).__name__
+    why = {
+        "Delay": "netx layers have a fixed one-step delay; per-synapse delays are not exported",
+        "Threshold": "a bare threshold without a neuron has no Loihi equivalent",
+        "LI": "leaky integrators without spikes only exist as the final readout (a dense layer without neuron)",
+        "CubaLI": "leaky integrators without spikes only exist as the final readout (a dense layer without neuron)",
+        "I": "integrators without spikes only exist as the final readout (a dense layer without neuron)",
+        "NIRGraph": "nested sub-graphs (e.g. recurrent neurons) are not supported on netx",
+        "Conv1d": "only 2-D convolutions are exported",
+    }.get(kind, "Loihi netx holds conv/dense synapses, LIF/CubaLIF/IF neurons, and pooling fused into them")
+    if "maxpool" in kind.lower():
+        why = "max pooling of spikes is not linear and cannot be fused; use average pooling"
+    return f"node {name!r} ({kind}) is not supported: {why}"
+
+
+def _synaptic_layer(
+    chain: list[tuple[str, nir.NIRNode]],
+    i: int,
+    source_shape: tuple[int, ...],
+    pre: _PreOps,
+    dt: float,
+    options: QuantisationOptions,
+    fusions: list[str],
+    index: int,
+) -> tuple[LoihiLayer, int]:
+    """Build one conv/dense LoihiLayer from chain[i] (+ following Scale and neuron)."""
+    name, node = chain[i]
+    sources = pre.names + (name,)
+    if isinstance(node, nir.Conv2d):
+        if pre.flatten:
+            raise UnsupportedLayerError(f"node {name!r}: a convolution after Flatten")
+        if len(source_shape) != 3:
+            raise UnsupportedLayerError(f"node {name!r}: a convolution needs a (C, H, W) input, got {source_shape}")
+        w = _arr(node.weight) * pre.gain
+        if w.ndim != 4:
+            raise UnsupportedLayerError(f"node {name!r}: Conv2d weight must be 4-D, got shape {w.shape}")
+        b = _arr(node.bias).ravel() if node.bias is not None else np.zeros(w.shape[0])
+        if b.size == 1 and w.shape[0] > 1:
+            b = np.full(w.shape[0], float(b[0]))
+        stride = _pair(node.stride, "stride", name)
+        dilation = _pair(node.dilation, "dilation", name)
+        padding = _conv_padding(node, (w.shape[2], w.shape[3]), dilation, stride, name)
+        groups = int(node.groups)
+        c, h, wd = source_shape
+        hp, wp = h // pre.pool[0], wd // pre.pool[1]
+        if w.shape[1] * groups != c:
+            raise ExportError(f"node {name!r}: Conv2d expects {w.shape[1] * groups} input channels, the map has {c}")
+        out_h = (hp + 2 * padding[0] - dilation[0] * (w.shape[2] - 1) - 1) // stride[0] + 1
+        out_w = (wp + 2 * padding[1] - dilation[1] * (w.shape[3] - 1) - 1) // stride[1] + 1
+        if out_h < 1 or out_w < 1:
+            raise ExportError(f"node {name!r}: kernel {w.shape[2:]} does not fit the {hp}x{wp} map")
+        if pre.pooled:
+            if h % pre.pool[0] or wd % pre.pool[1]:
+                raise UnsupportedLayerError(
+                    f"node {name!r}: pooling {pre.pool} does not divide the map {source_shape}; fusing it into the "
+                    "convolution is exact only when it does"
+                )
+            w, stride, padding = fuse_pool_into_conv(w, pre.pool, pre.pool_gain, stride, padding, dilation)
+            dilation = (1, 1)
+            fusions.append(f"{'+'.join(pre.names)} fused into conv {name!r}")
+        out_shape: tuple[int, ...] = (int(w.shape[0]), int(out_h), int(out_w))
+        kind = "conv"
+        flatten_input = False
+    else:
+        w = _arr(node.weight) * pre.gain
+        if w.ndim != 2:
+            raise UnsupportedLayerError(f"node {name!r}: linear weight must be 2-D, got shape {w.shape}")
+        b = _arr(node.bias).ravel() if isinstance(node, nir.Affine) and node.bias is not None else np.zeros(w.shape[0])
+        if b.size == 1 and w.shape[0] > 1:
+            b = np.full(w.shape[0], float(b[0]))
+        n_in = int(np.prod(source_shape))
+        pooled_n = n_in
+        if pre.pooled:
+            c, h, wd = source_shape
+            pooled_n = c * (h // pre.pool[0]) * (wd // pre.pool[1])
+        if w.shape[1] != pooled_n:
+            raise ExportError(
+                f"node {name!r}: linear layer expects {w.shape[1]} inputs but receives {pooled_n} "
+                f"(map {source_shape}{' pooled by ' + str(pre.pool) if pre.pooled else ''})"
+            )
+        if pre.pooled:
+            w = fuse_pool_into_dense(w, source_shape, pre.pool, pre.pool_gain)  # type: ignore[arg-type]
+            fusions.append(f"{'+'.join(pre.names)} fused into dense {name!r}")
+        out_shape = (int(w.shape[0]),)
+        kind = "dense"
+        flatten_input = len(source_shape) > 1
+        stride, padding, dilation, groups = (1, 1), (0, 0), (1, 1), 1
+    i += 1
+    # Scales between the synapse and its neuron multiply weights and bias.
+    while i < len(chain) and isinstance(chain[i][1], (nir.Scale, _Identity)):
+        if isinstance(chain[i][1], nir.Scale):
+            post = _uniform(chain[i][1].scale, "scale", chain[i][0])
+            w, b = w * post, b * post
+            sources += (chain[i][0],)
+        i += 1
+    # Trailing Flatten / Identity before Output change nothing on the chip.
+    rest = chain[i:]
+    at_end = all(isinstance(n, (nir.Flatten, _Identity)) for _, n in rest)
+    if at_end:
+        if kind != "dense":
+            raise UnsupportedLayerError(
+                f"node {name!r}: the graph ends in a convolution without neurons; only a final linear layer can be "
+                "a non-spiking readout"
+            )
+        if np.any(b != 0):
+            raise ExportError(
+                f"readout {name!r} has a non-zero bias ({float(np.abs(b).max()):.4g}): on Loihi the readout integrates "
+                "over the whole run, so a bias would grow with the run length instead of once per step as trained. "
+                "Build the readout with bias=False (snn_conv does)"
+            )
+        w_int, _, _, info = _quantise_synapse(name, w, np.zeros(0), None, options)
+        info.update(source_nodes=sources, readout=True, v_th_mant=None, i_decay=None, v_decay=None, decay_error=0.0)
+        layer = LoihiLayer(kind="dense", name=name, shape=out_shape, neuron=None, weight=w_int, flatten_input=flatten_input, quant=info)
+        return layer, len(chain)
+    nname, nnode = chain[i]
+    if not _is_spiking(nnode):
+        if isinstance(nnode, (nir.LI, nir.CubaLI, nir.I)) and all(isinstance(n, (nir.Flatten, _Identity)) for _, n in chain[i + 1 :]):
+            raise UnsupportedLayerError(
+                f"node {nname!r} ({type(nnode).__name__}): a leaky non-spiking readout is not supported; Loihi's "
+                "readout is a dense layer without neuron that sums its input without leak (use a plain Linear readout)"
+            )
+        raise UnsupportedLayerError(
+            f"node {nname!r} ({type(nnode).__name__}) follows synaptic layer {name!r}; expected a LIF/CubaLIF/IF neuron. "
+            + _unsupported_reason(nname, nnode)
+        )
+    neuron = _neuron(nnode, dt, nname)
+    n_out = int(np.prod(out_shape))
+    if neuron.param_size not in (1, n_out):
+        raise ExportError(f"neuron {nname!r} has {neuron.param_size} parameters but layer {name!r} has {n_out} outputs")
+    ninfo = neuron.decays()
+    if neuron.kind == "CubaLIF" and ninfo["i_decay"] != DECAY_MAX and np.any(b != 0):
+        raise UnsupportedLayerError(
+            f"layer {name!r}: a bias feeding CubaLIF {nname!r} (alpha={neuron.alpha:.4g}) accumulates in the synaptic "
+            "current in the float model, but Loihi adds bias to the membrane; train this layer with bias=False"
+        )
+    if neuron.threshold < 0:
+        raise QuantisationError(f"neuron {nname!r}: threshold {neuron.threshold} is negative; Loihi's vThMant is unsigned")
+    w, b = w * neuron.gain, b * neuron.gain
+    lname = f"{name}"
+    w_int, b_int, vth, info = _quantise_synapse(lname, w, b, neuron.threshold, options)
+    info.update(ninfo)
+    info.update(source_nodes=sources + (nname,), readout=False, v_th_mant=vth)
+    layer = LoihiLayer(
+        kind=kind,  # type: ignore[arg-type]
+        name=lname,
+        shape=out_shape,
+        neuron=LoihiNeuron(v_th_mant=int(vth), i_decay=ninfo["i_decay"], v_decay=ninfo["v_decay"]),  # type: ignore[arg-type]
+        weight=w_int,
+        bias=b_int,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        flatten_input=flatten_input,
+        quant=info,
+    )
+    return layer, i + 1
+
+
+_TABLE_KEYS = (
+    "scale",
+    "scale_source",
+    "weight_min",
+    "weight_max",
+    "weight_max_abs_error",
+    "weight_relative_error",
+    "weights_zeroed",
+    "clipped_count",
+    "clipped_fraction",
+    "v_th_mant",
+    "threshold_abs_error",
+    "i_decay",
+    "v_decay",
+    "decay_error",
+    "bias_min",
+    "bias_max",
+    "bias_max_abs_error",
+    "max_input_per_step",
+    "u_may_wrap",
+)
+
+
+def quantisation_table(program: LoihiProgram) -> list[dict[str, Any]]:
+    """One row per layer: how its floats became integers (scale, ranges, errors, clipping, decays)."""
+    rows = []
+    for index, layer in enumerate(program.layers):
+        row: dict[str, Any] = {"index": index, "name": layer.name, "kind": layer.kind if not layer.is_readout or layer.kind == "input" else "readout"}
+        if layer.kind == "input" and layer.neuron is None:
+            row["note"] = "binary input spikes (no quantisation)"
+        for key in _TABLE_KEYS:
+            if key in layer.quant:
+                row[key] = layer.quant[key]
+        if layer.neuron is not None:
+            row.setdefault("v_th_mant", layer.neuron.v_th_mant)
+            row.setdefault("i_decay", layer.neuron.i_decay)
+            row.setdefault("v_decay", layer.neuron.v_decay)
+        rows.append(row)
+    return rows
