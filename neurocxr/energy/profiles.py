@@ -121,6 +121,10 @@ _HOPPNER = "Hoppner et al., IEEE TCAS-I 66(8), 2019"
 _DEGNAN = "Degnan, Marr, Hasler, IEEE TVLSI 24(1), 2015"
 _HOROWITZ = "Horowitz, ISSCC 2014, 45 nm process"
 _KS = "keras-spiking 0.3.0 ModelEnergy.devices (model_energy.py), citing "
+_KS_NOTE = (
+    "KerasSpiking's constants. estimate_energy multiplies them with neurocxr's measured counts (all T "
+    "steps); keras_spiking_energy applies KerasSpiking's own formula (one ANN pass on cpu/gpu/arm)."
+)
 
 BUILTIN_PROFILES: dict[str, DeviceProfile] = {
     p.name: p
@@ -195,7 +199,8 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             notes=(
                 "Arithmetic only (MAC 4.6 pJ, AC 0.9 pJ), as Spikformer/SpikingJelly use it: memory "
                 "traffic, control and static power are ignored (Davidson & Furber 2021; "
-                "Dampfhoffer et al. 2023). Neuron updates are not charged."
+                "Dampfhoffer et al. 2023). Neuron updates are not charged. estimate_energy charges an SNN's dense "
+                "ops at E_AC here (binary spikes make each op an add); estimate_snn_ac_energy follows Spikformer."
             ),
         ),
         DeviceProfile(
@@ -216,6 +221,7 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             energy_per_synop_j=8.6e-9,
             energy_per_neuron_update_j=8.6e-9,
             spiking=False,
+            notes=_KS_NOTE,
             source=_KS + _DEGNAN + " (Intel i7-4960X)",
         ),
         DeviceProfile(
@@ -224,6 +230,7 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             energy_per_synop_j=0.3e-9,
             energy_per_neuron_update_j=0.3e-9,
             spiking=False,
+            notes=_KS_NOTE,
             source=_KS + _DEGNAN + " (GTX Titan Black, large batches)",
         ),
         DeviceProfile(
@@ -232,6 +239,7 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             energy_per_synop_j=0.9e-9,
             energy_per_neuron_update_j=0.9e-9,
             spiking=False,
+            notes=_KS_NOTE,
             source=_KS + _DEGNAN + " (ARM Cortex-A)",
         ),
         DeviceProfile(
@@ -241,7 +249,7 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             energy_per_neuron_update_j=81e-12,
             spiking=True,
             source=_KS + _DAVIES,
-            notes="KerasSpiking adds an unexplained 3.5 pJ to Davies' 23.6 pJ synop (likely one mesh hop).",
+            notes=_KS_NOTE + " KerasSpiking adds an unexplained 3.5 pJ to Davies' 23.6 pJ synop (likely one mesh hop).",
         ),
         DeviceProfile(
             name="keras-spiking:spinnaker",
@@ -249,6 +257,7 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             energy_per_synop_j=13.3e-9,
             energy_per_neuron_update_j=26e-9,
             spiking=True,
+            notes=_KS_NOTE,
             source=_KS + _HOPPNER,
         ),
         DeviceProfile(
@@ -257,6 +266,7 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             energy_per_synop_j=450e-12,
             energy_per_neuron_update_j=2.19e-9,
             spiking=True,
+            notes=_KS_NOTE,
             source=_KS + _HOPPNER,
         ),
     ]

@@ -1,0 +1,391 @@
+"""Energy estimates from operation counts: counts x per-op constants of a device profile.
+
+Three conventions, so results can be compared with published work:
+- `estimate_energy`: neurocxr's own: effective synaptic ops (spiking devices) or dense ops
+  (non-spiking devices) x E_synop + neuron updates x E_update, measured from real runs (emulator,
+  Lava, or `neurocxr.energy.neurobench` on the PyTorch model), plus static power x estimated
+  latency where the profile knows its static power.
+- `estimate_ann_energy` / `estimate_snn_ac_energy`: the MAC/AC arithmetic-only convention
+  (Horowitz 2014 constants, as used by Spikformer and SpikingJelly). Ignores memory traffic.
+- `keras_spiking_energy`: reproduces keras-spiking 0.3.0 ``ModelEnergy`` numbers for the same
+  network and inputs (connections x mean input rate, every neuron charged every step).
+
+All results are estimates (``kind="estimated"``), per inference (mean per sample).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neurocxr.energy.profiles import DeviceProfile, get_profile, resolve_profile
+from neurocxr.energy.types import EnergyEstimate
+from neurocxr.errors import NeurocxrError, ProfileError
+from neurocxr.hardware_sims.results import LayerCounts
+
+SPIKE_COUNTS_ARE_NOT_ENERGY = (
+    "Estimate from op counts x published per-op constants, not a measurement; it ignores data "
+    "movement off the cores, host I/O and overheads."
+)
+
+
+def _unique_names(names: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for i, name in enumerate(names):
+        base = name or f"layer{i}"
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        out.append(base if n == 0 else f"{base}#{n}")
+    return out
+
+
+def _mean(values: Any, what: str, layer: str) -> float:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        raise NeurocxrError(f"layer {layer}: no samples in {what}; run at least one sample before estimating energy")
+    if np.any(arr < 0) or not np.all(np.isfinite(arr)):
+        raise NeurocxrError(f"layer {layer}: {what} must be finite and >= 0 (got min {arr.min()})")
+    return float(arr.mean())
+
+
+def estimate_energy(
+    counts: list[LayerCounts],
+    profile: DeviceProfile | str,
+    *,
+    model: str = "",
+    accuracy: float | None = None,
+    chips: int = 1,
+    latency_s: float | None = None,
+) -> EnergyEstimate:
+    """Energy per inference (mean per sample) of a run whose per-layer counts are ``counts``.
+
+    dynamic = sum(ops) x E_synop + sum(neuron_updates) x E_update, where ops are the effective
+    synaptic ops on a spiking (event-driven) device and the dense ops on a non-spiking one.
+    Latency: ``latency_s`` if given, else the serial time of all ops from the profile's per-op
+    times (an upper bound: one core doing all the work). total = dynamic + static power x chips x
+    latency where the profile has a static power, else None.
+    """
+    prof = resolve_profile(profile)
+    if not counts:
+        raise NeurocxrError("no layer counts given: run the program (emulator or Lava) first")
+    if chips < 1:
+        raise NeurocxrError(f"chips must be >= 1, got {chips}")
+    names = _unique_names([c.name for c in counts])
+    per_layer: dict[str, float] = {}
+    total_synops = total_updates = 0.0
+    for name, c in zip(names, counts):
+        ops_field = "synaptic_ops" if prof.spiking else "dense_synaptic_ops"
+        synops = _mean(getattr(c, ops_field), ops_field, name)
+        updates = _mean(c.neuron_updates, "neuron_updates", name)
+        per_layer[name] = synops * prof.energy_per_synop_j + updates * prof.energy_per_neuron_update_j
+        total_synops += synops
+        total_updates += updates
+    dynamic = total_synops * prof.energy_per_synop_j + total_updates * prof.energy_per_neuron_update_j
+
+    notes = [SPIKE_COUNTS_ARE_NOT_ENERGY]
+    if prof.notes:
+        notes.append(prof.notes)
+    if latency_s is None and prof.time_per_synop_s is not None and prof.time_per_neuron_update_s is not None:
+        latency_s = total_synops * prof.time_per_synop_s + total_updates * prof.time_per_neuron_update_s
+        notes.append("Latency = serial time of all ops on one core (upper bound; cores run in parallel).")
+    elif latency_s is not None and latency_s < 0:
+        raise NeurocxrError(f"latency_s must be >= 0, got {latency_s}")
+    total: float | None = None
+    if prof.static_power_w is not None and latency_s is not None:
+        total = dynamic + prof.static_power_w * chips * latency_s
+        notes.append(f"Total adds static power {prof.static_power_w} W x {chips} chip(s) x latency.")
+    elif prof.static_power_w is None:
+        notes.append("Profile has no static power: total energy unknown, only dynamic energy given.")
+    ops_desc = "effective synaptic ops" if prof.spiking else "dense synaptic ops (non-event-driven device)"
+    return EnergyEstimate(
+        model=model,
+        device=prof.name,
+        dynamic_j=dynamic,
+        total_j=total,
+        latency_s=latency_s,
+        per_layer_j=per_layer,
+        constants=prof.constants(),
+        source=prof.source,
+        method=f"{ops_desc} x E_synop + neuron updates x E_update" + (" + static power x latency" if total is not None else ""),
+        accuracy=accuracy,
+        kind="estimated",
+        notes=" ".join(notes),
+    )
+
+
+def _mac_energy(prof: DeviceProfile) -> float:
+    if prof.energy_per_mac_j is not None:
+        return prof.energy_per_mac_j
+    if prof.spiking:
+        raise ProfileError(
+            f"profile '{prof.name}' is a spiking device without a MAC energy: an ANN's MACs cannot be "
+            "charged on it; use a conventional profile such as 'horowitz45-fp32' or 'keras-spiking:gpu'"
+        )
+    return prof.energy_per_synop_j  # KerasSpiking convention: on CPU/GPU/ARM one synop is one MAC
+
+
+def estimate_ann_energy(
+    macs_per_layer: dict[str, int],
+    profile: DeviceProfile | str = "horowitz45-fp32",
+    *,
+    model: str = "",
+    accuracy: float | None = None,
+) -> EnergyEstimate:
+    """Arithmetic energy of a CNN baseline per inference: MACs x E_MAC (no memory traffic)."""
+    prof = resolve_profile(profile)
+    if not macs_per_layer:
+        raise NeurocxrError("no MAC counts given: use count_cnn_macs(model, input_shape) first")
+    e_mac = _mac_energy(prof)
+    per_layer = {}
+    for name, macs in macs_per_layer.items():
+        if macs < 0:
+            raise NeurocxrError(f"layer {name}: MAC count must be >= 0, got {macs}")
+        per_layer[name] = float(macs) * e_mac
+    return EnergyEstimate(
+        model=model,
+        device=prof.name,
+        dynamic_j=float(sum(per_layer.values())),
+        total_j=None,
+        latency_s=None,
+        per_layer_j=per_layer,
+        constants={"energy_per_mac_j": e_mac},
+        source=prof.source,
+        method="MACs x E_MAC (arithmetic only)",
+        accuracy=accuracy,
+        notes="Arithmetic only: ignores memory traffic (often the larger cost), control and static power. " + prof.notes,
+    )
+
+
+def estimate_snn_ac_energy(
+    counts: list[LayerCounts],
+    profile: DeviceProfile | str = "horowitz45-fp32",
+    *,
+    first_layer_mac: bool = True,
+    model: str = "",
+    accuracy: float | None = None,
+) -> EnergyEstimate:
+    """SNN on a conventional accelerator, Spikformer/SpikingJelly convention: the first synaptic
+    layer's dense ops x E_MAC (it sees the analog image every step) when ``first_layer_mac``, every
+    other synaptic layer's effective synaptic ops x E_AC. Neuron updates and memory traffic ignored."""
+    prof = resolve_profile(profile)
+    if prof.energy_per_ac_j is None:
+        raise ProfileError(f"profile '{prof.name}' has no energy_per_ac_j; use 'horowitz45-fp32' or 'horowitz45-int8'")
+    e_mac = _mac_energy(prof)
+    if not counts:
+        raise NeurocxrError("no layer counts given: run the program (emulator or Lava) first")
+    names = _unique_names([c.name for c in counts])
+    per_layer: dict[str, float] = {}
+    first_done = False
+    for name, c in zip(names, counts):
+        if c.kind == "input":
+            per_layer[name] = 0.0
+            continue
+        if first_layer_mac and not first_done:
+            per_layer[name] = _mean(c.dense_synaptic_ops, "dense_synaptic_ops", name) * e_mac
+        else:
+            per_layer[name] = _mean(c.synaptic_ops, "synaptic_ops", name) * prof.energy_per_ac_j
+        first_done = True
+    return EnergyEstimate(
+        model=model,
+        device=prof.name,
+        dynamic_j=float(sum(per_layer.values())),
+        total_j=None,
+        latency_s=None,
+        per_layer_j=per_layer,
+        constants={"energy_per_mac_j": e_mac, "energy_per_ac_j": prof.energy_per_ac_j},
+        source=prof.source,
+        method=("first layer dense ops x E_MAC + " if first_layer_mac else "") + "synaptic ops x E_AC (Spikformer/SpikingJelly convention)",
+        accuracy=accuracy,
+        notes="Arithmetic only: ignores memory traffic, neuron updates, control and static power. " + prof.notes,
+    )
+
+
+def count_cnn_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
+    """Exact MACs per sample of every Conv1d/Conv2d/Linear, keyed by module name.
+
+    ``input_shape`` is the full input shape including the batch dimension (e.g. (1, 1, 28, 28));
+    counts are divided by the batch size. Convolutions are border-correct: multiplications with
+    zero padding are not counted (an all-ones convolution counts the real taps per output).
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) < 2 or shape[0] < 1:
+        raise NeurocxrError(f"input_shape must include the batch dimension first, got {shape}")
+    names = {m: n for n, m in model.named_modules()}
+    macs: dict[str, int] = {}
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        x = inputs[0]
+        batch = x.shape[0]
+        name = names[module] or type(module).__name__
+        if isinstance(module, nn.Linear):
+            count = x.numel() // x.shape[-1] * module.in_features * module.out_features // batch
+        elif module.padding_mode != "zeros":  # reflect/replicate/circular: border taps are real values
+            count = output.numel() // batch * int(np.prod(module.weight.shape[1:]))
+        else:
+            conv = F.conv2d if isinstance(module, nn.Conv2d) else F.conv1d
+            ones_w = torch.ones_like(module.weight)
+            ones_x = torch.ones((1,) + tuple(x.shape[1:]), dtype=module.weight.dtype)
+            count = int(
+                conv(ones_x, ones_w, None, module.stride, module.padding, module.dilation, module.groups).sum().item()
+            )
+        macs[name] = macs.get(name, 0) + int(count)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    try:
+        model.eval()
+        param = next(model.parameters(), None)
+        x = torch.zeros(shape, dtype=param.dtype if param is not None else torch.float32)
+        with torch.no_grad():
+            model(x)
+    except NeurocxrError:
+        raise
+    except Exception as exc:  # a shape mismatch deep inside torch
+        raise NeurocxrError(f"could not run the model on an input of shape {shape} to count MACs: {exc}") from exc
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return macs
+
+
+# ---------------------------------------------------------------------------------------------
+# KerasSpiking-compatible mode
+
+
+@dataclass(frozen=True)
+class KSLayer:
+    """One layer as keras-spiking's ModelEnergy sees it.
+
+    ``connections``: input elements to units (conv: outputs x kh*kw*C_in, padding ignored; dense:
+    in x out); ``neurons``: neuron updates per time step (0 for a linear layer); ``rate_hz``:
+    mean |input| of the layer read as Hz (spikes per element per step / dt).
+    """
+
+    name: str
+    connections: int
+    neurons: int
+    rate_hz: float
+
+
+def _keras_device(device: DeviceProfile | str) -> DeviceProfile:
+    if isinstance(device, DeviceProfile):
+        return device
+    name = str(device).lower()
+    try:
+        return get_profile(name if name.startswith("keras-spiking:") else f"keras-spiking:{name}")
+    except ProfileError:
+        return get_profile(name)
+
+
+def keras_spiking_energy(
+    layers: Sequence[KSLayer],
+    device: DeviceProfile | str,
+    *,
+    dt: float = 0.001,
+    timesteps: int = 1,
+) -> dict[str, Any]:
+    """Energy per inference as keras-spiking 0.3.0 ModelEnergy.total_energy computes it.
+
+    Spiking device: synop_j = E_synop x connections x rate_hz x dt x timesteps and
+    neuron_j = E_neuron x neurons x timesteps. Non-spiking device (one ANN pass, independent of
+    rates): synop_j = E_synop x connections, neuron_j = E_neuron x neurons. ``device`` is a
+    KerasSpiking name ("cpu", "gpu", "arm", "loihi", "spinnaker", "spinnaker2": its own table),
+    or any profile. Returns {"device", "spiking", "dt", "timesteps", "layers": [...], "synop_j",
+    "neuron_j", "total_j", "source"}.
+    """
+    prof = _keras_device(device)
+    if dt <= 0:
+        raise NeurocxrError(f"dt must be > 0 seconds, got {dt}")
+    if timesteps < 1:
+        raise NeurocxrError(f"timesteps must be >= 1, got {timesteps}")
+    rows = []
+    for layer in layers:
+        if layer.connections < 0 or layer.neurons < 0 or layer.rate_hz < 0:
+            raise NeurocxrError(f"KerasSpiking layer {layer.name}: connections, neurons and rate must be >= 0")
+        if prof.spiking:
+            synop = prof.energy_per_synop_j * layer.connections * layer.rate_hz * dt * timesteps
+            neuron = prof.energy_per_neuron_update_j * layer.neurons * timesteps
+        else:  # KerasSpiking: input rate 1/dt, a single time step
+            synop = prof.energy_per_synop_j * layer.connections * (1.0 / dt) * dt * 1
+            neuron = prof.energy_per_neuron_update_j * layer.neurons * 1
+        rows.append(
+            {
+                "name": layer.name,
+                "connections": layer.connections,
+                "neurons": layer.neurons,
+                "rate_hz": layer.rate_hz,
+                "synop_j": synop,
+                "neuron_j": neuron,
+                "energy_j": synop + neuron,
+            }
+        )
+    synop_total = float(sum(r["synop_j"] for r in rows))
+    neuron_total = float(sum(r["neuron_j"] for r in rows))
+    return {
+        "device": prof.name,
+        "spiking": prof.spiking,
+        "dt": dt,
+        "timesteps": timesteps,
+        "layers": rows,
+        "synop_j": synop_total,
+        "neuron_j": neuron_total,
+        "total_j": synop_total + neuron_total,
+        "source": prof.source,
+        "method": "keras-spiking 0.3.0 ModelEnergy formulas",
+    }
+
+
+def keras_spiking_estimate(result: dict[str, Any], *, model: str = "", accuracy: float | None = None) -> EnergyEstimate:
+    """Wrap a keras_spiking_energy result as an EnergyEstimate for the report."""
+    return EnergyEstimate(
+        model=model,
+        device=f"{result['device']} (KerasSpiking)",
+        dynamic_j=float(result["total_j"]),
+        total_j=None,
+        latency_s=None,
+        per_layer_j={r["name"]: float(r["energy_j"]) for r in result["layers"]},
+        constants={"dt_s": float(result["dt"]), "timesteps": float(result["timesteps"])},
+        source=result["source"],
+        method=result["method"],
+        accuracy=accuracy,
+        notes="KerasSpiking-compatible: average fan-out x mean input rate, every neuron charged every step; "
+        "no static power, data movement or overheads.",
+    )
+
+
+def keras_layers_from_program(program: Any, counts: Sequence[LayerCounts], *, dt: float = 0.001) -> list[KSLayer]:
+    """KerasSpiking rows for a LoihiProgram and the LayerCounts of a run of it (one per layer).
+
+    Connections follow KerasSpiking (conv: outputs x kh*kw*C_in/groups, padding ignored; dense:
+    in x out); neurons = the layer's neurons (0 for the non-spiking readout); rate = spikes that
+    arrived per input element per step (mean over samples) / dt. Layers with a pooling layer fused in
+    count the fused kernel's connections; KerasSpiking run on the unfused Keras model would count the
+    conv alone and skip the pooling layer (it has no stats for it), so compare on pool-free networks.
+    """
+    layers = list(program.layers)
+    if len(layers) != len(counts):
+        raise NeurocxrError(f"program has {len(layers)} layers but the run has counts for {len(counts)}")
+    rows = []
+    for i, (layer, c) in enumerate(zip(layers, counts)):
+        neurons = int(layer.num_neurons) if layer.neuron is not None else 0
+        if layer.kind == "input":
+            rows.append(KSLayer(layer.name, 0, neurons, 0.0))
+            continue
+        w = np.asarray(layer.weight)
+        if layer.kind == "conv":
+            connections = int(np.prod(layer.shape)) * int(np.prod(w.shape[1:]))
+        else:
+            connections = int(w.shape[0]) * int(w.shape[1])
+        n_in = int(np.prod(layers[i - 1].shape)) if i > 0 else int(np.prod(program.input_shape))
+        steps = max(int(c.time_steps), 1)
+        rate = float(np.mean(c.input_spikes)) / (n_in * steps) / dt
+        rows.append(KSLayer(layer.name, connections, neurons, rate))
+    return rows

@@ -1,0 +1,534 @@
+"""Energy: op-count definitions on hand-built networks, profiles, estimates, KerasSpiking mode."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from neurocxr.energy.estimate import (
+    KSLayer,
+    count_cnn_macs,
+    estimate_ann_energy,
+    estimate_energy,
+    estimate_snn_ac_energy,
+    keras_layers_from_program,
+    keras_spiking_energy,
+    keras_spiking_estimate,
+)
+from neurocxr.energy.neurobench import neurobench_counts, static_metrics, to_layer_counts
+from neurocxr.energy.profiles import (
+    BUILTIN_PROFILES,
+    DeviceProfile,
+    get_profile,
+    load_profiles,
+    register_profile,
+    unregister_profile,
+)
+from neurocxr.errors import NeurocxrError, ProfileError
+from neurocxr.exporters.program import LoihiLayer, LoihiNeuron, LoihiProgram
+from neurocxr.hardware_sims.results import LayerCounts
+from neurocxr.models.base import SpikingSequential
+from neurocxr.models.neurons import LIF
+
+
+def conv_net(weight: torch.Tensor, threshold: float = 0.5) -> SpikingSequential:
+    """Conv2d(1, C, 3, padding=1, no bias) with given weights, then a LIF (IF: beta 1)."""
+    conv = nn.Conv2d(1, weight.shape[0], 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+    return SpikingSequential([conv, LIF(beta=1.0, threshold=threshold)])
+
+
+def layer_counts(name: str, synops: list[float], updates: list[float], dense: list[float] | None = None) -> LayerCounts:
+    n = len(synops)
+    return LayerCounts(
+        name=name,
+        kind="conv",
+        num_neurons=10,
+        fan_in=9,
+        num_synapses=90,
+        time_steps=4,
+        input_spikes=np.zeros(n),
+        output_spikes=np.zeros(n),
+        synaptic_ops=np.asarray(synops, dtype=float),
+        dense_synaptic_ops=np.asarray(dense if dense is not None else synops, dtype=float),
+        neuron_updates=np.asarray(updates, dtype=float),
+    )
+
+
+# ----------------------------------------------------------------------------------- counting
+
+
+def test_corner_spike_conv_counts_real_fanout_to_nonzero_weights() -> None:
+    # 3 output channels: all weights non-zero; one zero tap the corner never reaches (2,2);
+    # one zero tap the corner does reach (0,0) -> 4, 4, 3 effective synops.
+    w = torch.ones(3, 1, 3, 3)
+    w[1, 0, 2, 2] = 0.0
+    w[2, 0, 0, 0] = 0.0
+    x = torch.zeros(2, 1, 1, 3, 3)  # T=2, B=1
+    x[0, 0, 0, 0, 0] = 1.0  # single spike at the top-left corner, step 0
+    entries = neurobench_counts(conv_net(w), x)
+    assert len(entries) == 1
+    e = entries[0]
+    assert e["kind"] == "conv"
+    assert e["synaptic_ops"].tolist() == [4 + 4 + 3]
+    assert e["input_spikes"].tolist() == [1]
+    # Dense: per channel and step the valid taps of a padded 3x3 conv on 3x3: (2+3+2)^2 = 49.
+    assert e["dense_synaptic_ops"].tolist() == [49 * 3 * 2]
+    assert e["neuron_updates"].tolist() == [3 * 9 * 2]
+    assert e["op_type"] == "AC"
+    # Each of the 11 non-zero contributions is a 1.0 input above threshold 0.5 -> 11 spikes.
+    assert e["output_spikes"].tolist() == [11]
+    assert e["activation_sparsity"] == pytest.approx(1 - 11 / 54)
+
+
+def test_counts_are_per_sample_and_summed_over_steps() -> None:
+    w = torch.ones(1, 1, 3, 3)
+    x = torch.zeros(3, 2, 1, 3, 3)  # T=3, B=2
+    x[:, 0, 0, 1, 1] = 1.0  # sample 0: centre pixel every step -> 9 synops per step
+    x[1, 1, 0, 0, 2] = 1.0  # sample 1: one corner spike -> 4 synops
+    e = neurobench_counts(conv_net(w), x)[0]
+    assert e["synaptic_ops"].tolist() == [27, 4]
+    assert e["input_spikes"].tolist() == [3, 1]
+
+
+def test_dense_layer_counts_and_mac_detection() -> None:
+    lin = nn.Linear(4, 3, bias=True)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]))
+        lin.bias.fill_(5.0)  # bias is not a synaptic op
+    model = SpikingSequential([lin, LIF(beta=1.0, threshold=100.0)])
+    x = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])  # T=1, B=1: inputs 0 and 1 active
+    e = neurobench_counts(model, x)[0]
+    # input 0 reaches rows 0 and 2; input 1 reaches row 2 only -> 3
+    assert e["synaptic_ops"].tolist() == [3]
+    assert e["dense_synaptic_ops"].tolist() == [12]
+    assert e["num_synapses"] == 6 and e["fan_in"] == 4
+    assert e["op_type"] == "AC"
+    e_mac = neurobench_counts(model, torch.tensor([[[0.5, 1.0, 0.0, 0.0]]]))[0]
+    assert e_mac["op_type"] == "MAC"
+    assert e_mac["synaptic_ops"].tolist() == [3]
+
+
+def test_input_neurons_and_readout_entries() -> None:
+    lin = nn.Linear(2, 1, bias=False)
+    readout = nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+        readout.weight.copy_(torch.tensor([[1.0], [0.0]]))
+    model = SpikingSequential([LIF(beta=1.0, threshold=0.5), lin, LIF(beta=1.0, threshold=0.5)], readout=readout)
+    x = torch.tensor([[1.0, 0.2]]).expand(4, 1, 2).clone()  # T=4: pixel 0 fires every step; pixel 1 at step 2
+    entries = neurobench_counts(model, x)
+    assert [e["kind"] for e in entries] == ["input", "dense", "dense"]
+    inp, hidden, out = entries
+    # input neurons: pixel 0 fires at steps 0..3; pixel 1 integrates 0.2/step -> fires at step 2 (0.6 > 0.5)
+    assert inp["output_spikes"].tolist() == [5]
+    assert inp["synaptic_ops"].tolist() == [0] and inp["neuron_updates"].tolist() == [8]
+    assert hidden["synaptic_ops"].tolist() == [5]
+    assert hidden["output_spikes"].tolist() == [4]
+    # readout: one hidden spike per step reaches one non-zero weight; no neurons
+    assert out["synaptic_ops"].tolist() == [4]
+    assert out["has_neuron"] is False and out["neuron_updates"].tolist() == [0]
+    counts = to_layer_counts(entries)
+    assert [c.name for c in counts] == ["layers.0", "layers.1", "readout"]
+    assert counts[1].activation_sparsity == pytest.approx(0.0)
+
+
+def test_static_metrics() -> None:
+    lin = nn.Linear(4, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 3.0, 0.0]]))
+    m = static_metrics(SpikingSequential([lin, LIF(0.9, 1.0)]))
+    assert m["connection_sparsity"] == pytest.approx(6 / 8)
+    assert m["footprint_bytes"] == 8 * 4 + 2 * 4  # 8 fp32 weights + beta, threshold buffers
+
+
+def test_neurobench_rejects_non_snn() -> None:
+    with pytest.raises(NeurocxrError, match="SpikingSequential"):
+        neurobench_counts(nn.Linear(2, 2), torch.zeros(1, 1, 2))  # type: ignore[arg-type]
+
+
+def test_count_cnn_macs_border_correct() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3), nn.Flatten(), nn.Linear(18, 3))
+    macs = count_cnn_macs(model, (2, 1, 5, 5))
+    # padded conv on 5x5: valid taps per output summed = (2+3+3+3+2)^2 = 169 per channel
+    assert macs["0"] == 169 * 4
+    # unpadded conv 4->2 on 5x5 -> 3x3 outputs x 9 taps x 4 input channels x 2 output channels
+    assert macs["2"] == 3 * 3 * 9 * 4 * 2
+    assert macs["4"] == 18 * 3
+    with pytest.raises(NeurocxrError, match="shape"):
+        count_cnn_macs(model, (1, 1, 7, 7))
+
+
+# ----------------------------------------------------------------------------------- cross-check
+
+
+def _tiny_program_and_model() -> tuple[LoihiProgram, SpikingSequential]:
+    """An integer conv (IF neurons) + dense readout, as a LoihiProgram and as a float SNN.
+
+    Loihi with iDecay 4096 / vDecay 0: u = a_in * 64, v += u, spike when v > vTh * 64: the float
+    IF neuron with the same integer weights and threshold vTh spikes identically.
+    """
+    rng = np.random.default_rng(3)
+    w_conv = rng.integers(-3, 6, size=(2, 1, 3, 3)).astype(np.int64)
+    w_conv[0, 0, 1, 1] = 0
+    w_out = rng.integers(-4, 5, size=(3, 2 * 5 * 5)).astype(np.int64)
+    v_th = 4
+    program = LoihiProgram(
+        input_shape=(1, 5, 5),
+        input_kind="spikes",
+        num_steps=8,
+        layers=[
+            LoihiLayer(kind="input", name="input", shape=(1, 5, 5), neuron=None),
+            LoihiLayer(
+                kind="conv", name="conv", shape=(2, 5, 5), neuron=LoihiNeuron(v_th, 4096, 0),
+                weight=w_conv, padding=(1, 1),
+            ),
+            LoihiLayer(kind="dense", name="readout", shape=(3,), neuron=None, weight=w_out, flatten_input=True),
+        ],
+    )
+    program.validate()
+    conv = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+    readout = nn.Linear(50, 3, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(w_conv).float())
+        readout.weight.copy_(torch.from_numpy(w_out).float())
+    model = SpikingSequential([conv, LIF(beta=1.0, threshold=float(v_th)), nn.Flatten()], readout=readout)
+    return program, model
+
+
+def _deeper_program_and_model() -> tuple[LoihiProgram, SpikingSequential]:
+    """Strided padded conv (IF) -> dense (IF) -> readout, integer weights, as program and float SNN."""
+    rng = np.random.default_rng(7)
+    w_conv = rng.integers(-2, 5, size=(2, 1, 3, 3)).astype(np.int64)
+    w_conv[1, 0, 0, :] = 0
+    w_fc = rng.integers(-3, 6, size=(5, 18)).astype(np.int64)
+    w_fc[0, :] = 0
+    w_out = rng.integers(-4, 5, size=(3, 5)).astype(np.int64)
+    program = LoihiProgram(
+        input_shape=(1, 6, 6),
+        input_kind="spikes",
+        num_steps=10,
+        layers=[
+            LoihiLayer(kind="input", name="input", shape=(1, 6, 6), neuron=None),
+            LoihiLayer(kind="conv", name="conv", shape=(2, 3, 3), neuron=LoihiNeuron(2, 4096, 0), weight=w_conv,
+                       stride=(2, 2), padding=(1, 1)),
+            LoihiLayer(kind="dense", name="fc", shape=(5,), neuron=LoihiNeuron(3, 4096, 0), weight=w_fc,
+                       flatten_input=True),
+            LoihiLayer(kind="dense", name="readout", shape=(3,), neuron=None, weight=w_out),
+        ],
+    )
+    program.validate()
+    conv = nn.Conv2d(1, 2, 3, stride=2, padding=1, bias=False)
+    fc = nn.Linear(18, 5, bias=False)
+    readout = nn.Linear(5, 3, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(w_conv).float())
+        fc.weight.copy_(torch.from_numpy(w_fc).float())
+        readout.weight.copy_(torch.from_numpy(w_out).float())
+    model = SpikingSequential([conv, LIF(1.0, 2.0), nn.Flatten(), fc, LIF(1.0, 3.0)], readout=readout)
+    return program, model
+
+
+@pytest.mark.parametrize("build", [_tiny_program_and_model, _deeper_program_and_model])
+def test_pytorch_counts_equal_emulator_counts(build) -> None:
+    try:
+        emulator = importlib.import_module("neurocxr.hardware_sims.emulator")
+    except ImportError as exc:
+        pytest.skip(f"neurocxr.hardware_sims.emulator is not importable yet ({exc}); cross-check pending")
+    program, model = build()
+    rng = np.random.default_rng(0)
+    steps = program.num_steps
+    spikes = (rng.random((steps, 4, *program.input_shape)) < 0.3).astype(np.int8)
+    spikes[steps - 3:] = 0  # trailing silent steps: Loihi's one-step-per-layer lag cannot cut spikes off
+    run = emulator.emulate(program, spikes)
+    ours = neurobench_counts(model, torch.from_numpy(spikes).float())
+    theirs = run.counts[1:]  # the emulator also reports the input layer
+    assert len(ours) == len(theirs)
+    assert sum(int(e["output_spikes"].sum()) for e in ours[:-1]) > 0  # the check is not vacuous
+    for mine, emu in zip(ours, theirs):
+        for key in ("synaptic_ops", "input_spikes", "output_spikes"):
+            assert mine[key].tolist() == np.asarray(getattr(emu, key)).tolist(), (emu.name, key)
+        if mine["has_neuron"]:
+            assert mine["neuron_updates"].tolist() == np.asarray(emu.neuron_updates).tolist(), emu.name
+        if mine["kind"] == "dense":
+            assert mine["dense_synaptic_ops"].tolist() == np.asarray(emu.dense_synaptic_ops).tolist(), emu.name
+
+
+def test_tiny_network_hand_counts() -> None:
+    """The cross-check network, counted by hand (independent of the emulator)."""
+    program, model = _tiny_program_and_model()
+    spikes = torch.zeros(3, 1, 1, 5, 5)
+    spikes[0, 0, 0, 0, 0] = 1  # corner: 4 taps per channel
+    spikes[1, 0, 0, 2, 2] = 1  # centre: 9 taps per channel
+    w = program.layers[1].weight
+    expected = sum(int(np.count_nonzero(w[c, 0, 1:, 1:])) for c in range(2))  # taps reaching the corner
+    expected += int(np.count_nonzero(w))
+    entries = neurobench_counts(model, spikes)
+    assert entries[0]["synaptic_ops"].tolist() == [expected]
+    out_spikes = int(entries[0]["output_spikes"][0])
+    # readout: each conv spike reaches its column's non-zero readout weights
+    assert 0 <= int(entries[1]["synaptic_ops"][0]) <= 3 * out_spikes
+
+
+# ----------------------------------------------------------------------------------- profiles
+
+
+def test_builtin_profiles_carry_sources_and_loihi2_is_marked() -> None:
+    for p in BUILTIN_PROFILES.values():
+        assert p.source
+    loihi = get_profile("loihi")
+    assert loihi.energy_per_synop_j == pytest.approx(23.6e-12)
+    assert loihi.energy_per_neuron_update_j == pytest.approx(81e-12)
+    assert loihi.static_power_w == pytest.approx(0.104)
+    assert get_profile("keras-spiking:loihi").energy_per_synop_j == pytest.approx(27.1e-12)
+    assert "Loihi 1 per-op constants applied to Loihi 2" in get_profile("loihi2").notes
+    assert get_profile("truenorth").energy_per_synop_j == pytest.approx(21.7e-12, rel=0.01)
+    fp32 = get_profile("horowitz45-fp32")
+    assert fp32.energy_per_mac_j == pytest.approx(4.6e-12) and fp32.energy_per_ac_j == pytest.approx(0.9e-12)
+
+
+def test_unknown_profile_name() -> None:
+    with pytest.raises(ProfileError, match="unknown device profile 'loihi3'.*loihi2"):
+        get_profile("loihi3")
+
+
+def test_register_profile_and_reject_bad_values() -> None:
+    p = DeviceProfile("my-chip", "neuromorphic", 1e-12, 2e-12, True, "my lab notebook", static_power_w=0.01)
+    register_profile(p)
+    try:
+        assert get_profile("my-chip") is p
+    finally:
+        unregister_profile("my-chip")
+    with pytest.raises(ProfileError, match="energy_per_synop_j"):
+        DeviceProfile("bad", "neuromorphic", -1e-12, 0.0, True, "x")
+    with pytest.raises(ProfileError, match="kind"):
+        DeviceProfile("bad", "quantum", 1e-12, 0.0, True, "x")  # type: ignore[arg-type]
+
+
+TOML_OK = """
+[[profile]]
+name = "lab-loihi2"
+kind = "neuromorphic"
+energy_per_synop_j = 2e-12
+energy_per_neuron_update_j = 5e-12
+spiking = true
+static_power_w = 0.5
+time_per_synop_s = 1e-9
+time_per_neuron_update_s = 2e-9
+source = "our measurement, 2026"
+
+[[profile]]
+name = "lab-gpu"
+kind = "conventional"
+energy_per_synop_j = 1e-10
+energy_per_neuron_update_j = 1e-10
+spiking = false
+source = "our measurement"
+"""
+
+
+def test_load_profiles_toml_and_json(tmp_path: Path) -> None:
+    toml_path = tmp_path / "p.toml"
+    toml_path.write_text(TOML_OK)
+    profiles = load_profiles(toml_path)
+    assert [p.name for p in profiles] == ["lab-loihi2", "lab-gpu"]
+    assert profiles[0].static_power_w == 0.5 and profiles[0].spiking is True
+    assert profiles[1].static_power_w is None
+    data = [
+        {"name": "j1", "kind": "neuromorphic", "energy_per_synop_j": 3e-12, "energy_per_neuron_update_j": 0,
+         "spiking": True, "source": "s", "notes": "integer 0 is a valid energy"},
+    ]
+    json_path = tmp_path / "p.json"
+    json_path.write_text(json.dumps(data))
+    (j1,) = load_profiles(json_path, register=True)
+    try:
+        assert get_profile("j1") == j1 and j1.energy_per_neuron_update_j == 0.0
+    finally:
+        unregister_profile("j1")
+    json_path.write_text(json.dumps({"profile": data}))
+    assert load_profiles(json_path)[0].name == "j1"
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.pop("energy_per_synop_j"), r"'lab'.*missing required field\(s\) energy_per_synop_j"),
+        (lambda d: d.update(energy_per_neuron_update_j=-1e-12), r"'lab'.*'energy_per_neuron_update_j'.*>= 0"),
+        (lambda d: d.update(energy_per_synop_j="23.6 pJ"), r"'lab'.*'energy_per_synop_j' must be a number"),
+        (lambda d: d.update(static_power_w=True), r"'static_power_w' must be a number"),
+        (lambda d: d.update(energy_per_synapse=1e-12), r"'lab'.*unknown field\(s\) energy_per_synapse"),
+        (lambda d: d.update(kind="analog"), r"'lab'.*'kind'"),
+        (lambda d: d.update(spiking="yes"), r"'lab'.*'spiking'"),
+    ],
+)
+def test_bad_profiles_name_file_profile_and_field(tmp_path: Path, edit, message: str) -> None:
+    d = {"name": "lab", "kind": "neuromorphic", "energy_per_synop_j": 1e-12, "energy_per_neuron_update_j": 1e-12,
+         "spiking": True, "source": "s"}
+    edit(d)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps([d]))
+    with pytest.raises(ProfileError, match=message) as info:
+        load_profiles(path)
+    assert str(path) in str(info.value)
+
+
+def test_bad_profile_files(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="does not exist"):
+        load_profiles(tmp_path / "missing.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[[profile]\nname=")
+    with pytest.raises(ProfileError, match="not valid TOML"):
+        load_profiles(broken)
+    yaml = tmp_path / "p.yaml"
+    yaml.write_text("x")
+    with pytest.raises(ProfileError, match=r"\.toml or \.json"):
+        load_profiles(yaml)
+    dup = tmp_path / "dup.toml"
+    dup.write_text(TOML_OK + TOML_OK)
+    with pytest.raises(ProfileError, match="duplicate profile name"):
+        load_profiles(dup)
+    other = tmp_path / "other.toml"
+    other.write_text('devices = 1\n')
+    with pytest.raises(ProfileError, match="unknown top-level key"):
+        load_profiles(other)
+
+
+# ----------------------------------------------------------------------------------- estimates
+
+
+def test_estimate_energy_hand_computed_loihi() -> None:
+    counts = [
+        layer_counts("conv", [1000, 3000], [200, 200], dense=[9000, 9000]),
+        layer_counts("fc", [10, 30], [20, 20], dense=[500, 500]),
+    ]
+    est = estimate_energy(counts, "loihi", model="tiny", accuracy=0.9)
+    synops, updates = 2000 + 20, 200 + 20  # per-sample means
+    dynamic = synops * 23.6e-12 + updates * 81e-12
+    latency = synops * 3.5e-9 + updates * 8.4e-9
+    assert est.dynamic_j == pytest.approx(dynamic, rel=1e-12)
+    assert est.latency_s == pytest.approx(latency, rel=1e-12)
+    assert est.total_j == pytest.approx(dynamic + 0.104 * latency, rel=1e-12)
+    assert est.per_layer_j["conv"] == pytest.approx(2000 * 23.6e-12 + 200 * 81e-12)
+    assert sum(est.per_layer_j.values()) == pytest.approx(est.dynamic_j)
+    assert est.kind == "estimated" and est.accuracy == 0.9 and "Davies" in est.source
+    # two chips double the static part only; a given latency replaces the serial estimate
+    two = estimate_energy(counts, "loihi", chips=2, latency_s=1e-3)
+    assert two.total_j == pytest.approx(dynamic + 2 * 0.104 * 1e-3)
+
+
+def test_estimate_energy_non_spiking_uses_dense_ops_and_no_total() -> None:
+    counts = [layer_counts("conv", [1000], [200], dense=[9000])]
+    est = estimate_energy(counts, "keras-spiking:gpu")
+    assert est.dynamic_j == pytest.approx((9000 + 200) * 0.3e-9)
+    assert est.total_j is None and est.latency_s is None
+    assert "dense" in est.method
+
+
+def test_estimates_scale_linearly_with_counts() -> None:
+    base = [layer_counts("a", [100, 300], [50, 70]), layer_counts("b", [7], [3])]
+    scaled = [layer_counts("a", [300, 900], [150, 210]), layer_counts("b", [21], [9])]
+    for name in ("loihi", "spinnaker2", "truenorth", "keras-spiking:cpu"):
+        e1, e3 = estimate_energy(base, name), estimate_energy(scaled, name)
+        assert e3.dynamic_j == pytest.approx(3 * e1.dynamic_j, rel=1e-12)
+        for layer in e1.per_layer_j:
+            assert e3.per_layer_j[layer] == pytest.approx(3 * e1.per_layer_j[layer], rel=1e-12)
+    # with a fixed latency the static term is unchanged, so total - dynamic stays constant
+    t1 = estimate_energy(base, "loihi", latency_s=0.01)
+    t3 = estimate_energy(scaled, "loihi", latency_s=0.01)
+    assert t3.total_j - t3.dynamic_j == pytest.approx(t1.total_j - t1.dynamic_j)
+
+
+def test_estimate_energy_errors() -> None:
+    with pytest.raises(NeurocxrError, match="no layer counts"):
+        estimate_energy([], "loihi")
+    with pytest.raises(ProfileError, match="unknown device profile"):
+        estimate_energy([layer_counts("a", [1], [1])], "loihi9")
+    with pytest.raises(NeurocxrError, match="no samples"):
+        estimate_energy([layer_counts("a", [], [])], "loihi")
+
+
+def test_ann_and_ac_conventions() -> None:
+    macs = {"conv1": 676, "fc": 300}
+    ann = estimate_ann_energy(macs, "horowitz45-fp32", model="cnn")
+    assert ann.dynamic_j == pytest.approx(976 * 4.6e-12)
+    assert ann.per_layer_j["fc"] == pytest.approx(300 * 4.6e-12)
+    assert "memory traffic" in ann.notes
+    assert estimate_ann_energy(macs, "horowitz45-int8").dynamic_j == pytest.approx(976 * 0.23e-12)
+    # KerasSpiking's CPU row: one synop is one MAC
+    assert estimate_ann_energy(macs, "keras-spiking:cpu").dynamic_j == pytest.approx(976 * 8.6e-9)
+    with pytest.raises(ProfileError, match="spiking device"):
+        estimate_ann_energy(macs, "loihi")
+    counts = [layer_counts("conv1", [100], [50], dense=[1000]), layer_counts("fc", [40], [5], dense=[400])]
+    ac = estimate_snn_ac_energy(counts, "horowitz45-fp32")
+    assert ac.dynamic_j == pytest.approx(1000 * 4.6e-12 + 40 * 0.9e-12)
+    all_ac = estimate_snn_ac_energy(counts, "horowitz45-fp32", first_layer_mac=False)
+    assert all_ac.dynamic_j == pytest.approx(140 * 0.9e-12)
+
+
+def test_pytorch_counts_feed_the_estimator() -> None:
+    w = torch.ones(1, 1, 3, 3)
+    x = torch.zeros(1, 1, 1, 3, 3)
+    x[0, 0, 0, 1, 1] = 1.0
+    counts = to_layer_counts(neurobench_counts(conv_net(w), x))
+    est = estimate_energy(counts, "spinnaker2")
+    assert est.dynamic_j == pytest.approx(9 * 450e-12 + 9 * 2.19e-9)
+
+
+# ----------------------------------------------------------------------------------- KerasSpiking
+
+
+def test_keras_spiking_docstring_example() -> None:
+    # keras-spiking's own docstring: Dense(128, relu) on a 784 input -> 8.64e-04 J/inf on cpu
+    rows = [KSLayer("input", 0, 0, 0.0), KSLayer("dense", 784 * 128, 128, 0.0)]
+    assert keras_spiking_energy(rows, "cpu")["total_j"] == pytest.approx(8.64e-4, rel=1e-3)
+
+
+def test_keras_spiking_two_layer_network_by_hand() -> None:
+    rows = [KSLayer("fc1", 784 * 128, 128, 20.0), KSLayer("fc2", 128 * 10, 10, 50.0)]
+    dt, steps = 0.001, 16
+    loihi = keras_spiking_energy(rows, "loihi", dt=dt, timesteps=steps)
+    e_syn, e_neu = 27.1e-12, 81e-12  # KerasSpiking's loihi row: (23.6 + 3.5) pJ, 81 pJ
+    fc1 = e_syn * 100352 * 20.0 * dt * steps + e_neu * 128 * steps
+    fc2 = e_syn * 1280 * 50.0 * dt * steps + e_neu * 10 * steps
+    assert loihi["layers"][0]["energy_j"] == pytest.approx(fc1, rel=1e-12)
+    assert loihi["total_j"] == pytest.approx(fc1 + fc2, rel=1e-12)
+    assert loihi["spiking"] is True
+    # non-spiking: one ANN pass, independent of rates and time steps
+    gpu = keras_spiking_energy(rows, "gpu", dt=dt, timesteps=steps)
+    assert gpu["total_j"] == pytest.approx(0.3e-9 * (100352 + 128 + 1280 + 10), rel=1e-12)
+    faster = [KSLayer(r.name, r.connections, r.neurons, 10 * r.rate_hz) for r in rows]
+    assert keras_spiking_energy(faster, "gpu")["total_j"] == pytest.approx(gpu["total_j"])
+    # doubling dt doubles synop energy on a spiking device (rate in Hz x dt = spikes per step)
+    loihi2dt = keras_spiking_energy(rows, "loihi", dt=2 * dt, timesteps=steps)
+    assert loihi2dt["synop_j"] == pytest.approx(2 * loihi["synop_j"])
+    est = keras_spiking_estimate(loihi, model="m")
+    assert est.dynamic_j == pytest.approx(loihi["total_j"]) and est.device == "keras-spiking:loihi (KerasSpiking)"
+    with pytest.raises(ProfileError, match="unknown device profile"):
+        keras_spiking_energy(rows, "tpu")
+
+
+def test_keras_layers_from_program_and_counts() -> None:
+    program, _ = _tiny_program_and_model()
+    n = 2
+    zeros = np.zeros(n)
+    counts = [
+        LayerCounts("input", "input", 25, 0, 0, 8, zeros, np.array([10.0, 30.0]), zeros, zeros, zeros),
+        LayerCounts("conv", "conv", 50, 9, 17, 8, np.array([10.0, 30.0]), np.array([40.0, 40.0]), zeros, zeros,
+                    np.full(n, 400.0)),
+        LayerCounts("readout", "dense", 3, 50, 150, 8, np.array([40.0, 40.0]), zeros, zeros, zeros, zeros),
+    ]
+    rows = keras_layers_from_program(program, counts, dt=0.001)
+    assert [r.connections for r in rows] == [0, 50 * 9, 3 * 50]
+    assert [r.neurons for r in rows] == [0, 50, 0]
+    # conv: mean 20 spikes over 25 inputs x 8 steps = 0.1 per element-step = 100 Hz at dt 1 ms
+    assert rows[1].rate_hz == pytest.approx(100.0)
+    assert rows[2].rate_hz == pytest.approx(40 / (50 * 8) / 0.001)
+    with pytest.raises(NeurocxrError, match="3 layers"):
+        keras_layers_from_program(program, counts[:2])
