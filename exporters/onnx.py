@@ -53,14 +53,15 @@ def export_onnx(
     input_shape: Sequence[int] = (1, 1, 28, 28),
     opset: int = 17,
     dynamic_batch: bool = True,
-    force: bool = False,
+    overwrite: bool = True,
 ) -> Path:
     """Export a CNN baseline to ONNX at ``path`` and return the path.
 
     The graph is written to a temporary file next to ``path``, checked with
     ``onnx.checker.check_model`` and only then moved into place (``os.replace``), so a failed
-    export never leaves a half-written or invalid file. An existing file is replaced only with
-    ``force=True``. ``dynamic_batch`` makes the batch dimension symbolic (name ``batch``).
+    export never leaves a half-written or invalid file and an existing file is either kept whole
+    or replaced whole. ``overwrite=False`` refuses to replace an existing file (the CLI decides
+    with ``--force`` through ``fileio.prepare_out_dir`` before calling this). ``dynamic_batch`` makes the batch dimension symbolic (name ``batch``).
     SNNs are refused: they carry state over time steps and are exported to NIR / Loihi instead.
     """
     import onnx
@@ -76,8 +77,8 @@ def export_onnx(
     if len(shape) != 4 or min(shape) < 1:
         raise ExportError(f"input_shape must be (batch, channels, height, width) with positive sizes, got {shape}")
     out = Path(path)
-    if out.exists() and not force:
-        raise ExportError(f"{out} already exists; pass force=True (CLI: --force) to replace it")
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} already exists; pass overwrite=True (CLI: --force) to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
 
     was_training = model.training
