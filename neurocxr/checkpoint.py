@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,7 +38,7 @@ class Checkpoint:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that define how the weights behave (recorded for provenance)."""
-    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    versions = {"python": platform.python_version(), "torch": str(torch.__version__)}
     for name in ("snntorch", "norse", "numpy", "neurocxr"):
         try:
             from importlib.metadata import version
@@ -46,6 +47,26 @@ def library_versions() -> dict[str, str]:
         except Exception:  # not installed: nothing to record
             continue
     return versions
+
+
+def _plain(value: Any) -> Any:
+    """Metadata as plain Python (dict/list/str/number/bool/None) so `torch.load(weights_only=True)`
+    can read it back: numpy scalars/arrays, Paths, tuples and objects with ``to_dict`` converted."""
+    if hasattr(value, "to_dict") and callable(value.to_dict):
+        return _plain(value.to_dict())
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    return str(value)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, config: ModelConfig, metadata: dict[str, Any]) -> Path:
@@ -59,7 +80,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: ModelConfig, met
         "version": CHECKPOINT_VERSION,
         "config": config.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "metadata": meta,
+        "metadata": _plain(meta),
     }
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 

@@ -85,9 +85,10 @@ def choose_threshold(y_true: np.ndarray, scores: np.ndarray, method: str = "youd
         return 0.5
     if method == "youden":
         fpr, tpr, thresholds = skm.roc_curve(y, s)
-        best = int(np.argmax(tpr - fpr))
-        # roc_curve's first threshold is +inf (nothing called positive): never a useful choice.
-        return float(min(thresholds[best], 1.0))
+        # roc_curve's first point has threshold +inf (nothing called positive, J = 0); the last
+        # point (everything positive) also has J = 0, so skipping the first never loses the optimum.
+        best = 1 + int(np.argmax((tpr - fpr)[1:]))
+        return float(thresholds[best])
     if method == "f1":
         precision, recall, thresholds = skm.precision_recall_curve(y, s)
         f1 = np.divide(2 * precision * recall, precision + recall,

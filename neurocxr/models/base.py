@@ -33,7 +33,8 @@ class ModelConfig:
     num_steps: int = 16
     encoding: str = "direct"
     beta: float = 0.9
-    threshold: float = 1.0
+    # 0.5 rather than snnTorch's 1.0: with 1.0 the fc layer is silent at initialisation and learns slower.
+    threshold: float = 0.5
     channels: tuple[int, ...] = (16, 32)
     hidden: tuple[int, ...] = (128,)
     dropout: float = 0.0
