@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -268,6 +269,25 @@ def demo_cmd(
     from neurocxr.api import demo
 
     demo(out=out, data=data, epochs=epochs, max_train_samples=max_train_samples, lava_samples=lava_samples, console=console)
+
+
+def _guarded(fn):
+    """Print user-facing errors as one line (exit code 2) instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NeurocxrError as err:
+            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+for _typer in (app, data_app):
+    for _cmd in _typer.registered_commands:
+        _cmd.callback = _guarded(_cmd.callback)
 
 
 def main() -> None:
