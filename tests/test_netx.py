@@ -1,0 +1,153 @@
+"""netx HDF5 writer/reader: Lava's loader accepts our files, round trip, slayer files, errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from neurocxr.errors import ExportError, UnsupportedLayerError
+from neurocxr.exporters.netx import read_netx, write_netx
+from neurocxr.exporters.program import LoihiLayer, LoihiNeuron, LoihiProgram
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _netx_programs import default_shaped_program  # noqa: E402
+
+
+def assert_programs_equal(a: LoihiProgram, b: LoihiProgram) -> None:
+    assert a.input_shape == b.input_shape and a.input_kind == b.input_kind
+    assert a.num_steps == b.num_steps and a.input_scale == b.input_scale
+    assert len(a.layers) == len(b.layers)
+    for la, lb in zip(a.layers, b.layers):
+        assert (la.kind, la.name, tuple(la.shape), la.neuron) == (lb.kind, lb.name, tuple(lb.shape), lb.neuron)
+        assert (la.stride, la.padding, la.dilation, la.groups, la.flatten_input) == (
+            lb.stride, lb.padding, lb.dilation, lb.groups, lb.flatten_input)
+        for x, y in ((la.weight, lb.weight), (la.bias, lb.bias)):
+            assert (x is None) == (y is None)
+            if x is not None:
+                np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    program = default_shaped_program()
+    path = write_netx(program, tmp_path / "net.h5")
+    back = read_netx(path)
+    assert_programs_equal(program, back)
+    assert back.metadata["source"] == "hand-built default-shaped program"
+    assert not list(tmp_path.glob("*.tmp")), "the atomic write left its temp file"
+
+
+def test_written_file_loads_in_lava_netx(tmp_path: Path) -> None:
+    netx = pytest.importorskip("lava.lib.dl.netx")
+    path = write_netx(default_shaped_program(), tmp_path / "net.h5")
+    with contextlib.redirect_stdout(io.StringIO()):
+        net = netx.hdf5.Network(net_config=str(path))
+    # input neuron + 2 conv + dense + readout; netx shapes are W,H,C
+    assert [type(layer).__name__ for layer in net.layers] == ["Input", "Conv", "Conv", "Dense", "Dense"]
+    assert [tuple(layer.shape) for layer in net.layers] == [(28, 28, 1), (28, 28, 16), (14, 14, 32), (128,), (2,)]
+    conv2 = net.layers[2]
+    assert tuple(conv2.synapse.weight.init.shape) == (32, 6, 6, 16)  # netx's (Cout, W, H, Cin)
+    # readout: default non-leaky integrator (iDecay 0 -> du = -1, vDecay 4096)
+    assert int(net.layers[-1].neuron.dv.init) == 4096
+
+
+def test_spike_input_program_round_trip(tmp_path: Path) -> None:
+    program = LoihiProgram((2, 4, 4), "spikes", [
+        LoihiLayer("input", "in", (2, 4, 4), None),
+        LoihiLayer("dense", "d", (3,), LoihiNeuron(10, 100, 200), weight=np.arange(96).reshape(3, 32) % 7 - 3,
+                   bias=np.array([1, -2, 3]), flatten_input=True),
+    ], num_steps=5)
+    back = read_netx(write_netx(program, tmp_path / "s.h5"))
+    assert_programs_equal(program, back)
+    assert back.input_kind == "spikes" and not back.has_readout
+    with h5py.File(tmp_path / "s.h5") as f:
+        assert [f["layer"][str(i)]["type"][0].decode() for i in range(3)] == ["input", "flatten", "dense"]
+
+
+def _slayer_file(path: Path, *, layer_type: str = "conv", neuron_type: str = "LOIHI") -> None:
+    """An older slayer-style export: 5-D conv weights, LOIHI neurons, float datasets, no metadata."""
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        def s(g: h5py.Group, key: str, value: str) -> None:
+            g.create_dataset(key, (1,), "S10", [value.encode("ascii")])
+
+        def neuron(g: h5py.Group) -> None:
+            n = g.create_group("neuron")
+            s(n, "type", neuron_type)
+            for key, value in (("vThMant", 80), ("iDecay", 1024), ("vDecay", 128), ("refDelay", 1)):
+                n.create_dataset(key, data=value)
+        l0 = f.create_group("layer/0")
+        s(l0, "type", "input")
+        l0.create_dataset("shape", data=np.array([1, 6, 6]))
+        l1 = f.create_group("layer/1")
+        s(l1, "type", layer_type)
+        l1.create_dataset("shape", data=np.array([2, 6, 6]))
+        l1.create_dataset("weight", data=rng.integers(-50, 50, (2, 1, 3, 3, 1)).astype(np.float32))
+        for key, value in (("stride", [1, 1]), ("padding", [1, 1]), ("dilation", [1, 1])):
+            l1.create_dataset(key, data=np.array(value))
+        l1.create_dataset("groups", data=1)
+        neuron(l1)
+        s(f.create_group("layer/2"), "type", "flatten")
+        l3 = f.create_group("layer/3")
+        s(l3, "type", "dense")
+        l3.create_dataset("shape", data=np.array([3]))
+        l3.create_dataset("weight", data=rng.integers(-50, 50, (3, 72)).astype(np.float32))
+        l4 = f.create_group("layer/4")
+        s(l4, "type", "dense")
+        l4.create_dataset("shape", data=np.array([2]))
+        l4.create_dataset("weight", data=rng.integers(-50, 50, (2, 3)).astype(np.float32))
+        neuron(l3)
+
+
+def test_reads_old_slayer_file(tmp_path: Path) -> None:
+    path = tmp_path / "slayer.net"
+    _slayer_file(path)
+    program = read_netx(path)
+    assert [layer.kind for layer in program.layers] == ["input", "conv", "dense", "dense"]
+    assert program.input_kind == "spikes" and program.has_readout
+    assert program.layers[1].weight.shape == (2, 1, 3, 3)
+    assert program.layers[1].neuron == LoihiNeuron(80, 1024, 128)
+    assert program.layers[2].flatten_input and program.layers[2].weight.shape == (3, 72)
+    assert any("num_steps defaults" in note for note in program.metadata["read_notes"])
+    netx = pytest.importorskip("lava.lib.dl.netx")
+    with contextlib.redirect_stdout(io.StringIO()):
+        net = netx.hdf5.Network(net_config=str(path))
+    assert len(net.layers) == 3  # conv, dense, readout (the input has no neuron)
+
+
+@pytest.mark.parametrize("layer_type", ["pool", "average", "concat", "convT", "unpool"])
+def test_unsupported_layer_types_are_named(tmp_path: Path, layer_type: str) -> None:
+    path = tmp_path / "bad.net"
+    _slayer_file(path, layer_type=layer_type)
+    with pytest.raises(UnsupportedLayerError, match=rf"'{layer_type}'.*netx itself cannot build"):
+        read_netx(path)
+
+
+@pytest.mark.parametrize("neuron_type", ["SDNN", "RF_PHASE"])
+def test_unsupported_neuron_types_are_named(tmp_path: Path, neuron_type: str) -> None:
+    path = tmp_path / "bad.net"
+    _slayer_file(path, neuron_type=neuron_type)
+    with pytest.raises(UnsupportedLayerError, match=neuron_type):
+        read_netx(path)
+
+
+def test_writer_refuses_invalid_programs(tmp_path: Path) -> None:
+    program = default_shaped_program()
+    program.layers[3].flatten_input = False
+    with pytest.raises(ExportError, match="flatten_input"):
+        write_netx(program, tmp_path / "x.h5")
+    program = default_shaped_program()
+    program.layers[1].weight = program.layers[1].weight * 0 + 300  # all-positive > 255: lava-dl#170
+    with pytest.raises(ExportError, match="weights"):
+        write_netx(program, tmp_path / "y.h5")
+    assert not (tmp_path / "x.h5").exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_missing_file_is_an_export_error(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="does not exist"):
+        read_netx(tmp_path / "nope.h5")
