@@ -157,14 +157,16 @@ KERAS_SPIKING_DEVICES = ("cpu", "gpu", "loihi")
 
 
 
-def _measure_rows(name: str, fn_for_batch, batch_sizes: Sequence[int], runtime: str, accuracy: float | None) -> list[Any]:
+def _measure_rows(
+    name: str, fn_for_batch, batch_sizes: Sequence[int], runtime: str, accuracy: float | None, window_s: float
+) -> list[Any]:
     """CPU (and GPU when present) measurements of one runnable model at several batch sizes."""
     from neurocxr.energy.measure import measure_cpu
 
     rows = []
     for bs in batch_sizes:
         fn = fn_for_batch(bs)
-        m = measure_cpu(fn, batch_size=bs, model=name, runtime=runtime)
+        m = measure_cpu(fn, batch_size=bs, model=name, runtime=runtime, window_s=window_s)
         m.accuracy = accuracy
         rows.append(m)
     return rows
@@ -180,6 +182,7 @@ def energy_report(
     profiles_file: str | Path | None = None,
     max_samples: int | None = None,
     measure: bool = True,
+    measure_seconds: float = 3.0,
     force: bool = False,
     export_report: dict[str, Any] | None = None,
     console: Any = None,
@@ -261,7 +264,7 @@ def energy_report(
             return run_once
 
         with console.status("measuring the SNN in PyTorch on this CPU..."):
-            measurements += _measure_rows(snn.name, snn_fn, (1, min(64, n)), "pytorch", snn_acc)
+            measurements += _measure_rows(snn.name, snn_fn, (1, min(64, n)), "pytorch", snn_acc, measure_seconds)
         measurements += _gpu_rows(snn, images, snn_acc, console)
 
     layer_counts = {snn.name: [c.to_dict() for c in run.counts]}
@@ -288,7 +291,9 @@ def energy_report(
                 return lambda: sess.run(None, {in_name: x})
 
             with console.status(f"measuring {b.name} in ONNX Runtime on this CPU..."):
-                measurements += _measure_rows(f"{b.name} (ONNX)", onnx_fn, (1, min(64, n)), "onnxruntime", b_acc)
+                measurements += _measure_rows(
+                    f"{b.name} (ONNX)", onnx_fn, (1, min(64, n)), "onnxruntime", b_acc, measure_seconds
+                )
 
     resources = estimate_resources(program)
     export_info = export_report or {

@@ -213,6 +213,7 @@ def energy_cmd(
     profiles_file: Optional[Path] = typer.Option(None, help="TOML/JSON file with extra device profiles"),
     max_samples: Optional[int] = typer.Option(None, help="count on the first N test samples"),
     measure: bool = typer.Option(True, help="measure latency/energy on this machine's CPU/GPU"),
+    measure_seconds: float = typer.Option(3.0, help="length of each CPU measurement window"),
     force: bool = typer.Option(False),
 ) -> None:
     """Count spikes/ops on the emulator, estimate energy per device profile, measure what can be measured, write the report."""
@@ -227,6 +228,7 @@ def energy_cmd(
         profiles_file=profiles_file,
         max_samples=max_samples,
         measure=measure,
+        measure_seconds=measure_seconds,
         force=force,
         console=console,
     )
