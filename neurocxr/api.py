@@ -22,6 +22,7 @@ import torch
 from neurocxr.errors import NeurocxrError
 from neurocxr.pipeline import (
     LoadedModel,
+    chip_scores,
     environment,
     export_loihi,
     float_logits,
@@ -230,8 +231,7 @@ def energy_report(
     graph, program = to_program(snn)
     with console.status("emulating the Loihi program on the test set..."):
         parity, run = parity_check(snn, program, images, labels)
-    emu_scores = torch.softmax(torch.from_numpy(run.scores() / max(1.0, float(np.abs(run.scores()).max()) / 8)), 1)[:, 1].numpy()
-    emu_metrics = clinical_metrics(y, emu_scores, threshold=0.5)
+    emu_metrics = clinical_metrics(y, chip_scores(run), threshold=0.5)
     accuracy[f"{snn.name} (Loihi emulator)"] = emu_metrics.to_dict()
     emu_acc = float(np.mean(run.predictions() == y))
     console.print(

@@ -107,13 +107,6 @@ def to_program(loaded: LoadedModel, *, allow_clipping: bool = False) -> tuple[An
     return graph, program
 
 
-def emulator_inputs(program: Any, loaded: LoadedModel, images: torch.Tensor, seed: int = 0) -> np.ndarray:
-    """What the chip receives for these images: bias currents (the images) or encoded spike trains."""
-    if program.input_kind == "bias":
-        return images.numpy()
-    return encoded_inputs(loaded.config, images, seed=seed).numpy()
-
-
 def parity_check(
     loaded: LoadedModel,
     program: Any,
@@ -124,8 +117,10 @@ def parity_check(
     lava_samples: int = 3,
     seed: int = 0,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Any]:
     """Float model vs emulator on ``images``; emulator vs Lava on the first ``lava_samples``.
+
+    Returns (parity summary, the emulator's RunResult over all ``images``).
 
     The float model and the emulator see the same input (rate coding is seeded identically).
     """
@@ -133,12 +128,8 @@ def parity_check(
 
     y = labels.numpy()
     # One encoding of all samples, shared by the float model and the emulator.
-    if program.input_kind == "bias":
-        x_float = encoded_inputs(loaded.config, images, seed=seed)
-        x_chip: np.ndarray = images.numpy()
-    else:
-        x_float = encoded_inputs(loaded.config, images, seed=seed)
-        x_chip = x_float.numpy()
+    x_float = encoded_inputs(loaded.config, images, seed=seed)
+    x_chip = images.numpy() if program.input_kind == "bias" else x_float.numpy()
     with torch.no_grad():
         logits = []
         for start in range(0, len(images), 128):
@@ -160,6 +151,18 @@ def parity_check(
     if netx_path is not None and lava_samples > 0:
         result["lava"] = lava_parity(program, netx_path, x_chip, lava_samples)
     return result, emu
+
+
+def chip_scores(run: Any) -> np.ndarray:
+    """P(pneumonia)-like scores in (0, 1) from a RunResult's integer readout (or spike counts).
+
+    Monotone in (score_pneumonia - score_normal), so ROC-AUC is exact; 0.5 is crossed exactly where
+    argmax changes (a tie counts as "normal", as argmax does).
+    """
+    s = run.scores()
+    d = s[:, 1] - s[:, 0] - 0.5  # integers: d > 0 <=> class 1 wins strictly
+    scale = float(np.std(d)) or 1.0
+    return 1.0 / (1.0 + np.exp(-np.clip(d / scale, -50, 50)))
 
 
 def lava_parity(program: Any, netx_path: Path, x_chip: np.ndarray, n: int) -> dict[str, Any]:

@@ -166,3 +166,15 @@ def test_single_class_training_split_is_a_data_error(toy_splits: DataSplits) -> 
     with pytest.raises(DataError, match="both"):
         train(ModelConfig(name="cnn_small"), DataSplits(normal_only, toy_splits.val, toy_splits.test),
               TrainConfig(epochs=1), progress=False)
+
+
+def test_snn_learns_the_synthetic_phantoms_well_above_chance() -> None:
+    """The embedded default data (50/50 phantoms) is learnable by the default SNN in a short run."""
+    torch.set_num_threads(1)
+    splits = synthetic_splits(image_size=28, n_train=320, n_val=96, n_test=96, seed=3)
+    config = ModelConfig(name="snn_conv", **SMALL)
+    result = train(config, splits, TrainConfig(epochs=3, batch_size=32, lr=5e-3, seed=0), progress=False)
+    test = evaluate(result.model, config, splits.test, result.threshold)
+    # Chance is 0.5 accuracy / 0.5 AUC on these balanced phantoms.
+    assert test.roc_auc >= 0.75, test
+    assert test.accuracy >= 0.65, test
