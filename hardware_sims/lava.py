@@ -51,6 +51,38 @@ def _from_whc(arr: np.ndarray, ndim: int) -> np.ndarray:
     return arr
 
 
+def _import_lava() -> tuple[Any, ...]:
+    """Import Lava, tolerating a multiprocessing context that is already set.
+
+    lava-nc 0.10 calls ``multiprocessing.set_start_method('fork')`` at import, which raises
+    "context has already been set" once anything fixed the context first (tqdm's progress-bar lock
+    does, so training before exporting broke the Lava import). Lava needs 'fork', which is Linux's
+    default, so during the import a repeated request for the current method is a no-op and another
+    method is forced.
+    """
+    import multiprocessing as mp
+
+    original = mp.set_start_method
+
+    def tolerant(method: str, force: bool = False) -> None:
+        if mp.get_start_method(allow_none=True) != method:
+            original(method, force=True)
+
+    mp.set_start_method = tolerant  # type: ignore[assignment]
+    try:
+        # lava-dl prints a warning about an optional DVS dataset toolbox on import: not ours to show.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            from lava.lib.dl import netx
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.magma.core.run_configs import Loihi2SimCfg
+        from lava.proc.io import sink, source
+    except Exception as exc:  # pragma: no cover - environment problem
+        raise SimulationError(f"Lava is not importable ({exc}); install lava-nc 0.10 / lava-dl 0.6 on Python 3.10") from exc
+    finally:
+        mp.set_start_method = original  # type: ignore[assignment]
+    return netx, RunSteps, Loihi2SimCfg, sink, source
+
+
 def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tensor, *, num_steps: int,
              program: LoihiProgram | None = None, record: bool = False, progress: bool = False) -> RunResult:
     """Run the netx file on Lava (fixed_pt) with the emulator's sample protocol; return a RunResult.
@@ -58,13 +90,7 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
     ``program`` (the LoihiProgram the file was written from) saves re-reading the file; it is used
     for shapes and count constants, never for the dynamics, which are Lava's.
     """
-    try:
-        from lava.lib.dl import netx
-        from lava.magma.core.run_conditions import RunSteps
-        from lava.magma.core.run_configs import Loihi2SimCfg
-        from lava.proc.io import sink, source
-    except Exception as exc:  # pragma: no cover - environment problem
-        raise SimulationError(f"Lava is not importable ({exc}); install lava-nc 0.10 / lava-dl 0.6 on Python 3.10") from exc
+    netx, RunSteps, Loihi2SimCfg, sink, source = _import_lava()
 
     path = Path(netx_path)
     if program is None:
@@ -81,7 +107,7 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
 
     t0 = time.perf_counter()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             net = netx.hdf5.Network(net_config=str(path), reset_interval=steps, reset_offset=0 if bias_input else 1)
     except Exception as exc:
         raise SimulationError(f"Lava's netx loader could not build {path}: {type(exc).__name__}: {exc}") from exc

@@ -203,6 +203,67 @@ def print_parity(report: dict) -> None:
     )
 
 
+@app.command("netx")
+def netx_cmd(
+    path: Path = typer.Argument(..., help="a lava-dl netx HDF5 file (ours, or one trained with slayer)"),
+    samples: int = typer.Option(16, help="samples to emulate for the counts"),
+    rate: float = typer.Option(0.1, help="firing probability of random input spikes (spike-input networks)"),
+    data: Optional[str] = typer.Option(None, help="images for bias-input networks whose input matches their size"),
+    num_steps: Optional[int] = typer.Option(None, help="time steps per sample (default: the file's, else 16)"),
+    profile: str = typer.Option("loihi", help="device profile for the energy estimate"),
+    seed: int = typer.Option(0),
+) -> None:
+    """Read any netx file: layers, Loihi 2 resources, and an emulated run's counts and energy estimate."""
+    import numpy as np
+
+    from neurocxr.energy.estimate import estimate_energy
+    from neurocxr.exporters.netx import read_netx
+    from neurocxr.exporters.resources import estimate_resources
+    from neurocxr.hardware_sims.emulator import emulate
+
+    program = read_netx(path)
+    steps = num_steps or program.num_steps
+    for note in program.metadata.get("read_notes", []):
+        console.print(f"[yellow]note:[/] {note}")
+    res = estimate_resources(program)
+    table = Table(title=f"{path.name}: {len(program.layers)} layers, input {program.input_kind} {program.input_shape}")
+    for col in ("layer", "kind", "shape", "neurons", "synapses", "cores"):
+        table.add_column(col)
+    for layer, r in zip(program.layers, res.layers):
+        table.add_row(layer.name, layer.kind + (" (readout)" if layer.is_readout else ""), str(layer.shape),
+                      str(r.neurons), str(r.synapses), str(r.cores))
+    console.print(table)
+    console.print(f"total: {res.total_neurons} neurons, {res.total_synapses} synapses, {res.cores} cores, "
+                  f"{res.chips} chip(s) of {res.limits.name}; fits: {res.fits}")
+    rng = np.random.default_rng(seed)
+    if program.input_kind == "spikes":
+        inputs = (rng.random((steps, samples, *program.input_shape)) < rate).astype(np.int8)
+        what = f"{samples} samples of random input spikes (p={rate})"
+    else:
+        from neurocxr.data import load_dataset
+
+        side = program.input_shape[-1]
+        ds = load_dataset(data, image_size=side).test
+        if tuple(ds.images.shape[1:]) != tuple(program.input_shape):
+            raise NeurocxrError(
+                f"the network's input is {program.input_shape} but the data gives {tuple(ds.images.shape[1:])}"
+            )
+        inputs = ds.images[:samples].numpy()
+        what = f"{len(inputs)} images of {ds.source}"
+    run = emulate(program, inputs, num_steps=steps)
+    ct = Table(title=f"emulated {what}, {steps} steps: per-sample means")
+    for col in ("layer", "in spikes", "out spikes", "synaptic ops", "neuron updates", "sparsity"):
+        ct.add_column(col, justify="right")
+    for c in run.counts:
+        m = c.mean()
+        ct.add_row(c.name, f"{m['input_spikes']:.0f}", f"{m['output_spikes']:.0f}", f"{m['synaptic_ops']:.0f}",
+                   f"{m['neuron_updates']:.0f}", f"{m['activation_sparsity']:.3f}")
+    console.print(ct)
+    e = estimate_energy(run.counts, profile, model=path.name)
+    total = "-" if e.total_j is None else f"{e.total_j:.3e} J"
+    console.print(f"estimated on {e.device}: dynamic {e.dynamic_j:.3e} J, total {total} per inference ({e.source})")
+
+
 @app.command("energy")
 def energy_cmd(
     checkpoint: Path = typer.Argument(..., help="an SNN checkpoint"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import h5py
 import numpy as np
 
 from neurocxr.exporters.program import LoihiLayer, LoihiNeuron, LoihiProgram
@@ -89,3 +92,38 @@ def random_inputs(program: LoihiProgram, rng: np.random.Generator, n: int) -> np
     if program.input_kind == "bias":
         return rng.random((n, *program.input_shape))
     return (rng.random((program.num_steps, n, *program.input_shape)) < rng.uniform(0.1, 0.6)).astype(np.int8)
+
+
+def write_slayer_file(path: Path, *, layer_type: str = "conv", neuron_type: str = "LOIHI") -> None:
+    """An older slayer-style export: 5-D conv weights, LOIHI neurons, float datasets, no metadata."""
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        def s(g: h5py.Group, key: str, value: str) -> None:
+            g.create_dataset(key, (1,), "S10", [value.encode("ascii")])
+
+        def neuron(g: h5py.Group) -> None:
+            n = g.create_group("neuron")
+            s(n, "type", neuron_type)
+            for key, value in (("vThMant", 80), ("iDecay", 1024), ("vDecay", 128), ("refDelay", 1)):
+                n.create_dataset(key, data=value)
+        l0 = f.create_group("layer/0")
+        s(l0, "type", "input")
+        l0.create_dataset("shape", data=np.array([1, 6, 6]))
+        l1 = f.create_group("layer/1")
+        s(l1, "type", layer_type)
+        l1.create_dataset("shape", data=np.array([2, 6, 6]))
+        l1.create_dataset("weight", data=rng.integers(-50, 50, (2, 1, 3, 3, 1)).astype(np.float32))
+        for key, value in (("stride", [1, 1]), ("padding", [1, 1]), ("dilation", [1, 1])):
+            l1.create_dataset(key, data=np.array(value))
+        l1.create_dataset("groups", data=1)
+        neuron(l1)
+        s(f.create_group("layer/2"), "type", "flatten")
+        l3 = f.create_group("layer/3")
+        s(l3, "type", "dense")
+        l3.create_dataset("shape", data=np.array([3]))
+        l3.create_dataset("weight", data=rng.integers(-50, 50, (3, 72)).astype(np.float32))
+        l4 = f.create_group("layer/4")
+        s(l4, "type", "dense")
+        l4.create_dataset("shape", data=np.array([2]))
+        l4.create_dataset("weight", data=rng.integers(-50, 50, (2, 3)).astype(np.float32))
+        neuron(l3)

@@ -124,3 +124,32 @@ def test_energy_report_and_api(tmp_path: Path) -> None:
     syn = sum(float(np.mean(c.synaptic_ops)) for c in run.counts)
     upd = sum(float(np.mean(c.neuron_updates)) for c in run.counts)
     assert e.dynamic_j == pytest.approx(syn * 23.6e-12 + upd * 81e-12, rel=1e-9)
+
+
+def test_netx_command_reads_a_foreign_slayer_file(tmp_path: Path) -> None:
+    """A netx file we did not make (older slayer layout) gets layers, resources, counts and energy."""
+    from _netx_programs import write_slayer_file
+
+    path = tmp_path / "slayer.net"
+    write_slayer_file(path)
+    res = invoke("netx", str(path), "--samples", "4", "--rate", "0.3", "--num-steps", "5")
+    assert res.exit_code == 0, res.output
+    assert "fits: True" in res.output
+    assert "estimated on loihi" in res.output
+    assert "random input spikes (p=0.3)" in res.output
+
+
+def test_lava_imports_after_a_progress_bar_fixed_the_multiprocessing_context() -> None:
+    """Regression: training (tqdm's lock) before export made Lava's import raise 'context has already been set'."""
+    import subprocess
+    import sys
+
+    code = (
+        "import tqdm\n"
+        "for _ in tqdm.tqdm(range(2), disable=False): pass\n"
+        "from neurocxr.hardware_sims.lava import _import_lava\n"
+        "print(len(_import_lava()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("5")

@@ -5,7 +5,6 @@ Runs Lava (sequentially; Lava spawns processes). Marked ``lava``.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +14,11 @@ from hypothesis import strategies as st
 
 pytest.importorskip("lava.lib.dl.netx")
 
-from neurocxr.exporters.netx import write_netx  # noqa: E402
-from neurocxr.hardware_sims.emulator import emulate, netx_dense_weights  # noqa: E402
-from neurocxr.hardware_sims.lava import run_lava  # noqa: E402
+from neurocxr.exporters.netx import write_netx
+from neurocxr.hardware_sims.emulator import emulate, netx_dense_weights
+from neurocxr.hardware_sims.lava import run_lava
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _netx_programs import default_shaped_program, random_images, random_inputs, random_program  # noqa: E402
+from _netx_programs import default_shaped_program, random_images, random_inputs, random_program
 
 pytestmark = pytest.mark.lava
 

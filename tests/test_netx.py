@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import sys
 from pathlib import Path
 
 import h5py
@@ -15,8 +14,7 @@ from neurocxr.errors import ExportError, UnsupportedLayerError
 from neurocxr.exporters.netx import read_netx, write_netx
 from neurocxr.exporters.program import LoihiLayer, LoihiNeuron, LoihiProgram
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _netx_programs import default_shaped_program  # noqa: E402
+from _netx_programs import default_shaped_program, write_slayer_file
 
 
 def assert_programs_equal(a: LoihiProgram, b: LoihiProgram) -> None:
@@ -69,44 +67,9 @@ def test_spike_input_program_round_trip(tmp_path: Path) -> None:
         assert [f["layer"][str(i)]["type"][0].decode() for i in range(3)] == ["input", "flatten", "dense"]
 
 
-def _slayer_file(path: Path, *, layer_type: str = "conv", neuron_type: str = "LOIHI") -> None:
-    """An older slayer-style export: 5-D conv weights, LOIHI neurons, float datasets, no metadata."""
-    rng = np.random.default_rng(0)
-    with h5py.File(path, "w") as f:
-        def s(g: h5py.Group, key: str, value: str) -> None:
-            g.create_dataset(key, (1,), "S10", [value.encode("ascii")])
-
-        def neuron(g: h5py.Group) -> None:
-            n = g.create_group("neuron")
-            s(n, "type", neuron_type)
-            for key, value in (("vThMant", 80), ("iDecay", 1024), ("vDecay", 128), ("refDelay", 1)):
-                n.create_dataset(key, data=value)
-        l0 = f.create_group("layer/0")
-        s(l0, "type", "input")
-        l0.create_dataset("shape", data=np.array([1, 6, 6]))
-        l1 = f.create_group("layer/1")
-        s(l1, "type", layer_type)
-        l1.create_dataset("shape", data=np.array([2, 6, 6]))
-        l1.create_dataset("weight", data=rng.integers(-50, 50, (2, 1, 3, 3, 1)).astype(np.float32))
-        for key, value in (("stride", [1, 1]), ("padding", [1, 1]), ("dilation", [1, 1])):
-            l1.create_dataset(key, data=np.array(value))
-        l1.create_dataset("groups", data=1)
-        neuron(l1)
-        s(f.create_group("layer/2"), "type", "flatten")
-        l3 = f.create_group("layer/3")
-        s(l3, "type", "dense")
-        l3.create_dataset("shape", data=np.array([3]))
-        l3.create_dataset("weight", data=rng.integers(-50, 50, (3, 72)).astype(np.float32))
-        l4 = f.create_group("layer/4")
-        s(l4, "type", "dense")
-        l4.create_dataset("shape", data=np.array([2]))
-        l4.create_dataset("weight", data=rng.integers(-50, 50, (2, 3)).astype(np.float32))
-        neuron(l3)
-
-
-def test_reads_old_slayer_file(tmp_path: Path) -> None:
+def test_reads_oldwrite_slayer_file(tmp_path: Path) -> None:
     path = tmp_path / "slayer.net"
-    _slayer_file(path)
+    write_slayer_file(path)
     program = read_netx(path)
     assert [layer.kind for layer in program.layers] == ["input", "conv", "dense", "dense"]
     assert program.input_kind == "spikes" and program.has_readout
@@ -123,7 +86,7 @@ def test_reads_old_slayer_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("layer_type", ["pool", "average", "concat", "convT", "unpool"])
 def test_unsupported_layer_types_are_named(tmp_path: Path, layer_type: str) -> None:
     path = tmp_path / "bad.net"
-    _slayer_file(path, layer_type=layer_type)
+    write_slayer_file(path, layer_type=layer_type)
     with pytest.raises(UnsupportedLayerError, match=rf"'{layer_type}'.*netx itself cannot build"):
         read_netx(path)
 
@@ -131,7 +94,7 @@ def test_unsupported_layer_types_are_named(tmp_path: Path, layer_type: str) -> N
 @pytest.mark.parametrize("neuron_type", ["SDNN", "RF_PHASE"])
 def test_unsupported_neuron_types_are_named(tmp_path: Path, neuron_type: str) -> None:
     path = tmp_path / "bad.net"
-    _slayer_file(path, neuron_type=neuron_type)
+    write_slayer_file(path, neuron_type=neuron_type)
     with pytest.raises(UnsupportedLayerError, match=neuron_type):
         read_netx(path)
 

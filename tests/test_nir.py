@@ -250,7 +250,6 @@ def reference_nir_run(x: np.ndarray, w_conv, b_conv, w_fc, b_fc, w_out, dt) -> t
 
 def test_hand_made_graph_imports_and_runs(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
-    dt = 1e-3
     w_conv = rng.normal(6, 6, (2, 1, 3, 3)).astype(np.float32)
     b_conv = rng.normal(0, 1, 2).astype(np.float32)
     w_fc = rng.normal(0.5, 1, (5, 8)).astype(np.float32)
