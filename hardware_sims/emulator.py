@@ -13,8 +13,16 @@ What it reproduces (lava-nc 0.10.0 / lava-dl 0.6.0 sources, which win over any d
 - Dense synapse (``PyDenseModelBitAcc``) with the weights/exponent netx's
   ``optimize_weight_bits`` produces, then Lava's ``clip_weights``/``truncate_weights``:
   ``a = (W' @ s) << weight_exp`` (arithmetic shift). `netx_dense_weights` repeats that packing.
-- Conv synapse (``PyConvModelFixed``): torch float32 cross-correlation of the file's (torch-order)
-  weight, wrapped to 24 bits (``(x + 2**23) % 2**24 - 2**23``), no weight exponent.
+- Conv synapse (``PyConvModelFixed``): integer cross-correlation of the file's (torch-order)
+  weight (Lava 0.10 computes it with scipy; here float32/float64 conv, exact because every partial
+  sum is an integer below 2**24 / 2**53), wrapped to 24 bits (``(x + 2**23) % 2**24 - 2**23``),
+  no weight exponent.
+
+Speed (same integer results): neuron state is float64 holding integers (``trunc(x * f/4096)`` is
+exact there), the current wrap / voltage clip / conv wrap are skipped only when a bound computed
+from the weights, biases and decays (`_neuron_bounds`) proves they cannot fire, a kernel that is a
+pooled kernel (constant on stride x stride blocks) runs as sum-pool + smaller conv, and synaptic-op
+counts use spikes summed over the window times the fan-out map.
 - The readout (netx ``dense`` without ``neuron``) is netx's default neuron: iDecay 0, vDecay 4096,
   vThMant 1 << 17: ``u`` accumulates ``a_in << 6`` without decay and ``v = u`` never spikes; the
   readout value is that raw ``v`` (64 x the summed weighted input, 24-bit wrapped), exactly what
@@ -60,6 +68,7 @@ __all__ = ["emulate", "netx_dense_weights", "conv_fanout_map", "sample_timeline"
 _U_MAX = 2**23  # Lava's max_uv_val
 _V_LIMIT = 2**23 - 1
 _DECAY_UNITY = 4096
+DEFAULT_BATCH_SIZE = 16
 READOUT_NEURON = {"i_decay": 0, "v_decay": 4096, "v_th_mant": 1 << 17}  # netx create_dense default
 
 
@@ -162,6 +171,31 @@ class _Prepared:
     dv_factor: int
     vth_eff: int
     float_dtype: torch.dtype
+    a_max: int = _U_MAX  # bound on |a_in| (synaptic input before << 6) for any 0/1 input spikes
+    conv_wrap: bool = True  # whether the conv's 24-bit wrap can ever change a value
+    pool: int = 1  # > 1: `weight` is the factor of a block-constant kernel applied after a sum-pool (_pooled_factor)
+
+
+def _pooled_factor(layer: LoihiLayer, weight: np.ndarray) -> tuple[int, np.ndarray]:
+    """Factor a conv whose kernel is constant on ``s x s`` blocks (``s`` = stride) into sum-pool + conv.
+
+    An average pool folded into the next conv (snn_conv's AvgPool2 + 3x3 conv -> 6x6 stride-2 kernel)
+    gives such kernels. For stride ``s``, kernel ``k*s``, dilation 1 and padding ``p``:
+    ``conv(x, W, stride s, pad p) == conv(sumpool_s(pad(x, p)), W[:, :, ::s, ::s], stride 1)`` exactly
+    (same integer products, regrouped), with ``s*s`` times fewer multiplies. Returns ``(1, weight)``
+    when the kernel has no such structure.
+    """
+    sh, sw = layer.stride
+    if sh != sw or sh < 2 or tuple(layer.dilation) != (1, 1):
+        return 1, weight
+    s = sh
+    kh, kw = weight.shape[2], weight.shape[3]
+    if kh % s or kw % s:
+        return 1, weight
+    small = weight[:, :, ::s, ::s]
+    if not np.array_equal(np.repeat(np.repeat(small, s, axis=2), s, axis=3), weight):
+        return 1, weight
+    return s, np.ascontiguousarray(small)
 
 
 def _prepare(program: LoihiProgram) -> list[_Prepared | None]:
@@ -187,10 +221,20 @@ def _prepare(program: LoihiProgram) -> list[_Prepared | None]:
         # float32 is what Lava's conv uses; it is exact while every partial sum stays below 2**24.
         worst = float(np.abs(w_eff).reshape(w_eff.shape[0], -1).sum(axis=1).max(initial=0))
         fdtype = torch.float32 if worst < 2**24 else torch.float64
+        worst_int = int(np.abs(w_eff).reshape(w_eff.shape[0], -1).sum(axis=1).max(initial=0))
+        pool = 1
+        w_run = w_eff
+        if layer.kind == "conv":
+            conv_wrap = worst_int >= _U_MAX  # the wrap is the identity on [-2**23, 2**23)
+            a_max = _U_MAX if conv_wrap else worst_int
+            pool, w_run = _pooled_factor(layer, w_eff)
+        else:
+            conv_wrap = False
+            a_max = worst_int << w_exp if w_exp >= 0 else (worst_int >> -w_exp) + 1
         prepared.append(_Prepared(
             layer=layer,
             in_shape=in_shape,
-            weight=torch.as_tensor(w_eff, dtype=fdtype),
+            weight=torch.as_tensor(w_run, dtype=fdtype),
             weight_exp=w_exp,
             fanout=torch.as_tensor(fan, dtype=torch.int64),
             dense_ops_per_step=dense_ops,
@@ -201,6 +245,9 @@ def _prepare(program: LoihiProgram) -> list[_Prepared | None]:
             dv_factor=_DECAY_UNITY - int(params[1]),
             vth_eff=int(params[2]) << 6,
             float_dtype=fdtype,
+            a_max=a_max,
+            conv_wrap=conv_wrap,
+            pool=pool,
         ))
         in_shape = tuple(layer.shape)
     return prepared
@@ -210,14 +257,19 @@ def _trunc_shift12(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * (torch.abs(x) >> 12)
 
 
-def _run_neurons(a_in: torch.Tensor, bias_eff: torch.Tensor, du_factor: int, dv_factor: int,
-                 vth_eff: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """CUBA dynamics over a window from u = v = 0. a_in [T, B, N] int64 -> (spikes [T,B,N] bool, v_end [B,N])."""
+def _run_neurons_reference(a_in: torch.Tensor, bias_eff: torch.Tensor, du_factor: int, dv_factor: int,
+                           vth_eff: int, u0: torch.Tensor | None = None,
+                           v0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Straightforward int64 transcription of Lava's CUBA update (the spec the fast path is tested against).
+
+    ``a_in`` [T, B, N] int64; optional start state ``u0``/``v0`` [B, N] (default zero).
+    Returns (spikes [T, B, N] bool, u_end, v_end) as int64.
+    """
     steps, batch, n = a_in.shape
-    u = torch.zeros((batch, n), dtype=torch.int64)
-    v = torch.zeros((batch, n), dtype=torch.int64)
+    u = torch.zeros((batch, n), dtype=torch.int64) if u0 is None else u0.to(torch.int64).clone()
+    v = torch.zeros((batch, n), dtype=torch.int64) if v0 is None else v0.to(torch.int64).clone()
     spikes = torch.zeros((steps, batch, n), dtype=torch.bool)
-    act = a_in << 6
+    act = a_in.to(torch.int64) << 6
     for t in range(steps):
         u = _trunc_shift12(u * du_factor) + act[t]
         u = torch.where(u > _U_MAX, u - 2 * _U_MAX, torch.where(u <= -_U_MAX, u + 2 * _U_MAX, u))
@@ -225,22 +277,180 @@ def _run_neurons(a_in: torch.Tensor, bias_eff: torch.Tensor, du_factor: int, dv_
         s = v > vth_eff
         v = torch.where(s, torch.zeros_like(v), v)
         spikes[t] = s
+    return spikes, u, v
+
+
+def _neuron_bounds(a_max: int, bias_max: int, du_factor: int, dv_factor: int, steps: int) -> tuple[int, int]:
+    """Upper bounds on |u| and |v| over ``steps`` steps from u = v = 0, given |a_in| <= a_max, |bias<<6| <= bias_max.
+
+    Exact integer recurrences (trunc toward zero never increases a magnitude; a reset or a clamp only
+    lowers |v|), so when ``u_max < 2**23`` Lava's current wrap never fires and when
+    ``v_max <= 2**23 - 1`` its voltage clip never fires. The v bound assumes no wrap happened; when the u bound
+    is not below 2**23 the caller keeps both the wrap and the clip.
+    """
+    u_max = v_max = 0
+    act = int(a_max) << 6
+    for _ in range(int(steps)):
+        u_max = ((u_max * du_factor) >> 12) + act
+        v_max = ((v_max * dv_factor) >> 12) + u_max + int(bias_max)
+    return u_max, v_max
+
+
+def _neuron_step_(u: torch.Tensor | None, v: torch.Tensor, drive: torch.Tensor, du_scale: float, dv_scale: float,
+                  vth_eff: float, wrap_u: bool, clamp_v: bool, bias: torch.Tensor | None = None,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """One CUBA step in float64, in place on ``u``/``v`` (exact: every value is an integer < 2**53).
+
+    ``trunc(x * f / 4096)`` is computed as ``trunc(x * (f / 4096))``: ``f / 4096`` is exact in binary
+    and ``|x * f| < 2**36``, so the product and its truncation equal the integer formulation.
+    ``drive`` is ``a_in << 6`` for this step (as float). ``u is None`` means the current has no memory
+    (``du_factor == 0``), so ``u = drive`` and ``drive`` may already include the bias (``bias is None``).
+    Returns the spike mask (bool); spiking entries of ``v`` are reset to zero.
+    """
+    if u is None:
+        cur = drive
+        if wrap_u:
+            cur = drive.clone()
+    else:
+        if du_scale == 1.0:
+            u.add_(drive)
+        else:
+            u.mul_(du_scale).trunc_().add_(drive)
+        cur = u
+    if wrap_u:
+        cur.sub_((cur > _U_MAX).to(cur.dtype), alpha=2 * _U_MAX).add_((cur <= -_U_MAX).to(cur.dtype), alpha=2 * _U_MAX)
+    if dv_scale == 0.0:
+        v.copy_(cur)
+    elif dv_scale == 1.0:
+        v.add_(cur)
+    else:
+        v.mul_(dv_scale).trunc_().add_(cur)
+    if bias is not None:
+        v.add_(bias)
+    if clamp_v:
+        v.clamp_(-_V_LIMIT, _V_LIMIT)
+    s = torch.gt(v, vth_eff, out=out) if out is not None else torch.gt(v, vth_eff)
+    v.masked_fill_(s, 0.0)
+    return s
+
+
+def _run_neurons(a_in: torch.Tensor | None, bias_eff: torch.Tensor, du_factor: int, dv_factor: int,
+                 vth_eff: int, *, shape: tuple[int, int, int] | None = None, wrap_u: bool = True,
+                 clamp_v: bool = True, a_max: int | None = None, spike_dtype: torch.dtype = torch.bool,
+                 consume_input: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """CUBA dynamics over a window from u = v = 0 (the integer semantics of `_run_neurons_reference`).
+
+    ``a_in`` [T, B, N] (integer-valued, any dtype) or None for no synaptic input (then ``shape``
+    gives (T, B, N)). ``wrap_u`` / ``clamp_v`` may be switched off only when `_neuron_bounds` proves
+    the wrap / clip cannot fire. ``a_max`` (a proven bound on |a_in|) enables a float32 drive when
+    ``64 * (a_max + |bias|)`` stays an exactly representable multiple of 64. ``consume_input`` lets
+    the function overwrite ``a_in``. Returns (spikes [T, B, N] of ``spike_dtype`` (0/1),
+    v_end [B, N] float64 holding integers).
+    """
+    if a_in is None:
+        if shape is None:
+            raise SimulationError("_run_neurons needs a_in or shape")
+        steps, batch, n = shape
+    else:
+        steps, batch, n = a_in.shape
+    bias = bias_eff.to(torch.float64)  # [N] per neuron or [B, N] per sample (image bias)
+    bias_t = bias if bool(bias.any()) else None
+    du_scale, dv_scale = du_factor / _DECAY_UNITY, dv_factor / _DECAY_UNITY
+    v = torch.zeros((batch, n), dtype=torch.float64)
+    spikes = torch.empty((steps, batch, n), dtype=spike_dtype)
+    mask = torch.empty((batch, n), dtype=torch.bool) if spike_dtype != torch.bool else None
+    if a_in is None:
+        # u stays zero (trunc(0 * f) + 0); v integrates the bias only
+        zero = torch.zeros((batch, n), dtype=torch.float64)
+        for t in range(steps):
+            _store(spikes, t, mask, _neuron_step_(None, v, zero, du_scale, dv_scale, float(vth_eff), False, clamp_v,
+                                                  bias_t, spikes[t] if mask is None else mask))
+        return spikes, v
+    bias_max = int(bias.abs().max()) if bias.numel() else 0
+    if du_factor == 0 and not wrap_u:
+        # u = a_in << 6 exactly, so u + bias is formed for all steps at once; in float32 when every
+        # value is a multiple of 64 below 2**30 (exact), else in float64.
+        small = (a_max is not None and a_in.is_floating_point() and (a_max << 6) + bias_max < 2**30)
+        dtype = torch.float32 if small else torch.float64
+        if consume_input and a_in.dtype == dtype:
+            drive = a_in.mul_(64.0)
+        else:
+            drive = a_in.to(dtype) * 64.0
+        if bias_t is not None:
+            drive.add_(bias_t.to(dtype))
+        for t in range(steps):
+            _store(spikes, t, mask, _neuron_step_(None, v, drive[t], du_scale, dv_scale, float(vth_eff), False,
+                                                  clamp_v, None, spikes[t] if mask is None else mask))
+        return spikes, v
+    drive = a_in.to(torch.float64)
+    drive.mul_(64.0)
+    u = None if du_factor == 0 else torch.zeros((batch, n), dtype=torch.float64)
+    for t in range(steps):
+        _store(spikes, t, mask, _neuron_step_(u, v, drive[t], du_scale, dv_scale, float(vth_eff), wrap_u, clamp_v,
+                                              bias_t, spikes[t] if mask is None else mask))
     return spikes, v
 
 
+def _store(spikes: torch.Tensor, t: int, mask: torch.Tensor | None, s: torch.Tensor) -> None:
+    """Copy a step's bool spike mask into a non-bool spike record (bool records are written in place)."""
+    if mask is not None:
+        spikes[t].copy_(s)
+
+
+def _sum_pool_padded(x: torch.Tensor, s: int, padding: tuple[int, int]) -> torch.Tensor:
+    """``sumpool_s(pad(x, padding))`` (kernel = stride = s), exact for integer-valued x.
+
+    When the padding and the map size are multiples of ``s`` the pool runs first (pooling zeros
+    gives zeros) with strided adds, which is several times cheaper than pad + avg_pool2d.
+    """
+    n, c, h, w = x.shape
+    ph, pw = padding
+    if ph % s or pw % s or h % s or w % s:
+        xp = F.pad(x, (pw, pw, ph, ph)) if (ph or pw) else x
+        return F.avg_pool2d(xp, s, stride=s, divisor_override=1)
+    rows = x.reshape(n, c, h // s, s, w)
+    acc = rows[:, :, :, 0].clone()
+    for i in range(1, s):
+        acc.add_(rows[:, :, :, i])
+    cols = acc.reshape(n, c, h // s, w // s, s)
+    pooled = cols[..., 0].clone()
+    for i in range(1, s):
+        pooled.add_(cols[..., i])
+    return F.pad(pooled, (pw // s, pw // s, ph // s, ph // s)) if (ph or pw) else pooled
+
+
 def _synaptic_input(prep: _Prepared, s_prev: torch.Tensor) -> torch.Tensor:
-    """Weighted input [T, B, N] int64 that the layer's neurons receive in their window."""
+    """Weighted input [T, B, N] that the layer's neurons receive in their window (integer-valued float).
+
+    The float32 (float64 for large weights) accumulation is exact: all partial sums are integers
+    below 2**24 (2**53). The conv's 24-bit wrap is applied only when the weights allow it to fire.
+    """
     steps, batch = s_prev.shape[:2]
     layer = prep.layer
-    x = s_prev.reshape((steps * batch, *prep.in_shape)).to(prep.float_dtype)
-    if layer.kind == "conv":
-        out = F.conv2d(x, prep.weight, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+    x = s_prev.reshape((steps * batch, *prep.in_shape))
+    if x.dtype != prep.float_dtype:
+        x = x.to(prep.float_dtype)
+    if layer.kind == "conv" and prep.pool > 1:
+        # exact regrouping of the block-constant kernel (see _pooled_factor); pooled sums <= pool**2
+        pooled = _sum_pool_padded(x, prep.pool, tuple(layer.padding))
+        acc = F.conv2d(pooled, prep.weight, groups=layer.groups)
+        cout, ho, wo = layer.shape
+        acc = acc[:, :, :ho, :wo]
+        acc = torch.round_(acc.contiguous() if not acc.is_contiguous() else acc)
+        if prep.conv_wrap:
+            acc = torch.remainder(acc.to(torch.float64) + _U_MAX, 2 * _U_MAX) - _U_MAX
+    elif layer.kind == "conv":
+        acc = F.conv2d(x, prep.weight, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                        groups=layer.groups)
-        acc = torch.round(out).to(torch.int64)
-        acc = torch.remainder(acc + _U_MAX, 2 * _U_MAX) - _U_MAX  # PyConvModelFixed signed_clamp(24)
+        acc = torch.round_(acc)
+        if prep.conv_wrap:  # PyConvModelFixed signed_clamp(24), exact in float64 for integers
+            acc = torch.remainder(acc.to(torch.float64) + _U_MAX, 2 * _U_MAX) - _U_MAX
     else:
-        acc = torch.round(x.reshape(steps * batch, -1) @ prep.weight.T).to(torch.int64)
-        acc = acc << prep.weight_exp if prep.weight_exp > 0 else acc >> (-prep.weight_exp)
+        acc = torch.round_(x.reshape(steps * batch, -1) @ prep.weight.T).to(torch.float64)
+        if prep.weight_exp > 0:
+            acc.mul_(float(2 ** prep.weight_exp))
+        elif prep.weight_exp < 0:  # arithmetic right shift = floor division by a power of two
+            acc.mul_(float(2.0 ** prep.weight_exp)).floor_()
     return acc.reshape(steps, batch, -1)
 
 
@@ -274,13 +484,29 @@ def _coerce_inputs(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, ste
 
 
 def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_steps: int | None = None,
-            record: bool = False, batch_size: int = 256, progress: bool = False) -> RunResult:
+            record: bool = False, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False,
+            threads: int | None = None) -> RunResult:
     """Run ``program`` on a batch bit-exactly as Lava's fixed-point models would (module docstring).
 
     ``inputs``: images ``[B, C, H, W]`` in [0, 1] (or integer bias) for ``input_kind == "bias"``,
     spike trains ``[T, B, C, H, W]`` for ``"spikes"``. Returns a RunResult on the sample timeline
     of ``T_run = T + L`` steps; counts cover each layer's window of ``T`` steps.
+
+    ``batch_size`` samples are stepped together (results do not depend on it; the default of 16
+    keeps the per-step state of snn_conv in cache, the fastest setting measured on one thread).
+    ``threads``: torch intra-op threads for this call only (restored afterwards); ``None`` uses
+    the caller's setting (``torch.get_num_threads()``, e.g. from ``OMP_NUM_THREADS``).
     """
+    if threads is not None:
+        if int(threads) < 1:
+            raise SimulationError(f"threads must be >= 1, got {threads}")
+        previous = torch.get_num_threads()
+        torch.set_num_threads(int(threads))
+        try:
+            return emulate(program, inputs, num_steps=num_steps, record=record, batch_size=batch_size,
+                           progress=progress, threads=None)
+        finally:
+            torch.set_num_threads(previous)
     try:
         program.validate()
     except ProgramError as exc:
@@ -290,6 +516,13 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
     num_samples = data.shape[0] if program.input_kind == "bias" else data.shape[1]
     prepared = _prepare(program)
     n_layers = len(program.layers)
+    flags: list[tuple[bool, bool]] = [(True, True)]
+    for prep in prepared[1:]:
+        assert prep is not None
+        bias_max = int(prep.bias_eff.abs().max()) if prep.bias_eff.numel() else 0
+        u_bound, v_bound = _neuron_bounds(prep.a_max, bias_max, prep.du_factor, prep.dv_factor, steps)
+        wrap_u = u_bound >= _U_MAX
+        flags.append((wrap_u, wrap_u or v_bound > _V_LIMIT))
     spiking_idx = n_layers - 2 if program.has_readout else n_layers - 1
 
     per_layer: list[dict[str, list[np.ndarray]]] = [
@@ -298,7 +531,8 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
     recorded: list[list[np.ndarray]] = [[] for _ in range(n_layers)]
     out_chunks: list[np.ndarray] = []
     readout_chunks: list[np.ndarray] = []
-    starts = range(0, num_samples, max(1, int(batch_size)))
+    batch_size = max(1, int(batch_size))
+    starts = range(0, num_samples, batch_size)
     iterator: Any = starts
     if progress:
         from tqdm import tqdm
@@ -313,11 +547,12 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
                 neuron = layer0.neuron
                 assert neuron is not None
                 bias = torch.as_tensor(data[start:stop].reshape(b, -1) * 64, dtype=torch.int64)
-                s, _ = _run_neurons(torch.zeros((steps, b, bias.shape[1]), dtype=torch.int64), bias,
-                                    _DECAY_UNITY - neuron.i_decay, _DECAY_UNITY - neuron.v_decay,
-                                    neuron.v_th_mant << 6)
+                du0, dv0 = _DECAY_UNITY - neuron.i_decay, _DECAY_UNITY - neuron.v_decay
+                _, v_bound = _neuron_bounds(0, int(bias.abs().max()) if bias.numel() else 0, du0, dv0, steps)
+                s, _ = _run_neurons(None, bias, du0, dv0, neuron.v_th_mant << 6, shape=(steps, b, bias.shape[1]),
+                                    wrap_u=False, clamp_v=v_bound > _V_LIMIT, spike_dtype=torch.float32)
             else:
-                s = torch.as_tensor(data[:, start:stop].reshape(steps, b, -1), dtype=torch.bool)
+                s = torch.as_tensor(data[:, start:stop].reshape(steps, b, -1), dtype=torch.float32)
             window_spikes = [s]
             v_end = None
             for k in range(1, n_layers):
@@ -325,12 +560,15 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
                 assert prep is not None
                 s_prev = window_spikes[-1]
                 a_in = _synaptic_input(prep, s_prev)
-                s, v_end = _run_neurons(a_in, prep.bias_eff, prep.du_factor, prep.dv_factor, prep.vth_eff)
+                wrap_u, clamp_v = flags[k]
+                s, v_end = _run_neurons(a_in, prep.bias_eff, prep.du_factor, prep.dv_factor, prep.vth_eff,
+                                        wrap_u=wrap_u, clamp_v=clamp_v, a_max=prep.a_max,
+                                        spike_dtype=torch.float32, consume_input=True)
                 window_spikes.append(s)
             _accumulate_counts(program, prepared, window_spikes, per_layer)
             if program.has_readout:
                 assert v_end is not None
-                readout_chunks.append(v_end.numpy().astype(np.int64))
+                readout_chunks.append(v_end.to(torch.int64).numpy())
             out_chunks.append(_place(window_spikes[spiking_idx], spiking_idx, t_run, program.layers[spiking_idx].shape))
             if record:
                 for k in range(n_layers):
@@ -352,19 +590,25 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
 
 def _accumulate_counts(program: LoihiProgram, prepared: list[_Prepared | None], windows: list[torch.Tensor],
                        per_layer: list[dict[str, list[np.ndarray]]]) -> None:
-    """Add one batch's per-sample counts; ``windows[k]`` is layer k's window spikes [T, B, N]."""
+    """Add one batch's per-sample counts; ``windows[k]`` is layer k's window spikes [T, B, N] (bool or 0/1).
+
+    Synaptic ops use the spikes summed over the window once, times the fan-out map (exact in float64).
+    """
+    # per sample and neuron: spikes summed over the window (float32 sums of 0/1 are exact below 2**24)
+    summed = [w.reshape(w.shape[0], w.shape[1], -1).sum(dim=0, dtype=torch.float64 if w.shape[0] >= 2**24 else torch.float32)
+              for w in windows]
+    out_counts = [torch.round_(s.sum(dim=1, dtype=torch.float64)).to(torch.int64) for s in summed]
     for k, layer in enumerate(program.layers):
-        s = windows[k].reshape(windows[k].shape[0], windows[k].shape[1], -1).to(torch.int64)
-        out = s.sum(dim=(0, 2)).numpy()
+        out = out_counts[k].numpy()
         prep = prepared[k]
         if prep is None:  # input layer: its spikes are the encoded input (spike input) or its neurons' output
             per_layer[k]["in"].append(out.copy() if program.input_kind == "spikes" else np.zeros_like(out))
             per_layer[k]["sops"].append(np.zeros_like(out))
         else:
             assert prep.fanout is not None
-            s_prev = windows[k - 1].reshape(s.shape[0], s.shape[1], -1).to(torch.int64)
-            per_layer[k]["in"].append(s_prev.sum(dim=(0, 2)).numpy())
-            per_layer[k]["sops"].append((s_prev.sum(dim=0) @ prep.fanout).numpy())
+            sops = torch.round_(summed[k - 1].to(torch.float64) @ prep.fanout.to(torch.float64)).to(torch.int64)
+            per_layer[k]["in"].append(out_counts[k - 1].numpy().copy())
+            per_layer[k]["sops"].append(sops.numpy())
         per_layer[k]["out"].append(out)
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +12,7 @@ from neurocxr.errors import SimulationError
 from neurocxr.exporters.program import LoihiLayer, LoihiNeuron, LoihiProgram
 from neurocxr.hardware_sims.emulator import _run_neurons, conv_fanout_map, emulate, netx_dense_weights
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _netx_programs import default_shaped_program, random_images  # noqa: E402
+from _netx_programs import default_shaped_program, random_images
 
 
 def _neuron_trace(a_in: list[int], *, i_decay: int, v_decay: int, vth: int, bias: int = 0):
@@ -174,3 +171,110 @@ def test_bad_inputs_raise_simulation_error() -> None:
     spk = _chain(1, 1)
     with pytest.raises(SimulationError, match="only 0 and 1"):
         emulate(spk, np.full((4, 1, 1), 2, dtype=np.int8))
+
+
+# --- fast neuron paths vs the plain int64 transcription of Lava's update -------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from neurocxr.hardware_sims.emulator import (  # noqa: E402
+    _neuron_bounds,
+    _neuron_step_,
+    _run_neurons_reference,
+)
+
+_LIM = 2**23
+_decays = st.one_of(st.sampled_from([0, 1, 410, 2048, 4095, 4096]), st.integers(0, 4096))
+_near = lambda lo, hi: st.one_of(st.integers(lo, hi), st.integers(hi - 70, hi), st.integers(lo, lo + 70))  # noqa: E731
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), steps=st.integers(1, 4), n=st.integers(1, 6), i_decay=_decays, v_decay=_decays,
+       vth=st.integers(0, 131071))
+def test_fast_neuron_step_matches_int64_reference(data, steps: int, n: int, i_decay: int, v_decay: int,
+                                                  vth: int) -> None:
+    """Any state in Lava's range (near the 24-bit limits too), any input that fits, any decay."""
+    u0 = torch.tensor(data.draw(st.lists(_near(-_LIM + 1, _LIM), min_size=n, max_size=n)), dtype=torch.int64)
+    v0 = torch.tensor(data.draw(st.lists(_near(-_LIM + 1, _LIM - 1), min_size=n, max_size=n)), dtype=torch.int64)
+    a_val = st.one_of(_near(-2**18, 2**18), st.sampled_from([2**17, -2**17, 2**17 + 1, -2**17 - 1, 2**17 - 1]))
+    a_in = torch.tensor(data.draw(st.lists(a_val, min_size=steps * n, max_size=steps * n)),
+                        dtype=torch.int64).reshape(steps, 1, n)
+    bias = torch.tensor(data.draw(st.lists(_near(-4096, 4095), min_size=n, max_size=n)), dtype=torch.int64) * 64
+    du, dv = 4096 - i_decay, 4096 - v_decay
+    ref_s, ref_u, ref_v = _run_neurons_reference(a_in, bias, du, dv, vth << 6, u0=u0[None], v0=v0[None])
+    u, v = u0[None].double(), v0[None].double()
+    for t in range(steps):
+        s = _neuron_step_(u if du else None, v, a_in[t].double() * 64, du / 4096, dv / 4096, float(vth << 6),
+                          True, True, bias.double())
+        assert torch.equal(s, ref_s[t])
+    assert torch.equal(v.long(), ref_v)
+    if du:
+        assert torch.equal(u.long(), ref_u)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), steps=st.integers(1, 6), n=st.integers(1, 5), i_decay=_decays, v_decay=_decays,
+       vth=st.integers(0, 131071), a_max=st.one_of(st.integers(0, 2**18), st.integers(2**17 - 50, 2**17 + 50),
+                                                   st.integers(0, 3000)),
+       bias_max=st.integers(0, 4095))
+def test_bound_skipped_wrap_and_clip_match_reference(data, steps: int, n: int, i_decay: int, v_decay: int,
+                                                     vth: int, a_max: int, bias_max: int) -> None:
+    """`_run_neurons` from zero with the wrap/clip switched off exactly where `_neuron_bounds` allows,
+    inputs drawn up to the bound (extremes included), float32 drive path included."""
+    du, dv = 4096 - i_decay, 4096 - v_decay
+    extreme = st.sampled_from([-a_max, a_max, 0])
+    a_in = torch.tensor(data.draw(st.lists(st.one_of(extreme, st.integers(-a_max, a_max)),
+                                           min_size=steps * n, max_size=steps * n)),
+                        dtype=torch.int64).reshape(steps, 1, n)
+    bias = torch.tensor(data.draw(st.lists(st.sampled_from([-bias_max, bias_max, 0]), min_size=n, max_size=n)),
+                        dtype=torch.int64) * 64
+    u_bound, v_bound = _neuron_bounds(a_max, bias_max * 64, du, dv, steps)
+    wrap_u = u_bound >= _LIM
+    clamp_v = wrap_u or v_bound > _LIM - 1
+    ref_s, _, ref_v = _run_neurons_reference(a_in, bias, du, dv, vth << 6)
+    for a_dtype in (torch.int64, torch.float32):
+        s, v = _run_neurons(a_in.to(a_dtype), bias, du, dv, vth << 6, wrap_u=wrap_u, clamp_v=clamp_v, a_max=a_max,
+                            spike_dtype=torch.float32, consume_input=True)
+        assert torch.equal(s.bool(), ref_s)
+        assert torch.equal(v.long(), ref_v)
+    # the bounds really bound the reference trajectory (so skipping is justified, not lucky)
+    if not wrap_u:
+        u = torch.zeros(n, dtype=torch.int64)
+        for t in range(steps):
+            u = torch.sign(u * du) * (torch.abs(u * du) >> 12) + (a_in[t, 0] << 6)
+            assert int(u.abs().max()) <= u_bound
+
+
+def test_pooled_kernel_factorisation_is_exact() -> None:
+    """A block-constant stride-2 kernel (pool folded into conv) gives the same integers either way."""
+    from neurocxr.hardware_sims.emulator import _prepare, _synaptic_input
+
+    rng = np.random.default_rng(11)
+    small = rng.integers(-255, 255, (4, 3, 3, 3))
+    weight = np.repeat(np.repeat(small, 2, axis=2), 2, axis=3)
+    lif = LoihiNeuron(v_th_mant=100, i_decay=4096, v_decay=410)
+    for padding in [(2, 2), (1, 1), (0, 3)]:
+        ho = (10 + 2 * padding[0] - 6) // 2 + 1
+        wo = (12 + 2 * padding[1] - 6) // 2 + 1
+        layer = LoihiLayer("conv", "c", (4, ho, wo), lif, weight=weight, stride=(2, 2), padding=padding)
+        program = LoihiProgram((3, 10, 12), "spikes", [LoihiLayer("input", "in", (3, 10, 12), None), layer],
+                               num_steps=2)
+        prep = _prepare(program)[1]
+        assert prep.pool == 2
+        s = torch.as_tensor(rng.integers(0, 2, (2, 5, 3 * 10 * 12)), dtype=torch.float32)
+        got = _synaptic_input(prep, s)
+        ref = torch.nn.functional.conv2d(s.reshape(10, 3, 10, 12).double(), torch.as_tensor(weight).double(),
+                                         stride=2, padding=padding)
+        assert torch.equal(got.double(), ref.reshape(2, 5, -1))
+
+
+def test_threads_argument_restores_caller_setting() -> None:
+    program = default_shaped_program(num_steps=2)
+    before = torch.get_num_threads()
+    images = random_images(2)
+    a = emulate(program, images, threads=1)
+    assert torch.get_num_threads() == before
+    np.testing.assert_array_equal(a.readout, emulate(program, images).readout)
+    with pytest.raises(SimulationError, match="threads"):
+        emulate(program, images, threads=0)
