@@ -472,12 +472,16 @@ def _plot_accuracy_vs_energy(rows: Sequence[SummaryRow]) -> str | None:
             edgecolors="black",
         )
         for r in pts:
-            ax.annotate(_short(f"{r.model} @ {r.device}", 30), (r.dynamic_j, 100 * r.accuracy), fontsize=6,  # type: ignore[operator]
-                        xytext=(3, 3), textcoords="offset points")
+            # Points of one model share a height: label them by device, slanted so neighbours stay legible.
+            ax.annotate(_short(r.device, 24), (r.dynamic_j, 100 * r.accuracy), fontsize=6,  # type: ignore[operator]
+                        xytext=(2, 4), textcoords="offset points", rotation=40, ha="left", va="bottom")
     ax.set_xscale("log")
     energies = [float(r.dynamic_j) for r in data]  # type: ignore[arg-type]
-    ax.set_xlim(min(energies) / 3, max(energies) * 30)  # room for the labels on the right
-    ax.margins(y=0.15)
+    ax.set_xlim(min(energies) / 30, max(energies) * 30)
+    for model in dict.fromkeys(r.model for r in data):
+        acc = next(100 * r.accuracy for r in data if r.model == model)  # type: ignore[operator]
+        ax.annotate(_short(model, 24), (min(energies) / 25, acc), fontsize=7, fontweight="bold", va="center")
+    ax.margins(y=0.35)
     ax.set_xlabel("dynamic energy per inference (J, log scale)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title("Accuracy vs energy")

@@ -158,10 +158,10 @@ def test_count_cnn_macs_border_correct() -> None:
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3), nn.Flatten(), nn.Linear(18, 3))
     macs = count_cnn_macs(model, (2, 1, 5, 5))
     # padded conv on 5x5: valid taps per output summed = (2+3+3+3+2)^2 = 169 per channel
-    assert macs["0"] == 169 * 4
+    assert macs["0 (Conv2d)"] == 169 * 4
     # unpadded conv 4->2 on 5x5 -> 3x3 outputs x 9 taps x 4 input channels x 2 output channels
-    assert macs["2"] == 3 * 3 * 9 * 4 * 2
-    assert macs["4"] == 18 * 3
+    assert macs["2 (Conv2d)"] == 3 * 3 * 9 * 4 * 2
+    assert macs["4 (Linear)"] == 18 * 3
     with pytest.raises(NeurocxrError, match="shape"):
         count_cnn_macs(model, (1, 1, 7, 7))
 

@@ -223,7 +223,8 @@ def count_cnn_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, in
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         x = inputs[0]
         batch = x.shape[0]
-        name = names[module] or type(module).__name__
+        # "net.3" says little in a report: add the layer type ("net.3 (Conv2d)").
+        name = f"{names[module]} ({type(module).__name__})" if names[module] else type(module).__name__
         if isinstance(module, nn.Linear):
             count = x.numel() // x.shape[-1] * module.in_features * module.out_features // batch
         elif module.padding_mode != "zeros":  # reflect/replicate/circular: border taps are real values
