@@ -94,7 +94,7 @@ def test_gatti2025_layers_follow_the_paper_with_avgpool() -> None:
     convs = [m.out_channels for m in model.layers if isinstance(m, nn.Conv2d)]
     linears = [m.out_features for m in model.layers if isinstance(m, nn.Linear)]
     assert convs == [8, 64, 128] and linears == [128, 64, 8]
-    assert any(isinstance(m, nn.AvgPool2d) and m.kernel_size == 4 and m.stride == 2 for m in model.layers)
+    assert any(isinstance(m, nn.AvgPool2d) and m.kernel_size == 2 and m.stride == 2 for m in model.layers)
     assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
     # input neurons + 3 conv + 3 fc neuron layers; readout without bias
     assert sum(is_neuron(m) for m in model.layers) == 7
@@ -132,3 +132,29 @@ def test_cnn_small_matches_snn_conv_size() -> None:
     n_cnn = sum(p.numel() for p in cnn.parameters())
     n_snn = sum(p.numel() for p in snn.parameters())
     assert abs(n_cnn - n_snn) <= 2  # only the CNN's output bias differs
+
+
+@pytest.mark.parametrize("name", sorted(n for n, info in MODEL_REGISTRY.items() if info.loihi_deployable))
+def test_every_model_marked_deployable_exports_to_a_loihi_program(name: str) -> None:
+    """`loihi_deployable=True` is a promise: the model goes through NIR to a valid LoihiProgram."""
+    from neurocxr.exporters.loihi import nir_to_program
+    from neurocxr.exporters.nir import to_nir
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(name=name, num_steps=4)).eval()
+    program = nir_to_program(to_nir(model, input_shape=(1, 28, 28)))
+    program.validate()
+    assert program.input_kind == "bias" and program.has_readout
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, info in MODEL_REGISTRY.items() if info.kind == "snn" and not info.loihi_deployable)
+)
+def test_snns_marked_not_deployable_are_refused_by_name(name: str) -> None:
+    from neurocxr.errors import ExportError
+    from neurocxr.exporters.nir import to_nir
+
+    model = build_model(ModelConfig(name=name, num_steps=2, channels=(4, 8, 8))).eval()
+    with pytest.raises(ExportError) as err:
+        to_nir(model, input_shape=(1, 28, 28))
+    assert "Loihi" in str(err.value) or "NIR" in str(err.value)

@@ -1,8 +1,10 @@
 """Published chest X-ray SNNs (see ../shared/docs/models.md), adapted to PneumoniaMNIST sizes.
 
 - ``gatti2025``: Gatti, Barbato, Zandron (Knowledge-Based Systems 314, 2025) conv SNN. Their
-  MaxPool 4x4/2 after conv2 becomes an AvgPool 4x4/2: max pooling of spikes has no Loihi
-  equivalent, average pooling folds into the next synaptic layer. Everything else is conv/linear
+  MaxPool 4x4/2 after conv2 becomes an AvgPool 2x2/2: max pooling of spikes has no Loihi
+  equivalent, and only non-overlapping average pooling (kernel == stride) folds exactly into the
+  next padded convolution (an overlapping 4x4/2 window would mix border pixels into its padding).
+  Everything else is conv/linear
   plus reset-to-zero LIF, so it is Loihi-deployable.
 - ``slimi2025``: Slimi et al. (Scientific Reports, 2025) hybrid CNN-GRU-SNN. GRU, BatchNorm,
   MaxPool and a float head: an accuracy reference, not deployable (the exporter must refuse it).
@@ -35,13 +37,13 @@ def _pick(values: tuple[int, ...], default: tuple[int, ...]) -> tuple[int, ...]:
     kind="snn",
     loihi_deployable=True,
     description="Gatti et al. 2025 conv SNN: conv3x3 8-64-128 + LIF, fc 128-64-8 + LIF, linear 2, time "
-    "average; their MaxPool 4x4/2 after conv2 replaced by AvgPool 4x4/2 so it deploys on Loihi",
+    "average; their MaxPool 4x4/2 after conv2 replaced by AvgPool 2x2/2 so it deploys on Loihi",
 )
 def build_gatti2025(config: ModelConfig) -> SpikingSequential:
     """Channels/hidden come from the config when it lists three of each, else the paper's."""
     c1, c2, c3 = _pick(config.channels, GATTI_CHANNELS)
     hidden = _pick(config.hidden, GATTI_HIDDEN)
-    pooled = (config.image_size - 4) // 2 + 1  # AvgPool2d(4, stride 2), no padding
+    pooled = config.image_size // 2  # AvgPool2d(2)
     layers: list[nn.Module] = []
     if config.encoding == "direct":
         layers.append(leaky(config, beta=INPUT_BETA, threshold=INPUT_THRESHOLD))
@@ -50,7 +52,7 @@ def build_gatti2025(config: ModelConfig) -> SpikingSequential:
         leaky(config),
         nn.Conv2d(c1, c2, 3, padding=1),
         leaky(config),
-        nn.AvgPool2d(4, stride=2),
+        nn.AvgPool2d(2),
         nn.Conv2d(c2, c3, 3, padding=1),
         leaky(config),
         nn.Flatten(),
