@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import torch
 from norse.torch import LIFBoxCell, LIFBoxParameters
-from torch import nn
 
 from neurocxr.models.base import ModelConfig, SpikingSequential, register_model
-from neurocxr.models.snn import INPUT_THRESHOLD
+from neurocxr.models.snn import conv_snn
 
 #: Norse integration step (seconds); tau_mem is derived from beta with it.
 NORSE_DT = 1e-3
@@ -55,24 +54,6 @@ def norse_lif(beta: float, threshold: float, dt: float = NORSE_DT) -> LIFBoxCell
     "LIFBoxCell neurons (reset to 0, tau_mem from beta at dt=1 ms); Loihi-exportable",
 )
 def build_snn_norse(config: ModelConfig) -> SpikingSequential:
-    c1, c2 = (tuple(config.channels) + (16, 32)[len(config.channels):])[:2]
-    side = config.image_size // 4
-    layers: list[nn.Module] = []
-    if config.encoding == "direct":
-        layers.append(norse_lif(NORSE_INPUT_BETA, INPUT_THRESHOLD))
-    layers += [
-        nn.Conv2d(config.in_channels, c1, 3, padding=1),
-        norse_lif(config.beta, config.threshold),
-        nn.AvgPool2d(2),
-        nn.Conv2d(c1, c2, 3, padding=1),
-        norse_lif(config.beta, config.threshold),
-        nn.AvgPool2d(2),
-        nn.Flatten(),
-    ]
-    width = c2 * side * side
-    for h in config.hidden:
-        layers += [nn.Linear(width, h), norse_lif(config.beta, config.threshold)]
-        if config.dropout > 0:
-            layers.append(nn.Dropout(config.dropout))
-        width = h
-    return SpikingSequential(layers, readout=nn.Linear(width, config.num_classes, bias=False))
+    # Norse's LIFBoxCell cannot integrate without leak (beta 1 means tau_mem_inv 0: no input at
+    # all), so the input neurons use NORSE_INPUT_BETA instead of snn_conv's IF neurons.
+    return conv_snn(config, norse_lif, lambda beta, threshold: norse_lif(NORSE_INPUT_BETA, threshold))

@@ -12,13 +12,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import snntorch as snn
 import torch
 from snntorch import surrogate
 from torch import nn
 
 from neurocxr.models.base import ModelConfig, SNNOutput, SpikingSequential, register_model
-from neurocxr.models.snn import INPUT_BETA, INPUT_THRESHOLD, leaky
+from neurocxr.models.snn import INPUT_BETA, INPUT_THRESHOLD, fc_stack, leaky
 
 GATTI_CHANNELS = (8, 64, 128)
 GATTI_HIDDEN = (128, 64, 8)
@@ -57,13 +59,8 @@ def build_gatti2025(config: ModelConfig) -> SpikingSequential:
         leaky(config),
         nn.Flatten(),
     ]
-    width = c3 * pooled * pooled
-    for h in hidden:
-        layers += [nn.Linear(width, h), leaky(config)]
-        if config.dropout > 0:
-            layers.append(nn.Dropout(config.dropout))
-        width = h
-    return SpikingSequential(layers, readout=nn.Linear(width, config.num_classes, bias=False))
+    fc, width = fc_stack(replace(config, hidden=hidden), c3 * pooled * pooled, lambda b, t: leaky(config, b, t))
+    return SpikingSequential(layers + fc, readout=nn.Linear(width, config.num_classes, bias=False))
 
 
 class SlimiCnnGruSnn(nn.Module):

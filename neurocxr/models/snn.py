@@ -9,6 +9,8 @@ on Loihi that layer is netx's ``input`` layer with a neuron whose bias is the im
 
 from __future__ import annotations
 
+from typing import Callable
+
 import snntorch as snn
 from snntorch import surrogate
 from torch import nn
@@ -32,6 +34,41 @@ def leaky(config: ModelConfig, beta: float | None = None, threshold: float | Non
     )
 
 
+NeuronFactory = Callable[[float, float], nn.Module]  # (beta, threshold) -> a neuron module
+
+
+def fc_stack(config: ModelConfig, width: int, neuron: NeuronFactory) -> tuple[list[nn.Module], int]:
+    """The hidden fully connected layers (Linear + neuron [+ Dropout]) and the width they end with."""
+    layers: list[nn.Module] = []
+    for h in config.hidden:
+        layers += [nn.Linear(width, h), neuron(config.beta, config.threshold)]
+        if config.dropout > 0:
+            layers.append(nn.Dropout(config.dropout))
+        width = h
+    return layers, width
+
+
+def conv_snn(config: ModelConfig, neuron: NeuronFactory, input_neuron: NeuronFactory) -> SpikingSequential:
+    """conv-neuron-avgpool-conv-neuron-avgpool-fc-neuron-readout, with the given neuron implementation."""
+    c1, c2 = (tuple(config.channels) + (16, 32)[len(config.channels) :])[:2]
+    side = config.image_size // 4
+    layers: list[nn.Module] = []
+    if config.encoding == "direct":
+        layers.append(input_neuron(INPUT_BETA, INPUT_THRESHOLD))
+    layers += [
+        nn.Conv2d(config.in_channels, c1, 3, padding=1),
+        neuron(config.beta, config.threshold),
+        nn.AvgPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1),
+        neuron(config.beta, config.threshold),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+    ]
+    fc, width = fc_stack(config, c2 * side * side, neuron)
+    # No bias in the readout: on Loihi it integrates over the whole run, longer than T steps.
+    return SpikingSequential(layers + fc, readout=nn.Linear(width, config.num_classes, bias=False))
+
+
 @register_model(
     "snn_conv",
     kind="snn",
@@ -39,25 +76,7 @@ def leaky(config: ModelConfig, beta: float | None = None, threshold: float | Non
     description="conv(16)-LIF-avgpool-conv(32)-LIF-avgpool-fc(128)-LIF-readout; snnTorch, Loihi-exportable",
 )
 def build_snn_conv(config: ModelConfig) -> SpikingSequential:
-    c1, c2 = (config.channels + (16, 32))[:2] if len(config.channels) < 2 else config.channels[:2]
-    side = config.image_size // 4
-    layers: list[nn.Module] = []
-    if config.encoding == "direct":
-        layers.append(leaky(config, beta=INPUT_BETA, threshold=INPUT_THRESHOLD))
-    layers += [
-        nn.Conv2d(config.in_channels, c1, 3, padding=1),
-        leaky(config),
-        nn.AvgPool2d(2),
-        nn.Conv2d(c1, c2, 3, padding=1),
-        leaky(config),
-        nn.AvgPool2d(2),
-        nn.Flatten(),
-    ]
-    width = c2 * side * side
-    for h in config.hidden:
-        layers += [nn.Linear(width, h), leaky(config)]
-        if config.dropout > 0:
-            layers.append(nn.Dropout(config.dropout))
-        width = h
-    # No bias in the readout: on Loihi it integrates over the whole run, longer than T steps.
-    return SpikingSequential(layers, readout=nn.Linear(width, config.num_classes, bias=False))
+    def neuron(beta: float, threshold: float) -> snn.Leaky:
+        return leaky(config, beta=beta, threshold=threshold)
+
+    return conv_snn(config, neuron, neuron)
