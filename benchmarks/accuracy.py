@@ -34,12 +34,20 @@ RESULTS = Path(__file__).resolve().parent / "results" / "accuracy.json"
 SNN_OVERRIDES: dict[str, Any] = {"num_steps": 16, "threshold": 0.5}
 
 
-def model_config(name: str, image_size: int, num_steps: int | None) -> ModelConfig:
+def model_config(name: str, image_size: int, num_steps: int | None, channels: tuple[int, ...] | None = None,
+                 hidden: tuple[int, ...] | None = None, dropout: float | None = None) -> ModelConfig:
+    """The benchmark's config for ``name``; SNNs get SNN_OVERRIDES plus any width/steps/dropout given."""
     config = ModelConfig(name=name, image_size=image_size)
     if is_snn(config):
-        overrides = dict(SNN_OVERRIDES)
+        overrides: dict[str, Any] = dict(SNN_OVERRIDES)
         if num_steps is not None:
             overrides["num_steps"] = num_steps
+        if channels is not None:
+            overrides["channels"] = channels
+        if hidden is not None:
+            overrides["hidden"] = hidden
+        if dropout is not None:
+            overrides["dropout"] = dropout
         config = ModelConfig(**{**config.to_dict(), **overrides})
     return config
 
@@ -51,11 +59,11 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     console.print(f"data: {splits.source}")
     results: dict[str, Any] = {"data_source": splits.source, "synthetic": splits.synthetic, "models": {}}
     for name in args.models:
-        config = model_config(name, args.image_size, args.num_steps)
+        config = model_config(name, args.image_size, args.num_steps, args.channels, args.hidden, args.dropout)
         train_cfg = TrainConfig(epochs=args.epochs, lr=args.lr if is_snn(config) else args.cnn_lr,
                                 batch_size=args.batch_size, seed=args.seed, augment=args.augment,
                                 max_train_samples=args.max_train_samples, num_threads=args.threads,
-                                patience=args.patience)
+                                patience=args.patience, label_smoothing=args.label_smoothing)
         ckpt = args.checkpoint_dir / f"{name}.pt" if args.checkpoint_dir else None
         started = time.perf_counter()
         result = train(config, splits, train_cfg, progress=not args.quiet, checkpoint_path=ckpt)
@@ -104,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=os.environ.get("NEUROCXR_DATA"), help="pneumoniamnist.npz (default $NEUROCXR_DATA)")
     parser.add_argument("--image-size", type=int, default=28)
     parser.add_argument("--num-steps", type=int, default=None, help="SNN time steps (default 16)")
+    ints = lambda s: tuple(int(v) for v in s.split(",") if v)  # noqa: E731
+    parser.add_argument("--channels", type=ints, default=None, help="SNN conv widths, e.g. 24,48 (default 16,32)")
+    parser.add_argument("--hidden", type=ints, default=None, help="SNN hidden fc widths, e.g. 256 (default 128)")
+    parser.add_argument("--dropout", type=float, default=None, help="SNN dropout after hidden fc (default 0)")
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--lr", type=float, default=2e-3, help="SNN peak learning rate (OneCycle)")
     parser.add_argument("--cnn-lr", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=64)

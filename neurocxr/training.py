@@ -43,6 +43,7 @@ class TrainConfig:
     max_train_samples: int | None = None
     num_threads: int | None = None
     schedule: str = "onecycle"  # or "cosine"
+    label_smoothing: float = 0.0  # CrossEntropyLoss label smoothing (0 = none)
 
     def __post_init__(self) -> None:
         if self.balance not in BALANCE_MODES:
@@ -51,6 +52,8 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}; choose onecycle or cosine")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -236,7 +239,7 @@ def train(
             images = images.float()
             labels = torch.as_tensor(labels).long().view(-1)
             logits = forward_model(model, images, config)
-            loss = F.cross_entropy(logits, labels, weight=loss_weight)
+            loss = F.cross_entropy(logits, labels, weight=loss_weight, label_smoothing=train_cfg.label_smoothing)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
