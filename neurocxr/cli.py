@@ -300,19 +300,21 @@ report_cmd = app.command("report", help="Same as `energy`: write report.html + r
 
 
 def print_summary(rep) -> None:
-    table = Table(title="energy per inference (one sample)")
-    for col in ("model", "device", "accuracy", "latency", "dynamic J", "total J", "kind", "source"):
-        table.add_column(col)
+    """The report's summary table, compact enough for an 80-column terminal (sources are in the report)."""
+    from neurocxr.report import format_energy, format_seconds
+
+    table = Table(title="energy per inference (one sample); sources and assumptions: report.html")
+    for col in ("model", "device", "kind", "accuracy", "latency", "dynamic", "total"):
+        table.add_column(col, overflow="fold")
     for r in rep.summary:
         table.add_row(
             r.model,
             r.device,
-            "-" if r.accuracy is None else f"{r.accuracy:.4f}",
-            "-" if r.latency_s is None else f"{r.latency_s * 1e3:.3g} ms",
-            "-" if r.dynamic_j is None else f"{r.dynamic_j:.3g}",
-            "-" if r.total_j is None else f"{r.total_j:.3g}",
             r.kind,
-            r.source[:60],
+            "-" if r.accuracy is None else f"{r.accuracy:.3f}",
+            "-" if r.latency_s is None else format_seconds(r.latency_s),
+            "-" if r.dynamic_j is None else format_energy(r.dynamic_j),
+            "-" if r.total_j is None else format_energy(r.total_j),
         )
     console.print(table)
     paths = getattr(rep, "paths", None)
