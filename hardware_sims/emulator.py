@@ -51,7 +51,7 @@ Sample protocol (the Lava runner does exactly the same; see hardware_sims/lava.p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -211,7 +211,9 @@ def _prepare(program: LoihiProgram) -> list[_Prepared | None]:
         if layer.kind == "conv":
             w_eff, w_exp = w_np, 0
             fan = conv_fanout_map(layer, in_shape).reshape(-1)  # type: ignore[arg-type]
-            dense_ops = int(w_np.size) * int(np.prod(layer.shape[1:]))
+            # NeuroBench's dense ops: all-ones weights on all-ones input, so taps on zero padding
+            # are not operations (the same border-correct fan-out map, with every weight present).
+            dense_ops = int(conv_fanout_map(replace(layer, weight=np.ones_like(w_np)), in_shape).sum())  # type: ignore[arg-type]
             fan_in = int(np.prod(w_np.shape[1:]))
         else:
             w_eff, w_exp = netx_dense_weights(w_np)

@@ -23,8 +23,9 @@ class LayerCounts:
     - ``output_spikes``: spikes emitted by this layer's neurons;
     - ``synaptic_ops``: effective synaptic operations: each arriving spike times its real fan-out
       to non-zero weights (border-correct for convolutions);
-    - ``dense_synaptic_ops``: the same layer applied densely (every input position times every
-      weight, zero or not), i.e. what a non-event-driven accelerator would compute each step;
+    - ``dense_synaptic_ops``: the same layer applied densely (every real input position times
+      every weight it meets, zero or not; taps on zero padding excluded, as NeuroBench's all-ones
+      count does), i.e. what a non-event-driven accelerator would compute each step;
     - ``neuron_updates``: neurons x time steps the layer was simulated.
     """
 
