@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ import h5py
 import numpy as np
 
 from neurocxr.errors import ExportError, UnsupportedLayerError
+from neurocxr.fileio import atomic_write
 
 from .program import LoihiLayer, LoihiNeuron, LoihiProgram, ProgramError
 
@@ -70,12 +70,9 @@ def write_netx(program: LoihiProgram, path: str | os.PathLike[str]) -> Path:
         program.validate()
     except ProgramError as exc:
         raise ExportError(f"cannot write netx file: {exc}") from exc
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp_name, "w") as f:
+
+    def write(tmp: Path) -> None:
+        with h5py.File(tmp, "w") as f:
             _write_layers(f, program)
             meta = f.create_group("neurocxr")
             meta.attrs["format"] = "neurocxr-netx-1"
@@ -86,10 +83,8 @@ def write_netx(program: LoihiProgram, path: str | os.PathLike[str]) -> Path:
             meta.attrs["layer_names"] = json.dumps([layer.name for layer in program.layers])
             meta.attrs["layer_quant"] = json.dumps([_jsonable(layer.quant) for layer in program.layers])
             meta.attrs["metadata"] = json.dumps(_jsonable(program.metadata))
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+
+    path = atomic_write(path, write)
     return path
 
 

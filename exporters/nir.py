@@ -42,8 +42,6 @@ by a uniform ``Scale`` of ``1/(kH*kW)`` is read back as an average pool.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -54,6 +52,7 @@ import torch
 from torch import nn
 
 from neurocxr.errors import ExportError, NeurocxrError, UnsupportedLayerError
+from neurocxr.fileio import atomic_write
 from neurocxr.models import neurons as nrn
 from neurocxr.models.base import ModelConfig, SpikingSequential, is_neuron
 
@@ -718,15 +717,10 @@ def write_nir(graph: nir.NIRGraph, path: str | Path, *, overwrite: bool = True) 
         raise ExportError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
     if not path.parent.exists():
         raise ExportError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        nir.write(tmp, graph)
-        os.replace(tmp, path)
+        return atomic_write(path, lambda tmp: nir.write(str(tmp), graph))
     except Exception as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise ExportError(f"could not write NIR graph to {path}: {exc}") from exc
-    return path
 
 
 def read_nir(path: str | Path) -> nir.NIRGraph:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +21,7 @@ import torch
 from torch import nn
 
 from neurocxr.errors import DataError, ExportError
+from neurocxr.fileio import atomic_write
 
 __all__ = [
     "export_onnx",
@@ -85,10 +85,8 @@ def export_onnx(
     model.eval()
     dummy = torch.zeros(shape, dtype=torch.float32, device=next(model.parameters(), torch.zeros(0)).device)
     dynamic_axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+
+    def write(tmp: Path) -> None:
         try:
             with torch.no_grad():
                 torch.onnx.export(
@@ -111,20 +109,12 @@ def export_onnx(
             onnx.checker.check_model(str(tmp), full_check=True)
         except Exception as exc:
             raise ExportError(f"the exported ONNX graph for {type(model).__name__} is invalid: {exc}") from exc
-        _chmod_like_new_file(tmp)
-        os.replace(tmp, out)
+
+    try:
+        atomic_write(out, write)
     finally:
-        if tmp.exists():
-            tmp.unlink()
         model.train(was_training)
     return out
-
-
-def _chmod_like_new_file(path: Path) -> None:
-    """mkstemp creates 0600 files; give the final file the mode a plain open() would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def onnx_session(path: str | os.PathLike[str], *, threads: int | None = None) -> Any:

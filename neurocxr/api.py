@@ -23,6 +23,7 @@ from neurocxr.errors import NeurocxrError
 from neurocxr.pipeline import (
     LoadedModel,
     chip_scores,
+    encoded_inputs,
     environment,
     export_loihi,
     float_logits,
@@ -253,8 +254,6 @@ def energy_report(
 
         def snn_fn(bs: int):
             x = images[:bs]
-            from neurocxr.pipeline import encoded_inputs
-
             xe = encoded_inputs(snn.config, x)
 
             def run_once() -> None:
@@ -295,10 +294,9 @@ def energy_report(
                     f"{b.name} (ONNX)", onnx_fn, (1, min(64, n)), "onnxruntime", b_acc, measure_seconds
                 )
 
-    resources = estimate_resources(program)
     export_info = export_report or {
         "layers": quantisation_table(program),
-        "resources": _asdict(resources),
+        "resources": _asdict(estimate_resources(program)),
         "input": {"kind": program.input_kind, "num_steps": program.num_steps, "input_scale": program.input_scale},
     }
     report = Report(
@@ -333,8 +331,6 @@ def _gpu_rows(snn: LoadedModel, images: torch.Tensor, acc: float, console: Any) 
     if not ok:
         console.print(f"GPU energy: not measurable here ({reason})")
         return []
-    from neurocxr.pipeline import encoded_inputs
-
     model = snn.model.to("cuda")
     rows = []
     for bs in (1, 256):

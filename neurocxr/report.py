@@ -21,7 +21,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -29,6 +28,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from neurocxr.energy.types import EnergyEstimate, EnergyMeasurement, Kind
+from neurocxr.fileio import write_text
 
 __all__ = [
     "DEFAULT_ASSUMPTIONS",
@@ -683,20 +683,6 @@ def render_html(report: Report) -> str:
 # Writing
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-
-
 def write_report(report: Report, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write ``report.html`` and ``report.json`` into ``out_dir`` (created if needed), atomically.
 
@@ -710,8 +696,8 @@ def write_report(report: Report, out_dir: str | os.PathLike[str]) -> tuple[Path,
     html_path, json_path = out / "report.html", out / "report.json"
     payload = json.dumps(report_to_json(report), indent=2, allow_nan=False, ensure_ascii=False)
     page = render_html(report)
-    _atomic_write_text(json_path, payload + "\n")
-    _atomic_write_text(html_path, page)
+    write_text(json_path, payload + "\n")
+    write_text(html_path, page)
     return html_path, json_path
 
 
