@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -69,3 +71,45 @@ def prepare_out_dir(out_dir: str | Path, files: Iterable[str], force: bool) -> P
         )
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+@contextlib.contextmanager
+def staged_output(out_dir: str | Path, files: Iterable[str], force: bool) -> Iterator[Path]:
+    """Write a command's outputs into a hidden staging folder beside ``out_dir``; move them into
+    place only when the block finishes. On any error (Ctrl-C included) nothing is left behind and
+    existing files in ``out_dir`` are untouched.
+
+    ``files`` are the names the command will write (checked for the no-overwrite rule up front).
+    Usage::
+
+        with staged_output(out, ["model.net", "report.json"], force) as stage:
+            write_netx(program, stage / "model.net")
+    """
+    out = Path(out_dir)
+    names = list(files)
+    existing = [f for f in names if (out / f).exists()]
+    if existing and not force:
+        raise NeurocxrError(
+            f"{out} already holds {', '.join(existing)}; pass --force to overwrite, or choose another -o folder"
+        )
+    if out.exists() and not out.is_dir():
+        raise NeurocxrError(f"{out} exists and is not a folder; choose another -o folder")
+    created = not out.exists()
+    parent = out.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".staging", dir=parent))
+    try:
+        yield stage
+        out.mkdir(parents=True, exist_ok=True)
+        for item in sorted(stage.rglob("*")):
+            if item.is_dir():
+                continue
+            target = out / item.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(item, target)
+    except BaseException:
+        if created and out.exists() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

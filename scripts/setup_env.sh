@@ -52,5 +52,8 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
     echo "neurocxr: installing dependencies into $VENV (torch 2.3.1 from PyPI is a ~3 GB CUDA build that also runs on CPU; a few minutes the first time)"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip setuptools wheel
     "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+    # NeuroBench 2.3.0 pins numpy/torch versions that clash with Lava's; its counting code needs
+    # neither pin, so it goes in without dependencies (used to cross-check our op counts).
+    "$VENV/bin/python" -m pip install --quiet --no-deps "neurobench==2.3.0"
     touch "$STAMP"
 fi

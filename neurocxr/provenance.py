@@ -1,0 +1,78 @@
+"""Where a number came from: git commit (and whether the tree was dirty), checkpoint and data
+hashes, threads. Every benchmark JSON and report carries this block so a figure can be traced
+back to the exact code, model and data that produced it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def git_state() -> dict[str, Any]:
+    """Commit hash and dirty flag of the repository this package runs from (None outside git)."""
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_record(path: str | os.PathLike[str] | None) -> dict[str, Any] | None:
+    """Path, size and sha256 of a checkpoint or data file (None when there is none)."""
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        return {"path": str(p), "sha256": None, "bytes": None}
+    return {"path": str(p.resolve()), "sha256": file_sha256(p), "bytes": p.stat().st_size}
+
+
+def threads() -> dict[str, Any]:
+    import torch
+
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def provenance(
+    *,
+    checkpoints: dict[str, str | os.PathLike[str] | None] | None = None,
+    data: str | os.PathLike[str] | None = None,
+    data_source: str | None = None,
+) -> dict[str, Any]:
+    """The block every benchmark result and report records beside its numbers."""
+    return {
+        "git": git_state(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": threads(),
+        "checkpoints": {k: file_record(v) for k, v in (checkpoints or {}).items()},
+        "data": {"source": data_source, "file": file_record(data) if data else None},
+    }
