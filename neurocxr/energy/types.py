@@ -27,6 +27,19 @@ class EnergyEstimate:
     accuracy: float | None = None
     kind: Kind = "estimated"
     notes: str = ""
+    # Which op counts the figure rests on: "chip" (fixed-point emulator/Lava counts, pooling fused into
+    # the next conv, so a larger fan-out), "neurobench" (float PyTorch model, NeuroBench 2.3
+    # definitions), "cnn" (a CNN's MAC count), "keras-spiking" (KerasSpiking's own formula),
+    # "measured-latency" (TDP x a measured time). Empty for rows built before the field existed.
+    basis: str = ""
+    # What is charged: "device" (per-op constants of a device profile), "arithmetic" (Horowitz
+    # MAC/AC only), "memory-inclusive" (arithmetic + SRAM/DRAM traffic), "tdp".
+    scope: str = ""
+    static_j: float | None = None  # static power x chips in use x time per inference (None: unknown)
+    throughput_fps: float | None = None  # inferences per second (pipelined where the model says so)
+    timing: dict[str, Any] = field(default_factory=dict)  # how latency/throughput were modelled
+    detail: dict[str, Any] = field(default_factory=dict)  # per-layer counts, bytes moved, ...
+    footnotes: list[str] = field(default_factory=list)  # short sentences for the report, said once
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
