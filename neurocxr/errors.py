@@ -8,6 +8,11 @@ class NeurocxrError(Exception):
     """Base class: a problem with the user's input or setup, explained in the message."""
 
 
+class ConfigError(NeurocxrError, ValueError):
+    """An option or configuration value is out of range or unknown; the message lists what is accepted.
+    Also a ValueError, so callers that caught ValueError from the config objects keep working."""
+
+
 class DataError(NeurocxrError):
     """A data file or folder is missing, malformed or not what it claims to be."""
 

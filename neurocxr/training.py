@@ -46,14 +46,20 @@ class TrainConfig:
     label_smoothing: float = 0.0  # CrossEntropyLoss label smoothing (0 = none)
 
     def __post_init__(self) -> None:
-        if self.balance not in BALANCE_MODES:
-            raise ValueError(f"unknown balance {self.balance!r}; choose one of {', '.join(BALANCE_MODES)}")
-        if self.schedule not in ("onecycle", "cosine"):
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose onecycle or cosine")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        # ConfigError (a ValueError too) names the field and what it accepts.
+        from neurocxr.validation import check_choice, check_float, check_int
+
+        check_choice("balance", self.balance, BALANCE_MODES)
+        check_choice("schedule", self.schedule, ("onecycle", "cosine"))
+        self.epochs = check_int("epochs", self.epochs, 1, 100_000)
+        self.batch_size = check_int("batch_size", self.batch_size, 1, 1_000_000)
+        self.lr = check_float("lr", self.lr, 0.0, 10.0, low_open=True)
+        self.weight_decay = check_float("weight_decay", self.weight_decay, 0.0, None)
+        self.patience = check_int("patience", self.patience, 1)
+        self.seed = check_int("seed", self.seed, 0, 2**32 - 1)
+        self.max_train_samples = check_int("max_train_samples", self.max_train_samples, 2, allow_none=True)
+        self.num_threads = check_int("num_threads", self.num_threads, 1, allow_none=True)
+        self.label_smoothing = check_float("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,22 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import nn
 
+from neurocxr.errors import ConfigError
+from neurocxr.validation import check_float, check_int
+
 ENCODINGS = ("direct", "rate", "latency")
+# Upper bounds that catch typos (an image of 28000 pixels a side) before they exhaust memory.
+MAX_IMAGE_SIZE = 1024
+MAX_NUM_STEPS = 10_000
+
+
+def _check_known_model(name: str) -> None:
+    """Refuse a model name the registry does not hold (importing neurocxr.models fills it)."""
+    import neurocxr.models  # noqa: F401  (registers the built-in builders)
+
+    if name not in MODEL_REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODEL_REGISTRY))} "
+                          "(`neurocxr models` lists them)")
 
 
 @dataclass
@@ -41,14 +56,28 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.channels = tuple(int(c) for c in self.channels)
-        self.hidden = tuple(int(h) for h in self.hidden)
+        # ConfigError is also a ValueError: callers that caught ValueError keep working.
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"model name must be a non-empty string, got {self.name!r}")
+        _check_known_model(self.name)
         if self.encoding not in ENCODINGS:
-            raise ValueError(f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}")
-        if self.image_size < 8:
-            raise ValueError(f"image_size {self.image_size} is too small (>= 8)")
-        if self.num_steps < 1:
-            raise ValueError("num_steps must be >= 1")
+            raise ConfigError(f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}")
+        self.image_size = check_int("image_size", self.image_size, 8, MAX_IMAGE_SIZE)
+        self.in_channels = check_int("in_channels", self.in_channels, 1, 16)
+        self.num_classes = check_int("num_classes", self.num_classes, 2, 1000)
+        self.num_steps = check_int("num_steps", self.num_steps, 1, MAX_NUM_STEPS)
+        self.beta = check_float("beta", self.beta, 0.0, 1.0)
+        self.threshold = check_float("threshold", self.threshold, 0.0, None, low_open=True)
+        self.dropout = check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
+        if isinstance(self.channels, (str, bytes)) or isinstance(self.hidden, (str, bytes)):
+            raise ConfigError("channels and hidden must be lists of integers, e.g. [16, 32]")
+        try:
+            self.channels = tuple(check_int("channels", c, 1, 4096) for c in self.channels)
+            self.hidden = tuple(check_int("hidden", h, 1, 65536) for h in self.hidden)
+        except TypeError:
+            raise ConfigError("channels and hidden must be lists of integers, e.g. [16, 32]") from None
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"extra must be a dict, got {type(self.extra).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -61,7 +90,8 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown model config fields: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown model config fields: {', '.join(sorted(unknown))}; "
+                              f"known: {', '.join(sorted(known))}")
         return cls(**d)
 
 
@@ -87,13 +117,22 @@ def register_model(name: str, *, kind: str, loihi_deployable: bool, description:
 
 def model_info(name: str) -> ModelInfo:
     if name not in MODEL_REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODEL_REGISTRY))}")
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODEL_REGISTRY))}")
     return MODEL_REGISTRY[name]
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    """Build a fresh (untrained) model from its config."""
-    model = model_info(config.name).builder(config)
+    """Build a fresh (untrained) model from its config.
+
+    A builder's ValueError (a setting this model cannot take, e.g. an image too small for its
+    poolings) becomes a ConfigError naming the model."""
+    builder = model_info(config.name).builder
+    try:
+        model = builder(config)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"model {config.name!r} cannot be built with this config: {exc}") from exc
     model.config = config  # type: ignore[attr-defined]
     return model
 
