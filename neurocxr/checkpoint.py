@@ -22,6 +22,7 @@ from torch import nn
 from neurocxr.errors import CheckpointError
 from neurocxr.fileio import atomic_write
 from neurocxr.models.base import MODEL_REGISTRY, ModelConfig, build_model
+from neurocxr.validation import check_finite_state
 
 CHECKPOINT_FORMAT = "neurocxr-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -89,8 +90,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """Rebuild the model of a checkpoint written by `save_checkpoint` (eval mode, CPU).
 
     Raises CheckpointError for a missing file, a file torch cannot read, a torch file that is not
-    a neurocxr checkpoint, a newer format version, an unknown model name, or weights that do not
-    fit the rebuilt model.
+    a neurocxr checkpoint, a newer format version, an unknown model name, weights that do not
+    fit the rebuilt model, or any NaN/inf tensor (named in the message).
     """
     path = Path(path)
     if not path.is_file():
@@ -117,18 +118,29 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     for key in ("config", "state_dict"):
         if key not in payload:
             raise CheckpointError(f"{path} is damaged: it has no {key!r} entry; retrain or re-save it")
+    if not isinstance(payload["config"], dict):
+        raise CheckpointError(f"{path} is damaged: its 'config' entry is a {type(payload['config']).__name__}, not a dict")
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} is damaged: its 'state_dict' entry is not a mapping of tensors; retrain or re-save it")
+    name = payload["config"].get("name")
+    if isinstance(name, str) and name not in MODEL_REGISTRY:
+        raise CheckpointError(
+            f"{path} is a {name!r} model, which this neurocxr does not know; "
+            f"known models: {', '.join(sorted(MODEL_REGISTRY))}"
+        )
     try:
         config = ModelConfig.from_dict(dict(payload["config"]))
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path} holds an invalid model config: {exc}") from exc
-    if config.name not in MODEL_REGISTRY:
-        raise CheckpointError(
-            f"{path} is a {config.name!r} model, which this neurocxr does not know; "
-            f"known models: {', '.join(sorted(MODEL_REGISTRY))}"
-        )
-    model = build_model(config)
+    # A NaN/inf weight, bias or threshold would evaluate silently and export as garbage integers.
+    check_finite_state(state, str(path))
     try:
-        model.load_state_dict(payload["state_dict"])
+        model = build_model(config)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+    try:
+        model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(
             f"{path}: the saved weights do not fit a {config.name!r} model built from the saved config "
