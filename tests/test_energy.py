@@ -31,7 +31,7 @@ from neurocxr.energy.profiles import (
     unregister_profile,
 )
 from neurocxr.errors import NeurocxrError, ProfileError
-from neurocxr.exporters.program import LoihiLayer, LoihiNeuron, LoihiProgram
+from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiNeuron, LoihiProgram, ReadoutLayer
 from neurocxr.hardware_sims.results import LayerCounts
 from neurocxr.models.base import SpikingSequential
 from neurocxr.models.neurons import LIF
@@ -185,12 +185,9 @@ def _tiny_program_and_model() -> tuple[LoihiProgram, SpikingSequential]:
         input_kind="spikes",
         num_steps=8,
         layers=[
-            LoihiLayer(kind="input", name="input", shape=(1, 5, 5), neuron=None),
-            LoihiLayer(
-                kind="conv", name="conv", shape=(2, 5, 5), neuron=LoihiNeuron(v_th, 4096, 0),
-                weight=w_conv, padding=(1, 1),
-            ),
-            LoihiLayer(kind="dense", name="readout", shape=(3,), neuron=None, weight=w_out, flatten_input=True),
+            InputLayer(name="input", shape=(1, 5, 5)),
+            ConvLayer(name="conv", shape=(2, 5, 5), neuron=LoihiNeuron(v_th, 4096, 0), weight=w_conv, padding=(1, 1)),
+            ReadoutLayer(name="readout", shape=(3,), weight=w_out, flatten_input=True),
         ],
     )
     program.validate()
@@ -216,12 +213,11 @@ def _deeper_program_and_model() -> tuple[LoihiProgram, SpikingSequential]:
         input_kind="spikes",
         num_steps=10,
         layers=[
-            LoihiLayer(kind="input", name="input", shape=(1, 6, 6), neuron=None),
-            LoihiLayer(kind="conv", name="conv", shape=(2, 3, 3), neuron=LoihiNeuron(2, 4096, 0), weight=w_conv,
-                       stride=(2, 2), padding=(1, 1)),
-            LoihiLayer(kind="dense", name="fc", shape=(5,), neuron=LoihiNeuron(3, 4096, 0), weight=w_fc,
-                       flatten_input=True),
-            LoihiLayer(kind="dense", name="readout", shape=(3,), neuron=None, weight=w_out),
+            InputLayer(name="input", shape=(1, 6, 6)),
+            ConvLayer(name="conv", shape=(2, 3, 3), neuron=LoihiNeuron(2, 4096, 0), weight=w_conv,
+                      stride=(2, 2), padding=(1, 1)),
+            DenseLayer(name="fc", shape=(5,), neuron=LoihiNeuron(3, 4096, 0), weight=w_fc, flatten_input=True),
+            ReadoutLayer(name="readout", shape=(3,), weight=w_out),
         ],
     )
     program.validate()

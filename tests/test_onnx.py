@@ -150,13 +150,40 @@ def test_onnx_macs_equal_a_hand_count(tmp_path):
         nn.Linear(10, 2, bias=False),  # 2 x 10
     )
     path = export_onnx(tiny, tmp_path / "tiny.onnx")
+    # Padded conv 3x3 on 28x28: taps inside the image per axis = 27 + 28 + 27 = 82 -> 82^2 per channel;
+    # the padding taps (4*28*28*9 - 4*82^2) multiply zeros and are not counted (neurocxr.energy.macs).
+    expected = [4 * 82 * 82, 6 * 13 * 13 * 2 * 9, 10 * 1014, 2 * 10]
     macs = onnx_macs(path)
-    expected = [4 * 28 * 28 * 9, 6 * 13 * 13 * 2 * 9, 10 * 1014, 2 * 10]
     assert list(macs.values()) == expected
-    assert sum(macs.values()) == 28224 + 18252 + 10140 + 20  # bias-free Linear exports as MatMul
+    assert sum(macs.values()) == 26896 + 18252 + 10140 + 20  # bias-free Linear exports as MatMul
+    padded = [4 * 28 * 28 * 9, 6 * 13 * 13 * 2 * 9, 10 * 1014, 2 * 10]
+    assert list(onnx_macs(path, include_padding=True).values()) == padded
     # A fixed batch of 3 triples every count; the dynamic batch counts per sample.
     fixed = export_onnx(tiny, tmp_path / "tiny3.onnx", input_shape=(3, 1, 28, 28), dynamic_batch=False)
     assert list(onnx_macs(fixed).values()) == [3 * m for m in expected]
+
+
+def test_onnx_macs_and_count_cnn_macs_are_one_counter(cnn, tmp_path):
+    """The PyTorch hook counter and the ONNX graph counter give the same numbers, padding or not."""
+    from neurocxr.energy.estimate import count_cnn_macs
+
+    torch.manual_seed(0)
+    odd = nn.Sequential(
+        nn.Conv2d(1, 3, 5, stride=2, padding=2),
+        nn.ReLU(),
+        nn.Conv2d(3, 6, 3, padding=2, dilation=2, groups=3),
+        nn.ReLU(),
+        nn.Conv2d(6, 4, 3, padding="same"),
+        nn.Flatten(),
+        nn.Linear(4 * 14 * 14, 2),
+    )
+    for name, model in (("odd", odd), ("cnn_small", cnn)):
+        path = export_onnx(model, tmp_path / f"{name}.onnx")
+        for include_padding in (False, True):
+            torch_count = count_cnn_macs(model, (1, 1, 28, 28), include_padding=include_padding)
+            onnx_count = onnx_macs(path, include_padding=include_padding)
+            assert list(torch_count.values()) == list(onnx_count.values()), (name, include_padding)
+        assert sum(onnx_macs(path).values()) < sum(onnx_macs(path, include_padding=True).values())
 
 
 def test_benchmark_reports_latency_and_consistent_throughput(cnn, images, tmp_path):

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from neurocxr.energy.macs import conv_macs, linear_macs
 from neurocxr.energy.profiles import DeviceProfile, get_profile, resolve_profile
 from neurocxr.energy.types import EnergyEstimate
 from neurocxr.errors import NeurocxrError, ProfileError
@@ -207,18 +207,32 @@ def estimate_snn_ac_energy(
     )
 
 
-def count_cnn_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
-    """Exact MACs per sample of every Conv1d/Conv2d/Linear, keyed by module name.
+def _torch_pad_begin(module: nn.Module, dims: int) -> tuple[int, ...]:
+    """Padding before each spatial axis of a torch conv (numbers, 'valid' or 'same')."""
+    pad = module.padding
+    if isinstance(pad, str):
+        if pad == "valid":
+            return (0,) * dims
+        # 'same': torch pads dilation * (k - 1) in total, the smaller half first
+        k, d = module.kernel_size, module.dilation
+        return tuple((d[i] * (k[i] - 1)) // 2 for i in range(dims))
+    return tuple(int(p) for p in pad)
+
+
+def count_cnn_macs(model: nn.Module, input_shape: Sequence[int], *, include_padding: bool = False) -> dict[str, int]:
+    """Exact MACs per sample of every Conv1d/2d/3d and Linear, keyed by module name and type.
 
     ``input_shape`` is the full input shape including the batch dimension (e.g. (1, 1, 28, 28));
-    counts are divided by the batch size. Convolutions are border-correct: multiplications with
-    zero padding are not counted (an all-ones convolution counts the real taps per output).
+    counts are per sample. The counting rule lives in `neurocxr.energy.macs` (shared with
+    `exporters.onnx.onnx_macs`): convolution taps on zero padding are not counted unless
+    ``include_padding``; reflect/replicate/circular padding taps are real values and always count.
     """
     shape = tuple(int(s) for s in input_shape)
     if len(shape) < 2 or shape[0] < 1:
         raise NeurocxrError(f"input_shape must include the batch dimension first, got {shape}")
     names = {m: n for n, m in model.named_modules()}
     macs: dict[str, int] = {}
+    conv_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         x = inputs[0]
@@ -226,19 +240,23 @@ def count_cnn_macs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, in
         # "net.3" says little in a report: add the layer type ("net.3 (Conv2d)").
         name = f"{names[module]} ({type(module).__name__})" if names[module] else type(module).__name__
         if isinstance(module, nn.Linear):
-            count = x.numel() // x.shape[-1] * module.in_features * module.out_features // batch
-        elif module.padding_mode != "zeros":  # reflect/replicate/circular: border taps are real values
-            count = output.numel() // batch * int(np.prod(module.weight.shape[1:]))
+            count = linear_macs(x.numel() // x.shape[-1] // batch, module.in_features, module.out_features)
         else:
-            conv = F.conv2d if isinstance(module, nn.Conv2d) else F.conv1d
-            ones_w = torch.ones_like(module.weight)
-            ones_x = torch.ones((1,) + tuple(x.shape[1:]), dtype=module.weight.dtype)
-            count = int(
-                conv(ones_x, ones_w, None, module.stride, module.padding, module.dilation, module.groups).sum().item()
+            dims = x.dim() - 2
+            count = conv_macs(
+                int(x.shape[1]),
+                tuple(x.shape[2:]),
+                tuple(output.shape[2:]),
+                tuple(module.weight.shape),
+                module.stride,
+                _torch_pad_begin(module, dims),
+                module.dilation,
+                module.groups,
+                include_padding=include_padding or module.padding_mode != "zeros",
             )
         macs[name] = macs.get(name, 0) + int(count)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, conv_types + (nn.Linear,))]
     was_training = model.training
     try:
         model.eval()
