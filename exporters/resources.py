@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neurocxr.errors import ResourceError
-from neurocxr.exporters.program import LoihiLayer, LoihiProgram
+from neurocxr.exporters.program import ConvLayer, LoihiProgram
 
 LOIHI2_BRIEF = "Intel, 'Taking Neuromorphic Computing to the Next Level with Loihi 2', technology brief, 2021"
 LOIHI1_PAPER = "Davies et al., 'Loihi: A Neuromorphic Manycore Processor with On-Chip Learning', IEEE Micro 38(1), 2018"
@@ -99,7 +99,7 @@ def weight_bits(weight: np.ndarray) -> int:
     return magnitude + (1 if (w.min() < 0 < w.max()) else 0)
 
 
-def expanded_conv_synapses(layer: LoihiLayer, input_shape: tuple[int, ...]) -> int:
+def expanded_conv_synapses(layer: ConvLayer, input_shape: tuple[int, ...]) -> int:
     """Exact number of connections a conv realises: for every non-zero kernel weight, the number of
     output positions whose receptive-field tap falls inside the (unpadded) input map."""
     w = np.asarray(layer.weight)
@@ -118,6 +118,15 @@ def expanded_conv_synapses(layer: LoihiLayer, input_shape: tuple[int, ...]) -> i
         for kx in range(w.shape[3]):
             total += int(nonzero_per_tap[ky, kx]) * vy * valid_positions(kx, out_w, in_w, sw, pw, dw)
     return total
+
+
+def layer_cores(neurons: int, synapses: int, synaptic_memory_bits: int, limits: ChipLimits) -> int:
+    """Cores one layer needs (layers never share cores): the most of neurons, synapses and synaptic
+    memory over their per-core limits, at least one. The timing model uses the same rule."""
+    need = [math.ceil(neurons / limits.neurons_per_core), math.ceil(synapses / limits.synapses_per_core)]
+    if limits.synapse_mem_bits_per_core:
+        need.append(math.ceil(synaptic_memory_bits / limits.synapse_mem_bits_per_core))
+    return max(1, *need)
 
 
 def estimate_resources(program: LoihiProgram, limits: ChipLimits = LOIHI2) -> ResourceEstimate:
@@ -145,10 +154,7 @@ def estimate_resources(program: LoihiProgram, limits: ChipLimits = LOIHI2) -> Re
         bits = weight_bits(w)
         mem_bits = synapses * bits
         neurons = layer.num_neurons
-        need = [math.ceil(neurons / limits.neurons_per_core), math.ceil(synapses / limits.synapses_per_core)]
-        if limits.synapse_mem_bits_per_core:
-            need.append(math.ceil(mem_bits / limits.synapse_mem_bits_per_core))
-        cores = max(1, *need)
+        cores = layer_cores(neurons, synapses, mem_bits, limits)
         kind = "readout" if layer.is_readout else layer.kind
         rows.append(LayerResources(layer.name, kind, neurons, synapses, stored, expanded, bits, mem_bits, cores))
         source_shape = layer.shape

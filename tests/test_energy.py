@@ -283,8 +283,16 @@ def test_builtin_profiles_carry_sources_and_loihi2_is_marked() -> None:
     assert loihi.energy_per_neuron_update_j == pytest.approx(81e-12)
     assert loihi.static_power_w == pytest.approx(0.104)
     assert get_profile("keras-spiking:loihi").energy_per_synop_j == pytest.approx(27.1e-12)
+    assert loihi.energy_per_neuron_update_inactive_j == pytest.approx(52e-12)  # Davies 2018 Table 2
     assert "Loihi 1 per-op constants applied to Loihi 2" in get_profile("loihi2").notes
-    assert get_profile("truenorth").energy_per_synop_j == pytest.approx(21.7e-12, rel=0.01)
+    assert get_profile("loihi2").static_power_w is None  # no reliable published Loihi 2 figure
+    sanafe = get_profile("loihi-sanafe")
+    assert (sanafe.energy_per_synop_j, sanafe.energy_per_neuron_update_j, sanafe.energy_per_neuron_update_inactive_j) \
+        == pytest.approx((35.5e-12, 72.8e-12, 51.2e-12))
+    assert sanafe.barrier_s == pytest.approx(299e-9)
+    assert get_profile("truenorth").energy_per_synop_j == pytest.approx(26e-12)  # Merolla 2014
+    assert "3.5 ns" in get_profile("keras-spiking:loihi").notes  # the +3.5 quirk is labelled
+    assert all("2015" not in p.source for p in BUILTIN_PROFILES.values())  # Degnan et al. is 2016
     fp32 = get_profile("horowitz45-fp32")
     assert fp32.energy_per_mac_j == pytest.approx(4.6e-12) and fp32.energy_per_ac_j == pytest.approx(0.9e-12)
 
@@ -404,18 +412,82 @@ def test_estimate_energy_hand_computed_loihi() -> None:
         layer_counts("fc", [10, 30], [20, 20], dense=[500, 500]),
     ]
     est = estimate_energy(counts, "loihi", model="tiny", accuracy=0.9)
-    synops, updates = 2000 + 20, 200 + 20  # per-sample means
-    dynamic = synops * 23.6e-12 + updates * 81e-12
-    latency = synops * 3.5e-9 + updates * 8.4e-9
+    synops, updates = 2000 + 20, 200 + 20  # per-sample means; no spikes in these counts
+    dynamic = synops * 23.6e-12 + updates * 81e-12  # split unknown: every update charged as active
     assert est.dynamic_j == pytest.approx(dynamic, rel=1e-12)
-    assert est.latency_s == pytest.approx(latency, rel=1e-12)
-    assert est.total_j == pytest.approx(dynamic + 0.104 * latency, rel=1e-12)
+    # Parallel timing: one core per layer (10 neurons, 90 synapses); T = 4 steps, L = 2 layers.
+    # Busiest core = conv: (2000 x 3.5 ns + 200 x 8.4 ns) / 4 steps; 2 cores = 1 tile -> barrier 113 ns.
+    step = (2000 * 3.5e-9 + 200 * 8.4e-9) / 4 + 113e-9
+    assert est.timing["busiest_layer"] == "conv" and est.timing["cores"] == 2 and est.timing["chips"] == 1
+    assert est.latency_s == pytest.approx((4 + 2) * step, rel=1e-12)
+    assert est.throughput_fps == pytest.approx(1 / (4 * step), rel=1e-12)
+    assert est.static_j == pytest.approx(0.104 * 4 * step, rel=1e-12)
+    assert est.total_j == pytest.approx(dynamic + est.static_j, rel=1e-12)
     assert est.per_layer_j["conv"] == pytest.approx(2000 * 23.6e-12 + 200 * 81e-12)
     assert sum(est.per_layer_j.values()) == pytest.approx(est.dynamic_j)
     assert est.kind == "estimated" and est.accuracy == 0.9 and "Davies" in est.source
-    # two chips double the static part only; a given latency replaces the serial estimate
+    assert est.basis == "chip" and est.scope == "device"
+    assert any("upper bound" in f for f in est.footnotes)  # active/inactive split not known here
+    # a given latency replaces the model; two chips double the static part only
     two = estimate_energy(counts, "loihi", chips=2, latency_s=1e-3)
     assert two.total_j == pytest.approx(dynamic + 2 * 0.104 * 1e-3)
+    # Loihi 2: no published static power -> latency and fps, but no total
+    l2 = estimate_energy(counts, "loihi2")
+    assert l2.total_j is None and l2.static_j is None and l2.latency_s == pytest.approx(est.latency_s)
+
+
+def test_active_inactive_split_and_spikes_are_charged_separately() -> None:
+    c = layer_counts("conv", [1000], [200])
+    c.output_spikes = np.array([50.0])
+    c.active_neuron_updates = np.array([120.0])  # type: ignore[attr-defined]
+    est = estimate_energy([c], "loihi")
+    expect = 1000 * 23.6e-12 + 120 * 81e-12 + 80 * 52e-12 + 50 * 1.7e-12  # Davies 2018 Table 2
+    assert est.dynamic_j == pytest.approx(expect, rel=1e-12)
+    step = (1000 * 3.5e-9 + 120 * 8.4e-9 + 80 * 5.3e-9 + 50 * 2.1e-9) / 4 + 113e-9
+    assert est.timing["step_s"] == pytest.approx(step, rel=1e-12)
+    assert not any("upper bound" in f for f in est.footnotes)
+    sana = estimate_energy([c], "loihi-sanafe")
+    expect = 1000 * 35.5e-12 + 120 * 72.8e-12 + 80 * 51.2e-12 + 50 * (69.3 + 76.8) * 1e-12
+    assert sana.dynamic_j == pytest.approx(expect, rel=1e-12)
+    assert sana.timing["barrier_s"] == pytest.approx(299e-9)
+
+
+def test_timing_uses_the_resource_mapping_and_parallel_cores() -> None:
+    """A layer spread over more cores runs faster per step; the busiest core sets the pace."""
+    from neurocxr.energy.timing import barrier_time, loihi_timing
+
+    program, _ = _deeper_program_and_model()
+    n = 1
+    counts = [
+        LayerCounts("input", "input", 36, 0, 0, 10, np.zeros(n), np.full(n, 30.0), np.zeros(n), np.zeros(n), np.zeros(n)),
+        LayerCounts("conv", "conv", 18, 9, 12, 10, np.full(n, 30.0), np.full(n, 20.0), np.full(n, 5000.0),
+                    np.full(n, 5000.0), np.full(n, 180.0)),
+        LayerCounts("fc", "dense", 5, 18, 72, 10, np.full(n, 20.0), np.full(n, 7.0), np.full(n, 100.0),
+                    np.full(n, 900.0), np.full(n, 50.0)),
+        LayerCounts("readout", "dense_readout", 3, 5, 15, 10, np.full(n, 7.0), np.zeros(n), np.full(n, 10.0),
+                    np.full(n, 150.0), np.full(n, 30.0)),
+    ]
+    prof = get_profile("loihi")
+    t = loihi_timing(counts, prof, program=program)
+    assert "estimate_resources" in t.mapping
+    assert [x.layer for x in t.per_layer] == ["conv", "fc", "readout"]  # spike input has no cores
+    assert t.busiest_layer == "conv" and t.pipeline_depth == 3 and t.steps_per_sample == 10
+    conv = (5000 * 3.5e-9 + 180 * 8.4e-9 + 20 * 2.1e-9) / 10
+    assert t.busiest_core_s == pytest.approx(conv, rel=1e-12)
+    assert t.latency_s == pytest.approx(13 * (conv + 113e-9), rel=1e-12)
+    # barrier grows with tiles from Davies' 113 ns (1 tile) to 465 ns (32 tiles)
+    assert barrier_time(prof, 1) == pytest.approx(113e-9) and barrier_time(prof, 32) == pytest.approx(465e-9)
+    assert 113e-9 < barrier_time(prof, 16) < 465e-9
+
+
+def test_truenorth_mapping_note() -> None:
+    wide = layer_counts("fc", [100], [10])
+    wide.fan_in = 784
+    est = estimate_energy([wide], "truenorth")
+    assert est.dynamic_j == pytest.approx(100 * 26e-12)
+    assert est.detail["truenorth_mapping"]["fits"] is False
+    assert any("256 inputs per neuron" in f for f in est.footnotes)
+    assert estimate_energy([layer_counts("c", [100], [10])], "truenorth").detail["truenorth_mapping"]["fits"]
 
 
 def test_estimate_energy_non_spiking_uses_dense_ops_and_no_total() -> None:

@@ -34,6 +34,28 @@ SPIKE_COUNTS_ARE_NOT_ENERGY = (
     "movement off the cores, host I/O and overheads."
 )
 
+# What each counting basis means; the report prints the one a figure uses (EnergyEstimate.basis).
+BASIS_TEXT: dict[str, str] = {
+    "chip": (
+        "chip counts: the fixed-point program on the bit-exact emulator (or Lava), pooling fused into the "
+        "next layer's synapses, so every spike before a pool reaches a larger fan-out"
+    ),
+    "neurobench": (
+        "NeuroBench counts: the float PyTorch model with NeuroBench 2.3 definitions (effective synaptic "
+        "ops with binarised weights and inputs; pooling is a separate, op-free layer)"
+    ),
+    "cnn": "CNN MAC count: every real multiply-accumulate of one forward pass (zero-padding taps excluded)",
+    "keras-spiking": "KerasSpiking's own formula (average fan-out x mean input rate; every neuron every step)",
+    "measured-latency": "a measured latency times an assumed power (TDP): an estimate, not a measurement",
+}
+COUNTING_BASES = tuple(BASIS_TEXT)
+
+
+def _check_basis(basis: str) -> str:
+    if basis not in BASIS_TEXT:
+        raise NeurocxrError(f"unknown counting basis {basis!r}; use one of {', '.join(COUNTING_BASES)}")
+    return basis
+
 
 def _unique_names(names: Sequence[str]) -> list[str]:
     seen: dict[str, int] = {}
@@ -55,55 +77,111 @@ def _mean(values: Any, what: str, layer: str) -> float:
     return float(arr.mean())
 
 
+def _layer_energy(c: LayerCounts, prof: DeviceProfile, name: str) -> tuple[float, dict[str, float]]:
+    """Dynamic energy of one layer per sample and the counts it used."""
+    updates = _mean(c.neuron_updates, "neuron_updates", name)
+    if not prof.spiking:  # a clocked device computes every synapse every step and updates every neuron
+        ops = _mean(c.dense_synaptic_ops, "dense_synaptic_ops", name)
+        return ops * prof.energy_per_synop_j + updates * prof.energy_per_neuron_update_j, {
+            "dense_synaptic_ops": ops, "neuron_updates": updates}
+    from neurocxr.energy.timing import split_updates
+
+    synops = _mean(c.synaptic_ops, "synaptic_ops", name)
+    spikes = _mean(c.output_spikes, "output_spikes", name)
+    active, inactive, _ = split_updates(c)
+    e_inactive = prof.energy_per_neuron_update_inactive_j
+    if e_inactive is None:
+        e_inactive = prof.energy_per_neuron_update_j
+    energy = (
+        synops * prof.energy_per_synop_j
+        + active * prof.energy_per_neuron_update_j
+        + inactive * e_inactive
+        + spikes * (prof.energy_per_spike_j or 0.0)
+    )
+    return energy, {"synaptic_ops": synops, "active_neuron_updates": active,
+                    "inactive_neuron_updates": inactive, "output_spikes": spikes}
+
+
 def estimate_energy(
     counts: list[LayerCounts],
     profile: DeviceProfile | str,
     *,
     model: str = "",
     accuracy: float | None = None,
-    chips: int = 1,
+    chips: int | None = None,
     latency_s: float | None = None,
+    program: Any = None,
+    basis: str = "chip",
 ) -> EnergyEstimate:
     """Energy per inference (mean per sample) of a run whose per-layer counts are ``counts``.
 
-    dynamic = sum(ops) x E_synop + sum(neuron_updates) x E_update, where ops are the effective
-    synaptic ops on a spiking (event-driven) device and the dense ops on a non-spiking one.
-    Latency: ``latency_s`` if given, else the serial time of all ops from the profile's per-op
-    times (an upper bound: one core doing all the work). total = dynamic + static power x chips x
-    latency where the profile has a static power, else None.
+    Event-driven (``spiking``) device: dynamic = effective synaptic ops x E_synop + active neuron
+    updates x E_active + inactive updates x E_inactive + output spikes x E_spike. Clocked device:
+    dense ops x E_synop + neuron updates x E_update.
+
+    Timing: for a profile with per-op times, the parallel timing model
+    (`neurocxr.energy.timing.loihi_timing`, core mapping from ``program`` when given) yields the
+    latency ((T + L) steps), pipelined throughput, chips in use and static energy = static power x
+    chips x T steps. ``latency_s`` overrides the model (static energy then uses it; ``chips``
+    defaults to 1). total = dynamic + static, None when the profile has no static power.
+    ``basis``: which counts these are ("chip" for emulator/Lava runs, "neurobench" for
+    `neurobench_counts` on the float model); it labels the result.
     """
     prof = resolve_profile(profile)
+    _check_basis(basis)
     if not counts:
         raise NeurocxrError("no layer counts given: run the program (emulator or Lava) first")
-    if chips < 1:
+    if chips is not None and chips < 1:
         raise NeurocxrError(f"chips must be >= 1, got {chips}")
+    if latency_s is not None and latency_s < 0:
+        raise NeurocxrError(f"latency_s must be >= 0, got {latency_s}")
     names = _unique_names([c.name for c in counts])
     per_layer: dict[str, float] = {}
-    total_synops = total_updates = 0.0
+    layer_detail: dict[str, dict[str, float]] = {}
     for name, c in zip(names, counts):
-        ops_field = "synaptic_ops" if prof.spiking else "dense_synaptic_ops"
-        synops = _mean(getattr(c, ops_field), ops_field, name)
-        updates = _mean(c.neuron_updates, "neuron_updates", name)
-        per_layer[name] = synops * prof.energy_per_synop_j + updates * prof.energy_per_neuron_update_j
-        total_synops += synops
-        total_updates += updates
-    dynamic = total_synops * prof.energy_per_synop_j + total_updates * prof.energy_per_neuron_update_j
+        per_layer[name], layer_detail[name] = _layer_energy(c, prof, name)
+    dynamic = float(sum(per_layer.values()))
 
-    notes = [SPIKE_COUNTS_ARE_NOT_ENERGY]
+    footnotes = [SPIKE_COUNTS_ARE_NOT_ENERGY, f"Counting basis: {BASIS_TEXT[basis]}."]
     if prof.notes:
-        notes.append(prof.notes)
+        footnotes.append(prof.notes)
+    timing: dict[str, Any] = {}
+    throughput: float | None = None
+    static: float | None = None
     if latency_s is None and prof.time_per_synop_s is not None and prof.time_per_neuron_update_s is not None:
-        latency_s = total_synops * prof.time_per_synop_s + total_updates * prof.time_per_neuron_update_s
-        notes.append("Latency = serial time of all ops on one core (upper bound; cores run in parallel).")
-    elif latency_s is not None and latency_s < 0:
-        raise NeurocxrError(f"latency_s must be >= 0, got {latency_s}")
-    total: float | None = None
-    if prof.static_power_w is not None and latency_s is not None:
-        total = dynamic + prof.static_power_w * chips * latency_s
-        notes.append(f"Total adds static power {prof.static_power_w} W x {chips} chip(s) x latency.")
-    elif prof.static_power_w is None:
-        notes.append("Profile has no static power: total energy unknown, only dynamic energy given.")
-    ops_desc = "effective synaptic ops" if prof.spiking else "dense synaptic ops (non-event-driven device)"
+        from neurocxr.energy.timing import STATIC_FOOTNOTE, loihi_timing
+
+        t = loihi_timing(counts, prof, program=program)
+        if chips is not None and chips != t.chips and prof.static_power_w is not None:
+            t.static_j = prof.static_power_w * chips * t.steps_per_sample * t.step_s
+            t.static_j_single_inference = prof.static_power_w * chips * t.latency_s
+            t.assumptions.append(f"Static power charged for {chips} chip(s) as requested (mapping needs {t.chips}).")
+        latency_s, throughput, static = t.latency_s, t.throughput_fps, t.static_j
+        timing = t.as_dict()
+        footnotes.extend(t.assumptions)
+        if static is not None:
+            footnotes.append(STATIC_FOOTNOTE)
+    elif latency_s is not None:
+        n_chips = chips or 1
+        if prof.static_power_w is not None:
+            static = prof.static_power_w * n_chips * latency_s
+        timing = {"latency_s": latency_s, "chips": n_chips, "source": "given by the caller"}
+        footnotes.append(f"Latency given by the caller; static power x {n_chips} chip(s) x that latency.")
+    if prof.static_power_w is None:
+        footnotes.append("Profile has no static power: total energy unknown, only dynamic energy given.")
+    detail: dict[str, Any] = {"per_layer": layer_detail}
+    if prof.chip == "truenorth":
+        from neurocxr.energy.timing import truenorth_mapping
+
+        mapping = truenorth_mapping(counts)
+        detail["truenorth_mapping"] = mapping
+        if mapping["note"]:
+            footnotes.append(mapping["note"])
+    total = dynamic + static if static is not None else None
+    if prof.spiking:
+        ops_desc = "effective synaptic ops x E_synop + active/inactive neuron updates x E_update + spikes x E_spike"
+    else:
+        ops_desc = "dense synaptic ops x E_synop + neuron updates x E_update (clocked device)"
     return EnergyEstimate(
         model=model,
         device=prof.name,
@@ -113,10 +191,17 @@ def estimate_energy(
         per_layer_j=per_layer,
         constants=prof.constants(),
         source=prof.source,
-        method=f"{ops_desc} x E_synop + neuron updates x E_update" + (" + static power x latency" if total is not None else ""),
+        method=ops_desc + (" + static power x chips x time" if total is not None else ""),
         accuracy=accuracy,
         kind="estimated",
-        notes=" ".join(notes),
+        notes=" ".join(footnotes),
+        basis=basis,
+        scope="device",
+        static_j=static,
+        throughput_fps=throughput,
+        timing=timing,
+        detail=detail,
+        footnotes=footnotes,
     )
 
 

@@ -8,29 +8,41 @@ constants (see `neurocxr.energy.estimate`); nothing here is measured.
 Sources (see ../../shared/docs/energy.md):
 - Davies et al., "Loihi: a neuromorphic manycore processor with on-chip learning", IEEE Micro
   38(1), 2018, Table 2 (pre-silicon values): synaptic spike op 23.6 pJ / 3.5 ns, neuron update
-  81 pJ / 8.4 ns (active).
+  81 pJ / 8.4 ns active and 52 pJ / 5.3 ns inactive, spike within a tile 1.7 pJ / 2.1 ns, mesh-wide
+  barrier synchronisation 113-465 ns (1-32 tiles).
+- SANA-FE (Boyle et al., "SANA-FE: Simulating Advanced Neuromorphic Architectures for Fast
+  Exploration"; constants in ``arch/loihi.yaml`` of github.com/SLAM-Lab/SANA-FE, calibrated against
+  Loihi measurements): synapse 35.5 pJ / 4.0 ns, neuron update 72.8 pJ / 9.7 ns active and
+  51.2 pJ / 6.0 ns inactive, +69.3 pJ / 30.0 ns per spiking neuron, axon out 76.8 pJ / 7.6 ns per
+  packet, global barrier 299 ns.
 - Frady et al., "Neuromorphic nearest-neighbor search using Intel's Pohoiki Springs", NICE 2020:
   3.34 W static for 32 Loihi chips, i.e. about 104 mW static per chip.
 - Merolla et al., "A million spiking-neuron integrated circuit...", Science 345(6197), 2014:
-  TrueNorth 65-70 mW, 46 GSOPS/W typical (about 21.7 pJ per synaptic op, whole chip).
+  TrueNorth 26 pJ per synaptic event; 65-70 mW chip; 46 GSOPS/W typical. Cores are 256 axons x
+  256 neurons (binary crossbar): a neuron has at most 256 inputs.
 - Hoppner et al., "Dynamic power management for neuromorphic many-core systems", IEEE TCAS-I
   66(8), 2019: SpiNNaker 13.3 nJ / 26 nJ, SpiNNaker 2 450 pJ / 2.19 nJ (synop / neuron update).
 - Degnan, Marr, Hasler, "Assessing trends in performance per watt for signal processing
-  applications", IEEE TVLSI 24(1), 2015: CPU 8.6 nJ, GPU 0.3 nJ, ARM 0.9 nJ per MAC.
+  applications", IEEE TVLSI 24(1), 2016: CPU 8.6 nJ, GPU 0.3 nJ, ARM 0.9 nJ per MAC.
 - Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, 45 nm:
   fp32 add 0.9 / mult 3.7 pJ; int8 add 0.03 / mult 0.2 pJ.
 - keras-spiking 0.3.0 ``ModelEnergy.devices`` (model_energy.py) for the "keras-spiking:*" rows,
-  copied as they are (including its unexplained +3.5 pJ on Loihi synops).
+  copied as they are, including its Loihi synop of (23.6 + 3.5) pJ: Davies' Table 2 lists the
+  synaptic op as 23.6 pJ and 3.5 ns, so the +3.5 is most likely the time figure added as energy.
+- No public static-power figure for Loihi 2 was found that we could cite reliably (Intel publishes
+  application-level measurements only), so the "loihi2" profile has no static power: supply one
+  with a profile file (static_power_w) to get a total.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 from neurocxr.errors import ProfileError
 
@@ -50,9 +62,15 @@ class DeviceProfile:
     ``spiking``: event-driven device; synaptic energy is charged per arriving spike (effective
     synaptic ops). A non-spiking device computes every synapse every step (dense ops).
     ``static_power_w``: leakage/idle power of one chip, or None when not known (then the estimate
-    has no total, only dynamic energy). ``time_per_*``: serial time per operation, used for a
-    latency estimate. ``energy_per_mac_j`` / ``energy_per_ac_j``: for ANN-style (accelerator)
-    profiles, the cost of a multiply-accumulate and of an accumulate.
+    has no total, only dynamic energy). ``time_per_*``: time per operation on one core, used by the
+    parallel timing model (`neurocxr.energy.timing`). ``energy_per_mac_j`` / ``energy_per_ac_j``:
+    for ANN-style (accelerator) profiles, the cost of a multiply-accumulate and of an accumulate.
+    ``energy_per_neuron_update_j`` is the *active* update; ``energy_per_neuron_update_inactive_j``
+    the update of a neuron with no input and no state (None: charged as active).
+    ``energy_per_spike_j`` / ``time_per_spike_s``: extra cost per emitted spike (soma firing and
+    sending it out of the core). ``barrier_s`` / ``barrier_s_max``: time-step barrier
+    synchronisation for the smallest / whole chip (interpolated by tiles in use). ``chip``:
+    which chip's capacity the mapping uses ("loihi1", "loihi2", "truenorth"; None: no mapping).
     """
 
     name: str
@@ -67,6 +85,13 @@ class DeviceProfile:
     energy_per_mac_j: float | None = None
     energy_per_ac_j: float | None = None
     notes: str = ""
+    energy_per_neuron_update_inactive_j: float | None = None
+    energy_per_spike_j: float | None = None
+    time_per_neuron_update_inactive_s: float | None = None
+    time_per_spike_s: float | None = None
+    barrier_s: float | None = None
+    barrier_s_max: float | None = None
+    chip: str | None = None
 
     def __post_init__(self) -> None:
         _check_profile(self, where="profile")
@@ -89,7 +114,14 @@ _NUMERIC_OPTIONAL = (
     "time_per_neuron_update_s",
     "energy_per_mac_j",
     "energy_per_ac_j",
+    "energy_per_neuron_update_inactive_j",
+    "energy_per_spike_j",
+    "time_per_neuron_update_inactive_s",
+    "time_per_spike_s",
+    "barrier_s",
+    "barrier_s_max",
 )
+CHIPS = ("loihi1", "loihi2", "truenorth")
 
 
 def _check_number(value: Any, field_name: str, where: str, *, optional: bool) -> None:
@@ -113,17 +145,25 @@ def _check_profile(profile: DeviceProfile, where: str) -> None:
         _check_number(getattr(profile, name), name, where, optional=False)
     for name in _NUMERIC_OPTIONAL:
         _check_number(getattr(profile, name), name, where, optional=True)
+    if profile.chip is not None and profile.chip not in CHIPS:
+        raise ProfileError(f"{where}: field 'chip' must be one of {', '.join(CHIPS)} or absent, got {profile.chip!r}")
 
 
 _DAVIES = "Davies et al., IEEE Micro 38(1), 2018, Table 2 (pre-silicon)"
 _FRADY = "Frady et al., NICE 2020 (Pohoiki Springs: 3.34 W static / 32 chips)"
+_SANAFE = "SANA-FE (Boyle et al.), arch/loihi.yaml, constants calibrated against Loihi measurements"
 _HOPPNER = "Hoppner et al., IEEE TCAS-I 66(8), 2019"
-_DEGNAN = "Degnan, Marr, Hasler, IEEE TVLSI 24(1), 2015"
+_DEGNAN = "Degnan, Marr, Hasler, IEEE TVLSI 24(1), 2016"
 _HOROWITZ = "Horowitz, ISSCC 2014, 45 nm process"
 _KS = "keras-spiking 0.3.0 ModelEnergy.devices (model_energy.py), citing "
 _KS_NOTE = (
     "KerasSpiking's constants. estimate_energy multiplies them with neurocxr's measured counts (all T "
     "steps); keras_spiking_energy applies KerasSpiking's own formula (one ANN pass on cpu/gpu/arm)."
+)
+KERAS_SPIKING_LOIHI_QUIRK = (
+    "KerasSpiking charges a Loihi synop (23.6 + 3.5) pJ: Davies 2018 Table 2 lists the synaptic op as "
+    "23.6 pJ and 3.5 ns, so the +3.5 is most likely the time figure added as energy. Kept here only to "
+    "reproduce KerasSpiking's numbers; neurocxr's own 'loihi' profile uses 23.6 pJ."
 )
 
 BUILTIN_PROFILES: dict[str, DeviceProfile] = {
@@ -134,26 +174,63 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             kind="neuromorphic",
             energy_per_synop_j=23.6e-12,  # Davies 2018 Table 2: synaptic spike op, min
             energy_per_neuron_update_j=81e-12,  # Davies 2018 Table 2: neuron update, active
+            energy_per_neuron_update_inactive_j=52e-12,  # Davies 2018 Table 2: neuron update, inactive
+            energy_per_spike_j=1.7e-12,  # Davies 2018 Table 2: spike within a tile (mesh hops not charged)
             spiking=True,
             static_power_w=0.104,  # Frady 2020: 3.34 W / 32 chips
-            time_per_synop_s=3.5e-9,  # Davies 2018 Table 2
-            time_per_neuron_update_s=8.4e-9,  # Davies 2018 Table 2
+            time_per_synop_s=3.5e-9,  # Davies 2018 Table 2: time per synaptic spike op (max)
+            time_per_neuron_update_s=8.4e-9,  # Davies 2018 Table 2: neuron update, active
+            time_per_neuron_update_inactive_s=5.3e-9,  # Davies 2018 Table 2: neuron update, inactive
+            time_per_spike_s=2.1e-9,  # Davies 2018 Table 2: within-tile spike latency
+            barrier_s=113e-9,  # Davies 2018 Table 2: mesh-wide barrier sync, 1 tile
+            barrier_s_max=465e-9,  # Davies 2018 Table 2: mesh-wide barrier sync, 32 tiles
+            chip="loihi1",
             source=f"{_DAVIES}; static power {_FRADY}",
-            notes="Per-op values are pre-silicon simulation numbers; mesh hops (1.7-4.0 pJ) not charged.",
+            notes="Per-op values are pre-silicon simulation numbers; mesh hops between tiles (3.0-4.0 pJ) not charged.",
+        ),
+        DeviceProfile(
+            name="loihi-sanafe",
+            kind="neuromorphic",
+            energy_per_synop_j=35.5e-12,  # SANA-FE loihi.yaml: synapse energy_spike
+            energy_per_neuron_update_j=72.8e-12,  # SANA-FE: soma energy_active
+            energy_per_neuron_update_inactive_j=51.2e-12,  # SANA-FE: soma energy_inactive
+            energy_per_spike_j=(69.3 + 76.8) * 1e-12,  # SANA-FE: soma energy_spiking + axon_out energy (one packet)
+            spiking=True,
+            static_power_w=0.104,  # Frady 2020 (SANA-FE models no static power; Loihi 1 board figure)
+            time_per_synop_s=4.0e-9,  # SANA-FE: synapse latency_spike
+            time_per_neuron_update_s=9.7e-9,  # SANA-FE: soma latency_active
+            time_per_neuron_update_inactive_s=6.0e-9,  # SANA-FE: soma latency_inactive
+            time_per_spike_s=(30.0 + 7.6) * 1e-9,  # SANA-FE: soma latency_spiking + axon_out latency
+            barrier_s=299e-9,  # SANA-FE: latency_global_barrier
+            barrier_s_max=299e-9,
+            chip="loihi1",
+            source=f"{_SANAFE}; static power {_FRADY}",
+            notes=(
+                "Measurement-calibrated Loihi 1 constants (SANA-FE) beside Davies' pre-silicon ones. One axon-out "
+                "packet charged per spike (a spike to several cores sends more: lower bound); N-S hop 4.2 pJ not charged."
+            ),
         ),
         DeviceProfile(
             name="loihi2",
             kind="neuromorphic",
-            energy_per_synop_j=23.6e-12,
+            energy_per_synop_j=23.6e-12,  # Davies 2018 (Loihi 1): no public Loihi 2 per-op table
             energy_per_neuron_update_j=81e-12,
+            energy_per_neuron_update_inactive_j=52e-12,
+            energy_per_spike_j=1.7e-12,
             spiking=True,
-            static_power_w=0.104,
+            static_power_w=None,  # no reliable published Loihi 2 static-power figure: user-supplied
             time_per_synop_s=3.5e-9,
             time_per_neuron_update_s=8.4e-9,
-            source=f"{_DAVIES}; static power {_FRADY} (both Loihi 1)",
+            time_per_neuron_update_inactive_s=5.3e-9,
+            time_per_spike_s=2.1e-9,
+            barrier_s=113e-9,
+            barrier_s_max=465e-9,
+            chip="loihi2",
+            source=f"{_DAVIES} (Loihi 1 per-op constants); cores mapped on Loihi 2 capacity",
             notes=(
-                "No public per-op table for Loihi 2: Loihi 1 per-op constants applied to Loihi 2 "
-                "op counts. Supply measured constants with register_profile/load_profiles if you have them."
+                "No public per-op table for Loihi 2: Loihi 1 per-op constants applied to Loihi 2 op counts "
+                "(energies and times), cores mapped on Loihi 2 capacity. No reliable published Loihi 2 static power either, so no total: "
+                "supply static_power_w (and measured constants) with a profile file (load_profiles)."
             ),
         ),
         DeviceProfile(
@@ -177,14 +254,16 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
         DeviceProfile(
             name="truenorth",
             kind="neuromorphic",
-            energy_per_synop_j=1.0 / 46e9,  # 46 GSOPS/W typical -> ~21.7 pJ per synaptic op
+            energy_per_synop_j=26e-12,  # Merolla 2014: 26 pJ per synaptic event
             energy_per_neuron_update_j=0.0,
             spiking=True,
-            source="Merolla et al., Science 345(6197), 2014 (46 GSOPS/W typical, 65-70 mW chip)",
+            chip="truenorth",
+            source="Merolla et al., Science 345(6197), 2014 (26 pJ per synaptic event; 65-70 mW chip)",
             notes=(
-                "Whole-chip energy per synaptic op (includes neuron updates and static power at "
-                "typical load), so neuron updates are not charged separately and no static power "
-                "is added (the 65-70 mW chip power is already inside the per-op figure)."
+                "Energy per synaptic event only: neuron updates and static power (65-70 mW per chip) are not "
+                "added. TrueNorth cores are 256 axons x 256 neurons with binary synapses and 4 weight values "
+                "per neuron: layers with more than 256 inputs per neuron, or arbitrary integer weights, do not "
+                "map directly (see truenorth_mapping)."
             ),
         ),
         DeviceProfile(
@@ -249,7 +328,7 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             energy_per_neuron_update_j=81e-12,
             spiking=True,
             source=_KS + _DAVIES,
-            notes=_KS_NOTE + " KerasSpiking adds an unexplained 3.5 pJ to Davies' 23.6 pJ synop (likely one mesh hop).",
+            notes=_KS_NOTE + " " + KERAS_SPIKING_LOIHI_QUIRK,
         ),
         DeviceProfile(
             name="keras-spiking:spinnaker",
@@ -305,6 +384,25 @@ def unregister_profile(name: str) -> None:
     _registered.pop(name, None)
 
 
+@contextlib.contextmanager
+def registered_profiles(profiles: Iterable[DeviceProfile]) -> Iterator[list[DeviceProfile]]:
+    """Register ``profiles`` for the ``with`` block only; afterwards the registry is exactly as
+    before (a profile shadowed by one of the same name comes back), even on error or Ctrl-C."""
+    chosen = list(profiles)
+    for p in chosen:
+        if not isinstance(p, DeviceProfile):
+            raise ProfileError(f"registered_profiles expects DeviceProfiles, got {type(p).__name__}")
+        _check_profile(p, where="profile")
+    saved = dict(_registered)
+    try:
+        for p in chosen:
+            _registered[p.name] = p
+        yield chosen
+    finally:
+        _registered.clear()
+        _registered.update(saved)
+
+
 _ALL_FIELDS = tuple(f.name for f in fields(DeviceProfile))
 
 
@@ -319,7 +417,7 @@ def profile_from_dict(data: Any, where: str) -> DeviceProfile:
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise ProfileError(f"{label}: missing required field(s) {', '.join(missing)}")
-    for key in ("name", "source", "notes"):
+    for key in ("name", "source", "notes", "chip"):
         if key in data and not isinstance(data[key], str):
             raise ProfileError(f"{label}: field '{key}' must be a string, got {data[key]!r}")
     for key in _NUMERIC_REQUIRED:

@@ -1,0 +1,252 @@
+"""Parallel timing model of a Loihi-class chip: step time, latency, throughput and static energy.
+
+Loihi's cores run in parallel and synchronise at the end of every time step with a mesh-wide
+barrier (Davies et al., IEEE Micro 38(1), 2018). So a time step lasts as long as its busiest core
+needs for its own work, plus the barrier:
+
+    core work per step = synaptic ops x t_synop + active updates x t_active
+                         + inactive updates x t_inactive + spikes out x t_spike
+    step = max over cores (core work per step) + barrier(tiles in use)
+
+Core assignment is the one of the resource estimate (`neurocxr.exporters.resources`): every layer
+gets its own cores, and a layer's work is split evenly over them. Per-op times and the barrier come
+from the device profile, each with its published source (`neurocxr.energy.profiles`); nothing here
+is fitted to any network's measured result.
+
+Sample protocol (hardware_sims/emulator.py): layer k owns steps k+1..k+T of a sample's timeline of
+T + L steps (L synaptic layers). Hence
+
+    latency per inference      = (T + L) x step
+    throughput (pipelined)     = 1 / (T x step)   (a new sample enters every T steps)
+    static energy / inference  = static power per chip x chips in use x T x step (pipelined);
+                                 x (T + L) x step for one isolated inference.
+
+Limits, stated in every result: the load is the mean per step (bursty steps take longer), spikes
+spread evenly over a layer's cores (a hot spot takes longer), inter-tile hop latency and congestion
+and host I/O are not modelled, and a multi-chip barrier is taken as the whole-chip figure. The
+result is therefore closer to a lower bound on latency than the old serial sum, which was an upper
+bound by about the number of cores in use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from neurocxr.energy.profiles import DeviceProfile
+from neurocxr.errors import NeurocxrError
+from neurocxr.hardware_sims.results import LayerCounts
+
+# Loihi 1 tiles hold 4 cores (SANA-FE arch/loihi.yaml: 8 x 4 tiles of loihi_core[0..3] = 128 cores);
+# Davies 2018 quotes the barrier for 1-32 tiles. Loihi 2's tile layout is not public: same assumption.
+CORES_PER_TILE = 4
+BARRIER_TILES_MAX = 32
+
+TIMING_FOOTNOTE = (
+    "Modelled latency: cores run in parallel and synchronise every time step; a step lasts as long as "
+    "its busiest core (its synaptic ops, neuron updates and spikes x published per-op times) plus the "
+    "barrier; latency covers T + L steps, throughput is pipelined (one sample every T steps). Mean "
+    "load per step, even split within a layer, no hop latency or congestion, no host I/O."
+)
+STATIC_FOOTNOTE = (
+    "Static energy = static power per chip x chips in use x time per inference in pipelined operation "
+    "(T steps); an isolated inference (T + L steps) is in timing['static_j_single_inference']."
+)
+
+
+@dataclass
+class CoreLoad:
+    """Work per time step on one core of one layer (mean over samples and steps)."""
+
+    layer: str
+    cores: int
+    synops_per_step: float
+    active_updates_per_step: float
+    inactive_updates_per_step: float
+    spikes_per_step: float
+    seconds_per_step: float
+
+
+@dataclass
+class TimingResult:
+    """What `loihi_timing` returns; `as_dict` is what goes into EnergyEstimate.timing."""
+
+    step_s: float
+    busiest_core_s: float
+    busiest_layer: str
+    barrier_s: float
+    steps_per_sample: int  # T
+    pipeline_depth: int  # L synaptic layers
+    latency_s: float  # (T + L) x step
+    throughput_fps: float  # 1 / (T x step)
+    cores: int
+    tiles: int
+    chips: int
+    mapping: str  # where the core assignment came from
+    static_power_w: float | None
+    static_j: float | None  # pipelined, per inference
+    static_j_single_inference: float | None
+    per_layer: list[CoreLoad] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _limits_for(chip: str | None) -> Any:
+    from neurocxr.exporters.resources import LOIHI1, LOIHI2
+
+    limits = LOIHI1 if chip == "loihi1" else LOIHI2
+    # timing must not refuse a network that needs several chips: it reports the chips instead
+    return replace(limits, max_chips=10**6)
+
+
+def cores_per_layer(
+    counts: Sequence[LayerCounts], profile: DeviceProfile, program: Any = None
+) -> tuple[list[int], int, str]:
+    """Cores of every layer (aligned with ``counts``), chips in use, and where the mapping came from.
+
+    With the LoihiProgram the mapping is `estimate_resources` itself (expanded conv synapses,
+    synaptic-memory limit on Loihi 1). Without it, the same per-core limits are applied to the
+    counts' neurons and stored synapses (`layer_cores`), which can only under-count conv layers.
+    """
+    from neurocxr.exporters.resources import layer_cores
+
+    limits = _limits_for(profile.chip)
+    if program is not None:
+        from neurocxr.exporters.resources import estimate_resources
+
+        res = estimate_resources(program, limits)
+        if len(res.layers) != len(counts):
+            raise NeurocxrError(f"program has {len(res.layers)} layers but the run has counts for {len(counts)}")
+        cores = [r.cores for r in res.layers]
+        # host-fed spike input has no neuromorphic cores (estimate_resources gives it 0)
+        return cores, res.chips, f"estimate_resources(program, {limits.name})"
+    cores = []
+    for c in counts:
+        if c.kind == "input" and int(np.max(np.asarray(c.neuron_updates), initial=0)) == 0:
+            cores.append(0)
+            continue
+        cores.append(layer_cores(int(c.num_neurons), int(c.num_synapses), 0, limits))
+    total = sum(cores)
+    chips = max(1, math.ceil(total / limits.cores_per_chip))
+    return cores, chips, f"layer_cores on counts ({limits.name} limits; conv synapses as stored weights)"
+
+
+def barrier_time(profile: DeviceProfile, tiles: int) -> float:
+    """Barrier per step: the profile's 1-tile figure, rising linearly to its 32-tile figure
+    (Davies 2018 gives only the two ends: 113-465 ns for 1-32 tiles)."""
+    lo = profile.barrier_s or 0.0
+    hi = profile.barrier_s_max if profile.barrier_s_max is not None else lo
+    if tiles <= 1:
+        return lo
+    if tiles >= BARRIER_TILES_MAX:
+        return hi
+    return lo + (hi - lo) * (tiles - 1) / (BARRIER_TILES_MAX - 1)
+
+
+def split_updates(c: LayerCounts) -> tuple[float, float, bool]:
+    """(active, inactive) neuron updates per sample, and whether the split was known.
+
+    Counts that carry ``active_neuron_updates`` give the split; otherwise every update is
+    charged as active (an upper bound on energy and time)."""
+    total = float(np.mean(np.asarray(c.neuron_updates, dtype=np.float64)))
+    active = getattr(c, "active_neuron_updates", None)
+    if active is None:
+        return total, 0.0, False
+    act = float(np.mean(np.asarray(active, dtype=np.float64)))
+    act = min(max(act, 0.0), total)
+    return act, total - act, True
+
+
+def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, program: Any = None) -> TimingResult:
+    """Step time, latency, throughput and static energy of a run whose counts are ``counts``."""
+    if profile.time_per_synop_s is None or profile.time_per_neuron_update_s is None:
+        raise NeurocxrError(f"profile '{profile.name}' has no per-op times: no timing model for it")
+    if not counts:
+        raise NeurocxrError("no layer counts given: run the program (emulator or Lava) first")
+    cores, chips, mapping = cores_per_layer(counts, profile, program)
+    steps = max(int(max(c.time_steps for c in counts)), 1)
+    depth = sum(1 for c in counts if c.kind != "input")
+    t_syn = profile.time_per_synop_s
+    t_act = profile.time_per_neuron_update_s
+    t_inact = profile.time_per_neuron_update_inactive_s if profile.time_per_neuron_update_inactive_s is not None else t_act
+    t_spk = profile.time_per_spike_s or 0.0
+    loads: list[CoreLoad] = []
+    split_known = True
+    for c, n_cores in zip(counts, cores):
+        if n_cores <= 0:
+            continue
+        act, inact, known = split_updates(c)
+        split_known = split_known and known
+        spikes = float(np.mean(np.asarray(c.output_spikes, dtype=np.float64))) if c.kind != "dense_readout" else 0.0
+        synops = float(np.mean(np.asarray(c.synaptic_ops, dtype=np.float64)))
+        per = float(steps * n_cores)
+        load = CoreLoad(
+            layer=c.name,
+            cores=int(n_cores),
+            synops_per_step=synops / per,
+            active_updates_per_step=act / per,
+            inactive_updates_per_step=inact / per,
+            spikes_per_step=spikes / per,
+            seconds_per_step=(synops * t_syn + act * t_act + inact * t_inact + spikes * t_spk) / per,
+        )
+        loads.append(load)
+    if not loads:
+        raise NeurocxrError("no layer of this run is mapped to neuromorphic cores")
+    busiest = max(loads, key=lambda x: x.seconds_per_step)
+    total_cores = sum(cores)
+    tiles = max(1, math.ceil(total_cores / CORES_PER_TILE))
+    barrier = barrier_time(profile, tiles if chips == 1 else BARRIER_TILES_MAX)
+    step = busiest.seconds_per_step + barrier
+    latency = (steps + depth) * step
+    period = steps * step
+    static_w = profile.static_power_w
+    assumptions = [
+        TIMING_FOOTNOTE,
+        f"Core mapping: {mapping}; {total_cores} cores, {tiles} tile(s) of {CORES_PER_TILE}, {chips} chip(s).",
+    ]
+    if not split_known:
+        assumptions.append("Active/inactive neuron updates not counted for this run: every update charged as active (upper bound).")
+    if chips > 1:
+        assumptions.append("Several chips: the barrier is taken as the whole-chip figure; inter-chip links are not modelled.")
+    return TimingResult(
+        step_s=step,
+        busiest_core_s=busiest.seconds_per_step,
+        busiest_layer=busiest.layer,
+        barrier_s=barrier,
+        steps_per_sample=steps,
+        pipeline_depth=depth,
+        latency_s=latency,
+        throughput_fps=1.0 / period if period > 0 else float("inf"),
+        cores=int(total_cores),
+        tiles=int(tiles),
+        chips=int(chips),
+        mapping=mapping,
+        static_power_w=static_w,
+        static_j=None if static_w is None else static_w * chips * period,
+        static_j_single_inference=None if static_w is None else static_w * chips * latency,
+        per_layer=loads,
+        assumptions=assumptions,
+    )
+
+
+def truenorth_mapping(counts: Sequence[LayerCounts]) -> dict[str, Any]:
+    """Whether each layer fits TrueNorth cores (256 axons x 256 neurons, Merolla et al. 2014):
+    a neuron reads at most 256 axons, so a layer whose fan-in exceeds 256 cannot map directly."""
+    too_wide = [
+        {"layer": c.name, "fan_in": int(c.fan_in)} for c in counts if c.kind != "input" and int(c.fan_in) > 256
+    ]
+    cores = sum(math.ceil(int(c.num_neurons) / 256) for c in counts if c.kind != "input")
+    note = ""
+    if too_wide:
+        names = ", ".join(f"{d['layer']} ({d['fan_in']} inputs)" for d in too_wide)
+        note = (
+            f"Cannot map directly onto TrueNorth cores (at most 256 inputs per neuron): {names}. Splitting them "
+            "over several cores with partial-sum neurons is not modelled, so this TrueNorth figure is optimistic."
+        )
+    return {"fits": not too_wide, "too_wide_layers": too_wide, "min_cores": int(cores), "note": note}
