@@ -533,10 +533,19 @@ def test_ann_and_ac_conventions() -> None:
     with pytest.raises(ProfileError, match="spiking device"):
         estimate_ann_energy(macs, "loihi")
     counts = [layer_counts("conv1", [100], [50], dense=[1000]), layer_counts("fc", [40], [5], dense=[400])]
+    # NeuroBench's rule: chip counts are spike-fed in every layer (conv1 included) -> all ACs
     ac = estimate_snn_ac_energy(counts, "horowitz45-fp32")
-    assert ac.dynamic_j == pytest.approx(1000 * 4.6e-12 + 40 * 0.9e-12)
-    all_ac = estimate_snn_ac_energy(counts, "horowitz45-fp32", first_layer_mac=False)
-    assert all_ac.dynamic_j == pytest.approx(140 * 0.9e-12)
+    assert ac.dynamic_j == pytest.approx(140 * 0.9e-12)
+    assert ac.scope == "arithmetic" and ac.detail["per_layer"]["conv1"]["op_type"] == "AC"
+    # an analog-fed first layer (op types from NeuroBench counts) is charged as MACs on its effective ops
+    mixed = estimate_snn_ac_energy(counts, "horowitz45-fp32", op_types=["MAC", "AC"], basis="neurobench")
+    assert mixed.dynamic_j == pytest.approx(100 * 4.6e-12 + 40 * 0.9e-12) and mixed.basis == "neurobench"
+    # the Spikformer convention stays available, labelled
+    spikformer = estimate_snn_ac_energy(counts, "horowitz45-fp32", first_layer_mac=True)
+    assert spikformer.dynamic_j == pytest.approx(1000 * 4.6e-12 + 40 * 0.9e-12)
+    assert "Spikformer" in spikformer.method
+    with pytest.raises(NeurocxrError, match="op_types"):
+        estimate_snn_ac_energy(counts, op_types=["AC"])
 
 
 def test_pytorch_counts_feed_the_estimator() -> None:

@@ -245,6 +245,13 @@ def estimate_ann_energy(
         method="MACs x E_MAC (arithmetic only)",
         accuracy=accuracy,
         notes="Arithmetic only: ignores memory traffic (often the larger cost), control and static power. " + prof.notes,
+        basis="cnn",
+        scope="arithmetic",
+        detail={"macs": {k: int(v) for k, v in macs_per_layer.items()}},
+        footnotes=[
+            "Arithmetic only: ignores memory traffic (often the larger cost), control and static power.",
+            f"Counting basis: {BASIS_TEXT['cnn']}.",
+        ] + ([prof.notes] if prof.notes else []),
     )
 
 
@@ -252,31 +259,62 @@ def estimate_snn_ac_energy(
     counts: list[LayerCounts],
     profile: DeviceProfile | str = "horowitz45-fp32",
     *,
-    first_layer_mac: bool = True,
+    op_types: Sequence[str | None] | None = None,
+    first_layer_mac: bool = False,
     model: str = "",
     accuracy: float | None = None,
+    basis: str = "chip",
 ) -> EnergyEstimate:
-    """SNN on a conventional accelerator, Spikformer/SpikingJelly convention: the first synaptic
-    layer's dense ops x E_MAC (it sees the analog image every step) when ``first_layer_mac``, every
-    other synaptic layer's effective synaptic ops x E_AC. Neuron updates and memory traffic ignored."""
+    """SNN on a conventional accelerator, arithmetic only, by NeuroBench's rule: a layer fed by
+    spikes (every input in {-1, 0, 1}) does accumulates (effective synaptic ops x E_AC), a layer
+    fed by analog values does multiply-accumulates (effective ops x E_MAC).
+
+    ``op_types``: "AC"/"MAC" per entry of ``counts`` (None for the input entry), e.g. the
+    ``op_type`` of `neurobench_counts` entries. Without it every synaptic layer counts as
+    spike-fed, which is right for chip counts: on the chip every synaptic layer receives spikes
+    (spike input, or input neurons that turn the image into spikes). ``first_layer_mac=True``
+    instead follows the Spikformer/SpikingJelly convention (first layer's dense ops x E_MAC,
+    labelled as such); it overcharges a first layer that receives spikes. Neuron updates and
+    memory traffic are ignored (see `neurocxr.energy.memory` for a memory-inclusive figure).
+    """
     prof = resolve_profile(profile)
+    _check_basis(basis)
     if prof.energy_per_ac_j is None:
         raise ProfileError(f"profile '{prof.name}' has no energy_per_ac_j; use 'horowitz45-fp32' or 'horowitz45-int8'")
     e_mac = _mac_energy(prof)
     if not counts:
         raise NeurocxrError("no layer counts given: run the program (emulator or Lava) first")
+    if op_types is not None and len(op_types) != len(counts):
+        raise NeurocxrError(f"op_types has {len(op_types)} entries but there are {len(counts)} layer counts")
     names = _unique_names([c.name for c in counts])
     per_layer: dict[str, float] = {}
+    layer_ops: dict[str, dict[str, Any]] = {}
     first_done = False
-    for name, c in zip(names, counts):
+    for i, (name, c) in enumerate(zip(names, counts)):
         if c.kind == "input":
             per_layer[name] = 0.0
             continue
         if first_layer_mac and not first_done:
-            per_layer[name] = _mean(c.dense_synaptic_ops, "dense_synaptic_ops", name) * e_mac
+            op, ops = "MAC", _mean(c.dense_synaptic_ops, "dense_synaptic_ops", name)
         else:
-            per_layer[name] = _mean(c.synaptic_ops, "synaptic_ops", name) * prof.energy_per_ac_j
+            op = (op_types[i] if op_types is not None else None) or "AC"
+            if op not in ("AC", "MAC"):
+                raise NeurocxrError(f"layer {name}: op type must be 'AC' or 'MAC', got {op!r}")
+            ops = _mean(c.synaptic_ops, "synaptic_ops", name)
+        per_layer[name] = ops * (e_mac if op == "MAC" else prof.energy_per_ac_j)
+        layer_ops[name] = {"op_type": op, "ops": ops}
         first_done = True
+    if first_layer_mac:
+        rule = "Spikformer/SpikingJelly convention: first layer's dense ops x E_MAC, later effective ops x E_AC"
+    else:
+        rule = "NeuroBench rule: spike-fed layers' effective ops x E_AC, analog-fed layers' effective ops x E_MAC"
+    footnotes = [
+        "Arithmetic only: ignores memory traffic, neuron updates, control and static power.",
+        rule + ".",
+        f"Counting basis: {BASIS_TEXT[basis]}.",
+    ]
+    if prof.notes:
+        footnotes.append(prof.notes)
     return EnergyEstimate(
         model=model,
         device=prof.name,
@@ -286,9 +324,13 @@ def estimate_snn_ac_energy(
         per_layer_j=per_layer,
         constants={"energy_per_mac_j": e_mac, "energy_per_ac_j": prof.energy_per_ac_j},
         source=prof.source,
-        method=("first layer dense ops x E_MAC + " if first_layer_mac else "") + "synaptic ops x E_AC (Spikformer/SpikingJelly convention)",
+        method=rule,
         accuracy=accuracy,
-        notes="Arithmetic only: ignores memory traffic, neuron updates, control and static power. " + prof.notes,
+        notes=" ".join(footnotes),
+        basis=basis,
+        scope="arithmetic",
+        detail={"per_layer": layer_ops},
+        footnotes=footnotes,
     )
 
 
@@ -462,7 +504,48 @@ def keras_spiking_estimate(result: dict[str, Any], *, model: str = "", accuracy:
         accuracy=accuracy,
         notes="KerasSpiking-compatible: average fan-out x mean input rate, every neuron charged every step; "
         "no static power, data movement or overheads.",
+        basis="keras-spiking",
+        scope="device",
+        detail={"layers": result["layers"], "dt": result["dt"], "timesteps": result["timesteps"]},
+        footnotes=_keras_footnotes(result),
     )
+
+
+def _keras_footnotes(result: dict[str, Any]) -> list[str]:
+    from neurocxr.energy.profiles import KERAS_SPIKING_LOIHI_QUIRK
+
+    notes = [
+        "KerasSpiking-compatible row: keras-spiking 0.3.0 ModelEnergy's own formula (average fan-out x mean "
+        "input rate; every neuron charged every step; one ANN pass on cpu/gpu/arm); no static power, data "
+        "movement or overheads.",
+    ]
+    if str(result.get("device", "")).endswith("loihi"):
+        notes.append(KERAS_SPIKING_LOIHI_QUIRK)
+    return notes
+
+
+def keras_layers_from_neurobench(entries: Sequence[dict[str, Any]], *, dt: float = 0.001) -> list[KSLayer]:
+    """KerasSpiking rows of the float model as KerasSpiking itself sees it (no pooling fused).
+
+    From `neurobench_counts` entries: connections = outputs x fan-in (padding ignored, as
+    KerasSpiking does); neurons = the neuron layer after the synapse (0 for the readout);
+    rate = mean |input| per element and step / dt (for spikes: the spike rate; for an analog
+    image: its mean intensity, which is what KerasSpiking reads). Pooling layers carry no
+    KerasSpiking stats and cost nothing there, as in KerasSpiking run on the same Keras model.
+    This is the way to reproduce KerasSpiking's numbers for a network with pooling;
+    `keras_layers_from_program` charges the chip's fused layers instead.
+    """
+    rows = []
+    for e in entries:
+        neurons = int(e["num_neurons"]) if e["has_neuron"] else 0
+        if e["kind"] == "input":
+            rows.append(KSLayer(e["name"], 0, neurons, 0.0))
+            continue
+        steps = max(int(e["time_steps"]), 1)
+        size = max(int(e.get("input_size") or 0), 1)
+        rate = float(np.mean(e["input_abs_sum"])) / (size * steps) / dt
+        rows.append(KSLayer(e["name"], int(e["num_neurons"]) * int(e["fan_in"]), neurons, rate))
+    return rows
 
 
 def keras_layers_from_program(program: Any, counts: Sequence[LayerCounts], *, dt: float = 0.001) -> list[KSLayer]:

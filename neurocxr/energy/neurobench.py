@@ -52,6 +52,8 @@ class _Entry:
         self.layer = layer
         zeros = lambda: np.zeros(batch, dtype=np.int64)  # noqa: E731
         self.input_spikes = zeros()
+        self.input_abs_sum = np.zeros(batch, dtype=np.float64)  # sum of |input| (KerasSpiking's rate)
+        self.input_size = 0
         self.synaptic_ops = zeros()
         self.dense_synaptic_ops = zeros()
         self.output_spikes = zeros()
@@ -72,6 +74,8 @@ class _Entry:
         self.synaptic_ops += eff.reshape(batch, -1).sum(1).round().to(torch.int64).numpy()
         self.dense_synaptic_ops += dense.reshape(batch, -1).sum(1).round().to(torch.int64).numpy()
         self.input_spikes += nonzero_in.reshape(batch, -1).sum(1).to(torch.int64).numpy()
+        self.input_abs_sum += x.detach().abs().reshape(batch, -1).sum(1).double().numpy()
+        self.input_size = int(x[0].numel())
         if self.all_ternary and not bool(torch.all((x == 0) | (x.abs() == 1))):
             self.all_ternary = False
         self.fan_in = int(np.prod(w.shape[1:]))
@@ -101,7 +105,9 @@ class _Entry:
             "synaptic_ops": self.synaptic_ops,
             "dense_synaptic_ops": self.dense_synaptic_ops,
             "neuron_updates": self.neuron_updates,
-            "op_type": "AC" if self.all_ternary else "MAC",
+            "op_type": ("AC" if self.all_ternary else "MAC") if self.layer is not None else None,
+            "input_abs_sum": self.input_abs_sum,
+            "input_size": self.input_size,
             "activation_sparsity": (1.0 - float(self.output_spikes.sum()) / slots) if slots else None,
         }
 
@@ -111,7 +117,9 @@ def neurobench_counts(model: SpikingSequential, x: torch.Tensor) -> list[dict[st
 
     Each dict: name, kind ("input" / "conv" / "dense"), num_neurons, has_neuron, fan_in,
     num_synapses, time_steps, input_spikes, output_spikes, synaptic_ops, dense_synaptic_ops,
-    neuron_updates (int64 arrays of length B), op_type ("AC"/"MAC"), activation_sparsity.
+    neuron_updates (int64 arrays of length B), op_type ("AC"/"MAC"; None for the input entry),
+    activation_sparsity, input_abs_sum (float64 per sample: sum of |input| over steps) and
+    input_size (input elements per step).
     """
     if not isinstance(model, SpikingSequential):
         raise NeurocxrError(f"neurobench_counts needs a SpikingSequential SNN, got {type(model).__name__}")
