@@ -80,3 +80,47 @@ def build_snn_conv(config: ModelConfig) -> SpikingSequential:
         return leaky(config, beta=beta, threshold=threshold)
 
     return conv_snn(config, neuron, neuron)
+
+
+def _strided_side(size: int, stride: int = 2) -> int:
+    """Output side of a 3x3 convolution with padding 1 and the given stride."""
+    return (size + 2 - 3) // stride + 1
+
+
+def strided_conv_snn(config: ModelConfig, neuron: NeuronFactory, input_neuron: NeuronFactory) -> SpikingSequential:
+    """conv(stride 2)-neuron-conv(stride 2)-neuron-fc-neuron-readout: no pooling at all.
+
+    A pooling layer fused into the next synaptic layer makes every pre-pool spike fan out to a
+    kernel p x p times larger (a 2x2 pool before a 3x3 conv is a 6x6 stride-2 kernel on chip), and
+    the un-pooled map holds 4x the neurons. Strided 3x3 convolutions downsample inside the
+    synapse instead, so the chip computes exactly the network that was trained, with fewer
+    neurons and a fan-out of C_out x 9 / 4 per spike.
+    """
+    c1, c2 = (tuple(config.channels) + (16, 32)[len(config.channels) :])[:2]
+    side = _strided_side(_strided_side(config.image_size))
+    layers: list[nn.Module] = []
+    if config.encoding == "direct":
+        layers.append(input_neuron(INPUT_BETA, INPUT_THRESHOLD))
+    layers += [
+        nn.Conv2d(config.in_channels, c1, 3, stride=2, padding=1),
+        neuron(config.beta, config.threshold),
+        nn.Conv2d(c1, c2, 3, stride=2, padding=1),
+        neuron(config.beta, config.threshold),
+        nn.Flatten(),
+    ]
+    fc, width = fc_stack(config, c2 * side * side, neuron)
+    return SpikingSequential(layers + fc, readout=nn.Linear(width, config.num_classes, bias=False))
+
+
+@register_model(
+    "snn_strided",
+    kind="snn",
+    loihi_deployable=True,
+    description="conv(16, stride 2)-LIF-conv(32, stride 2)-LIF-fc(128)-LIF-readout; pooling-free, so the chip "
+    "runs the trained network without fused-pool fan-out inflation",
+)
+def build_snn_strided(config: ModelConfig) -> SpikingSequential:
+    def neuron(beta: float, threshold: float) -> snn.Leaky:
+        return leaky(config, beta=beta, threshold=threshold)
+
+    return strided_conv_snn(config, neuron, neuron)
