@@ -44,6 +44,15 @@ class TrainConfig:
     num_threads: int | None = None
     schedule: str = "onecycle"  # or "cosine"
     label_smoothing: float = 0.0  # CrossEntropyLoss label smoothing (0 = none)
+    # Energy levers (issue 9), all off by default and chosen on validation:
+    chip_cost_weight: float = 0.0  # lambda x differentiable chip energy in uJ per sample (neurocxr.chip_cost)
+    chip_cost_profile: str = "loihi2"  # device profile whose per-op constants weigh the chip cost
+    early_readout_weight: float = 0.0  # weight of the loss on the readout averaged over the first t steps, all t
+    distill_teacher: str | None = None  # checkpoint of a (CNN) teacher; soft targets from its logits
+    distill_weight: float = 0.0  # weight of the KL(teacher || student) term (0 = off)
+    distill_temperature: float = 4.0
+    qat_epochs: int = 0  # quantisation-aware fine-tuning epochs after training (neurocxr.qat)
+    qat_lr_factor: float = 0.1  # QAT learning rate = lr x this
 
     def __post_init__(self) -> None:
         # ConfigError (a ValueError too) names the field and what it accepts.
@@ -60,6 +69,16 @@ class TrainConfig:
         self.max_train_samples = check_int("max_train_samples", self.max_train_samples, 2, allow_none=True)
         self.num_threads = check_int("num_threads", self.num_threads, 1, allow_none=True)
         self.label_smoothing = check_float("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        self.chip_cost_weight = check_float("chip_cost_weight", self.chip_cost_weight, 0.0, None)
+        self.early_readout_weight = check_float("early_readout_weight", self.early_readout_weight, 0.0, None)
+        self.distill_weight = check_float("distill_weight", self.distill_weight, 0.0, 1.0)
+        self.distill_temperature = check_float("distill_temperature", self.distill_temperature, 0.0, None, low_open=True)
+        self.qat_epochs = check_int("qat_epochs", self.qat_epochs, 0, 100_000)
+        self.qat_lr_factor = check_float("qat_lr_factor", self.qat_lr_factor, 0.0, 10.0, low_open=True)
+        if self.distill_weight > 0 and not self.distill_teacher:
+            from neurocxr.errors import ConfigError
+
+            raise ConfigError("distill_weight > 0 needs distill_teacher (a checkpoint path of the teacher model)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,6 +194,136 @@ def _source_of(splits: Any) -> str:
     return f"synthetic:{source}" if getattr(base, "synthetic", False) and "synthetic" not in source else source
 
 
+class LossTerms:
+    """The training loss of one batch: cross-entropy plus the optional energy and accuracy levers.
+
+    - chip cost (``chip_cost_weight`` = lambda): lambda x the differentiable chip energy per
+      sample in uJ on ``chip_cost_profile`` (`neurocxr.chip_cost`, the energy report's formula);
+    - early readout (``early_readout_weight``): cross-entropy of the readout averaged over the
+      first t steps, averaged over t = 1..T, so the decision can be read out before step T;
+    - distillation (``distill_weight``): Hinton's KL(teacher || student) at ``distill_temperature``
+      (x T^2), mixed as (1 - w) x CE + w x KL.
+    """
+
+    def __init__(self, model: nn.Module, config: ModelConfig, train_cfg: TrainConfig, class_weight: torch.Tensor | None) -> None:
+        self.config, self.cfg, self.class_weight = config, train_cfg, class_weight
+        self.snn = is_snn(config)
+        self.chip_cost = None
+        if train_cfg.chip_cost_weight > 0 and self.snn:
+            from neurocxr.chip_cost import ChipCostModel
+
+            shape = (config.in_channels, config.image_size, config.image_size)
+            self.chip_cost = ChipCostModel(model, shape, config.num_steps, train_cfg.chip_cost_profile)
+        self.teacher = None
+        if train_cfg.distill_weight > 0 and train_cfg.distill_teacher:
+            from neurocxr.pipeline import load
+
+            self.teacher = load(train_cfg.distill_teacher)
+            if self.teacher.config.image_size != config.image_size:
+                raise DataError(
+                    f"teacher {train_cfg.distill_teacher} was trained on {self.teacher.config.image_size} px images, "
+                    f"the student on {config.image_size} px"
+                )
+
+    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        parts: dict[str, float] = {}
+        readout_steps = None
+        cost = None
+        if self.snn:
+            from neurocxr.encoding import encode
+
+            x = encode(images, self.config.encoding, self.config.num_steps)
+            out = model(x, record=self.chip_cost is not None)
+            logits, readout_steps = out.logits, out.readout_steps
+            if self.chip_cost is not None:
+                cost = self.chip_cost(x, out.spikes or [])
+        else:
+            logits = model(images)
+        loss = F.cross_entropy(logits, labels, weight=self.class_weight, label_smoothing=cfg.label_smoothing)
+        parts["ce"] = float(loss)
+        if self.teacher is not None:
+            with torch.no_grad():
+                t_logits = forward_model(self.teacher.model.eval(), images, self.teacher.config)
+            temp = cfg.distill_temperature
+            kl = F.kl_div(F.log_softmax(logits / temp, 1), F.softmax(t_logits / temp, 1), reduction="batchmean") * temp**2
+            loss = (1.0 - cfg.distill_weight) * loss + cfg.distill_weight * kl
+            parts["distill_kl"] = float(kl)
+        if cfg.early_readout_weight > 0 and readout_steps is not None and readout_steps.shape[0] > 1:
+            steps = readout_steps.shape[0]
+            running = readout_steps.cumsum(0) / torch.arange(1, steps + 1, dtype=readout_steps.dtype).view(-1, 1, 1)
+            early = F.cross_entropy(running.reshape(-1, running.shape[-1]), labels.repeat(steps), weight=self.class_weight)
+            loss = loss + cfg.early_readout_weight * early
+            parts["early_readout_ce"] = float(early)
+        if cost is not None:
+            energy_uj = cost.energy_j.mean() * 1e6
+            loss = loss + cfg.chip_cost_weight * energy_uj
+            parts["chip_uj"] = float(energy_uj)
+        return loss, parts
+
+
+def _quantisation_aware_finetune(
+    model: nn.Module,
+    config: ModelConfig,
+    train_cfg: TrainConfig,
+    splits: Any,
+    loader: DataLoader,
+    loss_terms: "LossTerms",
+    val_labels: np.ndarray,
+    history: list[dict[str, float]],
+    progress: bool,
+) -> tuple[float, float, int]:
+    """``qat_epochs`` more epochs with the exporter's integers in the forward pass (`neurocxr.qat`),
+    constant lr = lr x qat_lr_factor, the epoch with the best validation AUC (of the quantised
+    forward pass) kept; the weights end exactly on the chip's grid. Returns (threshold, val AUC, epoch)."""
+    from tqdm.auto import tqdm
+
+    from neurocxr.qat import FakeQuantiser
+
+    fq = FakeQuantiser(model, config)
+    fq.refresh()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr * train_cfg.qat_lr_factor,
+                                  weight_decay=train_cfg.weight_decay)
+    refresh_every = max(1, len(loader) // 8)  # the exporter's scale follows the largest weight
+    val_scores = predict_scores(model, config, splits.val, seed=train_cfg.seed)
+    best_auc = clinical_metrics(val_labels, val_scores).roc_auc
+    best_state = copy.deepcopy(model.state_dict())
+    best_threshold = choose_threshold(val_labels, val_scores, "youden")
+    start = len(history)
+    best_epoch = start
+    for q in range(1, train_cfg.qat_epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        loss_sum, seen = 0.0, 0
+        bar = tqdm(loader, desc=f"{config.name} QAT epoch {q}/{train_cfg.qat_epochs}", disable=not progress, leave=False)
+        for b, (images, labels) in enumerate(bar):
+            labels = torch.as_tensor(labels).long().view(-1)
+            loss, _ = loss_terms(model, images.float(), labels)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            if (b + 1) % refresh_every == 0:
+                fq.refresh()
+            loss_sum += float(loss) * len(labels)
+            seen += len(labels)
+        fq.refresh()
+        val_scores = predict_scores(model, config, splits.val, seed=train_cfg.seed)
+        val_auc = clinical_metrics(val_labels, val_scores).roc_auc
+        history.append({"epoch": start + q, "train_loss": loss_sum / max(seen, 1), "val_auc": val_auc,
+                        "val_acc": float(((val_scores >= 0.5) == val_labels).mean()),
+                        "seconds": time.perf_counter() - started, "qat": 1.0})
+        if progress:
+            tqdm.write(f"{config.name} QAT epoch {q}: val AUC {val_auc:.4f}")
+        if val_auc > best_auc:
+            best_auc, best_epoch = val_auc, start + q
+            best_state = copy.deepcopy(model.state_dict())
+            best_threshold = choose_threshold(val_labels, val_scores, "youden")
+    model.load_state_dict(best_state)
+    fq.finalise()
+    model.eval()
+    return best_threshold, best_auc, best_epoch
+
+
 def train(
     config: ModelConfig,
     splits: Any,
@@ -221,6 +370,7 @@ def train(
     else:
         loader = DataLoader(train_ds, batch_size=train_cfg.batch_size, shuffle=True, generator=generator)
     loss_weight = class_weight if train_cfg.balance == "weights" else None
+    loss_terms = LossTerms(model, config, train_cfg, loss_weight)
 
     optimiser = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     total_steps = train_cfg.epochs * len(loader)
@@ -239,19 +389,20 @@ def train(
         if augment is not None:
             augment.set_epoch(epoch)  # fresh, still seeded, transforms each epoch
         started = time.perf_counter()
-        loss_sum, seen = 0.0, 0
+        loss_sum, seen, chip_sum = 0.0, 0, 0.0
         bar = tqdm(loader, desc=f"{config.name} epoch {epoch}/{train_cfg.epochs}", disable=not progress, leave=False)
         for images, labels in bar:
             images = images.float()
             labels = torch.as_tensor(labels).long().view(-1)
-            logits = forward_model(model, images, config)
-            loss = F.cross_entropy(logits, labels, weight=loss_weight, label_smoothing=train_cfg.label_smoothing)
+            loss, parts = loss_terms(model, images, labels)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             scheduler.step()
             loss_sum += float(loss) * len(labels)
             seen += len(labels)
+            if "chip_uj" in parts:
+                chip_sum += parts["chip_uj"] * len(labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
         val_scores = predict_scores(model, config, splits.val, seed=train_cfg.seed)
         val_auc = clinical_metrics(val_labels, val_scores).roc_auc
@@ -259,6 +410,8 @@ def train(
         seconds = time.perf_counter() - started
         history.append({"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "val_auc": val_auc,
                         "val_acc": val_acc, "seconds": seconds})
+        if loss_terms.chip_cost is not None:
+            history[-1]["train_chip_uj"] = chip_sum / max(seen, 1)
         if progress:
             tqdm.write(f"{config.name} epoch {epoch}: loss {loss_sum / max(seen, 1):.4f}  "
                        f"val AUC {val_auc:.4f}  val acc@0.5 {val_acc:.4f}  ({seconds:.1f} s)")
@@ -284,6 +437,10 @@ def train(
     assert best_state is not None
     model.load_state_dict(best_state)
     model.eval()
+    if train_cfg.qat_epochs > 0 and is_snn(config):
+        best_threshold, best_auc, best_epoch = _quantisation_aware_finetune(
+            model, config, train_cfg, splits, loader, loss_terms, val_labels, history, progress
+        )
     val_metrics = evaluate(model, config, splits.val, best_threshold, seed=train_cfg.seed)
     if checkpoint_path is not None:  # final metadata: full history and the validation metrics
         from neurocxr.checkpoint import save_checkpoint
