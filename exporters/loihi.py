@@ -35,10 +35,15 @@ from neurocxr.exporters.program import (
     WEIGHT_MAX,
     WEIGHT_MAX_EXCITATORY,
     WEIGHT_MIN,
-    LoihiLayer,
+    ConvLayer,
+    DenseLayer,
+    InputLayer,
+    Layer,
     LoihiNeuron,
     LoihiProgram,
     ProgramError,
+    ReadoutLayer,
+    SynapticLayer,
 )
 
 # nir 1.0.8 defines Identity in nir.ir.graph but does not export it at the top level.
@@ -543,7 +548,7 @@ def nir_to_program(
     input_shape, chain = _chain(graph)
     if not chain:
         raise ExportError("the graph has no layers between Input and Output")
-    layers: list[LoihiLayer] = []
+    layers: list[Layer] = []
     fusions: list[str] = []
     input_scale = 1.0
     i = 0
@@ -595,8 +600,7 @@ def nir_to_program(
             source_nodes=(first_name,),
         )
         layers.append(
-            LoihiLayer(
-                kind="input",
+            InputLayer(
                 name=first_name,
                 shape=input_shape,
                 neuron=LoihiNeuron(v_th_mant=v_th_mant, i_decay=info["i_decay"], v_decay=info["v_decay"]),
@@ -617,7 +621,7 @@ def nir_to_program(
                 "the encoding is unknown (no neurocxr.encoding in the graph's metadata) and the first layer is "
                 "synaptic; pass encoding='rate' or 'latency' if the model was trained on spike trains"
             )
-        layers.append(LoihiLayer(kind="input", name="input", shape=input_shape, neuron=None, quant={}))
+        layers.append(InputLayer(name="input", shape=input_shape, neuron=None))
         input_kind = "spikes"
 
     # ---- synaptic layers ----
@@ -730,8 +734,8 @@ def _synaptic_layer(
     options: QuantisationOptions,
     fusions: list[str],
     index: int,
-) -> tuple[LoihiLayer, int]:
-    """Build one conv/dense LoihiLayer from chain[i] (+ following Scale and neuron)."""
+) -> tuple[SynapticLayer, int]:
+    """Build one ConvLayer / DenseLayer / ReadoutLayer from chain[i] (+ following Scale and neuron)."""
     name, node = chain[i]
     sources = pre.names + (name,)
     if isinstance(node, nir.Conv2d):
@@ -818,7 +822,7 @@ def _synaptic_layer(
             )
         w_int, _, _, info = _quantise_synapse(name, w, np.zeros(0), None, options)
         info.update(source_nodes=sources, readout=True, v_th_mant=None, i_decay=None, v_decay=None, decay_error=0.0)
-        layer = LoihiLayer(kind="dense", name=name, shape=out_shape, neuron=None, weight=w_int, flatten_input=flatten_input, quant=info)
+        layer = ReadoutLayer(name=name, shape=out_shape, weight=w_int, flatten_input=flatten_input, quant=info)
         return layer, len(chain)
     nname, nnode = chain[i]
     if not _is_spiking(nnode):
@@ -848,20 +852,14 @@ def _synaptic_layer(
     w_int, b_int, vth, info = _quantise_synapse(lname, w, b, neuron.threshold, options)
     info.update(ninfo)
     info.update(source_nodes=sources + (nname,), readout=False, v_th_mant=vth)
-    layer = LoihiLayer(
-        kind=kind,  # type: ignore[arg-type]
-        name=lname,
-        shape=out_shape,
-        neuron=LoihiNeuron(v_th_mant=int(vth), i_decay=ninfo["i_decay"], v_decay=ninfo["v_decay"]),  # type: ignore[arg-type]
-        weight=w_int,
-        bias=b_int,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        groups=groups,
-        flatten_input=flatten_input,
-        quant=info,
-    )
+    lif = LoihiNeuron(v_th_mant=int(vth), i_decay=ninfo["i_decay"], v_decay=ninfo["v_decay"])
+    layer: SynapticLayer
+    if kind == "conv":
+        layer = ConvLayer(name=lname, shape=out_shape, neuron=lif, weight=w_int, bias=b_int, stride=stride,
+                          padding=padding, dilation=dilation, groups=groups, quant=info)
+    else:
+        layer = DenseLayer(name=lname, shape=out_shape, neuron=lif, weight=w_int, bias=b_int,
+                           flatten_input=flatten_input, quant=info)
     return layer, i + 1
 
 

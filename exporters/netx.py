@@ -15,6 +15,23 @@ A dense layer that reads a spatial map gets a ``flatten`` layer before it (netx 
 torch C,H,W order). The readout is a ``dense`` without ``neuron`` group (netx builds it as a
 non-leaky integrator). Our own metadata (num_steps, input_scale, layer names, quantisation
 notes) lives in the ``/neurocxr`` group, which netx ignores.
+
+Files users bring (written by lava-dl's slayer ``export_hdf5``) are read as netx 0.6 builds them:
+- a file may start directly with a ``dense`` layer (no ``input`` layer): the input is spike trains
+  whose size is the weight's column count; a conv-first file without input shape is refused (netx
+  cannot build it either);
+- ``vThMant``/``iDecay``/``vDecay`` may be arrays: one value per channel (per neuron for dense
+  layers), which netx broadcasts along the channel axis of its W,H,C neurons;
+- ``messageBits`` > 0 (graded spikes): netx passes it to the synapses of the next layer, but
+  lava-nc 0.10's CUBA neuron (``LIF``) ignores it and sends unary spikes, so the spikes are the same
+  as with ``messageBits`` 0; the reader records this in ``metadata['read_notes']``;
+  ``gradedSpike`` and ``refDelay`` are not read by netx for CUBA neurons (no refractory period):
+  the same, recorded when they differ from the defaults;
+- an ``input`` layer with neurons may carry a scalar ``weight``/``bias`` transform: netx keeps it
+  as ``Input.transform`` (default weight 64, bias 0) for the host to apply; here it becomes the
+  image encoding ``bias_mant = round(weight * x * input_scale + bias)``;
+- anything else (other neuron types, delays, recurrent/complex/pool layers, 3-D convs) is refused
+  by name with an ExportError / UnsupportedLayerError.
 """
 
 from __future__ import annotations
@@ -30,12 +47,72 @@ import numpy as np
 from neurocxr.errors import ExportError, UnsupportedLayerError
 from neurocxr.fileio import atomic_write
 
-from .program import LoihiLayer, LoihiNeuron, LoihiProgram, ProgramError
+from .program import (
+    ConvLayer,
+    DenseLayer,
+    InputLayer,
+    LoihiNeuron,
+    LoihiProgram,
+    ProgramError,
+    ReadoutLayer,
+)
 
-__all__ = ["write_netx", "read_netx", "DEFAULT_NUM_STEPS"]
+__all__ = ["write_netx", "read_netx", "netx_dense_weights", "DEFAULT_NUM_STEPS", "NETX_DEFAULT_INPUT_WEIGHT"]
 
 DEFAULT_NUM_STEPS = 16  # used by read_netx when a file has no /neurocxr metadata
+NETX_DEFAULT_INPUT_WEIGHT = 64  # netx create_input: transform weight when the input layer has none
 _NETX_UNSUPPORTED = {"pool", "average", "concat", "convT", "unpool", "dense_rec", "dense_comp"}
+
+
+def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
+    """Effective dense weights and exponent as netx + Lava's PyDenseModelBitAcc use them.
+
+    Repeats ``netx.utils.optimize_weight_bits`` (shift by scale_bits, num_weight_bits,
+    weight_exponent) and Lava's ``clip_weights(num_bits=8)`` / ``truncate_weights`` with the sign
+    mode Lava re-derives from the shifted weights. Returns ``(W', weight_exp)``; the synapse
+    computes ``(W' @ s) << weight_exp`` (right shift when negative).
+    """
+    w = np.asarray(weight).astype(np.int64)
+    max_w, min_w = int(w.max()), int(w.min())
+    if max_w > 254 and min_w < 0:
+        w = np.clip(w, -256, 254)
+        max_w = int(w.max())
+    if min_w < -256 and max_w > 0:
+        w = np.clip(w, -256, 254)
+        min_w = int(w.min())
+    if max_w == 0 and min_w == 0:
+        raise ExportError("a dense layer with all-zero weights cannot be packed by netx (division by zero)")
+    if max_w < 0:
+        is_signed, scale = 0, -256 / min_w
+    elif min_w >= 0:
+        is_signed, scale = 0, 255 / max_w
+    else:
+        is_signed = 1
+        scale = min(127 / max_w if max_w != 0 else np.inf, -128 / min_w)
+    scale_bits = int(np.floor(np.log2(scale))) + is_signed
+    n = 8
+    while n > 0 and np.any(w % (2**n) != 0):
+        n -= 1
+    n -= is_signed
+    num_weight_bits = 8 - scale_bits - n
+    weight_exp = -scale_bits
+    shifted = np.left_shift(w.astype(np.int32), scale_bits).astype(np.int64) if scale_bits >= 0 else np.zeros_like(w)
+    # Lava's PyDenseModelBitAcc: sign mode from the shifted weights, clip to 8 bits, truncate.
+    if shifted.min() >= 0:
+        mode = "excitatory"
+    elif shifted.max() <= 0:
+        mode = "inhibitory"
+    else:
+        mode = "mixed"
+    mixed = int(mode == "mixed")
+    if mode == "inhibitory":
+        shifted = -shifted
+    shifted = np.clip(shifted, -(2**8) * mixed, 2**8 - 1)
+    trunc_bits = 8 - num_weight_bits + mixed
+    shifted = (shifted >> trunc_bits) << trunc_bits
+    if mode == "inhibitory":
+        shifted = -shifted
+    return shifted.astype(np.int64), int(weight_exp)
 
 
 def _write_str(group: h5py.Group, key: str, value: str) -> None:
@@ -46,9 +123,9 @@ def _write_str(group: h5py.Group, key: str, value: str) -> None:
 def _write_neuron(group: h5py.Group, neuron: LoihiNeuron) -> None:
     ng = group.create_group("neuron")
     _write_str(ng, "type", "CUBA")
-    ng.create_dataset("vThMant", data=np.int64(neuron.v_th_mant))
-    ng.create_dataset("iDecay", data=np.int64(neuron.i_decay))
-    ng.create_dataset("vDecay", data=np.int64(neuron.v_decay))
+    ng.create_dataset("vThMant", data=np.asarray(neuron.v_th_mant, dtype=np.int64))
+    ng.create_dataset("iDecay", data=np.asarray(neuron.i_decay, dtype=np.int64))
+    ng.create_dataset("vDecay", data=np.asarray(neuron.v_decay, dtype=np.int64))
     ng.create_dataset("refDelay", data=np.int64(1))
     ng.create_dataset("gradedSpike", data=np.bool_(False))
 
@@ -88,56 +165,67 @@ def write_netx(program: LoihiProgram, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _write_input(root: h5py.Group, index: int, layer: InputLayer) -> int:
+    if not layer.in_file:  # dense-first network: nothing stands before the first synaptic layer
+        return index
+    g = root.create_group(str(index))
+    _write_str(g, "type", "input")
+    g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
+    if layer.neuron is not None:
+        _write_neuron(g, layer.neuron)
+        if (layer.transform_weight, layer.transform_bias) != (1.0, 0.0):
+            g.create_dataset("weight", data=np.float64(layer.transform_weight))
+            g.create_dataset("bias", data=np.float64(layer.transform_bias))
+    g.attrs["name"] = layer.name
+    return index + 1
+
+
+def _write_conv(root: h5py.Group, index: int, layer: ConvLayer) -> int:
+    g = root.create_group(str(index))
+    _write_str(g, "type", "conv")
+    g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
+    g.create_dataset("weight", data=np.asarray(layer.weight, dtype=np.int64))
+    g.create_dataset("stride", data=np.asarray(layer.stride, dtype=np.int64))
+    g.create_dataset("padding", data=np.asarray(layer.padding, dtype=np.int64))
+    g.create_dataset("dilation", data=np.asarray(layer.dilation, dtype=np.int64))
+    g.create_dataset("groups", data=np.int64(layer.groups))
+    if layer.bias is not None:
+        g.create_dataset("bias", data=np.asarray(layer.bias, dtype=np.int64))
+    _write_neuron(g, layer.neuron)
+    g.attrs["name"] = layer.name
+    return index + 1
+
+
+def _write_dense(root: h5py.Group, index: int, layer: DenseLayer, in_shape: tuple[int, ...]) -> int:
+    if layer.flatten_input:
+        fg = root.create_group(str(index))
+        _write_str(fg, "type", "flatten")
+        fg.create_dataset("shape", data=np.asarray([int(np.prod(in_shape))], dtype=np.int64))
+        index += 1
+    g = root.create_group(str(index))
+    _write_str(g, "type", "dense")
+    g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
+    g.create_dataset("weight", data=np.asarray(layer.weight, dtype=np.int64))
+    if layer.bias is not None:
+        g.create_dataset("bias", data=np.asarray(layer.bias, dtype=np.int64))
+    if layer.neuron is not None:  # a ReadoutLayer has none: netx builds its default integrator
+        _write_neuron(g, layer.neuron)
+    g.attrs["name"] = layer.name
+    return index + 1
+
+
 def _write_layers(f: h5py.File, program: LoihiProgram) -> None:
     root = f.create_group("layer")
     index = 0
-    prev_shape: tuple[int, ...] = tuple(program.input_shape)
-    for i, layer in enumerate(program.layers):
-        if layer.kind == "input":
-            g = root.create_group(str(index))
-            _write_str(g, "type", "input")
-            g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
-            if layer.neuron is not None:
-                _write_neuron(g, layer.neuron)
-        elif layer.kind == "conv":
-            if len(prev_shape) != 3:
-                raise ExportError(f"layer {i} ({layer.name}): conv needs a (C, H, W) input, got {prev_shape}")
-            g = root.create_group(str(index))
-            _write_str(g, "type", "conv")
-            g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
-            g.create_dataset("weight", data=np.asarray(layer.weight, dtype=np.int64))
-            g.create_dataset("stride", data=np.asarray(layer.stride, dtype=np.int64))
-            g.create_dataset("padding", data=np.asarray(layer.padding, dtype=np.int64))
-            g.create_dataset("dilation", data=np.asarray(layer.dilation, dtype=np.int64))
-            g.create_dataset("groups", data=np.int64(layer.groups))
-            if layer.bias is not None:
-                g.create_dataset("bias", data=np.asarray(layer.bias, dtype=np.int64))
-            if layer.neuron is None:
-                raise ExportError(f"layer {i} ({layer.name}): netx cannot build a conv layer without neuron")
-            _write_neuron(g, layer.neuron)
-        elif layer.kind == "dense":
-            if len(prev_shape) > 1 and not layer.flatten_input:
-                raise ExportError(
-                    f"layer {i} ({layer.name}): dense layer reads a {prev_shape} map; set flatten_input=True"
-                )
-            if layer.flatten_input:
-                fg = root.create_group(str(index))
-                _write_str(fg, "type", "flatten")
-                fg.create_dataset("shape", data=np.asarray([int(np.prod(prev_shape))], dtype=np.int64))
-                index += 1
-            g = root.create_group(str(index))
-            _write_str(g, "type", "dense")
-            g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
-            g.create_dataset("weight", data=np.asarray(layer.weight, dtype=np.int64))
-            if layer.bias is not None:
-                g.create_dataset("bias", data=np.asarray(layer.bias, dtype=np.int64))
-            if layer.neuron is not None:
-                _write_neuron(g, layer.neuron)
-        else:  # pragma: no cover - LayerKind is closed
-            raise ExportError(f"layer {i} ({layer.name}): unknown kind {layer.kind!r}")
-        g.attrs["name"] = layer.name
-        prev_shape = tuple(layer.shape)
-        index += 1
+    for layer, in_shape in zip(program.layers, program.layer_input_shapes()):
+        if isinstance(layer, InputLayer):
+            index = _write_input(root, index, layer)
+        elif isinstance(layer, ConvLayer):
+            index = _write_conv(root, index, layer)
+        elif isinstance(layer, DenseLayer):  # ReadoutLayer included
+            index = _write_dense(root, index, layer, in_shape)
+        else:  # pragma: no cover - validate() admits only these types
+            raise ExportError(f"layer {layer.name}: {type(layer).__name__} has no netx form")
 
 
 def _scalar(x: Any) -> int:
@@ -158,7 +246,7 @@ def _read_str(group: h5py.Group, key: str) -> str:
     return value.decode("ascii") if isinstance(value, bytes) else str(value)
 
 
-def _read_neuron(group: h5py.Group, where: str) -> LoihiNeuron | None:
+def _read_neuron(group: h5py.Group, where: str, notes: list[str]) -> LoihiNeuron | None:
     if "neuron" not in group:
         return None
     ng = group["neuron"]
@@ -168,23 +256,51 @@ def _read_neuron(group: h5py.Group, where: str) -> LoihiNeuron | None:
             f"{where}: neuron type {ntype!r} is not supported (only CUBA/LOIHI spiking neurons; "
             "SDNN and resonate-and-fire neurons are not emulated) - re-export with CUBA neurons"
         )
+    for key in ng.keys():
+        if key not in ("type", "vThMant", "iDecay", "vDecay", "refDelay", "gradedSpike", "messageBits"):
+            raise UnsupportedLayerError(f"{where}: neuron field {key!r} is not supported (netx's CUBA neuron "
+                                        "reads only vThMant, iDecay, vDecay, messageBits)")
+    if "messageBits" in ng and _scalar(ng["messageBits"][()]) != 0:
+        notes.append(f"{where}: messageBits {_scalar(ng['messageBits'][()])} (graded spikes): lava-nc 0.10's CUBA "
+                     "neuron sends unary spikes regardless, so it runs (and is emulated) as messageBits 0")
+    if "gradedSpike" in ng and bool(np.asarray(ng["gradedSpike"][()]).reshape(-1)[0]):
+        notes.append(f"{where}: gradedSpike is not read by netx for CUBA neurons: unary spikes, as Lava runs it")
+    if "refDelay" in ng and np.any(np.asarray(ng["refDelay"][()]) != 1):
+        notes.append(f"{where}: refDelay {np.asarray(ng['refDelay'][()]).tolist()} is not read by netx for CUBA "
+                     "neurons: no refractory period, as Lava runs it")
     try:
-        return LoihiNeuron(
-            v_th_mant=_scalar(ng["vThMant"][()]),
-            i_decay=_scalar(ng["iDecay"][()]),
-            v_decay=_scalar(ng["vDecay"][()]),
-        )
+        values = {key: np.asarray(ng[key][()]) for key in ("vThMant", "iDecay", "vDecay")}
     except KeyError as exc:
         raise ExportError(f"{where}: neuron group lacks {exc.args[0]!r}") from exc
+    try:
+        return LoihiNeuron(v_th_mant=values["vThMant"], i_decay=values["iDecay"], v_decay=values["vDecay"])
+    except ProgramError as exc:
+        raise ExportError(f"{where}: {exc}") from exc
 
 
-def read_netx(path: str | os.PathLike[str]) -> LoihiProgram:
+def _read_array(g: h5py.Group, key: str, where: str, notes: list[str]) -> np.ndarray:
+    arr = np.asarray(g[key][()])
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ExportError(f"{where}: {key} has dtype {arr.dtype}, not numbers")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)):
+            raise ExportError(f"{where}: {key} holds NaN or inf")
+        if not np.all(arr == np.round(arr)):
+            notes.append(f"{where}: non-integer {key} truncated toward zero as netx's astype(int) does")
+    return arr.astype(np.int64)
+
+
+def read_netx(path: str | os.PathLike[str], *, num_steps: int | None = None,
+              input_scale: float | None = None) -> LoihiProgram:
     """Read a netx HDF5 file (ours or slayer's) back into a `LoihiProgram`.
 
-    Accepts ``input`` (with a neuron -> bias input, without -> spike input), ``conv`` (4-D or
-    slayer's 5-D ``(Cout, Cin, kH, kW, 1)`` weights), ``flatten`` and ``dense`` layers with CUBA or
-    LOIHI neurons, and a final ``dense`` without neuron as readout. Layer types that netx itself
-    cannot build raise UnsupportedLayerError naming them.
+    Accepts ``input`` (with a neuron -> bias input, without -> spike input; or none at all before a
+    first ``dense`` layer), ``conv`` (4-D or slayer's 5-D ``(Cout, Cin, kH, kW, 1)`` weights),
+    ``flatten`` and ``dense`` layers with CUBA or LOIHI neurons (scalar or per-channel parameters),
+    and a final ``dense`` without neuron as readout (module docstring). ``num_steps`` /
+    ``input_scale`` override the file's metadata (files without it default to 16 steps and scale 1).
+    Anything unsupported raises UnsupportedLayerError naming it; an unreadable, truncated or foreign
+    file raises ExportError.
     """
     path = Path(path)
     if not path.is_file():
@@ -192,112 +308,15 @@ def read_netx(path: str | os.PathLike[str]) -> LoihiProgram:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise ExportError(f"{path} is not a readable HDF5 file: {exc}") from exc
-    notes: list[str] = []
-    with f:
-        if "layer" not in f:
-            raise ExportError(f"{path} has no /layer group: not a netx network file")
-        meta = f["neurocxr"].attrs if "neurocxr" in f else None
-        names: list[str] = json.loads(meta["layer_names"]) if meta is not None and "layer_names" in meta else []
-        quants: list[dict[str, Any]] = (
-            json.loads(meta["layer_quant"]) if meta is not None and "layer_quant" in meta else []
-        )
-        root = f["layer"]
-        count = len(root)
-        layers: list[LoihiLayer] = []
-        flatten_next = False
-        input_shape: tuple[int, ...] | None = None
-        for idx in range(count):
-            key = str(idx)
-            if key not in root:
-                raise ExportError(f"{path}: /layer/{key} missing (netx layers must be numbered 0..{count - 1})")
-            g = root[key]
-            where = f"{path.name} layer {idx}"
-            ltype = _read_str(g, "type")
-            if ltype in _NETX_UNSUPPORTED:
-                raise UnsupportedLayerError(
-                    f"{where}: layer type {ltype!r} is not supported - lava-dl netx itself cannot build it "
-                    "(hdf5.Network raises NotImplementedError or it needs features the emulator lacks); "
-                    "fold pooling into the next conv/dense before exporting"
-                )
-            if ltype == "flatten":
-                flatten_next = True
-                continue
-            neuron = _read_neuron(g, where)
-            pos = len(layers)
-            name = names[pos] if pos < len(names) else (g.attrs.get("name") or f"{ltype}{idx}")
-            name = str(name)
-            quant = quants[pos] if pos < len(quants) and isinstance(quants[pos], dict) else {}
-            shape = tuple(int(s) for s in np.asarray(g["shape"][()]).reshape(-1)) if "shape" in g else None
-            if ltype == "input":
-                if layers:
-                    raise ExportError(f"{where}: an input layer may only come first")
-                if shape is None:
-                    raise ExportError(f"{where}: input layer without shape")
-                input_shape = shape
-                layers.append(LoihiLayer(kind="input", name=name, shape=shape, neuron=neuron, quant=quant))
-                continue
-            if not layers:
-                raise ExportError(f"{where}: file starts with {ltype!r}; an 'input' layer with a shape must come first")
-            weight = np.asarray(g["weight"][()])
-            if np.issubdtype(weight.dtype, np.floating) and not np.all(weight == np.round(weight)):
-                notes.append(f"{where}: non-integer weights rounded as netx's astype(int) truncates")
-            weight = weight.astype(np.int64)
-            bias = np.asarray(g["bias"][()]).astype(np.int64) if "bias" in g else None
-            if "delay" in g:
-                raise UnsupportedLayerError(f"{where}: synaptic delays are not supported by the emulator")
-            if ltype == "conv":
-                if weight.ndim == 5:
-                    if weight.shape[-1] != 1:
-                        raise UnsupportedLayerError(f"{where}: 3-D conv weight {weight.shape} is not supported")
-                    weight = weight[..., 0]
-                if weight.ndim != 4:
-                    raise ExportError(f"{where}: conv weight must be 4-D, got {weight.shape}")
-                if neuron is None:
-                    raise ExportError(f"{where}: conv layer without neuron group (netx requires one)")
-                in_shape = layers[-1].shape
-                stride = _pair(g["stride"][()]) if "stride" in g else (1, 1)
-                padding = _pair(g["padding"][()]) if "padding" in g else (0, 0)
-                dilation = _pair(g["dilation"][()]) if "dilation" in g else (1, 1)
-                groups = _scalar(g["groups"][()]) if "groups" in g else 1
-                if shape is None:
-                    shape = _conv_out_shape(in_shape, weight.shape, stride, padding, dilation)
-                layers.append(LoihiLayer(kind="conv", name=name, shape=shape, neuron=neuron, weight=weight,
-                                         bias=bias, stride=stride, padding=padding, dilation=dilation,
-                                         groups=groups, quant=quant))
-            elif ltype == "dense":
-                n_out = int(np.prod(shape)) if shape is not None else weight.shape[0]
-                if weight.ndim == 1:
-                    weight = weight.reshape(n_out, -1)
-                layers.append(LoihiLayer(kind="dense", name=name, shape=(n_out,), neuron=neuron, weight=weight,
-                                         bias=bias, flatten_input=flatten_next or len(layers[-1].shape) > 1,
-                                         quant=quant))
-                flatten_next = False
-            else:
-                raise UnsupportedLayerError(f"{where}: unknown layer type {ltype!r}")
-        if input_shape is None:
-            raise ExportError(f"{path}: no input layer")
-        if meta is not None and "num_steps" in meta:
-            num_steps = int(meta["num_steps"])
-            input_scale = float(meta.get("input_scale", 1.0))
-            metadata = json.loads(meta["metadata"]) if "metadata" in meta else {}
-        else:
-            num_steps, input_scale, metadata = DEFAULT_NUM_STEPS, 1.0, {}
-            notes.append(
-                f"no /neurocxr metadata: num_steps defaults to {DEFAULT_NUM_STEPS} and input_scale to 1.0; "
-                "pass the values the model was trained with"
-            )
-    if notes:
-        metadata = dict(metadata)
-        metadata["read_notes"] = notes
-    program = LoihiProgram(
-        input_shape=input_shape,
-        input_kind="bias" if layers[0].neuron is not None else "spikes",
-        layers=layers,
-        num_steps=num_steps,
-        input_scale=input_scale,
-        metadata=metadata,
-    )
+        raise ExportError(f"{path} is not a readable HDF5 file (truncated or not HDF5): {exc}") from exc
+    try:
+        with f:
+            program = _read_program(f, path, num_steps, input_scale)
+    except (ExportError, UnsupportedLayerError):
+        raise
+    except (KeyError, ValueError, TypeError, IndexError, OSError, RuntimeError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{path} is not a netx network file we can read ({type(exc).__name__}: {exc}); "
+                          "was it written by lava-dl's export_hdf5 or neurocxr?") from exc
     try:
         program.validate()
     except ProgramError as exc:
@@ -305,10 +324,160 @@ def read_netx(path: str | os.PathLike[str]) -> LoihiProgram:
     return program
 
 
-def _conv_out_shape(in_shape: tuple[int, ...], wshape: tuple[int, ...], stride: tuple[int, int],
-                    padding: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int, int]:
-    _, h, w = in_shape
-    kh, kw = wshape[2], wshape[3]
-    oh = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    return (int(wshape[0]), int(oh), int(ow))
+def _read_program(f: h5py.File, path: Path, num_steps: int | None, input_scale: float | None) -> LoihiProgram:
+    notes: list[str] = []
+    if "layer" not in f or not isinstance(f["layer"], h5py.Group):
+        raise ExportError(f"{path} has no /layer group: not a netx network file")
+    meta = f["neurocxr"].attrs if "neurocxr" in f else None
+    ours = meta is not None and "num_steps" in meta
+    names: list[str] = json.loads(meta["layer_names"]) if meta is not None and "layer_names" in meta else []
+    quants: list[dict[str, Any]] = json.loads(meta["layer_quant"]) if meta is not None and "layer_quant" in meta else []
+    root = f["layer"]
+    count = len(root)
+    if count == 0:
+        raise ExportError(f"{path}: /layer is empty")
+    layers: list[Any] = []
+    flatten_next = False
+
+    def name_of(pos: int, g: h5py.Group, default: str) -> str:
+        return str(names[pos] if pos < len(names) else (g.attrs.get("name") or default))
+
+    def quant_of(pos: int) -> dict[str, Any]:
+        return quants[pos] if pos < len(quants) and isinstance(quants[pos], dict) else {}
+
+    for idx in range(count):
+        key = str(idx)
+        if key not in root:
+            raise ExportError(f"{path}: /layer/{key} missing (netx layers must be numbered 0..{count - 1})")
+        g = root[key]
+        where = f"{path.name} layer {idx}"
+        if "type" not in g:
+            raise ExportError(f"{where}: no 'type' dataset")
+        ltype = _read_str(g, "type")
+        if ltype in _NETX_UNSUPPORTED:
+            raise UnsupportedLayerError(
+                f"{where}: layer type {ltype!r} is not supported - lava-dl netx itself cannot build it "
+                "(hdf5.Network raises NotImplementedError or it needs features the emulator lacks); "
+                "fold pooling into the next conv/dense before exporting"
+            )
+        if ltype == "flatten":
+            flatten_next = True
+            continue
+        neuron = _read_neuron(g, where, notes)
+        pos = len(layers)
+        shape = tuple(int(s) for s in np.asarray(g["shape"][()]).reshape(-1)) if "shape" in g else None
+        if ltype == "input":
+            if layers:
+                raise ExportError(f"{where}: an input layer may only come first")
+            if shape is None:
+                raise ExportError(f"{where}: input layer without shape")
+            layers.append(_read_input(g, where, name_of(pos, g, "input"), shape, neuron, ours, notes, quant_of(pos)))
+            continue
+        if ltype not in ("conv", "dense"):
+            raise UnsupportedLayerError(f"{where}: unknown layer type {ltype!r}")
+        for unsupported in ("delay", "weight_rec", "weight/imag"):
+            if unsupported in g:
+                raise UnsupportedLayerError(f"{where}: {ltype} layer with {unsupported!r} (synaptic delays / "
+                                            "recurrent or complex weights) is not supported by the emulator")
+        if "weight" not in g:
+            raise ExportError(f"{where}: {ltype} layer without 'weight'")
+        weight = _read_array(g, "weight", where, notes)
+        bias = _read_array(g, "bias", where, notes) if "bias" in g else None
+        if not layers:
+            if ltype == "conv":
+                raise UnsupportedLayerError(
+                    f"{where}: the file starts with a conv layer and no input layer, so the input shape is unknown "
+                    "(netx cannot build it either: 'Input shape could not be inferred'); add an input layer with a shape"
+                )
+            n_in = int(weight.shape[1]) if weight.ndim == 2 else None
+            if n_in is None:
+                raise ExportError(f"{where}: a first dense layer needs a 2-D weight to give the input size")
+            notes.append(f"{where}: no input layer: the input is spike trains of {n_in} values (the weight's columns)")
+            layers.append(InputLayer("input", (n_in,), None, in_file=False))
+            pos = 1
+        name = name_of(pos, g, f"{ltype}{idx}")
+        quant = quant_of(pos)
+        in_shape = tuple(layers[-1].shape)
+        if ltype == "conv":
+            if weight.ndim == 5:
+                if weight.shape[-1] != 1:
+                    raise UnsupportedLayerError(f"{where}: 3-D conv weight {weight.shape} is not supported")
+                weight = weight[..., 0]
+            if weight.ndim != 4:
+                raise ExportError(f"{where}: conv weight must be 4-D, got {weight.shape}")
+            if neuron is None:
+                raise ExportError(f"{where}: conv layer without neuron group (netx requires one)")
+            if flatten_next:
+                raise UnsupportedLayerError(f"{where}: a conv layer after flatten")
+            layer = ConvLayer(
+                name, shape or (1, 1, 1), neuron, weight, bias,
+                stride=_pair(g["stride"][()]) if "stride" in g else (1, 1),
+                padding=_pair(g["padding"][()]) if "padding" in g else (0, 0),
+                dilation=_pair(g["dilation"][()]) if "dilation" in g else (1, 1),
+                groups=_scalar(g["groups"][()]) if "groups" in g else 1,
+                quant=quant,
+            )
+            if shape is None or int(np.prod(shape)) == int(np.prod(layer.output_shape(in_shape))):
+                layer.shape = layer.output_shape(in_shape)  # slayer may store the shape in another order
+            layers.append(layer)
+        else:
+            n_out = int(np.prod(shape)) if shape is not None else int(weight.shape[0])
+            if weight.ndim == 1:
+                weight = weight.reshape(n_out, -1)
+            flatten = flatten_next or len(in_shape) > 1
+            if neuron is None:
+                layers.append(ReadoutLayer(name, (n_out,), weight, bias, flatten_input=flatten, quant=quant))
+            else:
+                layers.append(DenseLayer(name, (n_out,), neuron, weight, bias, flatten_input=flatten, quant=quant))
+            flatten_next = False
+    if not any(not isinstance(layer, InputLayer) for layer in layers):
+        raise ExportError(f"{path}: no conv or dense layer")
+    metadata: dict[str, Any] = {}
+    if ours:
+        assert meta is not None
+        steps_file = int(meta["num_steps"])
+        scale_file = float(meta.get("input_scale", 1.0))
+        metadata = json.loads(meta["metadata"]) if "metadata" in meta else {}
+    else:
+        steps_file, scale_file = DEFAULT_NUM_STEPS, 1.0
+        if num_steps is None or (input_scale is None and layers[0].neuron is not None):
+            notes.append(
+                f"no /neurocxr metadata: num_steps defaults to {DEFAULT_NUM_STEPS} and input_scale to 1.0 unless "
+                "given; pass the values the model was trained with"
+            )
+    if notes:
+        metadata = dict(metadata)
+        metadata["read_notes"] = notes
+    return LoihiProgram(
+        input_shape=tuple(layers[0].shape),
+        input_kind="bias" if layers[0].neuron is not None else "spikes",
+        layers=layers,
+        num_steps=int(num_steps) if num_steps is not None else steps_file,
+        input_scale=float(input_scale) if input_scale is not None else scale_file,
+        metadata=metadata,
+    )
+
+
+def _read_input(g: h5py.Group, where: str, name: str, shape: tuple[int, ...], neuron: LoihiNeuron | None,
+                ours: bool, notes: list[str], quant: dict[str, Any]) -> InputLayer:
+    """An input layer; a netx transform (scalar weight/bias, netx reads them with int()) applies to bias input."""
+    has_transform = "weight" in g or "bias" in g
+    if neuron is None:
+        if has_transform:
+            notes.append(f"{where}: input weight/bias ignored as netx does: without neurons the input is spikes")
+        return InputLayer(name, shape, None, quant=quant)
+
+    def scalar(key: str, default: float) -> float:
+        if key not in g:
+            return default
+        arr = np.asarray(g[key][()]).reshape(-1)
+        if arr.size != 1:
+            raise UnsupportedLayerError(f"{where}: input {key} with {arr.size} values; netx reads a scalar transform")
+        return float(int(arr[0]))  # netx: int(layer_config[key])
+
+    weight = scalar("weight", 1.0 if ours else float(NETX_DEFAULT_INPUT_WEIGHT))
+    bias = scalar("bias", 0.0)
+    if not ours:
+        notes.append(f"{where}: input neurons take the image as bias_mant = round({weight:g} * x * input_scale + {bias:g}) "
+                     f"(netx's input transform{'' if has_transform else ', default weight 64'})")
+    return InputLayer(name, shape, neuron, transform_weight=weight, transform_bias=bias, quant=quant)

@@ -29,9 +29,10 @@ import torch
 
 from neurocxr.errors import NeurocxrError, SimulationError
 from neurocxr.exporters.netx import read_netx
-from neurocxr.exporters.program import LoihiProgram
+from neurocxr.exporters.program import DenseLayer, LoihiProgram
 
-from .emulator import _accumulate_counts, _assemble_counts, _coerce_inputs, _place, _prepare, sample_timeline
+from .counts import CountAccumulator
+from .protocol import coerce_inputs, place_window, sample_timeline
 from .results import RunResult
 
 __all__ = ["run_lava"]
@@ -95,7 +96,7 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
     path = Path(netx_path)
     if program is None:
         program = read_netx(path)
-    data, steps = _coerce_inputs(program, inputs, num_steps)
+    data, steps = coerce_inputs(program, inputs, num_steps)
     _, t_run = sample_timeline(program, steps)
     n_layers = len(program.layers)
     depth = n_layers - 1
@@ -123,7 +124,7 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
     src = None
     if not bias_input:
         spikes = data.reshape(steps, num_samples, *program.layers[0].shape)
-        if program.layers[1].kind == "dense":
+        if isinstance(program.layers[1], DenseLayer):
             # netx applies its flatten only between built layers: a dense first layer takes the
             # stream already flattened, in torch C,H,W order (the order of its weight columns)
             spikes = spikes.reshape(steps, num_samples, -1)
@@ -137,8 +138,14 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
         except Exception as exc:
             raise SimulationError(f"cannot feed input of shape {frame.shape} into {path}: {exc}") from exc
 
-    # pause points: bias changes at i*T (input window start - 1), readout reads at i*T + T + depth
-    pauses = sorted({i * steps for i in range(num_samples)} | {i * steps + steps + depth for i in range(num_samples)})
+    # pause points: bias changes at i*T (input window start - 1), readout reads at i*T + T + depth;
+    # a spike-input program without readout runs continuously: one net.run over all samples.
+    pauses_set = {total}
+    if bias_input:
+        pauses_set |= {i * steps for i in range(1, num_samples)}
+    if program.has_readout:
+        pauses_set |= {i * steps + steps + depth for i in range(num_samples)}
+    pauses = sorted(pauses_set)
     run_cfg = Loihi2SimCfg(select_tag="fixed_pt")
     readouts: list[np.ndarray] = []
     compile_s = run_s = 0.0
@@ -193,19 +200,20 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
             win = np.stack([rec[:, i * steps + k:i * steps + k + steps].T for i in range(num_samples)], axis=1)
             win = win.astype(bool)
         windows.append(torch.as_tensor(np.ascontiguousarray(win)))
-    prepared = _prepare(program)
-    per_layer: list[dict[str, list[np.ndarray]]] = [{k: [] for k in ("in", "out", "sops")} for _ in range(n_layers)]
-    _accumulate_counts(program, prepared, windows, per_layer)
-    counts = _assemble_counts(program, prepared, per_layer, steps, num_samples)
+    counter = CountAccumulator(program)
+    counter.add(windows)
+    counts = counter.result(steps, num_samples)
     spiking_idx = n_layers - 2 if program.has_readout else n_layers - 1
     return RunResult(
-        output_spikes=_place(windows[spiking_idx], spiking_idx, t_run, program.layers[spiking_idx].shape),
+        output_spikes=place_window(windows[spiking_idx], spiking_idx, t_run, program.layers[spiking_idx].shape),
         readout=np.stack(readouts) if program.has_readout else None,
         counts=counts,
         time_steps=t_run,
-        layer_spikes=[_place(windows[k], k, t_run, program.layers[k].shape) for k in range(n_layers)] if record else None,
+        layer_spikes=[place_window(windows[k], k, t_run, program.layers[k].shape) for k in range(n_layers)] if record else None,
         simulator="lava",
         metadata={"num_steps": steps, "t_run": t_run, "protocol": "staggered-window", "global_steps": total,
-                  "compile_s": compile_s, "run_s": run_s, "select_tag": "fixed_pt",
+                  "compile_s": compile_s, "run_s": run_s, "select_tag": "fixed_pt", "net_run_calls": len(pauses),
+                  "run_mode": ("continuous: one net.run over all samples, reset_interval per sample" if len(pauses) == 1
+                               else f"{len(pauses)} net.run calls (pauses to set input bias / read the readout)"),
                   "counts_cover": "each layer's num_steps window"},
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from neurocxr.exporters.program import LoihiLayer, LoihiNeuron, LoihiProgram
+from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiNeuron, LoihiProgram, ReadoutLayer
 
 
 def default_shaped_program(seed: int = 0, num_steps: int = 8) -> LoihiProgram:
@@ -15,16 +15,16 @@ def default_shaped_program(seed: int = 0, num_steps: int = 8) -> LoihiProgram:
     rng = np.random.default_rng(seed)
     lif = LoihiNeuron(v_th_mant=400, i_decay=4096, v_decay=410)
     layers = [
-        LoihiLayer("input", "input", (1, 28, 28), LoihiNeuron(2040, 4096, 0)),
-        LoihiLayer("conv", "conv1", (16, 28, 28), lif, weight=rng.integers(-120, 254, (16, 1, 3, 3)),
+        InputLayer("input", (1, 28, 28), LoihiNeuron(2040, 4096, 0)),
+        ConvLayer("conv1", (16, 28, 28), lif, weight=rng.integers(-120, 254, (16, 1, 3, 3)),
                    bias=rng.integers(-20, 20, 16), padding=(1, 1)),
         # AvgPool2 folded into a 3x3 conv: 6x6 kernel, stride 2, pad 2 -> 32 x 14 x 14
-        LoihiLayer("conv", "conv2_pool", (32, 14, 14), lif, weight=rng.integers(-60, 80, (32, 16, 6, 6)),
+        ConvLayer("conv2_pool", (32, 14, 14), lif, weight=rng.integers(-60, 80, (32, 16, 6, 6)),
                    bias=rng.integers(-20, 20, 32), stride=(2, 2), padding=(2, 2)),
         # second AvgPool2 folded into the dense layer: reads the 32 x 14 x 14 map
-        LoihiLayer("dense", "fc1", (128,), lif, weight=rng.integers(-6, 7, (128, 32 * 14 * 14)),
+        DenseLayer("fc1", (128,), lif, weight=rng.integers(-6, 7, (128, 32 * 14 * 14)),
                    flatten_input=True),
-        LoihiLayer("dense", "readout", (2,), None, weight=rng.integers(-256, 254, (2, 128))),
+        ReadoutLayer("readout", (2,), weight=rng.integers(-256, 254, (2, 128))),
     ]
     program = LoihiProgram(input_shape=(1, 28, 28), input_kind="bias", layers=layers, num_steps=num_steps,
                            input_scale=4080.0, metadata={"source": "hand-built default-shaped program"})
@@ -56,9 +56,9 @@ def random_program(rng: np.random.Generator, *, input_kind: str, num_hidden: int
     c, h, w = int(rng.integers(1, 3)), int(rng.integers(3, 7)), int(rng.integers(3, 7))
     shape: tuple[int, ...] = (c, h, w)
     if input_kind == "bias":
-        layers = [LoihiLayer("input", "input", shape, LoihiNeuron(int(rng.integers(100, 3000)), 4096, int(rng.integers(0, 500))))]
+        layers = [InputLayer("input", shape, LoihiNeuron(int(rng.integers(100, 3000)), 4096, int(rng.integers(0, 500))))]
     else:
-        layers = [LoihiLayer("input", "input", shape, None)]
+        layers = [InputLayer("input", shape, None)]
     for i in range(num_hidden):
         kind = kinds[i] if len(shape) == 3 else "dense"
         if kind == "conv":
@@ -69,18 +69,18 @@ def random_program(rng: np.random.Generator, *, input_kind: str, num_hidden: int
             cout = int(rng.integers(1, 4))
             out = (cout, (hh + 2 * p - k) // s + 1, (ww + 2 * p - k) // s + 1)
             bias = rng.integers(-60, 61, cout) if rng.random() < 0.7 else None
-            layers.append(LoihiLayer("conv", f"conv{i}", out, neuron(), weight=weights((cout, cin, k, k)), bias=bias,
+            layers.append(ConvLayer(f"conv{i}", out, neuron(), weight=weights((cout, cin, k, k)), bias=bias,
                                      stride=(s, s), padding=(p, p)))
             shape = out
         else:
             n_in, n = int(np.prod(shape)), int(rng.integers(2, 7))
             bias = rng.integers(-60, 61, n) if rng.random() < 0.7 else None
-            layers.append(LoihiLayer("dense", f"dense{i}", (n,), neuron(), weight=weights((n, n_in)), bias=bias,
+            layers.append(DenseLayer(f"dense{i}", (n,), neuron(), weight=weights((n, n_in)), bias=bias,
                                      flatten_input=len(shape) > 1))
             shape = (n,)
     if readout:
         n_in = int(np.prod(shape))
-        layers.append(LoihiLayer("dense", "readout", (2,), None, weight=weights((2, n_in)), flatten_input=len(shape) > 1))
+        layers.append(ReadoutLayer("readout", (2,), weight=weights((2, n_in)), flatten_input=len(shape) > 1))
     program = LoihiProgram(input_shape=layers[0].shape, input_kind=input_kind, layers=layers,  # type: ignore[arg-type]
                            num_steps=num_steps, input_scale=float(rng.integers(200, 4096)))
     program.validate()

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from neurocxr.errors import SimulationError
-from neurocxr.exporters.program import LoihiLayer, LoihiNeuron, LoihiProgram
-from neurocxr.hardware_sims.emulator import _run_neurons, conv_fanout_map, emulate, netx_dense_weights
+from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiNeuron, LoihiProgram, ReadoutLayer
+from neurocxr.exporters.netx import netx_dense_weights
+from neurocxr.hardware_sims.emulator import _run_neurons, emulate
 
 from _netx_programs import default_shaped_program, random_images
 
@@ -66,10 +67,10 @@ def _chain(w1: int, w2: int, *, bias: int | None = None, v_decay: int = 4096) ->
     return LoihiProgram(
         input_shape=(1,), input_kind="spikes", num_steps=4,
         layers=[
-            LoihiLayer("input", "in", (1,), None),
-            LoihiLayer("dense", "hidden", (1,), lif, weight=np.array([[w1]]),
+            InputLayer("in", (1,), None),
+            DenseLayer("hidden", (1,), lif, weight=np.array([[w1]]),
                        bias=None if bias is None else np.array([bias])),
-            LoihiLayer("dense", "readout", (1,), None, weight=np.array([[w2]])),
+            ReadoutLayer("readout", (1,), weight=np.array([[w2]])),
         ],
     )
 
@@ -100,14 +101,14 @@ def test_bias_integrates_only_inside_the_layer_window() -> None:
 
 def test_conv_fanout_border_counts() -> None:
     weight = np.ones((1, 1, 3, 3), dtype=np.int64)
-    layer = LoihiLayer("conv", "c", (1, 3, 3), LoihiNeuron(1000, 4096, 0), weight=weight, padding=(1, 1))
-    fan = conv_fanout_map(layer, (1, 3, 3))[0]
+    layer = ConvLayer("c", (1, 3, 3), LoihiNeuron(1000, 4096, 0), weight=weight, padding=(1, 1))
+    fan = layer.fanout((1, 3, 3))[0]
     assert fan.tolist() == [[4, 6, 4], [6, 9, 6], [4, 6, 4]]
     weight0 = weight.copy()
     weight0[0, 0, 0, 0] = 0  # the top-left tap never connects: each input loses its bottom-right neighbour
-    layer0 = LoihiLayer("conv", "c", (1, 3, 3), LoihiNeuron(1000, 4096, 0), weight=weight0, padding=(1, 1))
-    assert conv_fanout_map(layer0, (1, 3, 3))[0].tolist() == [[3, 5, 4], [5, 8, 6], [4, 6, 4]]
-    program = LoihiProgram((1, 3, 3), "spikes", [LoihiLayer("input", "in", (1, 3, 3), None), layer], num_steps=2)
+    layer0 = ConvLayer("c", (1, 3, 3), LoihiNeuron(1000, 4096, 0), weight=weight0, padding=(1, 1))
+    assert layer0.fanout((1, 3, 3))[0].tolist() == [[3, 5, 4], [5, 8, 6], [4, 6, 4]]
+    program = LoihiProgram((1, 3, 3), "spikes", [InputLayer("in", (1, 3, 3), None), layer], num_steps=2)
     x = np.zeros((2, 1, 1, 3, 3), dtype=np.int8)
     x[0, 0, 0, 0, 0] = 1  # corner once
     x[1, 0, 0, 1, 1] = 1  # centre once
@@ -124,14 +125,14 @@ def test_conv_fanout_matches_brute_force(stride: int, padding: int, kernel: int)
     cin, cout, h, w = 2, 3, 9, 8
     weight = rng.integers(-2, 3, (cout, cin, kernel, kernel))
     ho, wo = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
-    layer = LoihiLayer("conv", "c", (cout, ho, wo), LoihiNeuron(1, 4096, 0), weight=weight,
+    layer = ConvLayer("c", (cout, ho, wo), LoihiNeuron(1, 4096, 0), weight=weight,
                        stride=(stride, stride), padding=(padding, padding))
     expected = np.zeros((cin, h, w), dtype=np.int64)
     for co, oy, ox, ci, ky, kx in itertools.product(range(cout), range(ho), range(wo), range(cin), range(kernel), range(kernel)):
         y, x = oy * stride - padding + ky, ox * stride - padding + kx
         if 0 <= y < h and 0 <= x < w and weight[co, ci, ky, kx] != 0:
             expected[ci, y, x] += 1
-    np.testing.assert_array_equal(conv_fanout_map(layer, (cin, h, w)), expected)
+    np.testing.assert_array_equal(layer.fanout((cin, h, w)), expected)
 
 
 def test_dense_weight_packing_is_lossless_in_range() -> None:
@@ -258,8 +259,8 @@ def test_pooled_kernel_factorisation_is_exact() -> None:
     for padding in [(2, 2), (1, 1), (0, 3)]:
         ho = (10 + 2 * padding[0] - 6) // 2 + 1
         wo = (12 + 2 * padding[1] - 6) // 2 + 1
-        layer = LoihiLayer("conv", "c", (4, ho, wo), lif, weight=weight, stride=(2, 2), padding=padding)
-        program = LoihiProgram((3, 10, 12), "spikes", [LoihiLayer("input", "in", (3, 10, 12), None), layer],
+        layer = ConvLayer("c", (4, ho, wo), lif, weight=weight, stride=(2, 2), padding=padding)
+        program = LoihiProgram((3, 10, 12), "spikes", [InputLayer("in", (3, 10, 12), None), layer],
                                num_steps=2)
         prep = _prepare(program)[1]
         assert prep.pool == 2

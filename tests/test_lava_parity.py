@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 pytest.importorskip("lava.lib.dl.netx")
 
-from neurocxr.exporters.netx import write_netx
-from neurocxr.hardware_sims.emulator import emulate, netx_dense_weights
+from neurocxr.exporters.netx import netx_dense_weights, write_netx
+from neurocxr.hardware_sims.emulator import emulate
 from neurocxr.hardware_sims.lava import run_lava
 
 from _netx_programs import default_shaped_program, random_images, random_inputs, random_program

@@ -28,7 +28,9 @@ from neurocxr.exporters.program import (
     WEIGHT_MAX,
     WEIGHT_MAX_EXCITATORY,
     WEIGHT_MIN,
-    LoihiLayer,
+    ConvLayer,
+    DenseLayer,
+    InputLayer,
     LoihiNeuron,
     LoihiProgram,
 )
@@ -128,7 +130,7 @@ def test_default_snn_conv_becomes_the_expected_program(make_graph) -> None:
         ("conv", False),
         ("conv", False),
         ("dense", False),
-        ("dense", True),
+        ("readout", True),
     ]
     inp, conv1, conv2, fc, readout = program.layers
     # Input neurons: beta 1, threshold 0.5, exact for uint8 images: bias = 16 * pixel, vth = 2040.
@@ -386,9 +388,9 @@ def small_program() -> LoihiProgram:
         input_shape=(1, 4, 4),
         input_kind="spikes",
         layers=[
-            LoihiLayer("input", "input", (1, 4, 4), None),
-            LoihiLayer("conv", "conv", (2, 4, 4), neuron, weight=conv_w, padding=(1, 1)),
-            LoihiLayer("dense", "fc", (3,), neuron, weight=dense_w, flatten_input=True),
+            InputLayer("input", (1, 4, 4), None),
+            ConvLayer("conv", (2, 4, 4), neuron, weight=conv_w, padding=(1, 1)),
+            DenseLayer("fc", (3,), neuron, weight=dense_w, flatten_input=True),
         ],
         num_steps=4,
     )
@@ -419,8 +421,8 @@ def test_model_too_big_for_one_chip_raises_resource_error() -> None:
         input_shape=(1, 256, 256),
         input_kind="spikes",
         layers=[
-            LoihiLayer("input", "input", (1, 256, 256), None),
-            LoihiLayer("conv", "wide", (32, 256, 256), neuron, weight=np.ones((32, 1, 3, 3), dtype=np.int64), padding=(1, 1)),
+            InputLayer("input", (1, 256, 256), None),
+            ConvLayer("wide", (32, 256, 256), neuron, weight=np.ones((32, 1, 3, 3), dtype=np.int64), padding=(1, 1)),
         ],
         num_steps=4,
     )

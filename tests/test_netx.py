@@ -12,7 +12,7 @@ import pytest
 
 from neurocxr.errors import ExportError, UnsupportedLayerError
 from neurocxr.exporters.netx import read_netx, write_netx
-from neurocxr.exporters.program import LoihiLayer, LoihiNeuron, LoihiProgram
+from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiNeuron, LoihiProgram, ReadoutLayer
 
 from _netx_programs import default_shaped_program, write_slayer_file
 
@@ -22,9 +22,15 @@ def assert_programs_equal(a: LoihiProgram, b: LoihiProgram) -> None:
     assert a.num_steps == b.num_steps and a.input_scale == b.input_scale
     assert len(a.layers) == len(b.layers)
     for la, lb in zip(a.layers, b.layers):
+        assert type(la) is type(lb)
         assert (la.kind, la.name, tuple(la.shape), la.neuron) == (lb.kind, lb.name, tuple(lb.shape), lb.neuron)
-        assert (la.stride, la.padding, la.dilation, la.groups, la.flatten_input) == (
-            lb.stride, lb.padding, lb.dilation, lb.groups, lb.flatten_input)
+        if isinstance(la, InputLayer):
+            assert (la.transform_weight, la.transform_bias, la.in_file) == (lb.transform_weight, lb.transform_bias, lb.in_file)
+            continue
+        if isinstance(la, ConvLayer):
+            assert (la.stride, la.padding, la.dilation, la.groups) == (lb.stride, lb.padding, lb.dilation, lb.groups)
+        else:
+            assert la.flatten_input == lb.flatten_input
         for x, y in ((la.weight, lb.weight), (la.bias, lb.bias)):
             assert (x is None) == (y is None)
             if x is not None:
@@ -56,8 +62,8 @@ def test_written_file_loads_in_lava_netx(tmp_path: Path) -> None:
 
 def test_spike_input_program_round_trip(tmp_path: Path) -> None:
     program = LoihiProgram((2, 4, 4), "spikes", [
-        LoihiLayer("input", "in", (2, 4, 4), None),
-        LoihiLayer("dense", "d", (3,), LoihiNeuron(10, 100, 200), weight=np.arange(96).reshape(3, 32) % 7 - 3,
+        InputLayer("in", (2, 4, 4), None),
+        DenseLayer("d", (3,), LoihiNeuron(10, 100, 200), weight=np.arange(96).reshape(3, 32) % 7 - 3,
                    bias=np.array([1, -2, 3]), flatten_input=True),
     ], num_steps=5)
     back = read_netx(write_netx(program, tmp_path / "s.h5"))
@@ -71,7 +77,7 @@ def test_reads_oldwrite_slayer_file(tmp_path: Path) -> None:
     path = tmp_path / "slayer.net"
     write_slayer_file(path)
     program = read_netx(path)
-    assert [layer.kind for layer in program.layers] == ["input", "conv", "dense", "dense"]
+    assert [layer.kind for layer in program.layers] == ["input", "conv", "dense", "readout"]
     assert program.input_kind == "spikes" and program.has_readout
     assert program.layers[1].weight.shape == (2, 1, 3, 3)
     assert program.layers[1].neuron == LoihiNeuron(80, 1024, 128)

@@ -1,0 +1,102 @@
+"""Per-layer operation counts of a run, shared by the emulator and the Lava runner.
+
+Both simulators hand over each layer's window spikes ``[T, B, N]`` (bool or 0/1) for a batch; a
+`CountAccumulator` turns them into `LayerCounts` with the definitions in hardware_sims/results.py.
+The structural numbers (fan-out per input position, dense operations, fan-in, stored synapses) come
+from the layer types in exporters/program.py, which own those rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from neurocxr.exporters.program import InputLayer, LoihiProgram
+
+from .results import LayerCounts
+
+__all__ = ["LayerStatics", "layer_statics", "CountAccumulator"]
+
+
+@dataclass(frozen=True)
+class LayerStatics:
+    """Structural numbers of one synaptic layer (None stands for the input layer)."""
+
+    fanout: np.ndarray  # [Nin] int64: non-zero synapses each input position reaches
+    dense_ops_per_step: int  # every weight on every real input position (NeuroBench's dense ops)
+    fan_in: int
+    num_synapses: int
+
+
+def layer_statics(program: LoihiProgram) -> list[LayerStatics | None]:
+    """One entry per program layer: None for the input, LayerStatics for synaptic layers."""
+    out: list[LayerStatics | None] = []
+    for layer, in_shape in zip(program.layers, program.layer_input_shapes()):
+        if isinstance(layer, InputLayer):
+            out.append(None)
+            continue
+        out.append(LayerStatics(
+            fanout=np.asarray(layer.fanout(in_shape)).reshape(-1).astype(np.int64),
+            dense_ops_per_step=layer.dense_ops_per_step(in_shape),
+            fan_in=layer.fan_in,
+            num_synapses=layer.num_synapses,
+        ))
+    return out
+
+
+class CountAccumulator:
+    """Collects per-sample counts batch by batch; `result` assembles one LayerCounts per layer."""
+
+    def __init__(self, program: LoihiProgram, statics: list[LayerStatics | None] | None = None) -> None:
+        self.program = program
+        self.statics = statics if statics is not None else layer_statics(program)
+        self._fanout = [None if s is None else torch.as_tensor(s.fanout, dtype=torch.float64) for s in self.statics]
+        self._parts: list[dict[str, list[np.ndarray]]] = [
+            {"in": [], "out": [], "sops": []} for _ in program.layers
+        ]
+
+    def add(self, windows: list[torch.Tensor]) -> None:
+        """Add one batch; ``windows[k]`` is layer k's window spikes [T, B, N] (bool or 0/1).
+
+        Synaptic ops use the spikes summed over the window once, times the fan-out map (exact:
+        float32 sums of 0/1 below 2**24, products in float64 below 2**53).
+        """
+        summed = [w.reshape(w.shape[0], w.shape[1], -1).sum(
+            dim=0, dtype=torch.float64 if w.shape[0] >= 2**24 else torch.float32) for w in windows]
+        out_counts = [torch.round_(s.sum(dim=1, dtype=torch.float64)).to(torch.int64) for s in summed]
+        spike_input = self.program.input_kind == "spikes"
+        for k in range(len(self.program.layers)):
+            out = out_counts[k].numpy()
+            parts = self._parts[k]
+            fan = self._fanout[k]
+            if fan is None:  # input layer: its spikes are the encoded input (spike input) or its neurons' output
+                parts["in"].append(out.copy() if spike_input else np.zeros_like(out))
+                parts["sops"].append(np.zeros_like(out))
+            else:
+                sops = torch.round_(summed[k - 1].to(torch.float64) @ fan).to(torch.int64)
+                parts["in"].append(out_counts[k - 1].numpy().copy())
+                parts["sops"].append(sops.numpy())
+            parts["out"].append(out)
+
+    def result(self, steps: int, num_samples: int) -> list[LayerCounts]:
+        counts: list[LayerCounts] = []
+        for layer, stat, parts in zip(self.program.layers, self.statics, self._parts):
+            cat = {key: np.concatenate(vals).astype(np.int64) if vals else np.zeros(0, dtype=np.int64)
+                   for key, vals in parts.items()}
+            has_neurons = not isinstance(layer, InputLayer) or layer.neuron is not None
+            counts.append(LayerCounts(
+                name=layer.name,
+                kind="dense_readout" if layer.is_readout else layer.kind,
+                num_neurons=layer.num_neurons,
+                fan_in=stat.fan_in if stat else 0,
+                num_synapses=stat.num_synapses if stat else 0,
+                time_steps=steps,
+                input_spikes=cat["in"],
+                output_spikes=cat["out"],
+                synaptic_ops=cat["sops"],
+                dense_synaptic_ops=np.full(num_samples, stat.dense_ops_per_step * steps if stat else 0, dtype=np.int64),
+                neuron_updates=np.full(num_samples, layer.num_neurons * steps if has_neurons else 0, dtype=np.int64),
+            ))
+        return counts

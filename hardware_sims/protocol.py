@@ -1,0 +1,64 @@
+"""The sample protocol both simulators follow (described in hardware_sims/emulator.py's docstring):
+the sample timeline, input checking/encoding, and placing a layer's window on the timeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from neurocxr.errors import SimulationError
+from neurocxr.exporters.program import BIAS_MAX, BIAS_MIN, LoihiProgram, ProgramError
+
+__all__ = ["sample_timeline", "coerce_inputs", "place_window"]
+
+
+def sample_timeline(program: LoihiProgram, num_steps: int | None = None) -> tuple[int, int]:
+    """(T, T_run) of the sample protocol: T = num_steps, T_run = T + number of synaptic layers."""
+    steps = int(num_steps if num_steps is not None else program.num_steps)
+    if steps < 1:
+        raise SimulationError(f"num_steps must be >= 1, got {steps}")
+    return steps, steps + len(program.layers) - 1
+
+
+def coerce_inputs(program: LoihiProgram, inputs: np.ndarray | torch.Tensor,
+                  steps: int | None) -> tuple[np.ndarray, int]:
+    """Check a batch against the program's input and return (data, T).
+
+    Bias input: images ``[B, *shape]`` (floats, encoded with the program's input scale and the input
+    layer's transform) or integer ``bias_mant`` -> int64 ``[B, *shape]``. Spike input: 0/1 trains
+    ``[T, B, *shape]`` -> int8.
+    """
+    arr = inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else np.asarray(inputs)
+    shape0 = tuple(program.layers[0].shape)
+    if program.input_kind == "bias":
+        if arr.ndim == len(shape0) and shape0[0] == 1 and arr.shape[1:] == shape0[1:]:
+            arr = arr[:, None]
+        if arr.shape[1:] != shape0:
+            raise SimulationError(f"bias input must be images [B, {', '.join(map(str, shape0))}], got {arr.shape}")
+        if np.issubdtype(arr.dtype, np.integer):
+            bias = arr.astype(np.int64)
+            if bias.size and (bias.min() < BIAS_MIN or bias.max() > BIAS_MAX):
+                raise SimulationError(f"integer input bias {bias.min()}..{bias.max()} does not fit 13 bits")
+        else:
+            try:
+                bias = program.quantise_input(arr)
+            except ProgramError as exc:
+                raise SimulationError(str(exc)) from exc
+        return bias, int(steps if steps is not None else program.num_steps)
+    if arr.ndim != len(shape0) + 2 or arr.shape[2:] != shape0:
+        raise SimulationError(f"spike input must be [T, B, {', '.join(map(str, shape0))}], got {arr.shape}")
+    if arr.size and not np.isin(arr, (0, 1)).all():
+        raise SimulationError("spike input must contain only 0 and 1")
+    t_in = arr.shape[0]
+    steps = int(steps if steps is not None else t_in)
+    if t_in != steps:
+        raise SimulationError(f"spike input has {t_in} steps but num_steps is {steps}")
+    return arr.astype(np.int8), steps
+
+
+def place_window(window: torch.Tensor, offset: int, t_run: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Window spikes [T, B, N] -> sample timeline [T_run, B, *shape] int8 at rows offset..offset+T-1."""
+    steps, batch = window.shape[:2]
+    out = np.zeros((t_run, batch, *shape), dtype=np.int8)
+    out[offset:offset + steps] = window.reshape(steps, batch, *shape).numpy().astype(np.int8)
+    return out
