@@ -608,3 +608,71 @@ def test_keras_layers_from_program_and_counts() -> None:
     assert rows[2].rate_hz == pytest.approx(40 / (50 * 8) / 0.001)
     with pytest.raises(NeurocxrError, match="3 layers"):
         keras_layers_from_program(program, counts[:2])
+
+
+# ----------------------------------------------------------------------------------- memory-inclusive
+
+
+def test_access_energy_follows_horowitz_buffer_sizes() -> None:
+    from neurocxr.energy.memory import access_energy_64bit
+
+    assert access_energy_64bit(8 * 1024)[0] == pytest.approx(10e-12)
+    assert access_energy_64bit(8 * 1024 + 1)[0] == pytest.approx(20e-12)
+    assert access_energy_64bit(1024 * 1024)[0] == pytest.approx(100e-12)
+    low, high, where = access_energy_64bit(2 * 1024 * 1024)
+    assert (low, high) == pytest.approx((1.3e-9, 2.6e-9)) and "DRAM" in where
+
+
+def test_memory_inclusive_cnn_by_hand() -> None:
+    from neurocxr.energy.memory import memory_inclusive_cnn
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 3 * 3, 2, bias=False))
+    est = memory_inclusive_cnn(model, (1, 1, 5, 5), precision="fp32", name="tiny")
+    # conv: 3x3 outputs x 9 taps x 2 channels = 162 MACs, 18 weights, 25 in, 18 out
+    # fc: 18 x 2 = 36 MACs, 36 weights, 18 in, 2 out. Weights 54 x 4 B < 8 KB, activations < 8 KB: 10 pJ / 64 bit
+    arith = (162 + 36) * 4.6e-12
+    words = ((18 + 36) * 32 + (25 + 18 + 18 + 2) * 32) / 64
+    assert est.dynamic_j == pytest.approx(arith + words * 10e-12, rel=1e-12)
+    assert est.detail["arithmetic_j"] == pytest.approx(arith) and est.scope == "memory-inclusive"
+    assert est.basis == "cnn" and any("Weight-stationary" in f for f in est.footnotes)
+    # the memory term is what the arithmetic-only row leaves out
+    ann = estimate_ann_energy(count_cnn_macs(model, (1, 1, 5, 5)), "horowitz45-fp32")
+    assert ann.dynamic_j == pytest.approx(arith) and est.dynamic_j > ann.dynamic_j
+    # batching shares weight reads; int8 moves a quarter of the bits
+    assert memory_inclusive_cnn(model, (1, 1, 5, 5), batch=8).dynamic_j < est.dynamic_j
+    assert memory_inclusive_cnn(model, (1, 1, 5, 5), precision="int8").dynamic_j < est.dynamic_j
+    with pytest.raises(NeurocxrError, match="precision"):
+        memory_inclusive_cnn(model, (1, 1, 5, 5), precision="fp8")
+
+
+def test_memory_inclusive_cnn_spills_big_weights_to_dram() -> None:
+    from neurocxr.energy.memory import memory_inclusive_cnn
+
+    big = nn.Sequential(nn.Flatten(), nn.Linear(1024, 512, bias=False))  # 2 MB of fp32 weights
+    est = memory_inclusive_cnn(big, (1, 1, 32, 32))
+    assert est.detail["weight_buffer"].startswith("DRAM")
+    assert est.detail["memory_j"] >= 1024 * 512 * 32 / 64 * 1.3e-9
+    assert est.detail["memory_j_dram_high"] > est.detail["memory_j"]
+
+
+def test_memory_inclusive_snn_by_hand() -> None:
+    from neurocxr.energy.memory import memory_inclusive_snn
+
+    n = 1
+    counts = [
+        LayerCounts("input", "input", 25, 0, 0, 4, np.zeros(n), np.full(n, 10.0), np.zeros(n), np.zeros(n), np.zeros(n)),
+        LayerCounts("conv", "conv", 18, 9, 12, 4, np.full(n, 10.0), np.full(n, 6.0), np.full(n, 50.0),
+                    np.full(n, 600.0), np.full(n, 72.0)),
+        LayerCounts("readout", "dense_readout", 2, 18, 30, 4, np.full(n, 6.0), np.zeros(n), np.full(n, 8.0),
+                    np.full(n, 144.0), np.full(n, 8.0)),
+    ]
+    est = memory_inclusive_snn(counts, precision="fp32", name="snn")
+    arith = (50 + 8) * 0.9e-12  # every chip layer is spike-fed: ACs
+    # per step: conv reads 12 weights x 32 b, 25 input spikes x 1 b, writes 18 spikes, r/w 18 x 32 b membranes;
+    # readout: 30 weights, 18 spikes in, no spikes out, r/w 2 x 32 b. 4 steps, all buffers < 8 KB (10 pJ).
+    bits = (12 * 32 + 25 + 18 + 2 * 18 * 32) + (30 * 32 + 18 + 0 + 2 * 2 * 32)
+    assert est.dynamic_j == pytest.approx(arith + 4 * bits / 64 * 10e-12, rel=1e-12)
+    assert est.detail["arithmetic_j"] == pytest.approx(arith) and est.basis == "chip"
+    with pytest.raises(NeurocxrError, match="input_elements"):
+        memory_inclusive_snn(counts[1:])
+    assert memory_inclusive_snn(counts[1:], input_elements=25).dynamic_j == pytest.approx(est.dynamic_j)

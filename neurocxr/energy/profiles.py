@@ -279,7 +279,8 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
                 "Arithmetic only (MAC 4.6 pJ, AC 0.9 pJ), as Spikformer/SpikingJelly use it: memory "
                 "traffic, control and static power are ignored (Davidson & Furber 2021; "
                 "Dampfhoffer et al. 2023). Neuron updates are not charged. estimate_energy charges an SNN's dense "
-                "ops at E_AC here (binary spikes make each op an add); estimate_snn_ac_energy follows Spikformer."
+                "ops at E_AC here (binary spikes make each op an add); estimate_snn_ac_energy applies NeuroBench's "
+                "rule (spike-fed layers AC, analog-fed MAC); neurocxr.energy.memory adds memory traffic."
             ),
         ),
         DeviceProfile(
