@@ -12,8 +12,14 @@ the other:
 - pooling: sum/average pooling (kernel == stride, no padding) before a conv or dense is linear and
   is fused into that layer's weights, on the un-pooled spike map.
 - quantisation: per synaptic layer one float scale ``s`` (weights, bias and threshold all in the
-  same units, as the membrane is), the largest that fits every Loihi/netx bit width, unless forced.
-  Anything that would need clipping raises `QuantisationError` unless clipping is allowed.
+  same units, as the membrane is) and one 8-bit weight grid, chosen jointly: mixed-sign weights
+  are even integers in [-256, 254] or any integer in [-128, 127] (the values lava-dl's
+  ``optimize_weight_bits`` packs into 8 bits; odd values beyond +-128 need 9, which Lava's CPU
+  models accept but the chip cannot hold), one-sign weights any integer in [0, 255]. Each grid
+  gets the largest scale that fits it and the 13-bit bias / 17-bit threshold; the grid with the
+  smaller worst-case input error per step wins. `netx_weight_bits` mirrors lava-dl's count and
+  every layer is checked with it. Anything that would need clipping raises `QuantisationError`
+  unless clipping is allowed.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import nir
 import numpy as np
 
 from neurocxr.errors import ExportError, QuantisationError, UnsupportedLayerError
+from neurocxr.exporters.nir import pool_of_conv
 from neurocxr.exporters.program import (
     BIAS_MAX,
     BIAS_MIN,
@@ -64,8 +71,8 @@ _EXACT_KEY = "neurocxr_exact"  # node metadata key of neurocxr.exporters.nir hol
 class QuantisationOptions:
     """How float weights become Loihi integers.
 
-    ``max_weight``: upper end of the mixed-sign weight range (netx is lossless in [-256, 254]);
-    all-positive weights may use [0, 255]. ``scale`` forces one scale for every synaptic layer.
+    ``max_weight``: cap on the largest positive mixed-sign weight (the 8-bit grids are even
+    values in [-256, 254] and integers in [-128, 127]); all-positive weights use [0, 255]. ``scale`` forces one scale for every synaptic layer.
     ``allow_clipping`` lets weights/bias/threshold be clipped (counted and reported) instead of
     raising. ``min_weight_levels``: the largest |weight| must get at least this many integer steps;
     a bias that would push the scale lower needs clipping (or retraining).
@@ -259,6 +266,11 @@ def _neuron(node: nir.NIRNode, dt: float, where: str) -> _Neuron:
         beta, gain = _leak_gain(tau, r, dt, where, "tau")
         beta = _exact(node, "beta", beta, where)
         thr = _uniform(node.v_threshold, "v_threshold", where)
+        exact_thr = _exact(node, "threshold", math.nan, where)
+        if math.isfinite(exact_thr) and math.isclose(exact_thr * gain, thr, rel_tol=1e-6):
+            # neurocxr's portable LIF (r = 1, threshold * dt/tau): the same spikes as unit gain with the
+            # producer's exact threshold, which keeps the integer program independent of dt
+            thr, gain = exact_thr, 1.0
         return _Neuron("LIF", 0.0, beta, thr, gain, _arr(node.v_threshold).size)
     if isinstance(node, nir.CubaLIF):
         _zero(node.v_leak, "v_leak", where, leak_why)
@@ -338,21 +350,77 @@ def fuse_pool_into_dense(
 # --------------------------------------------------------------------------------------------
 
 
-def _weight_range(w: np.ndarray, options: QuantisationOptions) -> tuple[int, int]:
-    """Integer range netx stores losslessly: [0, 255] for all-positive, else [-256, max_weight]."""
-    return (0, WEIGHT_MAX_EXCITATORY) if w.size == 0 or w.min() >= 0 else (WEIGHT_MIN, options.max_weight)
+def netx_weight_bits(weight: np.ndarray) -> tuple[int, int, str]:
+    """(num_weight_bits, weight_exponent, sign_mode) as lava-dl 0.6.0's netx packing counts them.
+
+    A line-by-line mirror of ``lava.lib.dl.netx.utils.optimize_weight_bits`` (which prints and
+    clips instead of failing, and needs torch/slayer to import): Loihi's synapse holds 8 bits, so
+    a layer is storable only when this returns <= 8 bits. Mixed sign: 8 bits or fewer exactly for
+    multiples of 2**n in [-128 * 2**n, 127 * 2**n] that netx does not clip, i.e. any integer in
+    [-128, 127] or even integers in [-256, 254]. One sign: [0, 255] or [-256, -1]. An all-zero
+    matrix would crash netx (division by zero): reported as sign mode "zero" with 0 bits; mixed
+    weights netx would clip are reported with 99 bits.
+    """
+    w = np.asarray(weight, dtype=np.int64)
+    if w.size == 0 or not np.any(w):
+        return 0, 0, "zero"
+    max_w, min_w = int(w.max()), int(w.min())
+    if min_w < 0 < max_w or (min_w < 0 and max_w == 0):
+        if max_w > 254 or min_w < -256:  # netx clips (with a printed warning): never storable as is
+            return 99, 0, "mixed (clipped by netx)"
+        sign_mode, is_signed = "mixed", 1
+        scales = [127 / max_w] if max_w > 0 else []
+        scale = min(scales + [-128 / min_w])
+    elif max_w < 0:
+        sign_mode, is_signed, scale = "inhibitory", 0, -256 / min_w
+    else:
+        sign_mode, is_signed, scale = "excitatory", 0, 255 / max_w
+    scale_bits = int(np.floor(np.log2(scale))) + is_signed
+    n = 8
+    while n > 0 and np.any(w % (2**n)):
+        n -= 1
+    n -= is_signed
+    return 8 - scale_bits - n, -scale_bits, sign_mode
 
 
-def _scale_bounds(w: np.ndarray, b: np.ndarray, thr: float | None, options: QuantisationOptions) -> dict[str, float]:
-    """Largest scale each constraint allows (absent when the constraint cannot bind)."""
+@dataclass(frozen=True)
+class WeightGrid:
+    """The integer weights one synaptic layer may use: multiples of ``step`` in [lo, hi]."""
+
+    step: int
+    lo: int
+    hi: int
+
+    def describe(self) -> str:
+        every = "integers" if self.step == 1 else ("even integers" if self.step == 2 else f"multiples of {self.step}")
+        return f"{every} in [{self.lo}, {self.hi}]"
+
+
+# Loihi's 8-bit synapse as netx packs it. Mixed sign: the 8-bit mantissa is shifted left by one,
+# so even values in [-256, 254] (full range) or every integer in [-128, 127] (netx then uses a
+# weight exponent of -1); the two are one grid at two scales, and the coarser weight units let
+# thresholds and biases (17 and 13 bits) use twice the scale. One sign: every integer in [0, 255].
+MIXED_GRIDS = (WeightGrid(2, WEIGHT_MIN, WEIGHT_MAX), WeightGrid(1, -128, 127))
+EXCITATORY_GRID = WeightGrid(1, 0, WEIGHT_MAX_EXCITATORY)
+
+
+def weight_grids(w: np.ndarray, options: QuantisationOptions) -> list[WeightGrid]:
+    """The storable grids for float weights ``w`` (capped at ``options.max_weight``)."""
+    if w.size == 0 or w.min() >= 0:
+        return [EXCITATORY_GRID]
+    cap = int(options.max_weight)
+    return [WeightGrid(g.step, g.lo, min(g.hi, cap - cap % g.step)) for g in MIXED_GRIDS]
+
+
+def _scale_bounds(w: np.ndarray, b: np.ndarray, thr: float | None, grid: WeightGrid) -> dict[str, float]:
+    """Largest scale each constraint allows on ``grid`` (absent when the constraint cannot bind)."""
     bounds: dict[str, float] = {}
-    lo, hi = _weight_range(w, options)
     wmax, wmin = (float(w.max()), float(w.min())) if w.size else (0.0, 0.0)
     wb = []
     if wmax > 0:
-        wb.append(hi / wmax)
+        wb.append(grid.hi / wmax)
     if wmin < 0:
-        wb.append(-lo / -wmin)
+        wb.append(-grid.lo / -wmin)
     if wb:
         bounds["weights"] = min(wb)
     if thr is not None and thr > 0:
@@ -384,8 +452,40 @@ def _quantise_synapse(
     thr: float | None,
     options: QuantisationOptions,
 ) -> tuple[np.ndarray, np.ndarray | None, int | None, dict[str, Any]]:
-    """Choose the scale of one synaptic layer and round; returns (weight, bias, vThMant, info)."""
-    bounds = _scale_bounds(w, b, thr, options)
+    """Choose grid and scale of one synaptic layer jointly; returns (weight, bias, vThMant, info).
+
+    Every storable grid gets its largest fitting scale; the winner has the smallest worst-case
+    input error per step (float units: the largest sum over a neuron's fan-in of |weight error|,
+    plus its bias error and the threshold error). A grid that cannot hold the layer is skipped;
+    when none can, the first grid's QuantisationError is raised.
+    """
+    tried: list[tuple[float, tuple[np.ndarray, np.ndarray | None, int | None, dict[str, Any]]]] = []
+    first_error: QuantisationError | None = None
+    for grid in weight_grids(w, options):
+        try:
+            result = _quantise_on_grid(name, w, b, thr, grid, options)
+        except QuantisationError as exc:
+            first_error = first_error or exc
+            continue
+        tried.append((result[3]["input_error_per_step"], result))
+    if not tried:
+        assert first_error is not None
+        raise first_error
+    best = min(tried, key=lambda t: t[0])[1]  # ties keep the first (full-range) grid
+    best[3]["grids_tried"] = {r[3]["weight_grid"]: err for err, r in tried}
+    return best
+
+
+def _quantise_on_grid(
+    name: str,
+    w: np.ndarray,
+    b: np.ndarray,
+    thr: float | None,
+    grid: WeightGrid,
+    options: QuantisationOptions,
+) -> tuple[np.ndarray, np.ndarray | None, int | None, dict[str, Any]]:
+    """Largest scale that fits ``grid`` and the 13/17-bit fields, then round; refuse what needs clipping."""
+    bounds = _scale_bounds(w, b, thr, grid)
     wabs = float(np.abs(w).max()) if w.size else 0.0
     clip_bias_for_precision = False
     if options.scale is not None:
@@ -394,15 +494,15 @@ def _quantise_synapse(
     else:
         s = min(bounds.values()) if bounds else 1.0
         scale_source = f"largest that fits ({min(bounds, key=bounds.get)})" if bounds else "default 1 (all zero)"
-        if wabs > 0 and s * wabs < options.min_weight_levels:
+        levels = s * wabs / grid.step  # grid steps of the largest |weight|
+        if wabs > 0 and levels < options.min_weight_levels:
             binding = min(bounds, key=bounds.get)
-            levels = s * wabs
             if binding == "bias":
                 if not options.allow_clipping:
                     raise QuantisationError(
                         f"layer {name!r}: bias {float(b.min()):.4g}..{float(b.max()):.4g} is too large for the weights "
                         f"(largest |weight| {wabs:.4g}): fitting it into 13 bits (|bias| <= {BIAS_MAX}) needs scale "
-                        f"<= {s:.4g}, which leaves the largest weight only {levels:.1f} integer steps "
+                        f"<= {s:.4g}, which leaves the largest weight only {levels:.1f} steps of the 8-bit weight grid "
                         f"(min_weight_levels={options.min_weight_levels}). Either pass "
                         "QuantisationOptions(allow_clipping=True) to clip the bias to 13 bits (those neurons then "
                         "behave differently), or retrain with weight decay / a bias penalty"
@@ -415,11 +515,12 @@ def _quantise_synapse(
                 raise QuantisationError(
                     f"layer {name!r}: threshold {thr:.4g} is {thr / wabs:.4g} times the largest |weight| {wabs:.4g}; "
                     f"at the largest scale where vThMant fits 17 bits (<= {VTH_MAX}) the weights get only "
-                    f"{levels:.1f} integer steps (min_weight_levels={options.min_weight_levels}). Retrain with a "
-                    "smaller threshold or larger weights, or lower min_weight_levels to accept the precision loss"
+                    f"{levels:.1f} steps of the 8-bit weight grid (min_weight_levels={options.min_weight_levels}). "
+                    "Retrain with a smaller threshold or larger weights, or lower min_weight_levels to accept the "
+                    "precision loss"
                 )
-    lo, hi = _weight_range(w, options)
-    w_int = np.rint(w * s).astype(np.int64)
+    lo, hi, step = grid.lo, grid.hi, grid.step
+    w_int = (np.rint(w * s / step) * step).astype(np.int64)
     b_int = np.rint(b * s).astype(np.int64)
     vth = int(np.rint(thr * s)) if thr is not None else None
     problems = []
@@ -427,11 +528,11 @@ def _quantise_synapse(
     b_out = int(np.count_nonzero((b_int < BIAS_MIN) | (b_int > BIAS_MAX)))
     vth_out = vth is not None and not 0 <= vth <= VTH_MAX
     if w_out:
-        problems.append(f"{w_out} weights at {w_int.min()}..{w_int.max()} outside {lo}..{hi}")
+        problems.append(f"{w_out} weights at {w_int.min()}..{w_int.max()} outside the 8-bit grid ({grid.describe()})")
     if b_out:
-        problems.append(f"{b_out} biases at {b_int.min()}..{b_int.max()} outside {BIAS_MIN}..{BIAS_MAX}")
+        problems.append(f"{b_out} biases at {b_int.min()}..{b_int.max()} outside {BIAS_MIN}..{BIAS_MAX} (13 bits)")
     if vth_out:
-        problems.append(f"vThMant {vth} outside 0..{VTH_MAX}")
+        problems.append(f"vThMant {vth} outside 0..{VTH_MAX} (17 bits)")
     if problems and not (options.allow_clipping or (clip_bias_for_precision and not w_out and not vth_out)):
         raise QuantisationError(
             f"layer {name!r} at scale {s:.6g}: " + "; ".join(problems) + ". Pass QuantisationOptions(allow_clipping=True) "
@@ -441,19 +542,40 @@ def _quantise_synapse(
     b_int = np.clip(b_int, BIAS_MIN, BIAS_MAX)
     if vth is not None:
         vth = int(min(max(vth, 0), VTH_MAX))
-    w_err = np.abs(w_int / s - w) if w.size else np.zeros(1)
+    if w.size and not np.any(w_int):
+        raise QuantisationError(
+            f"layer {name!r}: every weight rounds to 0 at scale {s:.6g} (largest |weight| {wabs:.4g}); the layer would "
+            "pass nothing (and netx cannot pack an all-zero weight matrix). Retrain, or check the threshold/bias scale"
+        )
+    bits, exponent, sign_mode = netx_weight_bits(w_int)
+    if bits > 8:  # the grids above are storable by construction: this guards the mirror and the grids
+        raise QuantisationError(
+            f"layer {name!r}: weights {w_int.min()}..{w_int.max()} need {bits} bits in lava-dl's packing; Loihi's "
+            "synapse holds 8"
+        )
+    w_err = np.abs(w_int / s - w) if w.size else np.zeros((1, 1))
     b_err = np.abs(b_int / s - b) if b.size else np.zeros(1)
+    thr_err = abs(vth / s - thr) if thr is not None and vth is not None else 0.0
+    fan_in_err = float(w_err.reshape(w_err.shape[0], -1).sum(axis=1).max()) if w_err.size else 0.0
     max_in = _max_input_per_step(w_int)
     info: dict[str, Any] = {
         "scale": s,
         "scale_source": scale_source,
         "scale_bounds": dict(bounds),
+        "weight_grid": grid.describe(),
+        "weight_step": step,
+        "num_weight_bits": bits,
+        "weight_exponent": exponent,
+        "sign_mode": sign_mode,
         "weight_min": int(w_int.min()) if w_int.size else 0,
         "weight_max": int(w_int.max()) if w_int.size else 0,
         "weight_range": (lo, hi),
         "weight_max_abs_error": float(w_err.max()),
         "weight_relative_error": float(w_err.max() / wabs) if wabs > 0 else 0.0,
+        "weight_rms_error": float(np.sqrt(np.mean(w_err**2))),
         "weights_zeroed": int(np.count_nonzero((w != 0) & (w_int == 0))),
+        # Worst case over neurons, all inputs spiking: sum of |weight error| + |bias error| + |threshold error|.
+        "input_error_per_step": fan_in_err + float(b_err.max()) + thr_err,
         "clipped_weights": w_out,
         "clipped_bias": b_out,
         "clipped_count": w_out + b_out + int(vth_out),
@@ -461,7 +583,7 @@ def _quantise_synapse(
         "bias_min": int(b_int.min()) if b_int.size else 0,
         "bias_max": int(b_int.max()) if b_int.size else 0,
         "bias_max_abs_error": float(b_err.max()),
-        "threshold_abs_error": abs(vth / s - thr) if thr is not None and vth is not None else 0.0,
+        "threshold_abs_error": thr_err,
         # Loihi wraps u (24 bits) rather than saturating: flag layers where it can happen.
         "max_input_per_step": max_in,
         "u_may_wrap": (max_in << 6) >= 2 ** (STATE_BITS - 1),
@@ -629,9 +751,13 @@ def nir_to_program(
     pre = _PreOps()
     while i < len(chain):
         name, node = chain[i]
-        if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-            k, st = _pair(node.kernel_size, "kernel_size", name), _pair(node.stride, "stride", name)
-            pad = _pair(node.padding, "padding", name)
+        pool_conv = pool_of_conv(node)
+        if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)) or pool_conv is not None:
+            if pool_conv is not None:  # an AvgPool2d that neurocxr wrote as a Conv2d for other readers
+                k, st, pad = pool_conv
+            else:
+                k, st = _pair(node.kernel_size, "kernel_size", name), _pair(node.stride, "stride", name)
+                pad = _pair(node.padding, "padding", name)
             if k != st or pad != (0, 0):
                 raise UnsupportedLayerError(
                     f"node {name!r}: pooling with kernel {k}, stride {st}, padding {pad}; only kernel == stride "
@@ -643,7 +769,7 @@ def nir_to_program(
             total = (pre.pool[0] * k[0], pre.pool[1] * k[1])
             if total[0] > h or total[1] > w:
                 raise UnsupportedLayerError(f"node {name!r}: pooling {total} is larger than the map {source_shape}")
-            gain = 1.0 / (k[0] * k[1]) if isinstance(node, nir.AvgPool2d) else 1.0
+            gain = 1.0 if isinstance(node, nir.SumPool2d) else 1.0 / (k[0] * k[1])
             pre = _PreOps(total, pre.pool_gain * gain, pre.gain, pre.flatten, pre.names + (name,))
             i += 1
             continue
@@ -866,10 +992,15 @@ def _synaptic_layer(
 _TABLE_KEYS = (
     "scale",
     "scale_source",
+    "weight_grid",
+    "num_weight_bits",
+    "weight_exponent",
     "weight_min",
     "weight_max",
     "weight_max_abs_error",
     "weight_relative_error",
+    "weight_rms_error",
+    "input_error_per_step",
     "weights_zeroed",
     "clipped_count",
     "clipped_fraction",

@@ -11,10 +11,24 @@ Forward Euler with step dt, current updated first and the membrane then using th
     IF:       v <- v + dt r I
     CubaLIF:  I <- (1 - dt/tau_syn) I + (dt/tau_syn) w_in S ;  v <- (1 - dt/tau_mem) v + (dt/tau_mem) r I
 
-Export choices (exact for our own round trip):
-- snnTorch ``Leaky(beta)`` / our ``LIF``: ``tau = dt/(1-beta)``, ``r = tau/dt`` (unit input gain),
-  so the update is exactly ``v <- beta v + I``. ``beta == 1`` (the input neurons of ``snn_conv``)
-  is written as ``IF`` with ``r = 1/dt``.
+Export conventions: the graph loads in snnTorch 1.0 (``snntorch.import_from_nir``) and Norse 1.1
+(``norse.torch.from_nir(graph, dt=graph.metadata["dt"])``) with the same spikes, and in our own
+reader bit for bit. Those readers constrain it:
+- dt = 1e-4 (`DEFAULT_DT`): snnTorch's importer hard-codes it. Norse takes dt as an argument.
+- snnTorch ``Leaky(beta)`` / our ``LIF`` with threshold theta: ``LIF(tau = dt/(1-beta), r = 1,
+  v_threshold = theta * dt/tau)``, i.e. NIR's ``v <- beta v + (1-beta) I``, the same spikes as
+  ``v <- beta v + I`` with threshold theta. Norse ignores r (it assumes 1) and snnTorch divides the
+  threshold by its ``r*dt/tau``, so both rebuild the unit-gain neuron. ``beta == 1`` (the input
+  neurons of ``snn_conv``) is written as LIF with ``tau = 2**40 dt``, a leak far below float32
+  resolution: snnTorch builds IF nodes as Leaky(beta=0.9) (snntorch#416). The exact float32 beta
+  and theta travel in the node metadata (``neurocxr_exact``).
+- ``AvgPool2d(k)`` is written as a ``Conv2d`` from C to C channels with ``1/(kH*kW)`` on the
+  diagonal and zero bias (node metadata ``neurocxr_pool``): snnTorch reads AvgPool2d but not
+  SumPool2d or Scale, Norse reads SumPool2d but not AvgPool2d or Scale, and both build grouped
+  convolutions with the wrong channel count. neurocxr's readers turn it back into the pool.
+- ``Flatten`` has ``start_dim = 0`` (NIR shapes have no batch dimension). snnTorch and Norse pass
+  it to ``torch.nn.Flatten`` unchanged, so feed their modules one unbatched sample (C, H, W) per
+  step; a batch would be flattened into one vector.
 - snnTorch ``Synaptic(alpha, beta)`` / our ``CubaLIF``: ``tau_syn = dt/(1-alpha)``,
   ``w_in = tau_syn/dt``, ``tau_mem = dt/(1-beta)``, ``r = tau_mem/dt``.
 - Norse ``LIFBoxCell``: Norse computes ``v <- v + c (I - v)`` with ``c = dt_norse * tau_mem_inv``;
@@ -35,8 +49,8 @@ is built as our unit-gain neuron with the threshold divided by that gain: with r
 no leak potential, scaling input and threshold together leaves the spikes unchanged (only the
 membrane's units change).
 
-Pooling is written as NIR ``AvgPool2d`` (nir 1.0.8 infers its output type); ``SumPool2d`` followed
-by a uniform ``Scale`` of ``1/(kH*kW)`` is read back as an average pool.
+On import, NIR ``AvgPool2d``, a ``SumPool2d`` followed by a uniform ``Scale`` of ``1/(kH*kW)`` and
+our pool-as-convolution all become ``nn.AvgPool2d``.
 """
 
 from __future__ import annotations
@@ -56,7 +70,12 @@ from neurocxr.fileio import atomic_write
 from neurocxr.models import neurons as nrn
 from neurocxr.models.base import ModelConfig, SpikingSequential, is_neuron
 
-DEFAULT_DT = 1e-3  # seconds per time step; NIR stores no dt, so it goes into graph.metadata
+# Seconds per time step; NIR stores no dt, so it goes into graph.metadata. 1e-4 because snnTorch's
+# import_from_nir hard-codes dt = 1e-4 (a graph written with another dt loads there with wrong decays).
+DEFAULT_DT = 1e-4
+FALLBACK_DT = 1e-3  # from_nir's guess (with a warning) for a graph that states no dt and got none
+IF_TAU_STEPS = 2.0**40  # a non-leaky neuron is written as LIF with tau = 2**40 dt (decay 1 - 2**-40)
+POOL_KEY = "neurocxr_pool"  # Conv2d node metadata marking an average pool written as a convolution
 PRODUCER = "neurocxr"
 EXACT_KEY = "neurocxr_exact"  # node metadata holding exact float32 neuron parameters
 _GAIN_TOL = 1e-9  # input gains this close to 1 are exactly 1 (float64 noise of tau/dt round trips)
@@ -240,12 +259,16 @@ def _neuron_node(i: int, m: nn.Module, shape: tuple[int, ...], dt: float) -> nir
     tau_mem = _tau_from_decay(beta, dt)
     if not np.array_equal(_decay_from_tau(tau_mem, dt), beta):
         exact["beta"] = beta
-    if kind == "lif" and np.all(beta == 1.0):
-        return nir.IF(r=np.full(shape, 1.0 / dt), v_threshold=thr64, v_reset=zeros.copy(), metadata={EXACT_KEY: exact} if exact else {})
-    r = np.where(np.isinf(tau_mem), np.inf, tau_mem / dt)
     if kind == "lif":
-        return nir.LIF(tau=tau_mem, r=r, v_leak=zeros.copy(), v_threshold=thr64, v_reset=zeros.copy(),
-                       metadata={EXACT_KEY: exact} if exact else {})
+        # Portable form (see the module docstring): r = 1 and the threshold in NIR's units, theta * dt/tau;
+        # beta == 1 becomes a leak of 2**-40 per step (snnTorch reads IF nodes as leaky, snntorch#416).
+        tau = np.where(beta >= 1.0, dt * IF_TAU_STEPS, tau_mem)
+        gain = dt / tau
+        exact["beta"] = beta
+        exact["threshold"] = thr
+        return nir.LIF(tau=tau, r=np.ones(shape), v_leak=zeros.copy(), v_threshold=thr64 * gain,
+                       v_reset=zeros.copy(), metadata={EXACT_KEY: exact})
+    r = np.where(np.isinf(tau_mem), np.inf, tau_mem / dt)
     assert alpha is not None
     tau_syn = _tau_from_decay(alpha, dt)
     if not np.array_equal(_decay_from_tau(tau_syn, dt), alpha):
@@ -287,6 +310,44 @@ def _norse_node(where: str, m: nn.Module, shape: tuple[int, ...], dt: float) -> 
 
 def _pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _pool_as_conv(shape: tuple[int, ...], k: tuple[int, int], s: tuple[int, int], pad: tuple[int, int]) -> nir.Conv2d:
+    """AvgPool2d as the Conv2d every NIR reader knows: channel c -> c with weight 1/(kH*kW), zero bias.
+
+    snnTorch 1.0 reads AvgPool2d but not SumPool2d/Scale; Norse 1.1 reads SumPool2d but not
+    AvgPool2d/Scale; both mis-build grouped convolutions (in_channels = weight.shape[1]). A full
+    (C, C, kH, kW) convolution with a diagonal of 1/(kH*kW) is read right by all of them; the node's
+    metadata lets neurocxr read it back as the AvgPool2d it was.
+    """
+    c = int(shape[0])
+    w = np.zeros((c, c, k[0], k[1]), dtype=np.float32)
+    w[np.arange(c), np.arange(c)] = np.float32(1.0 / (k[0] * k[1]))
+    return nir.Conv2d(input_shape=tuple(shape[1:]), weight=w, stride=s, padding=pad, dilation=(1, 1), groups=1,
+                      bias=np.zeros(c, dtype=np.float32),
+                      metadata={POOL_KEY: {"kind": "avg", "kernel_size": list(k), "stride": list(s), "padding": list(pad)}})
+
+
+def pool_of_conv(node: nir.NIRNode) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None:
+    """(kernel, stride, padding) when ``node`` is an average pool written by `_pool_as_conv`, else None.
+
+    Checked against the weights, so a stale marker on a real convolution is not trusted.
+    """
+    meta = node.metadata if isinstance(getattr(node, "metadata", None), dict) else {}
+    info = _plain(meta.get(POOL_KEY))
+    if not isinstance(node, nir.Conv2d) or not isinstance(info, dict):
+        return None
+    k = _pair(tuple(int(v) for v in np.ravel(info["kernel_size"])))
+    w = np.asarray(node.weight, dtype=np.float64)
+    c = w.shape[0]
+    expect = np.zeros((c, c, k[0], k[1]))
+    expect[np.arange(c), np.arange(c)] = np.float32(1.0 / (k[0] * k[1]))
+    bias = np.zeros(c) if node.bias is None else np.asarray(node.bias, dtype=np.float64)
+    if w.shape != expect.shape or not np.array_equal(w, expect) or np.any(bias != 0) or int(np.asarray(node.groups)) != 1:
+        return None
+    s = _pair(tuple(int(v) for v in np.ravel(info["stride"])))
+    pad = _pair(tuple(int(v) for v in np.ravel(info["padding"])))
+    return k, s, pad
 
 
 def _default_metadata(model: nn.Module, layers: list[nn.Module], dt: float) -> dict[str, Any]:
@@ -394,7 +455,7 @@ def to_nir(
                     )
                 k = _pair(m.kernel_size)
                 s = _pair(m.stride if m.stride is not None else m.kernel_size)
-                add("pool", nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(_pair(m.padding))))
+                add("pool", _pool_as_conv(shape, k, s, _pair(m.padding)))
                 pending = None
             elif isinstance(m, nn.Flatten):
                 if m.start_dim < 1 and m.start_dim != -len(shape) - 1:
@@ -539,6 +600,11 @@ def _import_neuron(name: str, node: nir.NIRNode, dt: float) -> nn.Module:
         beta = _exact(node, "beta")
         beta = _decay_from_tau(tau, dt) if beta is None else beta
         gain = _ratio_over_dt(_f64(node.r, tau), tau, dt)
+        thr_exact = _exact(node, "threshold")
+        thr_nir = _f64(node.v_threshold, tau)
+        if thr_exact is not None and np.allclose(thr_exact * gain, thr_nir, rtol=1e-6, atol=0):
+            # neurocxr's portable form: the producer's unit-gain threshold, bit for bit
+            return nrn.LIF(torch.from_numpy(beta.copy()), torch.from_numpy(thr_exact.copy()))
         return nrn.LIF(torch.from_numpy(beta.copy()), _threshold(name, _f64(node.v_threshold, tau), gain))
     if isinstance(node, nir.CubaLIF):
         _zero_or_refuse(name, "v_leak", node.v_leak)
@@ -568,7 +634,7 @@ def _shape_of(node: nir.NIRNode, key: str) -> tuple[int, ...] | None:
 def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> SpikingSequential:
     """Build a SpikingSequential (torch layers + neurocxr LIF/CubaLIF) from a chain-shaped NIR graph.
 
-    dt comes from ``graph.metadata['dt']`` when present, else the argument, else `DEFAULT_DT`
+    dt comes from ``graph.metadata['dt']`` when present, else the argument, else `FALLBACK_DT`
     (with a warning). A trailing Affine/Linear (optionally followed by a non-spiking LI) becomes
     the readout. Graphs written by `to_nir` reproduce the original spikes bit for bit.
     """
@@ -584,10 +650,10 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
         dt = graph_dt
     elif dt is None:
         warnings.warn(
-            f"the NIR graph does not state its time step; assuming dt={DEFAULT_DT} s (pass dt=... to from_nir)",
+            f"the NIR graph does not state its time step; assuming dt={FALLBACK_DT} s (pass dt=... to from_nir)",
             stacklevel=2,
         )
-        dt = DEFAULT_DT
+        dt = FALLBACK_DT
     if not (math.isfinite(dt) and dt > 0):
         raise ExportError(f"dt must be positive, got {dt}")
 
@@ -636,6 +702,9 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
                 readout = lin
             else:
                 layers.append(lin)
+        elif isinstance(node, nir.Conv2d) and pool_of_conv(node) is not None:
+            ks, st, pd = pool_of_conv(node)  # type: ignore[misc]
+            layers.append(nn.AvgPool2d(ks, st, pd))
         elif isinstance(node, nir.Conv2d):
             w = torch.from_numpy(np.asarray(node.weight, dtype=np.float32).copy())
             padding = node.padding if isinstance(node.padding, str) else _pair(tuple(np.asarray(node.padding).reshape(-1)) if np.ndim(node.padding) else int(node.padding))

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from neurocxr.errors import ExportError, QuantisationError, ResourceError, UnsupportedLayerError
 from neurocxr.exporters.loihi import (
+    netx_weight_bits,
     QuantisationOptions,
     fuse_pool_into_conv,
     fuse_pool_into_dense,
@@ -157,21 +158,24 @@ def test_quantisation_error_is_at_most_half_a_step() -> None:
     program = nir_to_program(graph)
     conv1, fc = program.layers[1], program.layers[3]
     for layer, w_float in ((conv1, p["conv1.w"]), (program.layers[4], p["readout.w"])):
-        s = layer.quant["scale"]
+        s, step = layer.quant["scale"], layer.quant["weight_step"]
         err = np.abs(layer.weight / s - w_float)
-        assert err.max() <= 0.5 / s + 1e-12
+        assert err.max() <= step / 2 / s + 1e-12  # half a step of the layer's 8-bit weight grid
         assert layer.quant["weight_max_abs_error"] == pytest.approx(err.max())
+        assert layer.quant["num_weight_bits"] <= 8 and np.all(layer.weight % step == 0)
     # Fused fc: compare with the pool-spread float weights.
     w_eff = fuse_pool_into_dense(p["fc.w"], (32, 14, 14), (2, 2), 0.25)
     s = fc.quant["scale"]
-    assert np.abs(fc.weight / s - w_eff).max() <= 0.5 / s + 1e-12
+    assert np.abs(fc.weight / s - w_eff).max() <= fc.quant["weight_step"] / 2 / s + 1e-12
     assert np.abs(fc.bias / s - p["fc.b"]).max() <= 0.5 / s + 1e-12
     # Threshold in the same units as the weights into it.
     assert fc.neuron.v_th_mant == round(1.0 * s)
     table = quantisation_table(program)
     assert [row["name"] for row in table] == [layer.name for layer in program.layers]
     assert table[1]["v_decay"] == 410 and table[1]["clipped_count"] == 0
-    assert table[3]["weight_relative_error"] <= 0.5 / 254 + 1e-12  # largest fused weight maps to 254
+    # the largest fused weight maps to the top of its grid (254 of even values, or 127 of all integers)
+    assert table[3]["weight_relative_error"] <= 1 / 254 + 1e-12
+    assert all(row["num_weight_bits"] <= 8 for row in table[1:])
 
 
 magnitudes = st.floats(min_value=-4.0, max_value=3.0).map(lambda e: 10.0**e)
@@ -201,14 +205,17 @@ def test_scale_selection_respects_every_bit_width(w_mag: float, b_mag: float, th
     program.validate()
     layer = program.layers[1]
     wi = layer.weight
-    lo, hi = (0, WEIGHT_MAX_EXCITATORY) if all_positive else (WEIGHT_MIN, WEIGHT_MAX)
-    assert lo <= wi.min() and wi.max() <= hi
+    lo, hi = layer.quant["weight_range"]
+    step = layer.quant["weight_step"]
+    assert (lo, hi, step) in ([(0, WEIGHT_MAX_EXCITATORY, 1)] if all_positive else [(WEIGHT_MIN, WEIGHT_MAX, 2), (-128, 127, 1)])
+    assert lo <= wi.min() and wi.max() <= hi and np.all(wi % step == 0)
+    assert netx_weight_bits(wi)[0] <= 8
     if layer.bias is not None:
         assert BIAS_MIN <= layer.bias.min() and layer.bias.max() <= BIAS_MAX
     assert 0 <= layer.neuron.v_th_mant <= VTH_MAX
     assert layer.neuron.v_th_mant << 6 < 2**23  # |v| up to threshold stays in the 24-bit register
     s = layer.quant["scale"]
-    assert np.abs(wi / s - w).max() <= 0.5 / s * (1 + 1e-9)
+    assert np.abs(wi / s - w).max() <= step / 2 / s * (1 + 1e-9)
     # The largest scale: some constraint is (nearly) tight.
     tight = [np.abs(wi).max() >= min(hi, -lo if not all_positive else hi) - 1, layer.neuron.v_th_mant >= VTH_MAX - 1]
     if layer.bias is not None:
@@ -243,7 +250,7 @@ def test_norse_style_input_gain_is_folded_into_weights() -> None:
     graph = chain_graph([("input", nir.Input(np.array([2]))), ("fc", nir.Linear(w)), ("lif", node), ("output", nir.Output(np.array([1])))])
     layer = nir_to_program(graph).layers[1]
     s = layer.quant["scale"]
-    np.testing.assert_allclose(layer.weight / s, w * 0.1, atol=0.5 / s)
+    np.testing.assert_allclose(layer.weight / s, w * 0.1, atol=layer.quant["weight_step"] / 2 / s)
     assert layer.neuron.v_th_mant == round(0.01 * s)
 
 
@@ -306,7 +313,7 @@ def test_outlier_bias_is_refused_unless_clipping_is_allowed() -> None:
     layer = program.layers[1]
     assert layer.bias.max() == BIAS_MAX and layer.quant["clipped_bias"] == 1
     assert layer.quant["clipped_count"] == 1 and layer.quant["clipped_fraction"] == pytest.approx(1 / (24 + 4 + 1))
-    assert np.abs(layer.weight).max() >= 250  # the weights kept their full resolution
+    assert np.abs(layer.weight).max() / layer.quant["weight_step"] >= 125  # the weights kept their full 8 bits
 
 
 def test_forced_scale_that_overflows_is_refused_unless_clipping_is_allowed() -> None:

@@ -13,7 +13,17 @@ import torch
 from torch import nn
 
 from neurocxr.errors import ExportError, UnsupportedLayerError
-from neurocxr.exporters.nir import DEFAULT_DT, from_nir, graph_summary, read_nir, to_nir, write_nir
+from neurocxr.exporters.nir import (
+    DEFAULT_DT,
+    FALLBACK_DT,
+    IF_TAU_STEPS,
+    from_nir,
+    graph_summary,
+    pool_of_conv,
+    read_nir,
+    to_nir,
+    write_nir,
+)
 from neurocxr.models import MODEL_REGISTRY, ModelConfig, SpikingSequential, build_model
 from neurocxr.models import neurons as nrn
 
@@ -80,7 +90,10 @@ def test_node_names_and_chain(tmp_path: Path) -> None:
     names = ["input", "lif0", "conv1", "lif1", "pool1", "conv2", "lif2", "pool2", "flatten", "fc1", "lif3", "readout", "output"]
     assert list(g.nodes) == names
     assert g.edges == list(zip(names[:-1], names[1:]))
-    assert isinstance(g.nodes["lif0"], nir.IF) and isinstance(g.nodes["pool1"], nir.AvgPool2d)
+    # Portable forms (module docstring): the beta == 1 input neurons as LIF with tau = 2**40 dt, the pool as Conv2d.
+    assert isinstance(g.nodes["lif0"], nir.LIF) and np.all(g.nodes["lif0"].tau == DEFAULT_DT * IF_TAU_STEPS)
+    assert isinstance(g.nodes["pool1"], nir.Conv2d) and pool_of_conv(g.nodes["pool1"]) == ((2, 2), (2, 2), (0, 0))
+    assert pool_of_conv(g.nodes["conv1"]) is None
     assert isinstance(g.nodes["readout"], nir.Linear) and isinstance(g.nodes["fc1"], nir.Affine)
     rows = graph_summary(g)
     assert [r["name"] for r in rows] == names
@@ -96,8 +109,8 @@ def test_tau_and_r_written_are_dt_over_one_minus_beta(tmp_path: Path) -> None:
     lif1, lif2 = g.nodes["lif1"], g.nodes["lif2"]
     beta32 = np.float32(0.9).astype(np.float64)
     np.testing.assert_array_equal(lif1.tau, np.full(4, dt / (1 - beta32)))
-    np.testing.assert_allclose(lif1.r, lif1.tau / dt, rtol=1e-15)
-    np.testing.assert_array_equal(lif1.v_threshold, np.full(4, np.float32(0.7)))
+    np.testing.assert_array_equal(lif1.r, 1.0)  # Norse reads r as 1; the threshold carries the gain dt/tau
+    np.testing.assert_allclose(lif1.v_threshold, np.float32(0.7) * (1 - beta32), rtol=1e-12)
     np.testing.assert_array_equal(lif1.v_leak, 0.0)
     np.testing.assert_array_equal(lif1.v_reset, 0.0)
     expected = dt / (1 - np.array(betas, dtype=np.float32).astype(np.float64))
@@ -127,7 +140,7 @@ def test_synaptic_round_trip_is_spike_exact(tmp_path: Path) -> None:
     ).eval()
     g = to_nir(model, input_shape=(20,))
     assert isinstance(g.nodes["cuba1"], nir.CubaLIF)
-    np.testing.assert_allclose(g.nodes["cuba1"].tau_syn, 1e-3 / (1 - np.float32(0.8)), rtol=1e-15)
+    np.testing.assert_allclose(g.nodes["cuba1"].tau_syn, DEFAULT_DT / (1 - np.float32(0.8)), rtol=1e-15)
     back = round_trip(model, (20,), tmp_path)
     assert isinstance(back.layers[1], nrn.CubaLIF)
     x = torch.rand(20, 5, 20)
@@ -210,7 +223,7 @@ def test_norse_lifcell_maps_to_cubalif(tmp_path: Path) -> None:
     torch.manual_seed(6)
     p = LIFParameters(tau_syn_inv=torch.tensor(200.0), tau_mem_inv=torch.tensor(100.0), v_th=torch.tensor(0.2))
     model = SpikingSequential([nn.Linear(16, 24), LIFCell(p), nn.Linear(24, 8), LIFCell(p)]).eval()
-    g = to_nir(model, input_shape=(16,))
+    g = to_nir(model, input_shape=(16,), dt=1e-3)  # the cells' own dt: tau is then the real tau
     node = g.nodes["cuba1"]
     np.testing.assert_allclose(node.tau_syn, 1 / 200.0, rtol=1e-6)
     np.testing.assert_allclose(node.tau_mem, 1 / 100.0, rtol=1e-6)
@@ -279,7 +292,7 @@ def test_hand_made_graph_imports_and_runs(tmp_path: Path) -> None:
     assert model.readout is not None and model.readout.bias is None
     x = (rng.random((12, 1, 1, 4, 4)) < 0.6).astype(np.float32)
     out = run(model, torch.from_numpy(x))
-    ref_if, ref_lif = reference_nir_run(x[:, 0].astype(np.float64), w_conv, b_conv, w_fc, b_fc, w_out, DEFAULT_DT)
+    ref_if, ref_lif = reference_nir_run(x[:, 0].astype(np.float64), w_conv, b_conv, w_fc, b_fc, w_out, FALLBACK_DT)
     assert ref_if.sum() > 0 and ref_lif.sum() > 0
     np.testing.assert_array_equal(out.spikes[0][:, 0].numpy(), ref_if)
     np.testing.assert_array_equal(out.spikes[1][:, 0].numpy(), ref_lif)
