@@ -6,7 +6,9 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -87,29 +89,66 @@ def staged_output(out_dir: str | Path, files: Iterable[str], force: bool) -> Ite
     """
     out = Path(out_dir)
     names = list(files)
+    if out.exists() and not out.is_dir():
+        raise NeurocxrError(f"{out} exists and is not a folder; choose another -o folder")
+    _refuse_existing(out, names, force)
+    # The staging folder sits in the nearest existing ancestor (same file system, so the final
+    # os.replace is atomic per file) and no folder is created before the block succeeds.
+    anchor = out.resolve().parent
+    while not anchor.exists():
+        anchor = anchor.parent
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name or 'out'}.", suffix=".staging", dir=anchor))
+    except OSError as exc:
+        raise NeurocxrError(f"cannot write under {anchor} ({exc.strerror or exc}); choose another -o folder") from None
+    try:
+        yield stage
+        staged = sorted(p for p in stage.rglob("*") if not p.is_dir())
+        # Names the command did not announce up front get the same no-overwrite rule.
+        _refuse_existing(out, [str(p.relative_to(stage)) for p in staged], force)
+        with _sigint_deferred():
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                for item in staged:
+                    target = out / item.relative_to(stage)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(item, target)
+            except OSError as exc:
+                raise NeurocxrError(f"cannot move the outputs into {out} ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _refuse_existing(out: Path, names: Iterable[str], force: bool) -> None:
     existing = [f for f in names if (out / f).exists()]
     if existing and not force:
         raise NeurocxrError(
             f"{out} already holds {', '.join(existing)}; pass --force to overwrite, or choose another -o folder"
         )
-    if out.exists() and not out.is_dir():
-        raise NeurocxrError(f"{out} exists and is not a folder; choose another -o folder")
-    created = not out.exists()
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".staging", dir=parent))
+    folders = [f for f in existing if (out / f).is_dir()]
+    if folders:
+        raise NeurocxrError(f"{out}: {', '.join(folders)} is a folder where a file goes; remove it or choose another -o folder")
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C while finished files are moved into place (a few renames), then deliver it:
+    the output folder never holds half of a command's files."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[Any] = []
+    previous = signal.getsignal(signal.SIGINT)
     try:
-        yield stage
-        out.mkdir(parents=True, exist_ok=True)
-        for item in sorted(stage.rglob("*")):
-            if item.is_dir():
-                continue
-            target = out / item.relative_to(stage)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(item, target)
-    except BaseException:
-        if created and out.exists() and not any(out.iterdir()):
-            out.rmdir()
-        raise
+        signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum, frame)))
+    except (ValueError, OSError):  # not allowed here (e.g. embedded interpreter): move without deferral
+        yield
+        return
+    try:
+        yield
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(*received[0])
+        elif received and previous == signal.SIG_DFL:
+            raise KeyboardInterrupt

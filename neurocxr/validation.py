@@ -7,6 +7,7 @@ what to do, so the CLI can print it as one line (exit code 2) before anything is
 from __future__ import annotations
 
 import math
+import os
 import sys
 from typing import Any, Iterable, Mapping
 
@@ -104,8 +105,21 @@ def check_finite_inputs(arr: Any, what: str = "inputs") -> None:
         raise DataError(f"{what} hold {problem}; clean the data (NaN/inf pixels cannot be classified)")
 
 
-def show_progress(requested: bool | None = True, stream: Any = None) -> bool:
-    """Whether to draw tqdm bars: only when asked and the stream (stderr) is a terminal."""
+# Process-wide default for progress bars: the CLI's --no-progress (or NEUROCXR_PROGRESS=0) turns them off.
+_progress_default = os.environ.get("NEUROCXR_PROGRESS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def set_progress(enabled: bool) -> None:
+    """Turn progress bars on or off for every later `show_progress(None)` in this process."""
+    global _progress_default
+    _progress_default = bool(enabled)
+
+
+def show_progress(requested: bool | None = None, stream: Any = None) -> bool:
+    """Whether to draw tqdm bars: when asked (None: the process default, see `set_progress`) and
+    the stream (stderr) is a terminal, so logs and pipes never fill with bar redraws."""
+    if requested is None:
+        requested = _progress_default
     if not requested:
         return False
     stream = sys.stderr if stream is None else stream
