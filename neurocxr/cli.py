@@ -322,6 +322,40 @@ def print_summary(rep) -> None:
         console.print(f"report: {paths[0]}  data: {paths[1]}")
 
 
+@app.command("sweep")
+def sweep_cmd(
+    config: Path = typer.Argument(..., help="sweep config (TOML): [sweep], [grid] or [[grid]], [train], [model], [ray]"),
+    out: Path = typer.Option(..., "-o", "--out", help="sweep directory (rerunning skips finished trials)"),
+    address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster (host:port or 'auto'); default: start Ray locally"),
+    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs of the local Ray (default: all)"),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="trials at once (default: as resources allow)"),
+    cpus_per_trial: Optional[float] = typer.Option(None, "--cpus-per-trial", help="CPUs per trial (default 1; also torch threads)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Accuracy vs chip energy: train, export, emulate and estimate energy for every grid point on Ray Tune."""
+    from neurocxr.sweep import load_sweep_config, run_sweep
+
+    cfg = load_sweep_config(config)
+
+    def on_trial(row: dict) -> None:
+        if row.get("status") != "ok":
+            console.print(f"[red]trial failed[/] {row.get('params')}: {row.get('error')}", soft_wrap=True)
+
+    result = run_sweep(cfg, out, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
+                       cpus_per_trial=cpus_per_trial, progress=progress, on_trial=on_trial)
+    console.print(f"{result.ran} trials run, {result.skipped} already finished, {result.failed} failed")
+    table = Table(title=f"Pareto front (chosen on validation; energy: {cfg.pareto_profile} chip counts)")
+    for col in ("model", "steps", "enc", "lambda", "width", "seed", "val AUC", "test AUC", "test acc", "uJ"):
+        table.add_column(col)
+    for r in result.front:
+        table.add_row(str(r["model"]), f"{r['readout_steps']}/{r['num_steps']}", str(r["encoding"]), f"{r['regulariser']:g}",
+                      f"{r['width']:g}", str(r["seed"]), f"{r['val_auc']:.4f}", f"{r['test_auc']:.4f}",
+                      f"{r['test_accuracy']:.4f}", f"{r['energy'][cfg.pareto_profile]['dynamic_j'] * 1e6:.2f}")
+    console.print(table)
+    for name, path in result.files.items():
+        console.print(f"{name}: {path}")
+
+
 @app.command("demo")
 def demo_cmd(
     out: Path = typer.Option(Path("runs/demo"), "-o", "--out"),
