@@ -178,3 +178,80 @@ def test_snn_learns_the_synthetic_phantoms_well_above_chance() -> None:
     # Chance is 0.5 accuracy / 0.5 AUC on these balanced phantoms.
     assert test.roc_auc >= 0.75, test
     assert test.accuracy >= 0.65, test
+
+
+# ----------------------------------------------------------------------------------------------
+# Energy levers (issue 9): chip-cost regulariser, early readout, distillation, QAT
+
+
+def _chip_run(model, config: ModelConfig, ds: ImageDataset):
+    from neurocxr.pipeline import LoadedModel, parity_check, to_program
+
+    loaded = LoadedModel(model.eval(), config, {})
+    _, program = to_program(loaded)
+    parity, run = parity_check(loaded, program, ds.images, ds.labels)
+    return program, parity, run
+
+
+@pytest.mark.parametrize("name,encoding", [("snn_strided", "direct"), ("snn_conv", "rate")])
+def test_chip_cost_equals_the_energy_report_on_chip_counts(name: str, encoding: str) -> None:
+    """The regulariser's value is the energy report's Loihi 2 estimate from the emulator's counts
+    (it counts every synapse, the chip skips weights quantised to 0: equal within a few percent)."""
+    from neurocxr.chip_cost import chip_cost_of
+    from neurocxr.energy.estimate import estimate_energy
+    from neurocxr.pipeline import encoded_inputs
+
+    torch.manual_seed(0)
+    config = ModelConfig(name=name, encoding=encoding, **SMALL)
+    model = build_model(config).eval()
+    ds = _patches(16, 3, "test")
+    with torch.no_grad():
+        _, cost = chip_cost_of(model, encoded_inputs(config, ds.images, seed=0), "loihi2")
+    _, _, run = _chip_run(model, config, ds)
+    chip = estimate_energy(run.counts, "loihi2")
+    assert float(cost.neuron_updates) == pytest.approx(sum(float(np.mean(c.neuron_updates)) for c in run.counts))
+    assert float(cost.energy_j.mean()) == pytest.approx(chip.dynamic_j, rel=0.03)
+    assert float(cost.energy_j.mean()) >= chip.dynamic_j * 0.999  # an upper bound (zero weights are skipped on chip)
+
+
+def test_chip_cost_regulariser_lowers_chip_counts(toy_splits: DataSplits) -> None:
+    """Same seed and data; lambda > 0 gives fewer synaptic ops on the emulated chip."""
+    config = ModelConfig(name="snn_strided", **SMALL)
+    synops = {}
+    for lam in (0.0, 2.0):
+        result = train(config, toy_splits, TrainConfig(epochs=3, batch_size=16, seed=0, chip_cost_weight=lam), progress=False)
+        _, _, run = _chip_run(result.model, config, toy_splits.test)
+        synops[lam] = sum(float(np.mean(c.synaptic_ops)) for c in run.counts)
+        if lam > 0:
+            assert all("train_chip_uj" in h for h in result.history)
+    assert synops[2.0] < 0.8 * synops[0.0], synops
+
+
+def test_qat_makes_float_and_chip_agree(toy_splits: DataSplits) -> None:
+    """After quantisation-aware fine-tuning the float weights sit exactly on the exporter's integer
+    grid and the float model and the chip emulator predict the same class for every test image."""
+    from neurocxr.qat import weights_on_chip_grid
+
+    config = ModelConfig(name="snn_strided", **SMALL)
+    result = train(config, toy_splits, TrainConfig(epochs=2, batch_size=16, seed=0, qat_epochs=1), progress=False)
+    program, parity, _ = _chip_run(result.model, config, toy_splits.test)
+    assert weights_on_chip_grid(result.model, program) < 1e-3
+    assert parity["prediction_changed_fraction"] == 0.0
+    assert result.history[-1].get("qat") == 1.0
+    assert clinical_metrics(toy_splits.val.labels.numpy(), predict_scores(result.model, config, toy_splits.val)).roc_auc > 0.9
+
+
+def test_early_readout_and_distillation_run_and_validate(toy_splits: DataSplits, tmp_path: Path) -> None:
+    from neurocxr.errors import ConfigError
+
+    teacher = train(ModelConfig(name="cnn_small", channels=(4, 8), hidden=(16,)), toy_splits,
+                    TrainConfig(epochs=1, batch_size=32), progress=False, checkpoint_path=tmp_path / "teacher.pt")
+    assert teacher.checkpoint_path is not None
+    cfg = TrainConfig(epochs=1, batch_size=32, early_readout_weight=0.5, distill_teacher=str(tmp_path / "teacher.pt"),
+                      distill_weight=0.5)
+    result = train(ModelConfig(name="snn_strided", **SMALL), toy_splits, cfg, progress=False)
+    assert np.isfinite(result.history[0]["train_loss"])
+    with pytest.raises(ConfigError, match="distill_teacher"):
+        TrainConfig(distill_weight=0.5)
+    with pytest.raises(ConfigError, match="chip_cost_weight"):
+        TrainConfig(chip_cost_weight=-1.0)

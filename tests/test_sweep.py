@@ -1,0 +1,191 @@
+"""`neurocxr sweep`: a real two-trial sweep on Ray in local mode, resuming, failure recording,
+config checking (one line, exit code 2, before anything starts) and the Pareto front."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from neurocxr.errors import ConfigError
+from neurocxr.sweep import (
+    load_sweep_config,
+    pareto_front,
+    run_sweep,
+    run_trial,
+    sweep_config_from_dict,
+    trial_id,
+)
+
+TINY_TRAIN = {"epochs": 1, "batch_size": 16}
+
+
+def _config_text(npz: Path, extra: str = "") -> str:
+    return f"""
+[sweep]
+data = "{npz}"
+profiles = ["loihi", "loihi2", "horowitz45-fp32"]
+max_eval_samples = 12
+
+[grid]
+model = ["snn_strided"]
+num_steps = [2]
+regulariser = [0.0, 0.05]
+width = [0.25]
+seed = [0]
+
+[train]
+epochs = 1
+batch_size = 16
+{extra}
+"""
+
+
+@pytest.fixture
+def tiny_npz(medmnist_npz) -> Path:
+    return medmnist_npz(counts={"train": (16, 16), "val": (6, 6), "test": (6, 6)})
+
+
+def test_two_trial_sweep_on_local_ray_then_resume(tiny_npz: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    cfg_path = tmp_path / "sweep.toml"
+    cfg_path.write_text(_config_text(tiny_npz, "[ray]\nnum_cpus = 2\nmax_concurrent = 2\n"))
+    cfg = load_sweep_config(cfg_path)
+    out = tmp_path / "sweep"
+    seen: list[dict] = []
+    result = run_sweep(cfg, out, progress=False, on_trial=seen.append)
+    assert result.ran == 2 and result.skipped == 0 and result.failed == 0
+    assert len(seen) == 2 and {r["regulariser"] for r in seen} == {0.0, 0.05}
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    for row in rows:
+        assert row["status"] == "ok", row.get("error")
+        assert row["deployable"] is True and row["model"] == "snn_strided"
+        assert set(row["energy"]) == {"loihi", "loihi2", "horowitz45-fp32"}
+        assert all(e["dynamic_j"] > 0 for e in row["energy"].values())
+        assert 0.0 <= row["val_auc"] <= 1.0 and 0.0 <= row["test_auc"] <= 1.0
+        assert "scores" not in row  # per-sample scores stay in the per-trial files
+        assert (out / "trials" / f"{row['trial_id']}.json").is_file()
+    pareto = json.loads((out / "pareto.json").read_text())
+    assert {"trials", "pareto"} <= set(pareto) and 1 <= len(pareto["pareto"]) <= 2
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Resume: nothing left to run, Ray is not even started, the table is the same.
+    again = run_sweep(load_sweep_config(cfg_path), out, progress=False)
+    assert again.ran == 0 and again.skipped == 2
+    assert sorted(r["trial_id"] for r in again.rows) == sorted(r["trial_id"] for r in rows)
+
+
+def test_resume_reruns_only_missing_and_failed_trials(tiny_npz: Path, tmp_path: Path, monkeypatch) -> None:
+    """The resume bookkeeping without Ray: finished 'ok' trials are skipped, failed ones rerun."""
+    import neurocxr.sweep as sweep
+
+    cfg = sweep_config_from_dict({"sweep": {"data": str(tiny_npz), "max_eval_samples": 6},
+                                  "grid": {"regulariser": [0.0, 0.1, 0.2], "width": [0.25], "num_steps": [1]},
+                                  "train": TINY_TRAIN})
+    out = tmp_path / "sweep"
+    calls: list[list[str]] = []
+
+    def fake_ray(todo, settings, options, out_dir, record, progress):
+        calls.append([t for t, _ in todo])
+        for i, (tid, params) in enumerate(todo):
+            row = sweep._row_base(params)
+            failed = len(calls) == 1 and i == 0
+            row.update(trial_id=tid, status="failed" if failed else "ok", error="boom" if failed else None,
+                       val_auc=0.6 + 0.1 * i, test_auc=0.5, test_accuracy=0.5,
+                       energy={"loihi2": {"dynamic_j": 1e-6 * (i + 1), "total_j": None}})
+            record(row)
+
+    monkeypatch.setattr(sweep, "_run_on_ray", fake_ray)
+    first = run_sweep(cfg, out, progress=False)
+    assert first.ran == 3 and first.failed == 1
+    assert any(r["status"] == "failed" and r["error"] == "boom" for r in first.rows)
+    second = run_sweep(cfg, out, progress=False)
+    assert second.ran == 1 and second.skipped == 2 and second.failed == 0
+    assert calls[1] == [calls[0][0]]  # only the failed trial ran again
+
+
+def test_a_failing_trial_is_recorded_not_raised(tmp_path: Path) -> None:
+    params = {"model": "snn_strided", "num_steps": 2, "encoding": "direct", "regulariser": 0.0, "width": 0.25, "seed": 0}
+    row = run_trial(params, {"data": str(tmp_path / "missing.npz"), "train": TINY_TRAIN, "model": {}})
+    assert row["status"] == "failed"
+    assert "missing.npz" in row["error"]
+    assert row["model"] == "snn_strided" and row["seconds"] >= 0
+
+
+@pytest.mark.parametrize(
+    "data,needle",
+    [
+        ({"grid": {"modle": ["snn_conv"]}}, "grid.modle"),
+        ({"train": {"epochz": 1}}, "train.epochz"),
+        ({"sweeep": {}}, "sweeep"),
+        ({"sweep": {"profiles": ["no-such-chip"]}}, "no-such-chip"),
+        ({"grid": {"num_steps": [0]}}, "num_steps"),
+        ({"grid": {"num_steps": [17]}}, "num_steps"),
+        ({"grid": {"model": []}}, "grid.model"),
+        ({"grid": {"model": ["resnet18"]}}, "CNN"),
+        ({"grid": {"model": ["nope"]}}, "nope"),
+        ({"grid": {"width": [0]}}, "width"),
+        ({"grid": {"regulariser": [-1]}}, "regulariser"),
+        ({"grid": {"num_steps": [2], "readout_steps": [4]}}, "no possible trial"),
+        ({"grid": {"epochs": [1]}, "train": {"epochs": 2}}, "grid.epochs"),
+        ({"train": {"seed": 1}}, "grid.seed"),
+        ({"ray": {"cpus": 2}}, "ray.cpus"),
+    ],
+)
+def test_bad_configs_name_the_problem(data: dict, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        sweep_config_from_dict(data, "cfg.toml")
+    assert needle in str(err.value)
+
+
+def test_grid_union_and_readout_steps_and_stable_ids() -> None:
+    from neurocxr.sweep import expand_grid
+
+    cfg = sweep_config_from_dict({"grid": [{"num_steps": [2, 4], "readout_steps": [2, 3]}, {"num_steps": [2]}]})
+    points = expand_grid(cfg)
+    pairs = sorted((p["num_steps"], p.get("readout_steps", 0)) for p in points)
+    assert pairs == [(2, 0), (2, 2), (4, 2), (4, 3)]  # (2, 3) skipped: cannot read out after step 3 of 2
+    s = cfg.settings()
+    assert trial_id(points[0], s) == trial_id(dict(points[0]), dict(s))
+    assert len({trial_id(p, s) for p in points}) == len(points)
+
+
+def test_unreachable_ray_address_fails_before_anything_starts(tmp_path: Path, tiny_npz: Path) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cfg = sweep_config_from_dict({"sweep": {"data": str(tiny_npz)}, "train": TINY_TRAIN})
+    with pytest.raises(ConfigError, match="unreachable"):
+        run_sweep(cfg, tmp_path / "out", address=f"127.0.0.1:{port}", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_pareto_front_uses_validation_and_deployable_trials_only() -> None:
+    def row(val: float, uj: float, test: float = 0.5, deployable: bool = True, status: str = "ok") -> dict:
+        return {"status": status, "deployable": deployable, "val_auc": val, "test_auc": test,
+                "energy": {"loihi2": {"dynamic_j": uj * 1e-6, "total_j": None}}}
+
+    rows = [row(0.90, 5), row(0.95, 10), row(0.93, 20, test=0.99), row(0.97, 40), row(0.99, 1, deployable=False),
+            row(0.999, 1, status="failed")]
+    front = pareto_front(rows)
+    assert [(r["val_auc"], r["energy"]["loihi2"]["dynamic_j"] * 1e6) for r in front] == [(0.90, 5), (0.95, 10), (0.97, 40)]
+
+
+def test_cli_sweep_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from neurocxr.cli import app
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grid]\nmodel = ['snn_strided']\nunknown_axis = [1]\n")
+    result = CliRunner().invoke(app, ["sweep", str(bad), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "grid.unknown_axis" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[grid\n")
+    result = CliRunner().invoke(app, ["sweep", str(broken), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "not valid TOML" in result.output
