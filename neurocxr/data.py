@@ -160,6 +160,10 @@ class ImageDataset(Dataset):
             raise DataError(
                 f"{self.split}: {self.images.shape[0]} images but {self.labels.shape[0]} labels"
             )
+        if not bool(torch.isfinite(self.images).all()):
+            from neurocxr.validation import check_finite_inputs
+
+            check_finite_inputs(self.images, f"{self.split} images")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -412,7 +416,13 @@ def _load_folder_split(split_dir: Path, size: int) -> tuple[np.ndarray, np.ndarr
         files = _image_files(class_dir)
         if not files:
             raise DataError(f"class folder {class_dir} holds no .jpeg/.jpg/.png images")
-        for f in files:
+        from tqdm import tqdm
+
+        from neurocxr.validation import show_progress
+
+        bar = tqdm(files, desc=f"reading {split_dir.name}/{class_dir.name}", unit="image", leave=False,
+                   disable=not show_progress() or len(files) < 200)
+        for f in bar:
             images.append(_read_image(f, size))
             labels.append(label)
     return np.stack(images), np.asarray(labels, dtype=np.int64)
