@@ -146,3 +146,108 @@ def test_measure_latency_keys_and_consistency() -> None:
     assert stats["throughput_sps"] == pytest.approx(16 / stats["latency_s"])
     with pytest.raises(NeurocxrError, match="batch_size"):
         measure_latency(lambda: None, batch_size=0)
+
+
+class _FakeNvml:
+    """NVML with a board drawing ``idle_w`` plus ``joules_per_call`` per call of the measured function."""
+
+    def __init__(self, idle_w: float, joules_per_call: float) -> None:
+        import time
+
+        self._time = time
+        self.idle_w, self.per_call = idle_w, joules_per_call
+        self.t0 = time.perf_counter()
+        self.work_mj = 0.0
+
+    def nvmlInit(self) -> None: ...
+    def nvmlShutdown(self) -> None: ...
+    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+        return i
+    def nvmlDeviceGetName(self, h: int) -> str:
+        return "Fake GPU"
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return "0.0"
+    def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> int:
+        return int(self.idle_w * (self._time.perf_counter() - self.t0) * 1000 + self.work_mj)
+
+    def work(self) -> None:
+        self.work_mj += self.per_call * 1000
+
+
+@pytest.mark.parametrize("zeus_works", [True, False])
+def test_measure_gpu_windows_zeus_or_nvml(monkeypatch: pytest.MonkeyPatch, zeus_works: bool) -> None:
+    """The GPU method on a fake board: idle baseline subtracted, per-sample energy, backend named."""
+    import sys
+    import types
+
+    import torch
+
+    fake = _FakeNvml(idle_w=50.0, joules_per_call=0.2)
+    monkeypatch.setattr(measure, "gpu_available", lambda: (True, "Fake GPU"))
+    monkeypatch.setattr(measure, "_nvml", lambda: fake)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+
+    class FakeZeusMonitor:
+        def __init__(self, gpu_indices: list[int]) -> None:
+            if not zeus_works:
+                raise KeyError("libamd_smi.so")
+            self.open: dict[str, tuple[float, float]] = {}
+
+        def begin_window(self, key: str, sync_execution: bool = True) -> None:
+            import time
+            self.open[key] = (fake.nvmlDeviceGetTotalEnergyConsumption(0) / 1000, time.perf_counter())
+
+        def end_window(self, key: str, sync_execution: bool = True) -> object:
+            import time
+            e0, t0 = self.open.pop(key)
+            return types.SimpleNamespace(time=time.perf_counter() - t0,
+                                         gpu_energy={0: fake.nvmlDeviceGetTotalEnergyConsumption(0) / 1000 - e0})
+
+    zeus_pkg = types.ModuleType("zeus")
+    zeus_pkg.__version__ = "fake"  # type: ignore[attr-defined]
+    zeus_monitor = types.ModuleType("zeus.monitor")
+    zeus_monitor.ZeusMonitor = FakeZeusMonitor  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "zeus", zeus_pkg)
+    monkeypatch.setitem(sys.modules, "zeus.monitor", zeus_monitor)
+
+    m = measure_gpu(fake.work, batch_size=4, window_s=0.2, repeats=3, warmup_s=0.0, idle_s=0.2, model="fake")
+    assert m.kind == "measured"
+    assert m.extra["idle_power_w"] == pytest.approx(50.0, rel=0.05)
+    assert m.dynamic_j == pytest.approx(0.2 / 4, rel=0.1)  # 0.2 J per call of 4 samples
+    assert m.total_j > m.dynamic_j
+    if zeus_works:
+        assert m.extra["backend"].startswith("Zeus") and "Zeus" in m.method
+    else:
+        assert m.extra["backend"].startswith("NVML") and "libamd_smi" in m.extra["backend_note"]
+
+
+def test_measurability_is_one_sentence(tmp_path: Path) -> None:
+    from neurocxr.energy.measure import measurability
+
+    none = measurability(tmp_path / "no-powercap")
+    assert none["cpu"]["measurable"] is False
+    if not none["gpu"]["measurable"]:
+        assert none["sentence"].count("not measurable here") == 1
+    with_rapl = measurability(fake_powercap(tmp_path / "pc", 1000))
+    assert with_rapl["cpu"]["measurable"] is True and "CPU (" not in with_rapl["sentence"].split("not measurable")[-1]
+
+
+def test_whole_test_set_energy_kwh_and_labels() -> None:
+    from neurocxr.energy.measure import whole_test_set_energy
+    from neurocxr.energy.types import EnergyMeasurement
+
+    measured = EnergyMeasurement("snn", "GPU", "pytorch", 1, 0.01, 100.0, 0.5, 1.8, "measured", "NVML")
+    out = whole_test_set_energy(measured, 624)
+    assert out["kwh"] == pytest.approx(1.8 * 624 / 3.6e6) and out["kind"] == "measured" and out["label"] == "measured"
+    tdp = whole_test_set_energy(None, 624, latency_s=0.02, tdp_w=65.0, model="cnn")
+    assert tdp["kwh"] == pytest.approx(65.0 * 0.02 * 624 / 3.6e6)
+    assert tdp["kind"] == "estimated" and "TDP" in tdp["label"]
+    est = whole_test_set_energy(cpu_energy_estimate(0.02, 65.0), 10)
+    assert est["kind"] == "estimated" and "TDP" in est["label"]
+    none = EnergyMeasurement("snn", "CPU", "pytorch", 1, 0.01, 100.0, None, None, "not measurable", "timing")
+    assert whole_test_set_energy(none, 10)["kind"] == "not measurable"
+    with pytest.raises(NeurocxrError, match="num_samples"):
+        whole_test_set_energy(measured, 0)
+    with pytest.raises(NeurocxrError, match="tdp_w"):
+        whole_test_set_energy(None, 5, latency_s=0.1)

@@ -6,6 +6,12 @@ every ~20-100 ms), CUDA synchronised at the window edges, a warm-up first, and a
 measured the same way and subtracted: E_dyn = E - P_idle * t. Median of repeats (>= 3), because
 on A100/H100 the sensor samples only part of the runtime (Yang et al., SC24).
 
+The windows are read through Zeus (``zeus-ml``, ``ZeusMonitor.begin_window/end_window``: the
+same NVML counter, CUDA synchronised at both edges) when it imports and finds the GPU; zeus-ml
+0.11 installs on Python 3.10 with numpy < 2 and torch 2.3 without changing any pin. Where Zeus
+is missing or cannot open the GPU (e.g. it probes AMD's libamd_smi first), raw NVML is used and
+the result says which backend measured (``extra["backend"]``).
+
 CPU: RAPL ``/sys/class/powercap/intel-rapl:*/energy_uj`` (uJ, wraps at ``max_energy_range_uj``),
 root-only since Linux 5.10 and usually absent in VMs/containers. Without it, only latency and
 throughput are measured and the result says "not measurable"; `cpu_energy_estimate` gives a
@@ -143,26 +149,24 @@ def measure_gpu(
         driver = driver.decode() if isinstance(driver, bytes) else str(driver)
         sync = torch.cuda.synchronize
 
-        def energy_mj() -> float:
-            return float(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+        windows = _EnergyWindows(nvml, handle, index, sync)
 
         idle_powers = []
         for _ in range(repeats):
-            sync()
-            e0, t0 = energy_mj(), time.perf_counter()
-            time.sleep(idle_s)
-            e1, t1 = energy_mj(), time.perf_counter()
-            idle_powers.append((e1 - e0) / 1000.0 / (t1 - t0))
+            energy_j, seconds = windows.measure(lambda: time.sleep(idle_s))
+            idle_powers.append(energy_j / seconds)
         p_idle = statistics.median(idle_powers)
 
         _run_for(fn, warmup_s, sync)
         dyn, tot, lat = [], [], []
         for _ in range(repeats):
-            sync()
-            e0 = energy_mj()
-            calls, elapsed = _run_for(fn, window_s, sync)
-            e1 = energy_mj()
-            energy_j = (e1 - e0) / 1000.0
+            result: dict[str, Any] = {}
+
+            def work() -> None:
+                result["calls"], result["elapsed"] = _run_for(fn, window_s, sync)
+
+            energy_j, _ = windows.measure(work)
+            calls, elapsed = result["calls"], result["elapsed"]
             samples = calls * batch_size
             tot.append(energy_j / samples)
             dyn.append((energy_j - p_idle * elapsed) / samples)
@@ -184,13 +188,15 @@ def measure_gpu(
         total_j=statistics.median(tot),
         kind="measured",
         method=(
-            f"NVML nvmlDeviceGetTotalEnergyConsumption (whole board), {window_s:g} s windows, "
+            f"{windows.backend}: NVML total-energy counter (whole board), {window_s:g} s windows, "
             f"median of {repeats}, {warmup_s:g} s warm-up, idle baseline {p_idle:.1f} W subtracted"
         ),
         notes=notes,
         extra={
             "gpu_name": name,
             "driver": driver,
+            "backend": windows.backend,
+            "backend_note": windows.note,
             "idle_power_w": p_idle,
             "idle_powers_w": idle_powers,
             "dynamic_j_per_sample": dyn,
@@ -198,6 +204,40 @@ def measure_gpu(
             "latency_per_batch_s": lat,
         },
     )
+
+
+class _EnergyWindows:
+    """Energy of one window of work on one GPU: Zeus's ZeusMonitor when usable, else raw NVML."""
+
+    def __init__(self, nvml: Any, handle: Any, index: int, sync: Callable[[], None]) -> None:
+        self._nvml, self._handle, self._index, self._sync = nvml, handle, index, sync
+        self._zeus: Any = None
+        self.note = ""
+        try:
+            from zeus.monitor import ZeusMonitor
+
+            self._zeus = ZeusMonitor(gpu_indices=[index])
+            import zeus
+
+            self.backend = f"Zeus {getattr(zeus, '__version__', '')} ZeusMonitor".replace("  ", " ")
+        except Exception as exc:  # not installed, or it cannot open this GPU: NVML directly
+            self.backend = "NVML nvmlDeviceGetTotalEnergyConsumption"
+            self.note = f"Zeus not used: {type(exc).__name__}: {exc}"
+
+    def measure(self, work: Callable[[], None]) -> tuple[float, float]:
+        """(joules, seconds) of ``work()``, CUDA synchronised at both edges."""
+        if self._zeus is not None:
+            key = f"neurocxr-{time.perf_counter_ns()}"
+            self._zeus.begin_window(key, sync_execution=True)
+            work()
+            m = self._zeus.end_window(key, sync_execution=True)
+            return float(sum(m.gpu_energy.values())), float(m.time)
+        self._sync()
+        e0, t0 = float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)), time.perf_counter()
+        work()
+        self._sync()
+        e1, t1 = float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)), time.perf_counter()
+        return (e1 - e0) / 1000.0, t1 - t0
 
 
 # ------------------------------------------------------------------------------------------ CPU
@@ -359,3 +399,68 @@ def cpu_energy_estimate(latency_s: float, tdp_w: float, *, batch_size: int = 1, 
         kind="estimated",
         notes="Estimated, not measured: assumes the package draws its full TDP for the whole latency.",
     )
+
+
+# ------------------------------------------------------------------------------------------ summaries
+
+
+def measurability(rapl_root: Path | None = None) -> dict[str, Any]:
+    """What this machine can measure, and one sentence to print once (not in every table cell).
+
+    {"gpu": {"measurable", "reason"}, "cpu": {"measurable", "reason"}, "sentence"}.
+    """
+    gpu_ok, gpu_why = gpu_available()
+    cpu_ok, cpu_why = rapl_available(rapl_root)
+    missing = []
+    if not gpu_ok:
+        missing.append(f"GPU ({gpu_why})")
+    if not cpu_ok:
+        missing.append(f"CPU ({cpu_why})")
+    if not missing:
+        sentence = f"GPU ({gpu_why}) and CPU ({cpu_why}) energy are measured."
+    else:
+        sentence = "Energy not measurable here: " + "; ".join(missing) + ". Latency is measured; energies are estimates."
+    return {
+        "gpu": {"measurable": gpu_ok, "reason": gpu_why},
+        "cpu": {"measurable": cpu_ok, "reason": cpu_why},
+        "sentence": sentence,
+    }
+
+
+def whole_test_set_energy(
+    row: EnergyMeasurement | EnergyEstimate | None = None,
+    num_samples: int = 0,
+    *,
+    latency_s: float | None = None,
+    tdp_w: float | None = None,
+    batch_size: int = 1,
+    model: str = "",
+) -> dict[str, Any]:
+    """CodeCarbon-style figure: kWh to classify a whole test set of ``num_samples`` images.
+
+    From a measurement (NVML/RAPL row: kind "measured") or an estimate row: per-sample total energy
+    (dynamic when no total) x samples. Without a row, from a measured ``latency_s`` per batch x a
+    user-supplied ``tdp_w`` (what CodeCarbon falls back to without RAPL): labelled an estimate.
+    Returns {"kwh", "joules", "samples", "kind", "label", "method", "model"}.
+    """
+    if num_samples < 1:
+        raise NeurocxrError(f"num_samples must be >= 1, got {num_samples}")
+    if row is not None:
+        per_sample = row.total_j if row.total_j is not None else row.dynamic_j
+        if per_sample is None:
+            return {"kwh": None, "joules": None, "samples": num_samples, "kind": "not measurable",
+                    "label": "not measurable here", "method": row.method, "model": model or row.model}
+        kind = "measured" if row.kind == "measured" else "estimated"
+        method = f"{'total' if row.total_j is not None else 'dynamic'} J per sample x {num_samples} samples ({row.method})"
+        model = model or row.model
+    else:
+        if latency_s is None or tdp_w is None:
+            raise NeurocxrError("give a measured/estimated row, or both latency_s and tdp_w")
+        est = cpu_energy_estimate(latency_s, tdp_w, batch_size=batch_size, model=model)
+        per_sample, kind = est.total_j, "estimated"
+        method = f"TDP {tdp_w:g} W x measured latency per sample x {num_samples} samples (as CodeCarbon without RAPL)"
+    assert per_sample is not None
+    joules = float(per_sample) * num_samples
+    label = "measured" if kind == "measured" else "estimate" + (" (rests on TDP, not measured)" if row is None or row.device.endswith("(TDP estimate)") else "")
+    return {"kwh": joules / 3.6e6, "joules": joules, "samples": num_samples, "kind": kind, "label": label,
+            "method": method, "model": model}
