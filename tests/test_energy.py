@@ -797,3 +797,33 @@ class _Wrapped(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net(x.transpose(0, 1))
         return out[0] if isinstance(out, tuple) else out.logits
+
+
+def test_suite_rows_are_labelled_and_consistent() -> None:
+    """The standard row set on a real (tiny, fused-pool) program: every row says its basis and scope."""
+    from neurocxr.energy.suite import cnn_estimates, counting_bases, snn_estimates
+    from neurocxr.hardware_sims import emulator
+
+    program, model = _pooled_program_and_model()
+    spikes = (torch.rand(6, 2, 1, 8, 8, generator=torch.Generator().manual_seed(2)) < 0.4).float()
+    chip = emulator.emulate(program, spikes.numpy().astype(np.int8)).counts
+    nb = neurobench_counts(model, spikes)
+    rows = snn_estimates(program, chip, model="pooled", accuracy=0.5, neurobench_entries=nb, float_accuracy=0.6)
+    assert {r.basis for r in rows} == {"chip", "neurobench", "keras-spiking"}
+    assert {r.scope for r in rows} == {"device", "arithmetic", "memory-inclusive"}
+    assert all(r.footnotes and r.kind == "estimated" for r in rows)
+    loihi = next(r for r in rows if r.device == "loihi" and r.basis == "chip")
+    assert loihi.latency_s and loihi.throughput_fps and loihi.static_j and loihi.total_j == pytest.approx(
+        loihi.dynamic_j + loihi.static_j)
+    assert loihi.timing["mapping"].startswith("estimate_resources")
+    nb_loihi = next(r for r in rows if r.device == "loihi" and r.basis == "neurobench")
+    assert nb_loihi.accuracy == 0.6 and nb_loihi.dynamic_j < loihi.dynamic_j  # fused pool: more chip ops
+    arith = [r for r in rows if r.scope == "arithmetic" and r.device == "horowitz45-fp32"]
+    memory = [r for r in rows if r.scope == "memory-inclusive" and "fp32" in r.device]
+    assert memory[0].dynamic_j > arith[0].dynamic_j
+    json.dumps([r.to_dict() for r in rows])  # plain data
+    bases = counting_bases(chip, nb)
+    assert bases["total"]["synaptic_ops_ratio"] > 1
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
+    crow = cnn_estimates(cnn, (1, 1, 8, 8), name="cnn", accuracy=0.7)
+    assert [(r.basis, r.scope) for r in crow] == [("cnn", "arithmetic"), ("cnn", "memory-inclusive")] * 2
