@@ -113,8 +113,8 @@ def train_cmd(
         augment=augment,
         max_train_samples=max_train_samples,
         force=force,
-        console=console,
     )
+    _say_data_line(result)
     console.print(_metrics_table(f"{model} validation (best epoch {result['best_epoch']})", {"val": result["val"]}))
     console.print(f"checkpoint: {result['checkpoint']}")
 
@@ -276,6 +276,7 @@ def energy_cmd(
     measure: bool = typer.Option(True, help="measure latency/energy on this machine's CPU/GPU"),
     measure_seconds: float = typer.Option(3.0, help="length of each CPU measurement window"),
     force: bool = typer.Option(False),
+    sweep: Optional[Path] = typer.Option(None, help="a `neurocxr sweep` output folder or results table: plot its trials beside the models"),
 ) -> None:
     """Count spikes/ops on the emulator, estimate energy per device profile, measure what can be measured, write the report."""
     from neurocxr.api import energy_report
@@ -291,12 +292,41 @@ def energy_cmd(
         measure=measure,
         measure_seconds=measure_seconds,
         force=force,
-        console=console,
+        sweep=sweep,
+        on_status=lambda message: console.print(f"[dim]{message}[/]"),
     )
+    print_energy_facts(rep)
     print_summary(rep)
 
 
 report_cmd = app.command("report", help="Same as `energy`: write report.html + report.json for a checkpoint.")(energy_cmd)
+
+
+def print_energy_facts(rep) -> None:
+    """What the energy stage found out, before the table: data, emulator run, operating point, verdict."""
+    from neurocxr.report import verdict
+
+    if rep.is_synthetic:
+        console.print(f"[bold yellow]data: {rep.data_source}[/]")
+    else:
+        console.print(f"[bold]data:[/] {rep.data_source}")
+    p = rep.parity
+    if p:
+        console.print(
+            f"emulator: {p['samples']} samples in {p['emulator_seconds']:.2f} s; argmax accuracy {p['emulator_accuracy']:.4f} "
+            f"(float {p['float_accuracy']:.4f}); predictions changed {100 * p['prediction_changed_fraction']:.2f}%"
+        )
+    op = rep.operating_point
+    if op:
+        chip, flt = op.get("chip_test", {}), op.get("float_test", {})
+        console.print(
+            f"operating points chosen on val: float threshold {op['float_threshold']:.4f} -> test sens/spec "
+            f"{flt.get('sensitivity', float('nan')):.3f}/{flt.get('specificity', float('nan')):.3f}; chip threshold "
+            f"{op['threshold']:.4f} -> {chip.get('sensitivity', float('nan')):.3f}/{chip.get('specificity', float('nan')):.3f}"
+        )
+    for what, why in rep.not_measurable.items():
+        console.print(f"{what}: not measurable here ({why})")
+    console.print(f"[bold]verdict:[/] {verdict(rep)}", soft_wrap=True)
 
 
 def print_summary(rep) -> None:
@@ -367,7 +397,28 @@ def demo_cmd(
     """The whole chain: train, export to Loihi, verify on emulator + Lava, count, estimate, measure, report."""
     from neurocxr.api import demo
 
-    demo(out=out, data=data, epochs=epochs, max_train_samples=max_train_samples, lava_samples=lava_samples, console=console)
+    def on_event(name: str, value) -> None:
+        if name == "stage":
+            console.rule(value)
+        elif name == "status":
+            console.print(f"[dim]{value}[/]")
+        elif name == "trained":
+            for res in (value["snn"], value["cnn"]):
+                _say_data_line(res)
+                console.print(f"{res['model']}: best epoch {res['best_epoch']}, val AUC {res['val']['roc_auc']:.4f}, "
+                              f"{res['seconds_per_epoch']:.1f} s/epoch")
+            console.print(_metrics_table("test metrics (threshold chosen on val)", value["test"]))
+        elif name == "exported":
+            for key, path in value.files.items():
+                console.print(f"wrote {key}: {path}")
+            print_parity(value.report)
+        elif name == "report":
+            print_energy_facts(value)
+            print_summary(value)
+
+    result = demo(out=out, data=data, epochs=epochs, max_train_samples=max_train_samples, lava_samples=lava_samples,
+                  on_event=on_event)
+    console.print(f"demo finished in {result['seconds']:.0f} s")
 
 
 def _guarded(fn):

@@ -153,16 +153,64 @@ def parity_check(
     return result, emu
 
 
-def chip_scores(run: Any) -> np.ndarray:
+def chip_logit_scale(program: Any) -> float | None:
+    """Integer readout units per unit of float logit: 64 (Loihi's weight exponent) x readout
+    scale x time steps, because the readout membrane sums round(W * s) x spikes over T steps while
+    the float model averages its logits over T. None when the program has no readout."""
+    if program is None or not program.has_readout:
+        return None
+    s = program.layers[-1].quant.get("scale")
+    return 64.0 * float(s) * program.num_steps if s else None
+
+
+def chip_scores(run: Any, program: Any = None) -> np.ndarray:
     """P(pneumonia)-like scores in (0, 1) from a RunResult's integer readout (or spike counts).
 
     Monotone in (score_pneumonia - score_normal), so ROC-AUC is exact; 0.5 is crossed exactly where
-    argmax changes (a tie counts as "normal", as argmax does).
+    argmax changes (a tie counts as "normal", as argmax does). The mapping is fixed per program
+    (``chip_logit_scale``: sigmoid of the chip's logit difference, on the float model's softmax
+    scale), never fitted to the batch, so a threshold chosen on validation scores means the same
+    on test scores.
     """
     s = run.scores()
     d = s[:, 1] - s[:, 0] - 0.5  # integers: d > 0 <=> class 1 wins strictly
-    scale = float(np.std(d)) or 1.0
+    # Spike-count outputs (no readout): difference of counts over T steps, as a rate difference.
+    scale = chip_logit_scale(program) or float(max(1, getattr(run, "time_steps", 1) or 1)) / 4.0
     return 1.0 / (1.0 + np.exp(-np.clip(d / scale, -50, 50)))
+
+
+def chip_operating_point(
+    loaded: LoadedModel,
+    program: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The chip's decision threshold, chosen on validation ``images`` exactly as the float model's
+    was (same rule, on the emulator's scores instead of the float model's), so that float-vs-chip
+    differences in sensitivity/specificity come from quantisation only, not from two operating
+    points. Returns {"threshold", "method", "samples", "val_metrics"}."""
+    from neurocxr.hardware_sims.emulator import emulate
+    from neurocxr.metrics import choose_threshold, clinical_metrics
+
+    method = str(loaded.metadata.get("threshold_method") or "youden").split()[0].lower()
+    if method not in ("youden", "f1", "fixed"):
+        method = "youden"
+    x = encoded_inputs(loaded.config, images, seed=seed)
+    x_chip = images.numpy() if program.input_kind == "bias" else x.numpy()
+    run = emulate(program, x_chip, progress=progress)
+    scores = chip_scores(run, program)
+    y = labels.numpy()
+    threshold = choose_threshold(y, scores, method)
+    return {
+        "threshold": float(threshold),
+        "method": f"{method} on the validation split, on the chip's (emulator's) scores",
+        "float_threshold": loaded.threshold,
+        "samples": int(len(y)),
+        "val_metrics": clinical_metrics(y, scores, threshold).to_dict(),
+    }
 
 
 def lava_parity(program: Any, netx_path: Path, x_chip: np.ndarray, n: int) -> dict[str, Any]:

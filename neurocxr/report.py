@@ -1,26 +1,33 @@
 """The report people read: one self-contained HTML page and a JSON file with every number.
 
-Input is a `Report` (plain dataclass) assembled from what the pipeline produced: energy estimates
-and measurements, per-layer counts, clinical metrics, export and parity results. Output:
+Input is a `Report` (plain dataclass) assembled by the energy-report stage (`neurocxr.stages`):
+energy estimates and measurements, per-layer counts on both counting bases, clinical metrics at
+validation-chosen operating points, export and parity results, provenance, and optionally a
+sweep table. Output:
 
-- ``report.html``: inline CSS, plots as base64 PNG data URIs (no external files, safe to e-mail),
-  every piece of text escaped; one summary table whose energy cells are tagged measured /
-  estimated / not measurable, with their source;
+- ``report.html`` rendered from jinja2 templates (``neurocxr/templates``): inline CSS, plots as
+  base64 PNG data URIs (no external files), every piece of text escaped. The first screen is a
+  one-sentence verdict with numbers, the accuracy-vs-energy plot and one compact table (one row
+  per model x device, a measured / estimated / not-measurable badge, footnotes instead of
+  repeated notes); sources, per-layer detail and the rest follow below.
 - ``report.json``: the same content, every energy number as ``{"value", "unit", "kind", "source"}``
   and every other physical number with its unit, numpy types converted.
 
-Missing pieces are stated, not hidden: no measurements gives "not measurable here: <reason>".
+Fields the energy model may or may not provide (basis, scope, static energy, modelled
+throughput, timing, footnotes) are read with ``getattr`` and shown when present.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import io
 import json
 import math
 import os
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -28,13 +35,18 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from neurocxr.energy.types import EnergyEstimate, EnergyMeasurement, Kind
+from neurocxr.errors import NeurocxrError
 from neurocxr.fileio import write_text
 
 __all__ = [
     "DEFAULT_ASSUMPTIONS",
     "SummaryRow",
     "Report",
+    "SweepTable",
     "summary_from",
+    "verdict",
+    "verdict_caveats",
+    "read_sweep",
     "write_report",
     "report_to_json",
     "render_html",
@@ -46,25 +58,41 @@ __all__ = [
 
 # Default text of the assumptions paragraph (from the project's energy method notes, docs/energy.md).
 DEFAULT_ASSUMPTIONS: list[str] = [
-    "Estimated energy is operation counts times per-operation constants. It leaves out data movement "
-    "(memory traffic, mesh routing beyond what a profile's constants include), input/output to and "
-    "from the chip, the host CPU that drives the accelerator, and static (leakage) power wherever a "
-    "device profile has no static power; such profiles give dynamic energy only and no total.",
+    "Estimated energy is operation counts times per-operation constants. Unless a row says "
+    "memory-inclusive, it leaves out data movement outside what a profile's constants include, "
+    "input/output to and from the chip, the host CPU that drives the accelerator, and static "
+    "(leakage) power wherever a device profile has no static power; such rows give dynamic energy only.",
     "Loihi 2 has no public per-operation energy table. A Loihi 2 estimate applies Loihi 1 per-op "
     "constants (Davies et al., IEEE Micro 38(1), 2018, Table 2; pre-silicon simulation values) to "
     "Loihi 2 op counts, or constants the user supplied; treat it as an order of magnitude.",
     "KerasSpiking-style numbers (keras-spiking ModelEnergy, device constants from Degnan et al. "
-    "2015, Davies et al. 2018, Hoppner et al. 2019) charge every neuron every time step and take "
+    "2016, Davies et al. 2018, Hoppner et al. 2019) charge every neuron every time step and take "
     "the mean input magnitude as a firing rate; they are reproduced for comparison with published "
     "work, not because they are the most faithful model.",
     "Spike counts are not energy: an SNN may well lose to a quantised CNN on conventional hardware "
     "(Davies et al., Proc. IEEE 2021: plain feed-forward networks show modest if any benefit on Loihi).",
-    "Measured GPU energy is the NVML board energy counter over multi-second windows with an idle "
+    "Measured GPU energy is the board energy counter over multi-second windows with an idle "
     "baseline subtracted (dynamic) or not (total); CPU energy is measured only where Intel RAPL is "
-    "readable, and otherwise reported as not measurable here rather than guessed from TDP.",
+    "readable; elsewhere it is reported as not measurable, never guessed from TDP.",
 ]
 
 _KINDS = ("measured", "estimated", "not measurable")
+
+# How each counting basis / scope is named in the table (EnergyEstimate.basis / .scope).
+BASIS_LABELS = {
+    "chip": "chip counts",
+    "neurobench": "NeuroBench counts",
+    "cnn": "CNN MACs",
+    "keras-spiking": "KerasSpiking formula",
+    "measured-latency": "TDP x measured time",
+    "measured": "measured",
+}
+SCOPE_LABELS = {
+    "device": "device per-op constants",
+    "arithmetic": "arithmetic only",
+    "memory-inclusive": "memory-inclusive",
+    "tdp": "TDP",
+}
 
 
 @dataclass
@@ -74,12 +102,40 @@ class SummaryRow:
     model: str
     device: str
     accuracy: float | None  # fraction in [0, 1]
-    latency_s: float | None  # time for one inference to come back (per batch for batched runs)
+    latency_s: float | None  # time for one inference to come back (smallest batch measured)
     dynamic_j: float | None  # J per inference
     total_j: float | None  # J per inference, including static / idle power
     kind: Kind
     source: str
     notes: str = ""
+    basis: str = ""  # counting basis label, e.g. "chip counts", "CNN MACs", "measured"
+    scope: str = ""  # what is charged, e.g. "memory-inclusive", "arithmetic only"
+    throughput_fps: float | None = None  # inferences per second (best batch measured, or modelled)
+    static_j: float | None = None
+    auc: float | None = None
+    footnotes: list[str] = field(default_factory=list)  # sentences shown once under the table
+    is_baseline: bool = False  # a CNN baseline (not the SNN under study)
+
+
+@dataclass
+class SweepTable:
+    """Trials of an accuracy-vs-energy sweep (`neurocxr sweep` / benchmarks/pareto.py), normalised:
+    each trial has model, num_steps, encoding, val_auc, test_auc, test_accuracy and
+    energy {device: {"dynamic_j", "total_j"}}."""
+
+    source: str
+    trials: list[dict[str, Any]]
+    pareto: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def devices(self) -> list[str]:
+        seen: list[str] = []
+        for t in self.trials:
+            seen += [d for d in (t.get("energy") or {}) if d not in seen]
+        return seen
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "trials": self.trials, "pareto": self.pareto}
 
 
 @dataclass
@@ -98,6 +154,16 @@ class Report:
     export: dict[str, Any] = field(default_factory=dict)
     assumptions: list[str] = field(default_factory=lambda: list(DEFAULT_ASSUMPTIONS))
     environment: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    # The chip's operating point: threshold chosen on validation like the float model's.
+    operating_point: dict[str, Any] = field(default_factory=dict)
+    # Per layer: chip counts vs NeuroBench float-model counts, ratio and why.
+    counting_bases: list[dict[str, Any]] = field(default_factory=list)
+    # What could not be measured on this machine, and why (said once in the report).
+    not_measurable: dict[str, str] = field(default_factory=dict)
+    auc: dict[str, float] = field(default_factory=dict)  # model -> test ROC-AUC
+    sweep: SweepTable | None = None
+    neuromorphic_devices: list[str] = field(default_factory=list)
 
     @property
     def is_synthetic(self) -> bool:
@@ -107,44 +173,77 @@ class Report:
 # ----------------------------------------------------------------------------------------------
 # Summary rows
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text or "") if s.strip()]
+
+
+def _basis_of(e: EnergyEstimate) -> tuple[str, str]:
+    """(basis label, scope label) of an estimate: its own fields when set, else inferred from how
+    the estimate was made (the energy functions that predate those fields)."""
+    basis, scope = getattr(e, "basis", "") or "", getattr(e, "scope", "") or ""
+    if not basis:
+        if "KerasSpiking" in e.device or "keras" in e.source.lower():
+            basis = "keras-spiking"
+        elif "MACs x E_MAC" in e.method:
+            basis = "cnn"
+        else:
+            basis = "chip"
+    if not scope:
+        method = e.method.lower()
+        scope = "memory-inclusive" if "memory" in method and "arithmetic" not in method else (
+            "arithmetic" if ("e_mac" in method or "e_ac" in method) else ("tdp" if "tdp" in method else "device"))
+    return BASIS_LABELS.get(basis, basis), SCOPE_LABELS.get(scope, scope)
+
 
 def summary_from(
-    estimates: Iterable[EnergyEstimate], measurements: Iterable[EnergyMeasurement]
+    estimates: Iterable[EnergyEstimate],
+    measurements: Iterable[EnergyMeasurement],
+    *,
+    baselines: Iterable[str] = (),
+    auc: dict[str, float] | None = None,
 ) -> list[SummaryRow]:
-    """Summary rows: one per measurement (runtime and batch size in the device), one per estimate.
-
-    Measurements come first: a measured number outranks an estimate of the same thing.
-    """
+    """Summary rows, one per model x device. Measurements first (a measured number outranks an
+    estimate); the batch sizes measured for one model on one device are merged into one row:
+    latency and energy of the smallest batch, throughput of the best batch."""
+    auc = auc or {}
+    baseline_names = set(baselines)
     rows: list[SummaryRow] = []
+    groups: dict[tuple[str, str], list[EnergyMeasurement]] = {}
     for m in measurements:
-        rows.append(
-            SummaryRow(
-                model=m.model,
-                device=(f"{m.device} (batch {m.batch_size})" if m.runtime in m.device
-                        else f"{m.device} ({m.runtime}, batch {m.batch_size})"),
-                accuracy=m.accuracy,
-                latency_s=m.latency_s,
-                dynamic_j=m.dynamic_j,
-                total_j=m.total_j,
-                kind=m.kind,
-                source=m.method,
-                notes=m.notes,
-            )
-        )
+        groups.setdefault((m.model, m.device), []).append(m)
+    for (model, device), ms in groups.items():
+        ms = sorted(ms, key=lambda m: m.batch_size)
+        first = ms[0]
+        fps = [m.throughput_sps for m in ms if m.throughput_sps]
+        best = max(ms, key=lambda m: m.throughput_sps or 0.0)
+        batches = ", ".join(str(m.batch_size) for m in ms)
+        foot = [first.method]
+        if len(ms) > 1:
+            foot.append(f"Measured at batch {batches}: latency and energy at batch {first.batch_size}, "
+                        f"frames/s at batch {best.batch_size}.")
+        foot += _sentences(first.notes)
+        base = model.split(" (")[0]
+        rows.append(SummaryRow(
+            model=model, device=device if first.runtime in device else f"{device} ({first.runtime})",
+            accuracy=first.accuracy, latency_s=first.latency_s, dynamic_j=first.dynamic_j, total_j=first.total_j,
+            kind=first.kind, source=first.method, notes=first.notes, basis="measured", scope="",
+            throughput_fps=max(fps) if fps else None, auc=auc.get(base), footnotes=foot,
+            is_baseline=base in baseline_names,
+        ))
     for e in estimates:
-        rows.append(
-            SummaryRow(
-                model=e.model,
-                device=e.device,
-                accuracy=e.accuracy,
-                latency_s=e.latency_s,
-                dynamic_j=e.dynamic_j,
-                total_j=e.total_j,
-                kind=e.kind,
-                source=e.source,
-                notes="; ".join(x for x in (e.method, e.notes) if x),
-            )
-        )
+        basis, scope = _basis_of(e)
+        foot = [f"Source: {e.source}", f"Method: {e.method}"]
+        foot += list(getattr(e, "footnotes", None) or _sentences(e.notes))
+        rows.append(SummaryRow(
+            model=e.model, device=e.device, accuracy=e.accuracy, latency_s=e.latency_s,
+            dynamic_j=e.dynamic_j, total_j=e.total_j, kind=e.kind, source=e.source,
+            notes="; ".join(x for x in (e.method, e.notes) if x), basis=basis, scope=scope,
+            throughput_fps=getattr(e, "throughput_fps", None), static_j=getattr(e, "static_j", None),
+            auc=auc.get(e.model), footnotes=foot, is_baseline=e.model in baseline_names,
+        ))
     return rows
 
 
@@ -171,25 +270,41 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
+def _finite(value: Any) -> bool:
+    return value is not None and _is_number(value) and math.isfinite(float(value))
+
+
 def format_energy(joules: float | None) -> str:
     """Energy with an SI prefix, 3 significant digits (``2.7e-5`` -> ``27 µJ``); ``—`` when None."""
-    if joules is None or not math.isfinite(float(joules)):
+    if not _finite(joules):
         return "—"
-    return _si(float(joules), "J")
+    return _si(float(joules), "J")  # type: ignore[arg-type]
 
 
 def format_seconds(seconds: float | None) -> str:
     """Duration with an SI prefix, 3 significant digits (``0.00123`` -> ``1.23 ms``)."""
-    if seconds is None or not math.isfinite(float(seconds)):
+    if not _finite(seconds):
         return "—"
-    return _si(float(seconds), "s")
+    return _si(float(seconds), "s")  # type: ignore[arg-type]
 
 
 def format_accuracy(fraction: float | None) -> str:
     """Accuracy fraction as a percentage with one decimal (``0.854`` -> ``85.4%``)."""
-    if fraction is None or not math.isfinite(float(fraction)):
+    if not _finite(fraction):
         return "—"
-    return f"{100.0 * float(fraction):.1f}%"
+    return f"{100.0 * float(fraction):.1f}%"  # type: ignore[arg-type]
+
+
+def format_rate(per_second: float | None) -> str:
+    """Frames per second, 3 significant digits with thousands separators."""
+    if not _finite(per_second):
+        return "—"
+    v = float(per_second)  # type: ignore[arg-type]
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def format_auc(value: float | None) -> str:
+    return "—" if not _finite(value) else f"{float(value):.3f}"  # type: ignore[arg-type]
 
 
 def _fmt_value(value: Any) -> str:
@@ -199,6 +314,8 @@ def _fmt_value(value: Any) -> str:
         return "yes" if value else "no"
     if _is_number(value):
         v = float(value)
+        if not math.isfinite(v):
+            return "—"
         if float(v).is_integer() and abs(v) < 1e15:
             return f"{int(v):,}"
         return f"{v:.4g}"
@@ -209,6 +326,162 @@ def _fmt_value(value: Any) -> str:
 
 def _e(text: Any) -> str:
     return html.escape(str(text), quote=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Verdict
+
+
+def _ratio_text(ratio: float) -> str:
+    return f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.1f}×"
+
+
+def _pick_snn_row(report: Report) -> SummaryRow | None:
+    snn = [r for r in report.summary if not r.is_baseline and r.kind == "estimated" and r.dynamic_j
+           and (r.device in report.neuromorphic_devices or r.device in ("loihi", "loihi2"))]
+    for preferred in ("loihi", "loihi2"):
+        for r in snn:
+            if r.device == preferred:
+                return r
+    return snn[0] if snn else None
+
+
+def _pick_cnn_row(report: Report) -> SummaryRow | None:
+    rows = [r for r in report.summary if r.is_baseline and r.dynamic_j]
+    measured = [r for r in rows if r.kind == "measured"]
+    if measured:
+        return min(measured, key=lambda r: r.dynamic_j or math.inf)
+    memory = [r for r in rows if r.scope == SCOPE_LABELS["memory-inclusive"]]
+    pool = memory or rows
+    return min(pool, key=lambda r: r.dynamic_j or math.inf) if pool else None
+
+
+def _describe(r: SummaryRow) -> str:
+    what = ", ".join(x for x in (r.basis, r.scope) if x and x != "measured")
+    kind = "measured" if r.kind == "measured" else "estimated"
+    return f"{r.model} on {r.device} ({kind}{'; ' + what if what else ''})"
+
+
+def verdict(report: Report) -> str:
+    """One sentence with numbers: which is cheaper per inference, by how much, on which basis,
+    measured or estimated. Compares the SNN on Loihi (chip counts) with the cheapest like-for-like
+    CNN baseline row (measured, else memory-inclusive, else arithmetic-only, said so)."""
+    snn, cnn = _pick_snn_row(report), _pick_cnn_row(report)
+    if snn is None and cnn is None:
+        return "No energy figures in this report: nothing to compare."
+    if snn is None or cnn is None:
+        r = snn or cnn
+        assert r is not None
+        return (f"Only one side to compare: {_describe(r)} uses {format_energy(r.dynamic_j)} of dynamic energy "
+                f"per inference; add a CNN baseline (--baseline) for a verdict.")
+    cheap, dear = (snn, cnn) if snn.dynamic_j <= cnn.dynamic_j else (cnn, snn)  # type: ignore[operator]
+    ratio = float(dear.dynamic_j) / float(cheap.dynamic_j) if cheap.dynamic_j else math.inf  # type: ignore[arg-type]
+    acc = ""
+    if _finite(cheap.accuracy) and _finite(dear.accuracy):
+        acc = f", at {format_accuracy(cheap.accuracy)} vs {format_accuracy(dear.accuracy)} test accuracy"
+    return (f"{cheap.model} is cheaper: {format_energy(cheap.dynamic_j)} of dynamic energy per inference for "
+            f"{_describe(cheap)} against {format_energy(dear.dynamic_j)} for {_describe(dear)}, "
+            f"{_ratio_text(ratio)} less{acc}.")
+
+
+def verdict_caveats(report: Report) -> list[str]:
+    """What the verdict's comparison leaves out, in a sentence each (shown under it)."""
+    snn, cnn = _pick_snn_row(report), _pick_cnn_row(report)
+    out = []
+    if cnn is not None and snn is not None and cnn.scope == SCOPE_LABELS["arithmetic"]:
+        out.append("The CNN figure is arithmetic only (no memory traffic), while Loihi's per-op constants "
+                   "include its synaptic memory; no memory-inclusive CNN estimate was available.")
+    if cnn is not None and snn is not None and cnn.scope == SCOPE_LABELS["memory-inclusive"]:
+        out.append("Like for like: the CNN figure includes on-chip SRAM and off-chip DRAM traffic, as Loihi's "
+                   "per-op constants include its synaptic memory.")
+    if not any(r.kind == "measured" and r.dynamic_j is not None for r in report.summary):
+        out.append("Every energy figure here is an estimate; no energy counter was readable on this machine.")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Sweep tables (from `neurocxr sweep` or benchmarks/pareto.py)
+
+_SWEEP_FILES = ("results.jsonl", "trials.jsonl", "results.csv", "trials.csv", "results.json", "pareto.json")
+_FLAT_ENERGY = re.compile(r"^energy[_.](?P<device>.+?)[_.](?P<field>dynamic_j|total_j)$")
+_FLOAT_FIELDS = ("val_auc", "test_auc", "test_accuracy", "val_accuracy")
+
+
+def _num(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _normalise_trial(raw: dict[str, Any]) -> dict[str, Any]:
+    trial = dict(raw)
+    energy: dict[str, dict[str, float | None]] = {}
+    nested = raw.get("energy")
+    if isinstance(nested, str) and nested.strip().startswith("{"):
+        nested = json.loads(nested)
+    if isinstance(nested, dict):
+        for device, v in nested.items():
+            if isinstance(v, dict):
+                energy[str(device)] = {"dynamic_j": _num(v.get("dynamic_j")), "total_j": _num(v.get("total_j"))}
+            else:
+                energy[str(device)] = {"dynamic_j": _num(v), "total_j": None}
+    for key, value in raw.items():
+        m = _FLAT_ENERGY.match(str(key))
+        if m:
+            energy.setdefault(m["device"], {"dynamic_j": None, "total_j": None})[m["field"]] = _num(value)
+    trial["energy"] = energy
+    for key in _FLOAT_FIELDS:
+        trial[key] = _num(raw.get(key))
+    if "num_steps" in raw:
+        steps = _num(raw.get("num_steps"))
+        trial["num_steps"] = int(steps) if steps is not None else None
+    return trial
+
+
+def read_sweep(path: str | os.PathLike[str]) -> SweepTable:
+    """Read a sweep's results table: a sweep output folder, or the table file itself (JSON lines,
+    CSV, or JSON ``{"trials": [...], "pareto": [...]}`` / a JSON list). Energy per device is
+    ``energy: {device: {dynamic_j, total_j}}`` or flat columns ``energy_<device>_dynamic_j``.
+    Failed trials (a ``status`` other than ok/done/finished, or no energy) are kept but not plotted."""
+    p = Path(path)
+    if p.is_dir():
+        found = [p / name for name in _SWEEP_FILES if (p / name).is_file()]
+        if not found:
+            found = sorted(p.glob("*.jsonl")) + sorted(p.glob("*.csv"))
+        if not found:
+            raise NeurocxrError(f"{p} holds no sweep results table ({', '.join(_SWEEP_FILES)}); run `neurocxr sweep` first")
+        p = found[0]
+    if not p.is_file():
+        raise NeurocxrError(f"sweep results {p} not found")
+    text = p.read_text(encoding="utf-8")
+    pareto: list[dict[str, Any]] = []
+    try:
+        if p.suffix == ".csv":
+            raw = list(csv.DictReader(io.StringIO(text)))
+        elif p.suffix == ".jsonl":
+            raw = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            data = json.loads(text)
+            if isinstance(data, dict):
+                raw = list(data.get("trials") or [])
+                pareto = [_normalise_trial(t) for t in data.get("pareto") or [] if isinstance(t, dict)]
+            else:
+                raw = list(data)
+    except (json.JSONDecodeError, csv.Error, UnicodeDecodeError) as err:
+        raise NeurocxrError(f"{p} is not a readable sweep table: {err}") from None
+    trials = [_normalise_trial(t) for t in raw if isinstance(t, dict)]
+    if not trials:
+        raise NeurocxrError(f"{p} lists no trials")
+    return SweepTable(source=str(p), trials=trials, pareto=pareto)
+
+
+def _trial_ok(t: dict[str, Any]) -> bool:
+    status = str(t.get("status") or "ok").lower()
+    return status in ("ok", "done", "finished", "completed", "terminated", "success") and bool(t.get("energy"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,12 +521,15 @@ def _quantity(value: Any, unit: str) -> dict[str, Any]:
 
 
 def _estimate_json(e: EnergyEstimate) -> dict[str, Any]:
-    return {
+    basis, scope = _basis_of(e)
+    out = {
         "model": e.model,
         "device": e.device,
         "kind": e.kind,
         "source": e.source,
         "method": e.method,
+        "basis": basis,
+        "scope": scope,
         "dynamic_energy": _energy(e.dynamic_j, e.kind, e.source),
         "total_energy": _energy(e.total_j, e.kind, e.source),
         "latency": _quantity(e.latency_s, "s per inference"),
@@ -267,6 +543,13 @@ def _estimate_json(e: EnergyEstimate) -> dict[str, Any]:
         },
         "notes": e.notes,
     }
+    if getattr(e, "static_j", None) is not None:
+        out["static_energy"] = _energy(e.static_j, e.kind, e.source)  # type: ignore[attr-defined]
+    if getattr(e, "throughput_fps", None) is not None:
+        out["throughput"] = _quantity(e.throughput_fps, "inferences per s (modelled)")  # type: ignore[attr-defined]
+    if getattr(e, "timing", None):
+        out["timing"] = _jsonable(e.timing)  # type: ignore[attr-defined]
+    return out
 
 
 def _measurement_json(m: EnergyMeasurement) -> dict[str, Any]:
@@ -292,9 +575,13 @@ def _row_json(r: SummaryRow) -> dict[str, Any]:
         "model": r.model,
         "device": r.device,
         "kind": r.kind,
+        "basis": r.basis,
+        "scope": r.scope,
         "source": r.source,
         "accuracy": _quantity(r.accuracy, "fraction"),
+        "roc_auc": _quantity(r.auc, "fraction"),
         "latency": _quantity(r.latency_s, "s"),
+        "throughput": _quantity(r.throughput_fps, "inferences per s"),
         "dynamic_energy": _energy(r.dynamic_j, r.kind, r.source),
         "total_energy": _energy(r.total_j, r.kind, r.source),
         "notes": r.notes,
@@ -308,9 +595,17 @@ def report_to_json(report: Report) -> dict[str, Any]:
         "created": report.created,
         "data_source": report.data_source,
         "synthetic_data": report.is_synthetic,
+        "verdict": verdict(report),
+        "verdict_caveats": verdict_caveats(report),
         "summary": [_row_json(r) for r in report.summary],
+        "not_measurable_here": dict(report.not_measurable),
         "estimates": [_estimate_json(e) for e in report.estimates],
         "measurements": [_measurement_json(m) for m in report.measurements],
+        "operating_point": _jsonable(report.operating_point),
+        "counting_bases": {
+            "units": "effective / dense synaptic operations per sample, summed over time steps",
+            "layers": _jsonable(report.counting_bases),
+        },
         "layer_counts": {
             "units": "per sample, summed over time steps: spikes, synaptic operations, neuron updates (counts)",
             "models": _jsonable(report.layer_counts),
@@ -318,7 +613,9 @@ def report_to_json(report: Report) -> dict[str, Any]:
         "accuracy": _jsonable(report.accuracy),
         "parity": _jsonable(report.parity),
         "export": _jsonable(report.export),
+        "sweep": _jsonable(report.sweep.to_dict()) if report.sweep is not None else None,
         "assumptions": list(report.assumptions),
+        "provenance": _jsonable(report.provenance),
         "environment": _jsonable(report.environment),
     }
 
@@ -350,41 +647,118 @@ def _short(text: str, n: int = 28) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _plot_energy_per_device(rows: Sequence[SummaryRow]) -> str | None:
-    data = [r for r in rows if r.dynamic_j is not None and r.dynamic_j > 0]
+_MODEL_COLORS = ["#1565c0", "#c62828", "#6a1b9a", "#2e7d32", "#ef6c00", "#00838f", "#5d4037", "#ad1457"]
+
+
+def _plot_accuracy_vs_energy(rows: Sequence[SummaryRow]) -> str | None:
+    """Accuracy against dynamic energy per inference: one colour per model, one point per device;
+    circles for measured, triangles for estimated energy."""
+    data = [r for r in rows if _finite(r.accuracy) and _finite(r.dynamic_j) and r.dynamic_j > 0]  # type: ignore[operator]
     if not data:
         return None
-    fig = _figure(7.5, 0.8 + 0.45 * len(data) + 1.0)
+    fig = _figure(7.6, 4.3)
     ax = fig.add_subplot(1, 1, 1)
-    labels = [_short(f"{r.model} @ {r.device}", 48) for r in data]
-    y = np.arange(len(data))
-    ax.barh(
-        y,
-        [r.dynamic_j for r in data],
-        color=[_KIND_COLOR.get(r.kind, "#607d8b") for r in data],
-        hatch=None,
-        edgecolor="black",
-    )
-    for bar, r in zip(ax.patches, data):
-        bar.set_hatch(_KIND_HATCH.get(r.kind, ""))
-    ax.set_yticks(y)
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.invert_yaxis()
+    models = list(dict.fromkeys(r.model for r in data))
+    for i, model in enumerate(models):
+        pts = [r for r in data if r.model == model]
+        color = _MODEL_COLORS[i % len(_MODEL_COLORS)]
+        for kind, marker in (("measured", "o"), ("estimated", "^")):
+            sel = [r for r in pts if r.kind == kind]
+            if sel:
+                ax.scatter([r.dynamic_j for r in sel], [100 * r.accuracy for r in sel],  # type: ignore[operator]
+                           c=color, marker=marker, edgecolors="black", s=46, zorder=3,
+                           label=f"{_short(model, 26)} ({kind})")
+        for r in pts:
+            # Points of one model share a height: label them by device, slanted so neighbours stay legible.
+            ax.annotate(_short(r.device, 22), (r.dynamic_j, 100 * r.accuracy), fontsize=6.5,  # type: ignore[operator]
+                        xytext=(2, 5), textcoords="offset points", rotation=35, ha="left", va="bottom")
     ax.set_xscale("log")
-    values = [float(r.dynamic_j) for r in data]  # type: ignore[arg-type]
-    ax.set_xlim(min(values) / 10, max(values) * 10)  # bars start a decade below the smallest value
-    for yi, v in zip(y, values):
-        ax.annotate(format_energy(v), (v, yi), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
+    energies = [float(r.dynamic_j) for r in data]  # type: ignore[arg-type]
+    ax.set_xlim(min(energies) / 5, max(energies) * 20)
+    ax.margins(y=0.45)
+    ax.grid(True, which="major", alpha=0.3)
     ax.set_xlabel("dynamic energy per inference (J, log scale)")
-    ax.set_title("Energy per inference by device")
-    from matplotlib.patches import Patch
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy vs energy per inference, one point per model × device", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    return _png_data_uri(fig)
 
-    present = sorted({r.kind for r in data}, key=lambda k: _KINDS.index(k) if k in _KINDS else 9)
-    ax.legend(
-        handles=[Patch(facecolor=_KIND_COLOR.get(k, "#607d8b"), hatch=_KIND_HATCH.get(k, ""), edgecolor="black", label=k) for k in present],
-        fontsize=8,
-        loc="best",
-    )
+
+def _plot_sweep(sweep: SweepTable, rows: Sequence[SummaryRow]) -> str | None:
+    """One panel per device: every finished sweep trial's test accuracy (circles) and ROC-AUC
+    (squares) against its dynamic energy on that device, the report's own models on that device,
+    and the CNN baselines' rows on the same axes (stars: accuracy, diamonds: AUC)."""
+    trials = [t for t in sweep.trials if _trial_ok(t)]
+    devices = [d for d in sweep.devices if any(_finite((t["energy"].get(d) or {}).get("dynamic_j")) for t in trials)]
+    if not devices:
+        return None
+    devices = devices[:6]
+    cols = 2 if len(devices) > 1 else 1
+    nrows = (len(devices) + cols - 1) // cols
+    fig = _figure(9.5 if cols == 2 else 7.6, 0.6 + 3.4 * nrows)
+    baselines = [r for r in rows if r.is_baseline and _finite(r.dynamic_j) and r.dynamic_j > 0]  # type: ignore[operator]
+    steps = sorted({t.get("num_steps") for t in trials if t.get("num_steps") is not None})
+    cmap = __import__("matplotlib").colormaps["viridis"]
+    for k, device in enumerate(devices):
+        ax = fig.add_subplot(nrows, cols, k + 1)
+        xs, acc, auc, col = [], [], [], []
+        for t in trials:
+            e = (t["energy"].get(device) or {}).get("dynamic_j")
+            if not _finite(e) or e <= 0:
+                continue
+            xs.append(e)
+            acc.append(t.get("test_accuracy"))
+            auc.append(t.get("test_auc"))
+            s = t.get("num_steps")
+            col.append(cmap(steps.index(s) / max(1, len(steps) - 1)) if s in steps else "#777777")
+        for ys, marker, label in ((acc, "o", "SNN trials: accuracy"), (auc, "s", "SNN trials: ROC-AUC")):
+            pts = [(x, y, c) for x, y, c in zip(xs, ys, col) if _finite(y)]
+            if pts:
+                ax.scatter([p[0] for p in pts], [p[1] for p in pts], c=[p[2] for p in pts], marker=marker,
+                           edgecolors="black", linewidths=0.4, s=30, label=label, zorder=3)
+        for r in rows:
+            if not r.is_baseline and r.device == device and _finite(r.dynamic_j) and _finite(r.accuracy):
+                ax.scatter([r.dynamic_j], [r.accuracy], marker="P", c="#c62828", s=70, edgecolors="black",
+                           label=f"{_short(r.model, 20)} (this report)", zorder=4)
+        for i, r in enumerate(baselines):
+            color = _MODEL_COLORS[(i + 2) % len(_MODEL_COLORS)]
+            what = _short(f"{r.model}, {r.device}", 34)
+            if _finite(r.accuracy):
+                ax.scatter([r.dynamic_j], [r.accuracy], marker="*", c=color, s=110, edgecolors="black",
+                           label=f"{what}: accuracy", zorder=4)
+            if _finite(r.auc):
+                ax.scatter([r.dynamic_j], [r.auc], marker="D", c=color, s=40, edgecolors="black",
+                           label=f"{what}: AUC", zorder=4)
+        ax.set_xscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.set_title(f"energy on {device}", fontsize=9)
+        ax.set_xlabel("dynamic energy per inference (J, log)", fontsize=8)
+        ax.set_ylabel("test accuracy / ROC-AUC", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if k == 0:
+            ax.legend(fontsize=6, loc="lower right")
+    if steps:
+        fig.suptitle("Sweep: colour = time steps (" + ", ".join(str(s) for s in steps) + ", dark to light)", fontsize=9)
+    return _png_data_uri(fig)
+
+
+def _plot_counting_bases(bases: Sequence[dict[str, Any]]) -> str | None:
+    rows = [b for b in bases if _finite(b.get("chip_effective_ops")) or _finite(b.get("neurobench_effective_ops"))]
+    if not rows:
+        return None
+    fig = _figure(7.6, 3.2)
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(rows))
+    chip = [float(b.get("chip_effective_ops") or np.nan) for b in rows]
+    nb = [float(b.get("neurobench_effective_ops") or np.nan) for b in rows]
+    ax.bar(x - 0.2, chip, width=0.4, color="#ef8f00", edgecolor="black", label="chip counts (energy estimates use these)")
+    ax.bar(x + 0.2, nb, width=0.4, color="#1565c0", edgecolor="black", label="NeuroBench float-model counts")
+    ax.set_xticks(x)
+    ax.set_xticklabels([_short(str(b.get("layer")), 16) for b in rows], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("effective synaptic ops per sample")
+    ax.set_title("Two counting bases per layer", fontsize=10)
+    ax.legend(fontsize=7)
     return _png_data_uri(fig)
 
 
@@ -455,62 +829,10 @@ def _plot_spikes_per_layer(layer_counts: dict[str, list[dict[str, Any]]]) -> str
     return _png_data_uri(fig)
 
 
-def _plot_accuracy_vs_energy(rows: Sequence[SummaryRow]) -> str | None:
-    data = [r for r in rows if r.accuracy is not None and r.dynamic_j is not None and r.dynamic_j > 0]
-    if not data:
-        return None
-    fig = _figure(7.0, 4.2)
-    ax = fig.add_subplot(1, 1, 1)
-    for kind in sorted({r.kind for r in data}):
-        pts = [r for r in data if r.kind == kind]
-        ax.scatter(
-            [r.dynamic_j for r in pts],
-            [100 * r.accuracy for r in pts],  # type: ignore[operator]
-            c=_KIND_COLOR.get(kind, "#607d8b"),
-            marker="o" if kind == "measured" else "^",
-            label=kind,
-            edgecolors="black",
-        )
-        for r in pts:
-            # Points of one model share a height: label them by device, slanted so neighbours stay legible.
-            ax.annotate(_short(r.device, 24), (r.dynamic_j, 100 * r.accuracy), fontsize=6,  # type: ignore[operator]
-                        xytext=(2, 4), textcoords="offset points", rotation=40, ha="left", va="bottom")
-    ax.set_xscale("log")
-    energies = [float(r.dynamic_j) for r in data]  # type: ignore[arg-type]
-    ax.set_xlim(min(energies) / 30, max(energies) * 30)
-    for model in dict.fromkeys(r.model for r in data):
-        acc = next(100 * r.accuracy for r in data if r.model == model)  # type: ignore[operator]
-        ax.annotate(_short(model, 24), (min(energies) / 25, acc), fontsize=7, fontweight="bold", va="center")
-    ax.margins(y=0.35)
-    ax.set_xlabel("dynamic energy per inference (J, log scale)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("Accuracy vs energy")
-    ax.legend(fontsize=8)
-    return _png_data_uri(fig)
-
-
 # ----------------------------------------------------------------------------------------------
-# HTML
+# HTML (jinja2 templates in neurocxr/templates; autoescaped, plus a few pre-escaped tables)
 
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.4}
-h1{margin-bottom:.2em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}
-th{background:#f2f2f2} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.tag{display:inline-block;padding:.05em .5em;border-radius:.8em;font-size:.8em;font-weight:600;white-space:nowrap}
-.tag-measured{background:#c8e6c9;color:#1b5e20;border:1px solid #2e7d32}
-.tag-estimated{background:#ffe0b2;color:#8a4b00;border:1px dashed #ef8f00}
-.tag-not-measurable{background:#eee;color:#555;border:1px dotted #777}
-.source{color:#555;font-size:.85em} .muted{color:#777}
-.datasource{padding:.4em .8em;background:#e3f2fd;border-left:4px solid #1565c0}
-.synthetic{padding:.6em .8em;background:#ffebee;border:2px solid #c62828;color:#b71c1c;font-weight:700;font-size:1.1em}
-img{max-width:100%;border:1px solid #ddd;margin:.4em 0}
-"""
-
-
-def _tag(kind: str) -> str:
-    cls = "tag-" + kind.replace(" ", "-")
-    return f'<span class="tag {_e(cls)}">{_e(kind)}</span>'
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 
 
 def _is_records(value: Any) -> bool:
@@ -528,7 +850,7 @@ def _kv_table(d: dict[str, Any], depth: int = 0) -> str:
         else:
             cell = f"<td{' class=num' if _is_number(v) else ''}>{_e(_fmt_value(v))}</td>"
         rows += f"<tr><th>{_e(k)}</th>{cell}</tr>"
-    return f"<table>{rows}</table>"
+    return f"<table class=kv>{rows}</table>"
 
 
 def _records_table(records: Sequence[dict[str, Any]]) -> str:
@@ -548,71 +870,251 @@ def _records_table(records: Sequence[dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _energy_cell(value: float | None, row: SummaryRow) -> str:
-    if value is not None:
-        return f'<td class="num" title="{_e(repr(float(value)))} J">{_e(format_energy(value))}</td>'
-    if row.kind == "not measurable":
-        reason = row.notes or "no counter available"
-        text = reason if "not measurable" in reason.lower() else f"not measurable here: {reason}"
-        return f'<td class="muted">{_e(text)}</td>'
-    return '<td class="muted">—</td>'
+class _Footnotes:
+    """Numbered footnotes, each text once; rows refer to them by number."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def ref(self, text: str) -> int:
+        if text not in self.texts:
+            self.texts.append(text)
+        return self.texts.index(text) + 1
 
 
-def _summary_table(report: Report) -> str:
-    head = (
-        "<tr><th>model</th><th>device</th><th>accuracy</th><th>latency</th>"
-        "<th>energy / inference (dynamic)</th><th>energy / inference (total)</th>"
-        "<th>measured / estimated</th><th>source</th><th>notes</th></tr>"
+_KIND_ORDER = {"measured": 0, "not measurable": 1, "estimated": 2}
+
+
+def _row_footnotes(r: SummaryRow) -> list[str]:
+    texts = []
+    for text in r.footnotes or _sentences(r.notes):
+        low = text.lower()
+        # Said once elsewhere: the not-measurable line under the table, and the badge itself.
+        if "not measurable" in low or low.startswith("latency and throughput are measured"):
+            continue
+        texts.append(text)
+    return texts
+
+
+def _common_footnotes(rows: Sequence[SummaryRow]) -> list[str]:
+    """Sentences every estimated row carries: shown once as a general note, not as a number on each row."""
+    estimated = [set(_row_footnotes(r)) for r in rows if r.kind == "estimated"]
+    if len(estimated) < 2:
+        return []
+    common = set.intersection(*estimated)
+    first = next(r for r in rows if r.kind == "estimated")
+    return [t for t in _row_footnotes(first) if t in common]
+
+
+def _table_context(report: Report) -> tuple[list[dict[str, Any]], list[str]]:
+    notes = _Footnotes()
+    rows = sorted(report.summary, key=lambda r: (r.is_baseline, _KIND_ORDER.get(r.kind, 9)))
+    common = set(_common_footnotes(rows))
+    out = []
+    for r in rows:
+        refs = [notes.ref(text) for text in _row_footnotes(r) if text not in common]
+        badge = r.kind
+        if r.kind == "not measurable" and _finite(r.latency_s):
+            badge_text = "latency measured, energy not measurable"
+        else:
+            badge_text = r.kind
+        out.append({
+            "model": r.model,
+            "device": r.device,
+            "basis": ", ".join(x for x in (r.basis, r.scope) if x),
+            "accuracy": format_accuracy(r.accuracy),
+            "auc": format_auc(r.auc),
+            "latency": format_seconds(r.latency_s),
+            "fps": format_rate(r.throughput_fps),
+            "dynamic": format_energy(r.dynamic_j) if r.kind != "not measurable" else "—",
+            "total": format_energy(r.total_j) if r.kind != "not measurable" else "—",
+            "dynamic_exact": "" if r.dynamic_j is None else f"{float(r.dynamic_j):.6g} J",
+            "total_exact": "" if r.total_j is None else f"{float(r.total_j):.6g} J",
+            "badge": badge,
+            "badge_class": "badge-" + badge.replace(" ", "-"),
+            "badge_text": badge_text,
+            "refs": sorted(set(refs)),
+            "baseline": r.is_baseline,
+        })
+    return out, notes.texts
+
+
+def _timing_rows(report: Report) -> list[dict[str, Any]]:
+    rows = []
+    for e in report.estimates:
+        if e.latency_s is None and getattr(e, "throughput_fps", None) is None and not getattr(e, "timing", None):
+            continue
+        timing = getattr(e, "timing", None) or {}
+        rows.append({
+            "model": e.model,
+            "device": e.device,
+            "latency": format_seconds(e.latency_s),
+            "fps": format_rate(getattr(e, "throughput_fps", None)),
+            "static": format_energy(getattr(e, "static_j", None)),
+            "dynamic": format_energy(e.dynamic_j),
+            "total": format_energy(e.total_j),
+            "timing": ", ".join(f"{k} = {_fmt_timing(k, v)}" for k, v in timing.items() if not isinstance(v, (dict, list))),
+        })
+    return rows
+
+
+def _fmt_timing(key: str, value: Any) -> str:
+    if _is_number(value) and (key.endswith("_s") or key in ("step", "barrier")):
+        return format_seconds(float(value))
+    return _fmt_value(value)
+
+
+def _sources(report: Report) -> list[dict[str, Any]]:
+    by_source: dict[str, dict[str, Any]] = {}
+    for e in report.estimates:
+        s = by_source.setdefault(e.source, {"source": e.source, "devices": [], "constants": {}})
+        if e.device not in s["devices"]:
+            s["devices"].append(e.device)
+        for k, v in e.constants.items():
+            s["constants"][k] = v
+    out = []
+    for s in by_source.values():
+        consts = ", ".join(f"{k} = {_fmt_const(v)}" for k, v in s["constants"].items())
+        out.append({"source": s["source"], "devices": ", ".join(s["devices"]), "constants": consts})
+    return out
+
+
+def _fmt_const(v: Any) -> str:
+    if _is_number(v) and 0 < abs(float(v)) < 1e-3:
+        return format_energy(float(v))
+    return _fmt_value(v)
+
+
+def _bases_rows(report: Report) -> list[dict[str, Any]]:
+    rows = []
+    for b in report.counting_bases:
+        ratio = b.get("ratio_chip_to_neurobench") or b.get("ratio")
+        rows.append({
+            "layer": b.get("layer"),
+            "float_layer": b.get("float_layer") or "",
+            "op_type": b.get("op_type") or "",
+            "chip": _fmt_ops(b.get("chip_effective_ops")),
+            "neurobench": _fmt_ops(b.get("neurobench_effective_ops")),
+            "ratio": "—" if not _finite(ratio) else f"{float(ratio):.2f}×",
+            "chip_dense": _fmt_ops(b.get("chip_dense_ops")),
+            "neurobench_dense": _fmt_ops(b.get("neurobench_dense_ops")),
+            "why": b.get("why") or b.get("explanation") or "",
+        })
+    return rows
+
+
+def _fmt_ops(v: Any) -> str:
+    return "—" if not _finite(v) else f"{float(v):,.0f}"
+
+
+def _bases_total(report: Report) -> str | None:
+    chip = sum(float(b.get("chip_effective_ops") or 0) for b in report.counting_bases)
+    nb = sum(float(b.get("neurobench_effective_ops") or 0) for b in report.counting_bases)
+    if chip <= 0 or nb <= 0:
+        return None
+    return f"{chip / nb:.2f}"
+
+
+def _sweep_rows(sweep: SweepTable | None) -> list[dict[str, Any]]:
+    if sweep is None:
+        return []
+    devices = sweep.devices
+    rows = []
+    for t in sorted(sweep.trials, key=lambda t: -(t.get("val_auc") or -1)):
+        rows.append({
+            "model": t.get("model", ""),
+            "num_steps": _fmt_value(t.get("num_steps")),
+            "encoding": t.get("encoding", "") or "",
+            "val_auc": format_auc(t.get("val_auc")),
+            "test_auc": format_auc(t.get("test_auc")),
+            "test_accuracy": format_accuracy(t.get("test_accuracy")),
+            "energy": [format_energy((t["energy"].get(d) or {}).get("dynamic_j")) for d in devices],
+            "status": str(t.get("status") or ("ok" if _trial_ok(t) else "no energy")),
+        })
+    return rows
+
+
+def _operating_rows(op: dict[str, Any]) -> list[dict[str, str]]:
+    if not op:
+        return []
+    rows = []
+    for label, key, thr in (("float model (PyTorch)", "float_test", op.get("float_threshold")),
+                            ("chip (Loihi emulator)", "chip_test", op.get("threshold"))):
+        m = op.get(key) or {}
+        rows.append({
+            "what": label,
+            "threshold": "—" if not _finite(thr) else f"{float(thr):.4f}",
+            "accuracy": format_accuracy(m.get("accuracy")),
+            "sensitivity": format_accuracy(m.get("sensitivity")),
+            "specificity": format_accuracy(m.get("specificity")),
+            "auc": format_auc(m.get("roc_auc")),
+        })
+    return rows
+
+
+def _code_version(provenance: dict[str, Any]) -> str:
+    git = (provenance or {}).get("git") or {}
+    if not git.get("commit"):
+        return ""
+    return str(git["commit"])[:10] + (" (uncommitted changes)" if git.get("dirty") else "")
+
+
+def render_html(report: Report) -> str:
+    """The report as one self-contained HTML page (inline CSS, embedded PNG plots, escaped text)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
     )
-    body = ""
-    for r in report.summary:
-        body += (
-            f"<tr><td>{_e(r.model)}</td><td>{_e(r.device)}</td>"
-            f'<td class="num">{_e(format_accuracy(r.accuracy))}</td>'
-            f'<td class="num">{_e(format_seconds(r.latency_s))}</td>'
-            f"{_energy_cell(r.dynamic_j, r)}{_energy_cell(r.total_j, r)}"
-            f"<td>{_tag(r.kind)}</td><td class=source>{_e(r.source)}</td><td class=source>{_e(r.notes)}</td></tr>"
-        )
-    if not report.measurements:
-        body += (
-            '<tr><td colspan="9" class="muted">Measured energy: not measurable here: '
-            "no measurement was taken in this run (no energy counter was read); every energy figure "
-            "above is an estimate.</td></tr>"
-        )
-    if not report.summary:
-        return f"<table>{head}{body}</table><p class=muted>No results were given to this report.</p>"
-    return f"<table>{head}{body}</table>"
-
-
-def _measurements_section(measurements: Sequence[EnergyMeasurement]) -> str:
-    if not measurements:
-        return "<p class=muted>No measurements in this run.</p>"
-    body = "".join(
-        f"<tr><td>{_e(m.model)}</td><td>{_e(m.device)}</td><td>{_e(m.runtime)}</td>"
-        f'<td class="num">{_e(_fmt_value(m.batch_size))}</td>'
-        f'<td class="num">{_e(format_seconds(m.latency_s))}</td>'
-        f'<td class="num">{_e("—" if m.throughput_sps is None else f"{m.throughput_sps:.4g}")}</td>'
-        f'<td class="num">{_e(format_energy(m.dynamic_j))}</td><td class="num">{_e(format_energy(m.total_j))}</td>'
-        f"<td>{_tag(m.kind)}</td><td class=source>{_e(m.method)}</td><td class=source>{_e(m.notes)}</td></tr>"
-        for m in measurements
-    )
-    head = (
-        "<tr><th>model</th><th>device</th><th>runtime</th><th>batch</th><th>latency / batch</th>"
-        "<th>throughput (samples/s)</th><th>dynamic / sample</th><th>total / sample</th><th>kind</th>"
-        "<th>method</th><th>notes</th></tr>"
-    )
-    return f"<table>{head}{body}</table>"
-
-
-def _plot_section(title: str, uri: str | None, missing: str) -> str:
-    if uri is None:
-        return f"<h3>{_e(title)}</h3><p class=muted>{_e(missing)}</p>"
-    return f'<h3>{_e(title)}</h3><img alt="{_e(title)}" src="{uri}">'
+    table, footnotes = _table_context(report)
+    sweep_plot = _plot_sweep(report.sweep, report.summary) if report.sweep is not None else None
+    from markupsafe import Markup as markup
+    op = report.operating_point
+    context = {
+        "r": report,
+        "verdict": verdict(report),
+        "verdict_caveats": verdict_caveats(report),
+        "code_version": _code_version(report.provenance),
+        "main_plot": sweep_plot or _plot_accuracy_vs_energy(report.summary),
+        "main_plot_is_sweep": sweep_plot is not None,
+        "rows_plot": _plot_accuracy_vs_energy(report.summary) if sweep_plot is not None else None,
+        "table": table,
+        "footnotes": footnotes,
+        "common_notes": _common_footnotes(report.summary),
+        "not_measurable": report.not_measurable,
+        "no_measurements": not report.measurements,
+        "operating_rows": _operating_rows(op),
+        "operating": op,
+        "bases": _bases_rows(report),
+        "bases_total": _bases_total(report),
+        "bases_plot": _plot_counting_bases(report.counting_bases),
+        "timing": _timing_rows(report),
+        "layer_plot": _plot_layer_breakdown(report.estimates),
+        "spikes_plot": _plot_spikes_per_layer(report.layer_counts),
+        "measurements": [
+            {"model": m.model, "device": m.device, "runtime": m.runtime, "batch": _fmt_value(m.batch_size),
+             "latency": format_seconds(m.latency_s), "fps": format_rate(m.throughput_sps),
+             "dynamic": format_energy(m.dynamic_j), "total": format_energy(m.total_j), "kind": m.kind,
+             "badge_class": "badge-" + m.kind.replace(" ", "-"), "method": m.method}
+            for m in report.measurements
+        ],
+        "sweep_rows": _sweep_rows(report.sweep),
+        "sweep_devices": report.sweep.devices if report.sweep is not None else [],
+        "sources": _sources(report),
+        "clinical": {model: markup(_kv_table(metrics)) for model, metrics in report.accuracy.items()},
+        "export_html": markup(_export_section(report.export)) if report.export else None,
+        "parity_html": markup(_kv_table(report.parity)) if report.parity else None,
+        "provenance_html": markup(_kv_table(report.provenance)) if report.provenance else None,
+        "environment_html": markup(_kv_table(report.environment)) if report.environment else None,
+    }
+    return env.get_template("report.html.j2").render(**context)
 
 
 def _export_section(export: dict[str, Any]) -> str:
-    if not export:
-        return "<p class=muted>No Loihi export in this run.</p>"
     parts = []
     if _is_records(export.get("layers")):
         parts.append("<h3>Layers (scale, quantisation error)</h3>" + _records_table(export["layers"]))
@@ -628,57 +1130,6 @@ def _export_section(export: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def render_html(report: Report) -> str:
-    """The report as one self-contained HTML page (inline CSS, embedded PNG plots, escaped text)."""
-    if report.is_synthetic:
-        source_html = (
-            f'<p class="synthetic">DATA: SYNTHETIC PHANTOMS — not real chest X-rays; accuracy numbers say '
-            f"nothing about clinical use. ({_e(report.data_source)})</p>"
-        )
-    else:
-        source_html = f'<p class="datasource">Data: {_e(report.data_source)}</p>'
-
-    plots = "".join(
-        [
-            _plot_section("Energy per inference per device", _plot_energy_per_device(report.summary),
-                          "No energy figures to plot."),
-            _plot_section("Per-layer energy breakdown", _plot_layer_breakdown(report.estimates),
-                          "No per-layer energy estimates to plot."),
-            _plot_section("Spikes per layer", _plot_spikes_per_layer(report.layer_counts),
-                          "No per-layer spike counts to plot."),
-            _plot_section("Accuracy vs energy", _plot_accuracy_vs_energy(report.summary),
-                          "No rows with both accuracy and energy to plot."),
-        ]
-    )
-
-    if report.accuracy:
-        clinical = "".join(f"<h3>{_e(model)}</h3>{_kv_table(metrics)}" for model, metrics in report.accuracy.items())
-    else:
-        clinical = "<p class=muted>No clinical metrics in this run.</p>"
-
-    parity = _kv_table(report.parity) if report.parity else "<p class=muted>No parity check in this run.</p>"
-    assumptions = "".join(f"<p>{_e(a)}</p>" for a in report.assumptions) or "<p class=muted>None stated.</p>"
-    environment = _kv_table(report.environment) if report.environment else "<p class=muted>Not recorded.</p>"
-
-    return (
-        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-        f"<title>{_e(report.title)}</title><style>{_CSS}</style></head><body>"
-        f"<h1>{_e(report.title)}</h1><p class=muted>Created {_e(report.created)}</p>{source_html}"
-        f"<h2>Summary</h2>{_summary_table(report)}"
-        "<p class=source>Tags: " + _tag("measured") + " read from a hardware energy counter; "
-        + _tag("estimated") + " operation counts × published per-op constants; "
-        + _tag("not measurable") + " no counter available here.</p>"
-        f"<h2>Measurements</h2>{_measurements_section(report.measurements)}"
-        f"<h2>Plots</h2>{plots}"
-        f"<h2>Clinical metrics</h2>{clinical}"
-        f"<h2>Loihi export</h2>{_export_section(report.export)}"
-        f"<h2>Parity: float model vs emulator vs Lava</h2>{parity}"
-        f"<h2>Assumptions and what is left out</h2>{assumptions}"
-        f"<h2>Environment</h2>{environment}"
-        "</body></html>\n"
-    )
-
-
 # ----------------------------------------------------------------------------------------------
 # Writing
 
@@ -692,7 +1143,7 @@ def write_report(report: Report, out_dir: str | os.PathLike[str]) -> tuple[Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not report.summary and (report.estimates or report.measurements):
-        report.summary = summary_from(report.estimates, report.measurements)
+        report.summary = summary_from(report.estimates, report.measurements, auc=report.auc)
     html_path, json_path = out / "report.html", out / "report.json"
     payload = json.dumps(report_to_json(report), indent=2, allow_nan=False, ensure_ascii=False)
     page = render_html(report)
