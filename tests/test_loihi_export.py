@@ -446,3 +446,118 @@ def test_default_model_fits_one_loihi2_chip() -> None:
     est = estimate_resources(nir_to_program(hand_snn_conv_graph()[0]))
     assert est.fits and est.chips == 1
     assert est.total_neurons == 784 + 16 * 28 * 28 + 32 * 14 * 14 + 128 + 2
+
+
+# --------------------------------------------------------------------------------------------
+# 8-bit weights: every netx file we write, read back through lava-dl's own packing
+
+
+def _lava_weight_bits(path) -> list[tuple[str, int]]:
+    """(layer type, num_weight_bits) of every weighted layer of a netx file, by lava-dl's optimize_weight_bits."""
+    import h5py
+    from lava.lib.dl.netx.utils import optimize_weight_bits
+
+    out = []
+    with h5py.File(path, "r") as f:
+        for key in sorted(f["layer"], key=int):
+            g = f["layer"][key]
+            if "weight" in g:
+                kind = g["type"][0].decode()
+                w = g["weight"][()].astype(int)
+                out.append((kind, int(optimize_weight_bits(w.reshape(w.shape[0], -1))[1])))
+    return out
+
+
+def _conv_graph(rng: np.random.Generator, w_mag: float, thr: float, spike_input: bool) -> nir.NIRGraph:
+    c1, c2 = int(rng.integers(1, 5)), int(rng.integers(1, 6))
+    nodes: list[tuple[str, nir.NIRNode]] = [("input", nir.Input(np.array([c1, 8, 8])))]
+    if not spike_input:
+        nodes.append(("lif0", nir.IF(r=np.full((c1, 8, 8), 1 / DT), v_threshold=np.full((c1, 8, 8), 1.0))))
+    nodes += [
+        ("conv", nir.Conv2d((8, 8), rng.normal(0, w_mag, (c2, c1, 3, 3)), 1, 1, 1, 1, rng.normal(0, w_mag / 4, c2))),
+        ("lif1", lif((c2, 8, 8), thr=thr)),
+        ("pool", nir.AvgPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0]))),
+        ("flatten", nir.Flatten({"input": np.array([c2, 4, 4])}, 0)),
+        ("fc", nir.Affine(rng.normal(0, w_mag, (5, c2 * 16)), np.zeros(5))),
+        ("lif2", lif((5,), thr=thr)),
+        ("readout", nir.Linear(rng.normal(0, 1.0, (2, 5)))),
+        ("output", nir.Output(np.array([2]))),
+    ]
+    return chain_graph(nodes, encoding="rate" if spike_input else "direct")
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    w_mag=st.floats(min_value=-3.0, max_value=1.0).map(lambda e: 10.0**e),
+    thr=st.floats(min_value=-2.0, max_value=2.0).map(lambda e: 10.0**e),
+    spike_input=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_every_written_netx_layer_packs_into_8_bits_random_models(w_mag: float, thr: float, spike_input: bool, seed: int) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from neurocxr.exporters.netx import write_netx
+
+    graph = _conv_graph(np.random.default_rng(seed), w_mag, thr, spike_input)
+    try:
+        program = nir_to_program(graph)
+    except QuantisationError as exc:  # refused loudly (too few weight levels / all zero), never clipped
+        assert "layer" in str(exc)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_netx(program, Path(tmp) / "m.net")
+        bits = _lava_weight_bits(path)
+    assert [k for k, _ in bits] == ["conv", "dense", "dense"]
+    assert all(b <= 8 for _, b in bits), bits
+    for layer, (_, b) in zip(program.synaptic_layers, bits):
+        assert layer.quant["num_weight_bits"] == b  # our mirror counts as lava-dl does
+
+
+def test_default_model_netx_packs_into_8_bits_and_odd_weights_would_not(tmp_path) -> None:
+    from neurocxr.exporters.netx import write_netx
+
+    program = nir_to_program(default_model_graph())
+    bits = _lava_weight_bits(write_netx(program, tmp_path / "model.net"))
+    assert len(bits) == 4 and all(b <= 8 for _, b in bits), bits
+    # The check can fail: the old rounding (every integer in [-256, 254]) needs 9 bits.
+    assert netx_weight_bits(np.array([[253, -256, 3]]))[0] == 9
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lo=st.integers(-300, 300),
+    span=st.integers(0, 600),
+    shift=st.integers(0, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_netx_weight_bits_mirrors_lava_dl(lo: int, span: int, shift: int, seed: int) -> None:
+    from lava.lib.dl.netx.utils import optimize_weight_bits
+
+    w = (np.random.default_rng(seed).integers(lo, lo + span + 1, (3, 4)) >> shift) << shift
+    ours = netx_weight_bits(w)
+    if not np.any(w):
+        assert ours[2] == "zero"
+        return
+    if w.min() < 0 < w.max() and (w.max() > 254 or w.min() < -256):
+        assert ours[0] > 8  # netx would clip these: never storable
+        return
+    _, bits, exponent, _ = optimize_weight_bits(w)
+    assert ours[:2] == (bits, exponent)
+
+
+def test_forced_scale_with_odd_large_weights_rounds_to_the_even_grid() -> None:
+    w = np.array([[0.2531, -0.1011], [0.1, 0.0]])
+    layer = nir_to_program(dense_graph(w, np.zeros(2)), options=QuantisationOptions(scale=1000.0)).layers[1]
+    np.testing.assert_array_equal(layer.weight, [[254, -102], [100, 0]])  # 253.1 and -101.1: odd neighbours not storable
+    assert layer.quant["weight_grid"] == "even integers in [-256, 254]" and layer.quant["num_weight_bits"] == 8
+
+
+def test_threshold_bound_layer_prefers_the_fine_grid() -> None:
+    # Threshold 2**17 times the weights: on the even grid vThMant caps the scale, so the [-128, 127]
+    # grid (same weight units, half the scale) gives the smaller error, and is chosen.
+    w = np.random.default_rng(1).uniform(-1, 1, (4, 6))
+    layer = nir_to_program(dense_graph(w, np.zeros(4), thr=700.0), options=QuantisationOptions(min_weight_levels=1)).layers[1]
+    assert set(layer.quant["grids_tried"]) == {"even integers in [-256, 254]", "integers in [-128, 127]"}
+    best = min(layer.quant["grids_tried"].values())
+    assert layer.quant["input_error_per_step"] == best
