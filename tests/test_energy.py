@@ -827,3 +827,20 @@ def test_suite_rows_are_labelled_and_consistent() -> None:
     cnn = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
     crow = cnn_estimates(cnn, (1, 1, 8, 8), name="cnn", accuracy=0.7)
     assert [(r.basis, r.scope) for r in crow] == [("cnn", "arithmetic"), ("cnn", "memory-inclusive")] * 2
+
+
+def test_active_neuron_updates_follow_input_and_state() -> None:
+    """Active = a non-zero input current or a non-zero state carried in (Davies 2018: active vs inactive)."""
+    lin = nn.Linear(1, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0], [0.0]]))  # neuron 1 never receives anything
+    x = torch.tensor([[[1.0]], [[0.0]], [[0.0]]])  # T=3, B=1: one input at step 0
+    keep = neurobench_counts(SpikingSequential([lin, LIF(beta=1.0, threshold=100.0)]), x)[0]
+    assert keep["neuron_updates"].tolist() == [6]
+    assert keep["active_neuron_updates"].tolist() == [3]  # neuron 0 keeps v = 1 for the rest of the window
+    forget = neurobench_counts(SpikingSequential([lin, LIF(beta=0.0, threshold=100.0)]), x)[0]
+    assert forget["active_neuron_updates"].tolist() == [2]  # v = 1 carried into step 1, then 0
+    counts = to_layer_counts([keep])
+    est = estimate_energy(counts, "loihi", basis="neurobench")
+    assert est.dynamic_j == pytest.approx(1 * 23.6e-12 + 3 * 81e-12 + 3 * 52e-12)
+    assert est.basis == "neurobench" and not any("upper bound" in f for f in est.footnotes)

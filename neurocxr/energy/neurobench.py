@@ -58,6 +58,7 @@ class _Entry:
         self.dense_synaptic_ops = zeros()
         self.output_spikes = zeros()
         self.neuron_updates = zeros()
+        self.active_neuron_updates = zeros()  # neuron-steps with input or state != 0 (Loihi's "active")
         self.has_neuron = False
         self.num_neurons = 0
         self.fan_in = 0
@@ -83,12 +84,16 @@ class _Entry:
         if not self.has_neuron:
             self.num_neurons = int(eff[0].numel())
 
-    def count_neurons(self, spikes: torch.Tensor) -> None:
+    def count_neurons(self, spikes: torch.Tensor, active: torch.Tensor | None = None) -> None:
         batch = spikes.shape[0]
         self.has_neuron = True
         self.num_neurons = int(spikes[0].numel())
         self.output_spikes += (spikes != 0).reshape(batch, -1).sum(1).to(torch.int64).numpy()
         self.neuron_updates += self.num_neurons
+        if active is None:
+            self.active_neuron_updates += self.num_neurons
+        else:
+            self.active_neuron_updates += active.reshape(batch, -1).sum(1).to(torch.int64).numpy()
 
     def as_dict(self, time_steps: int) -> dict[str, Any]:
         slots = float(self.neuron_updates.sum())
@@ -105,6 +110,7 @@ class _Entry:
             "synaptic_ops": self.synaptic_ops,
             "dense_synaptic_ops": self.dense_synaptic_ops,
             "neuron_updates": self.neuron_updates,
+            "active_neuron_updates": self.active_neuron_updates,
             "op_type": ("AC" if self.all_ternary else "MAC") if self.layer is not None else None,
             "input_abs_sum": self.input_abs_sum,
             "input_size": self.input_size,
@@ -112,12 +118,34 @@ class _Entry:
         }
 
 
+def _state_tensors(state: Any) -> list[torch.Tensor]:
+    """The tensors inside a neuron state (a tensor, a tuple of them, or a Norse state namedtuple)."""
+    if state is None:
+        return []
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, (tuple, list)):
+        return [t for part in state for t in _state_tensors(part)]
+    return []
+
+
+def _active_mask(current: torch.Tensor, state: Any) -> torch.Tensor:
+    """Neurons whose update this step is "active" in Loihi's sense (Davies 2018 Table 2: active vs
+    inactive updates): they receive a non-zero input current (synaptic input or bias) or carry a
+    non-zero state from the previous step. The others only confirm an all-zero state."""
+    active = current != 0
+    for t in _state_tensors(state):
+        if t.shape == current.shape:
+            active = active | (t != 0)
+    return active
+
+
 def neurobench_counts(model: SpikingSequential, x: torch.Tensor) -> list[dict[str, Any]]:
     """Per-layer NeuroBench-style counts of ``model`` run on ``x`` [T, B, ...] (per-sample arrays).
 
     Each dict: name, kind ("input" / "conv" / "dense"), num_neurons, has_neuron, fan_in,
     num_synapses, time_steps, input_spikes, output_spikes, synaptic_ops, dense_synaptic_ops,
-    neuron_updates (int64 arrays of length B), op_type ("AC"/"MAC"; None for the input entry),
+    neuron_updates, active_neuron_updates (int64 arrays of length B), op_type ("AC"/"MAC"; None for the input entry),
     activation_sparsity, input_abs_sum (float64 per sample: sum of |input| over steps) and
     input_size (input elements per step).
     """
@@ -156,9 +184,10 @@ def neurobench_counts(model: SpikingSequential, x: torch.Tensor) -> list[dict[st
                 for i, layer in enumerate(model.layers):
                     entry = owner[i]
                     if is_neuron(layer):
+                        active = _active_mask(h, states[i])
                         h, states[i] = neuron_lib.step(layer, h, states[i])
                         assert entry is not None
-                        entry.count_neurons(h)
+                        entry.count_neurons(h, active)
                     else:
                         if _is_synaptic(layer):
                             assert entry is not None
@@ -175,7 +204,7 @@ def neurobench_counts(model: SpikingSequential, x: torch.Tensor) -> list[dict[st
 
 def to_layer_counts(entries: list[dict[str, Any]]) -> list[LayerCounts]:
     """Turn neurobench_counts output into LayerCounts, so estimate_energy can use it."""
-    return [
+    out = [
         LayerCounts(
             name=e["name"],
             kind=e["kind"],
@@ -191,6 +220,11 @@ def to_layer_counts(entries: list[dict[str, Any]]) -> list[LayerCounts]:
         )
         for e in entries
     ]
+    for counts, e in zip(out, entries):
+        if e.get("active_neuron_updates") is not None:
+            # read by neurocxr.energy.timing.split_updates (LayerCounts has no field for it yet)
+            counts.active_neuron_updates = e["active_neuron_updates"]  # type: ignore[attr-defined]
+    return out
 
 
 def static_metrics(model: nn.Module) -> dict[str, float]:
