@@ -125,10 +125,27 @@ def evaluate_cmd(
     data: Optional[str] = typer.Option(None, help=DATA_HELP),
     split: str = typer.Option("test", help="train | val | test"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the metrics here"),
+    robustness: bool = typer.Option(False, "--robustness", help="blur / salt-and-pepper / speckle / Gaussian noise: accuracy and AUC per level (float model; deployable SNNs also on the Loihi emulator)"),
+    uncertainty: bool = typer.Option(False, "--uncertainty", help="calibration (ECE, reliability diagram) and referral curves; MC dropout when the model has dropout; chip spike-count margin for deployable SNNs"),
+    mc_passes: Optional[int] = typer.Option(None, "--mc-passes", help="MC-dropout passes (implies --uncertainty; default 20 when the model has dropout; an error on a model without dropout)"),
+    chip: bool = typer.Option(True, "--chip/--no-chip", help="run deployable SNNs on the Loihi emulator too"),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="use the first N images of the split"),
+    out: Path = typer.Option(Path("runs/evaluate"), "-o", "--out", help="folder for robustness.{json,png} / uncertainty.{json,png}"),
+    force: bool = typer.Option(False, help="overwrite existing outputs in the -o folder"),
 ) -> None:
-    """Clinical metrics of a checkpoint on a split, at the threshold chosen on validation."""
+    """Clinical metrics of a checkpoint on a split, at the threshold chosen on validation;
+    optionally robustness to image degradation and uncertainty (neurocxr.evaluation)."""
     from neurocxr.api import evaluate
 
+    uncertainty = uncertainty or mc_passes is not None
+    if robustness or uncertainty:  # refuse bad requests before any work or output
+        from neurocxr.evaluation.run import check_request
+
+        check_request(checkpoint, split=split, robustness=robustness, uncertainty=uncertainty, mc_passes=mc_passes,
+                      max_samples=max_samples, out=out, force=force)
+    if json_out is not None and json_out.exists() and (json_out.is_dir() or not force):
+        raise NeurocxrError(f"{json_out} already exists; pass --force to overwrite it, or choose another --json path"
+                            if not json_out.is_dir() else f"--json {json_out} is a folder; give a file name")
     result = evaluate(checkpoint, data=data, split=split)
     _say_data_line(result)
     console.print(_metrics_table(f"{result['model']} on {split}", {split: result["metrics"]}))
@@ -136,6 +153,14 @@ def evaluate_cmd(
         from neurocxr.fileio import write_json
 
         write_json(json_out, result)
+    if robustness or uncertainty:
+        from neurocxr.evaluation.run import clinical_evaluation, summary_lines
+
+        extra = clinical_evaluation(checkpoint, data=data, split=split, robustness=robustness, uncertainty=uncertainty,
+                                    mc_passes=mc_passes, chip=chip, max_samples=max_samples, out=out, force=force,
+                                    progress=True)
+        for line in summary_lines(extra):
+            console.print(line, highlight=False, soft_wrap=True)
 
 
 def _say_data_line(result: dict) -> None:
@@ -143,6 +168,25 @@ def _say_data_line(result: dict) -> None:
         console.print(f"[bold yellow]data: {result['data']} — SYNTHETIC phantoms, not real X-rays[/]")
     else:
         console.print(f"[bold]data:[/] {result['data']}")
+
+
+@app.command("explain")
+def explain_cmd(
+    checkpoint: Path = typer.Argument(..., help="a neurocxr checkpoint (.pt)"),
+    images: List[Path] = typer.Argument(..., help="chest X-ray image files (PNG/JPEG, grayscale or gray RGB)"),
+    out: Path = typer.Option(..., "-o", "--out", help="output folder: one PNG per image, index.html, explanations.json"),
+    mc_passes: int = typer.Option(20, "--mc-passes", help="MC-dropout passes for BayesGrad-CAM (models with dropout; 0 = off)"),
+    chip: bool = typer.Option(True, "--chip/--no-chip", help="spike maps of deployable SNNs from the Loihi emulator"),
+    force: bool = typer.Option(False, help="overwrite existing files in the output folder"),
+) -> None:
+    """Explain predictions: Grad-CAM (+ BayesGrad-CAM with dropout) for CNNs; spike-activity maps and Integrated Gradients for SNNs."""
+    from neurocxr.evaluation.explain import write_explanations
+
+    res = write_explanations(checkpoint, images, out, mc_passes=mc_passes, chip=chip, force=force)
+    for e in res["explanations"]:
+        console.print(f"{e.label}: called {('normal', 'pneumonia')[e.called]} (P(pneumonia) {e.p_pneumonia:.3f}); "
+                      f"maps: {', '.join(m.name for m in e.maps)}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {out / 'index.html'} and {len(res['files']) - 1} other file(s)")
 
 
 @app.command("export")

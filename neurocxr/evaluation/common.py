@@ -1,0 +1,122 @@
+"""What the evaluation modules share: float scores of any model, and the Loihi emulator path for
+deployable SNNs with its operating threshold chosen on validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from neurocxr.errors import NeurocxrError
+
+
+def float_logits_of(loaded: Any, images: torch.Tensor, *, seed: int = 0) -> np.ndarray:
+    """Logits [N, K] of the float PyTorch model (SNN inputs encoded with a seed, as everywhere)."""
+    from neurocxr.pipeline import float_logits
+
+    return float_logits(loaded, images, seed=seed)
+
+
+def softmax_positive(logits: np.ndarray) -> np.ndarray:
+    """P(pneumonia) = softmax(logits)[:, 1]."""
+    return torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float64)), 1)[:, 1].numpy()
+
+
+def dropout_modules(model: nn.Module) -> list[nn.Module]:
+    """Every dropout module (nn.Dropout, Dropout2d, AlphaDropout, ...) with p > 0 in ``model``."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and float(m.p) > 0]
+
+
+def last_conv2d(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
+    """(qualified name, module) of the last nn.Conv2d registered in ``model`` (Grad-CAM's layer),
+    None when it has none. Registration order follows the forward pass in every registered model."""
+    found = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            found = (name, module)
+    return found
+
+
+def is_snn_model(loaded: Any) -> bool:
+    from neurocxr.models import is_snn
+
+    return bool(is_snn(loaded.config))
+
+
+@dataclass
+class Chip:
+    """A deployable SNN's LoihiProgram and its operating point.
+
+    The chip's score is the readout difference ``d = score[pneumonia] - score[normal]`` (integer
+    readout membrane, or output spike counts); a case is called pneumonia when ``d >= threshold``,
+    the Youden threshold chosen once on the clean validation split and then kept fixed.
+    """
+
+    program: Any
+    threshold: float
+    threshold_source: str
+
+
+def chip_program(loaded: Any) -> tuple[Any | None, str | None]:
+    """(LoihiProgram, None) for a deployable SNN, else (None, why not)."""
+    from neurocxr.models import model_info
+
+    if not is_snn_model(loaded):
+        return None, f"{loaded.name} is not a spiking model"
+    if not model_info(loaded.config.name).loihi_deployable:
+        return None, f"{loaded.config.name} is not Loihi-deployable (see `neurocxr models`)"
+    from neurocxr.pipeline import to_program
+
+    try:
+        _, program = to_program(loaded)
+    except NeurocxrError as exc:
+        return None, f"export to Loihi refused: {exc}"
+    return program, None
+
+
+def chip_inputs(loaded: Any, program: Any, images: torch.Tensor, *, seed: int = 0) -> np.ndarray:
+    """What the chip receives for ``images``: the images (bias input) or the encoded spike trains
+    (the same seeded encoding the float model sees, as in `neurocxr.pipeline.parity_check`)."""
+    from neurocxr.pipeline import encoded_inputs
+
+    if program.input_kind == "bias":
+        return images.numpy()
+    return encoded_inputs(loaded.config, images, seed=seed).numpy()
+
+
+def run_chip(loaded: Any, program: Any, images: torch.Tensor, *, seed: int = 0, record: bool = False) -> Any:
+    """Emulate ``program`` bit-exactly on ``images``; returns the emulator's RunResult."""
+    from neurocxr.hardware_sims.emulator import emulate
+
+    return emulate(program, chip_inputs(loaded, program, images, seed=seed), record=record)
+
+
+def readout_difference(run: Any) -> np.ndarray:
+    """score[pneumonia] - score[normal] per sample from a RunResult (integers for the readout)."""
+    s = np.asarray(run.scores(), dtype=np.float64)
+    return s[:, 1] - s[:, 0]
+
+
+def prepare_chip(loaded: Any, val_images: torch.Tensor, val_labels: torch.Tensor, *, seed: int = 0) -> tuple[Chip | None, str | None]:
+    """Export a deployable SNN and choose its chip threshold on validation (Youden on ``d``)."""
+    from neurocxr.metrics import choose_threshold
+
+    program, reason = chip_program(loaded)
+    if program is None:
+        return None, reason
+    d_val = readout_difference(run_chip(loaded, program, val_images, seed=seed))
+    threshold = choose_threshold(val_labels.numpy(), d_val, "youden")
+    return Chip(program, float(threshold), "Youden on the clean validation split (emulator readout difference)"), None
+
+
+def check_split(split: str) -> None:
+    if split not in ("train", "val", "test"):
+        raise NeurocxrError(f"unknown split {split!r}; choose train, val or test")
+
+
+def check_max_samples(max_samples: int | None) -> None:
+    if max_samples is not None and (isinstance(max_samples, bool) or int(max_samples) < 2):
+        raise NeurocxrError(f"--max-samples must be at least 2, got {max_samples}")
