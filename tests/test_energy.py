@@ -668,10 +668,14 @@ def test_memory_inclusive_snn_by_hand() -> None:
     ]
     est = memory_inclusive_snn(counts, precision="fp32", name="snn")
     arith = (50 + 8) * 0.9e-12  # every chip layer is spike-fed: ACs
-    # per step: conv reads 12 weights x 32 b, 25 input spikes x 1 b, writes 18 spikes, r/w 18 x 32 b membranes;
-    # readout: 30 weights, 18 spikes in, no spikes out, r/w 2 x 32 b. 4 steps, all buffers < 8 KB (10 pJ).
-    bits = (12 * 32 + 25 + 18 + 2 * 18 * 32) + (30 * 32 + 18 + 0 + 2 * 2 * 32)
-    assert est.dynamic_j == pytest.approx(arith + 4 * bits / 64 * 10e-12, rel=1e-12)
+    # weights once per inference: (12 + 30) x 32 b. Per step: conv reads 25 input spikes x 1 b, writes 18 spikes,
+    # r/w 18 x 32 b membranes; readout reads 18 spikes, r/w 2 x 32 b. 4 steps, all buffers < 8 KB (10 pJ).
+    bits = (12 + 30) * 32 + 4 * ((25 + 18 + 2 * 18 * 32) + (18 + 0 + 2 * 2 * 32))
+    assert est.dynamic_j == pytest.approx(arith + bits / 64 * 10e-12, rel=1e-12)
+    # an analog-fed layer reads full-precision inputs; explicit input sizes (a pooled map) are honoured
+    mac = memory_inclusive_snn(counts, op_types=[None, "MAC", "AC"], input_sizes=[None, 25, 9])
+    bits_mac = (12 + 30) * 32 + 4 * ((25 * 32 + 18 + 2 * 18 * 32) + (9 + 0 + 2 * 2 * 32))
+    assert mac.dynamic_j == pytest.approx(50 * 4.6e-12 + 8 * 0.9e-12 + bits_mac / 64 * 10e-12, rel=1e-12)
     assert est.detail["arithmetic_j"] == pytest.approx(arith) and est.basis == "chip"
     with pytest.raises(NeurocxrError, match="input_elements"):
         memory_inclusive_snn(counts[1:])

@@ -16,10 +16,14 @@ Dataflow assumed (stated in every result):
   layer reads its input activations once and writes its outputs once; ReLU, batch norm and pooling
   are fused into the producing layer (no extra traffic). Weights sit in one buffer sized by all
   the model's weights; activations in one buffer sized by the largest layer's input + output.
-- SNN on the same hardware, time-stepped: every time step, each synaptic layer reads its weights
-  once, reads its input spikes (1 bit each, packed) and writes its output spikes, and reads and
-  writes the membrane state of its neurons (``state_bits`` each). Arithmetic as the NeuroBench-rule
-  arithmetic row: effective ops, ACs for spike-fed layers, MACs for analog-fed ones.
+- SNN on the same hardware, the same favourable dataflow, layer by layer with time inside: a
+  layer's weights are read once per inference and stay resident while it runs all T steps; every
+  step it reads its input (1 bit per spike, packed; ``act_bits`` per value when analog-fed) and
+  writes its output spikes, and reads and writes the membrane state of its neurons (``state_bits``
+  each). Arithmetic as the NeuroBench-rule arithmetic row: effective ops, ACs for spike-fed
+  layers, MACs for analog-fed ones. Use the NeuroBench (float-model) counts for this row where
+  available: conventional hardware runs the unfused network (pooling is cheap there), while chip
+  counts carry the fused pooling's larger kernels.
 """
 
 from __future__ import annotations
@@ -56,9 +60,10 @@ CNN_DATAFLOW = (
     "(lower end 1.3 nJ per 64 bits; a write costs a read)."
 )
 SNN_DATAFLOW = (
-    "Time-stepped SNN on the same hardware: every step each synaptic layer reads its weights once, reads its "
-    "input spikes (1 bit each) and writes its output spikes, and reads and writes its neurons' membrane state; "
-    "arithmetic = effective ops (AC when spike-fed, MAC when analog-fed); buffers priced as for the CNN."
+    "SNN on the same hardware, layer by layer with time inside: each weight read once per inference; every step "
+    "each layer reads its input (1 bit per spike, full precision when analog-fed), writes its output spikes, and "
+    "reads and writes its neurons' membrane state; arithmetic = effective ops (AC when spike-fed, MAC when "
+    "analog-fed); buffers priced as for the CNN."
 )
 
 
@@ -195,6 +200,7 @@ def memory_inclusive_snn(
     counts: Sequence[LayerCounts],
     *,
     input_elements: int | None = None,
+    input_sizes: Sequence[int | None] | None = None,
     op_types: Sequence[str | None] | None = None,
     precision: str = "fp32",
     name: str = "",
@@ -203,8 +209,9 @@ def memory_inclusive_snn(
 ) -> EnergyEstimate:
     """Arithmetic + memory energy per inference of an SNN run time-stepped on conventional hardware.
 
-    ``counts``: per-layer counts (chip or NeuroBench basis); a layer's input size is the previous
-    entry's neurons, the first synaptic layer's is ``input_elements`` when the counts have no
+    ``counts``: per-layer counts (chip or NeuroBench basis). A layer's input size is
+    ``input_sizes[i]`` when given (e.g. NeuroBench entries' ``input_size``: the pooled map), else
+    the previous entry's neurons, and ``input_elements`` for a first synaptic layer without an
     input entry. ``op_types`` as in `estimate_snn_ac_energy` (default: every layer spike-fed).
     """
     from neurocxr.energy.estimate import BASIS_TEXT, _check_basis
@@ -217,12 +224,16 @@ def memory_inclusive_snn(
         raise NeurocxrError("no layer counts given: run the program (emulator or Lava) first")
     if op_types is not None and len(op_types) != len(counts):
         raise NeurocxrError(f"op_types has {len(op_types)} entries but there are {len(counts)} layer counts")
+    if input_sizes is not None and len(input_sizes) != len(counts):
+        raise NeurocxrError(f"input_sizes has {len(input_sizes)} entries but there are {len(counts)} layer counts")
     layers = []
     prev_neurons = input_elements
     for i, c in enumerate(counts):
         if c.kind == "input":
             prev_neurons = int(c.num_neurons)
             continue
+        if input_sizes is not None and input_sizes[i]:
+            prev_neurons = int(input_sizes[i])  # type: ignore[arg-type]
         if prev_neurons is None:
             raise NeurocxrError(f"layer {c.name}: input size unknown; pass input_elements (pixels per image)")
         op = (op_types[i] if op_types is not None else None) or "AC"
@@ -246,7 +257,7 @@ def memory_inclusive_snn(
         in_bits = n_in * (p["act_bits"] if op == "MAC" else 1)
         out_bits = int(c.num_neurons) * (1 if has_neurons and c.kind != "dense_readout" else 0)
         state_bits = 2 * int(c.num_neurons) * p["state_bits"]  # read + write every step
-        w_words = _words(int(c.num_synapses) * p["weight_bits"]) * steps
+        w_words = _words(int(c.num_synapses) * p["weight_bits"])  # once per inference (resident over T)
         a_words = _words(in_bits + out_bits + state_bits) * steps
         mem = w_words * e_w + a_words * e_a
         per_layer[c.name] = arith + mem

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from neurocxr.energy.bases import compare_bases
@@ -82,16 +83,32 @@ def snn_estimates(
             est.footnotes.append("KerasSpiking row built from the chip program (pooling fused): KerasSpiking on "
                                  "the unfused float model would count fewer connections.")
         rows.append(est)
+    # The SNN on conventional hardware: arithmetic rows on both bases; the memory-inclusive row on the
+    # float model's counts when given (a CPU/GPU runs the unfused network), else on the chip's.
+    op_types = [e.get("op_type") for e in neurobench_entries] if neurobench_entries else None
     for precision in PRECISIONS:
         arith_profile = f"horowitz45-{precision}"
         rows.append(estimate_snn_ac_energy(counts, arith_profile, model=model, accuracy=accuracy, basis="chip"))
-        rows.append(memory_inclusive_snn(counts, precision=precision, name=model, accuracy=accuracy, basis="chip",
-                                         input_elements=_input_elements(program)))
-    if neurobench_entries and nb_counts is not None:
-        op_types = [e.get("op_type") for e in neurobench_entries]
-        rows.append(estimate_snn_ac_energy(nb_counts, "horowitz45-fp32", op_types=op_types, model=model,
-                                           accuracy=f_acc, basis="neurobench"))
+        if nb_counts is not None and neurobench_entries:
+            rows.append(estimate_snn_ac_energy(nb_counts, arith_profile, op_types=op_types, model=model,
+                                               accuracy=f_acc, basis="neurobench"))
+            rows.append(memory_inclusive_snn(nb_counts, precision=precision, name=model, accuracy=f_acc,
+                                             basis="neurobench", op_types=op_types,
+                                             input_sizes=[e.get("input_size") for e in neurobench_entries],
+                                             input_elements=_input_elements(program)))
+        else:
+            rows.append(memory_inclusive_snn(counts, precision=precision, name=model, accuracy=accuracy,
+                                             basis="chip", input_sizes=_program_input_sizes(program, counts),
+                                             input_elements=_input_elements(program)))
     return rows
+
+
+def _program_input_sizes(program: Any, counts: Sequence[LayerCounts]) -> list[int | None] | None:
+    shapes = getattr(program, "layer_input_shapes", None)
+    if shapes is None:
+        return None
+    sizes = [int(np.prod(s)) for s in shapes()]
+    return sizes if len(sizes) == len(counts) else None
 
 
 def _input_elements(program: Any) -> int | None:

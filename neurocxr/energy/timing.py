@@ -212,6 +212,11 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
     ]
     if not split_known:
         assumptions.append("Active/inactive neuron updates not counted for this run: every update charged as active (upper bound).")
+    if profile.chip == "loihi2":
+        assumptions.append(
+            "Loihi 2 cores are filled up to the chip figures / 128 (8192 neurons per core; per-core synaptic memory "
+            "not public), i.e. the fewest cores: a compiler that spreads layers wider would run faster."
+        )
     if chips > 1:
         assumptions.append("Several chips: the barrier is taken as the whole-chip figure; inter-chip links are not modelled.")
     return TimingResult(
