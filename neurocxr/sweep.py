@@ -89,7 +89,7 @@ class RayOptions:
 
 @dataclass
 class SweepConfig:
-    grid: dict[str, list[Any]]
+    grid: list[dict[str, list[Any]]]  # one or more blocks; the trials are the union of their combinations
     train: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     data: str | None = None
@@ -126,7 +126,7 @@ def sweep_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Swee
     if unknown:
         raise ConfigError(f"{source}: unknown section [{unknown[0]}]; sections are {', '.join(SECTIONS)}")
     for section in SECTIONS:
-        if section in data and not isinstance(data[section], dict):
+        if section in data and not isinstance(data[section], dict) and not (section == "grid" and isinstance(data[section], list)):
             raise ConfigError(f"{source}: [{section}] must be a table of key = value")
     train_keys = _train_keys()
     sweep = dict(data.get("sweep", {}))
@@ -146,17 +146,25 @@ def sweep_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Swee
     for key in model:
         if key not in MODEL_KEYS:
             raise ConfigError(f"{source}: unknown key model.{key}; allowed: {', '.join(MODEL_KEYS)}")
-    grid_in = dict(data.get("grid", {}))
+    blocks_in = data.get("grid", {})
+    blocks_in = blocks_in if isinstance(blocks_in, list) else [blocks_in]  # [[grid]] tables: a union of grids
+    if not blocks_in:
+        raise ConfigError(f"{source}: [[grid]] is empty: the grid has no trials")
     allowed_axes = CORE_AXES + train_keys + MODEL_KEYS
-    grid: dict[str, list[Any]] = {}
-    for key, value in grid_in.items():
-        if key not in allowed_axes:
-            raise ConfigError(f"{source}: unknown key grid.{key}; grid axes: {', '.join(CORE_AXES)} or any [train]/[model] key")
-        if key in train or key in model:
-            raise ConfigError(f"{source}: grid.{key} is also fixed in [{'train' if key in train else 'model'}]; give it once")
-        grid[key] = _as_list(key, value)
-    for key, value in DEFAULT_GRID.items():
-        grid.setdefault(key, list(value))
+    grid: list[dict[str, list[Any]]] = []
+    for block in blocks_in:
+        if not isinstance(block, dict):
+            raise ConfigError(f"{source}: every [[grid]] entry must be a table of axis = [values]")
+        axes: dict[str, list[Any]] = {}
+        for key, value in block.items():
+            if key not in allowed_axes:
+                raise ConfigError(f"{source}: unknown key grid.{key}; grid axes: {', '.join(CORE_AXES)} or any [train]/[model] key")
+            if key in train or key in model:
+                raise ConfigError(f"{source}: grid.{key} is also fixed in [{'train' if key in train else 'model'}]; give it once")
+            axes[key] = _as_list(key, value)
+        for key, value in DEFAULT_GRID.items():
+            axes.setdefault(key, list(value))
+        grid.append(axes)
 
     def opt_int(section: dict, key: str, low: int) -> int | None:
         v = section.get(key)
@@ -262,10 +270,17 @@ def trial_configs(params: dict[str, Any], settings: dict[str, Any]) -> tuple[Any
 
 def expand_grid(cfg: SweepConfig) -> list[dict[str, Any]]:
     """Every combination of the grid axes, checked (ConfigError names the first impossible one)."""
-    keys = sorted(cfg.grid)
-    points = []
-    for values in itertools.product(*(cfg.grid[k] for k in keys)):
-        params = dict(zip(keys, values))
+    points: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    combos = []
+    for block in cfg.grid:
+        keys = sorted(block)
+        combos += [dict(zip(keys, values)) for values in itertools.product(*(block[k] for k in keys))]
+    for params in combos:
+        key = json.dumps(params, sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
         if "readout_steps" in params and isinstance(params["readout_steps"], int) and isinstance(params["num_steps"], int) \
                 and not isinstance(params["readout_steps"], bool) and params["readout_steps"] > params["num_steps"]:
             continue  # reading out after more steps than the model runs is not a trial
@@ -513,11 +528,41 @@ def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
         raise ConfigError(f"Ray address {address} is unreachable ({exc.strerror or exc})") from None
 
 
+_SHIMS = Path(__file__).resolve().parent / "_ray_shims"
+
+
+def _amdsmi_is_broken() -> bool:
+    """An installed `amdsmi` whose import fails with something other than ImportError (a wheel
+    without libamd_smi.so raises KeyError), which would make `import ray` fail."""
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("amdsmi") is None:
+        return False
+    probe = subprocess.run([sys.executable, "-c", "import amdsmi"], capture_output=True, timeout=60)
+    if probe.returncode == 0:
+        return False
+    last = probe.stderr.decode(errors="replace").strip().splitlines()[-1:]
+    return not (last and last[0].startswith(("ImportError", "ModuleNotFoundError")))
+
+
+def _import_ray() -> Any:
+    """``import ray``, working around a broken `amdsmi` (Ray's AMD GPU probe catches only
+    ImportError): hide it in this process and, through PYTHONPATH, in the workers Ray starts."""
+    if "ray" not in sys.modules and _amdsmi_is_broken():
+        sys.modules["amdsmi"] = None  # type: ignore[assignment]  # `import amdsmi` -> ImportError here
+        old = os.environ.get("PYTHONPATH", "")
+        os.environ["PYTHONPATH"] = str(_SHIMS) + (os.pathsep + old if old else "")  # and in local workers
+    import ray
+
+    return ray
+
+
 def _start_ray(options: RayOptions) -> bool:
     """Start a local Ray or join a cluster; returns True when this call started it (so we stop it)."""
     import logging
 
-    import ray
+    ray = _import_ray()
 
     if ray.is_initialized():
         return False
@@ -681,7 +726,7 @@ def _trainable(config: dict[str, Any]) -> dict[str, Any]:
 
 def _run_on_ray(todo: list[tuple[str, dict[str, Any]]], settings: dict[str, Any], options: RayOptions, out: Path,
                 record: Callable[[dict[str, Any]], None], progress: bool) -> None:
-    import ray
+    ray = _import_ray()
     from ray import tune
     from tqdm.auto import tqdm
 
