@@ -55,5 +55,11 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
     # NeuroBench 2.3.0 pins numpy/torch versions that clash with Lava's; its counting code needs
     # neither pin, so it goes in without dependencies (used to cross-check our op counts).
     "$VENV/bin/python" -m pip install --quiet --no-deps "neurobench==2.3.0"
+    # zeus-ml requires amdsmi, whose PyPI wheel ships without AMD's native library: importing it
+    # raises KeyError, which Ray's GPU probe does not catch (`import ray` fails). Zeus itself falls
+    # back to a stand-in when amdsmi is absent, so the broken wheel is removed.
+    if "$VENV/bin/python" -m pip show amdsmi >/dev/null 2>&1 && ! "$VENV/bin/python" -c 'import amdsmi' >/dev/null 2>&1; then
+        "$VENV/bin/python" -m pip uninstall --quiet -y amdsmi
+    fi
     touch "$STAMP"
 fi
