@@ -20,10 +20,17 @@ demo: env
 test: env
 	$(PY) -m pytest -q tests
 
+# `make bench` trains once (accuracy.py writes the checkpoints) and passes those very files through
+# export -> emulator-vs-Lava -> energy; every results JSON records commit, checkpoint hashes, data, threads.
+BENCH := benchmarks/results
+BENCH_CKPT := $(BENCH)/checkpoints
 bench: env
-	$(PY) benchmarks/accuracy.py
-	$(PY) benchmarks/emulator_vs_lava.py
-	$(PY) benchmarks/energy.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/accuracy.py --checkpoint-dir $(BENCH_CKPT)
+	$(VENV)/bin/neurocxr export $(BENCH_CKPT)/snn_conv.pt --target loihi -o $(BENCH)/loihi --force
+	OMP_NUM_THREADS=1 $(PY) benchmarks/emulator_vs_lava.py --checkpoint $(BENCH_CKPT)/snn_conv.pt
+	OMP_NUM_THREADS=1 $(PY) benchmarks/energy.py --checkpoint $(BENCH_CKPT)/snn_conv.pt \
+		--baseline $(BENCH_CKPT)/cnn_small.pt --export-dir $(BENCH)/loihi
+	$(PY) benchmarks/readme_figures.py
 
 clean:
 	rm -rf runs .pytest_cache .hypothesis

@@ -312,12 +312,22 @@ def export_loihi(
         "parity": {**parity, "data": f"{ds.source} [{split}]", "synthetic": bool(ds.synthetic)},
         "files": {k: str(v) for k, v in files.items()},
         "environment": environment(),
+        "provenance": _provenance_of(loaded.name, model, data, ds.source),
     }
     if out is not None:
         files["report_json"] = write_json(out / "export_report.json", report)
         files["report_md"] = write_text(out / "export_report.md", export_markdown(report))
         report["files"] = {k: str(v) for k, v in files.items()}
     return LoihiExport(program, graph, files, report)
+
+
+def _provenance_of(name: str, model: Any, data: Any, data_source: str) -> dict[str, Any]:
+    """Where an export's numbers came from: git commit, checkpoint and data hashes, threads."""
+    from neurocxr.provenance import provenance
+
+    checkpoint = model if isinstance(model, (str, Path)) else None
+    data_file = data if data is not None and Path(str(data)).is_file() else None
+    return provenance(checkpoints={name: checkpoint}, data=data_file, data_source=data_source)
 
 
 def resources_dict(resources: Any) -> dict[str, Any]:

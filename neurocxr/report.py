@@ -157,8 +157,10 @@ class Report:
     provenance: dict[str, Any] = field(default_factory=dict)
     # The chip's operating point: threshold chosen on validation like the float model's.
     operating_point: dict[str, Any] = field(default_factory=dict)
-    # Per layer: chip counts vs NeuroBench float-model counts, ratio and why.
+    # Per layer: chip counts vs NeuroBench float-model counts, ratio and why (energy.bases.compare_bases
+    # "layers"); its "total" and "explanations" in counting_bases_summary.
     counting_bases: list[dict[str, Any]] = field(default_factory=list)
+    counting_bases_summary: dict[str, Any] = field(default_factory=dict)
     # What could not be measured on this machine, and why (said once in the report).
     not_measurable: dict[str, str] = field(default_factory=dict)
     auc: dict[str, float] = field(default_factory=dict)  # model -> test ROC-AUC
@@ -340,7 +342,7 @@ def _pick_snn_row(report: Report) -> SummaryRow | None:
     snn = [r for r in report.summary if not r.is_baseline and r.kind == "estimated" and r.dynamic_j
            and (r.device in report.neuromorphic_devices or r.device in ("loihi", "loihi2"))]
     for preferred in ("loihi", "loihi2"):
-        for r in snn:
+        for r in sorted(snn, key=lambda r: r.basis != BASIS_LABELS["chip"]):  # chip counts first
             if r.device == preferred:
                 return r
     return snn[0] if snn else None
@@ -357,7 +359,7 @@ def _pick_cnn_row(report: Report) -> SummaryRow | None:
 
 
 def _describe(r: SummaryRow) -> str:
-    what = ", ".join(x for x in (r.basis, r.scope) if x and x != "measured")
+    what = ", ".join(x for x in (r.basis, r.scope) if x and x != "measured" and x not in r.device)
     kind = "measured" if r.kind == "measured" else "estimated"
     return f"{r.model} on {r.device} ({kind}{'; ' + what if what else ''})"
 
@@ -605,6 +607,7 @@ def report_to_json(report: Report) -> dict[str, Any]:
         "counting_bases": {
             "units": "effective / dense synaptic operations per sample, summed over time steps",
             "layers": _jsonable(report.counting_bases),
+            **{str(k): _jsonable(v) for k, v in (report.counting_bases_summary or {}).items()},
         },
         "layer_counts": {
             "units": "per sample, summed over time steps: spikes, synaptic operations, neuron updates (counts)",
@@ -743,18 +746,24 @@ def _plot_sweep(sweep: SweepTable, rows: Sequence[SummaryRow]) -> str | None:
 
 
 def _plot_counting_bases(bases: Sequence[dict[str, Any]]) -> str | None:
-    rows = [b for b in bases if _finite(b.get("chip_effective_ops")) or _finite(b.get("neurobench_effective_ops"))]
+    def chip_ops(b: dict[str, Any]) -> Any:
+        return _pick(b, "chip_synaptic_ops", "chip_effective_ops")
+
+    def nb_ops(b: dict[str, Any]) -> Any:
+        return _pick(b, "neurobench_synaptic_ops", "neurobench_effective_ops")
+
+    rows = [b for b in bases if _finite(chip_ops(b)) or _finite(nb_ops(b))]
     if not rows:
         return None
     fig = _figure(7.6, 3.2)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(rows))
-    chip = [float(b.get("chip_effective_ops") or np.nan) for b in rows]
-    nb = [float(b.get("neurobench_effective_ops") or np.nan) for b in rows]
+    chip = [float(chip_ops(b) or np.nan) for b in rows]
+    nb = [float(nb_ops(b) or np.nan) for b in rows]
     ax.bar(x - 0.2, chip, width=0.4, color="#ef8f00", edgecolor="black", label="chip counts (energy estimates use these)")
     ax.bar(x + 0.2, nb, width=0.4, color="#1565c0", edgecolor="black", label="NeuroBench float-model counts")
     ax.set_xticks(x)
-    ax.set_xticklabels([_short(str(b.get("layer")), 16) for b in rows], fontsize=8)
+    ax.set_xticklabels([_short(str(_pick(b, "chip_layer", "layer")), 16) for b in rows], fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("effective synaptic ops per sample")
     ax.set_title("Two counting bases per layer", fontsize=10)
@@ -885,12 +894,18 @@ class _Footnotes:
 _KIND_ORDER = {"measured": 0, "not measurable": 1, "estimated": 2}
 
 
+def _is_basis_note(text: str) -> bool:
+    return text.startswith("Counting basis:")
+
+
 def _row_footnotes(r: SummaryRow) -> list[str]:
     texts = []
     for text in r.footnotes or _sentences(r.notes):
         low = text.lower()
-        # Said once elsewhere: the not-measurable line under the table, and the badge itself.
-        if "not measurable" in low or low.startswith("latency and throughput are measured"):
+        # Said once elsewhere: the not-measurable line under the table, the badge itself, the basis
+        # legend, and the method (the basis column names it; the Sources section spells it out).
+        if ("not measurable" in low or low.startswith("latency and throughput are measured")
+                or low.startswith("method:") or _is_basis_note(text)):
             continue
         texts.append(text)
     return texts
@@ -906,10 +921,27 @@ def _common_footnotes(rows: Sequence[SummaryRow]) -> list[str]:
     return [t for t in _row_footnotes(first) if t in common]
 
 
-def _table_context(report: Report) -> tuple[list[dict[str, Any]], list[str]]:
-    notes = _Footnotes()
-    rows = sorted(report.summary, key=lambda r: (r.is_baseline, _KIND_ORDER.get(r.kind, 9)))
-    common = set(_common_footnotes(rows))
+def _basis_legend(rows: Sequence[SummaryRow]) -> list[str]:
+    """The counting bases the rows use, each explained once."""
+    seen: list[str] = []
+    for r in rows:
+        for text in r.footnotes:
+            if _is_basis_note(text) and text not in seen:
+                seen.append(text)
+    return [t.split(":", 1)[1].strip() for t in seen]
+
+
+def is_headline(r: SummaryRow) -> bool:
+    """Rows of the first-screen table: measurements, CNN baselines, and the SNN on neuromorphic
+    devices from its chip counts. The SNN under other conventions (NeuroBench or KerasSpiking
+    counts, conventional hardware) goes to the second table below."""
+    if r.kind != "estimated" or r.is_baseline:
+        return True
+    return r.basis in (BASIS_LABELS["chip"], "") and r.scope in (SCOPE_LABELS["device"], "")
+
+
+def _table_context(rows: Sequence[SummaryRow], notes: _Footnotes, common: set[str]) -> list[dict[str, Any]]:
+    rows = sorted(rows, key=lambda r: (r.is_baseline, _KIND_ORDER.get(r.kind, 9)))
     out = []
     for r in rows:
         refs = [notes.ref(text) for text in _row_footnotes(r) if text not in common]
@@ -936,7 +968,7 @@ def _table_context(report: Report) -> tuple[list[dict[str, Any]], list[str]]:
             "refs": sorted(set(refs)),
             "baseline": r.is_baseline,
         })
-    return out, notes.texts
+    return out
 
 
 def _timing_rows(report: Report) -> list[dict[str, Any]]:
@@ -985,20 +1017,37 @@ def _fmt_const(v: Any) -> str:
     return _fmt_value(v)
 
 
+def _pick(d: dict[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if d.get(k) is not None:
+            return d[k]
+    return None
+
+
 def _bases_rows(report: Report) -> list[dict[str, Any]]:
+    """Rows of the counting-bases table; reads energy.bases.compare_bases keys (and shorter aliases)."""
     rows = []
     for b in report.counting_bases:
-        ratio = b.get("ratio_chip_to_neurobench") or b.get("ratio")
+        ratio = _pick(b, "synaptic_ops_ratio", "ratio_chip_to_neurobench", "ratio")
+        dense_ratio = _pick(b, "dense_ops_ratio")
+        chip_fan, nb_fan = _pick(b, "chip_fan_in"), _pick(b, "neurobench_fan_in")
+        why = _pick(b, "explanation", "why") or ""
+        if not why and _finite(ratio):
+            why = ("pooling fused into this layer on the chip: a larger kernel per spike"
+                   if b.get("pool_fused") else
+                   "same network on both bases; counts differ only where quantisation changes spikes")
         rows.append({
-            "layer": b.get("layer"),
-            "float_layer": b.get("float_layer") or "",
-            "op_type": b.get("op_type") or "",
-            "chip": _fmt_ops(b.get("chip_effective_ops")),
-            "neurobench": _fmt_ops(b.get("neurobench_effective_ops")),
+            "layer": _pick(b, "chip_layer", "layer"),
+            "float_layer": _pick(b, "neurobench_layer", "float_layer") or "",
+            "op_type": _pick(b, "neurobench_op_type", "op_type") or "",
+            "fan_in": "" if chip_fan is None else (f"{chip_fan} / {nb_fan}" if nb_fan is not None else str(chip_fan)),
+            "chip": _fmt_ops(_pick(b, "chip_synaptic_ops", "chip_effective_ops")),
+            "neurobench": _fmt_ops(_pick(b, "neurobench_synaptic_ops", "neurobench_effective_ops")),
             "ratio": "—" if not _finite(ratio) else f"{float(ratio):.2f}×",
-            "chip_dense": _fmt_ops(b.get("chip_dense_ops")),
-            "neurobench_dense": _fmt_ops(b.get("neurobench_dense_ops")),
-            "why": b.get("why") or b.get("explanation") or "",
+            "chip_dense": _fmt_ops(_pick(b, "chip_dense_ops")),
+            "neurobench_dense": _fmt_ops(_pick(b, "neurobench_dense_ops")),
+            "dense_ratio": "—" if not _finite(dense_ratio) else f"{float(dense_ratio):.2f}×",
+            "why": why,
         })
     return rows
 
@@ -1008,8 +1057,12 @@ def _fmt_ops(v: Any) -> str:
 
 
 def _bases_total(report: Report) -> str | None:
-    chip = sum(float(b.get("chip_effective_ops") or 0) for b in report.counting_bases)
-    nb = sum(float(b.get("neurobench_effective_ops") or 0) for b in report.counting_bases)
+    total = (report.counting_bases_summary or {}).get("total") or {}
+    ratio = _pick(total, "synaptic_ops_ratio", "ratio")
+    if _finite(ratio):
+        return f"{float(ratio):.2f}"
+    chip = sum(float(_pick(b, "chip_synaptic_ops", "chip_effective_ops") or 0) for b in report.counting_bases)
+    nb = sum(float(_pick(b, "neurobench_synaptic_ops", "neurobench_effective_ops") or 0) for b in report.counting_bases)
     if chip <= 0 or nb <= 0:
         return None
     return f"{chip / nb:.2f}"
@@ -1070,7 +1123,12 @@ def render_html(report: Report) -> str:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    table, footnotes = _table_context(report)
+    notes = _Footnotes()
+    common = set(_common_footnotes(report.summary))
+    headline = [r for r in report.summary if is_headline(r)]
+    table = _table_context(headline, notes, common)
+    first_notes = list(notes.texts)
+    other_table = _table_context([r for r in report.summary if not is_headline(r)], notes, common)
     sweep_plot = _plot_sweep(report.sweep, report.summary) if report.sweep is not None else None
     from markupsafe import Markup as markup
     op = report.operating_point
@@ -1079,18 +1137,24 @@ def render_html(report: Report) -> str:
         "verdict": verdict(report),
         "verdict_caveats": verdict_caveats(report),
         "code_version": _code_version(report.provenance),
-        "main_plot": sweep_plot or _plot_accuracy_vs_energy(report.summary),
+        "main_plot": sweep_plot or _plot_accuracy_vs_energy([r for r in report.summary if is_headline(r)]),
         "main_plot_is_sweep": sweep_plot is not None,
-        "rows_plot": _plot_accuracy_vs_energy(report.summary) if sweep_plot is not None else None,
+        "rows_plot": (_plot_accuracy_vs_energy([r for r in report.summary if is_headline(r)])
+                      if sweep_plot is not None else None),
         "table": table,
-        "footnotes": footnotes,
-        "common_notes": _common_footnotes(report.summary),
+        "footnotes": first_notes,
+        "other_table": other_table,
+        "other_footnotes": notes.texts[len(first_notes):],
+        "other_footnotes_start": len(first_notes) + 1,
+        "common_notes": [t for t in _common_footnotes(report.summary)],
+        "basis_legend": _basis_legend(report.summary),
         "not_measurable": report.not_measurable,
         "no_measurements": not report.measurements,
         "operating_rows": _operating_rows(op),
         "operating": op,
         "bases": _bases_rows(report),
         "bases_total": _bases_total(report),
+        "bases_explanations": list((report.counting_bases_summary or {}).get("explanations") or []),
         "bases_plot": _plot_counting_bases(report.counting_bases),
         "timing": _timing_rows(report),
         "layer_plot": _plot_layer_breakdown(report.estimates),

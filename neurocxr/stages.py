@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from neurocxr.energy.suite import SNN_PROFILES
 from neurocxr.pipeline import (
     LoadedModel,
     chip_operating_point,
@@ -28,12 +29,7 @@ from neurocxr.pipeline import (
 )
 
 # Count-based estimates on neuromorphic profiles (constants and citations in neurocxr.energy.profiles).
-DEFAULT_SNN_PROFILES = ("loihi", "loihi2", "spinnaker", "spinnaker2", "truenorth")
-# KerasSpiking ModelEnergy devices reproduced with its own formulas (neurocxr.energy.estimate).
-KERAS_SPIKING_DEVICES = ("cpu", "gpu", "loihi")
-# The NeuroBench float-model count runs on at most this many test samples (it is a Python loop
-# over layers and steps; the per-sample mean settles long before the whole test set).
-NEUROBENCH_SAMPLES = 256
+DEFAULT_SNN_PROFILES = SNN_PROFILES
 
 Status = Callable[[str], None]
 
@@ -46,52 +42,27 @@ def _softmax_scores(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits), 1)[:, 1].numpy()
 
 
-def counting_bases(snn: LoadedModel, program: Any, chip_counts: Sequence[Any], images: torch.Tensor) -> list[dict[str, Any]]:
-    """Per layer, both counting bases side by side: the chip's counts (fixed point, pooling fused
-    into the next layer's synapses: what the energy estimates use) and NeuroBench's float-model
-    counts (the convention of published SNN work), with their ratio and why they differ."""
+def neurobench_entries(snn: LoadedModel, images: torch.Tensor, chunk: int = 128) -> list[dict[str, Any]] | None:
+    """NeuroBench-style counts of the float SNN on ``images`` (the same samples as the chip counts),
+    in chunks so the [T, B, ...] input stays small; None for models it cannot count."""
     from neurocxr.energy.neurobench import neurobench_counts
     from neurocxr.models.base import SpikingSequential
 
     if not isinstance(snn.model, SpikingSequential):
-        return []
-    x = encoded_inputs(snn.config, images[:NEUROBENCH_SAMPLES])
-    float_entries = [e for e in neurobench_counts(snn.model, x) if e["kind"] != "input"]
-    chip = [c for c in chip_counts if c.kind != "input"]
-    chip_layers = [layer for layer in program.layers if layer.kind != "input"]
-    rows = []
-    for i in range(max(len(float_entries), len(chip))):
-        f = float_entries[i] if i < len(float_entries) else None
-        c = chip[i] if i < len(chip) else None
-        layer = chip_layers[i] if i < len(chip_layers) else None
-        chip_ops = float(np.mean(c.synaptic_ops)) if c is not None else None
-        float_ops = float(np.mean(f["synaptic_ops"])) if f is not None else None
-        chip_dense = float(np.mean(c.dense_synaptic_ops)) if c is not None else None
-        float_dense = float(np.mean(f["dense_synaptic_ops"])) if f is not None else None
-        fused = bool(layer is not None and (layer.quant or {}).get("fused_pool"))
-        ratio = chip_ops / float_ops if chip_ops is not None and float_ops else None
-        if ratio is not None and abs(ratio - 1.0) < 1e-6:
-            why = "same counts: the chip runs this layer as the float model does"
-        elif fused or (ratio is not None and ratio > 1.0 and layer is not None and layer.kind == "conv"
-                       and c is not None and f is not None and c.fan_in > (f.get("fan_in") or 0)):
-            why = ("pooling fused into this layer on the chip: every pre-pool spike reaches a larger "
-                   "kernel (a 2x2 pool before a 3x3 conv becomes a 6x6 stride-2 kernel)")
-        elif ratio is not None:
-            why = "fixed-point weights and thresholds change which neurons spike (quantisation)"
-        else:
-            why = "no matching layer in the other basis"
-        rows.append({
-            "layer": c.name if c is not None else f["name"],
-            "float_layer": f["name"] if f is not None else None,
-            "op_type": f.get("op_type") if f is not None else None,
-            "chip_effective_ops": chip_ops,
-            "neurobench_effective_ops": float_ops,
-            "ratio_chip_to_neurobench": ratio,
-            "chip_dense_ops": chip_dense,
-            "neurobench_dense_ops": float_dense,
-            "why": why,
-        })
-    return rows
+        return None
+    parts = [neurobench_counts(snn.model, encoded_inputs(snn.config, images[i : i + chunk], seed=k))
+             for k, i in enumerate(range(0, len(images), chunk))]
+    merged = []
+    for layer_parts in zip(*parts):
+        entry = dict(layer_parts[0])
+        for key, value in entry.items():
+            if isinstance(value, np.ndarray):
+                entry[key] = np.concatenate([p[key] for p in layer_parts])
+        outputs, updates = np.sum(entry["output_spikes"]), np.sum(entry["neuron_updates"])
+        if "activation_sparsity" in entry:
+            entry["activation_sparsity"] = (1.0 - float(outputs) / float(updates)) if updates else None
+        merged.append(entry)
+    return merged
 
 
 def _measure_rows(name: str, fn_for_batch: Callable[[int], Callable[[], None]], batch_sizes: Sequence[int],
@@ -168,16 +139,10 @@ def energy_report_stage(
     the models. The chip's decision threshold is chosen on the validation split exactly as the
     float model's was, so float-vs-chip differences are quantisation only.
     """
-    from neurocxr.energy.estimate import (
-        count_cnn_macs,
-        estimate_ann_energy,
-        estimate_energy,
-        estimate_snn_ac_energy,
-        keras_layers_from_program,
-        keras_spiking_energy,
-        keras_spiking_estimate,
-    )
+    from neurocxr.energy.measure import measurability
     from neurocxr.energy.profiles import get_profile
+    from neurocxr.energy.suite import cnn_estimates, snn_estimates
+    from neurocxr.energy.suite import counting_bases as suite_counting_bases
     from neurocxr.exporters.loihi import quantisation_table
     from neurocxr.exporters.resources import estimate_resources
     from neurocxr.metrics import clinical_metrics
@@ -189,7 +154,7 @@ def energy_report_stage(
     n = len(test) if max_samples is None else min(max_samples, len(test))
     images, labels = test.images[:n], test.labels[:n]
     y = labels.numpy()
-    data_source = f"{test.source} [test, {n} samples]" + (" — SYNTHETIC phantoms" if splits.synthetic else "")
+    data_source = f"{test.source} [test, {n} samples]" + (" (synthetic)" if splits.synthetic and "synthetic" not in test.source.lower() else "")
 
     # Float model at its validation-chosen threshold.
     accuracy: dict[str, dict] = {}
@@ -217,18 +182,19 @@ def energy_report_stage(
     chip_acc, float_acc = chip_metrics.accuracy, float_metrics.accuracy
     auc[snn.name] = chip_metrics.roc_auc
 
-    estimates = [estimate_energy(run.counts, p, model=snn.name, accuracy=chip_acc) for p in chosen]
-    # The conventions published CXR SNN work used: KerasSpiking's ModelEnergy rows, and the
-    # Horowitz AC/MAC arithmetic-only estimate (Spikformer/SpikingJelly style).
-    ks_layers = keras_layers_from_program(program, run.counts)
-    for device in KERAS_SPIKING_DEVICES:
-        ks = keras_spiking_energy(ks_layers, device, timesteps=program.num_steps)
-        estimates.append(keras_spiking_estimate(ks, model=snn.name, accuracy=chip_acc if device == "loihi" else float_acc))
-    estimates.append(estimate_snn_ac_energy(run.counts, "horowitz45-fp32", model=snn.name, accuracy=float_acc))
+    say("counting the float model the NeuroBench way...")
+    nb = neurobench_entries(snn, images)
+    estimates = snn_estimates(program, run.counts, model=snn.name, accuracy=chip_acc, neurobench_entries=nb,
+                              float_accuracy=float_acc, profiles=chosen)
+    bases = suite_counting_bases(run.counts, nb) if nb else {}
 
     not_measurable: dict[str, str] = {}
     measurements: list[Any] = []
     if measure:
+        can = measurability()
+        for what, key in (("GPU energy", "gpu"), ("CPU energy", "cpu")):
+            if not can[key]["measurable"]:
+                not_measurable[what] = can[key]["reason"]
         def snn_fn(bs: int) -> Callable[[], None]:
             xe = encoded_inputs(snn.config, images[:bs])
 
@@ -240,14 +206,9 @@ def energy_report_stage(
 
         say("measuring the SNN in PyTorch on this CPU...")
         measurements += _measure_rows(snn.name, snn_fn, (1, min(64, n)), "pytorch", float_acc, measure_seconds)
-        gpu_rows, gpu_reason = _gpu_rows(snn, images, float_acc)
-        measurements += gpu_rows
-        if gpu_reason:
-            not_measurable["GPU energy"] = gpu_reason
+        measurements += _gpu_rows(snn, images, float_acc)[0]
 
     layer_counts = {snn.name: [c.to_dict() for c in run.counts]}
-    say("counting the float model the NeuroBench way...")
-    bases = counting_bases(snn, program, run.counts, images)
 
     with tempfile.TemporaryDirectory(prefix="neurocxr-onnx-") as tmp:
         for b in baselines:
@@ -255,9 +216,7 @@ def energy_report_stage(
             b_metrics = clinical_metrics(y, _softmax_scores(b_logits), threshold=b.threshold)
             accuracy[f"{b.name} (float, PyTorch)"] = b_metrics.to_dict()
             auc[b.name] = b_metrics.roc_auc
-            macs = count_cnn_macs(b.model, (1,) + tuple(images.shape[1:]))
-            for prof in ("horowitz45-fp32", "horowitz45-int8"):
-                estimates.append(estimate_ann_energy(macs, prof, model=b.name, accuracy=b_metrics.accuracy))
+            estimates += cnn_estimates(b.model, (1,) + tuple(images.shape[1:]), name=b.name, accuracy=b_metrics.accuracy)
             if measure:
                 from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx, onnx_session
 
@@ -273,10 +232,6 @@ def energy_report_stage(
                 say(f"measuring {b.name} in ONNX Runtime on this CPU...")
                 measurements += _measure_rows(f"{b.name} (ONNX)", onnx_fn, (1, min(64, n)), "onnxruntime",
                                               b_metrics.accuracy, measure_seconds)
-    for m in measurements:
-        if m.kind == "not measurable" and m.device.startswith("CPU"):
-            reason = m.notes.split(": ", 1)[-1].split(". Latency")[0] if m.notes else "no energy counter"
-            not_measurable.setdefault("CPU energy", reason)
 
     export_info = export_report or {
         "layers": quantisation_table(program),
@@ -285,8 +240,9 @@ def energy_report_stage(
     }
     summary = summary_from(estimates, measurements, baselines=[b.name for b in baselines], auc=auc)
     for row in summary:
-        # The SNN's rows on conventional devices run the float model: its AUC, not the chip's.
-        if row.model.split(" (")[0] == snn.name and not _is_neuromorphic(row.device):
+        # AUC follows the counts a row rests on: chip counts -> the chip's AUC; the float model's
+        # counts (NeuroBench, KerasSpiking) or a float-model measurement -> the float model's AUC.
+        if row.model.split(" (")[0] == snn.name and row.basis != "chip counts":
             row.auc = float_metrics.roc_auc
     return Report(
         title=f"neurocxr energy report: {snn.name}",
@@ -302,7 +258,8 @@ def energy_report_stage(
         environment=environment(),
         provenance=provenance or {},
         operating_point=operating,
-        counting_bases=bases,
+        counting_bases=list(bases.get("layers") or []),
+        counting_bases_summary={k: v for k, v in bases.items() if k != "layers"},
         not_measurable=not_measurable,
         auc=auc,
         sweep=sweep,
