@@ -59,7 +59,6 @@ try:
 except ImportError:  # pragma: no cover - other nir versions
     _Identity = nir.Identity if hasattr(nir, "Identity") else type("_NoIdentity", (), {})
 
-DEFAULT_DT = 1e-3
 # Preferred input scale: 16 * 255, so a uint8 image x/255 becomes the exact integer bias 16*x.
 PREFERRED_INPUT_SCALE = 16.0 * 255.0
 _ENCODINGS = ("direct", "rate", "latency")
@@ -638,7 +637,8 @@ def nir_to_program(
     """Turn a chain-shaped NIR graph into a validated, quantised `LoihiProgram`.
 
     ``encoding``/``num_steps`` default to ``graph.metadata["neurocxr"]``; ``dt`` to
-    ``graph.metadata["dt"]``, else the argument, else 1e-3 (they must agree when both are given).
+    ``graph.metadata["dt"]``, else the argument; neither raises ExportError (they must agree when
+    both are given). A graph whose first layer is synaptic takes spike trains as given.
     """
     options = options or QuantisationOptions()
     meta = dict(getattr(graph, "metadata", None) or {})
@@ -654,7 +654,11 @@ def nir_to_program(
     elif dt is not None:
         dt_used, dt_source = float(dt), "argument"
     else:
-        dt_used, dt_source = DEFAULT_DT, "default"
+        raise ExportError(
+            "the NIR graph does not state its time step (no 'dt' in its metadata) and no dt was given: pass dt= "
+            "(CLI: --dt SECONDS). NIR is continuous-time, so every decay depends on it; graphs from Sinabs "
+            "(IF with r = 1) usually mean dt = 1, snnTorch's writer uses dt = 1e-4"
+        )
     if not dt_used > 0:
         raise ExportError(f"dt must be positive, got {dt_used}")
     encoding = encoding if encoding is not None else ncx.get("encoding")
@@ -738,11 +742,8 @@ def nir_to_program(
                 "(encoding 'direct'), but Loihi receives spikes or bias currents, not analog values. Train with "
                 "encoding='rate' or 'latency', or with a layer of input neurons first (snn_conv's default does this)"
             )
-        if encoding is None:
-            raise ExportError(
-                "the encoding is unknown (no neurocxr.encoding in the graph's metadata) and the first layer is "
-                "synaptic; pass encoding='rate' or 'latency' if the model was trained on spike trains"
-            )
+        # encoding None (a graph from another tool): the first layer is synaptic, so the network takes
+        # spike trains as they are given; no encoding is needed to run it.
         layers.append(InputLayer(name="input", shape=input_shape, neuron=None))
         input_kind = "spikes"
 

@@ -200,8 +200,19 @@ def export_cmd(
     lava_samples: int = typer.Option(3, help="samples run on Lava's bit-accurate CPU simulator"),
     allow_clipping: bool = typer.Option(False, help="accept weight/bias clipping (reported per layer)"),
     force: bool = typer.Option(False, help="overwrite existing files in the output folder"),
+    dt: Optional[float] = typer.Option(None, help="NIR input: seconds per time step, when the graph does not state it"),
+    num_steps: Optional[int] = typer.Option(None, help="NIR input: time steps per sample, when the graph does not state it"),
+    encoding: Optional[str] = typer.Option(None, help="NIR input: how the model was fed (direct | rate | latency); a graph starting with a synaptic layer takes spike trains as given"),
+    spikes: Optional[Path] = typer.Option(None, help="NIR input: parity input .npy, spikes [T, B, *shape] (default: random spike trains)"),
 ) -> None:
-    """Export a checkpoint: SNN -> NIR -> Loihi 2 netx (verified on the emulator and Lava), or CNN -> ONNX."""
+    """Export a checkpoint: SNN -> NIR -> Loihi 2 netx (verified on the emulator and Lava), or CNN -> ONNX.
+
+    A .nir file (written by neurocxr, Sinabs, snnTorch, Norse, Rockpool, Spyx, ...) is exported to
+    Loihi with --target loihi; its parity check runs on spike trains instead of images.
+    """
+    if checkpoint.suffix.lower() == ".nir":
+        _export_nir_file(checkpoint, out, target, dt, num_steps, encoding, spikes, max_samples, lava_samples, allow_clipping, force)
+        return
     if target == "onnx":
         from neurocxr.api import export_onnx_checkpoint
 
@@ -226,6 +237,36 @@ def export_cmd(
         console.print(f"wrote {name}: {path}")
     if target == "loihi":
         print_parity(exp.report)
+
+
+def _export_nir_file(path: Path, out: Path, target: str, dt: Optional[float], num_steps: Optional[int],
+                     encoding: Optional[str], spikes: Optional[Path], samples: Optional[int], lava_samples: int,
+                     allow_clipping: bool, force: bool) -> None:
+    from neurocxr.nir_export import DEFAULT_PARITY_SAMPLES, export_nir_graph
+
+    if target != "loihi":
+        raise NeurocxrError(f"a .nir file exports only to --target loihi (it is already NIR), not {target!r}")
+    with console.status("exporting NIR graph and verifying..."):
+        exp = export_nir_graph(path, out, dt=dt, num_steps=num_steps, encoding=encoding, input_path=spikes,
+                               samples=samples or DEFAULT_PARITY_SAMPLES, lava_samples=lava_samples,
+                               allow_clipping=allow_clipping, force=force)
+    for name, written in exp.files.items():
+        console.print(f"wrote {name}: {written}")
+    rep, par = exp.report, exp.report["parity"]
+    console.print(f"dt = {rep['source']['dt']:g} s ({rep['source']['dt_source']}); parity input: {par['input']}")
+    table = Table(title="spikes per sample: float model vs Loihi emulator")
+    for col in ("layer", "neurons", "float", "emulator"):
+        table.add_column(col)
+    for r in par["layers"]:
+        f = r["float_spikes_per_sample"]
+        table.add_row(r["name"], str(r["neurons"]), "-" if f is None else f"{f:.1f}", f"{r['emulator_spikes_per_sample']:.1f}")
+    console.print(table)
+    agree = par.get("output_agreement")
+    console.print("output agreement: " + ("-" if agree is None else f"{100 * agree:.1f}%") + f" ({par['decision_rule']})")
+    if par.get("lava"):
+        console.print("emulator vs Lava: " + ("[green]identical[/]" if par["lava"]["identical"] else "[red]DIFFERENT[/]"))
+    for warning in rep["warnings"]:
+        console.print(f"[bold red]WARNING: {warning}[/]")
 
 
 def print_parity(report: dict) -> None:
