@@ -350,7 +350,8 @@ def export_markdown(report: dict[str, Any]) -> str:
     ]
     rows = report["layers"]
     if rows:
-        keys = list(rows[0].keys())
+        # every key any layer has (the input row lacks the weight columns: bits, exponent, errors)
+        keys = list(dict.fromkeys(k for r in rows for k in r))
         lines.append("| " + " | ".join(keys) + " |")
         lines.append("|" + "---|" * len(keys))
         for r in rows:
