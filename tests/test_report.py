@@ -536,3 +536,62 @@ def test_api_never_imports_the_cli_or_prints():
         if isinstance(node, ast.Attribute):
             assert node.attr not in ("print", "rule", "status") or not isinstance(node.value, ast.Name) \
                 or node.value.id != "console"
+
+
+# ----------------------------------------------------------------------------------------------
+# Reproducible numbers: the energy benchmark never trains; README figures come from the JSON files
+
+
+def _benchmark(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_energy_benchmark_refuses_to_train(tmp_path, capsys):
+    energy = _benchmark("energy")
+    data = tmp_path / "data.npz"
+    data.write_bytes(b"x")
+    code = energy.main(["--data", str(data), "--checkpoint", str(tmp_path / "missing.pt"),
+                        "--baseline", str(tmp_path / "cnn.pt"), "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "never trains" in err and "missing.pt" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_readme_figures_come_from_the_result_files(tmp_path):
+    figures = _benchmark("readme_figures")
+    prov = {"git": {"commit": "abcdef0123456789", "dirty": False}, "time_utc": "2026-12-01T12:00:00Z",
+            "threads": {"torch_threads": 1}, "checkpoints": {"snn_conv": {"sha256": "1" * 64}}}
+    (tmp_path / "accuracy.json").write_text(json.dumps({"models": {"snn_conv": {
+        "test_accuracy": 0.8525, "test_auc": 0.9213, "test_sensitivity": 0.967, "test_specificity": 0.662,
+        "threshold": 0.37, "epochs_run": 8, "best_epoch": 7, "model_config": {"num_steps": 16}}}, "provenance": prov}))
+    summary = [{"model": "snn_conv", "device": "loihi", "kind": "estimated", "basis": "chip counts",
+                "scope": "device per-op constants", "dynamic_energy": {"value": 3.23e-4}, "total_energy": {"value": None},
+                "latency": {"value": 2.0e-3}, "throughput": {"value": 500.0}},
+               {"model": "snn_conv", "device": "CPU (pytorch)", "kind": "not measurable", "basis": "measured",
+                "scope": "", "dynamic_energy": {"value": None}, "total_energy": {"value": None},
+                "latency": {"value": 0.023}, "throughput": {"value": 43.0}}]
+    other = dict(prov, checkpoints={"snn_conv": {"sha256": "2" * 64}})
+    (tmp_path / "energy.json").write_text(json.dumps({
+        "summary": summary, "verdict": "cnn_small is cheaper.", "not_measurable_here": {"CPU energy": "no RAPL"},
+        "operating_point": {"float_test": {"accuracy": 0.853, "sensitivity": 0.96, "specificity": 0.66, "roc_auc": 0.921},
+                            "chip_test": {"accuracy": 0.857, "sensitivity": 0.95, "specificity": 0.68, "roc_auc": 0.920},
+                            "test_prediction_changed_fraction": 0.0048},
+        "provenance": other}))
+    lines, warnings = figures.table(tmp_path)
+    text = "\n".join(lines)
+    assert "test accuracy 85.2%, ROC-AUC 0.921" in text and "16 steps, 8 epochs" in text
+    assert "loihi [chip counts, device per-op constants]: 323 µJ, latency 2 ms, 500 fps" in text
+    assert "decisions changed 0.5%" in text and "not measurable here: CPU energy (no RAPL)" in text
+    assert "| verdict | cnn_small is cheaper. |" in text
+    assert "commit abcdef0123" in text
+    assert any("emulator_vs_lava.json missing" in w for w in warnings)
+    # Two result files from two different checkpoints are flagged.
+    assert any("differs between result files" in w for w in warnings)
