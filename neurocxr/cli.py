@@ -177,12 +177,13 @@ def explain_cmd(
     out: Path = typer.Option(..., "-o", "--out", help="output folder: one PNG per image, index.html, explanations.json"),
     mc_passes: int = typer.Option(20, "--mc-passes", help="MC-dropout passes for BayesGrad-CAM (models with dropout; 0 = off)"),
     chip: bool = typer.Option(True, "--chip/--no-chip", help="spike maps of deployable SNNs from the Loihi emulator"),
+    layer: Optional[str] = typer.Option(None, "--layer", help="Conv2d for Grad-CAM, by module name (default: the last feature conv)"),
     force: bool = typer.Option(False, help="overwrite existing files in the output folder"),
 ) -> None:
     """Explain predictions: Grad-CAM (+ BayesGrad-CAM with dropout) for CNNs; spike-activity maps and Integrated Gradients for SNNs."""
     from neurocxr.evaluation.explain import write_explanations
 
-    res = write_explanations(checkpoint, images, out, mc_passes=mc_passes, chip=chip, force=force)
+    res = write_explanations(checkpoint, images, out, mc_passes=mc_passes, chip=chip, force=force, layer=layer)
     for e in res["explanations"]:
         console.print(f"{e.label}: called {('normal', 'pneumonia')[e.called]} (P(pneumonia) {e.p_pneumonia:.3f}); "
                       f"maps: {', '.join(m.name for m in e.maps)}", highlight=False, soft_wrap=True)

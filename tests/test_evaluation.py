@@ -279,6 +279,23 @@ def test_grad_cam_matches_a_hand_computed_grad_cam(tiny_splits) -> None:
     assert [m.name for m in maps[0]] == ["Grad-CAM"] and maps[0][0].values.shape == (16, 16)
 
 
+def test_grad_cam_layer_is_the_last_feature_conv() -> None:
+    from neurocxr.evaluation.common import last_conv2d
+
+    class Gate(nn.Module):  # a CBAM-like spatial attention: its 2->1 conv is not a feature map
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 1, 7, padding=3)
+
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Conv2d(8, 16, 3), Gate())
+    assert last_conv2d(model)[0] == "1"
+    assert last_conv2d(model, "2.conv")[0] == "2.conv"
+    assert last_conv2d(nn.Sequential(nn.Conv2d(1, 1, 3)))[0] == "0"
+    assert last_conv2d(nn.Sequential(nn.Linear(2, 2))) is None
+    with pytest.raises(NeurocxrError, match="no Conv2d named"):
+        last_conv2d(model, "head")
+
+
 def test_bayes_grad_cam_mean_and_variance(tiny_splits) -> None:
     _, splits = tiny_splits
     model = brightness_cnn(dropout=0.5)

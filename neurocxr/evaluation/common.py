@@ -30,14 +30,21 @@ def dropout_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and float(m.p) > 0]
 
 
-def last_conv2d(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
-    """(qualified name, module) of the last nn.Conv2d registered in ``model`` (Grad-CAM's layer),
-    None when it has none. Registration order follows the forward pass in every registered model."""
-    found = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d):
-            found = (name, module)
-    return found
+def last_conv2d(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Conv2d] | None:
+    """(qualified name, module) of Grad-CAM's layer: the conv named ``layer``, else the last
+    nn.Conv2d registered in ``model`` with more than 2 output channels (1-2 channel convs are
+    attention or gate maps, e.g. resnet18_sa's spatial attention, not feature maps), else the last
+    Conv2d; None when there is none. Registration order follows the forward pass in every
+    registered model."""
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if layer is not None:
+        named = dict(convs)
+        if layer not in named:
+            raise NeurocxrError(f"no Conv2d named {layer!r} in the model; its convolutions are: "
+                                + ", ".join(n for n, _ in convs[-8:]) + (" (last 8)" if len(convs) > 8 else ""))
+        return layer, named[layer]
+    features = [(n, m) for n, m in convs if m.out_channels > 2]
+    return (features or convs or [None])[-1]
 
 
 def is_snn_model(loaded: Any) -> bool:

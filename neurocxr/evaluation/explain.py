@@ -1,6 +1,7 @@
 """Explanations of single chest X-rays, for any model:
 
-- CNNs: Grad-CAM (captum ``LayerGradCam``) on the last ``nn.Conv2d``, for the class the model calls
+- CNNs: Grad-CAM (captum ``LayerGradCam``) on the last feature ``nn.Conv2d`` (see
+  `neurocxr.evaluation.common.last_conv2d`; ``layer=`` picks another), for the class the model calls
   at its validation threshold; for models with dropout also BayesGrad-CAM: Grad-CAM over
   ``mc_passes`` (default 20) Monte Carlo dropout passes, the mean map as the explanation and the
   per-pixel variance as its uncertainty.
@@ -145,22 +146,22 @@ def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return m[:, 0].double().numpy()
 
 
-def _grad_cam(loaded: Any, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Grad-CAM maps [B, h, w] (ReLU) on the last Conv2d, for ``targets``."""
+def _grad_cam(loaded: Any, images: torch.Tensor, targets: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+    """Grad-CAM maps [B, h, w] (ReLU) on Grad-CAM's Conv2d (see `last_conv2d`), for ``targets``."""
     from captum.attr import LayerGradCam
 
     from neurocxr.training import forward_model
 
-    _, layer = last_conv2d(loaded.model)  # type: ignore[misc]
-    cam = LayerGradCam(lambda x: forward_model(loaded.model, x, loaded.config), layer)
+    _, conv = require_conv(loaded, layer)
+    cam = LayerGradCam(lambda x: forward_model(loaded.model, x, loaded.config), conv)
     with torch.enable_grad():
         attr = cam.attribute(images.clone().requires_grad_(True), target=targets, relu_attributions=True)
     return attr.sum(1).detach()
 
 
-def require_conv(loaded: Any) -> tuple[str, torch.nn.Conv2d]:
-    """(name, layer) of the last Conv2d; NeurocxrError when the model has none (no Grad-CAM)."""
-    found = last_conv2d(loaded.model)
+def require_conv(loaded: Any, layer: str | None = None) -> tuple[str, torch.nn.Conv2d]:
+    """(name, layer) of Grad-CAM's Conv2d (see `last_conv2d`); NeurocxrError when the model has none."""
+    found = last_conv2d(loaded.model, layer)
     if found is None:
         raise NeurocxrError(
             f"{loaded.name} has no convolutional layer (nn.Conv2d), so Grad-CAM has no feature map to explain; "
@@ -170,14 +171,14 @@ def require_conv(loaded: Any) -> tuple[str, torch.nn.Conv2d]:
 
 
 def cnn_maps(loaded: Any, images: torch.Tensor, called: np.ndarray, *, mc_passes: int = DEFAULT_MC_PASSES,
-             seed: int = 0) -> list[list[ExplanationMap]]:
+             seed: int = 0, layer: str | None = None) -> list[list[ExplanationMap]]:
     """Grad-CAM, plus BayesGrad-CAM mean and variance for models with dropout; one list per image."""
-    layer_name, _ = require_conv(loaded)
+    layer_name, _ = require_conv(loaded, layer)
     size = tuple(images.shape[-2:])
     targets = torch.as_tensor(called, dtype=torch.long)
     model = loaded.model.eval()
     out: list[list[ExplanationMap]] = [[] for _ in range(len(images))]
-    cam = _upsample(_grad_cam(loaded, images, targets), size)
+    cam = _upsample(_grad_cam(loaded, images, targets, layer_name), size)
     for i in range(len(images)):
         out[i].append(ExplanationMap("Grad-CAM", "captum LayerGradCam", cam[i], f"layer {layer_name}, class {CLASS_NAMES[int(called[i])]}"))
     mods = dropout_modules(model)
@@ -191,7 +192,7 @@ def cnn_maps(loaded: Any, images: torch.Tensor, called: np.ndarray, *, mc_passes
                 m.train()
             try:
                 for _ in range(int(mc_passes)):
-                    maps.append(_upsample(_grad_cam(loaded, images, targets), size))
+                    maps.append(_upsample(_grad_cam(loaded, images, targets, layer_name), size))
             finally:
                 model.eval()
         stack = np.stack(maps)  # [P, B, H, W]
@@ -267,7 +268,8 @@ def snn_maps(loaded: Any, images: torch.Tensor, called: np.ndarray, *, chip: boo
 
 
 def explain_images(loaded: Any, images: torch.Tensor, labels: Sequence[str] | None = None, *,
-                   mc_passes: int = DEFAULT_MC_PASSES, chip: bool = True, seed: int = 0) -> list[Explanation]:
+                   mc_passes: int = DEFAULT_MC_PASSES, chip: bool = True, seed: int = 0,
+                   layer: str | None = None) -> list[Explanation]:
     """Explanations of ``images`` [B, C, H, W] in [0, 1] by ``loaded`` (see the module docstring)."""
     if images.dim() != 4 or len(images) == 0:
         raise NeurocxrError(f"images must be a non-empty [B, C, H, W] batch, got shape {tuple(images.shape)}")
@@ -278,7 +280,7 @@ def explain_images(loaded: Any, images: torch.Tensor, labels: Sequence[str] | No
     if is_snn_model(loaded):
         maps, notes = snn_maps(loaded, images, called, chip=chip, seed=seed)
     else:
-        maps = cnn_maps(loaded, images, called, mc_passes=mc_passes, seed=seed)
+        maps = cnn_maps(loaded, images, called, mc_passes=mc_passes, seed=seed, layer=layer)
         if not dropout_modules(loaded.model):
             notes.append("no dropout layer: BayesGrad-CAM not computed (Grad-CAM only)")
     return [
@@ -384,7 +386,7 @@ def _html_page(model_name: str, rows: list[tuple[str, Explanation]], method_note
 
 def write_explanations(checkpoint: Any, image_paths: Sequence[str | Path], out: str | Path, *,
                        mc_passes: int = DEFAULT_MC_PASSES, chip: bool = True, force: bool = False,
-                       seed: int = 0) -> dict[str, Any]:
+                       seed: int = 0, layer: str | None = None) -> dict[str, Any]:
     """`neurocxr explain`: read the images (all checked before anything is written), explain them,
     and write one PNG per image, ``index.html`` and ``explanations.json`` into ``out`` atomically."""
     from neurocxr.fileio import staged_output, write_json, write_text
@@ -396,11 +398,12 @@ def write_explanations(checkpoint: Any, image_paths: Sequence[str | Path], out: 
         raise NeurocxrError(f"--mc-passes must be >= 0, got {mc_passes}")
     loaded = load(checkpoint)
     if not is_snn_model(loaded):
-        require_conv(loaded)  # refuse before reading images or writing anything
+        require_conv(loaded, layer)  # refuse before reading images or writing anything
     paths = [Path(p) for p in image_paths]
     images = torch.stack([load_xray_image(p, loaded.config.image_size, loaded.config.in_channels) for p in paths])
     names = [_png_name(i, p) for i, p in enumerate(paths)]
-    expls = explain_images(loaded, images, [p.name for p in paths], mc_passes=mc_passes, chip=chip, seed=seed)
+    expls = explain_images(loaded, images, [p.name for p in paths], mc_passes=mc_passes, chip=chip, seed=seed,
+                           layer=layer)
     method_notes = [__doc__.split("\n\n")[0].replace("\n", " ") if __doc__ else ""]
     files = list(names) + ["index.html", "explanations.json"]
     with staged_output(out, files, force) as stage:

@@ -122,10 +122,13 @@ def evaluate_robustness(
     perturbations: dict[str, tuple[float, ...]] | None = None,
     seed: int = 0,
     progress: bool = False,
+    keep_scores: bool = False,
 ) -> dict[str, Any]:
     """Accuracy, ROC-AUC, sensitivity and specificity of ``loaded`` on ``splits.<split>`` under
     every perturbation and level (plus the clean images), for the float model and, when ``chip``
-    and the model is a deployable SNN, for the Loihi emulator. Returns a JSON-ready dict."""
+    and the model is a deployable SNN, for the Loihi emulator. Returns a JSON-ready dict;
+    ``keep_scores`` adds ``"scores"``: per condition "kind@level" the per-image scores and
+    predictions of each path (for paired statistics), and ``"labels"``."""
     from tqdm.auto import tqdm
 
     check_split(split)
@@ -152,15 +155,21 @@ def evaluate_robustness(
 
     conditions = [("clean", 0.0)] + [(k, float(level)) for k, levels in protocol.items() for level in levels]
     rows = []
+    kept: dict[str, Any] = {}
     started = time.perf_counter()
     for kind, level in tqdm(conditions, desc=f"robustness {loaded.name}", disable=not progress, leave=False):
         x = images.clone() if kind == "clean" else perturb(images, kind, level, seed=seed)
         row: dict[str, Any] = {"perturbation": kind, "level": level}
-        row["float"] = _scored(y, softmax_positive(float_logits_of(loaded, x, seed=seed)), loaded.threshold)
+        p = softmax_positive(float_logits_of(loaded, x, seed=seed))
+        row["float"] = _scored(y, p, loaded.threshold)
+        cond = {"float": {"score": p, "prediction": (p >= loaded.threshold).astype(np.int64)}}
         if chip_state is not None:
             d = readout_difference(run_chip(loaded, chip_state.program, x, seed=seed))
             row["chip"] = _scored(y, d, chip_state.threshold)
+            cond["chip"] = {"score": d, "prediction": (d >= chip_state.threshold).astype(np.int64)}
         rows.append(row)
+        if keep_scores:
+            kept[f"{kind}@{level:g}"] = cond
     return {
         "model": loaded.name,
         "model_config": loaded.config.to_dict(),
@@ -183,6 +192,7 @@ def evaluate_robustness(
         "results": rows,
         "summary": degradation_summary(rows),
         "seconds": time.perf_counter() - started,
+        **({"scores": kept, "labels": y} if keep_scores else {}),
     }
 
 
