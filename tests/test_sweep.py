@@ -192,3 +192,15 @@ def test_cli_sweep_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
     broken.write_text("[grid\n")
     result = CliRunner().invoke(app, ["sweep", str(broken), "-o", str(tmp_path / "out")])
     assert result.exit_code == 2 and "not valid TOML" in result.output
+
+
+def test_reading_out_early_runs_fewer_chip_steps(tiny_npz: Path) -> None:
+    """readout_steps < num_steps: the same trained network, exported to run fewer steps, costs less."""
+    base = {"model": "snn_strided", "num_steps": 2, "encoding": "direct", "regulariser": 0.0, "width": 0.25, "seed": 0}
+    settings = {"data": str(tiny_npz), "train": TINY_TRAIN, "model": {}, "profiles": ["loihi2"], "max_eval_samples": 6}
+    full = run_trial(base, settings)
+    early = run_trial({**base, "readout_steps": 1}, settings)
+    assert full["status"] == "ok" and early["status"] == "ok", (full.get("error"), early.get("error"))
+    assert early["readout_steps"] == 1 and full["readout_steps"] == 2
+    assert early["energy"]["loihi2"]["dynamic_j"] < full["energy"]["loihi2"]["dynamic_j"]
+    assert len(early["scores"]["test"]) == 6
