@@ -99,27 +99,45 @@ def train(
     max_train_samples: int | None = None,
     force: bool = False,
     label: str | None = None,
+    balance: str = "weights",
 ) -> dict[str, Any]:
-    """Train ``model`` and write ``<out>/<model>.pt`` (best epoch by validation AUC)."""
+    """Train ``model`` and write ``<out>/<model>.pt`` (best epoch by validation AUC).
+
+    ``balance``: weights (class-weighted loss) | sampler | none | sgan (normal images from a Double
+    SGAN trained on the training normals balance the split; `neurocxr.gan`; a PNG grid of samples
+    and the generator are written next to the checkpoint)."""
     from neurocxr.data import load_dataset
     from neurocxr.fileio import staged_output
     from neurocxr.models import ModelConfig
     from neurocxr.training import TrainConfig
     from neurocxr.training import train as _train
-    from neurocxr.validation import show_progress
+    from neurocxr.gan import SganConfig, balance_with_sgan, record_in_checkpoint, sgan_files
+    from neurocxr.validation import check_choice, show_progress
 
     # Both configs are checked (ConfigError, one line in the CLI) before any folder or file exists.
     config = ModelConfig(name=model, image_size=image_size, num_steps=num_steps, encoding=encoding)
+    check_choice("balance", balance, ("weights", "sampler", "none", "sgan"))
     tc = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment=augment, max_train_samples=max_train_samples
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment=augment, max_train_samples=max_train_samples,
+        balance="none" if balance == "sgan" else balance,
     )
     ckpt_name = f"{label or model}.pt"
     out_dir = Path(out)
+    files = [ckpt_name] + (sgan_files(label or model) if balance == "sgan" else [])
     # The checkpoint is staged and moved into place when training ends: Ctrl-C leaves nothing behind.
-    with staged_output(out_dir, [ckpt_name], force) as stage:
+    with staged_output(out_dir, files, force) as stage:
         splits = load_dataset(data, image_size=image_size)
+        sgan_record = None
+        if balance == "sgan":
+            splits, sgan_record = balance_with_sgan(splits, SganConfig(seed=seed), stage, prefix=label or model,
+                                                    progress=show_progress())
         result = _train(config, splits, tc, progress=show_progress(), checkpoint_path=stage / ckpt_name)
+        if sgan_record is not None:
+            record_in_checkpoint(stage / ckpt_name, sgan_record)
     result.checkpoint_path = out_dir / ckpt_name
+    if sgan_record is not None:
+        sgan_record = {**sgan_record, "samples_png": str(out_dir / sgan_record["samples_png"]),
+                       "generator_weights": str(out_dir / sgan_record["generator_weights"])}
     return {
         "model": model,
         "checkpoint": str(out_dir / ckpt_name),
@@ -130,6 +148,7 @@ def train(
         "data": splits.source,
         "synthetic": splits.synthetic,
         "result": result,
+        "sgan": sgan_record,
     }
 
 

@@ -63,8 +63,22 @@ def build_gatti2025(config: ModelConfig) -> SpikingSequential:
     return SpikingSequential(layers + fc, readout=nn.Linear(width, config.num_classes, bias=False))
 
 
+def time_weighted_image(x: torch.Tensor) -> torch.Tensor:
+    """The image the CNN of slimi2025 sees: the input's average over time with weights T - t
+    (earlier steps weigh more), normalised so a constant (direct-coded) input comes back unchanged.
+
+    With latency coding (one spike per pixel, brighter earlier) this decodes intensity: a pixel
+    spiking at step t gives (T - t) / sum(T - t'), so brighter pixels stay brighter. A plain mean
+    would see every firing pixel as 1 / T and lose the intensity. Rate codes give a weighted rate.
+    """
+    steps = x.shape[0]
+    weights = torch.arange(steps, 0, -1, device=x.device, dtype=x.dtype)
+    weights = weights / weights.sum()
+    return (x * weights.view(-1, *([1] * (x.dim() - 1)))).sum(0)
+
+
 class SlimiCnnGruSnn(nn.Module):
-    """CNN features of the (time-averaged) image, repeated over T steps through a bidirectional
+    """CNN features of the (time-weighted average) image, repeated over T steps through a bidirectional
     GRU, projected to 64 LIF neurons; the head classifies the mean spike rate.
 
     ``readout_steps[t]`` is the head applied to the mean spikes up to step t, so its last entry is
@@ -102,11 +116,11 @@ class SlimiCnnGruSnn(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, record: bool = False) -> SNNOutput:
-        """``x``: [T, B, C, H, W] as the other SNNs receive it (the CNN sees its mean over T)."""
+        """``x``: [T, B, C, H, W] as the other SNNs receive it (the CNN sees `time_weighted_image`)."""
         if x.dim() != 5:
             raise ValueError(f"slimi2025 expects [T, B, C, H, W], got shape {tuple(x.shape)}")
         steps = x.shape[0]
-        feats = self.features(x.mean(0))  # [B, F]
+        feats = self.features(time_weighted_image(x))  # [B, F]
         seq, _ = self.gru(feats.unsqueeze(0).expand(steps, -1, -1).contiguous())  # [T, B, 2H]
         current = self.projection(seq)  # [T, B, 64]
         mem = torch.zeros_like(current[0])
