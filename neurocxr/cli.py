@@ -95,6 +95,8 @@ def train_cmd(
     augment: bool = typer.Option(False, help="flip / small rotation / brightness-contrast at training"),
     max_train_samples: Optional[int] = typer.Option(None, help="subsample the training split (quick runs)"),
     force: bool = typer.Option(False, help="overwrite an existing checkpoint"),
+    balance: str = typer.Option("weights", help="class balance: weights (weighted loss) | sampler | none | sgan "
+                                "(Double-SGAN normal images balance the training split; sample grid PNG beside the checkpoint)"),
 ) -> None:
     """Train a model; threshold chosen on validation; checkpoint of the best epoch (val AUC)."""
     from neurocxr.api import train
@@ -113,7 +115,10 @@ def train_cmd(
         augment=augment,
         max_train_samples=max_train_samples,
         force=force,
+        balance=balance,
     )
+    if result.get("sgan"):
+        console.print(f"Double SGAN: {result['sgan']['generated']} normal images added; samples: {result['sgan']['samples_png']}")
     _say_data_line(result)
     console.print(_metrics_table(f"{model} validation (best epoch {result['best_epoch']})", {"val": result["val"]}))
     console.print(f"checkpoint: {result['checkpoint']}")
