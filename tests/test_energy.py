@@ -848,3 +848,22 @@ def test_active_neuron_updates_follow_input_and_state() -> None:
     est = estimate_energy(counts, "loihi", basis="neurobench")
     assert est.dynamic_j == pytest.approx(1 * 23.6e-12 + 3 * 81e-12 + 3 * 52e-12)
     assert est.basis == "neurobench" and not any("upper bound" in f for f in est.footnotes)
+
+
+def test_keras_rows_from_the_float_model_follow_keras_spiking() -> None:
+    """KerasSpiking on the unfused float model: connections = outputs x fan-in (padding ignored), neurons of the
+    activation after each synapse, rate = mean |input| per element and step / dt (the pool costs nothing)."""
+    from neurocxr.energy.estimate import keras_layers_from_neurobench
+
+    _, model = _pooled_program_and_model()
+    spikes = (torch.rand(6, 2, 1, 8, 8, generator=torch.Generator().manual_seed(4)) < 0.25).float()
+    entries = neurobench_counts(model, spikes)
+    rows = keras_layers_from_neurobench(entries, dt=0.001)
+    assert [r.connections for r in rows] == [2 * 8 * 8 * 9, 3 * 4 * 4 * 18, 2 * 48]
+    assert [r.neurons for r in rows] == [2 * 8 * 8, 3 * 4 * 4, 0]
+    assert rows[0].rate_hz == pytest.approx(float(spikes.mean(dim=(0, 2, 3, 4)).mean()) / 0.001)
+    ks = keras_spiking_energy(rows, "loihi", timesteps=6)
+    by_hand = sum(27.1e-12 * r.connections * r.rate_hz * 0.001 * 6 + 81e-12 * r.neurons * 6 for r in rows)
+    assert ks["total_j"] == pytest.approx(by_hand, rel=1e-12)
+    est = keras_spiking_estimate(ks, model="pooled")
+    assert est.basis == "keras-spiking" and any("3.5 ns" in f for f in est.footnotes)
