@@ -867,3 +867,24 @@ def test_keras_rows_from_the_float_model_follow_keras_spiking() -> None:
     assert ks["total_j"] == pytest.approx(by_hand, rel=1e-12)
     est = keras_spiking_estimate(ks, model="pooled")
     assert est.basis == "keras-spiking" and any("3.5 ns" in f for f in est.footnotes)
+
+
+def test_chip_rows_borrow_the_float_models_active_fraction() -> None:
+    from neurocxr.energy.suite import FLOAT_ACTIVITY_SOURCE, with_float_activity
+    from neurocxr.hardware_sims import emulator
+
+    program, model = _pooled_program_and_model()
+    spikes = (torch.rand(6, 2, 1, 8, 8, generator=torch.Generator().manual_seed(5)) < 0.3).float()
+    chip = emulator.emulate(program, spikes.numpy().astype(np.int8)).counts
+    nb = neurobench_counts(model, spikes)
+    mixed = with_float_activity(chip, nb)
+    assert all(getattr(c, "active_neuron_updates", None) is None for c in chip)  # the originals are untouched
+    conv1 = mixed[1]
+    frac = nb[0]["active_neuron_updates"] / nb[0]["neuron_updates"]
+    assert np.asarray(conv1.active_neuron_updates) == pytest.approx(np.asarray(conv1.neuron_updates) * frac)
+    assert 0 < float(np.mean(frac)) < 1  # some neurons sit idle: the split matters
+    plain = estimate_energy(chip, "loihi", program=program)
+    split = estimate_energy(mixed, "loihi", program=program)
+    assert split.dynamic_j < plain.dynamic_j  # inactive updates cost 52 instead of 81 pJ
+    assert any(FLOAT_ACTIVITY_SOURCE in f for f in split.footnotes)
+    assert any("upper bound" in f for f in plain.footnotes)

@@ -167,6 +167,14 @@ def estimate_energy(
             static = prof.static_power_w * n_chips * latency_s
         timing = {"latency_s": latency_s, "chips": n_chips, "source": "given by the caller"}
         footnotes.append(f"Latency given by the caller; static power x {n_chips} chip(s) x that latency.")
+    if prof.spiking and not timing:
+        # profiles without a timing model still say how neuron updates were charged
+        if any(getattr(c, "active_neuron_updates", None) is None for c in counts if c.kind != "input"):
+            if prof.energy_per_neuron_update_inactive_j is not None:
+                footnotes.append("Active/inactive neuron updates not counted for this run: every update charged as active (upper bound).")
+        sources = {getattr(c, "active_neuron_updates_source", None) for c in counts} - {None}
+        if sources:
+            footnotes.append(f"Active/inactive split: {', '.join(sorted(sources))}.")
     if prof.static_power_w is None:
         footnotes.append("Profile has no static power: total energy unknown, only dynamic energy given.")
     detail: dict[str, Any] = {"per_layer": layer_detail}

@@ -14,6 +14,7 @@ Every row is an `EnergyEstimate` whose ``basis`` says which counts it uses ("chi
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,6 +62,8 @@ def snn_estimates(
     Lava); ``neurobench_entries``: `neurobench_counts` of the float model on the same samples.
     ``accuracy`` labels chip rows, ``float_accuracy`` the float-model (NeuroBench-basis) rows."""
     counts = list(counts)
+    if neurobench_entries and all(getattr(c, "active_neuron_updates", None) is None for c in counts):
+        counts = with_float_activity(counts, neurobench_entries)
     rows = [estimate_energy(counts, p, model=model, accuracy=accuracy, program=program, basis="chip") for p in profiles]
     nb_counts = to_layer_counts(list(neurobench_entries)) if neurobench_entries else None
     f_acc = float_accuracy if float_accuracy is not None else accuracy
@@ -109,6 +112,44 @@ def _program_input_sizes(program: Any, counts: Sequence[LayerCounts]) -> list[in
         return None
     sizes = [int(np.prod(s)) for s in shapes()]
     return sizes if len(sizes) == len(counts) else None
+
+
+FLOAT_ACTIVITY_SOURCE = (
+    "chip neurons' active fraction taken from the same neurons of the float model (NeuroBench counts); "
+    "quantisation changes a few spikes, so this is an approximation"
+)
+
+
+def with_float_activity(counts: Sequence[LayerCounts], neurobench_entries: Sequence[dict[str, Any]]) -> list[LayerCounts]:
+    """Copies of chip ``counts`` whose neuron updates are split active/inactive with the fraction the
+    float model's same neurons show (pooling fusion changes synapses, not neurons). Layers are paired
+    like `compare_bases` (synaptic layers in order, input with input); a layer whose neuron count
+    differs keeps no split (charged as active)."""
+    chip_syn = [i for i, c in enumerate(counts) if c.kind != "input"]
+    nb_syn = [e for e in neurobench_entries if e["kind"] != "input"]
+    pairs: dict[int, dict[str, Any]] = {}
+    if len(chip_syn) == len(nb_syn):
+        pairs.update(zip(chip_syn, nb_syn))
+    chip_in = [i for i, c in enumerate(counts) if c.kind == "input"]
+    nb_in = [e for e in neurobench_entries if e["kind"] == "input"]
+    if chip_in and nb_in:
+        pairs[chip_in[0]] = nb_in[0]
+    out = []
+    for i, c in enumerate(counts):
+        c2 = copy.copy(c)
+        e = pairs.get(i)
+        if e is not None and e.get("active_neuron_updates") is not None and int(e["num_neurons"]) == int(c.num_neurons):
+            nb_updates = np.asarray(e["neuron_updates"], dtype=np.float64)
+            nb_active = np.asarray(e["active_neuron_updates"], dtype=np.float64)
+            updates = np.asarray(c.neuron_updates, dtype=np.float64)
+            if nb_updates.shape == updates.shape:
+                frac = np.divide(nb_active, nb_updates, out=np.ones_like(nb_updates), where=nb_updates > 0)
+            else:
+                frac = np.full(updates.shape, nb_active.sum() / nb_updates.sum() if nb_updates.sum() else 1.0)
+            c2.active_neuron_updates = updates * frac  # type: ignore[attr-defined]
+            c2.active_neuron_updates_source = FLOAT_ACTIVITY_SOURCE  # type: ignore[attr-defined]
+        out.append(c2)
+    return out
 
 
 def _input_elements(program: Any) -> int | None:

@@ -212,6 +212,9 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
     ]
     if not split_known:
         assumptions.append("Active/inactive neuron updates not counted for this run: every update charged as active (upper bound).")
+    sources = {getattr(c, "active_neuron_updates_source", None) for c in counts} - {None}
+    if sources:
+        assumptions.append(f"Active/inactive split: {', '.join(sorted(sources))}.")
     if profile.chip == "loihi2":
         assumptions.append(
             "Loihi 2 cores are filled up to the chip figures / 128 (8192 neurons per core; per-core synaptic memory "
