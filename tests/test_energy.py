@@ -888,3 +888,21 @@ def test_chip_rows_borrow_the_float_models_active_fraction() -> None:
     assert split.dynamic_j < plain.dynamic_j  # inactive updates cost 52 instead of 81 pJ
     assert any(FLOAT_ACTIVITY_SOURCE in f for f in split.footnotes)
     assert any("upper bound" in f for f in plain.footnotes)
+
+
+def test_user_profile_with_timing_and_static_power(tmp_path: Path) -> None:
+    """A measured Loihi 2 profile from a file gets the timing model and a total; a bad chip name is refused."""
+    path = tmp_path / "l2.toml"
+    path.write_text(
+        '[[profile]]\nname = "my-loihi2"\nkind = "neuromorphic"\nenergy_per_synop_j = 2e-12\n'
+        'energy_per_neuron_update_j = 5e-12\nenergy_per_neuron_update_inactive_j = 1e-12\nspiking = true\n'
+        'static_power_w = 0.5\ntime_per_synop_s = 1e-9\ntime_per_neuron_update_s = 2e-9\nbarrier_s = 1e-7\n'
+        'chip = "loihi2"\nsource = "our board, 2026"\n'
+    )
+    (prof,) = load_profiles(path)
+    est = estimate_energy([layer_counts("conv", [1000], [200])], prof)
+    step = (1000 * 1e-9 + 200 * 2e-9) / 4 + 1e-7
+    assert est.timing["step_s"] == pytest.approx(step) and est.static_j == pytest.approx(0.5 * 4 * step)
+    path.write_text(path.read_text().replace('chip = "loihi2"', 'chip = "loihi3"'))
+    with pytest.raises(ProfileError, match="'chip'"):
+        load_profiles(path)
