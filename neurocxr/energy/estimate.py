@@ -1,16 +1,20 @@
 """Energy estimates from operation counts: counts x per-op constants of a device profile.
 
 Three conventions, so results can be compared with published work:
-- `estimate_energy`: neurocxr's own: effective synaptic ops (spiking devices) or dense ops
-  (non-spiking devices) x E_synop + neuron updates x E_update, measured from real runs (emulator,
-  Lava, or `neurocxr.energy.neurobench` on the PyTorch model), plus static power x estimated
-  latency where the profile knows its static power.
+- `estimate_energy`: neurocxr's own: effective synaptic ops (event-driven devices) or dense ops
+  (clocked devices) x E_synop + active / inactive neuron updates x E_update + emitted spikes x
+  E_spike, from real runs (emulator, Lava, or `neurocxr.energy.neurobench` on the PyTorch model);
+  latency, pipelined throughput and static energy (static power x chips in use x time) from the
+  parallel timing model (`neurocxr.energy.timing`) where the profile has per-op times.
 - `estimate_ann_energy` / `estimate_snn_ac_energy`: the MAC/AC arithmetic-only convention
-  (Horowitz 2014 constants, as used by Spikformer and SpikingJelly). Ignores memory traffic.
+  (Horowitz 2014 constants), SNN layers charged by NeuroBench's rule (spike-fed: AC, analog-fed:
+  MAC). Ignores memory traffic; `neurocxr.energy.memory` adds it.
 - `keras_spiking_energy`: reproduces keras-spiking 0.3.0 ``ModelEnergy`` numbers for the same
   network and inputs (connections x mean input rate, every neuron charged every step).
 
-All results are estimates (``kind="estimated"``), per inference (mean per sample).
+Every result says which counts it rests on (``basis``: chip or NeuroBench float-model counts,
+see BASIS_TEXT) and what it charges (``scope``). All are estimates (``kind="estimated"``), per
+inference (mean per sample).
 """
 
 from __future__ import annotations
