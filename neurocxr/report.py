@@ -671,10 +671,16 @@ def _plot_accuracy_vs_energy(rows: Sequence[SummaryRow]) -> str | None:
                 ax.scatter([r.dynamic_j for r in sel], [100 * r.accuracy for r in sel],  # type: ignore[operator]
                            c=color, marker=marker, edgecolors="black", s=46, zorder=3,
                            label=f"{_short(model, 26)} ({kind})")
-        for r in pts:
-            # Points of one model share a height: label them by device, slanted so neighbours stay legible.
+        # Points of one model share a height: label them by device, slanted, and stacked higher
+        # where neighbours sit within a third of a decade so the labels do not overprint.
+        last_x, level = None, 0
+        for r in sorted(pts, key=lambda r: r.dynamic_j):  # type: ignore[arg-type, return-value]
+            x = math.log10(float(r.dynamic_j))  # type: ignore[arg-type]
+            level = level + 1 if last_x is not None and x - last_x < 0.33 else 0
+            last_x = x
             ax.annotate(_short(r.device, 22), (r.dynamic_j, 100 * r.accuracy), fontsize=6.5,  # type: ignore[operator]
-                        xytext=(2, 5), textcoords="offset points", rotation=35, ha="left", va="bottom")
+                        xytext=(2, 5 + 9 * (level % 4)), textcoords="offset points", rotation=35,
+                        ha="left", va="bottom")
     ax.set_xscale("log")
     energies = [float(r.dynamic_j) for r in data]  # type: ignore[arg-type]
     ax.set_xlim(min(energies) / 5, max(energies) * 20)
@@ -940,6 +946,17 @@ def is_headline(r: SummaryRow) -> bool:
     return r.basis in (BASIS_LABELS["chip"], "") and r.scope in (SCOPE_LABELS["device"], "")
 
 
+def _headline_estimates(report: Report) -> list[EnergyEstimate]:
+    """Estimates of the first-screen table: one layer naming per model (chip layers for the SNN)."""
+    baselines = {r.model for r in report.summary if r.is_baseline}
+    out = []
+    for e in report.estimates:
+        basis, scope = _basis_of(e)
+        if e.model in baselines or (basis == BASIS_LABELS["chip"] and scope == SCOPE_LABELS["device"]):
+            out.append(e)
+    return out
+
+
 def _table_context(rows: Sequence[SummaryRow], notes: _Footnotes, common: set[str]) -> list[dict[str, Any]]:
     rows = sorted(rows, key=lambda r: (r.is_baseline, _KIND_ORDER.get(r.kind, 9)))
     out = []
@@ -971,29 +988,49 @@ def _table_context(rows: Sequence[SummaryRow], notes: _Footnotes, common: set[st
     return out
 
 
+# Timing keys already shown in their own columns of the timing table.
+_TIMING_SHOWN = {"latency_s", "throughput_fps", "static_j"}
+
+
 def _timing_rows(report: Report) -> list[dict[str, Any]]:
     rows = []
     for e in report.estimates:
         if e.latency_s is None and getattr(e, "throughput_fps", None) is None and not getattr(e, "timing", None):
             continue
         timing = getattr(e, "timing", None) or {}
+        basis, _ = _basis_of(e)
         rows.append({
             "model": e.model,
             "device": e.device,
+            "basis": basis,
             "latency": format_seconds(e.latency_s),
             "fps": format_rate(getattr(e, "throughput_fps", None)),
             "static": format_energy(getattr(e, "static_j", None)),
             "dynamic": format_energy(e.dynamic_j),
             "total": format_energy(e.total_j),
-            "timing": ", ".join(f"{k} = {_fmt_timing(k, v)}" for k, v in timing.items() if not isinstance(v, (dict, list))),
+            "timing": ", ".join(f"{k} = {_fmt_unit(k, v)}" for k, v in timing.items()
+                                if not isinstance(v, (dict, list)) and k not in _TIMING_SHOWN and v is not None),
         })
     return rows
 
 
-def _fmt_timing(key: str, value: Any) -> str:
-    if _is_number(value) and (key.endswith("_s") or key in ("step", "barrier")):
-        return format_seconds(float(value))
+def _fmt_unit(key: str, value: Any) -> str:
+    """A number by the unit its key names: *_s seconds, *_j joules, *_w watts, *_fps per second."""
+    if not _is_number(value):
+        return _fmt_value(value)
+    v = float(value)
+    if key.endswith("_s") or key in ("step", "barrier"):
+        return format_seconds(v)
+    if key.endswith("_j"):
+        return format_energy(v)
+    if key.endswith("_w"):
+        return _si(v, "W")
+    if key.endswith("_fps"):
+        return format_rate(v) + " /s"
     return _fmt_value(value)
+
+
+_fmt_timing = _fmt_unit
 
 
 def _sources(report: Report) -> list[dict[str, Any]]:
@@ -1006,13 +1043,15 @@ def _sources(report: Report) -> list[dict[str, Any]]:
             s["constants"][k] = v
     out = []
     for s in by_source.values():
-        consts = ", ".join(f"{k} = {_fmt_const(v)}" for k, v in s["constants"].items())
+        consts = ", ".join(f"{k} = {_fmt_const(k, v)}" for k, v in s["constants"].items())
         out.append({"source": s["source"], "devices": ", ".join(s["devices"]), "constants": consts})
     return out
 
 
-def _fmt_const(v: Any) -> str:
-    if _is_number(v) and 0 < abs(float(v)) < 1e-3:
+def _fmt_const(key: str, v: Any) -> str:
+    if key.endswith(("_s", "_j", "_w")):
+        return _fmt_unit(key, v)
+    if _is_number(v) and 0 < abs(float(v)) < 1e-3:  # bare per-op constants are joules
         return format_energy(float(v))
     return _fmt_value(v)
 
@@ -1154,10 +1193,9 @@ def render_html(report: Report) -> str:
         "operating": op,
         "bases": _bases_rows(report),
         "bases_total": _bases_total(report),
-        "bases_explanations": list((report.counting_bases_summary or {}).get("explanations") or []),
         "bases_plot": _plot_counting_bases(report.counting_bases),
         "timing": _timing_rows(report),
-        "layer_plot": _plot_layer_breakdown(report.estimates),
+        "layer_plot": _plot_layer_breakdown(_headline_estimates(report)),
         "spikes_plot": _plot_spikes_per_layer(report.layer_counts),
         "measurements": [
             {"model": m.model, "device": m.device, "runtime": m.runtime, "batch": _fmt_value(m.batch_size),
