@@ -454,6 +454,16 @@ def read_sweep(path: str | os.PathLike[str]) -> SweepTable:
         found = [p / name for name in _SWEEP_FILES if (p / name).is_file()]
         if not found:
             found = sorted(p.glob("*.jsonl")) + sorted(p.glob("*.csv"))
+        if not found and (p / "trials").is_dir():
+            # A sweep still running: one JSON per finished trial (what `neurocxr sweep` resumes from).
+            trials = []
+            for f in sorted((p / "trials").glob("*.json")):
+                try:
+                    trials.append(_normalise_trial(json.loads(f.read_text(encoding="utf-8"))))
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    continue  # a trial file being written right now
+            if trials:
+                return SweepTable(source=str(p / "trials"), trials=trials)
         if not found:
             raise NeurocxrError(f"{p} holds no sweep results table ({', '.join(_SWEEP_FILES)}); run `neurocxr sweep` first")
         p = found[0]
@@ -693,18 +703,32 @@ def _plot_accuracy_vs_energy(rows: Sequence[SummaryRow]) -> str | None:
     return _png_data_uri(fig)
 
 
+# Devices shown for a sweep, in this order when present (neuromorphic first: the sweep's purpose).
+_SWEEP_DEVICE_ORDER = ("loihi2", "loihi", "loihi-sanafe", "truenorth", "spinnaker2", "spinnaker",
+                       "horowitz45-int8", "horowitz45-fp32")
+
+
+def sweep_devices(sweep: SweepTable, limit: int = 4) -> list[str]:
+    """Up to ``limit`` devices with energy in finished trials, neuromorphic devices first."""
+    trials = [t for t in sweep.trials if _trial_ok(t)]
+    present = [d for d in sweep.devices if any(_finite((t["energy"].get(d) or {}).get("dynamic_j")) for t in trials)]
+    rank = {d: i for i, d in enumerate(_SWEEP_DEVICE_ORDER)}
+    return sorted(present, key=lambda d: (rank.get(d, len(rank)), present.index(d)))[:limit]
+
+
 def _plot_sweep(sweep: SweepTable, rows: Sequence[SummaryRow]) -> str | None:
     """One panel per device: every finished sweep trial's test accuracy (circles) and ROC-AUC
     (squares) against its dynamic energy on that device, the report's own models on that device,
     and the CNN baselines' rows on the same axes (stars: accuracy, diamonds: AUC)."""
     trials = [t for t in sweep.trials if _trial_ok(t)]
-    devices = [d for d in sweep.devices if any(_finite((t["energy"].get(d) or {}).get("dynamic_j")) for t in trials)]
+    devices = sweep_devices(sweep)
     if not devices:
         return None
-    devices = devices[:6]
     cols = 2 if len(devices) > 1 else 1
     nrows = (len(devices) + cols - 1) // cols
-    fig = _figure(9.5 if cols == 2 else 7.6, 0.6 + 3.4 * nrows)
+    fig = _figure(9.5 if cols == 2 else 7.6, 1.4 + 3.2 * nrows)
+    handles: list[Any] = []
+    labels: list[str] = []
     baselines = [r for r in rows if r.is_baseline and _finite(r.dynamic_j) and r.dynamic_j > 0]  # type: ignore[operator]
     steps = sorted({t.get("num_steps") for t in trials if t.get("num_steps") is not None})
     cmap = __import__("matplotlib").colormaps["viridis"]
@@ -726,7 +750,8 @@ def _plot_sweep(sweep: SweepTable, rows: Sequence[SummaryRow]) -> str | None:
                 ax.scatter([p[0] for p in pts], [p[1] for p in pts], c=[p[2] for p in pts], marker=marker,
                            edgecolors="black", linewidths=0.4, s=30, label=label, zorder=3)
         for r in rows:
-            if not r.is_baseline and r.device == device and _finite(r.dynamic_j) and _finite(r.accuracy):
+            if (not r.is_baseline and r.device == device and is_headline(r) and _finite(r.dynamic_j)
+                    and _finite(r.accuracy)):
                 ax.scatter([r.dynamic_j], [r.accuracy], marker="P", c="#c62828", s=70, edgecolors="black",
                            label=f"{_short(r.model, 20)} (this report)", zorder=4)
         for i, r in enumerate(baselines):
@@ -745,10 +770,15 @@ def _plot_sweep(sweep: SweepTable, rows: Sequence[SummaryRow]) -> str | None:
         ax.set_ylabel("test accuracy / ROC-AUC", fontsize=8)
         ax.tick_params(labelsize=7)
         if k == 0:
-            ax.legend(fontsize=6, loc="lower right")
+            handles, labels = ax.get_legend_handles_labels()
     if steps:
         fig.suptitle("Sweep: colour = time steps (" + ", ".join(str(s) for s in steps) + ", dark to light)", fontsize=9)
-    return _png_data_uri(fig)
+    # One legend under all panels, so no panel's points are hidden behind it.
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.05 * math.ceil(len(labels) / 3) / nrows, 1, 0.97))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _plot_counting_bases(bases: Sequence[dict[str, Any]]) -> str | None:
@@ -1110,7 +1140,7 @@ def _bases_total(report: Report) -> str | None:
 def _sweep_rows(sweep: SweepTable | None) -> list[dict[str, Any]]:
     if sweep is None:
         return []
-    devices = sweep.devices
+    devices = sweep_devices(sweep)
     rows = []
     for t in sorted(sweep.trials, key=lambda t: -(t.get("val_auc") or -1)):
         rows.append({
@@ -1205,7 +1235,7 @@ def render_html(report: Report) -> str:
             for m in report.measurements
         ],
         "sweep_rows": _sweep_rows(report.sweep),
-        "sweep_devices": report.sweep.devices if report.sweep is not None else [],
+        "sweep_devices": sweep_devices(report.sweep) if report.sweep is not None else [],
         "sources": _sources(report),
         "clinical": {model: markup(_kv_table(metrics)) for model, metrics in report.accuracy.items()},
         "export_html": markup(_export_section(report.export)) if report.export else None,

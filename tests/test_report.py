@@ -436,6 +436,14 @@ def test_read_sweep_accepts_a_folder_jsonl_csv_and_pareto_json(tmp_path):
 
     with pytest.raises(NeurocxrError, match="not found"):
         read_sweep(tmp_path / "missing")
+    # A sweep still running has no results table yet, only one JSON per finished trial.
+    running = tmp_path / "running"
+    (running / "trials").mkdir(parents=True)
+    (running / "trials" / "a.json").write_text(json.dumps(trials[0]))
+    (running / "trials" / "b.json").write_text("{half written")
+    table = read_sweep(running)
+    assert [t["model"] for t in table.trials] == ["snn_conv"] and table.source.endswith("trials")
+
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(NeurocxrError, match="no sweep results table"):
