@@ -1049,11 +1049,12 @@ def _fmt_unit(key: str, value: Any) -> str:
     if not _is_number(value):
         return _fmt_value(value)
     v = float(value)
-    if key.endswith("_s") or key in ("step", "barrier"):
+    tokens = key.lower().split("_")  # e.g. static_j_single_inference: joules
+    if "s" in tokens or key in ("step", "barrier"):
         return format_seconds(v)
-    if key.endswith("_j"):
+    if "j" in tokens:
         return format_energy(v)
-    if key.endswith("_w"):
+    if "w" in tokens:
         return _si(v, "W")
     if key.endswith("_fps"):
         return format_rate(v) + " /s"
