@@ -8,9 +8,7 @@ The file is a plain dict (no pickled classes of ours), so loading needs only the
 from __future__ import annotations
 
 import datetime as _dt
-import pickle
 import platform
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +68,11 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
+
+
 def save_checkpoint(path: str | Path, model: nn.Module, config: ModelConfig, metadata: dict[str, Any]) -> Path:
     """Write ``model``'s weights with ``config`` and ``metadata`` (threshold, data source, history...)
     to ``path`` atomically; library versions and the creation time are added to the metadata."""
@@ -96,12 +99,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist (train one with `neurocxr train`)")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); point to a .pt file written by `neurocxr train`")
     try:
         # weights_only: a checkpoint is plain data; refuse to run pickled code from a foreign file.
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001  torch.load of a foreign file fails in many ways (IndexError, KeyError...)
         raise CheckpointError(
-            f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            f"{path} is not a readable torch checkpoint ({type(exc).__name__}: {_first_line(exc)}); "
             "point to a .pt file written by `neurocxr train`"
         ) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
@@ -144,6 +149,6 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except RuntimeError as exc:
         raise CheckpointError(
             f"{path}: the saved weights do not fit a {config.name!r} model built from the saved config "
-            f"({str(exc).splitlines()[0][:200]}); the checkpoint is damaged or from an incompatible version"
+            f"({_first_line(exc)}); the checkpoint is damaged or from an incompatible version"
         ) from exc
     return Checkpoint(model.eval(), config, dict(payload.get("metadata") or {}))
