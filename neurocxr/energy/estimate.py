@@ -91,7 +91,8 @@ def _layer_energy(c: LayerCounts, prof: DeviceProfile, name: str) -> tuple[float
     from neurocxr.energy.timing import split_updates
 
     synops = _mean(c.synaptic_ops, "synaptic_ops", name)
-    spikes = _mean(c.output_spikes, "output_spikes", name)
+    # spikes sent by the layer's own neurons (host-injected input spikes come from no core)
+    spikes = _mean(c.output_spikes, "output_spikes", name) if updates > 0 else 0.0
     active, inactive, _ = split_updates(c)
     e_inactive = prof.energy_per_neuron_update_inactive_j
     if e_inactive is None:

@@ -183,7 +183,8 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
             continue
         act, inact, known = split_updates(c)
         split_known = split_known and known
-        spikes = float(np.mean(np.asarray(c.output_spikes, dtype=np.float64))) if c.kind != "dense_readout" else 0.0
+        has_neurons = float(np.mean(np.asarray(c.neuron_updates, dtype=np.float64))) > 0
+        spikes = float(np.mean(np.asarray(c.output_spikes, dtype=np.float64))) if has_neurons and c.kind != "dense_readout" else 0.0
         synops = float(np.mean(np.asarray(c.synaptic_ops, dtype=np.float64)))
         per = float(steps * n_cores)
         load = CoreLoad(
