@@ -561,3 +561,33 @@ def test_threshold_bound_layer_prefers_the_fine_grid() -> None:
     assert set(layer.quant["grids_tried"]) == {"even integers in [-256, 254]", "integers in [-128, 127]"}
     best = min(layer.quant["grids_tried"].values())
     assert layer.quant["input_error_per_step"] == best
+
+
+@pytest.mark.lava
+def test_fine_grid_layers_run_identically_on_lava(tmp_path) -> None:
+    # Biases 20x the largest weight cap the scale below 254/|w| (13-bit bias), so conv and dense land on
+    # the [-128, 127] grid (netx packs such dense weights with exponent -1): Lava and the emulator must
+    # still agree spike for spike.
+    from neurocxr.exporters.netx import write_netx
+    from neurocxr.pipeline import lava_parity
+
+    rng = np.random.default_rng(11)
+    nodes = [
+        ("input", nir.Input(np.array([2, 6, 6]))),
+        ("conv", nir.Conv2d((6, 6), rng.uniform(-1.0, 1.0, (3, 2, 3, 3)), 1, 1, 1, 1, np.array([20.0, -18.0, 15.0]))),
+        ("lif1", lif((3, 6, 6), thr=100.0)),
+        ("flatten", nir.Flatten({"input": np.array([3, 6, 6])}, 0)),
+        ("fc", nir.Affine(rng.uniform(-1.0, 1.0, (4, 108)), np.array([20.0, 5.0, -3.0, 12.0]))),
+        ("lif2", lif((4,), thr=60.0)),
+        ("output", nir.Output(np.array([4]))),
+    ]
+    program = nir_to_program(chain_graph(nodes))
+    grids = [layer.quant["weight_grid"] for layer in program.synaptic_layers]
+    assert grids == ["integers in [-128, 127]"] * 2, grids
+    assert program.synaptic_layers[1].quant["weight_exponent"] == -1
+    x = (rng.random((8, 2, 2, 6, 6)) < 0.4).astype(np.float32)
+    from neurocxr.hardware_sims.emulator import emulate
+
+    assert all(np.sum(c.output_spikes) > 0 for c in emulate(program, x).counts[1:])  # both layers spike
+    result = lava_parity(program, write_netx(program, tmp_path / "m.net"), x, 2)
+    assert result["identical"], result
