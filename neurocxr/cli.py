@@ -24,6 +24,17 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect or fetch data sets.")
 app.add_typer(data_app, name="data")
 console = Console()
 
+
+@app.callback()
+def _global_options(
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", help="tqdm progress bars on long steps (drawn only on a terminal)"
+    ),
+) -> None:
+    from neurocxr.validation import set_progress
+
+    set_progress(progress)
+
 DATA_HELP = "PneumoniaMNIST .npz, Kermany folder, or 'synthetic'. Default: $NEUROCXR_DATA, ~/.medmnist/pneumoniamnist.npz, else synthetic phantoms."
 
 
@@ -225,9 +236,13 @@ def export_cmd(
         res = export_onnx_checkpoint(checkpoint, out, force=force)
         console.print(f"ONNX: {res['path']} (checked with onnx.checker; max |ONNX - PyTorch| = {res['max_abs_diff']:.2e})")
         return
-    from neurocxr.pipeline import export_loihi
+    import contextlib
 
-    with console.status("exporting and verifying..."):
+    from neurocxr.pipeline import export_loihi
+    from neurocxr.validation import show_progress
+
+    # tqdm bars (stderr, terminal only) replace the spinner; the two would overwrite each other.
+    with console.status("exporting and verifying...") if not show_progress() else contextlib.nullcontext():
         exp = export_loihi(
             checkpoint,
             out,
@@ -301,6 +316,8 @@ def netx_cmd(
     rate: float = typer.Option(0.1, help="firing probability of random input spikes (spike-input networks)"),
     data: Optional[str] = typer.Option(None, help="images for bias-input networks whose input matches their size"),
     num_steps: Optional[int] = typer.Option(None, help="time steps per sample (default: the file's, else 16)"),
+    input_scale: Optional[float] = typer.Option(
+        None, help="bias-input networks: bias_mant = round(w * image * scale + b) (default: the file's, else 1)"),
     profile: str = typer.Option("loihi", help="device profile for the energy estimate"),
     seed: int = typer.Option(0),
 ) -> None:
@@ -311,9 +328,18 @@ def netx_cmd(
     from neurocxr.exporters.netx import read_netx
     from neurocxr.exporters.resources import estimate_resources
     from neurocxr.hardware_sims.emulator import emulate
+    from neurocxr.validation import check_float, check_int, show_progress
 
-    program = read_netx(path)
-    steps = num_steps or program.num_steps
+    check_int("--samples", samples, 1, 1_000_000)
+    check_float("--rate", rate, 0.0, 1.0)
+    check_int("--num-steps", num_steps, 1, 10_000, allow_none=True)
+    if input_scale is not None:
+        check_float("--input-scale", input_scale, 1e-6, 1e6)
+    from neurocxr.energy.profiles import get_profile
+
+    get_profile(profile)  # an unknown --profile is refused before the run, not after it
+    program = read_netx(path, num_steps=num_steps, input_scale=input_scale)
+    steps = program.num_steps
     for note in program.metadata.get("read_notes", []):
         console.print(f"[yellow]note:[/] {note}")
     res = estimate_resources(program)
@@ -321,7 +347,7 @@ def netx_cmd(
     for col in ("layer", "kind", "shape", "neurons", "synapses", "cores"):
         table.add_column(col)
     for layer, r in zip(program.layers, res.layers):
-        table.add_row(layer.name, layer.kind + (" (readout)" if layer.is_readout else ""), str(layer.shape),
+        table.add_row(layer.name, layer.kind, str(layer.shape),
                       str(r.neurons), str(r.synapses), str(r.cores))
     console.print(table)
     console.print(f"total: {res.total_neurons} neurons, {res.total_synapses} synapses, {res.cores} cores, "
@@ -341,7 +367,7 @@ def netx_cmd(
             )
         inputs = ds.images[:samples].numpy()
         what = f"{len(inputs)} images of {ds.source}"
-    run = emulate(program, inputs, num_steps=steps)
+    run = emulate(program, inputs, num_steps=steps, progress=show_progress())
     ct = Table(title=f"emulated {what}, {steps} steps: per-sample means")
     for col in ("layer", "in spikes", "out spikes", "synaptic ops", "neuron updates", "sparsity"):
         ct.add_column(col, justify="right")
@@ -522,6 +548,10 @@ def _guarded(fn):
         except NeurocxrError as err:
             console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            # Staged outputs were discarded and Lava stopped on the way out (finally blocks).
+            console.print("[bold red]interrupted:[/] no output was written", highlight=False)
+            raise typer.Exit(code=130) from None
 
     return wrapper
 

@@ -69,7 +69,11 @@ def encoded_inputs(config: Any, images: torch.Tensor, seed: int = 0) -> torch.Te
 def float_logits(loaded: LoadedModel, images: torch.Tensor, *, batch_size: int = 128, seed: int = 0) -> np.ndarray:
     """Logits of the float PyTorch model; SNN inputs encoded per batch with a seed derived from ``seed``."""
     from neurocxr.training import forward_model
+    from neurocxr.validation import check_finite_inputs
 
+    if len(images) == 0:
+        raise NeurocxrError("no images to run the model on; raise --max-samples or use a non-empty split")
+    check_finite_inputs(images, "images")
     model = loaded.model.eval()
     out = []
     for i, start in enumerate(range(0, len(images), batch_size)):
@@ -116,15 +120,22 @@ def parity_check(
     netx_path: Path | None = None,
     lava_samples: int = 3,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Float model vs emulator on ``images``; emulator vs Lava on the first ``lava_samples``.
 
     Returns (parity summary, the emulator's RunResult over all ``images``).
 
     The float model and the emulator see the same input (rate coding is seeded identically).
+    ``progress``: tqdm bars for the emulator and Lava runs (None: the process default, on a TTY only).
     """
     from neurocxr.hardware_sims.emulator import emulate
+    from neurocxr.validation import check_finite_inputs, show_progress
+
+    progress = show_progress(progress)
+    if len(images) == 0:
+        raise NeurocxrError("parity needs at least one sample; raise --max-samples or use a non-empty split")
+    check_finite_inputs(images, "images")
 
     y = labels.numpy()
     # One encoding of all samples, shared by the float model and the emulator.
@@ -149,7 +160,7 @@ def parity_check(
         "lava": None,
     }
     if netx_path is not None and lava_samples > 0:
-        result["lava"] = lava_parity(program, netx_path, x_chip, lava_samples)
+        result["lava"] = lava_parity(program, netx_path, x_chip, lava_samples, progress=progress)
     return result, emu
 
 
@@ -213,7 +224,7 @@ def chip_operating_point(
     }
 
 
-def lava_parity(program: Any, netx_path: Path, x_chip: np.ndarray, n: int) -> dict[str, Any]:
+def lava_parity(program: Any, netx_path: Path, x_chip: np.ndarray, n: int, *, progress: bool = False) -> dict[str, Any]:
     """Run the first ``n`` samples on Lava and on the emulator; compare every layer's spikes."""
     from neurocxr.hardware_sims.emulator import emulate
     from neurocxr.hardware_sims.lava import run_lava
@@ -221,7 +232,7 @@ def lava_parity(program: Any, netx_path: Path, x_chip: np.ndarray, n: int) -> di
     sub = x_chip[:n] if program.input_kind == "bias" else x_chip[:, :n]
     emu = emulate(program, sub, record=True)
     t0 = time.perf_counter()
-    lava = run_lava(netx_path, sub, num_steps=program.num_steps, program=program, record=True)
+    lava = run_lava(netx_path, sub, num_steps=program.num_steps, program=program, record=True, progress=progress)
     seconds = time.perf_counter() - t0
     layers_equal = [bool(np.array_equal(a, b)) for a, b in zip(emu.layer_spikes or [], lava.layer_spikes or [])]
     readout_equal = (
@@ -248,19 +259,39 @@ def export_loihi(
     lava_samples: int = 3,
     allow_clipping: bool = False,
     force: bool = False,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> LoihiExport:
     """Export an SNN to NIR (``target="nir"``) or to Loihi 2 (NIR + netx + parity report).
 
     With ``out_dir=None`` nothing is written and no Lava run happens (netx needs a file).
     """
+    from neurocxr.fileio import staged_output
+    from neurocxr.validation import check_int, check_split
+
+    # Options first, then the checkpoint: a bad value never leaves files behind.
+    if target not in EXPORT_FILES:
+        raise NeurocxrError(f"unknown export target {target!r}; choose 'loihi' or 'nir' (CNN baselines: 'onnx')")
+    check_split(split)
+    max_samples = check_int("--max-samples", max_samples, 1, allow_none=True)
+    lava_samples = check_int("--lava-samples", lava_samples, 0)
+    loaded = load(model)
+    options = dict(model=model, target=target, data=data, split=split, max_samples=max_samples,
+                   lava_samples=lava_samples, allow_clipping=allow_clipping, progress=progress)
+    if out_dir is None:
+        return _export_loihi(loaded, None, None, **options)
+    # Written into a staging folder, moved into place at the end: nothing half-written on error or Ctrl-C.
+    with staged_output(out_dir, EXPORT_FILES[target], force) as stage:
+        return _export_loihi(loaded, stage, Path(out_dir), **options)
+
+
+def _export_loihi(loaded: LoadedModel, out: Path | None, final: Path | None, *, model: Any, target: str, data: Any,
+                  split: str, max_samples: int | None, lava_samples: int, allow_clipping: bool,
+                  progress: bool | None) -> LoihiExport:
+    """`export_loihi`'s work: files are written into ``out`` (a staging folder) and reported at
+    their final place in ``final``; ``model`` is what the caller passed (a path is recorded)."""
     from neurocxr.exporters.nir import write_nir
     from neurocxr.exporters.resources import check_fits, estimate_resources
 
-    if target not in EXPORT_FILES:
-        raise NeurocxrError(f"unknown export target {target!r}; choose 'loihi' or 'nir' (CNN baselines: 'onnx')")
-    loaded = load(model)
-    out = prepare_out_dir(out_dir, EXPORT_FILES[target], force) if out_dir is not None else None
     t0 = time.perf_counter()
     files: dict[str, Path] = {}
     if target == "nir":
@@ -268,7 +299,8 @@ def export_loihi(
 
         graph = to_nir(loaded.model, input_shape=input_shape(loaded.config))
         if out is not None:
-            files["nir"] = write_nir(graph, out / "model.nir")
+            write_nir(graph, out / "model.nir")
+            files["nir"] = final / "model.nir"
         return LoihiExport(None, graph, files, {"target": "nir", "files": files})
 
     graph, program = to_program(loaded, allow_clipping=allow_clipping)
@@ -278,8 +310,9 @@ def export_loihi(
     if out is not None:
         from neurocxr.exporters.netx import write_netx
 
-        files["nir"] = write_nir(graph, out / "model.nir")
-        files["netx"] = write_netx(program, out / "model.net")
+        write_nir(graph, out / "model.nir")
+        write_netx(program, out / "model.net")
+        files["nir"], files["netx"] = final / "model.nir", final / "model.net"
 
     from neurocxr.data import load_dataset
     from neurocxr.exporters.loihi import quantisation_table
@@ -292,7 +325,7 @@ def export_loihi(
         program,
         ds.images[:n],
         ds.labels[:n],
-        netx_path=files.get("netx"),
+        netx_path=out / "model.net" if out is not None else None,
         lava_samples=lava_samples if out is not None else 0,
         progress=progress,
     )
@@ -315,9 +348,10 @@ def export_loihi(
         "provenance": _provenance_of(loaded.name, model, data, ds.source),
     }
     if out is not None:
-        files["report_json"] = write_json(out / "export_report.json", report)
-        files["report_md"] = write_text(out / "export_report.md", export_markdown(report))
+        files["report_json"], files["report_md"] = final / "export_report.json", final / "export_report.md"
         report["files"] = {k: str(v) for k, v in files.items()}
+        write_json(out / "export_report.json", report)
+        write_text(out / "export_report.md", export_markdown(report))
     return LoihiExport(program, graph, files, report)
 
 
