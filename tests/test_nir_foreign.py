@@ -212,14 +212,15 @@ def test_nir_file_only_exports_to_loihi(tmp_path: Path) -> None:
 # our model.nir in snnTorch and Norse
 
 
-def _our_model(input_neurons: bool) -> tuple[nn.Module, tuple[int, ...]]:
+def _our_model(kind: str) -> tuple[nn.Module, tuple[int, ...]]:
     from neurocxr.models import neurons as nrn
     from neurocxr.models.base import SpikingSequential
 
     torch.manual_seed(4)
-    layers: list[nn.Module] = [nrn.LIF(torch.tensor(1.0), torch.tensor(0.5))] if input_neurons else []
+    layers: list[nn.Module] = [nrn.LIF(torch.tensor(1.0), torch.tensor(0.5))] if kind == "input_neurons" else []
+    last = nrn.CubaLIF(torch.tensor(0.6), torch.tensor(0.9), torch.tensor(0.9)) if kind == "cuba" else nrn.LIF(torch.tensor(0.9), torch.tensor(0.7))
     layers += [nn.Conv2d(1, 4, 3, padding=1), nrn.LIF(torch.tensor(0.8), torch.tensor(0.5)), nn.AvgPool2d(2),
-               nn.Flatten(), nn.Linear(4 * 4 * 4, 10), nrn.LIF(torch.tensor(0.9), torch.tensor(0.7))]
+               nn.Flatten(), nn.Linear(4 * 4 * 4, 10, bias=kind != "cuba"), last]
     model = SpikingSequential(layers, readout=nn.Linear(10, 2, bias=False)).eval()
     with torch.no_grad():
         for m in model.layers:
@@ -265,11 +266,12 @@ def _run_norse(graph: nir.NIRGraph, x: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("reader", ["snntorch", "norse"])
-@pytest.mark.parametrize("input_neurons", [False, True], ids=["spike_input", "input_neurons"])
-def test_our_nir_loads_in_snntorch_and_norse_with_the_same_output(tmp_path: Path, reader: str, input_neurons: bool) -> None:
+@pytest.mark.parametrize("kind", ["spike_input", "input_neurons", "cuba"])
+def test_our_nir_loads_in_snntorch_and_norse_with_the_same_output(tmp_path: Path, reader: str, kind: str) -> None:
     from neurocxr.exporters.nir import read_nir, to_nir, write_nir
 
-    model, shape = _our_model(input_neurons)
+    input_neurons = kind == "input_neurons"
+    model, shape = _our_model(kind)
     graph = read_nir(write_nir(to_nir(model, input_shape=shape), tmp_path / "model.nir"))
     torch.manual_seed(5)
     steps = 10
