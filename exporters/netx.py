@@ -22,11 +22,11 @@ Files users bring (written by lava-dl's slayer ``export_hdf5``) are read as netx
   cannot build it either);
 - ``vThMant``/``iDecay``/``vDecay`` may be arrays: one value per channel (per neuron for dense
   layers), which netx broadcasts along the channel axis of its W,H,C neurons;
-- ``messageBits`` > 0 (graded spikes): netx passes it to the synapses of the next layer, but
-  lava-nc 0.10's CUBA neuron (``LIF``) ignores it and sends unary spikes, so the spikes are the same
-  as with ``messageBits`` 0; the reader records this in ``metadata['read_notes']``;
-  ``gradedSpike`` and ``refDelay`` are not read by netx for CUBA neurons (no refractory period):
-  the same, recorded when they differ from the defaults;
+- ``messageBits`` (graded spikes) is refused: netx 0.6 cannot load it (its ``NetDict`` has no such
+  key, so ``hdf5.Network`` fails while building), and lava-nc 0.10's CUBA neuron (``LIF``) would
+  send unary spikes anyway. ``gradedSpike`` and ``refDelay`` are not read by netx for CUBA neurons
+  (unary spikes, no refractory period): run as Lava runs them, and recorded in
+  ``metadata['read_notes']`` when they differ from the defaults;
 - an ``input`` layer with neurons may carry a scalar ``weight``/``bias`` transform: netx keeps it
   as ``Input.transform`` (default weight 64, bias 0) for the host to apply; here it becomes the
   image encoding ``bias_mant = round(weight * x * input_scale + bias)``;
@@ -259,12 +259,16 @@ def _read_neuron(group: h5py.Group, where: str, notes: list[str]) -> LoihiNeuron
     for key in ng.keys():
         if key not in ("type", "vThMant", "iDecay", "vDecay", "refDelay", "gradedSpike", "messageBits"):
             raise UnsupportedLayerError(f"{where}: neuron field {key!r} is not supported (netx's CUBA neuron "
-                                        "reads only vThMant, iDecay, vDecay, messageBits)")
-    if "messageBits" in ng and _scalar(ng["messageBits"][()]) != 0:
-        notes.append(f"{where}: messageBits {_scalar(ng['messageBits'][()])} (graded spikes): lava-nc 0.10's CUBA "
-                     "neuron sends unary spikes regardless, so it runs (and is emulated) as messageBits 0")
+                                        "reads only vThMant, iDecay, vDecay)")
+    if "messageBits" in ng:
+        raise UnsupportedLayerError(
+            f"{where}: neuron field 'messageBits' (graded spikes) is not supported: lava-dl 0.6's netx cannot load it "
+            "(its NetDict has no messageBits key, so Lava fails to build the network) and lava-nc 0.10's CUBA neuron "
+            "sends unary spikes anyway - remove it to run the network with unary spikes"
+        )
     if "gradedSpike" in ng and bool(np.asarray(ng["gradedSpike"][()]).reshape(-1)[0]):
-        notes.append(f"{where}: gradedSpike is not read by netx for CUBA neurons: unary spikes, as Lava runs it")
+        notes.append(f"{where}: gradedSpike is true, but netx does not read it for CUBA neurons: Lava (and this "
+                     "emulator) send unary spikes, unlike slayer's float model with graded spikes")
     if "refDelay" in ng and np.any(np.asarray(ng["refDelay"][()]) != 1):
         notes.append(f"{where}: refDelay {np.asarray(ng['refDelay'][()]).tolist()} is not read by netx for CUBA "
                      "neurons: no refractory period, as Lava runs it")

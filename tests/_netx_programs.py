@@ -127,3 +127,98 @@ def write_slayer_file(path: Path, *, layer_type: str = "conv", neuron_type: str 
         l4.create_dataset("shape", data=np.array([2]))
         l4.create_dataset("weight", data=rng.integers(-50, 50, (2, 3)).astype(np.float32))
         neuron(l3)
+
+
+def random_conv_program(rng: np.random.Generator, *, input_kind: str, num_conv: int, num_steps: int,
+                        readout: bool) -> LoihiProgram:
+    """Convs with independent kernel height/width, strides, paddings, dilations and channel groups."""
+
+    def neuron(channels: int) -> LoihiNeuron:
+        if rng.random() < 0.5:  # per-channel parameters
+            return LoihiNeuron(v_th_mant=rng.integers(0, 400, channels), i_decay=rng.integers(0, 4097, channels),
+                               v_decay=rng.integers(0, 4097, channels))
+        return LoihiNeuron(int(rng.integers(0, 400)), int(rng.integers(0, 4097)), int(rng.integers(0, 4097)))
+
+    cin = int(rng.choice([1, 2, 4]))
+    shape: tuple[int, ...] = (cin, int(rng.integers(5, 10)), int(rng.integers(5, 10)))
+    if input_kind == "bias":
+        layers: list = [InputLayer("input", shape, neuron(cin))]
+    else:
+        layers = [InputLayer("input", shape, None)]
+    for i in range(num_conv):
+        c, h, w = shape
+        groups = int(rng.choice([g for g in (1, 2, 4) if c % g == 0]))
+        cout = groups * int(rng.integers(1, 3))
+        while True:
+            kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+            sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+            ph, pw = int(rng.integers(0, 3)), int(rng.integers(0, 3))
+            dh, dw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+            ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+            wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+            if ho >= 1 and wo >= 1:
+                break
+        weight = rng.integers(-80, 120, (cout, c // groups, kh, kw))
+        bias = rng.integers(-40, 41, cout) if rng.random() < 0.5 else None
+        layers.append(ConvLayer(f"conv{i}", (cout, ho, wo), neuron(cout), weight, bias, stride=(sh, sw),
+                                padding=(ph, pw), dilation=(dh, dw), groups=groups))
+        shape = (cout, ho, wo)
+    n_in = int(np.prod(shape))
+    if readout:
+        layers.append(ReadoutLayer("readout", (2,), rng.integers(-100, 100, (2, n_in)), flatten_input=True))
+    program = LoihiProgram(input_shape=layers[0].shape, input_kind=input_kind, layers=layers,  # type: ignore[arg-type]
+                           num_steps=num_steps, input_scale=float(rng.integers(500, 4096)))
+    program.validate()
+    return program
+
+
+def saturating_program(rng: np.random.Generator, *, mode: str, num_steps: int) -> LoihiProgram:
+    """Spike input -> dense layer whose 24-bit current wraps (``mode='wrap'``) or whose voltage hits the
+    negative clip (``mode='clip'``) -> a second dense layer, so the effect reaches later spikes too.
+
+    ``wrap``: 96 inputs with weights near 254 and no current decay: a_in << 6 summed over steps passes
+    2**23. ``clip``: strongly negative weights without leak drive v below -(2**23 - 1).
+    """
+    n_in, n_hidden = 96, 6
+    if mode == "wrap":
+        weight = rng.integers(200, 255, (n_hidden, n_in))
+        hidden = LoihiNeuron(v_th_mant=rng.integers(100_000, 131_072, n_hidden), i_decay=0,
+                             v_decay=rng.integers(0, 4097, n_hidden))
+    else:
+        weight = rng.integers(-256, -150, (n_hidden, n_in))
+        weight[:, : n_in // 8] = rng.integers(150, 255, (n_hidden, n_in // 8))  # a few excitatory inputs
+        hidden = LoihiNeuron(v_th_mant=rng.integers(1, 2000, n_hidden), i_decay=rng.integers(0, 300, n_hidden),
+                             v_decay=0)
+    layers: list = [
+        InputLayer("input", (n_in,), None),
+        DenseLayer("hidden", (n_hidden,), hidden, weight),
+        DenseLayer("out", (3,), LoihiNeuron(50, 4096, 200), rng.integers(-100, 200, (3, n_hidden))),
+    ]
+    program = LoihiProgram(input_shape=(n_in,), input_kind="spikes", layers=layers, num_steps=num_steps)
+    program.validate()
+    return program
+
+
+def saturation_events(program: LoihiProgram, spikes: np.ndarray) -> tuple[int, int]:
+    """(current wraps, voltage clips) in the first synaptic layer, by a plain int64 transcription of
+    Lava's CUBA update; ``spikes`` [T, B, N] is the program's spike input."""
+    from neurocxr.exporters.netx import netx_dense_weights
+
+    layer = program.layers[1]
+    w_eff, exp = netx_dense_weights(np.asarray(layer.weight))
+    a_in = np.einsum("ij,tbj->tbi", w_eff, spikes.astype(np.int64))
+    a_in = a_in << exp if exp >= 0 else a_in >> -exp
+    vth, i_decay, v_decay = layer.neuron.per_neuron(layer.shape)
+    u = np.zeros(a_in.shape[1:], dtype=np.int64)
+    v = np.zeros_like(u)
+    wraps = clips = 0
+    trunc = lambda x: np.sign(x) * (np.abs(x) >> 12)  # noqa: E731
+    for t in range(a_in.shape[0]):
+        u = trunc(u * (4096 - i_decay)) + (a_in[t] << 6)
+        wraps += int(np.sum((u > 2**23) | (u <= -(2**23))))
+        u = np.where(u > 2**23, u - 2**24, np.where(u <= -(2**23), u + 2**24, u))
+        v = trunc(v * (4096 - v_decay)) + u
+        clips += int(np.sum(np.abs(v) > 2**23 - 1))
+        v = np.clip(v, -(2**23 - 1), 2**23 - 1)
+        v = np.where(v > (vth << 6), 0, v)
+    return wraps, clips

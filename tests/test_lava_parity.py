@@ -18,7 +18,15 @@ from neurocxr.exporters.netx import netx_dense_weights, write_netx
 from neurocxr.hardware_sims.emulator import emulate
 from neurocxr.hardware_sims.lava import run_lava
 
-from _netx_programs import default_shaped_program, random_images, random_inputs, random_program
+from _netx_programs import (
+    default_shaped_program,
+    random_conv_program,
+    random_images,
+    random_inputs,
+    random_program,
+    saturating_program,
+    saturation_events,
+)
 
 pytestmark = pytest.mark.lava
 
@@ -84,3 +92,33 @@ def test_dense_packing_matches_netx_and_lava() -> None:
         ours, our_exp = netx_dense_weights(w)
         np.testing.assert_array_equal(ours, lava_w)
         assert our_exp == exp
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), input_kind=st.sampled_from(["bias", "spikes"]), num_conv=st.integers(1, 2),
+       readout=st.booleans(), num_steps=st.integers(2, 5))
+def test_random_conv_geometry_parity(tmp_path: Path, seed: int, input_kind: str, num_conv: int, readout: bool,
+                                     num_steps: int) -> None:
+    """Non-square kernels, unequal strides / paddings / dilations, groups, per-channel neurons: against Lava."""
+    rng = np.random.default_rng(seed)
+    program = random_conv_program(rng, input_kind=input_kind, num_conv=num_conv, num_steps=num_steps, readout=readout)
+    x = random_inputs(program, rng, 2)
+    path = write_netx(program, tmp_path / f"conv{seed}.net")
+    emu = emulate(program, x, record=True)
+    lava = run_lava(path, x, num_steps=num_steps, program=program, record=True)
+    assert_identical(emu, lava)
+
+
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), mode=st.sampled_from(["wrap", "clip"]))
+def test_current_wrap_and_voltage_clip_parity(tmp_path: Path, seed: int, mode: str) -> None:
+    """Programs that force Lava's 24-bit current wrap or its voltage clip, compared against Lava."""
+    rng = np.random.default_rng(seed)
+    program = saturating_program(rng, mode=mode, num_steps=12)
+    x = (rng.random((12, 2, *program.input_shape)) < 0.85).astype(np.int8)
+    wraps, clips = saturation_events(program, x)
+    assert (wraps if mode == "wrap" else clips) > 0, "the program must exercise the saturation it is for"
+    path = write_netx(program, tmp_path / f"sat{seed}.net")
+    emu = emulate(program, x, record=True)
+    lava = run_lava(path, x, num_steps=12, program=program, record=True)
+    assert_identical(emu, lava)
