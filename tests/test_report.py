@@ -513,8 +513,12 @@ def test_stage_chooses_the_chip_threshold_on_validation(tmp_path, capsys):
     from neurocxr.hardware_sims.emulator import emulate
 
     ckpt = _tiny_snn(tmp_path)
-    report = neurocxr.energy_report(ckpt, data="synthetic", out=None, max_samples=24, measure=False)
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    (sweep_dir / "results.jsonl").write_text(json.dumps(_trial("snn_strided", 4, 0.86, 0.95, 3.0e-5)) + "\n")
+    report = neurocxr.energy_report(ckpt, data="synthetic", out=None, max_samples=24, measure=False, sweep=sweep_dir)
     assert capsys.readouterr().out == ""  # the API prints nothing
+    assert report.sweep is not None and report.sweep.trials[0]["model"] == "snn_strided"
     op = report.operating_point
     # Recompute by hand: the same rule on the emulator's validation scores.
     snn = load(ckpt)
