@@ -448,12 +448,12 @@ def print_energy_facts(rep) -> None:
 
 def print_summary(rep) -> None:
     """The report's summary table, compact enough for an 80-column terminal (sources are in the report)."""
-    from neurocxr.report import format_energy, format_seconds
+    from neurocxr.report import format_energy, format_seconds, is_headline
 
-    table = Table(title="energy per inference (one sample); sources and assumptions: report.html")
+    table = Table(title="energy per inference (one sample); other counting conventions, sources: report.html")
     for col in ("model", "device", "kind", "accuracy", "latency", "dynamic", "total"):
         table.add_column(col, overflow="fold")
-    for r in rep.summary:
+    for r in [r for r in rep.summary if is_headline(r)]:
         table.add_row(
             r.model,
             r.device,
