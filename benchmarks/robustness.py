@@ -11,7 +11,9 @@ each perturbation the "drop" is clean accuracy minus perturbed accuracy, average
 levels; the SNN-minus-CNN difference of drops gets a paired bootstrap 95% interval over test images
 (the same degraded images for every model). ``--stress`` adds stronger levels (STRESS_LEVELS),
 compared separately. Writes benchmarks/results/robustness.json (with
-provenance) and robustness.png, and prints a table. Never trains.
+provenance) robustness.png and the per-image scores (robustness_scores.npz), and prints a table. Never trains.
+Accuracy drops are at each model's fixed validation threshold (so they include score shifts that
+move cases across it); ROC-AUC drops are threshold-free (ranking only); both are compared.
 """
 
 from __future__ import annotations
@@ -44,15 +46,31 @@ STRESS_LEVELS: dict[str, tuple[float, ...]] = {
 }
 
 
+def fast_auc(y: np.ndarray, s: np.ndarray) -> float:
+    """ROC-AUC via the Mann-Whitney rank sum (ties averaged), as sklearn's roc_auc_score."""
+    from scipy.stats import rankdata
+
+    pos = y == 1
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    r = rankdata(s)
+    return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
 def paired_drop_difference(a: dict[str, Any], b: dict[str, Any], labels: np.ndarray, kind: str,
-                           levels: list[float], reps: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean-over-levels accuracy drop of path ``a`` minus that of path ``b`` (each {cond: correct[n]}),
-    with a paired percentile bootstrap over images."""
+                           levels: list[float], reps: int = 2000, seed: int = 0,
+                           metric: str = "accuracy") -> dict[str, float]:
+    """Mean-over-levels drop of path ``a`` minus that of path ``b`` (each {cond: correct[n]} for
+    accuracy, {cond: score[n]} for "auc"), with a paired percentile bootstrap over images."""
     n = len(labels)
 
-    def drops(correct: dict[str, np.ndarray], idx: np.ndarray) -> float:
-        clean = correct["clean@0"][idx].mean()
-        return float(np.mean([clean - correct[f"{kind}@{lv:g}"][idx].mean() for lv in levels]))
+    def value(v: np.ndarray, idx: np.ndarray) -> float:
+        return float(v[idx].mean()) if metric == "accuracy" else fast_auc(labels[idx], v[idx])
+
+    def drops(per_cond: dict[str, np.ndarray], idx: np.ndarray) -> float:
+        clean = value(per_cond["clean@0"], idx)
+        return float(np.mean([clean - value(per_cond[f"{kind}@{lv:g}"], idx) for lv in levels]))
 
     full = np.arange(n)
     point = drops(a, full) - drops(b, full)
@@ -92,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     runs: dict[str, Any] = {}
     correct: dict[str, dict[str, np.ndarray]] = {}  # path label -> condition -> correct[n]
+    scores_of: dict[str, dict[str, np.ndarray]] = {}  # path label -> condition -> score[n]
     labels = None
     for name, loaded in models.items():
         print(f"evaluating {name} ...", flush=True)
@@ -102,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in ("float", "chip"):
             if path in scores["clean@0"]:
                 correct[f"{name} ({path})"] = {c: (v[path]["prediction"] == labels).astype(np.float64) for c, v in scores.items()}
+                scores_of[f"{name} ({path})"] = {c: np.asarray(v[path]["score"], dtype=np.float64) for c, v in scores.items()}
         res["training"] = {k: loaded.metadata.get(k) for k in ("best_epoch", "val_auc", "train_config", "threshold_method", "data_source")}
         runs[name] = res
         print(f"  {name}: {res['seconds']:.0f} s; chip: {res['chip']['reason'] or 'evaluated'}", flush=True)
@@ -126,9 +146,14 @@ def main(argv: list[str] | None = None) -> int:
                         reading = "no clear difference (interval includes 0)"
                     drops = {p: float(np.mean([correct[p]["clean@0"].mean() - correct[p][f"{kind}@{lv:g}"].mean()
                                                for lv in kind_levels])) for p in (s, c)}
+                    auc = paired_drop_difference(scores_of[s], scores_of[c], labels, kind, kind_levels,
+                                                 reps=500, seed=args.seed, metric="auc")
+                    auc_reading = ("SNN's AUC degrades less" if auc["ci95_high"] < 0 else "SNN's AUC degrades more"
+                                   if auc["ci95_low"] > 0 else "no clear AUC difference")
                     comparisons.append({"snn": s, "cnn": c, "levels": group, "perturbation": kind,
                                         "level_values": kind_levels, "accuracy_mean_drop": drops,
-                                        "accuracy_drop_snn_minus_cnn": diff, "reading": reading})
+                                        "accuracy_drop_snn_minus_cnn": diff, "reading": reading,
+                                        "auc_drop_snn_minus_cnn": auc, "auc_reading": auc_reading})
 
     result = {
         "what": "accuracy and ROC-AUC under the robustness protocol (test split), trained checkpoints, thresholds "
@@ -146,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                                  data_source=splits.test.source),
     }
     write_json(args.out, result)
+    # Per-image scores of every path and condition, so the comparison can be re-analysed without re-running.
+    arrays = {f"{p}|{cond}": v.astype(np.float32) for p, conds in scores_of.items() for cond, v in conds.items()}
+    np.savez_compressed(args.out.with_name(args.out.stem + "_scores.npz"), labels=labels.astype(np.int8), **arrays)
     plot_robustness(list(runs.values()), args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     for name, res in runs.items():
@@ -156,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         d = cmp["accuracy_drop_snn_minus_cnn"]
         print(f"[{cmp['levels']}] {cmp['snn']} vs {cmp['cnn']}, {cmp['perturbation']}: accuracy drop "
               f"{cmp['accuracy_mean_drop'][cmp['snn']]:+.3f} vs {cmp['accuracy_mean_drop'][cmp['cnn']]:+.3f}, difference "
-              f"{d['difference']:+.3f} [{d['ci95_low']:+.3f}, {d['ci95_high']:+.3f}] -> {cmp['reading']}")
+              f"{d['difference']:+.3f} [{d['ci95_low']:+.3f}, {d['ci95_high']:+.3f}] -> {cmp['reading']}; AUC drop "
+              f"difference {cmp['auc_drop_snn_minus_cnn']['difference']:+.3f} [{cmp['auc_drop_snn_minus_cnn']['ci95_low']:+.3f}, "
+              f"{cmp['auc_drop_snn_minus_cnn']['ci95_high']:+.3f}] -> {cmp['auc_reading']}")
     return 0
 
 
