@@ -386,6 +386,32 @@ def verdict(report: Report) -> str:
             f"{_ratio_text(ratio)} less{acc}.")
 
 
+def sweep_sentence(report: Report) -> str | None:
+    """The validation-selected sweep trial in one sentence: what it reaches on test and what it costs."""
+    if report.sweep is None:
+        return None
+    devices = sweep_devices(report.sweep, limit=1)
+    trials = [t for t in report.sweep.trials if _trial_ok(t) and _finite(t.get("val_auc"))]
+    if not devices or not trials:
+        return None
+    device = devices[0]
+    trials = [t for t in trials if _finite((t["energy"].get(device) or {}).get("dynamic_j"))]
+    if not trials:
+        return None
+    best = max(trials, key=lambda t: t["val_auc"])
+    energy = best["energy"][device]["dynamic_j"]
+    steps = f", {best['num_steps']} steps" if best.get("num_steps") is not None else ""
+    text = (f"Sweep ({len(report.sweep.trials)} trials): the trial chosen on validation AUC, {best.get('model', '?')}{steps}, "
+            f"reaches test AUC {format_auc(best.get('test_auc'))} and accuracy {format_accuracy(best.get('test_accuracy'))} "
+            f"at {format_energy(energy)} per inference on {device} (chip counts, estimated)")
+    cnn = _pick_cnn_row(report)
+    if cnn is not None and cnn.dynamic_j:
+        ratio = energy / float(cnn.dynamic_j)
+        text += (f", {_ratio_text(ratio)} the {cnn.model} figure above" if ratio >= 1
+                 else f", {_ratio_text(1 / ratio)} less than the {cnn.model} figure above")
+    return text + "."
+
+
 def verdict_caveats(report: Report) -> list[str]:
     """What the verdict's comparison leaves out, in a sentence each (shown under it)."""
     snn, cnn = _pick_snn_row(report), _pick_cnn_row(report)
@@ -609,6 +635,7 @@ def report_to_json(report: Report) -> dict[str, Any]:
         "synthetic_data": report.is_synthetic,
         "verdict": verdict(report),
         "verdict_caveats": verdict_caveats(report),
+        "sweep_verdict": sweep_sentence(report),
         "summary": [_row_json(r) for r in report.summary],
         "not_measurable_here": dict(report.not_measurable),
         "estimates": [_estimate_json(e) for e in report.estimates],
@@ -775,7 +802,7 @@ def _plot_sweep(sweep: SweepTable, rows: Sequence[SummaryRow]) -> str | None:
         fig.suptitle("Sweep: colour = time steps (" + ", ".join(str(s) for s in steps) + ", dark to light)", fontsize=9)
     # One legend under all panels, so no panel's points are hidden behind it.
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.05 * math.ceil(len(labels) / 3) / nrows, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.03 + 0.04 * math.ceil(len(labels) / 3) / nrows, 1, 0.97))
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -1206,6 +1233,7 @@ def render_html(report: Report) -> str:
         "r": report,
         "verdict": verdict(report),
         "verdict_caveats": verdict_caveats(report),
+        "sweep_sentence": sweep_sentence(report),
         "code_version": _code_version(report.provenance),
         "main_plot": sweep_plot or _plot_accuracy_vs_energy([r for r in report.summary if is_headline(r)]),
         "main_plot_is_sweep": sweep_plot is not None,

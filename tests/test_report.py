@@ -462,6 +462,9 @@ def test_report_with_a_sweep_plots_trials_and_baselines_on_the_same_axes(tmp_pat
     page = write_report(report, tmp_path / "out")[0].read_text(encoding="utf-8")
     first = _first_screen(page)
     assert 'alt="Sweep: accuracy and ROC-AUC against energy per device"' in first
+    # The validation-selected trial is named on the first screen with its test figures and cost.
+    assert ("the trial chosen on validation AUC, snn_strided, 4 steps, reaches test AUC 0.950 and accuracy 86.0% "
+            "at 30 µJ per inference on loihi2") in first
     sweep = page.split('<h2 id="sweep">', 1)[1].split("<h2", 1)[0]
     assert "3 trials" in sweep and "failed" in sweep and "30 µJ" in sweep and "0.950" in sweep
     # The trial with the best validation AUC comes first.
