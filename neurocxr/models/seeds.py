@@ -9,7 +9,7 @@
 - ``medspectralnet`` (Afrin et al., PLoS One 2026): a small CNN whose SpectralFlow blocks split
   features into a high-frequency local stream (the residual after a 3x3 box low-pass, through a
   depthwise 3x3 + pointwise conv) and a low-frequency global stream (2x2 average pooling, a
-  depthwise 7x7 conv that spans the whole coarse 7x7/4x4 map at the later stages, bilinear
+  depthwise 7x7 conv on the 14/7/7 px coarse maps, so the whole map at the later stages, bilinear
   upsampling, plus a global-average-pool channel context), both O(HW) in cost, fused by a
   ContextGate (per-channel sigmoid gate from the pooled streams: g * high + (1 - g) * low) and
   added back residually. Stages at 28, 14, 7 px; widths ``config.extra["widths"]`` (default
@@ -233,8 +233,8 @@ class SpectralFlow(nn.Module):
     """Dual-stream block at a fixed resolution; cost linear in H*W (no attention matrix).
 
     high: x minus its 3x3 box low-pass (the local detail), depthwise 3x3, pointwise, BN, GELU.
-    low: 2x2 average pooling (when the side is even), depthwise 7x7 (global on the coarse map at
-    14 and 7 px), pointwise, BN, GELU, bilinear upsampling back to H x W, plus a 1x1 conv of the
+    low: 2x2 average pooling (when the side is even), depthwise 7x7 (the whole coarse map at the
+    14 and 7 px stages), pointwise, BN, GELU, bilinear upsampling back to H x W, plus a 1x1 conv of the
     global average (the lowest frequency). Fused by `ContextGate`, projected, added to x.
     """
 
