@@ -58,7 +58,7 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         bits = lava_bits(Path(exp.files["netx"]))
     keys = ("name", "kind", "scale", "weight_grid", "num_weight_bits", "weight_exponent", "weight_max_abs_error",
-            "weight_relative_error", "weight_rms_error", "input_error_per_step", "clipped_count")
+            "weight_relative_error", "weight_rms_error", "input_error_per_step", "input_error_vs_threshold", "clipped_count")
     result = {
         "what": "float PyTorch model vs bit-exact Loihi emulator (and Lava on the first samples), 8-bit weights",
         "model": {"checkpoint": args.checkpoint, "name": exp.report["model"], "trained": True,

@@ -575,6 +575,7 @@ def _quantise_on_grid(
         "weights_zeroed": int(np.count_nonzero((w != 0) & (w_int == 0))),
         # Worst case over neurons, all inputs spiking: sum of |weight error| + |bias error| + |threshold error|.
         "input_error_per_step": fan_in_err + float(b_err.max()) + thr_err,
+        "input_error_vs_threshold": (fan_in_err + float(b_err.max()) + thr_err) / thr if thr else None,
         "clipped_weights": w_out,
         "clipped_bias": b_out,
         "clipped_count": w_out + b_out + int(vth_out),
@@ -1002,6 +1003,7 @@ _TABLE_KEYS = (
     "weight_relative_error",
     "weight_rms_error",
     "input_error_per_step",
+    "input_error_vs_threshold",
     "weights_zeroed",
     "clipped_count",
     "clipped_fraction",

@@ -310,7 +310,7 @@ def nir_export_markdown(report: dict[str, Any]) -> str:
     lines += ["## Layers (quantisation)", ""]
     rows = report["layers"]
     keys = ["index", "name", "kind", "scale", "weight_grid", "num_weight_bits", "weight_exponent",
-            "weight_max_abs_error", "weight_relative_error", "input_error_per_step", "v_th_mant", "i_decay", "v_decay"]
+            "weight_max_abs_error", "weight_relative_error", "input_error_vs_threshold", "v_th_mant", "i_decay", "v_decay"]
     lines.append("| " + " | ".join(keys) + " |")
     lines.append("|" + "---|" * len(keys))
     for r in rows:
