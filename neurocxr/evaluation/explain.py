@@ -411,8 +411,12 @@ def write_explanations(checkpoint: Any, image_paths: Sequence[str | Path], out: 
             png = render_png(e, loaded.name)
             (stage / name).write_bytes(png)
         write_text(stage / "index.html", _html_page(loaded.name, list(zip(names, expls)), method_notes))
+        from neurocxr.provenance import file_record
+
         write_json(stage / "explanations.json", {
-            "model": loaded.name, "checkpoint": str(checkpoint) if not hasattr(checkpoint, "model") else None,
+            "model": loaded.name,
+            "checkpoint": file_record(checkpoint) if isinstance(checkpoint, (str, Path)) else None,
+            "model_config": loaded.config.to_dict(), "threshold": loaded.threshold,
             "images": [{**e.to_dict(), "path": str(p), "png": n} for e, p, n in zip(expls, paths, names)],
         })
     out_dir = Path(out)
