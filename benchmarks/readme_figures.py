@@ -90,8 +90,13 @@ def table(results: Path) -> tuple[list[str], list[str]]:
                 f"{_f3(c.get('sensitivity'))}/{_f3(c.get('specificity'))}, AUC {_f3(c.get('roc_auc'))}; decisions changed "
                 f"{_pct(op.get('test_prediction_changed_fraction'))} |")
     if emu:
+        layers = emu.get("identical_layer_spikes")
+        if isinstance(layers, dict):
+            layers = all(layers.values()) if layers else None
+        elif isinstance(layers, list):
+            layers = all(layers) if layers else None
         lines.append(f"| emulator vs Lava (fixed_pt), {emu.get('program_source')} | identical spikes in every layer: "
-                     f"{emu.get('identical_layer_spikes')}, identical readout: {emu.get('identical_readout')} "
+                     f"{layers}, identical readout: {emu.get('identical_readout')} "
                      f"({(emu.get('lava') or {}).get('samples')} samples) |")
         e, lv = emu.get("emulator") or {}, emu.get("lava") or {}
         lines.append(f"| emulator speed | {e.get('samples_per_s', 0):.0f} samples/s vs Lava "
@@ -144,6 +149,9 @@ def table(results: Path) -> tuple[list[str], list[str]]:
     for k, v in hashes.items():
         if len(v) > 1:
             warnings.append(f"checkpoint '{k}' differs between result files: the figures do not come from one model")
+    for name, d in (("accuracy.json", acc), ("emulator_vs_lava.json", emu), ("energy.json", energy)):
+        if d is not None and not d.get("provenance"):
+            warnings.append(f"{name} has no provenance block: rerun `make bench` before quoting it")
     lines.append("")
     lines.append("Provenance:")
     for name, d in (("accuracy.json", acc), ("emulator_vs_lava.json", emu), ("energy.json", energy), ("pareto.json", pareto)):
