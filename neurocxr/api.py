@@ -280,28 +280,41 @@ def demo(
     max_train_samples: int | None = None,
     lava_samples: int = 2,
     on_event: Callable[[str, Any], None] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train the default SNN and a CNN baseline briefly, export to Loihi, verify, count, estimate,
     measure, report. Returns every stage's result; prints nothing. ``on_event(name, value)`` hears
     "stage" (a title, before each stage), "trained", "exported", "status" and "report" (the CLI
-    prints them as they come)."""
+    prints them as they come). Existing outputs are refused up front unless ``force``."""
+    from neurocxr.pipeline import EXPORT_FILES
+    from neurocxr.validation import check_int
+
     tell = on_event or (lambda name, value: None)
     out = Path(out)
+    # Everything the four stages will check is checked now, so a refusal never follows a training run.
+    check_int("--epochs", epochs, 1)
+    check_int("--max-train-samples", max_train_samples, 2, allow_none=True)
+    check_int("--lava-samples", lava_samples, 0)
+    outputs = [out / "snn_conv.pt", out / "cnn_small.pt", out / "report.html", out / "report.json"]
+    outputs += [out / "loihi" / name for name in EXPORT_FILES["loihi"]]
+    existing = [str(p) for p in outputs if p.exists()]
+    if existing and not force:
+        raise NeurocxrError(f"{', '.join(existing)} already exist; pass --force to overwrite, or choose another -o folder")
     t0 = time.perf_counter()
     tell("stage", "1/4 train the default SNN (snn_conv) and the small CNN baseline")
-    snn = train("snn_conv", data=data, out=out, epochs=epochs, max_train_samples=max_train_samples, force=True)
-    cnn = train("cnn_small", data=data, out=out, epochs=max(2, epochs // 2), max_train_samples=max_train_samples, force=True)
+    snn = train("snn_conv", data=data, out=out, epochs=epochs, max_train_samples=max_train_samples, force=force)
+    cnn = train("cnn_small", data=data, out=out, epochs=max(2, epochs // 2), max_train_samples=max_train_samples, force=force)
     ev = evaluate(snn["checkpoint"], data=data, split="test")
     ev_cnn = evaluate(cnn["checkpoint"], data=data, split="test")
     tell("trained", {"snn": snn, "cnn": cnn, "test": {"snn_conv": ev["metrics"], "cnn_small": ev_cnn["metrics"]}})
 
     tell("stage", "2/4 export snn_conv to Loihi 2 (NIR -> netx) and verify on emulator + Lava")
-    exp = export_loihi(snn["checkpoint"], out / "loihi", data=data, lava_samples=lava_samples, force=True)
+    exp = export_loihi(snn["checkpoint"], out / "loihi", data=data, lava_samples=lava_samples, force=force)
     tell("exported", exp)
 
     tell("stage", "3/4 count, estimate, measure")
     rep = energy_report(
-        snn["checkpoint"], baselines=[cnn["checkpoint"]], data=data, out=out, force=True, export_report=exp.report,
+        snn["checkpoint"], baselines=[cnn["checkpoint"]], data=data, out=out, force=force, export_report=exp.report,
         on_status=lambda message: tell("status", message),
     )
     tell("stage", "4/4 report")

@@ -510,6 +510,7 @@ def demo_cmd(
     epochs: int = typer.Option(4, help="SNN training epochs (short on purpose)"),
     max_train_samples: Optional[int] = typer.Option(None),
     lava_samples: int = typer.Option(2),
+    force: bool = typer.Option(False, help="overwrite the outputs of an earlier demo in the -o folder"),
 ) -> None:
     """The whole chain: train, export to Loihi, verify on emulator + Lava, count, estimate, measure, report."""
     from neurocxr.api import demo
@@ -534,7 +535,7 @@ def demo_cmd(
             print_summary(value)
 
     result = demo(out=out, data=data, epochs=epochs, max_train_samples=max_train_samples, lava_samples=lava_samples,
-                  on_event=on_event)
+                  on_event=on_event, force=force)
     console.print(f"demo finished in {result['seconds']:.0f} s")
 
 

@@ -47,6 +47,9 @@ def load(path_or_model: str | Path | nn.Module | LoadedModel) -> LoadedModel:
         config = getattr(path_or_model, "config", None)
         if config is None:
             raise NeurocxrError("model has no .config: build it with neurocxr.models.build_model(ModelConfig(...))")
+        from neurocxr.validation import check_finite_state
+
+        check_finite_state(path_or_model.state_dict(), f"model {config.name!r}")  # as checkpoints are checked
         return LoadedModel(path_or_model.eval(), config, {})
     from neurocxr.checkpoint import load_checkpoint
 

@@ -343,3 +343,23 @@ def test_ctrl_c_inside_a_lava_run_stops_its_workers(tmp_path: Path, monkeypatch:
         run_lava(path, random_images(3, seed=2), num_steps=4, program=program)
     assert calls == {"run": 2, "stop": 1}
     assert set(mp.active_children()) <= before  # every worker Lava started has been joined
+
+
+def test_demo_refuses_existing_outputs_before_training(files, tmp_path: Path) -> None:
+    (tmp_path / "loihi").mkdir()
+    (tmp_path / "loihi" / "model.net").write_bytes(b"earlier")
+    res = runner.invoke(app, ["demo", "-o", str(tmp_path), "--data", str(files["npz"]), "--epochs", "1"])
+    assert res.exit_code == 2 and "--force" in res.output and "model.net" in res.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["loihi", "model.net"]
+    res = runner.invoke(app, ["demo", "-o", str(tmp_path / "new"), "--lava-samples", "-1"])
+    assert res.exit_code == 2 and "--lava-samples" in res.output and not (tmp_path / "new").exists()
+
+
+def test_an_in_memory_model_with_a_nan_weight_is_refused_like_a_checkpoint() -> None:
+    from neurocxr.pipeline import load
+
+    model = build_model(ModelConfig(name="cnn_small", image_size=16, channels=(4, 8), hidden=(16,)))
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = float("nan")
+    with pytest.raises(CheckpointError, match="NaN"):
+        load(model)
