@@ -83,6 +83,16 @@ class QuantisationOptions:
     min_weight_levels: int = 16
 
     def __post_init__(self) -> None:
+        # Types first, so a string or NaN gets a named QuantisationError instead of int()'s ValueError.
+        if not isinstance(self.allow_clipping, (bool, np.bool_)):
+            raise QuantisationError(f"allow_clipping must be true or false, got {self.allow_clipping!r}")
+        for name in ("max_weight", "min_weight_levels"):
+            value = getattr(self, name)
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                raise QuantisationError(f"{name} must be an integer, got {value!r}")
+        if self.scale is not None and (isinstance(self.scale, (bool, np.bool_))
+                                       or not isinstance(self.scale, (int, float, np.integer, np.floating))):
+            raise QuantisationError(f"forced scale must be a positive finite number, got {self.scale!r}")
         if not 1 <= int(self.max_weight) <= WEIGHT_MAX:
             raise QuantisationError(
                 f"max_weight {self.max_weight} must be in 1..{WEIGHT_MAX}: netx clips mixed-sign weights above {WEIGHT_MAX}"
@@ -627,6 +637,22 @@ def _conv_padding(node: nir.Conv2d, kernel: tuple[int, int], dilation: tuple[int
     return _pair(pad, "padding", where)
 
 
+def _refuse_non_finite(graph: Any) -> None:
+    """NaN/inf in any node's parameters would quantise to garbage integers (int64 min): name it instead."""
+    for name, node in (getattr(graph, "nodes", None) or {}).items():
+        for field, value in vars(node).items():
+            if isinstance(value, (str, bytes, dict)) or value is None:
+                continue
+            try:
+                arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+            except Exception:  # noqa: BLE001  not array-like: nothing numeric to check
+                continue
+            if arr.dtype.kind in "fc" and arr.size and not np.isfinite(arr).all():
+                bad = int((~np.isfinite(arr)).sum())
+                raise ExportError(f"node {name!r}: {field} holds {bad} NaN/inf value(s); the model's weights are "
+                                  "not finite (diverged training or a damaged file): retrain or fix them")
+
+
 def nir_to_program(
     graph: nir.NIRGraph,
     *,
@@ -642,6 +668,7 @@ def nir_to_program(
     both are given). A graph whose first layer is synaptic takes spike trains as given.
     """
     options = options or QuantisationOptions()
+    _refuse_non_finite(graph)
     meta = dict(getattr(graph, "metadata", None) or {})
     ncx = dict(meta.get("neurocxr") or {})
     meta_dt = meta.get("dt")

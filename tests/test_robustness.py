@@ -363,3 +363,20 @@ def test_an_in_memory_model_with_a_nan_weight_is_refused_like_a_checkpoint() -> 
         next(model.parameters()).view(-1)[0] = float("nan")
     with pytest.raises(CheckpointError, match="NaN"):
         load(model)
+
+
+def test_nir_graphs_with_nan_and_bad_quantisation_options_are_named_errors(files) -> None:
+    from neurocxr.errors import ExportError, QuantisationError
+    from neurocxr.exporters.loihi import QuantisationOptions, nir_to_program
+    from neurocxr.exporters.nir import to_nir
+    from neurocxr.pipeline import load
+
+    graph = to_nir(load(files["snn"]).model, input_shape=(1, 16, 16))
+    name = next(n for n, node in graph.nodes.items() if getattr(node, "weight", None) is not None)
+    graph.nodes[name].weight = np.array(graph.nodes[name].weight, dtype=np.float64)
+    graph.nodes[name].weight.flat[0] = np.nan
+    with pytest.raises(ExportError, match=rf"node '{name}': weight holds 1 NaN"):
+        nir_to_program(graph)
+    for kwargs in ({"max_weight": "abc"}, {"scale": float("nan")}, {"allow_clipping": "yes"}, {"min_weight_levels": 0}):
+        with pytest.raises(QuantisationError):
+            QuantisationOptions(**kwargs)
