@@ -180,15 +180,16 @@ def evaluate(
 def export_onnx_checkpoint(checkpoint: str | Path | LoadedModel, out: str | Path, *, force: bool = False) -> dict[str, Any]:
     """CNN baseline -> ``<out>/model.onnx``, checked with onnx.checker and against PyTorch."""
     from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx
-    from neurocxr.fileio import prepare_out_dir
+    from neurocxr.fileio import staged_output
 
     loaded = load(checkpoint)
-    out_dir = prepare_out_dir(out, ["model.onnx"], force)
     shape = (1, loaded.config.in_channels, loaded.config.image_size, loaded.config.image_size)
-    path = export_onnx(loaded.model, out_dir / "model.onnx", input_shape=shape)
-    probe = torch.rand((4,) + shape[1:], generator=torch.Generator().manual_seed(0)).numpy()
-    check = check_onnx_equivalence(loaded.model, path, probe)
-    return {"path": path, **check}
+    # Exported and checked in a staging folder: a model that fails the check leaves no model.onnx.
+    with staged_output(out, ["model.onnx"], force) as stage:
+        staged = export_onnx(loaded.model, stage / "model.onnx", input_shape=shape)
+        probe = torch.rand((4,) + shape[1:], generator=torch.Generator().manual_seed(0)).numpy()
+        check = check_onnx_equivalence(loaded.model, staged, probe)
+    return {"path": Path(out) / "model.onnx", **check}
 
 
 # ----------------------------------------------------------------------------------------------

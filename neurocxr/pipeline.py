@@ -200,7 +200,7 @@ def chip_operating_point(
     labels: torch.Tensor,
     *,
     seed: int = 0,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> dict[str, Any]:
     """The chip's decision threshold, chosen on validation ``images`` exactly as the float model's
     was (same rule, on the emulator's scores instead of the float model's), so that float-vs-chip
@@ -214,7 +214,9 @@ def chip_operating_point(
         method = "youden"
     x = encoded_inputs(loaded.config, images, seed=seed)
     x_chip = images.numpy() if program.input_kind == "bias" else x.numpy()
-    run = emulate(program, x_chip, progress=progress)
+    from neurocxr.validation import show_progress
+
+    run = emulate(program, x_chip, progress=show_progress(progress))
     scores = chip_scores(run, program)
     y = labels.numpy()
     threshold = choose_threshold(y, scores, method)
