@@ -284,6 +284,7 @@ def report(out: Path, data: str | None) -> None:
         meta = loaded.metadata
         train_record_path = out / f"{name}.train.json"
         train_record = json.loads(train_record_path.read_text()) if train_record_path.is_file() else {}
+        history = meta.get("history", [])
         entry: dict[str, Any] = {
             "trained": True,
             "model": loaded.name,
@@ -297,9 +298,13 @@ def report(out: Path, data: str | None) -> None:
             "onnx": _onnx(loaded, test.images, onnx_dir),
             "threshold": loaded.threshold,
             "best_epoch": meta.get("best_epoch"),
-            "epochs_run": len(meta.get("history", [])),
+            "epochs_run": len(history),
+            "epochs_planned": run.train.epochs,
+            # No train record: the run was stopped (deadline) after its last saved best epoch.
+            "training_finished": bool(train_record),
             "val_auc": meta.get("val_auc"),
-            "seconds_per_epoch": train_record.get("seconds_per_epoch"),
+            "seconds_per_epoch": train_record.get("seconds_per_epoch")
+            or (float(np.mean([h["seconds"] for h in history])) if history else None),
             "train_seconds": train_record.get("train_seconds"),
             "model_config": loaded.config.to_dict(),
             "train_config": meta.get("train_config"),
@@ -369,6 +374,8 @@ def markdown_table(doc: dict[str, Any]) -> str:
             continue
         t = r["test"]
         onnx = "yes" if r["onnx"].get("exported") else "no"
+        if not r["training_finished"]:
+            name = f"{name} (stopped early: best of the first {r['epochs_run']}/{r['epochs_planned']} epochs)"
         lines.append(
             f"| {name} | {_fmt(t['accuracy'])} | {_fmt(t['roc_auc'])} | {_fmt(t['sensitivity'])} | "
             f"{_fmt(t['specificity'])} | {_fmt(t['f1'])} | {r['params'] / 1e6:.2f} M | {r['macs'] / 1e6:.1f} M | "
