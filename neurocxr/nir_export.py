@@ -215,7 +215,10 @@ def export_nir_graph(
     known_steps = (meta.get("neurocxr") or {}).get("num_steps") if isinstance(meta.get("neurocxr"), dict) else None
     given = None
     if num_steps is None and known_steps is None and input_path is not None:
-        given = np.load(Path(input_path), allow_pickle=False, mmap_mode="r").shape[0]
+        try:
+            given = np.load(Path(input_path), allow_pickle=False, mmap_mode="r").shape[0]
+        except (OSError, ValueError, IndexError) as exc:
+            raise ExportError(f"cannot read the input array {input_path}: {exc} (expected a .npy file)") from None
     steps = num_steps if num_steps is not None else (known_steps if known_steps is not None else given)
     if steps is None:
         raise ExportError(f"{source} does not say how many time steps a sample runs: pass --num-steps T")

@@ -285,3 +285,10 @@ def test_our_nir_loads_in_snntorch_and_norse_with_the_same_output(tmp_path: Path
     # Their per-step readout equals ours only if every spike of the last hidden layer is the same.
     assert theirs.shape == ours.readout_steps.shape
     torch.testing.assert_close(theirs, ours.readout_steps, rtol=1e-5, atol=1e-5)
+
+
+def test_missing_spikes_file_is_one_line(tmp_path: Path) -> None:
+    res = invoke("export", rockpool_mlp(tmp_path / "r.nir"), "--target", "loihi", "-o", tmp_path / "o", "--dt", "1e-3",
+                 "--spikes", tmp_path / "nope.npy", "--lava-samples", "0")
+    assert res.exit_code == 2 and "nope.npy" in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "o").exists()
