@@ -455,16 +455,22 @@ def ensemble_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             test_specificity=tm.specificity, energy=energy, val_auc_float=None, test_auc_float=None,
             float_chip_agreement=None, seconds=sum(m.get("seconds", 0.0) for m in members),
         )
-        base.pop("scores", None)
+        base["params"] = {**members[0]["params"], "seed": [m["seed"] for m in members]}
+        for per_member in ("scores", "best_epoch", "epochs_run", "seconds_per_epoch", "resources", "chip_threshold",
+                           "val_float_chip_agreement", "test_float_chip_agreement"):
+            base.pop(per_member, None)
+        base["chip_threshold"] = float(threshold)
+        base["ensemble_rule"] = "mean of member chip scores, each divided by its validation std; energy = sum of members"
         out.append(base)
     return out
 
 
 def pareto_front(rows: list[dict[str, Any]], profile: str = "loihi2") -> list[dict[str, Any]]:
     """Deployable, successful trials not beaten on both validation AUC (higher) and ``profile``
-    dynamic energy (lower), cheapest first. Selection uses validation only."""
+    dynamic energy (lower), cheapest first. Selection uses validation only; a trial no better than
+    chance on validation (AUC <= 0.5, e.g. a network the regulariser silenced) is not a front point."""
     ok = [r for r in rows if r.get("status") == "ok" and r.get("deployable") and r.get("val_auc") is not None
-          and profile in (r.get("energy") or {}) and np.isfinite(r["val_auc"])]
+          and profile in (r.get("energy") or {}) and np.isfinite(r["val_auc"]) and r["val_auc"] > 0.5]
     ok.sort(key=lambda r: (r["energy"][profile]["dynamic_j"], -r["val_auc"]))
     front, best = [], -np.inf
     for r in ok:

@@ -172,7 +172,7 @@ def test_pareto_front_uses_validation_and_deployable_trials_only() -> None:
                 "energy": {"loihi2": {"dynamic_j": uj * 1e-6, "total_j": None}}}
 
     rows = [row(0.90, 5), row(0.95, 10), row(0.93, 20, test=0.99), row(0.97, 40), row(0.99, 1, deployable=False),
-            row(0.999, 1, status="failed")]
+            row(0.999, 1, status="failed"), row(0.5, 0.5)]
     front = pareto_front(rows)
     assert [(r["val_auc"], r["energy"]["loihi2"]["dynamic_j"] * 1e6) for r in front] == [(0.90, 5), (0.95, 10), (0.97, 40)]
 
