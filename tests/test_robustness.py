@@ -314,13 +314,15 @@ def test_progress_bars_only_on_a_terminal_and_off_on_request() -> None:
 def test_ctrl_c_inside_a_lava_run_stops_its_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import multiprocessing as mp
 
-    pytest.importorskip("lava.lib.dl.netx")
     from _netx_programs import default_shaped_program, random_images
 
     from neurocxr.exporters.netx import write_netx
     from neurocxr.hardware_sims.lava import _import_lava, run_lava
 
-    netx = _import_lava()[0]
+    try:  # through neurocxr's importer: a plain import fails once tqdm has fixed the multiprocessing context
+        netx = _import_lava()[0]
+    except SimulationError as exc:
+        pytest.skip(str(exc))
     program = default_shaped_program(num_steps=4)
     path = write_netx(program, tmp_path / "p.net")
     calls = {"run": 0, "stop": 0}
