@@ -145,7 +145,7 @@ def evaluate_cmd(
     uncertainty: bool = typer.Option(False, "--uncertainty", help="calibration (ECE, reliability diagram) and referral curves; MC dropout when the model has dropout; chip spike-count margin for deployable SNNs"),
     mc_passes: Optional[int] = typer.Option(None, "--mc-passes", help="MC-dropout passes (implies --uncertainty; default 20 when the model has dropout; an error on a model without dropout)"),
     chip: bool = typer.Option(True, "--chip/--no-chip", help="run deployable SNNs on the Loihi emulator too"),
-    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="use the first N images of the split"),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="robustness / uncertainty on the first N images of the split (the metrics table always uses all)"),
     out: Path = typer.Option(Path("runs/evaluate"), "-o", "--out", help="folder for robustness.{json,png} / uncertainty.{json,png}"),
     force: bool = typer.Option(False, help="overwrite existing outputs in the -o folder"),
 ) -> None:
