@@ -120,6 +120,19 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     netx["empty"] = inputs / "empty.net"
     netx["truncated"] = _truncated(netx["good"], inputs / "truncated.net")
     netx["foreign"] = npz  # a zip archive, not HDF5
+
+    # X-ray image files for `neurocxr explain`.
+    from PIL import Image
+
+    pixels = (np.random.default_rng(0).random((40, 36)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(inputs / "xray.png")
+    images = {"good": inputs / "xray.png", "missing": inputs / "nothing.png"}
+    (inputs / "empty.png").write_bytes(b"")
+    images["empty"] = inputs / "empty.png"
+    images["truncated"] = _truncated(images["good"], inputs / "truncated.png")
+    (inputs / "text.png").write_text("not an image\n")
+    images["foreign"] = inputs / "text.png"
+    netx.update({f"image_{k}": v for k, v in images.items()})
     return Corpus(root, ckpts, data, netx)
 
 
@@ -340,6 +353,23 @@ def test_netx_never_crashes(corpus, drawn) -> None:
             "--profile", v["profile"], "--data", str(corpus.data["npz"])]
     _opt(argv, "--num-steps", v["num_steps"])
     code = _run_and_check(corpus, argv, _workdir(corpus), None)
+    assert code == (2 if broken else 0), argv
+
+
+@settings(FUZZ, max_examples=8)
+@given(options({
+    "ckpt": (["cnn", "snn"], ["nan", "missing", "truncated", "foreign_torch"]),
+    "image": (["good"], ["missing", "empty", "truncated", "foreign"]),
+    "mc_passes": (["0"], ["-1", "x"]),
+    "out": OUT,
+}))
+def test_explain_never_crashes_or_leaves_partial_output(corpus, drawn) -> None:
+    v, broken = drawn
+    work = _workdir(corpus)
+    out = _prepare_out(work, v["out"], ["index.html", "explanations.json"])
+    argv = ["--no-progress", "explain", str(corpus.checkpoints[v["ckpt"]]), str(corpus.netx[f"image_{v['image']}"]),
+            "-o", str(out), "--mc-passes", v["mc_passes"], "--no-chip"]
+    code = _run_and_check(corpus, argv, work, out)
     assert code == (2 if broken else 0), argv
 
 
