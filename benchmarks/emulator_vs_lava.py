@@ -1,126 +1,207 @@
-"""Samples/second of the batched emulator vs Lava's fixed-point CPU simulator on the REAL default model.
+"""Samples/second of the emulator vs Lava's fixed-point CPU simulator, bit-exact on the compared samples.
 
-The program is the default model exported through ``neurocxr.pipeline.to_program``: the trained
-checkpoint given with ``--checkpoint``, else a freshly initialised ``snn_conv`` (seed 0); the JSON
-says which. Both simulators get the same random images in [0, 1]; Lava runs ``--lava-samples``
-(>= 20), the emulator ``--emu-samples`` (several hundred, timed ``--repeats`` times, median
-reported). Every layer's spikes and the readout are compared bitwise on the Lava samples.
-Writes benchmarks/results/emulator_vs_lava.json and prints a table.
+Two measurements in one run (issue 7 item 7):
 
-Usage: OMP_NUM_THREADS=1 python benchmarks/emulator_vs_lava.py [--checkpoint ckpt.pt] [--lava-samples 20]
-       [--emu-samples 512] [--num-steps 16] [--threads N]
+(a) ``spike_conv``: a spike-input conv network with UNTRAINED random integer weights (seed 0):
+    28x28 input -> conv 16 (3x3, stride 2) -> conv 32 (3x3, stride 2) -> dense 64 -> dense 2, all
+    CUBA neurons, T = 16, Bernoulli input spikes at 10 %. Lava runs all its samples back to back in
+    ONE ``net.run`` without pauses (reset per sample through netx's ``reset_interval``), its fastest
+    way to the same spikes.
+(b) ``default_model``: the trained default ``snn_conv`` checkpoint (``--checkpoint``; without one
+    it is trained briefly on the real data first and the JSON says so) on real test images. Its
+    input is the image as input-neuron bias, so Lava pauses twice per sample (set the bias, read
+    the readout's v): the JSON records the run mode.
+
+For each, every layer's spikes (and the readout) of the emulator and Lava are compared bitwise on
+the Lava samples and the script fails if any differ. The emulator is timed on more samples
+(median of ``--repeats``) with 1 and with ``--threads`` torch/numba threads; the best is the
+headline, each is reported. Lava's compile time is reported separately (``run_s`` excludes it).
+Writes benchmarks/results/emulator_vs_lava.json (with ``provenance``).
+
+Usage: python benchmarks/emulator_vs_lava.py [--checkpoint ckpt.pt] [--data PNEUMONIAMNIST.npz]
+       [--lava-samples-a 40] [--lava-samples-b 6] [--emu-samples 2048] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from neurocxr.exporters.netx import write_netx
-from neurocxr.hardware_sims.emulator import DEFAULT_BATCH_SIZE, emulate
+from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiNeuron, LoihiProgram
+from neurocxr.hardware_sims import cuba_kernel
+from neurocxr.hardware_sims.emulator import emulate
 from neurocxr.hardware_sims.lava import run_lava
-from neurocxr.models import ModelConfig, build_model
-from neurocxr.pipeline import load, to_program
+from neurocxr.provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path("/work/shared/data/pneumoniamnist.npz")
+
+
+def spike_conv_program(num_steps: int = 16, seed: int = 0) -> LoihiProgram:
+    """(a): untrained random integer weights, chosen so every layer spikes without saturating."""
+    rng = np.random.default_rng(seed)
+    lif = LoihiNeuron(v_th_mant=300, i_decay=1024, v_decay=512)
+    layers = [
+        InputLayer("input", (1, 28, 28)),
+        ConvLayer("conv1", (16, 14, 14), lif, rng.integers(-60, 120, (16, 1, 3, 3)), stride=(2, 2), padding=(1, 1)),
+        ConvLayer("conv2", (32, 7, 7), lif, rng.integers(-56, 56, (32, 16, 3, 3)), stride=(2, 2), padding=(1, 1)),
+        DenseLayer("fc1", (64,), lif, rng.integers(-30, 28, (64, 32 * 49)), flatten_input=True),
+        DenseLayer("fc2", (2,), lif, rng.integers(-60, 100, (2, 64))),
+    ]
+    program = LoihiProgram((1, 28, 28), "spikes", layers, num_steps=num_steps,
+                           metadata={"source": "benchmark (a): untrained random integer weights, seed 0"})
+    program.validate()
+    return program
+
+
+def time_emulator(program: LoihiProgram, inputs: np.ndarray, *, steps: int, threads: int, repeats: int,
+                  batch_size: int) -> dict[str, Any]:
+    n = inputs.shape[0] if program.input_kind == "bias" else inputs.shape[1]
+    warm = inputs[:8] if program.input_kind == "bias" else inputs[:, :8]
+    emulate(program, warm, num_steps=steps, threads=threads, batch_size=batch_size)  # warm-up (numba compile)
+    seconds = []
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        emulate(program, inputs, num_steps=steps, threads=threads, batch_size=batch_size)
+        seconds.append(time.perf_counter() - t)
+    med = statistics.median(seconds)
+    return {"threads": threads, "samples": n, "batch_size": batch_size, "seconds_each": seconds,
+            "seconds_median": med, "samples_per_s": n / med}
+
+
+def compare(program: LoihiProgram, path: Path, inputs: np.ndarray, steps: int, threads: int,
+            batch_size: int) -> dict[str, Any]:
+    """One Lava run and the emulator on the same samples; every layer's spikes compared bitwise."""
+    t = time.perf_counter()
+    lava = run_lava(path, inputs, num_steps=steps, program=program, record=True)
+    wall = time.perf_counter() - t
+    emu = emulate(program, inputs, num_steps=steps, record=True, threads=threads, batch_size=batch_size)
+    layers = {layer.name: bool(np.array_equal(a, b)) for layer, a, b in zip(program.layers, emu.layer_spikes,
+                                                                             lava.layer_spikes)}
+    readout = None if emu.readout is None else bool(np.array_equal(emu.readout, lava.readout))
+    identical = all(layers.values()) and readout in (None, True)
+    n = inputs.shape[0] if program.input_kind == "bias" else inputs.shape[1]
+    return {
+        "samples": n,
+        "run_mode": lava.metadata["run_mode"],
+        "net_run_calls": lava.metadata["net_run_calls"],
+        "select_tag": lava.metadata["select_tag"],
+        "compile_s": lava.metadata["compile_s"],
+        "run_s": lava.metadata["run_s"],
+        "wall_s": wall,
+        "samples_per_s_run": n / lava.metadata["run_s"],
+        "samples_per_s_wall": n / wall,
+        "identical": identical,
+        "identical_layer_spikes": layers,
+        "identical_readout": readout,
+        "layer_spike_rate": {c.name: float(c.output_spikes.mean()) / max(1, c.num_neurons) / steps
+                             for c in emu.counts},
+    }
+
+
+def measure(name: str, program: LoihiProgram, lava_inputs: np.ndarray, emu_inputs: np.ndarray, *, steps: int,
+            threads: int, repeats: int, batch_size: int, tmp: Path) -> dict[str, Any]:
+    path = write_netx(program, tmp / f"{name}.net")
+    runs = [time_emulator(program, emu_inputs, steps=steps, threads=k, repeats=repeats, batch_size=batch_size)
+            for k in sorted({1, threads})]
+    best = max(runs, key=lambda r: r["samples_per_s"])
+    lava = compare(program, path, lava_inputs, steps, best["threads"], batch_size)
+    if not lava["identical"]:
+        raise SystemExit(f"{name}: emulator and Lava differ: {lava['identical_layer_spikes']} readout "
+                         f"{lava['identical_readout']}")
+    return {
+        "emulator": {"runs": runs, "best": best, "kernel": "numba" if cuba_kernel.available() else "torch"},
+        "lava": lava,
+        "speedup_vs_lava_run": best["samples_per_s"] / lava["samples_per_s_run"],
+        "speedup_vs_lava_wall": best["samples_per_s"] / lava["samples_per_s_wall"],
+    }
+
+
+def default_checkpoint(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
+    if args.checkpoint is not None:
+        note = f"; {args.checkpoint_note}" if args.checkpoint_note else ""
+        return args.checkpoint, f"trained checkpoint given with --checkpoint ({args.checkpoint}{note})"
+    out = tmp / "train"
+    cmd = [sys.executable, "-m", "neurocxr.cli", "train", "--model", "snn_conv", "--data", str(args.data),
+           "--epochs", str(args.train_epochs), "--max-train-samples", str(args.train_samples), "-o", str(out)]
+    subprocess.run(cmd, check=True)
+    ckpt = next(out.rglob("*.pt"))
+    return ckpt, (f"snn_conv trained by this benchmark: {args.train_epochs} epoch(s) on {args.train_samples} "
+                  f"real training images of {args.data} (no --checkpoint given)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=None, help="trained neurocxr checkpoint (default model)")
-    parser.add_argument("--lava-samples", type=int, default=20)
-    parser.add_argument("--emu-samples", type=int, default=512)
-    parser.add_argument("--num-steps", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5, help="emulator timing repeats (median reported)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads for the emulator (default: caller's)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--checkpoint", type=Path, default=None, help="trained snn_conv checkpoint for (b)")
+    parser.add_argument("--checkpoint-note", default="", help="how the --checkpoint was trained (goes into the JSON)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="real data (npz) for (b)")
+    parser.add_argument("--lava-samples-a", type=int, default=40)
+    parser.add_argument("--lava-samples-b", type=int, default=6)
+    parser.add_argument("--emu-samples", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="emulator threads tried besides 1")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--train-epochs", type=int, default=1)
+    parser.add_argument("--train-samples", type=int, default=1024)
+    parser.add_argument("--skip-b", action="store_true", help="measure (a) only")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "emulator_vs_lava.json")
     args = parser.parse_args()
-    if args.lava_samples < 1 or args.emu_samples < 1:
-        parser.error("--lava-samples and --emu-samples must be >= 1")
+    steps = 16
+    result: dict[str, Any] = {"what": "samples/s of the emulator vs Lava fixed_pt (CPU), spike-identical on the "
+                                      "compared samples (asserted)"}
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        # (a)
+        program = spike_conv_program(steps)
+        rng = np.random.default_rng(1)
+        n = max(args.emu_samples, args.lava_samples_a)
+        spikes = (rng.random((steps, n, 1, 28, 28)) < 0.10).astype(np.int8)
+        a = measure("spike_conv", program, spikes[:, : args.lava_samples_a], spikes[:, : args.emu_samples],
+                    steps=steps, threads=args.threads, repeats=args.repeats, batch_size=args.batch_size, tmp=tmp)
+        a.update(model="spike-input conv net (28x28 -> conv16 s2 -> conv32 s2 -> dense64 -> dense2), UNTRAINED "
+                       "random integer weights (seed 0)", trained=False,
+                 data="Bernoulli input spikes, 10 % per pixel and step (seed 1)", num_steps=steps)
+        result["a_spike_conv"] = a
+        print(f"(a) emulator {a['emulator']['best']['samples_per_s']:.0f} samples/s "
+              f"({a['emulator']['best']['threads']} thread(s)); Lava {a['lava']['samples_per_s_run']:.2f} samples/s "
+              f"[{a['lava']['run_mode']}]; speedup {a['speedup_vs_lava_run']:.0f}x; identical {a['lava']['identical']}")
+        checkpoints: dict[str, Any] = {}
+        if not args.skip_b:
+            from neurocxr.data import load_dataset
+            from neurocxr.pipeline import load, to_program
 
-    t = time.perf_counter()
-    if args.checkpoint is not None:
-        loaded = load(args.checkpoint)
-        program_source = f"trained checkpoint {args.checkpoint}"
-    else:
-        torch.manual_seed(0)
-        loaded = load(build_model(ModelConfig()).eval())
-        program_source = "freshly initialised snn_conv (ModelConfig() defaults, torch seed 0; no checkpoint given)"
-    load_s = time.perf_counter() - t
-    t = time.perf_counter()
-    _, program = to_program(loaded)
-    to_program_s = time.perf_counter() - t
-
-    rng = np.random.default_rng(7)
-    images = rng.random((max(args.lava_samples, args.emu_samples), *program.layers[0].shape)).astype(np.float32)
-    threads_used = args.threads if args.threads is not None else torch.get_num_threads()
-
-    with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        path = write_netx(program, Path(tmp) / "default.net")
-        write_s = time.perf_counter() - t
-
-        emulate(program, images[:4], num_steps=args.num_steps, threads=args.threads)  # warm-up
-        emu_times = []
-        for _ in range(max(1, args.repeats)):
-            t = time.perf_counter()
-            emulate(program, images[: args.emu_samples], num_steps=args.num_steps, batch_size=args.batch_size,
-                    threads=args.threads)
-            emu_times.append(time.perf_counter() - t)
-        emu_s = statistics.median(emu_times)
-
-        t = time.perf_counter()
-        lava = run_lava(path, images[: args.lava_samples], num_steps=args.num_steps, program=program, record=True)
-        lava_wall = time.perf_counter() - t
-
-    emu_same = emulate(program, images[: args.lava_samples], num_steps=args.num_steps, record=True,
-                       batch_size=args.batch_size, threads=args.threads)
-    layer_equal = {layer.name: bool(np.array_equal(a, b))
-                   for layer, a, b in zip(program.layers, emu_same.layer_spikes, lava.layer_spikes)}
-    readout_equal = bool(np.array_equal(emu_same.readout, lava.readout))
-    identical = readout_equal and all(layer_equal.values())
-    emu_sps = args.emu_samples / emu_s
-    lava_sps_run = args.lava_samples / lava.metadata["run_s"]
-    lava_sps_wall = args.lava_samples / lava_wall
-    result = {
-        "program_source": program_source,
-        "num_steps": args.num_steps,
-        "t_run": emu_same.time_steps,
-        "threads": {"emulator_torch_threads": threads_used,
-                    "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-                    "lava": "Lava's own processes (one per process model), not controlled here"},
-        "emulator": {"samples": args.emu_samples, "batch_size": args.batch_size, "repeats": len(emu_times),
-                     "seconds_each": emu_times, "seconds_median": emu_s, "samples_per_s": emu_sps},
-        "lava": {"samples": args.lava_samples, "compile_s": lava.metadata["compile_s"],
-                 "run_s": lava.metadata["run_s"], "wall_s": lava_wall,
-                 "samples_per_s_run": lava_sps_run, "samples_per_s_wall": lava_sps_wall},
-        "speedup_vs_lava_run": emu_sps / lava_sps_run,
-        "speedup_vs_lava_wall": emu_sps / lava_sps_wall,
-        "identical_outputs": identical,
-        "identical_layer_spikes": layer_equal,
-        "identical_readout": readout_equal,
-        "export_s": {"load_model": load_s, "to_program": to_program_s, "write_netx": write_s,
-                     "to_program_plus_write_netx": to_program_s + write_s},
-    }
+            ckpt, source = default_checkpoint(args, tmp)
+            checkpoints["default_model"] = ckpt
+            _, prog_b = to_program(load(ckpt))
+            ds = load_dataset(args.data, image_size=prog_b.input_shape[-1], synthetic_ok=False).test
+            images = ds.images.numpy()
+            b = measure("default_model", prog_b, images[: args.lava_samples_b], images[: args.emu_samples],
+                        steps=prog_b.num_steps, threads=args.threads, repeats=args.repeats,
+                        batch_size=args.batch_size, tmp=tmp)
+            b.update(model=f"snn_conv ({source})", trained=True,
+                     data=f"real test images of {args.data} ({ds.source}), first {args.emu_samples} / "
+                          f"{args.lava_samples_b} for the emulator / Lava", num_steps=prog_b.num_steps)
+            result["b_default_model"] = b
+            print(f"(b) emulator {b['emulator']['best']['samples_per_s']:.0f} samples/s; Lava "
+                  f"{b['lava']['samples_per_s_run']:.3f} samples/s [{b['lava']['run_mode']}]; speedup "
+                  f"{b['speedup_vs_lava_run']:.0f}x; identical {b['lava']['identical']}")
+        result["provenance"] = provenance(checkpoints=checkpoints or None,
+                                          data=None if args.skip_b else args.data,
+                                          data_source=None if args.skip_b else "PneumoniaMNIST test split")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
-    print(f"program: {program_source}; num_steps {args.num_steps}; emulator threads {threads_used}")
-    print(f"{'simulator':<10} {'samples':>8} {'seconds':>9} {'samples/s':>11}")
-    print(f"{'emulator':<10} {args.emu_samples:>8} {emu_s:>9.3f} {emu_sps:>11.1f}   (median of {len(emu_times)})")
-    print(f"{'lava run':<10} {args.lava_samples:>8} {lava.metadata['run_s']:>9.3f} {lava_sps_run:>11.3f}")
-    print(f"{'lava wall':<10} {args.lava_samples:>8} {lava_wall:>9.3f} {lava_sps_wall:>11.3f}")
-    print(f"speedup (vs run) {result['speedup_vs_lava_run']:.0f}x, (vs wall) {result['speedup_vs_lava_wall']:.0f}x; "
-          f"identical spikes (every layer) and readout: {identical}; export to_program {to_program_s:.3f}s + "
-          f"write_netx {write_s:.3f}s; written {args.out}")
+    args.out.write_text(json.dumps(result, indent=2, default=str))
+    print(f"written {args.out}")
 
 
 if __name__ == "__main__":

@@ -52,32 +52,38 @@ class CountAccumulator:
     def __init__(self, program: LoihiProgram, statics: list[LayerStatics | None] | None = None) -> None:
         self.program = program
         self.statics = statics if statics is not None else layer_statics(program)
-        self._fanout = [None if s is None else torch.as_tensor(s.fanout, dtype=torch.float64) for s in self.statics]
+        self._fanout = [None if s is None else s.fanout.astype(np.float64) for s in self.statics]
         self._parts: list[dict[str, list[np.ndarray]]] = [
             {"in": [], "out": [], "sops": []} for _ in program.layers
         ]
 
-    def add(self, windows: list[torch.Tensor]) -> None:
+    def add(self, windows: list[torch.Tensor], summed: list[torch.Tensor | None] | None = None) -> None:
         """Add one batch; ``windows[k]`` is layer k's window spikes [T, B, N] (bool or 0/1).
 
+        ``summed[k]`` (optional): layer k's spikes already summed over the window [B, N] (float32).
+
         Synaptic ops use the spikes summed over the window once, times the fan-out map (exact:
-        float32 sums of 0/1 below 2**24, products in float64 below 2**53).
+        float32 sums of 0/1 below 2**24 steps, products in float64 below 2**53).
         """
-        summed = [w.reshape(w.shape[0], w.shape[1], -1).sum(
-            dim=0, dtype=torch.float64 if w.shape[0] >= 2**24 else torch.float32) for w in windows]
-        out_counts = [torch.round_(s.sum(dim=1, dtype=torch.float64)).to(torch.int64) for s in summed]
+        given = summed if summed is not None else [None] * len(windows)
+        # per sample and neuron spikes over the window, as float64 numpy (exact: integers < 2**53)
+        per_neuron = [
+            (g.numpy() if g is not None else w.reshape(w.shape[0], w.shape[1], -1).to(torch.float32).sum(dim=0).numpy())
+            .astype(np.float64)
+            for g, w in zip(given, windows)
+        ]
+        out_counts = [np.rint(p.sum(axis=1)).astype(np.int64) for p in per_neuron]
         spike_input = self.program.input_kind == "spikes"
         for k in range(len(self.program.layers)):
-            out = out_counts[k].numpy()
+            out = out_counts[k]
             parts = self._parts[k]
             fan = self._fanout[k]
             if fan is None:  # input layer: its spikes are the encoded input (spike input) or its neurons' output
                 parts["in"].append(out.copy() if spike_input else np.zeros_like(out))
                 parts["sops"].append(np.zeros_like(out))
             else:
-                sops = torch.round_(summed[k - 1].to(torch.float64) @ fan).to(torch.int64)
-                parts["in"].append(out_counts[k - 1].numpy().copy())
-                parts["sops"].append(sops.numpy())
+                parts["in"].append(out_counts[k - 1].copy())
+                parts["sops"].append(np.rint(per_neuron[k - 1] @ fan).astype(np.int64))
             parts["out"].append(out)
 
     def result(self, steps: int, num_samples: int) -> list[LayerCounts]:

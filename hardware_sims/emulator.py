@@ -71,6 +71,7 @@ from neurocxr.exporters.program import (
     ProgramError,
 )
 
+from . import cuba_kernel
 from .counts import CountAccumulator
 from .protocol import coerce_inputs, place_window, sample_timeline
 from .results import RunResult
@@ -81,6 +82,9 @@ _U_MAX = 2**23  # Lava's max_uv_val
 _V_LIMIT = 2**23 - 1
 _DECAY_UNITY = 4096
 DEFAULT_BATCH_SIZE = 16
+# Below this input spike density a conv layer runs event-driven (numba), above it as a dense oneDNN
+# conv: the break-even measured on 2 CPU cores for 3x3 stride-2 layers (benchmarks/emulator_vs_lava.py).
+EVENT_CONV_DENSITY = 0.1
 
 # A neuron parameter as the dynamics use it: an int for the whole layer, or a tensor [N] per neuron.
 Factor = Union[int, torch.Tensor]
@@ -280,6 +284,33 @@ def _neuron_step_(u: torch.Tensor | None, v: torch.Tensor, drive: torch.Tensor, 
 def _run_neurons(a_in: torch.Tensor | None, bias_eff: torch.Tensor, du_factor: Factor, dv_factor: Factor,
                  vth_eff: Factor, *, shape: tuple[int, int, int] | None = None, wrap_u: bool = True,
                  clamp_v: bool = True, a_max: int | None = None, spike_dtype: torch.dtype = torch.bool,
+                 consume_input: bool = False, counts: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """CUBA dynamics over a window from u = v = 0: the fused numba kernel when available, else torch.
+
+    Arguments and results as `_run_neurons_torch`; the kernel always applies the wrap and the clip.
+    ``counts``: when given, the kernel appends each neuron's spike count over the window [B, N].
+    """
+    if cuba_kernel.available() and spike_dtype in (torch.float32, torch.bool):
+        if a_in is None:
+            if shape is None:
+                raise SimulationError("_run_neurons needs a_in or shape")
+            arr = np.zeros(shape, dtype=np.float32)
+        else:
+            arr = a_in.numpy()
+        as_np = lambda f: f.numpy() if isinstance(f, torch.Tensor) else f  # noqa: E731
+        spikes, v_end, spike_counts = cuba_kernel.cuba_window(
+            arr, bias_eff.numpy(), as_np(du_factor), as_np(dv_factor), as_np(vth_eff),
+            spike_dtype=np.float32 if spike_dtype == torch.float32 else np.bool_, threads=torch.get_num_threads())
+        if counts is not None:
+            counts.append(torch.from_numpy(spike_counts))
+        return torch.from_numpy(spikes), torch.from_numpy(v_end).to(torch.float64)
+    return _run_neurons_torch(a_in, bias_eff, du_factor, dv_factor, vth_eff, shape=shape, wrap_u=wrap_u,
+                              clamp_v=clamp_v, a_max=a_max, spike_dtype=spike_dtype, consume_input=consume_input)
+
+
+def _run_neurons_torch(a_in: torch.Tensor | None, bias_eff: torch.Tensor, du_factor: Factor, dv_factor: Factor,
+                       vth_eff: Factor, *, shape: tuple[int, int, int] | None = None, wrap_u: bool = True,
+                 clamp_v: bool = True, a_max: int | None = None, spike_dtype: torch.dtype = torch.bool,
                  consume_input: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """CUBA dynamics over a window from u = v = 0 (the integer semantics of `_run_neurons_reference`).
 
@@ -363,11 +394,12 @@ def _sum_pool_padded(x: torch.Tensor, s: int, padding: tuple[int, int]) -> torch
     return F.pad(pooled, (pw // s, pw // s, ph // s, ph // s)) if (ph or pw) else pooled
 
 
-def _synaptic_input(prep: _Prepared, s_prev: torch.Tensor) -> torch.Tensor:
+def _synaptic_input(prep: _Prepared, s_prev: torch.Tensor, density: float | None = None) -> torch.Tensor:
     """Weighted input [T, B, N] that the layer's neurons receive in their window (integer-valued float).
 
     The float32 (float64 for large weights) accumulation is exact: all partial sums are integers
     below 2**24 (2**53). The conv's 24-bit wrap is applied only when the weights allow it to fire.
+    ``density``: fraction of non-zero input spikes, when the caller knows it (else counted here).
     """
     steps, batch = s_prev.shape[:2]
     layer = prep.layer
@@ -384,9 +416,17 @@ def _synaptic_input(prep: _Prepared, s_prev: torch.Tensor) -> torch.Tensor:
         if prep.conv_wrap:
             acc = torch.remainder(acc.to(torch.float64) + _U_MAX, 2 * _U_MAX) - _U_MAX
     elif isinstance(layer, ConvLayer):
-        acc = F.conv2d(x, prep.weight, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
-                       groups=layer.groups)
-        acc = torch.round_(acc)
+        if density is None:
+            density = float(torch.count_nonzero(x)) / max(1, x.numel())
+        if cuba_kernel.available() and density < EVENT_CONV_DENSITY:
+            # sparse spikes: each spike adds its kernel to the outputs it reaches (same integer sums)
+            acc = torch.from_numpy(cuba_kernel.conv_events(
+                x.numpy(), prep.weight.numpy(), layer.stride, layer.padding, layer.dilation, layer.groups,
+                layer.shape[1:], threads=torch.get_num_threads()))
+        else:
+            acc = F.conv2d(x, prep.weight, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                           groups=layer.groups)
+            acc = torch.round_(acc)
         if prep.conv_wrap:  # PyConvModelFixed signed_clamp(24), exact in float64 for integers
             acc = torch.remainder(acc.to(torch.float64) + _U_MAX, 2 * _U_MAX) - _U_MAX
     else:
@@ -467,18 +507,25 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
             else:
                 s = torch.as_tensor(data[:, start:stop].reshape(steps, b, -1), dtype=torch.float32)
             window_spikes = [s]
+            # per layer [B, N] spike counts over the window (from the kernel; None: counted later)
+            summed: list[torch.Tensor | None] = [None if program.input_kind == "bias" else torch.from_numpy(
+                data[:, start:stop].reshape(steps, b, -1).sum(axis=0, dtype=np.int32).astype(np.float32))]
             v_end = None
             for k in range(1, n_layers):
                 prep = prepared[k]
                 assert prep is not None
                 s_prev = window_spikes[-1]
-                a_in = _synaptic_input(prep, s_prev)
+                known = summed[-1]
+                density = float(known.numpy().sum(dtype=np.float64)) / max(1, s_prev.numel()) if known is not None else None
+                a_in = _synaptic_input(prep, s_prev, density)
                 wrap_u, clamp_v = flags[k]
+                got: list[torch.Tensor] = []
                 s, v_end = _run_neurons(a_in, prep.bias_eff, prep.du_factor, prep.dv_factor, prep.vth_eff,
                                         wrap_u=wrap_u, clamp_v=clamp_v, a_max=prep.a_max,
-                                        spike_dtype=torch.float32, consume_input=True)
+                                        spike_dtype=torch.float32, consume_input=True, counts=got)
                 window_spikes.append(s)
-            counter.add(window_spikes)
+                summed.append(got[0] if got else None)
+            counter.add(window_spikes, summed)
             if program.has_readout:
                 assert v_end is not None
                 readout_chunks.append(v_end.to(torch.int64).numpy())

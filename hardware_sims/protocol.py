@@ -47,7 +47,7 @@ def coerce_inputs(program: LoihiProgram, inputs: np.ndarray | torch.Tensor,
         return bias, int(steps if steps is not None else program.num_steps)
     if arr.ndim != len(shape0) + 2 or arr.shape[2:] != shape0:
         raise SimulationError(f"spike input must be [T, B, {', '.join(map(str, shape0))}], got {arr.shape}")
-    if arr.size and not np.isin(arr, (0, 1)).all():
+    if arr.size and not (arr.min() >= 0 and arr.max() <= 1 and ((arr == 0) | (arr == 1)).all()):
         raise SimulationError("spike input must contain only 0 and 1")
     t_in = arr.shape[0]
     steps = int(steps if steps is not None else t_in)

@@ -184,6 +184,7 @@ from neurocxr.hardware_sims.emulator import (  # noqa: E402
     _neuron_bounds,
     _neuron_step_,
     _run_neurons_reference,
+    _run_neurons_torch,
 )
 
 _LIM = 2**23
@@ -235,9 +236,9 @@ def test_bound_skipped_wrap_and_clip_match_reference(data, steps: int, n: int, i
     wrap_u = u_bound >= _LIM
     clamp_v = wrap_u or v_bound > _LIM - 1
     ref_s, _, ref_v = _run_neurons_reference(a_in, bias, du, dv, vth << 6)
-    for a_dtype in (torch.int64, torch.float32):
-        s, v = _run_neurons(a_in.to(a_dtype), bias, du, dv, vth << 6, wrap_u=wrap_u, clamp_v=clamp_v, a_max=a_max,
-                            spike_dtype=torch.float32, consume_input=True)
+    for a_dtype, run in itertools.product((torch.int64, torch.float32), (_run_neurons_torch, _run_neurons)):
+        s, v = run(a_in.to(a_dtype), bias, du, dv, vth << 6, wrap_u=wrap_u, clamp_v=clamp_v, a_max=a_max,
+                   spike_dtype=torch.float32, consume_input=True)
         assert torch.equal(s.bool(), ref_s)
         assert torch.equal(v.long(), ref_v)
     # the bounds really bound the reference trajectory (so skipping is justified, not lucky)
@@ -280,3 +281,46 @@ def test_threads_argument_restores_caller_setting() -> None:
     np.testing.assert_array_equal(a.readout, emulate(program, images).readout)
     with pytest.raises(SimulationError, match="threads"):
         emulate(program, images, threads=0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), steps=st.integers(1, 6), batch=st.integers(1, 3), n=st.integers(1, 6))
+def test_per_neuron_parameters_numba_and_torch_match_reference(data, steps: int, batch: int, n: int) -> None:
+    """Per-neuron decays / thresholds (third-party netx files), inputs that force the wrap and the clip."""
+    ints = lambda lo, hi: torch.tensor(data.draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n)),  # noqa: E731
+                                       dtype=torch.int64)
+    du, dv, vth = 4096 - ints(0, 4096), 4096 - ints(0, 4096), ints(0, 131071) << 6
+    a_val = st.one_of(st.integers(-300, 300), st.integers(-2**18, 2**18), st.sampled_from([2**17, -2**17, 2**17 + 1]))
+    a_in = torch.tensor(data.draw(st.lists(a_val, min_size=steps * batch * n, max_size=steps * batch * n)),
+                        dtype=torch.int64).reshape(steps, batch, n)
+    bias = ints(-4096, 4095) * 64
+    ref_s, _, ref_v = _run_neurons_reference(a_in, bias, du, dv, vth)
+    for run in (_run_neurons_torch, _run_neurons):
+        s, v = run(a_in.double(), bias, du, dv, vth, spike_dtype=torch.float32)
+        assert torch.equal(s.bool(), ref_s), run.__name__
+        assert torch.equal(v.long(), ref_v), run.__name__
+
+
+@pytest.mark.skipif(not __import__("neurocxr.hardware_sims.cuba_kernel", fromlist=["x"]).available(),
+                    reason="numba kernel not available")
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_event_driven_conv_equals_dense_conv(seed: int) -> None:
+    from neurocxr.hardware_sims.cuba_kernel import conv_events
+
+    rng = np.random.default_rng(seed)
+    groups = int(rng.choice([1, 2]))
+    cin, cout = 2 * groups, 2 * groups
+    h, w = int(rng.integers(3, 9)), int(rng.integers(3, 9))
+    kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+    dilation = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    x = torch.as_tensor((rng.random((3, cin, h, w)) < 0.3).astype(np.float32))
+    weight = torch.as_tensor(rng.integers(-256, 255, (cout, cin // groups, kh, kw)).astype(np.float32))
+    try:
+        ref = torch.nn.functional.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    except RuntimeError:  # kernel larger than the padded map
+        return
+    got = conv_events(x.numpy(), weight.numpy(), stride, padding, dilation, groups, tuple(ref.shape[2:]))
+    np.testing.assert_array_equal(got, ref.numpy())
