@@ -18,7 +18,10 @@ What it reproduces (lava-nc 0.10.0 / lava-dl 0.6.0 sources, which win over any d
   sum is an integer below 2**24 / 2**53), wrapped to 24 bits (``(x + 2**23) % 2**24 - 2**23``),
   no weight exponent.
 
-Speed (same integer results): neuron state is float64 holding integers (``trunc(x * f/4096)`` is
+Speed (same integer results): with numba installed the neuron dynamics run in one fused int64
+kernel per layer (hardware_sims/cuba_kernel.py) that also counts spikes, and conv layers whose input
+spike density is below `EVENT_CONV_DENSITY` run event-driven (each spike adds its kernel); otherwise
+(torch fallback) neuron state is float64 holding integers (``trunc(x * f/4096)`` is
 exact there), the current wrap / voltage clip / conv wrap are skipped only when a bound computed
 from the weights, biases and decays (`_neuron_bounds`) proves they cannot fire, a kernel that is a
 pooled kernel (constant on stride x stride blocks) runs as sum-pool + smaller conv, and synaptic-op
