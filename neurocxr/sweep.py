@@ -31,7 +31,8 @@ The config (TOML)::
 Every Ray quirk of neurocxr lives in this module. The sweep directory holds ``trials/<id>.json``
 (one per finished trial, keyed by a hash of everything that defines the trial: a rerun skips those
 with status "ok"), ``results.jsonl`` (one row per trial, the table), ``pareto.json`` and
-``pareto.png``. A trial that fails is recorded with status "failed" and its error; the sweep goes on.
+``pareto.png``, and ``checkpoints/<id>.pt`` (the trained model of each trial, loadable with
+`neurocxr.load`; on a cluster the sweep directory must be on a shared file system). A trial that fails is recorded with status "failed" and its error; the sweep goes on.
 """
 
 from __future__ import annotations
@@ -357,7 +358,11 @@ def _run_trial(params: dict[str, Any], settings: dict[str, Any]) -> dict[str, An
         torch.set_num_threads(int(threads))
         train_cfg = replace(train_cfg, num_threads=int(threads))
     splits = load_dataset(settings.get("data"), image_size=model_cfg.image_size)
-    result = train(model_cfg, splits, train_cfg, progress=False)
+    checkpoint = None
+    if settings.get("checkpoint_dir") and settings.get("trial_id"):
+        checkpoint = Path(settings["checkpoint_dir"]) / f"{settings['trial_id']}.pt"
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    result = train(model_cfg, splits, train_cfg, progress=False, checkpoint_path=checkpoint)
     model = result.model.eval()
     # Reading out early = the chip runs only readout_steps steps of the same network.
     run_cfg = replace(model_cfg, num_steps=readout_steps)
@@ -369,7 +374,8 @@ def _run_trial(params: dict[str, Any], settings: dict[str, Any]) -> dict[str, An
     check_fits(resources)
 
     cap = settings.get("max_eval_samples")
-    out: dict[str, Any] = {"data": splits.source, "synthetic": bool(splits.synthetic), "best_epoch": result.best_epoch,
+    out: dict[str, Any] = {"checkpoint": str(checkpoint) if checkpoint is not None else None,
+                           "data": splits.source, "synthetic": bool(splits.synthetic), "best_epoch": result.best_epoch,
                            "epochs_run": len(result.history), "seconds_per_epoch": result.seconds_per_epoch}
     diffs: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
@@ -688,7 +694,9 @@ def run_sweep(
         write_text(out / "sweep_config.toml", Path(cfg.source).read_text(encoding="utf-8"))
     settings = cfg.settings()
     settings["threads"] = max(1, int(options.cpus_per_trial))
-    id_settings = {k: v for k, v in settings.items() if k != "threads"}
+    # Checkpoints are written by the workers: on a cluster the sweep directory must be shared.
+    settings["checkpoint_dir"] = str((out / "checkpoints").resolve())
+    id_settings = {k: v for k, v in settings.items() if k not in ("threads", "checkpoint_dir")}
     todo: list[tuple[str, dict[str, Any]]] = []
     finished = _read_trials(trials_dir)
     skipped = 0
@@ -725,7 +733,7 @@ def run_sweep(
 
 def _trainable(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Tune function trainable: one trial; the row travels back as a JSON string (Tune flattens dicts)."""
-    row = run_trial(config["params"], config["settings"])
+    row = run_trial(config["params"], {**config["settings"], "trial_id": config["trial_id"]})
     row["trial_id"] = config["trial_id"]
     return {"row_json": json.dumps(row, default=_json_default), "done": True}
 

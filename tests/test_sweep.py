@@ -73,6 +73,12 @@ def test_two_trial_sweep_on_local_ray_then_resume(tiny_npz: Path, tmp_path: Path
         assert 0.0 <= row["val_auc"] <= 1.0 and 0.0 <= row["test_auc"] <= 1.0
         assert "scores" not in row  # per-sample scores stay in the per-trial files
         assert (out / "trials" / f"{row['trial_id']}.json").is_file()
+        assert Path(row["checkpoint"]) == (out / "checkpoints" / f"{row['trial_id']}.pt").resolve()
+    # The checkpoint is the trained (quantisation-ready) model: it reloads and exports.
+    from neurocxr.pipeline import load, to_program
+
+    loaded = load(rows[0]["checkpoint"])
+    assert loaded.config.name == "snn_strided" and to_program(loaded)[1].num_steps == 2
     pareto = json.loads((out / "pareto.json").read_text())
     assert {"trials", "pareto"} <= set(pareto)
     assert [r["trial_id"] for r in pareto["pareto"]] == [r["trial_id"] for r in pareto_front(rows)]
