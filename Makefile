@@ -14,8 +14,9 @@ export OMP_NUM_THREADS ?= 2
 env:
 	@bash scripts/setup_env.sh
 
+# runs/demo is the demo's own folder: a rerun replaces it (--force), other -o folders are never overwritten.
 demo: env
-	$(VENV)/bin/neurocxr demo --out runs/demo
+	$(VENV)/bin/neurocxr demo --out runs/demo --force
 
 test: env
 	$(PY) -m pytest -q tests

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from neurocxr.energy.estimate import inference_macs
 from neurocxr.models import ModelConfig
 from neurocxr.training import TrainConfig
 
@@ -180,42 +181,6 @@ def _params(model: torch.nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-def _gru_macs(gru: torch.nn.GRU, steps: int) -> int:
-    """MACs of a (bi)GRU over ``steps`` steps for one sample: 3 gates x (input + hidden) per direction."""
-    total = 0
-    dirs = 2 if gru.bidirectional else 1
-    for layer in range(gru.num_layers):
-        cin = gru.input_size if layer == 0 else gru.hidden_size * dirs
-        total += dirs * 3 * (cin + gru.hidden_size) * gru.hidden_size
-    return total * steps
-
-
-def _macs(loaded: Any) -> dict[str, Any]:
-    """MACs per inference: exact Conv/Linear MACs from PyTorch hooks (zero-padding taps excluded);
-    for SNNs the dense-hardware figure, summed over the T steps (a chip does synaptic ops instead)."""
-    from neurocxr.energy.estimate import count_cnn_macs
-    from neurocxr.models import is_snn
-
-    config = loaded.config
-    side = (1, config.in_channels, config.image_size, config.image_size)
-    if not is_snn(config):
-        return {"macs": int(sum(count_cnn_macs(loaded.model, side).values())), "basis": "conv+linear, per image"}
-    steps = config.num_steps
-    model = loaded.model
-    gru = getattr(model, "gru", None)
-    if gru is None:
-        hooks = int(sum(count_cnn_macs(model, (steps,) + side).values()))
-        return {"macs": hooks, "basis": f"dense-equivalent conv+linear MACs over {steps} steps "
-                "(spikes make the chip's synaptic ops fewer)"}
-    # slimi2025: the CNN runs once, the BiGRU, projection and head once per step.
-    cnn = sum(count_cnn_macs(model.features, side).values())
-    per_step = sum(count_cnn_macs(model.projection, (1, 2 * gru.hidden_size)).values())
-    per_step += sum(count_cnn_macs(model.head, (1, 64)).values())
-    total = int(cnn + steps * per_step + _gru_macs(gru, steps))
-    return {"macs": total, "basis": f"CNN once + (BiGRU + projection + head) x {steps} steps; GRU by formula "
-            "(3 gates x (input + hidden) x hidden per direction, layer and step)"}
-
-
 def _onnx(loaded: Any, images: torch.Tensor, folder: Path) -> dict[str, Any]:
     from neurocxr.errors import NeurocxrError
     from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx, onnx_macs
@@ -294,7 +259,7 @@ def report(out: Path, data: str | None) -> None:
             "balance": meta.get("balance", run.train.balance if run.balance != "sgan" else "sgan"),
             "test": metrics.to_dict(),
             "params": _params(loaded.model),
-            **_macs(loaded),
+            **inference_macs(loaded.model, loaded.config),
             "onnx": _onnx(loaded, test.images, onnx_dir),
             "threshold": loaded.threshold,
             "best_epoch": meta.get("best_epoch"),

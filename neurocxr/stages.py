@@ -141,7 +141,9 @@ def energy_report_stage(
     """
     from neurocxr.energy.measure import measurability
     from neurocxr.energy.profiles import get_profile
+    from neurocxr.energy.estimate import estimate_ann_energy, inference_macs
     from neurocxr.energy.suite import cnn_estimates, snn_estimates
+    from neurocxr.models import is_snn
     from neurocxr.energy.suite import counting_bases as suite_counting_bases
     from neurocxr.exporters.loihi import quantisation_table
     from neurocxr.exporters.resources import estimate_resources
@@ -216,6 +218,17 @@ def energy_report_stage(
             b_metrics = clinical_metrics(y, _softmax_scores(b_logits), threshold=b.threshold)
             accuracy[f"{b.name} (float, PyTorch)"] = b_metrics.to_dict()
             auc[b.name] = b_metrics.roc_auc
+            if is_snn(b.config):
+                # A spiking baseline the chip cannot hold (GRU, MaxPool...): what it costs on
+                # conventional hardware, dense-equivalent MACs over its time steps. It has no ONNX form.
+                macs = inference_macs(b.model, b.config)
+                for precision in ("fp32", "int8"):
+                    row = estimate_ann_energy({f"{b.name} ({macs['basis']})": macs["macs"]},
+                                              f"horowitz45-{precision}", model=b.name, accuracy=b_metrics.accuracy)
+                    row.footnotes = list(row.footnotes or []) + [f"{b.name} is a spiking model run densely on "
+                                                                 f"conventional hardware: {macs['basis']}."]
+                    estimates.append(row)
+                continue
             estimates += cnn_estimates(b.model, (1,) + tuple(images.shape[1:]), name=b.name, accuracy=b_metrics.accuracy)
             if measure:
                 from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx, onnx_session

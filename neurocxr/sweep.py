@@ -748,19 +748,31 @@ def _run_on_ray(todo: list[tuple[str, dict[str, Any]]], settings: dict[str, Any]
     bar = tqdm(total=len(todo), desc="sweep trials", disable=not progress, unit="trial")
 
     class _Recorder(tune.Callback):
+        """Records each finished trial and advances the bar. Tune pickles its callbacks with the
+        experiment state; the bar (a lock) and the writer stay out of that state."""
+
+        def __init__(self, record: Callable[[dict[str, Any]], None], bar: Any) -> None:
+            self.record, self.bar = record, bar
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {}
+
+        def _done(self, row: dict[str, Any]) -> None:
+            if getattr(self, "record", None) is None:  # an unpickled copy: nothing to write to
+                return
+            self.record(row)
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"{row.get('model')} T={row.get('num_steps')}: {row.get('status')}")
+
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
             if "row_json" in result:
-                row = json.loads(result["row_json"])
-                record(row)
-                bar.update(1)
-                bar.set_postfix_str(f"{row.get('model')} T={row.get('num_steps')}: {row.get('status')}")
+                self._done(json.loads(result["row_json"]))
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             cfg = trial.config["trial"]
             row = _row_base(cfg["params"])
             row.update(trial_id=cfg["trial_id"], status="failed", error=f"Ray: {trial.error_msg or 'worker failed'}"[:2000])
-            record(row)
-            bar.update(1)
+            self._done(row)
 
     try:
         space = {"trial": tune.grid_search([{"trial_id": t, "params": p} for t, p in todo])}
@@ -774,7 +786,7 @@ def _run_on_ray(todo: list[tuple[str, dict[str, Any]]], settings: dict[str, Any]
             param_space=space,
             tune_config=tune.TuneConfig(max_concurrent_trials=options.max_concurrent or 0, reuse_actors=False),
             run_config=tune.RunConfig(
-                name="tune", storage_path=str((out / "ray").resolve()), verbose=0, callbacks=[_Recorder()],
+                name="tune", storage_path=str((out / "ray").resolve()), verbose=0, callbacks=[_Recorder(record, bar)],
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             ),
         )

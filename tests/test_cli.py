@@ -156,3 +156,23 @@ def test_lava_imports_after_a_progress_bar_fixed_the_multiprocessing_context() -
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("5")
+
+
+def test_a_spiking_model_the_chip_cannot_hold_is_a_baseline_too(tmp_path: Path) -> None:
+    """The hybrid CNN-GRU-SNN (not deployable) is costed on conventional hardware as dense MACs over
+    its time steps; it has no ONNX form, so nothing tries to export it."""
+    from neurocxr.energy.estimate import inference_macs
+
+    snn = tiny_snn(tmp_path)
+    cfg = ModelConfig(name="slimi2025", image_size=16, num_steps=2)
+    model = build_model(cfg).eval()
+    hybrid = save_checkpoint(tmp_path / "hybrid.pt", model, cfg, {"threshold": 0.5})
+    out = tmp_path / "report"
+    res = invoke("energy", str(snn), "--baseline", str(hybrid), "--data", "synthetic", "-o", str(out),
+                 "--max-samples", "8", "--no-measure")
+    assert res.exit_code == 0, res.output
+    rows = [r for r in json.loads((out / "report.json").read_text())["estimates"] if r["model"] == "slimi2025"]
+    macs = inference_macs(model, cfg)["macs"]
+    assert {r["device"] for r in rows} == {"horowitz45-fp32", "horowitz45-int8"}
+    fp32 = next(r for r in rows if r["device"] == "horowitz45-fp32")
+    assert fp32["dynamic_energy"]["value"] == pytest.approx(macs * 4.6e-12, rel=1e-9)

@@ -60,7 +60,8 @@ def test_two_trial_sweep_on_local_ray_then_resume(tiny_npz: Path, tmp_path: Path
     cfg = load_sweep_config(cfg_path)
     out = tmp_path / "sweep"
     seen: list[dict] = []
-    result = run_sweep(cfg, out, progress=False, on_trial=seen.append)
+    # progress=True: Tune pickles its callbacks, and the progress bar (a lock) must stay out of that.
+    result = run_sweep(cfg, out, progress=True, on_trial=seen.append)
     assert result.ran == 2 and result.skipped == 0 and result.failed == 0
     assert len(seen) == 2 and {r["regulariser"] for r in seen} == {0.0, 0.001}
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

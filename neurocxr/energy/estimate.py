@@ -229,6 +229,45 @@ def _mac_energy(prof: DeviceProfile) -> float:
     return prof.energy_per_synop_j  # KerasSpiking convention: on CPU/GPU/ARM one synop is one MAC
 
 
+def gru_macs(gru: nn.GRU, steps: int) -> int:
+    """MACs of a (bi)GRU over ``steps`` steps for one sample: 3 gates x (input + hidden) x hidden
+    per direction and layer (biases and gate nonlinearities not counted)."""
+    total = 0
+    dirs = 2 if gru.bidirectional else 1
+    for layer in range(gru.num_layers):
+        cin = gru.input_size if layer == 0 else gru.hidden_size * dirs
+        total += dirs * 3 * (cin + gru.hidden_size) * gru.hidden_size
+    return total * steps
+
+
+def inference_macs(model: nn.Module, config: Any) -> dict[str, Any]:
+    """MACs per inference of any registered model, on dense (conventional) hardware.
+
+    CNNs: exact Conv/Linear MACs (`count_cnn_macs`). SNNs: the dense-hardware figure summed over
+    the T steps (a neuromorphic chip does synaptic ops on spikes instead). The hybrid CNN-GRU-SNN
+    (a model with a ``gru``): its CNN runs once, the BiGRU, projection and head once per step.
+    Returns ``{"macs": total, "basis": what was counted}``.
+    """
+    from neurocxr.models import is_snn
+
+    side = (1, config.in_channels, config.image_size, config.image_size)
+    if not is_snn(config):
+        return {"macs": int(sum(count_cnn_macs(model, side).values())), "basis": "conv+linear, per image"}
+    steps = config.num_steps
+    gru = getattr(model, "gru", None)
+    if gru is None:
+        hooks = int(sum(count_cnn_macs(model, (steps,) + side).values()))
+        return {"macs": hooks, "basis": f"dense-equivalent conv+linear MACs over {steps} steps "
+                "(spikes make the chip's synaptic ops fewer)"}
+    cnn = sum(count_cnn_macs(model.features, side).values())
+    per_step = sum(count_cnn_macs(model.projection, (1, 2 * gru.hidden_size)).values())
+    head_in = next(m.in_features for m in model.head.modules() if isinstance(m, nn.Linear))
+    per_step += sum(count_cnn_macs(model.head, (1, head_in)).values())
+    total = int(cnn + steps * per_step + gru_macs(gru, steps))
+    return {"macs": total, "basis": f"CNN once + (BiGRU + projection + head) x {steps} steps; GRU by formula "
+            "(3 gates x (input + hidden) x hidden per direction, layer and step)"}
+
+
 def estimate_ann_energy(
     macs_per_layer: dict[str, int],
     profile: DeviceProfile | str = "horowitz45-fp32",
