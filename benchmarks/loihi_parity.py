@@ -73,16 +73,19 @@ def main() -> None:
     if args.compare_9bit:
         from neurocxr.data import load_dataset
         from neurocxr.exporters import loihi
+        from neurocxr.exporters import program as program_module
         from neurocxr.pipeline import to_program
 
         grids, check = loihi.MIXED_GRIDS, loihi.netx_weight_bits
         loihi.MIXED_GRIDS = (loihi.WeightGrid(1, -256, 254),)  # the old rounding: 9 bits for odd values
-        loihi.netx_weight_bits = lambda w: (8, 0, "unchecked")  # type: ignore[assignment]
+        # The program itself refuses 9-bit weights: switch that check off for this comparison only.
+        loihi.netx_weight_bits = program_module.netx_weight_bits = lambda w: (8, 0, "unchecked")  # type: ignore
         try:
             loaded = load(args.checkpoint)
             _, program9 = to_program(loaded)
         finally:
             loihi.MIXED_GRIDS, loihi.netx_weight_bits = grids, check
+            program_module.netx_weight_bits = check
         ds = getattr(load_dataset(args.data, image_size=loaded.config.image_size), args.split)
         par9, _ = parity_check(loaded, program9, ds.images, ds.labels, netx_path=None, lava_samples=0)
         result["old_9bit_rounding_for_comparison"] = {

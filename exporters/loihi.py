@@ -46,6 +46,7 @@ from neurocxr.exporters.program import (
     DenseLayer,
     InputLayer,
     Layer,
+    netx_weight_bits,  # re-exported: the packing rule lives with the program it constrains
     LoihiNeuron,
     LoihiProgram,
     ProgramError,
@@ -357,39 +358,6 @@ def fuse_pool_into_dense(
 # --------------------------------------------------------------------------------------------
 # Quantisation
 # --------------------------------------------------------------------------------------------
-
-
-def netx_weight_bits(weight: np.ndarray) -> tuple[int, int, str]:
-    """(num_weight_bits, weight_exponent, sign_mode) as lava-dl 0.6.0's netx packing counts them.
-
-    A line-by-line mirror of ``lava.lib.dl.netx.utils.optimize_weight_bits`` (which prints and
-    clips instead of failing, and needs torch/slayer to import): Loihi's synapse holds 8 bits, so
-    a layer is storable only when this returns <= 8 bits. Mixed sign: 8 bits or fewer exactly for
-    multiples of 2**n in [-128 * 2**n, 127 * 2**n] that netx does not clip, i.e. any integer in
-    [-128, 127] or even integers in [-256, 254]. One sign: [0, 255] or [-256, -1]. An all-zero
-    matrix would crash netx (division by zero): reported as sign mode "zero" with 0 bits; mixed
-    weights netx would clip are reported with 99 bits.
-    """
-    w = np.asarray(weight, dtype=np.int64)
-    if w.size == 0 or not np.any(w):
-        return 0, 0, "zero"
-    max_w, min_w = int(w.max()), int(w.min())
-    if min_w < 0 < max_w or (min_w < 0 and max_w == 0):
-        if max_w > 254 or min_w < -256:  # netx clips (with a printed warning): never storable as is
-            return 99, 0, "mixed (clipped by netx)"
-        sign_mode, is_signed = "mixed", 1
-        scales = [127 / max_w] if max_w > 0 else []
-        scale = min(scales + [-128 / min_w])
-    elif max_w < 0:
-        sign_mode, is_signed, scale = "inhibitory", 0, -256 / min_w
-    else:
-        sign_mode, is_signed, scale = "excitatory", 0, 255 / max_w
-    scale_bits = int(np.floor(np.log2(scale))) + is_signed
-    n = 8
-    while n > 0 and np.any(w % (2**n)):
-        n -= 1
-    n -= is_signed
-    return 8 - scale_bits - n, -scale_bits, sign_mode
 
 
 @dataclass(frozen=True)

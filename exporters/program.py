@@ -130,6 +130,39 @@ class LoihiNeuron:
 READOUT_I_DECAY, READOUT_V_DECAY, READOUT_V_TH_MANT = 0, 4096, 1 << 17
 
 
+def netx_weight_bits(weight: np.ndarray) -> tuple[int, int, str]:
+    """(num_weight_bits, weight_exponent, sign_mode) as lava-dl 0.6.0's netx packing counts them.
+
+    A line-by-line mirror of ``lava.lib.dl.netx.utils.optimize_weight_bits`` (which prints and
+    clips instead of failing, and needs torch/slayer to import): Loihi's synapse holds 8 bits, so
+    a layer is storable only when this returns <= 8 bits. Mixed sign: 8 bits or fewer exactly for
+    multiples of 2**n in [-128 * 2**n, 127 * 2**n] that netx does not clip, i.e. any integer in
+    [-128, 127] or even integers in [-256, 254]. One sign: [0, 255] or [-256, -1]. An all-zero
+    matrix would crash netx (division by zero): reported as sign mode "zero" with 0 bits; mixed
+    weights netx would clip are reported with 99 bits.
+    """
+    w = np.asarray(weight, dtype=np.int64)
+    if w.size == 0 or not np.any(w):
+        return 0, 0, "zero"
+    max_w, min_w = int(w.max()), int(w.min())
+    if min_w < 0 < max_w or (min_w < 0 and max_w == 0):
+        if max_w > 254 or min_w < -256:  # netx clips (with a printed warning): never storable as is
+            return 99, 0, "mixed (clipped by netx)"
+        sign_mode, is_signed = "mixed", 1
+        scales = [127 / max_w] if max_w > 0 else []
+        scale = min(scales + [-128 / min_w])
+    elif max_w < 0:
+        sign_mode, is_signed, scale = "inhibitory", 0, -256 / min_w
+    else:
+        sign_mode, is_signed, scale = "excitatory", 0, 255 / max_w
+    scale_bits = int(np.floor(np.log2(scale))) + is_signed
+    n = 8
+    while n > 0 and np.any(w % (2**n)):
+        n -= 1
+    n -= is_signed
+    return 8 - scale_bits - n, -scale_bits, sign_mode
+
+
 def _check_weight(where: str, weight: Any) -> np.ndarray:
     if weight is None:
         raise ProgramError(f"{where}: synaptic layer without weights")
@@ -139,6 +172,14 @@ def _check_weight(where: str, weight: Any) -> np.ndarray:
     lo, hi = (0, WEIGHT_MAX_EXCITATORY) if w.min(initial=0) >= 0 else (WEIGHT_MIN, WEIGHT_MAX)
     if w.size and (w.min() < lo or w.max() > hi):
         raise ProgramError(f"{where}: weights {w.min()}..{w.max()} outside netx's lossless {lo}..{hi}")
+    bits, _, sign_mode = netx_weight_bits(w)
+    if bits > 8:
+        # Lava's CPU models keep such weights, so parity cannot catch them; the chip cannot store them.
+        raise ProgramError(
+            f"{where}: {sign_mode} weights {w.min()}..{w.max()} need {bits} bits as lava-dl packs them, Loihi's "
+            "synapse holds 8: mixed-sign weights must be even in [-256, 254] or lie in [-128, 127] "
+            "(re-export with neurocxr, which quantises to those grids)"
+        )
     return w
 
 

@@ -10,13 +10,22 @@ import numpy as np
 from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiNeuron, LoihiProgram, ReadoutLayer
 
 
+def grid8(w: np.ndarray) -> np.ndarray:
+    """Random weights put where Loihi's 8-bit synapse can hold them (the program refuses the rest):
+    mixed-sign weights beyond [-128, 127] are rounded down to even values in [-256, 254]."""
+    w = np.asarray(w, dtype=np.int64)
+    if w.size and w.min() < 0 < w.max() and (w.min() < -128 or w.max() > 127):
+        w = (w // 2) * 2
+    return w
+
+
 def default_shaped_program(seed: int = 0, num_steps: int = 8) -> LoihiProgram:
     """A program shaped like the default snn_conv model after pool folding (random integer weights)."""
     rng = np.random.default_rng(seed)
     lif = LoihiNeuron(v_th_mant=400, i_decay=4096, v_decay=410)
     layers = [
         InputLayer("input", (1, 28, 28), LoihiNeuron(2040, 4096, 0)),
-        ConvLayer("conv1", (16, 28, 28), lif, weight=rng.integers(-120, 254, (16, 1, 3, 3)),
+        ConvLayer("conv1", (16, 28, 28), lif, weight=grid8(rng.integers(-120, 254, (16, 1, 3, 3))),
                    bias=rng.integers(-20, 20, 16), padding=(1, 1)),
         # AvgPool2 folded into a 3x3 conv: 6x6 kernel, stride 2, pad 2 -> 32 x 14 x 14
         ConvLayer("conv2_pool", (32, 14, 14), lif, weight=rng.integers(-60, 80, (32, 16, 6, 6)),
@@ -24,7 +33,7 @@ def default_shaped_program(seed: int = 0, num_steps: int = 8) -> LoihiProgram:
         # second AvgPool2 folded into the dense layer: reads the 32 x 14 x 14 map
         DenseLayer("fc1", (128,), lif, weight=rng.integers(-6, 7, (128, 32 * 14 * 14)),
                    flatten_input=True),
-        ReadoutLayer("readout", (2,), weight=rng.integers(-256, 254, (2, 128))),
+        ReadoutLayer("readout", (2,), weight=grid8(rng.integers(-256, 254, (2, 128)))),
     ]
     program = LoihiProgram(input_shape=(1, 28, 28), input_kind="bias", layers=layers, num_steps=num_steps,
                            input_scale=4080.0, metadata={"source": "hand-built default-shaped program"})
@@ -48,7 +57,7 @@ def random_program(rng: np.random.Generator, *, input_kind: str, num_hidden: int
 
     def weights(shape: tuple[int, ...]) -> np.ndarray:
         lo, hi = [(-256, 255), (0, 256), (-256, 1), (-20, 21)][int(rng.integers(0, 4))]
-        w = rng.integers(lo, hi, shape)
+        w = grid8(rng.integers(lo, hi, shape))
         if not w.any():
             w.flat[0] = 1 if hi > 1 else -1
         return w
@@ -187,12 +196,13 @@ def saturating_program(rng: np.random.Generator, *, mode: str, num_steps: int) -
     else:
         weight = rng.integers(-256, -150, (n_hidden, n_in))
         weight[:, : n_in // 8] = rng.integers(150, 255, (n_hidden, n_in // 8))  # a few excitatory inputs
+        weight = grid8(weight)
         hidden = LoihiNeuron(v_th_mant=rng.integers(1, 2000, n_hidden), i_decay=rng.integers(0, 300, n_hidden),
                              v_decay=0)
     layers: list = [
         InputLayer("input", (n_in,), None),
         DenseLayer("hidden", (n_hidden,), hidden, weight),
-        DenseLayer("out", (3,), LoihiNeuron(50, 4096, 200), rng.integers(-100, 200, (3, n_hidden))),
+        DenseLayer("out", (3,), LoihiNeuron(50, 4096, 200), grid8(rng.integers(-100, 200, (3, n_hidden)))),
     ]
     program = LoihiProgram(input_shape=(n_in,), input_kind="spikes", layers=layers, num_steps=num_steps)
     program.validate()

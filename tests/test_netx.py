@@ -120,3 +120,22 @@ def test_writer_refuses_invalid_programs(tmp_path: Path) -> None:
 def test_missing_file_is_an_export_error(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="does not exist"):
         read_netx(tmp_path / "nope.h5")
+
+
+def test_program_refuses_weights_the_chip_cannot_store() -> None:
+    """Odd mixed-sign weights beyond [-128, 127] need 9 bits as lava-dl packs them: Lava's CPU model
+    would run them (parity cannot catch it), Loihi's 8-bit synapse cannot hold them."""
+    import pytest
+
+    from neurocxr.exporters.program import ProgramError
+
+    def program(weight: np.ndarray) -> LoihiProgram:
+        layers = [InputLayer("input", (3,), None),
+                  DenseLayer("fc", (1,), LoihiNeuron(100, 4096, 0), weight)]
+        return LoihiProgram(input_shape=(3,), input_kind="spikes", layers=layers, num_steps=2)
+
+    with pytest.raises(ProgramError, match="9 bits"):
+        program(np.array([[253, -256, 3]])).validate()
+    program(np.array([[252, -256, 4]])).validate()  # even: 8-bit mantissa x 2
+    program(np.array([[127, -128, 3]])).validate()  # within [-128, 127]
+    program(np.array([[255, 0, 3]])).validate()  # one sign: [0, 255]
