@@ -90,18 +90,17 @@ def table(results: Path) -> tuple[list[str], list[str]]:
                 f"{_f3(c.get('sensitivity'))}/{_f3(c.get('specificity'))}, AUC {_f3(c.get('roc_auc'))}; decisions changed "
                 f"{_pct(op.get('test_prediction_changed_fraction'))} |")
     if emu:
-        layers = emu.get("identical_layer_spikes")
-        if isinstance(layers, dict):
-            layers = all(layers.values()) if layers else None
-        elif isinstance(layers, list):
-            layers = all(layers) if layers else None
-        lines.append(f"| emulator vs Lava (fixed_pt), {emu.get('program_source')} | identical spikes in every layer: "
-                     f"{layers}, identical readout: {emu.get('identical_readout')} "
-                     f"({(emu.get('lava') or {}).get('samples')} samples) |")
-        e, lv = emu.get("emulator") or {}, emu.get("lava") or {}
-        lines.append(f"| emulator speed | {e.get('samples_per_s', 0):.0f} samples/s vs Lava "
-                     f"{lv.get('samples_per_s_run', 0):.3g} samples/s: about {emu.get('speedup_vs_lava_run', 0):.0f}x "
-                     f"({(emu.get('threads') or {}).get('emulator_torch_threads')} thread(s), {emu.get('num_steps')} steps) |")
+        for key, label in (("a_spike_conv", "(a)"), ("b_default_model", "(b)")):
+            case = emu.get(key)
+            if not case:
+                continue
+            e, lv = case["emulator"]["best"], case["lava"]
+            lines.append(
+                f"| emulator vs Lava {label}: {case.get('model')} | {e['samples_per_s']:.0f} samples/s "
+                f"({e['threads']} thread(s)) vs Lava {lv['samples_per_s_sim']:.3g} samples/s inside net.run: about "
+                f"{case['speedup_vs_lava_sim']:.0f}x ({case['speedup_vs_lava_run']:.0f}x counting Lava's pauses and "
+                f"spike readback; {lv['run_mode']}); spikes identical in every layer on {lv['samples']} samples: "
+                f"{lv['identical']} |")
     if energy:
         summary = energy.get("summary") or []
         models = list(dict.fromkeys(r["model"].split(" (")[0] for r in summary))
