@@ -30,7 +30,7 @@ bench: env
 	$(VENV)/bin/neurocxr export $(BENCH_CKPT)/snn_conv.pt --target loihi -o $(BENCH)/loihi --force
 	OMP_NUM_THREADS=1 $(PY) benchmarks/emulator_vs_lava.py --checkpoint $(BENCH_CKPT)/snn_conv.pt
 	OMP_NUM_THREADS=1 $(PY) benchmarks/energy.py --checkpoint $(BENCH_CKPT)/snn_conv.pt \
-		--baseline $(BENCH_CKPT)/cnn_small.pt --export-dir $(BENCH)/loihi
+		--baseline $(BENCH_CKPT)/cnn_small.pt --export-dir $(BENCH)/loihi --sweep $(BENCH)/pareto.json
 	$(PY) benchmarks/readme_figures.py
 
 clean:
