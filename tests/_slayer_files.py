@@ -17,6 +17,9 @@ import h5py
 import numpy as np
 import torch
 
+from neurocxr.hardware_sims.lava import _import_lava
+
+_import_lava()  # Lava's own import fails once another module fixed the multiprocessing context
 with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
     import lava.lib.dl.slayer as slayer
 

@@ -78,6 +78,9 @@ def test_random_program_parity(tmp_path: Path, seed: int, input_kind: str, kinds
 
 
 def test_dense_packing_matches_netx_and_lava() -> None:
+    from neurocxr.hardware_sims.lava import _import_lava
+
+    _import_lava()  # Lava's own import fails once another module fixed the multiprocessing context
     from lava.lib.dl.netx.utils import optimize_weight_bits
     from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
 

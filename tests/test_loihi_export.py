@@ -455,6 +455,10 @@ def test_default_model_fits_one_loihi2_chip() -> None:
 def _lava_weight_bits(path) -> list[tuple[str, int]]:
     """(layer type, num_weight_bits) of every weighted layer of a netx file, by lava-dl's optimize_weight_bits."""
     import h5py
+
+    from neurocxr.hardware_sims.lava import _import_lava
+
+    _import_lava()  # Lava's own import fails once another module fixed the multiprocessing context
     from lava.lib.dl.netx.utils import optimize_weight_bits
 
     out = []
@@ -532,6 +536,9 @@ def test_default_model_netx_packs_into_8_bits_and_odd_weights_would_not(tmp_path
     seed=st.integers(0, 2**16),
 )
 def test_netx_weight_bits_mirrors_lava_dl(lo: int, span: int, shift: int, seed: int) -> None:
+    from neurocxr.hardware_sims.lava import _import_lava
+
+    _import_lava()  # Lava's own import fails once another module fixed the multiprocessing context
     from lava.lib.dl.netx.utils import optimize_weight_bits
 
     w = (np.random.default_rng(seed).integers(lo, lo + span + 1, (3, 4)) >> shift) << shift

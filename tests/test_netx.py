@@ -47,7 +47,9 @@ def test_round_trip(tmp_path: Path) -> None:
 
 
 def test_written_file_loads_in_lava_netx(tmp_path: Path) -> None:
-    netx = pytest.importorskip("lava.lib.dl.netx")
+    from neurocxr.hardware_sims.lava import _import_lava
+
+    netx = _import_lava()[0]  # not a bare import: Lava's import fails once another module fixed the mp context
     path = write_netx(default_shaped_program(), tmp_path / "net.h5")
     with contextlib.redirect_stdout(io.StringIO()):
         net = netx.hdf5.Network(net_config=str(path))
