@@ -14,7 +14,8 @@ def grid8(w: np.ndarray) -> np.ndarray:
     """Random weights put where Loihi's 8-bit synapse can hold them (the program refuses the rest):
     mixed-sign weights beyond [-128, 127] are rounded down to even values in [-256, 254]."""
     w = np.asarray(w, dtype=np.int64)
-    if w.size and w.min() < 0 < w.max() and (w.min() < -128 or w.max() > 127):
+    # lava-dl counts a matrix as mixed sign when it has a negative value and no all-negative range
+    if w.size and w.min() < 0 <= w.max() and (w.min() < -128 or w.max() > 127):
         w = (w // 2) * 2
     return w
 
