@@ -119,6 +119,20 @@ def prepare_chip(loaded: Any, val_images: torch.Tensor, val_labels: torch.Tensor
     return Chip(program, float(threshold), "Youden on the clean validation split (emulator readout difference)"), None
 
 
+def evaluated_on(loaded: Any, ds: Any, split: str, y: np.ndarray) -> dict[str, Any]:
+    """What an evaluation result was measured on: model, data, split and class balance (shared
+    header of the robustness and uncertainty results)."""
+    return {
+        "model": loaded.name,
+        "model_config": loaded.config.to_dict(),
+        "data": ds.source,
+        "synthetic": bool(ds.synthetic),
+        "split": split,
+        "samples": int(len(y)),
+        "positives": int(np.sum(y)),
+    }
+
+
 def check_split(split: str) -> None:
     if split not in ("train", "val", "test"):
         raise NeurocxrError(f"unknown split {split!r}; choose train, val or test")

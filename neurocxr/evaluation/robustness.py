@@ -32,6 +32,7 @@ from neurocxr.errors import NeurocxrError
 from neurocxr.evaluation.common import (
     check_max_samples,
     check_split,
+    evaluated_on,
     float_logits_of,
     prepare_chip,
     readout_difference,
@@ -171,13 +172,7 @@ def evaluate_robustness(
         if keep_scores:
             kept[f"{kind}@{level:g}"] = cond
     return {
-        "model": loaded.name,
-        "model_config": loaded.config.to_dict(),
-        "data": ds.source,
-        "synthetic": bool(ds.synthetic),
-        "split": split,
-        "samples": int(n),
-        "positives": int(y.sum()),
+        **evaluated_on(loaded, ds, split, y),
         "seed": int(seed),
         "protocol": {k: {**{kk: vv for kk, vv in PROTOCOL[k].items() if kk != "levels"}, "levels": list(v)}
                      for k, v in protocol.items()},

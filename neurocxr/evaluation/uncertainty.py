@@ -32,6 +32,7 @@ from neurocxr.evaluation.common import (
     check_max_samples,
     check_split,
     dropout_modules,
+    evaluated_on,
     float_logits_of,
     is_snn_model,
     prepare_chip,
@@ -194,13 +195,7 @@ def evaluate_uncertainty(
     curves["float_margin"] = {"path": "float", **referral_curve(y, pred, -margin)}
     per_sample["softmax_entropy"], per_sample["float_margin"] = sm_entropy, margin
     result: dict[str, Any] = {
-        "model": loaded.name,
-        "model_config": loaded.config.to_dict(),
-        "data": ds.source,
-        "synthetic": bool(ds.synthetic),
-        "split": split,
-        "samples": int(n),
-        "positives": int(y.sum()),
+        **evaluated_on(loaded, ds, split, y),
         "threshold": thr,
         "threshold_source": str(loaded.metadata.get("threshold_method", "checkpoint")),
         "float": {"accuracy": float(np.mean(pred == y)), "calibration": calibration(y, p)},
