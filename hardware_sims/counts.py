@@ -86,6 +86,15 @@ class CountAccumulator:
                 parts["sops"].append(np.rint(per_neuron[k - 1] @ fan).astype(np.int64))
             parts["out"].append(out)
 
+    def add_totals(self, totals: np.ndarray) -> None:
+        """Add one batch already counted by a kernel: ``totals`` [B, L, 3] int64 holding, per sample and
+        layer, (input spikes, output spikes, synaptic ops) with the definitions `add` uses."""
+        for k in range(len(self.program.layers)):
+            parts = self._parts[k]
+            parts["in"].append(np.asarray(totals[:, k, 0], dtype=np.int64).copy())
+            parts["out"].append(np.asarray(totals[:, k, 1], dtype=np.int64).copy())
+            parts["sops"].append(np.asarray(totals[:, k, 2], dtype=np.int64).copy())
+
     def result(self, steps: int, num_samples: int) -> list[LayerCounts]:
         counts: list[LayerCounts] = []
         for layer, stat, parts in zip(self.program.layers, self.statics, self._parts):

@@ -74,7 +74,7 @@ from neurocxr.exporters.program import (
     ProgramError,
 )
 
-from . import cuba_kernel
+from . import cuba_kernel, network_kernel
 from .counts import CountAccumulator
 from .protocol import coerce_inputs, place_window, sample_timeline
 from .results import RunResult
@@ -483,6 +483,11 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
         flags.append((wrap_u, wrap_u or v_bound > _V_LIMIT))
     spiking_idx = n_layers - 2 if program.has_readout else n_layers - 1
 
+    if network_kernel.available() and num_samples > 0:
+        dtype = network_kernel.plan_dtype(prepared, steps, _neuron_bounds)
+        if dtype is not None:
+            return _emulate_fused(program, prepared, dtype, data, steps, t_run, spiking_idx, record, progress)
+
     counter = CountAccumulator(program)
     recorded: list[list[np.ndarray]] = [[] for _ in range(n_layers)]
     out_chunks: list[np.ndarray] = []
@@ -547,4 +552,52 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
         simulator="emulator",
         metadata={"num_steps": steps, "t_run": t_run, "protocol": "staggered-window",
                   "counts_cover": "each layer's num_steps window"},
+    )
+
+
+# samples per call of the fused kernel: bounds the memory of a call and paces the progress bar
+FUSED_CHUNK = 512
+
+
+def _emulate_fused(program: LoihiProgram, prepared: list[_Prepared | None], dtype: np.dtype, data: np.ndarray,
+                   steps: int, t_run: int, spiking_idx: int, record: bool, progress: bool) -> RunResult:
+    """emulate() through the whole-program kernel (hardware_sims/network_kernel.py): same RunResult."""
+    plan = network_kernel.build_plan(program, prepared, dtype)
+    n_layers = len(program.layers)
+    num_samples = data.shape[0] if program.input_kind == "bias" else data.shape[1]
+    counter = CountAccumulator(program)
+    out_chunks: list[np.ndarray] = []
+    readout_chunks: list[np.ndarray] = []
+    recorded: list[list[np.ndarray]] = [[] for _ in range(n_layers)]
+    starts: Any = range(0, num_samples, FUSED_CHUNK)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="emulate", unit="chunk")
+    for start in starts:
+        stop = min(start + FUSED_CHUNK, num_samples)
+        b = stop - start
+        if program.input_kind == "bias":
+            spike_in, bias_in = None, data[start:stop].reshape(b, -1)
+        else:
+            spike_in, bias_in = data[:, start:stop].reshape(steps, b, -1), None
+        out, totals, v_end, layers = network_kernel.run_plan(
+            plan, steps=steps, spike_in=spike_in, bias_in=bias_in, out_layer=spiking_idx, record=record,
+            threads=torch.get_num_threads())
+        counter.add_totals(totals)
+        if program.has_readout:
+            readout_chunks.append(v_end)
+        out_chunks.append(place_window(torch.from_numpy(out), spiking_idx, t_run, program.layers[spiking_idx].shape))
+        if layers is not None:
+            for k in range(n_layers):
+                recorded[k].append(place_window(torch.from_numpy(layers[k]), k, t_run, program.layers[k].shape))
+    return RunResult(
+        output_spikes=np.concatenate(out_chunks, axis=1),
+        readout=np.concatenate(readout_chunks) if readout_chunks else None,
+        counts=counter.result(steps, num_samples),
+        time_steps=t_run,
+        layer_spikes=[np.concatenate(r, axis=1) for r in recorded] if record else None,
+        simulator="emulator",
+        metadata={"num_steps": steps, "t_run": t_run, "protocol": "staggered-window",
+                  "counts_cover": "each layer's num_steps window", "kernel": f"fused-{np.dtype(dtype).name}"},
     )

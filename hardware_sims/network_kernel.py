@@ -1,0 +1,489 @@
+"""Whole-program fused kernel (numba): one compiled pass runs every layer of a sample, event-driven.
+
+The emulator's fast path (hardware_sims/emulator.py chooses it; the layer-by-layer torch/numba
+path stays as the fallback and as the reference it is tested against). Same integers as Lava's
+fixed-point models, following the sample protocol of the emulator's docstring: layer ``k`` runs its
+window of ``T`` steps from ``u = v = 0`` on the window spikes of layer ``k - 1``.
+
+Why it is fast:
+
+- **Event-driven synapses.** Each input spike adds its weights to the accumulators it reaches; no
+  work for silent inputs. Maps are stored channel-last (H, W, C), so a spike's contribution to one
+  output position is one contiguous run of output channels (vectorised adds); dense weights are
+  stored one row per input position.
+- **Narrow integers where exact.** State and accumulators are int32 when a bound on every value
+  (from the weights, biases and decays; `plan_dtype`) proves int32 cannot overflow, else int64.
+  The decay ``trunc(x * f / 4096)`` is computed as a float64 product truncated toward zero, which is
+  exact (``|x * f| < 2**53`` and ``f / 4096`` is exact in binary) and vectorises.
+- **Everything in one pass.** Spike counts and synaptic-operation counts are summed while
+  spikes are delivered; only the output layer's spikes leave the kernel unless every layer is
+  recorded. Samples are spread over threads (``prange``), each thread with its own scratch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurocxr.exporters.program import ConvLayer, LoihiProgram
+
+from .cuba_kernel import available
+
+try:
+    from numba import njit, prange
+    import numba
+except ImportError:  # pragma: no cover - the emulator falls back to its layer-by-layer path
+    numba = None
+
+__all__ = ["available", "NetworkPlan", "storage_order", "run_plan"]
+
+_U_MAX = 2**23
+_V_LIMIT = 2**23 - 1
+_V_LIMIT_F = float(_V_LIMIT)
+_INT32_LIMIT = 2**31 - 1
+# int64 state stays exact in the float64 decay product while |x| * 4096 < 2**53
+_INT64_STATE_LIMIT = 2**40
+
+# meta columns (one row per program layer)
+KIND, N, N_IN, CIN, H, W, COUT, HO, WO, KH, KW, GROUPS, W_OFF, P_OFF, CONV_WRAP, W_EXP, FAN_OFF, YT_OFF, \
+    XT_OFF, ROW_RUN, DEC_OFF = range(21)
+_META_COLS = 21
+INPUT, CONV, DENSE = 0, 1, 2
+
+
+def storage_order(shape: tuple[int, ...]) -> np.ndarray:
+    """For each kernel storage index (H, W, C channel-last for 3-D maps), its torch (C, H, W) flat index."""
+    if len(shape) != 3:
+        return np.arange(int(np.prod(shape)), dtype=np.int64)
+    c, h, w = shape
+    return np.arange(c * h * w, dtype=np.int64).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+
+
+@dataclass
+class NetworkPlan:
+    """A LoihiProgram flattened into arrays the kernel reads (built once per emulate() call)."""
+
+    meta: np.ndarray  # [L, _META_COLS] int64
+    weights: np.ndarray  # all synaptic weights, kernel layout, state dtype
+    du_scale: np.ndarray  # (4096 - iDecay) / 4096 per neuron, float64
+    dv_scale: np.ndarray  # (4096 - vDecay) / 4096 per neuron, float64
+    vth: np.ndarray  # vThMant << 6 per neuron, float64 (integers)
+    bias: np.ndarray  # bias << 6 per neuron, float64 (integers)
+    fanout: np.ndarray  # non-zero synapses per input position of each synaptic layer, int64
+    taps: np.ndarray  # conv tap tables (`conv_taps`), int64
+    decode: np.ndarray  # conv inputs: storage index -> y, x, c (three runs of N_in per layer), int64
+    orders: list[np.ndarray]  # per layer: storage index -> torch flat index
+    dtype: np.dtype
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.meta.shape[0])
+
+
+def conv_taps(size: int, out_size: int, kernel: int, stride: int, padding: int, dilation: int) -> np.ndarray:
+    """For each input row (or column) i: [count, k0, o0, k1, o1, ...] of the kernel taps k that carry it
+    to an output o (``i + padding - k * dilation == o * stride``, ``0 <= o < out_size``), padded to
+    ``1 + 2 * kernel`` entries. Precomputed so the kernel does no integer division per spike."""
+    table = np.zeros((size, 1 + 2 * kernel), dtype=np.int64)
+    for i in range(size):
+        pairs = []
+        for k in range(kernel):
+            num = i + padding - k * dilation
+            if num >= 0 and num % stride == 0 and num // stride < out_size:
+                pairs += [k, num // stride]
+        table[i, 0] = len(pairs) // 2
+        table[i, 1:1 + len(pairs)] = pairs
+    return table.reshape(-1)
+
+
+def row_run_layout(size: int, out_size: int, kernel: int, stride: int, padding: int,
+                   dilation: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Kernel-column order and per-input-column runs that make a spike's taps in one kernel row contiguous.
+
+    With dilation 1 the columns ``kx`` that carry input column ``x`` to an output are those with
+    ``kx = (x + padding) mod stride (mod stride)``, and in descending ``kx`` they reach consecutive
+    output columns. Ordering the kernel columns by phase, descending within a phase, makes them
+    consecutive in memory too, so with the (H, W, C) accumulators one spike adds one contiguous run
+    of ``count * Cout`` weights per kernel row. Returns (column order [kernel], table [size, 3] of
+    (count, first position in the order, first output column)), or None when the geometry gives no
+    such runs (dilation > 1).
+    """
+    if dilation != 1:
+        return None
+    order = [kx for r in range(stride) for kx in sorted(range(r, kernel, stride), reverse=True)]
+    where = {kx: i for i, kx in enumerate(order)}
+    table = np.zeros((size, 3), dtype=np.int64)
+    taps = conv_taps(size, out_size, kernel, stride, padding, dilation).reshape(size, -1)
+    for i in range(size):
+        count = int(taps[i, 0])
+        pairs = sorted(((int(taps[i, 1 + 2 * j]), int(taps[i, 2 + 2 * j])) for j in range(count)), reverse=True)
+        if count:
+            pos = [where[kx] for kx, _ in pairs]
+            outs = [o for _, o in pairs]
+            if pos != list(range(pos[0], pos[0] + count)) or outs != list(range(outs[0], outs[0] + count)):
+                return None
+            table[i] = (count, pos[0], outs[0])
+    return np.asarray(order, dtype=np.int64), table.reshape(-1)
+
+
+def plan_dtype(prepared: list, steps: int, neuron_bounds) -> np.dtype | None:
+    """int32 when every intermediate provably fits, int64 when exact there, None when neither is proven.
+
+    ``prepared``: the emulator's per-layer `_Prepared` (None for the input); ``neuron_bounds``: the
+    emulator's `_neuron_bounds` (|u|, |v| bounds without wrap or clip).
+    """
+    worst = 0
+    for prep in prepared[1:]:
+        # conv: the file's kernel (prep.weight may be its pooled factor); dense: netx's packed W'
+        w = np.asarray(prep.layer.weight) if isinstance(prep.layer, ConvLayer) else prep.weight.numpy()
+        acc_max = int(np.abs(w.astype(np.float64)).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
+        bias_max = int(prep.bias_eff.abs().max()) if prep.bias_eff.numel() else 0
+        u_max, _ = neuron_bounds(prep.a_max, bias_max, prep.du_factor, prep.dv_factor, steps)
+        # v before its clip: |trunc(v * f)| <= 2**23 plus the current plus the bias
+        worst = max(worst, acc_max, (int(prep.a_max) << 6) + u_max, u_max + _U_MAX + bias_max + 1)
+    if worst < _INT32_LIMIT:
+        return np.dtype(np.int32)
+    if worst < _INT64_STATE_LIMIT:
+        return np.dtype(np.int64)
+    return None
+
+
+def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> NetworkPlan:
+    """Flatten ``program`` (with the emulator's `_prepare` output) into a NetworkPlan of ``dtype``."""
+    layers = program.layers
+    meta = np.zeros((len(layers), _META_COLS), dtype=np.int64)
+    orders = [storage_order(tuple(layer.shape)) for layer in layers]
+    weights: list[np.ndarray] = []
+    du: list[np.ndarray] = []
+    dv: list[np.ndarray] = []
+    vth: list[np.ndarray] = []
+    bias: list[np.ndarray] = []
+    fans: list[np.ndarray] = []
+    taps: list[np.ndarray] = []
+    decode: list[np.ndarray] = []
+    w_off = p_off = f_off = t_off = d_off = 0
+
+    def add_neurons(n: int, order: np.ndarray, du_f, dv_f, vth_f, bias_eff: np.ndarray) -> None:
+        nonlocal p_off
+        for dst, val, kind in ((du, du_f, "f"), (dv, dv_f, "f"), (vth, vth_f, "i")):
+            arr = np.asarray(val.numpy() if hasattr(val, "numpy") else val, dtype=np.int64).reshape(-1)
+            arr = np.broadcast_to(arr, (n,)) if arr.size == 1 else arr[order]
+            dst.append(arr / 4096.0 if kind == "f" else arr.astype(np.float64))
+        bias.append(np.asarray(bias_eff, dtype=np.int64).reshape(-1)[order].astype(np.float64))
+        p_off += n
+
+    # input layer: neurons only for bias input (their bias is the image, given per sample)
+    layer0 = layers[0]
+    meta[0, KIND] = INPUT
+    meta[0, N] = layer0.num_neurons
+    meta[0, P_OFF] = p_off
+    if program.input_kind == "bias":
+        from .emulator import _factors  # the emulator owns how neuron parameters become factors
+
+        du0, dv0, vth0 = _factors(layer0.neuron, tuple(layer0.shape))
+        add_neurons(layer0.num_neurons, orders[0], du0, dv0, vth0, np.zeros(layer0.num_neurons, dtype=np.int64))
+    in_shape = tuple(layer0.shape)
+    for k, (layer, prep) in enumerate(zip(layers[1:], prepared[1:]), start=1):
+        row = meta[k]
+        row[N] = layer.num_neurons
+        row[N_IN] = int(np.prod(in_shape))
+        row[W_OFF], row[P_OFF], row[FAN_OFF] = w_off, p_off, f_off
+        in_order = orders[k - 1]
+        fan = np.asarray(layer.fanout(in_shape), dtype=np.int64).reshape(-1)[in_order]
+        fans.append(fan)
+        f_off += fan.size
+        if isinstance(layer, ConvLayer):
+            w = np.asarray(layer.weight, dtype=np.int64)  # (Cout, Cin/g, kh, kw), torch order
+            row[KIND] = CONV
+            row[CIN], row[H], row[W] = in_shape
+            row[COUT], row[HO], row[WO] = layer.shape
+            row[KH], row[KW] = w.shape[2], w.shape[3]
+            row[GROUPS] = layer.groups
+            runs = None if layer.groups != 1 else row_run_layout(
+                in_shape[2], layer.shape[2], w.shape[3], layer.stride[1], layer.padding[1], layer.dilation[1])
+            if runs is not None:
+                row[ROW_RUN] = 1
+                w = w[:, :, :, runs[0]]  # kernel columns in run order
+                x_table = runs[1]
+            else:
+                x_table = conv_taps(in_shape[2], layer.shape[2], w.shape[3], layer.stride[1], layer.padding[1],
+                                    layer.dilation[1])
+            y_table = conv_taps(in_shape[1], layer.shape[1], w.shape[2], layer.stride[0], layer.padding[0],
+                                layer.dilation[0])
+            cin, h, wd = in_shape
+            pos = np.arange(h * wd * cin, dtype=np.int64)
+            decode.append(np.concatenate([pos // cin // wd, pos // cin % wd, pos % cin]))  # H, W, C storage
+            row[DEC_OFF] = d_off
+            d_off += 3 * pos.size
+            for col, table in ((YT_OFF, y_table), (XT_OFF, x_table)):
+                row[col] = t_off
+                taps.append(table)
+                t_off += table.size
+            row[CONV_WRAP] = int(prep.conv_wrap)
+            packed = np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0))).reshape(-1)  # (Cin/g, kh, kw, Cout)
+        else:
+            row[KIND] = DENSE
+            row[W_EXP] = prep.weight_exp
+            w_eff = np.rint(prep.weight.numpy().astype(np.float64)).astype(np.int64)  # netx-packed W' [Nout, Nin]
+            packed = np.ascontiguousarray(w_eff.T[in_order]).reshape(-1)  # one row per input (storage order)
+        weights.append(packed.astype(dtype))
+        w_off += packed.size
+        add_neurons(layer.num_neurons, orders[k], prep.du_factor, prep.dv_factor, prep.vth_eff,
+                    prep.bias_eff.numpy())
+        in_shape = tuple(layer.shape)
+
+    def cat(parts: list[np.ndarray], dt) -> np.ndarray:
+        return np.ascontiguousarray(np.concatenate(parts).astype(dt)) if parts else np.zeros(1, dtype=dt)
+
+    return NetworkPlan(meta=meta, weights=cat(weights, dtype), du_scale=cat(du, np.float64),
+                       dv_scale=cat(dv, np.float64), vth=cat(vth, np.float64), bias=cat(bias, np.float64),
+                       fanout=cat(fans, np.int64), taps=cat(taps, np.int64), decode=cat(decode, np.int64), orders=orders, dtype=np.dtype(dtype))
+
+
+if numba is not None:
+
+    @njit(inline="always", cache=True)
+    def _neuron_window_step(acc, u, v, du_s, dv_s, vth, bias, n, spikes):  # pragma: no cover - compiled
+        """One step of Lava's CUBA update for n neurons (arrays are this layer's views); acc holds a_in.
+
+        State is float64 holding integers below 2**41 (`plan_dtype` proves the bound), so
+        ``trunc(x * (f / 4096))`` is Lava's ``sign(x) * (|x| * f >> 12)`` exactly and every
+        operation vectorises. Writes spikes[:n] (0/1) and returns the spike count.
+        """
+        count = 0
+        for i in range(n):
+            cur = np.trunc(u[i] * du_s[i]) + np.float64(acc[i]) * 64.0
+            cur = cur - 2.0 * _U_MAX if cur > _U_MAX else cur  # one conditional 24-bit wrap, as Lava
+            cur = cur + 2.0 * _U_MAX if cur <= -_U_MAX else cur
+            u[i] = cur
+            vv = np.trunc(v[i] * dv_s[i]) + cur + bias[i]
+            vv = min(max(vv, -_V_LIMIT_F), _V_LIMIT_F)
+            s = vv > vth[i]
+            v[i] = 0.0 if s else vv
+            spikes[i] = 1 if s else 0
+            count += 1 if s else 0
+        return count
+
+    @njit(cache=True)
+    def _compact(spikes, n, events):  # pragma: no cover - compiled
+        """Indices of the non-zero entries of spikes[:n] into events (branch-free); returns their number."""
+        count = 0
+        for i in range(n):
+            events[count] = i
+            count += spikes[i]
+        return count
+
+    @njit(cache=True)
+    def _deliver_conv(meta_k, events, num_events, weights, fanout, taps, decode, acc):  # pragma: no cover - compiled
+        """Add one step's input spikes (storage indices ``events[:num_events]``) to the conv accumulators."""
+        cin, wd = meta_k[CIN], meta_k[W]
+        cout, wo = meta_k[COUT], meta_k[WO]
+        kh, kw = meta_k[KH], meta_k[KW]
+        groups, w_off, f_off = meta_k[GROUPS], meta_k[W_OFF], meta_k[FAN_OFF]
+        y_off, x_off, d_off = meta_k[YT_OFF], meta_k[XT_OFF], meta_k[DEC_OFF]
+        n_in = meta_k[N_IN]
+        cin_g = cin // groups
+        cout_g = cout // groups
+        sops = 0
+        row_run = meta_k[ROW_RUN] != 0
+        for e in range(num_events):
+            j = events[e]
+            sops += fanout[f_off + j]
+            y = decode[d_off + j]
+            x = decode[d_off + n_in + j]
+            ci = decode[d_off + 2 * n_in + j]
+            yb = y_off + y * (1 + 2 * kh)
+            ny = taps[yb]
+            if row_run:
+                # groups == 1: the kernel row's taps for this column are one contiguous run (row_run_layout)
+                xb = x_off + 3 * x
+                run = taps[xb] * cout
+                first_w = w_off + taps[xb + 1] * cout
+                first_o = taps[xb + 2] * cout
+                for a in range(ny):
+                    ob = taps[yb + 2 + 2 * a] * wo * cout + first_o
+                    wb = (ci * kh + taps[yb + 1 + 2 * a]) * kw * cout + first_w
+                    # views, so the index is the loop counter alone: numba's negative-index
+                    # wraparound check then folds away and the loop vectorises
+                    dst = acc[ob:ob + run]
+                    src = weights[wb:wb + run]
+                    for i in range(run):
+                        dst[i] += src[i]
+                continue
+            xb = x_off + x * (1 + 2 * kw)
+            nx = taps[xb]
+            g = ci // cin_g
+            c0 = g * cout_g
+            cl = ci - g * cin_g
+            for a in range(ny):
+                ky = taps[yb + 1 + 2 * a]
+                orow = taps[yb + 2 + 2 * a] * wo
+                wrow = (cl * kh + ky) * kw
+                for c in range(nx):
+                    ob = (orow + taps[xb + 2 + 2 * c]) * cout + c0
+                    wb = w_off + (wrow + taps[xb + 1 + 2 * c]) * cout + c0
+                    dst = acc[ob:ob + cout_g]
+                    src = weights[wb:wb + cout_g]
+                    for i in range(cout_g):
+                        dst[i] += src[i]
+        return sops
+
+    @njit(cache=True)
+    def _deliver_dense(meta_k, events, num_events, weights, fanout, acc):  # pragma: no cover - compiled
+        n, w_off, f_off = meta_k[N], meta_k[W_OFF], meta_k[FAN_OFF]
+        sops = 0
+        dst = acc[:n]
+        for e in range(num_events):
+            j = events[e]
+            sops += fanout[f_off + j]
+            src = weights[w_off + j * n:w_off + j * n + n]
+            for i in range(n):
+                dst[i] += src[i]
+        return sops
+
+    @njit(cache=True, nogil=True)
+    def _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, bias_in, steps,
+                    out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc, u, v, win, events,
+                    num_events):  # pragma: no cover - compiled
+        """Every layer's window for sample b; scratch (acc, u, v, win, events, num_events) is the caller's."""
+        num_layers = meta.shape[0]
+        n0 = meta[0, N]
+        prev, cur = 0, 1  # which scratch window holds the previous layer's spikes / this layer's
+        if bias_in.shape[0] > 0:  # input neurons driven by the image as bias
+            p0 = meta[0, P_OFF]
+            u[:n0] = 0.0
+            v[:n0] = 0.0
+            acc[:n0] = 0
+            out = 0
+            for t in range(steps):
+                row = win[prev, t * n0:(t + 1) * n0]
+                out += _neuron_window_step(acc, u, v, du_s[p0:p0 + n0], dv_s[p0:p0 + n0], vth[p0:p0 + n0],
+                                           bias_in[b], n0, row)
+                num_events[prev, t] = _compact(row, n0, events[prev, t])
+            counts[b, 0, 1] = out
+        else:
+            out = 0
+            for t in range(steps):
+                row = win[prev, t * n0:(t + 1) * n0]
+                src = spike_in[t, b]
+                for i in range(n0):
+                    row[i] = src[i]
+                num_events[prev, t] = _compact(row, n0, events[prev, t])
+                out += num_events[prev, t]
+            counts[b, 0, 0] = out
+            counts[b, 0, 1] = out
+        if record:
+            rec[b, rec_off[0]:rec_off[0] + steps * n0] = win[prev, :steps * n0]
+        if out_layer == 0:
+            out_spikes[b, :] = win[prev, :steps * n0]
+        n = n0
+        for k in range(1, num_layers):
+            mk = meta[k]
+            n = mk[N]
+            p0 = mk[P_OFF]
+            u[:n] = 0.0
+            v[:n] = 0.0
+            sops = 0
+            out = 0
+            conv = mk[KIND] == CONV
+            e = mk[W_EXP]
+            for t in range(steps):
+                acc[:n] = 0
+                if conv:
+                    sops += _deliver_conv(mk, events[prev, t], num_events[prev, t], weights, fanout, taps, decode, acc)
+                    if mk[CONV_WRAP]:  # PyConvModelFixed's signed 24-bit wrap
+                        for i in range(n):
+                            acc[i] = ((acc[i] + _U_MAX) & (2 * _U_MAX - 1)) - _U_MAX
+                else:
+                    sops += _deliver_dense(mk, events[prev, t], num_events[prev, t], weights, fanout, acc)
+                    if e > 0:
+                        for i in range(n):
+                            acc[i] = acc[i] << e
+                    elif e < 0:  # arithmetic shift: floor division by 2**-e
+                        for i in range(n):
+                            acc[i] = acc[i] >> (-e)
+                row = win[cur, t * n:(t + 1) * n]
+                out += _neuron_window_step(acc, u, v, du_s[p0:p0 + n], dv_s[p0:p0 + n], vth[p0:p0 + n],
+                                           bias[p0:p0 + n], n, row)
+                if k < num_layers - 1:
+                    num_events[cur, t] = _compact(row, n, events[cur, t])
+            counts[b, k, 0] = counts[b, k - 1, 1]
+            counts[b, k, 1] = out
+            counts[b, k, 2] = sops
+            if record:
+                rec[b, rec_off[k]:rec_off[k] + steps * n] = win[cur, :steps * n]
+            if out_layer == k:
+                out_spikes[b, :] = win[cur, :steps * n]
+            prev, cur = cur, prev
+        v_end[b, :] = v[:n]
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def _run(meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, bias_in, steps, out_layer,
+             out_spikes, record, rec, rec_off, counts, v_end, acc_all, u_all, v_all, win_all, events_all,
+             num_events_all):  # pragma: no cover - compiled
+        batch = counts.shape[0]
+        threads = acc_all.shape[0]
+        for c in prange(threads):  # one contiguous share of the batch per thread, each with its scratch
+            for b in range(c * batch // threads, (c + 1) * batch // threads):
+                _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, bias_in, steps,
+                            out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc_all[c], u_all[c],
+                            v_all[c], win_all[c], events_all[c], num_events_all[c])
+
+
+def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias_in: np.ndarray | None,
+             out_layer: int, record: bool, threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray] | None]:
+    """Run a batch through the fused kernel.
+
+    ``spike_in`` [T, B, N0] 0/1 (torch order) for spike input, or ``bias_in`` [B, N0] integer
+    bias_mant for bias input. Returns (out_spikes [T, B, N_out] uint8 of layer ``out_layer`` in torch
+    order, counts [B, L, 3] int64 (input spikes, output spikes, synaptic ops per layer), v_end of the
+    last layer [B, N_last] int64 (torch order), per-layer window spikes [T, B, N_k] uint8 when
+    ``record``).
+    """
+    meta = plan.meta
+    num_layers = plan.num_layers
+    sizes = [int(n) for n in meta[:, N]]
+    order0 = plan.orders[0]
+    if spike_in is not None:
+        spikes = np.ascontiguousarray(np.asarray(spike_in, dtype=np.uint8)[:, :, order0])
+        batch = spikes.shape[1]
+        bias = np.zeros((0, sizes[0]), dtype=np.float64)
+    else:
+        assert bias_in is not None
+        batch = bias_in.shape[0]
+        bias = np.ascontiguousarray((np.asarray(bias_in, dtype=np.int64)[:, order0] * 64).astype(np.float64))
+        spikes = np.zeros((steps, 0, sizes[0]), dtype=np.uint8)
+    threads = max(1, min(int(threads), batch, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
+    max_n = max(sizes)
+    rec_off = np.zeros(num_layers, dtype=np.int64)
+    rec_off[1:] = np.cumsum([steps * n for n in sizes[:-1]])
+    rec = np.zeros((batch, int(steps * sum(sizes)) if record else 0), dtype=np.uint8)
+    out_spikes = np.zeros((batch, steps * sizes[out_layer]), dtype=np.uint8)
+    counts = np.zeros((batch, num_layers, 3), dtype=np.int64)
+    v_end = np.zeros((batch, sizes[-1]), dtype=np.float64)
+    acc_all = np.zeros((threads, max_n), dtype=plan.dtype)
+    u_all = np.zeros((threads, max_n), dtype=np.float64)
+    v_all = np.zeros((threads, max_n), dtype=np.float64)
+    win_all = np.zeros((threads, 2, steps * max_n), dtype=np.uint8)
+    events_all = np.zeros((threads, 2, steps, max_n + 1), dtype=np.int64)
+    num_events_all = np.zeros((threads, 2, steps), dtype=np.int64)
+    _run(meta, plan.weights, plan.du_scale, plan.dv_scale, plan.vth, plan.bias, plan.fanout, plan.taps, plan.decode,
+         spikes, bias, int(steps), int(out_layer), out_spikes, bool(record), rec, rec_off, counts, v_end, acc_all,
+         u_all, v_all, win_all, events_all, num_events_all)
+
+    def to_torch_order(window: np.ndarray, k: int) -> np.ndarray:
+        """[B, T * N] storage order -> [T, B, N] torch order."""
+        n = sizes[k]
+        arr = window.reshape(batch, steps, n)
+        inverse = np.empty(n, dtype=np.int64)
+        inverse[plan.orders[k]] = np.arange(n)
+        return np.ascontiguousarray(np.transpose(arr[:, :, inverse], (1, 0, 2)))
+
+    last_inverse = np.empty(sizes[-1], dtype=np.int64)
+    last_inverse[plan.orders[-1]] = np.arange(sizes[-1])
+    layers = None
+    if record:
+        layers = [to_torch_order(rec[:, rec_off[k]:rec_off[k] + steps * sizes[k]], k) for k in range(num_layers)]
+    return (to_torch_order(out_spikes, out_layer), counts, np.rint(v_end).astype(np.int64)[:, last_inverse], layers)
