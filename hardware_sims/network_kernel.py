@@ -343,7 +343,7 @@ if numba is not None:
         return sops
 
     @njit(cache=True, nogil=True)
-    def _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, bias_in, steps,
+    def _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, input_order, bias_in, steps,
                     out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc, u, v, win, events,
                     num_events):  # pragma: no cover - compiled
         """Every layer's window for sample b; scratch (acc, u, v, win, events, num_events) is the caller's."""
@@ -368,7 +368,7 @@ if numba is not None:
                 row = win[prev, t * n0:(t + 1) * n0]
                 src = spike_in[t, b]
                 for i in range(n0):
-                    row[i] = src[i]
+                    row[i] = src[input_order[i]]  # torch order in, storage order here
                 num_events[prev, t] = _compact(row, n0, events[prev, t])
                 out += num_events[prev, t]
             counts[b, 0, 0] = out
@@ -419,14 +419,14 @@ if numba is not None:
         v_end[b, :] = v[:n]
 
     @njit(parallel=True, cache=True, nogil=True)
-    def _run(meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, bias_in, steps, out_layer,
+    def _run(meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, input_order, bias_in, steps, out_layer,
              out_spikes, record, rec, rec_off, counts, v_end, acc_all, u_all, v_all, win_all, events_all,
              num_events_all):  # pragma: no cover - compiled
         batch = counts.shape[0]
         threads = acc_all.shape[0]
         for c in prange(threads):  # one contiguous share of the batch per thread, each with its scratch
             for b in range(c * batch // threads, (c + 1) * batch // threads):
-                _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, bias_in, steps,
+                _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, input_order, bias_in, steps,
                             out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc_all[c], u_all[c],
                             v_all[c], win_all[c], events_all[c], num_events_all[c])
 
@@ -446,14 +446,15 @@ def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias
     sizes = [int(n) for n in meta[:, N]]
     order0 = plan.orders[0]
     if spike_in is not None:
-        spikes = np.ascontiguousarray(np.asarray(spike_in, dtype=np.uint8)[:, :, order0])
+        # 0/1 int8/uint8 as given (any strides): the kernel reads it in place, permuting as it copies
+        spikes = spike_in if spike_in.dtype in (np.int8, np.uint8) else np.asarray(spike_in, dtype=np.uint8)
         batch = spikes.shape[1]
         bias = np.zeros((0, sizes[0]), dtype=np.float64)
     else:
         assert bias_in is not None
         batch = bias_in.shape[0]
         bias = np.ascontiguousarray((np.asarray(bias_in, dtype=np.int64)[:, order0] * 64).astype(np.float64))
-        spikes = np.zeros((steps, 0, sizes[0]), dtype=np.uint8)
+        spikes = np.zeros((steps, 0, sizes[0]), dtype=np.int8)
     threads = max(1, min(int(threads), batch, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(threads)
     max_n = max(sizes)
@@ -470,7 +471,7 @@ def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias
     events_all = np.zeros((threads, 2, steps, max_n + 1), dtype=np.int64)
     num_events_all = np.zeros((threads, 2, steps), dtype=np.int64)
     _run(meta, plan.weights, plan.du_scale, plan.dv_scale, plan.vth, plan.bias, plan.fanout, plan.taps, plan.decode,
-         spikes, bias, int(steps), int(out_layer), out_spikes, bool(record), rec, rec_off, counts, v_end, acc_all,
+         spikes, order0, bias, int(steps), int(out_layer), out_spikes, bool(record), rec, rec_off, counts, v_end, acc_all,
          u_all, v_all, win_all, events_all, num_events_all)
 
     def to_torch_order(window: np.ndarray, k: int) -> np.ndarray:

@@ -47,13 +47,17 @@ def coerce_inputs(program: LoihiProgram, inputs: np.ndarray | torch.Tensor,
         return bias, int(steps if steps is not None else program.num_steps)
     if arr.ndim != len(shape0) + 2 or arr.shape[2:] != shape0:
         raise SimulationError(f"spike input must be [T, B, {', '.join(map(str, shape0))}], got {arr.shape}")
-    if arr.size and not (arr.min() >= 0 and arr.max() <= 1 and ((arr == 0) | (arr == 1)).all()):
+    if arr.dtype in (np.int8, np.uint8, np.bool_):
+        # one pass: as bytes, 0 and 1 are the only values <= 1 (a negative int8 reads as >= 128)
+        if arr.size and bool((arr.view(np.uint8) > 1).any()):
+            raise SimulationError("spike input must contain only 0 and 1")
+    elif arr.size and not (arr.min() >= 0 and arr.max() <= 1 and ((arr == 0) | (arr == 1)).all()):
         raise SimulationError("spike input must contain only 0 and 1")
     t_in = arr.shape[0]
     steps = int(steps if steps is not None else t_in)
     if t_in != steps:
         raise SimulationError(f"spike input has {t_in} steps but num_steps is {steps}")
-    return arr.astype(np.int8), steps
+    return arr.astype(np.int8, copy=False) if arr.dtype != np.bool_ else arr.view(np.int8), steps
 
 
 def place_window(window: torch.Tensor, offset: int, t_run: int, shape: tuple[int, ...]) -> np.ndarray:
