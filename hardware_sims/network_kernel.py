@@ -238,7 +238,7 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
 
     return NetworkPlan(meta=meta, weights=cat(weights, dtype), du_scale=cat(du, np.float64),
                        dv_scale=cat(dv, np.float64), vth=cat(vth, np.float64), bias=cat(bias, np.float64),
-                       fanout=cat(fans, np.int64), taps=cat(taps, np.int64), decode=cat(decode, np.int64), orders=orders, dtype=np.dtype(dtype))
+                       fanout=cat(fans, np.int32), taps=cat(taps, np.int32), decode=cat(decode, np.int32), orders=orders, dtype=np.dtype(dtype))
 
 
 if numba is not None:
@@ -345,11 +345,12 @@ if numba is not None:
     @njit(cache=True, nogil=True)
     def _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, input_order, bias_in, steps,
                     out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc, u, v, win, events,
-                    num_events):  # pragma: no cover - compiled
-        """Every layer's window for sample b; scratch (acc, u, v, win, events, num_events) is the caller's."""
+                    ev_start):  # pragma: no cover - compiled
+        """Every layer's window for sample b; scratch (acc, u, v, win, events, ev_start) is the caller's."""
         num_layers = meta.shape[0]
         n0 = meta[0, N]
         prev, cur = 0, 1  # which scratch window holds the previous layer's spikes / this layer's
+        ev_start[prev, 0] = 0
         if bias_in.shape[0] > 0:  # input neurons driven by the image as bias
             p0 = meta[0, P_OFF]
             u[:n0] = 0.0
@@ -360,7 +361,8 @@ if numba is not None:
                 row = win[prev, t * n0:(t + 1) * n0]
                 out += _neuron_window_step(acc, u, v, du_s[p0:p0 + n0], dv_s[p0:p0 + n0], vth[p0:p0 + n0],
                                            bias_in[b], n0, row)
-                num_events[prev, t] = _compact(row, n0, events[prev, t])
+                start = ev_start[prev, t]
+                ev_start[prev, t + 1] = start + _compact(row, n0, events[prev, start:])
             counts[b, 0, 1] = out
         else:
             out = 0
@@ -369,8 +371,9 @@ if numba is not None:
                 src = spike_in[t, b]
                 for i in range(n0):
                     row[i] = src[input_order[i]]  # torch order in, storage order here
-                num_events[prev, t] = _compact(row, n0, events[prev, t])
-                out += num_events[prev, t]
+                start = ev_start[prev, t]
+                ev_start[prev, t + 1] = start + _compact(row, n0, events[prev, start:])
+                out += ev_start[prev, t + 1] - start
             counts[b, 0, 0] = out
             counts[b, 0, 1] = out
         if record:
@@ -388,15 +391,17 @@ if numba is not None:
             out = 0
             conv = mk[KIND] == CONV
             e = mk[W_EXP]
+            ev_start[cur, 0] = 0
             for t in range(steps):
                 acc[:n] = 0
+                first, last = ev_start[prev, t], ev_start[prev, t + 1]
                 if conv:
-                    sops += _deliver_conv(mk, events[prev, t], num_events[prev, t], weights, fanout, taps, decode, acc)
+                    sops += _deliver_conv(mk, events[prev, first:last], last - first, weights, fanout, taps, decode, acc)
                     if mk[CONV_WRAP]:  # PyConvModelFixed's signed 24-bit wrap
                         for i in range(n):
                             acc[i] = ((acc[i] + _U_MAX) & (2 * _U_MAX - 1)) - _U_MAX
                 else:
-                    sops += _deliver_dense(mk, events[prev, t], num_events[prev, t], weights, fanout, acc)
+                    sops += _deliver_dense(mk, events[prev, first:last], last - first, weights, fanout, acc)
                     if e > 0:
                         for i in range(n):
                             acc[i] = acc[i] << e
@@ -407,7 +412,8 @@ if numba is not None:
                 out += _neuron_window_step(acc, u, v, du_s[p0:p0 + n], dv_s[p0:p0 + n], vth[p0:p0 + n],
                                            bias[p0:p0 + n], n, row)
                 if k < num_layers - 1:
-                    num_events[cur, t] = _compact(row, n, events[cur, t])
+                    start = ev_start[cur, t]
+                    ev_start[cur, t + 1] = start + _compact(row, n, events[cur, start:])
             counts[b, k, 0] = counts[b, k - 1, 1]
             counts[b, k, 1] = out
             counts[b, k, 2] = sops
@@ -421,14 +427,14 @@ if numba is not None:
     @njit(parallel=True, cache=True, nogil=True)
     def _run(meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, input_order, bias_in, steps, out_layer,
              out_spikes, record, rec, rec_off, counts, v_end, acc_all, u_all, v_all, win_all, events_all,
-             num_events_all):  # pragma: no cover - compiled
+             ev_start_all):  # pragma: no cover - compiled
         batch = counts.shape[0]
         threads = acc_all.shape[0]
         for c in prange(threads):  # one contiguous share of the batch per thread, each with its scratch
             for b in range(c * batch // threads, (c + 1) * batch // threads):
                 _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, input_order, bias_in, steps,
                             out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc_all[c], u_all[c],
-                            v_all[c], win_all[c], events_all[c], num_events_all[c])
+                            v_all[c], win_all[c], events_all[c], ev_start_all[c])
 
 
 def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias_in: np.ndarray | None,
@@ -468,11 +474,12 @@ def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias
     u_all = np.zeros((threads, max_n), dtype=np.float64)
     v_all = np.zeros((threads, max_n), dtype=np.float64)
     win_all = np.zeros((threads, 2, steps * max_n), dtype=np.uint8)
-    events_all = np.zeros((threads, 2, steps, max_n + 1), dtype=np.int64)
-    num_events_all = np.zeros((threads, 2, steps), dtype=np.int64)
+    # each window's events back to back (step t's at ev_start[t]:ev_start[t + 1]), so they stay compact in cache
+    events_all = np.zeros((threads, 2, steps * max_n + 1), dtype=np.int32)
+    ev_start_all = np.zeros((threads, 2, steps + 1), dtype=np.int64)
     _run(meta, plan.weights, plan.du_scale, plan.dv_scale, plan.vth, plan.bias, plan.fanout, plan.taps, plan.decode,
          spikes, order0, bias, int(steps), int(out_layer), out_spikes, bool(record), rec, rec_off, counts, v_end, acc_all,
-         u_all, v_all, win_all, events_all, num_events_all)
+         u_all, v_all, win_all, events_all, ev_start_all)
 
     def to_torch_order(window: np.ndarray, k: int) -> np.ndarray:
         """[B, T * N] storage order -> [T, B, N] torch order."""
