@@ -47,8 +47,8 @@ _INT64_STATE_LIMIT = 2**40
 
 # meta columns (one row per program layer)
 KIND, N, N_IN, CIN, H, W, COUT, HO, WO, KH, KW, GROUPS, W_OFF, P_OFF, CONV_WRAP, W_EXP, FAN_OFF, YT_OFF, \
-    XT_OFF, ROW_RUN, DEC_OFF = range(21)
-_META_COLS = 21
+    XT_OFF, ROW_RUN, DEC_OFF, DEC_N, POOL_OFF = range(23)
+_META_COLS = 23
 INPUT, CONV, DENSE = 0, 1, 2
 
 
@@ -72,7 +72,9 @@ class NetworkPlan:
     bias: np.ndarray  # bias << 6 per neuron, float64 (integers)
     fanout: np.ndarray  # non-zero synapses per input position of each synaptic layer, int64
     taps: np.ndarray  # conv tap tables (`conv_taps`), int64
-    decode: np.ndarray  # conv inputs: storage index -> y, x, c (three runs of N_in per layer), int64
+    decode: np.ndarray  # conv delivery maps: storage index -> y, x, c (three runs of DEC_N per layer), int32
+    pool_index: np.ndarray  # pooled convs: input storage index -> pooled-map index (-1: reaches no output), int32
+    max_pooled: int  # size of the largest pooled map (scratch per thread)
     orders: list[np.ndarray]  # per layer: storage index -> torch flat index
     dtype: np.dtype
 
@@ -162,7 +164,9 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
     fans: list[np.ndarray] = []
     taps: list[np.ndarray] = []
     decode: list[np.ndarray] = []
-    w_off = p_off = f_off = t_off = d_off = 0
+    pool_index: list[np.ndarray] = []
+    w_off = p_off = f_off = t_off = d_off = q_off = 0
+    max_pooled = 1
 
     def add_neurons(n: int, order: np.ndarray, du_f, dv_f, vth_f, bias_eff: np.ndarray) -> None:
         nonlocal p_off
@@ -195,32 +199,51 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
         f_off += fan.size
         if isinstance(layer, ConvLayer):
             w = np.asarray(layer.weight, dtype=np.int64)  # (Cout, Cin/g, kh, kw), torch order
+            cin, h, wd = in_shape
             row[KIND] = CONV
-            row[CIN], row[H], row[W] = in_shape
             row[COUT], row[HO], row[WO] = layer.shape
-            row[KH], row[KW] = w.shape[2], w.shape[3]
             row[GROUPS] = layer.groups
-            runs = None if layer.groups != 1 else row_run_layout(
-                in_shape[2], layer.shape[2], w.shape[3], layer.stride[1], layer.padding[1], layer.dilation[1])
+            row[CONV_WRAP] = int(prep.conv_wrap)
+            (sh, sw), (ph, pw), (dh, dw) = layer.stride, layer.padding, layer.dilation
+            if prep.pool > 1 and layer.groups == 1:
+                # block-constant kernel (an average pool folded into the conv, see emulator._pooled_factor):
+                # spikes are first summed over s x s blocks of the padded map, then the pooled map meets
+                # the s-times smaller kernel at stride 1 (same integer sums, one event per busy block)
+                s_p = prep.pool
+                w = w[:, :, ::s_p, ::s_p]
+                hp, wp = (h + 2 * ph) // s_p, (wd + 2 * pw) // s_p
+                y_in, x_in, c_in = (np.arange(h * wd * cin) // cin // wd, np.arange(h * wd * cin) // cin % wd,
+                                    np.arange(h * wd * cin) % cin)
+                py, px = (y_in + ph) // s_p, (x_in + pw) // s_p
+                index = np.where((py < hp) & (px < wp), (py * wp + px) * cin + c_in, -1)
+                row[POOL_OFF] = q_off
+                pool_index.append(index)
+                q_off += index.size
+                max_pooled = max(max_pooled, hp * wp * cin)
+                h, wd = hp, wp
+                (sh, sw), (ph, pw), (dh, dw) = (1, 1), (0, 0), (1, 1)
+            else:
+                row[POOL_OFF] = -1
+            row[CIN], row[H], row[W] = cin, h, wd
+            row[KH], row[KW] = w.shape[2], w.shape[3]
+            runs = None if layer.groups != 1 else row_run_layout(wd, layer.shape[2], w.shape[3], sw, pw, dw)
             if runs is not None:
                 row[ROW_RUN] = 1
                 w = w[:, :, :, runs[0]]  # kernel columns in run order
                 x_table = runs[1]
             else:
-                x_table = conv_taps(in_shape[2], layer.shape[2], w.shape[3], layer.stride[1], layer.padding[1],
-                                    layer.dilation[1])
-            y_table = conv_taps(in_shape[1], layer.shape[1], w.shape[2], layer.stride[0], layer.padding[0],
-                                layer.dilation[0])
-            cin, h, wd = in_shape
+                x_table = conv_taps(wd, layer.shape[2], w.shape[3], sw, pw, dw)
+            if row[POOL_OFF] >= 0 and runs is None:  # pragma: no cover - stride 1, dilation 1 always has runs
+                raise AssertionError("a pooled conv needs row runs")
+            y_table = conv_taps(h, layer.shape[1], w.shape[2], sh, ph, dh)
             pos = np.arange(h * wd * cin, dtype=np.int64)
             decode.append(np.concatenate([pos // cin // wd, pos // cin % wd, pos % cin]))  # H, W, C storage
-            row[DEC_OFF] = d_off
+            row[DEC_OFF], row[DEC_N] = d_off, pos.size
             d_off += 3 * pos.size
             for col, table in ((YT_OFF, y_table), (XT_OFF, x_table)):
                 row[col] = t_off
                 taps.append(table)
                 t_off += table.size
-            row[CONV_WRAP] = int(prep.conv_wrap)
             packed = np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0))).reshape(-1)  # (Cin/g, kh, kw, Cout)
         else:
             row[KIND] = DENSE
@@ -238,7 +261,8 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
 
     return NetworkPlan(meta=meta, weights=cat(weights, dtype), du_scale=cat(du, np.float64),
                        dv_scale=cat(dv, np.float64), vth=cat(vth, np.float64), bias=cat(bias, np.float64),
-                       fanout=cat(fans, np.int32), taps=cat(taps, np.int32), decode=cat(decode, np.int32), orders=orders, dtype=np.dtype(dtype))
+                       fanout=cat(fans, np.int32), taps=cat(taps, np.int32), decode=cat(decode, np.int32), pool_index=cat(pool_index, np.int32), max_pooled=max_pooled,
+                       orders=orders, dtype=np.dtype(dtype))
 
 
 if numba is not None:
@@ -275,24 +299,51 @@ if numba is not None:
         return count
 
     @njit(cache=True)
-    def _deliver_conv(meta_k, events, num_events, weights, fanout, taps, decode, acc):  # pragma: no cover - compiled
-        """Add one step's input spikes (storage indices ``events[:num_events]``) to the conv accumulators."""
-        cin, wd = meta_k[CIN], meta_k[W]
+    def _synaptic_ops(events, num_events, fanout, f_off):  # pragma: no cover - compiled
+        """Synaptic operations of one step: the non-zero fan-out of every input spike."""
+        sops = 0
+        for e in range(num_events):
+            sops += fanout[f_off + events[e]]
+        return sops
+
+    @njit(cache=True)
+    def _pool_events(events, num_events, pool_index, q_off, pooled, touched, values):  # pragma: no cover - compiled
+        """Sum one step's spikes over the pooling blocks; returns the number of busy blocks, whose pooled-map
+        indices go to ``touched`` and sums to ``values`` (``pooled`` is all zero before and after)."""
+        busy = 0
+        for e in range(num_events):
+            q = pool_index[q_off + events[e]]
+            if q < 0:
+                continue
+            if pooled[q] == 0:
+                touched[busy] = q
+                busy += 1
+            pooled[q] += 1
+        for e in range(busy):
+            q = touched[e]
+            values[e] = pooled[q]
+            pooled[q] = 0
+        return busy
+
+    @njit(cache=True)
+    def _deliver_conv(meta_k, events, num_events, values, weighted, weights, taps, decode,
+                      acc):  # pragma: no cover - compiled
+        """Add one step's inputs (delivery-map indices ``events[:num_events]``, each of size ``values[e]``
+        when ``weighted``, else 1) to the conv accumulators."""
+        cin = meta_k[CIN]
         cout, wo = meta_k[COUT], meta_k[WO]
         kh, kw = meta_k[KH], meta_k[KW]
-        groups, w_off, f_off = meta_k[GROUPS], meta_k[W_OFF], meta_k[FAN_OFF]
+        groups, w_off = meta_k[GROUPS], meta_k[W_OFF]
         y_off, x_off, d_off = meta_k[YT_OFF], meta_k[XT_OFF], meta_k[DEC_OFF]
-        n_in = meta_k[N_IN]
+        n_dec = meta_k[DEC_N]
         cin_g = cin // groups
         cout_g = cout // groups
-        sops = 0
         row_run = meta_k[ROW_RUN] != 0
         for e in range(num_events):
             j = events[e]
-            sops += fanout[f_off + j]
             y = decode[d_off + j]
-            x = decode[d_off + n_in + j]
-            ci = decode[d_off + 2 * n_in + j]
+            x = decode[d_off + n_dec + j]
+            ci = decode[d_off + 2 * n_dec + j]
             yb = y_off + y * (1 + 2 * kh)
             ny = taps[yb]
             if row_run:
@@ -301,6 +352,7 @@ if numba is not None:
                 run = taps[xb] * cout
                 first_w = w_off + taps[xb + 1] * cout
                 first_o = taps[xb + 2] * cout
+                val = values[e] if weighted else 1
                 for a in range(ny):
                     ob = taps[yb + 2 + 2 * a] * wo * cout + first_o
                     wb = (ci * kh + taps[yb + 1 + 2 * a]) * kw * cout + first_w
@@ -308,8 +360,12 @@ if numba is not None:
                     # wraparound check then folds away and the loop vectorises
                     dst = acc[ob:ob + run]
                     src = weights[wb:wb + run]
-                    for i in range(run):
-                        dst[i] += src[i]
+                    if val == 1:
+                        for i in range(run):
+                            dst[i] += src[i]
+                    else:
+                        for i in range(run):
+                            dst[i] += val * src[i]
                 continue
             xb = x_off + x * (1 + 2 * kw)
             nx = taps[xb]
@@ -327,25 +383,21 @@ if numba is not None:
                     src = weights[wb:wb + cout_g]
                     for i in range(cout_g):
                         dst[i] += src[i]
-        return sops
 
     @njit(cache=True)
-    def _deliver_dense(meta_k, events, num_events, weights, fanout, acc):  # pragma: no cover - compiled
-        n, w_off, f_off = meta_k[N], meta_k[W_OFF], meta_k[FAN_OFF]
-        sops = 0
+    def _deliver_dense(meta_k, events, num_events, weights, acc):  # pragma: no cover - compiled
+        n, w_off = meta_k[N], meta_k[W_OFF]
         dst = acc[:n]
         for e in range(num_events):
             j = events[e]
-            sops += fanout[f_off + j]
             src = weights[w_off + j * n:w_off + j * n + n]
             for i in range(n):
                 dst[i] += src[i]
-        return sops
 
     @njit(cache=True, nogil=True)
-    def _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, input_order, bias_in, steps,
-                    out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc, u, v, win, events,
-                    ev_start):  # pragma: no cover - compiled
+    def _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, pool_index, spike_in, input_order,
+                    bias_in, steps, out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc, u, v, win, events,
+                    ev_start, pooled, touched, values):  # pragma: no cover - compiled
         """Every layer's window for sample b; scratch (acc, u, v, win, events, ev_start) is the caller's."""
         num_layers = meta.shape[0]
         n0 = meta[0, N]
@@ -395,13 +447,19 @@ if numba is not None:
             for t in range(steps):
                 acc[:n] = 0
                 first, last = ev_start[prev, t], ev_start[prev, t + 1]
+                step_events = events[prev, first:last]
+                sops += _synaptic_ops(step_events, last - first, fanout, mk[FAN_OFF])
+                if conv and mk[POOL_OFF] >= 0:
+                    busy = _pool_events(step_events, last - first, pool_index, mk[POOL_OFF], pooled, touched, values)
+                    _deliver_conv(mk, touched, busy, values, True, weights, taps, decode, acc)
+                elif conv:
+                    _deliver_conv(mk, step_events, last - first, values, False, weights, taps, decode, acc)
                 if conv:
-                    sops += _deliver_conv(mk, events[prev, first:last], last - first, weights, fanout, taps, decode, acc)
                     if mk[CONV_WRAP]:  # PyConvModelFixed's signed 24-bit wrap
                         for i in range(n):
                             acc[i] = ((acc[i] + _U_MAX) & (2 * _U_MAX - 1)) - _U_MAX
                 else:
-                    sops += _deliver_dense(mk, events[prev, first:last], last - first, weights, fanout, acc)
+                    _deliver_dense(mk, step_events, last - first, weights, acc)
                     if e > 0:
                         for i in range(n):
                             acc[i] = acc[i] << e
@@ -425,16 +483,18 @@ if numba is not None:
         v_end[b, :] = v[:n]
 
     @njit(parallel=True, cache=True, nogil=True)
-    def _run(meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, input_order, bias_in, steps, out_layer,
-             out_spikes, record, rec, rec_off, counts, v_end, acc_all, u_all, v_all, win_all, events_all,
-             ev_start_all):  # pragma: no cover - compiled
+    def _run(meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, pool_index, spike_in, input_order, bias_in, steps,
+             out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc_all, u_all, v_all, win_all, events_all,
+             ev_start_all, pooled_all, touched_all, values_all):  # pragma: no cover - compiled
         batch = counts.shape[0]
         threads = acc_all.shape[0]
         for c in prange(threads):  # one contiguous share of the batch per thread, each with its scratch
             for b in range(c * batch // threads, (c + 1) * batch // threads):
-                _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, spike_in, input_order, bias_in, steps,
+                _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, pool_index, spike_in, input_order,
+                            bias_in, steps,
                             out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc_all[c], u_all[c],
-                            v_all[c], win_all[c], events_all[c], ev_start_all[c])
+                            v_all[c], win_all[c], events_all[c], ev_start_all[c], pooled_all[c], touched_all[c],
+                            values_all[c])
 
 
 def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias_in: np.ndarray | None,
@@ -477,9 +537,12 @@ def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias
     # each window's events back to back (step t's at ev_start[t]:ev_start[t + 1]), so they stay compact in cache
     events_all = np.zeros((threads, 2, steps * max_n + 1), dtype=np.int32)
     ev_start_all = np.zeros((threads, 2, steps + 1), dtype=np.int64)
+    pooled_all = np.zeros((threads, plan.max_pooled), dtype=np.int32)
+    touched_all = np.zeros((threads, plan.max_pooled), dtype=np.int32)
+    values_all = np.zeros((threads, plan.max_pooled), dtype=plan.dtype)
     _run(meta, plan.weights, plan.du_scale, plan.dv_scale, plan.vth, plan.bias, plan.fanout, plan.taps, plan.decode,
-         spikes, order0, bias, int(steps), int(out_layer), out_spikes, bool(record), rec, rec_off, counts, v_end, acc_all,
-         u_all, v_all, win_all, events_all, ev_start_all)
+         plan.pool_index, spikes, order0, bias, int(steps), int(out_layer), out_spikes, bool(record), rec, rec_off, counts, v_end, acc_all,
+         u_all, v_all, win_all, events_all, ev_start_all, pooled_all, touched_all, values_all)
 
     def to_torch_order(window: np.ndarray, k: int) -> np.ndarray:
         """[B, T * N] storage order -> [T, B, N] torch order."""
