@@ -47,8 +47,8 @@ _INT64_STATE_LIMIT = 2**40
 
 # meta columns (one row per program layer)
 KIND, N, N_IN, CIN, H, W, COUT, HO, WO, KH, KW, GROUPS, W_OFF, P_OFF, CONV_WRAP, W_EXP, FAN_OFF, YT_OFF, \
-    XT_OFF, ROW_RUN, DEC_OFF, DEC_N, POOL_OFF = range(23)
-_META_COLS = 23
+    XT_OFF, ROW_RUN, DEC_OFF, DEC_N, POOL_OFF, NO_CURRENT = range(24)
+_META_COLS = 24
 INPUT, CONV, DENSE = 0, 1, 2
 
 
@@ -254,6 +254,7 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
         w_off += packed.size
         add_neurons(layer.num_neurons, orders[k], prep.du_factor, prep.dv_factor, prep.vth_eff,
                     prep.bias_eff.numpy())
+        row[NO_CURRENT] = int(not np.any(du[-1]))  # iDecay 4096 everywhere: u is this step's input alone
         in_shape = tuple(layer.shape)
 
     def cat(parts: list[np.ndarray], dt) -> np.ndarray:
@@ -281,6 +282,22 @@ if numba is not None:
             cur = cur - 2.0 * _U_MAX if cur > _U_MAX else cur  # one conditional 24-bit wrap, as Lava
             cur = cur + 2.0 * _U_MAX if cur <= -_U_MAX else cur
             u[i] = cur
+            vv = np.trunc(v[i] * dv_s[i]) + cur + bias[i]
+            vv = min(max(vv, -_V_LIMIT_F), _V_LIMIT_F)
+            s = vv > vth[i]
+            v[i] = 0.0 if s else vv
+            spikes[i] = 1 if s else 0
+            count += 1 if s else 0
+        return count
+
+    @njit(inline="always", cache=True)
+    def _neuron_window_step_no_current(acc, u, v, dv_s, vth, bias, n, spikes):  # pragma: no cover - compiled
+        """`_neuron_window_step` for a layer whose current has no memory (iDecay 4096: ``u = a_in << 6``)."""
+        count = 0
+        for i in range(n):
+            cur = np.float64(acc[i]) * 64.0
+            cur = cur - 2.0 * _U_MAX if cur > _U_MAX else cur
+            cur = cur + 2.0 * _U_MAX if cur <= -_U_MAX else cur
             vv = np.trunc(v[i] * dv_s[i]) + cur + bias[i]
             vv = min(max(vv, -_V_LIMIT_F), _V_LIMIT_F)
             s = vv > vth[i]
@@ -467,8 +484,12 @@ if numba is not None:
                         for i in range(n):
                             acc[i] = acc[i] >> (-e)
                 row = win[cur, t * n:(t + 1) * n]
-                out += _neuron_window_step(acc, u, v, du_s[p0:p0 + n], dv_s[p0:p0 + n], vth[p0:p0 + n],
-                                           bias[p0:p0 + n], n, row)
+                if mk[NO_CURRENT]:
+                    out += _neuron_window_step_no_current(acc, u, v, dv_s[p0:p0 + n], vth[p0:p0 + n],
+                                                          bias[p0:p0 + n], n, row)
+                else:
+                    out += _neuron_window_step(acc, u, v, du_s[p0:p0 + n], dv_s[p0:p0 + n], vth[p0:p0 + n],
+                                               bias[p0:p0 + n], n, row)
                 if k < num_layers - 1:
                     start = ev_start[cur, t]
                     ev_start[cur, t + 1] = start + _compact(row, n, events[cur, start:])
