@@ -85,12 +85,22 @@ def _import_lava() -> tuple[Any, ...]:
 
 
 def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tensor, *, num_steps: int,
-             program: LoihiProgram | None = None, record: bool = False, progress: bool = False) -> RunResult:
+             program: LoihiProgram | None = None, record: bool = False, progress: bool = False,
+             monitor: str = "all") -> RunResult:
     """Run the netx file on Lava (fixed_pt) with the emulator's sample protocol; return a RunResult.
 
     ``program`` (the LoihiProgram the file was written from) saves re-reading the file; it is used
     for shapes and count constants, never for the dynamics, which are Lava's.
+
+    ``monitor="all"`` attaches a sink to every layer (needed for ``record`` and for the per-layer
+    counts); ``monitor="output"`` attaches one to the output (last spiking) layer only, Lava's
+    leanest way to the network's result (the readout is read either way): the result then has
+    ``counts == []`` and no ``layer_spikes``.
     """
+    if monitor not in ("all", "output"):
+        raise SimulationError(f"monitor must be 'all' or 'output', got {monitor!r}")
+    if record and monitor != "all":
+        raise SimulationError("record=True needs monitor='all' (every layer's spikes)")
     netx, RunSteps, Loihi2SimCfg, sink, source = _import_lava()
 
     path = Path(netx_path)
@@ -116,8 +126,11 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
     layer_of_built = list(range(n_layers)) if bias_input else list(range(1, n_layers))
     if len(built) != len(layer_of_built):
         raise SimulationError(f"netx built {len(built)} layers from {path}, the program has {len(layer_of_built)}")
+    spiking_idx = n_layers - 2 if program.has_readout else n_layers - 1
+    monitored = layer_of_built if monitor == "all" else [k for k in layer_of_built if k == spiking_idx]
     sinks = []
-    for blk in built:
+    for k in monitored:
+        blk = built[layer_of_built.index(k)]
         snk = sink.RingBuffer(shape=blk.out.shape, buffer=total)
         blk.out.connect(snk.a_in)
         sinks.append(snk)
@@ -196,20 +209,23 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
                 net.stop()
 
     # per-layer window spikes [T, B, N] from the global recordings
-    windows: list[torch.Tensor] = []
+    windows: dict[int, torch.Tensor] = {}
     for k, layer in enumerate(program.layers):
         if k == 0 and not bias_input:
             win = data.reshape(steps, num_samples, -1).astype(bool)
-        else:
-            rec = sink_data[layer_of_built.index(k)]  # (*WHC, total)
+        elif k in monitored:
+            rec = sink_data[monitored.index(k)]  # (*WHC, total)
             rec = _from_whc(rec, len(layer.shape)).reshape(-1, total)  # [N, total] torch order
             win = np.stack([rec[:, i * steps + k:i * steps + k + steps].T for i in range(num_samples)], axis=1)
             win = win.astype(bool)
-        windows.append(torch.as_tensor(np.ascontiguousarray(win)))
-    counter = CountAccumulator(program)
-    counter.add(windows)
-    counts = counter.result(steps, num_samples)
-    spiking_idx = n_layers - 2 if program.has_readout else n_layers - 1
+        else:
+            continue
+        windows[k] = torch.as_tensor(np.ascontiguousarray(win))
+    counts = []
+    if monitor == "all":
+        counter = CountAccumulator(program)
+        counter.add([windows[k] for k in range(n_layers)])
+        counts = counter.result(steps, num_samples)
     return RunResult(
         output_spikes=place_window(windows[spiking_idx], spiking_idx, t_run, program.layers[spiking_idx].shape),
         readout=np.stack(readouts) if program.has_readout else None,
@@ -220,6 +236,7 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
         metadata={"num_steps": steps, "t_run": t_run, "protocol": "staggered-window", "global_steps": total,
                   "compile_s": compile_s, "run_s": run_s, "sim_s": sim_s,
                   "readback_s": readback_s, "select_tag": "fixed_pt", "net_run_calls": len(pauses),
+                  "monitor": monitor,
                   "run_mode": ("continuous: one net.run over all samples, reset_interval per sample" if len(pauses) == 1
                                else f"{len(pauses)} net.run calls (pauses to set input bias / read the readout)"),
                   "counts_cover": "each layer's num_steps window"},

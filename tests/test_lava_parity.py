@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("lava.lib.dl.netx")
 
+from neurocxr.errors import SimulationError
 from neurocxr.exporters.netx import netx_dense_weights, write_netx
 from neurocxr.hardware_sims.emulator import emulate
 from neurocxr.hardware_sims.lava import run_lava
@@ -125,3 +126,20 @@ def test_current_wrap_and_voltage_clip_parity(tmp_path: Path, seed: int, mode: s
     emu = emulate(program, x, record=True)
     lava = run_lava(path, x, num_steps=12, program=program, record=True)
     assert_identical(emu, lava)
+
+
+def test_output_only_monitor_gives_the_same_result(tmp_path: Path) -> None:
+    # the benchmark times Lava with one sink on the output layer: same output and readout, no counts
+    program = default_shaped_program(num_steps=5)
+    path = write_netx(program, tmp_path / "default.net")
+    images = random_images(2, seed=9)
+    full = run_lava(path, images, num_steps=5, program=program)
+    lean = run_lava(path, images, num_steps=5, program=program, monitor="output")
+    np.testing.assert_array_equal(lean.output_spikes, full.output_spikes)
+    np.testing.assert_array_equal(lean.readout, full.readout)
+    assert lean.counts == [] and lean.metadata["monitor"] == "output"
+    assert full.output_spikes.any()
+    with pytest.raises(SimulationError, match="monitor"):
+        run_lava(path, images, num_steps=5, program=program, monitor="none")
+    with pytest.raises(SimulationError, match="record=True needs"):
+        run_lava(path, images, num_steps=5, program=program, monitor="output", record=True)
