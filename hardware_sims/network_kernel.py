@@ -129,6 +129,25 @@ def row_run_layout(size: int, out_size: int, kernel: int, stride: int, padding: 
     return np.asarray(order, dtype=np.int64), table.reshape(-1)
 
 
+def _row_run_descriptors(y_table: np.ndarray, x_table: np.ndarray, kh: int, kw: int, wo: int,
+                         cout: int) -> np.ndarray:
+    """Per delivery-map position (y, x): ``[rows, run, (acc offset, weight offset) x kh]`` for row runs."""
+    h, wd = y_table.shape[0], x_table.shape[0]
+    stride = 2 + 2 * kh
+    out = np.zeros((h, wd, stride), dtype=np.int64)
+    for y in range(h):
+        ny = int(y_table[y, 0])
+        for x in range(wd):
+            count, first_w, first_o = (int(v) for v in x_table[x])
+            out[y, x, 0] = ny if count else 0
+            out[y, x, 1] = count * cout
+            for a in range(ny):
+                ky, oy = int(y_table[y, 1 + 2 * a]), int(y_table[y, 2 + 2 * a])
+                out[y, x, 2 + 2 * a] = (oy * wo + first_o) * cout
+                out[y, x, 3 + 2 * a] = (ky * kw + first_w) * cout
+    return out.reshape(-1)
+
+
 def plan_dtype(prepared: list, steps: int, neuron_bounds) -> np.dtype | None:
     """int32 when every intermediate provably fits, int64 when exact there, None when neither is proven.
 
@@ -237,13 +256,23 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
                 raise AssertionError("a pooled conv needs row runs")
             y_table = conv_taps(h, layer.shape[1], w.shape[2], sh, ph, dh)
             pos = np.arange(h * wd * cin, dtype=np.int64)
-            decode.append(np.concatenate([pos // cin // wd, pos // cin % wd, pos % cin]))  # H, W, C storage
+            if runs is not None:
+                # per map position: [rows, run length, (accumulator offset, weight offset) per row], so a
+                # spike costs two table reads (position, channel) and one descriptor
+                decode.append(np.concatenate([pos // cin, pos % cin]))
+                x_table = _row_run_descriptors(y_table.reshape(h, -1), x_table.reshape(wd, 3), w.shape[2],
+                                               w.shape[3], int(layer.shape[2]), int(layer.shape[0]))
+                row[XT_OFF] = t_off
+                taps.append(x_table)
+                t_off += x_table.size
+            else:
+                decode.append(np.concatenate([pos // cin // wd, pos // cin % wd, pos % cin]))  # H, W, C storage
+                for col, table in ((YT_OFF, y_table), (XT_OFF, x_table)):
+                    row[col] = t_off
+                    taps.append(table)
+                    t_off += table.size
             row[DEC_OFF], row[DEC_N] = d_off, pos.size
-            d_off += 3 * pos.size
-            for col, table in ((YT_OFF, y_table), (XT_OFF, x_table)):
-                row[col] = t_off
-                taps.append(table)
-                t_off += table.size
+            d_off += decode[-1].size
             packed = np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0))).reshape(-1)  # (Cin/g, kh, kw, Cout)
         else:
             row[KIND] = DENSE
@@ -355,24 +384,19 @@ if numba is not None:
         n_dec = meta_k[DEC_N]
         cin_g = cin // groups
         cout_g = cout // groups
-        row_run = meta_k[ROW_RUN] != 0
-        for e in range(num_events):
-            j = events[e]
-            y = decode[d_off + j]
-            x = decode[d_off + n_dec + j]
-            ci = decode[d_off + 2 * n_dec + j]
-            yb = y_off + y * (1 + 2 * kh)
-            ny = taps[yb]
-            if row_run:
-                # groups == 1: the kernel row's taps for this column are one contiguous run (row_run_layout)
-                xb = x_off + 3 * x
-                run = taps[xb] * cout
-                first_w = w_off + taps[xb + 1] * cout
-                first_o = taps[xb + 2] * cout
+        if meta_k[ROW_RUN] != 0:
+            # groups == 1: a kernel row's taps for a spike are one contiguous run (row_run_layout)
+            stride = 2 + 2 * kh
+            ci_size = kh * kw * cout
+            for e in range(num_events):
+                j = events[e]
+                base = x_off + decode[d_off + j] * stride
+                first_w = w_off + decode[d_off + n_dec + j] * ci_size
                 val = values[e] if weighted else 1
-                for a in range(ny):
-                    ob = taps[yb + 2 + 2 * a] * wo * cout + first_o
-                    wb = (ci * kh + taps[yb + 1 + 2 * a]) * kw * cout + first_w
+                run = taps[base + 1]
+                for a in range(taps[base]):
+                    ob = taps[base + 2 + 2 * a]
+                    wb = first_w + taps[base + 3 + 2 * a]
                     # views, so the index is the loop counter alone: numba's negative-index
                     # wraparound check then folds away and the loop vectorises
                     dst = acc[ob:ob + run]
@@ -383,7 +407,14 @@ if numba is not None:
                     else:
                         for i in range(run):
                             dst[i] += val * src[i]
-                continue
+            return
+        for e in range(num_events):
+            j = events[e]
+            y = decode[d_off + j]
+            x = decode[d_off + n_dec + j]
+            ci = decode[d_off + 2 * n_dec + j]
+            yb = y_off + y * (1 + 2 * kh)
+            ny = taps[yb]
             xb = x_off + x * (1 + 2 * kw)
             nx = taps[xb]
             g = ci // cin_g
