@@ -55,6 +55,7 @@ from .program import (
     LoihiProgram,
     ProgramError,
     ReadoutLayer,
+    common_power_of_two,
 )
 
 __all__ = ["write_netx", "read_netx", "netx_dense_weights", "DEFAULT_NUM_STEPS", "NETX_DEFAULT_INPUT_WEIGHT"]
@@ -90,9 +91,7 @@ def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
         is_signed = 1
         scale = min(127 / max_w if max_w != 0 else np.inf, -128 / min_w)
     scale_bits = int(np.floor(np.log2(scale))) + is_signed
-    n = 8
-    while n > 0 and np.any(w % (2**n) != 0):
-        n -= 1
+    n = common_power_of_two(w)
     n -= is_signed
     num_weight_bits = 8 - scale_bits - n
     weight_exp = -scale_bits

@@ -130,6 +130,15 @@ class LoihiNeuron:
 READOUT_I_DECAY, READOUT_V_DECAY, READOUT_V_TH_MANT = 0, 4096, 1 << 17
 
 
+def common_power_of_two(w: np.ndarray) -> int:
+    """Largest n <= 8 with every weight a multiple of 2**n (netx's ``while n > 0 and any(w % 2**n)``), in one pass:
+    the trailing zero bits shared by all weights are those of their bitwise OR (two's complement)."""
+    bits = int(np.bitwise_or.reduce(w.reshape(-1))) & 0xFF
+    if bits == 0:
+        return 8
+    return (bits & -bits).bit_length() - 1
+
+
 def netx_weight_bits(weight: np.ndarray) -> tuple[int, int, str]:
     """(num_weight_bits, weight_exponent, sign_mode) as lava-dl 0.6.0's netx packing counts them.
 
@@ -156,9 +165,7 @@ def netx_weight_bits(weight: np.ndarray) -> tuple[int, int, str]:
     else:
         sign_mode, is_signed, scale = "excitatory", 0, 255 / max_w
     scale_bits = int(np.floor(np.log2(scale))) + is_signed
-    n = 8
-    while n > 0 and np.any(w % (2**n)):
-        n -= 1
+    n = common_power_of_two(w)
     n -= is_signed
     return 8 - scale_bits - n, -scale_bits, sign_mode
 

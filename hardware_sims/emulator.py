@@ -18,9 +18,16 @@ What it reproduces (lava-nc 0.10.0 / lava-dl 0.6.0 sources, which win over any d
   sum is an integer below 2**24 / 2**53), wrapped to 24 bits (``(x + 2**23) % 2**24 - 2**23``),
   no weight exponent.
 
-Speed (same integer results): with numba installed the neuron dynamics run in one fused int64
-kernel per layer (hardware_sims/cuba_kernel.py) that also counts spikes, and conv layers whose input
-spike density is below `EVENT_CONV_DENSITY` run event-driven (each spike adds its kernel); otherwise
+Speed (same integer results): with numba installed, emulate() runs the whole program in one fused
+kernel (hardware_sims/network_kernel.py): samples spread over threads, each layer's window computed
+event-driven (every spike adds its weights; channel-last maps so a spike's weights are contiguous
+runs; average-pool-folded kernels deliver one event per busy pooling block), neuron state in float64
+holding integers and accumulators in int32 when a bound from the weights, biases and decays
+(`_neuron_bounds`) proves int32 exact (else int64), counts summed on the way. Programs whose bound
+exceeds what float64 holds exactly, and machines without numba, use the layer-by-layer path below,
+which the fused kernel is tested against on random programs. In that path neuron dynamics run in one
+fused int64 kernel per layer (hardware_sims/cuba_kernel.py) that also counts spikes, and conv layers
+whose input spike density is below `EVENT_CONV_DENSITY` run event-driven; otherwise
 (torch fallback) neuron state is float64 holding integers (``trunc(x * f/4096)`` is
 exact there), the current wrap / voltage clip / conv wrap are skipped only when a bound computed
 from the weights, biases and decays (`_neuron_bounds`) proves they cannot fire, a kernel that is a

@@ -11,10 +11,14 @@ Why it is fast:
   work for silent inputs. Maps are stored channel-last (H, W, C), so a spike's contribution to one
   output position is one contiguous run of output channels (vectorised adds); dense weights are
   stored one row per input position.
-- **Narrow integers where exact.** State and accumulators are int32 when a bound on every value
-  (from the weights, biases and decays; `plan_dtype`) proves int32 cannot overflow, else int64.
-  The decay ``trunc(x * f / 4096)`` is computed as a float64 product truncated toward zero, which is
-  exact (``|x * f| < 2**53`` and ``f / 4096`` is exact in binary) and vectorises.
+- **Narrow integers where exact.** Synaptic accumulators (and weights) are int32 when a bound on
+  every value (from the weights, biases and decays; `plan_dtype`) proves int32 cannot overflow,
+  else int64. Neuron state is float64 holding integers below 2**40, where Lava's decay
+  ``sign(x) * (|x| * f >> 12)`` equals ``trunc(x * (f / 4096))`` exactly (``f / 4096`` is exact in
+  binary), so the whole update vectorises.
+- **Fewer events where the kernel allows.** A kernel that is constant on stride x stride blocks
+  (an average pool folded into the next conv) delivers one event per busy block, weighted by its
+  spike count, through the smaller kernel at stride 1 (the emulator's `_pooled_factor` regrouping).
 - **Everything in one pass.** Spike counts and synaptic-operation counts are summed while
   spikes are delivered; only the output layer's spikes leave the kernel unless every layer is
   recorded. Samples are spread over threads (``prange``), each thread with its own scratch.
