@@ -51,8 +51,10 @@ _INT64_STATE_LIMIT = 2**40
 
 # meta columns (one row per program layer)
 KIND, N, N_IN, CIN, H, W, COUT, HO, WO, KH, KW, GROUPS, W_OFF, P_OFF, CONV_WRAP, W_EXP, FAN_OFF, YT_OFF, \
-    XT_OFF, ROW_RUN, DEC_OFF, DEC_N, POOL_OFF, NO_CURRENT = range(24)
-_META_COLS = 24
+    XT_OFF, ROW_RUN, DEC_OFF, DEC_N, POOL_OFF, NO_CURRENT, LUT_OFF, RF_OFF = range(26)
+_META_COLS = 26
+# a single-input-channel conv whose kernel has at most this many taps may run by pattern lookup
+MAX_LUT_TAPS = 10
 INPUT, CONV, DENSE = 0, 1, 2
 
 
@@ -79,6 +81,8 @@ class NetworkPlan:
     decode: np.ndarray  # conv delivery maps: storage index -> y, x, c (three runs of DEC_N per layer), int32
     pool_index: np.ndarray  # pooled convs: input storage index -> pooled-map index (-1: reaches no output), int32
     max_pooled: int  # size of the largest pooled map (scratch per thread)
+    luts: np.ndarray  # single-channel convs: per tap pattern, the summed weights per output channel
+    fields: np.ndarray  # their receptive fields: per output position, the input index of each tap (-1: padding)
     orders: list[np.ndarray]  # per layer: storage index -> torch flat index
     dtype: np.dtype
 
@@ -152,6 +156,25 @@ def _row_run_descriptors(y_table: np.ndarray, x_table: np.ndarray, kh: int, kw: 
     return out.reshape(-1)
 
 
+def _pattern_tables(w: np.ndarray, in_shape: tuple[int, ...], out_shape: tuple[int, ...], stride: tuple[int, int],
+                    padding: tuple[int, int], dilation: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """For a conv with one input channel: (table [2**taps, Cout] of the weight sums of every tap pattern,
+    receptive fields [Ho * Wo, taps] of input indices, -1 on padding). Tap t = ky * kw + kx is bit t."""
+    cout, _, kh, kw = w.shape
+    taps = kh * kw
+    bits = (np.arange(2**taps)[:, None] >> np.arange(taps)[None, :]) & 1  # [patterns, taps]
+    lut = bits @ w.reshape(cout, taps).T  # exact integer sums
+    _, h, wd = in_shape
+    _, ho, wo = out_shape
+    oy, ox = np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij")
+    ky, kx = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
+    y = oy.reshape(-1, 1) * stride[0] - padding[0] + ky.reshape(1, -1) * dilation[0]
+    x = ox.reshape(-1, 1) * stride[1] - padding[1] + kx.reshape(1, -1) * dilation[1]
+    inside = (y >= 0) & (y < h) & (x >= 0) & (x < wd)
+    field = np.where(inside, y * wd + x, -1)
+    return lut.reshape(-1), field.reshape(-1)
+
+
 def plan_dtype(prepared: list, steps: int, neuron_bounds) -> np.dtype | None:
     """int32 when every intermediate provably fits, int64 when exact there, None when neither is proven.
 
@@ -188,6 +211,9 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
     taps: list[np.ndarray] = []
     decode: list[np.ndarray] = []
     pool_index: list[np.ndarray] = []
+    luts: list[np.ndarray] = []
+    fields: list[np.ndarray] = []
+    lut_off = rf_off = 0
     w_off = p_off = f_off = t_off = d_off = q_off = 0
     max_pooled = 1
 
@@ -247,6 +273,17 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
                 (sh, sw), (ph, pw), (dh, dw) = (1, 1), (0, 0), (1, 1)
             else:
                 row[POOL_OFF] = -1
+            row[LUT_OFF] = row[RF_OFF] = -1
+            if cin == 1 and layer.groups == 1 and row[POOL_OFF] < 0 and w.shape[2] * w.shape[3] <= MAX_LUT_TAPS:
+                # one input channel: the spikes under an output's receptive field form a bit pattern, and
+                # the summed weights of every pattern fit a small table, so a dense input step costs one
+                # lookup per output position instead of one weight run per spike
+                lut, field = _pattern_tables(w, in_shape, tuple(layer.shape), (sh, sw), (ph, pw), (dh, dw))
+                row[LUT_OFF], row[RF_OFF] = lut_off, rf_off
+                luts.append(lut)
+                fields.append(field)
+                lut_off += lut.size
+                rf_off += field.size
             row[CIN], row[H], row[W] = cin, h, wd
             row[KH], row[KW] = w.shape[2], w.shape[3]
             runs = None if layer.groups != 1 else row_run_layout(wd, layer.shape[2], w.shape[3], sw, pw, dw)
@@ -296,6 +333,7 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
     return NetworkPlan(meta=meta, weights=cat(weights, dtype), du_scale=cat(du, np.float64),
                        dv_scale=cat(dv, np.float64), vth=cat(vth, np.float64), bias=cat(bias, np.float64),
                        fanout=cat(fans, np.int32), taps=cat(taps, np.int32), decode=cat(decode, np.int32), pool_index=cat(pool_index, np.int32), max_pooled=max_pooled,
+                       luts=cat(luts, dtype), fields=cat(fields, np.int32),
                        orders=orders, dtype=np.dtype(dtype))
 
 
@@ -376,6 +414,27 @@ if numba is not None:
         return busy
 
     @njit(cache=True)
+    def _deliver_by_pattern(meta_k, spikes, luts, fields, acc):  # pragma: no cover - compiled
+        """Single-channel conv: each output position adds the table row of its receptive field's spike pattern."""
+        cout = meta_k[COUT]
+        taps = meta_k[KH] * meta_k[KW]
+        positions = meta_k[HO] * meta_k[WO]
+        lut_off, rf_off = meta_k[LUT_OFF], meta_k[RF_OFF]
+        for p in range(positions):
+            field = fields[rf_off + p * taps:rf_off + (p + 1) * taps]
+            pattern = 0
+            for t in range(taps):
+                j = field[t]
+                if j >= 0:
+                    pattern |= np.int64(spikes[j]) << t
+            if pattern == 0:
+                continue
+            src = luts[lut_off + pattern * cout:lut_off + (pattern + 1) * cout]
+            dst = acc[p * cout:(p + 1) * cout]
+            for c in range(cout):
+                dst[c] += src[c]
+
+    @njit(cache=True)
     def _deliver_conv(meta_k, events, num_events, values, weighted, weights, taps, decode,
                       acc):  # pragma: no cover - compiled
         """Add one step's inputs (delivery-map indices ``events[:num_events]``, each of size ``values[e]``
@@ -449,7 +508,7 @@ if numba is not None:
     @njit(cache=True, nogil=True)
     def _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, pool_index, spike_in, input_order,
                     bias_in, steps, out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc, u, v, win, events,
-                    ev_start, pooled, touched, values):  # pragma: no cover - compiled
+                    ev_start, pooled, touched, values, luts, fields):  # pragma: no cover - compiled
         """Every layer's window for sample b; scratch (acc, u, v, win, events, ev_start) is the caller's."""
         num_layers = meta.shape[0]
         n0 = meta[0, N]
@@ -488,6 +547,7 @@ if numba is not None:
         for k in range(1, num_layers):
             mk = meta[k]
             n = mk[N]
+            n_prev = meta[k - 1, N]
             p0 = mk[P_OFF]
             u[:n] = 0.0
             v[:n] = 0.0
@@ -504,6 +564,9 @@ if numba is not None:
                 if conv and mk[POOL_OFF] >= 0:
                     busy = _pool_events(step_events, last - first, pool_index, mk[POOL_OFF], pooled, touched, values)
                     _deliver_conv(mk, touched, busy, values, True, weights, taps, decode, acc)
+                elif conv and mk[LUT_OFF] >= 0 and (last - first) * mk[KH] * mk[KW] > 2 * mk[HO] * mk[WO]:
+                    # dense single-channel input: one table lookup per output beats one run per spike
+                    _deliver_by_pattern(mk, win[prev, t * n_prev:(t + 1) * n_prev], luts, fields, acc)
                 elif conv:
                     _deliver_conv(mk, step_events, last - first, values, False, weights, taps, decode, acc)
                 if conv:
@@ -541,7 +604,7 @@ if numba is not None:
     @njit(parallel=True, cache=True, nogil=True)
     def _run(meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, pool_index, spike_in, input_order, bias_in, steps,
              out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc_all, u_all, v_all, win_all, events_all,
-             ev_start_all, pooled_all, touched_all, values_all):  # pragma: no cover - compiled
+             ev_start_all, pooled_all, touched_all, values_all, luts, fields):  # pragma: no cover - compiled
         batch = counts.shape[0]
         threads = acc_all.shape[0]
         for c in prange(threads):  # one contiguous share of the batch per thread, each with its scratch
@@ -550,7 +613,7 @@ if numba is not None:
                             bias_in, steps,
                             out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc_all[c], u_all[c],
                             v_all[c], win_all[c], events_all[c], ev_start_all[c], pooled_all[c], touched_all[c],
-                            values_all[c])
+                            values_all[c], luts, fields)
 
 
 def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias_in: np.ndarray | None,
@@ -598,7 +661,8 @@ def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias
     values_all = np.zeros((threads, plan.max_pooled), dtype=plan.dtype)
     _run(meta, plan.weights, plan.du_scale, plan.dv_scale, plan.vth, plan.bias, plan.fanout, plan.taps, plan.decode,
          plan.pool_index, spikes, order0, bias, int(steps), int(out_layer), out_spikes, bool(record), rec, rec_off, counts, v_end, acc_all,
-         u_all, v_all, win_all, events_all, ev_start_all, pooled_all, touched_all, values_all)
+         u_all, v_all, win_all, events_all, ev_start_all, pooled_all, touched_all, values_all, plan.luts,
+         plan.fields)
 
     def to_torch_order(window: np.ndarray, k: int) -> np.ndarray:
         """[B, T * N] storage order -> [T, B, N] torch order."""
