@@ -149,3 +149,33 @@ def test_row_runs_cover_exactly_the_conv_taps(size: int, kernel: int, stride: in
         count, first, first_out = (int(v) for v in table[x])
         got = {(int(order[first + j]), first_out + j) for j in range(count)}
         assert got == expected
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation", [((3, 3), (1, 1), (1, 1), (1, 1)),
+                                                            ((3, 3), (2, 2), (1, 1), (1, 1)),
+                                                            ((2, 5), (1, 2), (0, 2), (2, 1)),
+                                                            ((1, 1), (1, 1), (0, 0), (1, 1))])
+def test_single_channel_pattern_lookup_matches(monkeypatch: pytest.MonkeyPatch, kernel, stride, padding,
+                                               dilation) -> None:
+    # dense single-channel input takes the pattern-lookup path (sparse steps the spike path); both exact
+    from neurocxr.exporters.program import ConvLayer, ReadoutLayer
+
+    rng = np.random.default_rng(11)
+    h = w = 9
+    ho = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    wo = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    layers = [
+        InputLayer("input", (1, h, w), None),
+        ConvLayer("conv", (5, ho, wo), LoihiNeuron(v_th_mant=rng.integers(50, 300, 5), i_decay=1024, v_decay=300),
+                  rng.integers(-128, 128, (5, 1, *kernel)), rng.integers(-20, 20, 5), stride=stride, padding=padding,
+                  dilation=dilation),
+        ReadoutLayer("readout", (2,), rng.integers(-128, 128, (2, 5 * ho * wo)), flatten_input=True),
+    ]
+    program = LoihiProgram(input_shape=(1, h, w), input_kind="spikes", layers=layers, num_steps=8)
+    program.validate()
+    plan = network_kernel.build_plan(program, emulator_module._prepare(program), np.dtype(np.int32))
+    assert plan.meta[1, network_kernel.LUT_OFF] >= 0
+    # steps alternate dense (lookup) and sparse (spike path)
+    density = np.where(np.arange(8) % 2 == 0, 0.9, 0.05)[:, None, None, None, None]
+    inputs = (rng.random((8, 5, 1, h, w)) < density).astype(np.int8)
+    assert_same_run(emulate(program, inputs, record=True), _layer_by_layer(program, inputs, monkeypatch))
