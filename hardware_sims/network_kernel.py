@@ -71,7 +71,7 @@ class NetworkPlan:
     """A LoihiProgram flattened into arrays the kernel reads (built once per emulate() call)."""
 
     meta: np.ndarray  # [L, _META_COLS] int64
-    weights: np.ndarray  # all synaptic weights, kernel layout, state dtype
+    weights: np.ndarray  # all synaptic weights, kernel layout: int16 when every value fits, else the plan's dtype
     du_scale: np.ndarray  # (4096 - iDecay) / 4096 per neuron, float64
     dv_scale: np.ndarray  # (4096 - vDecay) / 4096 per neuron, float64
     vth: np.ndarray  # vThMant << 6 per neuron, float64 (integers)
@@ -320,7 +320,7 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
             row[W_EXP] = prep.weight_exp
             w_eff = np.rint(prep.weight.numpy().astype(np.float64)).astype(np.int64)  # netx-packed W' [Nout, Nin]
             packed = np.ascontiguousarray(w_eff.T[in_order]).reshape(-1)  # one row per input (storage order)
-        weights.append(packed.astype(dtype))
+        weights.append(packed)
         w_off += packed.size
         add_neurons(layer.num_neurons, orders[k], prep.du_factor, prep.dv_factor, prep.vth_eff,
                     prep.bias_eff.numpy())
@@ -330,7 +330,11 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
     def cat(parts: list[np.ndarray], dt) -> np.ndarray:
         return np.ascontiguousarray(np.concatenate(parts).astype(dt)) if parts else np.zeros(1, dtype=dt)
 
-    return NetworkPlan(meta=meta, weights=cat(weights, dtype), du_scale=cat(du, np.float64),
+    # a valid program's weights are 8-bit mantissas (at most 9-bit values): int16 halves their cache
+    # footprint; the accumulators keep the plan's width
+    all_w = np.concatenate(weights) if weights else np.zeros(1, dtype=np.int64)
+    w_dtype = np.int16 if np.abs(all_w).max(initial=0) < 2**15 else dtype
+    return NetworkPlan(meta=meta, weights=cat(weights, w_dtype), du_scale=cat(du, np.float64),
                        dv_scale=cat(dv, np.float64), vth=cat(vth, np.float64), bias=cat(bias, np.float64),
                        fanout=cat(fans, np.int32), taps=cat(taps, np.int32), decode=cat(decode, np.int32), pool_index=cat(pool_index, np.int32), max_pooled=max_pooled,
                        luts=cat(luts, dtype), fields=cat(fields, np.int32),
