@@ -439,54 +439,6 @@ if numba is not None:
                 dst[c] += src[c]
 
     @njit(cache=True)
-    def _deliver_runs(meta_k, events, num_events, weights, taps, decode, acc):  # pragma: no cover - compiled
-        """Row-run conv (groups == 1): a kernel row's taps for a spike are one contiguous run (row_run_layout)."""
-        kh, cout = meta_k[KH], meta_k[COUT]
-        w_off, x_off, d_off, n_dec = meta_k[W_OFF], meta_k[XT_OFF], meta_k[DEC_OFF], meta_k[DEC_N]
-        stride = 2 + 2 * kh
-        ci_size = kh * meta_k[KW] * cout
-        for e in range(num_events):
-            j = events[e]
-            base = x_off + decode[d_off + j] * stride
-            first_w = w_off + decode[d_off + n_dec + j] * ci_size
-            run = taps[base + 1]
-            for a in range(taps[base]):
-                ob = taps[base + 2 + 2 * a]
-                wb = first_w + taps[base + 3 + 2 * a]
-                # views, so the index is the loop counter alone: numba's negative-index
-                # wraparound check then folds away and the loop vectorises
-                dst = acc[ob:ob + run]
-                src = weights[wb:wb + run]
-                for i in range(run):
-                    dst[i] += src[i]
-
-    @njit(cache=True)
-    def _deliver_runs_weighted(meta_k, events, num_events, values, weights, taps, decode,
-                               acc):  # pragma: no cover - compiled
-        """`_deliver_runs` for pooled blocks: each event adds ``values[e]`` times its runs."""
-        kh, cout = meta_k[KH], meta_k[COUT]
-        w_off, x_off, d_off, n_dec = meta_k[W_OFF], meta_k[XT_OFF], meta_k[DEC_OFF], meta_k[DEC_N]
-        stride = 2 + 2 * kh
-        ci_size = kh * meta_k[KW] * cout
-        for e in range(num_events):
-            j = events[e]
-            base = x_off + decode[d_off + j] * stride
-            first_w = w_off + decode[d_off + n_dec + j] * ci_size
-            run = taps[base + 1]
-            val = values[e]
-            for a in range(taps[base]):
-                ob = taps[base + 2 + 2 * a]
-                wb = first_w + taps[base + 3 + 2 * a]
-                dst = acc[ob:ob + run]
-                src = weights[wb:wb + run]
-                if val == 1:
-                    for i in range(run):
-                        dst[i] += src[i]
-                else:
-                    for i in range(run):
-                        dst[i] += val * src[i]
-
-    @njit(cache=True)
     def _deliver_conv(meta_k, events, num_events, values, weighted, weights, taps, decode,
                       acc):  # pragma: no cover - compiled
         """Add one step's inputs (delivery-map indices ``events[:num_events]``, each of size ``values[e]``
@@ -500,10 +452,28 @@ if numba is not None:
         cin_g = cin // groups
         cout_g = cout // groups
         if meta_k[ROW_RUN] != 0:
-            if weighted:
-                _deliver_runs_weighted(meta_k, events, num_events, values, weights, taps, decode, acc)
-            else:
-                _deliver_runs(meta_k, events, num_events, weights, taps, decode, acc)
+            # groups == 1: a kernel row's taps for a spike are one contiguous run (row_run_layout)
+            stride = 2 + 2 * kh
+            ci_size = kh * kw * cout
+            for e in range(num_events):
+                j = events[e]
+                base = x_off + decode[d_off + j] * stride
+                first_w = w_off + decode[d_off + n_dec + j] * ci_size
+                val = values[e] if weighted else 1
+                run = taps[base + 1]
+                for a in range(taps[base]):
+                    ob = taps[base + 2 + 2 * a]
+                    wb = first_w + taps[base + 3 + 2 * a]
+                    # views, so the index is the loop counter alone: numba's negative-index
+                    # wraparound check then folds away and the loop vectorises
+                    dst = acc[ob:ob + run]
+                    src = weights[wb:wb + run]
+                    if val == 1:
+                        for i in range(run):
+                            dst[i] += src[i]
+                    else:
+                        for i in range(run):
+                            dst[i] += val * src[i]
             return
         for e in range(num_events):
             j = events[e]
