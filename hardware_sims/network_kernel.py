@@ -344,6 +344,17 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
 if numba is not None:
 
     @njit(inline="always", cache=True)
+    def _current_and_voltage(u_decayed, a_in, v, dv, bias, vth):  # pragma: no cover - compiled
+        """Lava's CUBA update after the current decay: (u, v after the reset, spike) in float64 integers."""
+        cur = u_decayed + np.float64(a_in) * 64.0
+        cur = cur - 2.0 * _U_MAX if cur > _U_MAX else cur  # one conditional 24-bit wrap, as Lava
+        cur = cur + 2.0 * _U_MAX if cur <= -_U_MAX else cur
+        vv = np.trunc(v * dv) + cur + bias
+        vv = min(max(vv, -_V_LIMIT_F), _V_LIMIT_F)
+        s = vv > vth
+        return cur, 0.0 if s else vv, s
+
+    @njit(inline="always", cache=True)
     def _neuron_window_step(acc, u, v, du_s, dv_s, vth, bias, n, spikes):  # pragma: no cover - compiled
         """One step of Lava's CUBA update for n neurons (arrays are this layer's views); acc holds a_in.
 
@@ -353,14 +364,7 @@ if numba is not None:
         """
         count = 0
         for i in range(n):
-            cur = np.trunc(u[i] * du_s[i]) + np.float64(acc[i]) * 64.0
-            cur = cur - 2.0 * _U_MAX if cur > _U_MAX else cur  # one conditional 24-bit wrap, as Lava
-            cur = cur + 2.0 * _U_MAX if cur <= -_U_MAX else cur
-            u[i] = cur
-            vv = np.trunc(v[i] * dv_s[i]) + cur + bias[i]
-            vv = min(max(vv, -_V_LIMIT_F), _V_LIMIT_F)
-            s = vv > vth[i]
-            v[i] = 0.0 if s else vv
+            u[i], v[i], s = _current_and_voltage(np.trunc(u[i] * du_s[i]), acc[i], v[i], dv_s[i], bias[i], vth[i])
             spikes[i] = 1 if s else 0
             count += 1 if s else 0
         return count
@@ -370,13 +374,7 @@ if numba is not None:
         """`_neuron_window_step` for a layer whose current has no memory (iDecay 4096: ``u = a_in << 6``)."""
         count = 0
         for i in range(n):
-            cur = np.float64(acc[i]) * 64.0
-            cur = cur - 2.0 * _U_MAX if cur > _U_MAX else cur
-            cur = cur + 2.0 * _U_MAX if cur <= -_U_MAX else cur
-            vv = np.trunc(v[i] * dv_s[i]) + cur + bias[i]
-            vv = min(max(vv, -_V_LIMIT_F), _V_LIMIT_F)
-            s = vv > vth[i]
-            v[i] = 0.0 if s else vv
+            _, v[i], s = _current_and_voltage(0.0, acc[i], v[i], dv_s[i], bias[i], vth[i])
             spikes[i] = 1 if s else 0
             count += 1 if s else 0
         return count
