@@ -492,7 +492,9 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
 
     if network_kernel.available() and num_samples > 0:
         dtype = network_kernel.plan_dtype(prepared, steps, _neuron_bounds)
-        if dtype is not None:
+        # per-thread scratch holds a whole window of the widest layer (spikes and event lists)
+        scratch = network_kernel.scratch_bytes(program, steps, torch.get_num_threads())
+        if dtype is not None and scratch <= FUSED_SCRATCH_LIMIT:
             return _emulate_fused(program, prepared, dtype, data, steps, t_run, spiking_idx, record, progress)
 
     counter = CountAccumulator(program)
@@ -564,6 +566,8 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
 
 # samples per call of the fused kernel: bounds the memory of a call and paces the progress bar
 FUSED_CHUNK = 512
+# above this much per-call scratch (very long windows of very wide layers) the layer-by-layer path runs
+FUSED_SCRATCH_LIMIT = 2 * 2**30
 
 
 def _emulate_fused(program: LoihiProgram, prepared: list[_Prepared | None], dtype: np.dtype, data: np.ndarray,

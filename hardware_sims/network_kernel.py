@@ -40,7 +40,7 @@ try:
 except ImportError:  # pragma: no cover - the emulator falls back to its layer-by-layer path
     numba = None
 
-__all__ = ["available", "NetworkPlan", "storage_order", "run_plan"]
+__all__ = ["available", "NetworkPlan", "storage_order", "build_plan", "plan_dtype", "scratch_bytes", "run_plan"]
 
 _U_MAX = 2**23
 _V_LIMIT = 2**23 - 1
@@ -616,6 +616,12 @@ if numba is not None:
                             out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc_all[c], u_all[c],
                             v_all[c], win_all[c], events_all[c], ev_start_all[c], pooled_all[c], touched_all[c],
                             values_all[c], luts, fields)
+
+
+def scratch_bytes(program: LoihiProgram, steps: int, threads: int) -> int:
+    """Scratch `run_plan` allocates per call: two windows of spikes (1 byte) and of events (4 bytes) per thread."""
+    widest = max(layer.num_neurons for layer in program.layers)
+    return int(max(1, threads)) * 2 * int(steps) * widest * 5
 
 
 def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias_in: np.ndarray | None,

@@ -179,3 +179,16 @@ def test_single_channel_pattern_lookup_matches(monkeypatch: pytest.MonkeyPatch, 
     density = np.where(np.arange(8) % 2 == 0, 0.9, 0.05)[:, None, None, None, None]
     inputs = (rng.random((8, 5, 1, h, w)) < density).astype(np.int8)
     assert_same_run(emulate(program, inputs, record=True), _layer_by_layer(program, inputs, monkeypatch))
+
+
+def test_scratch_limit_falls_back_to_layer_by_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(4)
+    program = random_program(rng, input_kind="bias", num_hidden=2, kinds=["conv", "dense"], readout=True,
+                             num_steps=6)
+    inputs = random_inputs(program, rng, 3)
+    fused = emulate(program, inputs)
+    assert network_kernel.scratch_bytes(program, 6, 2) > 0
+    monkeypatch.setattr(emulator_module, "FUSED_SCRATCH_LIMIT", 0)
+    fallback = emulate(program, inputs)
+    assert "kernel" not in fallback.metadata and fused.metadata["kernel"].startswith("fused-")
+    np.testing.assert_array_equal(fallback.readout, fused.readout)
