@@ -94,15 +94,14 @@ def table(results: Path) -> tuple[list[str], list[str]]:
             case = emu.get(key)
             if not case:
                 continue
-            e, lv = case["emulator"]["best"], case["lava"]
-            after = case["emulator"].get("after_lava", {}).get("samples_per_s")
-            again = f"; {after:.0f} samples/s timed again right after Lava" if after else ""
+            e, lv = case["emulator"], case["lava"]
+            rounds = ", ".join(f"{x:.0f}x" for x in case.get("speedup_vs_lava_sim_each_round", []))
             lines.append(
-                f"| emulator vs Lava {label}: {case.get('model')} | {e['samples_per_s']:.0f} samples/s "
-                f"({e['threads']} thread(s){again}) vs Lava {lv['samples_per_s_sim']:.3g} samples/s inside net.run "
-                f"({lv['run_mode']}): about {case['speedup_vs_lava_sim']:.0f}x; output spikes and readout identical on "
-                f"{lv['samples']} samples: {lv.get('identical_output_spikes', lv['identical'])}, every layer and count "
-                f"on {lv.get('recorded_samples', lv['samples'])}: {lv['identical']} |")
+                f"| emulator vs Lava {label}: {case.get('model')} | {e['samples_per_s_median']:.0f} samples/s "
+                f"({e['threads']} thread(s), {e['kernel']}) vs Lava {lv['samples_per_s_sim_median']:.3g} samples/s inside "
+                f"net.run ({lv['run_mode']}): about {case['speedup_vs_lava_sim']:.0f}x (median of paired rounds: "
+                f"{rounds}); output spikes and readout identical on {lv['samples']} samples every round, every layer "
+                f"and count on {case['recorded']['samples']}: {case['identical']} |")
     if energy:
         summary = energy.get("summary") or []
         models = list(dict.fromkeys(r["model"].split(" (")[0] for r in summary))
