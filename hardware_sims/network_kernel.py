@@ -11,14 +11,17 @@ Why it is fast:
   work for silent inputs. Maps are stored channel-last (H, W, C), so a spike's contribution to one
   output position is one contiguous run of output channels (vectorised adds); dense weights are
   stored one row per input position.
-- **Narrow integers where exact.** Synaptic accumulators (and weights) are int32 when a bound on
-  every value (from the weights, biases and decays; `plan_dtype`) proves int32 cannot overflow,
-  else int64. Neuron state is float64 holding integers below 2**40, where Lava's decay
+- **Narrow integers where exact.** Synaptic accumulators are int32 when a bound on every value
+  (from the weights, biases and decays; `plan_dtype`) proves int32 cannot overflow, else int64;
+  weights are int16 (a valid program's are 8-bit mantissas). Neuron state is float64 holding integers below 2**40, where Lava's decay
   ``sign(x) * (|x| * f >> 12)`` equals ``trunc(x * (f / 4096))`` exactly (``f / 4096`` is exact in
   binary), so the whole update vectorises.
 - **Fewer events where the kernel allows.** A kernel that is constant on stride x stride blocks
   (an average pool folded into the next conv) delivers one event per busy block, weighted by its
   spike count, through the smaller kernel at stride 1 (the emulator's `_pooled_factor` regrouping).
+- **Pattern lookup for dense single-channel input.** A conv reading one channel (the image-driven
+  first layer of a grayscale model) turns each output's receptive field of spikes into a bit pattern
+  and adds a precomputed row of summed weights, when that is cheaper than one run per spike.
 - **Everything in one pass.** Spike counts and synaptic-operation counts are summed while
   spikes are delivered; only the output layer's spikes leave the kernel unless every layer is
   recorded. Samples are spread over threads (``prange``), each thread with its own scratch.
