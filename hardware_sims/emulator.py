@@ -139,6 +139,8 @@ class _Prepared:
     vth_eff: Factor  # vThMant << 6
     float_dtype: torch.dtype
     a_max: int = _U_MAX  # bound on |a_in| (synaptic input before << 6) for any 0/1 input spikes
+    acc_max: int = 0  # bound on |sum of weights| into one neuron, before the dense exponent / conv wrap
+    bias_max: int = 0  # max |bias << 6|
     conv_wrap: bool = True  # whether the conv's 24-bit wrap can ever change a value
     pool: int = 1  # > 1: `weight` is the factor of a block-constant kernel applied after a sum-pool (_pooled_factor)
 
@@ -202,6 +204,8 @@ def _prepare(program: LoihiProgram) -> list[_Prepared | None]:
             vth_eff=vth_eff,
             float_dtype=fdtype,
             a_max=a_max,
+            acc_max=worst_int,
+            bias_max=int(np.abs(layer.bias_full()).max(initial=0)) * 64,
             conv_wrap=conv_wrap,
             pool=pool,
         ))
@@ -482,20 +486,22 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
     prepared = _prepare(program)
     n_layers = len(program.layers)
     flags: list[tuple[bool, bool]] = [(True, True)]
+    u_bounds: list[int] = []
     for prep in prepared[1:]:
         assert prep is not None
-        bias_max = int(prep.bias_eff.abs().max()) if prep.bias_eff.numel() else 0
-        u_bound, v_bound = _neuron_bounds(prep.a_max, bias_max, prep.du_factor, prep.dv_factor, steps)
+        u_bound, v_bound = _neuron_bounds(prep.a_max, prep.bias_max, prep.du_factor, prep.dv_factor, steps)
+        u_bounds.append(u_bound)
         wrap_u = u_bound >= _U_MAX
         flags.append((wrap_u, wrap_u or v_bound > _V_LIMIT))
     spiking_idx = n_layers - 2 if program.has_readout else n_layers - 1
 
     if network_kernel.available() and num_samples > 0:
-        dtype = network_kernel.plan_dtype(prepared, steps, _neuron_bounds)
+        dtype = network_kernel.plan_dtype(prepared, u_bounds)
         # per-thread scratch holds a whole window of the widest layer (spikes and event lists)
         scratch = network_kernel.scratch_bytes(program, steps, torch.get_num_threads())
         if dtype is not None and scratch <= FUSED_SCRATCH_LIMIT:
-            return _emulate_fused(program, prepared, dtype, data, steps, t_run, spiking_idx, record, progress)
+            return _emulate_fused(program, prepared, dtype, data, num_samples, steps, t_run, spiking_idx, record,
+                                  progress)
 
     counter = CountAccumulator(program)
     recorded: list[list[np.ndarray]] = [[] for _ in range(n_layers)]
@@ -551,16 +557,23 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
                 for k in range(n_layers):
                     recorded[k].append(place_window(window_spikes[k], k, t_run, program.layers[k].shape))
 
-    counts = counter.result(steps, num_samples)
+    return _run_result(program, spiking_idx, steps, t_run, num_samples, counter, out_chunks, readout_chunks,
+                       recorded if record else None)
+
+
+def _run_result(program: LoihiProgram, spiking_idx: int, steps: int, t_run: int, num_samples: int,
+                counter: CountAccumulator, out_chunks: list[np.ndarray], readout_chunks: list[np.ndarray],
+                recorded: list[list[np.ndarray]] | None, **metadata: Any) -> RunResult:
+    """The RunResult of either emulation path, from its per-batch pieces on the sample timeline."""
     return RunResult(
         output_spikes=np.concatenate(out_chunks, axis=1) if out_chunks else np.zeros((t_run, 0, *program.layers[spiking_idx].shape), np.int8),
         readout=np.concatenate(readout_chunks) if readout_chunks else None,
-        counts=counts,
+        counts=counter.result(steps, num_samples),
         time_steps=t_run,
-        layer_spikes=[np.concatenate(r, axis=1) for r in recorded] if record else None,
+        layer_spikes=[np.concatenate(r, axis=1) for r in recorded] if recorded is not None else None,
         simulator="emulator",
         metadata={"num_steps": steps, "t_run": t_run, "protocol": "staggered-window",
-                  "counts_cover": "each layer's num_steps window"},
+                  "counts_cover": "each layer's num_steps window", **metadata},
     )
 
 
@@ -571,11 +584,13 @@ FUSED_SCRATCH_LIMIT = 2 * 2**30
 
 
 def _emulate_fused(program: LoihiProgram, prepared: list[_Prepared | None], dtype: np.dtype, data: np.ndarray,
-                   steps: int, t_run: int, spiking_idx: int, record: bool, progress: bool) -> RunResult:
+                   num_samples: int, steps: int, t_run: int, spiking_idx: int, record: bool,
+                   progress: bool) -> RunResult:
     """emulate() through the whole-program kernel (hardware_sims/network_kernel.py): same RunResult."""
-    plan = network_kernel.build_plan(program, prepared, dtype)
+    layer0 = program.layers[0]
+    input_factors = _factors(layer0.neuron, tuple(layer0.shape)) if program.input_kind == "bias" else None
+    plan = network_kernel.build_plan(program, prepared, dtype, input_factors)
     n_layers = len(program.layers)
-    num_samples = data.shape[0] if program.input_kind == "bias" else data.shape[1]
     counter = CountAccumulator(program)
     out_chunks: list[np.ndarray] = []
     readout_chunks: list[np.ndarray] = []
@@ -602,13 +617,5 @@ def _emulate_fused(program: LoihiProgram, prepared: list[_Prepared | None], dtyp
         if layers is not None:
             for k in range(n_layers):
                 recorded[k].append(place_window(torch.from_numpy(layers[k]), k, t_run, program.layers[k].shape))
-    return RunResult(
-        output_spikes=np.concatenate(out_chunks, axis=1),
-        readout=np.concatenate(readout_chunks) if readout_chunks else None,
-        counts=counter.result(steps, num_samples),
-        time_steps=t_run,
-        layer_spikes=[np.concatenate(r, axis=1) for r in recorded] if record else None,
-        simulator="emulator",
-        metadata={"num_steps": steps, "t_run": t_run, "protocol": "staggered-window",
-                  "counts_cover": "each layer's num_steps window", "kernel": f"fused-{np.dtype(dtype).name}"},
-    )
+    return _run_result(program, spiking_idx, steps, t_run, num_samples, counter, out_chunks, readout_chunks,
+                       recorded if record else None, kernel=f"fused-{np.dtype(dtype).name}")

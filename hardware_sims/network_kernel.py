@@ -53,9 +53,9 @@ _INT32_LIMIT = 2**31 - 1
 _INT64_STATE_LIMIT = 2**40
 
 # meta columns (one row per program layer)
-KIND, N, N_IN, CIN, H, W, COUT, HO, WO, KH, KW, GROUPS, W_OFF, P_OFF, CONV_WRAP, W_EXP, FAN_OFF, YT_OFF, \
-    XT_OFF, ROW_RUN, DEC_OFF, DEC_N, POOL_OFF, NO_CURRENT, LUT_OFF, RF_OFF = range(26)
-_META_COLS = 26
+KIND, N, CIN, COUT, HO, WO, KH, KW, GROUPS, W_OFF, P_OFF, CONV_WRAP, W_EXP, FAN_OFF, YT_OFF, XT_OFF, ROW_RUN, \
+    DEC_OFF, DEC_N, POOL_OFF, NO_CURRENT, LUT_OFF, RF_OFF = range(23)
+_META_COLS = 23
 # a single-input-channel conv whose kernel has at most this many taps may run by pattern lookup
 MAX_LUT_TAPS = 10
 INPUT, CONV, DENSE = 0, 1, 2
@@ -79,9 +79,9 @@ class NetworkPlan:
     dv_scale: np.ndarray  # (4096 - vDecay) / 4096 per neuron, float64
     vth: np.ndarray  # vThMant << 6 per neuron, float64 (integers)
     bias: np.ndarray  # bias << 6 per neuron, float64 (integers)
-    fanout: np.ndarray  # non-zero synapses per input position of each synaptic layer, int64
-    taps: np.ndarray  # conv tap tables (`conv_taps`), int64
-    decode: np.ndarray  # conv delivery maps: storage index -> y, x, c (three runs of DEC_N per layer), int32
+    fanout: np.ndarray  # non-zero synapses per input position of each synaptic layer, int32
+    taps: np.ndarray  # conv tap tables (`conv_taps`) or row-run descriptors (`_row_run_descriptors`), int32
+    decode: np.ndarray  # conv delivery maps: storage index -> (y, x, c), or (position, c) for row runs, int32
     pool_index: np.ndarray  # pooled convs: input storage index -> pooled-map index (-1: reaches no output), int32
     max_pooled: int  # size of the largest pooled map (scratch per thread)
     luts: np.ndarray  # single-channel convs: per tap pattern, the summed weights per output channel
@@ -178,21 +178,16 @@ def _pattern_tables(w: np.ndarray, in_shape: tuple[int, ...], out_shape: tuple[i
     return lut.reshape(-1), field.reshape(-1)
 
 
-def plan_dtype(prepared: list, steps: int, neuron_bounds) -> np.dtype | None:
+def plan_dtype(prepared: list, u_bounds: list[int]) -> np.dtype | None:
     """int32 when every intermediate provably fits, int64 when exact there, None when neither is proven.
 
-    ``prepared``: the emulator's per-layer `_Prepared` (None for the input); ``neuron_bounds``: the
-    emulator's `_neuron_bounds` (|u|, |v| bounds without wrap or clip).
+    ``prepared``: the emulator's per-layer `_Prepared` (None for the input); ``u_bounds``: per synaptic
+    layer, the emulator's `_neuron_bounds` bound on |u| over the window (without wrap).
     """
     worst = 0
-    for prep in prepared[1:]:
-        # conv: the file's kernel (prep.weight may be its pooled factor); dense: netx's packed W'
-        w = np.asarray(prep.layer.weight) if isinstance(prep.layer, ConvLayer) else prep.weight.numpy()
-        acc_max = int(np.abs(w.astype(np.float64)).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
-        bias_max = int(prep.bias_eff.abs().max()) if prep.bias_eff.numel() else 0
-        u_max, _ = neuron_bounds(prep.a_max, bias_max, prep.du_factor, prep.dv_factor, steps)
+    for prep, u_max in zip(prepared[1:], u_bounds):
         # v before its clip: |trunc(v * f)| <= 2**23 plus the current plus the bias
-        worst = max(worst, acc_max, (int(prep.a_max) << 6) + u_max, u_max + _U_MAX + bias_max + 1)
+        worst = max(worst, prep.acc_max, (int(prep.a_max) << 6) + u_max, u_max + _U_MAX + prep.bias_max + 1)
     if worst < _INT32_LIMIT:
         return np.dtype(np.int32)
     if worst < _INT64_STATE_LIMIT:
@@ -200,8 +195,13 @@ def plan_dtype(prepared: list, steps: int, neuron_bounds) -> np.dtype | None:
     return None
 
 
-def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> NetworkPlan:
-    """Flatten ``program`` (with the emulator's `_prepare` output) into a NetworkPlan of ``dtype``."""
+def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype,
+               input_factors: tuple | None = None) -> NetworkPlan:
+    """Flatten ``program`` (with the emulator's `_prepare` output) into a NetworkPlan of ``dtype``.
+
+    ``input_factors``: for bias input, the input neurons' (4096 - iDecay, 4096 - vDecay, vThMant << 6)
+    as the emulator's `_factors` gives them.
+    """
     layers = program.layers
     meta = np.zeros((len(layers), _META_COLS), dtype=np.int64)
     orders = [storage_order(tuple(layer.shape)) for layer in layers]
@@ -235,15 +235,14 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
     meta[0, N] = layer0.num_neurons
     meta[0, P_OFF] = p_off
     if program.input_kind == "bias":
-        from .emulator import _factors  # the emulator owns how neuron parameters become factors
-
-        du0, dv0, vth0 = _factors(layer0.neuron, tuple(layer0.shape))
+        if input_factors is None:
+            raise ValueError("a bias-input program needs input_factors")
+        du0, dv0, vth0 = input_factors
         add_neurons(layer0.num_neurons, orders[0], du0, dv0, vth0, np.zeros(layer0.num_neurons, dtype=np.int64))
     in_shape = tuple(layer0.shape)
     for k, (layer, prep) in enumerate(zip(layers[1:], prepared[1:]), start=1):
         row = meta[k]
         row[N] = layer.num_neurons
-        row[N_IN] = int(np.prod(in_shape))
         row[W_OFF], row[P_OFF], row[FAN_OFF] = w_off, p_off, f_off
         in_order = orders[k - 1]
         fan = np.asarray(layer.fanout(in_shape), dtype=np.int64).reshape(-1)[in_order]
@@ -264,10 +263,9 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
                 s_p = prep.pool
                 w = w[:, :, ::s_p, ::s_p]
                 hp, wp = (h + 2 * ph) // s_p, (wd + 2 * pw) // s_p
-                y_in, x_in, c_in = (np.arange(h * wd * cin) // cin // wd, np.arange(h * wd * cin) // cin % wd,
-                                    np.arange(h * wd * cin) % cin)
-                py, px = (y_in + ph) // s_p, (x_in + pw) // s_p
-                index = np.where((py < hp) & (px < wp), (py * wp + px) * cin + c_in, -1)
+                j = np.arange(h * wd * cin)
+                py, px = (j // cin // wd + ph) // s_p, (j // cin % wd + pw) // s_p
+                index = np.where((py < hp) & (px < wp), (py * wp + px) * cin + j % cin, -1)
                 row[POOL_OFF] = q_off
                 pool_index.append(index)
                 q_off += index.size
@@ -287,7 +285,7 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype) -> Networ
                 fields.append(field)
                 lut_off += lut.size
                 rf_off += field.size
-            row[CIN], row[H], row[W] = cin, h, wd
+            row[CIN] = cin
             row[KH], row[KW] = w.shape[2], w.shape[3]
             runs = None if layer.groups != 1 else row_run_layout(wd, layer.shape[2], w.shape[3], sw, pw, dw)
             if runs is not None:
@@ -361,7 +359,7 @@ if numba is not None:
     def _neuron_window_step(acc, u, v, du_s, dv_s, vth, bias, n, spikes):  # pragma: no cover - compiled
         """One step of Lava's CUBA update for n neurons (arrays are this layer's views); acc holds a_in.
 
-        State is float64 holding integers below 2**41 (`plan_dtype` proves the bound), so
+        State is float64 holding integers below 2**40 (`plan_dtype` proves the bound), so
         ``trunc(x * (f / 4096))`` is Lava's ``sign(x) * (|x| * f >> 12)`` exactly and every
         operation vectorises. Writes spikes[:n] (0/1) and returns the spike count.
         """

@@ -100,7 +100,9 @@ def _int64_program(num_steps: int = 6) -> LoihiProgram:
 def test_int64_plan_when_int32_could_overflow(monkeypatch: pytest.MonkeyPatch) -> None:
     program = _int64_program()
     prepared = emulator_module._prepare(program)
-    assert network_kernel.plan_dtype(prepared, 6, emulator_module._neuron_bounds) == np.dtype(np.int64)
+    u_bounds = [emulator_module._neuron_bounds(p.a_max, p.bias_max, p.du_factor, p.dv_factor, 6)[0] for p in prepared[1:]]
+    assert max(u_bounds) > 2**31
+    assert network_kernel.plan_dtype(prepared, u_bounds) == np.dtype(np.int64)
     rng = np.random.default_rng(1)
     inputs = (rng.random((6, 3, 40_000)) < 0.9).astype(np.int8)
     fused = emulate(program, inputs, record=True)
