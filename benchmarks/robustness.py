@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from neurocxr.data import load_dataset, resolve_data_source
+from neurocxr.data import resolve_data_source
 from neurocxr.evaluation.robustness import PROTOCOL, evaluate_robustness, plot_robustness
 from neurocxr.fileio import write_json
 from neurocxr.models import is_snn
-from neurocxr.pipeline import load
 from neurocxr.provenance import provenance
+
+from _trained_models import load_models_and_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Stronger levels than the paper's (--stress): at 28 px the protocol's mildest levels barely change
@@ -96,17 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stress", action="store_true", help="also test the stronger STRESS_LEVELS")
     args = parser.parse_args(argv)
     levels = {k: tuple(v["levels"]) + (STRESS_LEVELS[k] if args.stress else ()) for k, v in PROTOCOL.items()}
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    if not args.model:
-        parser.error("give --model NAME=CHECKPOINT at least once")
-    checkpoints = dict(m.split("=", 1) for m in args.model)
+    checkpoints, models, splits = load_models_and_data(parser, args)
     data_path = resolve_data_source(args.data)
-    models = {name: load(path) for name, path in checkpoints.items()}
-    image_size = next(iter(models.values())).config.image_size
-    splits = load_dataset(args.data, image_size=image_size, synthetic_ok=args.allow_synthetic)
-    if splits.synthetic and not args.allow_synthetic:
-        raise SystemExit("no real data: set NEUROCXR_DATA or --data (or --allow-synthetic)")
-    print(f"data: {splits.test.source}", flush=True)
 
     runs: dict[str, Any] = {}
     correct: dict[str, dict[str, np.ndarray]] = {}  # path label -> condition -> correct[n]

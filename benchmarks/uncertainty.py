@@ -19,13 +19,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from neurocxr.data import load_dataset, resolve_data_source
+from neurocxr.data import resolve_data_source
 from neurocxr.evaluation.uncertainty import evaluate_uncertainty, plot_uncertainty
 from neurocxr.fileio import write_json
-from neurocxr.pipeline import load
 from neurocxr.provenance import provenance
+
+from _trained_models import load_models_and_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,16 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "uncertainty.json")
     parser.add_argument("--note", default="", help="how the checkpoints were trained (recorded in the JSON)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    if not args.model:
-        parser.error("give --model NAME=CHECKPOINT at least once")
-    checkpoints = dict(m.split("=", 1) for m in args.model)
-    models = {name: load(path) for name, path in checkpoints.items()}
-    image_size = next(iter(models.values())).config.image_size
-    splits = load_dataset(args.data, image_size=image_size, synthetic_ok=args.allow_synthetic)
-    if splits.synthetic and not args.allow_synthetic:
-        raise SystemExit("no real data: set NEUROCXR_DATA or --data (or --allow-synthetic)")
-    print(f"data: {splits.test.source}", flush=True)
+    checkpoints, models, splits = load_models_and_data(parser, args)
     from neurocxr.evaluation.common import dropout_modules
 
     runs: dict[str, Any] = {}
