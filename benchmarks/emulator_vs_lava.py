@@ -85,16 +85,6 @@ def time_emulator(program: LoihiProgram, inputs: np.ndarray, *, steps: int, thre
             "seconds_median": med, "samples_per_s": n / med}
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def lava_timed(program: LoihiProgram, path: Path, inputs: np.ndarray, steps: int, threads: int) -> dict[str, Any]:
     """One timed Lava run, Lava's leanest way to the network's result, checked against the emulator.
 
@@ -236,7 +226,7 @@ def main() -> None:
     args = parser.parse_args()
     steps = 16
     result: dict[str, Any] = {"what": "samples/s of the emulator vs Lava fixed_pt (CPU) in net.run, spike-identical "
-                                      "on the compared samples (asserted)", "cpu": cpu_model()}
+                                      "on the compared samples (asserted)"}
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         # (a)

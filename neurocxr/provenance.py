@@ -50,6 +50,18 @@ def file_record(path: str | os.PathLike[str] | None) -> dict[str, Any] | None:
     return {"path": str(p.resolve()), "sha256": file_sha256(p), "bytes": p.stat().st_size}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def threads() -> dict[str, Any]:
     import torch
 
@@ -72,6 +84,7 @@ def provenance(
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "python": platform.python_version(),
         "machine": platform.machine(),
+        "cpu": cpu_model(),
         "threads": threads(),
         "checkpoints": {k: file_record(v) for k, v in (checkpoints or {}).items()},
         "data": {"source": data_source, "file": file_record(data) if data else None},

@@ -37,6 +37,7 @@ import numpy as np
 from neurocxr.energy.types import EnergyEstimate, EnergyMeasurement, Kind
 from neurocxr.errors import NeurocxrError
 from neurocxr.fileio import write_text
+from neurocxr.provenance import cpu_model
 
 __all__ = [
     "DEFAULT_ASSUMPTIONS",
@@ -1323,16 +1324,7 @@ def collect_environment() -> dict[str, Any]:
             env[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             env[dist] = "not installed"
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    env["cpu"] = f"{cpu or platform.machine()} ({os.cpu_count()} logical cores)"
+    env["cpu"] = f"{cpu_model()} ({os.cpu_count()} logical cores)"
     gpu = "none"
     try:
         import torch
