@@ -700,6 +700,9 @@ def _plot_accuracy_vs_energy(rows: Sequence[SummaryRow]) -> str | None:
     fig = _figure(7.6, 4.3)
     ax = fig.add_subplot(1, 1, 1)
     models = list(dict.fromkeys(r.model for r in data))
+    energies = [float(r.dynamic_j) for r in data]  # type: ignore[arg-type]
+    # x range in decades over about 470 pt of axes; a 6.5 pt character is about 3.7 pt wide
+    decades_per_char = (math.log10(max(energies) / min(energies)) + math.log10(100)) * 3.7 / 470
     for i, model in enumerate(models):
         pts = [r for r in data if r.model == model]
         color = _MODEL_COLORS[i % len(_MODEL_COLORS)]
@@ -709,18 +712,29 @@ def _plot_accuracy_vs_energy(rows: Sequence[SummaryRow]) -> str | None:
                 ax.scatter([r.dynamic_j for r in sel], [100 * r.accuracy for r in sel],  # type: ignore[operator]
                            c=color, marker=marker, edgecolors="black", s=46, zorder=3,
                            label=f"{_short(model, 26)} ({kind})")
-        # Points of one model share a height: label them by device, slanted, and stacked higher
-        # where neighbours sit within a third of a decade so the labels do not overprint.
-        last_x, level = None, 0
+        # Points of one model mostly share a height: label them by device, level, and stack a label
+        # one line higher while it would still run into a label to its left at that height (a
+        # label's width in decades follows its length); points at (nearly) the same energy share
+        # one label.
+        groups: list[list[SummaryRow]] = []
         for r in sorted(pts, key=lambda r: r.dynamic_j):  # type: ignore[arg-type, return-value]
-            x = math.log10(float(r.dynamic_j))  # type: ignore[arg-type]
-            level = level + 1 if last_x is not None and x - last_x < 0.33 else 0
-            last_x = x
-            ax.annotate(_short(r.device, 22), (r.dynamic_j, 100 * r.accuracy), fontsize=6.5,  # type: ignore[operator]
-                        xytext=(2, 5 + 9 * (level % 4)), textcoords="offset points", rotation=35,
-                        ha="left", va="bottom")
+            if (groups and r.accuracy == groups[-1][0].accuracy
+                    and math.log10(float(r.dynamic_j) / float(groups[-1][0].dynamic_j)) < 0.05):  # type: ignore[arg-type]
+                groups[-1].append(r)
+            else:
+                groups.append([r])
+        placed: list[tuple[float, float, float, int]] = []  # (accuracy, left, right in log10 J, level)
+        for group in groups:
+            first = group[0]
+            label = ", ".join(_short(r.device, 22) for r in group)
+            x = math.log10(float(first.dynamic_j))  # type: ignore[arg-type]
+            right = x + len(label) * decades_per_char
+            busy = {lv for acc, lo, hi, lv in placed if acc == first.accuracy and lo <= x <= hi}
+            level = next(lv for lv in range(len(placed) + 1) if lv not in busy)
+            placed.append((first.accuracy, x, right, level))  # type: ignore[arg-type]
+            ax.annotate(label, (first.dynamic_j, 100 * first.accuracy), fontsize=6.5,  # type: ignore[operator]
+                        xytext=(3, 5 + 8 * level), textcoords="offset points", ha="left", va="bottom")
     ax.set_xscale("log")
-    energies = [float(r.dynamic_j) for r in data]  # type: ignore[arg-type]
     ax.set_xlim(min(energies) / 5, max(energies) * 20)
     ax.margins(y=0.45)
     ax.grid(True, which="major", alpha=0.3)
