@@ -194,3 +194,50 @@ def test_scratch_limit_falls_back_to_layer_by_layer(monkeypatch: pytest.MonkeyPa
     fallback = emulate(program, inputs)
     assert "kernel" not in fallback.metadata and fused.metadata["kernel"].startswith("fused-")
     np.testing.assert_array_equal(fallback.readout, fused.readout)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), cin=st.sampled_from([8, 16, 24]), kernel=st.integers(1, 4),
+       stride=st.integers(1, 3), padding=st.integers(0, 2), pool=st.sampled_from([1, 2, 3]),
+       input_kind=st.sampled_from(["bias", "spikes"]))
+def test_byte_pattern_delivery_matches(monkeypatch: pytest.MonkeyPatch, seed: int, cin: int, kernel: int, stride: int,
+                                       padding: int, pool: int, input_kind: str) -> None:
+    # multi-channel convs (channels a multiple of 8) deliver dense steps by channel-byte pattern, pooled ones
+    # (block-constant kernels) by bit plane of the block counts; sparse steps by spike; all exact
+    from neurocxr.exporters.program import ConvLayer, ReadoutLayer
+
+    rng = np.random.default_rng(seed)
+    h = w = int(rng.integers(6, 11))
+    if pool > 1:  # an average pool folded into the conv: kernel constant on pool x pool blocks, stride = pool
+        stride, small = pool, rng.integers(-60, 61, (4, cin, kernel, kernel))
+        weight = np.repeat(np.repeat(small, pool, axis=2), pool, axis=3)
+    else:
+        weight = rng.integers(-60, 61, (4, cin, kernel, kernel))
+    k = weight.shape[2]
+    padding = min(padding, k - 1)
+    ho = (h + 2 * padding - k) // stride + 1
+    if ho < 1:
+        return
+    neuron = LoihiNeuron(v_th_mant=rng.integers(20, 200, cin), i_decay=int(rng.integers(0, 4097)), v_decay=300)
+    first = (ConvLayer("conv0", (cin, h, w), neuron, rng.integers(-60, 121, (cin, 2, 3, 3)), padding=(1, 1))
+             if input_kind == "bias" else None)
+    in_shape = (2, h, w) if first is not None else (cin, h, w)
+    input_neuron = LoihiNeuron(300, 4096, 0) if input_kind == "bias" else None
+    layers = [InputLayer("input", in_shape, input_neuron)] + ([first] if first is not None else []) + [
+        ConvLayer("conv", (4, ho, ho), LoihiNeuron(v_th_mant=rng.integers(20, 300, 4), i_decay=1024, v_decay=300),
+                  weight, rng.integers(-20, 20, 4), stride=(stride, stride), padding=(padding, padding)),
+        ReadoutLayer("readout", (2,), rng.integers(-128, 128, (2, 4 * ho * ho)), flatten_input=True),
+    ]
+    program = LoihiProgram(input_shape=in_shape, input_kind=input_kind, layers=layers, num_steps=8)
+    program.validate()
+    prepared = emulator_module._prepare(program)
+    factors = emulator_module._factors(input_neuron, in_shape) if input_neuron is not None else None
+    plan = network_kernel.build_plan(program, prepared, np.dtype(np.int32), factors)
+    assert plan.meta[-2, network_kernel.BYTE_LUT_OFF] >= 0
+    assert (plan.meta[-2, network_kernel.POOL_OFF] >= 0) == (pool > 1)
+    if input_kind == "spikes":  # steps alternate dense (byte patterns) and sparse (spikes)
+        density = np.where(np.arange(8) % 2 == 0, 0.6, 0.02)[:, None, None, None, None]
+        inputs = (rng.random((8, 4, *in_shape)) < density).astype(np.int8)
+    else:
+        inputs = rng.random((4, *in_shape)).astype(np.float32)
+    assert_same_run(emulate(program, inputs, record=True), _layer_by_layer(program, inputs, monkeypatch))
