@@ -59,8 +59,8 @@ _INT64_STATE_LIMIT = 2**40
 
 # meta columns (one row per program layer)
 KIND, N, CIN, COUT, HO, WO, KH, KW, GROUPS, W_OFF, P_OFF, CONV_WRAP, W_EXP, FAN_OFF, YT_OFF, XT_OFF, ROW_RUN, \
-    DEC_OFF, DEC_N, POOL_OFF, NO_CURRENT, LUT_OFF, RF_OFF, BYTE_LUT_OFF, POOL_PLANES = range(25)
-_META_COLS = 25
+    DEC_OFF, DEC_N, POOL_OFF, NO_CURRENT, LUT_OFF, RF_OFF, BYTE_LUT_OFF, POOL_PLANES, UNIFORM = range(26)
+_META_COLS = 26
 # a single-input-channel conv whose kernel has at most this many taps may run by pattern lookup
 MAX_LUT_TAPS = 10
 # a multi-channel conv may deliver by channel-byte pattern when its tables take at most this many bytes
@@ -262,6 +262,7 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype,
             raise ValueError("a bias-input program needs input_factors")
         du0, dv0, vth0 = input_factors
         add_neurons(layer0.num_neurons, orders[0], du0, dv0, vth0, np.zeros(layer0.num_neurons, dtype=np.int64))
+        meta[0, UNIFORM] = int(all(arr.min() == arr.max() for arr in (du[-1], dv[-1], vth[-1])))
     in_shape = tuple(layer0.shape)
     for k, (layer, prep) in enumerate(zip(layers[1:], prepared[1:]), start=1):
         row = meta[k]
@@ -358,6 +359,9 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype,
         w_off += packed.size
         add_neurons(layer.num_neurons, orders[k], prep.du_factor, prep.dv_factor, prep.vth_eff,
                     prep.bias_eff.numpy())
+        # one decay pair and threshold for the whole layer (the usual case): the kernel then streams only the
+        # bias beside the state, which keeps a large layer's per-step data within L2
+        row[UNIFORM] = int(all(arr.min() == arr.max() for arr in (du[-1], dv[-1], vth[-1])))
         row[NO_CURRENT] = int(not np.any(du[-1]))  # iDecay 4096 everywhere: u is this step's input alone
         in_shape = tuple(layer.shape)
 
@@ -389,14 +393,22 @@ if numba is not None:
         return cur, 0.0 if s else vv, s
 
     @njit(inline="always", cache=True)
-    def _neuron_window_step(acc, u, v, du_s, dv_s, vth, bias, n, spikes):  # pragma: no cover - compiled
+    def _neuron_window_step(acc, u, v, du_s, dv_s, vth, bias, n, uniform, spikes):  # pragma: no cover - compiled
         """One step of Lava's CUBA update for n neurons (arrays are this layer's views); acc holds a_in.
 
         State is float64 holding integers below 2**40 (`plan_dtype` proves the bound), so
         ``trunc(x * (f / 4096))`` is Lava's ``sign(x) * (|x| * f >> 12)`` exactly and every
-        operation vectorises. Writes spikes[:n] (0/1) and returns the spike count.
+        operation vectorises. ``uniform``: du_s, dv_s and vth hold one value for all n (`UNIFORM`).
+        Writes spikes[:n] (0/1) and returns the spike count.
         """
         count = 0
+        if uniform:
+            du0, dv0, vth0 = du_s[0], dv_s[0], vth[0]
+            for i in range(n):
+                u[i], v[i], s = _current_and_voltage(np.trunc(u[i] * du0), acc[i], v[i], dv0, bias[i], vth0)
+                spikes[i] = 1 if s else 0
+                count += 1 if s else 0
+            return count
         for i in range(n):
             u[i], v[i], s = _current_and_voltage(np.trunc(u[i] * du_s[i]), acc[i], v[i], dv_s[i], bias[i], vth[i])
             spikes[i] = 1 if s else 0
@@ -404,9 +416,16 @@ if numba is not None:
         return count
 
     @njit(inline="always", cache=True)
-    def _neuron_window_step_no_current(acc, u, v, dv_s, vth, bias, n, spikes):  # pragma: no cover - compiled
+    def _neuron_window_step_no_current(acc, u, v, dv_s, vth, bias, n, uniform, spikes):  # pragma: no cover - compiled
         """`_neuron_window_step` for a layer whose current has no memory (iDecay 4096: ``u = a_in << 6``)."""
         count = 0
+        if uniform:
+            dv0, vth0 = dv_s[0], vth[0]
+            for i in range(n):
+                _, v[i], s = _current_and_voltage(0.0, acc[i], v[i], dv0, bias[i], vth0)
+                spikes[i] = 1 if s else 0
+                count += 1 if s else 0
+            return count
         for i in range(n):
             _, v[i], s = _current_and_voltage(0.0, acc[i], v[i], dv_s[i], bias[i], vth[i])
             spikes[i] = 1 if s else 0
@@ -606,7 +625,7 @@ if numba is not None:
             for t in range(steps):
                 row = win[prev, t * n0:(t + 1) * n0]
                 out += _neuron_window_step(acc, u, v, du_s[p0:p0 + n0], dv_s[p0:p0 + n0], vth[p0:p0 + n0],
-                                           bias_in[b], n0, row)
+                                           bias_in[b], n0, meta[0, UNIFORM] != 0, row)
                 start = ev_start[prev, t]
                 ev_start[prev, t + 1] = start + _compact(row, n0, events[prev, start:])
             counts[b, 0, 1] = out
@@ -676,10 +695,10 @@ if numba is not None:
                 row = win[cur, t * n:(t + 1) * n]
                 if mk[NO_CURRENT]:
                     out += _neuron_window_step_no_current(acc, u, v, dv_s[p0:p0 + n], vth[p0:p0 + n],
-                                                          bias[p0:p0 + n], n, row)
+                                                          bias[p0:p0 + n], n, mk[UNIFORM] != 0, row)
                 else:
                     out += _neuron_window_step(acc, u, v, du_s[p0:p0 + n], dv_s[p0:p0 + n], vth[p0:p0 + n],
-                                               bias[p0:p0 + n], n, row)
+                                               bias[p0:p0 + n], n, mk[UNIFORM] != 0, row)
                 if k < num_layers - 1:
                     start = ev_start[cur, t]
                     ev_start[cur, t + 1] = start + _compact(row, n, events[cur, start:])
