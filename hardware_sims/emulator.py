@@ -501,7 +501,7 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
         scratch = network_kernel.scratch_bytes(program, steps, torch.get_num_threads())
         if dtype is not None and scratch <= FUSED_SCRATCH_LIMIT:
             return _emulate_fused(program, prepared, dtype, data, num_samples, steps, t_run, spiking_idx, record,
-                                  progress)
+                                  progress, [clamp_v for _, clamp_v in flags[1:]])
 
     counter = CountAccumulator(program)
     recorded: list[list[np.ndarray]] = [[] for _ in range(n_layers)]
@@ -585,11 +585,11 @@ FUSED_SCRATCH_LIMIT = 2 * 2**30
 
 def _emulate_fused(program: LoihiProgram, prepared: list[_Prepared | None], dtype: np.dtype, data: np.ndarray,
                    num_samples: int, steps: int, t_run: int, spiking_idx: int, record: bool,
-                   progress: bool) -> RunResult:
+                   progress: bool, saturating: list[bool]) -> RunResult:
     """emulate() through the whole-program kernel (hardware_sims/network_kernel.py): same RunResult."""
     layer0 = program.layers[0]
     input_factors = _factors(layer0.neuron, tuple(layer0.shape)) if program.input_kind == "bias" else None
-    plan = network_kernel.build_plan(program, prepared, dtype, input_factors)
+    plan = network_kernel.build_plan(program, prepared, dtype, input_factors, saturating)
     n_layers = len(program.layers)
     counter = CountAccumulator(program)
     out_chunks: list[np.ndarray] = []

@@ -59,8 +59,8 @@ _INT64_STATE_LIMIT = 2**40
 
 # meta columns (one row per program layer)
 KIND, N, CIN, COUT, HO, WO, KH, KW, GROUPS, W_OFF, P_OFF, CONV_WRAP, W_EXP, FAN_OFF, YT_OFF, XT_OFF, ROW_RUN, \
-    DEC_OFF, DEC_N, POOL_OFF, NO_CURRENT, LUT_OFF, RF_OFF, BYTE_LUT_OFF, POOL_PLANES, UNIFORM = range(26)
-_META_COLS = 26
+    DEC_OFF, DEC_N, POOL_OFF, NO_CURRENT, LUT_OFF, RF_OFF, BYTE_LUT_OFF, POOL_PLANES, UNIFORM, SATURATES = range(27)
+_META_COLS = 27
 # a single-input-channel conv whose kernel has at most this many taps may run by pattern lookup
 MAX_LUT_TAPS = 10
 # a multi-channel conv may deliver by channel-byte pattern when its tables take at most this many bytes
@@ -218,15 +218,20 @@ def plan_dtype(prepared: list, u_bounds: list[int]) -> np.dtype | None:
     return None
 
 
-def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype,
-               input_factors: tuple | None = None) -> NetworkPlan:
+def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype, input_factors: tuple | None = None,
+               saturating: list[bool] | None = None) -> NetworkPlan:
     """Flatten ``program`` (with the emulator's `_prepare` output) into a NetworkPlan of ``dtype``.
 
     ``input_factors``: for bias input, the input neurons' (4096 - iDecay, 4096 - vDecay, vThMant << 6)
-    as the emulator's `_factors` gives them.
+    as the emulator's `_factors` gives them. ``saturating``: per synaptic layer, whether the current wrap or
+    the voltage clip can ever fire (the emulator's bounds; None: assume they can). Where neither can, the
+    kernel skips both.
     """
     layers = program.layers
     meta = np.zeros((len(layers), _META_COLS), dtype=np.int64)
+    meta[:, SATURATES] = 1
+    if saturating is not None:
+        meta[1:, SATURATES] = np.asarray(saturating, dtype=bool)
     orders = [storage_order(tuple(layer.shape)) for layer in layers]
     weights: list[np.ndarray] = []
     du: list[np.ndarray] = []
@@ -382,18 +387,21 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype,
 if numba is not None:
 
     @njit(inline="always", cache=True)
-    def _current_and_voltage(u_decayed, a_in, v, dv, bias, vth):  # pragma: no cover - compiled
-        """Lava's CUBA update after the current decay: (u, v after the reset, spike) in float64 integers."""
+    def _current_and_voltage(u_decayed, a_in, v, dv, bias, vth, saturates):  # pragma: no cover - compiled
+        """Lava's CUBA update after the current decay: (u, v after the reset, spike) in float64 integers.
+        ``saturates`` False: bounds prove the wrap and the clip are the identity, so they are skipped."""
         cur = u_decayed + np.float64(a_in) * 64.0
-        cur = cur - 2.0 * _U_MAX if cur > _U_MAX else cur  # one conditional 24-bit wrap, as Lava
-        cur = cur + 2.0 * _U_MAX if cur <= -_U_MAX else cur
+        if saturates:
+            cur = cur - 2.0 * _U_MAX if cur > _U_MAX else cur  # one conditional 24-bit wrap, as Lava
+            cur = cur + 2.0 * _U_MAX if cur <= -_U_MAX else cur
         vv = np.trunc(v * dv) + cur + bias
-        vv = min(max(vv, -_V_LIMIT_F), _V_LIMIT_F)
+        if saturates:
+            vv = min(max(vv, -_V_LIMIT_F), _V_LIMIT_F)
         s = vv > vth
         return cur, 0.0 if s else vv, s
 
     @njit(inline="always", cache=True)
-    def _neuron_window_step(acc, u, v, du_s, dv_s, vth, bias, n, uniform, spikes):  # pragma: no cover - compiled
+    def _neuron_window_step(acc, u, v, du_s, dv_s, vth, bias, n, uniform, saturates, spikes):  # pragma: no cover - compiled
         """One step of Lava's CUBA update for n neurons (arrays are this layer's views); acc holds a_in.
 
         State is float64 holding integers below 2**40 (`plan_dtype` proves the bound), so
@@ -405,29 +413,29 @@ if numba is not None:
         if uniform:
             du0, dv0, vth0 = du_s[0], dv_s[0], vth[0]
             for i in range(n):
-                u[i], v[i], s = _current_and_voltage(np.trunc(u[i] * du0), acc[i], v[i], dv0, bias[i], vth0)
+                u[i], v[i], s = _current_and_voltage(np.trunc(u[i] * du0), acc[i], v[i], dv0, bias[i], vth0, saturates)
                 spikes[i] = 1 if s else 0
                 count += 1 if s else 0
             return count
         for i in range(n):
-            u[i], v[i], s = _current_and_voltage(np.trunc(u[i] * du_s[i]), acc[i], v[i], dv_s[i], bias[i], vth[i])
+            u[i], v[i], s = _current_and_voltage(np.trunc(u[i] * du_s[i]), acc[i], v[i], dv_s[i], bias[i], vth[i], saturates)
             spikes[i] = 1 if s else 0
             count += 1 if s else 0
         return count
 
     @njit(inline="always", cache=True)
-    def _neuron_window_step_no_current(acc, u, v, dv_s, vth, bias, n, uniform, spikes):  # pragma: no cover - compiled
+    def _neuron_window_step_no_current(acc, u, v, dv_s, vth, bias, n, uniform, saturates, spikes):  # pragma: no cover - compiled
         """`_neuron_window_step` for a layer whose current has no memory (iDecay 4096: ``u = a_in << 6``)."""
         count = 0
         if uniform:
             dv0, vth0 = dv_s[0], vth[0]
             for i in range(n):
-                _, v[i], s = _current_and_voltage(0.0, acc[i], v[i], dv0, bias[i], vth0)
+                _, v[i], s = _current_and_voltage(0.0, acc[i], v[i], dv0, bias[i], vth0, saturates)
                 spikes[i] = 1 if s else 0
                 count += 1 if s else 0
             return count
         for i in range(n):
-            _, v[i], s = _current_and_voltage(0.0, acc[i], v[i], dv_s[i], bias[i], vth[i])
+            _, v[i], s = _current_and_voltage(0.0, acc[i], v[i], dv_s[i], bias[i], vth[i], saturates)
             spikes[i] = 1 if s else 0
             count += 1 if s else 0
         return count
@@ -625,7 +633,7 @@ if numba is not None:
             for t in range(steps):
                 row = win[prev, t * n0:(t + 1) * n0]
                 out += _neuron_window_step(acc, u, v, du_s[p0:p0 + n0], dv_s[p0:p0 + n0], vth[p0:p0 + n0],
-                                           bias_in[b], n0, meta[0, UNIFORM] != 0, row)
+                                           bias_in[b], n0, meta[0, UNIFORM] != 0, True, row)
                 start = ev_start[prev, t]
                 ev_start[prev, t + 1] = start + _compact(row, n0, events[prev, start:])
             counts[b, 0, 1] = out
@@ -695,10 +703,12 @@ if numba is not None:
                 row = win[cur, t * n:(t + 1) * n]
                 if mk[NO_CURRENT]:
                     out += _neuron_window_step_no_current(acc, u, v, dv_s[p0:p0 + n], vth[p0:p0 + n],
-                                                          bias[p0:p0 + n], n, mk[UNIFORM] != 0, row)
+                                                          bias[p0:p0 + n], n, mk[UNIFORM] != 0, mk[SATURATES] != 0,
+                                               row)
                 else:
                     out += _neuron_window_step(acc, u, v, du_s[p0:p0 + n], dv_s[p0:p0 + n], vth[p0:p0 + n],
-                                               bias[p0:p0 + n], n, mk[UNIFORM] != 0, row)
+                                               bias[p0:p0 + n], n, mk[UNIFORM] != 0, mk[SATURATES] != 0,
+                                               row)
                 if k < num_layers - 1:
                     start = ev_start[cur, t]
                     ev_start[cur, t + 1] = start + _compact(row, n, events[cur, start:])
