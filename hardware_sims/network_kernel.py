@@ -679,8 +679,9 @@ if numba is not None:
                 elif conv and mk[POOL_OFF] >= 0:
                     busy = _pool_events(step_events, last - first, pool_index, mk[POOL_OFF], pooled, touched, values)
                     _deliver_conv(mk, touched, busy, values, True, weights, taps, decode, acc)
-                elif conv and mk[LUT_OFF] >= 0 and (last - first) * mk[KH] * mk[KW] > 2 * mk[HO] * mk[WO]:
-                    # dense single-channel input: one table lookup per output beats one run per spike
+                elif conv and mk[LUT_OFF] >= 0 and (last - first) * mk[KH] * mk[KW] > 6 * mk[HO] * mk[WO]:
+                    # dense single-channel input: one table lookup per output beats one run per spike (a lookup
+                    # costs about as much as six taps of spike delivery, measured on snn_conv and benchmark (a))
                     _deliver_by_pattern(mk, win[prev, t * n_prev:(t + 1) * n_prev], luts, fields, acc)
                 elif conv and mk[BYTE_LUT_OFF] >= 0 and 5 * (last - first) > 2 * (n_prev // 8):
                     # dense multi-channel input: fewer busy bytes than spikes (see _deliver_by_byte_pattern)
