@@ -497,6 +497,35 @@ if numba is not None:
             for c in range(cout):
                 dst[c] += src[c]
 
+    @njit(inline="always", cache=True)
+    def _takes_bytes(meta_k, count):  # pragma: no cover - compiled
+        """Whether layer ``meta_k`` delivers a step of ``count`` input spikes by byte pattern: a conv with byte
+        tables, when the spikes outnumber 0.4 x the bytes of its (pooled) input map (fewer busy bytes than spikes)."""
+        return meta_k[KIND] == CONV and meta_k[BYTE_LUT_OFF] >= 0 and 5 * count > 2 * (meta_k[DEC_N] // 8)
+
+    @njit(cache=True)
+    def _synaptic_ops_of_map(spikes, n, fanout, f_off):  # pragma: no cover - compiled
+        """`_synaptic_ops` from a step's 0/1 spike map instead of its event list."""
+        sops = 0
+        src = fanout[f_off:f_off + n]
+        for i in range(n):
+            sops += spikes[i] * src[i]
+        return sops
+
+    @njit(cache=True)
+    def _pool_words(words, pool_index, q_off, cin, pooled_words):  # pragma: no cover - compiled
+        """`_pool_bytes` from a step's spike map (64-bit words of 0/1 bytes, channel-last): each position's
+        words are added to its block's (byte sums stay below 256, so no carries cross bytes)."""
+        groups = cin // 8
+        for p in range(words.shape[0] // groups):
+            q = pool_index[q_off + p * cin]
+            if q < 0:
+                continue
+            dst = pooled_words[q // 8:q // 8 + groups]
+            src = words[p * groups:(p + 1) * groups]
+            for g in range(groups):
+                dst[g] += src[g]
+
     @njit(cache=True)
     def _pool_bytes(events, num_events, pool_index, q_off, counts):  # pragma: no cover - compiled
         """Sum one step's spikes over the pooling blocks into the byte map ``counts`` (all zero before)."""
@@ -617,13 +646,19 @@ if numba is not None:
     @njit(cache=True, nogil=True)
     def _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, pool_index, spike_in, input_order,
                     bias_in, steps, out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc, u, v, win, win64,
-                    events, ev_start, pooled, touched, values, pooled_words, luts, fields):  # pragma: no cover - compiled
-        """Every layer's window for sample b; scratch (acc, u, v, win, events, ev_start) is the caller's."""
+                    events, ev_start, mapped, pooled, touched, values, pooled_words, luts,
+                    fields):  # pragma: no cover - compiled
+        """Every layer's window for sample b; scratch (acc, u, v, win, events, ev_start, ...) is the caller's.
+
+        ``mapped[w, t]`` = 1: step t of window w kept no event list because the next layer reads that step
+        by byte pattern straight from the spike map (`_takes_bytes`); its synaptic ops come from the map too.
+        """
         num_layers = meta.shape[0]
         n0 = meta[0, N]
         pooled_bytes = pooled_words.view(np.uint8)
         prev, cur = 0, 1  # which scratch window holds the previous layer's spikes / this layer's
         ev_start[prev, 0] = 0
+        mapped[prev, :] = 0
         if bias_in.shape[0] > 0:  # input neurons driven by the image as bias
             p0 = meta[0, P_OFF]
             u[:n0] = 0.0
@@ -666,16 +701,30 @@ if numba is not None:
             conv = mk[KIND] == CONV
             e = mk[W_EXP]
             ev_start[cur, 0] = 0
+            next_meta = meta[min(k + 1, num_layers - 1)]
             for t in range(steps):
                 acc[:n] = 0
                 first, last = ev_start[prev, t], ev_start[prev, t + 1]
                 step_events = events[prev, first:last]
-                sops += _synaptic_ops(step_events, last - first, fanout, mk[FAN_OFF])
-                if conv and mk[POOL_OFF] >= 0 and mk[BYTE_LUT_OFF] >= 0 and 5 * (last - first) > 2 * (mk[DEC_N] // 8):
+                from_map = mapped[prev, t] != 0
+                if from_map:
+                    sops += _synaptic_ops_of_map(win[prev, t * n_prev:(t + 1) * n_prev], n_prev, fanout, mk[FAN_OFF])
+                else:
+                    sops += _synaptic_ops(step_events, last - first, fanout, mk[FAN_OFF])
+                if conv and (from_map or _takes_bytes(mk, last - first)) and mk[POOL_OFF] >= 0:
                     # dense input to a pooled conv: block counts as bytes, delivered by bit plane
-                    _pool_bytes(step_events, last - first, pool_index, mk[POOL_OFF], pooled_bytes)
-                    _deliver_by_byte_pattern(mk, pooled_words[:mk[DEC_N] // 8], mk[POOL_PLANES], weights, taps, acc)
-                    pooled_words[:mk[DEC_N] // 8] = 0
+                    words = mk[DEC_N] // 8
+                    if from_map:
+                        _pool_words(win64[prev, t * n_prev // 8:(t + 1) * n_prev // 8], pool_index, mk[POOL_OFF],
+                                    mk[CIN], pooled_words)
+                    else:
+                        _pool_bytes(step_events, last - first, pool_index, mk[POOL_OFF], pooled_bytes)
+                    _deliver_by_byte_pattern(mk, pooled_words[:words], mk[POOL_PLANES], weights, taps, acc)
+                    pooled_words[:words] = 0
+                elif conv and (from_map or _takes_bytes(mk, last - first)):
+                    # dense multi-channel input: fewer busy bytes than spikes (see _deliver_by_byte_pattern)
+                    _deliver_by_byte_pattern(mk, win64[prev, t * n_prev // 8:(t + 1) * n_prev // 8], 1, weights,
+                                             taps, acc)
                 elif conv and mk[POOL_OFF] >= 0:
                     busy = _pool_events(step_events, last - first, pool_index, mk[POOL_OFF], pooled, touched, values)
                     _deliver_conv(mk, touched, busy, values, True, weights, taps, decode, acc)
@@ -683,10 +732,6 @@ if numba is not None:
                     # dense single-channel input: one table lookup per output beats one run per spike (a lookup
                     # costs about as much as six taps of spike delivery, measured on snn_conv and benchmark (a))
                     _deliver_by_pattern(mk, win[prev, t * n_prev:(t + 1) * n_prev], luts, fields, acc)
-                elif conv and mk[BYTE_LUT_OFF] >= 0 and 5 * (last - first) > 2 * (n_prev // 8):
-                    # dense multi-channel input: fewer busy bytes than spikes (see _deliver_by_byte_pattern)
-                    _deliver_by_byte_pattern(mk, win64[prev, t * n_prev // 8:(t + 1) * n_prev // 8], 1, weights,
-                                             taps, acc)
                 elif conv:
                     _deliver_conv(mk, step_events, last - first, values, False, weights, taps, decode, acc)
                 if conv:
@@ -703,16 +748,21 @@ if numba is not None:
                             acc[i] = acc[i] >> (-e)
                 row = win[cur, t * n:(t + 1) * n]
                 if mk[NO_CURRENT]:
-                    out += _neuron_window_step_no_current(acc, u, v, dv_s[p0:p0 + n], vth[p0:p0 + n],
-                                                          bias[p0:p0 + n], n, mk[UNIFORM] != 0, mk[SATURATES] != 0,
-                                               row)
+                    fired = _neuron_window_step_no_current(acc, u, v, dv_s[p0:p0 + n], vth[p0:p0 + n],
+                                                           bias[p0:p0 + n], n, mk[UNIFORM] != 0, mk[SATURATES] != 0,
+                                                           row)
                 else:
-                    out += _neuron_window_step(acc, u, v, du_s[p0:p0 + n], dv_s[p0:p0 + n], vth[p0:p0 + n],
-                                               bias[p0:p0 + n], n, mk[UNIFORM] != 0, mk[SATURATES] != 0,
-                                               row)
+                    fired = _neuron_window_step(acc, u, v, du_s[p0:p0 + n], dv_s[p0:p0 + n], vth[p0:p0 + n],
+                                                bias[p0:p0 + n], n, mk[UNIFORM] != 0, mk[SATURATES] != 0, row)
+                out += fired
                 if k < num_layers - 1:
                     start = ev_start[cur, t]
-                    ev_start[cur, t + 1] = start + _compact(row, n, events[cur, start:])
+                    if _takes_bytes(next_meta, fired):  # the next layer reads this step from the map
+                        mapped[cur, t] = 1
+                        ev_start[cur, t + 1] = start
+                    else:
+                        mapped[cur, t] = 0
+                        ev_start[cur, t + 1] = start + _compact(row, n, events[cur, start:])
             counts[b, k, 0] = counts[b, k - 1, 1]
             counts[b, k, 1] = out
             counts[b, k, 2] = sops
@@ -726,7 +776,7 @@ if numba is not None:
     @njit(parallel=True, cache=True, nogil=True)
     def _run(meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, pool_index, spike_in, input_order, bias_in, steps,
              out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc_all, u_all, v_all, win_all, win64_all,
-             events_all, ev_start_all, pooled_all, touched_all, values_all, pooled_words_all, luts,
+             events_all, ev_start_all, mapped_all, pooled_all, touched_all, values_all, pooled_words_all, luts,
              fields):  # pragma: no cover - compiled
         batch = counts.shape[0]
         threads = acc_all.shape[0]
@@ -735,7 +785,7 @@ if numba is not None:
                 _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, pool_index, spike_in, input_order,
                             bias_in, steps,
                             out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc_all[c], u_all[c],
-                            v_all[c], win_all[c], win64_all[c], events_all[c], ev_start_all[c], pooled_all[c], touched_all[c],
+                            v_all[c], win_all[c], win64_all[c], events_all[c], ev_start_all[c], mapped_all[c], pooled_all[c], touched_all[c],
                             values_all[c], pooled_words_all[c], luts, fields)
 
 
@@ -787,13 +837,14 @@ def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias
     # each window's events back to back (step t's at ev_start[t]:ev_start[t + 1]), so they stay compact in cache
     events_all = np.zeros((threads, 2, steps * max_n + 1), dtype=np.int32)
     ev_start_all = np.zeros((threads, 2, steps + 1), dtype=np.int64)
+    mapped_all = np.zeros((threads, 2, steps), dtype=np.uint8)
     pooled_all = np.zeros((threads, plan.max_pooled), dtype=np.int32)
     touched_all = np.zeros((threads, plan.max_pooled), dtype=np.int32)
     values_all = np.zeros((threads, plan.max_pooled), dtype=plan.dtype)
     pooled_words_all = np.zeros((threads, -(-plan.max_pooled // 8)), dtype=np.uint64)
     _run(meta, plan.weights, plan.du_scale, plan.dv_scale, plan.vth, plan.bias, plan.fanout, plan.taps, plan.decode,
          plan.pool_index, spikes, order0, bias, int(steps), int(out_layer), out_spikes, bool(record), rec, rec_off, counts, v_end, acc_all,
-         u_all, v_all, win_all, win64_all, events_all, ev_start_all, pooled_all, touched_all, values_all, pooled_words_all, plan.luts,
+         u_all, v_all, win_all, win64_all, events_all, ev_start_all, mapped_all, pooled_all, touched_all, values_all, pooled_words_all, plan.luts,
          plan.fields)
 
     def to_torch_order(window: np.ndarray, k: int) -> np.ndarray:

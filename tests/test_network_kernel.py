@@ -203,7 +203,8 @@ def test_scratch_limit_falls_back_to_layer_by_layer(monkeypatch: pytest.MonkeyPa
 def test_byte_pattern_delivery_matches(monkeypatch: pytest.MonkeyPatch, seed: int, cin: int, kernel: int, stride: int,
                                        padding: int, pool: int, input_kind: str) -> None:
     # multi-channel convs (channels a multiple of 8) deliver dense steps by channel-byte pattern, pooled ones
-    # (block-constant kernels) by bit plane of the block counts; sparse steps by spike; all exact
+    # (block-constant kernels) by bit plane of the block counts; sparse steps by spike. A dense step of the
+    # layer before reaches them as its spike map (no event list), a sparse one as events; all exact
     from neurocxr.exporters.program import ConvLayer, ReadoutLayer
 
     rng = np.random.default_rng(seed)
@@ -218,12 +219,13 @@ def test_byte_pattern_delivery_matches(monkeypatch: pytest.MonkeyPatch, seed: in
     ho = (h + 2 * padding - k) // stride + 1
     if ho < 1:
         return
-    neuron = LoihiNeuron(v_th_mant=rng.integers(20, 200, cin), i_decay=int(rng.integers(0, 4097)), v_decay=300)
-    first = (ConvLayer("conv0", (cin, h, w), neuron, rng.integers(-60, 121, (cin, 2, 3, 3)), padding=(1, 1))
-             if input_kind == "bias" else None)
-    in_shape = (2, h, w) if first is not None else (cin, h, w)
-    input_neuron = LoihiNeuron(300, 4096, 0) if input_kind == "bias" else None
-    layers = [InputLayer("input", in_shape, input_neuron)] + ([first] if first is not None else []) + [
+    in_shape = (2, h, w)
+    input_neuron = LoihiNeuron(40, 4096, 0) if input_kind == "bias" else None
+    # the first conv fires densely on dense input steps (low thresholds, mostly excitatory weights)
+    first = ConvLayer("conv0", (cin, h, w), LoihiNeuron(v_th_mant=rng.integers(1, 40, cin), i_decay=2048, v_decay=2048),
+                      rng.integers(-20, 121, (cin, 2, 3, 3)), padding=(1, 1))
+    layers = [
+        InputLayer("input", in_shape, input_neuron), first,
         ConvLayer("conv", (4, ho, ho), LoihiNeuron(v_th_mant=rng.integers(20, 300, 4), i_decay=1024, v_decay=300),
                   weight, rng.integers(-20, 20, 4), stride=(stride, stride), padding=(padding, padding)),
         ReadoutLayer("readout", (2,), rng.integers(-128, 128, (2, 4 * ho * ho)), flatten_input=True),
@@ -233,11 +235,11 @@ def test_byte_pattern_delivery_matches(monkeypatch: pytest.MonkeyPatch, seed: in
     prepared = emulator_module._prepare(program)
     factors = emulator_module._factors(input_neuron, in_shape) if input_neuron is not None else None
     plan = network_kernel.build_plan(program, prepared, np.dtype(np.int32), factors)
-    assert plan.meta[-2, network_kernel.BYTE_LUT_OFF] >= 0
-    assert (plan.meta[-2, network_kernel.POOL_OFF] >= 0) == (pool > 1)
-    if input_kind == "spikes":  # steps alternate dense (byte patterns) and sparse (spikes)
-        density = np.where(np.arange(8) % 2 == 0, 0.6, 0.02)[:, None, None, None, None]
+    assert plan.meta[2, network_kernel.BYTE_LUT_OFF] >= 0
+    assert (plan.meta[2, network_kernel.POOL_OFF] >= 0) == (pool > 1)
+    if input_kind == "spikes":  # steps alternate dense and sparse
+        density = np.where(np.arange(8) % 2 == 0, 0.6, 0.01)[:, None, None, None, None]
         inputs = (rng.random((8, 4, *in_shape)) < density).astype(np.int8)
-    else:
-        inputs = rng.random((4, *in_shape)).astype(np.float32)
+    else:  # bright and dark images
+        inputs = (rng.random((4, *in_shape)) * np.array([1.0, 0.05, 1.0, 0.02])[:, None, None, None]).astype(np.float32)
     assert_same_run(emulate(program, inputs, record=True), _layer_by_layer(program, inputs, monkeypatch))
