@@ -677,8 +677,12 @@ if numba is not None:
             for t in range(steps):
                 row = win[prev, t * n0:(t + 1) * n0]
                 src = spike_in[t, b]
-                for i in range(n0):
-                    row[i] = src[input_order[i]]  # torch order in, storage order here
+                if input_order.shape[0] == 0:  # storage order is torch order (one channel, or a flat input)
+                    for i in range(n0):
+                        row[i] = src[i]
+                else:
+                    for i in range(n0):
+                        row[i] = src[input_order[i]]  # torch order in, storage order here
                 start = ev_start[prev, t]
                 ev_start[prev, t + 1] = start + _compact(row, n0, events[prev, start:])
                 out += ev_start[prev, t + 1] - start
@@ -842,8 +846,10 @@ def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias
     touched_all = np.zeros((threads, plan.max_pooled), dtype=np.int32)
     values_all = np.zeros((threads, plan.max_pooled), dtype=plan.dtype)
     pooled_words_all = np.zeros((threads, -(-plan.max_pooled // 8)), dtype=np.uint64)
+    # an identity order is passed empty: the kernel then copies the input without a gather
+    order_in = order0[:0] if np.array_equal(order0, np.arange(order0.size)) else order0
     _run(meta, plan.weights, plan.du_scale, plan.dv_scale, plan.vth, plan.bias, plan.fanout, plan.taps, plan.decode,
-         plan.pool_index, spikes, order0, bias, int(steps), int(out_layer), out_spikes, bool(record), rec, rec_off, counts, v_end, acc_all,
+         plan.pool_index, spikes, order_in, bias, int(steps), int(out_layer), out_spikes, bool(record), rec, rec_off, counts, v_end, acc_all,
          u_all, v_all, win_all, win64_all, events_all, ev_start_all, mapped_all, pooled_all, touched_all, values_all, pooled_words_all, plan.luts,
          plan.fields)
 
