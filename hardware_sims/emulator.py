@@ -21,7 +21,8 @@ What it reproduces (lava-nc 0.10.0 / lava-dl 0.6.0 sources, which win over any d
 Speed (same integer results): with numba installed, emulate() runs the whole program in one fused
 kernel (hardware_sims/network_kernel.py): samples spread over threads, each layer's window computed
 event-driven (every spike adds its weights; channel-last maps so a spike's weights are contiguous
-runs; average-pool-folded kernels deliver one event per busy pooling block), neuron state in float64
+runs; average-pool-folded kernels deliver one event per busy pooling block; dense steps of multi-channel
+maps go by byte-pattern tables, one run per busy byte of eight channels), neuron state in float64
 holding integers and accumulators in int32 when a bound from the weights, biases and decays
 (`_neuron_bounds`) proves int32 exact (else int64), counts summed on the way. Programs whose bound
 exceeds what float64 holds exactly, and machines without numba, use the layer-by-layer path below,

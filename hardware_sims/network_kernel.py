@@ -26,7 +26,11 @@ Why it is fast:
   of eight, the spikes of eight channels at one position form a byte; a table of the summed weights of
   every byte (256 per group of eight channels) turns a dense step's one run per spike into one run per
   busy byte (snn_conv-like maps at 15-20 % spikes: about 2x fewer runs). A pooled conv's block counts
-  are delivered the same way, one bit plane at a time.
+  are delivered the same way, one bit plane at a time. Such a step is read straight from the spike
+  map as 64-bit words: the layer before writes no event list for it (`_takes_bytes`), and pooling and
+  synaptic-op counts come from the map too.
+- **Lean neuron updates.** A layer with one decay pair and threshold reads them as scalars, and where
+  the emulator's bounds prove the current wrap and the voltage clip cannot fire they are skipped.
 - **Everything in one pass.** Spike counts and synaptic-operation counts are summed while
   spikes are delivered; only the output layer's spikes leave the kernel unless every layer is
   recorded. Samples are spread over threads (``prange``), each thread with its own scratch.
