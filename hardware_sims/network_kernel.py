@@ -538,6 +538,25 @@ if numba is not None:
             if q >= 0:
                 counts[q] += 1
 
+    @njit(inline="always", cache=True)
+    def _add_block(taps, base, first_w, weights, acc, scale):  # pragma: no cover - compiled
+        """Add ``scale`` times the kernel block starting at ``weights[first_w]`` along the row-run descriptor
+        ``taps[base:]`` (`_row_run_descriptors`): one contiguous run per kernel row."""
+        run = taps[base + 1]
+        for a in range(taps[base]):
+            ob = taps[base + 2 + 2 * a]
+            wb = first_w + taps[base + 3 + 2 * a]
+            # views, so the index is the loop counter alone: numba's negative-index
+            # wraparound check then folds away and the loop vectorises
+            dst = acc[ob:ob + run]
+            src = weights[wb:wb + run]
+            if scale == 1:
+                for i in range(run):
+                    dst[i] += src[i]
+            else:
+                for i in range(run):
+                    dst[i] += scale * src[i]
+
     @njit(cache=True)
     def _deliver_by_byte_pattern(meta_k, words, planes, weights, taps, acc):  # pragma: no cover - compiled
         """Multi-channel row-run conv: per input position and group of eight channels, the byte of their spikes
@@ -552,8 +571,6 @@ if numba is not None:
         x_off, lut_off = meta_k[XT_OFF], meta_k[BYTE_LUT_OFF]
         for p in range(positions):
             base = x_off + p * stride
-            rows = taps[base]
-            run = taps[base + 1]
             for g in range(groups):
                 word = words[p * groups + g]
                 if word == 0:
@@ -563,18 +580,7 @@ if numba is not None:
                     if plane == 0:
                         continue
                     pattern = (plane * np.uint64(_GATHER_BITS)) >> np.uint64(56)
-                    first_w = lut_off + (g * 256 + np.int64(pattern)) * block
-                    for a in range(rows):
-                        ob = taps[base + 2 + 2 * a]
-                        wb = first_w + taps[base + 3 + 2 * a]
-                        dst = acc[ob:ob + run]
-                        src = weights[wb:wb + run]
-                        if b == 0:
-                            for i in range(run):
-                                dst[i] += src[i]
-                        else:
-                            for i in range(run):
-                                dst[i] += src[i] << b
+                    _add_block(taps, base, lut_off + (g * 256 + np.int64(pattern)) * block, weights, acc, 1 << b)
 
     @njit(cache=True)
     def _deliver_conv(meta_k, events, num_events, values, weighted, weights, taps, decode,
@@ -595,23 +601,8 @@ if numba is not None:
             ci_size = kh * kw * cout
             for e in range(num_events):
                 j = events[e]
-                base = x_off + decode[d_off + j] * stride
-                first_w = w_off + decode[d_off + n_dec + j] * ci_size
-                val = values[e] if weighted else 1
-                run = taps[base + 1]
-                for a in range(taps[base]):
-                    ob = taps[base + 2 + 2 * a]
-                    wb = first_w + taps[base + 3 + 2 * a]
-                    # views, so the index is the loop counter alone: numba's negative-index
-                    # wraparound check then folds away and the loop vectorises
-                    dst = acc[ob:ob + run]
-                    src = weights[wb:wb + run]
-                    if val == 1:
-                        for i in range(run):
-                            dst[i] += src[i]
-                    else:
-                        for i in range(run):
-                            dst[i] += val * src[i]
+                _add_block(taps, x_off + decode[d_off + j] * stride, w_off + decode[d_off + n_dec + j] * ci_size,
+                           weights, acc, values[e] if weighted else 1)
             return
         for e in range(num_events):
             j = events[e]
@@ -719,7 +710,8 @@ if numba is not None:
                     sops += _synaptic_ops_of_map(win[prev, t * n_prev:(t + 1) * n_prev], n_prev, fanout, mk[FAN_OFF])
                 else:
                     sops += _synaptic_ops(step_events, last - first, fanout, mk[FAN_OFF])
-                if conv and (from_map or _takes_bytes(mk, last - first)) and mk[POOL_OFF] >= 0:
+                by_bytes = from_map or _takes_bytes(mk, last - first)  # (only convs take bytes)
+                if by_bytes and mk[POOL_OFF] >= 0:
                     # dense input to a pooled conv: block counts as bytes, delivered by bit plane
                     words = mk[DEC_N] // 8
                     if from_map:
@@ -729,7 +721,7 @@ if numba is not None:
                         _pool_bytes(step_events, last - first, pool_index, mk[POOL_OFF], pooled_bytes)
                     _deliver_by_byte_pattern(mk, pooled_words[:words], mk[POOL_PLANES], weights, taps, acc)
                     pooled_words[:words] = 0
-                elif conv and (from_map or _takes_bytes(mk, last - first)):
+                elif by_bytes:
                     # dense multi-channel input: fewer busy bytes than spikes (see _deliver_by_byte_pattern)
                     _deliver_by_byte_pattern(mk, win64[prev, t * n_prev // 8:(t + 1) * n_prev // 8], 1, weights,
                                              taps, acc)
