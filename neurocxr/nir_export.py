@@ -60,8 +60,7 @@ def resolve_dt(graph: Any, dt: float | None, source: str) -> tuple[float, str]:
         value, how = float(dt), "--dt"
     else:
         raise ExportError(
-            f"{source} does not state its time step (no 'dt' in the graph's metadata): pass --dt SECONDS "
-            "(Sinabs IF graphs with r = 1 mean one step per time unit, --dt 1; snnTorch writes with --dt 1e-4)"
+            f"{source} does not state its time step (no 'dt' in the graph's metadata): pass --dt SECONDS ({DT_HINT})"
         )
     if not (math.isfinite(value) and value > 0):
         raise ExportError(f"dt must be a positive number of seconds, got {value}")
@@ -179,6 +178,34 @@ def nir_parity(graph: Any, program: Any, x: np.ndarray, dt: float) -> dict[str, 
     return result
 
 
+# What dt and the number of time steps mean for graphs from the tools that write NIR (one place, so the
+# message naming both missing options and the single-option messages cannot drift apart).
+DT_HINT = ("dt is the seconds per time step the graph's time constants were written with: Sinabs IF graphs "
+           "(r = 1) mean one step per time unit, --dt 1; snnTorch export_to_nir writes with dt = 1e-4; Norse "
+           "to_nir's default is dt = 1e-3; Rockpool writes its module's own dt (see its .dt)")
+STEPS_HINT = ("num-steps is how many time steps one sample runs, which no NIR graph stores: use the T the "
+              "network was trained or is evaluated with (the length of the spike trains given to Sinabs, "
+              "snnTorch, Norse or Rockpool)")
+
+
+def _known_steps(meta: dict[str, Any]) -> Any:
+    """num_steps recorded by neurocxr in the graph's metadata, else None."""
+    ours = meta.get("neurocxr")
+    return ours.get("num_steps") if isinstance(ours, dict) else None
+
+
+def _refuse_missing_options(graph: Any, meta: dict[str, Any], dt: float | None, num_steps: int | None,
+                            input_path: str | Path | None, source: str) -> None:
+    """Both dt and the time steps missing: one message naming both (each alone is reported where it is resolved)."""
+    dt_missing = dt is None and meta.get("dt") is None
+    steps_missing = num_steps is None and _known_steps(meta) is None and input_path is None
+    if dt_missing and steps_missing:
+        raise ExportError(
+            f"{source} states neither its time step nor its number of time steps: pass --dt SECONDS and "
+            f"--num-steps T. {DT_HINT}. {STEPS_HINT}"
+        )
+
+
 def export_nir_graph(
     path: str | Path,
     out_dir: str | Path | None = None,
@@ -210,9 +237,10 @@ def export_nir_graph(
         raise ExportError(f"the input spike rate must be in (0, 1], got {rate}")
     t0 = time.perf_counter()
     graph = read_nir(source)
-    dt_used, dt_source = resolve_dt(graph, dt, str(source))
     meta = _graph_meta(graph)
-    known_steps = (meta.get("neurocxr") or {}).get("num_steps") if isinstance(meta.get("neurocxr"), dict) else None
+    _refuse_missing_options(graph, meta, dt, num_steps, input_path, str(source))
+    dt_used, dt_source = resolve_dt(graph, dt, str(source))
+    known_steps = _known_steps(meta)
     given = None
     if num_steps is None and known_steps is None and input_path is not None:
         try:
@@ -221,7 +249,7 @@ def export_nir_graph(
             raise ExportError(f"cannot read the input array {input_path}: {exc} (expected a .npy file)") from None
     steps = num_steps if num_steps is not None else (known_steps if known_steps is not None else given)
     if steps is None:
-        raise ExportError(f"{source} does not say how many time steps a sample runs: pass --num-steps T")
+        raise ExportError(f"{source} does not say how many time steps a sample runs: pass --num-steps T ({STEPS_HINT})")
     try:
         program = nir_to_program(
             graph,

@@ -134,6 +134,24 @@ def test_foreign_graph_exports_from_the_cli(tmp_path: Path, producer: str) -> No
     assert "never spikes" not in res.output
 
 
+def test_missing_dt_and_steps_are_named_in_one_message(tmp_path: Path) -> None:
+    """Both options missing: one line naming --dt and --num-steps with what each means per producer."""
+    graph = rockpool_mlp(tmp_path / "r.nir")
+    out = tmp_path / "out"
+    res = invoke("export", graph, "--target", "loihi", "-o", out, "--lava-samples", "0")
+    assert res.exit_code == 2, res.output
+    line = res.output.strip()
+    assert len(line.splitlines()) == 1 and not out.exists()
+    assert "--dt SECONDS and --num-steps T" in line
+    for producer in ("Sinabs", "snnTorch", "Norse", "Rockpool"):
+        assert producer in line
+    # one option given: only the other one is asked for
+    res = invoke("export", graph, "--target", "loihi", "-o", out, "--dt", "1e-3", "--lava-samples", "0")
+    assert res.exit_code == 2 and "--num-steps T" in res.output and "--dt SECONDS" not in res.output
+    res = invoke("export", graph, "--target", "loihi", "-o", out, "--num-steps", "12", "--lava-samples", "0")
+    assert res.exit_code == 2 and "--dt SECONDS" in res.output and "--num-steps" not in res.output
+
+
 def test_wrong_dt_gives_a_loud_warning(tmp_path: Path) -> None:
     graph = sinabs_cnn(tmp_path / "sinabs.nir")
     res = invoke("export", graph, "--target", "loihi", "-o", tmp_path / "o", "--dt", "1e-3", "--num-steps", "12",
