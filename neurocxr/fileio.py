@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import enum
 import json
+import math
 import os
 import shutil
 import signal
@@ -41,26 +44,46 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def to_jsonable(obj: Any) -> Any:
-    """numpy/torch/dataclass-friendly conversion for json.dump."""
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return to_jsonable(obj.to_dict())
+    """Plain JSON types for anything the project writes: numpy scalars and arrays, tuples and sets,
+    Paths, enums, dataclasses and objects with ``to_dict``. NaN and +-inf become ``None`` (JSON has no
+    such numbers); anything else unknown becomes its ``str``. The one converter behind every JSON file."""
+    if obj is None or isinstance(obj, (str, bool)):
+        return obj
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, enum.Enum):
+        return to_jsonable(obj.value)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
+    if isinstance(obj, (list, tuple, set, frozenset)):
         return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
     if isinstance(obj, Path):
         return str(obj)
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return to_jsonable(obj.to_dict())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # torch tensors
+        return to_jsonable(obj.tolist())
+    return str(obj)
+
+
+def dumps_json(data: Any, *, indent: int | None = 2, **kwargs: Any) -> str:
+    """Strict JSON text (``allow_nan=False``: the output always parses with a strict parser)."""
+    kwargs.setdefault("ensure_ascii", False)
+    return json.dumps(to_jsonable(data), indent=indent, allow_nan=False, **kwargs)
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    return write_text(path, json.dumps(to_jsonable(data), indent=2) + "\n")
+    """Write ``data`` as strict JSON, atomically."""
+    return write_text(path, dumps_json(data) + "\n")
 
 
 def prepare_out_dir(out_dir: str | Path, files: Iterable[str], force: bool) -> Path:

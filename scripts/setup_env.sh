@@ -48,7 +48,7 @@ MSG
     "$PY" -m venv "$VENV"
 fi
 
-if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
+if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ setup.py -nt "$STAMP" ]; then
     echo "neurocxr: installing dependencies into $VENV (torch 2.3.1 from PyPI is a ~3 GB CUDA build that also runs on CPU; a few minutes the first time)"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip setuptools wheel
     "$VENV/bin/python" -m pip install --quiet -e ".[test]"
