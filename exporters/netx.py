@@ -45,7 +45,7 @@ import h5py
 import numpy as np
 
 from neurocxr.errors import ExportError, UnsupportedLayerError
-from neurocxr.fileio import atomic_write
+from neurocxr.fileio import atomic_write, dumps_json
 
 from .program import (
     ConvLayer,
@@ -129,13 +129,6 @@ def _write_neuron(group: h5py.Group, neuron: LoihiNeuron) -> None:
     ng.create_dataset("gradedSpike", data=np.bool_(False))
 
 
-def _jsonable(value: Any) -> Any:
-    try:
-        return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-    except (TypeError, ValueError):
-        return str(value)
-
-
 def write_netx(program: LoihiProgram, path: str | os.PathLike[str]) -> Path:
     """Write ``program`` as a netx HDF5 file, atomically (temp file + ``os.replace``).
 
@@ -157,8 +150,8 @@ def write_netx(program: LoihiProgram, path: str | os.PathLike[str]) -> Path:
             meta.attrs["input_kind"] = program.input_kind
             meta.attrs["input_shape"] = np.asarray(program.input_shape, dtype=np.int64)
             meta.attrs["layer_names"] = json.dumps([layer.name for layer in program.layers])
-            meta.attrs["layer_quant"] = json.dumps([_jsonable(layer.quant) for layer in program.layers])
-            meta.attrs["metadata"] = json.dumps(_jsonable(program.metadata))
+            meta.attrs["layer_quant"] = dumps_json([layer.quant for layer in program.layers], indent=None)
+            meta.attrs["metadata"] = dumps_json(program.metadata, indent=None)
 
     path = atomic_write(path, write)
     return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from neurocxr.errors import NeurocxrError
+from neurocxr.fileio import dumps_json
 
 app = typer.Typer(
     add_completion=False,
@@ -63,7 +63,7 @@ def data_info(path: Path = typer.Argument(..., help="an .npz archive or a Kerman
     from neurocxr.data import info
 
     d = info(path)
-    console.print_json(json.dumps(d, default=str))
+    console.print_json(dumps_json(d))
 
 
 @data_app.command("fetch")

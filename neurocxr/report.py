@@ -36,7 +36,7 @@ import numpy as np
 
 from neurocxr.energy.types import EnergyEstimate, EnergyMeasurement, Kind
 from neurocxr.errors import NeurocxrError
-from neurocxr.fileio import write_text
+from neurocxr.fileio import dumps_json, to_jsonable, write_text
 from neurocxr.provenance import cpu_model
 
 __all__ = [
@@ -323,7 +323,7 @@ def _fmt_value(value: Any) -> str:
             return f"{int(v):,}"
         return f"{v:.4g}"
     if isinstance(value, (dict, list, tuple, np.ndarray)):
-        return json.dumps(_jsonable(value), separators=(", ", ": "))
+        return json.dumps(to_jsonable(value), separators=(", ", ": "))
     return str(value)
 
 
@@ -527,36 +527,12 @@ def _trial_ok(t: dict[str, Any]) -> bool:
 # JSON
 
 
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON types: numpy scalars/arrays, tuples, Paths, dataclasses; NaN/inf become None."""
-    if obj is None or isinstance(obj, (str, bool)):
-        return obj
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "to_dict"):
-        return _jsonable(obj.to_dict())
-    return str(obj)
-
-
 def _energy(value: float | None, kind: str, source: str, unit: str = "J per inference") -> dict[str, Any]:
-    return {"value": _jsonable(value), "unit": unit, "kind": kind, "source": source}
+    return {"value": to_jsonable(value), "unit": unit, "kind": kind, "source": source}
 
 
 def _quantity(value: Any, unit: str) -> dict[str, Any]:
-    return {"value": _jsonable(value), "unit": unit}
+    return {"value": to_jsonable(value), "unit": unit}
 
 
 def _estimate_json(e: EnergyEstimate) -> dict[str, Any]:
@@ -577,7 +553,7 @@ def _estimate_json(e: EnergyEstimate) -> dict[str, Any]:
             str(layer): _energy(j, e.kind, e.source) for layer, j in e.per_layer_j.items()
         },
         "constants": {
-            str(name): {"value": _jsonable(v), "unit": "J per op", "kind": "constant", "source": e.source}
+            str(name): {"value": to_jsonable(v), "unit": "J per op", "kind": "constant", "source": e.source}
             for name, v in e.constants.items()
         },
         "notes": e.notes,
@@ -587,7 +563,7 @@ def _estimate_json(e: EnergyEstimate) -> dict[str, Any]:
     if getattr(e, "throughput_fps", None) is not None:
         out["throughput"] = _quantity(e.throughput_fps, "inferences per s (modelled)")  # type: ignore[attr-defined]
     if getattr(e, "timing", None):
-        out["timing"] = _jsonable(e.timing)  # type: ignore[attr-defined]
+        out["timing"] = to_jsonable(e.timing)  # type: ignore[attr-defined]
     return out
 
 
@@ -605,7 +581,7 @@ def _measurement_json(m: EnergyMeasurement) -> dict[str, Any]:
         "total_energy": _energy(m.total_j, m.kind, m.method, "J per sample"),
         "accuracy": _quantity(m.accuracy, "fraction"),
         "notes": m.notes,
-        "extra": _jsonable(m.extra),
+        "extra": to_jsonable(m.extra),
     }
 
 
@@ -641,23 +617,23 @@ def report_to_json(report: Report) -> dict[str, Any]:
         "not_measurable_here": dict(report.not_measurable),
         "estimates": [_estimate_json(e) for e in report.estimates],
         "measurements": [_measurement_json(m) for m in report.measurements],
-        "operating_point": _jsonable(report.operating_point),
+        "operating_point": to_jsonable(report.operating_point),
         "counting_bases": {
             "units": "effective / dense synaptic operations per sample, summed over time steps",
-            "layers": _jsonable(report.counting_bases),
-            **{str(k): _jsonable(v) for k, v in (report.counting_bases_summary or {}).items()},
+            "layers": to_jsonable(report.counting_bases),
+            **{str(k): to_jsonable(v) for k, v in (report.counting_bases_summary or {}).items()},
         },
         "layer_counts": {
             "units": "per sample, summed over time steps: spikes, synaptic operations, neuron updates (counts)",
-            "models": _jsonable(report.layer_counts),
+            "models": to_jsonable(report.layer_counts),
         },
-        "accuracy": _jsonable(report.accuracy),
-        "parity": _jsonable(report.parity),
-        "export": _jsonable(report.export),
-        "sweep": _jsonable(report.sweep.to_dict()) if report.sweep is not None else None,
+        "accuracy": to_jsonable(report.accuracy),
+        "parity": to_jsonable(report.parity),
+        "export": to_jsonable(report.export),
+        "sweep": to_jsonable(report.sweep.to_dict()) if report.sweep is not None else None,
         "assumptions": list(report.assumptions),
-        "provenance": _jsonable(report.provenance),
-        "environment": _jsonable(report.environment),
+        "provenance": to_jsonable(report.provenance),
+        "environment": to_jsonable(report.environment),
     }
 
 
@@ -1321,7 +1297,7 @@ def write_report(report: Report, out_dir: str | os.PathLike[str]) -> tuple[Path,
     if not report.summary and (report.estimates or report.measurements):
         report.summary = summary_from(report.estimates, report.measurements, auc=report.auc)
     html_path, json_path = out / "report.html", out / "report.json"
-    payload = json.dumps(report_to_json(report), indent=2, allow_nan=False, ensure_ascii=False)
+    payload = dumps_json(report_to_json(report))
     page = render_html(report)
     write_text(json_path, payload + "\n")
     write_text(html_path, page)

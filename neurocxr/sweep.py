@@ -53,6 +53,7 @@ from typing import Any, Callable
 import numpy as np
 
 from neurocxr.errors import ConfigError, NeurocxrError
+from neurocxr.fileio import dumps_json
 
 if sys.version_info >= (3, 11):  # pragma: no cover - the project runs on 3.10
     import tomllib
@@ -627,7 +628,7 @@ def write_tables(out_dir: Path, trials: list[dict[str, Any]], profile: str, ense
     def write_jsonl(tmp: Path) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
             for r in public:
-                fh.write(json.dumps(r, default=_json_default) + "\n")
+                fh.write(dumps_json(r, indent=None) + "\n")
 
     atomic_write(out_dir / RESULTS_FILE, write_jsonl)
     write_json(out_dir / "pareto.json", {"trials": public, "pareto": front, "pareto_profile": profile,
@@ -635,16 +636,6 @@ def write_tables(out_dir: Path, trials: list[dict[str, Any]], profile: str, ense
     if any(r.get("status") == "ok" for r in public):
         plot_pareto(public, front, out_dir / "pareto.png", profile)
     return public, front
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
 
 
 def run_sweep(
@@ -735,7 +726,7 @@ def _trainable(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Tune function trainable: one trial; the row travels back as a JSON string (Tune flattens dicts)."""
     row = run_trial(config["params"], {**config["settings"], "trial_id": config["trial_id"]})
     row["trial_id"] = config["trial_id"]
-    return {"row_json": json.dumps(row, default=_json_default), "done": True}
+    return {"row_json": dumps_json(row, indent=None), "done": True}
 
 
 def _run_on_ray(todo: list[tuple[str, dict[str, Any]]], settings: dict[str, Any], options: RayOptions, out: Path,
