@@ -10,7 +10,9 @@ its torch implementation (same integers; tested against each other), and
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Iterator
 
 import numpy as np
 
@@ -19,16 +21,32 @@ try:  # numba is a dependency, but the emulator must keep working without it
     from numba import njit, prange
 
     # numba's OpenMP layer leaves its workers spinning and slows torch's own OpenMP ops several
-    # times (measured); the workqueue layer does not spin.
-    if os.environ.get("NUMBA_THREADING_LAYER") is None:
+    # times (measured); the workqueue layer does not spin. Only numba's untouched default is
+    # changed: a caller's choice (environment or numba.config, made before this import) stands.
+    if os.environ.get("NUMBA_THREADING_LAYER") is None and numba.config.THREADING_LAYER == "default":
         numba.config.THREADING_LAYER = "workqueue"
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
-__all__ = ["available", "cuba_window"]
+__all__ = ["available", "cuba_window", "numba_threads"]
 
 _U_MAX = 2**23
 _V_LIMIT = 2**23 - 1
+
+
+@contextlib.contextmanager
+def numba_threads(threads: int | None) -> Iterator[None]:
+    """Run the block on ``threads`` numba threads (capped at numba's pool), then give the calling
+    thread back the count it had: the emulator never leaves numba's setting changed."""
+    if numba is None or threads is None:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 def available() -> bool:
@@ -96,10 +114,9 @@ def cuba_window(a_in: np.ndarray, bias_eff: np.ndarray, du_factor: object, dv_fa
     spikes = np.empty((steps, batch, n), dtype=spike_dtype)
     v_end = np.empty((batch, n), dtype=np.int64)
     counts = np.zeros((batch, n), dtype=np.float32)
-    if threads is not None:
-        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
-    _window(np.ascontiguousarray(a_in), bias, _per_neuron(du_factor, n), _per_neuron(dv_factor, n),
-            _per_neuron(vth_eff, n), spikes, v_end, counts)
+    with numba_threads(threads):
+        _window(np.ascontiguousarray(a_in), bias, _per_neuron(du_factor, n), _per_neuron(dv_factor, n),
+                _per_neuron(vth_eff, n), spikes, v_end, counts)
     return spikes, v_end, counts
 
 
@@ -150,11 +167,10 @@ def conv_events(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int], padd
     """
     if numba is None:  # pragma: no cover
         raise RuntimeError("numba is not installed")
-    if threads is not None:
-        numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
     x = np.ascontiguousarray(x)
     w = np.ascontiguousarray(np.transpose(weight.astype(x.dtype, copy=False), (1, 2, 3, 0)))
     out = np.zeros((x.shape[0], int(out_hw[0]), int(out_hw[1]), w.shape[3]), dtype=x.dtype)
-    _conv_events(x, w, int(stride[0]), int(stride[1]), int(padding[0]), int(padding[1]), int(dilation[0]),
-                 int(dilation[1]), int(groups), out)
+    with numba_threads(threads):
+        _conv_events(x, w, int(stride[0]), int(stride[1]), int(padding[0]), int(padding[1]), int(dilation[0]),
+                     int(dilation[1]), int(groups), out)
     return np.ascontiguousarray(np.transpose(out, (0, 3, 1, 2)))

@@ -81,6 +81,7 @@ from neurocxr.exporters.program import (
     LoihiProgram,
     ProgramError,
 )
+from neurocxr.threads import torch_threads
 
 from . import cuba_kernel, network_kernel
 from .counts import CountAccumulator
@@ -470,13 +471,9 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
     if threads is not None:
         if int(threads) < 1:
             raise SimulationError(f"threads must be >= 1, got {threads}")
-        previous = torch.get_num_threads()
-        torch.set_num_threads(int(threads))
-        try:
+        with torch_threads(int(threads)):
             return emulate(program, inputs, num_steps=num_steps, record=record, batch_size=batch_size,
                            progress=progress, threads=None)
-        finally:
-            torch.set_num_threads(previous)
     try:
         program.validate()
     except ProgramError as exc:

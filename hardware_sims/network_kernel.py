@@ -44,7 +44,7 @@ import numpy as np
 
 from neurocxr.exporters.program import ConvLayer, LoihiProgram
 
-from .cuba_kernel import available
+from .cuba_kernel import available, numba_threads
 
 try:
     from numba import njit, prange
@@ -820,7 +820,6 @@ def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias
         bias = np.ascontiguousarray((np.asarray(bias_in, dtype=np.int64)[:, order0] * 64).astype(np.float64))
         spikes = np.zeros((steps, 0, sizes[0]), dtype=np.int8)
     threads = max(1, min(int(threads), batch, numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(threads)
     max_n = max(sizes)
     rec_off = np.zeros(num_layers, dtype=np.int64)
     rec_off[1:] = np.cumsum([steps * n for n in sizes[:-1]])
@@ -844,10 +843,11 @@ def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias
     pooled_words_all = np.zeros((threads, -(-plan.max_pooled // 8)), dtype=np.uint64)
     # an identity order is passed empty: the kernel then copies the input without a gather
     order_in = order0[:0] if np.array_equal(order0, np.arange(order0.size)) else order0
-    _run(meta, plan.weights, plan.du_scale, plan.dv_scale, plan.vth, plan.bias, plan.fanout, plan.taps, plan.decode,
-         plan.pool_index, spikes, order_in, bias, int(steps), int(out_layer), out_spikes, bool(record), rec, rec_off, counts, v_end, acc_all,
-         u_all, v_all, win_all, win64_all, events_all, ev_start_all, mapped_all, pooled_all, touched_all, values_all, pooled_words_all, plan.luts,
-         plan.fields)
+    with numba_threads(threads):
+        _run(meta, plan.weights, plan.du_scale, plan.dv_scale, plan.vth, plan.bias, plan.fanout, plan.taps,
+             plan.decode, plan.pool_index, spikes, order_in, bias, int(steps), int(out_layer), out_spikes, bool(record),
+             rec, rec_off, counts, v_end, acc_all, u_all, v_all, win_all, win64_all, events_all, ev_start_all,
+             mapped_all, pooled_all, touched_all, values_all, pooled_words_all, plan.luts, plan.fields)
 
     def to_torch_order(window: np.ndarray, k: int) -> np.ndarray:
         """[B, T * N] storage order -> [T, B, N] torch order."""

@@ -20,15 +20,14 @@ import numpy as np
 import torch
 
 from neurocxr.errors import NeurocxrError
+from neurocxr.deployment import Deployment, chip_scores
 from neurocxr.pipeline import (
     LoadedModel,
-    chip_scores,
     encoded_inputs,
     environment,
     export_loihi,
     float_logits,
     load,
-    parity_check,
     to_program,
 )
 
@@ -36,22 +35,57 @@ from neurocxr.pipeline import (
 def emulate(program: Any, inputs: Any, *, raw_bias: bool = False, **kwargs: Any) -> Any:
     """Run a LoihiProgram on the batched fixed-point emulator (see neurocxr.hardware_sims.emulator).
 
-    For programs whose input is a bias (``direct`` encoding), ``inputs`` are images: float in
-    [0, 1], or uint8 in 0-255 (divided by 255). Integer input-bias mantissas go in as they are only
-    with ``raw_bias=True``; any other integer array is refused rather than guessed at. Inputs
-    holding NaN or inf are refused.
+    For programs whose input is a bias (``direct`` encoding), ``inputs`` are images by the one
+    pixel rule (README "Image values"): float in [0, 1], uint8 divided by 255, uint16 by 65535.
+    Integer input-bias mantissas go in as they are only with ``raw_bias=True``; any other integer
+    array is refused rather than guessed at, as are floats outside [0, 1], NaN/inf, an empty batch,
+    a meta-device tensor, and anything but a LoihiProgram as ``program``.
     """
     from neurocxr.hardware_sims.emulator import emulate as _emulate
 
+    _check_program(program, "emulate")
     return _emulate(program, _emulator_inputs(program, inputs, raw_bias), **kwargs)
+
+
+def _check_program(program: Any, where: str) -> None:
+    """Refuse anything but a LoihiProgram with a message saying how to get one from what was given."""
+    from neurocxr.errors import SimulationError
+    from neurocxr.exporters.program import LoihiProgram
+
+    if isinstance(program, LoihiProgram):
+        return
+    if isinstance(program, (str, Path)):
+        got = f"the path {program}"
+        how = "read a netx file with neurocxr.exporters.netx.read_netx(path), or export a checkpoint with " \
+              "neurocxr.export_loihi(checkpoint, out).program"
+    elif hasattr(program, "program") and hasattr(program, "report"):
+        got, how = "an export result", "pass its .program"
+    elif isinstance(program, (torch.nn.Module, LoadedModel)):
+        got, how = "a model", "export it first: neurocxr.export_loihi(model).program"
+    else:
+        got, how = f"a {type(program).__name__}", "export a checkpoint with neurocxr.export_loihi(checkpoint).program"
+    raise SimulationError(f"{where} takes a Loihi program, got {got}; {how}")
 
 
 def _emulator_inputs(program: Any, inputs: Any, raw_bias: bool) -> np.ndarray:
     """The uint8-image / raw-bias distinction, made here so the emulator never guesses."""
     from neurocxr.errors import SimulationError
-    from neurocxr.validation import check_finite_inputs
+    from neurocxr.validation import check_finite_inputs, images_to_unit_range
 
-    arr = inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else np.asarray(inputs)
+    if isinstance(inputs, torch.Tensor) and inputs.is_meta:
+        raise SimulationError("inputs are a tensor on the meta device, which holds no values; pass real images "
+                              "(a CPU or GPU tensor, or a numpy array)")
+    if isinstance(inputs, (str, Path)):
+        raise SimulationError(f"inputs must be an array of images or spikes, got the path {inputs}; load it first")
+    try:
+        arr = inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else np.asarray(inputs)
+    except (TypeError, ValueError) as exc:
+        raise SimulationError(f"inputs must be an array of images or spikes, got {type(inputs).__name__} ({exc})") from None
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise SimulationError(f"inputs must be numbers (images or 0/1 spikes), got an array of {arr.dtype}")
+    batch_axis = 0 if getattr(program, "input_kind", None) == "bias" else 1
+    if arr.ndim <= batch_axis or arr.shape[batch_axis] == 0 or arr.size == 0:
+        raise SimulationError(f"no inputs: the batch has shape {arr.shape} (0 samples); pass at least one sample")
     check_finite_inputs(arr, "emulator inputs")
     integer = np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_
     if getattr(program, "input_kind", None) != "bias":
@@ -62,20 +96,30 @@ def _emulator_inputs(program: Any, inputs: Any, raw_bias: bool) -> np.ndarray:
         if not integer:
             raise SimulationError(f"raw_bias=True needs an integer array of bias mantissas, got {arr.dtype}")
         return arr.astype(np.int64)
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0  # 8-bit images: 0-255, not bias mantissas
-    if integer:
+    if integer and arr.dtype not in (np.uint8, np.uint16):
         raise SimulationError(
-            f"{arr.dtype} inputs are ambiguous: pass images as float in [0, 1] or uint8 in 0-255, "
-            "or raw input-bias mantissas with raw_bias=True"
+            f"{arr.dtype} inputs are ambiguous: pass images as float in [0, 1], uint8 in 0-255 or uint16 in "
+            "0-65535, or raw input-bias mantissas with raw_bias=True"
         )
-    return arr
+    # The one pixel rule of every entry point: uint8 / 255, uint16 / 65535, floats in [0, 1].
+    return images_to_unit_range(arr, "emulator inputs")
 
 
 def estimate_energy(counts: Any, profile: Any = "loihi", **kwargs: Any) -> Any:
     """Energy per inference from per-layer counts on a device profile (see neurocxr.energy.estimate)."""
     from neurocxr.energy.estimate import estimate_energy as _estimate
+    from neurocxr.hardware_sims.results import LayerCounts, RunResult
 
+    if isinstance(counts, RunResult):
+        raise NeurocxrError("estimate_energy takes per-layer counts, got a run result; pass run.counts")
+    if isinstance(counts, (str, Path)) or not isinstance(counts, Iterable):
+        raise NeurocxrError(f"estimate_energy takes per-layer counts (run.counts), got {type(counts).__name__}")
+    counts = list(counts)
+    wrong = [type(c).__name__ for c in counts if not isinstance(c, LayerCounts)]
+    if wrong:
+        raise NeurocxrError(f"estimate_energy takes a list of LayerCounts (run.counts), got {wrong[0]} in it")
+    if any(c.num_samples == 0 for c in counts):
+        raise NeurocxrError("the counts cover 0 samples (an empty batch was run); run at least one sample")
     return _estimate(counts, profile, **kwargs)
 
 
@@ -112,10 +156,11 @@ def train(
     from neurocxr.training import TrainConfig
     from neurocxr.training import train as _train
     from neurocxr.gan import SganConfig, balance_with_sgan, record_in_checkpoint, sgan_files
-    from neurocxr.validation import check_choice, show_progress
+    from neurocxr.validation import check_choice, check_model_options, show_progress
 
     # Both configs are checked (ConfigError, one line in the CLI) before any folder or file exists.
     config = ModelConfig(name=model, image_size=image_size, num_steps=num_steps, encoding=encoding)
+    check_model_options(config)  # an encoding a CNN ignores, an image size export would refuse
     check_choice("balance", balance, ("weights", "sampler", "none", "sgan"))
     tc = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment=augment, max_train_samples=max_train_samples,
@@ -156,24 +201,32 @@ def evaluate(
     checkpoint: str | Path | LoadedModel, *, data: str | Path | None = None, split: str = "test"
 ) -> dict[str, Any]:
     """Clinical metrics at the checkpoint's validation-chosen threshold."""
-    from neurocxr.data import load_dataset
+    from neurocxr.data import data_for_checkpoint, load_dataset
     from neurocxr.metrics import clinical_metrics
 
     from neurocxr.validation import check_split
 
     check_split(split)
     loaded = load(checkpoint)
-    splits = load_dataset(data, image_size=loaded.config.image_size)
+    threshold = loaded.threshold  # a damaged stored threshold is refused before any work
+    # Without ``data``: the data the checkpoint was trained on, never phantoms for a real-data model.
+    splits = load_dataset(data_for_checkpoint(data, loaded.metadata), image_size=loaded.config.image_size)
     ds = getattr(splits, split)
     logits = float_logits(loaded, ds.images)
     scores = torch.softmax(torch.from_numpy(logits), 1)[:, 1].numpy()
-    metrics = clinical_metrics(ds.labels.numpy(), scores, threshold=loaded.threshold)
+    metrics = clinical_metrics(ds.labels.numpy(), scores, threshold=threshold)
+    warnings = []
+    missing = [name for k, name in enumerate(("normal", "pneumonia")) if not bool((ds.labels == k).any())]
+    if missing:
+        warnings.append(f"the {split} split has no {' or '.join(missing)} images: ROC AUC, MCC and kappa are "
+                        "undefined (NaN) and only one of sensitivity/specificity means anything")
     return {
         "model": loaded.name,
         "split": split,
         "data": ds.source,
         "synthetic": bool(ds.synthetic),
         "metrics": metrics.to_dict(),
+        "warnings": warnings,
     }
 
 
@@ -234,14 +287,20 @@ def energy_report(
     extra_by_name = {p.name: p for p in extra_profiles}
     names = list(profiles) if profiles else list(DEFAULT_SNN_PROFILES) + [p.name for p in extra_profiles]
     chosen = [extra_by_name[n] if n in extra_by_name else get_profile(n) for n in names]
+    from neurocxr.data import data_for_checkpoint
+    from neurocxr.validation import check_report_models
+
     snn = load(checkpoint)
     baselines = list(baselines)
     base_models = [load(b) for b in baselines]
+    # SNN + CNN baselines, each under its own label (two cnn_small files get two rows, two records).
+    base_models = check_report_models(snn, checkpoint, base_models, baselines)
+    data = data_for_checkpoint(data, snn.metadata)
     splits = load_dataset(data, image_size=snn.config.image_size)
     paths = {snn.name: checkpoint if isinstance(checkpoint, (str, Path)) else None}
     for b_in, b in zip(baselines, base_models):
         paths[b.name] = b_in if isinstance(b_in, (str, Path)) else None
-    data_file = data if data is not None and Path(str(data)).is_file() else None
+    data_file = data if data is not None and data != "synthetic" and Path(str(data)).is_file() else None
     prov = provenance(checkpoints=paths, data=data_file, data_source=splits.source)
 
     def build() -> Any:
@@ -315,10 +374,10 @@ def demo(
 
     tell("stage", "3/4 count, estimate, measure")
     rep = energy_report(
-        snn["checkpoint"], baselines=[cnn["checkpoint"]], data=data, out=out, force=force, export_report=exp.report,
+        snn["checkpoint"], baselines=[cnn["checkpoint"]], data=data, out=out, force=force, export_report=exp.report.to_dict() if exp.report else None,
         on_status=lambda message: tell("status", message),
     )
     tell("stage", "4/4 report")
     tell("report", rep)
-    return {"snn": snn, "cnn": cnn, "test": ev, "test_cnn": ev_cnn, "export": exp.report, "report": rep,
+    return {"snn": snn, "cnn": cnn, "test": ev, "test_cnn": ev_cnn, "export": exp.report.to_dict() if exp.report else None, "report": rep,
             "seconds": time.perf_counter() - t0}

@@ -94,13 +94,19 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
     Raises CheckpointError for a missing file, a file torch cannot read, a torch file that is not
     a neurocxr checkpoint, a newer format version, an unknown model name, weights that do not
-    fit the rebuilt model, or any NaN/inf tensor (named in the message).
+    fit the rebuilt model, any NaN/inf tensor (named in the message), a stored threshold outside
+    [0, 1], or a file of another kind (a NIR graph, netx file, npz, folder: named, with the command
+    that reads it).
     """
+    from neurocxr.validation import describe_file, file_kind
+
     path = Path(path)
-    if not path.is_file():
+    kind = file_kind(path)
+    if kind == "missing":
         raise CheckpointError(f"checkpoint {path} does not exist (train one with `neurocxr train`)")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); point to a .pt file written by `neurocxr train`")
+    if kind not in ("checkpoint", "unknown"):
+        # A NIR graph, netx file, npz, folder...: say what it is and which command reads it.
+        raise CheckpointError(f"{path} {describe_file(path)}; a checkpoint is a .pt file written by `neurocxr train`")
     try:
         # weights_only: a checkpoint is plain data; refuse to run pickled code from a foreign file.
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -151,4 +157,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"{path}: the saved weights do not fit a {config.name!r} model built from the saved config "
             f"({_first_line(exc)}); the checkpoint is damaged or from an incompatible version"
         ) from exc
-    return Checkpoint(model.eval(), config, dict(payload.get("metadata") or {}))
+    metadata = payload.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path} is damaged: its 'metadata' entry is a {type(metadata).__name__}, not a dict")
+    if "threshold" in metadata:  # the operating point decides every call: checked where it enters
+        from neurocxr.validation import check_threshold
+
+        check_threshold(metadata["threshold"], str(path))
+    return Checkpoint(model.eval(), config, dict(metadata))

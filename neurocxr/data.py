@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ __all__ = [
     "synthetic_splits",
     "resolve_data_source",
     "load_dataset",
+    "recorded_data",
+    "data_for_checkpoint",
     "fetch_pneumoniamnist",
     "info",
     "class_weights",
@@ -245,6 +248,7 @@ def _check_image_size(image_size: int | None) -> None:
 
 def _uint8_to_float(gray: np.ndarray) -> torch.Tensor:
     """uint8 [N, H, W] -> float32 [N, 1, H, W] in [0, 1]."""
+    origin: str | None = None  # what `load_dataset` read: "synthetic" or the absolute path (checkpoints record it)
     return torch.from_numpy(np.ascontiguousarray(gray)).to(torch.float32).div_(255.0).unsqueeze(1)
 
 
@@ -326,6 +330,10 @@ def load_npz(path: str | Path, image_size: int | None = None) -> DataSplits:
             elif imgs.shape[1] != side:
                 raise DataError(f"{path}: {key} are {imgs.shape[1]}x{imgs.shape[2]} but train images are "
                                 f"{side}x{side}; all splits must have one size")
+    from neurocxr.validation import describe_file, file_kind
+
+    if file_kind(path) in ("checkpoint", "nir", "netx", "hdf5", "onnx", "toml", "image"):
+        raise DataError(f"{path} {describe_file(path)}; --data wants a PneumoniaMNIST .npz or a Kermany folder")
             lkey = f"{split}_labels"
             if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
                 raise DataError(f"{path}: {lkey} has dtype {labels.dtype}; expected integer class labels 0/1")
@@ -389,9 +397,10 @@ def _read_image(path: Path, size: int) -> np.ndarray:
                 img.draft("L", (2 * size, 2 * size))  # fast DCT downscale; keeps >= 2*size pixels
             img.load()
             if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                arr = np.asarray(img, dtype=np.float64)
-                top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-                img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), mode="L")
+                # The one pixel rule (README "Image values"): 16-bit / 65535, never stretched per image,
+                # so an X-ray scores the same as an 8-bit or a 16-bit file.
+                unit = wide_mode_to_unit(img, path)
+                img = Image.fromarray(np.rint(unit * 255.0).astype(np.uint8), mode="L")
             else:
                 img = img.convert("L")
             w, h = img.size
@@ -432,6 +441,22 @@ def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[n
     """Indices (keep, held_out) with ``fraction`` of each class (at least one) held out."""
     rng = np.random.default_rng(seed)
     held: list[np.ndarray] = []
+def wide_mode_to_unit(img: Any, path: Path) -> np.ndarray:
+    """Pixels of a 16-bit ("I;16*"), 32-bit integer ("I") or float ("F") PIL image as float64 in
+    [0, 1] by the one pixel rule (`neurocxr.validation.PIXEL_RULE`): 16-bit data divided by 65535
+    (PNG readers may hold it in mode "I"), floats kept and required in [0, 1]; anything else refused."""
+    from neurocxr.validation import PIXEL_RULE
+
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
+            raise DataError(f"{path} is a float image with values {arr.min():g}..{arr.max():g}; {PIXEL_RULE}")
+        return arr
+    if arr.min() < 0 or arr.max() > 65535:
+        raise DataError(f"{path} holds 32-bit pixel values {arr.min():g}..{arr.max():g}; {PIXEL_RULE}")
+    return arr / 65535.0
+
+
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         rng.shuffle(idx)
@@ -528,16 +553,68 @@ def load_dataset(source: str | Path | None = None, image_size: int = 28, *, synt
         if not synthetic_ok:
             raise DataError("no data found: pass a path to pneumoniamnist.npz or a Kermany folder, set "
                             "NEUROCXR_DATA, or run `neurocxr data fetch` (downloads to ~/.medmnist)")
-        return synthetic_splits(image_size, seed=seed)
+        return _with_origin(synthetic_splits(image_size, seed=seed), "synthetic")
     if resolved == "synthetic":
-        return synthetic_splits(image_size, seed=seed)
+        return _with_origin(synthetic_splits(image_size, seed=seed), "synthetic")
     path = Path(resolved)
     if not path.exists():
         raise DataError(f"data path {path} does not exist; pass an existing npz file or image folder "
                         f"(check NEUROCXR_DATA)")
     if path.is_dir():
-        return load_folder(path, image_size, seed=seed)
-    return load_npz(path, image_size)
+        return _with_origin(load_folder(path, image_size, seed=seed), str(path.resolve()))
+    return _with_origin(load_npz(path, image_size), str(path.resolve()))
+
+
+def _with_origin(splits: DataSplits, origin: str) -> DataSplits:
+    splits.origin = origin
+    return splits
+
+
+_RECORDED_SOURCE = (
+    re.compile(r"^PneumoniaMNIST npz (.+) \(\d+x\d+\)"),
+    re.compile(r"^Kermany folders (.+) \(resized to \d+x\d+\)"),
+)
+
+
+def recorded_data(metadata: dict[str, Any]) -> str | None:
+    """The data a checkpoint was trained on, from its metadata: "synthetic", a path, or None when
+    it records nothing usable. ``data_origin`` is written by training; older checkpoints only hold
+    the human-readable ``data_source``, whose path is read back from the loaders' wording."""
+    origin = metadata.get("data_origin")
+    if isinstance(origin, str) and origin:
+        return origin
+    source = metadata.get("data_source")
+    if not isinstance(source, str):
+        return None
+    if source.startswith("synthetic"):
+        return "synthetic"
+    for pattern in _RECORDED_SOURCE:
+        match = pattern.match(source)
+        if match:
+            return match.group(1)
+    return None
+
+
+def data_for_checkpoint(data: str | Path | None, metadata: dict[str, Any]) -> str | Path | None:
+    """What to score a checkpoint on: ``data`` when given; else the data the checkpoint records
+    (phantoms only when it was trained on phantoms); else, when the recorded file is gone, a real
+    data set configured by $NEUROCXR_DATA / ~/.medmnist. A model trained on real X-rays is never
+    scored on phantoms unless asked (``--data synthetic``): DataError instead. None: nothing is
+    recorded, the usual default chain (`resolve_data_source`) applies."""
+    if data is not None and str(data) != "":
+        return data
+    recorded = recorded_data(metadata)
+    if recorded is None or recorded == "synthetic":
+        return recorded
+    if Path(recorded).expanduser().exists():
+        return recorded
+    configured = resolve_data_source(None)
+    if configured is not None and configured != "synthetic":
+        return configured
+    raise DataError(
+        f"the checkpoint was trained on {recorded}, which is not there; pass --data with that data set's "
+        "new path (or set NEUROCXR_DATA), or --data synthetic to score it on phantoms explicitly"
+    )
 
 
 def fetch_pneumoniamnist(size: int = 28, root: Path = DEFAULT_MEDMNIST_ROOT) -> Path:

@@ -47,3 +47,13 @@ class ProfileError(NeurocxrError):
 
 class MeasurementUnavailable(NeurocxrError):
     """The hardware counter needed for a measurement is not present here (the reason says why)."""
+
+
+class ModelKindError(NeurocxrError, ValueError):
+    """A model of the wrong kind for the command (a CNN where an SNN is needed, or the reverse);
+    the message says what the model is and which command or option takes it."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, after the command cleaned up; the message says what it left (the CLI prints it and
+    exits 130). A KeyboardInterrupt, so code that stops on Ctrl-C stops on it too."""

@@ -36,7 +36,9 @@ class LoadedModel:
 
     @property
     def threshold(self) -> float:
-        return float(self.metadata.get("threshold", 0.5))
+        from neurocxr.validation import check_threshold
+
+        return check_threshold(self.metadata.get("threshold", 0.5), f"model {self.name!r}")
 
 
 def load(path_or_model: str | Path | nn.Module | LoadedModel) -> LoadedModel:
@@ -56,6 +58,12 @@ def load(path_or_model: str | Path | nn.Module | LoadedModel) -> LoadedModel:
     ckpt = load_checkpoint(path_or_model)
     return LoadedModel(ckpt.model.eval(), ckpt.config, dict(ckpt.metadata))
 
+    if not isinstance(path_or_model, (str, Path)):
+        import os
+
+        if not isinstance(path_or_model, os.PathLike):
+            raise NeurocxrError(f"load takes a checkpoint path, a model built with neurocxr.models.build_model or a "
+                                f"LoadedModel, got an object of type {type(path_or_model).__name__}")
 
 def input_shape(config: Any) -> tuple[int, int, int]:
     return (config.in_channels, config.image_size, config.image_size)
@@ -147,6 +155,9 @@ def parity_check(
     with torch.no_grad():
         logits = []
         for start in range(0, len(images), 128):
+    from neurocxr.validation import check_snn_for_chip
+
+    check_snn_for_chip(loaded, model, "export")  # a CNN is told to use --target onnx, not to retrain
             logits.append(loaded.model(x_float[:, start : start + 128]).logits)
         float_pred = torch.cat(logits).argmax(1).numpy()
     t0 = time.perf_counter()
@@ -319,10 +330,10 @@ def _export_loihi(loaded: LoadedModel, out: Path | None, final: Path | None, *, 
         write_netx(program, out / "model.net")
         files["nir"], files["netx"] = final / "model.nir", final / "model.net"
 
-    from neurocxr.data import load_dataset
+    from neurocxr.data import data_for_checkpoint, load_dataset
     from neurocxr.exporters.loihi import quantisation_table
 
-    splits = load_dataset(data, image_size=loaded.config.image_size)
+    splits = load_dataset(data_for_checkpoint(data, loaded.metadata), image_size=loaded.config.image_size)
     ds = getattr(splits, split)
     n = len(ds) if max_samples is None else min(max_samples, len(ds))
     parity, _ = parity_check(

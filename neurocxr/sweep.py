@@ -12,6 +12,7 @@ The config (TOML)::
     max_eval_samples = 200              # cap val/test samples (default: all)
     ensembles = true                    # also score seed ensembles of otherwise equal trials
     pareto_profile = "loihi2"           # the energy axis of the Pareto front
+    max_trials = 2000                   # confirm a grid over 1000 combinations (also --max-trials)
 
     [grid]                       # lists; every combination is a trial
     model = ["snn_strided", "snn_conv"]
@@ -60,7 +61,7 @@ if sys.version_info >= (3, 11):  # pragma: no cover - the project runs on 3.10
 else:
     import tomli as tomllib
 
-SWEEP_KEYS = ("data", "profiles", "max_eval_samples", "ensembles", "pareto_profile", "regulariser_profile")
+SWEEP_KEYS = ("data", "profiles", "max_eval_samples", "ensembles", "pareto_profile", "regulariser_profile", "max_trials")
 RAY_KEYS = ("num_cpus", "max_concurrent", "cpus_per_trial", "address")
 SECTIONS = ("sweep", "grid", "train", "model", "ray")
 CORE_AXES = ("model", "num_steps", "encoding", "regulariser", "width", "seed", "readout_steps")
@@ -70,6 +71,9 @@ DEFAULT_GRID: dict[str, list[Any]] = {
 }
 MAX_STEPS = 16
 RESULTS_FILE = "results.jsonl"
+# A grid with more combinations than this is refused unless confirmed (--max-trials / sweep.max_trials):
+# every trial trains a model, and Ray spends minutes generating very large grids before the first trial.
+DEFAULT_MAX_TRIALS = 1000
 
 
 def _train_keys() -> tuple[str, ...]:
@@ -120,8 +124,14 @@ def _as_list(name: str, value: Any) -> list[Any]:
     return values
 
 
-def sweep_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> SweepConfig:
-    """Check every section and key; raise ConfigError naming the first problem."""
+def grid_size(grid: list[dict[str, list[Any]]]) -> int:
+    """Combinations in the grid blocks (before duplicates and impossible readouts are dropped)."""
+    return sum(math.prod(len(values) for values in block.values()) for block in grid)
+
+
+def sweep_config_from_dict(data: dict[str, Any], source: str = "<dict>", *, max_trials: int | None = None) -> SweepConfig:
+    """Check every section and key; raise ConfigError naming the first problem. ``max_trials``
+    (default: sweep.max_trials, else DEFAULT_MAX_TRIALS) caps the grid's combinations."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the sweep config must be a table")
     unknown = sorted(set(data) - set(SECTIONS))
@@ -201,6 +211,15 @@ def sweep_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Swee
     if not isinstance(ensembles, bool):
         raise ConfigError(f"{source}: sweep.ensembles must be true or false, got {ensembles!r}")
     cfg = SweepConfig(
+    limit = max_trials if max_trials is not None else opt_int(sweep, "max_trials", 1) or DEFAULT_MAX_TRIALS
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"--max-trials must be an integer >= 1, got {limit!r}")
+    combinations = grid_size(grid)
+    if combinations > limit:  # counted, not expanded: a huge grid is refused at once
+        raise ConfigError(
+            f"{source}: the grid has {combinations:,} combinations, over the limit of {limit:,} trials (each trains "
+            f"a model); narrow the grid, or confirm with --max-trials {combinations} (or sweep.max_trials)"
+        )
         grid=grid, train=train, model=model, data=data_path, profiles=profiles,
         max_eval_samples=opt_int(sweep, "max_eval_samples", 2), ensembles=ensembles,
         pareto_profile=sweep.get("pareto_profile", "loihi2"), regulariser_profile=sweep.get("regulariser_profile", "loihi2"),
@@ -212,8 +231,9 @@ def sweep_config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Swee
     return cfg
 
 
-def load_sweep_config(path: str | Path) -> SweepConfig:
-    """Read and check a sweep TOML file (ConfigError naming the key on any problem)."""
+def load_sweep_config(path: str | Path, *, max_trials: int | None = None) -> SweepConfig:
+    """Read and check a sweep TOML file (ConfigError naming the key on any problem); ``max_trials``
+    as in `sweep_config_from_dict`."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"sweep config {p} does not exist")
@@ -221,7 +241,7 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"sweep config {p} is not valid TOML: {exc}") from None
-    return sweep_config_from_dict(data, str(p))
+    return sweep_config_from_dict(data, str(p), max_trials=max_trials)
 
 
 def trial_configs(params: dict[str, Any], settings: dict[str, Any]) -> tuple[Any, Any, int]:
@@ -294,6 +314,25 @@ def expand_grid(cfg: SweepConfig) -> list[dict[str, Any]]:
 
 
 def trial_id(params: dict[str, Any], settings: dict[str, Any]) -> str:
+def check_sweep_data(data: str | None) -> None:
+    """Refuse, before Ray starts, a data path (sweep.data or $NEUROCXR_DATA) that does not exist
+    or is not a data set, so the sweep never runs every trial into the same failure."""
+    from neurocxr.data import resolve_data_source
+    from neurocxr.errors import DataError
+    from neurocxr.validation import describe_file, file_kind
+
+    resolved = resolve_data_source(data)
+    if resolved is None or resolved == "synthetic":
+        return
+    kind = file_kind(resolved)
+    where = "sweep.data" if data is not None else "$NEUROCXR_DATA"
+    if kind == "missing":
+        raise DataError(f"{where} {resolved} does not exist; give an existing PneumoniaMNIST .npz or Kermany folder "
+                        "(relative paths are read from the folder the sweep is started in)")
+    if kind not in ("directory", "npz", "unknown"):
+        raise DataError(f"{where} {resolved} {describe_file(resolved)}; the sweep wants a PneumoniaMNIST .npz or a Kermany folder")
+
+
     """Stable hash of everything that defines a trial's result."""
     blob = json.dumps({"params": params, "settings": settings}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -695,6 +734,7 @@ def run_sweep(
         tid = trial_id(params, id_settings)
         if finished.get(tid, {}).get("status") == "ok":
             skipped += 1
+    check_sweep_data(cfg.data)  # a missing or wrong data path is refused before Ray starts
         else:
             todo.append((tid, params))
 
@@ -714,6 +754,10 @@ def run_sweep(
             row = _row_base(params)
             row.update(trial_id=tid, status="failed", error="no result came back from Ray")
             trials.append(row)
+    if settings.get("data") and str(settings["data"]).lower() != "synthetic":
+        # Workers may run in another folder (Ray Tune's trial dirs): they get the absolute path; the
+        # trial ids keep the configured one, so a rerun still finds its finished trials.
+        settings["data"] = str(Path(settings["data"]).expanduser().resolve())
     rows, front = write_tables(out, trials, cfg.pareto_profile, cfg.ensembles)
     files = {"results": out / RESULTS_FILE, "pareto_json": out / "pareto.json"}
     if (out / "pareto.png").is_file():

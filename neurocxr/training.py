@@ -24,8 +24,12 @@ from torch.utils.data import DataLoader, Dataset, Subset, WeightedRandomSampler
 from neurocxr.errors import DataError
 from neurocxr.metrics import ClinicalMetrics, choose_threshold, clinical_metrics
 from neurocxr.models.base import ModelConfig, build_model, is_snn
+from neurocxr.threads import restores_torch_threads
 
 BALANCE_MODES = ("weights", "sampler", "none")
+# none | light (flip, small rotation, brightness/contrast) | shift (light + acquisition differences:
+# gamma, blur, noise, scale/crop jitter; neurocxr.data.Augment.for_mode)
+AUGMENT_MODES = ("none", "light", "shift")
 
 
 @dataclass
@@ -39,7 +43,7 @@ class TrainConfig:
     patience: int = 4  # epochs without a better val AUC before stopping
     seed: int = 0
     balance: str = "weights"  # class-weighted loss | balanced sampler | none
-    augment: bool = False
+    augment: bool | str = False  # an AUGMENT_MODES name; True = "light", False = "none"
     max_train_samples: int | None = None
     num_threads: int | None = None
     schedule: str = "onecycle"  # or "cosine"
@@ -53,6 +57,10 @@ class TrainConfig:
     distill_temperature: float = 4.0
     qat_epochs: int = 0  # quantisation-aware fine-tuning epochs after training (neurocxr.qat)
     qat_lr_factor: float = 0.1  # QAT learning rate = lr x this
+    # ANN->SNN conversion (neurocxr.conversion): start from a converted cnn_vgg checkpoint instead of a
+    # random init; epochs = 0 keeps the converted network as it is (pure conversion).
+    convert_from: str | None = None
+    convert_percentile: float = 99.9
 
     def __post_init__(self) -> None:
         # ConfigError (a ValueError too) names the field and what it accepts.
@@ -60,7 +68,9 @@ class TrainConfig:
 
         check_choice("balance", self.balance, BALANCE_MODES)
         check_choice("schedule", self.schedule, ("onecycle", "cosine"))
-        self.epochs = check_int("epochs", self.epochs, 1, 100_000)
+        self.epochs = check_int("epochs", self.epochs, 0 if self.convert_from else 1, 100_000)
+        self.augment = augment_mode(self.augment)
+        self.convert_percentile = check_float("convert_percentile", self.convert_percentile, 0.0, 100.0, low_open=True)
         self.batch_size = check_int("batch_size", self.batch_size, 1, 1_000_000)
         self.lr = check_float("lr", self.lr, 0.0, 10.0, low_open=True)
         self.weight_decay = check_float("weight_decay", self.weight_decay, 0.0, None)
@@ -84,6 +94,16 @@ class TrainConfig:
         return asdict(self)
 
 
+def augment_mode(value: bool | str) -> str:
+    """The augmentation mode name of a TrainConfig.augment value (booleans kept for old configs)."""
+    from neurocxr.validation import check_choice
+
+    if isinstance(value, (bool, np.bool_)):
+        return "light" if value else "none"
+    check_choice("augment", value, AUGMENT_MODES)
+    return str(value)
+
+
 @dataclass
 class TrainResult:
     """The best-validation-AUC model, its validation metrics at the chosen threshold, and history."""
@@ -98,6 +118,7 @@ class TrainResult:
     data_source: str
     checkpoint_path: Path | None = None
     train_config: TrainConfig = field(default_factory=TrainConfig)
+    conversion: dict[str, Any] | None = None  # neurocxr.conversion.ConversionReport when converted
 
 
 def seed_everything(seed: int) -> None:
@@ -324,6 +345,26 @@ def _quantisation_aware_finetune(
     return best_threshold, best_auc, best_epoch
 
 
+def _converted_model(config: ModelConfig, train_cfg: TrainConfig, train_ds: Dataset) -> tuple[nn.Module, Any]:
+    """The `snn_vgg` converted from ``train_cfg.convert_from`` with thresholds balanced on (at most
+    1000, seeded) training images; ``config`` must be the checkpoint's SNN twin (`neurocxr.conversion`)."""
+    from neurocxr.conversion import DEFAULT_BALANCE_SAMPLES, convert_checkpoint
+
+    n = len(train_ds)  # type: ignore[arg-type]
+    pick = np.sort(np.random.default_rng(train_cfg.seed).choice(n, size=min(n, DEFAULT_BALANCE_SAMPLES), replace=False))
+    images = torch.stack([train_ds[int(i)][0] for i in pick]).float()
+    model, converted_cfg, report = convert_checkpoint(str(train_cfg.convert_from), images, num_steps=config.num_steps,
+                                                      threshold=config.threshold, percentile=train_cfg.convert_percentile)
+    if converted_cfg.to_dict() != config.to_dict():
+        from neurocxr.errors import ConfigError
+
+        diff = sorted(k for k, v in converted_cfg.to_dict().items() if config.to_dict().get(k) != v)
+        raise ConfigError(f"the model config differs from the SNN twin of {train_cfg.convert_from} in {', '.join(diff)}; "
+                          "build it with neurocxr.conversion.snn_config_for(<the CNN's config>, num_steps, threshold)")
+    return model, report
+
+
+@restores_torch_threads  # train_cfg.num_threads applies to this call only
 def train(
     config: ModelConfig,
     splits: Any,
@@ -345,19 +386,27 @@ def train(
     if train_cfg.num_threads:
         torch.set_num_threads(train_cfg.num_threads)
     seed_everything(train_cfg.seed)
-    model = build_model(config)
     train_ds = _train_subset(splits.train, train_cfg.max_train_samples, train_cfg.seed)
+    conversion = None
+    if train_cfg.convert_from:
+        model, conversion = _converted_model(config, train_cfg, train_ds)
+    else:
+        model = build_model(config)
     augment = None
-    if train_cfg.augment:
+    if augment_mode(train_cfg.augment) != "none":
         from neurocxr.data import Augment
 
-        augment = Augment(seed=train_cfg.seed)
+        augment = Augment.for_mode(augment_mode(train_cfg.augment), seed=train_cfg.seed)
         train_ds = _with_augment(train_ds, augment)
     train_labels = _labels_of(train_ds)
     present = np.unique(train_labels)
     if len(present) < 2:
         raise DataError(f"the training split holds class {present.tolist()} only; a classifier needs both "
                         "normal (0) and pneumonia (1) images (check the data source or max_train_samples)")
+    from neurocxr.validation import check_both_classes
+
+    # The best epoch (val AUC) and the operating threshold are chosen on val: one class gives AUC NaN.
+    check_both_classes(_labels_of(splits.val), "the validation split", "choosing the best epoch (AUC) and the threshold")
     class_weight = torch.ones(config.num_classes)
     class_weight[present] = torch.tensor(
         compute_class_weight("balanced", classes=present, y=train_labels), dtype=torch.float32
@@ -373,7 +422,7 @@ def train(
     loss_terms = LossTerms(model, config, train_cfg, loss_weight)
 
     optimiser = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    total_steps = train_cfg.epochs * len(loader)
+    total_steps = max(1, train_cfg.epochs * len(loader))
     if train_cfg.schedule == "onecycle":
         scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=train_cfg.lr, total_steps=total_steps)
     else:
@@ -384,6 +433,13 @@ def train(
     best_auc, best_epoch, best_state, best_threshold = -np.inf, 0, None, 0.5
     epochs_without_gain = 0
     data_source = _source_of(splits)
+    if conversion is not None:  # epoch 0 = the converted network; fine-tuning must beat it on val
+        val_scores = predict_scores(model, config, splits.val, seed=train_cfg.seed)
+        best_auc = clinical_metrics(val_labels, val_scores).roc_auc
+        best_state = copy.deepcopy(model.state_dict())
+        best_threshold = choose_threshold(val_labels, val_scores, "youden")
+        history.append({"epoch": 0, "train_loss": float("nan"), "val_auc": best_auc,
+                        "val_acc": float(((val_scores >= 0.5) == val_labels).mean()), "seconds": 0.0, "converted": 1.0})
     for epoch in range(1, train_cfg.epochs + 1):
         model.train()
         if augment is not None:
@@ -424,7 +480,8 @@ def train(
 
                 save_checkpoint(checkpoint_path, model, config, {
                     "threshold": best_threshold, "threshold_method": "youden (validation)",
-                    "data_source": data_source, "best_epoch": best_epoch, "val_auc": val_auc,
+                    "data_source": data_source, "data_origin": getattr(splits, "origin", None),
+                    "best_epoch": best_epoch, "val_auc": val_auc,
                     "history": copy.deepcopy(history), "train_config": train_cfg.to_dict(),
                 })
         else:
@@ -447,9 +504,12 @@ def train(
 
         save_checkpoint(checkpoint_path, model, config, {
             "threshold": best_threshold, "threshold_method": "youden (validation)",
-            "data_source": data_source, "best_epoch": best_epoch, "val_auc": best_auc,
+            "data_source": data_source, "data_origin": getattr(splits, "origin", None),
+            "best_epoch": best_epoch, "val_auc": best_auc,
             "history": history, "train_config": train_cfg.to_dict(), "val_metrics": val_metrics.to_dict(),
+            "conversion": conversion.to_dict() if conversion is not None else None,
         })
+    trained = [h["seconds"] for h in history if not h.get("converted")]
     return TrainResult(
         model=model,
         config=config,
@@ -457,8 +517,9 @@ def train(
         best_epoch=best_epoch,
         threshold=best_threshold,
         val_metrics=val_metrics,
-        seconds_per_epoch=float(np.mean([h["seconds"] for h in history])),
+        seconds_per_epoch=float(np.mean(trained)) if trained else 0.0,
         data_source=data_source,
         checkpoint_path=Path(checkpoint_path) if checkpoint_path is not None else None,
         train_config=train_cfg,
+        conversion=conversion.to_dict() if conversion is not None else None,
     )

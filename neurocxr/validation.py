@@ -127,3 +127,249 @@ def show_progress(requested: bool | None = None, stream: Any = None) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
         return False
+
+
+# ----------------------------------------------------------------------------------------------
+# What a file is: refusals name the file's real kind and the command that reads it.
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def file_kind(path: Any) -> str:
+    """What ``path`` holds, sniffed from its bytes (suffix only as a tie-break): "missing",
+    "directory", "empty", "checkpoint" (a torch zip), "npz", "zip", "npy", "nir", "netx", "hdf5",
+    "onnx", "toml", "image" or "unknown"."""
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return "directory"
+    if not p.exists():
+        return "missing"
+    try:
+        if p.stat().st_size == 0:
+            return "empty"
+        with open(p, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return "unknown"
+    suffix = p.suffix.lower()
+    if head.startswith(b"PK"):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(p) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return "checkpoint" if suffix in (".pt", ".pth") else ("npz" if suffix == ".npz" else "zip")
+        if any(n.endswith("data.pkl") for n in names):
+            return "checkpoint"  # torch.save writes <name>/data.pkl into its zip
+        if names and all(n.endswith(".npy") for n in names):
+            return "npz"
+        return "zip"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if head.startswith(_HDF5_MAGIC):
+        if suffix == ".nir":
+            return "nir"
+        if suffix == ".net":
+            return "netx"
+        try:
+            import h5py
+
+            with h5py.File(p, "r") as h5:
+                keys = set(h5.keys())
+        except Exception:  # noqa: BLE001  an unreadable HDF5 file is still HDF5
+            return "hdf5"
+        return "nir" if "node" in keys else ("netx" if "layer" in keys else "hdf5")
+    if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff"):
+        return "image"
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".toml":
+        return "toml"
+    if head[:2] == b"\x80\x02" or head[:1] == b"\x80":  # legacy (non-zip) torch pickle
+        return "checkpoint" if suffix in (".pt", ".pth") else "unknown"
+    return "unknown"
+
+
+_KIND_HINTS = {
+    "directory": "is a directory, not a file",
+    "empty": "is empty (0 bytes)",
+    "checkpoint": "is a torch checkpoint (.pt); commands take it as their CHECKPOINT argument "
+                  "(`neurocxr evaluate / export / energy`)",
+    "npz": "is an npz data archive; give it as --data (e.g. `neurocxr evaluate model.pt --data file.npz`)",
+    "npy": "is a single .npy array; data must be a MedMNIST .npz (train/val/test) or a Kermany folder, "
+           "spike trains go to `neurocxr export graph.nir --spikes file.npy`",
+    "nir": "is a NIR graph (HDF5); export it with `neurocxr export graph.nir -o OUT --target loihi`",
+    "netx": "is a Loihi netx network (HDF5); read it with `neurocxr netx file.net`",
+    "hdf5": "is an HDF5 file, neither a NIR graph nor a netx network neurocxr recognises",
+    "onnx": "is an ONNX model (an export output); neurocxr reads checkpoints (.pt), not ONNX files",
+    "toml": "is a TOML file; sweep configs go to `neurocxr sweep config.toml -o OUT`, device "
+            "profiles to `neurocxr energy --profiles-file`",
+    "image": "is an image; single images go to `neurocxr explain CHECKPOINT IMAGE... -o OUT`, "
+             "data sets are a MedMNIST .npz or a Kermany folder",
+    "zip": "is a zip archive but neither an npz data archive nor a torch checkpoint",
+}
+
+
+def describe_file(path: Any) -> str | None:
+    """A clause saying what ``path`` really is and which command reads it ("is a NIR graph ...;
+    export it with ..."), or None when it is missing or of no kind neurocxr recognises."""
+    return _KIND_HINTS.get(file_kind(path))
+
+
+# ----------------------------------------------------------------------------------------------
+# Numbers that decide answers
+
+
+def check_threshold(value: Any, where: str) -> float:
+    """A stored operating threshold: a finite number in [0, 1], else CheckpointError (a NaN or
+    out-of-range threshold would call every case one class with exit code 0)."""
+    from neurocxr.errors import CheckpointError
+
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) \
+        and math.isfinite(float(value)) and 0.0 <= float(value) <= 1.0
+    if not ok:
+        raise CheckpointError(
+            f"{where}: its stored operating threshold is {value!r}, not a probability in [0, 1]; the file is "
+            "damaged or was edited — retrain it (`neurocxr train`) or fix metadata['threshold']"
+        )
+    return float(value)
+
+
+PIXEL_RULE = ("images are read as: uint8 / 255, uint16 / 65535 (the dtype's full range, never stretched "
+              "per image), floats as they are and must lie in [0, 1]")
+
+
+def images_to_unit_range(arr: Any, what: str = "images") -> np.ndarray:
+    """The one pixel rule for every entry point (README "Image values"): uint8 divided by 255,
+    uint16 by 65535, floats kept and required to lie in [0, 1]; bool, other integers, NaN/inf
+    and negative or > 1 floats are refused with DataError. Returns float32."""
+    a = arr.detach().cpu().numpy() if hasattr(arr, "detach") else np.asarray(arr)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / np.float32(255.0)
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / np.float32(65535.0)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise DataError(f"{what} have dtype {a.dtype}; {PIXEL_RULE}")
+    check_finite_inputs(a, what)
+    if a.size:
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0.0 or hi > 1.0:
+            raise DataError(f"{what} hold values {lo:g}..{hi:g} outside [0, 1]; {PIXEL_RULE}")
+    return a.astype(np.float32, copy=False)
+
+
+def check_both_classes(labels: Any, what: str, why: str) -> None:
+    """Refuse a split that lacks a class where a threshold or an AUC must be computed from it."""
+    y = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
+    present = set(np.unique(y).astype(int).tolist()) if y.size else set()
+    missing = [name for k, name in enumerate(("normal (0)", "pneumonia (1)")) if k not in present]
+    if missing:
+        raise DataError(
+            f"{what} holds {len(y)} image(s) and no {' or '.join(missing)} ones; {why} needs both classes "
+            "(use a data set whose split has both, or raise --max-samples / --max-train-samples)"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Model options that cannot work, or would do nothing
+
+
+def check_model_options(config: Any) -> None:
+    """Refuse, before training, options with no effect on ``config``'s model (an SNN input encoding
+    on a CNN) and image sizes a Loihi-deployable SNN could not be exported at (found by building
+    the untrained model and exporting it in memory: only structural refusals count)."""
+    from neurocxr.errors import UnsupportedLayerError
+    from neurocxr.models import build_model, model_info
+
+    info = model_info(config.name)
+    if info.kind != "snn" and config.encoding != "direct":
+        raise ConfigError(
+            f"--encoding {config.encoding} has no effect on {config.name!r}, a CNN (it sees the image once); "
+            "leave --encoding at direct, or train an SNN (see `neurocxr models`)"
+        )
+    if not info.loihi_deployable:
+        return
+    from neurocxr.pipeline import LoadedModel, to_program
+
+    def refusal(size: int) -> str | None:
+        cfg = type(config).from_dict({**config.to_dict(), "image_size": size})
+        try:
+            to_program(LoadedModel(build_model(cfg).eval(), cfg, {}))
+        except UnsupportedLayerError as exc:
+            return str(exc)
+        except Exception:  # noqa: BLE001  weight-dependent refusals (clipping...) are judged after training
+            return None
+        return None
+
+    why = refusal(config.image_size)
+    if why is None:
+        return
+    near = [s for d in range(1, 9) for s in (config.image_size - d, config.image_size + d) if s >= 8]
+    fits = next((s for s in near if refusal(s) is None), None)
+    hint = f" (e.g. --image-size {fits})" if fits is not None else ""
+    raise ConfigError(
+        f"--image-size {config.image_size}: {config.name!r} could not be exported to Loihi after training ({why}); "
+        f"choose a size it can export{hint}"
+    )
+
+
+def _source_name(source: Any, model: Any) -> str:
+    return str(source) if isinstance(source, (str, os.PathLike)) else f"model {model.name!r}"
+
+
+def check_snn_for_chip(loaded: Any, source: Any, role: str) -> None:
+    """Refuse a CNN where a Loihi SNN is needed, naming the command that takes it instead."""
+    from neurocxr.errors import ModelKindError
+    from neurocxr.models import model_info
+
+    info = model_info(loaded.config.name)
+    what = _source_name(source, loaded)
+    if info.kind != "snn":
+        where = ("export it with --target onnx, or give it to `neurocxr energy SNN.pt` as --baseline"
+                 if role == "export" else f"give it as --baseline next to an SNN checkpoint "
+                 f"(`neurocxr energy SNN.pt --baseline {what}`)")
+        raise ModelKindError(f"{what} is a CNN ({loaded.config.name}); Loihi runs spiking networks only: {where}")
+    if not info.loihi_deployable:
+        raise ModelKindError(f"{what} is a {loaded.config.name!r} SNN, which cannot be deployed to Loihi "
+                             "(see the Loihi column of `neurocxr models`); train a deployable SNN for this")
+
+
+def check_report_models(snn: Any, snn_source: Any, baselines: list, sources: list) -> list:
+    """The energy report's models: ``snn`` a deployable SNN, every baseline a CNN; baselines sharing
+    a name get distinct labels (their file names, then #k), so each has its own row and its own
+    provenance entry. Returns the baselines, relabelled where needed."""
+    from neurocxr.errors import ModelKindError
+    from neurocxr.models import model_info
+
+    check_snn_for_chip(snn, snn_source, "energy")
+    for b, src in zip(baselines, sources):
+        if model_info(b.config.name).kind == "snn":
+            what = _source_name(src, b)
+            raise ModelKindError(
+                f"--baseline {what} is an SNN ({b.config.name}); baselines are CNNs on conventional hardware — "
+                f"report an SNN on its own (`neurocxr energy {what}`)"
+            )
+    taken = {snn.name}
+    out = []
+    names = [b.name for b in baselines]
+    for i, (b, src) in enumerate(zip(baselines, sources)):
+        label = b.name
+        if names.count(label) > 1 or label in taken:
+            from pathlib import Path
+
+            if isinstance(src, (str, os.PathLike)):
+                file_names = [Path(x).name for x in sources if isinstance(x, (str, os.PathLike))]
+                shown = Path(src).name if file_names.count(Path(src).name) == 1 else str(src)
+                label = f"{b.name} ({shown})"
+            else:
+                label = f"{b.name} #{i + 1}"
+        k = 2
+        base_label = label
+        while label in taken:
+            label, k = f"{base_label} #{k}", k + 1
+        taken.add(label)
+        out.append(b if label == b.name else type(b)(b.model, b.config, {**b.metadata, "label": label}))
+    return out

@@ -75,9 +75,9 @@ def load_xray_image(path: str | Path, image_size: int, in_channels: int = 1) -> 
             if min(w, h) < 8:
                 raise DataError(f"{path} is {w}x{h} pixels; an X-ray needs at least 8x8")
             if mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                arr = np.asarray(img, dtype=np.float64)
-                lo, hi = float(arr.min()), float(arr.max())
-                gray = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo)
+                from neurocxr.data import wide_mode_to_unit
+
+                gray = wide_mode_to_unit(img, path)  # the one pixel rule: 16-bit / 65535, as the data loaders
             else:
                 rgb = np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
                 spread = float((rgb.max(-1) - rgb.min(-1)).mean())

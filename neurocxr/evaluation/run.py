@@ -59,8 +59,10 @@ def clinical_evaluation(checkpoint: Any, *, data: str | Path | None = None, spli
         raise NeurocxrError("nothing to do: ask for --robustness and/or --uncertainty")
     loaded = check_request(checkpoint, split=split, robustness=robustness, uncertainty=uncertainty,
                            mc_passes=mc_passes, max_samples=max_samples, out=out, force=force)
+    from neurocxr.data import data_for_checkpoint, resolve_data_source
+
+    data = data_for_checkpoint(data, loaded.metadata)  # the checkpoint's own data unless told otherwise
     splits = load_dataset(data, image_size=loaded.config.image_size)
-    from neurocxr.data import resolve_data_source
 
     resolved = resolve_data_source(data)
     data_path = resolved if isinstance(resolved, Path) and resolved.is_file() else None
