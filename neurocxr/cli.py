@@ -165,6 +165,8 @@ def evaluate_cmd(
     result = evaluate(checkpoint, data=data, split=split)
     _say_data_line(result)
     console.print(_metrics_table(f"{result['model']} on {split}", {split: result["metrics"]}))
+    for warning in result.get("warnings", []):
+        console.print(f"[bold red]WARNING:[/] {warning}", highlight=False, soft_wrap=True)
     if json_out:
         from neurocxr.fileio import write_json
 
@@ -257,7 +259,7 @@ def export_cmd(
     for name, path in exp.files.items():
         console.print(f"wrote {name}: {path}")
     if target == "loihi":
-        print_parity(exp.report)
+        print_parity(exp.report.to_dict())
 
 
 def _export_nir_file(path: Path, out: Path, target: str, dt: Optional[float], num_steps: Optional[int],
@@ -273,7 +275,8 @@ def _export_nir_file(path: Path, out: Path, target: str, dt: Optional[float], nu
                                allow_clipping=allow_clipping, force=force)
     for name, written in exp.files.items():
         console.print(f"wrote {name}: {written}")
-    rep, par = exp.report, exp.report["parity"]
+    rep = exp.report.to_dict()
+    par = rep["parity"]
     console.print(f"dt = {rep['source']['dt']:g} s ({rep['source']['dt_source']}); parity input: {par['input']}")
     table = Table(title="spikes per sample: float model vs Loihi emulator")
     for col in ("layer", "neurons", "float", "emulator"):

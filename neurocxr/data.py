@@ -195,6 +195,7 @@ class DataSplits:
     train: ImageDataset
     val: ImageDataset
     test: ImageDataset
+    origin: str | None = None  # what `load_dataset` read: "synthetic" or the absolute path (checkpoints record it)
 
     def __iter__(self):
         return iter((self.train, self.val, self.test))
@@ -248,7 +249,6 @@ def _check_image_size(image_size: int | None) -> None:
 
 def _uint8_to_float(gray: np.ndarray) -> torch.Tensor:
     """uint8 [N, H, W] -> float32 [N, 1, H, W] in [0, 1]."""
-    origin: str | None = None  # what `load_dataset` read: "synthetic" or the absolute path (checkpoints record it)
     return torch.from_numpy(np.ascontiguousarray(gray)).to(torch.float32).div_(255.0).unsqueeze(1)
 
 
@@ -277,6 +277,10 @@ def load_npz(path: str | Path, image_size: int | None = None) -> DataSplits:
                         f"(or run `neurocxr data fetch`)")
     if path.is_dir():
         raise DataError(f"{path} is a folder, not an npz file; use load_folder for image folders")
+    from neurocxr.validation import describe_file, file_kind
+
+    if file_kind(path) in ("checkpoint", "nir", "netx", "hdf5", "onnx", "toml", "image"):
+        raise DataError(f"{path} {describe_file(path)}; --data wants a PneumoniaMNIST .npz or a Kermany folder")
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as fh:
             head = fh.read(6)
@@ -330,10 +334,6 @@ def load_npz(path: str | Path, image_size: int | None = None) -> DataSplits:
             elif imgs.shape[1] != side:
                 raise DataError(f"{path}: {key} are {imgs.shape[1]}x{imgs.shape[2]} but train images are "
                                 f"{side}x{side}; all splits must have one size")
-    from neurocxr.validation import describe_file, file_kind
-
-    if file_kind(path) in ("checkpoint", "nir", "netx", "hdf5", "onnx", "toml", "image"):
-        raise DataError(f"{path} {describe_file(path)}; --data wants a PneumoniaMNIST .npz or a Kermany folder")
             lkey = f"{split}_labels"
             if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
                 raise DataError(f"{path}: {lkey} has dtype {labels.dtype}; expected integer class labels 0/1")
@@ -385,6 +385,22 @@ def _image_files(folder: Path) -> list[Path]:
         p for p in folder.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     )
+
+
+def wide_mode_to_unit(img: Any, path: Path) -> np.ndarray:
+    """Pixels of a 16-bit ("I;16*"), 32-bit integer ("I") or float ("F") PIL image as float64 in
+    [0, 1] by the one pixel rule (`neurocxr.validation.PIXEL_RULE`): 16-bit data divided by 65535
+    (PNG readers may hold it in mode "I"), floats kept and required in [0, 1]; anything else refused."""
+    from neurocxr.validation import PIXEL_RULE
+
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
+            raise DataError(f"{path} is a float image with values {arr.min():g}..{arr.max():g}; {PIXEL_RULE}")
+        return arr
+    if arr.min() < 0 or arr.max() > 65535:
+        raise DataError(f"{path} holds 32-bit pixel values {arr.min():g}..{arr.max():g}; {PIXEL_RULE}")
+    return arr / 65535.0
 
 
 def _read_image(path: Path, size: int) -> np.ndarray:
@@ -441,22 +457,6 @@ def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[n
     """Indices (keep, held_out) with ``fraction`` of each class (at least one) held out."""
     rng = np.random.default_rng(seed)
     held: list[np.ndarray] = []
-def wide_mode_to_unit(img: Any, path: Path) -> np.ndarray:
-    """Pixels of a 16-bit ("I;16*"), 32-bit integer ("I") or float ("F") PIL image as float64 in
-    [0, 1] by the one pixel rule (`neurocxr.validation.PIXEL_RULE`): 16-bit data divided by 65535
-    (PNG readers may hold it in mode "I"), floats kept and required in [0, 1]; anything else refused."""
-    from neurocxr.validation import PIXEL_RULE
-
-    arr = np.asarray(img, dtype=np.float64)
-    if img.mode == "F":
-        if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
-            raise DataError(f"{path} is a float image with values {arr.min():g}..{arr.max():g}; {PIXEL_RULE}")
-        return arr
-    if arr.min() < 0 or arr.max() > 65535:
-        raise DataError(f"{path} holds 32-bit pixel values {arr.min():g}..{arr.max():g}; {PIXEL_RULE}")
-    return arr / 65535.0
-
-
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         rng.shuffle(idx)

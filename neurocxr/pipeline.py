@@ -55,15 +55,15 @@ def load(path_or_model: str | Path | nn.Module | LoadedModel) -> LoadedModel:
         return LoadedModel(path_or_model.eval(), config, {})
     from neurocxr.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(path_or_model)
-    return LoadedModel(ckpt.model.eval(), ckpt.config, dict(ckpt.metadata))
-
     if not isinstance(path_or_model, (str, Path)):
         import os
 
         if not isinstance(path_or_model, os.PathLike):
             raise NeurocxrError(f"load takes a checkpoint path, a model built with neurocxr.models.build_model or a "
                                 f"LoadedModel, got an object of type {type(path_or_model).__name__}")
+    ckpt = load_checkpoint(path_or_model)
+    return LoadedModel(ckpt.model.eval(), ckpt.config, dict(ckpt.metadata))
+
 
 def input_shape(config: Any) -> tuple[int, int, int]:
     return (config.in_channels, config.image_size, config.image_size)
@@ -155,9 +155,6 @@ def parity_check(
     with torch.no_grad():
         logits = []
         for start in range(0, len(images), 128):
-    from neurocxr.validation import check_snn_for_chip
-
-    check_snn_for_chip(loaded, model, "export")  # a CNN is told to use --target onnx, not to retrain
             logits.append(loaded.model(x_float[:, start : start + 128]).logits)
         float_pred = torch.cat(logits).argmax(1).numpy()
     t0 = time.perf_counter()
@@ -291,6 +288,9 @@ def export_loihi(
     max_samples = check_int("--max-samples", max_samples, 1, allow_none=True)
     lava_samples = check_int("--lava-samples", lava_samples, 0)
     loaded = load(model)
+    from neurocxr.validation import check_snn_for_chip
+
+    check_snn_for_chip(loaded, model, "export")  # a CNN is told to use --target onnx, not to retrain
     options = dict(model=model, target=target, data=data, split=split, max_samples=max_samples,
                    lava_samples=lava_samples, allow_clipping=allow_clipping, progress=progress)
     if out_dir is None:

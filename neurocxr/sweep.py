@@ -70,10 +70,10 @@ DEFAULT_GRID: dict[str, list[Any]] = {
     "model": ["snn_strided"], "num_steps": [4], "encoding": ["direct"], "regulariser": [0.0], "width": [1.0], "seed": [0],
 }
 MAX_STEPS = 16
-RESULTS_FILE = "results.jsonl"
 # A grid with more combinations than this is refused unless confirmed (--max-trials / sweep.max_trials):
 # every trial trains a model, and Ray spends minutes generating very large grids before the first trial.
 DEFAULT_MAX_TRIALS = 1000
+RESULTS_FILE = "results.jsonl"
 
 
 def _train_keys() -> tuple[str, ...]:
@@ -210,7 +210,6 @@ def sweep_config_from_dict(data: dict[str, Any], source: str = "<dict>", *, max_
     ensembles = sweep.get("ensembles", True)
     if not isinstance(ensembles, bool):
         raise ConfigError(f"{source}: sweep.ensembles must be true or false, got {ensembles!r}")
-    cfg = SweepConfig(
     limit = max_trials if max_trials is not None else opt_int(sweep, "max_trials", 1) or DEFAULT_MAX_TRIALS
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ConfigError(f"--max-trials must be an integer >= 1, got {limit!r}")
@@ -220,6 +219,7 @@ def sweep_config_from_dict(data: dict[str, Any], source: str = "<dict>", *, max_
             f"{source}: the grid has {combinations:,} combinations, over the limit of {limit:,} trials (each trains "
             f"a model); narrow the grid, or confirm with --max-trials {combinations} (or sweep.max_trials)"
         )
+    cfg = SweepConfig(
         grid=grid, train=train, model=model, data=data_path, profiles=profiles,
         max_eval_samples=opt_int(sweep, "max_eval_samples", 2), ensembles=ensembles,
         pareto_profile=sweep.get("pareto_profile", "loihi2"), regulariser_profile=sweep.get("regulariser_profile", "loihi2"),
@@ -313,7 +313,6 @@ def expand_grid(cfg: SweepConfig) -> list[dict[str, Any]]:
     return points
 
 
-def trial_id(params: dict[str, Any], settings: dict[str, Any]) -> str:
 def check_sweep_data(data: str | None) -> None:
     """Refuse, before Ray starts, a data path (sweep.data or $NEUROCXR_DATA) that does not exist
     or is not a data set, so the sweep never runs every trial into the same failure."""
@@ -333,6 +332,7 @@ def check_sweep_data(data: str | None) -> None:
         raise DataError(f"{where} {resolved} {describe_file(resolved)}; the sweep wants a PneumoniaMNIST .npz or a Kermany folder")
 
 
+def trial_id(params: dict[str, Any], settings: dict[str, Any]) -> str:
     """Stable hash of everything that defines a trial's result."""
     blob = json.dumps({"params": params, "settings": settings}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -710,6 +710,7 @@ def run_sweep(
     if options.num_cpus is not None and not options.address and options.cpus_per_trial > options.num_cpus:
         raise ConfigError(f"cpus_per_trial {options.cpus_per_trial:g} exceeds num_cpus {options.num_cpus}: no trial could start")
     points = expand_grid(cfg)
+    check_sweep_data(cfg.data)  # a missing or wrong data path is refused before Ray starts
     if options.address:
         check_ray_address(options.address)
     out = Path(out_dir)
@@ -727,6 +728,10 @@ def run_sweep(
     # Checkpoints are written by the workers: on a cluster the sweep directory must be shared.
     settings["checkpoint_dir"] = str((out / "checkpoints").resolve())
     id_settings = {k: v for k, v in settings.items() if k not in ("threads", "checkpoint_dir")}
+    if settings.get("data") and str(settings["data"]).lower() != "synthetic":
+        # Workers may run in another folder (Ray Tune's trial dirs): they get the absolute path; the
+        # trial ids keep the configured one, so a rerun still finds its finished trials.
+        settings["data"] = str(Path(settings["data"]).expanduser().resolve())
     todo: list[tuple[str, dict[str, Any]]] = []
     finished = _read_trials(trials_dir)
     skipped = 0
@@ -734,7 +739,6 @@ def run_sweep(
         tid = trial_id(params, id_settings)
         if finished.get(tid, {}).get("status") == "ok":
             skipped += 1
-    check_sweep_data(cfg.data)  # a missing or wrong data path is refused before Ray starts
         else:
             todo.append((tid, params))
 
@@ -754,10 +758,6 @@ def run_sweep(
             row = _row_base(params)
             row.update(trial_id=tid, status="failed", error="no result came back from Ray")
             trials.append(row)
-    if settings.get("data") and str(settings["data"]).lower() != "synthetic":
-        # Workers may run in another folder (Ray Tune's trial dirs): they get the absolute path; the
-        # trial ids keep the configured one, so a rerun still finds its finished trials.
-        settings["data"] = str(Path(settings["data"]).expanduser().resolve())
     rows, front = write_tables(out, trials, cfg.pareto_profile, cfg.ensembles)
     files = {"results": out / RESULTS_FILE, "pareto_json": out / "pareto.json"}
     if (out / "pareto.png").is_file():
