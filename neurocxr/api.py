@@ -297,6 +297,9 @@ def energy_report(
     base_models = check_report_models(snn, checkpoint, base_models, baselines)
     data = data_for_checkpoint(data, snn.metadata)
     splits = load_dataset(data, image_size=snn.config.image_size)
+    from neurocxr.validation import check_both_classes
+
+    check_both_classes(splits.val.labels, "the validation split", "choosing the chip's operating threshold")
     paths = {snn.name: checkpoint if isinstance(checkpoint, (str, Path)) else None}
     for b_in, b in zip(baselines, base_models):
         paths[b.name] = b_in if isinstance(b_in, (str, Path)) else None
