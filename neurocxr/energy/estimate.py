@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurocxr.energy.macs import conv_macs, linear_macs
+from neurocxr.energy.macs import torch_layer_traffic
 from neurocxr.energy.profiles import DeviceProfile, get_profile, resolve_profile
 from neurocxr.energy.types import EnergyEstimate
 from neurocxr.errors import NeurocxrError, ProfileError
@@ -386,18 +386,6 @@ def estimate_snn_ac_energy(
     )
 
 
-def _torch_pad_begin(module: nn.Module, dims: int) -> tuple[int, ...]:
-    """Padding before each spatial axis of a torch conv (numbers, 'valid' or 'same')."""
-    pad = module.padding
-    if isinstance(pad, str):
-        if pad == "valid":
-            return (0,) * dims
-        # 'same': torch pads dilation * (k - 1) in total, the smaller half first
-        k, d = module.kernel_size, module.dilation
-        return tuple((d[i] * (k[i] - 1)) // 2 for i in range(dims))
-    return tuple(int(p) for p in pad)
-
-
 def count_cnn_macs(model: nn.Module, input_shape: Sequence[int], *, include_padding: bool = False) -> dict[str, int]:
     """Exact MACs per sample of every Conv1d/2d/3d and Linear, keyed by module name and type.
 
@@ -406,51 +394,9 @@ def count_cnn_macs(model: nn.Module, input_shape: Sequence[int], *, include_padd
     `exporters.onnx.onnx_macs`): convolution taps on zero padding are not counted unless
     ``include_padding``; reflect/replicate/circular padding taps are real values and always count.
     """
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) < 2 or shape[0] < 1:
-        raise NeurocxrError(f"input_shape must include the batch dimension first, got {shape}")
-    names = {m: n for n, m in model.named_modules()}
     macs: dict[str, int] = {}
-    conv_types = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        x = inputs[0]
-        batch = x.shape[0]
-        # "net.3" says little in a report: add the layer type ("net.3 (Conv2d)").
-        name = f"{names[module]} ({type(module).__name__})" if names[module] else type(module).__name__
-        if isinstance(module, nn.Linear):
-            count = linear_macs(x.numel() // x.shape[-1] // batch, module.in_features, module.out_features)
-        else:
-            dims = x.dim() - 2
-            count = conv_macs(
-                int(x.shape[1]),
-                tuple(x.shape[2:]),
-                tuple(output.shape[2:]),
-                tuple(module.weight.shape),
-                module.stride,
-                _torch_pad_begin(module, dims),
-                module.dilation,
-                module.groups,
-                include_padding=include_padding or module.padding_mode != "zeros",
-            )
-        macs[name] = macs.get(name, 0) + int(count)
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, conv_types + (nn.Linear,))]
-    was_training = model.training
-    try:
-        model.eval()
-        param = next(model.parameters(), None)
-        x = torch.zeros(shape, dtype=param.dtype if param is not None else torch.float32)
-        with torch.no_grad():
-            model(x)
-    except NeurocxrError:
-        raise
-    except Exception as exc:  # a shape mismatch deep inside torch
-        raise NeurocxrError(f"could not run the model on an input of shape {shape} to count MACs: {exc}") from exc
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    for row in torch_layer_traffic(model, input_shape, include_padding=include_padding):
+        macs[row.name] = macs.get(row.name, 0) + row.macs
     return macs
 
 

@@ -8,15 +8,24 @@ kernel size x C_in/groups, which is what a dense accelerator that materialises t
 computes. A Linear/Gemm/MatMul layer is output elements x the reduced dimension. Bias additions
 are not MACs.
 
-`count_cnn_macs` (neurocxr.energy.estimate) hooks PyTorch modules and `onnx_macs`
-(neurocxr.exporters.onnx) reads an ONNX graph; both call `conv_macs`, so the two agree.
+`torch_layer_traffic` (here) hooks PyTorch modules once for every consumer (MAC totals in
+`neurocxr.energy.estimate.count_cnn_macs`, memory traffic in `neurocxr.energy.memory`) and
+`onnx_macs` (neurocxr.exporters.onnx) reads an ONNX graph; both call `conv_macs`, so they agree.
+Only Conv1d/2d/3d and Linear modules are counted: a model that multiplies activations by each other
+(attention) does more MACs than this counts, which `tests/test_macs.py` shows against
+`torch.utils.flop_counter.FlopCounterMode` for every CNN the project builds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import nn
+
+from neurocxr.errors import NeurocxrError
 
 
 def valid_taps_1d(size_in: int, size_out: int, kernel: int, stride: int, pad_begin: int, dilation: int) -> int:
@@ -73,3 +82,75 @@ def conv_macs(
 def linear_macs(rows: int, in_features: int, out_features: int) -> int:
     """MACs of a matrix product: ``rows`` input vectors of ``in_features`` to ``out_features`` outputs."""
     return int(rows) * int(in_features) * int(out_features)
+
+
+@dataclass(frozen=True)
+class LayerTraffic:
+    """One Conv/Linear layer's work for one sample: MACs (the rule above), weights and biases held,
+    and the activation elements it reads and writes."""
+
+    name: str  # module path and type, e.g. "features.0 (Conv2d)"
+    macs: int
+    weights: int
+    input_elements: int
+    output_elements: int
+
+
+def torch_pad_begin(module: nn.Module, dims: int) -> tuple[int, ...]:
+    """Padding before each spatial axis of a torch conv (numbers, 'valid' or 'same')."""
+    pad = module.padding
+    if isinstance(pad, str):
+        if pad == "valid":
+            return (0,) * dims
+        # 'same': torch pads dilation * (k - 1) in total, the smaller half first
+        k, d = module.kernel_size, module.dilation
+        return tuple((d[i] * (k[i] - 1)) // 2 for i in range(dims))
+    return tuple(int(p) for p in pad)
+
+
+_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def torch_layer_traffic(model: nn.Module, input_shape: Sequence[int], *,
+                        include_padding: bool = False) -> list[LayerTraffic]:
+    """Run ``model`` once on zeros of ``input_shape`` (batch first) and return one `LayerTraffic`
+    per Conv/Linear call, in call order (a module called twice appears twice)."""
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) < 2 or shape[0] < 1:
+        raise NeurocxrError(f"input_shape must include the batch dimension first, got {shape}")
+    names = {m: n for n, m in model.named_modules()}
+    rows: list[LayerTraffic] = []
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        x = inputs[0]
+        batch = x.shape[0]
+        # "net.3" says little in a report: add the layer type ("net.3 (Conv2d)").
+        name = f"{names[module]} ({type(module).__name__})" if names[module] else type(module).__name__
+        if isinstance(module, nn.Linear):
+            macs = linear_macs(x.numel() // x.shape[-1] // batch, module.in_features, module.out_features)
+        else:
+            macs = conv_macs(
+                int(x.shape[1]), tuple(x.shape[2:]), tuple(output.shape[2:]), tuple(module.weight.shape),
+                module.stride, torch_pad_begin(module, x.dim() - 2), module.dilation, module.groups,
+                # reflect/replicate/circular padding taps are real values and always count
+                include_padding=include_padding or module.padding_mode != "zeros",
+            )
+        weights = int(module.weight.numel()) + (int(module.bias.numel()) if module.bias is not None else 0)
+        rows.append(LayerTraffic(name, int(macs), weights, int(x.numel() // batch), int(output.numel() // batch)))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _COUNTED)]
+    was_training = model.training
+    try:
+        model.eval()
+        param = next(model.parameters(), None)
+        with torch.no_grad():
+            model(torch.zeros(shape, dtype=param.dtype if param is not None else torch.float32))
+    except NeurocxrError:
+        raise
+    except Exception as exc:  # a shape mismatch deep inside torch
+        raise NeurocxrError(f"could not run the model on an input of shape {shape} to count its MACs: {exc}") from exc
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return rows

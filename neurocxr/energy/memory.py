@@ -29,13 +29,14 @@ Dataflow assumed (stated in every result):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from neurocxr.energy.macs import conv_macs, linear_macs
+from neurocxr.energy.macs import torch_layer_traffic
 from neurocxr.energy.profiles import get_profile
 from neurocxr.energy.types import EnergyEstimate
 from neurocxr.errors import NeurocxrError
@@ -85,52 +86,6 @@ def _precision(precision: str) -> dict[str, Any]:
     return PRECISIONS[precision]
 
 
-def cnn_layer_traffic(model: nn.Module, input_shape: Sequence[int]) -> list[dict[str, Any]]:
-    """Per Conv/Linear layer of one sample: name, MACs (the shared counter's rule), weights and
-    input/output activation elements."""
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) < 2 or shape[0] < 1:
-        raise NeurocxrError(f"input_shape must include the batch dimension first, got {shape}")
-    names = {m: n for n, m in model.named_modules()}
-    rows: list[dict[str, Any]] = []
-
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        from neurocxr.energy.estimate import _torch_pad_begin
-
-        x = inputs[0]
-        batch = x.shape[0]
-        name = f"{names[module]} ({type(module).__name__})" if names[module] else type(module).__name__
-        if isinstance(module, nn.Linear):
-            macs = linear_macs(x.numel() // x.shape[-1] // batch, module.in_features, module.out_features)
-        else:
-            macs = conv_macs(
-                int(x.shape[1]), tuple(x.shape[2:]), tuple(output.shape[2:]), tuple(module.weight.shape),
-                module.stride, _torch_pad_begin(module, x.dim() - 2), module.dilation, module.groups,
-                include_padding=module.padding_mode != "zeros",
-            )
-        weights = int(module.weight.numel()) + (int(module.bias.numel()) if module.bias is not None else 0)
-        rows.append({
-            "name": name, "macs": int(macs), "weights": weights,
-            "input_elements": int(x.numel() // batch), "output_elements": int(output.numel() // batch),
-        })
-
-    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
-    was_training = model.training
-    try:
-        model.eval()
-        param = next(model.parameters(), None)
-        with torch.no_grad():
-            model(torch.zeros(shape, dtype=param.dtype if param is not None else torch.float32))
-    except Exception as exc:
-        raise NeurocxrError(f"could not run the model on an input of shape {shape} to count its traffic: {exc}") from exc
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return rows
-
-
 def memory_inclusive_cnn(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -146,26 +101,26 @@ def memory_inclusive_cnn(
         raise NeurocxrError(f"batch must be >= 1, got {batch}")
     prof = get_profile(p["profile"])
     assert prof.energy_per_mac_j is not None
-    rows = cnn_layer_traffic(model, input_shape)
+    rows = torch_layer_traffic(model, input_shape)
     if not rows:
         raise NeurocxrError("the model has no Conv/Linear layer to count")
-    weight_bytes = sum(r["weights"] for r in rows) * p["weight_bits"] / 8
-    act_bytes = max((r["input_elements"] + r["output_elements"]) * p["act_bits"] / 8 for r in rows)
+    weight_bytes = sum(r.weights for r in rows) * p["weight_bits"] / 8
+    act_bytes = max((r.input_elements + r.output_elements) * p["act_bits"] / 8 for r in rows)
     e_w, e_w_hi, where_w = access_energy_64bit(weight_bytes)
     e_a, e_a_hi, where_a = access_energy_64bit(act_bytes)
     per_layer: dict[str, float] = {}
     detail_rows = []
     arith_total = mem_total = mem_high = 0.0
     for r in rows:
-        arith = r["macs"] * prof.energy_per_mac_j
-        w_words = _words(r["weights"] * p["weight_bits"]) / batch
-        a_words = _words((r["input_elements"] + r["output_elements"]) * p["act_bits"])
+        arith = r.macs * prof.energy_per_mac_j
+        w_words = _words(r.weights * p["weight_bits"]) / batch
+        a_words = _words((r.input_elements + r.output_elements) * p["act_bits"])
         mem = w_words * e_w + a_words * e_a
-        per_layer[r["name"]] = arith + mem
+        per_layer[r.name] = arith + mem
         arith_total += arith
         mem_total += mem
         mem_high += w_words * e_w_hi + a_words * e_a_hi
-        detail_rows.append({**r, "arithmetic_j": arith, "memory_j": mem})
+        detail_rows.append({**asdict(r), "arithmetic_j": arith, "memory_j": mem})
     footnotes = [
         CNN_DATAFLOW,
         f"Memory energies: {HOROWITZ}. Arithmetic: {prof.source}.",
@@ -300,7 +255,6 @@ def memory_inclusive_snn(
 
 __all__ = [
     "access_energy_64bit",
-    "cnn_layer_traffic",
     "memory_inclusive_cnn",
     "memory_inclusive_snn",
     "PRECISIONS",
