@@ -16,22 +16,29 @@ torch C,H,W order). The readout is a ``dense`` without ``neuron`` group (netx bu
 non-leaky integrator). Our own metadata (num_steps, input_scale, layer names, quantisation
 notes) lives in the ``/neurocxr`` group, which netx ignores.
 
-Files users bring (written by lava-dl's slayer ``export_hdf5``) are read as netx 0.6 builds them:
+Files users bring (written by lava-dl's slayer ``export_hdf5``, current or older) are read as netx
+0.6's ``hdf5.Network`` builds them; the tables ``NETX_*`` below list, field by field, what netx reads
+(we read), what it ignores (we ignore, with a note in ``metadata['read_notes']``) and what it reads
+to build something the emulator does not model (we refuse by name):
 - a file may start directly with a ``dense`` layer (no ``input`` layer): the input is spike trains
   whose size is the weight's column count; a conv-first file without input shape is refused (netx
   cannot build it either);
 - ``vThMant``/``iDecay``/``vDecay`` may be arrays: one value per channel (per neuron for dense
   layers), which netx broadcasts along the channel axis of its W,H,C neurons;
+- ``dense_rec`` layers (slayer's ``Recurrent`` blocks) become `RecurrentDenseLayer`: ``weight`` and
+  ``weight_rec`` packed together as netx packs them (`netx_recurrent_weights`);
+- training-only neuron fields of slayer's files (``scaleRho``, ``tauRho``, ``theta``, ``wgtExp``,
+  the norm's ``weight_exp``), ``gradedSpike``/``refDelay`` (not read for CUBA neurons: unary spikes,
+  no refractory period), slayer's shape descriptors (``inFeatures``, ``kernelSize``, ...) and a conv's
+  ``delay`` are not read by netx: Lava runs without them, and so does the emulator;
 - ``messageBits`` (graded spikes) is refused: netx 0.6 cannot load it (its ``NetDict`` has no such
   key, so ``hdf5.Network`` fails while building), and lava-nc 0.10's CUBA neuron (``LIF``) would
-  send unary spikes anyway. ``gradedSpike`` and ``refDelay`` are not read by netx for CUBA neurons
-  (unary spikes, no refractory period): run as Lava runs them, and recorded in
-  ``metadata['read_notes']`` when they differ from the defaults;
+  send unary spikes anyway;
 - an ``input`` layer with neurons may carry a scalar ``weight``/``bias`` transform: netx keeps it
   as ``Input.transform`` (default weight 64, bias 0) for the host to apply; here it becomes the
   image encoding ``bias_mant = round(weight * x * input_scale + bias)``;
-- anything else (other neuron types, delays, recurrent/complex/pool layers, 3-D convs) is refused
-  by name with an ExportError / UnsupportedLayerError.
+- anything else (other neuron types, a dense layer's delays, complex weights, pool/average/concat
+  layers, 3-D convs, unknown layer types) is refused by name with an ExportError / UnsupportedLayerError.
 """
 
 from __future__ import annotations
@@ -55,14 +62,57 @@ from .program import (
     LoihiProgram,
     ProgramError,
     ReadoutLayer,
+    RecurrentDenseLayer,
     common_power_of_two,
 )
 
-__all__ = ["write_netx", "read_netx", "netx_dense_weights", "DEFAULT_NUM_STEPS", "NETX_DEFAULT_INPUT_WEIGHT"]
+__all__ = ["write_netx", "read_netx", "netx_dense_weights", "netx_recurrent_weights", "DEFAULT_NUM_STEPS",
+           "NETX_DEFAULT_INPUT_WEIGHT", "NETX_LAYER_FIELDS", "NETX_NEURON_READ", "NETX_NEURON_IGNORED",
+           "NETX_NEURON_REFUSED", "NETX_LAYER_IGNORED", "NETX_LAYER_REFUSED", "NETX_TYPES_REFUSED"]
 
 DEFAULT_NUM_STEPS = 16  # used by read_netx when a file has no /neurocxr metadata
 NETX_DEFAULT_INPUT_WEIGHT = 64  # netx create_input: transform weight when the input layer has none
-_NETX_UNSUPPORTED = {"pool", "average", "concat", "convT", "unpool", "dense_rec", "dense_comp"}
+
+# What lava-dl 0.6's netx reader (netx/hdf5.py Network._create / create_* / get_neuron_params) does
+# with every field a slayer exporter writes. We read what it reads, ignore (with a read note) what
+# it ignores, and refuse by name what it reads to build something this emulator does not model.
+NETX_LAYER_FIELDS: dict[str, tuple[str, ...]] = {  # per layer type, the datasets netx reads
+    "input": ("type", "shape", "neuron", "weight", "bias"),
+    "conv": ("type", "shape", "weight", "bias", "stride", "padding", "dilation", "groups", "neuron"),
+    "dense": ("type", "shape", "weight", "bias", "neuron"),
+    "dense_rec": ("type", "shape", "weight", "weight_rec", "bias", "neuron"),
+    "flatten": ("type",),
+}
+NETX_NEURON_READ = ("type", "vThMant", "iDecay", "vDecay")  # CUBA / LOIHI neurons
+NETX_NEURON_IGNORED: dict[str, str] = {  # in slayer's files (current or older), never read by netx for CUBA
+    "refDelay": "no refractory period in Lava's CUBA neuron",
+    "gradedSpike": "Lava's CUBA neuron sends unary spikes",
+    "scaleRho": "training-only (slayer's surrogate-gradient scale)",
+    "tauRho": "training-only (slayer's surrogate-gradient width)",
+    "theta": "training-only (slayer's float threshold; the chip uses vThMant)",
+    "wgtExp": "training-only (older slayer's weight exponent; netx derives its own when packing)",
+    "weight_exp": "slayer's weight-scale norm exponent: netx does not read it, so Lava runs without that scaling",
+}
+NETX_NEURON_REFUSED: dict[str, str] = {
+    "messageBits": ("graded spikes: lava-dl 0.6's netx cannot load it (its NetDict has no messageBits key, so Lava "
+                    "fails to build the network) and lava-nc 0.10's CUBA neuron sends unary spikes anyway"),
+}
+NETX_LAYER_IGNORED: dict[str, str] = {  # layer datasets netx never reads
+    "inFeatures": "slayer restates the weight's shape", "outFeatures": "slayer restates the weight's shape",
+    "inChannels": "slayer restates the weight's shape", "outChannels": "slayer restates the weight's shape",
+    "kernelSize": "slayer restates the weight's shape",
+}
+NETX_LAYER_REFUSED: dict[str, str] = {  # read by netx and changing what Lava runs; not emulated
+    "delay": "synaptic delays (netx builds DelayDense)",
+    "weight/real": "complex weights (netx builds ComplexDense for resonate-and-fire neurons)",
+    "weight/imag": "complex weights (netx builds ComplexDense for resonate-and-fire neurons)",
+}
+NETX_TYPES_REFUSED: dict[str, str] = {
+    "pool": "netx raises NotImplementedError", "average": "netx raises NotImplementedError",
+    "concat": "netx raises NotImplementedError", "convT": "netx raises NotImplementedError",
+    "unpool": "netx raises NotImplementedError",
+    "dense_comp": "netx 0.6 calls a create_complex_dense it does not define",
+}
 
 
 def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
@@ -73,6 +123,26 @@ def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
     mode Lava re-derives from the shifted weights. Returns ``(W', weight_exp)``; the synapse
     computes ``(W' @ s) << weight_exp`` (right shift when negative).
     """
+    shifted, num_weight_bits, weight_exp = _netx_pack(weight)
+    return _lava_truncate(shifted, num_weight_bits), weight_exp
+
+
+def netx_recurrent_weights(weight: np.ndarray, weight_rec: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(W', R', weight_exp)`` of a ``dense_rec`` layer as netx + Lava's two Dense synapses use them.
+
+    netx's ``create_dense(rec=True)`` packs ``hstack(weight, weight_rec)`` with one
+    ``optimize_weight_bits`` and splits it again; each of RecurrentDense's two synapses then gets that
+    exponent and bit count, and Lava derives each one's sign mode from its own shifted weights.
+    """
+    w = np.asarray(weight).astype(np.int64)
+    r = np.asarray(weight_rec).astype(np.int64)
+    shifted, num_weight_bits, weight_exp = _netx_pack(np.hstack([w, r]))
+    return (_lava_truncate(shifted[:, :w.shape[1]], num_weight_bits),
+            _lava_truncate(shifted[:, w.shape[1]:], num_weight_bits), weight_exp)
+
+
+def _netx_pack(weight: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """netx ``optimize_weight_bits``: (weights shifted by scale_bits, num_weight_bits, weight_exponent)."""
     w = np.asarray(weight).astype(np.int64)
     max_w, min_w = int(w.max()), int(w.min())
     if max_w > 254 and min_w < 0:
@@ -96,10 +166,14 @@ def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
     num_weight_bits = 8 - scale_bits - n
     weight_exp = -scale_bits
     shifted = np.left_shift(w.astype(np.int32), scale_bits).astype(np.int64) if scale_bits >= 0 else np.zeros_like(w)
-    # Lava's PyDenseModelBitAcc: sign mode from the shifted weights, clip to 8 bits, truncate.
-    if shifted.min() >= 0:
+    return shifted, int(num_weight_bits), int(weight_exp)
+
+
+def _lava_truncate(shifted: np.ndarray, num_weight_bits: int) -> np.ndarray:
+    """Lava's PyDenseModelBitAcc: sign mode from the shifted weights, clip to 8 bits, truncate."""
+    if shifted.min(initial=0) >= 0:
         mode = "excitatory"
-    elif shifted.max() <= 0:
+    elif shifted.max(initial=0) <= 0:
         mode = "inhibitory"
     else:
         mode = "mixed"
@@ -111,7 +185,7 @@ def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
     shifted = (shifted >> trunc_bits) << trunc_bits
     if mode == "inhibitory":
         shifted = -shifted
-    return shifted.astype(np.int64), int(weight_exp)
+    return shifted.astype(np.int64)
 
 
 def _write_str(group: h5py.Group, key: str, value: str) -> None:
@@ -195,9 +269,12 @@ def _write_dense(root: h5py.Group, index: int, layer: DenseLayer, in_shape: tupl
         fg.create_dataset("shape", data=np.asarray([int(np.prod(in_shape))], dtype=np.int64))
         index += 1
     g = root.create_group(str(index))
-    _write_str(g, "type", "dense")
+    recurrent = isinstance(layer, RecurrentDenseLayer)
+    _write_str(g, "type", "dense_rec" if recurrent else "dense")
     g.create_dataset("shape", data=np.asarray(layer.shape, dtype=np.int64))
     g.create_dataset("weight", data=np.asarray(layer.weight, dtype=np.int64))
+    if recurrent:  # netx create_dense(rec=True) reads 'weight_rec' (Nout, Nout)
+        g.create_dataset("weight_rec", data=np.asarray(layer.weight_rec, dtype=np.int64))
     if layer.bias is not None:
         g.create_dataset("bias", data=np.asarray(layer.bias, dtype=np.int64))
     if layer.neuron is not None:  # a ReadoutLayer has none: netx builds its default integrator
@@ -214,7 +291,7 @@ def _write_layers(f: h5py.File, program: LoihiProgram) -> None:
             index = _write_input(root, index, layer)
         elif isinstance(layer, ConvLayer):
             index = _write_conv(root, index, layer)
-        elif isinstance(layer, DenseLayer):  # ReadoutLayer included
+        elif isinstance(layer, DenseLayer):  # ReadoutLayer and RecurrentDenseLayer included
             index = _write_dense(root, index, layer, in_shape)
         else:  # pragma: no cover - validate() admits only these types
             raise ExportError(f"layer {layer.name}: {type(layer).__name__} has no netx form")
@@ -248,22 +325,22 @@ def _read_neuron(group: h5py.Group, where: str, notes: list[str]) -> LoihiNeuron
             f"{where}: neuron type {ntype!r} is not supported (only CUBA/LOIHI spiking neurons; "
             "SDNN and resonate-and-fire neurons are not emulated) - re-export with CUBA neurons"
         )
-    for key in ng.keys():
-        if key not in ("type", "vThMant", "iDecay", "vDecay", "refDelay", "gradedSpike", "messageBits"):
-            raise UnsupportedLayerError(f"{where}: neuron field {key!r} is not supported (netx's CUBA neuron "
-                                        "reads only vThMant, iDecay, vDecay)")
-    if "messageBits" in ng:
-        raise UnsupportedLayerError(
-            f"{where}: neuron field 'messageBits' (graded spikes) is not supported: lava-dl 0.6's netx cannot load it "
-            "(its NetDict has no messageBits key, so Lava fails to build the network) and lava-nc 0.10's CUBA neuron "
-            "sends unary spikes anyway - remove it to run the network with unary spikes"
-        )
+    for key, why in NETX_NEURON_REFUSED.items():
+        if key in ng:
+            raise UnsupportedLayerError(f"{where}: neuron field {key!r} is not supported: {why} - remove it to run "
+                                        "the network with unary spikes")
     if "gradedSpike" in ng and bool(np.asarray(ng["gradedSpike"][()]).reshape(-1)[0]):
         notes.append(f"{where}: gradedSpike is true, but netx does not read it for CUBA neurons: Lava (and this "
                      "emulator) send unary spikes, unlike slayer's float model with graded spikes")
     if "refDelay" in ng and np.any(np.asarray(ng["refDelay"][()]) != 1):
         notes.append(f"{where}: refDelay {np.asarray(ng['refDelay'][()]).tolist()} is not read by netx for CUBA "
                      "neurons: no refractory period, as Lava runs it")
+    ignored = [key for key in ng.keys() if key not in NETX_NEURON_READ and key not in ("refDelay", "gradedSpike")]
+    if ignored:
+        # netx reads only vThMant/iDecay/vDecay of a CUBA neuron: Lava runs the network without these
+        notes.append(f"{where}: neuron fields ignored as netx ignores them: " + "; ".join(
+            f"{key} ({NETX_NEURON_IGNORED.get(key, 'not read by netx for CUBA neurons: Lava runs without it')})"
+            for key in sorted(ignored)))
     try:
         values = {key: np.asarray(ng[key][()]) for key in ("vThMant", "iDecay", "vDecay")}
     except KeyError as exc:
@@ -350,12 +427,17 @@ def _read_program(f: h5py.File, path: Path, num_steps: int | None, input_scale: 
         if "type" not in g:
             raise ExportError(f"{where}: no 'type' dataset")
         ltype = _read_str(g, "type")
-        if ltype in _NETX_UNSUPPORTED:
+        if ltype in NETX_TYPES_REFUSED:
             raise UnsupportedLayerError(
                 f"{where}: layer type {ltype!r} is not supported - lava-dl netx itself cannot build it "
-                "(hdf5.Network raises NotImplementedError or it needs features the emulator lacks); "
-                "fold pooling into the next conv/dense before exporting"
+                f"({NETX_TYPES_REFUSED[ltype]}); fold pooling into the next conv/dense before exporting"
             )
+        if ltype not in NETX_LAYER_FIELDS:
+            raise UnsupportedLayerError(
+                f"{where}: unknown layer type {ltype!r} (netx reads input, conv, dense, dense_rec and flatten, and "
+                "would skip this layer without a word, changing the network)"
+            )
+        _note_ignored_layer_fields(g, ltype, where, notes)
         if ltype == "flatten":
             flatten_next = True
             continue
@@ -369,12 +451,10 @@ def _read_program(f: h5py.File, path: Path, num_steps: int | None, input_scale: 
                 raise ExportError(f"{where}: input layer without shape")
             layers.append(_read_input(g, where, name_of(pos, g, "input"), shape, neuron, ours, notes, quant_of(pos)))
             continue
-        if ltype not in ("conv", "dense"):
-            raise UnsupportedLayerError(f"{where}: unknown layer type {ltype!r}")
-        for unsupported in ("delay", "weight_rec", "weight/imag"):
-            if unsupported in g:
-                raise UnsupportedLayerError(f"{where}: {ltype} layer with {unsupported!r} (synaptic delays / "
-                                            "recurrent or complex weights) is not supported by the emulator")
+        for key, why in NETX_LAYER_REFUSED.items():
+            if key in g and not (key == "delay" and ltype == "conv"):  # netx does not read a conv's delay
+                raise UnsupportedLayerError(f"{where}: {ltype} layer with {key!r} is not supported: {why}, which the "
+                                            "emulator does not model - export the network without it")
         if "weight" not in g:
             raise ExportError(f"{where}: {ltype} layer without 'weight'")
         weight = _read_array(g, "weight", where, notes)
@@ -421,7 +501,18 @@ def _read_program(f: h5py.File, path: Path, num_steps: int | None, input_scale: 
             if weight.ndim == 1:
                 weight = weight.reshape(n_out, -1)
             flatten = flatten_next or len(in_shape) > 1
-            if neuron is None:
+            if ltype == "dense_rec":
+                if "weight_rec" not in g:
+                    raise ExportError(f"{where}: dense_rec layer without 'weight_rec'")
+                if neuron is None:
+                    raise UnsupportedLayerError(f"{where}: dense_rec layer without neuron group: netx would feed the "
+                                                "spikes of a non-spiking integrator back, which never spikes")
+                weight_rec = _read_array(g, "weight_rec", where, notes)
+                if weight_rec.ndim == 1:  # netx: weight_rec.reshape(shape[0], -1)
+                    weight_rec = weight_rec.reshape(n_out, -1)
+                layers.append(RecurrentDenseLayer(name, (n_out,), neuron, weight, bias, flatten_input=flatten,
+                                                  quant=quant, weight_rec=weight_rec))
+            elif neuron is None:
                 layers.append(ReadoutLayer(name, (n_out,), weight, bias, flatten_input=flatten, quant=quant))
             else:
                 layers.append(DenseLayer(name, (n_out,), neuron, weight, bias, flatten_input=flatten, quant=quant))
@@ -452,6 +543,18 @@ def _read_program(f: h5py.File, path: Path, num_steps: int | None, input_scale: 
         input_scale=float(input_scale) if input_scale is not None else scale_file,
         metadata=metadata,
     )
+
+
+def _note_ignored_layer_fields(g: h5py.Group, ltype: str, where: str, notes: list[str]) -> None:
+    """Note the layer's datasets netx does not read (slayer's shape descriptors are expected, so unnoted)."""
+    read = set(NETX_LAYER_FIELDS[ltype]) | set(NETX_LAYER_REFUSED) | {"weight"}
+    skipped = [key for key in g.keys() if key not in read and key not in NETX_LAYER_IGNORED]
+    if ltype == "conv" and "delay" in g:
+        skipped.append("delay")
+    if ltype == "flatten":
+        skipped = [key for key in skipped if key != "shape"]  # netx flattens by the next layer's weight
+    if skipped:
+        notes.append(f"{where}: {ltype} fields not read by netx, ignored as Lava ignores them: {', '.join(sorted(skipped))}")
 
 
 def _read_input(g: h5py.Group, where: str, name: str, shape: tuple[int, ...], neuron: LoihiNeuron | None,

@@ -16,6 +16,8 @@ and fan-out rules:
   torch ``C, H, W`` order (netx's ``flatten`` layer).
 - `ReadoutLayer`: a dense synapse into netx's default non-spiking integrator (a netx ``dense``
   without ``neuron`` group); its membrane sums the weighted input and serves as the readout.
+- `RecurrentDenseLayer`: a `DenseLayer` whose neurons' spikes also feed back into them through
+  ``(N, N)`` recurrent weights (netx ``dense_rec``, Lava's ``RecurrentDense``).
 
 Conventions (torch order throughout; the netx writer/reader convert): shapes are ``(C, H, W)``
 for spatial layers and ``(N,)`` for dense layers; ``bias`` is the neuron's ``bias_mant`` (Loihi
@@ -42,7 +44,7 @@ BIAS_MIN = -(2**12)
 DECAY_MAX = 4096  # iDecay / vDecay: 12-bit fraction, 4096 = full decay
 STATE_BITS = 24  # u and v are 24-bit registers
 
-LayerKind = Literal["input", "conv", "dense", "readout"]
+LayerKind = Literal["input", "conv", "dense", "dense_rec", "readout"]
 InputKind = Literal["spikes", "bias"]
 NeuronParam = Union[int, np.ndarray]
 
@@ -446,13 +448,74 @@ class ReadoutLayer(DenseLayer):
     is_readout: ClassVar[bool] = True
 
 
-SynapticLayer = Union[ConvLayer, DenseLayer, ReadoutLayer]
-Layer = Union[InputLayer, ConvLayer, DenseLayer, ReadoutLayer]
+@dataclass(eq=False)
+class RecurrentDenseLayer(DenseLayer):
+    """A dense synapse into CUBA neurons whose own spikes feed back through ``weight_rec`` (netx ``dense_rec``).
+
+    netx builds it as ``RecurrentDense``: the input synapse ``weight`` (Nout, Nin) and the recurrent
+    synapse ``weight_rec`` (Nout, Nout) both drive the neurons' ``a_in``; each delivers one step late,
+    so the neurons receive ``W s_in[t] + R s_self[t-1]`` (slayer's ``Recurrent`` block). netx packs
+    the two matrices as one (``optimize_weight_bits`` of ``hstack(weight, weight_rec)``: one weight
+    exponent and bit count), so the 8-bit rules apply to them together. Construct as
+    ``RecurrentDenseLayer(name, shape, neuron, weight, bias=None, flatten_input=False, weight_rec=R)``.
+    """
+
+    weight_rec: np.ndarray = field(default=None, kw_only=True)  # type: ignore[assignment]  # (Nout, Nout) int64
+
+    kind: ClassVar[str] = "dense_rec"
+
+    @property
+    def joint_weight(self) -> np.ndarray:
+        """``hstack(weight, weight_rec)``: the matrix netx packs for both synapses."""
+        return np.hstack([np.asarray(self.weight), np.asarray(self.weight_rec)])
+
+    @property
+    def num_synapses(self) -> int:
+        """Non-zero weights of both synapses, as stored in synaptic memory."""
+        return int(np.count_nonzero(np.asarray(self.weight)) + np.count_nonzero(np.asarray(self.weight_rec)))
+
+    @property
+    def fan_in(self) -> int:
+        """Synapses per neuron: its input columns plus one recurrent synapse per neuron of the layer."""
+        return int(np.asarray(self.weight).shape[1] + np.asarray(self.weight_rec).shape[1])
+
+    def dense_ops_per_step(self, in_shape: tuple[int, ...]) -> int:
+        """Every input and recurrent weight, each step (what a non-event-driven accelerator computes)."""
+        return int(np.asarray(self.weight).size + np.asarray(self.weight_rec).size)
+
+    def recurrent_fanout(self, *, all_weights: bool = False) -> np.ndarray:
+        """Per neuron of this layer: the non-zero recurrent weights its spike reaches (every weight with ``all_weights``)."""
+        r = np.asarray(self.weight_rec)
+        if all_weights:
+            return np.full(r.shape[1], r.shape[0], dtype=np.int64)
+        return np.count_nonzero(r, axis=0).astype(np.int64)
+
+    def validate(self, where: str, in_shape: tuple[int, ...]) -> None:
+        if self.neuron is None:
+            raise ProgramError(f"{where}: a recurrent dense layer needs spiking neurons (netx dense_rec with a neuron group)")
+        if self.weight_rec is None:
+            raise ProgramError(f"{where}: recurrent dense layer without recurrent weights (weight_rec)")
+        r = np.asarray(self.weight_rec)
+        if not np.issubdtype(r.dtype, np.integer):
+            raise ProgramError(f"{where}: recurrent weights must be integers, got {r.dtype}")
+        if r.shape != (self.num_neurons, self.num_neurons):
+            raise ProgramError(f"{where}: recurrent weight {r.shape} must be ({self.num_neurons}, {self.num_neurons}): "
+                               "every neuron of the layer to every neuron of the layer")
+        super().validate(where, in_shape)
+        # netx packs input and recurrent weights together: one 8-bit grid for both
+        _check_weight(f"{where} (input and recurrent weights packed together, as netx does)", self.joint_weight)
+
+
+SynapticLayer = Union[ConvLayer, DenseLayer, ReadoutLayer, RecurrentDenseLayer]
+Layer = Union[InputLayer, ConvLayer, DenseLayer, ReadoutLayer, RecurrentDenseLayer]
 
 
 @dataclass
 class LoihiProgram:
-    """A feed-forward Loihi 2 network: what `netx.hdf5.Network` would build, in integers.
+    """A Loihi 2 network: what `netx.hdf5.Network` would build, in integers.
+
+    A chain of layers, each reading the previous one; a `RecurrentDenseLayer` also reads its own
+    spikes of the previous step (netx holds no other recurrence, branches or skips).
 
     ``input_kind``:
       - ``"spikes"``: the sample arrives as binary spike trains ``[T, C, H, W]`` on the first
@@ -486,6 +549,11 @@ class LoihiProgram:
     @property
     def has_readout(self) -> bool:
         return isinstance(self.layers[-1], ReadoutLayer)
+
+    @property
+    def is_recurrent(self) -> bool:
+        """True when some layer feeds its own spikes back (a `RecurrentDenseLayer`)."""
+        return any(isinstance(layer, RecurrentDenseLayer) for layer in self.layers)
 
     @property
     def num_synaptic_layers(self) -> int:

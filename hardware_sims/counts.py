@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from neurocxr.exporters.program import InputLayer, LoihiProgram
+from neurocxr.exporters.program import InputLayer, LoihiProgram, RecurrentDenseLayer
 
 from .results import LayerCounts
 
@@ -28,6 +28,7 @@ class LayerStatics:
     dense_ops_per_step: int  # every weight on every real input position (NeuroBench's dense ops)
     fan_in: int
     num_synapses: int
+    recurrent_fanout: np.ndarray | None = None  # [N] recurrent layers: non-zero recurrent synapses each own spike reaches
 
 
 def layer_statics(program: LoihiProgram) -> list[LayerStatics | None]:
@@ -42,6 +43,7 @@ def layer_statics(program: LoihiProgram) -> list[LayerStatics | None]:
             dense_ops_per_step=layer.dense_ops_per_step(in_shape),
             fan_in=layer.fan_in,
             num_synapses=layer.num_synapses,
+            recurrent_fanout=layer.recurrent_fanout() if isinstance(layer, RecurrentDenseLayer) else None,
         ))
     return out
 
@@ -53,8 +55,10 @@ class CountAccumulator:
         self.program = program
         self.statics = statics if statics is not None else layer_statics(program)
         self._fanout = [None if s is None else s.fanout.astype(np.float64) for s in self.statics]
+        self._rec_fanout = [None if s is None or s.recurrent_fanout is None else s.recurrent_fanout.astype(np.float64)
+                            for s in self.statics]
         self._parts: list[dict[str, list[np.ndarray]]] = [
-            {"in": [], "out": [], "sops": []} for _ in program.layers
+            {"in": [], "out": [], "sops": [], "rec_sops": []} for _ in program.layers
         ]
 
     def add(self, windows: list[torch.Tensor], summed: list[torch.Tensor | None] | None = None) -> None:
@@ -83,12 +87,20 @@ class CountAccumulator:
                 parts["sops"].append(np.zeros_like(out))
             else:
                 parts["in"].append(out_counts[k - 1].copy())
-                parts["sops"].append(np.rint(per_neuron[k - 1] @ fan).astype(np.int64))
+                sops = np.rint(per_neuron[k - 1] @ fan).astype(np.int64)
+                rec_fan = self._rec_fanout[k]
+                if rec_fan is not None:  # the layer's own spikes through its recurrent synapse
+                    rec = np.rint(per_neuron[k] @ rec_fan).astype(np.int64)
+                    parts["rec_sops"].append(rec)
+                    sops = sops + rec
+                parts["sops"].append(sops)
             parts["out"].append(out)
 
     def add_totals(self, totals: np.ndarray) -> None:
         """Add one batch already counted by a kernel: ``totals`` [B, L, 3] int64 holding, per sample and
         layer, (input spikes, output spikes, synaptic ops) with the definitions `add` uses."""
+        if any(fan is not None for fan in self._rec_fanout):
+            raise ValueError("kernel totals carry no recurrent synaptic ops: recurrent programs are counted by add()")
         for k in range(len(self.program.layers)):
             parts = self._parts[k]
             parts["in"].append(np.asarray(totals[:, k, 0], dtype=np.int64).copy())
@@ -113,5 +125,6 @@ class CountAccumulator:
                 synaptic_ops=cat["sops"],
                 dense_synaptic_ops=np.full(num_samples, stat.dense_ops_per_step * steps if stat else 0, dtype=np.int64),
                 neuron_updates=np.full(num_samples, layer.num_neurons * steps if has_neurons else 0, dtype=np.int64),
+                recurrent_synaptic_ops=cat["rec_sops"] if stat is not None and stat.recurrent_fanout is not None else None,
             ))
         return counts

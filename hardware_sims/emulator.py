@@ -70,7 +70,7 @@ import torch
 import torch.nn.functional as F
 
 from neurocxr.errors import ExportError, SimulationError
-from neurocxr.exporters.netx import netx_dense_weights
+from neurocxr.exporters.netx import netx_dense_weights, netx_recurrent_weights
 from neurocxr.exporters.program import (
     READOUT_I_DECAY,
     READOUT_V_DECAY,
@@ -79,7 +79,9 @@ from neurocxr.exporters.program import (
     DenseLayer,
     LoihiNeuron,
     LoihiProgram,
+    InputLayer,
     ProgramError,
+    RecurrentDenseLayer,
 )
 from neurocxr.threads import torch_threads
 
@@ -481,6 +483,10 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
     data, steps = coerce_inputs(program, inputs, num_steps)
     _, t_run = sample_timeline(program, steps)
     num_samples = data.shape[0] if program.input_kind == "bias" else data.shape[1]
+    if program.is_recurrent and num_samples > 0:
+        # a recurrent layer carries one step of its own spikes from sample to sample, as Lava does:
+        # samples are not independent, so the run follows Lava's global timeline step by step
+        return emulate_timeline(program, data, steps, record=record)
     prepared = _prepare(program)
     n_layers = len(program.layers)
     flags: list[tuple[bool, bool]] = [(True, True)]
@@ -617,3 +623,152 @@ def _emulate_fused(program: LoihiProgram, prepared: list[_Prepared | None], dtyp
                 recorded[k].append(place_window(torch.from_numpy(layers[k]), k, t_run, program.layers[k].shape))
     return _run_result(program, spiking_idx, steps, t_run, num_samples, counter, out_chunks, readout_chunks,
                        recorded if record else None, kernel=f"fused-{np.dtype(dtype).name}")
+
+
+def _trunc12(x: np.ndarray) -> np.ndarray:
+    """``sign(x) * (|x| >> 12)``: Lava's decay truncation toward zero, in int64."""
+    return np.sign(x) * (np.abs(x) >> 12)
+
+
+def _shift(acc: np.ndarray, weight_exp: int) -> np.ndarray:
+    """Lava's dense ``a_accum << weight_exp`` (arithmetic right shift when negative)."""
+    return np.left_shift(acc, weight_exp) if weight_exp > 0 else np.right_shift(acc, -weight_exp)
+
+
+@dataclass
+class _TimelineLayer:
+    """One program layer's integer state and constants on the global timeline (`emulate_timeline`)."""
+
+    du: np.ndarray  # 4096 - iDecay per neuron
+    dv: np.ndarray  # 4096 - vDecay per neuron
+    vth: np.ndarray  # vThMant << 6 per neuron
+    bias: np.ndarray  # bias << 6 per neuron
+    synapse: Any  # callable: previous layer's spikes (bool [Nin]) -> a_out [N] int64; None for the input
+    weight_rec: np.ndarray | None  # R' (packed as netx + Lava pack it), None when not recurrent
+    weight_exp: int
+    u: np.ndarray
+    v: np.ndarray
+    ff_buf: np.ndarray  # a_out of the input synapse from the previous step (Lava's a_buff)
+    rec_buf: np.ndarray  # a_out of the recurrent synapse from the previous step
+
+
+def _timeline_layers(program: LoihiProgram) -> list[_TimelineLayer]:
+    out: list[_TimelineLayer] = []
+    for layer, in_shape in zip(program.layers, program.layer_input_shapes()):
+        n = int(np.prod(layer.shape))
+        neuron = layer.neuron
+        if neuron is None:  # spike input (never stepped) or netx's default readout integrator
+            du = np.full(n, _DECAY_UNITY - READOUT_I_DECAY, dtype=np.int64)
+            dv = np.full(n, _DECAY_UNITY - READOUT_V_DECAY, dtype=np.int64)
+            vth = np.full(n, READOUT_V_TH_MANT << 6, dtype=np.int64)
+        else:
+            vth_mant, i_decay, v_decay = neuron.per_neuron(tuple(layer.shape))
+            du, dv, vth = _DECAY_UNITY - i_decay, _DECAY_UNITY - v_decay, vth_mant << 6
+        synapse: Any = None
+        weight_rec, weight_exp = None, 0
+        if isinstance(layer, ConvLayer):
+            kernel = torch.as_tensor(np.asarray(layer.weight, dtype=np.float64))
+
+            def synapse(s: np.ndarray, layer: ConvLayer = layer, kernel: torch.Tensor = kernel,
+                        in_shape: tuple[int, ...] = in_shape) -> np.ndarray:
+                x = torch.as_tensor(s.reshape(1, *in_shape), dtype=torch.float64)
+                acc = F.conv2d(x, kernel, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                               groups=layer.groups)
+                acc = np.rint(acc.numpy()).astype(np.int64).reshape(-1)
+                return (acc + _U_MAX) % (2 * _U_MAX) - _U_MAX  # PyConvModelFixed's 24-bit wrap
+        elif isinstance(layer, DenseLayer):
+            if isinstance(layer, RecurrentDenseLayer):
+                w_eff, weight_rec, weight_exp = netx_recurrent_weights(layer.weight, layer.weight_rec)
+            else:
+                try:
+                    w_eff, weight_exp = netx_dense_weights(np.asarray(layer.weight))
+                except ExportError as exc:
+                    raise SimulationError(f"layer {layer.name}: {exc}") from exc
+
+            def synapse(s: np.ndarray, w: np.ndarray = w_eff, e: int = weight_exp) -> np.ndarray:
+                return _shift(w[:, s.reshape(-1)].sum(axis=1), e)
+        bias = np.zeros(n, dtype=np.int64) if isinstance(layer, InputLayer) else layer.bias_full().reshape(-1) * 64
+        zeros = np.zeros(n, dtype=np.int64)
+        out.append(_TimelineLayer(du.astype(np.int64), dv.astype(np.int64), vth.astype(np.int64), bias.astype(np.int64),
+                                  synapse, weight_rec, weight_exp, zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy()))
+    return out
+
+
+def _cuba_step(st: _TimelineLayer, a_in: np.ndarray, bias: np.ndarray, reset: bool) -> np.ndarray:
+    """One step of Lava's PyLifResetModelBitAcc on ``st`` (in place); returns the spikes (bool)."""
+    if reset:
+        st.u[:] = 0
+        st.v[:] = 0
+    u = _trunc12(st.u * st.du) + (a_in << 6)
+    u = np.where(u > _U_MAX, u - 2 * _U_MAX, np.where(u <= -_U_MAX, u + 2 * _U_MAX, u))
+    v = np.clip(_trunc12(st.v * st.dv) + u + bias, -_V_LIMIT, _V_LIMIT)
+    spikes = v > st.vth
+    v[spikes] = 0
+    st.u, st.v = u, v
+    return spikes
+
+
+def emulate_timeline(program: LoihiProgram, data: np.ndarray, steps: int, *, record: bool = False) -> RunResult:
+    """Run the back-to-back sample stream step by step exactly as the Lava runner schedules it.
+
+    The global timeline of hardware_sims/lava.py: sample ``i``'s input at global steps ``i*T+1 ..
+    i*T+T``; program layer ``k`` resets (netx's staggered LIFReset) at every step ``g`` with
+    ``g % T == (k+1) % T``; every synapse (input, conv, dense, recurrent) delivers at step ``g`` what
+    it computed from the spikes of step ``g-1`` (Lava's ``a_buff``); bias input of sample ``i`` from
+    step ``i*T+1`` on. Used for programs with a recurrent layer, whose neurons at the first step of
+    a window receive their own spikes of the step before (the previous sample's last step, or for
+    the first sample whatever the layer did before its first window): samples depend on the
+    previous one, as on Lava and on the chip. ``data`` as `coerce_inputs` returns it. Integer
+    (int64) arithmetic throughout; it is the specification the windowed paths agree with on
+    feed-forward programs (tests/test_recurrent.py).
+    """
+    layers = program.layers
+    n_layers = len(layers)
+    depth = n_layers - 1
+    bias_input = program.input_kind == "bias"
+    num_samples = data.shape[0] if bias_input else data.shape[1]
+    total = num_samples * steps + depth
+    state = _timeline_layers(program)
+    spikes_now: list[np.ndarray] = [np.zeros(len(st.u), dtype=bool) for st in state]
+    global_spikes = [np.zeros((total, len(st.u)), dtype=bool) for st in state]
+    readouts: list[np.ndarray] = []
+    flat = data.reshape(num_samples, -1) if bias_input else data.reshape(steps, num_samples, -1)
+    with torch.no_grad():
+        for g in range(1, total + 1):
+            sample, j = divmod(g - 1, steps)
+            if bias_input:
+                st = state[0]
+                bias = flat[min(sample, num_samples - 1)].astype(np.int64) * 64
+                spikes_now[0] = _cuba_step(st, np.zeros_like(st.u), bias, g % steps == 1 % steps)
+            else:
+                spikes_now[0] = flat[j, sample].astype(bool) if sample < num_samples else np.zeros(len(state[0].u), bool)
+            for k in range(1, n_layers):
+                st = state[k]
+                spikes_now[k] = _cuba_step(st, st.ff_buf + st.rec_buf, st.bias, g % steps == (k + 1) % steps)
+            for k in range(1, n_layers):  # what each synapse delivers at the next step
+                st = state[k]
+                st.ff_buf = st.synapse(spikes_now[k - 1])
+                if st.weight_rec is not None:
+                    st.rec_buf = _shift(st.weight_rec[:, spikes_now[k]].sum(axis=1), st.weight_exp)
+            for k in range(n_layers):
+                global_spikes[k][g - 1] = spikes_now[k]
+            if program.has_readout and g >= steps + depth and (g - depth) % steps == 0:
+                readouts.append(state[-1].v.copy())
+    windows: list[torch.Tensor] = []
+    for k, layer in enumerate(layers):
+        if k == 0 and not bias_input:
+            win = flat.astype(bool)
+        else:
+            win = np.stack([global_spikes[k][i * steps + k:i * steps + k + steps] for i in range(num_samples)], axis=1)
+        windows.append(torch.as_tensor(np.ascontiguousarray(win)))
+    counter = CountAccumulator(program)
+    counter.add(windows)
+    spiking_idx = n_layers - 2 if program.has_readout else n_layers - 1
+    t_run = steps + depth
+    return _run_result(
+        program, spiking_idx, steps, t_run, num_samples, counter,
+        [place_window(windows[spiking_idx], spiking_idx, t_run, layers[spiking_idx].shape)],
+        [np.stack(readouts)] if program.has_readout else [],
+        [[place_window(windows[k], k, t_run, layers[k].shape)] for k in range(n_layers)] if record else None,
+        kernel="timeline-int64",
+    )

@@ -26,7 +26,10 @@ class LayerCounts:
     - ``dense_synaptic_ops``: the same layer applied densely (every real input position times
       every weight it meets, zero or not; taps on zero padding excluded, as NeuroBench's all-ones
       count does), i.e. what a non-event-driven accelerator would compute each step;
-    - ``neuron_updates``: neurons x time steps the layer was simulated.
+    - ``neuron_updates``: neurons x time steps the layer was simulated;
+    - ``recurrent_synaptic_ops`` (recurrent dense layers only, else None): the part of
+      ``synaptic_ops`` done by the layer's recurrent synapse (each of its own spikes times its
+      fan-out to non-zero recurrent weights); ``synaptic_ops`` includes it, so energy costs it.
     """
 
     name: str
@@ -40,6 +43,7 @@ class LayerCounts:
     synaptic_ops: np.ndarray
     dense_synaptic_ops: np.ndarray
     neuron_updates: np.ndarray
+    recurrent_synaptic_ops: np.ndarray | None = None
 
     @property
     def num_samples(self) -> int:
@@ -60,10 +64,12 @@ class LayerCounts:
             "dense_synaptic_ops": float(np.mean(self.dense_synaptic_ops)),
             "neuron_updates": float(np.mean(self.neuron_updates)),
             "activation_sparsity": self.activation_sparsity,
+            **({"recurrent_synaptic_ops": float(np.mean(self.recurrent_synaptic_ops))}
+               if self.recurrent_synaptic_ops is not None else {}),
         }
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray)}
+        d = {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray) and v is not None}
         d["per_sample_mean"] = self.mean()
         return d
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import h5py
 import numpy as np
@@ -96,3 +96,46 @@ def edit_neuron(path: Path, layer: int, **fields: Any) -> None:
             if key in ng:
                 del ng[key]
             ng.create_dataset(key, data=value)
+
+
+@contextlib.contextmanager
+def older_slayer_fields() -> Iterator[None]:
+    """Export CUBA neurons in the layout of older slayer versions: today's fields plus the training-only
+    ``scaleRho``, ``tauRho``, ``theta`` and ``wgtExp`` (the neuron keys netx's NetDict still lists and its
+    hdf5.Network never reads). The blocks' own ``export_hdf5`` writes them, from the neuron's own values."""
+    cls = slayer.neuron.cuba.Neuron
+    current = cls.device_params
+
+    def older(self: Any) -> dict[str, Any]:
+        return {**current.fget(self), "scaleRho": self.scale_rho, "tauRho": self.tau_rho,
+                "theta": float(self.threshold), "wgtExp": 0}
+
+    cls.device_params = property(older)
+    try:
+        yield
+    finally:
+        cls.device_params = current
+
+
+def recurrent_file(path: Path, seed: int = 0) -> Path:
+    """Dense-first: slayer ``Recurrent`` 20 -> 12 (dense_rec, per-neuron decays) -> Dense 4 with slayer's
+    weight-scale norm (a bias and the norm's ``weight_exp`` in the neuron group)."""
+    torch.manual_seed(seed)
+    blocks = [
+        slayer.block.cuba.Recurrent(dict(_PER_CHANNEL), 20, 12, weight_scale=3, weight_norm=False),
+        slayer.block.cuba.Dense(dict(_SHARED, norm=slayer.neuron.norm.WgtScaleBatchNorm), 12, 4, weight_scale=3,
+                                weight_norm=False),
+    ]
+    return _export(blocks, path, (torch.rand(1, 20, 4) < 0.3).float())
+
+
+def conv_recurrent_file(path: Path, seed: int = 0) -> Path:
+    """Shape-only input (2, 9, 7) spikes -> conv 3x3 stride 2 -> flatten -> slayer ``Recurrent`` 10 -> Dense 3."""
+    torch.manual_seed(seed)
+    blocks = [
+        slayer.block.cuba.Conv(_SHARED, 2, 4, 3, stride=2, padding=1, weight_scale=4, weight_norm=False),
+        slayer.block.cuba.Flatten(),
+        slayer.block.cuba.Recurrent(dict(_SHARED), 4 * 5 * 4, 10, weight_scale=3, weight_norm=False),
+        slayer.block.cuba.Dense(_SHARED, 10, 3, weight_scale=3, weight_norm=False),
+    ]
+    return _export(blocks, path, (torch.rand(1, 2, 9, 7, 4) < 0.3).float(), input_shape=(2, 9, 7))

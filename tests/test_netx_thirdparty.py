@@ -20,7 +20,15 @@ from neurocxr.exporters.netx import read_netx, write_netx  # noqa: E402
 from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiProgram  # noqa: E402
 from neurocxr.hardware_sims.emulator import emulate  # noqa: E402
 
-from _slayer_files import conv_bias_input_file, conv_spike_input_file, dense_first_file, edit_neuron  # noqa: E402
+from _slayer_files import (  # noqa: E402
+    conv_bias_input_file,
+    conv_recurrent_file,
+    conv_spike_input_file,
+    dense_first_file,
+    edit_neuron,
+    older_slayer_fields,
+    recurrent_file,
+)
 
 STEPS = 6
 
@@ -95,6 +103,62 @@ def test_graded_spike_flag_and_refdelay_are_read_as_netx_runs_them(tmp_path: Pat
         np.testing.assert_array_equal(sa, sb)
 
 
+def test_older_slayer_layout_reads_with_its_training_fields_ignored(tmp_path: Path) -> None:
+    """scaleRho/tauRho/theta/wgtExp (older slayer's export, written by its own export_hdf5) are ignored, as
+    netx ignores them, each named in a read note; the network is the one today's layout gives."""
+    current = read_netx(conv_bias_input_file(tmp_path / "now.net"), num_steps=STEPS)
+    with older_slayer_fields():
+        path = conv_bias_input_file(tmp_path / "old.net")
+    with h5py.File(path) as f:
+        assert {"scaleRho", "tauRho", "theta", "wgtExp"} <= set(f["layer/1/neuron"].keys())
+    older = read_netx(path, num_steps=STEPS)
+    notes = " ".join(older.metadata["read_notes"])
+    for field in ("scaleRho", "tauRho", "theta", "wgtExp"):
+        assert f"{field} (training-only" in notes
+    assert [type(layer) for layer in older.layers] == [type(layer) for layer in current.layers]
+    for a, b in zip(current.layers[1:], older.layers[1:]):
+        assert a.neuron == b.neuron and np.array_equal(a.weight, b.weight)
+    x = _inputs(current)
+    for sa, sb in zip(emulate(current, x, record=True).layer_spikes, emulate(older, x, record=True).layer_spikes):
+        np.testing.assert_array_equal(sa, sb)
+
+
+def test_unknown_cuba_field_and_slayer_descriptors_are_ignored_as_netx_does(tmp_path: Path) -> None:
+    """A CUBA neuron field netx never reads (Loihi 1's vMinExp) and a conv's delay change nothing in Lava: read
+    with a note; slayer's shape descriptors (inFeatures, ...) need no note."""
+    path = conv_spike_input_file(tmp_path / "c.net")
+    plain = read_netx(path, num_steps=STEPS)
+    edit_neuron(path, 1, vMinExp=np.int64(3))
+    with h5py.File(path, "r+") as f:
+        f["layer/1"].create_dataset("delay", data=np.ones(4))
+        assert "inChannels" in f["layer/1"]
+    edited = read_netx(path, num_steps=STEPS)
+    notes = " ".join(edited.metadata["read_notes"])
+    assert "vMinExp (not read by netx for CUBA neurons" in notes and "conv fields not read by netx" in notes
+    assert "inChannels" not in notes and "kernelSize" not in notes
+    x = _inputs(plain)
+    for sa, sb in zip(emulate(plain, x, record=True).layer_spikes, emulate(edited, x, record=True).layer_spikes):
+        np.testing.assert_array_equal(sa, sb)
+
+
+def test_slayer_recurrent_file_reads_as_recurrent_dense(tmp_path: Path) -> None:
+    from neurocxr.exporters.program import RecurrentDenseLayer
+
+    program = read_netx(recurrent_file(tmp_path / "r.net"), num_steps=STEPS)
+    rec = program.layers[1]
+    assert isinstance(rec, RecurrentDenseLayer) and rec.weight_rec.shape == (12, 12) and rec.weight.shape == (12, 20)
+    assert program.is_recurrent
+    notes = " ".join(program.metadata["read_notes"])
+    assert "weight_exp (slayer's weight-scale norm exponent" in notes
+    back = read_netx(write_netx(program, tmp_path / "again.net"))
+    with h5py.File(tmp_path / "again.net") as f:
+        assert f["layer/0/type"][0].decode() == "dense_rec" and f["layer/0/weight_rec"].shape == (12, 12)
+    assert np.array_equal(back.layers[1].weight_rec, rec.weight_rec)
+    run = emulate(program, _inputs(program))
+    assert run.counts[1].recurrent_synaptic_ops is not None and run.counts[1].recurrent_synaptic_ops.sum() > 0
+    assert np.all(run.counts[1].synaptic_ops >= run.counts[1].recurrent_synaptic_ops)
+
+
 def _truncate(path: Path) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -108,9 +172,12 @@ def _truncate(path: Path) -> Path:
     ("conv_first", UnsupportedLayerError, "starts with a conv layer and no input layer"),
     ("sdnn", UnsupportedLayerError, "'SDNN'"),
     ("delay", UnsupportedLayerError, "'delay'"),
-    ("unknown_neuron_field", UnsupportedLayerError, "'vMinExp'"),
+    ("complex_weight", UnsupportedLayerError, "'weight/real'.*complex weights"),
+    ("pool", UnsupportedLayerError, "'pool'.*NotImplementedError"),
+    ("unknown_type", UnsupportedLayerError, "unknown layer type 'skip'.*would skip this layer"),
     ("per_neuron_conv", ExportError, "one value per channel"),
-    ("dense_rec", UnsupportedLayerError, "'dense_rec'"),
+    ("dense_rec_without_weight_rec", ExportError, "dense_rec layer without 'weight_rec'"),
+    ("dense_rec_without_neuron", UnsupportedLayerError, "dense_rec layer without neuron group"),
     ("message_bits", UnsupportedLayerError, "'messageBits'.*cannot load it"),
     ("no_weight", ExportError, "without 'weight'"),
 ])
@@ -136,17 +203,29 @@ def test_bad_files_are_refused_by_name(tmp_path: Path, case: str, error: type, p
         dense_first_file(path)
         with h5py.File(path, "r+") as f:
             f["layer/1"].create_dataset("delay", data=np.ones(4))
-    elif case == "unknown_neuron_field":
+    elif case == "complex_weight":
         dense_first_file(path)
-        edit_neuron(path, 0, vMinExp=np.int64(3))
-    elif case == "per_neuron_conv":
-        conv_spike_input_file(path)
-        edit_neuron(path, 1, vThMant=np.arange(4 * 9 * 7) + 10)
-    elif case == "dense_rec":
+        with h5py.File(path, "r+") as f:
+            w = f["layer/1/weight"][()]
+            del f["layer/1/weight"]
+            f["layer/1"].create_dataset("weight/real", data=w)
+            f["layer/1"].create_dataset("weight/imag", data=w)
+    elif case in ("pool", "unknown_type"):
         dense_first_file(path)
         with h5py.File(path, "r+") as f:
             del f["layer/1/type"]
-            f["layer/1"].create_dataset("type", (1,), "S10", [b"dense_rec"])
+            f["layer/1"].create_dataset("type", (1,), "S10", [case.replace("unknown_type", "skip").encode()])
+    elif case == "per_neuron_conv":
+        conv_spike_input_file(path)
+        edit_neuron(path, 1, vThMant=np.arange(4 * 9 * 7) + 10)
+    elif case == "dense_rec_without_weight_rec":
+        recurrent_file(path)
+        with h5py.File(path, "r+") as f:
+            del f["layer/0/weight_rec"]
+    elif case == "dense_rec_without_neuron":
+        recurrent_file(path)
+        with h5py.File(path, "r+") as f:
+            del f["layer/0/neuron"]
     elif case == "message_bits":
         dense_first_file(path)
         edit_neuron(path, 0, messageBits=np.int64(3))
@@ -179,14 +258,22 @@ def test_cli_netx_options_and_refusal(tmp_path: Path) -> None:
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("make", [dense_first_file, conv_bias_input_file, conv_spike_input_file],
-                         ids=["dense_first_per_neuron", "conv_bias_transform", "conv_spikes_per_channel"])
-def test_slayer_files_emulator_equals_lava(tmp_path: Path, make) -> None:
+@pytest.mark.parametrize("make,older", [(dense_first_file, False), (conv_bias_input_file, False),
+                                        (conv_spike_input_file, False), (dense_first_file, True),
+                                        (conv_bias_input_file, True), (recurrent_file, False),
+                                        (conv_recurrent_file, True)],
+                         ids=["dense_first_per_neuron", "conv_bias_transform", "conv_spikes_per_channel",
+                              "older_dense_first", "older_conv_bias", "recurrent_norm", "older_conv_recurrent"])
+def test_slayer_files_emulator_equals_lava(tmp_path: Path, make, older: bool) -> None:
     from neurocxr.hardware_sims.lava import run_lava
 
     from test_lava_parity import assert_identical
 
-    path = make(tmp_path / "f.net")
+    if older:  # older slayer's field layout, written by slayer's own export_hdf5
+        with older_slayer_fields():
+            path = make(tmp_path / "f.net")
+    else:
+        path = make(tmp_path / "f.net")
     if make is dense_first_file:  # fields netx reads but does not use for CUBA neurons
         edit_neuron(path, 0, gradedSpike=np.bool_(True), refDelay=np.int64(2))
     program = read_netx(path, num_steps=STEPS, input_scale=0.8)
