@@ -72,6 +72,47 @@ def threads() -> dict[str, Any]:
     }
 
 
+# Libraries whose versions decide what a model computes and how it is exported and simulated.
+TRACKED_PACKAGES = ("neurocxr", "torch", "snntorch", "norse", "nir", "lava-nc", "lava-dl", "onnxruntime", "numpy")
+
+
+def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str | None]:
+    """Installed version of each distribution (None when it is not installed)."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def gpu_name() -> str:
+    """The CUDA devices torch sees, or 'none'."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    except Exception:  # a broken CUDA setup must not break a report
+        return "none (CUDA not usable)"
+    return "none"
+
+
+def environment() -> dict[str, Any]:
+    """Software and hardware a report ran on: Python, platform, CPU, GPU, library versions."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cuda": gpu_name(),
+        "packages": package_versions(),
+    }
+
+
 def provenance(
     *,
     checkpoints: dict[str, str | os.PathLike[str] | None] | None = None,

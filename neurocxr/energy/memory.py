@@ -33,7 +33,6 @@ from dataclasses import asdict
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from neurocxr.energy.macs import torch_layer_traffic
