@@ -71,12 +71,24 @@ class Augment:
     is reproducible, and each pass over the data (k = 0, 1, ...) gets fresh transforms. With
     non-persistent DataLoader workers the count restarts in each worker copy; call `set_epoch`
     each epoch (as with DistributedSampler) to get fresh draws there too.
+
+    Acquisition-shift transforms (all off by default; ``for_mode("shift")`` turns them on) mimic
+    how X-ray machines and their processing differ: ``scale`` zooms by 1 +- scale around a centre
+    moved by up to +-``shift`` of the side (crop/field-of-view jitter), ``gamma`` applies
+    x**g with log g uniform in +-log(1 + gamma) (detector response / windowing), ``blur`` a
+    Gaussian of sigma uniform in [0, blur] px (resolution), ``noise`` Gaussian noise of std uniform
+    in [0, noise] (dose). They draw after the light transforms, so the light draws are unchanged.
     """
 
     hflip: bool = True
     max_rotation_deg: float = 7.0
     brightness: float = 0.1
     contrast: float = 0.1
+    scale: float = 0.0
+    shift: float = 0.0
+    gamma: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
     seed: int = 0
     epoch: int = 0
     _draws: dict[int, int] = field(default_factory=dict, repr=False, compare=False)
@@ -86,6 +98,18 @@ class Augment:
             raise ValueError("Augment magnitudes (max_rotation_deg, brightness, contrast) must be >= 0")
         if self.contrast >= 1:
             raise ValueError(f"Augment contrast must be < 1 (a scale of 1 +- contrast), got {self.contrast}")
+        if min(self.scale, self.shift, self.gamma, self.blur, self.noise) < 0 or self.scale >= 1 or self.shift >= 1:
+            raise ValueError("Augment scale, shift, gamma, blur and noise must be >= 0 (scale and shift < 1)")
+
+    @classmethod
+    def for_mode(cls, mode: str, seed: int = 0) -> "Augment":
+        """``light``: the defaults; ``shift``: light plus acquisition differences (scale 0.1, shift
+        0.06, gamma 0.4, blur 1 px, noise 0.03 -- magnitudes a few times what separates X-ray units)."""
+        if mode == "light":
+            return cls(seed=seed)
+        if mode == "shift":
+            return cls(contrast=0.2, brightness=0.1, scale=0.1, shift=0.06, gamma=0.4, blur=1.0, noise=0.03, seed=seed)
+        raise ValueError(f"unknown augmentation mode {mode!r}; choose light or shift")
 
     def set_epoch(self, epoch: int) -> None:
         """Change the epoch so the next pass draws new random transforms."""
@@ -130,7 +154,36 @@ class Augment:
             out = (out - mean) * scale + mean
         if self.brightness > 0:
             out = out + float((2 * u[2] - 1) * self.brightness)
+        if self.scale > 0 or self.shift > 0 or self.gamma > 0 or self.blur > 0 or self.noise > 0:
+            out = self._acquisition(out.clamp(0.0, 1.0), g)
         return out.clamp_(0.0, 1.0)
+
+    def _acquisition(self, out: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        v = torch.rand(6, generator=g)  # zoom, shift x, shift y, gamma, blur, noise
+        if self.scale > 0 or self.shift > 0:
+            zoom = 1.0 + float((2 * v[0] - 1) * self.scale)
+            tx, ty = (float((2 * v[k] - 1) * self.shift * 2) for k in (1, 2))  # grid units span 2 per side
+            theta = torch.tensor([[1.0 / zoom, 0.0, tx], [0.0, 1.0 / zoom, ty]], dtype=out.dtype).unsqueeze(0)
+            grid = F.affine_grid(theta, [1, *out.shape], align_corners=False)
+            out = F.grid_sample(out.unsqueeze(0), grid, mode="bilinear", padding_mode="border",
+                                align_corners=False).squeeze(0)
+        if self.gamma > 0:
+            exponent = math.exp(float((2 * v[3] - 1) * math.log1p(self.gamma)))
+            out = out.clamp(1e-6, 1.0) ** exponent
+        if self.blur > 0:
+            sigma = float(v[4] * self.blur)
+            if sigma > 0.05:
+                radius = max(1, int(math.ceil(2 * sigma)))
+                x = torch.arange(-radius, radius + 1, dtype=out.dtype)
+                k = torch.exp(-0.5 * (x / sigma) ** 2)
+                k = k / k.sum()
+                c = out.shape[0]
+                padded = F.pad(out.unsqueeze(0), (radius, radius, radius, radius), mode="replicate")
+                padded = F.conv2d(padded, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+                out = F.conv2d(padded, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c).squeeze(0)
+        if self.noise > 0:
+            out = out + float(v[5] * self.noise) * torch.randn(out.shape, generator=g, dtype=out.dtype)
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -429,9 +482,10 @@ def _read_image(path: Path, size: int) -> np.ndarray:
         raise DataError(f"cannot read image file {path} ({exc}); remove or replace it") from exc
 
 
-def _load_folder_split(split_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _load_folder_split(split_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     images: list[np.ndarray] = []
     labels: list[int] = []
+    names: list[str] = []
     for label, name in enumerate(CLASS_NAMES):
         class_dir = _find_child(split_dir, name)
         if class_dir is None:
@@ -450,7 +504,44 @@ def _load_folder_split(split_dir: Path, size: int) -> tuple[np.ndarray, np.ndarr
         for f in bar:
             images.append(_read_image(f, size))
             labels.append(label)
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
+            names.append(f.name)
+    return np.stack(images), np.asarray(labels, dtype=np.int64), names
+
+
+_PATIENT_PATTERNS = (
+    re.compile(r"^(person\d+)_", re.IGNORECASE),  # Kermany pneumonia: person1000_bacteria_2931.jpeg
+    re.compile(r"^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE),  # Kermany normals: IM-0115-0001, NORMAL2-IM-1427-0001
+)
+
+
+def patient_id(file_name: str) -> str | None:
+    """The patient a Kermany file name belongs to (``PERSON123``, ``IM-0115``, ``NORMAL2-IM-1427``),
+    or None when the name carries no patient id."""
+    for pattern in _PATIENT_PATTERNS:
+        m = pattern.match(file_name)
+        if m:
+            return m.group(1).upper()
+    return None
+
+
+def _patient_split(labels: np.ndarray, names: list[str], fraction: float,
+                   seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Indices (keep, held_out) holding out ``fraction`` of each class's patients, every image of a
+    patient on one side; None when a file name carries no patient id (then split by image)."""
+    groups = [patient_id(n) for n in names]
+    if not names or any(g is None for g in groups):
+        return None
+    rng = np.random.default_rng(seed)
+    held: list[int] = []
+    for c in np.unique(labels):
+        # a patient's class is that of their images (Kermany keeps a patient in one class folder)
+        patients = sorted({g for g, y in zip(groups, labels) if y == c})
+        rng.shuffle(patients)
+        n = max(1, int(round(fraction * len(patients)))) if len(patients) > 1 else 0
+        chosen = set(patients[:n])
+        held += [i for i, (g, y) in enumerate(zip(groups, labels)) if y == c and g in chosen]
+    held_idx = np.asarray(sorted(held), dtype=np.int64)
+    return np.setdiff1d(np.arange(labels.size), held_idx), held_idx
 
 
 def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -488,16 +579,20 @@ def load_folder(root: str | Path, image_size: int = 28, *, val_fraction: float =
     loaded = {s: _load_folder_split(d, image_size) for s, d in split_dirs.items() if d is not None}
     source = f"Kermany folders {root} (resized to {image_size}x{image_size})"
     if "val" not in loaded:
-        imgs, labels = loaded["train"]
-        keep, held = _stratified_split(labels, val_fraction, seed)
+        imgs, labels, names = loaded["train"]
+        # By patient where the file names say who it is (Kermany's do): a patient's images, and the
+        # duplicate files of one image, never sit on both sides, so validation sees unseen patients.
+        by_patient = _patient_split(labels, names, val_fraction, seed)
+        keep, held = by_patient if by_patient is not None else _stratified_split(labels, val_fraction, seed)
         if held.size == 0:
             raise DataError(f"{root}/train is too small to carve a validation split from; add a val/ folder")
-        loaded["train"] = (imgs[keep], labels[keep])
-        loaded["val"] = (imgs[held], labels[held])
-        source += f"; no val/ folder, val = stratified {val_fraction:.0%} of train (seed {seed})"
+        loaded["train"] = (imgs[keep], labels[keep], [names[i] for i in keep])
+        loaded["val"] = (imgs[held], labels[held], [names[i] for i in held])
+        unit = "patients" if by_patient is not None else "images"
+        source += f"; no val/ folder, val = stratified {val_fraction:.0%} of train {unit} (seed {seed})"
     datasets = {
         s: ImageDataset(_uint8_to_float(imgs), torch.from_numpy(labels), s, source)
-        for s, (imgs, labels) in loaded.items()
+        for s, (imgs, labels, _names) in loaded.items()
     }
     return DataSplits(**datasets)
 

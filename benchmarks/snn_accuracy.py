@@ -1,0 +1,339 @@
+"""Clinical-grade SNNs (issue 18): every accuracy lever, 3 seeds each, on the chip (emulator) and in float.
+
+    OMP_NUM_THREADS=1 python benchmarks/snn_accuracy.py                       # every config, resumable
+    python benchmarks/snn_accuracy.py --only hybrid_vgg6_T4 --seeds 0          # one config, one seed
+    python benchmarks/snn_accuracy.py --list                                   # the configs, in run order
+
+Per configuration and seed: train (levers below) -> export to Loihi 2 (8-bit weights, fits the chip:
+`neurocxr.deployment.Deployment`) -> emulator on validation and test -> chip ROC-AUC, and accuracy /
+sensitivity / specificity on test at the Youden threshold of the *validation* chip scores -> Loihi 2
+dynamic energy from the test counts, cores and chips. Float AUC from the same model. Test is looked
+at once per configuration and never used to choose anything; ``chosen`` is picked per image size by
+``val_auc_mean`` among deployable configurations.
+
+Levers (names as on `neurocxr train` and in the sweep grid): ``convert_from`` (a trained `cnn_vgg`,
+converted with 99.9th-percentile balancing, `neurocxr.conversion`; ``epochs`` = 0: pure
+conversion, > 0: hybrid fine-tuning), ``teacher`` (distillation from `medspectralnet`, the strongest
+CNN, trained once per image size; named by checkpoint path and SHA-256), ``depth``/``width``
+(`snn_vgg`), ``augment`` (none / light / shift), ``regulariser`` (chip-cost lambda), ``num_steps``,
+``qat_epochs``.
+
+Data: 28 px from ``pneumoniamnist.npz`` (official splits); 64 px from the Kermany folders (the same 624
+test patients; validation carved out of train by patient). The JSON is rewritten atomically after
+every finished configuration and a rerun skips configurations already in it (``--redo`` to rerun).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Everything imported up front: a long run must not pick up half-edited modules later.
+from neurocxr.conversion import snn_config_for  # noqa: E402
+from neurocxr.data import load_dataset  # noqa: E402
+from neurocxr.deployment import Deployment, readout_difference  # noqa: E402
+from neurocxr.energy.estimate import estimate_energy  # noqa: E402
+from neurocxr.fileio import write_json  # noqa: E402
+from neurocxr.metrics import choose_threshold, clinical_metrics  # noqa: E402
+from neurocxr.models import ModelConfig, model_info  # noqa: E402
+from neurocxr.models.vgg import vgg_channels  # noqa: E402
+from neurocxr.pipeline import LoadedModel  # noqa: E402
+from neurocxr.provenance import file_record, provenance  # noqa: E402
+from neurocxr.training import TrainConfig, train  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "results" / "snn_accuracy.json"
+CHECKPOINTS = ROOT / "benchmarks" / "results" / "checkpoints"  # *.pt is git-ignored
+DATA = {28: "../shared/data/pneumoniamnist.npz", 64: "../shared/data/kermany224"}
+TEACHER = "medspectralnet"
+ENERGY_PROFILE = "loihi2"
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One configuration: which model and which levers (seed apart)."""
+
+    name: str
+    lever: str
+    image_size: int = 28
+    model: str = "snn_strided"
+    num_steps: int = 4
+    depth: int | None = None  # snn_vgg / cnn_vgg conv layers (vgg_channels)
+    width: float = 1.0
+    convert: bool = False  # start from a converted cnn_vgg (convert_from)
+    cnn_epochs: int = 10  # epochs of the cnn_vgg conversion source
+    epochs: int = 10  # SNN epochs (0 with convert: pure conversion)
+    lr: float = 2e-3
+    augment: str = "none"
+    teacher: bool = False  # distil from medspectralnet of this image size
+    distill_weight: float = 0.5
+    regulariser: float = 0.0
+    qat_epochs: int = 0
+    hidden: tuple[int, ...] = (128,)
+
+    def model_config(self) -> ModelConfig:
+        channels = vgg_channels(self.depth, self.width) if self.depth else (16, 32)
+        if not self.depth and self.width != 1.0:
+            channels = tuple(max(1, round(c * self.width)) for c in channels)
+        return ModelConfig(name=self.model, image_size=self.image_size, num_steps=self.num_steps,
+                           channels=channels, hidden=self.hidden)
+
+
+def configs() -> list[Bench]:
+    """In run order: what matters most first, so a run cut short still answers the main question."""
+    conv = dict(model="snn_vgg", depth=6, convert=True, lever="conversion")
+    return [
+        Bench("convert_vgg6_T16", num_steps=16, epochs=0, **conv),
+        Bench("convert_vgg6_T8", num_steps=8, epochs=0, **conv),
+        Bench("convert_vgg6_T4", num_steps=4, epochs=0, **conv),
+        Bench("hybrid_vgg6_T4", num_steps=4, epochs=3, lr=5e-4, **{**conv, "lever": "conversion+finetune"}),
+        Bench("strided_T4", lever="baseline", epochs=10),
+        Bench("hybrid_vgg6_T4_shift", num_steps=4, epochs=3, lr=5e-4, augment="shift",
+              **{**conv, "lever": "conversion+finetune+augment"}),
+        Bench("hybrid_vgg6_T4_distill", num_steps=4, epochs=3, lr=5e-4, teacher=True,
+              **{**conv, "lever": "conversion+finetune+distill"}),
+        Bench("strided_T4_shift", lever="augment", epochs=10, augment="shift"),
+        Bench("vgg6_T4_scratch", lever="depth", model="snn_vgg", depth=6, epochs=6),
+        Bench("hybrid_vgg6_T4_64", image_size=64, num_steps=4, epochs=2, lr=5e-4, cnn_epochs=8,
+              **{**conv, "lever": "conversion+finetune"}),
+        Bench("hybrid_vgg6_T8", num_steps=8, epochs=2, lr=5e-4, **{**conv, "lever": "conversion+finetune"}),
+        Bench("strided_T4_distill_shift", lever="distill+augment", epochs=10, augment="shift", teacher=True),
+        Bench("hybrid_vgg6w2_T4", num_steps=4, epochs=3, lr=5e-4, width=2.0,
+              **{**conv, "lever": "conversion+finetune+width"}),
+        Bench("hybrid_vgg6_T4_qat", num_steps=4, epochs=3, lr=5e-4, qat_epochs=1,
+              **{**conv, "lever": "conversion+finetune+qat"}),
+        Bench("hybrid_vgg6_T4_reg", num_steps=4, epochs=3, lr=5e-4, regulariser=0.01,
+              **{**conv, "lever": "conversion+finetune+regulariser"}),
+        Bench("strided_T4_64", image_size=64, lever="baseline", epochs=8),
+    ]
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+_SPLITS: dict[int, Any] = {}
+
+
+def splits_for(size: int, data: dict[int, str]) -> Any:
+    if size not in _SPLITS:
+        t0 = time.perf_counter()
+        _SPLITS[size] = load_dataset(data[size], image_size=size, synthetic_ok=False)
+        print(f"data {size} px: {_SPLITS[size].source} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return _SPLITS[size]
+
+
+def train_cnn(name: str, config: ModelConfig, splits: Any, tc: TrainConfig) -> tuple[Path, float]:
+    """Train (or reuse) a CNN checkpoint under CHECKPOINTS; returns (path, training seconds)."""
+    path = CHECKPOINTS / f"{name}.pt"
+    if path.is_file():
+        from neurocxr.pipeline import load
+
+        meta = load(path).metadata
+        return path, float(meta.get("bench_train_seconds", 0.0))
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    train(config, splits, tc, progress=False, checkpoint_path=path)
+    seconds = time.perf_counter() - t0
+    from neurocxr.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(path)
+    save_checkpoint(path, ckpt.model, ckpt.config, {**ckpt.metadata, "bench_train_seconds": seconds})
+    return path, seconds
+
+
+def teacher_for(size: int, data: dict[int, str], record: dict[str, Any]) -> Path:
+    """medspectralnet at this size, trained once (seed 0) and kept; its metrics go into provenance."""
+    splits = splits_for(size, data)
+    path, seconds = train_cnn(f"{TEACHER}_{size}", ModelConfig(name=TEACHER, image_size=size), splits,
+                              TrainConfig(epochs=10, patience=3, seed=0))
+    key = str(size)
+    if key not in record:
+        from neurocxr.pipeline import load
+        from neurocxr.training import evaluate
+
+        loaded = load(path)
+        val = evaluate(loaded.model, loaded.config, splits.val, loaded.threshold)
+        test = evaluate(loaded.model, loaded.config, splits.test, loaded.threshold)
+        record[key] = {"model": TEACHER, "checkpoint": file_record(path), "train_seconds": seconds,
+                       "val_auc": val.roc_auc, "test_auc": test.roc_auc, "test_accuracy": test.accuracy}
+        print(f"teacher {TEACHER} {size} px: val AUC {val.roc_auc:.4f}, test AUC {test.roc_auc:.4f}", flush=True)
+    return path
+
+
+def run_seed(b: Bench, seed: int, data: dict[int, str], teachers: dict[str, Any], lava_samples: int) -> dict[str, Any]:
+    splits = splits_for(b.image_size, data)
+    torch.manual_seed(seed)
+    cfg = b.model_config()
+    extra: dict[str, Any] = {}
+    cnn_seconds = 0.0
+    teacher_path = teacher_for(b.image_size, data, teachers) if b.teacher else None
+    convert_from = None
+    if b.convert:
+        cnn_cfg = replace(cfg, name="cnn_vgg")
+        cnn_name = f"cnn_vgg_{b.image_size}_d{b.depth}_w{b.width:g}_{b.augment}_s{seed}"
+        cnn_path, cnn_seconds = train_cnn(cnn_name, cnn_cfg, splits,
+                                          TrainConfig(epochs=b.cnn_epochs, seed=seed, augment=b.augment, patience=3))
+        cfg = snn_config_for(cnn_cfg, b.num_steps, 1.0)
+        convert_from = str(cnn_path)
+        extra["convert_from"] = file_record(cnn_path)
+        extra["cnn_train_seconds"] = cnn_seconds
+    tc = TrainConfig(epochs=b.epochs, lr=b.lr, seed=seed, augment=b.augment, chip_cost_weight=b.regulariser,
+                     qat_epochs=b.qat_epochs, patience=3, convert_from=convert_from,
+                     distill_teacher=str(teacher_path) if teacher_path else None,
+                     distill_weight=b.distill_weight if teacher_path else 0.0)
+    t0 = time.perf_counter()
+    result = train(cfg, splits, tc, progress=False)
+    snn_seconds = time.perf_counter() - t0
+    if result.conversion:
+        extra["conversion"] = {k: result.conversion[k] for k in ("percentile", "samples", "lambdas", "threshold")}
+    t1 = time.perf_counter()
+    dep = Deployment.from_checkpoint(LoadedModel(result.model.eval(), cfg, {"threshold": result.threshold}))
+    diffs, labels, float_auc, runs = {}, {}, {}, {}
+    for split in ("val", "test"):
+        ds = getattr(splits, split)
+        x = dep.encode(ds.images, seed=0)
+        run = dep.run(x)
+        runs[split] = run
+        diffs[split] = readout_difference(run).astype(np.float64)
+        labels[split] = ds.labels.numpy().astype(np.int64)
+        logits = dep.float_logits(ds.images)
+        float_scores = torch.softmax(torch.from_numpy(logits), 1)[:, 1].numpy()
+        float_auc[split] = clinical_metrics(labels[split], float_scores).roc_auc
+    threshold = choose_threshold(labels["val"], diffs["val"], "youden")  # chosen on validation only
+    test = clinical_metrics(labels["test"], diffs["test"], threshold)
+    energy = estimate_energy(list(runs["test"].counts), ENERGY_PROFILE, model=cfg.name)
+    row = {
+        "seed": seed,
+        "val_auc": clinical_metrics(labels["val"], diffs["val"]).roc_auc,
+        "val_auc_float": float_auc["val"],
+        "test_auc_chip": test.roc_auc,
+        "test_auc_float": float_auc["test"],
+        "test_accuracy_chip": test.accuracy,
+        "test_sensitivity_chip": test.sensitivity,
+        "test_specificity_chip": test.specificity,
+        "loihi2_dynamic_j": float(energy.dynamic_j),
+        "cores": int(dep.resources.cores),
+        "chips": int(dep.resources.chips),
+        "neurons": int(dep.resources.total_neurons),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len([h for h in result.history if not h.get("converted")]),
+        "train_seconds": snn_seconds + cnn_seconds,
+        "eval_seconds": time.perf_counter() - t1,
+        **extra,
+    }
+    if teacher_path:
+        row["teacher"] = file_record(teacher_path)
+    if lava_samples > 0:  # the program runs on Lava exactly as on the emulator
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            dep.write(tmp)
+            row["lava_parity"] = dep.lava_parity(dep.encode(splits.test.images[:lava_samples]), lava_samples).to_dict()
+    return row
+
+
+def summarise(b: Bench, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def stat(key: str) -> tuple[float, float]:
+        v = np.asarray([r[key] for r in rows], dtype=np.float64)
+        return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+    out: dict[str, Any] = {"name": b.name, "lever": b.lever, "deployable": bool(model_info(b.model).loihi_deployable),
+                           "image_size": b.image_size, "num_steps": b.num_steps, "seeds": [r["seed"] for r in rows]}
+    for key in ("val_auc", "test_auc_chip", "test_auc_float", "test_accuracy_chip", "test_sensitivity_chip",
+                "test_specificity_chip", "loihi2_dynamic_j", "train_seconds"):
+        mean, sd = stat(key)
+        out[f"{key}_mean"], out[f"{key}_sd"] = mean, sd
+    out["loihi2_dynamic_j"] = out["loihi2_dynamic_j_mean"]
+    out["cores"] = max(r["cores"] for r in rows)
+    out["chips"] = max(r["chips"] for r in rows)
+    out["train_seconds"] = float(sum(r["train_seconds"] for r in rows))  # the whole configuration, all seeds
+    out["eval_seconds"] = float(sum(r["eval_seconds"] for r in rows))
+    out["settings"] = {k: v for k, v in asdict(b).items() if k not in ("name", "lever")}
+    out["per_seed"] = rows
+    return out
+
+
+def choose(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Per image size, the deployable configuration with the highest validation AUC (chip)."""
+    chosen: dict[str, str] = {}
+    for size in sorted({r["image_size"] for r in rows}):
+        cands = [r for r in rows if r["image_size"] == size and r["deployable"]]
+        if cands:
+            chosen[str(size)] = max(cands, key=lambda r: r["val_auc_mean"])["name"]
+    return chosen
+
+
+def write(rows: list[dict[str, Any]], teachers: dict[str, Any], data: dict[int, str], started: float) -> None:
+    prov = provenance(data=data[28], data_source="pneumoniamnist.npz (28 px), Kermany folders (64 px)")
+    prov["data_64"] = {"folder": data[64], "sha256sums": file_record(Path(data[64]) / "SHA256SUMS")}
+    prov["teachers"] = teachers
+    prov["wall_seconds"] = time.perf_counter() - started
+    prov["protocol"] = ("3 seeds per configuration; threshold = Youden on validation chip scores; test evaluated once "
+                        "per configuration and seed; chosen = max val_auc_mean among deployable configurations")
+    write_json(OUT, {"configs": rows, "chosen": choose(rows), "provenance": prov})
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", nargs="*", help="configuration names to run (default: all, in order)")
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p.add_argument("--list", action="store_true")
+    p.add_argument("--redo", action="store_true", help="rerun configurations already in the JSON")
+    p.add_argument("--lava-samples", type=int, default=2, help="Lava parity samples for seed 0 of each config")
+    p.add_argument("--data28", default=DATA[28])
+    p.add_argument("--data64", default=DATA[64])
+    args = p.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    todo = configs()
+    if args.list:
+        for b in todo:
+            print(b.name, b.lever, b.image_size)
+        return 0
+    if args.only:
+        unknown = set(args.only) - {b.name for b in todo}
+        if unknown:
+            p.error(f"unknown configuration(s) {', '.join(sorted(unknown))}; --list shows them")
+        todo = [b for b in todo if b.name in args.only]
+    data = {28: args.data28, 64: args.data64}
+    import json
+
+    previous = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    rows = [r for r in previous.get("configs", []) if args.redo is False or r["name"] not in {b.name for b in todo}]
+    teachers = dict(previous.get("provenance", {}).get("teachers", {}))
+    done = {r["name"] for r in rows}
+    started = time.perf_counter()
+    for b in todo:
+        if b.name in done:
+            print(f"skip {b.name} (in {OUT.name})", flush=True)
+            continue
+        per_seed = []
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            try:
+                row = run_seed(b, seed, data, teachers, args.lava_samples if seed == args.seeds[0] else 0)
+            except Exception as exc:  # noqa: BLE001 - recorded, the benchmark goes on
+                print(f"{b.name} seed {seed} FAILED: {type(exc).__name__}: {exc}", flush=True)
+                break
+            per_seed.append(row)
+            print(f"{b.name} seed {seed}: val {row['val_auc']:.4f} test chip {row['test_auc_chip']:.4f} "
+                  f"float {row['test_auc_float']:.4f} {row['loihi2_dynamic_j'] * 1e6:.1f} uJ cores {row['cores']} "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        if len(per_seed) == len(args.seeds):
+            rows.append(summarise(b, per_seed))
+            write(rows, teachers, data, started)
+    write(rows, teachers, data, started)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
