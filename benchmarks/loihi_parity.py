@@ -48,7 +48,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from neurocxr.pipeline import export_loihi, load, parity_check
+    from neurocxr.deployment import Deployment
+    from neurocxr.pipeline import export_loihi, load
     from neurocxr.provenance import provenance
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,15 +58,16 @@ def main() -> None:
                            lava_samples=args.lava_samples)
         seconds = time.perf_counter() - t0
         bits = lava_bits(Path(exp.files["netx"]))
+    report = exp.report.to_dict()
     keys = ("name", "kind", "scale", "weight_grid", "num_weight_bits", "weight_exponent", "weight_max_abs_error",
             "weight_relative_error", "weight_rms_error", "input_error_per_step", "input_error_vs_threshold", "clipped_count")
     result = {
         "what": "float PyTorch model vs bit-exact Loihi emulator (and Lava on the first samples), 8-bit weights",
-        "model": {"checkpoint": args.checkpoint, "name": exp.report["model"], "trained": True,
-                  "config": exp.report["config"]},
-        "data": exp.report["parity"]["data"],
-        "parity": {k: v for k, v in exp.report["parity"].items() if k != "data"},
-        "layers": [{k: row.get(k) for k in keys} for row in exp.report["layers"]],
+        "model": {"checkpoint": args.checkpoint, "name": report["model"], "trained": True,
+                  "config": report["config"]},
+        "data": report["parity"]["data"],
+        "parity": {k: v for k, v in report["parity"].items() if k != "data"},
+        "layers": [{k: row.get(k) for k in keys} for row in report["layers"]],
         "lava_dl_optimize_weight_bits": bits,
         "export_and_parity_seconds": seconds,
         "provenance": provenance(checkpoints={"model": args.checkpoint}, data=args.data),
@@ -87,7 +89,7 @@ def main() -> None:
             loihi.MIXED_GRIDS, loihi.netx_weight_bits = grids, check
             program_module.netx_weight_bits = check
         ds = getattr(load_dataset(args.data, image_size=loaded.config.image_size), args.split)
-        par9, _ = parity_check(loaded, program9, ds.images, ds.labels, netx_path=None, lava_samples=0)
+        par9 = Deployment(program=program9, loaded=loaded).parity(ds.images, ds.labels)[0].to_dict()
         result["old_9bit_rounding_for_comparison"] = {
             "note": "every integer in [-256, 254] (odd values need 9 bits: not storable on Loihi); emulator only",
             "emulator_accuracy": par9["emulator_accuracy"],

@@ -32,6 +32,7 @@ import nir
 import numpy as np
 
 from neurocxr.errors import ExportError, QuantisationError, UnsupportedLayerError
+from neurocxr.exporters.layer_quant import layer_quants
 from neurocxr.exporters.nir import pool_of_conv
 from neurocxr.exporters.program import (
     BIAS_MAX,
@@ -986,48 +987,7 @@ def _synaptic_layer(
     return layer, i + 1
 
 
-_TABLE_KEYS = (
-    "scale",
-    "scale_source",
-    "weight_grid",
-    "num_weight_bits",
-    "weight_exponent",
-    "weight_min",
-    "weight_max",
-    "weight_max_abs_error",
-    "weight_relative_error",
-    "weight_rms_error",
-    "input_error_per_step",
-    "input_error_vs_threshold",
-    "weights_zeroed",
-    "clipped_count",
-    "clipped_fraction",
-    "v_th_mant",
-    "threshold_abs_error",
-    "i_decay",
-    "v_decay",
-    "decay_error",
-    "bias_min",
-    "bias_max",
-    "bias_max_abs_error",
-    "max_input_per_step",
-    "u_may_wrap",
-)
-
-
 def quantisation_table(program: LoihiProgram) -> list[dict[str, Any]]:
-    """One row per layer: how its floats became integers (scale, ranges, errors, clipping, decays)."""
-    rows = []
-    for index, layer in enumerate(program.layers):
-        row: dict[str, Any] = {"index": index, "name": layer.name, "kind": layer.kind if not layer.is_readout or layer.kind == "input" else "readout"}
-        if layer.kind == "input" and layer.neuron is None:
-            row["note"] = "binary input spikes (no quantisation)"
-        for key in _TABLE_KEYS:
-            if key in layer.quant:
-                row[key] = layer.quant[key]
-        if layer.neuron is not None:
-            row.setdefault("v_th_mant", layer.neuron.v_th_mant)
-            row.setdefault("i_decay", layer.neuron.i_decay)
-            row.setdefault("v_decay", layer.neuron.v_decay)
-        rows.append(row)
-    return rows
+    """One row per layer: how its floats became integers (scale, ranges, errors, clipping, decays);
+    the rows of the typed records `neurocxr.exporters.layer_quant.LayerQuant`."""
+    return [record.to_row() for record in layer_quants(program)]

@@ -20,11 +20,10 @@ import numpy as np
 import torch
 
 from neurocxr.errors import NeurocxrError
-from neurocxr.deployment import Deployment, chip_scores
+from neurocxr.deployment import chip_scores
 from neurocxr.pipeline import (
     LoadedModel,
     encoded_inputs,
-    environment,
     export_loihi,
     float_logits,
     load,
@@ -374,13 +373,14 @@ def demo(
     tell("stage", "2/4 export snn_conv to Loihi 2 (NIR -> netx) and verify on emulator + Lava")
     exp = export_loihi(snn["checkpoint"], out / "loihi", data=data, lava_samples=lava_samples, force=force)
     tell("exported", exp)
+    export = exp.report.to_dict() if exp.report is not None else None
 
     tell("stage", "3/4 count, estimate, measure")
     rep = energy_report(
-        snn["checkpoint"], baselines=[cnn["checkpoint"]], data=data, out=out, force=force, export_report=exp.report.to_dict() if exp.report else None,
+        snn["checkpoint"], baselines=[cnn["checkpoint"]], data=data, out=out, force=force, export_report=export,
         on_status=lambda message: tell("status", message),
     )
     tell("stage", "4/4 report")
     tell("report", rep)
-    return {"snn": snn, "cnn": cnn, "test": ev, "test_cnn": ev_cnn, "export": exp.report.to_dict() if exp.report else None, "report": rep,
+    return {"snn": snn, "cnn": cnn, "test": ev, "test_cnn": ev_cnn, "export": export, "report": rep,
             "seconds": time.perf_counter() - t0}

@@ -532,7 +532,7 @@ def demo_cmd(
         elif name == "exported":
             for key, path in value.files.items():
                 console.print(f"wrote {key}: {path}")
-            print_parity(value.report)
+            print_parity(value.report.to_dict())
         elif name == "report":
             print_energy_facts(value)
             print_summary(value)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from neurocxr.deployment import DECISION_RULE_READOUT, Deployment, GraphParityReport
 from neurocxr.errors import ExportError, NeurocxrError
 
 NIR_EXPORT_FILES = ("model.nir", "model.net", "export_report.json", "export_report.md")
@@ -101,15 +102,16 @@ def random_input(program: Any, samples: int, rate: float, seed: int) -> np.ndarr
     return rng.random((samples,) + shape).astype(np.float32)
 
 
-def nir_parity(graph: Any, program: Any, x: np.ndarray, dt: float) -> dict[str, Any]:
-    """Float model of ``graph`` vs the emulator on ``x``: per-layer spikes, output agreement, warnings."""
+def nir_parity(deployment: Deployment, x: np.ndarray, dt: float) -> GraphParityReport:
+    """Float model of the deployment's graph vs the emulator on ``x``: per-layer spikes, output
+    agreement, warnings."""
     import warnings
 
     from neurocxr.exporters.nir import from_nir
-    from neurocxr.hardware_sims.emulator import emulate
 
+    graph, program = deployment.graph, deployment.program
     t0 = time.perf_counter()
-    emu = emulate(program, x)
+    emu = deployment.run(x)
     emu_seconds = time.perf_counter() - t0
     steps = program.num_steps
     if program.input_kind == "spikes":
@@ -162,20 +164,16 @@ def nir_parity(graph: Any, program: Any, x: np.ndarray, dt: float) -> dict[str, 
                 "get nothing"
             )
     emu_pred = emu.predictions()
-    result: dict[str, Any] = {
-        "samples": int(samples),
-        "num_steps": int(steps),
-        "layers": rows,
-        "output_agreement": float(np.mean(emu_pred == float_pred)) if float_pred is not None else None,
-        "decision_rule": "argmax of readout (float: mean over T; chip: integer accumulator)"
-        if program.has_readout
-        else "argmax of output spike counts",
-        "emulator_seconds": emu_seconds,
-        "warnings": warn,
-    }
-    if float_note:
-        result["float_note"] = float_note
-    return result
+    return GraphParityReport(
+        samples=int(samples),
+        num_steps=int(steps),
+        layers=rows,
+        output_agreement=float(np.mean(emu_pred == float_pred)) if float_pred is not None else None,
+        decision_rule=DECISION_RULE_READOUT if program.has_readout else "argmax of output spike counts",
+        emulator_seconds=emu_seconds,
+        warnings=warn,
+        float_note=float_note,
+    )
 
 
 # What dt and the number of time steps mean for graphs from the tools that write NIR (one place, so the
@@ -225,10 +223,9 @@ def export_nir_graph(
 
     With ``out_dir=None`` nothing is written and Lava is not run.
     """
-    from neurocxr.exporters.loihi import QuantisationOptions, nir_to_program, quantisation_table
     from neurocxr.exporters.nir import read_nir
-    from neurocxr.exporters.resources import check_fits, estimate_resources
-    from neurocxr.pipeline import LoihiExport, environment, lava_parity, resources_dict
+    from neurocxr.exporters.resources import check_fits
+    from neurocxr.pipeline import LoihiExport
 
     source = Path(path)
     if samples < 1:
@@ -251,19 +248,16 @@ def export_nir_graph(
     if steps is None:
         raise ExportError(f"{source} does not say how many time steps a sample runs: pass --num-steps T ({STEPS_HINT})")
     try:
-        program = nir_to_program(
-            graph,
-            encoding=encoding,
-            num_steps=int(steps),
-            dt=dt_used,
-            options=QuantisationOptions(allow_clipping=allow_clipping),
-        )
+        deployment = Deployment.from_nir(graph, dt=dt_used, num_steps=int(steps), encoding=encoding,
+                                         allow_clipping=allow_clipping, check_fit=False)
     except NeurocxrError as exc:
         raise type(exc)(f"{source}: {exc}") from exc
+    program = deployment.program
     program.metadata["dt_source"] = dt_source
-    export_seconds = time.perf_counter() - t0
-    resources = estimate_resources(program)
-    check_fits(resources)
+    deployment.name = source.name
+    deployment.export_seconds = time.perf_counter() - t0  # reading and resolving the graph included
+    assert deployment.resources is not None
+    check_fits(deployment.resources)
     if input_path is not None:
         x = _load_input(input_path, program)
         x_source = f"{Path(input_path).name} (given)"
@@ -276,46 +270,33 @@ def export_nir_graph(
         )
     if program.input_kind == "spikes" and x.shape[0] != program.num_steps:
         raise ExportError(f"the input has {x.shape[0]} time steps but the program runs {program.num_steps}; pass --num-steps {x.shape[0]}")
-    parity = nir_parity(graph, program, x, dt_used)
-    parity["input"] = x_source
-    report: dict[str, Any] = {
-        "model": source.name,
-        "source": {"file": str(source), "producer": meta.get("producer"), "dt": dt_used, "dt_source": dt_source},
-        "target": "loihi 2 (lava-dl netx HDF5)",
-        "export_seconds": export_seconds,
-        "input": {
-            "kind": program.input_kind,
-            "encoding": encoding or ("spike trains as given" if program.input_kind == "spikes" else "direct (bias)"),
-            "input_scale": program.input_scale,
-            "num_steps": program.num_steps,
-        },
-        "layers": quantisation_table(program),
-        "resources": resources_dict(resources),
-        "parity": parity,
-        "warnings": list(parity["warnings"]),
-        "files": {},
-        "environment": environment(),
-    }
+    parity = nir_parity(deployment, x, dt_used)
+    parity.input = x_source
+    encoding_text = encoding or ("spike trains as given" if program.input_kind == "spikes" else "direct (bias)")
+    source_info = {"file": str(source), "producer": meta.get("producer"), "dt": dt_used, "dt_source": dt_source}
     files: dict[str, Path] = {}
-    if out_dir is not None:
+    if out_dir is None:
+        report = deployment.export_report(parity, encoding=encoding_text, source=source_info,
+                                          warnings=list(parity.warnings))
+    else:
         import nir
 
-        from neurocxr.exporters.netx import write_netx
-        from neurocxr.exporters.nir import write_nir
         from neurocxr.fileio import staged_output, write_json, write_text
 
         out = Path(out_dir)
         with staged_output(out, NIR_EXPORT_FILES, force) as stage:
-            graph_out = nir.NIRGraph(nodes=graph.nodes, edges=graph.edges, metadata={**meta, "dt": dt_used}, type_check=False)
-            write_nir(graph_out, stage / "model.nir")
-            write_netx(program, stage / "model.net")
+            # the graph is written with the dt it was exported with
+            deployment.graph = nir.NIRGraph(nodes=graph.nodes, edges=graph.edges, metadata={**meta, "dt": dt_used},
+                                            type_check=False)
+            deployment.write(stage)
             if lava_samples > 0:
-                report["parity"]["lava"] = lava_parity(program, stage / "model.net", x, min(lava_samples, parity["samples"]))
-            report["files"] = {name.replace(".", "_"): str(out / name) for name in NIR_EXPORT_FILES}
+                parity.lava = deployment.lava_parity(x, min(lava_samples, parity.samples))
+            files = {name.replace(".", "_"): out / name for name in NIR_EXPORT_FILES}
+            report = deployment.export_report(parity, encoding=encoding_text, files=files, source=source_info,
+                                              warnings=list(parity.warnings))
             write_json(stage / "export_report.json", report)
-            write_text(stage / "export_report.md", nir_export_markdown(report))
-        files = {key: Path(value) for key, value in report["files"].items()}
-    return LoihiExport(program, graph, files, report)
+            write_text(stage / "export_report.md", nir_export_markdown(report.to_dict()))
+    return LoihiExport(program, graph, files, report, deployment)
 
 
 def _fmt(v: Any) -> str:

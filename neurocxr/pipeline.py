@@ -5,11 +5,10 @@ The CLI and the Python API (`neurocxr.load`, `neurocxr.export_loihi`, ...) both 
 
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,6 +16,9 @@ from torch import nn
 
 from neurocxr.errors import NeurocxrError
 from neurocxr.fileio import prepare_out_dir, write_json, write_text
+
+if TYPE_CHECKING:  # pragma: no cover - deployment imports this module
+    from neurocxr.deployment import Deployment, ExportReport
 
 # ----------------------------------------------------------------------------------------------
 # Loading
@@ -98,12 +100,14 @@ def float_logits(loaded: LoadedModel, images: torch.Tensor, *, batch_size: int =
 
 @dataclass
 class LoihiExport:
-    """Everything `export_loihi` produced; ``report`` is what export_report.json holds."""
+    """Everything `export_loihi` / `export_nir_graph` produced; ``report`` is what export_report.json
+    holds (``report.to_dict()``)."""
 
-    program: Any  # LoihiProgram
+    program: Any  # LoihiProgram (None for target="nir")
     graph: Any  # nir.NIRGraph
     files: dict[str, Path]
-    report: dict[str, Any]
+    report: ExportReport | None  # None for target="nir" (no program, no parity)
+    deployment: Deployment | None = None
 
 
 EXPORT_FILES = {
@@ -112,153 +116,15 @@ EXPORT_FILES = {
 }
 
 
-def to_program(loaded: LoadedModel, *, allow_clipping: bool = False) -> tuple[Any, Any]:
-    """Model -> (NIR graph, LoihiProgram), in memory."""
+def to_program(loaded: LoadedModel, *, allow_clipping: bool = False, num_steps: int | None = None) -> tuple[Any, Any]:
+    """Model -> (NIR graph, LoihiProgram), in memory; ``num_steps`` runs the same network for a
+    different number of steps (None: the model's own). `neurocxr.deployment.Deployment` wraps this."""
     from neurocxr.exporters.loihi import QuantisationOptions, nir_to_program
     from neurocxr.exporters.nir import to_nir
 
     graph = to_nir(loaded.model, input_shape=input_shape(loaded.config))
-    program = nir_to_program(graph, options=QuantisationOptions(allow_clipping=allow_clipping))
+    program = nir_to_program(graph, num_steps=num_steps, options=QuantisationOptions(allow_clipping=allow_clipping))
     return graph, program
-
-
-def parity_check(
-    loaded: LoadedModel,
-    program: Any,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    netx_path: Path | None = None,
-    lava_samples: int = 3,
-    seed: int = 0,
-    progress: bool | None = None,
-) -> tuple[dict[str, Any], Any]:
-    """Float model vs emulator on ``images``; emulator vs Lava on the first ``lava_samples``.
-
-    Returns (parity summary, the emulator's RunResult over all ``images``).
-
-    The float model and the emulator see the same input (rate coding is seeded identically).
-    ``progress``: tqdm bars for the emulator and Lava runs (None: the process default, on a TTY only).
-    """
-    from neurocxr.hardware_sims.emulator import emulate
-    from neurocxr.validation import check_finite_inputs, show_progress
-
-    progress = show_progress(progress)
-    if len(images) == 0:
-        raise NeurocxrError("parity needs at least one sample; raise --max-samples or use a non-empty split")
-    check_finite_inputs(images, "images")
-
-    y = labels.numpy()
-    # One encoding of all samples, shared by the float model and the emulator.
-    x_float = encoded_inputs(loaded.config, images, seed=seed)
-    x_chip = images.numpy() if program.input_kind == "bias" else x_float.numpy()
-    with torch.no_grad():
-        logits = []
-        for start in range(0, len(images), 128):
-            logits.append(loaded.model(x_float[:, start : start + 128]).logits)
-        float_pred = torch.cat(logits).argmax(1).numpy()
-    t0 = time.perf_counter()
-    emu = emulate(program, x_chip, progress=progress)
-    emu_seconds = time.perf_counter() - t0
-    emu_pred = emu.predictions()
-    result: dict[str, Any] = {
-        "samples": int(len(y)),
-        "float_accuracy": float(np.mean(float_pred == y)),
-        "emulator_accuracy": float(np.mean(emu_pred == y)),
-        "prediction_changed_fraction": float(np.mean(float_pred != emu_pred)),
-        "decision_rule": "argmax of readout (float: mean over T; chip: integer accumulator)",
-        "emulator_seconds": emu_seconds,
-        "lava": None,
-    }
-    if netx_path is not None and lava_samples > 0:
-        result["lava"] = lava_parity(program, netx_path, x_chip, lava_samples, progress=progress)
-    return result, emu
-
-
-def chip_logit_scale(program: Any) -> float | None:
-    """Integer readout units per unit of float logit: 64 (Loihi's weight exponent) x readout
-    scale x time steps, because the readout membrane sums round(W * s) x spikes over T steps while
-    the float model averages its logits over T. None when the program has no readout."""
-    if program is None or not program.has_readout:
-        return None
-    s = program.layers[-1].quant.get("scale")
-    return 64.0 * float(s) * program.num_steps if s else None
-
-
-def chip_scores(run: Any, program: Any = None) -> np.ndarray:
-    """P(pneumonia)-like scores in (0, 1) from a RunResult's integer readout (or spike counts).
-
-    Monotone in (score_pneumonia - score_normal), so ROC-AUC is exact; 0.5 is crossed exactly where
-    argmax changes (a tie counts as "normal", as argmax does). The mapping is fixed per program
-    (``chip_logit_scale``: sigmoid of the chip's logit difference, on the float model's softmax
-    scale), never fitted to the batch, so a threshold chosen on validation scores means the same
-    on test scores.
-    """
-    s = run.scores()
-    d = s[:, 1] - s[:, 0] - 0.5  # integers: d > 0 <=> class 1 wins strictly
-    # Spike-count outputs (no readout): difference of counts over T steps, as a rate difference.
-    scale = chip_logit_scale(program) or float(max(1, getattr(run, "time_steps", 1) or 1)) / 4.0
-    return 1.0 / (1.0 + np.exp(-np.clip(d / scale, -50, 50)))
-
-
-def chip_operating_point(
-    loaded: LoadedModel,
-    program: Any,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    seed: int = 0,
-    progress: bool | None = None,
-) -> dict[str, Any]:
-    """The chip's decision threshold, chosen on validation ``images`` exactly as the float model's
-    was (same rule, on the emulator's scores instead of the float model's), so that float-vs-chip
-    differences in sensitivity/specificity come from quantisation only, not from two operating
-    points. Returns {"threshold", "method", "samples", "val_metrics"}."""
-    from neurocxr.hardware_sims.emulator import emulate
-    from neurocxr.metrics import choose_threshold, clinical_metrics
-
-    method = str(loaded.metadata.get("threshold_method") or "youden").split()[0].lower()
-    if method not in ("youden", "f1", "fixed"):
-        method = "youden"
-    x = encoded_inputs(loaded.config, images, seed=seed)
-    x_chip = images.numpy() if program.input_kind == "bias" else x.numpy()
-    from neurocxr.validation import show_progress
-
-    run = emulate(program, x_chip, progress=show_progress(progress))
-    scores = chip_scores(run, program)
-    y = labels.numpy()
-    threshold = choose_threshold(y, scores, method)
-    return {
-        "threshold": float(threshold),
-        "method": f"{method} on the validation split, on the chip's (emulator's) scores",
-        "float_threshold": loaded.threshold,
-        "samples": int(len(y)),
-        "val_metrics": clinical_metrics(y, scores, threshold).to_dict(),
-    }
-
-
-def lava_parity(program: Any, netx_path: Path, x_chip: np.ndarray, n: int, *, progress: bool = False) -> dict[str, Any]:
-    """Run the first ``n`` samples on Lava and on the emulator; compare every layer's spikes."""
-    from neurocxr.hardware_sims.emulator import emulate
-    from neurocxr.hardware_sims.lava import run_lava
-
-    sub = x_chip[:n] if program.input_kind == "bias" else x_chip[:, :n]
-    emu = emulate(program, sub, record=True)
-    t0 = time.perf_counter()
-    lava = run_lava(netx_path, sub, num_steps=program.num_steps, program=program, record=True, progress=progress)
-    seconds = time.perf_counter() - t0
-    layers_equal = [bool(np.array_equal(a, b)) for a, b in zip(emu.layer_spikes or [], lava.layer_spikes or [])]
-    readout_equal = (
-        emu.readout is None and lava.readout is None
-    ) or bool(emu.readout is not None and lava.readout is not None and np.array_equal(emu.readout, lava.readout))
-    return {
-        "samples": int(n),
-        "identical": bool(all(layers_equal) and readout_equal and len(layers_equal) > 0),
-        "layers_identical": layers_equal,
-        "readout_identical": readout_equal,
-        "lava_seconds": seconds,
-        "simulator": "Lava Loihi2SimCfg(select_tag='fixed_pt')",
-    }
 
 
 def export_loihi(
@@ -305,10 +171,10 @@ def _export_loihi(loaded: LoadedModel, out: Path | None, final: Path | None, *, 
                   progress: bool | None) -> LoihiExport:
     """`export_loihi`'s work: files are written into ``out`` (a staging folder) and reported at
     their final place in ``final``; ``model`` is what the caller passed (a path is recorded)."""
+    from neurocxr.data import data_for_checkpoint, load_dataset
+    from neurocxr.deployment import Deployment
     from neurocxr.exporters.nir import write_nir
-    from neurocxr.exporters.resources import check_fits, estimate_resources
 
-    t0 = time.perf_counter()
     files: dict[str, Path] = {}
     if target == "nir":
         from neurocxr.exporters.nir import to_nir
@@ -317,58 +183,28 @@ def _export_loihi(loaded: LoadedModel, out: Path | None, final: Path | None, *, 
         if out is not None:
             write_nir(graph, out / "model.nir")
             files["nir"] = final / "model.nir"
-        return LoihiExport(None, graph, files, {"target": "nir", "files": files})
+        return LoihiExport(None, graph, files, None)
 
-    graph, program = to_program(loaded, allow_clipping=allow_clipping)
-    export_seconds = time.perf_counter() - t0
-    resources = estimate_resources(program)
-    check_fits(resources)
+    deployment = Deployment.from_checkpoint(loaded, allow_clipping=allow_clipping)
     if out is not None:
-        from neurocxr.exporters.netx import write_netx
-
-        write_nir(graph, out / "model.nir")
-        write_netx(program, out / "model.net")
+        deployment.write(out)  # Lava (parity) runs the staged model.net
         files["nir"], files["netx"] = final / "model.nir", final / "model.net"
-
-    from neurocxr.data import data_for_checkpoint, load_dataset
-    from neurocxr.exporters.loihi import quantisation_table
 
     splits = load_dataset(data_for_checkpoint(data, loaded.metadata), image_size=loaded.config.image_size)
     ds = getattr(splits, split)
     n = len(ds) if max_samples is None else min(max_samples, len(ds))
-    parity, _ = parity_check(
-        loaded,
-        program,
-        ds.images[:n],
-        ds.labels[:n],
-        netx_path=out / "model.net" if out is not None else None,
-        lava_samples=lava_samples if out is not None else 0,
-        progress=progress,
-    )
-    report = {
-        "model": loaded.name,
-        "config": loaded.config.to_dict(),
-        "target": "loihi 2 (lava-dl netx HDF5)",
-        "export_seconds": export_seconds,
-        "input": {
-            "kind": program.input_kind,
-            "encoding": loaded.config.encoding,
-            "input_scale": program.input_scale,
-            "num_steps": program.num_steps,
-        },
-        "layers": quantisation_table(program),
-        "resources": resources_dict(resources),
-        "parity": {**parity, "data": f"{ds.source} [{split}]", "synthetic": bool(ds.synthetic)},
-        "files": {k: str(v) for k, v in files.items()},
-        "environment": environment(),
-        "provenance": _provenance_of(loaded.name, model, data, ds.source),
-    }
+    parity, _ = deployment.parity(ds.images[:n], ds.labels[:n], lava_samples=lava_samples if out is not None else 0,
+                                  progress=progress)
+    parity.data, parity.synthetic = f"{ds.source} [{split}]", bool(ds.synthetic)
     if out is not None:
         files["report_json"], files["report_md"] = final / "export_report.json", final / "export_report.md"
-        report["files"] = {k: str(v) for k, v in files.items()}
+    report = deployment.export_report(parity, encoding=loaded.config.encoding, files=files,
+                                      config=loaded.config.to_dict(),
+                                      provenance=_provenance_of(loaded.name, model, data, ds.source))
+    if out is not None:
         write_json(out / "export_report.json", report)
-        write_text(out / "export_report.md", export_markdown(report))
-    return LoihiExport(program, graph, files, report)
+        write_text(out / "export_report.md", export_markdown(report.to_dict()))
+    return LoihiExport(deployment.program, deployment.graph, files, report, deployment)
 
 
 def _provenance_of(name: str, model: Any, data: Any, data_source: str) -> dict[str, Any]:
@@ -378,12 +214,6 @@ def _provenance_of(name: str, model: Any, data: Any, data_source: str) -> dict[s
     checkpoint = model if isinstance(model, (str, Path)) else None
     data_file = data if data is not None and Path(str(data)).is_file() else None
     return provenance(checkpoints={name: checkpoint}, data=data_file, data_source=data_source)
-
-
-def resources_dict(resources: Any) -> dict[str, Any]:
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(resources) if is_dataclass(resources) else dict(resources)
 
 
 def export_markdown(report: dict[str, Any]) -> str:
@@ -441,22 +271,3 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
-
-
-def environment() -> dict[str, Any]:
-    import importlib.metadata as md
-
-    versions = {}
-    for pkg in ("torch", "snntorch", "norse", "nir", "lava-nc", "lava-dl", "onnxruntime", "numpy"):
-        try:
-            versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            versions[pkg] = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": __import__("os").cpu_count(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-        "packages": versions,
-    }

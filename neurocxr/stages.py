@@ -16,17 +16,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from neurocxr.deployment import Deployment
 from neurocxr.energy.suite import SNN_PROFILES
-from neurocxr.pipeline import (
-    LoadedModel,
-    chip_operating_point,
-    chip_scores,
-    encoded_inputs,
-    environment,
-    float_logits,
-    parity_check,
-    to_program,
-)
+from neurocxr.pipeline import LoadedModel, encoded_inputs, float_logits
+from neurocxr.provenance import environment
 
 # Count-based estimates on neuromorphic profiles (constants and citations in neurocxr.energy.profiles).
 DEFAULT_SNN_PROFILES = SNN_PROFILES
@@ -145,8 +138,6 @@ def energy_report_stage(
     from neurocxr.energy.suite import cnn_estimates, snn_estimates
     from neurocxr.models import is_snn
     from neurocxr.energy.suite import counting_bases as suite_counting_bases
-    from neurocxr.exporters.loihi import quantisation_table
-    from neurocxr.exporters.resources import estimate_resources
     from neurocxr.metrics import clinical_metrics
     from neurocxr.report import Report, summary_from
 
@@ -166,21 +157,22 @@ def energy_report_stage(
     accuracy[f"{snn.name} (float, PyTorch)"] = float_metrics.to_dict()
 
     # Quantised model on the emulator: the counts every estimate uses.
-    _, program = to_program(snn)
+    deployment = Deployment.from_checkpoint(snn)
+    program = deployment.program
     say("choosing the chip's threshold on the validation split (emulator)...")
-    operating = chip_operating_point(snn, program, splits.val.images, splits.val.labels)
+    operating = deployment.operating_point(splits.val.images, splits.val.labels)
     say("emulating the Loihi program on the test set...")
-    parity, run = parity_check(snn, program, images, labels)
-    chip_metrics = clinical_metrics(y, chip_scores(run, program), threshold=operating["threshold"])
+    parity, run = deployment.parity(images, labels)
+    chip_metrics = clinical_metrics(y, deployment.scores(run), threshold=operating.threshold)
     accuracy[f"{snn.name} (Loihi emulator)"] = chip_metrics.to_dict()
     float_pred = _softmax_scores(logits) >= snn.threshold
-    chip_pred = chip_scores(run, program) >= operating["threshold"]
-    operating.update(
-        test_prediction_changed_fraction=float(np.mean(float_pred != chip_pred)),
+    chip_pred = operating.decide(run).astype(bool)
+    operating = operating.with_test(
+        prediction_changed_fraction=float(np.mean(float_pred != chip_pred)),
         float_test={k: float_metrics.to_dict()[k] for k in ("accuracy", "sensitivity", "specificity", "roc_auc")},
         chip_test={k: chip_metrics.to_dict()[k] for k in ("accuracy", "sensitivity", "specificity", "roc_auc")},
     )
-    parity["operating_point"] = operating
+    parity.operating_point = operating
     chip_acc, float_acc = chip_metrics.accuracy, float_metrics.accuracy
     auc[snn.name] = chip_metrics.roc_auc
 
@@ -247,15 +239,15 @@ def energy_report_stage(
                                               b_metrics.accuracy, measure_seconds)
 
     export_info = export_report or {
-        "layers": quantisation_table(program),
-        "resources": _asdict(estimate_resources(program)),
+        "layers": [q.to_row() for q in deployment.layer_quant],
+        "resources": _asdict(deployment.resources),
         "input": {"kind": program.input_kind, "num_steps": program.num_steps, "input_scale": program.input_scale},
     }
     summary = summary_from(estimates, measurements, baselines=[b.name for b in baselines], auc=auc)
     for row in summary:
         # AUC follows the counts a row rests on: chip counts -> the chip's AUC; the float model's
         # counts (NeuroBench, KerasSpiking) or a float-model measurement -> the float model's AUC.
-        if row.model.split(" (")[0] == snn.name and row.basis != "chip counts":
+        if row.model == snn.name and row.basis != "chip counts":
             row.auc = float_metrics.roc_auc
     return Report(
         title=f"neurocxr energy report: {snn.name}",
@@ -266,11 +258,11 @@ def energy_report_stage(
         measurements=measurements,
         layer_counts=layer_counts,
         accuracy=accuracy,
-        parity=parity,
+        parity=parity.to_dict(),
         export=export_info,
         environment=environment(),
         provenance=provenance or {},
-        operating_point=operating,
+        operating_point=operating.to_dict(),
         counting_bases=list(bases.get("layers") or []),
         counting_bases_summary={k: v for k, v in bases.items() if k != "layers"},
         not_measurable=not_measurable,

@@ -383,13 +383,6 @@ def _run_trial(params: dict[str, Any], settings: dict[str, Any]) -> dict[str, An
     import torch
 
     from neurocxr.data import load_dataset
-    from neurocxr.energy.estimate import estimate_energy
-    from neurocxr.energy.profiles import available_profiles
-    from neurocxr.exporters.loihi import nir_to_program
-    from neurocxr.exporters.nir import to_nir
-    from neurocxr.exporters.resources import check_fits, estimate_resources
-    from neurocxr.metrics import choose_threshold, clinical_metrics
-    from neurocxr.pipeline import LoadedModel, float_logits, parity_check
     from neurocxr.training import train
 
     model_cfg, train_cfg, readout_steps = trial_configs(params, settings)
@@ -403,55 +396,110 @@ def _run_trial(params: dict[str, Any], settings: dict[str, Any]) -> dict[str, An
         checkpoint = Path(settings["checkpoint_dir"]) / f"{settings['trial_id']}.pt"
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
     result = train(model_cfg, splits, train_cfg, progress=False, checkpoint_path=checkpoint)
-    model = result.model.eval()
-    # Reading out early = the chip runs only readout_steps steps of the same network.
-    run_cfg = replace(model_cfg, num_steps=readout_steps)
-    loaded = LoadedModel(model, run_cfg, {"threshold": result.threshold})
-    graph = to_nir(model, input_shape=(model_cfg.in_channels, model_cfg.image_size, model_cfg.image_size))
-    program = nir_to_program(graph, num_steps=readout_steps)
-    program.validate()
-    resources = estimate_resources(program)
-    check_fits(resources)
-
-    cap = settings.get("max_eval_samples")
     out: dict[str, Any] = {"checkpoint": str(checkpoint) if checkpoint is not None else None,
                            "data": splits.source, "synthetic": bool(splits.synthetic), "best_epoch": result.best_epoch,
                            "epochs_run": len(result.history), "seconds_per_epoch": result.seconds_per_epoch}
+    trial = chip_evaluation(result.model, model_cfg, splits, threshold=result.threshold, readout_steps=readout_steps,
+                            max_eval_samples=settings.get("max_eval_samples"), profiles=settings.get("profiles"),
+                            energy_model=str(params["model"]))
+    out.update(trial.to_dict())
+    return out
+
+
+@dataclass
+class TrialResult:
+    """What one trial measured on the chip (`chip_evaluation`): chip and float AUC on val and test,
+    test metrics at the chip's operating point (readout-difference units, chosen on validation),
+    energy per profile from the test counts, resources, and the chip scores ensembles average.
+    ``to_dict()`` is the measured part of a results.jsonl row (the keys rows have always had)."""
+
+    val_auc_float: float
+    val_auc: float
+    val_float_chip_agreement: float
+    test_auc_float: float
+    test_auc: float
+    test_float_chip_agreement: float
+    test_accuracy: float
+    test_sensitivity: float
+    test_specificity: float
+    chip_threshold: float
+    energy: dict[str, dict[str, float | None]]
+    resources: dict[str, int | None]
+    scores: dict[str, list[float]]
+    energy_basis: str = "chip (emulator counts, mean per test sample)"
+
+    @property
+    def float_chip_agreement(self) -> float:
+        return self.test_float_chip_agreement
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for split in ("val", "test"):
+            for key in (f"{split}_auc_float", f"{split}_auc", f"{split}_float_chip_agreement"):
+                out[key] = getattr(self, key)
+        out.update(test_accuracy=self.test_accuracy, test_sensitivity=self.test_sensitivity,
+                   test_specificity=self.test_specificity, chip_threshold=self.chip_threshold,
+                   float_chip_agreement=self.float_chip_agreement, energy=self.energy,
+                   energy_basis=self.energy_basis, resources=self.resources, scores=self.scores)
+        return out
+
+
+def chip_evaluation(model: Any, model_cfg: Any, splits: Any, *, threshold: float = 0.5, readout_steps: int | None = None,
+                    max_eval_samples: int | None = None, profiles: list[str] | None = None,
+                    energy_model: str | None = None) -> TrialResult:
+    """A trained SNN -> hardware-valid Loihi program (8-bit weights, fits the chip; a
+    `neurocxr.deployment.Deployment`) -> emulator on val and test -> chip and float AUC, test
+    metrics at the chip's operating point chosen on the validation chip scores (`OperatingPoint`),
+    energy per profile from the test counts, cores. ``threshold``: the float model's (validation)
+    threshold, kept with it; ``energy_model``: the name energy estimates carry (default: the config's)."""
+    import torch
+
+    from neurocxr.deployment import Deployment, OperatingPoint, readout_difference, threshold_method
+    from neurocxr.energy.profiles import available_profiles
+    from neurocxr.metrics import clinical_metrics
+    from neurocxr.pipeline import LoadedModel, float_logits
+
+    model = model.eval()
+    readout_steps = model_cfg.num_steps if readout_steps is None else readout_steps
+    # Reading out early = the chip runs only readout_steps steps of the same network.
+    loaded = LoadedModel(model, replace(model_cfg, num_steps=readout_steps), {"threshold": threshold})
+    deployment = Deployment.from_checkpoint(loaded, num_steps=readout_steps)
+
+    metrics: dict[str, float] = {}
     diffs: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray] = {}
     runs: dict[str, Any] = {}
     for split in ("val", "test"):
         ds = getattr(splits, split)
-        n = len(ds) if cap is None else min(int(cap), len(ds))
+        n = len(ds) if max_eval_samples is None else min(int(max_eval_samples), len(ds))
         images, y = ds.images[:n], ds.labels[:n]
-        parity, run = parity_check(loaded, program, images, y, seed=0)
-        s = run.scores()
-        diffs[split] = (s[:, 1] - s[:, 0]).astype(np.float64)
+        parity, runs[split] = deployment.parity(deployment.encode(images, seed=0), y)
+        diffs[split] = readout_difference(runs[split])
         labels[split] = y.numpy().astype(np.int64)
-        runs[split] = run
         logits = float_logits(loaded, images)
         float_scores = torch.softmax(torch.from_numpy(logits), 1)[:, 1].numpy()
-        out[f"{split}_auc_float"] = clinical_metrics(labels[split], float_scores).roc_auc
-        out[f"{split}_auc"] = clinical_metrics(labels[split], diffs[split]).roc_auc
-        out[f"{split}_float_chip_agreement"] = 1.0 - float(parity["prediction_changed_fraction"])
-    threshold = choose_threshold(labels["val"], diffs["val"], "youden")
-    test_metrics = clinical_metrics(labels["test"], diffs["test"], threshold)
-    out["test_accuracy"] = test_metrics.accuracy
-    out["test_sensitivity"] = test_metrics.sensitivity
-    out["test_specificity"] = test_metrics.specificity
-    out["chip_threshold"] = float(threshold)
-    out["float_chip_agreement"] = out["test_float_chip_agreement"]
-    names = settings.get("profiles") or available_profiles()
-    energy: dict[str, dict[str, float | None]] = {}
-    for name in names:
-        est = estimate_energy(runs["test"].counts, name, model=str(params["model"]))
-        energy[name] = {"dynamic_j": float(est.dynamic_j), "total_j": None if est.total_j is None else float(est.total_j)}
-    out["energy"] = energy
-    out["energy_basis"] = "chip (emulator counts, mean per test sample)"
-    out["resources"] = {"neurons": getattr(resources, "total_neurons", None), "cores": getattr(resources, "cores", None)}
-    out["scores"] = {"val": diffs["val"].tolist(), "test": diffs["test"].tolist(),
-                     "val_labels": labels["val"].tolist(), "test_labels": labels["test"].tolist()}
-    return out
+        metrics[f"{split}_auc_float"] = clinical_metrics(labels[split], float_scores).roc_auc
+        metrics[f"{split}_auc"] = clinical_metrics(labels[split], diffs[split]).roc_auc
+        metrics[f"{split}_float_chip_agreement"] = 1.0 - float(parity.prediction_changed_fraction)
+    operating = OperatingPoint.choose(runs["val"], deployment.program, labels["val"], rule=threshold_method(loaded),
+                                      float_threshold=threshold)
+    test_metrics = clinical_metrics(labels["test"], diffs["test"], operating.readout_threshold)
+    names = profiles or available_profiles()
+    estimates = deployment.energy(runs["test"], names, model=energy_model or str(model_cfg.name))
+    energy = {name: {"dynamic_j": float(est.dynamic_j), "total_j": None if est.total_j is None else float(est.total_j)}
+              for name, est in zip(names, estimates)}
+    resources = deployment.resources
+    return TrialResult(
+        **metrics,
+        test_accuracy=test_metrics.accuracy,
+        test_sensitivity=test_metrics.sensitivity,
+        test_specificity=test_metrics.specificity,
+        chip_threshold=float(operating.readout_threshold),
+        energy=energy,
+        resources={"neurons": getattr(resources, "total_neurons", None), "cores": getattr(resources, "cores", None)},
+        scores={"val": diffs["val"].tolist(), "test": diffs["test"].tolist(),
+                "val_labels": labels["val"].tolist(), "test_labels": labels["test"].tolist()},
+    )
 
 
 # ----------------------------------------------------------------------------------------------

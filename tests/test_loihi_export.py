@@ -576,7 +576,7 @@ def test_fine_grid_layers_run_identically_on_lava(tmp_path) -> None:
     # the [-128, 127] grid (netx packs such dense weights with exponent -1): Lava and the emulator must
     # still agree spike for spike.
     from neurocxr.exporters.netx import write_netx
-    from neurocxr.pipeline import lava_parity
+    from neurocxr.deployment import Deployment
 
     rng = np.random.default_rng(11)
     nodes = [
@@ -596,5 +596,6 @@ def test_fine_grid_layers_run_identically_on_lava(tmp_path) -> None:
     from neurocxr.hardware_sims.emulator import emulate
 
     assert all(np.sum(c.output_spikes) > 0 for c in emulate(program, x).counts[1:])  # both layers spike
-    result = lava_parity(program, write_netx(program, tmp_path / "m.net"), x, 2)
+    deployment = Deployment(program=program, netx_path=write_netx(program, tmp_path / "m.net"))
+    result = deployment.lava_parity(x, 2).to_dict()
     assert result["identical"], result

@@ -166,7 +166,7 @@ def test_wrong_dt_gives_a_loud_warning(tmp_path: Path) -> None:
 def test_wrong_dt_warning_in_the_api(tmp_path: Path) -> None:
     graph = snntorch_cnn(tmp_path / "s.nir")
     exp = export_nir_graph(graph, dt=1e-6, num_steps=10)  # the writer used 1e-4: input gain r*dt/tau 100x too small
-    assert exp.report["warnings"] and all("never spikes" in w and "dt" in w for w in exp.report["warnings"])
+    assert exp.report.warnings and all("never spikes" in w and "dt" in w for w in exp.report.warnings)
 
 
 def test_user_spikes_file_and_graph_dt(tmp_path: Path) -> None:
@@ -175,8 +175,8 @@ def test_user_spikes_file_and_graph_dt(tmp_path: Path) -> None:
     spikes = (np.random.default_rng(3).random((9, 5, 12)) < 0.3).astype(np.uint8)
     np.save(tmp_path / "spikes.npy", spikes)
     exp = export_nir_graph(tmp_path / "with_dt.nir", tmp_path / "o", input_path=tmp_path / "spikes.npy")
-    assert exp.program.num_steps == 9 and exp.report["parity"]["samples"] == 5
-    assert exp.report["source"]["dt_source"] == "graph metadata"
+    assert exp.program.num_steps == 9 and exp.report.parity.samples == 5
+    assert exp.report.source["dt_source"] == "graph metadata"
     with pytest.raises(ExportError, match="states dt"):
         export_nir_graph(tmp_path / "with_dt.nir", dt=1.0, num_steps=4)
     np.save(tmp_path / "bad.npy", spikes[:, :, :5])

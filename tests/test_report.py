@@ -492,7 +492,8 @@ def _tiny_snn(tmp_path: Path, name: str = "snn_conv") -> Path:
 
 
 def test_chip_scores_do_not_depend_on_the_batch(tmp_path):
-    from neurocxr.pipeline import chip_logit_scale, chip_scores, load, to_program
+    from neurocxr.deployment import chip_logit_scale, chip_scores
+    from neurocxr.pipeline import load, to_program
     from neurocxr.hardware_sims.emulator import emulate
 
     snn = load(_tiny_snn(tmp_path))
@@ -512,7 +513,8 @@ def test_stage_chooses_the_chip_threshold_on_validation(tmp_path, capsys):
     import neurocxr
     from neurocxr.data import load_dataset
     from neurocxr.metrics import choose_threshold
-    from neurocxr.pipeline import chip_scores, load, to_program
+    from neurocxr.deployment import chip_scores
+    from neurocxr.pipeline import load, to_program
     from neurocxr.hardware_sims.emulator import emulate
 
     ckpt = _tiny_snn(tmp_path)

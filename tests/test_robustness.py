@@ -223,14 +223,12 @@ def test_staged_output_leaves_nothing_on_ctrl_c_and_never_overwrites(tmp_path: P
 
 
 def test_ctrl_c_during_export_and_energy_writes_nothing(files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import neurocxr.pipeline
-    import neurocxr.stages
+    from neurocxr.deployment import Deployment
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(neurocxr.pipeline, "parity_check", interrupted)
-    monkeypatch.setattr(neurocxr.stages, "parity_check", interrupted)
+    monkeypatch.setattr(Deployment, "parity", interrupted)  # export and energy report both verify parity
     for argv in (["export", str(files["snn"]), "--data", str(files["npz"]), "--lava-samples", "0"],
                  ["energy", str(files["snn"]), "--data", str(files["npz"]), "--no-measure"]):
         out = tmp_path / argv[0]

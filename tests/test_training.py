@@ -185,12 +185,12 @@ def test_snn_learns_the_synthetic_phantoms_well_above_chance() -> None:
 
 
 def _chip_run(model, config: ModelConfig, ds: ImageDataset):
-    from neurocxr.pipeline import LoadedModel, parity_check, to_program
+    from neurocxr.deployment import Deployment
+    from neurocxr.pipeline import LoadedModel
 
-    loaded = LoadedModel(model.eval(), config, {})
-    _, program = to_program(loaded)
-    parity, run = parity_check(loaded, program, ds.images, ds.labels)
-    return program, parity, run
+    deployment = Deployment.from_checkpoint(LoadedModel(model.eval(), config, {}))
+    parity, run = deployment.parity(ds.images, ds.labels)
+    return deployment.program, parity.to_dict(), run
 
 
 @pytest.mark.parametrize("name,encoding", [("snn_strided", "direct"), ("snn_conv", "rate")])

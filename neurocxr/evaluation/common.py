@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neurocxr.deployment import Deployment, OperatingPoint, readout_difference  # noqa: F401 - re-exported
 from neurocxr.errors import NeurocxrError
 
 
@@ -55,68 +56,69 @@ def is_snn_model(loaded: Any) -> bool:
 
 @dataclass
 class Chip:
-    """A deployable SNN's LoihiProgram and its operating point.
+    """A deployable SNN on the chip and its operating point.
 
     The chip's score is the readout difference ``d = score[pneumonia] - score[normal]`` (integer
     readout membrane, or output spike counts); a case is called pneumonia when ``d >= threshold``,
-    the Youden threshold chosen once on the clean validation split and then kept fixed.
+    the threshold chosen once on the clean validation split by the model's own rule
+    (`neurocxr.deployment.OperatingPoint`) and then kept fixed.
     """
 
-    program: Any
-    threshold: float
-    threshold_source: str
+    deployment: Deployment
+    operating_point: OperatingPoint
+
+    @property
+    def program(self) -> Any:
+        return self.deployment.program
+
+    @property
+    def threshold(self) -> float:
+        """The operating point in readout-difference units."""
+        return self.operating_point.readout_threshold
+
+    @property
+    def threshold_source(self) -> str:
+        return f"{self.operating_point.rule.capitalize()} on the clean validation split (emulator readout difference)"
 
 
-def chip_program(loaded: Any) -> tuple[Any | None, str | None]:
-    """(LoihiProgram, None) for a deployable SNN, else (None, why not)."""
+def chip_deployment(loaded: Any) -> tuple[Deployment | None, str | None]:
+    """(Deployment, None) for a deployable SNN, else (None, why not)."""
     from neurocxr.models import model_info
 
     if not is_snn_model(loaded):
         return None, f"{loaded.name} is not a spiking model"
     if not model_info(loaded.config.name).loihi_deployable:
         return None, f"{loaded.config.name} is not Loihi-deployable (see `neurocxr models`)"
-    from neurocxr.pipeline import to_program
-
     try:
-        _, program = to_program(loaded)
+        return Deployment.from_checkpoint(loaded), None
     except NeurocxrError as exc:
         return None, f"export to Loihi refused: {exc}"
-    return program, None
+
+
+def chip_program(loaded: Any) -> tuple[Any | None, str | None]:
+    """(LoihiProgram, None) for a deployable SNN, else (None, why not)."""
+    deployment, reason = chip_deployment(loaded)
+    return (deployment.program if deployment is not None else None), reason
 
 
 def chip_inputs(loaded: Any, program: Any, images: torch.Tensor, *, seed: int = 0) -> np.ndarray:
     """What the chip receives for ``images``: the images (bias input) or the encoded spike trains
-    (the same seeded encoding the float model sees, as in `neurocxr.pipeline.parity_check`)."""
-    from neurocxr.pipeline import encoded_inputs
-
-    if program.input_kind == "bias":
-        return images.numpy()
-    return encoded_inputs(loaded.config, images, seed=seed).numpy()
+    (the same seeded encoding the float model sees, as in `Deployment.parity`)."""
+    return Deployment(program=program, loaded=loaded).encode(images, seed=seed).chip_input(program)
 
 
 def run_chip(loaded: Any, program: Any, images: torch.Tensor, *, seed: int = 0, record: bool = False) -> Any:
     """Emulate ``program`` bit-exactly on ``images``; returns the emulator's RunResult."""
-    from neurocxr.hardware_sims.emulator import emulate
-
-    return emulate(program, chip_inputs(loaded, program, images, seed=seed), record=record)
-
-
-def readout_difference(run: Any) -> np.ndarray:
-    """score[pneumonia] - score[normal] per sample from a RunResult (integers for the readout)."""
-    s = np.asarray(run.scores(), dtype=np.float64)
-    return s[:, 1] - s[:, 0]
+    deployment = Deployment(program=program, loaded=loaded)
+    return deployment.run(deployment.encode(images, seed=seed), record=record)
 
 
 def prepare_chip(loaded: Any, val_images: torch.Tensor, val_labels: torch.Tensor, *, seed: int = 0) -> tuple[Chip | None, str | None]:
-    """Export a deployable SNN and choose its chip threshold on validation (Youden on ``d``)."""
-    from neurocxr.metrics import choose_threshold
-
-    program, reason = chip_program(loaded)
-    if program is None:
+    """Export a deployable SNN and choose its chip threshold on validation (`Deployment.operating_point`)."""
+    deployment, reason = chip_deployment(loaded)
+    if deployment is None:
         return None, reason
-    d_val = readout_difference(run_chip(loaded, program, val_images, seed=seed))
-    threshold = choose_threshold(val_labels.numpy(), d_val, "youden")
-    return Chip(program, float(threshold), "Youden on the clean validation split (emulator readout difference)"), None
+    return Chip(deployment, deployment.operating_point(val_images, val_labels, seed=seed, progress=False)), None
 
 
 def evaluated_on(loaded: Any, ds: Any, split: str, y: np.ndarray) -> dict[str, Any]:
