@@ -1037,7 +1037,7 @@ def _table_context(rows: Sequence[SummaryRow], notes: _Footnotes, common: set[st
 
 
 # Timing keys already shown in their own columns of the timing table.
-_TIMING_SHOWN = {"latency_s", "throughput_fps", "static_j"}
+_TIMING_SHOWN = {"latency_s", "throughput_fps", "static_j", "fps_basis"}
 
 
 def _timing_rows(report: Report) -> list[dict[str, Any]]:

@@ -29,9 +29,16 @@ Sources (see ../../shared/docs/energy.md):
 - keras-spiking 0.3.0 ``ModelEnergy.devices`` (model_energy.py) for the "keras-spiking:*" rows,
   copied as they are, including its Loihi synop of (23.6 + 3.5) pJ: Davies' Table 2 lists the
   synaptic op as 23.6 pJ and 3.5 ns, so the +3.5 is most likely the time figure added as energy.
-- No public static-power figure for Loihi 2 was found that we could cite reliably (Intel publishes
-  application-level measurements only), so the "loihi2" profile has no static power: supply one
-  with a profile file (static_power_w) to get a total.
+- Loihi 2 static power: Intel's Loihi 2 board measurements published with lava-dl's netx tutorials
+  (Oheo Gulch board, lava-dl ``tutorials/lava/lib/dl/netx/*/benchmark.ipynb``, power profiler
+  ``Loihi2Power``) report about 0.23 W static per chip (see ../../shared/docs/energy.md). Hala Point
+  (Intel, 2024: 1,152 Loihi 2 chips, 2,600 W maximum system power) is about 2.3 W per chip at full
+  load with everything included; the per-chip board figure is the one charged here.
+- Loihi 2 timing: no public per-operation times. Intel's Loihi 2 announcement (technology brief,
+  2021, as reported by Ars Technica, "Understanding neuromorphic computing and why Intel's excited
+  about it", Sept. 2021) states up to 2x faster neuron state updates and up to 10x faster spike
+  generation than Loihi 1: Davies' Loihi 1 neuron-update times / 2 and spike time / 10 are used,
+  the synaptic op time stays Loihi 1's (no Loihi 2 figure). "Up to" makes these optimistic.
 """
 
 from __future__ import annotations
@@ -71,6 +78,8 @@ class DeviceProfile:
     sending it out of the core). ``barrier_s`` / ``barrier_s_max``: time-step barrier
     synchronisation for the smallest / whole chip (interpolated by tiles in use). ``chip``:
     which chip's capacity the mapping uses ("loihi1", "loihi2", "truenorth"; None: no mapping).
+    ``interchip_barrier_s``: what each chip beyond the first adds to the step barrier (None: no
+    public figure; the timing model then adds one whole-chip barrier per extra chip, a lower bound).
     """
 
     name: str
@@ -92,6 +101,7 @@ class DeviceProfile:
     barrier_s: float | None = None
     barrier_s_max: float | None = None
     chip: str | None = None
+    interchip_barrier_s: float | None = None
 
     def __post_init__(self) -> None:
         _check_profile(self, where="profile")
@@ -120,6 +130,7 @@ _NUMERIC_OPTIONAL = (
     "time_per_spike_s",
     "barrier_s",
     "barrier_s_max",
+    "interchip_barrier_s",
 )
 CHIPS = ("loihi1", "loihi2", "truenorth")
 
@@ -151,6 +162,14 @@ def _check_profile(profile: DeviceProfile, where: str) -> None:
 
 _DAVIES = "Davies et al., IEEE Micro 38(1), 2018, Table 2 (pre-silicon)"
 _FRADY = "Frady et al., NICE 2020 (Pohoiki Springs: 3.34 W static / 32 chips)"
+_LOIHI2_STATIC = (
+    "Intel Loihi 2 board measurement (Oheo Gulch) published with lava-dl's netx tutorials "
+    "(tutorials/lava/lib/dl/netx/*/benchmark.ipynb, Loihi2Power profiler): about 0.23 W static per chip"
+)
+_LOIHI2_SPEED = (
+    "Intel Loihi 2 technology brief (2021), as reported by Ars Technica (Sept. 2021): up to 2x faster neuron "
+    "state updates and up to 10x faster spike generation than Loihi 1"
+)
 _SANAFE = "SANA-FE (Boyle et al.), arch/loihi.yaml, constants calibrated against Loihi measurements"
 _HOPPNER = "Hoppner et al., IEEE TCAS-I 66(8), 2019"
 _DEGNAN = "Degnan, Marr, Hasler, IEEE TVLSI 24(1), 2016"
@@ -218,19 +237,23 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             energy_per_neuron_update_inactive_j=52e-12,
             energy_per_spike_j=1.7e-12,
             spiking=True,
-            static_power_w=None,  # no reliable published Loihi 2 static-power figure: user-supplied
-            time_per_synop_s=3.5e-9,
-            time_per_neuron_update_s=8.4e-9,
-            time_per_neuron_update_inactive_s=5.3e-9,
-            time_per_spike_s=2.1e-9,
-            barrier_s=113e-9,
-            barrier_s_max=465e-9,
+            static_power_w=0.23,  # Intel's Loihi 2 board measurement (lava-dl netx benchmarks): 0.23 W per chip
+            time_per_synop_s=3.5e-9,  # Davies 2018 (Loihi 1): no Loihi 2 figure
+            time_per_neuron_update_s=8.4e-9 / 2,  # Davies 2018 active update / 2 (Loihi 2: up to 2x faster)
+            time_per_neuron_update_inactive_s=5.3e-9 / 2,  # Davies 2018 inactive update / 2
+            time_per_spike_s=2.1e-9 / 10,  # Davies 2018 spike / 10 (Loihi 2: up to 10x faster spike generation)
+            barrier_s=113e-9,  # Davies 2018 (Loihi 1) barrier, 1 tile: no Loihi 2 figure
+            barrier_s_max=465e-9,  # Davies 2018 (Loihi 1) barrier, 32 tiles
+            interchip_barrier_s=None,  # not public: one whole-chip barrier per extra chip (lower bound)
             chip="loihi2",
-            source=f"{_DAVIES} (Loihi 1 per-op constants); cores mapped on Loihi 2 capacity",
+            source=(f"{_DAVIES} (Loihi 1 per-op constants); times scaled by {_LOIHI2_SPEED}; static power: "
+                    f"{_LOIHI2_STATIC}; cores mapped by a compiler-like Loihi 2 partition"),
             notes=(
                 "No public per-op table for Loihi 2: Loihi 1 per-op constants applied to Loihi 2 op counts "
-                "(energies and times), cores mapped on Loihi 2 capacity. No reliable published Loihi 2 static power either, so no total: "
-                "supply static_power_w (and measured constants) with a profile file (load_profiles)."
+                "(energies; times: neuron updates / 2 and spikes / 10 as Intel states for Loihi 2, synaptic ops as "
+                "Loihi 1). Static power 0.23 W per chip in use from Intel's Loihi 2 board measurement. Cores "
+                "mapped by a compiler-like partition with named per-core limits (exporters.resources.LOIHI2); "
+                "supply measured constants with a profile file (load_profiles)."
             ),
         ),
         DeviceProfile(

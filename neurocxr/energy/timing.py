@@ -9,15 +9,25 @@ needs for its own work, plus the barrier:
     step = max over cores (core work per step) + barrier(tiles in use)
 
 Core assignment is the one of the resource estimate (`neurocxr.exporters.resources`): every layer
-gets its own cores, and a layer's work is split evenly over them. Per-op times and the barrier come
-from the device profile, each with its published source (`neurocxr.energy.profiles`); nothing here
-is fitted to any network's measured result.
+gets its own cores. Under Loihi 1's "fewest" rule a layer's work is split evenly over its cores;
+under Loihi 2's compiler-like rule the fullest core of a layer carries its share of the layer's
+neurons (conv slabs of whole columns, dense groups sized by synaptic memory), and that core sets
+the layer's pace. Per-op times and the barrier come from the device profile, each with its
+published source (`neurocxr.energy.profiles`); nothing here is fitted to any network's measured
+result.
+
+Several chips: every chip in use draws static power, and the step barrier must cross the chips;
+each chip beyond the first adds the profile's ``interchip_barrier_s`` (or, where no figure is
+public, one more whole-chip barrier: a lower bound).
 
 Sample protocol (hardware_sims/emulator.py): layer k owns steps k+1..k+T of a sample's timeline of
 T + L steps (L synaptic layers). Hence
 
     latency per inference      = (T + L) x step
     throughput (pipelined)     = 1 / (T x step)   (a new sample enters every T steps)
+
+A board's "fps" (lava-dl's Loihi 2 benchmarks: 1 / (mean time per step x steps per sample), with a
+new frame every ``reset_interval`` steps) is the pipelined throughput, not 1 / latency.
     static energy / inference  = static power per chip x chips in use x T x step (pipelined);
                                  x (T + L) x step for one isolated inference.
 
@@ -50,7 +60,12 @@ TIMING_FOOTNOTE = (
     "Modelled latency: cores run in parallel and synchronise every time step; a step lasts as long as "
     "its busiest core (its synaptic ops, neuron updates and spikes x published per-op times) plus the "
     "barrier; latency covers T + L steps, throughput is pipelined (one sample every T steps). Mean "
-    "load per step, even split within a layer, no hop latency or congestion, no host I/O."
+    "load per step, a layer's work shared by its cores in proportion to their neurons, no hop latency "
+    "or congestion, no host I/O."
+)
+FPS_BASIS = (
+    "frames/s is pipelined throughput (a new frame every T steps, as a board's fps is measured in lava-dl's "
+    "Loihi 2 benchmarks: 1 / (time per step x steps per sample)); one frame alone takes the latency (T + L steps)"
 )
 STATIC_FOOTNOTE = (
     "Static energy = static power per chip x chips in use x time per inference in pipelined operation "
@@ -60,7 +75,7 @@ STATIC_FOOTNOTE = (
 
 @dataclass
 class CoreLoad:
-    """Work per time step on one core of one layer (mean over samples and steps)."""
+    """Work per time step on the fullest core of one layer (mean over samples and steps)."""
 
     layer: str
     cores: int
@@ -92,6 +107,10 @@ class TimingResult:
     static_j_single_inference: float | None
     per_layer: list[CoreLoad] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
+    single_frame_fps: float = 0.0  # 1 / latency: one frame at a time, no pipelining
+    fps_basis: str = FPS_BASIS
+    interchip_barrier_s: float = 0.0  # added to every step when several chips are in use
+    limits_cited: dict[str, str] = field(default_factory=dict)  # chip parameter -> source / "not public"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,15 +124,15 @@ def _limits_for(chip: str | None) -> Any:
     return replace(limits, max_chips=10**6)
 
 
-def cores_per_layer(
+def core_mapping(
     counts: Sequence[LayerCounts], profile: DeviceProfile, program: Any = None
-) -> tuple[list[int], int, str]:
-    """Cores of every layer (aligned with ``counts``), chips in use, and where the mapping came from.
+) -> tuple[list[int], list[float], int, str, Any]:
+    """Cores of every layer (aligned with ``counts``), the share of each layer's work on its fullest
+    core, chips in use, where the mapping came from, and the chip limits used.
 
-    With the LoihiProgram the mapping is `estimate_resources` itself (expanded conv synapses,
-    synaptic-memory limit on Loihi 1). Without it, the same per-core limits are applied to the
-    counts' neurons and stored synapses (`layer_cores`), which can only under-count conv layers.
-    """
+    With the LoihiProgram the mapping is `estimate_resources` itself. Without it, the same per-core
+    limits are applied to the counts' neurons, fan-in and stored synapses, which can only under-count
+    conv layers."""
     from neurocxr.exporters.resources import layer_cores
 
     limits = _limits_for(profile.chip)
@@ -124,17 +143,41 @@ def cores_per_layer(
         if len(res.layers) != len(counts):
             raise NeurocxrError(f"program has {len(res.layers)} layers but the run has counts for {len(counts)}")
         cores = [r.cores for r in res.layers]
+        shares = [r.max_core_share for r in res.layers]
         # host-fed spike input has no neuromorphic cores (estimate_resources gives it 0)
-        return cores, res.chips, f"estimate_resources(program, {limits.name})"
-    cores = []
+        return cores, shares, res.chips, f"estimate_resources(program, {limits.name}, {limits.partition} rule)", limits
+    cores, shares = [], []
     for c in counts:
         if c.kind == "input" and int(np.max(np.asarray(c.neuron_updates), initial=0)) == 0:
             cores.append(0)
+            shares.append(0.0)
             continue
-        cores.append(layer_cores(int(c.num_neurons), int(c.num_synapses), 0, limits))
+        if limits.partition == "compiler":
+            from neurocxr.exporters.resources import partition_dense, _neuron_cap
+
+            cap, cap_name = _neuron_cap(limits, c.kind not in ("dense_readout", "readout"))
+            per_neuron_bits = math.ceil(int(c.num_synapses) / max(int(c.num_neurons), 1)) * 8  # 8-bit synapses
+            if c.kind in ("conv", "input"):
+                per_neuron_bits = 0  # shared kernels / no synapses: cores sized by neurons
+            part = partition_dense(int(c.num_neurons), int(c.fan_in), per_neuron_bits, cap, limits, cap_name)
+            cores.append(part.cores)
+            shares.append(min(1.0, part.max_core_neurons / max(int(c.num_neurons), 1)))
+        else:
+            n = layer_cores(int(c.num_neurons), int(c.num_synapses), 0, limits)
+            cores.append(n)
+            shares.append(1.0 / n)
     total = sum(cores)
     chips = max(1, math.ceil(total / limits.cores_per_chip))
-    return cores, chips, f"layer_cores on counts ({limits.name} limits; conv synapses as stored weights)"
+    return cores, shares, chips, f"counts only ({limits.name} limits, {limits.partition} rule; conv synapses as stored weights)", limits
+
+
+def cores_per_layer(
+    counts: Sequence[LayerCounts], profile: DeviceProfile, program: Any = None
+) -> tuple[list[int], int, str]:
+    """Cores of every layer (aligned with ``counts``), chips in use, and where the mapping came from
+    (`core_mapping` without the work shares)."""
+    cores, _, chips, mapping, _ = core_mapping(counts, profile, program)
+    return cores, chips, mapping
 
 
 def barrier_time(profile: DeviceProfile, tiles: int) -> float:
@@ -169,7 +212,7 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
         raise NeurocxrError(f"profile '{profile.name}' has no per-op times: no timing model for it")
     if not counts:
         raise NeurocxrError("no layer counts given: run the program (emulator or Lava) first")
-    cores, chips, mapping = cores_per_layer(counts, profile, program)
+    cores, shares, chips, mapping, limits = core_mapping(counts, profile, program)
     steps = max(int(max(c.time_steps for c in counts)), 1)
     depth = sum(1 for c in counts if c.kind != "input")
     t_syn = profile.time_per_synop_s
@@ -178,7 +221,7 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
     t_spk = profile.time_per_spike_s or 0.0
     loads: list[CoreLoad] = []
     split_known = True
-    for c, n_cores in zip(counts, cores):
+    for c, n_cores, share in zip(counts, cores, shares):
         if n_cores <= 0:
             continue
         act, inact, known = split_updates(c)
@@ -186,7 +229,8 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
         has_neurons = float(np.mean(np.asarray(c.neuron_updates, dtype=np.float64))) > 0
         spikes = float(np.mean(np.asarray(c.output_spikes, dtype=np.float64))) if has_neurons and c.kind != "dense_readout" else 0.0
         synops = float(np.mean(np.asarray(c.synaptic_ops, dtype=np.float64)))
-        per = float(steps * n_cores)
+        # the fullest core's share of the layer's work, per step (an even split under the "fewest" rule)
+        per = float(steps * n_cores) if limits.partition != "compiler" else float(steps) / share
         load = CoreLoad(
             layer=c.name,
             cores=int(n_cores),
@@ -203,13 +247,20 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
     total_cores = sum(cores)
     tiles = max(1, math.ceil(total_cores / CORES_PER_TILE))
     barrier = barrier_time(profile, tiles if chips == 1 else BARRIER_TILES_MAX)
-    step = busiest.seconds_per_step + barrier
+    interchip = 0.0
+    if chips > 1:
+        per_chip = profile.interchip_barrier_s
+        if per_chip is None:
+            per_chip = profile.barrier_s_max if profile.barrier_s_max is not None else (profile.barrier_s or 0.0)
+        interchip = (chips - 1) * per_chip
+    step = busiest.seconds_per_step + barrier + interchip
     latency = (steps + depth) * step
     period = steps * step
     static_w = profile.static_power_w
     assumptions = [
         TIMING_FOOTNOTE,
         f"Core mapping: {mapping}; {total_cores} cores, {tiles} tile(s) of {CORES_PER_TILE}, {chips} chip(s).",
+        f"Frames/s: {FPS_BASIS}.",
     ]
     if not split_known:
         assumptions.append("Active/inactive neuron updates not counted for this run: every update charged as active (upper bound).")
@@ -218,11 +269,18 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
         assumptions.append(f"Active/inactive split: {', '.join(sorted(sources))}.")
     if profile.chip == "loihi2":
         assumptions.append(
-            "Loihi 2 cores are filled up to the chip figures / 128 (8192 neurons per core; per-core synaptic memory "
-            "not public), i.e. the fewest cores: a compiler that spreads layers wider would run faster."
+            "Loihi 2 cores assigned by a compiler-like partition (conv layers in slabs of whole columns with shared "
+            "kernels, dense layers in groups sized by synaptic memory; CUBA neurons, input and output axons limited "
+            "per core); per-core limits Intel has not published are named, with the Loihi 1 figure or assumption "
+            "used (timing['limits_cited'])."
         )
     if chips > 1:
-        assumptions.append("Several chips: the barrier is taken as the whole-chip figure; inter-chip links are not modelled.")
+        if profile.interchip_barrier_s is not None:
+            assumptions.append(f"{chips} chips: each chip beyond the first adds {profile.interchip_barrier_s * 1e9:.0f} ns "
+                               "to the step barrier (profile's interchip_barrier_s); static power of every chip is charged.")
+        else:
+            assumptions.append(f"{chips} chips: no public chip-to-chip barrier figure, so each chip beyond the first adds "
+                               "one whole-chip barrier to every step (a lower bound); static power of every chip is charged.")
     return TimingResult(
         step_s=step,
         busiest_core_s=busiest.seconds_per_step,
@@ -241,6 +299,9 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
         static_j_single_inference=None if static_w is None else static_w * chips * latency,
         per_layer=loads,
         assumptions=assumptions,
+        single_frame_fps=1.0 / latency if latency > 0 else float("inf"),
+        interchip_barrier_s=interchip,
+        limits_cited=limits.cited() if limits.partition == "compiler" else {},
     )
 
 
