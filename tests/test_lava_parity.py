@@ -12,8 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-pytest.importorskip("lava.lib.dl.netx")
-
 from neurocxr.errors import SimulationError
 from neurocxr.exporters.netx import netx_dense_weights, write_netx
 from neurocxr.hardware_sims.emulator import emulate

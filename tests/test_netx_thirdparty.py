@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-pytest.importorskip("lava.lib.dl.slayer")
-
 from neurocxr.errors import ExportError, UnsupportedLayerError  # noqa: E402
 from neurocxr.exporters.netx import read_netx, write_netx  # noqa: E402
 from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiProgram  # noqa: E402

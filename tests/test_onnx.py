@@ -210,7 +210,6 @@ def test_bad_inputs_give_neurocxr_errors(cnn, tmp_path):
         export_onnx(cnn, tmp_path / "x.onnx", input_shape=(1, 28, 28))
 
 
-@pytest.mark.skipif("resnet18" not in MODEL_REGISTRY, reason="resnet18 baseline not registered in neurocxr.models yet")
 def test_resnet18_baseline_exports_and_matches(tmp_path, images):
     torch.manual_seed(0)
     model = build_model(ModelConfig(name="resnet18")).eval()

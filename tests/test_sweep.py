@@ -51,10 +51,6 @@ def tiny_npz(medmnist_npz) -> Path:
 
 
 def test_two_trial_sweep_on_local_ray_then_resume(tiny_npz: Path, tmp_path: Path) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("ray") is None:  # not importorskip: neurocxr.sweep imports Ray its own way
-        pytest.skip("ray is not installed")
     cfg_path = tmp_path / "sweep.toml"
     cfg_path.write_text(_config_text(tiny_npz, "[ray]\nnum_cpus = 2\nmax_concurrent = 2\n"))
     cfg = load_sweep_config(cfg_path)
