@@ -7,7 +7,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiNeuron, LoihiProgram, ReadoutLayer
+from neurocxr.exporters.program import (
+    ConvLayer,
+    DenseLayer,
+    InputLayer,
+    LoihiNeuron,
+    LoihiProgram,
+    ReadoutLayer,
+    RecurrentDenseLayer,
+)
 
 
 def grid8(w: np.ndarray) -> np.ndarray:
@@ -232,4 +240,97 @@ def saturation_events(program: LoihiProgram, spikes: np.ndarray) -> tuple[int, i
         clips += int(np.sum(np.abs(v) > 2**23 - 1))
         v = np.clip(v, -(2**23 - 1), 2**23 - 1)
         v = np.where(v > (vth << 6), 0, v)
+    return wraps, clips
+
+
+def random_recurrent_program(rng: np.random.Generator, *, input_kind: str, num_steps: int, mode: str = "plain",
+                             readout: bool = False) -> LoihiProgram:
+    """Input -> (a conv, sometimes) -> recurrent dense layer -> dense -> (readout).
+
+    ``mode='wrap'``: the recurrent layer has large positive input and recurrent weights and no current
+    decay, so its 24-bit current wraps; ``'clip'``: strongly negative weights without leak drive its
+    voltage into the negative clip; ``'plain'``: random CUBA parameters and weights on netx's grids.
+    The recurrent layer has no bias in the saturating modes (see `recurrent_saturation_events`).
+    """
+
+    def neuron(n: int) -> LoihiNeuron:
+        if rng.random() < 0.5:
+            return LoihiNeuron(rng.integers(0, 500, n), rng.integers(0, 4097, n), rng.integers(0, 4097, n))
+        return LoihiNeuron(int(rng.integers(0, 500)), int(rng.integers(0, 4097)), int(rng.integers(0, 4097)))
+
+    if mode == "plain":
+        shape: tuple[int, ...] = (int(rng.integers(1, 3)), int(rng.integers(3, 6)), int(rng.integers(3, 6)))
+    else:
+        shape = (96,)
+    if input_kind == "bias":
+        layers: list = [InputLayer("input", shape, LoihiNeuron(int(rng.integers(100, 3000)), 4096, int(rng.integers(0, 500))))]
+    else:
+        layers = [InputLayer("input", shape, None)]
+    if len(shape) == 3 and rng.random() < 0.5:
+        cout = int(rng.integers(1, 4))
+        out = (cout, shape[1] - 1, shape[2] - 1)
+        layers.append(ConvLayer("conv", out, neuron(cout), grid8(rng.integers(-100, 160, (cout, shape[0], 2, 2))),
+                                rng.integers(-40, 41, cout) if rng.random() < 0.5 else None))
+        shape = out
+    n_in, n = int(np.prod(shape)), int(rng.integers(3, 9))
+    bias = None
+    if mode == "wrap":
+        weight = rng.integers(200, 255, (n, n_in))
+        weight_rec = rng.integers(100, 255, (n, n))
+        rec_neuron = LoihiNeuron(v_th_mant=rng.integers(100_000, 131_072, n), i_decay=0, v_decay=rng.integers(0, 4097, n))
+    elif mode == "clip":
+        weight = rng.integers(-256, -150, (n, n_in))
+        weight[:, : n_in // 8] = rng.integers(150, 255, (n, n_in // 8))
+        weight, weight_rec = grid8(weight), grid8(rng.integers(-256, 200, (n, n)))
+        rec_neuron = LoihiNeuron(v_th_mant=rng.integers(1, 2000, n), i_decay=rng.integers(0, 300, n), v_decay=0)
+    else:
+        lo, hi = [(-256, 255), (0, 256), (-20, 21)][int(rng.integers(0, 3))]
+        joint = grid8(rng.integers(lo, hi, (n, n_in + n)))
+        if not joint.any():
+            joint[0, 0] = 1
+        weight, weight_rec = joint[:, :n_in], joint[:, n_in:]
+        if not weight.any():
+            weight[0, 0] = 2
+        rec_neuron = neuron(n)
+        bias = rng.integers(-60, 61, n) if rng.random() < 0.5 else None
+    layers.append(RecurrentDenseLayer("rec", (n,), rec_neuron, weight, bias, flatten_input=len(shape) > 1,
+                                      weight_rec=weight_rec))
+    layers.append(DenseLayer("out", (3,), LoihiNeuron(50, 4096, 200), grid8(rng.integers(-100, 200, (3, n)))))
+    if readout:
+        layers.append(ReadoutLayer("readout", (2,), grid8(rng.integers(-100, 100, (2, 3)))))
+    program = LoihiProgram(input_shape=layers[0].shape, input_kind=input_kind, layers=layers,  # type: ignore[arg-type]
+                           num_steps=num_steps, input_scale=float(rng.integers(200, 4096)))
+    program.validate()
+    return program
+
+
+def recurrent_saturation_events(program: LoihiProgram, spikes: np.ndarray, rec_spikes: np.ndarray) -> tuple[int, int]:
+    """(current wraps, voltage clips) in the recurrent layer ``program.layers[1]`` of a spike-input program
+    without bias there, for ONE sample: ``spikes`` [T, 1, N] its input, ``rec_spikes`` [T, 1, N] the
+    layer's window spikes. Before its window the layer sees nothing, so in window step ``j`` its input is
+    ``W' x[j] + R' s[j-1]`` (a plain int64 transcription of Lava's update)."""
+    from neurocxr.exporters.netx import netx_recurrent_weights
+
+    layer = program.layers[1]
+    assert isinstance(layer, RecurrentDenseLayer) and spikes.shape[1] == 1
+    w_eff, r_eff, exp = netx_recurrent_weights(layer.weight, layer.weight_rec)
+    shift = (lambda a: a << exp) if exp >= 0 else (lambda a: a >> -exp)  # noqa: E731
+    vth, i_decay, v_decay = layer.neuron.per_neuron(layer.shape)
+    u = np.zeros(layer.num_neurons, dtype=np.int64)
+    v = np.zeros_like(u)
+    prev = np.zeros_like(u)
+    wraps = clips = 0
+    trunc = lambda x: np.sign(x) * (np.abs(x) >> 12)  # noqa: E731
+    for t in range(spikes.shape[0]):
+        a_in = shift(w_eff @ spikes[t, 0].reshape(-1).astype(np.int64)) + shift(r_eff @ prev)
+        u = trunc(u * (4096 - i_decay)) + (a_in << 6)
+        wraps += int(np.sum((u > 2**23) | (u <= -(2**23))))
+        u = np.where(u > 2**23, u - 2**24, np.where(u <= -(2**23), u + 2**24, u))
+        v = trunc(v * (4096 - v_decay)) + u
+        clips += int(np.sum(np.abs(v) > 2**23 - 1))
+        v = np.clip(v, -(2**23 - 1), 2**23 - 1)
+        s = v > (vth << 6)
+        v = np.where(s, 0, v)
+        assert np.array_equal(s, rec_spikes[t, 0].reshape(-1).astype(bool)), f"step {t}: transcription differs"
+        prev = s.astype(np.int64)
     return wraps, clips
