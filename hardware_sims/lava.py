@@ -13,13 +13,20 @@ from a ``lava.proc.io.source.RingBuffer`` (data in netx's W,H,C order); bias inp
 the input neuron's ``bias_mant`` before each sample's input window. Every layer's output port also
 feeds a sink RingBuffer; the readout's ``v`` is read with ``Var.get()`` at the end of its window.
 Always ``Loihi2SimCfg(select_tag='fixed_pt')``; the runtime is stopped in a ``finally``.
+
+Ctrl-C: the processes Lava forks ignore SIGINT (a Ctrl-C reaches the whole process group; in Lava's
+workers it only printed tracebacks and left their channels half-used), so it reaches this process
+alone, which then kills Lava's workers and shuts down its shared memory instead of calling
+``net.stop()``: a stop handshake over channels interrupted mid-message waits forever.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import multiprocessing as mp
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -82,6 +89,63 @@ def _import_lava() -> tuple[Any, ...]:
     finally:
         mp.set_start_method = original  # type: ignore[assignment]
     return netx, RunSteps, Loihi2SimCfg, sink, source
+
+
+# True while Lava forks its runtime processes (this module's own flag): those children ignore SIGINT.
+_forking_lava = False
+
+
+def _lava_child_ignores_sigint() -> None:
+    if _forking_lava:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_lava_child_ignores_sigint)
+
+
+def _terminate_runtime(net: Any) -> None:
+    """Kill the runtime's worker processes and shut down its shared memory, without the channel
+    handshake of ``net.stop()``; used when a run was interrupted or never started (a stop on an
+    unstarted runtime also waits forever). Marks the runtime stopped so that its ``__del__`` does
+    not try that handshake again."""
+    runtime = getattr(net, "_runtime", None)
+    if runtime is None:
+        return
+    infra = getattr(runtime, "_messaging_infrastructure", None)
+    actors = list(getattr(infra, "actors", None) or [])
+    for actor in actors:
+        with contextlib.suppress(Exception):
+            if actor.is_alive():
+                actor.kill()
+    for actor in actors:
+        with contextlib.suppress(Exception):
+            mp.Process.join(actor, timeout=5)  # the plain join: Lava's override takes no timeout
+    smm = getattr(infra, "smm", None)
+    if smm is not None:
+        with contextlib.suppress(Exception):
+            smm.shutdown()  # unlinks the channels' shared memory blocks; the manager ignores SIGINT
+    watchdog = getattr(runtime, "_watchdog_manager", None)
+    if watchdog is not None:
+        with contextlib.suppress(Exception):
+            watchdog.stop()
+    runtime._is_started = False
+    runtime._is_running = False
+
+
+def _shut_down(net: Any, *, graceful: bool) -> None:
+    """``net.stop()`` after a clean run; otherwise, or when a second Ctrl-C cuts the stop short,
+    `_terminate_runtime`."""
+    if graceful:
+        try:
+            net.stop()
+            return
+        except Exception:
+            pass  # a failed stop still leaves workers to end
+        except BaseException:
+            _terminate_runtime(net)
+            raise
+    _terminate_runtime(net)
 
 
 def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tensor, *, num_steps: int,
@@ -169,11 +233,16 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
     if bias_input:
         # Var.set() needs a started runtime; the first sample's bias goes in as the Var's initial value.
         built[0].neuron.bias_mant.init = _whc(data[0].reshape(program.layers[0].shape)).astype(np.int32)
+    global _forking_lava
+    interrupted = False
     try:
         try:
+            _forking_lava = True
             net.create_runtime(run_cfg=run_cfg)
         except Exception as exc:
             raise SimulationError(f"Lava could not compile {path}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            _forking_lava = False
         compile_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         now = 0
@@ -203,10 +272,11 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
         raise
     except Exception as exc:
         raise SimulationError(f"Lava run of {path} failed: {type(exc).__name__}: {exc}") from exc
+    except BaseException:  # Ctrl-C (or SystemExit) anywhere in compile or run
+        interrupted = True
+        raise
     finally:
-        if started:
-            with contextlib.suppress(Exception):
-                net.stop()
+        _shut_down(net, graceful=started and not interrupted)
 
     # per-layer window spikes [T, B, N] from the global recordings
     windows: dict[int, torch.Tensor] = {}

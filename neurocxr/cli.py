@@ -10,19 +10,52 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from neurocxr.errors import NeurocxrError
 from neurocxr.fileio import dumps_json
 
+# rich_markup_mode=None: help texts are plain text ("[sweep], [grid]" stay as written).
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     help="neurocxr: train spiking chest X-ray classifiers, deploy them to Loihi 2, compare energy honestly.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="Inspect or fetch data sets.")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect or fetch data sets.")
 app.add_typer(data_app, name="data")
-console = Console()
+# markup/emoji off: paths, messages and table cells are printed exactly as they are (a "[/]" in a
+# path is text, not a closing tag); styles are given explicitly (`say`). soft_wrap: a long line is
+# never broken inside a path; tables go through `show_table`.
+console = Console(markup=False, emoji=False, soft_wrap=True)
+
+
+def say(label: str, text: object = "", style: str = "bold") -> None:
+    """One line: ``label`` in ``style``, then ``text`` verbatim."""
+    line = Text(label, style=style)
+    if text != "":
+        line.append(" " + str(text))
+    console.print(line, highlight=False)
+
+
+def show_table(table: Table) -> None:
+    """On a terminal, the drawn table with every column folding long values onto the next line
+    instead of cutting them (``0.85…``); elsewhere (a pipe, a log) plain aligned text, never cut."""
+    if console.is_terminal:
+        for column in table.columns:
+            column.overflow = "fold"
+        console.print(table, soft_wrap=False)
+        return
+    header = [str(column.header) for column in table.columns]
+    rows = [list(row) for row in zip(*[[str(cell) for cell in column.cells] for column in table.columns])]
+    widths = [max(len(cell) for cell in cells) for cells in zip(header, *rows)]
+    lines = [str(table.title)] if table.title else []
+    for row in [header, *rows]:
+        cells = [cell.rjust(width) if column.justify == "right" else cell.ljust(width)
+                 for cell, width, column in zip(row, widths, table.columns)]
+        lines.append("  ".join(cells).rstrip())
+    console.print("\n".join(lines), highlight=False)
 
 
 @app.callback()
@@ -40,9 +73,9 @@ DATA_HELP = "PneumoniaMNIST .npz, Kermany folder, or 'synthetic'. Default: $NEUR
 
 def _say_data(splits) -> None:
     if splits.synthetic:
-        console.print(f"[bold yellow]data: {splits.source} — SYNTHETIC phantoms, not real X-rays[/]")
+        say(f"data: {splits.source} — SYNTHETIC phantoms, not real X-rays", style="bold yellow")
     else:
-        console.print(f"[bold]data:[/] {splits.source}")
+        say("data:", splits.source)
 
 
 def _metrics_table(title: str, rows: dict[str, dict]) -> Table:
@@ -51,8 +84,10 @@ def _metrics_table(title: str, rows: dict[str, dict]) -> Table:
     for name in rows:
         table.add_column(name, justify="right")
     keys = ["accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "cohen_kappa", "mcc", "threshold"]
+    # one decision rule for every row: pneumonia when P(pneumonia) >= the threshold chosen on val
+    names = {"accuracy": "accuracy (at threshold)", "threshold": "threshold (on P(pneumonia))"}
     for k in keys:
-        table.add_row(k, *[f"{r.get(k, float('nan')):.4f}" for r in rows.values()])
+        table.add_row(names.get(k, k), *[f"{r.get(k, float('nan')):.4f}" for r in rows.values()])
     table.add_row("confusion [[tn,fp],[fn,tp]]", *[str(r.get("confusion")) for r in rows.values()])
     return table
 
@@ -88,7 +123,7 @@ def list_models() -> None:
         table.add_column(col)
     for name, info in sorted(MODEL_REGISTRY.items()):
         table.add_row(name, info.kind, "yes" if info.loihi_deployable else "no", info.description)
-    console.print(table)
+    show_table(table)
 
 
 @app.command("train")
@@ -131,7 +166,7 @@ def train_cmd(
     if result.get("sgan"):
         console.print(f"Double SGAN: {result['sgan']['generated']} normal images added; samples: {result['sgan']['samples_png']}")
     _say_data_line(result)
-    console.print(_metrics_table(f"{model} validation (best epoch {result['best_epoch']})", {"val": result["val"]}))
+    show_table(_metrics_table(f"{model} validation (best epoch {result['best_epoch']})", {"val": result["val"]}))
     console.print(f"checkpoint: {result['checkpoint']}")
 
 
@@ -164,9 +199,9 @@ def evaluate_cmd(
                             if not json_out.is_dir() else f"--json {json_out} is a folder; give a file name")
     result = evaluate(checkpoint, data=data, split=split)
     _say_data_line(result)
-    console.print(_metrics_table(f"{result['model']} on {split}", {split: result["metrics"]}))
+    show_table(_metrics_table(f"{result['model']} on {split}", {split: result["metrics"]}))
     for warning in result.get("warnings", []):
-        console.print(f"[bold red]WARNING:[/] {warning}", highlight=False, soft_wrap=True)
+        say("WARNING:", warning, "bold red")
     if json_out:
         from neurocxr.fileio import write_json
 
@@ -174,18 +209,20 @@ def evaluate_cmd(
     if robustness or uncertainty:
         from neurocxr.evaluation.run import clinical_evaluation, summary_lines
 
+        from neurocxr.validation import show_progress
+
         extra = clinical_evaluation(checkpoint, data=data, split=split, robustness=robustness, uncertainty=uncertainty,
                                     mc_passes=mc_passes, chip=chip, max_samples=max_samples, out=out, force=force,
-                                    progress=True)
+                                    progress=show_progress())
         for line in summary_lines(extra):
-            console.print(line, highlight=False, soft_wrap=True)
+            console.print(line, highlight=False)
 
 
 def _say_data_line(result: dict) -> None:
     if result.get("synthetic"):
-        console.print(f"[bold yellow]data: {result['data']} — SYNTHETIC phantoms, not real X-rays[/]")
+        say(f"data: {result['data']} — SYNTHETIC phantoms, not real X-rays", style="bold yellow")
     else:
-        console.print(f"[bold]data:[/] {result['data']}")
+        say("data:", result["data"])
 
 
 @app.command("explain")
@@ -236,7 +273,7 @@ def export_cmd(
         from neurocxr.api import export_onnx_checkpoint
 
         res = export_onnx_checkpoint(checkpoint, out, force=force)
-        console.print(f"ONNX: {res['path']} (checked with onnx.checker; max |ONNX - PyTorch| = {res['max_abs_diff']:.2e})")
+        console.print(f"ONNX: {res['path']} (checked with onnx.checker; max |ONNX - PyTorch| = {res['max_abs_diff']:.2e} in logits)")
         return
     import contextlib
 
@@ -284,27 +321,37 @@ def _export_nir_file(path: Path, out: Path, target: str, dt: Optional[float], nu
     for r in par["layers"]:
         f = r["float_spikes_per_sample"]
         table.add_row(r["name"], str(r["neurons"]), "-" if f is None else f"{f:.1f}", f"{r['emulator_spikes_per_sample']:.1f}")
-    console.print(table)
+    show_table(table)
     agree = par.get("output_agreement")
     console.print("output agreement: " + ("-" if agree is None else f"{100 * agree:.1f}%") + f" ({par['decision_rule']})")
     if par.get("lava"):
-        console.print("emulator vs Lava: " + ("[green]identical[/]" if par["lava"]["identical"] else "[red]DIFFERENT[/]"))
+        console.print(Text("emulator vs Lava: ").append(*_identical(par["lava"]["identical"])))
     for warning in rep["warnings"]:
-        console.print(f"[bold red]WARNING: {warning}[/]")
+        say("WARNING:", warning, "bold red")
+
+
+def _identical(identical: bool) -> tuple[str, str]:
+    return ("identical", "green") if identical else ("DIFFERENT", "red")
 
 
 def print_parity(report: dict) -> None:
     p = report["parity"]
     if p.get("synthetic"):
-        console.print("[bold yellow]parity data: SYNTHETIC phantoms[/]")
+        say("parity data: SYNTHETIC phantoms", style="bold yellow")
+    op = p.get("operating_point") or {}
+    if op.get("float_test") and op.get("chip_test"):
+        console.print(f"accuracy at the thresholds chosen on val (the rule of `evaluate` and `energy`): float "
+                      f"{op['float_test']['accuracy']:.4f}, Loihi emulator {op['chip_test']['accuracy']:.4f}")
+    # parity compares the chip with the float model by their own outputs: argmax, not the clinical threshold
     console.print(
-        f"parity on {p['samples']} samples of {p['data']}: float accuracy {p['float_accuracy']:.4f}, "
+        f"parity on {p['samples']} samples of {p['data']}, decided by {p.get('decision_rule', 'argmax')} "
+        f"(not the validation threshold `evaluate` applies): float accuracy {p['float_accuracy']:.4f}, "
         f"Loihi emulator accuracy {p['emulator_accuracy']:.4f}, predictions changed {100 * p['prediction_changed_fraction']:.2f}%"
     )
     lava = p.get("lava")
     if lava:
-        verdict = "[green]identical[/]" if lava["identical"] else "[red]DIFFERENT[/]"
-        console.print(f"emulator vs Lava fixed_pt on {lava['samples']} samples: {verdict} (every layer's spikes and the readout)")
+        console.print(Text(f"emulator vs Lava fixed_pt on {lava['samples']} samples: ").append(*_identical(lava["identical"]))
+                      .append(" (every layer's spikes and the readout)"))
     res = report["resources"]
     console.print(
         f"resources: {res.get('total_neurons')} neurons, {res.get('total_synapses')} synapses, "
@@ -344,7 +391,7 @@ def netx_cmd(
     program = read_netx(path, num_steps=num_steps, input_scale=input_scale)
     steps = program.num_steps
     for note in program.metadata.get("read_notes", []):
-        console.print(f"[yellow]note:[/] {note}")
+        say("note:", note, "yellow")
     res = estimate_resources(program)
     table = Table(title=f"{path.name}: {len(program.layers)} layers, input {program.input_kind} {program.input_shape}")
     for col in ("layer", "kind", "shape", "neurons", "synapses", "cores"):
@@ -352,7 +399,7 @@ def netx_cmd(
     for layer, r in zip(program.layers, res.layers):
         table.add_row(layer.name, layer.kind, str(layer.shape),
                       str(r.neurons), str(r.synapses), str(r.cores))
-    console.print(table)
+    show_table(table)
     console.print(f"total: {res.total_neurons} neurons, {res.total_synapses} synapses, {res.cores} cores, "
                   f"{res.chips} chip(s) of {res.limits.name}; fits: {res.fits}")
     rng = np.random.default_rng(seed)
@@ -378,7 +425,7 @@ def netx_cmd(
         m = c.mean()
         ct.add_row(c.name, f"{m['input_spikes']:.0f}", f"{m['output_spikes']:.0f}", f"{m['synaptic_ops']:.0f}",
                    f"{m['neuron_updates']:.0f}", f"{m['activation_sparsity']:.3f}")
-    console.print(ct)
+    show_table(ct)
     e = estimate_energy(run.counts, profile, model=path.name)
     total = "-" if e.total_j is None else f"{e.total_j:.3e} J"
     console.print(f"estimated on {e.device}: dynamic {e.dynamic_j:.3e} J, total {total} per inference ({e.source})")
@@ -413,7 +460,7 @@ def energy_cmd(
         measure_seconds=measure_seconds,
         force=force,
         sweep=sweep,
-        on_status=lambda message: console.print(f"[dim]{message}[/]"),
+        on_status=lambda message: console.print(message, style="dim"),
     )
     print_energy_facts(rep)
     print_summary(rep)
@@ -427,33 +474,37 @@ def print_energy_facts(rep) -> None:
     from neurocxr.report import verdict
 
     if rep.is_synthetic:
-        console.print(f"[bold yellow]data: {rep.data_source}[/]")
+        say(f"data: {rep.data_source}", style="bold yellow")
     else:
-        console.print(f"[bold]data:[/] {rep.data_source}")
+        say("data:", rep.data_source)
+    op = rep.operating_point
+    if op:  # the headline rule, as in the table below and in `evaluate`
+        chip, flt = op.get("chip_test", {}), op.get("float_test", {})
+        nan = float("nan")
+        console.print(
+            f"at the thresholds chosen on val (P(pneumonia) scale, 0-1): float {op['float_threshold']:.4f} -> test accuracy "
+            f"{flt.get('accuracy', nan):.3f}, sens/spec {flt.get('sensitivity', nan):.3f}/{flt.get('specificity', nan):.3f}; "
+            f"chip {op['threshold']:.4f} -> test accuracy {chip.get('accuracy', nan):.3f}, "
+            f"sens/spec {chip.get('sensitivity', nan):.3f}/{chip.get('specificity', nan):.3f}"
+        )
     p = rep.parity
     if p:
         console.print(
-            f"emulator: {p['samples']} samples in {p['emulator_seconds']:.2f} s; argmax accuracy {p['emulator_accuracy']:.4f} "
-            f"(float {p['float_accuracy']:.4f}); predictions changed {100 * p['prediction_changed_fraction']:.2f}%"
-        )
-    op = rep.operating_point
-    if op:
-        chip, flt = op.get("chip_test", {}), op.get("float_test", {})
-        console.print(
-            f"operating points chosen on val: float threshold {op['float_threshold']:.4f} -> test sens/spec "
-            f"{flt.get('sensitivity', float('nan')):.3f}/{flt.get('specificity', float('nan')):.3f}; chip threshold "
-            f"{op['threshold']:.4f} -> {chip.get('sensitivity', float('nan')):.3f}/{chip.get('specificity', float('nan')):.3f}"
+            f"emulator: {p['samples']} samples in {p['emulator_seconds']:.2f} s; by argmax of the readout (no threshold): "
+            f"accuracy {p['emulator_accuracy']:.4f} (float {p['float_accuracy']:.4f}); predictions changed "
+            f"{100 * p['prediction_changed_fraction']:.2f}%"
         )
     for what, why in rep.not_measurable.items():
         console.print(f"{what}: not measurable here ({why})")
-    console.print(f"[bold]verdict:[/] {verdict(rep)}", soft_wrap=True)
+    say("verdict:", verdict(rep))
 
 
 def print_summary(rep) -> None:
     """The report's summary table, compact enough for an 80-column terminal (sources are in the report)."""
     from neurocxr.report import format_energy, format_seconds, is_headline
 
-    table = Table(title="energy per inference (one sample); other counting conventions, sources: report.html")
+    table = Table(title="energy per inference (one sample); accuracy at each model's validation-chosen threshold; "
+                        "other counting conventions, sources: report.html")
     for col in ("model", "device", "kind", "accuracy", "latency", "dynamic", "total"):
         table.add_column(col, overflow="fold")
     for r in [r for r in rep.summary if is_headline(r)]:
@@ -466,7 +517,7 @@ def print_summary(rep) -> None:
             "-" if r.dynamic_j is None else format_energy(r.dynamic_j),
             "-" if r.total_j is None else format_energy(r.total_j),
         )
-    console.print(table)
+    show_table(table)
     paths = getattr(rep, "paths", None)
     if paths:
         console.print(f"report: {paths[0]}  data: {paths[1]}")
@@ -480,7 +531,8 @@ def sweep_cmd(
     num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs of the local Ray (default: all)"),
     max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="trials at once (default: as resources allow)"),
     cpus_per_trial: Optional[float] = typer.Option(None, "--cpus-per-trial", help="CPUs per trial (default 1; also torch threads)"),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                            help="a bar of trials, only on a terminal (default: the global option)"),
 ) -> None:
     """Accuracy vs chip energy: train, export, emulate and estimate energy for every grid point on Ray Tune."""
     from neurocxr.sweep import load_sweep_config, run_sweep
@@ -489,19 +541,20 @@ def sweep_cmd(
 
     def on_trial(row: dict) -> None:
         if row.get("status") != "ok":
-            console.print(f"[red]trial failed[/] {row.get('params')}: {row.get('error')}", soft_wrap=True)
+            say("trial failed", f"{row.get('params')}: {row.get('error')}", "red")
 
     result = run_sweep(cfg, out, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
                        cpus_per_trial=cpus_per_trial, progress=progress, on_trial=on_trial)
     console.print(f"{result.ran} trials run, {result.skipped} already finished, {result.failed} failed")
-    table = Table(title=f"Pareto front (chosen on validation; energy: {cfg.pareto_profile} chip counts)")
+    table = Table(title=f"Pareto front (chosen on validation; test acc at the chip threshold chosen on val; "
+                        f"energy: {cfg.pareto_profile} chip counts)")
     for col in ("model", "steps", "enc", "lambda", "width", "seed", "val AUC", "test AUC", "test acc", "uJ"):
         table.add_column(col)
     for r in result.front:
         table.add_row(str(r["model"]), f"{r['readout_steps']}/{r['num_steps']}", str(r["encoding"]), f"{r['regulariser']:g}",
                       f"{r['width']:g}", str(r["seed"]), f"{r['val_auc']:.4f}", f"{r['test_auc']:.4f}",
                       f"{r['test_accuracy']:.4f}", f"{r['energy'][cfg.pareto_profile]['dynamic_j'] * 1e6:.2f}")
-    console.print(table)
+    show_table(table)
     for name, path in result.files.items():
         console.print(f"{name}: {path}")
 
@@ -522,13 +575,13 @@ def demo_cmd(
         if name == "stage":
             console.rule(value)
         elif name == "status":
-            console.print(f"[dim]{value}[/]")
+            console.print(value, style="dim")
         elif name == "trained":
             for res in (value["snn"], value["cnn"]):
                 _say_data_line(res)
                 console.print(f"{res['model']}: best epoch {res['best_epoch']}, val AUC {res['val']['roc_auc']:.4f}, "
                               f"{res['seconds_per_epoch']:.1f} s/epoch")
-            console.print(_metrics_table("test metrics (threshold chosen on val)", value["test"]))
+            show_table(_metrics_table("test metrics (threshold chosen on val)", value["test"]))
         elif name == "exported":
             for key, path in value.files.items():
                 console.print(f"wrote {key}: {path}")
@@ -550,11 +603,12 @@ def _guarded(fn):
         try:
             return fn(*args, **kwargs)
         except NeurocxrError as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            say("error:", err, "bold red")
             raise typer.Exit(code=2) from None
-        except KeyboardInterrupt:
-            # Staged outputs were discarded and Lava stopped on the way out (finally blocks).
-            console.print("[bold red]interrupted:[/] no output was written", highlight=False)
+        except KeyboardInterrupt as interrupt:
+            # Staged outputs were discarded and Lava / Ray stopped on the way out (finally blocks);
+            # a command that keeps something (a sweep's finished trials) says what (errors.Interrupted).
+            say("interrupted:", str(interrupt) or "no output was written", "bold red")
             raise typer.Exit(code=130) from None
 
     return wrapper
@@ -570,8 +624,11 @@ def main() -> None:
     try:
         app()
     except NeurocxrError as err:
-        console.print(f"[bold red]error:[/] {err}")
+        say("error:", err, "bold red")
         sys.exit(2)
+    except KeyboardInterrupt:  # before a command started (imports)
+        say("interrupted:", "no output was written", "bold red")
+        sys.exit(130)
 
 
 if __name__ == "__main__":

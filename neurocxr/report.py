@@ -381,10 +381,22 @@ def verdict(report: Report) -> str:
     ratio = float(dear.dynamic_j) / float(cheap.dynamic_j) if cheap.dynamic_j else math.inf  # type: ignore[arg-type]
     acc = ""
     if _finite(cheap.accuracy) and _finite(dear.accuracy):
-        acc = f", at {format_accuracy(cheap.accuracy)} vs {format_accuracy(dear.accuracy)} test accuracy"
+        acc = (f", at {format_accuracy(cheap.accuracy)} vs {format_accuracy(dear.accuracy)} test accuracy "
+               "(each model at its validation-chosen threshold)")
     return (f"{cheap.model} is cheaper: {format_energy(cheap.dynamic_j)} of dynamic energy per inference for "
             f"{_describe(cheap)} against {format_energy(dear.dynamic_j)} for {_describe(dear)}, "
-            f"{_ratio_text(ratio)} less{acc}.")
+            f"{_ratio_text(ratio)} less{acc}.{_sample_sentence(report)}")
+
+
+def _sample_sentence(report: Report) -> str:
+    """' Counted on N test images.' (the verdict's sample size), or '' when the report does not say."""
+    n = (report.parity or {}).get("samples")
+    if not isinstance(n, int):
+        found = re.search(r"(\d+) (?:samples|images)", report.data_source or "")
+        n = int(found.group(1)) if found else None
+    if n is None:
+        return ""
+    return f" Counted on {n} test image{'' if n == 1 else 's'}" + (" only." if n < 100 else ".")
 
 
 def sweep_sentence(report: Report) -> str | None:

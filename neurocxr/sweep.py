@@ -38,6 +38,7 @@ with status "ok"), ``results.jsonl`` (one row per trial, the table), ``pareto.js
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -53,7 +54,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from neurocxr.errors import ConfigError, NeurocxrError
+from neurocxr.errors import ConfigError, Interrupted, NeurocxrError
 from neurocxr.fileio import dumps_json
 
 if sys.version_info >= (3, 11):  # pragma: no cover - the project runs on 3.10
@@ -678,7 +679,35 @@ def _start_ray(options: RayOptions) -> bool:
             ray.init(num_cpus=options.num_cpus or os.cpu_count() or 1, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ConfigError(f"could not start or join Ray ({options.address or 'local'}): {exc}") from None
+    except BaseException:  # Ctrl-C during start-up: stop whatever Ray started so far
+        _stop_ray(ray, interrupted=not options.address)
+        raise
     return True
+
+
+def _stop_ray(ray: Any, *, interrupted: bool) -> None:
+    """``ray.shutdown()``; after a Ctrl-C also kill Ray processes left in this process group: a
+    Ctrl-C during start-up can end the raylet before it stops the agents it started, which then
+    linger for a minute or more."""
+    with contextlib.suppress(BaseException):
+        ray.shutdown()
+    if not interrupted or not os.path.isdir("/proc"):
+        return
+    import signal
+
+    ray_dir = os.path.dirname(ray.__file__).encode()
+    group, me = os.getpgrp(), os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != group:
+                continue
+            argv = Path(entry.path, "cmdline").read_bytes().split(b"\0")
+            if argv[0].startswith(b"ray::") or any(arg.startswith(ray_dir) for arg in argv[:4]):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue  # gone already, or not ours to read
 
 
 @dataclass
@@ -733,14 +762,46 @@ def run_sweep(
     num_cpus: int | None = None,
     max_concurrent: int | None = None,
     cpus_per_trial: float | None = None,
-    progress: bool = True,
+    progress: bool | None = True,
     on_trial: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepResult:
     """Run every grid point not finished in ``out_dir`` on Ray Tune; write the tables; return them.
 
     Arguments override the config's [ray] table. ``on_trial`` is called (in this process) with each
-    finished trial's row.
+    finished trial's row. ``progress``: a bar of trials, drawn only on a terminal (None: the
+    process default, `neurocxr.validation.set_progress`). Ctrl-C stops Ray and raises
+    `neurocxr.errors.Interrupted` after removing what this run wrote, except finished trials.
     """
+    out = Path(out_dir)
+    # what this run creates, so that a Ctrl-C can take it away again (`_discard_interrupted`)
+    journal = _SweepJournal([p for p in (out, out / "trials", out / "checkpoints", *_sweep_outputs(out)) if not p.exists()])
+    try:
+        return _run_sweep(cfg, out, journal, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
+                          cpus_per_trial=cpus_per_trial, progress=progress, on_trial=on_trial)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:
+        raise Interrupted(_discard_interrupted(out, journal)) from None
+
+
+def _sweep_outputs(out: Path) -> tuple[Path, ...]:
+    """The files and folders of a sweep directory besides the finished trials."""
+    return out / "sweep_config.toml", out / "ray", out / RESULTS_FILE, out / "pareto.json", out / "pareto.png"
+
+
+@dataclass
+class _SweepJournal:
+    """What a sweep run created and finished, for the clean-up after Ctrl-C."""
+
+    created: list[Path]
+    recorded: list[dict[str, Any]] = field(default_factory=list)  # rows this run wrote
+    todo_ids: list[str] = field(default_factory=list)  # trials this run was to run
+    started_at: float = field(default_factory=time.time)  # files of those trials modified since are this run's
+
+
+def _run_sweep(cfg: SweepConfig, out: Path, journal: _SweepJournal, *, address: str | None, num_cpus: int | None,
+               max_concurrent: int | None, cpus_per_trial: float | None, progress: bool | None,
+               on_trial: Callable[[dict[str, Any]], None] | None) -> SweepResult:
     from neurocxr.fileio import write_json
 
     options = replace(cfg.ray)
@@ -761,7 +822,6 @@ def run_sweep(
     check_sweep_data(cfg.data)  # a missing or wrong data path is refused before Ray starts
     if options.address:
         check_ray_address(options.address)
-    out = Path(out_dir)
     trials_dir = out / "trials"
     try:
         trials_dir.mkdir(parents=True, exist_ok=True)
@@ -790,9 +850,12 @@ def run_sweep(
         else:
             todo.append((tid, params))
 
+    journal.todo_ids = [t for t, _ in todo]
+
     def record(row: dict[str, Any]) -> None:
         write_json(trials_dir / f"{row['trial_id']}.json", row)
         finished[row["trial_id"]] = row
+        journal.recorded.append(row)
         if on_trial is not None:
             on_trial(row)
 
@@ -814,6 +877,35 @@ def run_sweep(
     return SweepResult(out, rows, front, ran=len(todo), skipped=skipped, failed=failed, files=files)
 
 
+def _discard_interrupted(out: Path, journal: _SweepJournal) -> str:
+    """After Ctrl-C: remove what this run wrote except finished trials (their row and checkpoint,
+    which a rerun skips); return what is left, for the user."""
+    import shutil
+
+    created = journal.created
+    kept = {r["trial_id"] for r in journal.recorded if r.get("status") == "ok"}
+    trials_dir, checkpoints = out / "trials", out / "checkpoints"
+    for tid in journal.todo_ids:
+        if tid not in kept:  # this run's row or checkpoint of an unfinished trial (or one failed by the interrupt)
+            for path in (trials_dir / f"{tid}.json", checkpoints / f"{tid}.pt"):
+                with contextlib.suppress(OSError):
+                    if path.stat().st_mtime >= journal.started_at:
+                        path.unlink()
+            for path in checkpoints.glob(f".{tid}.pt.*.tmp"):  # a checkpoint write cut short when Ray stopped its worker
+                path.unlink(missing_ok=True)
+    for path in _sweep_outputs(out):
+        if path in created:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    for path in (checkpoints, trials_dir, out):  # folders this run made, when nothing is left in them
+        if path in created and path.is_dir():
+            with contextlib.suppress(OSError):
+                path.rmdir()
+    if kept:
+        return (f"kept {len(kept)} finished trial(s) in {trials_dir} (rerun the same command to continue from them); "
+                "nothing else was written")
+    return "no output was written"
+
+
 def _trainable(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Tune function trainable: one trial; the row travels back as a JSON string (Tune flattens dicts)."""
     row = run_trial(config["params"], {**config["settings"], "trial_id": config["trial_id"]})
@@ -822,13 +914,18 @@ def _trainable(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_on_ray(todo: list[tuple[str, dict[str, Any]]], settings: dict[str, Any], options: RayOptions, out: Path,
-                record: Callable[[dict[str, Any]], None], progress: bool) -> None:
+                record: Callable[[dict[str, Any]], None], progress: bool | None) -> None:
     ray = _import_ray()
     from ray import tune
     from tqdm.auto import tqdm
 
+    from neurocxr.validation import show_progress
+
+    # Tune's own SIGINT handler turns Ctrl-C into "stop gracefully, report the trials failed";
+    # without it Ctrl-C raises KeyboardInterrupt here and the `finally` below stops Ray.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     started = _start_ray(options)
-    bar = tqdm(total=len(todo), desc="sweep trials", disable=not progress, unit="trial")
+    bar = tqdm(total=len(todo), desc="sweep trials", disable=not show_progress(progress), unit="trial")
 
     class _Recorder(tune.Callback):
         """Records each finished trial and advances the bar. Tune pickles its callbacks with the
@@ -857,6 +954,7 @@ def _run_on_ray(todo: list[tuple[str, dict[str, Any]]], settings: dict[str, Any]
             row.update(trial_id=cfg["trial_id"], status="failed", error=f"Ray: {trial.error_msg or 'worker failed'}"[:2000])
             self._done(row)
 
+    interrupted = False
     try:
         space = {"trial": tune.grid_search([{"trial_id": t, "params": p} for t, p in todo])}
 
@@ -874,7 +972,10 @@ def _run_on_ray(todo: list[tuple[str, dict[str, Any]]], settings: dict[str, Any]
             ),
         )
         tuner.fit()
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         bar.close()
         if started:
-            ray.shutdown()
+            _stop_ray(ray, interrupted=interrupted and not options.address)

@@ -339,7 +339,9 @@ def test_ctrl_c_inside_a_lava_run_stops_its_workers(tmp_path: Path, monkeypatch:
     before = set(mp.active_children())
     with pytest.raises(KeyboardInterrupt):
         run_lava(path, random_images(3, seed=2), num_steps=4, program=program)
-    assert calls == {"run": 2, "stop": 1}
+    # no stop handshake after Ctrl-C (it can wait forever on a channel cut mid-message): the
+    # workers are killed and joined instead
+    assert calls == {"run": 2, "stop": 0}
     assert set(mp.active_children()) <= before  # every worker Lava started has been joined
 
 

@@ -95,10 +95,13 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     rob = result.get("robustness")
     if rob:
+        # units: the float threshold is on P(pneumonia); the chip's on its integer readout difference
         lines.append(f"robustness of {rob['model']} on {rob['samples']} {rob['split']} images "
-                     f"(float threshold {rob['thresholds']['float']:.4f}"
-                     + (f", chip threshold {rob['thresholds']['chip']:.1f}" if rob['thresholds']['chip'] is not None else "")
-                     + "; accuracy / AUC):")
+                     f"(accuracy at the thresholds chosen on val / ROC-AUC; float threshold {rob['thresholds']['float']:.4f} "
+                     "on P(pneumonia)"
+                     + (f", chip threshold {rob['thresholds']['chip']:.0f} on the readout difference pneumonia - normal "
+                        "(Loihi integer units)" if rob['thresholds']['chip'] is not None else "")
+                     + "):")
         for r in rob["results"]:
             cell = f"float {r['float']['accuracy']:.3f} / {r['float']['roc_auc']:.3f}"
             if "chip" in r:
@@ -110,7 +113,8 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     if unc:
         cal = unc["float"]["calibration"]
         lines.append(f"uncertainty of {unc['model']} on {unc['samples']} {unc['split']} images: accuracy "
-                     f"{unc['float']['accuracy']:.3f}, ECE (P(pneumonia)) {cal['ece_positive_class']:.3f}, "
+                     f"{unc['float']['accuracy']:.3f} (at threshold {unc['threshold']:.4f} on P(pneumonia), chosen on val), "
+                     f"ECE (P(pneumonia)) {cal['ece_positive_class']:.3f}, "
                      f"ECE (top label) {cal['ece_top_label']:.3f}, Brier {cal['brier']:.3f}")
         mc = unc.get("mc_dropout")
         if mc:

@@ -1,0 +1,242 @@
+"""What the CLI prints (issue 19 items 2 and 8): user text is never read as Rich markup; every
+printed accuracy names its decision rule and every threshold its scale; tables never cut a value
+(plain text when stdout is not a terminal); progress bars only on a terminal and never with
+--no-progress."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+from rich.table import Table
+from typer.testing import CliRunner
+
+from conftest import write_medmnist_npz
+from neurocxr import cli
+from neurocxr.checkpoint import save_checkpoint
+from neurocxr.cli import app
+from neurocxr.models import ModelConfig, build_model
+
+runner = CliRunner()
+
+# brackets (Rich markup and its closing tag), spaces and non-ASCII in one folder name
+ODD = "[red]x[/] [/]a b ü"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("odd") / ODD
+    root.mkdir(parents=True)  # "[/]" holds a slash: nested folders
+    cnn_cfg = ModelConfig(name="cnn_small", image_size=16, channels=(4, 8), hidden=(16,))
+    torch.manual_seed(0)
+    return {
+        "root": root,
+        "cnn": save_checkpoint(root / "cnn [v1].pt", build_model(cnn_cfg).eval(), cnn_cfg, {"threshold": 0.5}),
+        "npz": write_medmnist_npz(root / "tiny [x].npz", 16, {"train": (6, 10), "val": (3, 3), "test": (3, 4)}),
+    }
+
+
+def _terminal_console(width: int) -> tuple[Console, io.StringIO]:
+    buf = io.StringIO()
+    return Console(file=buf, force_terminal=True, width=width, markup=False, emoji=False, soft_wrap=True,
+                   color_system=None), buf
+
+
+# ---------------------------------------------------------------------------------------------
+# item 2: user text is text
+
+
+def test_sweep_help_shows_its_section_names() -> None:
+    res = runner.invoke(app, ["sweep", "--help"])
+    assert res.exit_code == 0, res.output
+    assert "[sweep], [grid] or [[grid]], [train], [model], [ray]" in " ".join(res.output.split())
+
+
+def test_metrics_table_shows_the_confusion_matrix_label(capsys: pytest.CaptureFixture[str]) -> None:
+    table = cli._metrics_table("m on test", {"test": {"accuracy": 0.5, "threshold": 0.3, "confusion": [[1, 2], [3, 4]]}})
+    cli.show_table(table)
+    out = capsys.readouterr().out
+    assert "confusion [[tn,fp],[fn,tp]]" in out and "[[1, 2], [3, 4]]" in out
+
+
+def test_an_error_naming_a_path_with_brackets_prints_it_verbatim(tmp_path: Path) -> None:
+    missing = tmp_path / ODD / "none.pt"
+    res = runner.invoke(app, ["evaluate", str(missing)])
+    assert res.exit_code == 2, res.output
+    assert str(missing) in res.output and "Traceback" not in res.output and "MarkupError" not in res.output
+
+
+def test_sweep_errors_keep_their_section_words(tmp_path: Path) -> None:
+    bad = tmp_path / ODD / "sweep.toml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text('[sweep]\ndata = "synthetic"\n[gird]\nmodel = ["snn_strided"]\n', encoding="utf-8")
+    res = runner.invoke(app, ["sweep", str(bad), "-o", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    assert f"{bad}: unknown section [gird];" in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_files_written_under_a_bracketed_path_are_reported_where_they_are(files: dict[str, Path]) -> None:
+    out = files["root"] / "onnx [/] out"
+    res = runner.invoke(app, ["export", str(files["cnn"]), "--target", "onnx", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "model.onnx").is_file()
+    assert str(out / "model.onnx") in res.output  # the path as it is, brackets and all, on one line
+
+
+def test_labelled_lines_keep_user_text(capsys: pytest.CaptureFixture[str]) -> None:
+    cli.say("error:", "bad [bold]x[/] in [/]", "bold red")
+    cli.console.print("wrote [red]a[/]:smile:")
+    out = capsys.readouterr().out
+    assert "error: bad [bold]x[/] in [/]" in out and "wrote [red]a[/]:smile:" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# item 8: readable output
+
+
+def _wide_table() -> Table:
+    table = Table(title="numbers")
+    for col in ("device name that is long", "accuracy", "energy"):
+        table.add_column(col, justify="right")
+    table.add_row("NVIDIA H100 80GB HBM3 (onnxruntime)", "0.851234", "1.234e-06 J")
+    return table
+
+
+def test_tables_are_plain_text_when_stdout_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    cli.show_table(_wide_table())
+    out = capsys.readouterr().out
+    assert "…" not in out and "│" not in out and "┃" not in out  # no ellipsis, no box drawing
+    lines = out.splitlines()
+    assert lines[0] == "numbers"
+    assert lines[2].split("  ")[-1].strip() == "1.234e-06 J"
+    assert "NVIDIA H100 80GB HBM3 (onnxruntime)" in lines[2] and "0.851234" in lines[2]
+
+
+@pytest.mark.parametrize("width", [30, 60, 200])
+def test_tables_on_a_narrow_terminal_fold_instead_of_cutting(monkeypatch: pytest.MonkeyPatch, width: int) -> None:
+    console, buf = _terminal_console(width)
+    monkeypatch.setattr(cli, "console", console)
+    cli.show_table(_wide_table())
+    out = buf.getvalue()
+    assert "…" not in out
+    # folded cells interleave across columns: every character of each value is still there, in order
+    rest = iter("".join(ch for ch in out if ch not in " │┃┏┓┗┛━─┡┩└┘┌┐╇╈┳┻┼╋┴┬├┤\n"))
+    for value in ("numbers", "NVIDIAH10080GBHBM3(onnxruntime)", "0.851234", "1.234e-06J"):
+        rest = iter("".join(ch for ch in out if ch not in " │┃┏┓┗┛━─┡┩└┘┌┐╇╈┳┻┼╋┴┬├┤\n"))
+        assert all(ch in rest for ch in value), value
+
+
+def test_every_printed_accuracy_names_its_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    parity = {"samples": 32, "data": "x.npz", "float_accuracy": 0.41, "emulator_accuracy": 0.41,
+              "prediction_changed_fraction": 0.0, "decision_rule": "argmax of readout",
+              "operating_point": {"float_test": {"accuracy": 0.84}, "chip_test": {"accuracy": 0.83}}}
+    cli.print_parity({"parity": parity, "resources": {"limits": {}}})
+    out = " ".join(capsys.readouterr().out.split())
+    assert "accuracy at the thresholds chosen on val" in out and "0.8400" in out and "0.8300" in out
+    assert "decided by argmax of readout" in out and "0.4100" in out
+
+
+def test_robustness_summary_gives_threshold_scales() -> None:
+    from neurocxr.evaluation.run import summary_lines
+
+    rob = {"model": "m", "samples": 32, "split": "test", "thresholds": {"float": 0.61, "chip": -689536.0},
+           "results": [], "chip": {"evaluated": True}}
+    text = " ".join(summary_lines({"robustness": rob}))
+    assert "chip threshold -689536 on the readout difference" in text and "Loihi integer units" in text
+    assert "float threshold 0.6100 on P(pneumonia)" in text and "accuracy at the thresholds chosen on val" in text
+
+
+def test_verdict_states_its_sample_count() -> None:
+    from neurocxr.report import Report, _sample_sentence
+
+    report = Report(title="t", created="now", data_source="x.npz [test, 32 samples]", parity={"samples": 32})
+    assert _sample_sentence(report) == " Counted on 32 test images only."
+    report.parity = {}
+    assert _sample_sentence(report) == " Counted on 32 test images only."  # from the data line
+    report.data_source = "x.npz"
+    assert _sample_sentence(report) == ""
+    report.parity = {"samples": 624}
+    assert _sample_sentence(report) == " Counted on 624 test images."
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("argv, stderr_is_tty, drawn", [
+    ([], True, True), (["--no-progress"], True, False), ([], False, False), (["--progress"], False, False),
+])
+def test_evaluate_robustness_bars_follow_no_progress_and_the_terminal(
+        files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: list[str], stderr_is_tty: bool,
+        drawn: bool) -> None:
+    import neurocxr.evaluation.run as run
+    from neurocxr import validation
+
+    seen: dict[str, bool] = {}
+
+    def fake_clinical_evaluation(*args, progress: bool, **kwargs):
+        seen["progress"] = progress
+        return {"robustness": None, "uncertainty": None, "files": []}
+
+    monkeypatch.setattr(run, "clinical_evaluation", fake_clinical_evaluation)
+    # CliRunner swaps sys.stderr for its own buffer: the terminal check gets its stream here
+    check = validation.show_progress
+    stream = _Tty() if stderr_is_tty else io.StringIO()
+    monkeypatch.setattr(validation, "show_progress", lambda requested=None, _=None: check(requested, stream))
+    try:
+        res = runner.invoke(app, [*argv, "evaluate", str(files["cnn"]), "--data", str(files["npz"]), "--robustness",
+                                  "--no-chip", "-o", str(tmp_path / "ev")])
+    finally:
+        validation.set_progress(True)
+    assert res.exit_code == 0, res.output
+    assert seen["progress"] is drawn
+
+
+@pytest.mark.parametrize("progress, stderr_is_tty, drawn", [
+    (True, True, True), (False, True, False), (True, False, False), (None, True, True),
+])
+def test_sweep_bar_follows_no_progress_and_the_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                        progress: bool | None, stderr_is_tty: bool, drawn: bool) -> None:
+    import sys
+
+    import tqdm.auto
+
+    import neurocxr.sweep as sweep
+
+    sweep._import_ray()
+    from ray import tune
+
+    disabled: list[bool] = []
+
+    class Bar:
+        def __init__(self, *args, disable: bool = False, **kwargs) -> None:
+            disabled.append(disable)
+
+        def close(self) -> None:
+            pass
+
+    class Tuner:  # no Ray: the bar's switch is all this test looks at
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def fit(self) -> None:
+            return None
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    monkeypatch.setattr(sweep, "_start_ray", lambda options: False)
+    monkeypatch.setattr(tune, "Tuner", Tuner)
+    monkeypatch.setattr(sys, "stderr", _Tty() if stderr_is_tty else io.StringIO())
+    sweep._run_on_ray([("t1", {"model": "snn_strided"})], {}, sweep.RayOptions(), tmp_path, lambda row: None, progress)
+    assert disabled == [not drawn]
+
+
+def test_data_info_json_keeps_brackets(files: dict[str, Path]) -> None:
+    res = runner.invoke(app, ["data", "info", str(files["npz"])])
+    assert res.exit_code == 0, res.output
+    assert "tiny [x].npz" in res.output
