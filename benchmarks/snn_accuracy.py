@@ -98,16 +98,16 @@ def configs() -> list[Bench]:
         Bench("convert_vgg6_T4", num_steps=4, epochs=0, **conv),
         Bench("hybrid_vgg6_T4", num_steps=4, epochs=3, lr=5e-4, **{**conv, "lever": "conversion+finetune"}),
         Bench("strided_T4", lever="baseline", epochs=10),
-        Bench("hybrid_vgg6_T4_shift", num_steps=4, epochs=3, lr=5e-4, augment="shift",
-              **{**conv, "lever": "conversion+finetune+augment"}),
         Bench("hybrid_vgg6_T4_distill", num_steps=4, epochs=3, lr=5e-4, teacher=True,
               **{**conv, "lever": "conversion+finetune+distill"}),
+        Bench("hybrid_vgg6_T4_shift", num_steps=4, epochs=2, lr=5e-4, augment="shift", cnn_epochs=6,
+              **{**conv, "lever": "conversion+finetune+augment"}),
         Bench("strided_T4_shift", lever="augment", epochs=10, augment="shift"),
-        Bench("vgg6_T4_scratch", lever="depth", model="snn_vgg", depth=6, epochs=6),
-        Bench("hybrid_vgg6_T4_64", image_size=64, num_steps=4, epochs=2, lr=5e-4, cnn_epochs=8,
+        Bench("vgg6_T4_scratch", lever="depth", model="snn_vgg", depth=6, epochs=5),
+        Bench("hybrid_vgg6_T4_64", image_size=64, num_steps=4, epochs=1, lr=5e-4, cnn_epochs=6,
               **{**conv, "lever": "conversion+finetune"}),
-        Bench("hybrid_vgg6_T8", num_steps=8, epochs=2, lr=5e-4, **{**conv, "lever": "conversion+finetune"}),
         Bench("strided_T4_distill_shift", lever="distill+augment", epochs=10, augment="shift", teacher=True),
+        Bench("hybrid_vgg6_T8", num_steps=8, epochs=2, lr=5e-4, **{**conv, "lever": "conversion+finetune"}),
         Bench("hybrid_vgg6w2_T4", num_steps=4, epochs=3, lr=5e-4, width=2.0,
               **{**conv, "lever": "conversion+finetune+width"}),
         Bench("hybrid_vgg6_T4_qat", num_steps=4, epochs=3, lr=5e-4, qat_epochs=1,
@@ -155,7 +155,7 @@ def teacher_for(size: int, data: dict[int, str], record: dict[str, Any]) -> Path
     """medspectralnet at this size, trained once (seed 0) and kept; its metrics go into provenance."""
     splits = splits_for(size, data)
     path, seconds = train_cnn(f"{TEACHER}_{size}", ModelConfig(name=TEACHER, image_size=size), splits,
-                              TrainConfig(epochs=10, patience=3, seed=0))
+                              TrainConfig(epochs=6, patience=2, seed=0))
     key = str(size)
     if key not in record:
         from neurocxr.pipeline import load

@@ -138,33 +138,49 @@ def train(
     encoding: str = "direct",
     image_size: int = 28,
     seed: int = 0,
-    augment: bool = False,
+    augment: bool | str = "none",
     max_train_samples: int | None = None,
     force: bool = False,
     label: str | None = None,
     balance: str = "weights",
+    depth: int | None = None,
+    width: float = 1.0,
+    convert_from: str | Path | None = None,
+    teacher: str | Path | None = None,
+    distill_weight: float | None = None,
+    regulariser: float = 0.0,
+    qat_epochs: int = 0,
 ) -> dict[str, Any]:
     """Train ``model`` and write ``<out>/<model>.pt`` (best epoch by validation AUC).
+
+    The accuracy/energy levers carry the same names as in a sweep grid (`neurocxr.training.LEVERS`,
+    mapped by `neurocxr.training.lever_configs`): ``convert_from`` (a trained cnn_vgg checkpoint;
+    model snn_vgg; ``epochs=0`` keeps the converted network, more fine-tunes it), ``teacher`` (CNN
+    checkpoint to distil from, ``distill_weight``), ``depth``/``width`` (snn_vgg's VGG plan; width
+    also scales other models), ``augment`` (none | light | shift), ``regulariser`` (chip-cost
+    lambda), ``num_steps``, ``qat_epochs``.
 
     ``balance``: weights (class-weighted loss) | sampler | none | sgan (normal images from a Double
     SGAN trained on the training normals balance the split; `neurocxr.gan`; a PNG grid of samples
     and the generator are written next to the checkpoint)."""
     from neurocxr.data import load_dataset
     from neurocxr.fileio import staged_output
-    from neurocxr.models import ModelConfig
-    from neurocxr.training import TrainConfig
+    from neurocxr.training import lever_configs
     from neurocxr.training import train as _train
     from neurocxr.gan import SganConfig, balance_with_sgan, record_in_checkpoint, sgan_files
     from neurocxr.validation import check_choice, check_model_options, show_progress
 
     # Both configs are checked (ConfigError, one line in the CLI) before any folder or file exists.
-    config = ModelConfig(name=model, image_size=image_size, num_steps=num_steps, encoding=encoding)
-    check_model_options(config)  # an encoding a CNN ignores, an image size export would refuse
     check_choice("balance", balance, ("weights", "sampler", "none", "sgan"))
-    tc = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, augment=augment, max_train_samples=max_train_samples,
+    config, tc = lever_configs(
+        model, image_size=image_size, num_steps=num_steps, encoding=encoding, depth=depth, width=width,
+        convert_from=None if convert_from is None else str(convert_from),
+        teacher=None if teacher is None else str(teacher), distill_weight=distill_weight, augment=augment,
+        regulariser=regulariser, qat_epochs=qat_epochs,
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, max_train_samples=max_train_samples,
         balance="none" if balance == "sgan" else balance,
     )
+    check_model_options(config)  # an encoding a CNN ignores, an image size export would refuse
     ckpt_name = f"{label or model}.pt"
     out_dir = Path(out)
     files = [ckpt_name] + (sgan_files(label or model) if balance == "sgan" else [])
@@ -193,6 +209,7 @@ def train(
         "synthetic": splits.synthetic,
         "result": result,
         "sgan": sgan_record,
+        "conversion": result.conversion,
     }
 
 

@@ -138,13 +138,24 @@ def train_cmd(
     encoding: str = typer.Option("direct", help="SNN input: direct | rate | latency"),
     image_size: int = typer.Option(28),
     seed: int = typer.Option(0),
-    augment: bool = typer.Option(False, help="flip / small rotation / brightness-contrast at training"),
+    augment: str = typer.Option("none", help="training augmentation: none | light (flip, small rotation, "
+                                "brightness/contrast) | shift (light + gamma, blur, noise, scale/crop jitter)"),
     max_train_samples: Optional[int] = typer.Option(None, help="subsample the training split (quick runs)"),
     force: bool = typer.Option(False, help="overwrite an existing checkpoint"),
     balance: str = typer.Option("weights", help="class balance: weights (weighted loss) | sampler | none | sgan "
                                 "(Double-SGAN normal images balance the training split; sample grid PNG beside the checkpoint)"),
+    depth: Optional[int] = typer.Option(None, help="conv layers of snn_vgg / cnn_vgg (VGG plan 16,16,32,32,...)"),
+    width: float = typer.Option(1.0, help="multiplies channels and hidden sizes"),
+    convert_from: Optional[Path] = typer.Option(None, help="ANN->SNN: checkpoint of a trained cnn_vgg to convert "
+                                                "(--model snn_vgg; --epochs 0 keeps the converted net, more fine-tune it)"),
+    teacher: Optional[Path] = typer.Option(None, help="distil from this CNN checkpoint (logits)"),
+    distill_weight: Optional[float] = typer.Option(None, help="weight of the distillation term (default 0.5 with --teacher)"),
+    regulariser: float = typer.Option(0.0, help="chip-cost regulariser lambda per uJ (SNNs; 0 = off)"),
+    qat_epochs: int = typer.Option(0, help="quantisation-aware fine-tuning epochs with the chip's integers (SNNs)"),
 ) -> None:
-    """Train a model; threshold chosen on validation; checkpoint of the best epoch (val AUC)."""
+    """Train a model; threshold chosen on validation; checkpoint of the best epoch (val AUC).
+    The levers (--convert-from, --teacher, --depth, --width, --augment, --regulariser, --num-steps,
+    --qat-epochs) carry the names of the sweep grid's axes."""
     from neurocxr.api import train
 
     result = train(
@@ -162,6 +173,13 @@ def train_cmd(
         max_train_samples=max_train_samples,
         force=force,
         balance=balance,
+        depth=depth,
+        width=width,
+        convert_from=convert_from,
+        teacher=teacher,
+        distill_weight=distill_weight,
+        regulariser=regulariser,
+        qat_epochs=qat_epochs,
     )
     if result.get("sgan"):
         console.print(f"Double SGAN: {result['sgan']['generated']} normal images added; samples: {result['sgan']['samples_png']}")

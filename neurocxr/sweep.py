@@ -22,7 +22,10 @@ The config (TOML)::
     width = [1.0, 0.5]           # multiplies channels and hidden sizes
     seed = [0]
     # also allowed as grid axes: readout_steps (read the decision out after that many steps;
-    # combinations with readout_steps > num_steps are skipped) and any [train] / [model] key
+    # combinations with readout_steps > num_steps are skipped), the levers of `neurocxr train` under
+    # the same names -- depth (snn_vgg), teacher (CNN checkpoint to distil from), convert_from (a
+    # cnn_vgg checkpoint to convert; model snn_vgg), augment (none/light/shift), qat_epochs --
+    # and any [train] / [model] key
 
     [train]                      # fixed neurocxr.training.TrainConfig fields
     epochs = 6
@@ -65,7 +68,9 @@ else:
 SWEEP_KEYS = ("data", "profiles", "max_eval_samples", "ensembles", "pareto_profile", "regulariser_profile", "max_trials")
 RAY_KEYS = ("num_cpus", "max_concurrent", "cpus_per_trial", "address")
 SECTIONS = ("sweep", "grid", "train", "model", "ray")
-CORE_AXES = ("model", "num_steps", "encoding", "regulariser", "width", "seed", "readout_steps")
+# The levers carry the names of `neurocxr train`'s options (neurocxr.training.LEVERS); convert_from,
+# augment and qat_epochs are TrainConfig fields, so they are axes as [train] keys are.
+CORE_AXES = ("model", "num_steps", "encoding", "regulariser", "width", "seed", "readout_steps", "depth", "teacher")
 MODEL_KEYS = ("beta", "threshold", "channels", "hidden", "dropout", "image_size")
 DEFAULT_GRID: dict[str, list[Any]] = {
     "model": ["snn_strided"], "num_steps": [4], "encoding": ["direct"], "regulariser": [0.0], "width": [1.0], "seed": [0],
@@ -247,8 +252,7 @@ def load_sweep_config(path: str | Path, *, max_trials: int | None = None) -> Swe
 
 def trial_configs(params: dict[str, Any], settings: dict[str, Any]) -> tuple[Any, Any, int]:
     """(ModelConfig, TrainConfig, readout_steps) of one grid point; ConfigError naming what is wrong."""
-    from neurocxr.models import ModelConfig, model_info
-    from neurocxr.training import TrainConfig
+    from neurocxr.models import model_info
 
     train_keys = set(_train_keys())
     model_kw = dict(settings.get("model", {}))
@@ -277,15 +281,18 @@ def trial_configs(params: dict[str, Any], settings: dict[str, Any]) -> tuple[Any
     width = params["width"]
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
         raise ConfigError(f"grid.width: {width!r} must be a number > 0")
-    base_channels = tuple(model_kw.pop("channels", (16, 32)))
-    base_hidden = tuple(model_kw.pop("hidden", (128,)))
-    channels = tuple(max(1, int(round(c * width))) for c in base_channels)
-    hidden = tuple(max(1, int(round(h * width))) for h in base_hidden)
+    from neurocxr.training import lever_configs
+
+    model_kw.setdefault("channels", (16, 32))
+    model_kw.setdefault("hidden", (128,))
+    image_size = model_kw.pop("image_size", 28)
     try:
-        model_cfg = ModelConfig(name=str(name), num_steps=steps, encoding=params["encoding"], channels=channels,
-                                hidden=hidden, **model_kw)
-        train_cfg = TrainConfig(seed=params["seed"], chip_cost_weight=float(lam),
-                                chip_cost_profile=settings.get("regulariser_profile", "loihi2"), **train_kw)
+        model_cfg, train_cfg = lever_configs(
+            str(name), image_size=image_size, num_steps=steps, encoding=params["encoding"], depth=params.get("depth"),
+            width=float(width), teacher=params.get("teacher"), regulariser=float(lam),
+            convert_from=train_kw.pop("convert_from", None), augment=train_kw.pop("augment", "none"),
+            qat_epochs=train_kw.pop("qat_epochs", 0), model_fields=model_kw, seed=params["seed"],
+            chip_cost_profile=settings.get("regulariser_profile", "loihi2"), **train_kw)
     except (ValueError, TypeError, NeurocxrError) as exc:
         raise ConfigError(f"grid point {params}: {exc}") from None
     return model_cfg, train_cfg, readout

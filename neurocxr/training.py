@@ -104,6 +104,89 @@ def augment_mode(value: bool | str) -> str:
     return str(value)
 
 
+# The accuracy/energy levers by the one name `neurocxr train`, `neurocxr.api.train` and the sweep grid
+# all use (issue 18): where each lands is `lever_configs`.
+LEVERS = ("convert_from", "teacher", "depth", "width", "augment", "regulariser", "num_steps", "qat_epochs")
+
+
+def lever_configs(
+    model: str,
+    *,
+    image_size: int = 28,
+    num_steps: int = 16,
+    encoding: str = "direct",
+    depth: int | None = None,
+    width: float = 1.0,
+    convert_from: str | None = None,
+    teacher: str | None = None,
+    distill_weight: float | None = None,
+    augment: bool | str = "none",
+    regulariser: float = 0.0,
+    qat_epochs: int = 0,
+    model_fields: dict[str, Any] | None = None,
+    **train_fields: Any,
+) -> tuple[ModelConfig, TrainConfig]:
+    """(ModelConfig, TrainConfig) of a training run described by its levers; ConfigError (one line)
+    names the first impossible combination, before any data is read.
+
+    - ``convert_from``: checkpoint of a trained `cnn_vgg`; the model becomes its `snn_vgg` twin
+      (`neurocxr.conversion`), so ``model`` must be snn_vgg and depth/width come from the CNN;
+    - ``depth``: conv layers of a VGG plan (`neurocxr.models.vgg.vgg_channels`, snn_vgg/cnn_vgg only);
+    - ``width``: multiplies the channels and hidden sizes (of the VGG plan when ``depth`` is given);
+    - ``teacher``: checkpoint of a CNN to distil from (logits; ``distill_weight`` default 0.5);
+    - ``augment``: none | light | shift; ``regulariser``: chip-cost lambda per uJ; ``qat_epochs``.
+    ``model_fields``: other ModelConfig fields (channels, hidden, beta, threshold, dropout);
+    ``train_fields``: other TrainConfig fields (epochs, lr, seed, ...).
+    """
+    from neurocxr.errors import ConfigError
+    from neurocxr.validation import check_float, check_int
+
+    fields_ = dict(model_fields or {})
+    width = check_float("width", width, 0.0, None, low_open=True)
+    if depth is not None:
+        depth = check_int("depth", depth, 1, 12)
+        if model not in ("snn_vgg", "cnn_vgg"):
+            raise ConfigError(f"depth applies to the VGG-style chains snn_vgg and cnn_vgg, not {model!r}")
+    if convert_from:
+        if model != "snn_vgg":
+            raise ConfigError(f"convert_from makes an snn_vgg (the spiking twin of a cnn_vgg); got model {model!r}")
+        if depth is not None or width != 1.0:
+            raise ConfigError("convert_from takes depth and width from the converted CNN; leave depth and width unset")
+        path = Path(convert_from).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"convert_from: {path} is not a file; pass the checkpoint of a trained cnn_vgg")
+        from neurocxr.checkpoint import load_checkpoint
+        from neurocxr.conversion import snn_config_for
+
+        cnn_config = load_checkpoint(path).config
+        if cnn_config.image_size != image_size:
+            raise ConfigError(f"convert_from: {path} was trained on {cnn_config.image_size} px images, not {image_size}")
+        config = snn_config_for(cnn_config, num_steps, float(fields_.get("threshold", 1.0)))
+    else:
+        if depth is not None:
+            from neurocxr.models.vgg import vgg_channels
+
+            fields_["channels"] = vgg_channels(depth, width)
+            fields_["hidden"] = tuple(max(1, int(round(h * width))) for h in fields_.get("hidden", (128,)))
+        elif width != 1.0:
+            fields_["channels"] = tuple(max(1, int(round(c * width))) for c in fields_.get("channels", (16, 32)))
+            fields_["hidden"] = tuple(max(1, int(round(h * width))) for h in fields_.get("hidden", (128,)))
+        config = ModelConfig(name=model, image_size=image_size, num_steps=num_steps, encoding=encoding, **fields_)
+    if teacher:
+        path = Path(teacher).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"teacher: {path} is not a file; pass the checkpoint of a trained CNN")
+        train_fields["distill_teacher"] = str(path)
+        train_fields["distill_weight"] = 0.5 if distill_weight is None else distill_weight
+    elif distill_weight is not None:
+        train_fields["distill_weight"] = distill_weight  # TrainConfig refuses it without distill_teacher
+    train_cfg = TrainConfig(augment=augment, chip_cost_weight=regulariser, qat_epochs=qat_epochs,
+                            convert_from=str(Path(convert_from).expanduser()) if convert_from else None, **train_fields)
+    if (regulariser or qat_epochs) and not is_snn(config):
+        raise ConfigError(f"regulariser and qat_epochs act on SNNs; {config.name!r} is a CNN")
+    return config, train_cfg
+
+
 @dataclass
 class TrainResult:
     """The best-validation-AUC model, its validation metrics at the chosen threshold, and history."""

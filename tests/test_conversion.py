@@ -1,0 +1,211 @@
+"""Issue 18 levers: ANN->SNN conversion (balancing, export within 8 bits, emulator = float model),
+VGG chains, acquisition-shift augmentation, patient-wise validation, and the lever names shared by
+`neurocxr train`, the API and the sweep grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from neurocxr.conversion import activation_scales, convert, snn_config_for
+from neurocxr.data import Augment, DataSplits, ImageDataset, _patient_split, load_folder, patient_id
+from neurocxr.errors import ConfigError
+from neurocxr.models import ModelConfig, build_model
+from neurocxr.models.vgg import vgg_channels, vgg_strides
+from neurocxr.training import LEVERS, TrainConfig, lever_configs, train
+
+
+def _patches(n: int, seed: int, split: str) -> ImageDataset:
+    """Separable toy task: a bright patch in the left half (label 1) or the right half (0)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    images = 0.2 * torch.rand(n, 1, 28, 28, generator=g)
+    for i in range(n):
+        col = 4 + (0 if labels[i] == 1 else 14)
+        images[i, 0, 8:18, col:col + 8] += 0.7
+    return ImageDataset(images.clamp(0, 1), labels.long(), split, f"toy patches (seed {seed})")
+
+
+@pytest.fixture(scope="module")
+def toy_splits() -> DataSplits:
+    return DataSplits(_patches(96, 0, "train"), _patches(48, 1, "val"), _patches(48, 2, "test"))
+
+
+CNN = ModelConfig(name="cnn_vgg", channels=(4, 8), hidden=(16,))
+
+
+@pytest.fixture(scope="module")
+def cnn_checkpoint(toy_splits: DataSplits, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cnn") / "cnn_vgg.pt"
+    train(CNN, toy_splits, TrainConfig(epochs=3, batch_size=16, lr=1e-2), progress=False, checkpoint_path=path)
+    return path
+
+
+def test_vgg_plan_and_strides() -> None:
+    assert vgg_channels(6) == (16, 16, 32, 32, 64, 64)
+    assert vgg_channels(4, 0.5) == (8, 8, 16, 16)
+    # stride 2 at every second conv while the map is > 4 px: 28 -> 14 -> 7 -> 4, then no more
+    assert vgg_strides(ModelConfig(name="snn_vgg", channels=vgg_channels(8))) == (1, 2, 1, 2, 1, 2, 1, 1)
+    with pytest.raises(ValueError, match="depth"):
+        vgg_channels(0)
+
+
+def test_conversion_matches_the_cnn_and_balances_thresholds(cnn_checkpoint: Path, toy_splits: DataSplits) -> None:
+    from neurocxr.pipeline import load
+
+    cnn = load(cnn_checkpoint)
+    images = toy_splits.train.images
+    lambdas = activation_scales(cnn.model, images)
+    snn, cfg, report = convert(cnn.model, cnn.config, images, num_steps=32)
+    assert cfg.name == "snn_vgg" and cfg.beta == 1.0 and report.lambdas == pytest.approx(lambdas)
+    assert len(lambdas) == 3 and all(lam > 0 for lam in lambdas)
+    # Balanced: at most 0.1% of the (BN-folded) first-layer activations exceed the threshold scale.
+    with torch.no_grad():
+        first = torch.relu(snn.layers[1](images))  # layers[0]: input neurons
+    assert float((first > 1.0).float().mean()) < 0.01
+    # The converted SNN decides as the CNN does on most test images at T = 32.
+    with torch.no_grad():
+        cnn_pred = cnn.model.eval()(toy_splits.test.images).argmax(1)
+        from neurocxr.training import forward_model
+
+        snn_pred = forward_model(snn, toy_splits.test.images, cfg).argmax(1)
+    assert float((cnn_pred == snn_pred).float().mean()) >= 0.8
+
+
+def test_converted_snn_exports_in_8_bits_and_the_emulator_equals_the_float_model(
+        cnn_checkpoint: Path, toy_splits: DataSplits) -> None:
+    from neurocxr.deployment import Deployment
+    from neurocxr.pipeline import LoadedModel, load
+
+    cnn = load(cnn_checkpoint)
+    snn, cfg, _ = convert(cnn.model, cnn.config, toy_splits.train.images, num_steps=8)
+    dep = Deployment.from_checkpoint(LoadedModel(snn.eval(), cfg, {}))
+    for layer in dep.program.layers:
+        if getattr(layer, "weight", None) is not None:
+            w = np.asarray(layer.weight)
+            assert w.min() >= -256 and w.max() <= 255
+    report, _ = dep.parity(toy_splits.test.images[:24], toy_splits.test.labels[:24])
+    assert report.prediction_changed_fraction <= 0.1
+    assert dep.resources.cores >= 1 and dep.resources.chips == 1
+
+
+@pytest.mark.slow
+def test_train_with_convert_from_keeps_or_improves_val_auc(cnn_checkpoint: Path, toy_splits: DataSplits) -> None:
+    cfg = snn_config_for(CNN, 4)
+    pure = train(cfg, toy_splits, TrainConfig(epochs=0, convert_from=str(cnn_checkpoint)), progress=False)
+    assert pure.conversion is not None and pure.history[0]["converted"] == 1.0
+    tuned = train(cfg, toy_splits, TrainConfig(epochs=1, lr=5e-4, batch_size=16, convert_from=str(cnn_checkpoint)),
+                  progress=False)
+    # epoch 0 (the converted net) is a candidate, so fine-tuning never ends below it on validation
+    assert tuned.history[0]["val_auc"] == pytest.approx(pure.history[0]["val_auc"])
+    assert max(h["val_auc"] for h in tuned.history) >= pure.history[0]["val_auc"]
+
+
+def test_convert_from_refuses_a_mismatched_model(cnn_checkpoint: Path, toy_splits: DataSplits) -> None:
+    wrong = ModelConfig(name="snn_vgg", channels=(4, 16), hidden=(16,), num_steps=4, beta=1.0, threshold=1.0)
+    with pytest.raises(ConfigError, match="channels"):
+        train(wrong, toy_splits, TrainConfig(epochs=0, convert_from=str(cnn_checkpoint)), progress=False)
+    with pytest.raises(ConfigError, match="cnn_vgg"):
+        snn_config_for(ModelConfig(name="cnn_small"), 4)
+    with pytest.raises(ConfigError):
+        convert(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2)), CNN, toy_splits.train.images, num_steps=4)
+
+
+def test_shift_augmentation_changes_images_reproducibly_and_light_draws_are_unchanged() -> None:
+    image = torch.linspace(0, 1, 28 * 28).view(1, 28, 28)
+    light, shift = Augment.for_mode("light", seed=3), Augment.for_mode("shift", seed=3)
+    a = shift(image, shift.generator_for(5))
+    assert torch.equal(a, shift(image, shift.generator_for(5)))
+    assert not torch.allclose(a, light(image, light.generator_for(5)), atol=1e-3)
+    assert a.min() >= 0 and a.max() <= 1
+    # the new fields default to off: the old augmentation draws exactly what it drew before
+    assert torch.equal(Augment(seed=3)(image, Augment(seed=3).generator_for(5)), light(image, light.generator_for(5)))
+    with pytest.raises(ValueError):
+        Augment(gamma=-1)
+
+
+def test_patient_ids_and_patient_wise_validation(kermany_tree) -> None:
+    assert patient_id("person1000_bacteria_2931.jpeg") == "PERSON1000"
+    assert patient_id("IM-0115-0001.jpeg") == "IM-0115"
+    assert patient_id("NORMAL2-IM-1427-0001.jpeg") == "NORMAL2-IM-1427"
+    assert patient_id("img0.png") is None
+    names = ["person1_virus_1.jpeg", "person1_bacteria_2.jpeg", "person2_virus_3.jpeg", "person3_virus_4.jpeg",
+             "IM-0001-0001.jpeg", "IM-0001-0002.jpeg", "IM-0002-0001.jpeg", "NORMAL2-IM-0003-0001.jpeg"]
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    keep, held = _patient_split(labels, names, 0.34, seed=0)
+    held_patients = {patient_id(names[i]) for i in held}
+    kept_patients = {patient_id(names[i]) for i in keep}
+    assert held.size and not held_patients & kept_patients and set(labels[held]) == {0, 1}
+    # file names without patient ids: split by image, and the source says which
+    root = kermany_tree(splits=("train", "test"), per_class=6)
+    assert "of train images" in load_folder(root, 28).source
+
+
+def test_lever_names_are_the_same_on_the_cli_the_api_and_the_sweep_grid() -> None:
+    import inspect
+
+    from neurocxr import api
+    from neurocxr.sweep import CORE_AXES, _train_keys
+
+    api_params = set(inspect.signature(api.train).parameters)
+    grid_axes = set(CORE_AXES) | set(_train_keys())
+    for lever in LEVERS:
+        assert lever in api_params, lever
+        assert lever in grid_axes, lever
+    from typer.testing import CliRunner
+
+    from neurocxr.cli import app
+
+    help_text = CliRunner().invoke(app, ["train", "--help"], terminal_width=200).output
+    for lever in LEVERS:
+        assert "--" + lever.replace("_", "-") in help_text, lever
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(model="snn_strided", depth=3), "depth applies"),
+    (dict(model="snn_vgg", convert_from="/no/such.pt"), "not a file"),
+    (dict(model="snn_conv", augment="heavy"), "augment"),
+    (dict(model="snn_conv", teacher="/no/such.pt"), "teacher"),
+    (dict(model="cnn_small", regulariser=0.1), "act on SNNs"),
+    (dict(model="snn_conv", width=0), "width"),
+    (dict(model="snn_conv", distill_weight=0.5), "distill_teacher"),
+])
+def test_bad_lever_combinations_are_refused_in_one_line(kwargs: dict, match: str) -> None:
+    model = kwargs.pop("model")
+    with pytest.raises(ConfigError, match=match) as info:
+        lever_configs(model, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_train_refuses_a_bad_lever_with_exit_code_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from neurocxr.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--model", "snn_strided", "--depth", "4", "--data", "synthetic",
+                                      "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "depth applies" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_lever_configs_depth_width_and_sweep_grid_point(cnn_checkpoint: Path) -> None:
+    cfg, tc = lever_configs("snn_vgg", depth=4, width=0.5, augment="shift", regulariser=0.01, qat_epochs=1, epochs=2)
+    assert cfg.channels == (8, 8, 16, 16) and cfg.hidden == (64,)
+    assert tc.augment == "shift" and tc.chip_cost_weight == 0.01 and tc.qat_epochs == 1 and tc.epochs == 2
+    cfg, tc = lever_configs("snn_vgg", convert_from=str(cnn_checkpoint), num_steps=4, epochs=0)
+    assert cfg == snn_config_for(CNN, 4) and tc.convert_from == str(cnn_checkpoint)
+    from neurocxr.sweep import trial_configs
+
+    params = {"model": "snn_vgg", "num_steps": 4, "encoding": "direct", "regulariser": 0.0, "width": 1.0, "seed": 1,
+              "depth": 2, "augment": "light"}
+    model_cfg, train_cfg, _ = trial_configs(params, {"train": {"epochs": 1}, "model": {}})
+    assert model_cfg.channels == (16, 16) and train_cfg.augment == "light" and train_cfg.seed == 1
+    params = {"model": "snn_vgg", "num_steps": 4, "encoding": "direct", "regulariser": 0.0, "width": 1.0, "seed": 0,
+              "convert_from": str(cnn_checkpoint)}
+    model_cfg, train_cfg, _ = trial_configs(params, {"train": {"epochs": 0}, "model": {}})
+    assert model_cfg == snn_config_for(CNN, 4) and train_cfg.convert_from == str(cnn_checkpoint)
