@@ -454,7 +454,8 @@ class Deployment:
         return layer_quants(self.program)
 
     def write(self, folder: str | Path) -> dict[str, Path]:
-        """Write model.nir (when there is a graph) and model.net into ``folder``; netx_path is set."""
+        """Write model.nir (when there is a graph) and model.net into the existing ``folder``
+        (atomically, each file); ``netx_path`` then points at the netx file, which Lava runs."""
         from neurocxr.exporters.netx import write_netx
         from neurocxr.exporters.nir import write_nir
 
