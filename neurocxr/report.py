@@ -349,14 +349,52 @@ def _pick_snn_row(report: Report) -> SummaryRow | None:
     return snn[0] if snn else None
 
 
-def _pick_cnn_row(report: Report) -> SummaryRow | None:
-    rows = [r for r in report.summary if r.is_baseline and r.dynamic_j]
+def _cheapest_like_for_like(rows: Sequence[SummaryRow]) -> SummaryRow | None:
+    """The cheapest row, preferring measured rows, then memory-inclusive estimates, then any."""
     measured = [r for r in rows if r.kind == "measured"]
     if measured:
         return min(measured, key=lambda r: r.dynamic_j or math.inf)
     memory = [r for r in rows if r.scope == SCOPE_LABELS["memory-inclusive"]]
-    pool = memory or rows
+    pool = memory or list(rows)
     return min(pool, key=lambda r: r.dynamic_j or math.inf) if pool else None
+
+
+@dataclass
+class BaselineChoice:
+    """Which CNN baseline the verdict compares with, and why (``match``):
+    "matched": the cheapest baseline whose test ROC-AUC is at least the SNN's;
+    "none reaches": no baseline reaches the SNN's AUC (the most accurate one is shown);
+    "auc unknown": the SNN's or every baseline's AUC is missing (the cheapest baseline is shown)."""
+
+    row: SummaryRow | None
+    match: str
+    snn_auc: float | None = None
+    baseline_auc: float | None = None
+    snn_model: str = "the SNN"
+
+
+def _pick_cnn_choice(report: Report, snn: SummaryRow | None = None) -> BaselineChoice:
+    """The accuracy-matched CNN baseline for the verdict (issue 18 item 7): among baselines whose test
+    ROC-AUC is at least the SNN's, the cheapest like-for-like row (measured, else memory-inclusive,
+    else any); the table keeps every baseline (cnn_small included)."""
+    rows = [r for r in report.summary if r.is_baseline and r.dynamic_j]
+    snn = snn if snn is not None else _pick_snn_row(report)
+    snn_auc = snn.auc if snn is not None and _finite(snn.auc) else None
+    name = snn.model if snn is not None else "the SNN"
+    with_auc = [r for r in rows if _finite(r.auc)]
+    if snn_auc is None or not with_auc:
+        return BaselineChoice(_cheapest_like_for_like(rows), "auc unknown", snn_auc, None, name)
+    reaching = [r for r in with_auc if float(r.auc) >= float(snn_auc)]  # type: ignore[arg-type]
+    if reaching:
+        row = _cheapest_like_for_like(reaching)
+        return BaselineChoice(row, "matched", snn_auc, row.auc if row is not None else None, name)
+    best_auc = max(float(r.auc) for r in with_auc)  # type: ignore[arg-type]
+    row = _cheapest_like_for_like([r for r in with_auc if float(r.auc) == best_auc])  # type: ignore[arg-type]
+    return BaselineChoice(row, "none reaches", snn_auc, best_auc, name)
+
+
+def _pick_cnn_row(report: Report) -> SummaryRow | None:
+    return _pick_cnn_choice(report).row
 
 
 def _describe(r: SummaryRow) -> str:
@@ -365,11 +403,27 @@ def _describe(r: SummaryRow) -> str:
     return f"{r.model} on {r.device} ({kind}{'; ' + what if what else ''})"
 
 
+def _match_clause(choice: BaselineChoice) -> str:
+    if choice.row is None:
+        return ""
+    if choice.match == "matched":
+        return (f" {choice.row.model} is the cheapest CNN baseline whose test ROC-AUC ({format_auc(choice.baseline_auc)}) "
+                f"is at least that of {choice.snn_model} ({format_auc(choice.snn_auc)}).")
+    if choice.match == "none reaches":
+        return (f" No CNN baseline reaches the test ROC-AUC of {choice.snn_model} ({format_auc(choice.snn_auc)}); the "
+                f"comparison is with the most accurate one, {choice.row.model} ({format_auc(choice.baseline_auc)}).")
+    return " Test ROC-AUC is not known for both sides, so this comparison is not accuracy-matched."
+
+
 def verdict(report: Report) -> str:
     """One sentence with numbers: which is cheaper per inference, by how much, on which basis,
-    measured or estimated. Compares the SNN on Loihi (chip counts) with the cheapest like-for-like
-    CNN baseline row (measured, else memory-inclusive, else arithmetic-only, said so)."""
-    snn, cnn = _pick_snn_row(report), _pick_cnn_row(report)
+    measured or estimated. Compares the SNN on Loihi (chip counts) with the accuracy-matched CNN
+    baseline (`_pick_cnn_choice`: the cheapest whose test ROC-AUC is at least the SNN's; like for
+    like: measured, else memory-inclusive, else arithmetic-only, said so), and says so when no
+    baseline reaches the SNN's AUC."""
+    snn = _pick_snn_row(report)
+    choice = _pick_cnn_choice(report, snn)
+    cnn = choice.row
     if snn is None and cnn is None:
         return "No energy figures in this report: nothing to compare."
     if snn is None or cnn is None:
@@ -385,7 +439,7 @@ def verdict(report: Report) -> str:
                "(each model at its validation-chosen threshold)")
     return (f"{cheap.model} is cheaper: {format_energy(cheap.dynamic_j)} of dynamic energy per inference for "
             f"{_describe(cheap)} against {format_energy(dear.dynamic_j)} for {_describe(dear)}, "
-            f"{_ratio_text(ratio)} less{acc}.{_sample_sentence(report)}")
+            f"{_ratio_text(ratio)} less{acc}.{_match_clause(choice)}{_sample_sentence(report)}")
 
 
 def _sample_sentence(report: Report) -> str:
@@ -615,6 +669,15 @@ def _row_json(r: SummaryRow) -> dict[str, Any]:
     }
 
 
+def _choice_json(choice: BaselineChoice) -> dict[str, Any]:
+    """Which baseline the verdict names and why, for report.json."""
+    r = choice.row
+    return {"model": r.model if r else None, "device": r.device if r else None, "match": choice.match,
+            "snn_test_auc": choice.snn_auc, "baseline_test_auc": choice.baseline_auc,
+            "rule": "cheapest CNN baseline whose test ROC-AUC is at least the SNN's (like for like: measured, "
+                    "else memory-inclusive, else any)"}
+
+
 def report_to_json(report: Report) -> dict[str, Any]:
     """The report as JSON-ready dicts: energy numbers as {value, unit, kind, source}."""
     return {
@@ -623,6 +686,7 @@ def report_to_json(report: Report) -> dict[str, Any]:
         "data_source": report.data_source,
         "synthetic_data": report.is_synthetic,
         "verdict": verdict(report),
+        "verdict_baseline": _choice_json(_pick_cnn_choice(report)),
         "verdict_caveats": verdict_caveats(report),
         "sweep_verdict": sweep_sentence(report),
         "summary": [_row_json(r) for r in report.summary],
@@ -679,10 +743,49 @@ def _short(text: str, n: int = 28) -> str:
 _MODEL_COLORS = ["#1565c0", "#c62828", "#6a1b9a", "#2e7d32", "#ef6c00", "#00838f", "#5d4037", "#ad1457"]
 
 
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (energy, score) points no other point beats on both (less energy and a higher score),
+    sorted by energy: the line a family of models draws on an accuracy-vs-energy plot."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return front
+
+
+# SNN and CNN fronts: one colour and line style per family, the same on every plot.
+_FRONT_STYLE = {"SNN": ("#ff8f00", "-"), "CNN": ("#37474f", "--")}
+
+
+def _draw_fronts(ax: Any, families: dict[str, list[tuple[float, float]]], what: str) -> None:
+    """A line through each family's Pareto points (``families``: name -> (energy, score) points)."""
+    for name, pts in families.items():
+        front = pareto_front([p for p in pts if _finite(p[0]) and p[0] > 0 and _finite(p[1])])
+        if not front:
+            continue
+        color, style = _FRONT_STYLE.get(name, ("#555555", ":"))
+        # a one-point front is drawn as a ring around its point, so it stays visible under the marker
+        ax.plot([p[0] for p in front], [p[1] for p in front], linestyle=style, color=color, linewidth=1.8,
+                marker="o" if len(front) == 1 else None, markersize=13, fillstyle="none", markeredgewidth=1.6,
+                alpha=0.9, zorder=2,
+                label=f"{name} front ({what}, {len(front)} point{'s' if len(front) != 1 else ''})")
+
+
 def _plot_accuracy_vs_energy(rows: Sequence[SummaryRow]) -> str | None:
-    """Accuracy against dynamic energy per inference: one colour per model, one point per device;
-    circles for measured, triangles for estimated energy."""
-    data = [r for r in rows if _finite(r.accuracy) and _finite(r.dynamic_j) and r.dynamic_j > 0]  # type: ignore[operator]
+    """Test ROC-AUC (or accuracy where AUC is missing) against dynamic energy per inference: one
+    colour per model, one point per device; circles for measured, triangles for estimated energy;
+    a line through the SNN family's Pareto points and one through the CNN baselines', on the same axes."""
+    use_auc = any(_finite(r.auc) and r.is_baseline for r in rows) and any(_finite(r.auc) and not r.is_baseline
+                                                                          for r in rows)
+
+    def score(r: SummaryRow) -> float | None:
+        v = r.auc if use_auc else r.accuracy
+        return float(v) if _finite(v) else None
+
+    metric = "test ROC-AUC" if use_auc else "test accuracy (%)"
+    title = "ROC-AUC" if use_auc else "Accuracy"
+    scale = 1.0 if use_auc else 100.0
+    data = [r for r in rows if score(r) is not None and _finite(r.dynamic_j) and r.dynamic_j > 0]  # type: ignore[operator]
     if not data:
         return None
     fig = _figure(7.6, 4.3)
@@ -691,13 +794,16 @@ def _plot_accuracy_vs_energy(rows: Sequence[SummaryRow]) -> str | None:
     energies = [float(r.dynamic_j) for r in data]  # type: ignore[arg-type]
     # x range in decades over about 470 pt of axes; a 6.5 pt character is about 3.7 pt wide
     decades_per_char = (math.log10(max(energies) / min(energies)) + math.log10(100)) * 3.7 / 470
+    _draw_fronts(ax, {"SNN": [(float(r.dynamic_j), scale * score(r)) for r in data if not r.is_baseline],  # type: ignore[arg-type, operator]
+                      "CNN": [(float(r.dynamic_j), scale * score(r)) for r in data if r.is_baseline]},  # type: ignore[arg-type, operator]
+                 "AUC" if use_auc else "accuracy")
     for i, model in enumerate(models):
         pts = [r for r in data if r.model == model]
         color = _MODEL_COLORS[i % len(_MODEL_COLORS)]
         for kind, marker in (("measured", "o"), ("estimated", "^")):
             sel = [r for r in pts if r.kind == kind]
             if sel:
-                ax.scatter([r.dynamic_j for r in sel], [100 * r.accuracy for r in sel],  # type: ignore[operator]
+                ax.scatter([r.dynamic_j for r in sel], [scale * score(r) for r in sel],  # type: ignore[operator]
                            c=color, marker=marker, edgecolors="black", s=46, zorder=3,
                            label=f"{_short(model, 26)} ({kind})")
         # Points of one model mostly share a height: label them by device, level, and stack a label
@@ -706,29 +812,31 @@ def _plot_accuracy_vs_energy(rows: Sequence[SummaryRow]) -> str | None:
         # one label.
         groups: list[list[SummaryRow]] = []
         for r in sorted(pts, key=lambda r: r.dynamic_j):  # type: ignore[arg-type, return-value]
-            if (groups and r.accuracy == groups[-1][0].accuracy
+            if (groups and score(r) == score(groups[-1][0])
                     and math.log10(float(r.dynamic_j) / float(groups[-1][0].dynamic_j)) < 0.05):  # type: ignore[arg-type]
                 groups[-1].append(r)
             else:
                 groups.append([r])
-        placed: list[tuple[float, float, float, int]] = []  # (accuracy, left, right in log10 J, level)
+        placed: list[tuple[float, float, float, int]] = []  # (score, left, right in log10 J, level)
         for group in groups:
             first = group[0]
             label = ", ".join(_short(r.device, 22) for r in group)
             x = math.log10(float(first.dynamic_j))  # type: ignore[arg-type]
             right = x + len(label) * decades_per_char
-            busy = {lv for acc, lo, hi, lv in placed if acc == first.accuracy and lo <= x <= hi}
+            y = score(first)
+            busy = {lv for acc, lo, hi, lv in placed if acc == y and lo <= x <= hi}
             level = next(lv for lv in range(len(placed) + 1) if lv not in busy)
-            placed.append((first.accuracy, x, right, level))  # type: ignore[arg-type]
-            ax.annotate(label, (first.dynamic_j, 100 * first.accuracy), fontsize=6.5,  # type: ignore[operator]
+            placed.append((y, x, right, level))  # type: ignore[arg-type]
+            ax.annotate(label, (first.dynamic_j, scale * y), fontsize=6.5,  # type: ignore[operator]
                         xytext=(3, 5 + 8 * level), textcoords="offset points", ha="left", va="bottom")
     ax.set_xscale("log")
     ax.set_xlim(min(energies) / 5, max(energies) * 20)
     ax.margins(y=0.45)
     ax.grid(True, which="major", alpha=0.3)
     ax.set_xlabel("dynamic energy per inference (J, log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy vs energy per inference, one point per model × device", fontsize=10)
+    ax.set_ylabel(metric)
+    ax.set_title(f"Test {title} vs energy per inference: SNN and CNN fronts, one point per model × device",
+                 fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     return _png_data_uri(fig)
 
@@ -784,6 +892,12 @@ def _plot_sweep(sweep: SweepTable, rows: Sequence[SummaryRow]) -> str | None:
                     and _finite(r.accuracy)):
                 ax.scatter([r.dynamic_j], [r.accuracy], marker="P", c="#c62828", s=70, edgecolors="black",
                            label=f"{_short(r.model, 20)} (this report)", zorder=4)
+        mine = [(float(r.dynamic_j), float(r.auc)) for r in rows  # type: ignore[arg-type]
+                if not r.is_baseline and r.device == device and is_headline(r) and _finite(r.dynamic_j)
+                and _finite(r.auc)]
+        _draw_fronts(ax, {"SNN": [(x, y) for x, y in zip(xs, auc) if _finite(y)] + mine,
+                          "CNN": [(float(r.dynamic_j), float(r.auc)) for r in baselines if _finite(r.auc)]},  # type: ignore[arg-type]
+                     "ROC-AUC")
         for i, r in enumerate(baselines):
             color = _MODEL_COLORS[(i + 2) % len(_MODEL_COLORS)]
             what = _short(f"{r.model}, {r.device}", 34)
