@@ -77,6 +77,7 @@ class Bench:
     augment: str = "none"
     teacher: bool = False  # distil from medspectralnet of this image size
     distill_weight: float = 0.5
+    feature_distill: float = 0.0  # feature distillation weight; teacher = the conversion source (cnn_vgg)
     regulariser: float = 0.0
     qat_epochs: int = 0
     hidden: tuple[int, ...] = (128,)
@@ -100,6 +101,8 @@ def configs() -> list[Bench]:
         Bench("strided_T4", lever="baseline", epochs=10),
         Bench("hybrid_vgg6_T4_distill", num_steps=4, epochs=3, lr=5e-4, teacher=True,
               **{**conv, "lever": "conversion+finetune+distill"}),
+        Bench("hybrid_vgg6_T4_featdistill", num_steps=4, epochs=3, lr=5e-4, feature_distill=1.0,
+              **{**conv, "lever": "conversion+finetune+feature-distill (teacher: the conversion source)"}),
         Bench("hybrid_vgg6_T4_shift", num_steps=4, epochs=2, lr=5e-4, augment="shift", cnn_epochs=6,
               **{**conv, "lever": "conversion+finetune+augment"}),
         Bench("strided_T4_shift", lever="augment", epochs=10, augment="shift"),
@@ -185,12 +188,15 @@ def run_seed(b: Bench, seed: int, data: dict[int, str], teachers: dict[str, Any]
                                           TrainConfig(epochs=b.cnn_epochs, seed=seed, augment=b.augment, patience=3))
         cfg = snn_config_for(cnn_cfg, b.num_steps, 1.0)
         convert_from = str(cnn_path)
+        if b.feature_distill > 0:  # features (and logits) of the CNN the SNN was converted from
+            teacher_path = cnn_path
         extra["convert_from"] = file_record(cnn_path)
         extra["cnn_train_seconds"] = cnn_seconds
     tc = TrainConfig(epochs=b.epochs, lr=b.lr, seed=seed, augment=b.augment, chip_cost_weight=b.regulariser,
                      qat_epochs=b.qat_epochs, patience=3, convert_from=convert_from,
                      distill_teacher=str(teacher_path) if teacher_path else None,
-                     distill_weight=b.distill_weight if teacher_path else 0.0)
+                     distill_weight=b.distill_weight if teacher_path else 0.0,
+                     distill_feature_weight=b.feature_distill)
     t0 = time.perf_counter()
     result = train(cfg, splits, tc, progress=False)
     snn_seconds = time.perf_counter() - t0

@@ -88,6 +88,23 @@ def _folded_layers(cnn: nn.Module) -> list[tuple[nn.Module, torch.Tensor, torch.
 
 
 @torch.no_grad()
+def relu_activations(cnn: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+    """The output of every ReLU layer of the (BN-folded, eval-mode) chain CNN for ``images``, in
+    order: what the converted SNN's hidden neuron layers approximate as rate x lambda_l."""
+    out = []
+    h = images.double()
+    for m, w, b, relu in _folded_layers(cnn):
+        if isinstance(m, nn.Conv2d):
+            h = torch.nn.functional.conv2d(h, w, b, stride=m.stride, padding=m.padding)
+        else:
+            h = torch.nn.functional.linear(h.flatten(1), w, b)
+        if relu:
+            h = torch.relu(h)
+            out.append(h.float())
+    return out
+
+
+@torch.no_grad()
 def activation_scales(cnn: nn.Module, images: torch.Tensor, percentile: float = DEFAULT_PERCENTILE,
                       batch_size: int = 250) -> list[float]:
     """lambda_l: the ``percentile`` of the positive activations of each ReLU layer of the
@@ -97,15 +114,8 @@ def activation_scales(cnn: nn.Module, images: torch.Tensor, percentile: float = 
     layers = _folded_layers(cnn)
     per_layer: list[list[torch.Tensor]] = [[] for _ in layers[:-1]]
     for start in range(0, len(images), batch_size):
-        h = images[start:start + batch_size].double()
-        for k, (m, w, b, relu) in enumerate(layers):
-            if isinstance(m, nn.Conv2d):
-                h = torch.nn.functional.conv2d(h, w, b, stride=m.stride, padding=m.padding)
-            else:
-                h = torch.nn.functional.linear(h.flatten(1), w, b)
-            if relu:
-                h = torch.relu(h)
-                per_layer[k].append(h[h > 0].float())
+        for k, h in enumerate(relu_activations(cnn, images[start:start + batch_size])):
+            per_layer[k].append(h[h > 0])
     lambdas = []
     for k, acts in enumerate(per_layer):
         flat = torch.cat(acts) if acts else torch.zeros(0)

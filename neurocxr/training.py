@@ -55,6 +55,10 @@ class TrainConfig:
     distill_teacher: str | None = None  # checkpoint of a (CNN) teacher; soft targets from its logits
     distill_weight: float = 0.0  # weight of the KL(teacher || student) term (0 = off)
     distill_temperature: float = 4.0
+    # feature distillation: weight of the mean squared error between the student's hidden spike rates
+    # and the teacher's ReLU activations / their batch 99.9th percentile, layer by layer; needs a
+    # cnn_vgg teacher with the student's (snn_vgg) layer shapes, e.g. the conversion source
+    distill_feature_weight: float = 0.0
     qat_epochs: int = 0  # quantisation-aware fine-tuning epochs after training (neurocxr.qat)
     qat_lr_factor: float = 0.1  # QAT learning rate = lr x this
     # ANN->SNN conversion (neurocxr.conversion): start from a converted cnn_vgg checkpoint instead of a
@@ -83,12 +87,14 @@ class TrainConfig:
         self.early_readout_weight = check_float("early_readout_weight", self.early_readout_weight, 0.0, None)
         self.distill_weight = check_float("distill_weight", self.distill_weight, 0.0, 1.0)
         self.distill_temperature = check_float("distill_temperature", self.distill_temperature, 0.0, None, low_open=True)
+        self.distill_feature_weight = check_float("distill_feature_weight", self.distill_feature_weight, 0.0, None)
         self.qat_epochs = check_int("qat_epochs", self.qat_epochs, 0, 100_000)
         self.qat_lr_factor = check_float("qat_lr_factor", self.qat_lr_factor, 0.0, 10.0, low_open=True)
-        if self.distill_weight > 0 and not self.distill_teacher:
+        if (self.distill_weight > 0 or self.distill_feature_weight > 0) and not self.distill_teacher:
             from neurocxr.errors import ConfigError
 
-            raise ConfigError("distill_weight > 0 needs distill_teacher (a checkpoint path of the teacher model)")
+            raise ConfigError("distill_weight / distill_feature_weight > 0 needs distill_teacher (a checkpoint path "
+                              "of the teacher model)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -306,7 +312,10 @@ class LossTerms:
     - early readout (``early_readout_weight``): cross-entropy of the readout averaged over the
       first t steps, averaged over t = 1..T, so the decision can be read out before step T;
     - distillation (``distill_weight``): Hinton's KL(teacher || student) at ``distill_temperature``
-      (x T^2), mixed as (1 - w) x CE + w x KL.
+      (x T^2), mixed as (1 - w) x CE + w x KL;
+    - feature distillation (``distill_feature_weight``, where shapes allow: a cnn_vgg teacher of
+      the snn_vgg student's shape): + w_f x mean over hidden layers of MSE(spike rate,
+      clamp(teacher ReLU activation / its batch 99.9th percentile, 0, 1)), the rates conversion aims at.
     """
 
     def __init__(self, model: nn.Module, config: ModelConfig, train_cfg: TrainConfig, class_weight: torch.Tensor | None) -> None:
@@ -319,7 +328,8 @@ class LossTerms:
             shape = (config.in_channels, config.image_size, config.image_size)
             self.chip_cost = ChipCostModel(model, shape, config.num_steps, train_cfg.chip_cost_profile)
         self.teacher = None
-        if train_cfg.distill_weight > 0 and train_cfg.distill_teacher:
+        self.feature_teacher = False
+        if (train_cfg.distill_weight > 0 or train_cfg.distill_feature_weight > 0) and train_cfg.distill_teacher:
             from neurocxr.pipeline import load
 
             self.teacher = load(train_cfg.distill_teacher)
@@ -328,6 +338,16 @@ class LossTerms:
                     f"teacher {train_cfg.distill_teacher} was trained on {self.teacher.config.image_size} px images, "
                     f"the student on {config.image_size} px"
                 )
+            if train_cfg.distill_feature_weight > 0:
+                from neurocxr.errors import ConfigError
+
+                twin = self.teacher.config
+                if not (self.snn and twin.name == "cnn_vgg" and config.name == "snn_vgg" and twin.channels == config.channels
+                        and twin.hidden == config.hidden and twin.extra.get("strides") == config.extra.get("strides")):
+                    raise ConfigError("feature distillation needs a cnn_vgg teacher with the snn_vgg student's channels, "
+                                      f"hidden sizes and strides (teacher {twin.name} {list(twin.channels)}, student "
+                                      f"{config.name} {list(config.channels)}); use logit distillation otherwise")
+                self.feature_teacher = True
 
     def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
@@ -338,7 +358,7 @@ class LossTerms:
             from neurocxr.encoding import encode
 
             x = encode(images, self.config.encoding, self.config.num_steps)
-            out = model(x, record=self.chip_cost is not None)
+            out = model(x, record=self.chip_cost is not None or self.feature_teacher)
             logits, readout_steps = out.logits, out.readout_steps
             if self.chip_cost is not None:
                 cost = self.chip_cost(x, out.spikes or [])
@@ -346,7 +366,20 @@ class LossTerms:
             logits = model(images)
         loss = F.cross_entropy(logits, labels, weight=self.class_weight, label_smoothing=cfg.label_smoothing)
         parts["ce"] = float(loss)
-        if self.teacher is not None:
+        if self.feature_teacher:
+            from neurocxr.conversion import relu_activations
+
+            targets = relu_activations(self.teacher.model.eval(), images)
+            rates = [s.mean(0) for s in (out.spikes or [])][-len(targets):]  # hidden layers (after input neurons)
+            terms = []
+            for rate, act in zip(rates, targets):
+                flat = act.flatten()
+                scale = torch.quantile(flat[torch.randperm(flat.numel())[:100_000]], 0.999).clamp_min(1e-6)
+                terms.append(F.mse_loss(rate.reshape(act.shape), (act / scale).clamp(0, 1)))
+            feat = torch.stack(terms).mean()
+            loss = loss + cfg.distill_feature_weight * feat
+            parts["distill_feature_mse"] = float(feat)
+        if self.teacher is not None and cfg.distill_weight > 0:
             with torch.no_grad():
                 t_logits = forward_model(self.teacher.model.eval(), images, self.teacher.config)
             temp = cfg.distill_temperature

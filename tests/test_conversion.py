@@ -209,3 +209,22 @@ def test_lever_configs_depth_width_and_sweep_grid_point(cnn_checkpoint: Path) ->
               "convert_from": str(cnn_checkpoint)}
     model_cfg, train_cfg, _ = trial_configs(params, {"train": {"epochs": 0}, "model": {}})
     assert model_cfg == snn_config_for(CNN, 4) and train_cfg.convert_from == str(cnn_checkpoint)
+
+
+@pytest.mark.slow
+def test_feature_distillation_from_the_conversion_source(cnn_checkpoint: Path, toy_splits: DataSplits) -> None:
+    from neurocxr.training import LossTerms
+
+    cfg = snn_config_for(CNN, 4)
+    tc = TrainConfig(epochs=1, lr=5e-4, batch_size=16, convert_from=str(cnn_checkpoint), distill_teacher=str(cnn_checkpoint),
+                     distill_feature_weight=1.0)
+    snn = build_model(cfg)
+    terms = LossTerms(snn, cfg, tc, None)
+    _, parts = terms(snn, toy_splits.train.images[:8], toy_splits.train.labels[:8])
+    assert parts["distill_feature_mse"] > 0 and "distill_kl" not in parts
+    result = train(cfg, toy_splits, tc, progress=False)
+    assert result.history[-1]["val_auc"] == result.history[-1]["val_auc"]  # trained without NaN
+    # a teacher of another shape cannot give features: refused in one line
+    other = ModelConfig(name="snn_vgg", channels=(8, 8), hidden=(16,), num_steps=4, beta=1.0, threshold=1.0)
+    with pytest.raises(ConfigError, match="feature distillation"):
+        LossTerms(build_model(other), other, tc, None)
