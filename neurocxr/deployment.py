@@ -469,9 +469,15 @@ class Deployment:
     # -- running -------------------------------------------------------------------------------
 
     def encode(self, images: torch.Tensor, *, seed: int = 0) -> EncodedImages:
-        """Encode ``images`` once for the float model and the chip (rate coding seeded by ``seed``)."""
-        if not isinstance(images, torch.Tensor):
-            images = torch.as_tensor(np.asarray(images))
+        """Encode ``images`` once for the float model and the chip (rate coding seeded by ``seed``).
+        Integer images follow the one pixel rule (`neurocxr.validation.images_to_unit_range`: uint8
+        / 255, uint16 / 65535); float images are taken as they are, in [0, 1]."""
+        arr = images if isinstance(images, torch.Tensor) else np.asarray(images)
+        if not (arr.dtype.is_floating_point if isinstance(arr, torch.Tensor) else np.issubdtype(arr.dtype, np.floating)):
+            from neurocxr.validation import images_to_unit_range
+
+            arr = images_to_unit_range(arr)
+        images = arr if isinstance(arr, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(arr))
         return EncodedImages(images, self.loaded.config if self.loaded is not None else None, seed)
 
     def chip_input(self, inputs: EncodedImages | np.ndarray | torch.Tensor) -> np.ndarray:
@@ -485,8 +491,9 @@ class Deployment:
             record: bool = False, progress: bool = False) -> RunResult:
         """Run a batch on ``backend`` ("emulator": bit-exact, fast; "lava": Lava's fixed_pt models).
 
-        ``inputs``: `encode`'s result, or what the program takes as is: images ``[B, C, H, W]``
-        (bias input) or spike trains ``[T, B, ...]`` (spike input)."""
+        ``inputs``: `encode`'s result, or what the program takes as is: float images ``[B, C, H, W]``
+        in [0, 1] (bias input) or 0/1 spike trains ``[T, B, ...]`` (spike input), handed to the
+        backend unchanged (`neurocxr.emulate` is the checked entry for arrays of any pixel type)."""
         try:
             runner = BACKENDS[backend]
         except KeyError:

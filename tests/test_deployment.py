@@ -162,3 +162,10 @@ def test_lava_backend_equals_the_emulator(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     dep.write(tmp_path / "out")
     assert dep.lava_parity(x, 2).identical
+
+
+def test_integer_images_follow_the_one_pixel_rule(tmp_path: Path) -> None:
+    dep = Deployment.from_checkpoint(_checkpoint(tmp_path))
+    images = (_images(3) * 255).round().to(torch.uint8)
+    as_float = images.float() / 255.0
+    assert np.array_equal(dep.run(dep.encode(images.numpy())).readout, dep.run(dep.encode(as_float)).readout)
