@@ -252,6 +252,14 @@ def export_onnx_checkpoint(checkpoint: str | Path | LoadedModel, out: str | Path
     from neurocxr.fileio import staged_output
 
     loaded = load(checkpoint)
+    from neurocxr.models import model_info
+
+    if model_info(loaded.config.name).kind == "snn":
+        from neurocxr.errors import ModelKindError
+
+        what = checkpoint if isinstance(checkpoint, (str, Path)) else f"model {loaded.name!r}"
+        raise ModelKindError(f"{what} is an SNN ({loaded.config.name}); ONNX export is for CNN baselines: export it "
+                             "with --target loihi (NIR + netx for Loihi 2) or --target nir")
     shape = (1, loaded.config.in_channels, loaded.config.image_size, loaded.config.image_size)
     # Exported and checked in a staging folder: a model that fails the check leaves no model.onnx.
     with staged_output(out, ["model.onnx"], force) as stage:

@@ -207,6 +207,11 @@ def evaluate_cmd(
     from neurocxr.api import evaluate
 
     uncertainty = uncertainty or mc_passes is not None
+    if not (robustness or uncertainty):
+        from neurocxr.validation import refuse_unused_options
+
+        refuse_unused_options({"--max-samples": max_samples},
+                              "to --robustness / --uncertainty only (the metrics table always uses the whole split)")
     if robustness or uncertainty:  # refuse bad requests before any work or output
         from neurocxr.evaluation.run import check_request
 
@@ -287,6 +292,10 @@ def export_cmd(
     if checkpoint.suffix.lower() == ".nir":
         _export_nir_file(checkpoint, out, target, dt, num_steps, encoding, spikes, max_samples, lava_samples, allow_clipping, force)
         return
+    from neurocxr.validation import refuse_unused_options
+
+    refuse_unused_options({"--dt": dt, "--num-steps": num_steps, "--encoding": encoding, "--spikes": spikes},
+                          "to a .nir input only (a checkpoint records its own time steps and encoding)")
     if target == "onnx":
         from neurocxr.api import export_onnx_checkpoint
 
@@ -406,6 +415,10 @@ def netx_cmd(
     from neurocxr.energy.profiles import get_profile
 
     get_profile(profile)  # an unknown --profile is refused before the run, not after it
+    from neurocxr.validation import describe_file, file_kind
+
+    if file_kind(path) not in ("netx", "hdf5", "missing", "unknown"):  # a .pt, .npz, folder...: say what it is
+        raise NeurocxrError(f"{path} {describe_file(path)}; `neurocxr netx` reads Loihi netx (HDF5) files")
     program = read_netx(path, num_steps=num_steps, input_scale=input_scale)
     steps = program.num_steps
     for note in program.metadata.get("read_notes", []):
@@ -551,11 +564,12 @@ def sweep_cmd(
     cpus_per_trial: Optional[float] = typer.Option(None, "--cpus-per-trial", help="CPUs per trial (default 1; also torch threads)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="a bar of trials, only on a terminal (default: the global option)"),
+    max_trials: Optional[int] = typer.Option(None, "--max-trials", help="confirm a grid larger than 1000 combinations (up to this many trials)"),
 ) -> None:
     """Accuracy vs chip energy: train, export, emulate and estimate energy for every grid point on Ray Tune."""
     from neurocxr.sweep import load_sweep_config, run_sweep
 
-    cfg = load_sweep_config(config)
+    cfg = load_sweep_config(config, max_trials=max_trials)
 
     def on_trial(row: dict) -> None:
         if row.get("status") != "ok":

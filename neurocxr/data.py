@@ -333,7 +333,7 @@ def load_npz(path: str | Path, image_size: int | None = None) -> DataSplits:
     from neurocxr.validation import describe_file, file_kind
 
     if file_kind(path) in ("checkpoint", "nir", "netx", "hdf5", "onnx", "toml", "image"):
-        raise DataError(f"{path} {describe_file(path)}; --data wants a PneumoniaMNIST .npz or a Kermany folder")
+        raise DataError(f"{path} {describe_file(path)}; a data set is a PneumoniaMNIST .npz or a Kermany folder")
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as fh:
             head = fh.read(6)

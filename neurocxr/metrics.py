@@ -98,8 +98,8 @@ def choose_threshold(y_true: np.ndarray, scores: np.ndarray, method: str = "youd
 
 
 def clinical_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> ClinicalMetrics:
-    """All metrics at ``threshold`` (prediction = score >= threshold); AUC from the raw scores
-    (NaN when only one class is present)."""
+    """All metrics at ``threshold`` (prediction = score >= threshold); AUC from the raw scores.
+    AUC, Cohen's kappa and MCC are NaN when only one class is present (undefined)."""
     y, s = _as_binary_inputs(y_true, scores)
     pred = (s >= threshold).astype(np.int64)
     (tn, fp), (fn, tp) = skm.confusion_matrix(y, pred, labels=[0, 1])
@@ -111,8 +111,9 @@ def clinical_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = 
         precision=float(skm.precision_score(y, pred, pos_label=1, zero_division=0)),
         f1=float(skm.f1_score(y, pred, pos_label=1, zero_division=0)),
         roc_auc=float(skm.roc_auc_score(y, s)) if two_classes else float("nan"),
-        cohen_kappa=float(skm.cohen_kappa_score(y, pred, labels=[0, 1])),
-        mcc=float(skm.matthews_corrcoef(y, pred)),
+        # Undefined with one class in y (sklearn would warn, and give MCC 0.0 as if it were measured).
+        cohen_kappa=float(skm.cohen_kappa_score(y, pred, labels=[0, 1])) if two_classes else float("nan"),
+        mcc=float(skm.matthews_corrcoef(y, pred)) if two_classes else float("nan"),
         confusion=[[int(tn), int(fp)], [int(fn), int(tp)]],
         threshold=float(threshold),
         n=int(y.size),

@@ -373,3 +373,12 @@ def check_report_models(snn: Any, snn_source: Any, baselines: list, sources: lis
         taken.add(label)
         out.append(b if label == b.name else type(b)(b.model, b.config, {**b.metadata, "label": label}))
     return out
+
+
+def refuse_unused_options(given: Mapping[str, Any], why: str) -> None:
+    """Refuse options that were given (not None) but would be ignored: saying so beats a silent no-op
+    that the user believes changed the answer. ``why`` says where they do apply."""
+    unused = [name for name, value in given.items() if value is not None]
+    if unused:
+        raise ConfigError(f"{' and '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect here: "
+                          f"{'it applies' if len(unused) == 1 else 'they apply'} {why}; leave {'it' if len(unused) == 1 else 'them'} out")

@@ -178,10 +178,10 @@ def test_files_of_another_kind_are_named_with_the_command_that_reads_them(files,
         assert "weights_only" not in str(err.value)
         res = runner.invoke(app, ["--no-progress", "evaluate", str(path), "--data", str(files["npz"])])
         assert res.exit_code == 2 and needles[0] in res.output, res.output
-    with pytest.raises(DataError, match="torch checkpoint.*--data wants a PneumoniaMNIST .npz or a Kermany folder"):
+    with pytest.raises(DataError, match="torch checkpoint.*a data set is a PneumoniaMNIST .npz or a Kermany folder"):
         load_dataset(files["snn"])
     res = runner.invoke(app, ["--no-progress", "evaluate", str(files["snn"]), "--data", str(files["snn"])])
-    assert res.exit_code == 2 and "--data wants" in res.output and "data.pkl" not in res.output
+    assert res.exit_code == 2 and "a data set is" in res.output and "data.pkl" not in res.output
     assert file_kind(files["snn"]) == "checkpoint" and file_kind(files["npz"]) == "npz"
 
 
@@ -294,3 +294,27 @@ def test_sweep_refuses_a_huge_grid_and_a_missing_data_path_before_ray(tmp_path, 
     config.write_text(f'[sweep]\ndata = "{tmp_path / "nope.npz"}"\n')
     res = runner.invoke(app, ["--no-progress", "sweep", str(config), "-o", str(tmp_path / "out2")])
     assert res.exit_code == 2 and "does not exist" in res.output and not (tmp_path / "out2").exists()
+
+
+def test_options_that_would_be_ignored_are_refused(files, tmp_path) -> None:
+    res = runner.invoke(app, ["--no-progress", "export", str(files["snn"]), "-o", str(tmp_path / "x"), "--dt", "0.001",
+                              "--data", str(files["npz"]), "--lava-samples", "0"])
+    assert res.exit_code == 2 and "--dt has no effect here" in res.output and ".nir input only" in res.output
+    assert not (tmp_path / "x").exists()
+    res = runner.invoke(app, ["--no-progress", "evaluate", str(files["snn"]), "--data", str(files["npz"]),
+                              "--max-samples", "4"])
+    assert res.exit_code == 2 and "--max-samples has no effect here" in res.output
+
+
+def test_an_snn_to_onnx_and_a_checkpoint_to_netx_are_told_what_fits(files, tmp_path) -> None:
+    res = runner.invoke(app, ["--no-progress", "export", str(files["snn"]), "--target", "onnx", "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "is an SNN" in res.output and "--target loihi" in res.output
+    res = runner.invoke(app, ["--no-progress", "netx", str(files["snn"])])
+    assert res.exit_code == 2 and "torch checkpoint" in res.output and "netx" in res.output
+
+
+def test_one_class_metrics_are_nan_not_zero() -> None:
+    from neurocxr.metrics import clinical_metrics
+
+    m = clinical_metrics(np.ones(5, np.int64), np.linspace(0.1, 0.9, 5), threshold=0.5)
+    assert np.isnan(m.roc_auc) and np.isnan(m.mcc) and np.isnan(m.cohen_kappa) and m.sensitivity == 0.6
