@@ -23,6 +23,7 @@ class LayerKind(str, Enum):
     INPUT = "input"
     CONV = "conv"
     DENSE = "dense"
+    DENSE_REC = "dense_rec"  # a dense layer that also reads its own spikes (netx dense_rec)
     READOUT = "readout"
 
     def __str__(self) -> str:

@@ -33,7 +33,7 @@ import numpy as np
 
 from neurocxr.errors import ExportError, QuantisationError, UnsupportedLayerError
 from neurocxr.exporters.layer_quant import layer_quants
-from neurocxr.exporters.nir import pool_of_conv
+from neurocxr.exporters.nir import fold_recurrence, pool_of_conv
 from neurocxr.exporters.program import (
     BIAS_MAX,
     BIAS_MIN,
@@ -52,6 +52,7 @@ from neurocxr.exporters.program import (
     LoihiProgram,
     ProgramError,
     ReadoutLayer,
+    RecurrentDenseLayer,
     SynapticLayer,
 )
 
@@ -126,31 +127,77 @@ def _pair(x: Any, what: str, where: str) -> tuple[int, int]:
     raise UnsupportedLayerError(f"node {where!r}: {what} {x!r} is not an int or an (H, W) pair")
 
 
-def _chain(graph: nir.NIRGraph) -> tuple[tuple[int, ...], list[tuple[str, nir.NIRNode]]]:
-    """The nodes from Input to Output as one chain; anything else is refused."""
+# What netx can hold, said once for every refusal of a graph's shape.
+_NETX_SHAPE = "netx holds a chain of layers where a layer may also feed back into itself (dense_rec)"
+
+
+def _fold_recurrence(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]) -> tuple[
+        list[tuple[str, str]], dict[str, tuple[str, nir.NIRNode]]]:
+    """`exporters.nir.fold_recurrence` with the synapse nodes: ``{neuron: (synapse name, synapse node)}``."""
+    folded, recurrent = fold_recurrence(nodes, edges)
+    return folded, {neuron: (rname, nodes[rname]) for neuron, rname in recurrent.items()}
+
+
+def _depths(start: str, succ: dict[str, list[str]]) -> dict[str, int]:
+    """Steps from ``start`` to every node it reaches (shortest), for naming where a skip begins."""
+    depth = {start: 0}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for a in frontier:
+            for b in succ[a]:
+                if b not in depth:
+                    depth[b] = depth[a] + 1
+                    nxt.append(b)
+        frontier = nxt
+    return depth
+
+
+def _chain(graph: nir.NIRGraph) -> tuple[tuple[int, ...], list[tuple[str, nir.NIRNode]], dict[str, tuple[str, nir.NIRNode]]]:
+    """The nodes from Input to Output as one chain, and each neuron's recurrent synapse (by neuron name);
+    anything else (branches, skips, other cycles, nested sub-graphs) is refused naming what netx cannot hold."""
     nodes = graph.nodes
     edges = sorted({(str(a), str(b)) for a, b in graph.edges})
     for a, b in edges:
         for end in (a, b):
             if end not in nodes:
                 raise UnsupportedLayerError(
-                    f"edge {a!r} -> {b!r} refers to {end!r}, which is not a top-level node "
-                    "(nested sub-graphs such as recurrent neurons are not supported on Loihi netx)"
+                    f"edge {a!r} -> {b!r} refers to {end!r}, which is not a top-level node: nested sub-graphs are "
+                    f"not read; {_NETX_SHAPE}, written flat: the neuron and its recurrent Linear/Affine as top-level "
+                    "nodes (as snnTorch 1.0 writes RLeaky/RSynaptic)"
                 )
+    edges, recurrent = _fold_recurrence(nodes, edges)
     succ: dict[str, list[str]] = {n: [] for n in nodes}
     pred: dict[str, list[str]] = {n: [] for n in nodes}
     for a, b in edges:
         succ[a].append(b)
         pred[b].append(a)
-    for name in nodes:
-        if len(succ[name]) > 1 or len(pred[name]) > 1:
-            raise UnsupportedLayerError(
-                f"node {name!r} has {len(pred[name])} inputs and {len(succ[name])} outputs: netx networks are a "
-                "strict chain of layers (no branches, skips or recurrence); use a feed-forward model"
-            )
     inputs = [n for n, node in nodes.items() if isinstance(node, nir.Input)]
     if len(inputs) != 1:
         raise UnsupportedLayerError(f"the graph needs exactly one Input node, found {len(inputs)}: {inputs}")
+    depth = _depths(inputs[0], succ)
+    for name in nodes:
+        if len(pred[name]) > 1:
+            below = _depths(name, succ)
+            back = sorted(p for p in pred[name] if p in below)
+            if back:
+                raise UnsupportedLayerError(
+                    f"{_NETX_SHAPE}; this graph loops back from {back[0]!r} to {name!r} through several layers "
+                    "(only a neuron's own Linear/Affine may feed back into it)"
+                )
+            # where the paths that meet here split: the deepest node with two successors reaching this one
+            splits = [b for b in nodes if b in depth and sum(name in _depths(c, succ) for c in succ[b]) > 1]
+            source = max(splits, key=lambda b: depth[b]) if splits else sorted(pred[name])[0]
+            raise UnsupportedLayerError(
+                f"{_NETX_SHAPE}; this graph has a skip from {source!r} to {name!r} ({name!r} receives from "
+                f"{sorted(pred[name])}): merge the paths in the model, or export a plain chain"
+            )
+    for name in nodes:
+        if len(succ[name]) > 1:
+            raise UnsupportedLayerError(
+                f"{_NETX_SHAPE}; this graph branches at {name!r} into {sorted(succ[name])}: netx has one output "
+                "per layer, export a plain chain"
+            )
     chain: list[tuple[str, nir.NIRNode]] = []
     seen = {inputs[0]}
     current = inputs[0]
@@ -159,19 +206,23 @@ def _chain(graph: nir.NIRGraph) -> tuple[tuple[int, ...], list[tuple[str, nir.NI
             raise UnsupportedLayerError(f"node {current!r} is a dead end: the chain from Input never reaches Output")
         current = succ[current][0]
         if current in seen:
-            raise UnsupportedLayerError(f"node {current!r} closes a cycle: recurrence is not supported")
+            raise UnsupportedLayerError(
+                f"{_NETX_SHAPE}; node {current!r} closes a cycle through several layers, which it cannot hold "
+                "(only a neuron's own Linear/Affine may feed back into it)"
+            )
         seen.add(current)
         node = nodes[current]
         if isinstance(node, nir.Output):
             break
         chain.append((current, node))
+    seen |= {r for r, _ in recurrent.values()}
     unused = sorted(set(nodes) - seen)
     if unused:
         raise UnsupportedLayerError(f"nodes {unused} are not on the Input -> Output chain; remove them or the branch")
     shape = nodes[inputs[0]].input_type["input"]
     if shape is None:
         raise ExportError("the Input node has no shape; export the graph with an input shape")
-    return tuple(int(v) for v in np.asarray(shape).ravel()), chain
+    return tuple(int(v) for v in np.asarray(shape).ravel()), chain, recurrent
 
 
 # --------------------------------------------------------------------------------------------
@@ -668,7 +719,7 @@ def nir_to_program(
     if steps < 1:
         raise ExportError(f"num_steps must be >= 1, got {steps}")
 
-    input_shape, chain = _chain(graph)
+    input_shape, chain, recurrent = _chain(graph)
     if not chain:
         raise ExportError("the graph has no layers between Input and Output")
     layers: list[Layer] = []
@@ -684,6 +735,11 @@ def nir_to_program(
                 f"the graph starts with input neurons ({first_name!r}) but the encoding is {encoding!r}: Loihi's "
                 "input neurons take the image as a constant bias current, not spike trains. Export with "
                 "encoding='direct', or build the model without input neurons for rate/latency coding"
+            )
+        if first_name in recurrent:
+            raise UnsupportedLayerError(
+                f"input neurons {first_name!r} feed back into themselves through {recurrent[first_name][0]!r}: "
+                f"{_NETX_SHAPE}, but the input layer has no synapse to hold it; put a Linear before the recurrent neurons"
             )
         neuron = _neuron(first, dt_used, first_name)
         if neuron.param_size not in (1, int(np.prod(input_shape))):
@@ -785,7 +841,7 @@ def nir_to_program(
             i += 1
             continue
         if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
-            layer, i = _synaptic_layer(chain, i, source_shape, pre, dt_used, options, fusions, len(layers))
+            layer, i = _synaptic_layer(chain, i, source_shape, pre, dt_used, options, fusions, len(layers), recurrent)
             layers.append(layer)
             source_shape = layer.shape
             pre = _PreOps()
@@ -841,7 +897,8 @@ def _unsupported_reason(name: str, node: nir.NIRNode) -> str:
         "LI": "leaky integrators without spikes only exist as the final readout (a dense layer without neuron)",
         "CubaLI": "leaky integrators without spikes only exist as the final readout (a dense layer without neuron)",
         "I": "integrators without spikes only exist as the final readout (a dense layer without neuron)",
-        "NIRGraph": "nested sub-graphs (e.g. recurrent neurons) are not supported on netx",
+        "NIRGraph": ("nested sub-graphs are not read: write a recurrent neuron flat, the neuron and its own "
+                     "Linear/Affine as top-level nodes (netx holds it as dense_rec)"),
         "Conv1d": "only 2-D convolutions are exported",
     }.get(kind, "Loihi netx holds conv/dense synapses, LIF/CubaLIF/IF neurons, and pooling fused into them")
     if "maxpool" in kind.lower():
@@ -858,8 +915,10 @@ def _synaptic_layer(
     options: QuantisationOptions,
     fusions: list[str],
     index: int,
+    recurrent: dict[str, tuple[str, nir.NIRNode]] | None = None,
 ) -> tuple[SynapticLayer, int]:
-    """Build one ConvLayer / DenseLayer / ReadoutLayer from chain[i] (+ following Scale and neuron)."""
+    """Build one ConvLayer / DenseLayer / ReadoutLayer / RecurrentDenseLayer from chain[i] (+ following Scale
+    and neuron; ``recurrent`` maps a neuron to its own recurrent synapse, see `_fold_recurrence`)."""
     name, node = chain[i]
     sources = pre.names + (name,)
     if isinstance(node, nir.Conv2d):
@@ -964,6 +1023,22 @@ def _synaptic_layer(
     if neuron.param_size not in (1, n_out):
         raise ExportError(f"neuron {nname!r} has {neuron.param_size} parameters but layer {name!r} has {n_out} outputs")
     ninfo = neuron.decays()
+    rec = (recurrent or {}).get(nname)
+    r_w = None
+    if rec is not None:
+        rname, rnode = rec
+        if kind != "dense":
+            raise UnsupportedLayerError(
+                f"neuron {nname!r} feeds back into itself through {rname!r}, but its input synapse {name!r} is a "
+                f"convolution: {_NETX_SHAPE}, and only a dense layer can be one"
+            )
+        r_w = _arr(rnode.weight)
+        if r_w.shape != (n_out, n_out):
+            raise ExportError(f"recurrent synapse {rname!r}: weight {r_w.shape} must be ({n_out}, {n_out}) for neuron {nname!r}")
+        if isinstance(rnode, nir.Affine) and rnode.bias is not None:
+            r_b = _arr(rnode.bias).ravel()
+            b = b + (np.full(n_out, float(r_b[0])) if r_b.size == 1 else r_b)  # reaches the neuron every step
+        sources += (rname,)
     if neuron.kind == "CubaLIF" and ninfo["i_decay"] != DECAY_MAX and np.any(b != 0):
         raise UnsupportedLayerError(
             f"layer {name!r}: a bias feeding CubaLIF {nname!r} (alpha={neuron.alpha:.4g}) accumulates in the synaptic "
@@ -973,6 +1048,15 @@ def _synaptic_layer(
         raise QuantisationError(f"neuron {nname!r}: threshold {neuron.threshold} is negative; Loihi's vThMant is unsigned")
     w, b = w * neuron.gain, b * neuron.gain
     lname = f"{name}"
+    if r_w is not None:
+        # netx packs input and recurrent weights as one matrix: quantise them on one grid, then split
+        joint, b_int, vth, info = _quantise_synapse(lname, np.hstack([w, r_w * neuron.gain]), b, neuron.threshold, options)
+        w_int, r_int = joint[:, : w.shape[1]], joint[:, w.shape[1]:]
+        info.update(ninfo)
+        info.update(source_nodes=sources + (nname,), readout=False, v_th_mant=vth, recurrent_source=rec[0] if rec else None)
+        lif = LoihiNeuron(v_th_mant=int(vth), i_decay=ninfo["i_decay"], v_decay=ninfo["v_decay"])
+        return RecurrentDenseLayer(name=lname, shape=out_shape, neuron=lif, weight=w_int, bias=b_int,
+                                   flatten_input=flatten_input, quant=info, weight_rec=r_int), i + 1
     w_int, b_int, vth, info = _quantise_synapse(lname, w, b, neuron.threshold, options)
     info.update(ninfo)
     info.update(source_nodes=sources + (nname,), readout=False, v_th_mant=vth)

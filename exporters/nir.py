@@ -523,14 +523,44 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def fold_recurrence(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Take out each neuron's own recurrent synapse: a Linear/Affine fed only by one LIF/CubaLIF/IF neuron
+    and feeding only back into it (the Braille graphs of the NIR paper; snnTorch 1.0's RLeaky/RSynaptic).
+
+    Returns the edges without those loops and ``{neuron name: recurrent synapse name}``.
+    """
+    succ: dict[str, set[str]] = {}
+    pred: dict[str, set[str]] = {}
+    for a, b in edges:
+        succ.setdefault(str(a), set()).add(str(b))
+        pred.setdefault(str(b), set()).add(str(a))
+    recurrent: dict[str, str] = {}
+    for name, node in nodes.items():
+        if not isinstance(node, (nir.Linear, nir.Affine)) or len(pred.get(name, ())) != 1 or pred[name] != succ.get(name):
+            continue
+        (neuron,) = pred[name]
+        if not isinstance(nodes.get(neuron), (nir.LIF, nir.CubaLIF, nir.IF)):
+            continue
+        if neuron in recurrent:
+            raise UnsupportedLayerError(
+                f"neuron {neuron!r} feeds back through two synapses ({recurrent[neuron]!r}, {name!r}); a layer may "
+                "feed back into itself through one recurrent weight matrix"
+            )
+        recurrent[neuron] = name
+    loops = {(n, r) for n, r in recurrent.items()} | {(r, n) for n, r in recurrent.items()}
+    return [(str(a), str(b)) for a, b in edges if (str(a), str(b)) not in loops], recurrent
+
+
 def _chain(graph: nir.NIRGraph) -> list[str]:
-    """Node names from Input to Output; refuse branches, merges and subgraphs."""
+    """Node names from Input to Output (a neuron's own recurrent synapse, `fold_recurrence`, is off the chain);
+    refuse branches, merges, other loops and subgraphs."""
     inputs = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
     if len(inputs) != 1:
         raise UnsupportedLayerError(f"the NIR graph has {len(inputs)} Input nodes; neurocxr imports chains with exactly one")
     succ: dict[str, list[str]] = {}
     pred: dict[str, int] = {}
-    for a, b in graph.edges:
+    folded, recurrent = fold_recurrence(graph.nodes, list(graph.edges))
+    for a, b in folded:
         succ.setdefault(a, []).append(b)
         pred[b] = pred.get(b, 0) + 1
     chain = [inputs[0]]
@@ -551,6 +581,7 @@ def _chain(graph: nir.NIRGraph) -> list[str]:
         seen.add(name)
     if not isinstance(graph.nodes[chain[-1]], nir.Output):
         raise UnsupportedLayerError(f"the NIR chain ends at {chain[-1]!r}, not at an Output node")
+    seen |= set(recurrent.values())
     if len(seen) != len(graph.nodes):
         extra = sorted(set(graph.nodes) - seen)
         raise UnsupportedLayerError(f"NIR nodes not on the Input->Output chain: {', '.join(extra)}")
@@ -631,6 +662,20 @@ def _shape_of(node: nir.NIRNode, key: str) -> tuple[int, ...] | None:
     return None if val is None else tuple(int(s) for s in np.asarray(val).reshape(-1))
 
 
+def _linear(name: str, node: nir.NIRNode) -> nn.Linear:
+    """An NIR Affine/Linear as ``nn.Linear`` (float32, bias only for an Affine with one)."""
+    w = torch.from_numpy(np.asarray(node.weight, dtype=np.float32).copy())
+    if w.dim() != 2:
+        raise UnsupportedLayerError(f"NIR node {name!r}: only 2-D Affine/Linear weights are supported, got {tuple(w.shape)}")
+    has_bias = isinstance(node, nir.Affine) and node.bias is not None
+    lin = nn.Linear(w.shape[1], w.shape[0], bias=has_bias)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+        if has_bias:
+            lin.bias.copy_(torch.from_numpy(np.broadcast_to(np.asarray(node.bias, np.float32), (w.shape[0],)).copy()))
+    return lin
+
+
 def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> SpikingSequential:
     """Build a SpikingSequential (torch layers + neurocxr LIF/CubaLIF) from a chain-shaped NIR graph.
 
@@ -658,6 +703,7 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
         raise ExportError(f"dt must be positive, got {dt}")
 
     chain = _chain(graph)
+    recurrent = fold_recurrence(graph.nodes, list(graph.edges))[1]
     body = chain[1:-1]
     # the readout: last Affine/Linear after the last neuron, optionally followed by an LI integrator
     readout_at: int | None = None
@@ -689,15 +735,7 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
             k += 1
             continue
         if isinstance(node, (nir.Affine, nir.Linear)):
-            w = torch.from_numpy(np.asarray(node.weight, dtype=np.float32).copy())
-            if w.dim() != 2:
-                raise UnsupportedLayerError(f"NIR node {name!r}: only 2-D Affine/Linear weights are supported, got {tuple(w.shape)}")
-            has_bias = isinstance(node, nir.Affine) and node.bias is not None
-            lin = nn.Linear(w.shape[1], w.shape[0], bias=has_bias)
-            with torch.no_grad():
-                lin.weight.copy_(w)
-                if has_bias:
-                    lin.bias.copy_(torch.from_numpy(np.broadcast_to(np.asarray(node.bias, np.float32), (w.shape[0],)).copy()))
+            lin = _linear(name, node)
             if k == readout_at:
                 readout = lin
             else:
@@ -738,7 +776,10 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
             end = int(node.end_dim)
             layers.append(nn.Flatten(start_dim=start + 1 if start >= 0 else start, end_dim=end + 1 if end >= 0 else end))
         elif isinstance(node, (nir.LIF, nir.CubaLIF, nir.IF)):
-            layers.append(_import_neuron(name, node, dt))
+            neuron = _import_neuron(name, node, dt)
+            if name in recurrent:  # its spikes come back through its own Linear/Affine, one step later
+                neuron = nrn.RecurrentNeuron(neuron, _linear(recurrent[name], graph.nodes[recurrent[name]]))
+            layers.append(neuron)
         elif isinstance(node, nir.LI):
             raise UnsupportedLayerError(
                 f"NIR LI node {name!r} is a non-spiking integrator in the middle of the network; Loihi layers talk only "

@@ -77,6 +77,28 @@ class CubaLIF(nn.Module):
         return s, (i, v * (1.0 - s))
 
 
+class RecurrentNeuron(nn.Module):
+    """A neuron layer whose own spikes feed back through ``recurrent`` (an ``nn.Linear`` N -> N).
+
+    Each step the neuron's input is ``x[t] + recurrent(s[t-1])`` (``s[-1] = 0``, so a recurrent bias
+    reaches it every step): snnTorch's ``RLeaky``/``RSynaptic`` with reset to zero, the NIR graph
+    ``neuron -> Linear/Affine -> neuron`` and Loihi's netx ``dense_rec``. ``neuron`` is any neuron
+    `step` knows.
+    """
+
+    def __init__(self, neuron: nn.Module, recurrent: nn.Linear) -> None:
+        super().__init__()
+        if recurrent.in_features != recurrent.out_features:
+            raise ValueError(f"a recurrent synapse maps N -> N, got {recurrent.in_features} -> {recurrent.out_features}")
+        self.neuron = neuron
+        self.recurrent = recurrent
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        inner, prev = (None, torch.zeros_like(x)) if state is None else state
+        s, inner = step(self.neuron, x + self.recurrent(prev), inner)
+        return s, (inner, s)
+
+
 def _snntorch_types() -> tuple[type, ...]:
     try:
         import snntorch as snn
@@ -96,14 +118,14 @@ def _norse_types() -> tuple[type, ...]:
 
 
 def is_neuron_module(module: nn.Module) -> bool:
-    return isinstance(module, (LIF, CubaLIF) + _snntorch_types() + _norse_types())
+    return isinstance(module, (LIF, CubaLIF, RecurrentNeuron) + _snntorch_types() + _norse_types())
 
 
 def step(neuron: nn.Module, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
     """One time step of any supported neuron: returns (spikes, new state)."""
     import snntorch as snn
 
-    if isinstance(neuron, (LIF, CubaLIF)):
+    if isinstance(neuron, (LIF, CubaLIF, RecurrentNeuron)):
         return neuron(x, state)
     if isinstance(neuron, snn.Synaptic):
         syn, mem = (None, None) if state is None else state
