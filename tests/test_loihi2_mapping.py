@@ -115,6 +115,10 @@ def test_several_chips_pay_static_power_and_an_interchip_barrier() -> None:
     t2 = loihi_timing(counts, lab, program=prog)
     assert t2.interchip_barrier_s == pytest.approx(2e-6)
     assert t2.step_s == pytest.approx(t2.busiest_core_s + 465e-9 + 2e-6, rel=1e-12)
+    # Loihi 1 profiles keep their earlier multi-chip rule: whole-chip barrier, no inter-chip term
+    t1 = loihi_timing(counts, get_profile("loihi"), program=prog)
+    assert t1.chips > 1 and t1.interchip_barrier_s == 0.0
+    assert t1.step_s == pytest.approx(t1.busiest_core_s + 465e-9, rel=1e-12)
 
 
 def test_pilotnet_run_gets_totals_and_frames_per_second() -> None:

@@ -248,7 +248,10 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
     tiles = max(1, math.ceil(total_cores / CORES_PER_TILE))
     barrier = barrier_time(profile, tiles if chips == 1 else BARRIER_TILES_MAX)
     interchip = 0.0
-    if chips > 1:
+    # the inter-chip term applies to Loihi 2 and to any profile that gives a figure; Loihi 1 profiles
+    # keep their earlier rule (whole-chip barrier, inter-chip links not modelled)
+    models_interchip = profile.interchip_barrier_s is not None or limits.partition == "compiler"
+    if chips > 1 and models_interchip:
         per_chip = profile.interchip_barrier_s
         if per_chip is None:
             per_chip = profile.barrier_s_max if profile.barrier_s_max is not None else (profile.barrier_s or 0.0)
@@ -274,7 +277,9 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
             "per core); per-core limits Intel has not published are named, with the Loihi 1 figure or assumption "
             "used (timing['limits_cited'])."
         )
-    if chips > 1:
+    if chips > 1 and not models_interchip:
+        assumptions.append("Several chips: the barrier is taken as the whole-chip figure; inter-chip links are not modelled.")
+    elif chips > 1:
         if profile.interchip_barrier_s is not None:
             assumptions.append(f"{chips} chips: each chip beyond the first adds {profile.interchip_barrier_s * 1e9:.0f} ns "
                                "to the step barrier (profile's interchip_barrier_s); static power of every chip is charged.")
