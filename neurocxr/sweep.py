@@ -295,6 +295,12 @@ def trial_configs(params: dict[str, Any], settings: dict[str, Any]) -> tuple[Any
             chip_cost_profile=settings.get("regulariser_profile", "loihi2"), **train_kw)
     except (ValueError, TypeError, NeurocxrError) as exc:
         raise ConfigError(f"grid point {params}: {exc}") from None
+    from neurocxr.validation import check_model_options
+
+    try:  # an image size export would refuse fails here, not in every trial after training
+        check_model_options(model_cfg, size_option="model.image_size", encoding_option="grid.encoding")
+    except ConfigError as exc:
+        raise ConfigError(f"grid point {params}: {exc}") from None
     return model_cfg, train_cfg, readout
 
 

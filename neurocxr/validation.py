@@ -277,7 +277,10 @@ def check_both_classes(labels: Any, what: str, why: str) -> None:
 # Model options that cannot work, or would do nothing
 
 
-def check_model_options(config: Any) -> None:
+_EXPORT_REFUSALS: dict[str, str | None] = {}
+
+
+def check_model_options(config: Any, *, size_option: str = "--image-size", encoding_option: str = "--encoding") -> None:
     """Refuse, before training, options with no effect on ``config``'s model (an SNN input encoding
     on a CNN) and image sizes a Loihi-deployable SNN could not be exported at (found by building
     the untrained model and exporting it in memory: only structural refusals count)."""
@@ -287,31 +290,35 @@ def check_model_options(config: Any) -> None:
     info = model_info(config.name)
     if info.kind != "snn" and config.encoding != "direct":
         raise ConfigError(
-            f"--encoding {config.encoding} has no effect on {config.name!r}, a CNN (it sees the image once); "
-            "leave --encoding at direct, or train an SNN (see `neurocxr models`)"
+            f"{encoding_option} {config.encoding} has no effect on {config.name!r}, a CNN (it sees the image once); "
+            f"leave {encoding_option} at direct, or train an SNN (see `neurocxr models`)"
         )
     if not info.loihi_deployable:
         return
     from neurocxr.pipeline import LoadedModel, to_program
 
     def refusal(size: int) -> str | None:
-        cfg = type(config).from_dict({**config.to_dict(), "image_size": size})
-        try:
-            to_program(LoadedModel(build_model(cfg).eval(), cfg, {}))
-        except UnsupportedLayerError as exc:
-            return str(exc)
-        except Exception:  # noqa: BLE001  weight-dependent refusals (clipping...) are judged after training
-            return None
-        return None
+        # num_steps = 1: layer structure (what export can refuse) does not depend on the time steps
+        cfg = type(config).from_dict({**config.to_dict(), "image_size": size, "num_steps": 1})
+        key = repr(sorted(cfg.to_dict().items()))
+        if key not in _EXPORT_REFUSALS:  # cached: a sweep grid checks one structure for many seeds
+            try:
+                to_program(LoadedModel(build_model(cfg).eval(), cfg, {}))
+                _EXPORT_REFUSALS[key] = None
+            except UnsupportedLayerError as exc:
+                _EXPORT_REFUSALS[key] = str(exc)
+            except Exception:  # noqa: BLE001  weight-dependent refusals (clipping...) are judged after training
+                _EXPORT_REFUSALS[key] = None
+        return _EXPORT_REFUSALS[key]
 
     why = refusal(config.image_size)
     if why is None:
         return
     near = [s for d in range(1, 9) for s in (config.image_size - d, config.image_size + d) if s >= 8]
     fits = next((s for s in near if refusal(s) is None), None)
-    hint = f" (e.g. --image-size {fits})" if fits is not None else ""
+    hint = f" (e.g. {size_option} {fits})" if fits is not None else ""
     raise ConfigError(
-        f"--image-size {config.image_size}: {config.name!r} could not be exported to Loihi after training ({why}); "
+        f"{size_option} {config.image_size}: {config.name!r} could not be exported to Loihi after training ({why}); "
         f"choose a size it can export{hint}"
     )
 

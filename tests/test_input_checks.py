@@ -318,3 +318,11 @@ def test_one_class_metrics_are_nan_not_zero() -> None:
 
     m = clinical_metrics(np.ones(5, np.int64), np.linspace(0.1, 0.9, 5), threshold=0.5)
     assert np.isnan(m.roc_auc) and np.isnan(m.mcc) and np.isnan(m.cohen_kappa) and m.sensitivity == 0.6
+
+
+def test_a_sweep_grid_with_an_unexportable_image_size_is_refused_before_ray() -> None:
+    from neurocxr import sweep
+
+    with pytest.raises(ConfigError, match=r"model.image_size 27: 'snn_conv' could not be exported"):
+        sweep.sweep_config_from_dict({"grid": {"model": ["snn_conv"]}, "model": {"image_size": 27}})
+    assert sweep.sweep_config_from_dict({"grid": {"model": ["snn_strided"]}, "model": {"image_size": 27}})
