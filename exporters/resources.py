@@ -41,7 +41,8 @@ LOIHI2_CITATIONS: tuple[tuple[str, str], ...] = (
     ("cores_per_chip", f"{LOIHI2_BRIEF}: 128 neuromorphic cores per chip"),
     ("neurons_per_chip", f"{LOIHI2_BRIEF}: up to 1 million neurons per chip"),
     ("synapses_per_chip", f"{LOIHI2_BRIEF}: up to 120 million synapses per chip"),
-    ("neurons_per_core", f"{LOIHI2_BRIEF}: up to 8,192 neurons per core (1,048,576 / 128) for the simplest neuron model"),
+    ("neurons_per_core",
+     f"{LOIHI2_BRIEF}: up to 8,192 neurons per core (1,048,576 / 128) for the simplest neuron model"),
     ("cuba_neurons_per_core",
      "Not public. A CUBA LIF neuron keeps two state variables (current u and voltage v), so half of the 8,192 "
      "neuron-state slots per core: 4,096 (assumption). Consistent with the compile log of the PilotNet networks, "
@@ -283,7 +284,7 @@ def partition_dense(neurons: int, fan_in: int, bits_per_neuron: int, cap: int, l
 def compiler_partition(layer: object, source_shape: tuple[int, ...], limits: ChipLimits) -> CorePartition:
     """Cores of one layer under the compiler rule (module docstring)."""
     kind = getattr(layer, "kind", "")
-    shape = tuple(int(s) for s in getattr(layer, "shape"))
+    shape = tuple(int(s) for s in layer.shape)  # type: ignore[attr-defined]
     neurons = int(np.prod(shape))
     spiking = getattr(layer, "neuron", None) is not None
     cap, cap_name = _neuron_cap(limits, spiking)
@@ -291,7 +292,7 @@ def compiler_partition(layer: object, source_shape: tuple[int, ...], limits: Chi
         if len(shape) == 3:
             return partition_map(shape, cap, 0, limits, cap_name)  # type: ignore[arg-type]
         return partition_dense(neurons, 0, 0, cap, limits, cap_name)
-    w = np.asarray(getattr(layer, "weight"))
+    w = np.asarray(layer.weight)  # type: ignore[attr-defined]
     bits = weight_bits(w)
     if kind == "conv" and limits.shared_conv_weights and len(shape) == 3:
         cout = w.shape[0]

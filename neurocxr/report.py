@@ -407,8 +407,9 @@ def _match_clause(choice: BaselineChoice) -> str:
     if choice.row is None:
         return ""
     if choice.match == "matched":
-        return (f" {choice.row.model} is the cheapest CNN baseline whose test ROC-AUC ({format_auc(choice.baseline_auc)}) "
-                f"is at least that of {choice.snn_model} ({format_auc(choice.snn_auc)}).")
+        return (f" {choice.row.model} is the cheapest CNN baseline whose test ROC-AUC "
+                f"({format_auc(choice.baseline_auc)}) is at least that of {choice.snn_model} "
+                f"({format_auc(choice.snn_auc)}).")
     if choice.match == "none reaches":
         return (f" No CNN baseline reaches the test ROC-AUC of {choice.snn_model} ({format_auc(choice.snn_auc)}); the "
                 f"comparison is with the most accurate one, {choice.row.model} ({format_auc(choice.baseline_auc)}).")
@@ -780,7 +781,7 @@ def _plot_accuracy_vs_energy(rows: Sequence[SummaryRow]) -> str | None:
 
     def score(r: SummaryRow) -> float | None:
         v = r.auc if use_auc else r.accuracy
-        return float(v) if _finite(v) else None
+        return float(v) if v is not None and _finite(v) else None
 
     metric = "test ROC-AUC" if use_auc else "test accuracy (%)"
     title = "ROC-AUC" if use_auc else "Accuracy"
@@ -895,9 +896,10 @@ def _plot_sweep(sweep: SweepTable, rows: Sequence[SummaryRow]) -> str | None:
         mine = [(float(r.dynamic_j), float(r.auc)) for r in rows  # type: ignore[arg-type]
                 if not r.is_baseline and r.device == device and is_headline(r) and _finite(r.dynamic_j)
                 and _finite(r.auc)]
-        _draw_fronts(ax, {"SNN": [(x, y) for x, y in zip(xs, auc) if _finite(y)] + mine,
-                          "CNN": [(float(r.dynamic_j), float(r.auc)) for r in baselines if _finite(r.auc)]},  # type: ignore[arg-type]
-                     "ROC-AUC")
+        trial_pts = [(float(x), float(y)) for x, y in zip(xs, auc) if x is not None and y is not None and _finite(y)]
+        base_pts = [(float(r.dynamic_j), float(r.auc)) for r in baselines  # type: ignore[arg-type]
+                    if _finite(r.auc)]
+        _draw_fronts(ax, {"SNN": trial_pts + mine, "CNN": base_pts}, "ROC-AUC")
         for i, r in enumerate(baselines):
             color = _MODEL_COLORS[(i + 2) % len(_MODEL_COLORS)]
             what = _short(f"{r.model}, {r.device}", 34)

@@ -7,8 +7,8 @@ import dataclasses
 
 import numpy as np
 import pytest
-
 from _pilotnet import INTEL_COMPILER_CORES, pilotnet_program
+
 from neurocxr.energy.estimate import estimate_energy
 from neurocxr.energy.profiles import get_profile
 from neurocxr.energy.timing import FPS_BASIS, barrier_time, loihi_timing
@@ -19,7 +19,8 @@ from neurocxr.hardware_sims.results import LayerCounts
 LIF = LoihiNeuron(v_th_mant=500, i_decay=4096, v_decay=410)
 
 
-def _counts(name: str, kind: str, neurons: int, synops: float, updates: float, spikes: float, steps: int) -> LayerCounts:
+def _counts(name: str, kind: str, neurons: int, synops: float, updates: float, spikes: float,
+            steps: int) -> LayerCounts:
     one = np.ones(1)
     return LayerCounts(name, kind, neurons, 9, 9, steps, one * 0.0, one * spikes, one * synops, one * synops,
                        one * updates)
@@ -88,7 +89,8 @@ def test_busiest_core_carries_its_slab_share_not_an_even_split() -> None:
     assert t.busiest_core_s == pytest.approx(share * work / 10, rel=1e-12)
     assert t.busiest_core_s > work / 10 / 5  # slower than an even split over 5 cores
     assert t.step_s == pytest.approx(t.busiest_core_s + barrier_time(prof, 2), rel=1e-12)  # 5 cores = 2 tiles
-    assert t.throughput_fps == pytest.approx(1 / (10 * t.step_s)) and t.single_frame_fps == pytest.approx(1 / t.latency_s)
+    assert t.throughput_fps == pytest.approx(1 / (10 * t.step_s))
+    assert t.single_frame_fps == pytest.approx(1 / t.latency_s)
     assert t.fps_basis == FPS_BASIS and "board" in FPS_BASIS and any(FPS_BASIS in a for a in t.assumptions)
     assert t.limits_cited["cuba_neurons_per_core"].startswith("Not public")
 

@@ -8,7 +8,14 @@ import json
 import pytest
 
 from neurocxr.energy.types import EnergyEstimate
-from neurocxr.report import Report, pareto_front, report_to_json, summary_from, verdict, write_report
+from neurocxr.report import (
+    Report,
+    pareto_front,
+    report_to_json,
+    summary_from,
+    verdict,
+    write_report,
+)
 
 ARITH = "MACs x E_MAC (arithmetic only)"
 
@@ -40,7 +47,8 @@ def test_verdict_names_the_cheapest_baseline_at_least_as_accurate() -> None:
     # cnn_small (3 µJ) is cheaper but less accurate (0.920 < 0.930): medspectralnet (11 µJ, 0.970) is named
     assert text.startswith("snn_strided is cheaper: 10 µJ") and "11 µJ for medspectralnet" in text
     assert "1.1× less" in text
-    assert "medspectralnet is the cheapest CNN baseline whose test ROC-AUC (0.970) is at least that of snn_strided (0.930)" in text
+    assert ("medspectralnet is the cheapest CNN baseline whose test ROC-AUC (0.970) "
+            "is at least that of snn_strided (0.930)") in text
     assert "cnn_small" not in text
     # the table keeps every baseline, cnn_small included
     assert {r.model for r in report.summary if r.is_baseline} == {"cnn_small", "medspectralnet", "resnet18_sa"}
@@ -52,7 +60,8 @@ def test_verdict_names_the_cheapest_baseline_at_least_as_accurate() -> None:
 def test_an_snn_below_every_baseline_is_matched_by_the_cheapest_one() -> None:
     text = verdict(_report(0.900))
     assert text.startswith("cnn_small is cheaper: 3 µJ") and "10 µJ for snn_strided" in text
-    assert "cnn_small is the cheapest CNN baseline whose test ROC-AUC (0.920) is at least that of snn_strided (0.900)" in text
+    assert ("cnn_small is the cheapest CNN baseline whose test ROC-AUC (0.920) "
+            "is at least that of snn_strided (0.900)") in text
 
 
 def test_verdict_says_so_when_no_baseline_reaches_the_snn() -> None:

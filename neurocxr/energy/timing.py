@@ -153,7 +153,7 @@ def core_mapping(
             shares.append(0.0)
             continue
         if limits.partition == "compiler":
-            from neurocxr.exporters.resources import partition_dense, _neuron_cap
+            from neurocxr.exporters.resources import _neuron_cap, partition_dense
 
             cap, cap_name = _neuron_cap(limits, c.kind not in ("dense_readout", "readout"))
             per_neuron_bits = math.ceil(int(c.num_synapses) / max(int(c.num_neurons), 1)) * 8  # 8-bit synapses
@@ -168,7 +168,8 @@ def core_mapping(
             shares.append(1.0 / n)
     total = sum(cores)
     chips = max(1, math.ceil(total / limits.cores_per_chip))
-    return cores, shares, chips, f"counts only ({limits.name} limits, {limits.partition} rule; conv synapses as stored weights)", limits
+    mapping = f"counts only ({limits.name} limits, {limits.partition} rule; conv synapses as stored weights)"
+    return cores, shares, chips, mapping, limits
 
 
 def cores_per_layer(
@@ -278,14 +279,20 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
             "used (timing['limits_cited'])."
         )
     if chips > 1 and not models_interchip:
-        assumptions.append("Several chips: the barrier is taken as the whole-chip figure; inter-chip links are not modelled.")
+        assumptions.append(
+            "Several chips: the barrier is taken as the whole-chip figure; inter-chip links are not modelled."
+        )
     elif chips > 1:
         if profile.interchip_barrier_s is not None:
-            assumptions.append(f"{chips} chips: each chip beyond the first adds {profile.interchip_barrier_s * 1e9:.0f} ns "
-                               "to the step barrier (profile's interchip_barrier_s); static power of every chip is charged.")
+            assumptions.append(
+                f"{chips} chips: each chip beyond the first adds {profile.interchip_barrier_s * 1e9:.0f} ns to the "
+                "step barrier (profile's interchip_barrier_s); static power of every chip is charged."
+            )
         else:
-            assumptions.append(f"{chips} chips: no public chip-to-chip barrier figure, so each chip beyond the first adds "
-                               "one whole-chip barrier to every step (a lower bound); static power of every chip is charged.")
+            assumptions.append(
+                f"{chips} chips: no public chip-to-chip barrier figure, so each chip beyond the first adds one "
+                "whole-chip barrier to every step (a lower bound); static power of every chip is charged."
+            )
     return TimingResult(
         step_s=step,
         busiest_core_s=busiest.seconds_per_step,
