@@ -16,7 +16,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiNeuron, LoihiProgram, ReadoutLayer
+from neurocxr.exporters.program import (
+    ConvLayer,
+    DenseLayer,
+    InputLayer,
+    LoihiNeuron,
+    LoihiProgram,
+    ReadoutLayer,
+)
 
 # vThMant per hidden layer: about 12% firing on random images (set once by bisection, see module docstring)
 PILOTNET_THRESHOLDS = (1035, 1157, 1804, 1907, 3412, 2538, 468, 255)
