@@ -21,6 +21,7 @@ from neurocxr.errors import CheckpointError
 from neurocxr.fileio import atomic_write
 from neurocxr.models.base import MODEL_REGISTRY, ModelConfig, build_model
 from neurocxr.validation import check_finite_state
+from neurocxr.provenance import package_versions
 
 CHECKPOINT_FORMAT = "neurocxr-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -37,14 +38,9 @@ class Checkpoint:
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that define how the weights behave (recorded for provenance)."""
-    versions = {"python": platform.python_version(), "torch": str(torch.__version__)}
-    for name in ("snntorch", "norse", "numpy", "neurocxr"):
-        try:
-            from importlib.metadata import version
-
-            versions[name] = version(name)
-        except Exception:  # not installed: nothing to record
-            continue
+    versions = {"python": platform.python_version()}
+    versions.update({k: v for k, v in package_versions(("torch", "snntorch", "norse", "numpy", "neurocxr")).items()
+                     if v is not None})
     return versions
 
 

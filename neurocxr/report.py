@@ -26,7 +26,6 @@ import io
 import json
 import math
 import os
-import platform
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,6 @@ import numpy as np
 from neurocxr.energy.types import EnergyEstimate, EnergyMeasurement, Kind
 from neurocxr.errors import NeurocxrError
 from neurocxr.fileio import dumps_json, to_jsonable, write_text
-from neurocxr.provenance import cpu_model
 
 __all__ = [
     "DEFAULT_ASSUMPTIONS",
@@ -51,7 +49,6 @@ __all__ = [
     "write_report",
     "report_to_json",
     "render_html",
-    "collect_environment",
     "format_energy",
     "format_seconds",
     "format_accuracy",
@@ -1430,26 +1427,3 @@ def write_report(report: Report, out_dir: str | os.PathLike[str]) -> tuple[Path,
     write_text(json_path, payload + "\n")
     write_text(html_path, page)
     return html_path, json_path
-
-
-def collect_environment() -> dict[str, Any]:
-    """Versions and hardware for the report: python, torch, lava, onnxruntime, CPU, GPU or 'none'."""
-    from importlib import metadata
-
-    env: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("neurocxr", "torch", "snntorch", "norse", "nir", "lava-nc", "lava-dl", "onnxruntime", "numpy"):
-        try:
-            env[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            env[dist] = "not installed"
-    env["cpu"] = f"{cpu_model()} ({os.cpu_count()} logical cores)"
-    gpu = "none"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpu = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-    except Exception:  # a broken CUDA setup must not break the report
-        gpu = "none (CUDA not usable)"
-    env["gpu"] = gpu
-    return env
