@@ -377,7 +377,9 @@ def read_netx(path: str | os.PathLike[str], *, num_steps: int | None = None,
     """
     path = Path(path)
     if not path.is_file():
-        raise ExportError(f"netx file {path} does not exist")
+        from neurocxr.validation import missing_file_message
+
+        raise ExportError(missing_file_message(path, "netx file"))
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

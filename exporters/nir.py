@@ -837,7 +837,9 @@ def read_nir(path: str | Path) -> nir.NIRGraph:
     """Read a .nir file; unreadable or malformed files raise ExportError naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise ExportError(f"NIR file {path} does not exist")
+        from neurocxr.validation import missing_file_message
+
+        raise ExportError(missing_file_message(path, "NIR file"))
     try:
         return nir.read(path)
     except Exception as exc:  # h5py / nir errors: keep their text, name the file

@@ -42,6 +42,7 @@ __all__ = [
     "load_dataset",
     "recorded_data",
     "data_for_checkpoint",
+    "check_data_path",
     "fetch_pneumoniamnist",
     "info",
     "class_weights",
@@ -688,6 +689,22 @@ def recorded_data(metadata: dict[str, Any]) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+def check_data_path(data: str | Path | None, where: str = "--data") -> None:
+    """Refuse, before any work, a data path (given, or from $NEUROCXR_DATA) that does not exist or
+    is a file of another kind (a checkpoint, a NIR graph, an image...); damaged archives are left to
+    the loaders, which say what is wrong inside them."""
+    from neurocxr.validation import describe_file, file_kind
+
+    resolved = resolve_data_source(data)
+    if resolved is None or resolved == "synthetic":
+        return
+    kind = file_kind(resolved)
+    if kind == "missing":
+        raise DataError(f"{where} {resolved} does not exist; give an existing PneumoniaMNIST .npz or Kermany folder")
+    if kind in ("checkpoint", "nir", "netx", "hdf5", "onnx", "toml", "image"):
+        raise DataError(f"{where} {resolved} {describe_file(resolved)}; a data set is a PneumoniaMNIST .npz or a Kermany folder")
 
 
 def data_for_checkpoint(data: str | Path | None, metadata: dict[str, Any]) -> str | Path | None:

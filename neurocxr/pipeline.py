@@ -157,6 +157,10 @@ def export_loihi(
     from neurocxr.validation import check_snn_for_chip
 
     check_snn_for_chip(loaded, model, "export")  # a CNN is told to use --target onnx, not to retrain
+    if target == "loihi":  # the parity data is checked before the export work, not after it
+        from neurocxr.data import check_data_path, data_for_checkpoint
+
+        check_data_path(data_for_checkpoint(data, loaded.metadata))
     options = dict(model=model, target=target, data=data, split=split, max_samples=max_samples,
                    lava_samples=lava_samples, allow_clipping=allow_clipping, progress=progress)
     if out_dir is None:

@@ -242,7 +242,9 @@ def load_sweep_config(path: str | Path, *, max_trials: int | None = None) -> Swe
     as in `sweep_config_from_dict`."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"sweep config {p} does not exist")
+        from neurocxr.validation import missing_file_message
+
+        raise ConfigError(missing_file_message(p, "sweep config"))
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -329,21 +331,11 @@ def expand_grid(cfg: SweepConfig) -> list[dict[str, Any]]:
 
 def check_sweep_data(data: str | None) -> None:
     """Refuse, before Ray starts, a data path (sweep.data or $NEUROCXR_DATA) that does not exist
-    or is not a data set, so the sweep never runs every trial into the same failure."""
-    from neurocxr.data import resolve_data_source
-    from neurocxr.errors import DataError
-    from neurocxr.validation import describe_file, file_kind
+    or is not a data set, so the sweep never runs every trial into the same failure. (Relative
+    paths are read from the folder the sweep is started in.)"""
+    from neurocxr.data import check_data_path
 
-    resolved = resolve_data_source(data)
-    if resolved is None or resolved == "synthetic":
-        return
-    kind = file_kind(resolved)
-    where = "sweep.data" if data is not None else "$NEUROCXR_DATA"
-    if kind == "missing":
-        raise DataError(f"{where} {resolved} does not exist; give an existing PneumoniaMNIST .npz or Kermany folder "
-                        "(relative paths are read from the folder the sweep is started in)")
-    if kind not in ("directory", "npz", "unknown"):
-        raise DataError(f"{where} {resolved} {describe_file(resolved)}; the sweep wants a PneumoniaMNIST .npz or a Kermany folder")
+    check_data_path(data, "sweep.data" if data is not None else "$NEUROCXR_DATA")
 
 
 def trial_id(params: dict[str, Any], settings: dict[str, Any]) -> str:

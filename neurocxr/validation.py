@@ -389,3 +389,14 @@ def refuse_unused_options(given: Mapping[str, Any], why: str) -> None:
     if unused:
         raise ConfigError(f"{' and '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect here: "
                           f"{'it applies' if len(unused) == 1 else 'they apply'} {why}; leave {'it' if len(unused) == 1 else 'them'} out")
+
+
+def missing_file_message(path: Any, what: str) -> str:
+    """Why ``path`` cannot be read as a ``what`` file: "is a directory, not a file" for a folder (not
+    the misleading "does not exist"), else "does not exist"."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        return f"{what} {p} is a directory, not a file; give a file"
+    return f"{what} {p} does not exist"

@@ -460,7 +460,9 @@ def load_profiles(path: str | Path, *, register: bool = False) -> list[DevicePro
     ``{"profile": [...]}``); optionally register them. Errors name the file, profile and field."""
     path = Path(path)
     if not path.is_file():
-        raise ProfileError(f"profile file {path} does not exist")
+        from neurocxr.validation import missing_file_message
+
+        raise ProfileError(missing_file_message(path, "profile file"))
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":

@@ -62,7 +62,9 @@ def load_xray_image(path: str | Path, image_size: int, in_channels: int = 1) -> 
 
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"image {path} does not exist")
+        from neurocxr.validation import missing_file_message
+
+        raise DataError(missing_file_message(path, "image"))
     try:
         with Image.open(path) as img:
             img.load()
