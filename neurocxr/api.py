@@ -111,7 +111,7 @@ def estimate_energy(counts: Any, profile: Any = "loihi", **kwargs: Any) -> Any:
 
     if isinstance(counts, RunResult):
         raise NeurocxrError("estimate_energy takes per-layer counts, got a run result; pass run.counts")
-    if isinstance(counts, (str, Path)) or not isinstance(counts, Iterable):
+    if isinstance(counts, (str, Path, dict)) or not isinstance(counts, Iterable):
         raise NeurocxrError(f"estimate_energy takes per-layer counts (run.counts), got {type(counts).__name__}")
     counts = list(counts)
     wrong = [type(c).__name__ for c in counts if not isinstance(c, LayerCounts)]

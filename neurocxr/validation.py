@@ -269,7 +269,7 @@ def check_both_classes(labels: Any, what: str, why: str) -> None:
     if missing:
         raise DataError(
             f"{what} holds {len(y)} image(s) and no {' or '.join(missing)} ones; {why} needs both classes "
-            "(use a data set whose split has both, or raise --max-samples / --max-train-samples)"
+            "(use a data set whose split has both)"
         )
 
 
