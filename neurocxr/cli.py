@@ -69,6 +69,8 @@ def _global_options(
     set_progress(progress)
 
 DATA_HELP = "PneumoniaMNIST .npz, Kermany folder, or 'synthetic'. Default: $NEUROCXR_DATA, ~/.medmnist/pneumoniamnist.npz, else synthetic phantoms."
+CHECKPOINT_DATA_HELP = ("PneumoniaMNIST .npz, Kermany folder, or 'synthetic'. Default: the data the checkpoint was trained on "
+                        "(recorded in it); a real-data model is scored on phantoms only with --data synthetic.")
 
 
 def _say_data(splits) -> None:
@@ -191,7 +193,7 @@ def train_cmd(
 @app.command("evaluate")
 def evaluate_cmd(
     checkpoint: Path = typer.Argument(..., help="a neurocxr checkpoint (.pt)"),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    data: Optional[str] = typer.Option(None, help=CHECKPOINT_DATA_HELP),
     split: str = typer.Option("test", help="train | val | test"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the metrics here"),
     robustness: bool = typer.Option(False, "--robustness", help="blur / salt-and-pepper / speckle / Gaussian noise: accuracy and AUC per level (float model; deployable SNNs also on the Loihi emulator)"),
@@ -273,7 +275,7 @@ def export_cmd(
     checkpoint: Path = typer.Argument(..., help="a neurocxr checkpoint (.pt)"),
     out: Path = typer.Option(..., "-o", "--out", help="output folder"),
     target: str = typer.Option("loihi", help="loihi (NIR + netx + parity report) | nir | onnx (CNN baselines)"),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP + " Used for the parity check."),
+    data: Optional[str] = typer.Option(None, help=CHECKPOINT_DATA_HELP + " Used for the parity check."),
     split: str = typer.Option("test"),
     max_samples: Optional[int] = typer.Option(None, help="parity on the first N samples (default: whole split)"),
     lava_samples: int = typer.Option(3, help="samples run on Lava's bit-accurate CPU simulator"),
@@ -466,7 +468,7 @@ def netx_cmd(
 def energy_cmd(
     checkpoint: Path = typer.Argument(..., help="an SNN checkpoint"),
     baseline: List[Path] = typer.Option([], "--baseline", help="CNN checkpoint(s) to compare (repeatable)"),
-    data: Optional[str] = typer.Option(None, help=DATA_HELP),
+    data: Optional[str] = typer.Option(None, help=CHECKPOINT_DATA_HELP),
     out: Path = typer.Option(Path("runs/energy"), "-o", "--out"),
     profile: List[str] = typer.Option([], "--profile", help="device profiles (default: all built-in)"),
     profiles_file: Optional[Path] = typer.Option(None, help="TOML/JSON file with extra device profiles"),
