@@ -1,5 +1,5 @@
-"""Typed views of a `LoihiProgram`'s layers: one enum for layer kinds, one record per layer of how
-its floats became Loihi integers.
+"""Typed per-layer quantisation records of a `LoihiProgram`: how each layer's floats became Loihi
+integers (layer kinds: `neurocxr.exporters.program.LayerKind`, re-exported here).
 
 The exporter (`neurocxr.exporters.loihi`) records its quantisation choices per layer in the layer's
 ``quant`` dict (and netx files carry that dict back); `LayerQuant` reads it into typed fields
@@ -10,37 +10,11 @@ without changing what the exporter computes. `quantisation_table` rows (export_r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Mapping
 
-from neurocxr.exporters.program import LoihiProgram
+from neurocxr.exporters.program import LayerKind, LoihiProgram
 
-
-class LayerKind(str, Enum):
-    """The kinds of layer a LoihiProgram holds. A ``str`` enum, so ``kind == "conv"`` still holds
-    and JSON files keep the plain names."""
-
-    INPUT = "input"
-    CONV = "conv"
-    DENSE = "dense"
-    DENSE_REC = "dense_rec"  # a dense layer that also reads its own spikes (netx dense_rec)
-    READOUT = "readout"
-
-    def __str__(self) -> str:
-        return self.value
-
-    @classmethod
-    def _missing_(cls, value: object) -> LayerKind | None:
-        # LayerCounts (hardware_sims.counts) names the readout "dense_readout"; the files keep that
-        # spelling, the enum reads both as one kind.
-        return cls.READOUT if value == "dense_readout" else None
-
-    @classmethod
-    def of(cls, layer: Any) -> LayerKind:
-        """The kind of a program layer (a readout is READOUT whatever its class's base kind)."""
-        if getattr(layer, "is_readout", False) and layer.kind != "input":
-            return cls.READOUT
-        return cls(layer.kind)
+__all__ = ["LayerKind", "LayerQuant", "TABLE_KEYS", "layer_quants"]
 
 
 # The quantisation facts a table row shows, in this order (export_report.json / .md).

@@ -29,6 +29,7 @@ broadcasts along the channel axis of its W,H,C neurons.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, ClassVar, Literal, Union
 
 import numpy as np
@@ -44,7 +45,33 @@ BIAS_MIN = -(2**12)
 DECAY_MAX = 4096  # iDecay / vDecay: 12-bit fraction, 4096 = full decay
 STATE_BITS = 24  # u and v are 24-bit registers
 
-LayerKind = Literal["input", "conv", "dense", "dense_rec", "readout"]
+
+
+class LayerKind(str, Enum):
+    """The one vocabulary of layer kinds (each layer class's ``kind`` is one of these values). A ``str``
+    enum: ``LayerKind.CONV == "conv"`` and JSON files keep the plain names."""
+
+    INPUT = "input"
+    CONV = "conv"
+    DENSE = "dense"
+    DENSE_REC = "dense_rec"
+    READOUT = "readout"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    @classmethod
+    def _missing_(cls, value: object) -> LayerKind | None:
+        # LayerCounts (hardware_sims.counts) names the readout "dense_readout" in its files; one kind.
+        return cls.READOUT if value == "dense_readout" else None
+
+    @classmethod
+    def of(cls, layer: Any) -> LayerKind:
+        """The kind of a program layer (a readout is READOUT whatever its class's base kind)."""
+        if getattr(layer, "is_readout", False) and layer.kind != "input":
+            return cls.READOUT
+        return cls(layer.kind)
+
 InputKind = Literal["spikes", "bias"]
 NeuronParam = Union[int, np.ndarray]
 
@@ -234,7 +261,7 @@ class InputLayer:
     in_file: bool = True  # False: the file starts with a synaptic layer (lava-dl's dense-first form)
     quant: dict[str, Any] = field(default_factory=dict)
 
-    kind: ClassVar[str] = "input"
+    kind: ClassVar[str] = LayerKind.INPUT.value
     is_readout: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
@@ -312,7 +339,7 @@ class ConvLayer(_Synaptic):
     groups: int = 1
     quant: dict[str, Any] = field(default_factory=dict)
 
-    kind: ClassVar[str] = "conv"
+    kind: ClassVar[str] = LayerKind.CONV.value
 
     def __post_init__(self) -> None:
         self.shape = tuple(int(s) for s in self.shape)
@@ -392,7 +419,7 @@ class DenseLayer(_Synaptic):
     flatten_input: bool = False  # a netx `flatten` layer stands before this layer
     quant: dict[str, Any] = field(default_factory=dict)
 
-    kind: ClassVar[str] = "dense"
+    kind: ClassVar[str] = LayerKind.DENSE.value
 
     def __post_init__(self) -> None:
         self.shape = tuple(int(s) for s in self.shape)
@@ -444,7 +471,7 @@ class ReadoutLayer(DenseLayer):
     quant: dict[str, Any] = field(default_factory=dict)
     neuron: None = field(default=None, init=False)  # type: ignore[assignment]
 
-    kind: ClassVar[str] = "readout"
+    kind: ClassVar[str] = LayerKind.READOUT.value
     is_readout: ClassVar[bool] = True
 
 
@@ -462,7 +489,7 @@ class RecurrentDenseLayer(DenseLayer):
 
     weight_rec: np.ndarray = field(default=None, kw_only=True)  # type: ignore[assignment]  # (Nout, Nout) int64
 
-    kind: ClassVar[str] = "dense_rec"
+    kind: ClassVar[str] = LayerKind.DENSE_REC.value
 
     @property
     def joint_weight(self) -> np.ndarray:

@@ -52,6 +52,9 @@ def _labels(n: int) -> torch.Tensor:
 @pytest.mark.parametrize("encoding", ["direct", "rate"])
 def test_checkpoint_to_counts_and_energy(tmp_path: Path, encoding: str) -> None:
     dep = Deployment.from_checkpoint(_checkpoint(tmp_path, encoding))
+    import neurocxr
+
+    assert neurocxr.Deployment is Deployment
     assert dep.name == "snn_conv" and dep.graph is not None and dep.resources is not None and dep.resources.fits
     assert dep.program.input_kind == ("bias" if encoding == "direct" else "spikes")
     x = dep.encode(_images(6))
@@ -169,3 +172,18 @@ def test_integer_images_follow_the_one_pixel_rule(tmp_path: Path) -> None:
     images = (_images(3) * 255).round().to(torch.uint8)
     as_float = images.float() / 255.0
     assert np.array_equal(dep.run(dep.encode(images.numpy())).readout, dep.run(dep.encode(as_float)).readout)
+
+
+def test_every_layer_class_has_one_kind_and_a_quant_record() -> None:
+    from neurocxr.exporters.program import InputLayer, LoihiNeuron, LoihiProgram, RecurrentDenseLayer
+
+    neuron = LoihiNeuron(v_th_mant=100, i_decay=4096, v_decay=4096)
+    rec = RecurrentDenseLayer("rec", (2,), neuron, np.full((2, 3), 120, dtype=np.int64),
+                              weight_rec=np.array([[120, 0], [0, 120]], dtype=np.int64))
+    program = LoihiProgram((3,), "spikes", [InputLayer("input", (3,)), rec], 4)
+    dep = Deployment(program=program)
+    assert [q.kind for q in dep.layer_quant] == [LayerKind.INPUT, LayerKind.DENSE_REC]
+    assert quantisation_table(program)[1] == {"index": 1, "name": "rec", "kind": "dense_rec", "v_th_mant": 100,
+                                              "i_decay": 4096, "v_decay": 4096}
+    x = np.ones((4, 2, 3), dtype=np.float32)
+    assert dep.run(x).counts[1].kind == "dense_rec"
