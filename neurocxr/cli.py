@@ -403,10 +403,7 @@ def netx_cmd(
     """Read any netx file: layers, Loihi 2 resources, and an emulated run's counts and energy estimate."""
     import numpy as np
 
-    from neurocxr.energy.estimate import estimate_energy
-    from neurocxr.exporters.netx import read_netx
-    from neurocxr.exporters.resources import estimate_resources
-    from neurocxr.hardware_sims.emulator import emulate
+    from neurocxr.deployment import Deployment
     from neurocxr.validation import check_float, check_int, show_progress
 
     check_int("--samples", samples, 1, 1_000_000)
@@ -421,11 +418,11 @@ def netx_cmd(
 
     if file_kind(path) not in ("netx", "hdf5", "missing", "unknown"):  # a .pt, .npz, folder...: say what it is
         raise NeurocxrError(f"{path} {describe_file(path)}; `neurocxr netx` reads Loihi netx (HDF5) files")
-    program = read_netx(path, num_steps=num_steps, input_scale=input_scale)
+    deployment = Deployment.from_netx(path, num_steps=num_steps, input_scale=input_scale)
+    program, res = deployment.program, deployment.resources
     steps = program.num_steps
     for note in program.metadata.get("read_notes", []):
         say("note:", note, "yellow")
-    res = estimate_resources(program)
     table = Table(title=f"{path.name}: {len(program.layers)} layers, input {program.input_kind} {program.input_shape}")
     for col in ("layer", "kind", "shape", "neurons", "synapses", "cores"):
         table.add_column(col)
@@ -450,7 +447,7 @@ def netx_cmd(
             )
         inputs = ds.images[:samples].numpy()
         what = f"{len(inputs)} images of {ds.source}"
-    run = emulate(program, inputs, num_steps=steps, progress=show_progress())
+    run = deployment.run(inputs, progress=show_progress())
     ct = Table(title=f"emulated {what}, {steps} steps: per-sample means")
     for col in ("layer", "in spikes", "out spikes", "synaptic ops", "neuron updates", "sparsity"):
         ct.add_column(col, justify="right")
@@ -459,7 +456,7 @@ def netx_cmd(
         ct.add_row(c.name, f"{m['input_spikes']:.0f}", f"{m['output_spikes']:.0f}", f"{m['synaptic_ops']:.0f}",
                    f"{m['neuron_updates']:.0f}", f"{m['activation_sparsity']:.3f}")
     show_table(ct)
-    e = estimate_energy(run.counts, profile, model=path.name)
+    e = deployment.energy(run, [profile])[0]
     total = "-" if e.total_j is None else f"{e.total_j:.3e} J"
     console.print(f"estimated on {e.device}: dynamic {e.dynamic_j:.3e} J, total {total} per inference ({e.source})")
 
