@@ -237,8 +237,11 @@ def _our_model(kind: str) -> tuple[nn.Module, tuple[int, ...]]:
     torch.manual_seed(4)
     layers: list[nn.Module] = [nrn.LIF(torch.tensor(1.0), torch.tensor(0.5))] if kind == "input_neurons" else []
     last = nrn.CubaLIF(torch.tensor(0.6), torch.tensor(0.9), torch.tensor(0.9)) if kind == "cuba" else nrn.LIF(torch.tensor(0.9), torch.tensor(0.7))
+    if kind == "recurrent":  # the recurrent layer of snn_recurrent: CubaLIF + all-to-all Linear back into it
+        last = nrn.RecurrentNeuron(nrn.CubaLIF(torch.tensor(0.6), torch.tensor(0.9), torch.tensor(0.9)),
+                                   nn.Linear(10, 10, bias=False))
     layers += [nn.Conv2d(1, 4, 3, padding=1), nrn.LIF(torch.tensor(0.8), torch.tensor(0.5)), nn.AvgPool2d(2),
-               nn.Flatten(), nn.Linear(4 * 4 * 4, 10, bias=kind != "cuba"), last]
+               nn.Flatten(), nn.Linear(4 * 4 * 4, 10, bias=kind not in ("cuba", "recurrent")), last]
     model = SpikingSequential(layers, readout=nn.Linear(10, 2, bias=False)).eval()
     with torch.no_grad():
         for m in model.layers:
@@ -283,9 +286,23 @@ def _run_norse(graph: nir.NIRGraph, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(per_sample, 1)
 
 
+_READER_BUGS = {
+    # snnTorch 1.0.0 wraps a neuron <-> Linear pair in a sub-graph whose input feeds the recurrent Linear
+    # (_create_rnn_subgraph: edge "<layer>.input" -> w_rec) and has no module for the sub-graph, so nirtorch runs
+    # it node by node: even snnTorch's own RLeaky export reads back with other outputs (checked by hand:
+    # step 0 readout 0.824 vs 0.395)
+    ("snntorch", "recurrent"): "snnTorch 1.0.0 import_from_nir mis-wires recurrent sub-graphs (its own RLeaky too)",
+    # Norse 1.1.0 from_nir (nirtorch 2.6) returns the recurrent layer's spikes instead of the graph's output
+    ("norse", "recurrent"): "Norse 1.1.0 from_nir returns the recurrent layer, not the Output, for a graph with a cycle",
+}
+
+
 @pytest.mark.parametrize("reader", ["snntorch", "norse"])
-@pytest.mark.parametrize("kind", ["spike_input", "input_neurons", "cuba"])
-def test_our_nir_loads_in_snntorch_and_norse_with_the_same_output(tmp_path: Path, reader: str, kind: str) -> None:
+@pytest.mark.parametrize("kind", ["spike_input", "input_neurons", "cuba", "recurrent"])
+def test_our_nir_loads_in_snntorch_and_norse_with_the_same_output(tmp_path: Path, reader: str, kind: str,
+                                                                  request: pytest.FixtureRequest) -> None:
+    if (reader, kind) in _READER_BUGS:  # strict: a fixed reader turns this into a failure to remove the mark
+        request.applymarker(pytest.mark.xfail(reason=_READER_BUGS[(reader, kind)], strict=True))
     from neurocxr.exporters.nir import read_nir, to_nir, write_nir
 
     input_neurons = kind == "input_neurons"
