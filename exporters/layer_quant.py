@@ -9,8 +9,9 @@ without changing what the exporter computes. `quantisation_table` rows (export_r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from neurocxr.exporters.program import LayerKind, LoihiProgram
 

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -468,17 +469,23 @@ class Deployment:
 
     # -- running -------------------------------------------------------------------------------
 
-    def encode(self, images: torch.Tensor, *, seed: int = 0) -> EncodedImages:
+    def encode(self, images: torch.Tensor | np.ndarray, *, seed: int = 0) -> EncodedImages:
         """Encode ``images`` once for the float model and the chip (rate coding seeded by ``seed``).
         Integer images follow the one pixel rule (`neurocxr.validation.images_to_unit_range`: uint8
         / 255, uint16 / 65535); float images are taken as they are, in [0, 1]."""
-        arr = images if isinstance(images, torch.Tensor) else np.asarray(images)
-        if not (arr.dtype.is_floating_point if isinstance(arr, torch.Tensor) else np.issubdtype(arr.dtype, np.floating)):
-            from neurocxr.validation import images_to_unit_range
+        if isinstance(images, torch.Tensor):
+            tensor = images if images.dtype.is_floating_point else torch.from_numpy(self._unit_range(images))
+        else:
+            arr = np.asarray(images)
+            tensor = torch.from_numpy(np.ascontiguousarray(arr if np.issubdtype(arr.dtype, np.floating)
+                                                           else self._unit_range(arr)))
+        return EncodedImages(tensor, self.loaded.config if self.loaded is not None else None, seed)
 
-            arr = images_to_unit_range(arr)
-        images = arr if isinstance(arr, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(arr))
-        return EncodedImages(images, self.loaded.config if self.loaded is not None else None, seed)
+    @staticmethod
+    def _unit_range(images: Any) -> np.ndarray:
+        from neurocxr.validation import images_to_unit_range
+
+        return images_to_unit_range(images)
 
     def chip_input(self, inputs: EncodedImages | np.ndarray | torch.Tensor) -> np.ndarray:
         if isinstance(inputs, EncodedImages):

@@ -5,7 +5,6 @@ The CLI and the Python API (`neurocxr.load`, `neurocxr.export_loihi`, ...) both 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

@@ -144,7 +144,8 @@ def test_from_nir_and_from_netx_run_the_same_program(tmp_path: Path) -> None:
         assert np.array_equal(run.readout, reference.readout)
         assert all(np.array_equal(a, b) for a, b in zip(run.layer_spikes, reference.layer_spikes))
         assert [c.to_dict() for c in run.counts] == [c.to_dict() for c in reference.counts]
-        assert [e.dynamic_j for e in other.energy(run, PROFILES)] == [e.dynamic_j for e in dep.energy(reference, PROFILES)]
+        expected = [e.dynamic_j for e in dep.energy(reference, PROFILES)]
+        assert [e.dynamic_j for e in other.energy(run, PROFILES)] == expected
     assert [r.to_row() for r in from_nir.layer_quant] == quantisation_table(dep.program)
 
 
@@ -175,7 +176,12 @@ def test_integer_images_follow_the_one_pixel_rule(tmp_path: Path) -> None:
 
 
 def test_every_layer_class_has_one_kind_and_a_quant_record() -> None:
-    from neurocxr.exporters.program import InputLayer, LoihiNeuron, LoihiProgram, RecurrentDenseLayer
+    from neurocxr.exporters.program import (
+        InputLayer,
+        LoihiNeuron,
+        LoihiProgram,
+        RecurrentDenseLayer,
+    )
 
     neuron = LoihiNeuron(v_th_mant=100, i_decay=4096, v_decay=4096)
     rec = RecurrentDenseLayer("rec", (2,), neuron, np.full((2, 3), 120, dtype=np.int64),
