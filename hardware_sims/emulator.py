@@ -58,6 +58,12 @@ Sample protocol (the Lava runner does exactly the same; see hardware_sims/lava.p
   layer ``k``'s spikes occupy rows ``k .. k+T-1``, other rows are zero.
 - Counts (LayerCounts) cover each layer's own window of ``T`` steps (``time_steps = T``): the
   work the chip does per sample in steady-state pipelined operation.
+- Recurrent programs (a `RecurrentDenseLayer`, netx ``dense_rec``: input and recurrent weights packed
+  together, `netx_recurrent_weights`) are the exception to independent samples: the recurrent synapse
+  delivers a sample's last-step spikes into the next sample's first step (the reset clears u and v,
+  not the synapse in flight), exactly as on Lava. They run in `emulate_timeline`, which steps the
+  whole back-to-back stream in int64 as Lava schedules it (tested equal to the windowed paths on
+  feed-forward programs and to Lava on recurrent ones); the fused kernel does not take them.
 """
 
 from __future__ import annotations
