@@ -51,7 +51,7 @@ def _expected_files() -> set[str]:
 def test_wheel_holds_every_module_and_template(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = _expected_files()
-    assert "neurocxr/evaluation/__init__.py" in expected and "neurocxr/templates/report.html.j2" in expected
+    assert "neurocxr/evaluation/__init__.py" in expected and "neurocxr/report/templates/report.html.j2" in expected
     missing = sorted(expected - names)
     assert not missing, f"the wheel lacks {missing}"
 
