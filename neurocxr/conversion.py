@@ -64,6 +64,10 @@ def _folded_layers(cnn: nn.Module) -> list[tuple[nn.Module, torch.Tensor, torch.
     i = 0
     while i < len(mods):
         m = mods[i]
+        if isinstance(m, nn.AvgPool2d):  # linear: kept as a layer of its own (no weights, no ReLU)
+            out.append((m, torch.empty(0), torch.empty(0), True))
+            i += 1
+            continue
         if not isinstance(m, (nn.Conv2d, nn.Linear)):
             raise ConfigError(f"conversion cannot map {type(m).__name__} at position {i}: only conv/linear, "
                               "BatchNorm (folded) and ReLU chains convert (no max-pool, no skips)")
@@ -87,6 +91,11 @@ def _folded_layers(cnn: nn.Module) -> list[tuple[nn.Module, torch.Tensor, torch.
     return out
 
 
+def _synaptic(cnn: nn.Module) -> list[tuple[nn.Module, torch.Tensor, torch.Tensor, bool]]:
+    """The folded conv/linear layers only (average pools change no scale and map one to one)."""
+    return [layer for layer in _folded_layers(cnn) if not isinstance(layer[0], nn.AvgPool2d)]
+
+
 @torch.no_grad()
 def relu_activations(cnn: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
     """The output of every ReLU layer of the (BN-folded, eval-mode) chain CNN for ``images``, in
@@ -94,6 +103,9 @@ def relu_activations(cnn: nn.Module, images: torch.Tensor) -> list[torch.Tensor]
     out = []
     h = images.double()
     for m, w, b, relu in _folded_layers(cnn):
+        if isinstance(m, nn.AvgPool2d):  # pooled rates = pooled activations: no new scale
+            h = m(h)
+            continue
         if isinstance(m, nn.Conv2d):
             h = torch.nn.functional.conv2d(h, w, b, stride=m.stride, padding=m.padding)
         else:
@@ -111,7 +123,7 @@ def activation_scales(cnn: nn.Module, images: torch.Tensor, percentile: float = 
     (BN-folded) CNN over ``images`` (training images; never validation or test)."""
     if not 0.0 < percentile <= 100.0:
         raise ConfigError(f"percentile must be in (0, 100], got {percentile}")
-    layers = _folded_layers(cnn)
+    layers = _synaptic(cnn)
     per_layer: list[list[torch.Tensor]] = [[] for _ in layers[:-1]]
     for start in range(0, len(images), batch_size):
         for k, h in enumerate(relu_activations(cnn, images[start:start + batch_size])):
@@ -147,7 +159,7 @@ def convert(cnn: nn.Module, cnn_config: ModelConfig, images: torch.Tensor, *, nu
     config = snn_config_for(cnn_config, num_steps, threshold)
     snn = build_model(config)
     assert isinstance(snn, SpikingSequential)
-    layers = _folded_layers(cnn)
+    layers = _synaptic(cnn)
     lambdas = activation_scales(cnn, images, percentile)
     targets = [m for m in snn.layers if isinstance(m, (nn.Conv2d, nn.Linear))] + [snn.readout]
     if len(targets) != len(layers):

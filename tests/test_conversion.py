@@ -228,3 +228,20 @@ def test_feature_distillation_from_the_conversion_source(cnn_checkpoint: Path, t
     other = ModelConfig(name="snn_vgg", channels=(8, 8), hidden=(16,), num_steps=4, beta=1.0, threshold=1.0)
     with pytest.raises(ConfigError, match="feature distillation"):
         LossTerms(build_model(other), other, tc, None)
+
+
+def test_gap_head_converts_and_exports_with_the_pool_fused() -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="cnn_vgg", channels=(4, 8, 8, 8), hidden=(16,), extra={"head": "gap"})
+    cnn = build_model(cfg).eval()
+    assert any(isinstance(m, nn.AvgPool2d) for m in cnn)
+    images = torch.rand(16, 1, 28, 28)
+    snn, scfg, report = convert(cnn, cfg, images, num_steps=8)
+    assert len(report.lambdas) == 5  # four convs and one fc; the pool adds no scale
+    from neurocxr.deployment import Deployment
+    from neurocxr.pipeline import LoadedModel
+
+    dep = Deployment.from_checkpoint(LoadedModel(snn.eval(), scfg, {}))
+    assert [layer.kind for layer in dep.program.layers].count("dense") == 1  # pool fused into the fc
+    with pytest.raises(ConfigError):
+        build_model(ModelConfig(name="snn_vgg", extra={"head": "max"}))

@@ -64,6 +64,27 @@ def vgg_side(config: ModelConfig) -> int:
     return side
 
 
+HEADS = ("flatten", "gap")
+
+
+def vgg_head(config: ModelConfig) -> str:
+    """``extra["head"]``: flatten (every position its own fc weights) or gap (global average pool:
+    an AvgPool2d over the whole last map, which the exporter fuses into the next layer's synapses,
+    so the classifier sees what is there, not where -- less sensitive to framing differences)."""
+    head = config.extra.get("head", "flatten")
+    if head not in HEADS:
+        raise ValueError(f"extra['head'] must be one of {', '.join(HEADS)}, got {head!r}")
+    return head
+
+
+def _head_layers(config: ModelConfig, channels: int) -> tuple[list[nn.Module], int]:
+    """Layers between the last conv and the fc stack, and the width they hand on."""
+    side = vgg_side(config)
+    if vgg_head(config) == "gap":
+        return [nn.AvgPool2d(side), nn.Flatten()], channels
+    return [nn.Flatten()], channels * side * side
+
+
 @register_model(
     "snn_vgg",
     kind="snn",
@@ -80,13 +101,13 @@ def build_snn_vgg(config: ModelConfig) -> SpikingSequential:
     for c, s in zip(config.channels, strides):
         layers += [nn.Conv2d(cin, c, 3, stride=s, padding=1), leaky(config)]
         cin = c
-    layers.append(nn.Flatten())
-    side = vgg_side(config)
+    head, width = _head_layers(config, cin)
+    layers += head
 
     def neuron(beta: float, threshold: float) -> snn.Leaky:
         return leaky(config, beta=beta, threshold=threshold)
 
-    fc, width = fc_stack(config, cin * side * side, neuron)
+    fc, width = fc_stack(config, width, neuron)
     return SpikingSequential(layers + fc, readout=nn.Linear(width, config.num_classes, bias=False))
 
 
@@ -104,8 +125,8 @@ def build_cnn_vgg(config: ModelConfig) -> nn.Sequential:
     for c, s in zip(config.channels, strides):
         layers += [nn.Conv2d(cin, c, 3, stride=s, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
         cin = c
-    layers.append(nn.Flatten())
-    width = cin * vgg_side(config) ** 2
+    head, width = _head_layers(config, cin)
+    layers += head
     for h in config.hidden:
         layers += [nn.Linear(width, h, bias=False), nn.BatchNorm1d(h), nn.ReLU()]
         if config.dropout > 0:
