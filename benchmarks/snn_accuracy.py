@@ -107,6 +107,7 @@ def configs() -> list[Bench]:
               **{**conv, "lever": "conversion+finetune+augment"}),
         Bench("strided_T4_shift", lever="augment", epochs=10, augment="shift"),
         Bench("vgg6_T4_scratch", lever="depth", model="snn_vgg", depth=6, epochs=5),
+        Bench("vgg6_T4_scratch_shift", lever="depth+augment", model="snn_vgg", depth=6, epochs=5, augment="shift"),
         Bench("hybrid_vgg6_T4_64", image_size=64, num_steps=4, epochs=1, lr=5e-4, cnn_epochs=6,
               **{**conv, "lever": "conversion+finetune"}),
         Bench("strided_T4_distill_shift", lever="distill+augment", epochs=10, augment="shift", teacher=True),
@@ -279,14 +280,15 @@ def choose(rows: list[dict[str, Any]]) -> dict[str, str]:
     return chosen
 
 
-def write(rows: list[dict[str, Any]], teachers: dict[str, Any], data: dict[int, str], started: float) -> None:
+def write(rows: list[dict[str, Any]], teachers: dict[str, Any], data: dict[int, str], started: float,
+          out: Path | None = None) -> None:
     prov = provenance(data=data[28], data_source="pneumoniamnist.npz (28 px), Kermany folders (64 px)")
     prov["data_64"] = {"folder": data[64], "sha256sums": file_record(Path(data[64]) / "SHA256SUMS")}
     prov["teachers"] = teachers
     prov["wall_seconds"] = time.perf_counter() - started
     prov["protocol"] = ("3 seeds per configuration; threshold = Youden on validation chip scores; test evaluated once "
                         "per configuration and seed; chosen = max val_auc_mean among deployable configurations")
-    write_json(OUT, {"configs": rows, "chosen": choose(rows), "provenance": prov})
+    write_json(out or OUT, {"configs": rows, "chosen": choose(rows), "provenance": prov})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lava-samples", type=int, default=2, help="Lava parity samples for seed 0 of each config")
     p.add_argument("--data28", default=DATA[28])
     p.add_argument("--data64", default=DATA[64])
+    p.add_argument("--out", type=Path, default=OUT, help="the JSON to write (and resume from)")
+    p.add_argument("--merge", nargs="*", type=Path, default=None,
+                   help="only merge these JSON files' configurations into --out (runs split over processes)")
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     todo = configs()
@@ -313,14 +318,25 @@ def main(argv: list[str] | None = None) -> int:
     data = {28: args.data28, 64: args.data64}
     import json
 
-    previous = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if args.merge is not None:
+        rows = list(previous.get("configs", []))
+        teachers = dict(previous.get("provenance", {}).get("teachers", {}))
+        for path in args.merge:
+            other = json.loads(path.read_text())
+            rows = [r for r in rows if r["name"] not in {o["name"] for o in other["configs"]}] + other["configs"]
+            teachers.update(other.get("provenance", {}).get("teachers", {}))
+        order = {b.name: i for i, b in enumerate(configs())}
+        rows.sort(key=lambda r: order.get(r["name"], len(order)))
+        write(rows, teachers, data, time.perf_counter(), args.out)
+        return 0
     rows = [r for r in previous.get("configs", []) if args.redo is False or r["name"] not in {b.name for b in todo}]
     teachers = dict(previous.get("provenance", {}).get("teachers", {}))
     done = {r["name"] for r in rows}
     started = time.perf_counter()
     for b in todo:
         if b.name in done:
-            print(f"skip {b.name} (in {OUT.name})", flush=True)
+            print(f"skip {b.name} (in {args.out.name})", flush=True)
             continue
         per_seed = []
         for seed in args.seeds:
@@ -336,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
         if len(per_seed) == len(args.seeds):
             rows.append(summarise(b, per_seed))
-            write(rows, teachers, data, started)
-    write(rows, teachers, data, started)
+            write(rows, teachers, data, started, args.out)
+    write(rows, teachers, data, started, args.out)
     return 0
 
 
