@@ -870,6 +870,10 @@ def read_nir(path: str | Path) -> nir.NIRGraph:
         try:
             graph = nir.read(path, type_check=False)
         except Exception:
+            from neurocxr.validation import describe_file, file_kind
+
+            if file_kind(path) not in ("nir", "hdf5", "unknown"):  # a checkpoint or npz named .nir: say what it is
+                raise ExportError(f"{path} is not a NIR graph: it {describe_file(path)}") from exc
             raise ExportError(f"{path} is not a readable NIR file ({type(exc).__name__}: {exc})") from exc
         warnings.warn(f"{path}: NIR type check failed ({exc}); read without type checking", stacklevel=2)
         return graph

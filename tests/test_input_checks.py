@@ -347,3 +347,10 @@ def test_export_checks_its_parity_data_before_exporting(files, tmp_path) -> None
     with pytest.raises(DataError, match="torch checkpoint"):
         neurocxr.export_loihi(files["snn"], tmp_path / "out", data=str(files["cnn"]))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_named_dot_nir_is_called_a_checkpoint(files, tmp_path) -> None:
+    renamed = tmp_path / "model.nir"
+    renamed.write_bytes(files["snn"].read_bytes())
+    res = runner.invoke(app, ["--no-progress", "export", str(renamed), "-o", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "is not a NIR graph: it is a torch checkpoint" in res.output, res.output
