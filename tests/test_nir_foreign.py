@@ -292,8 +292,9 @@ _READER_BUGS = {
     # it node by node: even snnTorch's own RLeaky export reads back with other outputs (checked by hand:
     # step 0 readout 0.824 vs 0.395)
     ("snntorch", "recurrent"): "snnTorch 1.0.0 import_from_nir mis-wires recurrent sub-graphs (its own RLeaky too)",
-    # Norse 1.1.0 from_nir (nirtorch 2.6) returns the recurrent layer's spikes instead of the graph's output
-    ("norse", "recurrent"): "Norse 1.1.0 from_nir returns the recurrent layer, not the Output, for a graph with a cycle",
+    # Norse 1.1.0 from_nir (nirtorch 2.6's GraphExecutor) returns the recurrent Linear's output (N values), not the
+    # graph's Output, once the graph has a cycle
+    ("norse", "recurrent"): "Norse 1.1.0 from_nir returns the recurrent synapse's output, not the Output, for a graph with a cycle",
 }
 
 
