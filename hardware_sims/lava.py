@@ -234,6 +234,9 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
         # Var.set() needs a started runtime; the first sample's bias goes in as the Var's initial value.
         built[0].neuron.bias_mant.init = _whc(data[0].reshape(program.layers[0].shape)).astype(np.int32)
     global _forking_lava
+    from neurocxr.interrupts import install
+
+    install()  # a Ctrl-C while Lava forks its workers is not dropped
     interrupted = False
     try:
         try:

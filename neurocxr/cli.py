@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -64,8 +65,10 @@ def _global_options(
         True, "--progress/--no-progress", help="tqdm progress bars on long steps (drawn only on a terminal)"
     ),
 ) -> None:
+    from neurocxr.interrupts import install
     from neurocxr.validation import set_progress
 
+    install()  # Ctrl-C during a fork (Lava's workers, Ray's services) is delivered, not dropped
     set_progress(progress)
 
 DATA_HELP = "PneumoniaMNIST .npz, Kermany folder, or 'synthetic'. Default: $NEUROCXR_DATA, ~/.medmnist/pneumoniamnist.npz, else synthetic phantoms."
@@ -659,7 +662,22 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:  # before a command started (imports)
         say("interrupted:", "no output was written", "bold red")
-        sys.exit(130)
+        _exit_interrupted()
+    except SystemExit as done:
+        if done.code == 130:
+            _exit_interrupted()
+        raise
+
+
+def _exit_interrupted() -> None:
+    """Exit 130 after Ctrl-C. With Ray in the process, without the interpreter's shutdown: Ray's
+    driver threads, cut off by the interrupt, crash it (exit -11) after the sweep had stopped Ray
+    and cleaned up. Everything this process started is stopped by then (finally blocks)."""
+    if "ray" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from neurocxr.errors import NeurocxrError
+from neurocxr.errors import Interrupted, NeurocxrError
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -129,15 +129,23 @@ def staged_output(out_dir: str | Path, files: Iterable[str], force: bool) -> Ite
         staged = sorted(p for p in stage.rglob("*") if not p.is_dir())
         # Names the command did not announce up front get the same no-overwrite rule.
         _refuse_existing(out, [str(p.relative_to(stage)) for p in staged], force)
-        with _sigint_deferred():
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-                for item in staged:
-                    target = out / item.relative_to(stage)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(item, target)
-            except OSError as exc:
-                raise NeurocxrError(f"cannot move the outputs into {out} ({exc.strerror or exc})") from None
+        moved = False
+        try:
+            with _sigint_deferred():
+                try:
+                    out.mkdir(parents=True, exist_ok=True)
+                    for item in staged:
+                        target = out / item.relative_to(stage)
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(item, target)
+                    moved = True
+                except OSError as exc:
+                    raise NeurocxrError(f"cannot move the outputs into {out} ({exc.strerror or exc})") from None
+        except KeyboardInterrupt:
+            if not moved:
+                raise
+            # Ctrl-C came while the finished files were being moved: all of them are in place now
+            raise Interrupted(f"the outputs were complete and have been written to {out}") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

@@ -929,6 +929,9 @@ def _run_on_ray(todo: list[tuple[str, dict[str, Any]]], settings: dict[str, Any]
     # Tune's own SIGINT handler turns Ctrl-C into "stop gracefully, report the trials failed";
     # without it Ctrl-C raises KeyboardInterrupt here and the `finally` below stops Ray.
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    from neurocxr.interrupts import install
+
+    install()  # a Ctrl-C while Ray forks its services is not dropped
     started = _start_ray(options)
     bar = tqdm(total=len(todo), desc="sweep trials", disable=not show_progress(progress), unit="trial")
 

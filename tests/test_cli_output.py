@@ -145,8 +145,11 @@ def test_robustness_summary_gives_threshold_scales() -> None:
     from neurocxr.evaluation.run import summary_lines
 
     rob = {"model": "m", "samples": 32, "split": "test", "thresholds": {"float": 0.61, "chip": -689536.0},
-           "results": [], "chip": {"evaluated": True}}
+           "protocol": {"gaussian_blur": {"parameter": "sigma (pixels)"}},
+           "results": [{"perturbation": "gaussian_blur", "level": 0.4, "float": {"accuracy": 0.8, "roc_auc": 0.9}}],
+           "chip": {"evaluated": True}}
     text = " ".join(summary_lines({"robustness": rob}))
+    assert "gaussian_blur    sigma (pixels) 0.4" in text  # each level with its unit
     assert "chip threshold -689536 on the readout difference" in text and "Loihi integer units" in text
     assert "float threshold 0.6100 on P(pneumonia)" in text and "accuracy at the thresholds chosen on val" in text
 

@@ -106,7 +106,9 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             cell = f"float {r['float']['accuracy']:.3f} / {r['float']['roc_auc']:.3f}"
             if "chip" in r:
                 cell += f"   chip {r['chip']['accuracy']:.3f} / {r['chip']['roc_auc']:.3f}"
-            lines.append(f"  {r['perturbation']:<16} {r['level']:<5g} {cell}")
+            parameter = rob.get("protocol", {}).get(r["perturbation"], {}).get("parameter")  # the level's unit
+            level = "-" if r["perturbation"] == "clean" else f"{parameter} {r['level']:g}" if parameter else f"{r['level']:g}"
+            lines.append(f"  {r['perturbation']:<16} {level:<36} {cell}")
         if not rob["chip"]["evaluated"]:
             lines.append(f"  no chip run: {rob['chip']['reason']}")
     unc = result.get("uncertainty")

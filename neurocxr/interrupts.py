@@ -1,0 +1,76 @@
+"""Ctrl-C that is never lost while a child process is being forked.
+
+Python runs ``os.register_at_fork`` callbacks (logging's lock release, multiprocessing's, ...)
+around every fork, also the forks of ``subprocess`` with a ``preexec_fn`` (Ray's services) and of
+``multiprocessing`` (Lava's runtime workers). A KeyboardInterrupt raised inside one of those
+callbacks is printed as "Exception ignored in ..." and dropped: the command then ran on as if
+Ctrl-C had never been pressed. `install` replaces Python's default SIGINT handler by one that,
+while a fork is in progress, notes the signal and delivers it (`_thread.interrupt_main`) once the
+fork is over; at any other moment it raises KeyboardInterrupt at once, exactly as before.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+__all__ = ["install"]
+
+_forking = 0  # forks in progress in this process (their callbacks are running)
+_pending = False  # a SIGINT arrived during a fork and is still to be delivered
+_installed = False
+
+
+def _before_fork() -> None:
+    global _forking
+    _forking += 1
+
+
+def _after_fork_in_parent() -> None:
+    global _forking, _pending
+    _forking = max(0, _forking - 1)
+    if _pending and not _forking:
+        _pending = False
+        # not from here: an exception raised in this callback would be dropped as well
+        threading.Thread(target=_deliver_later, name="neurocxr-sigint", daemon=True).start()
+
+
+def _after_fork_in_child() -> None:
+    global _forking, _pending
+    _forking, _pending = 0, False
+
+
+def _deliver_later() -> None:
+    time.sleep(0.05)  # let the main thread leave the fork's callbacks
+    if hasattr(signal, "pthread_kill"):
+        # a real signal to the main thread: it also ends a wait the main thread is blocked in
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+    else:  # pragma: no cover - not POSIX
+        _thread.interrupt_main()
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    global _pending
+    if _forking:
+        _pending = True
+        return
+    raise KeyboardInterrupt
+
+
+def install() -> None:
+    """Use the fork-safe handler for SIGINT when Python's default handler is in place (in the main
+    thread only; another handler someone installed is left alone). Idempotent."""
+    global _installed
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if not _installed and hasattr(os, "register_at_fork"):
+        # registered late: ours runs first before a fork and last after it, around the others
+        os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                            after_in_child=_after_fork_in_child)
+        _installed = True
+    if _installed and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)

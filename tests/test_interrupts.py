@@ -1,0 +1,251 @@
+"""Ctrl-C anywhere (issue 19 item 1): SIGINT to the command's whole process group, as a terminal
+sends it, at several points of each command. Every time: exit code 130 within seconds, a one-line
+"interrupted" and no traceback, no process of the group left running (Lava's and Ray's workers
+included), no file left beside the inputs; and a rerun of the same command works.
+
+The points are found from the outside: a time after the start, or the moment the command's first
+child processes exist (Lava's runtime workers, Ray's services) or many of them do (Lava running,
+Ray's trials)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+
+from conftest import write_medmnist_npz
+from neurocxr.checkpoint import save_checkpoint
+from neurocxr.models import ModelConfig, build_model
+
+EXIT_WITHIN_S = 20.0  # from SIGINT to exit, on a loaded two-core machine
+START_LIMIT_S = 240.0  # a trigger that never comes fails the test instead of hanging it
+
+
+def _group_members(pgid: int) -> list[str]:
+    """Processes of the group still running (zombies excluded: they have exited, and a container's
+    init may never reap orphans)."""
+    alive = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != pgid:
+                continue
+            stat = Path(entry.path, "stat").read_text()
+        except (OSError, ProcessLookupError):
+            continue
+        if stat.rsplit(") ", 1)[1][0] not in "ZX":
+            alive.append(f"{entry.name} {Path(entry.path, 'cmdline').read_bytes()[:120]!r}")
+    return alive
+
+
+def at_time(seconds: float) -> Callable[[int, float], bool]:
+    return lambda pgid, elapsed: elapsed >= seconds
+
+
+def with_children(count: int, then_s: float = 0.0) -> Callable[[int, float], bool]:
+    """True ``then_s`` seconds after the command first has ``count`` child processes running."""
+    first: list[float] = []
+
+    def ready(pgid: int, elapsed: float) -> bool:
+        if not first and len(_group_members(pgid)) - 1 >= count:
+            first.append(elapsed)
+        return bool(first) and elapsed >= first[0] + then_s
+
+    return ready
+
+
+def _snapshot(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "neurocxr.cli", "--no-progress", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def interrupt(args: list[str], cwd: Path, when: Callable[[int, float], bool]) -> str:
+    """Start the command in its own session, SIGINT its process group when ``when`` says so, and
+    check the exit: code 130, in time, said so, nothing running, no file beside the inputs."""
+    before = _snapshot(cwd)
+    proc = subprocess.Popen([sys.executable, "-m", "neurocxr.cli", "--no-progress", *args], cwd=cwd,
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    chunks: list[str] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    started = time.monotonic()
+    try:
+        while not when(proc.pid, time.monotonic() - started):
+            assert proc.poll() is None, f"finished before the interrupt point: {''.join(chunks)[-2000:]}"
+            assert time.monotonic() - started < START_LIMIT_S, "the interrupt point never came"
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        sent = time.monotonic()
+        try:
+            code = proc.wait(timeout=EXIT_WITHIN_S * 3)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no exit {EXIT_WITHIN_S * 3:.0f} s after Ctrl-C: {''.join(chunks)[-2000:]}")
+        took = time.monotonic() - sent
+        reader.join(timeout=5)
+        output = "".join(chunks)
+        assert code == 130, output[-3000:]
+        assert took < EXIT_WITHIN_S, f"exit {took:.1f} s after Ctrl-C"
+        assert "interrupted:" in output and "Traceback" not in output, output[-3000:]
+        deadline = time.monotonic() + 10
+        while _group_members(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _group_members(proc.pid) == [], "left running after Ctrl-C"
+        assert _snapshot(cwd) == before, f"left behind: {sorted(_snapshot(cwd) - before)}; said: {output[-500:]}"
+        return output
+    finally:
+        if proc.poll() is None or _group_members(proc.pid):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ctrl c")
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="snn_conv", image_size=16, num_steps=4, channels=(4, 8), hidden=(16,))
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.mul_(3.0)  # spikes in every layer
+    save_checkpoint(root / "snn.pt", model, cfg, {"threshold": 0.5})
+    write_medmnist_npz(root / "tiny.npz", 16, {"train": (30, 30), "val": (10, 10), "test": (10, 10)})
+    return root
+
+
+def _rerun_works(args: list[str], cwd: Path, out: str) -> None:
+    res = run_cli(args, cwd)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert (cwd / out).is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.lava
+def test_ctrl_c_in_export_before_during_and_inside_lava(work: Path) -> None:
+    args = ["export", "snn.pt", "--data", "tiny.npz", "-o", "export out", "--lava-samples", "2"]
+    interrupt(args, work, at_time(2.0))  # imports, checkpoint
+    interrupt(args, work, with_children(1))  # Lava compiled, its runtime starting its workers
+    interrupt(args, work, with_children(8, then_s=0.5))  # Lava running
+    _rerun_works(args, work, "export out")
+    assert (work / "export out" / "model.net").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_energy(work: Path) -> None:
+    args = ["energy", "snn.pt", "--data", "tiny.npz", "-o", "energy out", "--no-measure"]
+    interrupt(args, work, at_time(3.0))
+    interrupt(args, work, at_time(12.0))  # choosing the chip's threshold / emulating
+    _rerun_works(args, work, "energy out")
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_evaluate_with_robustness(work: Path) -> None:
+    args = ["evaluate", "snn.pt", "--data", "tiny.npz", "--robustness", "-o", "evaluate out"]
+    interrupt(args, work, at_time(3.0))
+    interrupt(args, work, at_time(10.0))  # perturbations on the float model and the emulator
+    _rerun_works(args, work, "evaluate out")
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_train(work: Path) -> None:
+    args = ["train", "--model", "snn_conv", "--image-size", "16", "--data", "tiny.npz", "--epochs", "2", "-o", "train out"]
+    interrupt(args, work, at_time(3.0))
+    interrupt(args, work, at_time(10.0))  # an epoch
+    _rerun_works(args, work, "train out")
+
+
+SWEEP = """
+[sweep]
+data = "tiny.npz"
+profiles = ["loihi2"]
+max_eval_samples = 12
+
+[grid]
+model = ["snn_strided"]
+num_steps = [2]
+regulariser = [0.0, 0.001]
+width = [0.5]
+seed = [0]
+
+[train]
+epochs = 2
+batch_size = 8
+
+[ray]
+num_cpus = 2
+max_concurrent = 2
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_sweep_during_ray_start_up_and_trials(work: Path) -> None:
+    (work / "sweep [x].toml").write_text(SWEEP, encoding="utf-8")
+    args = ["sweep", "sweep [x].toml", "-o", "sweep out"]
+    said = interrupt(args, work, with_children(1, then_s=0.3))  # Ray starting its services
+    assert "no output was written" in said
+    interrupt(args, work, with_children(6, then_s=6.0))  # trials training on Ray's workers
+    res = run_cli(args, work)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert "2 trials run, 0 already finished, 0 failed" in res.stdout
+
+
+CTRL_C_DURING_A_FORK = r"""
+import os, signal, sys, time
+# like logging's lock release: a Python callback run in the parent after every fork
+os.register_at_fork(after_in_parent=lambda: os.kill(os.getpid(), signal.SIGINT))
+if sys.argv[1] == "install":
+    from neurocxr.interrupts import install
+    install()
+try:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    time.sleep(2)
+    print("lost")
+except KeyboardInterrupt:
+    print("delivered")
+"""
+
+
+@pytest.mark.parametrize("mode, said", [("install", "delivered"), ("plain", "lost")])
+def test_a_ctrl_c_during_a_fork_is_delivered_after_it(mode: str, said: str) -> None:
+    # "plain" shows what happens without neurocxr.interrupts: Python drops the KeyboardInterrupt
+    res = subprocess.run([sys.executable, "-c", CTRL_C_DURING_A_FORK, mode], capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == said, res.stdout + res.stderr
+
+
+def test_ctrl_c_while_outputs_are_moved_into_place_says_they_were_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import neurocxr.fileio as fileio
+    from neurocxr.errors import Interrupted
+
+    real_replace = os.replace
+
+    def replace_then_ctrl_c(src, dst):
+        real_replace(src, dst)
+        os.kill(os.getpid(), signal.SIGINT)  # held until every file is in place
+
+    monkeypatch.setattr(fileio.os, "replace", replace_then_ctrl_c)
+    out = tmp_path / "out"
+    with pytest.raises(Interrupted, match="complete and have been written to"):
+        with fileio.staged_output(out, ["a.txt", "b.txt"], force=False) as stage:
+            (stage / "a.txt").write_text("a")
+            (stage / "b.txt").write_text("b")
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the staging folder is gone
