@@ -245,3 +245,30 @@ def test_gap_head_converts_and_exports_with_the_pool_fused() -> None:
     assert [layer.kind for layer in dep.program.layers].count("dense") == 1  # pool fused into the fc
     with pytest.raises(ConfigError):
         build_model(ModelConfig(name="snn_vgg", extra={"head": "max"}))
+
+
+@pytest.mark.slow
+def test_api_train_with_every_snn_lever_gives_an_exportable_checkpoint(tmp_path: Path) -> None:
+    from neurocxr import api
+    from neurocxr.deployment import Deployment
+
+    out = api.train("snn_vgg", data="synthetic", out=tmp_path / "run", epochs=1, batch_size=32, num_steps=2,
+                    depth=2, width=0.5, augment="shift", regulariser=0.01, qat_epochs=1, max_train_samples=64)
+    dep = Deployment.from_checkpoint(out["checkpoint"])
+    assert out["result"].config.channels == (8, 8) and out["result"].train_config.augment == "shift"
+    assert any(h.get("qat") for h in out["result"].history) and "train_chip_uj" in out["result"].history[0]
+    assert dep.resources.cores >= 1
+
+
+@pytest.mark.slow
+def test_cli_train_converts_a_cnn_checkpoint(cnn_checkpoint: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from neurocxr.cli import app
+    from neurocxr.pipeline import load
+
+    result = CliRunner().invoke(app, ["train", "--model", "snn_vgg", "--convert-from", str(cnn_checkpoint),
+                                      "--epochs", "0", "--num-steps", "4", "--data", "synthetic", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    loaded = load(tmp_path / "snn_vgg.pt")
+    assert loaded.config.beta == 1.0 and loaded.metadata["conversion"]["source"] == str(cnn_checkpoint)
