@@ -155,7 +155,8 @@ def test_robustness_summary_gives_threshold_scales() -> None:
 
 
 def test_verdict_states_its_sample_count() -> None:
-    from neurocxr.report import Report, _sample_sentence
+    from neurocxr.report import Report
+    from neurocxr.report.verdict import _sample_sentence
 
     report = Report(title="t", created="now", data_source="x.npz [test, 32 samples]", parity={"samples": 32})
     assert _sample_sentence(report) == " Counted on 32 test images only."

@@ -84,7 +84,7 @@ def test_pareto_front_keeps_only_undominated_points() -> None:
 
 
 def test_rendered_report_opens_on_the_verdict_and_draws_both_fronts(tmp_path, monkeypatch) -> None:
-    import neurocxr.report.html as rep
+    import neurocxr.report.plots as rep
 
     drawn: list[dict] = []
     real = rep._draw_fronts
