@@ -235,13 +235,18 @@ def evaluate_cmd(
 
         write_json(json_out, result)
     if robustness or uncertainty:
+        from neurocxr.errors import Interrupted
         from neurocxr.evaluation.run import clinical_evaluation, summary_lines
-
         from neurocxr.validation import show_progress
 
-        extra = clinical_evaluation(checkpoint, data=data, split=split, robustness=robustness, uncertainty=uncertainty,
-                                    mc_passes=mc_passes, chip=chip, max_samples=max_samples, out=out, force=force,
-                                    progress=show_progress())
+        try:
+            extra = clinical_evaluation(checkpoint, data=data, split=split, robustness=robustness,
+                                        uncertainty=uncertainty, mc_passes=mc_passes, chip=chip,
+                                        max_samples=max_samples, out=out, force=force, progress=show_progress())
+        except KeyboardInterrupt:
+            if json_out:  # written, complete, before this step
+                raise Interrupted(f"wrote {json_out} (the metrics) only; no robustness / uncertainty output") from None
+            raise
         for line in summary_lines(extra):
             console.print(line, highlight=False)
 

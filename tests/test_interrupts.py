@@ -285,3 +285,25 @@ def test_an_interrupted_sweep_keeps_finished_trials_and_earlier_files_only(tmp_p
     (fresh / "sweep_config.toml").write_text("x")
     assert _discard_interrupted(fresh, journal) == "no output was written"
     assert not fresh.exists()
+
+
+def test_ctrl_c_in_evaluate_after_its_json_says_the_json_was_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import neurocxr.evaluation.run as run
+    from neurocxr.cli import app
+
+    ckpt = tmp_path / "snn.pt"
+    cfg = ModelConfig(name="snn_conv", image_size=16, num_steps=4, channels=(4, 8), hidden=(16,))
+    save_checkpoint(ckpt, build_model(cfg).eval(), cfg, {"threshold": 0.5})
+    npz = write_medmnist_npz(tmp_path / "tiny.npz", 16, {"train": (6, 10), "val": (3, 3), "test": (3, 4)})
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "clinical_evaluation", interrupted)
+    res = CliRunner().invoke(app, ["evaluate", str(ckpt), "--data", str(npz), "--json", str(tmp_path / "m.json"),
+                                   "--robustness", "-o", str(tmp_path / "ev")])
+    assert res.exit_code == 130, res.output
+    assert f"interrupted: wrote {tmp_path / 'm.json'} (the metrics) only" in res.output
+    assert (tmp_path / "m.json").is_file() and not (tmp_path / "ev").exists()
