@@ -307,3 +307,37 @@ def test_ctrl_c_in_evaluate_after_its_json_says_the_json_was_written(tmp_path: P
     assert res.exit_code == 130, res.output
     assert f"interrupted: wrote {tmp_path / 'm.json'} (the metrics) only" in res.output
     assert (tmp_path / "m.json").is_file() and not (tmp_path / "ev").exists()
+
+
+@pytest.mark.lava
+def test_ctrl_c_while_lava_builds_its_runtime_stops_the_workers_it_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing as mp
+
+    from _netx_programs import default_shaped_program, random_images
+
+    from neurocxr.exporters.netx import write_netx
+    from neurocxr.hardware_sims.lava import _import_lava, run_lava
+
+    _import_lava()
+    from lava.magma.runtime.runtime import Runtime
+
+    program = default_shaped_program(num_steps=4)
+    path = write_netx(program, tmp_path / "p.net")
+    started_workers: list[int] = []
+    real_build = Runtime._build_processes
+
+    def build_then_ctrl_c(self):  # Ctrl-C once the workers exist, before the runtime has started
+        real_build(self)
+        started_workers.extend(a.pid for a in self._messaging_infrastructure.actors)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Runtime, "_build_processes", build_then_ctrl_c)
+    before = set(mp.active_children())
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_lava(path, random_images(2, seed=2), num_steps=4, program=program)
+    assert time.monotonic() - t0 < 60
+    assert started_workers and set(mp.active_children()) <= before
+    for pid in started_workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
