@@ -345,7 +345,7 @@ def check_snn_for_chip(loaded: Any, source: Any, role: str) -> None:
 
 
 def check_report_models(snn: Any, snn_source: Any, baselines: list, sources: list) -> list:
-    """The energy report's models: ``snn`` a deployable SNN, every baseline a CNN; baselines sharing
+    """The energy report's models: ``snn`` a deployable SNN, no baseline a deployable SNN; baselines sharing
     a name get distinct labels (their file names, then #k), so each has its own row and its own
     provenance entry. Returns the baselines, relabelled where needed."""
     from neurocxr.errors import ModelKindError
@@ -353,11 +353,14 @@ def check_report_models(snn: Any, snn_source: Any, baselines: list, sources: lis
 
     check_snn_for_chip(snn, snn_source, "energy")
     for b, src in zip(baselines, sources):
-        if model_info(b.config.name).kind == "snn":
+        info = model_info(b.config.name)
+        # A spiking model the chip cannot hold (a hybrid) is a fair conventional-hardware baseline;
+        # a deployable SNN is not: it would be costed as dense MACs instead of on the chip.
+        if info.kind == "snn" and info.loihi_deployable:
             what = _source_name(src, b)
             raise ModelKindError(
-                f"--baseline {what} is an SNN ({b.config.name}); baselines are CNNs on conventional hardware — "
-                f"report an SNN on its own (`neurocxr energy {what}`)"
+                f"--baseline {what} is an SNN ({b.config.name}) that runs on Loihi; baselines run on conventional "
+                f"hardware (CNNs, or spiking models the chip cannot hold) — report it on its own (`neurocxr energy {what}`)"
             )
     taken = {snn.name}
     out = []

@@ -199,7 +199,7 @@ def test_a_cnn_where_an_snn_is_needed_is_told_what_fits(files, tmp_path) -> None
 
 
 def test_an_snn_baseline_is_refused(files) -> None:
-    with pytest.raises(ModelKindError, match="is an SNN.*baselines are CNNs"):
+    with pytest.raises(ModelKindError, match="is an SNN .snn_conv. that runs on Loihi; baselines run on conventional hardware"):
         neurocxr.energy_report(files["snn"], baselines=[files["snn"]], out=None, measure=False, data=str(files["npz"]))
 
 
