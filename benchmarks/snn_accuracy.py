@@ -119,6 +119,7 @@ def configs() -> list[Bench]:
         Bench("hybrid_vgg6_T4_reg", num_steps=4, epochs=3, lr=5e-4, regulariser=0.01,
               **{**conv, "lever": "conversion+finetune+regulariser"}),
         Bench("strided_T4_64", image_size=64, lever="baseline", epochs=8),
+        Bench("strided_T4_64_shift", image_size=64, lever="augment", epochs=8, augment="shift"),
     ]
 
 
