@@ -97,6 +97,7 @@ def configs() -> list[Bench]:
         Bench("convert_vgg6_T16", num_steps=16, epochs=0, **conv),
         Bench("convert_vgg6_T8", num_steps=8, epochs=0, **conv),
         Bench("convert_vgg6_T4", num_steps=4, epochs=0, **conv),
+        Bench("convert_vgg6_T32", num_steps=32, epochs=0, **conv),
         Bench("hybrid_vgg6_T4", num_steps=4, epochs=3, lr=5e-4, **{**conv, "lever": "conversion+finetune"}),
         Bench("strided_T4", lever="baseline", epochs=10),
         Bench("hybrid_vgg6_T4_distill", num_steps=4, epochs=3, lr=5e-4, teacher=True,
@@ -194,6 +195,12 @@ def run_seed(b: Bench, seed: int, data: dict[int, str], teachers: dict[str, Any]
             teacher_path = cnn_path
         extra["convert_from"] = file_record(cnn_path)
         extra["cnn_train_seconds"] = cnn_seconds
+        from neurocxr.pipeline import load
+        from neurocxr.training import evaluate
+
+        source = load(cnn_path)  # the CNN itself, for reference (selection never looks at its test AUC)
+        extra["source_cnn_val_auc"] = evaluate(source.model, source.config, splits.val, source.threshold).roc_auc
+        extra["source_cnn_test_auc"] = evaluate(source.model, source.config, splits.test, source.threshold).roc_auc
     tc = TrainConfig(epochs=b.epochs, lr=b.lr, seed=seed, augment=b.augment, chip_cost_weight=b.regulariser,
                      qat_epochs=b.qat_epochs, patience=3, convert_from=convert_from,
                      distill_teacher=str(teacher_path) if teacher_path else None,
@@ -266,6 +273,8 @@ def summarise(b: Bench, rows: list[dict[str, Any]]) -> dict[str, Any]:
     out["chips"] = max(r["chips"] for r in rows)
     out["train_seconds"] = float(sum(r["train_seconds"] for r in rows))  # the whole configuration, all seeds
     out["eval_seconds"] = float(sum(r["eval_seconds"] for r in rows))
+    if all("source_cnn_test_auc" in r for r in rows):
+        out["source_cnn_test_auc_mean"] = float(np.mean([r["source_cnn_test_auc"] for r in rows]))
     out["settings"] = {k: v for k, v in asdict(b).items() if k not in ("name", "lever")}
     out["per_seed"] = rows
     return out
@@ -292,11 +301,25 @@ def write(rows: list[dict[str, Any]], teachers: dict[str, Any], data: dict[int, 
     write_json(out or OUT, {"configs": rows, "chosen": choose(rows), "provenance": prov})
 
 
+def markdown_table(doc: dict[str, Any]) -> str:
+    """The README's table: one row per configuration, mean +- sd over seeds."""
+    lines = ["| config | lever | px | T | val AUC | test AUC chip | test AUC float | acc / sens / spec (chip) "
+             "| Loihi 2 dyn. µJ | cores / chips | train s (all seeds) |", "|" + "---|" * 11]
+    for r in doc["configs"]:
+        lines.append(
+            f"| `{r['name']}` | {r['lever']} | {r['image_size']} | {r['num_steps']} | {r['val_auc_mean']:.3f} "
+            f"| {r['test_auc_chip_mean']:.3f} ± {r['test_auc_chip_sd']:.3f} | {r['test_auc_float_mean']:.3f} "
+            f"| {r['test_accuracy_chip_mean']:.3f} / {r['test_sensitivity_chip_mean']:.3f} / {r['test_specificity_chip_mean']:.3f} "
+            f"| {r['loihi2_dynamic_j'] * 1e6:.1f} | {r['cores']} / {r['chips']} | {r['train_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", nargs="*", help="configuration names to run (default: all, in order)")
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     p.add_argument("--list", action="store_true")
+    p.add_argument("--table", action="store_true", help="print the JSON's configurations as a markdown table")
     p.add_argument("--redo", action="store_true", help="rerun configurations already in the JSON")
     p.add_argument("--lava-samples", type=int, default=2, help="Lava parity samples for seed 0 of each config")
     p.add_argument("--data28", default=DATA[28])
@@ -307,6 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     todo = configs()
+    if args.table:
+        import json
+
+        print(markdown_table(json.loads(args.out.read_text())))
+        return 0
     if args.list:
         for b in todo:
             print(b.name, b.lever, b.image_size)
