@@ -436,12 +436,15 @@ def test_sweep_refuses_bad_configs_before_ray(corpus, kind, name) -> None:
     config = work / name
     config.write_text(text + ('[sweep]\ndata = "synthetic"\n' if kind.startswith("good") else ""))
     out = work / "out"
-    original = sweep._run_on_ray
-    sweep._run_on_ray = fake_ray
+    import sys
+
+    runner_module = sys.modules[sweep.run_sweep.__module__]  # where run_sweep looks _run_on_ray up
+    original = runner_module._run_on_ray
+    runner_module._run_on_ray = fake_ray
     try:
         code = _run_and_check(corpus, ["--no-progress", "sweep", str(config), "-o", str(out)], work, out)
     finally:
-        sweep._run_on_ray = original
+        runner_module._run_on_ray = original
     if kind.startswith("good"):
         assert code == 0 and reached, kind
     else:
