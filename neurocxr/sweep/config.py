@@ -634,7 +634,7 @@ def check_ray_address(address: str, timeout_s: float = 3.0) -> None:
         raise ConfigError(f"Ray address {address} is unreachable ({exc.strerror or exc})") from None
 
 
-_SHIMS = Path(__file__).resolve().parent / "_ray_shims"
+_SHIMS = Path(__file__).resolve().parent.parent / "_ray_shims"
 
 
 def _amdsmi_is_broken() -> bool:
