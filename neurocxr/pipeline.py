@@ -77,16 +77,33 @@ def encoded_inputs(config: Any, images: torch.Tensor, seed: int = 0) -> torch.Te
     return encode(images, config.encoding, config.num_steps, seed=seed)
 
 
-@torch.no_grad()
-def float_logits(loaded: LoadedModel, images: torch.Tensor, *, batch_size: int = 128, seed: int = 0) -> np.ndarray:
-    """Logits of the float PyTorch model; SNN inputs encoded per batch with a seed derived from ``seed``."""
-    from neurocxr.training import forward_model
+def _check_images(images: torch.Tensor) -> None:
     from neurocxr.validation import check_finite_inputs
 
     if len(images) == 0:
         raise NeurocxrError("no images to run the model on; raise --max-samples or use a non-empty split")
     check_finite_inputs(images, "images")
+
+
+def encoded_batches(config: Any, images: torch.Tensor, *, batch_size: int = 128, seed: int = 0) -> list[torch.Tensor]:
+    """The SNN inputs `float_logits` uses: batch i of ``batch_size`` images encoded with seed + i.
+    Encode once and pass them to `float_logits(encoded=...)` and to NeuroBench counting."""
+    _check_images(images)
+    return [encoded_inputs(config, images[start : start + batch_size], seed=seed + i)
+            for i, start in enumerate(range(0, len(images), batch_size))]
+
+
+@torch.no_grad()
+def float_logits(loaded: LoadedModel, images: torch.Tensor, *, batch_size: int = 128, seed: int = 0,
+                 encoded: list[torch.Tensor] | None = None) -> np.ndarray:
+    """Logits of the float PyTorch model; SNN inputs encoded per batch with a seed derived from ``seed``
+    (``encoded``: those batches already encoded by `encoded_batches`, SNNs only)."""
+    from neurocxr.training import forward_model
+
+    _check_images(images)
     model = loaded.model.eval()
+    if encoded is not None:
+        return torch.cat([model(x).logits for x in encoded]).float().numpy()
     out = []
     for i, start in enumerate(range(0, len(images), batch_size)):
         out.append(forward_model(model, images[start : start + batch_size], loaded.config, seed=seed + i))

@@ -9,6 +9,7 @@ goes through an optional ``on_status`` callback (the CLI shows it; the API passe
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,7 +19,7 @@ import torch
 
 from neurocxr.deployment import Deployment
 from neurocxr.energy.suite import SNN_PROFILES
-from neurocxr.pipeline import LoadedModel, encoded_inputs, float_logits
+from neurocxr.pipeline import LoadedModel, encoded_batches, encoded_inputs, float_logits
 from neurocxr.provenance import environment
 
 # Count-based estimates on neuromorphic profiles (constants and citations in neurocxr.energy.profiles).
@@ -35,16 +36,19 @@ def _softmax_scores(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits), 1)[:, 1].numpy()
 
 
-def neurobench_entries(snn: LoadedModel, images: torch.Tensor, chunk: int = 128) -> list[dict[str, Any]] | None:
+def neurobench_entries(snn: LoadedModel, images: torch.Tensor, chunk: int = 128,
+                       encoded: list[torch.Tensor] | None = None) -> list[dict[str, Any]] | None:
     """NeuroBench-style counts of the float SNN on ``images`` (the same samples as the chip counts),
-    in chunks so the [T, B, ...] input stays small; None for models it cannot count."""
+    in chunks so the [T, B, ...] input stays small (``encoded``: those chunks already encoded, chunk
+    k with seed k, as `neurocxr.pipeline.encoded_batches` gives them); None for models it cannot count."""
     from neurocxr.energy.neurobench import neurobench_counts
     from neurocxr.models.base import SpikingSequential
 
     if not isinstance(snn.model, SpikingSequential):
         return None
-    parts = [neurobench_counts(snn.model, encoded_inputs(snn.config, images[i : i + chunk], seed=k))
-             for k, i in enumerate(range(0, len(images), chunk))]
+    if encoded is None:
+        encoded = encoded_batches(snn.config, images, batch_size=chunk)
+    parts = [neurobench_counts(snn.model, x) for x in encoded]
     merged = []
     for layer_parts in zip(*parts):
         entry = dict(layer_parts[0])
@@ -152,7 +156,10 @@ def energy_report_stage(
     # Float model at its validation-chosen threshold.
     accuracy: dict[str, dict] = {}
     auc: dict[str, float] = {}
-    logits = float_logits(snn, images)
+    # The test images encoded once, in the seeded batches of 128 that the float model and NeuroBench
+    # counting both use (and the chip's parity run too when they are one batch).
+    batches = encoded_batches(snn.config, images) if is_snn(snn.config) else None
+    logits = float_logits(snn, images, encoded=batches)
     float_metrics = clinical_metrics(y, _softmax_scores(logits), threshold=snn.threshold)
     accuracy[f"{snn.name} (float, PyTorch)"] = float_metrics.to_dict()
 
@@ -162,7 +169,10 @@ def energy_report_stage(
     say("choosing the chip's threshold on the validation split (emulator)...")
     operating = deployment.operating_point(splits.val.images, splits.val.labels)
     say("emulating the Loihi program on the test set...")
-    parity, run = deployment.parity(images, labels)
+    test_inputs = deployment.encode(images)
+    if batches is not None and len(batches) == 1:  # one batch: the same tensor as the parity run's encoding (seed 0)
+        test_inputs = replace(test_inputs, _float_input=batches[0])
+    parity, run = deployment.parity(test_inputs, labels)
     chip_metrics = clinical_metrics(y, deployment.scores(run), threshold=operating.threshold)
     accuracy[f"{snn.name} (Loihi emulator)"] = chip_metrics.to_dict()
     float_pred = _softmax_scores(logits) >= snn.threshold
@@ -177,7 +187,7 @@ def energy_report_stage(
     auc[snn.name] = chip_metrics.roc_auc
 
     say("counting the float model the NeuroBench way...")
-    nb = neurobench_entries(snn, images)
+    nb = neurobench_entries(snn, images, encoded=batches)
     estimates = snn_estimates(program, run.counts, model=snn.name, accuracy=chip_acc, neurobench_entries=nb,
                               float_accuracy=float_acc, profiles=chosen)
     bases = suite_counting_bases(run.counts, nb) if nb else {}

@@ -193,3 +193,26 @@ def test_every_layer_class_has_one_kind_and_a_quant_record() -> None:
                                               "i_decay": 4096, "v_decay": 4096}
     x = np.ones((4, 2, 3), dtype=np.float32)
     assert dep.run(x).counts[1].kind == "dense_rec"
+
+
+@pytest.mark.parametrize("encoding", ["direct", "rate"])
+def test_energy_report_encodes_each_image_set_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   encoding: str) -> None:
+    import neurocxr
+    import neurocxr.encoding
+    from conftest import write_medmnist_npz
+
+    npz = write_medmnist_npz(tmp_path / "t.npz", 16, {"train": (4, 4), "val": (5, 5), "test": (6, 6)})
+    ckpt = _checkpoint(tmp_path, encoding)
+    encoded: list[int] = []
+    original = neurocxr.encoding.encode
+
+    def counting(images, *args, **kwargs):
+        encoded.append(len(images))
+        return original(images, *args, **kwargs)
+
+    monkeypatch.setattr(neurocxr.encoding, "encode", counting)
+    neurocxr.energy_report(ckpt, data=str(npz), out=None, measure=False)
+    # test images once (float model, NeuroBench and the chip share it); validation only where the
+    # chip needs spike trains (a bias-input chip takes the images themselves)
+    assert sorted(encoded) == ([10, 12] if encoding == "rate" else [12])
