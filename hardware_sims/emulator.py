@@ -61,9 +61,12 @@ Sample protocol (the Lava runner does exactly the same; see hardware_sims/lava.p
 - Recurrent programs (a `RecurrentDenseLayer`, netx ``dense_rec``: input and recurrent weights packed
   together, `netx_recurrent_weights`) are the exception to independent samples: the recurrent synapse
   delivers a sample's last-step spikes into the next sample's first step (the reset clears u and v,
-  not the synapse in flight), exactly as on Lava. They run in `emulate_timeline`, which steps the
-  whole back-to-back stream in int64 as Lava schedules it (tested equal to the windowed paths on
-  feed-forward programs and to Lava on recurrent ones); the fused kernel does not take them.
+  not the synapse in flight), exactly as on Lava. They take the layer-by-layer path (not the fused
+  kernel): feed-forward layers batched as above, a recurrent layer sample after sample in int64
+  (`_recurrent_window`), the first sample starting from the layer's spikes of the step before its
+  window (`_first_carries`). `emulate_timeline`, which steps the whole back-to-back stream in int64
+  as Lava schedules it, is the specification: tested equal to the windowed paths on feed-forward
+  programs, to this path on recurrent ones, and to Lava.
 """
 
 from __future__ import annotations
@@ -153,6 +156,7 @@ class _Prepared:
     bias_max: int = 0  # max |bias << 6|
     conv_wrap: bool = True  # whether the conv's 24-bit wrap can ever change a value
     pool: int = 1  # > 1: `weight` is the factor of a block-constant kernel applied after a sum-pool (_pooled_factor)
+    weight_rec: np.ndarray | None = None  # recurrent layers: R' packed with the input weights (netx_recurrent_weights)
 
 
 def _pooled_factor(layer: ConvLayer, weight: np.ndarray) -> tuple[int, np.ndarray]:
@@ -184,8 +188,11 @@ def _prepare(program: LoihiProgram) -> list[_Prepared | None]:
         assert isinstance(layer, (ConvLayer, DenseLayer))
         du_factor, dv_factor, vth_eff = _factors(layer.neuron, layer.shape)
         w_np = np.asarray(layer.weight).astype(np.int64)
+        w_rec = None
         if isinstance(layer, ConvLayer):
             w_eff, w_exp = w_np, 0
+        elif isinstance(layer, RecurrentDenseLayer):  # one exponent for both synapses, as netx packs them
+            w_eff, w_rec, w_exp = netx_recurrent_weights(w_np, np.asarray(layer.weight_rec))
         else:
             try:
                 w_eff, w_exp = netx_dense_weights(w_np)
@@ -218,6 +225,7 @@ def _prepare(program: LoihiProgram) -> list[_Prepared | None]:
             bias_max=int(np.abs(layer.bias_full()).max(initial=0)) * 64,
             conv_wrap=conv_wrap,
             pool=pool,
+            weight_rec=w_rec,
         ))
         in_shape = tuple(layer.shape)
     return prepared
@@ -489,10 +497,6 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
     data, steps = coerce_inputs(program, inputs, num_steps)
     _, t_run = sample_timeline(program, steps)
     num_samples = data.shape[0] if program.input_kind == "bias" else data.shape[1]
-    if program.is_recurrent and num_samples > 0:
-        # a recurrent layer carries one step of its own spikes from sample to sample, as Lava does:
-        # samples are not independent, so the run follows Lava's global timeline step by step
-        return emulate_timeline(program, data, steps, record=record)
     prepared = _prepare(program)
     n_layers = len(program.layers)
     flags: list[tuple[bool, bool]] = [(True, True)]
@@ -505,7 +509,11 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
         flags.append((wrap_u, wrap_u or v_bound > _V_LIMIT))
     spiking_idx = n_layers - 2 if program.has_readout else n_layers - 1
 
-    if network_kernel.available() and num_samples > 0:
+    # A recurrent layer carries one step of its own spikes from each sample into the next, as on Lava: it runs
+    # sample after sample in the layer-by-layer path below (`_recurrent_window`), starting from what it did
+    # before the first sample's window (`_first_carries`); the fused kernel does not hold recurrence.
+    carries = _first_carries(program, data, steps) if program.is_recurrent and num_samples > 0 else {}
+    if network_kernel.available() and num_samples > 0 and not program.is_recurrent:
         dtype = network_kernel.plan_dtype(prepared, u_bounds)
         # per-thread scratch holds a whole window of the widest layer (spikes and event lists)
         scratch = network_kernel.scratch_bytes(program, steps, torch.get_num_threads())
@@ -553,9 +561,13 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
                 a_in = _synaptic_input(prep, s_prev, density)
                 wrap_u, clamp_v = flags[k]
                 got: list[torch.Tensor] = []
-                s, v_end = _run_neurons(a_in, prep.bias_eff, prep.du_factor, prep.dv_factor, prep.vth_eff,
-                                        wrap_u=wrap_u, clamp_v=clamp_v, a_max=prep.a_max,
-                                        spike_dtype=torch.float32, consume_input=True, counts=got)
+                if prep.weight_rec is not None:
+                    s, v_rec, carries[k] = _recurrent_window(prep, prep.weight_rec, a_in, carries[k])
+                    v_end = torch.from_numpy(v_rec).to(torch.float64)
+                else:
+                    s, v_end = _run_neurons(a_in, prep.bias_eff, prep.du_factor, prep.dv_factor, prep.vth_eff,
+                                            wrap_u=wrap_u, clamp_v=clamp_v, a_max=prep.a_max,
+                                            spike_dtype=torch.float32, consume_input=True, counts=got)
                 window_spikes.append(s)
                 summed.append(got[0] if got else None)
             counter.add(window_spikes, summed)
@@ -714,6 +726,73 @@ def _cuba_step(st: _TimelineLayer, a_in: np.ndarray, bias: np.ndarray, reset: bo
     return spikes
 
 
+def _timeline_steps(program: LoihiProgram, data: np.ndarray, steps: int, total: int) -> Any:
+    """Yield ``(g, spikes of every layer at global step g, layer states)`` for g = 1..total (`emulate_timeline`)."""
+    n_layers = len(program.layers)
+    bias_input = program.input_kind == "bias"
+    num_samples = data.shape[0] if bias_input else data.shape[1]
+    state = _timeline_layers(program)
+    spikes_now: list[np.ndarray] = [np.zeros(len(st.u), dtype=bool) for st in state]
+    flat = data.reshape(num_samples, -1) if bias_input else data.reshape(steps, num_samples, -1)
+    with torch.no_grad():
+        for g in range(1, total + 1):
+            sample, j = divmod(g - 1, steps)
+            if bias_input:
+                st = state[0]
+                bias = flat[min(sample, num_samples - 1)].astype(np.int64) * 64
+                spikes_now[0] = _cuba_step(st, np.zeros_like(st.u), bias, g % steps == 1 % steps)
+            else:
+                spikes_now[0] = flat[j, sample].astype(bool) if sample < num_samples else np.zeros(len(state[0].u), bool)
+            for k in range(1, n_layers):
+                st = state[k]
+                spikes_now[k] = _cuba_step(st, st.ff_buf + st.rec_buf, st.bias, g % steps == (k + 1) % steps)
+            for k in range(1, n_layers):  # what each synapse delivers at the next step
+                st = state[k]
+                st.ff_buf = st.synapse(spikes_now[k - 1])
+                if st.weight_rec is not None:
+                    st.rec_buf = _shift(st.weight_rec[:, spikes_now[k]].sum(axis=1), st.weight_exp)
+            yield g, spikes_now, state
+
+
+def _first_carries(program: LoihiProgram, data: np.ndarray, steps: int) -> dict[int, np.ndarray]:
+    """For each recurrent layer k: its spikes at global step k, the step before the first sample's window,
+    which its recurrent synapse delivers into that window's first step (the timeline's first k steps)."""
+    rec = [k for k, layer in enumerate(program.layers) if isinstance(layer, RecurrentDenseLayer)]
+    out: dict[int, np.ndarray] = {}
+    for g, spikes_now, _ in _timeline_steps(program, data, steps, max(rec)):
+        for k in rec:
+            if g == k:
+                out[k] = spikes_now[k].copy()
+    return out
+
+
+def _recurrent_window(prep: _Prepared, weight_rec: np.ndarray, a_ff: torch.Tensor, carry: np.ndarray) -> tuple[
+        torch.Tensor, np.ndarray, np.ndarray]:
+    """A recurrent layer's windows for a batch of consecutive samples, one sample after another.
+
+    ``a_ff`` [T, B, N]: the input synapse's delivery in each window step (`_synaptic_input`); ``carry``: the
+    layer's spikes of the step before the first sample's window. Returns (spikes [T, B, N] float32,
+    v at each window's end [B, N] int64, the carry for the next sample).
+    """
+    steps, batch, n = a_ff.shape
+    a_ff_int = a_ff.to(torch.int64).numpy()
+    du, dv, vth = (np.broadcast_to(np.asarray(f.numpy() if isinstance(f, torch.Tensor) else f, dtype=np.int64), (n,))
+                   for f in (prep.du_factor, prep.dv_factor, prep.vth_eff))
+    bias = prep.bias_eff.numpy().astype(np.int64)
+    spikes = np.zeros((steps, batch, n), dtype=np.float32)
+    v_end = np.zeros((batch, n), dtype=np.int64)
+    st = _TimelineLayer(du, dv, vth, bias, None, weight_rec, prep.weight_exp, np.zeros(n, np.int64),
+                        np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64))
+    prev = carry.astype(bool)
+    for b in range(batch):
+        for t in range(steps):
+            rec = _shift(weight_rec[:, prev].sum(axis=1), prep.weight_exp)
+            prev = _cuba_step(st, a_ff_int[t, b] + rec, bias, t == 0)
+            spikes[t, b] = prev
+        v_end[b] = st.v
+    return torch.from_numpy(spikes), v_end, prev.copy()
+
+
 def emulate_timeline(program: LoihiProgram, data: np.ndarray, steps: int, *, record: bool = False) -> RunResult:
     """Run the back-to-back sample stream step by step exactly as the Lava runner schedules it.
 
@@ -734,32 +813,14 @@ def emulate_timeline(program: LoihiProgram, data: np.ndarray, steps: int, *, rec
     bias_input = program.input_kind == "bias"
     num_samples = data.shape[0] if bias_input else data.shape[1]
     total = num_samples * steps + depth
-    state = _timeline_layers(program)
-    spikes_now: list[np.ndarray] = [np.zeros(len(st.u), dtype=bool) for st in state]
-    global_spikes = [np.zeros((total, len(st.u)), dtype=bool) for st in state]
+    global_spikes = [np.zeros((total, int(np.prod(layer.shape))), dtype=bool) for layer in layers]
     readouts: list[np.ndarray] = []
     flat = data.reshape(num_samples, -1) if bias_input else data.reshape(steps, num_samples, -1)
-    with torch.no_grad():
-        for g in range(1, total + 1):
-            sample, j = divmod(g - 1, steps)
-            if bias_input:
-                st = state[0]
-                bias = flat[min(sample, num_samples - 1)].astype(np.int64) * 64
-                spikes_now[0] = _cuba_step(st, np.zeros_like(st.u), bias, g % steps == 1 % steps)
-            else:
-                spikes_now[0] = flat[j, sample].astype(bool) if sample < num_samples else np.zeros(len(state[0].u), bool)
-            for k in range(1, n_layers):
-                st = state[k]
-                spikes_now[k] = _cuba_step(st, st.ff_buf + st.rec_buf, st.bias, g % steps == (k + 1) % steps)
-            for k in range(1, n_layers):  # what each synapse delivers at the next step
-                st = state[k]
-                st.ff_buf = st.synapse(spikes_now[k - 1])
-                if st.weight_rec is not None:
-                    st.rec_buf = _shift(st.weight_rec[:, spikes_now[k]].sum(axis=1), st.weight_exp)
-            for k in range(n_layers):
-                global_spikes[k][g - 1] = spikes_now[k]
-            if program.has_readout and g >= steps + depth and (g - depth) % steps == 0:
-                readouts.append(state[-1].v.copy())
+    for g, spikes_now, state in _timeline_steps(program, data, steps, total):
+        for k in range(n_layers):
+            global_spikes[k][g - 1] = spikes_now[k]
+        if program.has_readout and g >= steps + depth and (g - depth) % steps == 0:
+            readouts.append(state[-1].v.copy())
     windows: list[torch.Tensor] = []
     for k, layer in enumerate(layers):
         if k == 0 and not bias_input:

@@ -78,6 +78,35 @@ def test_timeline_equals_windowed_paths_on_feed_forward_programs(seed: int, kind
             np.testing.assert_array_equal(getattr(ca, field), getattr(cb, field))
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), mode=st.sampled_from(["plain", "plain", "wrap", "clip"]),
+       input_kind=st.sampled_from(["spikes", "bias"]), steps=st.integers(1, 7), readout=st.booleans(),
+       batch_size=st.integers(1, 4))
+def test_layer_by_layer_recurrent_path_equals_the_timeline(seed: int, mode: str, input_kind: str, steps: int,
+                                                           readout: bool, batch_size: int) -> None:
+    """emulate() runs a recurrent layer sample after sample beside the batched layers; it gives exactly what
+    stepping Lava's whole timeline gives (spikes, readout, counts), carries across batches included."""
+    rng = np.random.default_rng(seed)
+    if mode != "plain":
+        input_kind, steps = "spikes", max(steps, 5)
+    program = random_recurrent_program(rng, input_kind=input_kind, num_steps=steps, mode=mode, readout=readout)
+    x = random_inputs(program, rng, 5)
+    if mode != "plain":
+        x = (rng.random(x.shape) < 0.9).astype(np.int8)
+    fast = emulate(program, x, record=True, batch_size=batch_size)
+    data, t = coerce_inputs(program, x, None)
+    spec = emulate_timeline(program, data, t, record=True)
+    for a, b in zip(fast.layer_spikes, spec.layer_spikes):
+        np.testing.assert_array_equal(a, b)
+    if spec.readout is not None:
+        np.testing.assert_array_equal(fast.readout, spec.readout)
+    for ca, cb in zip(fast.counts, spec.counts):
+        for field in ("input_spikes", "output_spikes", "synaptic_ops", "dense_synaptic_ops", "neuron_updates"):
+            np.testing.assert_array_equal(getattr(ca, field), getattr(cb, field))
+        if cb.recurrent_synaptic_ops is not None:
+            np.testing.assert_array_equal(ca.recurrent_synaptic_ops, cb.recurrent_synaptic_ops)
+
+
 def test_recurrent_layer_validation_names_the_problem() -> None:
     good = _self_exciting()
     good.validate()
