@@ -587,7 +587,7 @@ def sweep_cmd(
     console.print(f"{result.ran} trials run, {result.skipped} already finished, {result.failed} failed")
     table = Table(title=f"Pareto front (chosen on validation; test acc at the chip threshold chosen on val; "
                         f"energy: {cfg.pareto_profile} chip counts)")
-    for col in ("model", "steps", "enc", "lambda", "width", "seed", "val AUC", "test AUC", "test acc", "uJ"):
+    for col in ("model", "steps", "enc", "lambda (/uJ)", "width", "seed", "val AUC", "test AUC", "test acc", "uJ"):
         table.add_column(col)
     for r in result.front:
         table.add_row(str(r["model"]), f"{r['readout_steps']}/{r['num_steps']}", str(r["encoding"]), f"{r['regulariser']:g}",
