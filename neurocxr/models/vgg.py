@@ -17,8 +17,6 @@ two-class head only shifts the logit difference, which the validation threshold 
 
 from __future__ import annotations
 
-from typing import Any
-
 import snntorch as snn
 from torch import nn
 
@@ -135,9 +133,3 @@ def build_cnn_vgg(config: ModelConfig) -> nn.Sequential:
     layers.append(nn.Linear(width, config.num_classes, bias=False))
     return nn.Sequential(*layers)
 
-
-def twin_config(config: ModelConfig, name: str, **changes: Any) -> ModelConfig:
-    """The same architecture under the other registry name (cnn_vgg <-> snn_vgg)."""
-    from dataclasses import replace
-
-    return replace(config, name=name, extra=dict(config.extra), **changes)
