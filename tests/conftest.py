@@ -116,3 +116,25 @@ def kermany_tree(tmp_path: Path) -> Callable[..., Path]:
         return write_kermany_tree(tmp_path / name, **kwargs)
 
     return make
+
+
+# --- markers that stay true -------------------------------------------------------------------
+# `pytest -m "not slow and not lava"` is the fast inner loop, so a test that runs Lava must say so:
+# the Lava runner's importer is wrapped for each test, and a call from an unmarked test fails it.
+
+
+@pytest.fixture(autouse=True)
+def _lava_marker_is_accurate(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    import neurocxr.hardware_sims.lava as lava_runner
+
+    calls: list[int] = []
+    original = lava_runner._import_lava
+
+    def recording_import():
+        calls.append(1)
+        return original()
+
+    monkeypatch.setattr(lava_runner, "_import_lava", recording_import)
+    yield
+    if calls and request.node.get_closest_marker("lava") is None:
+        pytest.fail(f"{request.node.nodeid} runs Lava but is not marked @pytest.mark.lava", pytrace=False)

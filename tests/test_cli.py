@@ -91,6 +91,7 @@ def test_bad_checkpoint_and_data_errors_are_plain(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "missing.npz" in res.output
 
 
+@pytest.mark.slow
 def test_energy_report_and_api(tmp_path: Path) -> None:
     import neurocxr
 
@@ -142,6 +143,7 @@ def test_netx_command_reads_a_foreign_slayer_file(tmp_path: Path) -> None:
     assert "random input spikes (p=0.3)" in res.output
 
 
+@pytest.mark.lava
 def test_lava_imports_after_a_progress_bar_fixed_the_multiprocessing_context() -> None:
     """Regression: training (tqdm's lock) before export made Lava's import raise 'context has already been set'."""
     import subprocess

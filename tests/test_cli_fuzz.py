@@ -332,6 +332,7 @@ def test_export_never_crashes_or_leaves_partial_output(corpus, drawn) -> None:
     "out": OUT,
     "progress": PROGRESS,
 }))
+@pytest.mark.slow
 def test_energy_never_crashes_or_overwrites(corpus, drawn) -> None:
     v, broken = drawn
     work = _workdir(corpus)
@@ -485,6 +486,7 @@ def _api_misuse(corpus: Corpus) -> dict[str, object]:
     }
 
 
+@pytest.mark.slow
 def test_api_misuse_raises_neurocxr_errors_only(corpus) -> None:
     """Every misuse raises a `NeurocxrError` (the CLI's one-line messages), never a raw exception."""
     from neurocxr.errors import NeurocxrError

@@ -407,6 +407,7 @@ def test_resolve_data_source_order(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert resolve_data_source("synthetic") == "synthetic"
 
 
+@pytest.mark.slow
 def test_load_dataset_dispatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, medmnist_npz) -> None:
     monkeypatch.setattr(D, "DEFAULT_MEDMNIST_ROOT", tmp_path / "nothing")
     monkeypatch.delenv("NEUROCXR_DATA", raising=False)

@@ -195,6 +195,7 @@ _near = lambda lo, hi: st.one_of(st.integers(lo, hi), st.integers(hi - 70, hi), 
 @settings(max_examples=300, deadline=None)
 @given(data=st.data(), steps=st.integers(1, 4), n=st.integers(1, 6), i_decay=_decays, v_decay=_decays,
        vth=st.integers(0, 131071))
+@pytest.mark.slow
 def test_fast_neuron_step_matches_int64_reference(data, steps: int, n: int, i_decay: int, v_decay: int,
                                                   vth: int) -> None:
     """Any state in Lava's range (near the 24-bit limits too), any input that fits, any decay."""
@@ -221,6 +222,7 @@ def test_fast_neuron_step_matches_int64_reference(data, steps: int, n: int, i_de
        vth=st.integers(0, 131071), a_max=st.one_of(st.integers(0, 2**18), st.integers(2**17 - 50, 2**17 + 50),
                                                    st.integers(0, 3000)),
        bias_max=st.integers(0, 4095))
+@pytest.mark.slow
 def test_bound_skipped_wrap_and_clip_match_reference(data, steps: int, n: int, i_decay: int, v_decay: int,
                                                      vth: int, a_max: int, bias_max: int) -> None:
     """`_run_neurons` from zero with the wrap/clip switched off exactly where `_neuron_bounds` allows,
@@ -285,6 +287,7 @@ def test_threads_argument_restores_caller_setting() -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(data=st.data(), steps=st.integers(1, 6), batch=st.integers(1, 3), n=st.integers(1, 6))
+@pytest.mark.slow
 def test_per_neuron_parameters_numba_and_torch_match_reference(data, steps: int, batch: int, n: int) -> None:
     """Per-neuron decays / thresholds (third-party netx files), inputs that force the wrap and the clip."""
     ints = lambda lo, hi: torch.tensor(data.draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n)),  # noqa: E731

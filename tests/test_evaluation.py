@@ -375,6 +375,7 @@ def test_cli_explain_writes_page_and_refuses_bad_input(tmp_path: Path, monkeypat
     assert not out2.exists()
 
 
+@pytest.mark.slow
 def test_cli_evaluate_robustness_and_uncertainty(tmp_path: Path, tiny_splits) -> None:
     npz, _ = tiny_splits
     ckpt = _checkpoint(tmp_path, dropout_cnn(), "cnn_dropout")

@@ -121,6 +121,7 @@ def test_float_images_outside_unit_range_are_refused(tmp_path) -> None:
 # Item 7: the API raises neurocxr's errors
 
 
+@pytest.mark.slow
 def test_emulate_refuses_what_is_not_a_program_or_images(files) -> None:
     exp = neurocxr.export_loihi(files["snn"])
     good = np.random.default_rng(0).random((2, 1, 16, 16)).astype(np.float32)
@@ -242,6 +243,7 @@ def test_a_one_class_validation_split_is_refused_before_training() -> None:
         train(CNN_CFG, splits, TrainConfig(epochs=1), progress=False)
 
 
+@pytest.mark.slow
 def test_evaluate_without_data_scores_the_data_the_checkpoint_records(files, monkeypatch) -> None:
     monkeypatch.delenv("NEUROCXR_DATA", raising=False)
     monkeypatch.setattr("neurocxr.data.DEFAULT_MEDMNIST_ROOT", files["root"] / "no_medmnist_here")

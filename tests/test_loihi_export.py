@@ -499,6 +499,7 @@ def _conv_graph(rng: np.random.Generator, w_mag: float, thr: float, spike_input:
     spike_input=st.booleans(),
     seed=st.integers(0, 2**16),
 )
+@pytest.mark.lava
 def test_every_written_netx_layer_packs_into_8_bits_random_models(w_mag: float, thr: float, spike_input: bool, seed: int) -> None:
     import tempfile
     from pathlib import Path
@@ -520,6 +521,7 @@ def test_every_written_netx_layer_packs_into_8_bits_random_models(w_mag: float, 
         assert layer.quant["num_weight_bits"] == b  # our mirror counts as lava-dl does
 
 
+@pytest.mark.lava
 def test_default_model_netx_packs_into_8_bits_and_odd_weights_would_not(tmp_path) -> None:
     from neurocxr.exporters.netx import write_netx
 
@@ -537,6 +539,7 @@ def test_default_model_netx_packs_into_8_bits_and_odd_weights_would_not(tmp_path
     shift=st.integers(0, 3),
     seed=st.integers(0, 2**16),
 )
+@pytest.mark.lava
 def test_netx_weight_bits_mirrors_lava_dl(lo: int, span: int, shift: int, seed: int) -> None:
     from neurocxr.hardware_sims.lava import _import_lava
 

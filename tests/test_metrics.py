@@ -27,6 +27,7 @@ def _close(a: float, b: float) -> bool:
 
 @settings(max_examples=60, deadline=None)
 @given(data=labelled_scores(), threshold=st.sampled_from([0.0, 0.25, 0.5, 0.7, 1.0]))
+@pytest.mark.slow
 def test_metrics_equal_sklearn(data: tuple[np.ndarray, np.ndarray], threshold: float) -> None:
     labels, scores = data
     m = clinical_metrics(labels, scores, threshold)

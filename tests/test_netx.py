@@ -46,6 +46,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp")), "the atomic write left its temp file"
 
 
+@pytest.mark.lava
 def test_written_file_loads_in_lava_netx(tmp_path: Path) -> None:
     from neurocxr.hardware_sims.lava import _import_lava
 
@@ -75,6 +76,7 @@ def test_spike_input_program_round_trip(tmp_path: Path) -> None:
         assert [f["layer"][str(i)]["type"][0].decode() for i in range(3)] == ["input", "flatten", "dense"]
 
 
+@pytest.mark.lava
 def test_reads_oldwrite_slayer_file(tmp_path: Path) -> None:
     path = tmp_path / "slayer.net"
     write_slayer_file(path)

@@ -236,6 +236,7 @@ def test_bad_files_are_refused_by_name(tmp_path: Path, case: str, error: type, p
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_cli_netx_options_and_refusal(tmp_path: Path) -> None:
     from neurocxr.cli import app
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds and installs a wheel
+
 REPO = Path(__file__).resolve().parents[1]
 # Source folder -> package it installs as (setup.py remaps the two top-level folders).
 TREES = {"neurocxr": "neurocxr", "exporters": "neurocxr/exporters", "hardware_sims": "neurocxr/hardware_sims"}

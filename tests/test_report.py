@@ -340,6 +340,7 @@ def test_json_round_trips_with_units_kind_and_source(written):
     assert data["layer_counts"]["models"]["snn_conv"][0]["per_sample_mean"]["output_spikes"] == 400.0
 
 
+@pytest.mark.slow
 def test_new_energy_fields_are_shown_when_present(tmp_path):
     report = _report()
     e = report.estimates[0]
@@ -356,6 +357,7 @@ def test_new_energy_fields_are_shown_when_present(tmp_path):
     assert data["estimates"][0]["throughput"]["value"] == 1234.0
 
 
+@pytest.mark.slow
 def test_synthetic_data_is_announced_loudly(tmp_path):
     html_path, json_path = write_report(_report("synthetic phantoms (seed 0, 256 images)"), tmp_path)
     page = html_path.read_text(encoding="utf-8")
@@ -378,6 +380,7 @@ def test_minimal_report_renders_and_says_what_is_missing(tmp_path):
     assert data["assumptions"] == DEFAULT_ASSUMPTIONS
 
 
+@pytest.mark.slow
 def test_summary_is_built_when_missing_and_writes_are_atomic(tmp_path):
     report = _report()
     report.summary = []
@@ -454,6 +457,7 @@ def test_read_sweep_accepts_a_folder_jsonl_csv_and_pareto_json(tmp_path):
         read_sweep(bad)
 
 
+@pytest.mark.slow
 def test_report_with_a_sweep_plots_trials_and_baselines_on_the_same_axes(tmp_path):
     trials = [_trial("snn_conv", 16, 0.85, 0.92, 3.3e-4), _trial("snn_strided", 4, 0.86, 0.95, 3.0e-5),
               {**_trial("snn_conv", 2, 0.5, 0.5, 1e-6, "failed"), "energy": {}}]
@@ -509,6 +513,7 @@ def test_chip_scores_do_not_depend_on_the_batch(tmp_path):
     assert chip_logit_scale(program) == pytest.approx(64 * program.layers[-1].quant["scale"] * program.num_steps)
 
 
+@pytest.mark.slow
 def test_stage_chooses_the_chip_threshold_on_validation(tmp_path, capsys):
     import neurocxr
     from neurocxr.data import load_dataset

@@ -83,6 +83,7 @@ def test_pareto_front_keeps_only_undominated_points() -> None:
     assert pareto_front([]) == []
 
 
+@pytest.mark.slow
 def test_rendered_report_opens_on_the_verdict_and_draws_both_fronts(tmp_path, monkeypatch) -> None:
     import neurocxr.report.plots as rep
 

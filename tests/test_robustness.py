@@ -239,6 +239,7 @@ def test_ctrl_c_during_export_and_energy_writes_nothing(files, tmp_path: Path, m
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_energy_keeps_profiles_to_itself_and_never_writes_the_baseline_onnx_into_out(files, tmp_path: Path) -> None:
     from neurocxr.api import energy_report
     from neurocxr.energy.profiles import BUILTIN_PROFILES, ProfileError, available_profiles, get_profile

@@ -50,6 +50,7 @@ def tiny_npz(medmnist_npz) -> Path:
     return medmnist_npz(counts={"train": (16, 16), "val": (6, 6), "test": (6, 6)})
 
 
+@pytest.mark.slow
 def test_two_trial_sweep_on_local_ray_then_resume(tiny_npz: Path, tmp_path: Path) -> None:
     cfg_path = tmp_path / "sweep.toml"
     cfg_path.write_text(_config_text(tiny_npz, "[ray]\nnum_cpus = 2\nmax_concurrent = 2\n"))

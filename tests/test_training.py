@@ -47,6 +47,7 @@ def trained_snn(toy_splits: DataSplits, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.mark.parametrize("name", ["snn_conv", "snn_norse", "slimi2025", "cnn_small"])
+@pytest.mark.slow
 def test_training_learns_a_separable_task(name: str, toy_splits: DataSplits) -> None:
     if name == "slimi2025":
         config = ModelConfig(name=name, num_steps=4, channels=(8, 16, 32), extra={"gru_hidden": 32})
@@ -168,6 +169,7 @@ def test_single_class_training_split_is_a_data_error(toy_splits: DataSplits) -> 
               TrainConfig(epochs=1), progress=False)
 
 
+@pytest.mark.slow
 def test_snn_learns_the_synthetic_phantoms_well_above_chance() -> None:
     """The embedded default data (50/50 phantoms) is learnable by the default SNN in a short run."""
     torch.set_num_threads(1)
@@ -214,6 +216,7 @@ def test_chip_cost_equals_the_energy_report_on_chip_counts(name: str, encoding: 
     assert float(cost.energy_j.mean()) >= chip.dynamic_j * 0.999  # an upper bound (zero weights are skipped on chip)
 
 
+@pytest.mark.slow
 def test_chip_cost_regulariser_lowers_chip_counts(toy_splits: DataSplits) -> None:
     """Same seed and data; lambda > 0 gives fewer synaptic ops on the emulated chip. The first
     synaptic layer is fed by the input neurons, whose spikes depend on the image only, so the
@@ -231,6 +234,7 @@ def test_chip_cost_regulariser_lowers_chip_counts(toy_splits: DataSplits) -> Non
     assert total[10.0] < total[0.0], total
 
 
+@pytest.mark.slow
 def test_qat_makes_float_and_chip_agree(toy_splits: DataSplits) -> None:
     """After quantisation-aware fine-tuning the float weights sit exactly on the exporter's integer
     grid and the float model and the chip emulator predict the same class for every test image."""
