@@ -33,7 +33,7 @@ import numpy as np
 
 from neurocxr.errors import ExportError, QuantisationError, UnsupportedLayerError
 from neurocxr.exporters.layer_quant import layer_quants
-from neurocxr.exporters.nir import fold_recurrence, pool_of_conv
+from neurocxr.exporters.nir import fold_recurrence, inline_recurrent_subgraphs, pool_of_conv
 from neurocxr.exporters.program import (
     BIAS_MAX,
     BIAS_MIN,
@@ -719,7 +719,7 @@ def nir_to_program(
     if steps < 1:
         raise ExportError(f"num_steps must be >= 1, got {steps}")
 
-    input_shape, chain, recurrent = _chain(graph)
+    input_shape, chain, recurrent = _chain(inline_recurrent_subgraphs(graph))
     if not chain:
         raise ExportError("the graph has no layers between Input and Output")
     layers: list[Layer] = []

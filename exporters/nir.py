@@ -39,6 +39,14 @@ reader bit for bit. Those readers constrain it:
   ``tau_mem = dt/c_m``, ``r = 1``. (Older Norse docs describe the membrane using the old current;
   the installed source does not.)
 
+- A recurrent neuron (`neurons.RecurrentNeuron`: input ``x[t] + R s[t-1]``, snnTorch's RLeaky/RSynaptic)
+  is written as a sub-graph ``Input -> lif -> Output`` with ``lif -> w_rec -> lif`` and the graph's nodes
+  numbered in chain order (``n0_input``, ...): snnTorch 1.0's ``import_from_nir`` and Norse 1.1's
+  ``from_nir`` run that form with our readout (the flat form snnTorch's own exporter writes they do not:
+  snnTorch re-wraps the pair with the input feeding ``w_rec``; Norse returns ``w_rec``'s output; and
+  snnTorch fails on a sub-graph whose nodes are not in chain order, which ``nir.read``'s alphabetical
+  order gives). Our readers take both forms (`inline_recurrent_subgraphs`, `fold_recurrence`).
+
 Parameters are float64 arrays of the layer's shape (scalars break nir type inference). Betas are
 recovered on import as ``float32(1 - dt/tau)``; the exporter checks that this gives back the
 model's float32 beta bit for bit and otherwise also stores the exact float32 values in the node's
@@ -396,7 +404,7 @@ def to_nir(
         return name
 
     neuron_names: set[str] = set()
-    loops: list[tuple[str, str]] = []  # a recurrent neuron's edges to and from its own synapse (off the chain)
+    recurrent_layers: list[str] = []  # recurrent neurons, written as sub-graphs
     for i, m in enumerate(layers):
         try:
             if is_neuron(m):
@@ -404,22 +412,24 @@ def to_nir(
                 node = _neuron_node(i, m.neuron if recurrent is not None else m, shape, dt)
                 prefix = "cuba" if isinstance(node, nir.CubaLIF) else "lif"
                 name = f"{prefix}{n_synaptic}"
-                while name in nodes or f"{name}.lif" in nodes:
+                while name in nodes:
                     name += "b"
-                if recurrent is not None:  # snnTorch's import_from_nir finds RNN pairs by the "layer.lif"/"layer.w_rec" keys it writes
-                    name = f"{name}.lif"
+                if recurrent is not None:
+                    # neuron <-> its own Linear/Affine as a sub-graph (Input -> neuron -> Output, neuron -> Linear ->
+                    # neuron): the form snnTorch's import_from_nir and Norse's from_nir both run correctly
+                    w = recurrent.weight.detach().cpu().float().numpy().copy()
+                    rnode: nir.NIRNode = nir.Linear(weight=w) if recurrent.bias is None else nir.Affine(
+                        weight=w, bias=recurrent.bias.detach().cpu().float().numpy().copy())
+                    node = nir.NIRGraph(
+                        nodes={"input": nir.Input(input_type=np.array(shape)), "lif": node, "w_rec": rnode,
+                               "output": nir.Output(output_type=np.array(shape))},
+                        edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+                        type_check=False)
+                    recurrent_layers.append(name)
                 nodes[name] = node
                 order.append(name)
                 neuron_names.add(name)
                 pending = None
-                if recurrent is not None:
-                    # neuron -> Linear/Affine -> the same neuron, written flat as snnTorch 1.0 writes RLeaky/RSynaptic
-                    w = recurrent.weight.detach().cpu().float().numpy().copy()
-                    rnode: nir.NIRNode = nir.Linear(weight=w) if recurrent.bias is None else nir.Affine(
-                        weight=w, bias=recurrent.bias.detach().cpu().float().numpy().copy())
-                    rname = name.replace(".lif", ".w_rec")
-                    nodes[rname] = rnode
-                    loops += [(name, rname), (rname, name)]
                 continue
             if isinstance(m, nn.Dropout):
                 continue
@@ -510,17 +520,13 @@ def to_nir(
                 meta["neurocxr"] = {**meta["neurocxr"], **value}
             else:
                 meta[key] = value
-    edges = [(a, b) for a, b in zip(order[:-1], order[1:])] + loops
-    if loops:
+    edges = [(a, b) for a, b in zip(order[:-1], order[1:])]
+    if recurrent_layers:
         # nir.read returns nodes in alphabetical order, and snnTorch 1.0's import_from_nir (nirtorch 2.6) fails on a
-        # recurrent graph whose nodes are not in chain order ("'GraphModule' object has no attribute 'items'"):
-        # number the nodes so that alphabetical order is chain order (the recurrent synapse beside its neuron).
-        # It then loads, but computes other outputs (its recurrent sub-graph is mis-wired upstream, for its own
-        # RLeaky exports too; tests/test_nir_foreign.py keeps that case as a strict xfail).
+        # graph holding a sub-graph when its nodes are not in chain order ("'GraphModule' object has no attribute
+        # 'items'"): number the nodes so that alphabetical order is chain order.
         width = len(str(len(order)))
         rename = {name: f"n{k:0{width}d}_{name}" for k, name in enumerate(order)}
-        for neuron, rec in loops[::2]:
-            rename[rec] = rename[neuron].replace(".lif", ".w_rec")
         nodes = {rename[name]: node for name, node in nodes.items()}
         edges = [(rename[a], rename[b]) for a, b in edges]
     try:
@@ -545,6 +551,49 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _recurrent_subgraph(node: nir.NIRNode) -> tuple[str, str] | None:
+    """(neuron, synapse) inner names when ``node`` is a recurrent neuron written as a sub-graph: Input -> neuron
+    -> Output with neuron -> Linear/Affine -> neuron (what `to_nir` writes); None for anything else."""
+    if not isinstance(node, nir.NIRGraph) or len(node.nodes) != 4:
+        return None
+    inp = [k for k, n in node.nodes.items() if isinstance(n, nir.Input)]
+    out = [k for k, n in node.nodes.items() if isinstance(n, nir.Output)]
+    neu = [k for k, n in node.nodes.items() if isinstance(n, (nir.LIF, nir.CubaLIF, nir.IF))]
+    syn = [k for k, n in node.nodes.items() if isinstance(n, (nir.Linear, nir.Affine))]
+    if not (len(inp) == len(out) == len(neu) == len(syn) == 1):
+        return None
+    want = {(inp[0], neu[0]), (neu[0], syn[0]), (syn[0], neu[0]), (neu[0], out[0])}
+    return (neu[0], syn[0]) if {(str(a), str(b)) for a, b in node.edges} == want else None
+
+
+def inline_recurrent_subgraphs(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """The graph with each recurrent-neuron sub-graph (`_recurrent_subgraph`) replaced by its neuron
+    ``<name>.lif`` and synapse ``<name>.w_rec`` as top-level nodes (the flat form snnTorch's exporter writes);
+    edges to ``<name>`` (or ``<name>.<inner>``) go to the neuron, edges from it leave the neuron. Other graphs
+    are returned unchanged."""
+    found = {name: _recurrent_subgraph(node) for name, node in graph.nodes.items()}
+    found = {name: pair for name, pair in found.items() if pair is not None}
+    if not found:
+        return graph
+    nodes: dict[str, nir.NIRNode] = {}
+    edges: list[tuple[str, str]] = []
+    for name, node in graph.nodes.items():
+        if name in found:
+            neuron, synapse = found[name]
+            nodes[f"{name}.lif"] = node.nodes[neuron]
+            nodes[f"{name}.w_rec"] = node.nodes[synapse]
+            edges += [(f"{name}.lif", f"{name}.w_rec"), (f"{name}.w_rec", f"{name}.lif")]
+        else:
+            nodes[name] = node
+
+    def outer(end: str) -> str:
+        top = end if end in found else end.rsplit(".", 1)[0]
+        return f"{top}.lif" if top in found else end
+
+    edges += [(outer(str(a)), outer(str(b))) for a, b in graph.edges]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(graph.metadata or {}), type_check=False)
 
 
 def fold_recurrence(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], dict[str, str]]:
@@ -726,6 +775,7 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
     if not (math.isfinite(dt) and dt > 0):
         raise ExportError(f"dt must be positive, got {dt}")
 
+    graph = inline_recurrent_subgraphs(graph)
     chain = _chain(graph)
     recurrent = fold_recurrence(graph.nodes, list(graph.edges))[1]
     body = chain[1:-1]
@@ -913,6 +963,7 @@ def _key_params(node: nir.NIRNode) -> dict[str, Any]:
 def graph_summary(graph: nir.NIRGraph) -> list[dict]:
     """One dict per node in chain order (name, type, input/output shape, key parameters) for reports."""
     try:
+        graph = inline_recurrent_subgraphs(graph)
         names = _chain(graph)
     except UnsupportedLayerError:
         names = list(graph.nodes)

@@ -251,19 +251,23 @@ def _our_model(kind: str) -> tuple[nn.Module, tuple[int, ...]]:
 
 
 def _run_snntorch(graph: nir.NIRGraph, x: torch.Tensor) -> torch.Tensor:
-    import snntorch.utils as su
+    import copy
+
     from snntorch.import_nir import import_from_nir
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        net = import_from_nir(graph)
     per_sample = []
     for b in range(x.shape[1]):  # NIR has no batch dimension: one unbatched sample at a time
-        su.reset(net)
-        steps = []
+        # a fresh network per sample: snntorch.utils.reset does not reach the hidden state of a neuron inside a
+        # sub-graph (a recurrent layer), so sample 2 would start where sample 1 ended
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            net = import_from_nir(copy.deepcopy(graph))
+        steps, state = [], None
         for t in range(x.shape[0]):
-            y = net(x[t, b])
-            steps.append(y[0] if isinstance(y, tuple) else y)  # nirtorch's module returns (output, state)
+            # nirtorch's module returns (output, state); the state carries a recurrent synapse's last output
+            y = net(x[t, b], state)
+            y, state = y if isinstance(y, tuple) else (y, None)
+            steps.append(y)
         per_sample.append(torch.stack(steps))
     return torch.stack(per_sample, 1)
 
@@ -286,24 +290,9 @@ def _run_norse(graph: nir.NIRGraph, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(per_sample, 1)
 
 
-_READER_BUGS = {
-    # snnTorch 1.0.0 wraps a neuron <-> Linear pair in a sub-graph whose input feeds the recurrent Linear
-    # (_create_rnn_subgraph: edge "<layer>.input" -> w_rec) and has no module for the sub-graph, so nirtorch runs
-    # it node by node: even snnTorch's own RLeaky export reads back with other outputs (checked by hand:
-    # step 0 readout 0.824 vs 0.395)
-    ("snntorch", "recurrent"): "snnTorch 1.0.0 import_from_nir mis-wires recurrent sub-graphs (its own RLeaky too)",
-    # Norse 1.1.0 from_nir (nirtorch 2.6's GraphExecutor) returns the recurrent Linear's output (N values), not the
-    # graph's Output, once the graph has a cycle
-    ("norse", "recurrent"): "Norse 1.1.0 from_nir returns the recurrent synapse's output, not the Output, for a graph with a cycle",
-}
-
-
 @pytest.mark.parametrize("reader", ["snntorch", "norse"])
 @pytest.mark.parametrize("kind", ["spike_input", "input_neurons", "cuba", "recurrent"])
-def test_our_nir_loads_in_snntorch_and_norse_with_the_same_output(tmp_path: Path, reader: str, kind: str,
-                                                                  request: pytest.FixtureRequest) -> None:
-    if (reader, kind) in _READER_BUGS:  # strict: a fixed reader turns this into a failure to remove the mark
-        request.applymarker(pytest.mark.xfail(reason=_READER_BUGS[(reader, kind)], strict=True))
+def test_our_nir_loads_in_snntorch_and_norse_with_the_same_output(tmp_path: Path, reader: str, kind: str) -> None:
     from neurocxr.exporters.nir import read_nir, to_nir, write_nir
 
     input_neurons = kind == "input_neurons"

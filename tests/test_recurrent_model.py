@@ -1,7 +1,7 @@
 """snn_recurrent (strided conv front end + recurrent CubaLIF layer, snnTorch) trains, exports to NIR and Loihi.
 
-Its model.nir reads back in our own reader with the same spikes and readout; snnTorch 1.0.0 and Norse 1.1.0
-cannot read recurrent graphs correctly (tests/test_nir_foreign.py marks those cases, with the reason).
+Its model.nir reads back in our own reader with the same spikes and readout (snnTorch 1.0.0 and Norse 1.1.0
+read the same recurrent layer with the same readout: tests/test_nir_foreign.py).
 """
 
 from __future__ import annotations
@@ -56,8 +56,12 @@ def test_exports_to_nir_and_loihi_with_the_same_readout(trained, tmp_path: Path)
     config, result, splits = trained
     model = result.model.eval()
     graph = read_nir(write_nir(to_nir(model, input_shape=(1, 28, 28)), tmp_path / "model.nir"))
-    rec_edges = [(a, b) for a, b in graph.edges if a.endswith(".w_rec") or b.endswith(".w_rec")]
-    assert len(rec_edges) == 2  # neuron -> its recurrent Linear -> the same neuron
+    import nir
+
+    subgraphs = [node for node in graph.nodes.values() if isinstance(node, nir.NIRGraph)]
+    assert len(subgraphs) == 1  # the recurrent layer: Input -> neuron <-> Linear, neuron -> Output
+    assert {(str(a), str(b)) for a, b in subgraphs[0].edges} == {("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"),
+                                                                 ("lif", "output")}
     back = from_nir(graph)
     x = encoded_inputs(config, splits.test.images[:8])
     with torch.no_grad():
