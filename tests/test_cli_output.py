@@ -156,7 +156,7 @@ def test_robustness_summary_gives_threshold_scales() -> None:
 
 def test_verdict_states_its_sample_count() -> None:
     from neurocxr.report import Report
-    from neurocxr.report.verdict import _sample_sentence
+    from neurocxr.report.verdict import _sample_sentence, verdict
 
     report = Report(title="t", created="now", data_source="x.npz [test, 32 samples]", parity={"samples": 32})
     assert _sample_sentence(report) == " Counted on 32 test images only."
@@ -166,6 +166,11 @@ def test_verdict_states_its_sample_count() -> None:
     assert _sample_sentence(report) == ""
     report.parity = {"samples": 624}
     assert _sample_sentence(report) == " Counted on 624 test images."
+    from neurocxr.report import SummaryRow
+
+    report.summary = [SummaryRow(model="snn", device="loihi", accuracy=0.8, latency_s=None, dynamic_j=2e-6,
+                                 total_j=None, kind="estimated", source="s", basis="chip counts")]
+    assert verdict(report).endswith(" Counted on 624 test images.")  # also with one side only
 
 
 class _Tty(io.StringIO):
@@ -211,12 +216,9 @@ def test_sweep_bar_follows_no_progress_and_the_terminal(monkeypatch: pytest.Monk
 
     import tqdm.auto
 
-    import importlib
+    from neurocxr.sweep import RayOptions, ray_runner
 
-    import neurocxr.sweep
-
-    sweep = importlib.import_module(neurocxr.sweep._run_on_ray.__module__)  # where the runner looks its helpers up
-    sweep._import_ray()
+    ray_runner.import_ray()
     from ray import tune
 
     disabled: list[bool] = []
@@ -236,10 +238,10 @@ def test_sweep_bar_follows_no_progress_and_the_terminal(monkeypatch: pytest.Monk
             return None
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
-    monkeypatch.setattr(sweep, "_start_ray", lambda options: False)
+    monkeypatch.setattr(ray_runner, "_start_ray", lambda ray, options, worker_env: False)
     monkeypatch.setattr(tune, "Tuner", Tuner)
     monkeypatch.setattr(sys, "stderr", _Tty() if stderr_is_tty else io.StringIO())
-    sweep._run_on_ray([("t1", {"model": "snn_strided"})], {}, sweep.RayOptions(), tmp_path, lambda row: None, progress)
+    ray_runner.run_on_ray([("t1", {"model": "snn_strided"})], {}, RayOptions(), tmp_path, lambda row: None, progress)
     assert disabled == [not drawn]
 
 

@@ -117,7 +117,7 @@ def verdict(report: Report) -> str:
         r = snn or cnn
         assert r is not None
         return (f"Only one side to compare: {_describe(r)} uses {format_energy(r.dynamic_j)} of dynamic energy "
-                f"per inference; add a CNN baseline (--baseline) for a verdict.")
+                f"per inference; add a CNN baseline (--baseline) for a verdict.{_sample_sentence(report)}")
     cheap, dear = (snn, cnn) if snn.dynamic_j <= cnn.dynamic_j else (cnn, snn)  # type: ignore[operator]
     ratio = float(dear.dynamic_j) / float(cheap.dynamic_j) if cheap.dynamic_j else math.inf  # type: ignore[arg-type]
     acc = ""
