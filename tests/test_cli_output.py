@@ -216,9 +216,12 @@ def test_sweep_bar_follows_no_progress_and_the_terminal(monkeypatch: pytest.Monk
 
     import tqdm.auto
 
-    from neurocxr.sweep import RayOptions, ray_runner
+    import importlib
 
-    ray_runner.import_ray()
+    import neurocxr.sweep
+
+    sweep = importlib.import_module(neurocxr.sweep._run_on_ray.__module__)  # where the runner looks its helpers up
+    sweep._import_ray()
     from ray import tune
 
     disabled: list[bool] = []
@@ -238,10 +241,10 @@ def test_sweep_bar_follows_no_progress_and_the_terminal(monkeypatch: pytest.Monk
             return None
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
-    monkeypatch.setattr(ray_runner, "_start_ray", lambda ray, options, worker_env: False)
+    monkeypatch.setattr(sweep, "_start_ray", lambda options: False)
     monkeypatch.setattr(tune, "Tuner", Tuner)
     monkeypatch.setattr(sys, "stderr", _Tty() if stderr_is_tty else io.StringIO())
-    ray_runner.run_on_ray([("t1", {"model": "snn_strided"})], {}, RayOptions(), tmp_path, lambda row: None, progress)
+    sweep._run_on_ray([("t1", {"model": "snn_strided"})], {}, sweep.RayOptions(), tmp_path, lambda row: None, progress)
     assert disabled == [not drawn]
 
 
