@@ -379,6 +379,10 @@ def print_parity(report: dict) -> None:
     if op.get("float_test") and op.get("chip_test"):
         console.print(f"accuracy at the thresholds chosen on val (the rule of `evaluate` and `energy`): float "
                       f"{op['float_test']['accuracy']:.4f}, Loihi emulator {op['chip_test']['accuracy']:.4f}")
+    elif p.get("float_threshold_accuracy") is not None:
+        console.print(f"float model accuracy at its threshold chosen on val ({p['float_threshold']:.4f} on P(pneumonia), "
+                      f"the rule of `evaluate`): {p['float_threshold_accuracy']:.4f}; the chip's own threshold is "
+                      "chosen by `energy`")
     # parity compares the chip with the float model by their own outputs: argmax, not the clinical threshold
     console.print(
         f"parity on {p['samples']} samples of {p['data']}, decided by {p.get('decision_rule', 'argmax')} "

@@ -208,6 +208,9 @@ class ParityReport:
     data: str | None = None
     synthetic: bool | None = None
     operating_point: OperatingPoint | None = None
+    # the float model at its validation-chosen threshold (P(pneumonia) >= threshold), as `evaluate` decides
+    float_threshold_accuracy: float | None = None
+    float_threshold: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -223,6 +226,8 @@ class ParityReport:
             out.update(data=self.data, synthetic=bool(self.synthetic))
         if self.operating_point is not None:
             out["operating_point"] = self.operating_point.to_dict()
+        if self.float_threshold_accuracy is not None:
+            out.update(float_threshold_accuracy=self.float_threshold_accuracy, float_threshold=self.float_threshold)
         return out
 
 
@@ -553,7 +558,12 @@ class Deployment:
         y = labels.numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
         with torch.no_grad():
             logits = [loaded.model(x.float_input[:, start : start + 128]).logits for start in range(0, x.samples, 128)]
-            float_pred = torch.cat(logits).argmax(1).numpy()
+            all_logits = torch.cat(logits).float()
+            float_pred = all_logits.argmax(1).numpy()
+            p_pneumonia = torch.softmax(all_logits, 1)[:, 1].numpy()
+        threshold = getattr(loaded, "threshold", None)
+        at_threshold = (float(np.mean((p_pneumonia >= threshold).astype(np.int64) == y))
+                        if threshold is not None and np.isfinite(threshold) else None)
         t0 = time.perf_counter()
         emu = self.run(x, progress=progress)
         emu_seconds = time.perf_counter() - t0
@@ -568,6 +578,8 @@ class Deployment:
             prediction_changed_fraction=float(np.mean(float_pred != emu_pred)),
             emulator_seconds=emu_seconds,
             lava=lava,
+            float_threshold_accuracy=at_threshold,
+            float_threshold=None if at_threshold is None else float(threshold),
         )
         return report, emu
 

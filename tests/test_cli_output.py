@@ -252,3 +252,28 @@ def test_data_info_json_keeps_brackets(files: dict[str, Path]) -> None:
     res = runner.invoke(app, ["data", "info", str(files["npz"])])
     assert res.exit_code == 0, res.output
     assert "tiny [x].npz" in res.output
+
+
+
+def test_export_prints_the_float_accuracy_evaluate_prints(tmp_path: Path) -> None:
+    """The export's accuracy at the validation threshold is the number `evaluate` gives for the
+    same checkpoint and split; the argmax parity figures are labelled as argmax."""
+    from neurocxr.models import ModelConfig as Cfg
+
+    torch.manual_seed(0)
+    cfg = Cfg(name="snn_conv", image_size=16, num_steps=4, channels=(4, 8), hidden=(16,))
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.mul_(3.0)
+    ckpt = save_checkpoint(tmp_path / "snn.pt", model, cfg, {"threshold": 0.45})
+    npz = write_medmnist_npz(tmp_path / "tiny.npz", 16, {"train": (6, 10), "val": (3, 3), "test": (9, 11)})
+    ev = runner.invoke(app, ["evaluate", str(ckpt), "--data", str(npz), "--json", str(tmp_path / "m.json")])
+    assert ev.exit_code == 0, ev.output
+    accuracy = json.loads((tmp_path / "m.json").read_text())["metrics"]["accuracy"]
+    ex = runner.invoke(app, ["export", str(ckpt), "--data", str(npz), "-o", str(tmp_path / "ex"), "--lava-samples", "0"])
+    assert ex.exit_code == 0, ex.output
+    out = " ".join(ex.output.split())
+    assert f"float model accuracy at its threshold chosen on val (0.4500 on P(pneumonia), the rule of `evaluate`): {accuracy:.4f}" in out
+    assert "decided by argmax" in out
