@@ -424,7 +424,7 @@ SWEEP_BAD = {
 def test_sweep_refuses_bad_configs_before_ray(corpus, kind, name) -> None:
     """A refused sweep never reaches Ray (the stub below fails the test if it does), exits 2 with one
     line and leaves no sweep folder; a good one reaches Ray (stubbed here: no trial runs)."""
-    from neurocxr import sweep
+    from neurocxr.sweep import ray_runner
 
     reached: list[int] = []
 
@@ -437,15 +437,12 @@ def test_sweep_refuses_bad_configs_before_ray(corpus, kind, name) -> None:
     config = work / name
     config.write_text(text + ('[sweep]\ndata = "synthetic"\n' if kind.startswith("good") else ""))
     out = work / "out"
-    import sys
-
-    runner_module = sys.modules[sweep.run_sweep.__module__]  # where run_sweep looks _run_on_ray up
-    original = runner_module._run_on_ray
-    runner_module._run_on_ray = fake_ray
+    original = ray_runner.run_on_ray
+    ray_runner.run_on_ray = fake_ray
     try:
         code = _run_and_check(corpus, ["--no-progress", "sweep", str(config), "-o", str(out)], work, out)
     finally:
-        runner_module._run_on_ray = original
+        ray_runner.run_on_ray = original
     if kind.startswith("good"):
         assert code == 0 and reached, kind
     else:

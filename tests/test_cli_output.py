@@ -216,12 +216,9 @@ def test_sweep_bar_follows_no_progress_and_the_terminal(monkeypatch: pytest.Monk
 
     import tqdm.auto
 
-    import importlib
+    from neurocxr.sweep import RayOptions, ray_runner
 
-    import neurocxr.sweep
-
-    sweep = importlib.import_module(neurocxr.sweep._run_on_ray.__module__)  # where the runner looks its helpers up
-    sweep._import_ray()
+    ray_runner.import_ray()
     from ray import tune
 
     disabled: list[bool] = []
@@ -241,10 +238,10 @@ def test_sweep_bar_follows_no_progress_and_the_terminal(monkeypatch: pytest.Monk
             return None
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
-    monkeypatch.setattr(sweep, "_start_ray", lambda options: False)
+    monkeypatch.setattr(ray_runner, "_start_ray", lambda ray, options, worker_env: False)
     monkeypatch.setattr(tune, "Tuner", Tuner)
     monkeypatch.setattr(sys, "stderr", _Tty() if stderr_is_tty else io.StringIO())
-    sweep._run_on_ray([("t1", {"model": "snn_strided"})], {}, sweep.RayOptions(), tmp_path, lambda row: None, progress)
+    ray_runner.run_on_ray([("t1", {"model": "snn_strided"})], {}, RayOptions(), tmp_path, lambda row: None, progress)
     assert disabled == [not drawn]
 
 
@@ -252,7 +249,6 @@ def test_data_info_json_keeps_brackets(files: dict[str, Path]) -> None:
     res = runner.invoke(app, ["data", "info", str(files["npz"])])
     assert res.exit_code == 0, res.output
     assert "tiny [x].npz" in res.output
-
 
 
 def test_export_prints_the_float_accuracy_evaluate_prints(tmp_path: Path) -> None:

@@ -149,7 +149,7 @@ def test_lever_names_are_the_same_on_the_cli_the_api_and_the_sweep_grid() -> Non
     import inspect
 
     from neurocxr import api
-    from neurocxr.sweep import CORE_AXES, _train_keys
+    from neurocxr.sweep.config import CORE_AXES, _train_keys
 
     api_params = set(inspect.signature(api.train).parameters)
     grid_axes = set(CORE_AXES) | set(_train_keys())

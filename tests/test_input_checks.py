@@ -277,10 +277,10 @@ def test_sweep_refuses_a_huge_grid_and_a_missing_data_path_before_ray(tmp_path, 
     def no_ray(*args, **kwargs):
         raise AssertionError("Ray must not start for a refused sweep")
 
-    import sys
+    from neurocxr.sweep import ray_runner
 
-    for name in ("_run_on_ray", "_start_ray"):  # in the module where run_sweep looks them up
-        monkeypatch.setattr(sys.modules[sweep.run_sweep.__module__], name, no_ray)
+    for name in ("run_on_ray", "_start_ray"):
+        monkeypatch.setattr(ray_runner, name, no_ray)
     huge = {"grid": {"num_steps": list(range(1, 17)), "seed": list(range(100)), "width": [0.5 + i / 100 for i in range(75)]}}
     sweep.sweep_config_from_dict({"grid": {"seed": [0]}})  # imports and profile registry warmed up
     t0 = time.perf_counter()

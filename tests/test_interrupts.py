@@ -254,7 +254,7 @@ def test_ctrl_c_while_outputs_are_moved_into_place_says_they_were_written(tmp_pa
 def test_an_interrupted_sweep_keeps_finished_trials_and_earlier_files_only(tmp_path: Path) -> None:
     import time as _time
 
-    from neurocxr.sweep import _discard_interrupted, _sweep_outputs, _SweepJournal
+    from neurocxr.sweep.results import SweepJournal, discard_interrupted, sweep_outputs
 
     out = tmp_path / "sweep out"
     (out / "trials").mkdir(parents=True)
@@ -262,7 +262,7 @@ def test_an_interrupted_sweep_keeps_finished_trials_and_earlier_files_only(tmp_p
     earlier_failed = out / "trials" / "t_old.json"  # an earlier run's failed trial: not this run's to remove
     earlier_failed.write_text("{}")
     os.utime(earlier_failed, (1, 1))
-    journal = _SweepJournal([p for p in (out / "checkpoints", *_sweep_outputs(out)) if not p.exists()],
+    journal = SweepJournal([p for p in (out / "checkpoints", *sweep_outputs(out)) if not p.exists()],
                             started_at=_time.time() - 1)
     journal.todo_ids = ["t_ok", "t_cut", "t_old"]
     # what this run wrote before Ctrl-C
@@ -273,17 +273,17 @@ def test_an_interrupted_sweep_keeps_finished_trials_and_earlier_files_only(tmp_p
     for name in ("t_ok.pt", "t_cut.pt", ".t_cut.pt.abc.tmp"):
         (out / "checkpoints" / name).write_bytes(b"x")
     journal.recorded = [{"trial_id": "t_ok", "status": "ok"}, {"trial_id": "t_cut", "status": "failed"}]
-    said = _discard_interrupted(out, journal)
+    said = discard_interrupted(out, journal)
     assert said.startswith(f"kept 1 finished trial(s) in {out / 'trials'}")
     assert _snapshot(out) == {"trials", "trials/t_ok.json", "trials/t_old.json", "checkpoints", "checkpoints/t_ok.pt"}
 
     # nothing finished in a folder this run made: the folder goes too
     fresh = tmp_path / "fresh"
-    journal = _SweepJournal([fresh, fresh / "trials", fresh / "checkpoints", *_sweep_outputs(fresh)])
+    journal = SweepJournal([fresh, fresh / "trials", fresh / "checkpoints", *sweep_outputs(fresh)])
     journal.todo_ids = ["t1"]
     (fresh / "trials").mkdir(parents=True)
     (fresh / "sweep_config.toml").write_text("x")
-    assert _discard_interrupted(fresh, journal) == "no output was written"
+    assert discard_interrupted(fresh, journal) == "no output was written"
     assert not fresh.exists()
 
 

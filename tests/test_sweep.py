@@ -4,7 +4,9 @@ config checking (one line, exit code 2, before anything starts) and the Pareto f
 from __future__ import annotations
 
 import json
+import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,8 +59,11 @@ def test_two_trial_sweep_on_local_ray_then_resume(tiny_npz: Path, tmp_path: Path
     cfg = load_sweep_config(cfg_path)
     out = tmp_path / "sweep"
     seen: list[dict] = []
+    environ, amdsmi_entry = dict(os.environ), sys.modules.get("amdsmi", "absent")
     # progress=True: Tune pickles its callbacks, and the progress bar (a lock) must stay out of that.
     result = run_sweep(cfg, out, progress=True, on_trial=seen.append)
+    # no RAY_/TUNE_ variable, amdsmi workaround or Ray start-up setting outlives the sweep
+    assert dict(os.environ) == environ and sys.modules.get("amdsmi", "absent") is amdsmi_entry
     assert result.ran == 2 and result.skipped == 0 and result.failed == 0
     assert len(seen) == 2 and {r["regulariser"] for r in seen} == {0.0, 0.001}
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
@@ -91,7 +96,8 @@ def test_two_trial_sweep_on_local_ray_then_resume(tiny_npz: Path, tmp_path: Path
 
 def test_resume_reruns_only_missing_and_failed_trials(tiny_npz: Path, tmp_path: Path, monkeypatch) -> None:
     """The resume bookkeeping without Ray: finished 'ok' trials are skipped, failed ones rerun."""
-    import neurocxr.sweep as sweep
+    from neurocxr.sweep import ray_runner
+    from neurocxr.sweep.trial import row_base
 
     cfg = sweep_config_from_dict({"sweep": {"data": str(tiny_npz), "max_eval_samples": 6},
                                   "grid": {"regulariser": [0.0, 0.1, 0.2], "width": [0.25], "num_steps": [1]},
@@ -102,14 +108,14 @@ def test_resume_reruns_only_missing_and_failed_trials(tiny_npz: Path, tmp_path: 
     def fake_ray(todo, settings, options, out_dir, record, progress):
         calls.append([t for t, _ in todo])
         for i, (tid, params) in enumerate(todo):
-            row = sweep._row_base(params)
+            row = row_base(params)
             failed = len(calls) == 1 and i == 0
             row.update(trial_id=tid, status="failed" if failed else "ok", error="boom" if failed else None,
                        val_auc=0.6 + 0.1 * i, test_auc=0.5, test_accuracy=0.5,
                        energy={"loihi2": {"dynamic_j": 1e-6 * (i + 1), "total_j": None}})
             record(row)
 
-    monkeypatch.setattr(sweep, "_run_on_ray", fake_ray)
+    monkeypatch.setattr(ray_runner, "run_on_ray", fake_ray)
     first = run_sweep(cfg, out, progress=False)
     assert first.ran == 3 and first.failed == 1
     assert any(r["status"] == "failed" and r["error"] == "boom" for r in first.rows)
@@ -212,3 +218,57 @@ def test_reading_out_early_runs_fewer_chip_steps(tiny_npz: Path) -> None:
     assert early["readout_steps"] == 1 and full["readout_steps"] == 2
     assert early["energy"]["loihi2"]["dynamic_j"] < full["energy"]["loihi2"]["dynamic_j"]
     assert len(early["scores"]["test"]) == 6
+
+
+def _broken_amdsmi(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An `amdsmi` that raises KeyError on import (a wheel without its native library), importable
+    by this process, by the probe's subprocess and by Ray's processes."""
+    from neurocxr.sweep import ray_runner
+
+    (root / "amdsmi").mkdir(parents=True)
+    (root / "amdsmi" / "__init__.py").write_text("raise KeyError('libamd_smi.so')\n")
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    ray_runner._amdsmi_is_broken.cache_clear()
+    assert ray_runner._amdsmi_is_broken()
+
+
+@pytest.mark.slow
+def test_a_ray_session_hides_a_broken_amdsmi_and_gives_everything_back(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Ray starts with a broken amdsmi installed: hidden in this process while the session runs, and
+    in the workers through runtime_env (the shim first on their PYTHONPATH); afterwards sys.modules,
+    os.environ and the caller's RAY_/TUNE_ values are as they were."""
+    from neurocxr.sweep import RayOptions, ray_runner
+
+    _broken_amdsmi(tmp_path / "site", monkeypatch)
+    monkeypatch.setenv("RAY_DEDUP_LOGS", "1")  # the caller's own value stays
+    monkeypatch.delenv("TUNE_DISABLE_SIGINT_HANDLER", raising=False)
+    environ, had_amdsmi = dict(os.environ), "amdsmi" in sys.modules
+    try:
+        with ray_runner.ray_session(RayOptions(num_cpus=1)) as ray:
+            assert sys.modules["amdsmi"] is None
+            assert os.environ["PYTHONPATH"] == str(tmp_path / "site")  # the shim only while Ray started
+            assert (
+                os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"
+                and os.environ["RAY_DEDUP_LOGS"] == "1"
+            )
+
+            @ray.remote(num_cpus=1)
+            def worker_amdsmi() -> str:
+                try:
+                    import amdsmi  # noqa: F401
+                except ImportError as exc:
+                    return f"ImportError: {exc}"
+                except Exception as exc:  # noqa: BLE001 - what the test reports
+                    return f"{type(exc).__name__}: {exc}"
+                return "imported"
+
+            said = ray.get(worker_amdsmi.remote(), timeout=120)
+        assert said.startswith("ImportError: amdsmi hidden by neurocxr.sweep"), said
+        assert not ray.is_initialized()
+        assert ("amdsmi" in sys.modules) == had_amdsmi
+        assert dict(os.environ) == environ
+    finally:
+        ray_runner._amdsmi_is_broken.cache_clear()
