@@ -286,7 +286,7 @@ def test_sweep_refuses_a_huge_grid_and_a_missing_data_path_before_ray(tmp_path, 
     t0 = time.perf_counter()
     with pytest.raises(ConfigError, match="120,000 combinations.*--max-trials 120000"):
         sweep.sweep_config_from_dict(huge)
-    assert time.perf_counter() - t0 < 5.0  # counted, never expanded (expanding took minutes)
+    assert time.perf_counter() - t0 < 30.0  # counted, never expanded (expanding took minutes); loose for busy CPUs
     small = {"grid": {"seed": [0, 1, 2, 3]}, "sweep": {"max_trials": 3}}
     with pytest.raises(ConfigError, match="4 combinations"):
         sweep.sweep_config_from_dict(small)
