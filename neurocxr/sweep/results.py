@@ -62,73 +62,79 @@ def ensemble_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for members in groups.values():
         if len(members) < 2:
             continue
-        members = sorted(members, key=lambda r: r["seed"])
-        try:
-            y_val = np.asarray(members[0]["scores"]["val_labels"])
-            y_test = np.asarray(members[0]["scores"]["test_labels"])
-            # each member's scores over its validation spread, averaged (already arrays; asarray types them)
-            val = np.asarray(
-                sum(
-                    np.asarray(m["scores"]["val"]) / (np.std(m["scores"]["val"]) or 1.0)
-                    for m in members
-                )
-                / len(members)
-            )
-            test = np.asarray(
-                sum(
-                    np.asarray(m["scores"]["test"]) / (np.std(m["scores"]["val"]) or 1.0)
-                    for m in members
-                )
-                / len(members)
-            )
-        except (KeyError, ValueError):
-            continue
-        threshold = choose_threshold(y_val, val, "youden")
-        tm = clinical_metrics(y_test, test, threshold)
-        energy: dict[str, dict[str, float | None]] = {}
-        for prof in members[0]["energy"]:
-            dyn = sum(m["energy"][prof]["dynamic_j"] for m in members)
-            totals = [m["energy"][prof]["total_j"] for m in members]
-            energy[prof] = {
-                "dynamic_j": dyn,
-                "total_j": None if any(t is None for t in totals) else sum(totals),
-            }
-        base = dict(members[0])
-        base.update(
-            trial_id="ens-"
-            + hashlib.sha256("".join(m["trial_id"] for m in members).encode()).hexdigest()[:12],
-            model=f"{members[0]['model']} x{len(members)} seeds",
-            seed=[m["seed"] for m in members],
-            ensemble_of=[m["trial_id"] for m in members],
-            val_auc=clinical_metrics(y_val, val).roc_auc,
-            test_auc=tm.roc_auc,
-            test_accuracy=tm.accuracy,
-            test_sensitivity=tm.sensitivity,
-            test_specificity=tm.specificity,
-            energy=energy,
-            val_auc_float=None,
-            test_auc_float=None,
-            float_chip_agreement=None,
-            seconds=sum(m.get("seconds", 0.0) for m in members),
-        )
-        base["params"] = {**members[0]["params"], "seed": [m["seed"] for m in members]}
-        for per_member in (
-            "scores",
-            "best_epoch",
-            "epochs_run",
-            "seconds_per_epoch",
-            "resources",
-            "chip_threshold",
-            "val_float_chip_agreement",
-            "test_float_chip_agreement",
-        ):
-            base.pop(per_member, None)
-        base["chip_threshold"] = float(threshold)
-        base["ensemble_rule"] = (
-            "mean of member chip scores, each divided by its validation std; energy = sum of members"
-        )
-        out.append(base)
+        row = _ensemble_row(sorted(members, key=lambda r: r["seed"]))
+        if row is not None:
+            out.append(row)
     return out
+
+
+def _ensemble_row(members: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row of one seed ensemble (members sorted by seed); None when a member lacks its scores."""
+    try:
+        y_val = np.asarray(members[0]["scores"]["val_labels"])
+        y_test = np.asarray(members[0]["scores"]["test_labels"])
+        # each member's scores over its validation spread, averaged (already arrays; asarray types them)
+        val = np.asarray(
+            sum(
+                np.asarray(m["scores"]["val"]) / (np.std(m["scores"]["val"]) or 1.0)
+                for m in members
+            )
+            / len(members)
+        )
+        test = np.asarray(
+            sum(
+                np.asarray(m["scores"]["test"]) / (np.std(m["scores"]["val"]) or 1.0)
+                for m in members
+            )
+            / len(members)
+        )
+    except (KeyError, ValueError):
+        return None
+    threshold = choose_threshold(y_val, val, "youden")
+    tm = clinical_metrics(y_test, test, threshold)
+    energy: dict[str, dict[str, float | None]] = {}
+    for prof in members[0]["energy"]:
+        dyn = sum(m["energy"][prof]["dynamic_j"] for m in members)
+        totals = [m["energy"][prof]["total_j"] for m in members]
+        energy[prof] = {
+            "dynamic_j": dyn,
+            "total_j": None if any(t is None for t in totals) else sum(totals),
+        }
+    base = dict(members[0])
+    base.update(
+        trial_id="ens-"
+        + hashlib.sha256("".join(m["trial_id"] for m in members).encode()).hexdigest()[:12],
+        model=f"{members[0]['model']} x{len(members)} seeds",
+        seed=[m["seed"] for m in members],
+        ensemble_of=[m["trial_id"] for m in members],
+        val_auc=clinical_metrics(y_val, val).roc_auc,
+        test_auc=tm.roc_auc,
+        test_accuracy=tm.accuracy,
+        test_sensitivity=tm.sensitivity,
+        test_specificity=tm.specificity,
+        energy=energy,
+        val_auc_float=None,
+        test_auc_float=None,
+        float_chip_agreement=None,
+        seconds=sum(m.get("seconds", 0.0) for m in members),
+    )
+    base["params"] = {**members[0]["params"], "seed": [m["seed"] for m in members]}
+    for per_member in (
+        "scores",
+        "best_epoch",
+        "epochs_run",
+        "seconds_per_epoch",
+        "resources",
+        "chip_threshold",
+        "val_float_chip_agreement",
+        "test_float_chip_agreement",
+    ):
+        base.pop(per_member, None)
+    base["chip_threshold"] = float(threshold)
+    base["ensemble_rule"] = (
+        "mean of member chip scores, each divided by its validation std; energy = sum of members"
+    )
+    return base
 
 
 def pareto_front(rows: list[dict[str, Any]], profile: str = "loihi2") -> list[dict[str, Any]]:
