@@ -42,6 +42,8 @@ def run_sweep(
     finished trial's row. ``progress``: a bar of trials, drawn only on a terminal (None: the
     process default, `neurocxr.validation.set_progress`). Ctrl-C stops Ray and raises
     `neurocxr.errors.Interrupted` after removing what this run wrote, except finished trials.
+    Ray leaves nothing behind in this process: ``os.environ`` (including what Ray's start-up sets)
+    and ``sys.modules['amdsmi']`` are as they were when it returns or raises.
     """
     out = Path(out_dir)
     # what this run creates, so that a Ctrl-C can take it away again (`discard_interrupted`)
