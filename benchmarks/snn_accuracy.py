@@ -50,7 +50,11 @@ from neurocxr.models import ModelConfig, model_info  # noqa: E402
 from neurocxr.models.vgg import vgg_channels  # noqa: E402
 from neurocxr.pipeline import LoadedModel  # noqa: E402
 from neurocxr.provenance import file_record, provenance  # noqa: E402
-from neurocxr.training import TrainConfig, train  # noqa: E402
+from neurocxr.training import TrainConfig, evaluate, train  # noqa: E402
+import neurocxr.conversion  # noqa: E402,F401
+import neurocxr.hardware_sims.emulator  # noqa: E402,F401  (imported now, not at the first evaluation)
+import neurocxr.hardware_sims.lava  # noqa: E402,F401
+import neurocxr.checkpoint  # noqa: E402,F401
 
 OUT = ROOT / "benchmarks" / "results" / "snn_accuracy.json"
 CHECKPOINTS = ROOT / "benchmarks" / "results" / "checkpoints"  # *.pt is git-ignored
@@ -165,7 +169,6 @@ def teacher_for(size: int, data: dict[int, str], record: dict[str, Any]) -> Path
     key = str(size)
     if key not in record:
         from neurocxr.pipeline import load
-        from neurocxr.training import evaluate
 
         loaded = load(path)
         val = evaluate(loaded.model, loaded.config, splits.val, loaded.threshold)
@@ -196,7 +199,6 @@ def run_seed(b: Bench, seed: int, data: dict[int, str], teachers: dict[str, Any]
         extra["convert_from"] = file_record(cnn_path)
         extra["cnn_train_seconds"] = cnn_seconds
         from neurocxr.pipeline import load
-        from neurocxr.training import evaluate
 
         source = load(cnn_path)  # the CNN itself, for reference (selection never looks at its test AUC)
         extra["source_cnn_val_auc"] = evaluate(source.model, source.config, splits.val, source.threshold).roc_auc
