@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -670,18 +671,24 @@ def main() -> None:
         say("error:", err, "bold red")
         sys.exit(2)
     except KeyboardInterrupt:  # before a command started (imports)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         say("interrupted:", "no output was written", "bold red")
         _exit_interrupted()
     except SystemExit as done:
         if done.code == 130:
             _exit_interrupted()
+        # the command has finished (outputs written, results printed): a Ctrl-C during the
+        # interpreter's shutdown would only turn its exit code into -2
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise
 
 
 def _exit_interrupted() -> None:
     """Exit 130 after Ctrl-C. With Ray in the process, without the interpreter's shutdown: Ray's
     driver threads, cut off by the interrupt, crash it (exit -11) after the sweep had stopped Ray
-    and cleaned up. Everything this process started is stopped by then (finally blocks)."""
+    and cleaned up. Everything this process started is stopped by then (finally blocks). A further
+    Ctrl-C is ignored from here: it would end the exit as an unhandled KeyboardInterrupt (-2)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if "ray" in sys.modules:
         sys.stdout.flush()
         sys.stderr.flush()

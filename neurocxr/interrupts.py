@@ -7,6 +7,10 @@ callbacks is printed as "Exception ignored in ..." and dropped: the command then
 Ctrl-C had never been pressed. `install` replaces Python's default SIGINT handler by one that,
 while a fork is in progress, notes the signal and delivers it (`_thread.interrupt_main`) once the
 fork is over; at any other moment it raises KeyboardInterrupt at once, exactly as before.
+
+The same drop happens when the signal lands in a weakref callback or a ``__del__`` (matplotlib's
+transform tree has such callbacks): `install` also sets a ``sys.unraisablehook`` that, for a dropped
+KeyboardInterrupt, delivers the signal again instead of printing "Exception ignored".
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import _thread
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -37,6 +42,18 @@ def _after_fork_in_parent() -> None:
         _pending = False
         # not from here: an exception raised in this callback would be dropped as well
         threading.Thread(target=_deliver_later, name="neurocxr-sigint", daemon=True).start()
+
+
+def _unraisable(unraisable: Any) -> None:
+    """A KeyboardInterrupt Python could not raise (in a weakref callback, ``__del__``, at-fork
+    callback): deliver Ctrl-C again a moment later; anything else goes to the previous hook."""
+    if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        threading.Thread(target=_deliver_later, name="neurocxr-sigint", daemon=True).start()
+        return
+    _previous_unraisablehook(unraisable)
+
+
+_previous_unraisablehook = sys.unraisablehook
 
 
 def _after_fork_in_child() -> None:
@@ -74,3 +91,7 @@ def install() -> None:
         _installed = True
     if _installed and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_sigint)
+    if sys.unraisablehook is not _unraisable:
+        global _previous_unraisablehook
+        _previous_unraisablehook = sys.unraisablehook
+        sys.unraisablehook = _unraisable
