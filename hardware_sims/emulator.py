@@ -472,11 +472,12 @@ def _synaptic_input(prep: _Prepared, s_prev: torch.Tensor, density: float | None
 
 def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_steps: int | None = None,
             record: bool = False, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False,
-            threads: int | None = None) -> RunResult:
+            threads: int | None = None, raw_bias: bool = False) -> RunResult:
     """Run ``program`` on a batch bit-exactly as Lava's fixed-point models would (module docstring).
 
-    ``inputs``: images ``[B, C, H, W]`` in [0, 1] (or integer bias) for ``input_kind == "bias"``,
-    spike trains ``[T, B, C, H, W]`` for ``"spikes"``. Returns a RunResult on the sample timeline
+    ``inputs``: images ``[B, C, H, W]`` for ``input_kind == "bias"`` by the one pixel rule (float in
+    [0, 1], uint8 / 255, uint16 / 65535; integer input-bias mantissas only with ``raw_bias=True``,
+    `protocol.coerce_inputs`), spike trains ``[T, B, C, H, W]`` for ``"spikes"``. Returns a RunResult on the sample timeline
     of ``T_run = T + L`` steps; counts cover each layer's window of ``T`` steps.
 
     ``batch_size`` samples are stepped together (results do not depend on it; the default of 16
@@ -489,12 +490,12 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
             raise SimulationError(f"threads must be >= 1, got {threads}")
         with torch_threads(int(threads)):
             return emulate(program, inputs, num_steps=num_steps, record=record, batch_size=batch_size,
-                           progress=progress, threads=None)
+                           progress=progress, threads=None, raw_bias=raw_bias)
     try:
         program.validate()
     except ProgramError as exc:
         raise SimulationError(f"program is not runnable: {exc}") from exc
-    data, steps = coerce_inputs(program, inputs, num_steps)
+    data, steps = coerce_inputs(program, inputs, num_steps, raw_bias=raw_bias)
     _, t_run = sample_timeline(program, steps)
     num_samples = data.shape[0] if program.input_kind == "bias" else data.shape[1]
     prepared = _prepare(program)

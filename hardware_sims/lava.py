@@ -150,8 +150,9 @@ def _shut_down(net: Any, *, graceful: bool) -> None:
 
 def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tensor, *, num_steps: int,
              program: LoihiProgram | None = None, record: bool = False, progress: bool = False,
-             monitor: str = "all") -> RunResult:
+             monitor: str = "all", raw_bias: bool = False) -> RunResult:
     """Run the netx file on Lava (fixed_pt) with the emulator's sample protocol; return a RunResult.
+    ``inputs`` as `emulate` takes them (one pixel rule; integer bias mantissas with ``raw_bias=True``).
 
     ``program`` (the LoihiProgram the file was written from) saves re-reading the file; it is used
     for shapes and count constants, never for the dynamics, which are Lava's.
@@ -170,7 +171,7 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
     path = Path(netx_path)
     if program is None:
         program = read_netx(path)
-    data, steps = coerce_inputs(program, inputs, num_steps)
+    data, steps = coerce_inputs(program, inputs, num_steps, raw_bias=raw_bias)
     _, t_run = sample_timeline(program, steps)
     n_layers = len(program.layers)
     depth = n_layers - 1

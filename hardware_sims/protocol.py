@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from neurocxr.errors import SimulationError
+from neurocxr.errors import DataError, SimulationError
 from neurocxr.exporters.program import BIAS_MAX, BIAS_MIN, LoihiProgram, ProgramError
+from neurocxr.validation import images_to_unit_range
 
 __all__ = ["sample_timeline", "coerce_inputs", "place_window"]
 
@@ -21,12 +22,14 @@ def sample_timeline(program: LoihiProgram, num_steps: int | None = None) -> tupl
 
 
 def coerce_inputs(program: LoihiProgram, inputs: np.ndarray | torch.Tensor,
-                  steps: int | None) -> tuple[np.ndarray, int]:
+                  steps: int | None, *, raw_bias: bool = False) -> tuple[np.ndarray, int]:
     """Check a batch against the program's input and return (data, T).
 
-    Bias input: images ``[B, *shape]`` (floats, encoded with the program's input scale and the input
-    layer's transform) or integer ``bias_mant`` -> int64 ``[B, *shape]``. Spike input: 0/1 trains
-    ``[T, B, *shape]`` -> int8.
+    Bias input: images ``[B, *shape]`` by the one pixel rule (floats in [0, 1], uint8 / 255,
+    uint16 / 65535; `neurocxr.validation.images_to_unit_range`), encoded with the program's input
+    scale and the input layer's transform; integer ``bias_mant`` values only with ``raw_bias=True``
+    (any other integer array is refused, never guessed at) -> int64 ``[B, *shape]``. Spike input:
+    0/1 trains ``[T, B, *shape]`` -> int8.
     """
     arr = inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else np.asarray(inputs)
     shape0 = tuple(program.layers[0].shape)
@@ -35,7 +38,21 @@ def coerce_inputs(program: LoihiProgram, inputs: np.ndarray | torch.Tensor,
             arr = arr[:, None]
         if arr.shape[1:] != shape0:
             raise SimulationError(f"bias input must be images [B, {', '.join(map(str, shape0))}], got {arr.shape}")
-        if np.issubdtype(arr.dtype, np.integer):
+        integer = np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_
+        if raw_bias and not integer:
+            raise SimulationError(f"raw_bias=True needs an integer array of bias mantissas, got {arr.dtype}")
+        if not raw_bias and integer and arr.dtype not in (np.uint8, np.uint16):
+            raise SimulationError(
+                f"{arr.dtype} inputs are ambiguous: pass images as float in [0, 1], uint8 in 0-255 or uint16 in "
+                "0-65535, or raw input-bias mantissas with raw_bias=True"
+            )
+        if not raw_bias:
+            try:  # the one pixel rule; float images keep their dtype (their quantisation is what it was)
+                unit = images_to_unit_range(arr, "bias input images")
+            except DataError as exc:
+                raise SimulationError(str(exc)) from None
+            arr = unit if integer else arr
+        if raw_bias:
             bias = arr.astype(np.int64)
             if bias.size and (bias.min() < BIAS_MIN or bias.max() > BIAS_MAX):
                 raise SimulationError(f"integer input bias {bias.min()}..{bias.max()} does not fit 13 bits")
@@ -45,6 +62,8 @@ def coerce_inputs(program: LoihiProgram, inputs: np.ndarray | torch.Tensor,
             except ProgramError as exc:
                 raise SimulationError(str(exc)) from exc
         return bias, int(steps if steps is not None else program.num_steps)
+    if raw_bias:
+        raise SimulationError("raw_bias=True applies to bias-input programs; this one takes spike trains")
     if arr.ndim != len(shape0) + 2 or arr.shape[2:] != shape0:
         raise SimulationError(f"spike input must be [T, B, {', '.join(map(str, shape0))}], got {arr.shape}")
     if arr.dtype in (np.int8, np.uint8, np.bool_):

@@ -362,22 +362,22 @@ class EncodedImages:
 # Backends: the program says what, a backend says how
 
 
-def _run_emulator(dep: Deployment, x: np.ndarray, *, record: bool, progress: bool) -> RunResult:
-    return emulate(dep.program, x, record=record, progress=progress)
+def _run_emulator(dep: Deployment, x: np.ndarray, *, record: bool, progress: bool, raw_bias: bool = False) -> RunResult:
+    return emulate(dep.program, x, record=record, progress=progress, raw_bias=raw_bias)
 
 
-def _run_lava(dep: Deployment, x: np.ndarray, *, record: bool, progress: bool) -> RunResult:
+def _run_lava(dep: Deployment, x: np.ndarray, *, record: bool, progress: bool, raw_bias: bool = False) -> RunResult:
     from neurocxr.hardware_sims.lava import run_lava  # the one module that imports Lava
 
     if dep.netx_path is not None:
         return run_lava(dep.netx_path, x, num_steps=dep.program.num_steps, program=dep.program, record=record,
-                        progress=progress)
+                        progress=progress, raw_bias=raw_bias)
     from neurocxr.exporters.netx import write_netx
 
     with tempfile.TemporaryDirectory(prefix="neurocxr-netx-") as tmp:
         path = write_netx(dep.program, Path(tmp) / "model.net")
         return run_lava(path, x, num_steps=dep.program.num_steps, program=dep.program, record=record,
-                        progress=progress)
+                        progress=progress, raw_bias=raw_bias)
 
 
 Backend = Callable[..., RunResult]
@@ -500,17 +500,18 @@ class Deployment:
         return np.asarray(inputs)
 
     def run(self, inputs: EncodedImages | np.ndarray | torch.Tensor, *, backend: str = "emulator",
-            record: bool = False, progress: bool = False) -> RunResult:
+            record: bool = False, progress: bool = False, raw_bias: bool = False) -> RunResult:
         """Run a batch on ``backend`` ("emulator": bit-exact, fast; "lava": Lava's fixed_pt models).
 
-        ``inputs``: `encode`'s result, or what the program takes as is: float images ``[B, C, H, W]``
-        in [0, 1] (bias input) or 0/1 spike trains ``[T, B, ...]`` (spike input), handed to the
-        backend unchanged (`neurocxr.emulate` is the checked entry for arrays of any pixel type)."""
+        ``inputs``: `encode`'s result, or what the program takes: images ``[B, C, H, W]`` (bias
+        input) by the one pixel rule of `neurocxr.emulate` (float in [0, 1], uint8 / 255, uint16 /
+        65535; integer input-bias mantissas only with ``raw_bias=True``) or 0/1 spike trains
+        ``[T, B, ...]`` (spike input)."""
         try:
             runner = BACKENDS[backend]
         except KeyError:
             raise SimulationError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}") from None
-        return runner(self, self.chip_input(inputs), record=record, progress=progress)
+        return runner(self, self.chip_input(inputs), record=record, progress=progress, raw_bias=raw_bias)
 
     def scores(self, run: RunResult) -> np.ndarray:
         """Chip scores in (0, 1) (`chip_scores`)."""
