@@ -6,12 +6,18 @@
     run = neurocxr.emulate(exp.program, images)      # spikes + per-layer counts, bit-exact with Lava
     e = neurocxr.estimate_energy(run.counts, "loihi")
 
-Every function here is also a CLI command; both call the same stage functions in `neurocxr.pipeline`.
+Every CLI command is one call here with the same options under their Python names (``neurocxr
+evaluate --max-samples 8`` is ``evaluate(..., max_samples=8)``); each returns a typed result
+(a dataclass) and prints nothing; `neurocxr.cli` parses, calls and prints. Commands and calls:
+``train`` train, ``evaluate`` evaluate, ``explain`` explain, ``export`` export (checkpoints and
+``.nir`` files), ``netx`` inspect_netx, ``energy``/``report`` energy_report, ``sweep`` sweep,
+``data info`` data_info, ``data fetch`` fetch_data, ``models`` list_models, ``demo`` demo.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -30,20 +36,31 @@ from neurocxr.pipeline import (
     to_program,
 )
 
+__all__ = [
+    "load", "train", "evaluate", "explain", "export", "export_loihi", "export_onnx_checkpoint", "inspect_netx",
+    "emulate", "estimate_energy", "energy_report", "sweep", "data_info", "fetch_data", "list_models", "demo",
+    "TrainSummary", "EvaluationResult", "ExplainResult", "OnnxExport", "NetxInspection", "SweepRun", "DataInfo",
+    "FetchedData", "ModelSummary", "DemoResult",
+]
+
 
 def emulate(program: Any, inputs: Any, *, raw_bias: bool = False, **kwargs: Any) -> Any:
-    """Run a LoihiProgram on the batched fixed-point emulator (see neurocxr.hardware_sims.emulator).
+    """Run a LoihiProgram on the batched fixed-point emulator (see neurocxr.hardware_sims.emulator):
+    the one emulate entry, with the one input convention every backend shares
+    (`neurocxr.hardware_sims.protocol.coerce_inputs`; `Deployment.run` and the engine itself follow it).
 
-    For programs whose input is a bias (``direct`` encoding), ``inputs`` are images by the one
-    pixel rule (README "Image values"): float in [0, 1], uint8 divided by 255, uint16 by 65535.
-    Integer input-bias mantissas go in as they are only with ``raw_bias=True``; any other integer
-    array is refused rather than guessed at, as are floats outside [0, 1], NaN/inf, an empty batch,
-    a meta-device tensor, and anything but a LoihiProgram as ``program``.
+    For programs whose input is a bias (``direct`` encoding), ``inputs`` are images ``[B, C, H, W]``
+    by the one pixel rule (README "Image values"): float in [0, 1] (kept in their dtype), uint8
+    divided by 255, uint16 by 65535. Integer input-bias mantissas go in as they are only with
+    ``raw_bias=True``; any other integer array is refused rather than guessed at, as are floats
+    outside [0, 1], NaN/inf, an empty batch, a meta-device tensor, and anything but a LoihiProgram
+    as ``program``. Spike-input programs take 0/1 trains ``[T, B, *shape]``. ``kwargs`` go to the
+    engine (num_steps, record, batch_size, progress, threads).
     """
     from neurocxr.hardware_sims.emulator import emulate as _emulate
 
     _check_program(program, "emulate")
-    return _emulate(program, _emulator_inputs(program, inputs, raw_bias), **kwargs)
+    return _emulate(program, _emulator_inputs(program, inputs, raw_bias), raw_bias=raw_bias, **kwargs)
 
 
 def _check_program(program: Any, where: str) -> None:
@@ -67,9 +84,10 @@ def _check_program(program: Any, where: str) -> None:
 
 
 def _emulator_inputs(program: Any, inputs: Any, raw_bias: bool) -> np.ndarray:
-    """The uint8-image / raw-bias distinction, made here so the emulator never guesses."""
+    """What the engine's `coerce_inputs` does not check (meta tensors, paths, non-numbers, empty
+    batches, NaN/inf); the pixel rule and the raw-bias distinction are the engine's own."""
     from neurocxr.errors import SimulationError
-    from neurocxr.validation import check_finite_inputs, images_to_unit_range
+    from neurocxr.validation import check_finite_inputs
 
     if isinstance(inputs, torch.Tensor) and inputs.is_meta:
         raise SimulationError("inputs are a tensor on the meta device, which holds no values; pass real images "
@@ -86,22 +104,7 @@ def _emulator_inputs(program: Any, inputs: Any, raw_bias: bool) -> np.ndarray:
     if arr.ndim <= batch_axis or arr.shape[batch_axis] == 0 or arr.size == 0:
         raise SimulationError(f"no inputs: the batch has shape {arr.shape} (0 samples); pass at least one sample")
     check_finite_inputs(arr, "emulator inputs")
-    integer = np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_
-    if getattr(program, "input_kind", None) != "bias":
-        if raw_bias:
-            raise SimulationError("raw_bias=True applies to bias-input programs; this one takes spike trains")
-        return arr
-    if raw_bias:
-        if not integer:
-            raise SimulationError(f"raw_bias=True needs an integer array of bias mantissas, got {arr.dtype}")
-        return arr.astype(np.int64)
-    if integer and arr.dtype not in (np.uint8, np.uint16):
-        raise SimulationError(
-            f"{arr.dtype} inputs are ambiguous: pass images as float in [0, 1], uint8 in 0-255 or uint16 in "
-            "0-65535, or raw input-bias mantissas with raw_bias=True"
-        )
-    # The one pixel rule of every entry point: uint8 / 255, uint16 / 65535, floats in [0, 1].
-    return images_to_unit_range(arr, "emulator inputs")
+    return arr
 
 
 def estimate_energy(counts: Any, profile: Any = "loihi", **kwargs: Any) -> Any:
@@ -124,6 +127,44 @@ def estimate_energy(counts: Any, profile: Any = "loihi", **kwargs: Any) -> Any:
 
 # ----------------------------------------------------------------------------------------------
 # Training and evaluation
+
+
+class _DictView:
+    """``result["key"]`` reads the field of that name in ``to_dict()``: the API returned plain dicts
+    before these dataclasses, and callers (and the JSON files) keep working unchanged."""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_dict().get(key, default)
+
+
+@dataclass
+class TrainSummary(_DictView):
+    """What `train` returns: the checkpoint written, its best epoch, validation metrics and how it was made."""
+
+    model: str
+    checkpoint: str
+    best_epoch: int
+    threshold: float
+    val: dict[str, Any]
+    seconds_per_epoch: float
+    data: str
+    synthetic: bool
+    result: Any  # neurocxr.training.TrainResult (model, configs, history)
+    sgan: dict[str, Any] | None = None
+    conversion: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The dict `train` returned before TrainSummary existed, key for key."""
+        return {"model": self.model, "checkpoint": self.checkpoint, "best_epoch": self.best_epoch,
+                "threshold": self.threshold, "val": self.val, "seconds_per_epoch": self.seconds_per_epoch,
+                "data": self.data, "synthetic": self.synthetic, "result": self.result, "sgan": self.sgan,
+                "conversion": self.conversion}
 
 
 def train(
@@ -150,7 +191,7 @@ def train(
     distill_weight: float | None = None,
     regulariser: float = 0.0,
     qat_epochs: int = 0,
-) -> dict[str, Any]:
+) -> TrainSummary:
     """Train ``model`` and write ``<out>/<model>.pt`` (best epoch by validation AUC).
 
     The accuracy/energy levers carry the same names as in a sweep grid (`neurocxr.training.LEVERS`,
@@ -198,25 +239,112 @@ def train(
     if sgan_record is not None:
         sgan_record = {**sgan_record, "samples_png": str(out_dir / sgan_record["samples_png"]),
                        "generator_weights": str(out_dir / sgan_record["generator_weights"])}
-    return {
-        "model": model,
-        "checkpoint": str(out_dir / ckpt_name),
-        "best_epoch": result.best_epoch,
-        "threshold": result.threshold,
-        "val": result.val_metrics.to_dict(),
-        "seconds_per_epoch": result.seconds_per_epoch,
-        "data": splits.source,
-        "synthetic": splits.synthetic,
-        "result": result,
-        "sgan": sgan_record,
-        "conversion": result.conversion,
-    }
+    return TrainSummary(
+        model=model,
+        checkpoint=str(out_dir / ckpt_name),
+        best_epoch=result.best_epoch,
+        threshold=result.threshold,
+        val=result.val_metrics.to_dict(),
+        seconds_per_epoch=result.seconds_per_epoch,
+        data=splits.source,
+        synthetic=splits.synthetic,
+        result=result,
+        sgan=sgan_record,
+        conversion=result.conversion,
+    )
+
+
+@dataclass
+class EvaluationResult(_DictView):
+    """What `evaluate` returns: the metrics on a split (``to_dict()`` is what ``json`` holds) and,
+    when asked for, the robustness / uncertainty results and their files."""
+
+    model: str
+    split: str
+    data: str
+    synthetic: bool
+    metrics: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    json_path: Path | None = None
+    robustness: dict[str, Any] | None = None
+    uncertainty: dict[str, Any] | None = None
+    files: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metrics record (the ``json`` file's content, as before this dataclass existed)."""
+        return {"model": self.model, "split": self.split, "data": self.data, "synthetic": self.synthetic,
+                "metrics": self.metrics, "warnings": self.warnings}
+
+    @property
+    def clinical(self) -> dict[str, Any]:
+        """The robustness / uncertainty part in the shape `neurocxr.evaluation.run.summary_lines` reads."""
+        return {"robustness": self.robustness, "uncertainty": self.uncertainty, "files": self.files}
 
 
 def evaluate(
-    checkpoint: str | Path | LoadedModel, *, data: str | Path | None = None, split: str = "test"
-) -> dict[str, Any]:
-    """Clinical metrics at the checkpoint's validation-chosen threshold."""
+    checkpoint: str | Path | LoadedModel,
+    *,
+    data: str | Path | None = None,
+    split: str = "test",
+    json: str | Path | None = None,
+    robustness: bool = False,
+    uncertainty: bool = False,
+    mc_passes: int | None = None,
+    chip: bool = True,
+    max_samples: int | None = None,
+    out: str | Path = "runs/evaluate",
+    force: bool = False,
+    progress: bool | None = None,
+    on_metrics: Callable[[EvaluationResult], None] | None = None,
+) -> EvaluationResult:
+    """Clinical metrics at the checkpoint's validation-chosen threshold (`neurocxr evaluate`).
+
+    ``json``: also write the metrics record there. ``robustness`` / ``uncertainty`` (implied by
+    ``mc_passes``): degradation sweeps and calibration on the first ``max_samples`` images of the
+    split, written to ``out`` as robustness.{json,png} / uncertainty.{json,png}; ``chip`` runs
+    deployable SNNs on the Loihi emulator too. Every request is checked before any work or file.
+    ``on_metrics(result)`` hears the metrics as soon as they exist, before the slower evaluations."""
+    from neurocxr.errors import Interrupted
+    from neurocxr.validation import refuse_unused_options, show_progress
+
+    uncertainty = uncertainty or mc_passes is not None
+    if not (robustness or uncertainty):
+        refuse_unused_options({"max_samples / --max-samples": max_samples},
+                              "to robustness / uncertainty (--robustness / --uncertainty) only (the metrics table always uses the whole split)")
+    if robustness or uncertainty:  # refuse bad requests before any work or output
+        from neurocxr.evaluation.run import check_request
+
+        check_request(checkpoint, split=split, robustness=robustness, uncertainty=uncertainty, mc_passes=mc_passes,
+                      max_samples=max_samples, out=out, force=force)
+    json_path = None if json is None else Path(json)
+    if json_path is not None and json_path.exists() and (json_path.is_dir() or not force):
+        raise NeurocxrError(f"{json_path} already exists; pass --force to overwrite it, or choose another --json path"
+                            if not json_path.is_dir() else f"--json {json_path} is a folder; give a file name")
+    result = EvaluationResult(**_split_metrics(checkpoint, data=data, split=split), json_path=json_path)
+    if on_metrics is not None:
+        on_metrics(result)
+    if json_path is not None:
+        from neurocxr.fileio import write_json
+
+        write_json(json_path, result.to_dict())
+    if robustness or uncertainty:
+        from neurocxr.evaluation.run import clinical_evaluation
+
+        try:
+            extra = clinical_evaluation(checkpoint, data=data, split=split, robustness=robustness,
+                                        uncertainty=uncertainty, mc_passes=mc_passes, chip=chip,
+                                        max_samples=max_samples, out=out, force=force,
+                                        progress=show_progress(progress))
+        except KeyboardInterrupt:
+            if json_path is not None:  # written, complete, before this step
+                raise Interrupted(f"wrote {json_path} (the metrics) only; no robustness / uncertainty output") from None
+            raise
+        result.robustness, result.uncertainty, result.files = extra["robustness"], extra["uncertainty"], extra["files"]
+    return result
+
+
+def _split_metrics(checkpoint: str | Path | LoadedModel, *, data: str | Path | None, split: str) -> dict[str, Any]:
+    """The metrics record of ``checkpoint`` on ``split`` (EvaluationResult's first six fields)."""
     from neurocxr.data import data_for_checkpoint, load_dataset
     from neurocxr.metrics import clinical_metrics
 
@@ -246,7 +374,21 @@ def evaluate(
     }
 
 
-def export_onnx_checkpoint(checkpoint: str | Path | LoadedModel, out: str | Path, *, force: bool = False) -> dict[str, Any]:
+@dataclass
+class OnnxExport:
+    """What an ONNX export returns: the file and its check against PyTorch (`check_onnx_equivalence`)."""
+
+    path: Path
+    max_abs_diff: float
+    mean_abs_diff: float
+    argmax_agreement: float
+    num_samples: int
+    atol: float
+    rtol: float
+    within_tolerance: bool
+
+
+def export_onnx_checkpoint(checkpoint: str | Path | LoadedModel, out: str | Path, *, force: bool = False) -> OnnxExport:
     """CNN baseline -> ``<out>/model.onnx``, checked with onnx.checker and against PyTorch."""
     from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx
     from neurocxr.fileio import staged_output
@@ -266,7 +408,248 @@ def export_onnx_checkpoint(checkpoint: str | Path | LoadedModel, out: str | Path
         staged = export_onnx(loaded.model, stage / "model.onnx", input_shape=shape)
         probe = torch.rand((4,) + shape[1:], generator=torch.Generator().manual_seed(0)).numpy()
         check = check_onnx_equivalence(loaded.model, staged, probe)
-    return {"path": Path(out) / "model.onnx", **check}
+    return OnnxExport(path=Path(out) / "model.onnx", **check)
+
+
+def export(
+    checkpoint: str | Path | LoadedModel,
+    *,
+    out: str | Path,
+    target: str = "loihi",
+    data: str | Path | None = None,
+    split: str = "test",
+    max_samples: int | None = None,
+    lava_samples: int = 3,
+    allow_clipping: bool = False,
+    force: bool = False,
+    dt: float | None = None,
+    num_steps: int | None = None,
+    encoding: str | None = None,
+    spikes: str | Path | None = None,
+    progress: bool | None = None,
+) -> Any:
+    """`neurocxr export`: a checkpoint to Loihi 2 (NIR + netx + parity report; `LoihiExport`), to NIR
+    only (``target="nir"``) or, for CNN baselines, to ONNX (`OnnxExport`); a ``.nir`` file (from
+    neurocxr, Sinabs, snnTorch, Norse, ...) to Loihi, its parity checked on spike trains (``spikes``:
+    a ``.npy`` of [T, B, *shape], default random trains; ``max_samples`` of them). ``dt``,
+    ``num_steps`` and ``encoding`` apply to a ``.nir`` file only (a checkpoint records its own)."""
+    from neurocxr.validation import refuse_unused_options
+
+    if isinstance(checkpoint, (str, Path)) and Path(checkpoint).suffix.lower() == ".nir":
+        from neurocxr.nir_export import DEFAULT_PARITY_SAMPLES, export_nir_graph
+
+        if target != "loihi":
+            raise NeurocxrError(f"a .nir file exports only to --target loihi (it is already NIR), not {target!r}")
+        return export_nir_graph(checkpoint, out, dt=dt, num_steps=num_steps, encoding=encoding, input_path=spikes,
+                                samples=max_samples or DEFAULT_PARITY_SAMPLES, lava_samples=lava_samples,
+                                allow_clipping=allow_clipping, force=force)
+    refuse_unused_options({"dt / --dt": dt, "num_steps / --num-steps": num_steps, "encoding / --encoding": encoding,
+                           "spikes / --spikes": spikes},
+                          "to a .nir input only (a checkpoint records its own time steps and encoding)")
+    if target == "onnx":
+        return export_onnx_checkpoint(checkpoint, out, force=force)
+    return export_loihi(checkpoint, out, target=target, data=data, split=split, max_samples=max_samples,
+                        lava_samples=lava_samples, allow_clipping=allow_clipping, force=force, progress=progress)
+
+
+@dataclass
+class ExplainResult:
+    """What `explain` returns: the model, the files written (PNGs, index.html, explanations.json)
+    and one explanation per image (`neurocxr.evaluation.explain`)."""
+
+    model: str
+    files: list[Path]
+    explanations: list[Any]
+
+
+def explain(
+    checkpoint: str | Path | LoadedModel,
+    images: Sequence[str | Path],
+    *,
+    out: str | Path,
+    mc_passes: int = 20,
+    chip: bool = True,
+    layer: str | None = None,
+    force: bool = False,
+) -> ExplainResult:
+    """`neurocxr explain`: Grad-CAM (+ BayesGrad-CAM with dropout, ``mc_passes``; 0 = off) for CNNs,
+    spike-activity maps (``chip``: from the Loihi emulator) and Integrated Gradients for SNNs; one
+    PNG per image, index.html and explanations.json in ``out`` (atomically). ``layer``: the Conv2d
+    for Grad-CAM by module name (default: the last feature conv)."""
+    from neurocxr.evaluation.explain import write_explanations
+
+    res = write_explanations(checkpoint, images, out, mc_passes=mc_passes, chip=chip, force=force, layer=layer)
+    return ExplainResult(model=res["model"], files=res["files"], explanations=res["explanations"])
+
+
+# ----------------------------------------------------------------------------------------------
+# netx files, data sets, models
+
+
+@dataclass
+class NetxInspection:
+    """What `inspect_netx` returns: the program read, its Loihi 2 resources, the inputs emulated
+    (``inputs_description`` says what they are), the run with its per-layer counts, and the energy
+    estimate on ``energy.device``."""
+
+    path: Path
+    program: Any  # LoihiProgram
+    resources: Any  # exporters.resources.Resources
+    read_notes: list[str]
+    inputs: np.ndarray
+    inputs_description: str
+    run: Any  # RunResult
+    energy: Any  # EnergyEstimate
+
+    @property
+    def counts(self) -> list[Any]:
+        return list(self.run.counts)
+
+
+def inspect_netx(
+    path: str | Path,
+    *,
+    samples: int = 16,
+    rate: float = 0.1,
+    data: str | Path | None = None,
+    num_steps: int | None = None,
+    input_scale: float | None = None,
+    profile: str = "loihi",
+    seed: int = 0,
+    progress: bool | None = None,
+) -> NetxInspection:
+    """`neurocxr netx`: read any netx file (ours, or one trained with slayer), its Loihi 2 resources,
+    and an emulated run on ``samples`` inputs: random spike trains firing with probability ``rate``
+    (spike-input networks, seeded by ``seed``) or the test images of ``data`` (bias-input networks
+    whose input matches their size); counts and the energy estimate on ``profile``. ``num_steps`` /
+    ``input_scale``: when the file does not state them (defaults 16 and 1)."""
+    from neurocxr.deployment import Deployment
+    from neurocxr.energy.profiles import get_profile
+    from neurocxr.validation import check_float, check_int, describe_file, file_kind, show_progress
+
+    check_int("samples / --samples", samples, 1, 1_000_000)
+    check_float("rate / --rate", rate, 0.0, 1.0)
+    check_int("num_steps / --num-steps", num_steps, 1, 10_000, allow_none=True)
+    if input_scale is not None:
+        check_float("input_scale / --input-scale", input_scale, 1e-6, 1e6)
+    get_profile(profile)  # an unknown profile is refused before the run, not after it
+    path = Path(path)
+    if file_kind(path) not in ("netx", "hdf5", "missing", "unknown"):  # a .pt, .npz, folder...: say what it is
+        raise NeurocxrError(f"{path} {describe_file(path)}; `neurocxr netx` reads Loihi netx (HDF5) files")
+    deployment = Deployment.from_netx(path, num_steps=num_steps, input_scale=input_scale)
+    program = deployment.program
+    rng = np.random.default_rng(seed)
+    if program.input_kind == "spikes":
+        inputs = (rng.random((program.num_steps, samples, *program.input_shape)) < rate).astype(np.int8)
+        what = f"{samples} samples of random input spikes (p={rate})"
+    else:
+        from neurocxr.data import load_dataset
+
+        ds = load_dataset(data, image_size=program.input_shape[-1]).test
+        if tuple(ds.images.shape[1:]) != tuple(program.input_shape):
+            raise NeurocxrError(
+                f"the network's input is {program.input_shape} but the data gives {tuple(ds.images.shape[1:])}"
+            )
+        inputs = ds.images[:samples].numpy()
+        what = f"{len(inputs)} images of {ds.source}"
+    run = deployment.run(inputs, progress=show_progress(progress))
+    energy = deployment.energy(run, [profile])[0]
+    return NetxInspection(path=path, program=program, resources=deployment.resources,
+                          read_notes=list(program.metadata.get("read_notes", [])), inputs=inputs,
+                          inputs_description=what, run=run, energy=energy)
+
+
+@dataclass
+class DataInfo:
+    """What `data_info` returns: the data source, whether it is synthetic, image size, counts per split and class."""
+
+    source: str
+    synthetic: bool
+    image_size: int
+    splits: dict[str, dict[str, int]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "synthetic": self.synthetic, "image_size": self.image_size,
+                "splits": self.splits}
+
+
+def data_info(path: str | Path | None, *, image_size: int | None = None) -> DataInfo:
+    """`neurocxr data info`: an .npz archive or Kermany-style folder (``"synthetic"``: the phantoms)
+    at its native size unless ``image_size`` is given."""
+    from neurocxr.data import info
+
+    return DataInfo(**info(path, image_size))
+
+
+@dataclass
+class FetchedData:
+    """What `fetch_data` returns: the PneumoniaMNIST archive on disk and its image size."""
+
+    path: Path
+    size: int
+
+
+def fetch_data(*, size: int = 28, root: str | Path = Path.home() / ".medmnist") -> FetchedData:
+    """`neurocxr data fetch`: download PneumoniaMNIST (``size`` 28, 64, 128 or 224) through
+    `medmnist` into ``root`` (needs internet access; MD5-checked; only verifies a file already there)."""
+    from neurocxr.data import fetch_pneumoniamnist
+
+    return FetchedData(path=fetch_pneumoniamnist(size=size, root=Path(root)), size=size)
+
+
+@dataclass
+class ModelSummary:
+    """One entry of `list_models`: a model that can be built by name."""
+
+    name: str
+    kind: str  # "snn" or "cnn"
+    loihi_deployable: bool
+    description: str
+
+
+def list_models() -> list[ModelSummary]:
+    """`neurocxr models`: every registered model, by name."""
+    from neurocxr.models import MODEL_REGISTRY
+
+    return [ModelSummary(name, info.kind, info.loihi_deployable, info.description)
+            for name, info in sorted(MODEL_REGISTRY.items())]
+
+
+# ----------------------------------------------------------------------------------------------
+# Sweep
+
+
+@dataclass
+class SweepRun:
+    """What `sweep` returns: the checked configuration and the sweep's result (rows, Pareto front,
+    counts, files; `neurocxr.sweep.SweepResult`)."""
+
+    config: Any  # neurocxr.sweep.SweepConfig
+    result: Any  # neurocxr.sweep.SweepResult
+
+
+def sweep(
+    config: str | Path,
+    *,
+    out: str | Path,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    max_concurrent: int | None = None,
+    cpus_per_trial: float | None = None,
+    progress: bool | None = None,
+    max_trials: int | None = None,
+    on_trial: Callable[[dict[str, Any]], None] | None = None,
+) -> SweepRun:
+    """`neurocxr sweep`: train, export, emulate and estimate energy for every grid point of the TOML
+    ``config`` on Ray Tune into ``out`` (rerunning skips finished trials). ``address``: join a Ray
+    cluster (default: start Ray locally with ``num_cpus``); ``max_trials`` confirms a grid of more
+    than 1000 combinations; ``on_trial(row)`` hears each finished trial."""
+    from neurocxr.sweep import load_sweep_config, run_sweep
+
+    cfg = load_sweep_config(config, max_trials=max_trials)
+    result = run_sweep(cfg, out, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
+                       cpus_per_trial=cpus_per_trial, progress=progress, on_trial=on_trial)
+    return SweepRun(config=cfg, result=result)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -302,8 +685,8 @@ def energy_report(
     from neurocxr.stages import DEFAULT_SNN_PROFILES, energy_report_stage
 
     # Every option is checked before any work or any file (one-line errors, exit code 2 in the CLI).
-    max_samples = check_int("--max-samples", max_samples, 1, allow_none=True)
-    measure_seconds = check_float("--measure-seconds", measure_seconds, 0.0, 3600.0, low_open=True)
+    max_samples = check_int("max_samples / --max-samples", max_samples, 1, allow_none=True)
+    measure_seconds = check_float("measure_seconds / --measure-seconds", measure_seconds, 0.0, 3600.0, low_open=True)
     sweep_table = read_sweep(sweep) if sweep is not None else None
     extra_profiles = load_profiles(profiles_file) if profiles_file is not None else []
     # The file's profiles are passed down to this call only (never registered process-wide);
@@ -359,6 +742,19 @@ def energy_report(
 # Demo
 
 
+@dataclass
+class DemoResult:
+    """What `demo` returns: every stage's result and the whole run's seconds."""
+
+    snn: TrainSummary
+    cnn: TrainSummary
+    test: EvaluationResult
+    test_cnn: EvaluationResult
+    export: dict[str, Any] | None  # export_report.json's content
+    report: Any  # neurocxr.report.Report
+    seconds: float
+
+
 def demo(
     *,
     out: str | Path = "runs/demo",
@@ -368,7 +764,7 @@ def demo(
     lava_samples: int = 2,
     on_event: Callable[[str, Any], None] | None = None,
     force: bool = False,
-) -> dict[str, Any]:
+) -> DemoResult:
     """Train the default SNN and a CNN baseline briefly, export to Loihi, verify, count, estimate,
     measure, report. Returns every stage's result; prints nothing. ``on_event(name, value)`` hears
     "stage" (a title, before each stage), "trained", "exported", "status" and "report" (the CLI
@@ -379,9 +775,9 @@ def demo(
     tell = on_event or (lambda name, value: None)
     out = Path(out)
     # Everything the four stages will check is checked now, so a refusal never follows a training run.
-    check_int("--epochs", epochs, 1)
-    check_int("--max-train-samples", max_train_samples, 2, allow_none=True)
-    check_int("--lava-samples", lava_samples, 0)
+    check_int("epochs / --epochs", epochs, 1)
+    check_int("max_train_samples / --max-train-samples", max_train_samples, 2, allow_none=True)
+    check_int("lava_samples / --lava-samples", lava_samples, 0)
     outputs = [out / "snn_conv.pt", out / "cnn_small.pt", out / "report.html", out / "report.json"]
     outputs += [out / "loihi" / name for name in EXPORT_FILES["loihi"]]
     existing = [str(p) for p in outputs if p.exists()]
@@ -391,21 +787,21 @@ def demo(
     tell("stage", "1/4 train the default SNN (snn_conv) and the small CNN baseline")
     snn = train("snn_conv", data=data, out=out, epochs=epochs, max_train_samples=max_train_samples, force=force)
     cnn = train("cnn_small", data=data, out=out, epochs=max(2, epochs // 2), max_train_samples=max_train_samples, force=force)
-    ev = evaluate(snn["checkpoint"], data=data, split="test")
-    ev_cnn = evaluate(cnn["checkpoint"], data=data, split="test")
-    tell("trained", {"snn": snn, "cnn": cnn, "test": {"snn_conv": ev["metrics"], "cnn_small": ev_cnn["metrics"]}})
+    ev = evaluate(snn.checkpoint, data=data, split="test")
+    ev_cnn = evaluate(cnn.checkpoint, data=data, split="test")
+    tell("trained", {"snn": snn, "cnn": cnn, "test": {"snn_conv": ev.metrics, "cnn_small": ev_cnn.metrics}})
 
     tell("stage", "2/4 export snn_conv to Loihi 2 (NIR -> netx) and verify on emulator + Lava")
-    exp = export_loihi(snn["checkpoint"], out / "loihi", data=data, lava_samples=lava_samples, force=force)
+    exp = export_loihi(snn.checkpoint, out / "loihi", data=data, lava_samples=lava_samples, force=force)
     tell("exported", exp)
     export = exp.report.to_dict() if exp.report is not None else None
 
     tell("stage", "3/4 count, estimate, measure")
     rep = energy_report(
-        snn["checkpoint"], baselines=[cnn["checkpoint"]], data=data, out=out, force=force, export_report=export,
+        snn.checkpoint, baselines=[cnn.checkpoint], data=data, out=out, force=force, export_report=export,
         on_status=lambda message: tell("status", message),
     )
     tell("stage", "4/4 report")
     tell("report", rep)
-    return {"snn": snn, "cnn": cnn, "test": ev, "test_cnn": ev_cnn, "export": export, "report": rep,
-            "seconds": time.perf_counter() - t0}
+    return DemoResult(snn=snn, cnn=cnn, test=ev, test_cnn=ev_cnn, export=export, report=rep,
+                      seconds=time.perf_counter() - t0)

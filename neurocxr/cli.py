@@ -1,4 +1,5 @@
-"""The `neurocxr` command line. Each command is a thin layer over `neurocxr.pipeline` and friends."""
+"""The `neurocxr` command line. Each command parses its options, makes one call into `neurocxr.api`
+(same options, same defaults) and prints what it returns; the work and its checks live in the API."""
 
 from __future__ import annotations
 
@@ -101,10 +102,9 @@ def _metrics_table(title: str, rows: dict[str, dict]) -> Table:
 @data_app.command("info")
 def data_info(path: Path = typer.Argument(..., help="an .npz archive or a Kermany-style folder")) -> None:
     """Counts per split and class, and image size."""
-    from neurocxr.data import info
+    from neurocxr.api import data_info as _data_info
 
-    d = info(path)
-    console.print_json(dumps_json(d))
+    console.print_json(dumps_json(_data_info(path).to_dict()))
 
 
 @data_app.command("fetch")
@@ -113,22 +113,21 @@ def data_fetch(
     root: Path = typer.Option(Path.home() / ".medmnist", help="where medmnist keeps its files"),
 ) -> None:
     """Download PneumoniaMNIST through `medmnist` (needs internet access)."""
-    from neurocxr.data import fetch_pneumoniamnist
+    from neurocxr.api import fetch_data
 
-    path = fetch_pneumoniamnist(size=size, root=root)
-    console.print(f"saved {path}")
+    console.print(f"saved {fetch_data(size=size, root=root).path}")
 
 
 @app.command("models")
 def list_models() -> None:
     """Models that can be built by name."""
-    from neurocxr.models import MODEL_REGISTRY
+    from neurocxr.api import list_models as _list_models
 
     table = Table(title="models")
     for col in ("name", "kind", "Loihi", "description"):
         table.add_column(col)
-    for name, info in sorted(MODEL_REGISTRY.items()):
-        table.add_row(name, info.kind, "yes" if info.loihi_deployable else "no", info.description)
+    for info in _list_models():
+        table.add_row(info.name, info.kind, "yes" if info.loihi_deployable else "no", info.description)
     show_table(table)
 
 
@@ -187,11 +186,11 @@ def train_cmd(
         regulariser=regulariser,
         qat_epochs=qat_epochs,
     )
-    if result.get("sgan"):
-        console.print(f"Double SGAN: {result['sgan']['generated']} normal images added; samples: {result['sgan']['samples_png']}")
+    if result.sgan:
+        console.print(f"Double SGAN: {result.sgan['generated']} normal images added; samples: {result.sgan['samples_png']}")
     _say_data_line(result)
-    show_table(_metrics_table(f"{model} validation (best epoch {result['best_epoch']})", {"val": result["val"]}))
-    console.print(f"checkpoint: {result['checkpoint']}")
+    show_table(_metrics_table(f"{model} validation (best epoch {result.best_epoch})", {"val": result.val}))
+    console.print(f"checkpoint: {result.checkpoint}")
 
 
 @app.command("evaluate")
@@ -210,53 +209,30 @@ def evaluate_cmd(
 ) -> None:
     """Clinical metrics of a checkpoint on a split, at the threshold chosen on validation;
     optionally robustness to image degradation and uncertainty (neurocxr.evaluation)."""
-    from neurocxr.api import evaluate
+    from neurocxr.api import EvaluationResult, evaluate
 
-    uncertainty = uncertainty or mc_passes is not None
-    if not (robustness or uncertainty):
-        from neurocxr.validation import refuse_unused_options
+    def show_metrics(result: EvaluationResult) -> None:  # printed before the slower robustness / uncertainty
+        _say_data_line(result)
+        show_table(_metrics_table(f"{result.model} on {split}", {split: result.metrics}))
+        for warning in result.warnings:
+            say("WARNING:", warning, "bold red")
 
-        refuse_unused_options({"--max-samples": max_samples},
-                              "to --robustness / --uncertainty only (the metrics table always uses the whole split)")
-    if robustness or uncertainty:  # refuse bad requests before any work or output
-        from neurocxr.evaluation.run import check_request
+    result = evaluate(checkpoint, data=data, split=split, json=json_out, robustness=robustness,
+                      uncertainty=uncertainty, mc_passes=mc_passes, chip=chip, max_samples=max_samples, out=out,
+                      force=force, on_metrics=show_metrics)
+    if result.robustness is not None or result.uncertainty is not None:
+        from neurocxr.evaluation.run import summary_lines
 
-        check_request(checkpoint, split=split, robustness=robustness, uncertainty=uncertainty, mc_passes=mc_passes,
-                      max_samples=max_samples, out=out, force=force)
-    if json_out is not None and json_out.exists() and (json_out.is_dir() or not force):
-        raise NeurocxrError(f"{json_out} already exists; pass --force to overwrite it, or choose another --json path"
-                            if not json_out.is_dir() else f"--json {json_out} is a folder; give a file name")
-    result = evaluate(checkpoint, data=data, split=split)
-    _say_data_line(result)
-    show_table(_metrics_table(f"{result['model']} on {split}", {split: result["metrics"]}))
-    for warning in result.get("warnings", []):
-        say("WARNING:", warning, "bold red")
-    if json_out:
-        from neurocxr.fileio import write_json
-
-        write_json(json_out, result)
-    if robustness or uncertainty:
-        from neurocxr.errors import Interrupted
-        from neurocxr.evaluation.run import clinical_evaluation, summary_lines
-        from neurocxr.validation import show_progress
-
-        try:
-            extra = clinical_evaluation(checkpoint, data=data, split=split, robustness=robustness,
-                                        uncertainty=uncertainty, mc_passes=mc_passes, chip=chip,
-                                        max_samples=max_samples, out=out, force=force, progress=show_progress())
-        except KeyboardInterrupt:
-            if json_out:  # written, complete, before this step
-                raise Interrupted(f"wrote {json_out} (the metrics) only; no robustness / uncertainty output") from None
-            raise
-        for line in summary_lines(extra):
+        for line in summary_lines(result.clinical):
             console.print(line, highlight=False)
 
 
-def _say_data_line(result: dict) -> None:
-    if result.get("synthetic"):
-        say(f"data: {result['data']} — SYNTHETIC phantoms, not real X-rays", style="bold yellow")
+def _say_data_line(result) -> None:
+    """The data line of a TrainSummary or EvaluationResult."""
+    if result.synthetic:
+        say(f"data: {result.data} — SYNTHETIC phantoms, not real X-rays", style="bold yellow")
     else:
-        say("data:", result["data"])
+        say("data:", result.data)
 
 
 @app.command("explain")
@@ -270,13 +246,13 @@ def explain_cmd(
     force: bool = typer.Option(False, help="overwrite existing files in the output folder"),
 ) -> None:
     """Explain predictions: Grad-CAM (+ BayesGrad-CAM with dropout) for CNNs; spike-activity maps and Integrated Gradients for SNNs."""
-    from neurocxr.evaluation.explain import write_explanations
+    from neurocxr.api import explain
 
-    res = write_explanations(checkpoint, images, out, mc_passes=mc_passes, chip=chip, force=force, layer=layer)
-    for e in res["explanations"]:
+    res = explain(checkpoint, images, out=out, mc_passes=mc_passes, chip=chip, layer=layer, force=force)
+    for e in res.explanations:
         console.print(f"{e.label}: called {('normal', 'pneumonia')[e.called]} (P(pneumonia) {e.p_pneumonia:.3f}); "
                       f"maps: {', '.join(m.name for m in e.maps)}", highlight=False, soft_wrap=True)
-    console.print(f"wrote {out / 'index.html'} and {len(res['files']) - 1} other file(s)")
+    console.print(f"wrote {out / 'index.html'} and {len(res.files) - 1} other file(s)")
 
 
 @app.command("export")
@@ -300,54 +276,36 @@ def export_cmd(
     A .nir file (written by neurocxr, Sinabs, snnTorch, Norse, Rockpool, Spyx, ...) is exported to
     Loihi with --target loihi; its parity check runs on spike trains instead of images.
     """
-    if checkpoint.suffix.lower() == ".nir":
-        _export_nir_file(checkpoint, out, target, dt, num_steps, encoding, spikes, max_samples, lava_samples, allow_clipping, force)
-        return
-    from neurocxr.validation import refuse_unused_options
-
-    refuse_unused_options({"--dt": dt, "--num-steps": num_steps, "--encoding": encoding, "--spikes": spikes},
-                          "to a .nir input only (a checkpoint records its own time steps and encoding)")
-    if target == "onnx":
-        from neurocxr.api import export_onnx_checkpoint
-
-        res = export_onnx_checkpoint(checkpoint, out, force=force)
-        console.print(f"ONNX: {res['path']} (checked with onnx.checker; max |ONNX - PyTorch| = {res['max_abs_diff']:.2e} in logits)")
-        return
     import contextlib
 
-    from neurocxr.pipeline import export_loihi
+    from neurocxr.api import OnnxExport, export
     from neurocxr.validation import show_progress
 
-    # tqdm bars (stderr, terminal only) replace the spinner; the two would overwrite each other.
-    with console.status("exporting and verifying...") if not show_progress() else contextlib.nullcontext():
-        exp = export_loihi(
-            checkpoint,
-            out,
-            target=target,
-            data=data,
-            split=split,
-            max_samples=max_samples,
-            lava_samples=lava_samples,
-            allow_clipping=allow_clipping,
-            force=force,
-        )
+    nir_file = checkpoint.suffix.lower() == ".nir"
+    if nir_file:
+        status = console.status("exporting NIR graph and verifying...")
+    elif target in ("loihi", "nir") and not show_progress():
+        status = console.status("exporting and verifying...")
+    else:  # ONNX has no spinner; tqdm bars (stderr, terminal only) would fight with one
+        status = contextlib.nullcontext()
+    with status:
+        exp = export(checkpoint, out=out, target=target, data=data, split=split, max_samples=max_samples,
+                     lava_samples=lava_samples, allow_clipping=allow_clipping, force=force, dt=dt,
+                     num_steps=num_steps, encoding=encoding, spikes=spikes)
+    if isinstance(exp, OnnxExport):
+        console.print(f"ONNX: {exp.path} (checked with onnx.checker; max |ONNX - PyTorch| = {exp.max_abs_diff:.2e} in logits)")
+        return
+    if nir_file:
+        _print_nir_file_export(exp)
+        return
     for name, path in exp.files.items():
         console.print(f"wrote {name}: {path}")
     if target == "loihi":
         print_parity(exp.report.to_dict())
 
 
-def _export_nir_file(path: Path, out: Path, target: str, dt: Optional[float], num_steps: Optional[int],
-                     encoding: Optional[str], spikes: Optional[Path], samples: Optional[int], lava_samples: int,
-                     allow_clipping: bool, force: bool) -> None:
-    from neurocxr.nir_export import DEFAULT_PARITY_SAMPLES, export_nir_graph
-
-    if target != "loihi":
-        raise NeurocxrError(f"a .nir file exports only to --target loihi (it is already NIR), not {target!r}")
-    with console.status("exporting NIR graph and verifying..."):
-        exp = export_nir_graph(path, out, dt=dt, num_steps=num_steps, encoding=encoding, input_path=spikes,
-                               samples=samples or DEFAULT_PARITY_SAMPLES, lava_samples=lava_samples,
-                               allow_clipping=allow_clipping, force=force)
+def _print_nir_file_export(exp) -> None:
+    """What exporting a .nir file wrote and its parity: per-layer spikes, output agreement, Lava."""
     for name, written in exp.files.items():
         console.print(f"wrote {name}: {written}")
     rep = exp.report.to_dict()
@@ -414,27 +372,12 @@ def netx_cmd(
     seed: int = typer.Option(0),
 ) -> None:
     """Read any netx file: layers, Loihi 2 resources, and an emulated run's counts and energy estimate."""
-    import numpy as np
+    from neurocxr.api import inspect_netx
 
-    from neurocxr.deployment import Deployment
-    from neurocxr.validation import check_float, check_int, show_progress
-
-    check_int("--samples", samples, 1, 1_000_000)
-    check_float("--rate", rate, 0.0, 1.0)
-    check_int("--num-steps", num_steps, 1, 10_000, allow_none=True)
-    if input_scale is not None:
-        check_float("--input-scale", input_scale, 1e-6, 1e6)
-    from neurocxr.energy.profiles import get_profile
-
-    get_profile(profile)  # an unknown --profile is refused before the run, not after it
-    from neurocxr.validation import describe_file, file_kind
-
-    if file_kind(path) not in ("netx", "hdf5", "missing", "unknown"):  # a .pt, .npz, folder...: say what it is
-        raise NeurocxrError(f"{path} {describe_file(path)}; `neurocxr netx` reads Loihi netx (HDF5) files")
-    deployment = Deployment.from_netx(path, num_steps=num_steps, input_scale=input_scale)
-    program, res = deployment.program, deployment.resources
-    steps = program.num_steps
-    for note in program.metadata.get("read_notes", []):
+    seen = inspect_netx(path, samples=samples, rate=rate, data=data, num_steps=num_steps, input_scale=input_scale,
+                        profile=profile, seed=seed)
+    program, res, steps = seen.program, seen.resources, seen.program.num_steps
+    for note in seen.read_notes:
         say("note:", note, "yellow")
     table = Table(title=f"{path.name}: {len(program.layers)} layers, input {program.input_kind} {program.input_shape}")
     for col in ("layer", "kind", "shape", "neurons", "synapses", "cores"):
@@ -445,31 +388,15 @@ def netx_cmd(
     show_table(table)
     console.print(f"total: {res.total_neurons} neurons, {res.total_synapses} synapses, {res.cores} cores, "
                   f"{res.chips} chip(s) of {res.limits.name}; fits: {res.fits}")
-    rng = np.random.default_rng(seed)
-    if program.input_kind == "spikes":
-        inputs = (rng.random((steps, samples, *program.input_shape)) < rate).astype(np.int8)
-        what = f"{samples} samples of random input spikes (p={rate})"
-    else:
-        from neurocxr.data import load_dataset
-
-        side = program.input_shape[-1]
-        ds = load_dataset(data, image_size=side).test
-        if tuple(ds.images.shape[1:]) != tuple(program.input_shape):
-            raise NeurocxrError(
-                f"the network's input is {program.input_shape} but the data gives {tuple(ds.images.shape[1:])}"
-            )
-        inputs = ds.images[:samples].numpy()
-        what = f"{len(inputs)} images of {ds.source}"
-    run = deployment.run(inputs, progress=show_progress())
-    ct = Table(title=f"emulated {what}, {steps} steps: per-sample means")
+    ct = Table(title=f"emulated {seen.inputs_description}, {steps} steps: per-sample means")
     for col in ("layer", "in spikes", "out spikes", "synaptic ops", "neuron updates", "sparsity"):
         ct.add_column(col, justify="right")
-    for c in run.counts:
+    for c in seen.counts:
         m = c.mean()
         ct.add_row(c.name, f"{m['input_spikes']:.0f}", f"{m['output_spikes']:.0f}", f"{m['synaptic_ops']:.0f}",
                    f"{m['neuron_updates']:.0f}", f"{m['activation_sparsity']:.3f}")
     show_table(ct)
-    e = deployment.energy(run, [profile])[0]
+    e = seen.energy
     total = "-" if e.total_j is None else f"{e.total_j:.3e} J"
     console.print(f"estimated on {e.device}: dynamic {e.dynamic_j:.3e} J, total {total} per inference ({e.source})")
 
@@ -579,16 +506,15 @@ def sweep_cmd(
     max_trials: Optional[int] = typer.Option(None, "--max-trials", help="confirm a grid larger than 1000 combinations (up to this many trials)"),
 ) -> None:
     """Accuracy vs chip energy: train, export, emulate and estimate energy for every grid point on Ray Tune."""
-    from neurocxr.sweep import load_sweep_config, run_sweep
-
-    cfg = load_sweep_config(config, max_trials=max_trials)
+    from neurocxr.api import sweep
 
     def on_trial(row: dict) -> None:
         if row.get("status") != "ok":
             say("trial failed", f"{row.get('params')}: {row.get('error')}", "red")
 
-    result = run_sweep(cfg, out, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
-                       cpus_per_trial=cpus_per_trial, progress=progress, on_trial=on_trial)
+    done = sweep(config, out=out, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
+                 cpus_per_trial=cpus_per_trial, progress=progress, max_trials=max_trials, on_trial=on_trial)
+    cfg, result = done.config, done.result
     console.print(f"{result.ran} trials run, {result.skipped} already finished, {result.failed} failed")
     table = Table(title=f"Pareto front (chosen on validation; test acc at the chip threshold chosen on val; "
                         f"energy: {cfg.pareto_profile} chip counts)")
@@ -623,8 +549,8 @@ def demo_cmd(
         elif name == "trained":
             for res in (value["snn"], value["cnn"]):
                 _say_data_line(res)
-                console.print(f"{res['model']}: best epoch {res['best_epoch']}, val AUC {res['val']['roc_auc']:.4f}, "
-                              f"{res['seconds_per_epoch']:.1f} s/epoch")
+                console.print(f"{res.model}: best epoch {res.best_epoch}, val AUC {res.val['roc_auc']:.4f}, "
+                              f"{res.seconds_per_epoch:.1f} s/epoch")
             show_table(_metrics_table("test metrics (threshold chosen on val)", value["test"]))
         elif name == "exported":
             for key, path in value.files.items():
@@ -636,7 +562,7 @@ def demo_cmd(
 
     result = demo(out=out, data=data, epochs=epochs, max_train_samples=max_train_samples, lava_samples=lava_samples,
                   on_event=on_event, force=force)
-    console.print(f"demo finished in {result['seconds']:.0f} s")
+    console.print(f"demo finished in {result.seconds:.0f} s")
 
 
 def _guarded(fn):

@@ -167,8 +167,8 @@ def export_loihi(
     if target not in EXPORT_FILES:
         raise NeurocxrError(f"unknown export target {target!r}; choose 'loihi' or 'nir' (CNN baselines: 'onnx')")
     check_split(split)
-    max_samples = check_int("--max-samples", max_samples, 1, allow_none=True)
-    lava_samples = check_int("--lava-samples", lava_samples, 0)
+    max_samples = check_int("max_samples / --max-samples", max_samples, 1, allow_none=True)
+    lava_samples = check_int("lava_samples / --lava-samples", lava_samples, 0)
     loaded = load(model)
     from neurocxr.validation import check_snn_for_chip
 

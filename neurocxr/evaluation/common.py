@@ -142,4 +142,4 @@ def check_split(split: str) -> None:
 
 def check_max_samples(max_samples: int | None) -> None:
     if max_samples is not None and (isinstance(max_samples, bool) or int(max_samples) < 2):
-        raise NeurocxrError(f"--max-samples must be at least 2, got {max_samples}")
+        raise NeurocxrError(f"max_samples / --max-samples must be at least 2, got {max_samples}")

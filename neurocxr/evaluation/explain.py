@@ -397,7 +397,7 @@ def write_explanations(checkpoint: Any, image_paths: Sequence[str | Path], out: 
     if not image_paths:
         raise NeurocxrError("give at least one image file to explain")
     if mc_passes < 0:
-        raise NeurocxrError(f"--mc-passes must be >= 0, got {mc_passes}")
+        raise NeurocxrError(f"mc_passes / --mc-passes must be >= 0, got {mc_passes}")
     loaded = load(checkpoint)
     if not is_snn_model(loaded):
         require_conv(loaded, layer)  # refuse before reading images or writing anything

@@ -31,7 +31,7 @@ def check_request(checkpoint: Any, *, split: str = "test", robustness: bool = Fa
     loaded = load(checkpoint)
     if mc_passes is not None:
         if mc_passes < 2:
-            raise NeurocxrError(f"--mc-passes must be at least 2, got {mc_passes}")
+            raise NeurocxrError(f"mc_passes / --mc-passes must be at least 2, got {mc_passes}")
         require_dropout(loaded)
     if out is not None:
         out = Path(out)
