@@ -112,7 +112,7 @@ def configs() -> list[Bench]:
               **{**conv, "lever": "conversion+finetune+augment"}),
         Bench("strided_T4_shift", lever="augment", epochs=10, augment="shift"),
         Bench("vgg6_T4_scratch", lever="depth", model="snn_vgg", depth=6, epochs=5),
-        Bench("vgg6_T4_scratch_shift", lever="depth+augment", model="snn_vgg", depth=6, epochs=5, augment="shift"),
+        Bench("vgg6_T4_scratch_shift", lever="depth+augment", model="snn_vgg", depth=6, epochs=4, augment="shift"),
         Bench("hybrid_vgg6_T4_64", image_size=64, num_steps=4, epochs=1, lr=5e-4, cnn_epochs=6,
               **{**conv, "lever": "conversion+finetune"}),
         Bench("strided_T4_distill_shift", lever="distill+augment", epochs=10, augment="shift", teacher=True),
@@ -124,7 +124,7 @@ def configs() -> list[Bench]:
         Bench("hybrid_vgg6_T4_reg", num_steps=4, epochs=3, lr=5e-4, regulariser=0.01,
               **{**conv, "lever": "conversion+finetune+regulariser"}),
         Bench("strided_T4_64", image_size=64, lever="baseline", epochs=8),
-        Bench("strided_T4_64_shift", image_size=64, lever="augment", epochs=8, augment="shift"),
+        Bench("strided_T4_64_shift", image_size=64, lever="augment", epochs=6, augment="shift"),
     ]
 
 
