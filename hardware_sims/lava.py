@@ -104,12 +104,24 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_lava_child_ignores_sigint)
 
 
-def _terminate_runtime(net: Any) -> None:
+def _terminate_runtime(net: Any, children_before: set[Any] | None = None) -> None:
     """Kill the runtime's worker processes and shut down its shared memory, without the channel
     handshake of ``net.stop()``; used when a run was interrupted or never started (a stop on an
     unstarted runtime also waits forever). Marks the runtime stopped so that its ``__del__`` does
-    not try that handshake again."""
-    runtime = getattr(net, "_runtime", None)
+    not try that handshake again. Then kills any other process forked since ``children_before``:
+    a Ctrl-C between a worker's start and Lava recording it leaves one Lava does not list, and
+    Python's exit would wait for it forever."""
+    try:
+        _stop_runtime_processes(getattr(net, "_runtime", None))
+    finally:
+        if children_before is not None:
+            for child in set(mp.active_children()) - children_before:
+                with contextlib.suppress(Exception):
+                    child.kill()
+                    mp.Process.join(child, timeout=5)
+
+
+def _stop_runtime_processes(runtime: Any) -> None:
     if runtime is None:
         return
     infra = getattr(runtime, "_messaging_infrastructure", None)
@@ -133,7 +145,7 @@ def _terminate_runtime(net: Any) -> None:
     runtime._is_running = False
 
 
-def _shut_down(net: Any, *, graceful: bool) -> None:
+def _shut_down(net: Any, *, graceful: bool, children_before: set[Any]) -> None:
     """``net.stop()`` after a clean run; otherwise, or when a second Ctrl-C cuts the stop short,
     `_terminate_runtime`."""
     if graceful:
@@ -143,9 +155,9 @@ def _shut_down(net: Any, *, graceful: bool) -> None:
         except Exception:
             pass  # a failed stop still leaves workers to end
         except BaseException:
-            _terminate_runtime(net)
+            _terminate_runtime(net, children_before)
             raise
-    _terminate_runtime(net)
+    _terminate_runtime(net, children_before)
 
 
 def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tensor, *, num_steps: int,
@@ -238,6 +250,7 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
     from neurocxr.interrupts import install
 
     install()  # a Ctrl-C while Lava forks its workers is not dropped
+    children_before = set(mp.active_children())
     interrupted = False
     try:
         try:
@@ -280,7 +293,7 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
         interrupted = True
         raise
     finally:
-        _shut_down(net, graceful=started and not interrupted)
+        _shut_down(net, graceful=started and not interrupted, children_before=children_before)
 
     # per-layer window spikes [T, B, N] from the global recordings
     windows: dict[int, torch.Tensor] = {}

@@ -383,3 +383,36 @@ def test_ctrl_c_while_lava_builds_its_runtime_stops_the_workers_it_started(tmp_p
     for pid in started_workers:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.lava
+def test_ctrl_c_between_a_lava_worker_start_and_its_listing_stops_it_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing as mp
+
+    from _netx_programs import default_shaped_program, random_images
+
+    from neurocxr.exporters.netx import write_netx
+    from neurocxr.hardware_sims.lava import _import_lava, run_lava
+
+    _import_lava()
+    from lava.magma.runtime.message_infrastructure.multiprocessing import SystemProcess
+
+    program = default_shaped_program(num_steps=4)
+    path = write_netx(program, tmp_path / "p.net")
+    started: list[int] = []
+    real_start = SystemProcess.start
+
+    def start_then_ctrl_c(self):  # the third worker runs, but Lava never gets to list it
+        real_start(self)
+        started.append(self.pid)
+        if len(started) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(SystemProcess, "start", start_then_ctrl_c)
+    before = set(mp.active_children())
+    with pytest.raises(KeyboardInterrupt):
+        run_lava(path, random_images(2, seed=2), num_steps=4, program=program)
+    assert len(started) == 3 and set(mp.active_children()) <= before
+    for pid in started:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
