@@ -318,8 +318,8 @@ def evaluate(
                       max_samples=max_samples, out=out, force=force)
     json_path = None if json is None else Path(json)
     if json_path is not None and json_path.exists() and (json_path.is_dir() or not force):
-        raise NeurocxrError(f"{json_path} already exists; pass --force to overwrite it, or choose another --json path"
-                            if not json_path.is_dir() else f"--json {json_path} is a folder; give a file name")
+        raise NeurocxrError(f"{json_path} already exists; pass force=True (--force) to overwrite it, or choose another json path (--json)"
+                            if not json_path.is_dir() else f"json (--json) {json_path} is a folder; give a file name")
     result = EvaluationResult(**_split_metrics(checkpoint, data=data, split=split), json_path=json_path)
     if on_metrics is not None:
         on_metrics(result)
@@ -782,7 +782,7 @@ def demo(
     outputs += [out / "loihi" / name for name in EXPORT_FILES["loihi"]]
     existing = [str(p) for p in outputs if p.exists()]
     if existing and not force:
-        raise NeurocxrError(f"{', '.join(existing)} already exist; pass --force to overwrite, or choose another -o folder")
+        raise NeurocxrError(f"{', '.join(existing)} already exist; pass force=True (--force) to overwrite, or choose another out folder (-o)")
     t0 = time.perf_counter()
     tell("stage", "1/4 train the default SNN (snn_conv) and the small CNN baseline")
     snn = train("snn_conv", data=data, out=out, epochs=epochs, max_train_samples=max_train_samples, force=force)

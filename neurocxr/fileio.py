@@ -92,7 +92,7 @@ def prepare_out_dir(out_dir: str | Path, files: Iterable[str], force: bool) -> P
     existing = [f for f in files if (out / f).exists()]
     if existing and not force:
         raise NeurocxrError(
-            f"{out} already holds {', '.join(existing)}; pass --force to overwrite, or choose another -o folder"
+            f"{out} already holds {', '.join(existing)}; pass force=True (--force) to overwrite, or choose another out folder (-o)"
         )
     out.mkdir(parents=True, exist_ok=True)
     return out
@@ -154,7 +154,7 @@ def _refuse_existing(out: Path, names: Iterable[str], force: bool) -> None:
     existing = [f for f in names if (out / f).exists()]
     if existing and not force:
         raise NeurocxrError(
-            f"{out} already holds {', '.join(existing)}; pass --force to overwrite, or choose another -o folder"
+            f"{out} already holds {', '.join(existing)}; pass force=True (--force) to overwrite, or choose another out folder (-o)"
         )
     folders = [f for f in existing if (out / f).is_dir()]
     if folders:

@@ -39,7 +39,7 @@ def check_request(checkpoint: Any, *, split: str = "test", robustness: bool = Fa
             raise NeurocxrError(f"{out} exists and is not a folder; choose another -o folder")
         existing = [f for f in output_files(robustness, uncertainty) if (out / f).exists()]
         if existing and not force:
-            raise NeurocxrError(f"{out} already holds {', '.join(existing)}; pass --force to overwrite, or choose another -o folder")
+            raise NeurocxrError(f"{out} already holds {', '.join(existing)}; pass force=True (--force) to overwrite, or choose another out folder (-o)")
     return loaded
 
 
