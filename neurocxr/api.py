@@ -16,6 +16,7 @@ evaluate --max-samples 8`` is ``evaluate(..., max_samples=8)``); each returns a 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -686,7 +687,8 @@ def energy_report(
 
     # Every option is checked before any work or any file (one-line errors, exit code 2 in the CLI).
     max_samples = check_int("max_samples / --max-samples", max_samples, 1, allow_none=True)
-    measure_seconds = check_float("measure_seconds / --measure-seconds", measure_seconds, 0.0, 3600.0, low_open=True)
+    measure_seconds = float(check_float("measure_seconds / --measure-seconds", measure_seconds, 0.0, 3600.0,
+                                        low_open=True) or 0.0)  # never None: allow_none is off
     sweep_table = read_sweep(sweep) if sweep is not None else None
     extra_profiles = load_profiles(profiles_file) if profiles_file is not None else []
     # The file's profiles are passed down to this call only (never registered process-wide);
@@ -707,7 +709,8 @@ def energy_report(
     from neurocxr.validation import check_both_classes
 
     check_both_classes(splits.val.labels, "the validation split", "choosing the chip's operating threshold")
-    paths = {snn.name: checkpoint if isinstance(checkpoint, (str, Path)) else None}
+    paths: dict[str, str | os.PathLike[str] | None] = {
+        snn.name: checkpoint if isinstance(checkpoint, (str, Path)) else None}
     for b_in, b in zip(baselines, base_models):
         paths[b.name] = b_in if isinstance(b_in, (str, Path)) else None
     data_file = data if data is not None and data != "synthetic" and Path(str(data)).is_file() else None
