@@ -13,7 +13,9 @@ from neurocxr.data import load_dataset
 from neurocxr.pipeline import load
 
 
-def load_models_and_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[dict[str, str], dict[str, Any], Any]:
+def load_models_and_data(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[dict[str, str], dict[str, Any], Any]:
     """(checkpoint path per name, loaded model per name, data splits); exits when no real data is found
     unless ``--allow-synthetic``. Sets torch's threads from OMP_NUM_THREADS (default 1)."""
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

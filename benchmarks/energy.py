@@ -26,35 +26,65 @@ CHECKPOINTS = RESULTS / "checkpoints"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", default=os.environ.get("NEUROCXR_DATA"))
-    parser.add_argument("--checkpoint", "--snn", dest="checkpoint", type=Path, default=CHECKPOINTS / "snn_conv.pt",
-                        help="the SNN checkpoint (default: the one benchmarks/accuracy.py wrote)")
-    parser.add_argument("--baseline", type=Path, action="append", default=None,
-                        help="CNN baseline checkpoint(s) (default: benchmarks/results/checkpoints/cnn_small.pt)")
-    parser.add_argument("--export-dir", type=Path, default=None,
-                        help="folder of `neurocxr export --target loihi` for this checkpoint: its export_report.json "
-                             "goes into the report")
-    parser.add_argument("--sweep", type=Path, default=None, help="a sweep folder / results table to plot beside the models")
+    parser.add_argument(
+        "--checkpoint",
+        "--snn",
+        dest="checkpoint",
+        type=Path,
+        default=CHECKPOINTS / "snn_conv.pt",
+        help="the SNN checkpoint (default: the one benchmarks/accuracy.py wrote)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        action="append",
+        default=None,
+        help="CNN baseline checkpoint(s) (default: benchmarks/results/checkpoints/cnn_small.pt)",
+    )
+    parser.add_argument(
+        "--export-dir",
+        type=Path,
+        default=None,
+        help="folder of `neurocxr export --target loihi` for this checkpoint: its export_report.json "
+        "goes into the report",
+    )
+    parser.add_argument(
+        "--sweep",
+        type=Path,
+        default=None,
+        help="a sweep folder / results table to plot beside the models",
+    )
     parser.add_argument("--measure-seconds", type=float, default=3.0)
     parser.add_argument("--out", type=Path, default=RESULTS / "energy")
     parser.add_argument("--json", type=Path, default=RESULTS / "energy.json")
     args = parser.parse_args(argv)
     if not args.data or not Path(args.data).exists():
-        print("NEUROCXR_DATA is not set to the PneumoniaMNIST .npz: this benchmark needs the real data.", file=sys.stderr)
+        print(
+            "NEUROCXR_DATA is not set to the PneumoniaMNIST .npz: this benchmark needs the real data.",
+            file=sys.stderr,
+        )
         return 2
     baselines = args.baseline or [CHECKPOINTS / "cnn_small.pt"]
     missing = [p for p in [args.checkpoint, *baselines] if not p.is_file()]
     if missing:
-        print(f"missing checkpoint(s): {', '.join(map(str, missing))}. This benchmark never trains: run "
-              "benchmarks/accuracy.py first (or `make bench`), or pass --checkpoint/--baseline.", file=sys.stderr)
+        print(
+            f"missing checkpoint(s): {', '.join(map(str, missing))}. This benchmark never trains: run "
+            "benchmarks/accuracy.py first (or `make bench`), or pass --checkpoint/--baseline.",
+            file=sys.stderr,
+        )
         return 2
     export_report = None
     if args.export_dir is not None:
         path = args.export_dir / "export_report.json"
         if not path.is_file():
-            print(f"{path} not found: run `neurocxr export {args.checkpoint} --target loihi -o {args.export_dir}`",
-                  file=sys.stderr)
+            print(
+                f"{path} not found: run `neurocxr export {args.checkpoint} --target loihi -o {args.export_dir}`",
+                file=sys.stderr,
+            )
             return 2
         export_report = json.loads(path.read_text(encoding="utf-8"))
 
@@ -64,15 +94,23 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     rep = neurocxr.energy_report(
-        args.checkpoint, baselines=baselines, data=args.data, out=args.out, force=True,
-        export_report=export_report, sweep=args.sweep, measure_seconds=args.measure_seconds,
+        args.checkpoint,
+        baselines=baselines,
+        data=args.data,
+        out=args.out,
+        force=True,
+        export_report=export_report,
+        sweep=args.sweep,
+        measure_seconds=args.measure_seconds,
         on_status=lambda message: print(message, flush=True),
     )
     seconds = time.perf_counter() - t0
     data = json.loads(Path(rep.paths[1]).read_text(encoding="utf-8"))
     summary = {
-        "measured": ("energy per inference of the given (trained) checkpoints: counts from the bit-exact emulator "
-                     "over the test split, estimates per device profile, CPU/GPU measurements where possible"),
+        "measured": (
+            "energy per inference of the given (trained) checkpoints: counts from the bit-exact emulator "
+            "over the test split, estimates per device profile, CPU/GPU measurements where possible"
+        ),
         "data": rep.data_source,
         "report_html": str(rep.paths[0]),
         "verdict": verdict(rep),
@@ -90,11 +128,15 @@ def main(argv: list[str] | None = None) -> int:
         "provenance": rep.provenance,
     }
     write_json(args.json, summary)
-    print(f"counted {rep.parity['samples']} test samples on the emulator in {rep.parity['emulator_seconds']:.2f} s")
+    print(
+        f"counted {rep.parity['samples']} test samples on the emulator in {rep.parity['emulator_seconds']:.2f} s"
+    )
     for r in rep.summary:
-        print(f"{r.model:24s} {r.device:36s} {r.kind:15s} {(r.basis + ', ' + r.scope).strip(', '):44s} "
-              f"dyn {format_energy(r.dynamic_j):>9s} total {format_energy(r.total_j):>9s} "
-              f"latency {format_seconds(r.latency_s)}")
+        print(
+            f"{r.model:24s} {r.device:36s} {r.kind:15s} {(r.basis + ', ' + r.scope).strip(', '):44s} "
+            f"dyn {format_energy(r.dynamic_j):>9s} total {format_energy(r.total_j):>9s} "
+            f"latency {format_seconds(r.latency_s)}"
+        )
     print(f"verdict: {verdict(rep)}")
     print(f"wrote {args.json} and {rep.paths[0]}")
     return 0

@@ -32,8 +32,15 @@ def lava_bits(path: Path) -> list[dict]:
             if "weight" in g:
                 w = g["weight"][()].astype(int)
                 _, bits, exponent, mode = optimize_weight_bits(w.reshape(w.shape[0], -1))
-                rows.append({"layer": int(key), "type": g["type"][0].decode(), "num_weight_bits": int(bits),
-                             "weight_exponent": int(exponent), "sign_mode": mode.name})
+                rows.append(
+                    {
+                        "layer": int(key),
+                        "type": g["type"][0].decode(),
+                        "num_weight_bits": int(bits),
+                        "weight_exponent": int(exponent),
+                        "sign_mode": mode.name,
+                    }
+                )
     return rows
 
 
@@ -54,17 +61,38 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        exp = export_loihi(args.checkpoint, Path(tmp) / "export", data=args.data, split=args.split,
-                           lava_samples=args.lava_samples)
+        exp = export_loihi(
+            args.checkpoint,
+            Path(tmp) / "export",
+            data=args.data,
+            split=args.split,
+            lava_samples=args.lava_samples,
+        )
         seconds = time.perf_counter() - t0
         bits = lava_bits(Path(exp.files["netx"]))
     report = exp.report.to_dict()
-    keys = ("name", "kind", "scale", "weight_grid", "num_weight_bits", "weight_exponent", "weight_max_abs_error",
-            "weight_relative_error", "weight_rms_error", "input_error_per_step", "input_error_vs_threshold", "clipped_count")
+    keys = (
+        "name",
+        "kind",
+        "scale",
+        "weight_grid",
+        "num_weight_bits",
+        "weight_exponent",
+        "weight_max_abs_error",
+        "weight_relative_error",
+        "weight_rms_error",
+        "input_error_per_step",
+        "input_error_vs_threshold",
+        "clipped_count",
+    )
     result = {
         "what": "float PyTorch model vs bit-exact Loihi emulator (and Lava on the first samples), 8-bit weights",
-        "model": {"checkpoint": args.checkpoint, "name": report["model"], "trained": True,
-                  "config": report["config"]},
+        "model": {
+            "checkpoint": args.checkpoint,
+            "name": report["model"],
+            "trained": True,
+            "config": report["config"],
+        },
         "data": report["parity"]["data"],
         "parity": {k: v for k, v in report["parity"].items() if k != "data"},
         "layers": [{k: row.get(k) for k in keys} for row in report["layers"]],
@@ -79,7 +107,9 @@ def main() -> None:
         from neurocxr.pipeline import to_program
 
         grids, check = loihi.MIXED_GRIDS, loihi.netx_weight_bits
-        loihi.MIXED_GRIDS = (loihi.WeightGrid(1, -256, 254),)  # the old rounding: 9 bits for odd values
+        loihi.MIXED_GRIDS = (
+            loihi.WeightGrid(1, -256, 254),
+        )  # the old rounding: 9 bits for odd values
         # The program itself refuses 9-bit weights: switch that check off for this comparison only.
         loihi.netx_weight_bits = program_module.netx_weight_bits = lambda w: (8, 0, "unchecked")  # type: ignore
         try:
@@ -94,13 +124,21 @@ def main() -> None:
             "note": "every integer in [-256, 254] (odd values need 9 bits: not storable on Loihi); emulator only",
             "emulator_accuracy": par9["emulator_accuracy"],
             "prediction_changed_fraction": par9["prediction_changed_fraction"],
-            "weights_needing_9_bits": {layer.name: int(np.count_nonzero(np.asarray(layer.weight) % 2))
-                                       for layer in program9.synaptic_layers
-                                       if np.asarray(layer.weight).min() < 0 and np.abs(layer.weight).max() > 128},
+            "weights_needing_9_bits": {
+                layer.name: int(np.count_nonzero(np.asarray(layer.weight) % 2))
+                for layer in program9.synaptic_layers
+                if np.asarray(layer.weight).min() < 0 and np.abs(layer.weight).max() > 128
+            },
         }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(json.dumps({k: result[k] for k in ("parity", "lava_dl_optimize_weight_bits")}, indent=1, default=str))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("parity", "lava_dl_optimize_weight_bits")},
+            indent=1,
+            default=str,
+        )
+    )
     if "old_9bit_rounding_for_comparison" in result:
         print(json.dumps(result["old_9bit_rounding_for_comparison"], indent=1))
 

@@ -51,15 +51,24 @@ def _rows_by(summary: list[dict[str, Any]], model: str) -> list[dict[str, Any]]:
 def _provenance_line(name: str, data: dict[str, Any]) -> str:
     prov = data.get("provenance") or {}
     git = prov.get("git") or {}
-    ckpts = ", ".join(f"{k} {str((v or {}).get('sha256') or '?')[:12]}" for k, v in (prov.get("checkpoints") or {}).items())
+    ckpts = ", ".join(
+        f"{k} {str((v or {}).get('sha256') or '?')[:12]}"
+        for k, v in (prov.get("checkpoints") or {}).items()
+    )
     threads = (prov.get("threads") or {}).get("torch_threads")
-    return (f"- `{name}`: commit {str(git.get('commit') or '?')[:10]}{' (dirty)' if git.get('dirty') else ''}, "
-            f"{prov.get('time_utc', '?')}, torch threads {threads}, checkpoints: {ckpts or 'none'}")
+    return (
+        f"- `{name}`: commit {str(git.get('commit') or '?')[:10]}{' (dirty)' if git.get('dirty') else ''}, "
+        f"{prov.get('time_utc', '?')}, torch threads {threads}, checkpoints: {ckpts or 'none'}"
+    )
 
 
 def _checkpoint_hashes(data: dict[str, Any] | None) -> dict[str, str]:
     prov = (data or {}).get("provenance") or {}
-    return {k: (v or {}).get("sha256") for k, v in (prov.get("checkpoints") or {}).items() if (v or {}).get("sha256")}
+    return {
+        k: (v or {}).get("sha256")
+        for k, v in (prov.get("checkpoints") or {}).items()
+        if (v or {}).get("sha256")
+    }
 
 
 def table(results: Path) -> tuple[list[str], list[str]]:
@@ -68,17 +77,30 @@ def table(results: Path) -> tuple[list[str], list[str]]:
     emu = _load(results / "emulator_vs_lava.json")
     energy = _load(results / "energy.json")
     pareto = _load(results / "pareto.json")
-    warnings = [f"{name} missing: its rows are left out" for name, d in
-                (("accuracy.json", acc), ("emulator_vs_lava.json", emu), ("energy.json", energy)) if d is None]
+    warnings = [
+        f"{name} missing: its rows are left out"
+        for name, d in (
+            ("accuracy.json", acc),
+            ("emulator_vs_lava.json", emu),
+            ("energy.json", energy),
+        )
+        if d is None
+    ]
     lines = ["| | result |", "|---|---|"]
     if acc:
         for name, m in acc.get("models", {}).items():
             cfg = m.get("model_config") or {}
-            steps = f"{cfg.get('num_steps')} steps, " if cfg.get("num_steps") and name.startswith("snn") else ""
-            lines.append(f"| `{name}` ({steps}{m.get('epochs_run')} epochs, best {m.get('best_epoch')}) | test accuracy "
-                         f"{_pct(m.get('test_accuracy'))}, ROC-AUC {_f3(m.get('test_auc'))}, sensitivity "
-                         f"{_f3(m.get('test_sensitivity'))}, specificity {_f3(m.get('test_specificity'))} "
-                         f"(threshold {_f3(m.get('threshold'))} chosen on val) |")
+            steps = (
+                f"{cfg.get('num_steps')} steps, "
+                if cfg.get("num_steps") and name.startswith("snn")
+                else ""
+            )
+            lines.append(
+                f"| `{name}` ({steps}{m.get('epochs_run')} epochs, best {m.get('best_epoch')}) | test accuracy "
+                f"{_pct(m.get('test_accuracy'))}, ROC-AUC {_f3(m.get('test_auc'))}, sensitivity "
+                f"{_f3(m.get('test_sensitivity'))}, specificity {_f3(m.get('test_specificity'))} "
+                f"(threshold {_f3(m.get('threshold'))} chosen on val) |"
+            )
     if energy:
         op = energy.get("operating_point") or {}
         f, c = op.get("float_test") or {}, op.get("chip_test") or {}
@@ -88,7 +110,8 @@ def table(results: Path) -> tuple[list[str], list[str]]:
                 f"{_f3(f.get('sensitivity'))}/{_f3(f.get('specificity'))}, AUC {_f3(f.get('roc_auc'))}; chip (emulator, "
                 f"threshold chosen on the chip's validation scores): {_pct(c.get('accuracy'))}, "
                 f"{_f3(c.get('sensitivity'))}/{_f3(c.get('specificity'))}, AUC {_f3(c.get('roc_auc'))}; decisions changed "
-                f"{_pct(op.get('test_prediction_changed_fraction'))} |")
+                f"{_pct(op.get('test_prediction_changed_fraction'))} |"
+            )
     if emu:
         for key, label in (("a_spike_conv", "(a)"), ("b_default_model", "(b)")):
             case = emu.get(key)
@@ -101,7 +124,8 @@ def table(results: Path) -> tuple[list[str], list[str]]:
                 f"({e['threads']} thread(s), {e['kernel']}) vs Lava {lv['samples_per_s_sim_median']:.3g} samples/s inside "
                 f"net.run ({lv['run_mode']}): about {case['speedup_vs_lava_sim']:.0f}x (median of paired rounds: "
                 f"{rounds}); output spikes and readout identical on {lv['samples']} samples every round, every layer "
-                f"and count on {case['recorded']['samples']}: {case['identical']} |")
+                f"and count on {case['recorded']['samples']}: {case['identical']} |"
+            )
     if energy:
         summary = energy.get("summary") or []
         models = list(dict.fromkeys(r["model"].split(" (")[0] for r in summary))
@@ -119,10 +143,14 @@ def table(results: Path) -> tuple[list[str], list[str]]:
                     extra += f", latency {format_seconds(lat)}"
                 if fps is not None:
                     extra += f", {fps:,.0f} fps"
-                parts.append(f"{r['device']} [{r.get('basis', '')}{', ' + r['scope'] if r.get('scope') else ''}]: "
-                             f"{_energy(dyn)}{extra}")
+                parts.append(
+                    f"{r['device']} [{r.get('basis', '')}{', ' + r['scope'] if r.get('scope') else ''}]: "
+                    f"{_energy(dyn)}{extra}"
+                )
             if parts:
-                lines.append(f"| estimated energy per inference, `{model}` | " + "; ".join(parts) + " |")
+                lines.append(
+                    f"| estimated energy per inference, `{model}` | " + "; ".join(parts) + " |"
+                )
         measured = [r for r in summary if r["kind"] != "estimated"]
         if measured:
             from neurocxr.report import format_seconds
@@ -130,17 +158,25 @@ def table(results: Path) -> tuple[list[str], list[str]]:
             parts = []
             for r in measured:
                 dyn = _value(r["dynamic_energy"])
-                parts.append(f"{r['model']} on {r['device']}: latency {format_seconds(_value(r['latency']))}"
-                             + (f", {_energy(dyn)} ({r['kind']})" if dyn is not None else ""))
+                parts.append(
+                    f"{r['model']} on {r['device']}: latency {format_seconds(_value(r['latency']))}"
+                    + (f", {_energy(dyn)} ({r['kind']})" if dyn is not None else "")
+                )
             nm = energy.get("not_measurable_here") or {}
-            tail = ("; not measurable here: " + "; ".join(f"{k} ({v})" for k, v in nm.items())) if nm else ""
+            tail = (
+                ("; not measurable here: " + "; ".join(f"{k} ({v})" for k, v in nm.items()))
+                if nm
+                else ""
+            )
             lines.append("| measured (batch 1) | " + "; ".join(parts) + tail + " |")
         if energy.get("verdict"):
             lines.append(f"| verdict | {energy['verdict']} |")
     if pareto:
         ok = [t for t in pareto.get("trials", []) if t.get("status", "ok") == "ok"]
-        lines.append(f"| accuracy-vs-energy sweep | {len(ok)} finished trials; validation-selected Pareto front: "
-                     f"{len(pareto.get('pareto') or [])} trials (benchmarks/results/pareto.json) |")
+        lines.append(
+            f"| accuracy-vs-energy sweep | {len(ok)} finished trials; validation-selected Pareto front: "
+            f"{len(pareto.get('pareto') or [])} trials (benchmarks/results/pareto.json) |"
+        )
     # One trained model through every step: the checkpoint hashes must agree.
     hashes: dict[str, set[str]] = {}
     for d in (acc, emu, energy):
@@ -148,20 +184,33 @@ def table(results: Path) -> tuple[list[str], list[str]]:
             hashes.setdefault(k, set()).add(v)
     for k, v in hashes.items():
         if len(v) > 1:
-            warnings.append(f"checkpoint '{k}' differs between result files: the figures do not come from one model")
-    for name, d in (("accuracy.json", acc), ("emulator_vs_lava.json", emu), ("energy.json", energy)):
+            warnings.append(
+                f"checkpoint '{k}' differs between result files: the figures do not come from one model"
+            )
+    for name, d in (
+        ("accuracy.json", acc),
+        ("emulator_vs_lava.json", emu),
+        ("energy.json", energy),
+    ):
         if d is not None and not d.get("provenance"):
             warnings.append(f"{name} has no provenance block: rerun `make bench` before quoting it")
     lines.append("")
     lines.append("Provenance:")
-    for name, d in (("accuracy.json", acc), ("emulator_vs_lava.json", emu), ("energy.json", energy), ("pareto.json", pareto)):
+    for name, d in (
+        ("accuracy.json", acc),
+        ("emulator_vs_lava.json", emu),
+        ("energy.json", energy),
+        ("pareto.json", pareto),
+    ):
         if d is not None:
             lines.append(_provenance_line(name, d))
     return lines, warnings
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     lines, warnings = table(args.results)

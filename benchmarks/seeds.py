@@ -49,56 +49,93 @@ class SeedRun:
 
 
 # The paper figures as models.md gives them (authors' claims on their own splits; not verified here).
-PAPER_XU_ZHANG = {"source": "Xu & Zhang, Sci. Rep. 2026 (Double SGAN + ResNet18-SA), PneumoniaMNIST",
-                  "accuracy": 0.9583, "precision": 0.9587, "recall": 0.9521, "f1": 0.9552}
-PAPER_AFRIN = {"source": "Afrin et al., PLoS One 21(4) e0346128, 2026 (MedSpectralNet), PneumoniaMNIST",
-               "accuracy": 0.942, "params": 8.5e6, "flops": 2.0e9}
-PAPER_RESNET50 = {"source": "XAI-guided ResNet-50 (arXiv), Kermany dataset", "accuracy": 0.9594, "roc_auc": 0.989,
-                  "cohen_kappa": 0.913, "mcc": 0.913,
-                  "medmnist_v2_resnet50_28": {"accuracy": 0.854, "roc_auc": 0.948}}
-PAPER_SLIMI = {"source": "Slimi et al., Sci. Rep. 2025 (hybrid CNN-GRU-SNN), Kermany 80/20 split, 128 px",
-               "accuracy": 0.9935, "f1": 0.991, "roc_auc": 0.99, "params": 8.63e6, "macs": 4.43e9}
-PAPER_GATTI = {"source": "Gatti et al., KBS 314, 2025; PyTorch replication by Ifty (COVID-19 CXR, 1,400 test images)",
-               "accuracy_replication": 0.59, "energy_kwh_test_set": 0.00054, "test_images": 1400,
-               "energy_method": "CodeCarbon"}
+PAPER_XU_ZHANG = {
+    "source": "Xu & Zhang, Sci. Rep. 2026 (Double SGAN + ResNet18-SA), PneumoniaMNIST",
+    "accuracy": 0.9583,
+    "precision": 0.9587,
+    "recall": 0.9521,
+    "f1": 0.9552,
+}
+PAPER_AFRIN = {
+    "source": "Afrin et al., PLoS One 21(4) e0346128, 2026 (MedSpectralNet), PneumoniaMNIST",
+    "accuracy": 0.942,
+    "params": 8.5e6,
+    "flops": 2.0e9,
+}
+PAPER_RESNET50 = {
+    "source": "XAI-guided ResNet-50 (arXiv), Kermany dataset",
+    "accuracy": 0.9594,
+    "roc_auc": 0.989,
+    "cohen_kappa": 0.913,
+    "mcc": 0.913,
+    "medmnist_v2_resnet50_28": {"accuracy": 0.854, "roc_auc": 0.948},
+}
+PAPER_SLIMI = {
+    "source": "Slimi et al., Sci. Rep. 2025 (hybrid CNN-GRU-SNN), Kermany 80/20 split, 128 px",
+    "accuracy": 0.9935,
+    "f1": 0.991,
+    "roc_auc": 0.99,
+    "params": 8.63e6,
+    "macs": 4.43e9,
+}
+PAPER_GATTI = {
+    "source": "Gatti et al., KBS 314, 2025; PyTorch replication by Ifty (COVID-19 CXR, 1,400 test images)",
+    "accuracy_replication": 0.59,
+    "energy_kwh_test_set": 0.00054,
+    "test_images": 1400,
+    "energy_method": "CodeCarbon",
+}
 
 
 def _runs() -> dict[str, SeedRun]:
     cnn_train = TrainConfig(epochs=4, batch_size=64, lr=2e-3, patience=4, seed=0, num_threads=1)
     return {
         "resnet18_sa": SeedRun(
-            ModelConfig(name="resnet18_sa"), cnn_train,
+            ModelConfig(name="resnet18_sa"),
+            cnn_train,
             adaptation="28 px: 3x3 stride-1 stem, no max pool; base width 16 (paper/torchvision 64; "
             "1/16 of the MACs); 4 epochs; class-weighted loss",
-            paper=PAPER_XU_ZHANG),
+            paper=PAPER_XU_ZHANG,
+        ),
         "resnet18_sa_sgan": SeedRun(
-            ModelConfig(name="resnet18_sa"), cnn_train, balance="sgan",
+            ModelConfig(name="resnet18_sa"),
+            cnn_train,
+            balance="sgan",
             adaptation="as resnet18_sa, but the training split is balanced with Double-SGAN normal images "
             "(neurocxr.gan; short GAN training, see sgan record) and an unweighted loss",
-            paper=PAPER_XU_ZHANG),
+            paper=PAPER_XU_ZHANG,
+        ),
         "medspectralnet": SeedRun(
-            ModelConfig(name="medspectralnet"), cnn_train,
+            ModelConfig(name="medspectralnet"),
+            cnn_train,
             adaptation="SpectralFlow stages at 28/14/7 px, widths 32-64-128 (0.2 M parameters; paper 8.5 M "
             "at 224 px); 4 epochs",
-            paper=PAPER_AFRIN),
+            paper=PAPER_AFRIN,
+        ),
         "resnet50": SeedRun(
-            ModelConfig(name="resnet50"), cnn_train,
+            ModelConfig(name="resnet50"),
+            cnn_train,
             adaptation="bottleneck 3-4-6-3, 28 px stem, base width 8 (torchvision 64), dropout 0.3 before "
             "the classifier for MC dropout; 4 epochs; trained from scratch (paper: ImageNet fine-tuning)",
-            paper=PAPER_RESNET50),
+            paper=PAPER_RESNET50,
+        ),
         "slimi2025": SeedRun(
-            ModelConfig(name="slimi2025", encoding="latency", num_steps=16, extra={"gru_hidden": 128}),
+            ModelConfig(
+                name="slimi2025", encoding="latency", num_steps=16, extra={"gru_hidden": 128}
+            ),
             TrainConfig(epochs=4, batch_size=64, lr=2e-3, patience=4, seed=0, num_threads=1),
             adaptation="1x28x28 input (paper 3x128x128): conv 32-64-128 gives 128x3x3 features; latency "
             "coding over 16 steps (paper 25), the CNN sees the time-weighted input (decodes latency); "
             "BiGRU hidden 128 (paper 256); AdamW lr 2e-3 OneCycle, 4 epochs (paper Adam 1e-5, early stop 5)",
-            paper=PAPER_SLIMI),
+            paper=PAPER_SLIMI,
+        ),
         "gatti2025": SeedRun(
             ModelConfig(name="gatti2025", num_steps=4, channels=(8, 32, 64), hidden=(128, 64, 8)),
             TrainConfig(epochs=3, batch_size=64, lr=2e-3, patience=4, seed=0, num_threads=1),
             adaptation="28 px (paper 256 px); conv widths 8-32-64 (paper 8-64-128, 3x the cost), AvgPool 2x2 "
             "for MaxPool 4x4/2 (Loihi), 4 time steps of direct coding, 3 epochs (paper 20)",
-            paper=PAPER_GATTI),
+            paper=PAPER_GATTI,
+        ),
     }
 
 
@@ -131,24 +168,39 @@ def train_runs(names: list[str], out: Path, data: str | None, sgan_steps: int) -
 
             from neurocxr.gan import SganConfig, balance_with_sgan
 
-            splits, record = balance_with_sgan(splits, SganConfig(steps=sgan_steps, seed=tc.seed), out, prefix=name)
+            splits, record = balance_with_sgan(
+                splits, SganConfig(steps=sgan_steps, seed=tc.seed), out, prefix=name
+            )
             extra_meta["sgan"] = record
             tc = replace(tc, balance="none")  # the GAN images balance the classes
-            print(f"{name}: SGAN done in {record['seconds']:.0f} s, {record['generated']} normal images added", flush=True)
+            print(
+                f"{name}: SGAN done in {record['seconds']:.0f} s, {record['generated']} normal images added",
+                flush=True,
+            )
         result = train(run.config, splits, tc, progress=False, checkpoint_path=out / f"{name}.pt")
         record = {
-            "run": name, "best_epoch": result.best_epoch, "threshold": result.threshold,
-            "val": result.val_metrics.to_dict(), "seconds_per_epoch": result.seconds_per_epoch,
-            "train_seconds": time.perf_counter() - started, "history": result.history,
-            "balance": run.balance, **extra_meta,
+            "run": name,
+            "best_epoch": result.best_epoch,
+            "threshold": result.threshold,
+            "val": result.val_metrics.to_dict(),
+            "seconds_per_epoch": result.seconds_per_epoch,
+            "train_seconds": time.perf_counter() - started,
+            "history": result.history,
+            "balance": run.balance,
+            **extra_meta,
         }
         (out / f"{name}.train.json").write_text(json.dumps(record, indent=2, default=str))
-        print(f"{name}: best epoch {result.best_epoch}, val AUC {result.val_metrics.roc_auc:.4f}, "
-              f"{record['train_seconds']:.0f} s", flush=True)
+        print(
+            f"{name}: best epoch {result.best_epoch}, val AUC {result.val_metrics.roc_auc:.4f}, "
+            f"{record['train_seconds']:.0f} s",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="stage", required=True)
     p_train = sub.add_parser("train")
     p_train.add_argument("--runs", default=",".join(RUNS))
@@ -187,15 +239,25 @@ def _onnx(loaded: Any, images: torch.Tensor, folder: Path) -> dict[str, Any]:
     from neurocxr.models import is_snn
 
     if is_snn(loaded.config):
-        return {"exported": False, "why": "spiking network: exported to NIR/Loihi (gatti2025) or not exportable "
-                "(slimi2025: GRU + stateful LIF over time); ONNX is for CNN baselines"}
+        return {
+            "exported": False,
+            "why": "spiking network: exported to NIR/Loihi (gatti2025) or not exportable "
+            "(slimi2025: GRU + stateful LIF over time); ONNX is for CNN baselines",
+        }
     try:
-        path = export_onnx(loaded.model, folder / f"{loaded.name}.onnx", input_shape=(1,) + tuple(images.shape[1:]))
+        path = export_onnx(
+            loaded.model, folder / f"{loaded.name}.onnx", input_shape=(1,) + tuple(images.shape[1:])
+        )
         check = check_onnx_equivalence(loaded.model, path, images[:16].numpy())
     except NeurocxrError as exc:
         return {"exported": False, "why": str(exc)}
-    return {"exported": True, "file": path.name, "macs_onnx_graph": int(sum(onnx_macs(path).values())),
-            "max_abs_diff": check["max_abs_diff"], "argmax_agreement": check["argmax_agreement"]}
+    return {
+        "exported": True,
+        "file": path.name,
+        "macs_onnx_graph": int(sum(onnx_macs(path).values())),
+        "max_abs_diff": check["max_abs_diff"],
+        "argmax_agreement": check["argmax_agreement"],
+    }
 
 
 def _whole_test_set_energy(loaded: Any, images: torch.Tensor) -> dict[str, Any]:
@@ -208,16 +270,21 @@ def _whole_test_set_energy(loaded: Any, images: torch.Tensor) -> dict[str, Any]:
     float_logits(loaded, images, batch_size=64)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     tdp = CODECARBON_TDP_W * CODECARBON_LOAD
-    figure = whole_test_set_energy(None, len(images), latency_s=wall, tdp_w=tdp, batch_size=len(images),
-                                   model=loaded.name)
-    figure.update({
-        "wall_seconds": wall, "process_cpu_seconds": cpu, "torch_threads": torch.get_num_threads(),
-        "assumed_power_w": tdp,
-        "assumption": f"CodeCarbon constant mode: {CODECARBON_LOAD:.0%} of an assumed {CODECARBON_TDP_W:g} W TDP "
-                      "(its default for a CPU not in its table) x wall time; the machine is shared, so wall time "
-                      "includes waiting for the CPU",
-        "measurability": measurability()["sentence"],
-    })
+    figure = whole_test_set_energy(
+        None, len(images), latency_s=wall, tdp_w=tdp, batch_size=len(images), model=loaded.name
+    )
+    figure.update(
+        {
+            "wall_seconds": wall,
+            "process_cpu_seconds": cpu,
+            "torch_threads": torch.get_num_threads(),
+            "assumed_power_w": tdp,
+            "assumption": f"CodeCarbon constant mode: {CODECARBON_LOAD:.0%} of an assumed {CODECARBON_TDP_W:g} W TDP "
+            "(its default for a CPU not in its table) x wall time; the machine is shared, so wall time "
+            "includes waiting for the CPU",
+            "measurability": measurability()["sentence"],
+        }
+    )
     return figure
 
 
@@ -239,7 +306,10 @@ def report(out: Path, data: str | None) -> None:
     for name, run in RUNS.items():
         ckpt = out / f"{name}.pt"
         if not ckpt.is_file():
-            results[name] = {"trained": False, "why": f"{ckpt} not found (run `seeds.py train --runs {name}`)"}
+            results[name] = {
+                "trained": False,
+                "why": f"{ckpt} not found (run `seeds.py train --runs {name}`)",
+            }
             continue
         checkpoints[name] = ckpt
         loaded = load(ckpt)
@@ -248,13 +318,15 @@ def report(out: Path, data: str | None) -> None:
         metrics = clinical_metrics(y, scores, threshold=loaded.threshold)
         meta = loaded.metadata
         train_record_path = out / f"{name}.train.json"
-        train_record = json.loads(train_record_path.read_text()) if train_record_path.is_file() else {}
+        train_record = (
+            json.loads(train_record_path.read_text()) if train_record_path.is_file() else {}
+        )
         history = meta.get("history", [])
         entry: dict[str, Any] = {
             "trained": True,
             "model": loaded.name,
             "what": f"{loaded.name} trained from scratch on the PneumoniaMNIST train split, best epoch by "
-                    "validation AUC, threshold chosen on validation (Youden), evaluated once on test",
+            "validation AUC, threshold chosen on validation (Youden), evaluated once on test",
             "adaptation": run.adaptation,
             "balance": meta.get("balance", run.train.balance if run.balance != "sgan" else "sgan"),
             "test": metrics.to_dict(),
@@ -279,7 +351,9 @@ def report(out: Path, data: str | None) -> None:
             sgan = train_record.get("sgan") or meta.get("sgan") or {}
             entry["sgan"] = {k: v for k, v in sgan.items() if k != "loss_log"}
             grid = out / f"{name}.sgan_samples.png"
-            if grid.is_file():  # kept beside the results: what the generated normal images look like
+            if (
+                grid.is_file()
+            ):  # kept beside the results: what the generated normal images look like
                 shutil.copyfile(grid, RESULTS_DIR / "seeds_sgan_samples.png")
                 entry["sgan"]["samples_png_copy"] = "benchmarks/results/seeds_sgan_samples.png"
         if name == "gatti2025":
@@ -288,14 +362,17 @@ def report(out: Path, data: str | None) -> None:
         print(f"{name}: test acc {metrics.accuracy:.4f} AUC {metrics.roc_auc:.4f}", flush=True)
     doc = {
         "what": "Seed papers' systems trained and evaluated by neurocxr on the official PneumoniaMNIST split "
-                "(28 px); test reported once at the threshold chosen on validation. Paper numbers are the "
-                "authors' claims on their own data/splits (../shared/docs/models.md), not verified here.",
+        "(28 px); test reported once at the threshold chosen on validation. Paper numbers are the "
+        "authors' claims on their own data/splits (../shared/docs/models.md), not verified here.",
         "data_source": test.source,
         "test_samples": int(len(test)),
         "test_majority_floor": float(np.mean(y == 1)),
         "runs": results,
-        "provenance": provenance(checkpoints={k: v for k, v in checkpoints.items()},
-                                 data=_data_file(data), data_source=test.source),
+        "provenance": provenance(
+            checkpoints={k: v for k, v in checkpoints.items()},
+            data=_data_file(data),
+            data_source=test.source,
+        ),
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS_DIR / "seeds.json", doc)
@@ -316,14 +393,21 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def _paper_cell(paper: dict[str, Any]) -> str:
     parts = []
-    for key, label in (("accuracy", "acc"), ("accuracy_replication", "acc (replication)"), ("roc_auc", "AUC"),
-                       ("f1", "F1"), ("recall", "recall")):
+    for key, label in (
+        ("accuracy", "acc"),
+        ("accuracy_replication", "acc (replication)"),
+        ("roc_auc", "AUC"),
+        ("f1", "F1"),
+        ("recall", "recall"),
+    ):
         if key in paper:
             parts.append(f"{label} {paper[key]:.3f}")
     if "params" in paper:
         parts.append(f"{paper['params'] / 1e6:.2f} M params")
     if "energy_kwh_test_set" in paper:
-        parts.append(f"{paper['energy_kwh_test_set']:g} kWh / {paper['test_images']} test images (CodeCarbon)")
+        parts.append(
+            f"{paper['energy_kwh_test_set']:g} kWh / {paper['test_images']} test images (CodeCarbon)"
+        )
     return "; ".join(parts)
 
 
@@ -335,7 +419,9 @@ def markdown_table(doc: dict[str, Any]) -> str:
     ]
     for name, r in doc["runs"].items():
         if not r.get("trained"):
-            lines.append(f"| {name} | not trained | | | | | | | | {_paper_cell(RUNS[name].paper)} |")
+            lines.append(
+                f"| {name} | not trained | | | | | | | | {_paper_cell(RUNS[name].paper)} |"
+            )
             continue
         t = r["test"]
         onnx = "yes" if r["onnx"].get("exported") else "no"
@@ -347,14 +433,18 @@ def markdown_table(doc: dict[str, Any]) -> str:
             f"{onnx} | {_paper_cell(r['paper'])} |"
         )
     lines.append("")
-    lines.append(f"Test split: {doc['test_samples']} images, {doc['test_majority_floor']:.1%} pneumonia (majority floor). "
-                 "Thresholds chosen on validation. Paper figures are the authors' claims on their own splits "
-                 "(Kermany or PneumoniaMNIST, larger images), not reproduced here.")
+    lines.append(
+        f"Test split: {doc['test_samples']} images, {doc['test_majority_floor']:.1%} pneumonia (majority floor). "
+        "Thresholds chosen on validation. Paper figures are the authors' claims on their own splits "
+        "(Kermany or PneumoniaMNIST, larger images), not reproduced here."
+    )
     gatti = doc["runs"].get("gatti2025", {})
     energy = gatti.get("whole_test_set_energy")
     if energy:
-        lines.append(f"Gatti SNN, whole test set ({energy['samples']} images) on this CPU: {energy['kwh']:.2e} kWh, "
-                     f"{energy['label']} ({energy['assumption']}; {energy['wall_seconds']:.1f} s wall).")
+        lines.append(
+            f"Gatti SNN, whole test set ({energy['samples']} images) on this CPU: {energy['kwh']:.2e} kWh, "
+            f"{energy['label']} ({energy['assumption']}; {energy['wall_seconds']:.1f} s wall)."
+        )
     return "\n".join(lines) + "\n"
 
 

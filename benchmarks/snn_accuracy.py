@@ -29,7 +29,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # Everything imported up front: a long run must not pick up half-edited modules later.
+import neurocxr.checkpoint  # noqa: E402,F401
+import neurocxr.conversion  # noqa: E402,F401
+import neurocxr.hardware_sims.emulator  # noqa: E402,F401  (imported now, not at the first evaluation)
+import neurocxr.hardware_sims.lava  # noqa: E402,F401
 from neurocxr.conversion import snn_config_for  # noqa: E402
 from neurocxr.data import load_dataset  # noqa: E402
 from neurocxr.deployment import Deployment, readout_difference  # noqa: E402
@@ -51,10 +55,6 @@ from neurocxr.models.vgg import vgg_channels  # noqa: E402
 from neurocxr.pipeline import LoadedModel  # noqa: E402
 from neurocxr.provenance import file_record, provenance  # noqa: E402
 from neurocxr.training import TrainConfig, evaluate, train  # noqa: E402
-import neurocxr.conversion  # noqa: E402,F401
-import neurocxr.hardware_sims.emulator  # noqa: E402,F401  (imported now, not at the first evaluation)
-import neurocxr.hardware_sims.lava  # noqa: E402,F401
-import neurocxr.checkpoint  # noqa: E402,F401
 
 OUT = ROOT / "benchmarks" / "results" / "snn_accuracy.json"
 CHECKPOINTS = ROOT / "benchmarks" / "results" / "checkpoints"  # *.pt is git-ignored
@@ -81,7 +81,9 @@ class Bench:
     augment: str = "none"
     teacher: bool = False  # distil from medspectralnet of this image size
     distill_weight: float = 0.5
-    feature_distill: float = 0.0  # feature distillation weight; teacher = the conversion source (cnn_vgg)
+    feature_distill: float = (
+        0.0  # feature distillation weight; teacher = the conversion source (cnn_vgg)
+    )
     regulariser: float = 0.0
     qat_epochs: int = 0
     hidden: tuple[int, ...] = (128,)
@@ -90,8 +92,13 @@ class Bench:
         channels = vgg_channels(self.depth, self.width) if self.depth else (16, 32)
         if not self.depth and self.width != 1.0:
             channels = tuple(max(1, round(c * self.width)) for c in channels)
-        return ModelConfig(name=self.model, image_size=self.image_size, num_steps=self.num_steps,
-                           channels=channels, hidden=self.hidden)
+        return ModelConfig(
+            name=self.model,
+            image_size=self.image_size,
+            num_steps=self.num_steps,
+            channels=channels,
+            hidden=self.hidden,
+        )
 
 
 def configs() -> list[Bench]:
@@ -102,27 +109,99 @@ def configs() -> list[Bench]:
         Bench("convert_vgg6_T8", num_steps=8, epochs=0, **conv),
         Bench("convert_vgg6_T4", num_steps=4, epochs=0, **conv),
         Bench("convert_vgg6_T32", num_steps=32, epochs=0, **conv),
-        Bench("hybrid_vgg6_T4", num_steps=4, epochs=3, lr=5e-4, **{**conv, "lever": "conversion+finetune"}),
+        Bench(
+            "hybrid_vgg6_T4",
+            num_steps=4,
+            epochs=3,
+            lr=5e-4,
+            **{**conv, "lever": "conversion+finetune"},
+        ),
         Bench("strided_T4", lever="baseline", epochs=10),
-        Bench("hybrid_vgg6_T4_distill", num_steps=4, epochs=3, lr=5e-4, teacher=True,
-              **{**conv, "lever": "conversion+finetune+distill"}),
-        Bench("hybrid_vgg6_T4_featdistill", num_steps=4, epochs=3, lr=5e-4, feature_distill=1.0,
-              **{**conv, "lever": "conversion+finetune+feature-distill (teacher: the conversion source)"}),
-        Bench("hybrid_vgg6_T4_shift", num_steps=4, epochs=2, lr=5e-4, augment="shift", cnn_epochs=6,
-              **{**conv, "lever": "conversion+finetune+augment"}),
+        Bench(
+            "hybrid_vgg6_T4_distill",
+            num_steps=4,
+            epochs=3,
+            lr=5e-4,
+            teacher=True,
+            **{**conv, "lever": "conversion+finetune+distill"},
+        ),
+        Bench(
+            "hybrid_vgg6_T4_featdistill",
+            num_steps=4,
+            epochs=3,
+            lr=5e-4,
+            feature_distill=1.0,
+            **{
+                **conv,
+                "lever": "conversion+finetune+feature-distill (teacher: the conversion source)",
+            },
+        ),
+        Bench(
+            "hybrid_vgg6_T4_shift",
+            num_steps=4,
+            epochs=2,
+            lr=5e-4,
+            augment="shift",
+            cnn_epochs=6,
+            **{**conv, "lever": "conversion+finetune+augment"},
+        ),
         Bench("strided_T4_shift", lever="augment", epochs=10, augment="shift"),
         Bench("vgg6_T4_scratch", lever="depth", model="snn_vgg", depth=6, epochs=5),
-        Bench("vgg6_T4_scratch_shift", lever="depth+augment", model="snn_vgg", depth=6, epochs=4, augment="shift"),
-        Bench("hybrid_vgg6_T4_64", image_size=64, num_steps=4, epochs=1, lr=5e-4, cnn_epochs=6,
-              **{**conv, "lever": "conversion+finetune"}),
-        Bench("strided_T4_distill_shift", lever="distill+augment", epochs=10, augment="shift", teacher=True),
-        Bench("hybrid_vgg6_T8", num_steps=8, epochs=2, lr=5e-4, **{**conv, "lever": "conversion+finetune"}),
-        Bench("hybrid_vgg6w2_T4", num_steps=4, epochs=3, lr=5e-4, width=2.0,
-              **{**conv, "lever": "conversion+finetune+width"}),
-        Bench("hybrid_vgg6_T4_qat", num_steps=4, epochs=3, lr=5e-4, qat_epochs=1,
-              **{**conv, "lever": "conversion+finetune+qat"}),
-        Bench("hybrid_vgg6_T4_reg", num_steps=4, epochs=3, lr=5e-4, regulariser=0.01,
-              **{**conv, "lever": "conversion+finetune+regulariser"}),
+        Bench(
+            "vgg6_T4_scratch_shift",
+            lever="depth+augment",
+            model="snn_vgg",
+            depth=6,
+            epochs=4,
+            augment="shift",
+        ),
+        Bench(
+            "hybrid_vgg6_T4_64",
+            image_size=64,
+            num_steps=4,
+            epochs=1,
+            lr=5e-4,
+            cnn_epochs=6,
+            **{**conv, "lever": "conversion+finetune"},
+        ),
+        Bench(
+            "strided_T4_distill_shift",
+            lever="distill+augment",
+            epochs=10,
+            augment="shift",
+            teacher=True,
+        ),
+        Bench(
+            "hybrid_vgg6_T8",
+            num_steps=8,
+            epochs=2,
+            lr=5e-4,
+            **{**conv, "lever": "conversion+finetune"},
+        ),
+        Bench(
+            "hybrid_vgg6w2_T4",
+            num_steps=4,
+            epochs=3,
+            lr=5e-4,
+            width=2.0,
+            **{**conv, "lever": "conversion+finetune+width"},
+        ),
+        Bench(
+            "hybrid_vgg6_T4_qat",
+            num_steps=4,
+            epochs=3,
+            lr=5e-4,
+            qat_epochs=1,
+            **{**conv, "lever": "conversion+finetune+qat"},
+        ),
+        Bench(
+            "hybrid_vgg6_T4_reg",
+            num_steps=4,
+            epochs=3,
+            lr=5e-4,
+            regulariser=0.01,
+            **{**conv, "lever": "conversion+finetune+regulariser"},
+        ),
         Bench("strided_T4_64", image_size=64, lever="baseline", epochs=8),
         Bench("strided_T4_64_shift", image_size=64, lever="augment", epochs=6, augment="shift"),
     ]
@@ -138,7 +217,9 @@ def splits_for(size: int, data: dict[int, str]) -> Any:
     if size not in _SPLITS:
         t0 = time.perf_counter()
         _SPLITS[size] = load_dataset(data[size], image_size=size, synthetic_ok=False)
-        print(f"data {size} px: {_SPLITS[size].source} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"data {size} px: {_SPLITS[size].source} ({time.perf_counter() - t0:.0f} s)", flush=True
+        )
     return _SPLITS[size]
 
 
@@ -157,15 +238,21 @@ def train_cnn(name: str, config: ModelConfig, splits: Any, tc: TrainConfig) -> t
     from neurocxr.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(path)
-    save_checkpoint(path, ckpt.model, ckpt.config, {**ckpt.metadata, "bench_train_seconds": seconds})
+    save_checkpoint(
+        path, ckpt.model, ckpt.config, {**ckpt.metadata, "bench_train_seconds": seconds}
+    )
     return path, seconds
 
 
 def teacher_for(size: int, data: dict[int, str], record: dict[str, Any]) -> Path:
     """medspectralnet at this size, trained once (seed 0) and kept; its metrics go into provenance."""
     splits = splits_for(size, data)
-    path, seconds = train_cnn(f"{TEACHER}_{size}", ModelConfig(name=TEACHER, image_size=size), splits,
-                              TrainConfig(epochs=6, patience=2, seed=0))
+    path, seconds = train_cnn(
+        f"{TEACHER}_{size}",
+        ModelConfig(name=TEACHER, image_size=size),
+        splits,
+        TrainConfig(epochs=6, patience=2, seed=0),
+    )
     key = str(size)
     if key not in record:
         from neurocxr.pipeline import load
@@ -173,13 +260,24 @@ def teacher_for(size: int, data: dict[int, str], record: dict[str, Any]) -> Path
         loaded = load(path)
         val = evaluate(loaded.model, loaded.config, splits.val, loaded.threshold)
         test = evaluate(loaded.model, loaded.config, splits.test, loaded.threshold)
-        record[key] = {"model": TEACHER, "checkpoint": file_record(path), "train_seconds": seconds,
-                       "val_auc": val.roc_auc, "test_auc": test.roc_auc, "test_accuracy": test.accuracy}
-        print(f"teacher {TEACHER} {size} px: val AUC {val.roc_auc:.4f}, test AUC {test.roc_auc:.4f}", flush=True)
+        record[key] = {
+            "model": TEACHER,
+            "checkpoint": file_record(path),
+            "train_seconds": seconds,
+            "val_auc": val.roc_auc,
+            "test_auc": test.roc_auc,
+            "test_accuracy": test.accuracy,
+        }
+        print(
+            f"teacher {TEACHER} {size} px: val AUC {val.roc_auc:.4f}, test AUC {test.roc_auc:.4f}",
+            flush=True,
+        )
     return path
 
 
-def run_seed(b: Bench, seed: int, data: dict[int, str], teachers: dict[str, Any], lava_samples: int) -> dict[str, Any]:
+def run_seed(
+    b: Bench, seed: int, data: dict[int, str], teachers: dict[str, Any], lava_samples: int
+) -> dict[str, Any]:
     splits = splits_for(b.image_size, data)
     torch.manual_seed(seed)
     cfg = b.model_config()
@@ -190,8 +288,12 @@ def run_seed(b: Bench, seed: int, data: dict[int, str], teachers: dict[str, Any]
     if b.convert:
         cnn_cfg = replace(cfg, name="cnn_vgg")
         cnn_name = f"cnn_vgg_{b.image_size}_d{b.depth}_w{b.width:g}_{b.augment}_s{seed}"
-        cnn_path, cnn_seconds = train_cnn(cnn_name, cnn_cfg, splits,
-                                          TrainConfig(epochs=b.cnn_epochs, seed=seed, augment=b.augment, patience=3))
+        cnn_path, cnn_seconds = train_cnn(
+            cnn_name,
+            cnn_cfg,
+            splits,
+            TrainConfig(epochs=b.cnn_epochs, seed=seed, augment=b.augment, patience=3),
+        )
         cfg = snn_config_for(cnn_cfg, b.num_steps, 1.0)
         convert_from = str(cnn_path)
         if b.feature_distill > 0:  # features (and logits) of the CNN the SNN was converted from
@@ -200,21 +302,39 @@ def run_seed(b: Bench, seed: int, data: dict[int, str], teachers: dict[str, Any]
         extra["cnn_train_seconds"] = cnn_seconds
         from neurocxr.pipeline import load
 
-        source = load(cnn_path)  # the CNN itself, for reference (selection never looks at its test AUC)
-        extra["source_cnn_val_auc"] = evaluate(source.model, source.config, splits.val, source.threshold).roc_auc
-        extra["source_cnn_test_auc"] = evaluate(source.model, source.config, splits.test, source.threshold).roc_auc
-    tc = TrainConfig(epochs=b.epochs, lr=b.lr, seed=seed, augment=b.augment, chip_cost_weight=b.regulariser,
-                     qat_epochs=b.qat_epochs, patience=3, convert_from=convert_from,
-                     distill_teacher=str(teacher_path) if teacher_path else None,
-                     distill_weight=b.distill_weight if teacher_path else 0.0,
-                     distill_feature_weight=b.feature_distill)
+        source = load(
+            cnn_path
+        )  # the CNN itself, for reference (selection never looks at its test AUC)
+        extra["source_cnn_val_auc"] = evaluate(
+            source.model, source.config, splits.val, source.threshold
+        ).roc_auc
+        extra["source_cnn_test_auc"] = evaluate(
+            source.model, source.config, splits.test, source.threshold
+        ).roc_auc
+    tc = TrainConfig(
+        epochs=b.epochs,
+        lr=b.lr,
+        seed=seed,
+        augment=b.augment,
+        chip_cost_weight=b.regulariser,
+        qat_epochs=b.qat_epochs,
+        patience=3,
+        convert_from=convert_from,
+        distill_teacher=str(teacher_path) if teacher_path else None,
+        distill_weight=b.distill_weight if teacher_path else 0.0,
+        distill_feature_weight=b.feature_distill,
+    )
     t0 = time.perf_counter()
     result = train(cfg, splits, tc, progress=False)
     snn_seconds = time.perf_counter() - t0
     if result.conversion:
-        extra["conversion"] = {k: result.conversion[k] for k in ("percentile", "samples", "lambdas", "threshold")}
+        extra["conversion"] = {
+            k: result.conversion[k] for k in ("percentile", "samples", "lambdas", "threshold")
+        }
     t1 = time.perf_counter()
-    dep = Deployment.from_checkpoint(LoadedModel(result.model.eval(), cfg, {"threshold": result.threshold}))
+    dep = Deployment.from_checkpoint(
+        LoadedModel(result.model.eval(), cfg, {"threshold": result.threshold})
+    )
     diffs, labels, float_auc, runs = {}, {}, {}, {}
     for split in ("val", "test"):
         ds = getattr(splits, split)
@@ -255,7 +375,9 @@ def run_seed(b: Bench, seed: int, data: dict[int, str], teachers: dict[str, Any]
 
         with tempfile.TemporaryDirectory() as tmp:
             dep.write(tmp)
-            row["lava_parity"] = dep.lava_parity(dep.encode(splits.test.images[:lava_samples]), lava_samples).to_dict()
+            row["lava_parity"] = dep.lava_parity(
+                dep.encode(splits.test.images[:lava_samples]), lava_samples
+            ).to_dict()
     return row
 
 
@@ -264,16 +386,32 @@ def summarise(b: Bench, rows: list[dict[str, Any]]) -> dict[str, Any]:
         v = np.asarray([r[key] for r in rows], dtype=np.float64)
         return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
-    out: dict[str, Any] = {"name": b.name, "lever": b.lever, "deployable": bool(model_info(b.model).loihi_deployable),
-                           "image_size": b.image_size, "num_steps": b.num_steps, "seeds": [r["seed"] for r in rows]}
-    for key in ("val_auc", "test_auc_chip", "test_auc_float", "test_accuracy_chip", "test_sensitivity_chip",
-                "test_specificity_chip", "loihi2_dynamic_j", "train_seconds"):
+    out: dict[str, Any] = {
+        "name": b.name,
+        "lever": b.lever,
+        "deployable": bool(model_info(b.model).loihi_deployable),
+        "image_size": b.image_size,
+        "num_steps": b.num_steps,
+        "seeds": [r["seed"] for r in rows],
+    }
+    for key in (
+        "val_auc",
+        "test_auc_chip",
+        "test_auc_float",
+        "test_accuracy_chip",
+        "test_sensitivity_chip",
+        "test_specificity_chip",
+        "loihi2_dynamic_j",
+        "train_seconds",
+    ):
         mean, sd = stat(key)
         out[f"{key}_mean"], out[f"{key}_sd"] = mean, sd
     out["loihi2_dynamic_j"] = out["loihi2_dynamic_j_mean"]
     out["cores"] = max(r["cores"] for r in rows)
     out["chips"] = max(r["chips"] for r in rows)
-    out["train_seconds"] = float(sum(r["train_seconds"] for r in rows))  # the whole configuration, all seeds
+    out["train_seconds"] = float(
+        sum(r["train_seconds"] for r in rows)
+    )  # the whole configuration, all seeds
     out["eval_seconds"] = float(sum(r["eval_seconds"] for r in rows))
     if all("source_cnn_test_auc" in r for r in rows):
         out["source_cnn_test_auc_mean"] = float(np.mean([r["source_cnn_test_auc"] for r in rows]))
@@ -292,27 +430,40 @@ def choose(rows: list[dict[str, Any]]) -> dict[str, str]:
     return chosen
 
 
-def write(rows: list[dict[str, Any]], teachers: dict[str, Any], data: dict[int, str], started: float,
-          out: Path | None = None) -> None:
-    prov = provenance(data=data[28], data_source="pneumoniamnist.npz (28 px), Kermany folders (64 px)")
+def write(
+    rows: list[dict[str, Any]],
+    teachers: dict[str, Any],
+    data: dict[int, str],
+    started: float,
+    out: Path | None = None,
+) -> None:
+    prov = provenance(
+        data=data[28], data_source="pneumoniamnist.npz (28 px), Kermany folders (64 px)"
+    )
     prov["data_64"] = {"folder": data[64], "sha256sums": file_record(Path(data[64]) / "SHA256SUMS")}
     prov["teachers"] = teachers
     prov["wall_seconds"] = time.perf_counter() - started
-    prov["protocol"] = ("3 seeds per configuration; threshold = Youden on validation chip scores; test evaluated once "
-                        "per configuration and seed; chosen = max val_auc_mean among deployable configurations")
+    prov["protocol"] = (
+        "3 seeds per configuration; threshold = Youden on validation chip scores; test evaluated once "
+        "per configuration and seed; chosen = max val_auc_mean among deployable configurations"
+    )
     write_json(out or OUT, {"configs": rows, "chosen": choose(rows), "provenance": prov})
 
 
 def markdown_table(doc: dict[str, Any]) -> str:
     """The README's table: one row per configuration, mean +- sd over seeds."""
-    lines = ["| config | lever | px | T | val AUC | test AUC chip | test AUC float | acc / sens / spec (chip) "
-             "| Loihi 2 dyn. µJ | cores / chips | train s (all seeds) |", "|" + "---|" * 11]
+    lines = [
+        "| config | lever | px | T | val AUC | test AUC chip | test AUC float | acc / sens / spec (chip) "
+        "| Loihi 2 dyn. µJ | cores / chips | train s (all seeds) |",
+        "|" + "---|" * 11,
+    ]
     for r in doc["configs"]:
         lines.append(
             f"| `{r['name']}` | {r['lever']} | {r['image_size']} | {r['num_steps']} | {r['val_auc_mean']:.3f} "
             f"| {r['test_auc_chip_mean']:.3f} ± {r['test_auc_chip_sd']:.3f} | {r['test_auc_float_mean']:.3f} "
             f"| {r['test_accuracy_chip_mean']:.3f} / {r['test_sensitivity_chip_mean']:.3f} / {r['test_specificity_chip_mean']:.3f} "
-            f"| {r['loihi2_dynamic_j'] * 1e6:.1f} | {r['cores']} / {r['chips']} | {r['train_seconds']:.0f} |")
+            f"| {r['loihi2_dynamic_j'] * 1e6:.1f} | {r['cores']} / {r['chips']} | {r['train_seconds']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -321,14 +472,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="*", help="configuration names to run (default: all, in order)")
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     p.add_argument("--list", action="store_true")
-    p.add_argument("--table", action="store_true", help="print the JSON's configurations as a markdown table")
+    p.add_argument(
+        "--table", action="store_true", help="print the JSON's configurations as a markdown table"
+    )
     p.add_argument("--redo", action="store_true", help="rerun configurations already in the JSON")
-    p.add_argument("--lava-samples", type=int, default=2, help="Lava parity samples for seed 0 of each config")
+    p.add_argument(
+        "--lava-samples", type=int, default=2, help="Lava parity samples for seed 0 of each config"
+    )
     p.add_argument("--data28", default=DATA[28])
     p.add_argument("--data64", default=DATA[64])
     p.add_argument("--out", type=Path, default=OUT, help="the JSON to write (and resume from)")
-    p.add_argument("--merge", nargs="*", type=Path, default=None,
-                   help="only merge these JSON files' configurations into --out (runs split over processes)")
+    p.add_argument(
+        "--merge",
+        nargs="*",
+        type=Path,
+        default=None,
+        help="only merge these JSON files' configurations into --out (runs split over processes)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     todo = configs()
@@ -355,13 +515,19 @@ def main(argv: list[str] | None = None) -> int:
         teachers = dict(previous.get("provenance", {}).get("teachers", {}))
         for path in args.merge:
             other = json.loads(path.read_text())
-            rows = [r for r in rows if r["name"] not in {o["name"] for o in other["configs"]}] + other["configs"]
+            rows = [
+                r for r in rows if r["name"] not in {o["name"] for o in other["configs"]}
+            ] + other["configs"]
             teachers.update(other.get("provenance", {}).get("teachers", {}))
         order = {b.name: i for i, b in enumerate(configs())}
         rows.sort(key=lambda r: order.get(r["name"], len(order)))
         write(rows, teachers, data, time.perf_counter(), args.out)
         return 0
-    rows = [r for r in previous.get("configs", []) if args.redo is False or r["name"] not in {b.name for b in todo}]
+    rows = [
+        r
+        for r in previous.get("configs", [])
+        if args.redo is False or r["name"] not in {b.name for b in todo}
+    ]
     teachers = dict(previous.get("provenance", {}).get("teachers", {}))
     done = {r["name"] for r in rows}
     started = time.perf_counter()
@@ -373,14 +539,19 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             t0 = time.perf_counter()
             try:
-                row = run_seed(b, seed, data, teachers, args.lava_samples if seed == args.seeds[0] else 0)
+                row = run_seed(
+                    b, seed, data, teachers, args.lava_samples if seed == args.seeds[0] else 0
+                )
             except Exception as exc:  # noqa: BLE001 - recorded, the benchmark goes on
                 print(f"{b.name} seed {seed} FAILED: {type(exc).__name__}: {exc}", flush=True)
                 break
             per_seed.append(row)
-            print(f"{b.name} seed {seed}: val {row['val_auc']:.4f} test chip {row['test_auc_chip']:.4f} "
-                  f"float {row['test_auc_float']:.4f} {row['loihi2_dynamic_j'] * 1e6:.1f} uJ cores {row['cores']} "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            print(
+                f"{b.name} seed {seed}: val {row['val_auc']:.4f} test chip {row['test_auc_chip']:.4f} "
+                f"float {row['test_auc_float']:.4f} {row['loihi2_dynamic_j'] * 1e6:.1f} uJ cores {row['cores']} "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
         if len(per_seed) == len(args.seeds):
             rows.append(summarise(b, per_seed))
             write(rows, teachers, data, started, args.out)

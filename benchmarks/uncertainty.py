@@ -19,25 +19,31 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from _trained_models import load_models_and_data
+
 from neurocxr.data import resolve_data_source
 from neurocxr.evaluation.uncertainty import evaluate_uncertainty, plot_uncertainty
 from neurocxr.fileio import write_json
 from neurocxr.provenance import provenance
 
-from _trained_models import load_models_and_data
-
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT")
     parser.add_argument("--data", default=os.environ.get("NEUROCXR_DATA"))
     parser.add_argument("--max-samples", type=int, default=None)
-    parser.add_argument("--passes", type=int, default=20, help="MC-dropout passes for models with dropout")
+    parser.add_argument(
+        "--passes", type=int, default=20, help="MC-dropout passes for models with dropout"
+    )
     parser.add_argument("--allow-synthetic", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS / "uncertainty.json")
-    parser.add_argument("--note", default="", help="how the checkpoints were trained (recorded in the JSON)")
+    parser.add_argument(
+        "--note", default="", help="how the checkpoints were trained (recorded in the JSON)"
+    )
     args = parser.parse_args(argv)
     checkpoints, models, splits = load_models_and_data(parser, args)
     from neurocxr.evaluation.common import dropout_modules
@@ -48,20 +54,29 @@ def main(argv: list[str] | None = None) -> int:
         passes = args.passes if dropout_modules(loaded.model) else None
         res = evaluate_uncertainty(loaded, splits, passes=passes, max_samples=args.max_samples)
         res.pop("per_sample")
-        res["training"] = {k: loaded.metadata.get(k) for k in ("best_epoch", "val_auc", "train_config", "threshold_method")}
+        res["training"] = {
+            k: loaded.metadata.get(k)
+            for k in ("best_epoch", "val_auc", "train_config", "threshold_method")
+        }
         png = args.out.parent / f"uncertainty_{name}.png"
         plot_uncertainty(res, png)
         res["plot"] = png.name
         runs[name] = res
     data_path = resolve_data_source(args.data)
-    write_json(args.out, {
-        "what": "calibration and referral curves on the test split, trained checkpoints, thresholds from validation",
-        "note": args.note,
-        "data": splits.test.source,
-        "models": runs,
-        "provenance": provenance(checkpoints=checkpoints, data=data_path if isinstance(data_path, Path) else None,
-                                 data_source=splits.test.source),
-    })
+    write_json(
+        args.out,
+        {
+            "what": "calibration and referral curves on the test split, trained checkpoints, thresholds from validation",
+            "note": args.note,
+            "data": splits.test.source,
+            "models": runs,
+            "provenance": provenance(
+                checkpoints=checkpoints,
+                data=data_path if isinstance(data_path, Path) else None,
+                data_source=splits.test.source,
+            ),
+        },
+    )
     print(f"wrote {args.out}")
     for name, res in runs.items():
         cal = res["float"]["calibration"]
@@ -72,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
         for measure, curve in res["referral"].items():
             acc = dict(zip(curve["fraction_referred"], curve["accuracy_kept"]))
-            print(f"  {measure:<24} kept-accuracy at 0/10/20/30% referred: "
-                  + " ".join(f"{acc[f]:.3f}" for f in (0.0, 0.1, 0.2, 0.3)))
+            print(
+                f"  {measure:<24} kept-accuracy at 0/10/20/30% referred: "
+                + " ".join(f"{acc[f]:.3f}" for f in (0.0, 0.1, 0.2, 0.3))
+            )
     return 0
 
 

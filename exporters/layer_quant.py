@@ -98,14 +98,23 @@ class LayerQuant:
         quant: Mapping[str, Any] = layer.quant or {}
         values = {key: quant[key] for key in TABLE_KEYS if key in quant}
         neuron = getattr(layer, "neuron", None)
-        if neuron is not None:  # the neuron's own integers where the exporter recorded none (shown last)
+        if (
+            neuron is not None
+        ):  # the neuron's own integers where the exporter recorded none (shown last)
             for key in _NEURON_KEYS:
                 values.setdefault(key, getattr(neuron, key))
         columns = tuple(values)
         note = SPIKE_INPUT_NOTE if layer.kind == "input" and neuron is None else None
         details = {k: v for k, v in quant.items() if k not in TABLE_KEYS}
-        return cls(index=index, name=str(layer.name), kind=LayerKind.of(layer), note=note, columns=columns,
-                   details=details, **values)
+        return cls(
+            index=index,
+            name=str(layer.name),
+            kind=LayerKind.of(layer),
+            note=note,
+            columns=columns,
+            details=details,
+            **values,
+        )
 
     def to_row(self) -> dict[str, Any]:
         """The table row (export_report.json ``layers``): index, name, kind, [note], then ``columns``."""

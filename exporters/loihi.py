@@ -47,13 +47,13 @@ from neurocxr.exporters.program import (
     DenseLayer,
     InputLayer,
     Layer,
-    netx_weight_bits,  # re-exported: the packing rule lives with the program it constrains
     LoihiNeuron,
     LoihiProgram,
     ProgramError,
     ReadoutLayer,
     RecurrentDenseLayer,
     SynapticLayer,
+    netx_weight_bits,  # re-exported: the packing rule lives with the program it constrains
 )
 
 # nir 1.0.8 defines Identity in nir.ir.graph but does not export it at the top level.
@@ -66,7 +66,9 @@ except ImportError:  # pragma: no cover - other nir versions
 PREFERRED_INPUT_SCALE = 16.0 * 255.0
 _ENCODINGS = ("direct", "rate", "latency")
 _GAIN_TOL = 1e-9
-_EXACT_KEY = "neurocxr_exact"  # node metadata key of neurocxr.exporters.nir holding exact float32 decays
+_EXACT_KEY = (
+    "neurocxr_exact"  # node metadata key of neurocxr.exporters.nir holding exact float32 decays
+)
 
 
 @dataclass
@@ -88,20 +90,28 @@ class QuantisationOptions:
     def __post_init__(self) -> None:
         # Types first, so a string or NaN gets a named QuantisationError instead of int()'s ValueError.
         if not isinstance(self.allow_clipping, (bool, np.bool_)):
-            raise QuantisationError(f"allow_clipping must be true or false, got {self.allow_clipping!r}")
+            raise QuantisationError(
+                f"allow_clipping must be true or false, got {self.allow_clipping!r}"
+            )
         for name in ("max_weight", "min_weight_levels"):
             value = getattr(self, name)
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
                 raise QuantisationError(f"{name} must be an integer, got {value!r}")
-        if self.scale is not None and (isinstance(self.scale, (bool, np.bool_))
-                                       or not isinstance(self.scale, (int, float, np.integer, np.floating))):
-            raise QuantisationError(f"forced scale must be a positive finite number, got {self.scale!r}")
+        if self.scale is not None and (
+            isinstance(self.scale, (bool, np.bool_))
+            or not isinstance(self.scale, (int, float, np.integer, np.floating))
+        ):
+            raise QuantisationError(
+                f"forced scale must be a positive finite number, got {self.scale!r}"
+            )
         if not 1 <= int(self.max_weight) <= WEIGHT_MAX:
             raise QuantisationError(
                 f"max_weight {self.max_weight} must be in 1..{WEIGHT_MAX}: netx clips mixed-sign weights above {WEIGHT_MAX}"
             )
         if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
-            raise QuantisationError(f"forced scale must be a positive finite number, got {self.scale}")
+            raise QuantisationError(
+                f"forced scale must be a positive finite number, got {self.scale}"
+            )
         if self.min_weight_levels < 1:
             raise QuantisationError("min_weight_levels must be >= 1")
 
@@ -128,11 +138,14 @@ def _pair(x: Any, what: str, where: str) -> tuple[int, int]:
 
 
 # What netx can hold, said once for every refusal of a graph's shape.
-_NETX_SHAPE = "netx holds a chain of layers where a layer may also feed back into itself (dense_rec)"
+_NETX_SHAPE = (
+    "netx holds a chain of layers where a layer may also feed back into itself (dense_rec)"
+)
 
 
-def _fold_recurrence(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]) -> tuple[
-        list[tuple[str, str]], dict[str, tuple[str, nir.NIRNode]]]:
+def _fold_recurrence(
+    nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], dict[str, tuple[str, nir.NIRNode]]]:
     """`exporters.nir.fold_recurrence` with the synapse nodes: ``{neuron: (synapse name, synapse node)}``."""
     folded, recurrent = fold_recurrence(nodes, edges)
     return folded, {neuron: (rname, nodes[rname]) for neuron, rname in recurrent.items()}
@@ -153,7 +166,9 @@ def _depths(start: str, succ: dict[str, list[str]]) -> dict[str, int]:
     return depth
 
 
-def _chain(graph: nir.NIRGraph) -> tuple[tuple[int, ...], list[tuple[str, nir.NIRNode]], dict[str, tuple[str, nir.NIRNode]]]:
+def _chain(
+    graph: nir.NIRGraph,
+) -> tuple[tuple[int, ...], list[tuple[str, nir.NIRNode]], dict[str, tuple[str, nir.NIRNode]]]:
     """The nodes from Input to Output as one chain, and each neuron's recurrent synapse (by neuron name);
     anything else (branches, skips, other cycles, nested sub-graphs) is refused naming what netx cannot hold."""
     nodes = graph.nodes
@@ -174,7 +189,9 @@ def _chain(graph: nir.NIRGraph) -> tuple[tuple[int, ...], list[tuple[str, nir.NI
         pred[b].append(a)
     inputs = [n for n, node in nodes.items() if isinstance(node, nir.Input)]
     if len(inputs) != 1:
-        raise UnsupportedLayerError(f"the graph needs exactly one Input node, found {len(inputs)}: {inputs}")
+        raise UnsupportedLayerError(
+            f"the graph needs exactly one Input node, found {len(inputs)}: {inputs}"
+        )
     depth = _depths(inputs[0], succ)
     for name in nodes:
         if len(pred[name]) > 1:
@@ -186,7 +203,11 @@ def _chain(graph: nir.NIRGraph) -> tuple[tuple[int, ...], list[tuple[str, nir.NI
                     "(only a neuron's own Linear/Affine may feed back into it)"
                 )
             # where the paths that meet here split: the deepest node with two successors reaching this one
-            splits = [b for b in nodes if b in depth and sum(name in _depths(c, succ) for c in succ[b]) > 1]
+            splits = [
+                b
+                for b in nodes
+                if b in depth and sum(name in _depths(c, succ) for c in succ[b]) > 1
+            ]
             source = max(splits, key=lambda b: depth[b]) if splits else sorted(pred[name])[0]
             raise UnsupportedLayerError(
                 f"{_NETX_SHAPE}; this graph has a skip from {source!r} to {name!r} ({name!r} receives from "
@@ -203,7 +224,9 @@ def _chain(graph: nir.NIRGraph) -> tuple[tuple[int, ...], list[tuple[str, nir.NI
     current = inputs[0]
     while True:
         if not succ[current]:
-            raise UnsupportedLayerError(f"node {current!r} is a dead end: the chain from Input never reaches Output")
+            raise UnsupportedLayerError(
+                f"node {current!r} is a dead end: the chain from Input never reaches Output"
+            )
         current = succ[current][0]
         if current in seen:
             raise UnsupportedLayerError(
@@ -218,7 +241,9 @@ def _chain(graph: nir.NIRGraph) -> tuple[tuple[int, ...], list[tuple[str, nir.NI
     seen |= {r for r, _ in recurrent.values()}
     unused = sorted(set(nodes) - seen)
     if unused:
-        raise UnsupportedLayerError(f"nodes {unused} are not on the Input -> Output chain; remove them or the branch")
+        raise UnsupportedLayerError(
+            f"nodes {unused} are not on the Input -> Output chain; remove them or the branch"
+        )
     shape = nodes[inputs[0]].input_type["input"]
     if shape is None:
         raise ExportError("the Input node has no shape; export the graph with an input shape")
@@ -256,7 +281,8 @@ class _Neuron:
             "alpha_loihi": 1.0 - i_decay / DECAY_MAX,
             "beta_loihi": 1.0 - v_decay / DECAY_MAX,
             "decay_error": max(
-                abs((1.0 - i_decay / DECAY_MAX) - self.alpha), abs((1.0 - v_decay / DECAY_MAX) - self.beta)
+                abs((1.0 - i_decay / DECAY_MAX) - self.alpha),
+                abs((1.0 - v_decay / DECAY_MAX) - self.beta),
             ),
         }
         return info
@@ -267,7 +293,11 @@ def _uniform(values: Any, what: str, where: str) -> float:
     if a.size == 0:
         raise ExportError(f"node {where!r}: {what} is empty")
     first = a[0]
-    same = np.all(a == first) if not np.isfinite(first) else np.allclose(a, first, rtol=1e-6, atol=1e-12)
+    same = (
+        np.all(a == first)
+        if not np.isfinite(first)
+        else np.allclose(a, first, rtol=1e-6, atol=1e-12)
+    )
     if not same:
         raise QuantisationError(
             f"node {where!r}: {what} differs between neurons ({a.min():.6g}..{a.max():.6g}); Loihi neuron "
@@ -282,7 +312,9 @@ def _zero(values: Any, what: str, where: str, why: str) -> None:
         return
     a = _arr(values)
     if np.any(a != 0):
-        raise UnsupportedLayerError(f"node {where!r}: {what} = {a.ravel()[:3]}... is not zero; {why}")
+        raise UnsupportedLayerError(
+            f"node {where!r}: {what} = {a.ravel()[:3]}... is not zero; {why}"
+        )
 
 
 def _snap(gain: float) -> float:
@@ -313,7 +345,9 @@ def _leak_gain(tau: float, r: float, dt: float, where: str, what: str) -> tuple[
     else:
         gain = r * ratio
     if not math.isfinite(gain) or gain == 0:
-        raise ExportError(f"node {where!r}: input gain r*dt/{what} = {gain} (r={r}, {what}={tau}); the neuron gets no usable input")
+        raise ExportError(
+            f"node {where!r}: input gain r*dt/{what} = {gain} (r={r}, {what}={tau}); the neuron gets no usable input"
+        )
     return max(0.0, 1.0 - ratio), _snap(gain)
 
 
@@ -338,19 +372,31 @@ def _neuron(node: nir.NIRNode, dt: float, where: str) -> _Neuron:
         _zero(node.v_leak, "v_leak", where, leak_why)
         _zero(node.v_reset, "v_reset", where, reset_why)
         alpha, gain_syn = _leak_gain(
-            _uniform(node.tau_syn, "tau_syn", where), _uniform(node.w_in, "w_in", where), dt, where, "tau_syn"
+            _uniform(node.tau_syn, "tau_syn", where),
+            _uniform(node.w_in, "w_in", where),
+            dt,
+            where,
+            "tau_syn",
         )
         beta, gain_mem = _leak_gain(
-            _uniform(node.tau_mem, "tau_mem", where), _uniform(node.r, "r", where), dt, where, "tau_mem"
+            _uniform(node.tau_mem, "tau_mem", where),
+            _uniform(node.r, "r", where),
+            dt,
+            where,
+            "tau_mem",
         )
         alpha, beta = _exact(node, "alpha", alpha, where), _exact(node, "beta", beta, where)
         thr = _uniform(node.v_threshold, "v_threshold", where)
-        return _Neuron("CubaLIF", alpha, beta, thr, _snap(gain_syn * gain_mem), _arr(node.v_threshold).size)
+        return _Neuron(
+            "CubaLIF", alpha, beta, thr, _snap(gain_syn * gain_mem), _arr(node.v_threshold).size
+        )
     if isinstance(node, nir.IF):
         _zero(node.v_reset, "v_reset", where, reset_why)
         gain = _snap(_uniform(node.r, "r", where) * dt)  # NIR: dv/dt = r*I, so v += dt*r*I per step
         if gain == 0 or not math.isfinite(gain):
-            raise ExportError(f"node {where!r}: IF input gain dt*r = {gain}; the neuron gets no usable input")
+            raise ExportError(
+                f"node {where!r}: IF input gain dt*r = {gain}; the neuron gets no usable input"
+            )
         thr = _uniform(node.v_threshold, "v_threshold", where)
         return _Neuron("IF", 0.0, 1.0, thr, gain, _arr(node.v_threshold).size)
     raise AssertionError("not a spiking neuron")  # callers check _is_spiking first
@@ -383,7 +429,9 @@ def fuse_pool_into_conv(
     w = np.asarray(weight, dtype=np.float64)
     cout, cin, kh, kw = w.shape
     (ph, pw), (dh, dw) = pool, dilation
-    fused = np.zeros((cout, cin, ph * (dh * (kh - 1) + 1), pw * (dw * (kw - 1) + 1)), dtype=np.float64)
+    fused = np.zeros(
+        (cout, cin, ph * (dh * (kh - 1) + 1), pw * (dw * (kw - 1) + 1)), dtype=np.float64
+    )
     for ky in range(kh):
         for kx in range(kw):
             y0, x0 = ph * dh * ky, pw * dw * kx
@@ -421,7 +469,11 @@ class WeightGrid:
     hi: int
 
     def describe(self) -> str:
-        every = "integers" if self.step == 1 else ("even integers" if self.step == 2 else f"multiples of {self.step}")
+        every = (
+            "integers"
+            if self.step == 1
+            else ("even integers" if self.step == 2 else f"multiples of {self.step}")
+        )
         return f"{every} in [{self.lo}, {self.hi}]"
 
 
@@ -441,7 +493,9 @@ def weight_grids(w: np.ndarray, options: QuantisationOptions) -> list[WeightGrid
     return [WeightGrid(g.step, g.lo, min(g.hi, cap - cap % g.step)) for g in MIXED_GRIDS]
 
 
-def _scale_bounds(w: np.ndarray, b: np.ndarray, thr: float | None, grid: WeightGrid) -> dict[str, float]:
+def _scale_bounds(
+    w: np.ndarray, b: np.ndarray, thr: float | None, grid: WeightGrid
+) -> dict[str, float]:
     """Largest scale each constraint allows on ``grid`` (absent when the constraint cannot bind)."""
     bounds: dict[str, float] = {}
     wmax, wmin = (float(w.max()), float(w.min())) if w.size else (0.0, 0.0)
@@ -522,7 +576,11 @@ def _quantise_on_grid(
         scale_source = "forced"
     else:
         s = min(bounds.values()) if bounds else 1.0
-        scale_source = f"largest that fits ({min(bounds, key=bounds.get)})" if bounds else "default 1 (all zero)"
+        scale_source = (
+            f"largest that fits ({min(bounds, key=bounds.get)})"
+            if bounds
+            else "default 1 (all zero)"
+        )
         levels = s * wabs / grid.step  # grid steps of the largest |weight|
         if wabs > 0 and levels < options.min_weight_levels:
             binding = min(bounds, key=bounds.get)
@@ -557,14 +615,22 @@ def _quantise_on_grid(
     b_out = int(np.count_nonzero((b_int < BIAS_MIN) | (b_int > BIAS_MAX)))
     vth_out = vth is not None and not 0 <= vth <= VTH_MAX
     if w_out:
-        problems.append(f"{w_out} weights at {w_int.min()}..{w_int.max()} outside the 8-bit grid ({grid.describe()})")
+        problems.append(
+            f"{w_out} weights at {w_int.min()}..{w_int.max()} outside the 8-bit grid ({grid.describe()})"
+        )
     if b_out:
-        problems.append(f"{b_out} biases at {b_int.min()}..{b_int.max()} outside {BIAS_MIN}..{BIAS_MAX} (13 bits)")
+        problems.append(
+            f"{b_out} biases at {b_int.min()}..{b_int.max()} outside {BIAS_MIN}..{BIAS_MAX} (13 bits)"
+        )
     if vth_out:
         problems.append(f"vThMant {vth} outside 0..{VTH_MAX} (17 bits)")
-    if problems and not (options.allow_clipping or (clip_bias_for_precision and not w_out and not vth_out)):
+    if problems and not (
+        options.allow_clipping or (clip_bias_for_precision and not w_out and not vth_out)
+    ):
         raise QuantisationError(
-            f"layer {name!r} at scale {s:.6g}: " + "; ".join(problems) + ". Pass QuantisationOptions(allow_clipping=True) "
+            f"layer {name!r} at scale {s:.6g}: "
+            + "; ".join(problems)
+            + ". Pass QuantisationOptions(allow_clipping=True) "
             "to clip (changes the model's behaviour), choose a smaller scale, or retrain with weight decay"
         )
     w_int = np.clip(w_int, lo, hi)
@@ -577,7 +643,9 @@ def _quantise_on_grid(
             "pass nothing (and netx cannot pack an all-zero weight matrix). Retrain, or check the threshold/bias scale"
         )
     bits, exponent, sign_mode = netx_weight_bits(w_int)
-    if bits > 8:  # the grids above are storable by construction: this guards the mirror and the grids
+    if (
+        bits > 8
+    ):  # the grids above are storable by construction: this guards the mirror and the grids
         raise QuantisationError(
             f"layer {name!r}: weights {w_int.min()}..{w_int.max()} need {bits} bits in lava-dl's packing; Loihi's "
             "synapse holds 8"
@@ -605,11 +673,14 @@ def _quantise_on_grid(
         "weights_zeroed": int(np.count_nonzero((w != 0) & (w_int == 0))),
         # Worst case over neurons, all inputs spiking: sum of |weight error| + |bias error| + |threshold error|.
         "input_error_per_step": fan_in_err + float(b_err.max()) + thr_err,
-        "input_error_vs_threshold": (fan_in_err + float(b_err.max()) + thr_err) / thr if thr else None,
+        "input_error_vs_threshold": (fan_in_err + float(b_err.max()) + thr_err) / thr
+        if thr
+        else None,
         "clipped_weights": w_out,
         "clipped_bias": b_out,
         "clipped_count": w_out + b_out + int(vth_out),
-        "clipped_fraction": (w_out + b_out + int(vth_out)) / max(1, w.size + b.size + (thr is not None)),
+        "clipped_fraction": (w_out + b_out + int(vth_out))
+        / max(1, w.size + b.size + (thr is not None)),
         "bias_min": int(b_int.min()) if b_int.size else 0,
         "bias_max": int(b_int.max()) if b_int.size else 0,
         "bias_max_abs_error": float(b_err.max()),
@@ -642,7 +713,13 @@ class _PreOps:
         return self.pool != (1, 1)
 
 
-def _conv_padding(node: nir.Conv2d, kernel: tuple[int, int], dilation: tuple[int, int], stride: tuple[int, int], where: str) -> tuple[int, int]:
+def _conv_padding(
+    node: nir.Conv2d,
+    kernel: tuple[int, int],
+    dilation: tuple[int, int],
+    stride: tuple[int, int],
+    where: str,
+) -> tuple[int, int]:
     pad = node.padding
     if isinstance(pad, str):
         if pad == "valid":
@@ -664,13 +741,17 @@ def _refuse_non_finite(graph: Any) -> None:
             if isinstance(value, (str, bytes, dict)) or value is None:
                 continue
             try:
-                arr = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+                arr = np.asarray(
+                    value.detach().cpu().numpy() if hasattr(value, "detach") else value
+                )
             except Exception:  # noqa: BLE001  not array-like: nothing numeric to check
                 continue
             if arr.dtype.kind in "fc" and arr.size and not np.isfinite(arr).all():
                 bad = int((~np.isfinite(arr)).sum())
-                raise ExportError(f"node {name!r}: {field} holds {bad} NaN/inf value(s); the model's weights are "
-                                  "not finite (diverged training or a damaged file): retrain or fix them")
+                raise ExportError(
+                    f"node {name!r}: {field} holds {bad} NaN/inf value(s); the model's weights are "
+                    "not finite (diverged training or a damaged file): retrain or fix them"
+                )
 
 
 def nir_to_program(
@@ -692,7 +773,11 @@ def nir_to_program(
     meta = dict(getattr(graph, "metadata", None) or {})
     ncx = dict(meta.get("neurocxr") or {})
     meta_dt = meta.get("dt")
-    if meta_dt is not None and dt is not None and not math.isclose(float(meta_dt), float(dt), rel_tol=1e-9):
+    if (
+        meta_dt is not None
+        and dt is not None
+        and not math.isclose(float(meta_dt), float(dt), rel_tol=1e-9)
+    ):
         raise ExportError(
             f"the graph's metadata says dt={meta_dt}, but dt={dt} was passed; its time constants were "
             "computed with the graph's dt, so drop the argument (or fix the metadata)"
@@ -714,7 +799,9 @@ def nir_to_program(
         raise ExportError(f"unknown encoding {encoding!r}; choose one of {', '.join(_ENCODINGS)}")
     steps = num_steps if num_steps is not None else ncx.get("num_steps")
     if steps is None:
-        raise ExportError("num_steps is unknown: the graph's metadata has no neurocxr.num_steps; pass num_steps=")
+        raise ExportError(
+            "num_steps is unknown: the graph's metadata has no neurocxr.num_steps; pass num_steps="
+        )
     steps = int(steps)
     if steps < 1:
         raise ExportError(f"num_steps must be >= 1, got {steps}")
@@ -743,7 +830,9 @@ def nir_to_program(
             )
         neuron = _neuron(first, dt_used, first_name)
         if neuron.param_size not in (1, int(np.prod(input_shape))):
-            raise ExportError(f"input neurons {first_name!r} have {neuron.param_size} parameters for input shape {input_shape}")
+            raise ExportError(
+                f"input neurons {first_name!r} have {neuron.param_size} parameters for input shape {input_shape}"
+            )
         info = neuron.decays()
         if neuron.kind == "CubaLIF" and info["i_decay"] != DECAY_MAX:
             raise UnsupportedLayerError(
@@ -752,7 +841,9 @@ def nir_to_program(
             )
         g, thr = neuron.gain, neuron.threshold
         if thr < 0:
-            raise QuantisationError(f"input neurons {first_name!r}: threshold {thr} is negative; Loihi's vThMant is unsigned")
+            raise QuantisationError(
+                f"input neurons {first_name!r}: threshold {thr} is negative; Loihi's vThMant is unsigned"
+            )
         # Largest |bias| is gain * 1 (images in [0, 1]); v is in units of s0, the image bias is g*x*s0.
         s0 = PREFERRED_INPUT_SCALE / abs(g)
         vth0 = thr * s0
@@ -768,7 +859,9 @@ def nir_to_program(
             )
         info.update(
             scale=s0,
-            scale_source="16*255 (exact for uint8 images)" if math.isclose(abs(input_scale), PREFERRED_INPUT_SCALE) else "largest that fits",
+            scale_source="16*255 (exact for uint8 images)"
+            if math.isclose(abs(input_scale), PREFERRED_INPUT_SCALE)
+            else "largest that fits",
             input_scale=input_scale,
             v_th_mant=v_th_mant,
             threshold_abs_error=abs(v_th_mant / s0 - thr),
@@ -782,7 +875,9 @@ def nir_to_program(
             InputLayer(
                 name=first_name,
                 shape=input_shape,
-                neuron=LoihiNeuron(v_th_mant=v_th_mant, i_decay=info["i_decay"], v_decay=info["v_decay"]),
+                neuron=LoihiNeuron(
+                    v_th_mant=v_th_mant, i_decay=info["i_decay"], v_decay=info["v_decay"]
+                ),
                 quant=info,
             )
         )
@@ -807,10 +902,15 @@ def nir_to_program(
         name, node = chain[i]
         pool_conv = pool_of_conv(node)
         if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)) or pool_conv is not None:
-            if pool_conv is not None:  # an AvgPool2d that neurocxr wrote as a Conv2d for other readers
+            if (
+                pool_conv is not None
+            ):  # an AvgPool2d that neurocxr wrote as a Conv2d for other readers
                 k, st, pad = pool_conv
             else:
-                k, st = _pair(node.kernel_size, "kernel_size", name), _pair(node.stride, "stride", name)
+                k, st = (
+                    _pair(node.kernel_size, "kernel_size", name),
+                    _pair(node.stride, "stride", name),
+                )
                 pad = _pair(node.padding, "padding", name)
             if k != st or pad != (0, 0):
                 raise UnsupportedLayerError(
@@ -818,11 +918,15 @@ def nir_to_program(
                     "without padding can be fused into the next layer (use AvgPool2d(k) with default stride)"
                 )
             if pre.flatten or len(source_shape) != 3:
-                raise UnsupportedLayerError(f"node {name!r}: pooling needs a (C, H, W) map, not a flattened one")
+                raise UnsupportedLayerError(
+                    f"node {name!r}: pooling needs a (C, H, W) map, not a flattened one"
+                )
             c, h, w = source_shape
             total = (pre.pool[0] * k[0], pre.pool[1] * k[1])
             if total[0] > h or total[1] > w:
-                raise UnsupportedLayerError(f"node {name!r}: pooling {total} is larger than the map {source_shape}")
+                raise UnsupportedLayerError(
+                    f"node {name!r}: pooling {total} is larger than the map {source_shape}"
+                )
             gain = 1.0 if isinstance(node, nir.SumPool2d) else 1.0 / (k[0] * k[1])
             pre = _PreOps(total, pre.pool_gain * gain, pre.gain, pre.flatten, pre.names + (name,))
             i += 1
@@ -841,7 +945,9 @@ def nir_to_program(
             i += 1
             continue
         if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
-            layer, i = _synaptic_layer(chain, i, source_shape, pre, dt_used, options, fusions, len(layers), recurrent)
+            layer, i = _synaptic_layer(
+                chain, i, source_shape, pre, dt_used, options, fusions, len(layers), recurrent
+            )
             layers.append(layer)
             source_shape = layer.shape
             pre = _PreOps()
@@ -897,10 +1003,15 @@ def _unsupported_reason(name: str, node: nir.NIRNode) -> str:
         "LI": "leaky integrators without spikes only exist as the final readout (a dense layer without neuron)",
         "CubaLI": "leaky integrators without spikes only exist as the final readout (a dense layer without neuron)",
         "I": "integrators without spikes only exist as the final readout (a dense layer without neuron)",
-        "NIRGraph": ("nested sub-graphs are not read: write a recurrent neuron flat, the neuron and its own "
-                     "Linear/Affine as top-level nodes (netx holds it as dense_rec)"),
+        "NIRGraph": (
+            "nested sub-graphs are not read: write a recurrent neuron flat, the neuron and its own "
+            "Linear/Affine as top-level nodes (netx holds it as dense_rec)"
+        ),
         "Conv1d": "only 2-D convolutions are exported",
-    }.get(kind, "Loihi netx holds conv/dense synapses, LIF/CubaLIF/IF neurons, and pooling fused into them")
+    }.get(
+        kind,
+        "Loihi netx holds conv/dense synapses, LIF/CubaLIF/IF neurons, and pooling fused into them",
+    )
     if "maxpool" in kind.lower():
         why = "max pooling of spikes is not linear and cannot be fused; use average pooling"
     return f"node {name!r} ({kind}) is not supported: {why}"
@@ -925,10 +1036,14 @@ def _synaptic_layer(
         if pre.flatten:
             raise UnsupportedLayerError(f"node {name!r}: a convolution after Flatten")
         if len(source_shape) != 3:
-            raise UnsupportedLayerError(f"node {name!r}: a convolution needs a (C, H, W) input, got {source_shape}")
+            raise UnsupportedLayerError(
+                f"node {name!r}: a convolution needs a (C, H, W) input, got {source_shape}"
+            )
         w = _arr(node.weight) * pre.gain
         if w.ndim != 4:
-            raise UnsupportedLayerError(f"node {name!r}: Conv2d weight must be 4-D, got shape {w.shape}")
+            raise UnsupportedLayerError(
+                f"node {name!r}: Conv2d weight must be 4-D, got shape {w.shape}"
+            )
         b = _arr(node.bias).ravel() if node.bias is not None else np.zeros(w.shape[0])
         if b.size == 1 and w.shape[0] > 1:
             b = np.full(w.shape[0], float(b[0]))
@@ -939,7 +1054,9 @@ def _synaptic_layer(
         c, h, wd = source_shape
         hp, wp = h // pre.pool[0], wd // pre.pool[1]
         if w.shape[1] * groups != c:
-            raise ExportError(f"node {name!r}: Conv2d expects {w.shape[1] * groups} input channels, the map has {c}")
+            raise ExportError(
+                f"node {name!r}: Conv2d expects {w.shape[1] * groups} input channels, the map has {c}"
+            )
         out_h = (hp + 2 * padding[0] - dilation[0] * (w.shape[2] - 1) - 1) // stride[0] + 1
         out_w = (wp + 2 * padding[1] - dilation[1] * (w.shape[3] - 1) - 1) // stride[1] + 1
         if out_h < 1 or out_w < 1:
@@ -950,7 +1067,9 @@ def _synaptic_layer(
                     f"node {name!r}: pooling {pre.pool} does not divide the map {source_shape}; fusing it into the "
                     "convolution is exact only when it does"
                 )
-            w, stride, padding = fuse_pool_into_conv(w, pre.pool, pre.pool_gain, stride, padding, dilation)
+            w, stride, padding = fuse_pool_into_conv(
+                w, pre.pool, pre.pool_gain, stride, padding, dilation
+            )
             dilation = (1, 1)
             fusions.append(f"{'+'.join(pre.names)} fused into conv {name!r}")
         out_shape: tuple[int, ...] = (int(w.shape[0]), int(out_h), int(out_w))
@@ -959,8 +1078,14 @@ def _synaptic_layer(
     else:
         w = _arr(node.weight) * pre.gain
         if w.ndim != 2:
-            raise UnsupportedLayerError(f"node {name!r}: linear weight must be 2-D, got shape {w.shape}")
-        b = _arr(node.bias).ravel() if isinstance(node, nir.Affine) and node.bias is not None else np.zeros(w.shape[0])
+            raise UnsupportedLayerError(
+                f"node {name!r}: linear weight must be 2-D, got shape {w.shape}"
+            )
+        b = (
+            _arr(node.bias).ravel()
+            if isinstance(node, nir.Affine) and node.bias is not None
+            else np.zeros(w.shape[0])
+        )
         if b.size == 1 and w.shape[0] > 1:
             b = np.full(w.shape[0], float(b[0]))
         n_in = int(np.prod(source_shape))
@@ -1004,12 +1129,23 @@ def _synaptic_layer(
                 "Build the readout with bias=False (snn_conv does)"
             )
         w_int, _, _, info = _quantise_synapse(name, w, np.zeros(0), None, options)
-        info.update(source_nodes=sources, readout=True, v_th_mant=None, i_decay=None, v_decay=None, decay_error=0.0)
-        layer = ReadoutLayer(name=name, shape=out_shape, weight=w_int, flatten_input=flatten_input, quant=info)
+        info.update(
+            source_nodes=sources,
+            readout=True,
+            v_th_mant=None,
+            i_decay=None,
+            v_decay=None,
+            decay_error=0.0,
+        )
+        layer = ReadoutLayer(
+            name=name, shape=out_shape, weight=w_int, flatten_input=flatten_input, quant=info
+        )
         return layer, len(chain)
     nname, nnode = chain[i]
     if not _is_spiking(nnode):
-        if isinstance(nnode, (nir.LI, nir.CubaLI, nir.I)) and all(isinstance(n, (nir.Flatten, _Identity)) for _, n in chain[i + 1 :]):
+        if isinstance(nnode, (nir.LI, nir.CubaLI, nir.I)) and all(
+            isinstance(n, (nir.Flatten, _Identity)) for _, n in chain[i + 1 :]
+        ):
             raise UnsupportedLayerError(
                 f"node {nname!r} ({type(nnode).__name__}): a leaky non-spiking readout is not supported; Loihi's "
                 "readout is a dense layer without neuron that sums its input without leak (use a plain Linear readout)"
@@ -1021,7 +1157,9 @@ def _synaptic_layer(
     neuron = _neuron(nnode, dt, nname)
     n_out = int(np.prod(out_shape))
     if neuron.param_size not in (1, n_out):
-        raise ExportError(f"neuron {nname!r} has {neuron.param_size} parameters but layer {name!r} has {n_out} outputs")
+        raise ExportError(
+            f"neuron {nname!r} has {neuron.param_size} parameters but layer {name!r} has {n_out} outputs"
+        )
     ninfo = neuron.decays()
     rec = (recurrent or {}).get(nname)
     r_w = None
@@ -1034,10 +1172,14 @@ def _synaptic_layer(
             )
         r_w = _arr(rnode.weight)
         if r_w.shape != (n_out, n_out):
-            raise ExportError(f"recurrent synapse {rname!r}: weight {r_w.shape} must be ({n_out}, {n_out}) for neuron {nname!r}")
+            raise ExportError(
+                f"recurrent synapse {rname!r}: weight {r_w.shape} must be ({n_out}, {n_out}) for neuron {nname!r}"
+            )
         if isinstance(rnode, nir.Affine) and rnode.bias is not None:
             r_b = _arr(rnode.bias).ravel()
-            b = b + (np.full(n_out, float(r_b[0])) if r_b.size == 1 else r_b)  # reaches the neuron every step
+            b = b + (
+                np.full(n_out, float(r_b[0])) if r_b.size == 1 else r_b
+            )  # reaches the neuron every step
         sources += (rname,)
     if neuron.kind == "CubaLIF" and ninfo["i_decay"] != DECAY_MAX and np.any(b != 0):
         raise UnsupportedLayerError(
@@ -1045,29 +1187,63 @@ def _synaptic_layer(
             "current in the float model, but Loihi adds bias to the membrane; train this layer with bias=False"
         )
     if neuron.threshold < 0:
-        raise QuantisationError(f"neuron {nname!r}: threshold {neuron.threshold} is negative; Loihi's vThMant is unsigned")
+        raise QuantisationError(
+            f"neuron {nname!r}: threshold {neuron.threshold} is negative; Loihi's vThMant is unsigned"
+        )
     w, b = w * neuron.gain, b * neuron.gain
     lname = f"{name}"
     if r_w is not None:
         # netx packs input and recurrent weights as one matrix: quantise them on one grid, then split
-        joint, b_int, vth, info = _quantise_synapse(lname, np.hstack([w, r_w * neuron.gain]), b, neuron.threshold, options)
-        w_int, r_int = joint[:, : w.shape[1]], joint[:, w.shape[1]:]
+        joint, b_int, vth, info = _quantise_synapse(
+            lname, np.hstack([w, r_w * neuron.gain]), b, neuron.threshold, options
+        )
+        w_int, r_int = joint[:, : w.shape[1]], joint[:, w.shape[1] :]
         info.update(ninfo)
-        info.update(source_nodes=sources + (nname,), readout=False, v_th_mant=vth, recurrent_source=rec[0] if rec else None)
+        info.update(
+            source_nodes=sources + (nname,),
+            readout=False,
+            v_th_mant=vth,
+            recurrent_source=rec[0] if rec else None,
+        )
         lif = LoihiNeuron(v_th_mant=int(vth), i_decay=ninfo["i_decay"], v_decay=ninfo["v_decay"])
-        return RecurrentDenseLayer(name=lname, shape=out_shape, neuron=lif, weight=w_int, bias=b_int,
-                                   flatten_input=flatten_input, quant=info, weight_rec=r_int), i + 1
+        return RecurrentDenseLayer(
+            name=lname,
+            shape=out_shape,
+            neuron=lif,
+            weight=w_int,
+            bias=b_int,
+            flatten_input=flatten_input,
+            quant=info,
+            weight_rec=r_int,
+        ), i + 1
     w_int, b_int, vth, info = _quantise_synapse(lname, w, b, neuron.threshold, options)
     info.update(ninfo)
     info.update(source_nodes=sources + (nname,), readout=False, v_th_mant=vth)
     lif = LoihiNeuron(v_th_mant=int(vth), i_decay=ninfo["i_decay"], v_decay=ninfo["v_decay"])
     layer: SynapticLayer
     if kind == "conv":
-        layer = ConvLayer(name=lname, shape=out_shape, neuron=lif, weight=w_int, bias=b_int, stride=stride,
-                          padding=padding, dilation=dilation, groups=groups, quant=info)
+        layer = ConvLayer(
+            name=lname,
+            shape=out_shape,
+            neuron=lif,
+            weight=w_int,
+            bias=b_int,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            quant=info,
+        )
     else:
-        layer = DenseLayer(name=lname, shape=out_shape, neuron=lif, weight=w_int, bias=b_int,
-                           flatten_input=flatten_input, quant=info)
+        layer = DenseLayer(
+            name=lname,
+            shape=out_shape,
+            neuron=lif,
+            weight=w_int,
+            bias=b_int,
+            flatten_input=flatten_input,
+            quant=info,
+        )
     return layer, i + 1
 
 

@@ -66,9 +66,21 @@ from .program import (
     common_power_of_two,
 )
 
-__all__ = ["write_netx", "read_netx", "netx_dense_weights", "netx_recurrent_weights", "DEFAULT_NUM_STEPS",
-           "NETX_DEFAULT_INPUT_WEIGHT", "NETX_LAYER_FIELDS", "NETX_NEURON_READ", "NETX_NEURON_IGNORED",
-           "NETX_NEURON_REFUSED", "NETX_LAYER_IGNORED", "NETX_LAYER_REFUSED", "NETX_TYPES_REFUSED"]
+__all__ = [
+    "write_netx",
+    "read_netx",
+    "netx_dense_weights",
+    "netx_recurrent_weights",
+    "DEFAULT_NUM_STEPS",
+    "NETX_DEFAULT_INPUT_WEIGHT",
+    "NETX_LAYER_FIELDS",
+    "NETX_NEURON_READ",
+    "NETX_NEURON_IGNORED",
+    "NETX_NEURON_REFUSED",
+    "NETX_LAYER_IGNORED",
+    "NETX_LAYER_REFUSED",
+    "NETX_TYPES_REFUSED",
+]
 
 DEFAULT_NUM_STEPS = 16  # used by read_netx when a file has no /neurocxr metadata
 NETX_DEFAULT_INPUT_WEIGHT = 64  # netx create_input: transform weight when the input layer has none
@@ -78,13 +90,25 @@ NETX_DEFAULT_INPUT_WEIGHT = 64  # netx create_input: transform weight when the i
 # it ignores, and refuse by name what it reads to build something this emulator does not model.
 NETX_LAYER_FIELDS: dict[str, tuple[str, ...]] = {  # per layer type, the datasets netx reads
     "input": ("type", "shape", "neuron", "weight", "bias"),
-    "conv": ("type", "shape", "weight", "bias", "stride", "padding", "dilation", "groups", "neuron"),
+    "conv": (
+        "type",
+        "shape",
+        "weight",
+        "bias",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "neuron",
+    ),
     "dense": ("type", "shape", "weight", "bias", "neuron"),
     "dense_rec": ("type", "shape", "weight", "weight_rec", "bias", "neuron"),
     "flatten": ("type",),
 }
 NETX_NEURON_READ = ("type", "vThMant", "iDecay", "vDecay")  # CUBA / LOIHI neurons
-NETX_NEURON_IGNORED: dict[str, str] = {  # in slayer's files (current or older), never read by netx for CUBA
+NETX_NEURON_IGNORED: dict[
+    str, str
+] = {  # in slayer's files (current or older), never read by netx for CUBA
     "refDelay": "no refractory period in Lava's CUBA neuron",
     "gradedSpike": "Lava's CUBA neuron sends unary spikes",
     "scaleRho": "training-only (slayer's surrogate-gradient scale)",
@@ -94,12 +118,16 @@ NETX_NEURON_IGNORED: dict[str, str] = {  # in slayer's files (current or older),
     "weight_exp": "slayer's weight-scale norm exponent: netx does not read it, so Lava runs without that scaling",
 }
 NETX_NEURON_REFUSED: dict[str, str] = {
-    "messageBits": ("graded spikes: lava-dl 0.6's netx cannot load it (its NetDict has no messageBits key, so Lava "
-                    "fails to build the network) and lava-nc 0.10's CUBA neuron sends unary spikes anyway"),
+    "messageBits": (
+        "graded spikes: lava-dl 0.6's netx cannot load it (its NetDict has no messageBits key, so Lava "
+        "fails to build the network) and lava-nc 0.10's CUBA neuron sends unary spikes anyway"
+    ),
 }
 NETX_LAYER_IGNORED: dict[str, str] = {  # layer datasets netx never reads
-    "inFeatures": "slayer restates the weight's shape", "outFeatures": "slayer restates the weight's shape",
-    "inChannels": "slayer restates the weight's shape", "outChannels": "slayer restates the weight's shape",
+    "inFeatures": "slayer restates the weight's shape",
+    "outFeatures": "slayer restates the weight's shape",
+    "inChannels": "slayer restates the weight's shape",
+    "outChannels": "slayer restates the weight's shape",
     "kernelSize": "slayer restates the weight's shape",
 }
 NETX_LAYER_REFUSED: dict[str, str] = {  # read by netx and changing what Lava runs; not emulated
@@ -108,8 +136,10 @@ NETX_LAYER_REFUSED: dict[str, str] = {  # read by netx and changing what Lava ru
     "weight/imag": "complex weights (netx builds ComplexDense for resonate-and-fire neurons)",
 }
 NETX_TYPES_REFUSED: dict[str, str] = {
-    "pool": "netx raises NotImplementedError", "average": "netx raises NotImplementedError",
-    "concat": "netx raises NotImplementedError", "convT": "netx raises NotImplementedError",
+    "pool": "netx raises NotImplementedError",
+    "average": "netx raises NotImplementedError",
+    "concat": "netx raises NotImplementedError",
+    "convT": "netx raises NotImplementedError",
     "unpool": "netx raises NotImplementedError",
     "dense_comp": "netx 0.6 calls a create_complex_dense it does not define",
 }
@@ -127,7 +157,9 @@ def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
     return _lava_truncate(shifted, num_weight_bits), weight_exp
 
 
-def netx_recurrent_weights(weight: np.ndarray, weight_rec: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+def netx_recurrent_weights(
+    weight: np.ndarray, weight_rec: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
     """``(W', R', weight_exp)`` of a ``dense_rec`` layer as netx + Lava's two Dense synapses use them.
 
     netx's ``create_dense(rec=True)`` packs ``hstack(weight, weight_rec)`` with one
@@ -137,8 +169,11 @@ def netx_recurrent_weights(weight: np.ndarray, weight_rec: np.ndarray) -> tuple[
     w = np.asarray(weight).astype(np.int64)
     r = np.asarray(weight_rec).astype(np.int64)
     shifted, num_weight_bits, weight_exp = _netx_pack(np.hstack([w, r]))
-    return (_lava_truncate(shifted[:, :w.shape[1]], num_weight_bits),
-            _lava_truncate(shifted[:, w.shape[1]:], num_weight_bits), weight_exp)
+    return (
+        _lava_truncate(shifted[:, : w.shape[1]], num_weight_bits),
+        _lava_truncate(shifted[:, w.shape[1] :], num_weight_bits),
+        weight_exp,
+    )
 
 
 def _netx_pack(weight: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -152,7 +187,9 @@ def _netx_pack(weight: np.ndarray) -> tuple[np.ndarray, int, int]:
         w = np.clip(w, -256, 254)
         min_w = int(w.min())
     if max_w == 0 and min_w == 0:
-        raise ExportError("a dense layer with all-zero weights cannot be packed by netx (division by zero)")
+        raise ExportError(
+            "a dense layer with all-zero weights cannot be packed by netx (division by zero)"
+        )
     if max_w < 0:
         is_signed, scale = 0, -256 / min_w
     elif min_w >= 0:
@@ -165,7 +202,11 @@ def _netx_pack(weight: np.ndarray) -> tuple[np.ndarray, int, int]:
     n -= is_signed
     num_weight_bits = 8 - scale_bits - n
     weight_exp = -scale_bits
-    shifted = np.left_shift(w.astype(np.int32), scale_bits).astype(np.int64) if scale_bits >= 0 else np.zeros_like(w)
+    shifted = (
+        np.left_shift(w.astype(np.int32), scale_bits).astype(np.int64)
+        if scale_bits >= 0
+        else np.zeros_like(w)
+    )
     return shifted, int(num_weight_bits), int(weight_exp)
 
 
@@ -224,7 +265,9 @@ def write_netx(program: LoihiProgram, path: str | os.PathLike[str]) -> Path:
             meta.attrs["input_kind"] = program.input_kind
             meta.attrs["input_shape"] = np.asarray(program.input_shape, dtype=np.int64)
             meta.attrs["layer_names"] = json.dumps([layer.name for layer in program.layers])
-            meta.attrs["layer_quant"] = dumps_json([layer.quant for layer in program.layers], indent=None)
+            meta.attrs["layer_quant"] = dumps_json(
+                [layer.quant for layer in program.layers], indent=None
+            )
             meta.attrs["metadata"] = dumps_json(program.metadata, indent=None)
 
     path = atomic_write(path, write)
@@ -327,26 +370,42 @@ def _read_neuron(group: h5py.Group, where: str, notes: list[str]) -> LoihiNeuron
         )
     for key, why in NETX_NEURON_REFUSED.items():
         if key in ng:
-            raise UnsupportedLayerError(f"{where}: neuron field {key!r} is not supported: {why} - remove it to run "
-                                        "the network with unary spikes")
+            raise UnsupportedLayerError(
+                f"{where}: neuron field {key!r} is not supported: {why} - remove it to run "
+                "the network with unary spikes"
+            )
     if "gradedSpike" in ng and bool(np.asarray(ng["gradedSpike"][()]).reshape(-1)[0]):
-        notes.append(f"{where}: gradedSpike is true, but netx does not read it for CUBA neurons: Lava (and this "
-                     "emulator) send unary spikes, unlike slayer's float model with graded spikes")
+        notes.append(
+            f"{where}: gradedSpike is true, but netx does not read it for CUBA neurons: Lava (and this "
+            "emulator) send unary spikes, unlike slayer's float model with graded spikes"
+        )
     if "refDelay" in ng and np.any(np.asarray(ng["refDelay"][()]) != 1):
-        notes.append(f"{where}: refDelay {np.asarray(ng['refDelay'][()]).tolist()} is not read by netx for CUBA "
-                     "neurons: no refractory period, as Lava runs it")
-    ignored = [key for key in ng.keys() if key not in NETX_NEURON_READ and key not in ("refDelay", "gradedSpike")]
+        notes.append(
+            f"{where}: refDelay {np.asarray(ng['refDelay'][()]).tolist()} is not read by netx for CUBA "
+            "neurons: no refractory period, as Lava runs it"
+        )
+    ignored = [
+        key
+        for key in ng.keys()
+        if key not in NETX_NEURON_READ and key not in ("refDelay", "gradedSpike")
+    ]
     if ignored:
         # netx reads only vThMant/iDecay/vDecay of a CUBA neuron: Lava runs the network without these
-        notes.append(f"{where}: neuron fields ignored as netx ignores them: " + "; ".join(
-            f"{key} ({NETX_NEURON_IGNORED.get(key, 'not read by netx for CUBA neurons: Lava runs without it')})"
-            for key in sorted(ignored)))
+        notes.append(
+            f"{where}: neuron fields ignored as netx ignores them: "
+            + "; ".join(
+                f"{key} ({NETX_NEURON_IGNORED.get(key, 'not read by netx for CUBA neurons: Lava runs without it')})"
+                for key in sorted(ignored)
+            )
+        )
     try:
         values = {key: np.asarray(ng[key][()]) for key in ("vThMant", "iDecay", "vDecay")}
     except KeyError as exc:
         raise ExportError(f"{where}: neuron group lacks {exc.args[0]!r}") from exc
     try:
-        return LoihiNeuron(v_th_mant=values["vThMant"], i_decay=values["iDecay"], v_decay=values["vDecay"])
+        return LoihiNeuron(
+            v_th_mant=values["vThMant"], i_decay=values["iDecay"], v_decay=values["vDecay"]
+        )
     except ProgramError as exc:
         raise ExportError(f"{where}: {exc}") from exc
 
@@ -359,12 +418,15 @@ def _read_array(g: h5py.Group, key: str, where: str, notes: list[str]) -> np.nda
         if not np.all(np.isfinite(arr)):
             raise ExportError(f"{where}: {key} holds NaN or inf")
         if not np.all(arr == np.round(arr)):
-            notes.append(f"{where}: non-integer {key} truncated toward zero as netx's astype(int) does")
+            notes.append(
+                f"{where}: non-integer {key} truncated toward zero as netx's astype(int) does"
+            )
     return arr.astype(np.int64)
 
 
-def read_netx(path: str | os.PathLike[str], *, num_steps: int | None = None,
-              input_scale: float | None = None) -> LoihiProgram:
+def read_netx(
+    path: str | os.PathLike[str], *, num_steps: int | None = None, input_scale: float | None = None
+) -> LoihiProgram:
     """Read a netx HDF5 file (ours or slayer's) back into a `LoihiProgram`.
 
     Accepts ``input`` (with a neuron -> bias input, without -> spike input; or none at all before a
@@ -383,15 +445,27 @@ def read_netx(path: str | os.PathLike[str], *, num_steps: int | None = None,
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise ExportError(f"{path} is not a readable HDF5 file (truncated or not HDF5): {exc}") from exc
+        raise ExportError(
+            f"{path} is not a readable HDF5 file (truncated or not HDF5): {exc}"
+        ) from exc
     try:
         with f:
             program = _read_program(f, path, num_steps, input_scale)
     except (ExportError, UnsupportedLayerError):
         raise
-    except (KeyError, ValueError, TypeError, IndexError, OSError, RuntimeError, json.JSONDecodeError) as exc:
-        raise ExportError(f"{path} is not a netx network file we can read ({type(exc).__name__}: {exc}); "
-                          "was it written by lava-dl's export_hdf5 or neurocxr?") from exc
+    except (
+        KeyError,
+        ValueError,
+        TypeError,
+        IndexError,
+        OSError,
+        RuntimeError,
+        json.JSONDecodeError,
+    ) as exc:
+        raise ExportError(
+            f"{path} is not a netx network file we can read ({type(exc).__name__}: {exc}); "
+            "was it written by lava-dl's export_hdf5 or neurocxr?"
+        ) from exc
     try:
         program.validate()
     except ProgramError as exc:
@@ -399,14 +473,20 @@ def read_netx(path: str | os.PathLike[str], *, num_steps: int | None = None,
     return program
 
 
-def _read_program(f: h5py.File, path: Path, num_steps: int | None, input_scale: float | None) -> LoihiProgram:
+def _read_program(
+    f: h5py.File, path: Path, num_steps: int | None, input_scale: float | None
+) -> LoihiProgram:
     notes: list[str] = []
     if "layer" not in f or not isinstance(f["layer"], h5py.Group):
         raise ExportError(f"{path} has no /layer group: not a netx network file")
     meta = f["neurocxr"].attrs if "neurocxr" in f else None
     ours = meta is not None and "num_steps" in meta
-    names: list[str] = json.loads(meta["layer_names"]) if meta is not None and "layer_names" in meta else []
-    quants: list[dict[str, Any]] = json.loads(meta["layer_quant"]) if meta is not None and "layer_quant" in meta else []
+    names: list[str] = (
+        json.loads(meta["layer_names"]) if meta is not None and "layer_names" in meta else []
+    )
+    quants: list[dict[str, Any]] = (
+        json.loads(meta["layer_quant"]) if meta is not None and "layer_quant" in meta else []
+    )
     root = f["layer"]
     count = len(root)
     if count == 0:
@@ -423,7 +503,9 @@ def _read_program(f: h5py.File, path: Path, num_steps: int | None, input_scale: 
     for idx in range(count):
         key = str(idx)
         if key not in root:
-            raise ExportError(f"{path}: /layer/{key} missing (netx layers must be numbered 0..{count - 1})")
+            raise ExportError(
+                f"{path}: /layer/{key} missing (netx layers must be numbered 0..{count - 1})"
+            )
         g = root[key]
         where = f"{path.name} layer {idx}"
         if "type" not in g:
@@ -445,18 +527,28 @@ def _read_program(f: h5py.File, path: Path, num_steps: int | None, input_scale: 
             continue
         neuron = _read_neuron(g, where, notes)
         pos = len(layers)
-        shape = tuple(int(s) for s in np.asarray(g["shape"][()]).reshape(-1)) if "shape" in g else None
+        shape = (
+            tuple(int(s) for s in np.asarray(g["shape"][()]).reshape(-1)) if "shape" in g else None
+        )
         if ltype == "input":
             if layers:
                 raise ExportError(f"{where}: an input layer may only come first")
             if shape is None:
                 raise ExportError(f"{where}: input layer without shape")
-            layers.append(_read_input(g, where, name_of(pos, g, "input"), shape, neuron, ours, notes, quant_of(pos)))
+            layers.append(
+                _read_input(
+                    g, where, name_of(pos, g, "input"), shape, neuron, ours, notes, quant_of(pos)
+                )
+            )
             continue
         for key, why in NETX_LAYER_REFUSED.items():
-            if key in g and not (key == "delay" and ltype == "conv"):  # netx does not read a conv's delay
-                raise UnsupportedLayerError(f"{where}: {ltype} layer with {key!r} is not supported: {why}, which the "
-                                            "emulator does not model - export the network without it")
+            if key in g and not (
+                key == "delay" and ltype == "conv"
+            ):  # netx does not read a conv's delay
+                raise UnsupportedLayerError(
+                    f"{where}: {ltype} layer with {key!r} is not supported: {why}, which the "
+                    "emulator does not model - export the network without it"
+                )
         if "weight" not in g:
             raise ExportError(f"{where}: {ltype} layer without 'weight'")
         weight = _read_array(g, "weight", where, notes)
@@ -469,8 +561,12 @@ def _read_program(f: h5py.File, path: Path, num_steps: int | None, input_scale: 
                 )
             n_in = int(weight.shape[1]) if weight.ndim == 2 else None
             if n_in is None:
-                raise ExportError(f"{where}: a first dense layer needs a 2-D weight to give the input size")
-            notes.append(f"{where}: no input layer: the input is spike trains of {n_in} values (the weight's columns)")
+                raise ExportError(
+                    f"{where}: a first dense layer needs a 2-D weight to give the input size"
+                )
+            notes.append(
+                f"{where}: no input layer: the input is spike trains of {n_in} values (the weight's columns)"
+            )
             layers.append(InputLayer("input", (n_in,), None, in_file=False))
             pos = 1
         name = name_of(pos, g, f"{ltype}{idx}")
@@ -479,7 +575,9 @@ def _read_program(f: h5py.File, path: Path, num_steps: int | None, input_scale: 
         if ltype == "conv":
             if weight.ndim == 5:
                 if weight.shape[-1] != 1:
-                    raise UnsupportedLayerError(f"{where}: 3-D conv weight {weight.shape} is not supported")
+                    raise UnsupportedLayerError(
+                        f"{where}: 3-D conv weight {weight.shape} is not supported"
+                    )
                 weight = weight[..., 0]
             if weight.ndim != 4:
                 raise ExportError(f"{where}: conv weight must be 4-D, got {weight.shape}")
@@ -488,7 +586,11 @@ def _read_program(f: h5py.File, path: Path, num_steps: int | None, input_scale: 
             if flatten_next:
                 raise UnsupportedLayerError(f"{where}: a conv layer after flatten")
             layer = ConvLayer(
-                name, shape or (1, 1, 1), neuron, weight, bias,
+                name,
+                shape or (1, 1, 1),
+                neuron,
+                weight,
+                bias,
                 stride=_pair(g["stride"][()]) if "stride" in g else (1, 1),
                 padding=_pair(g["padding"][()]) if "padding" in g else (0, 0),
                 dilation=_pair(g["dilation"][()]) if "dilation" in g else (1, 1),
@@ -496,7 +598,9 @@ def _read_program(f: h5py.File, path: Path, num_steps: int | None, input_scale: 
                 quant=quant,
             )
             if shape is None or int(np.prod(shape)) == int(np.prod(layer.output_shape(in_shape))):
-                layer.shape = layer.output_shape(in_shape)  # slayer may store the shape in another order
+                layer.shape = layer.output_shape(
+                    in_shape
+                )  # slayer may store the shape in another order
             layers.append(layer)
         else:
             n_out = int(np.prod(shape)) if shape is not None else int(weight.shape[0])
@@ -507,17 +611,35 @@ def _read_program(f: h5py.File, path: Path, num_steps: int | None, input_scale: 
                 if "weight_rec" not in g:
                     raise ExportError(f"{where}: dense_rec layer without 'weight_rec'")
                 if neuron is None:
-                    raise UnsupportedLayerError(f"{where}: dense_rec layer without neuron group: netx would feed the "
-                                                "spikes of a non-spiking integrator back, which never spikes")
+                    raise UnsupportedLayerError(
+                        f"{where}: dense_rec layer without neuron group: netx would feed the "
+                        "spikes of a non-spiking integrator back, which never spikes"
+                    )
                 weight_rec = _read_array(g, "weight_rec", where, notes)
                 if weight_rec.ndim == 1:  # netx: weight_rec.reshape(shape[0], -1)
                     weight_rec = weight_rec.reshape(n_out, -1)
-                layers.append(RecurrentDenseLayer(name, (n_out,), neuron, weight, bias, flatten_input=flatten,
-                                                  quant=quant, weight_rec=weight_rec))
+                layers.append(
+                    RecurrentDenseLayer(
+                        name,
+                        (n_out,),
+                        neuron,
+                        weight,
+                        bias,
+                        flatten_input=flatten,
+                        quant=quant,
+                        weight_rec=weight_rec,
+                    )
+                )
             elif neuron is None:
-                layers.append(ReadoutLayer(name, (n_out,), weight, bias, flatten_input=flatten, quant=quant))
+                layers.append(
+                    ReadoutLayer(name, (n_out,), weight, bias, flatten_input=flatten, quant=quant)
+                )
             else:
-                layers.append(DenseLayer(name, (n_out,), neuron, weight, bias, flatten_input=flatten, quant=quant))
+                layers.append(
+                    DenseLayer(
+                        name, (n_out,), neuron, weight, bias, flatten_input=flatten, quant=quant
+                    )
+                )
             flatten_next = False
     if not any(not isinstance(layer, InputLayer) for layer in layers):
         raise ExportError(f"{path}: no conv or dense layer")
@@ -554,18 +676,32 @@ def _note_ignored_layer_fields(g: h5py.Group, ltype: str, where: str, notes: lis
     if ltype == "conv" and "delay" in g:
         skipped.append("delay")
     if ltype == "flatten":
-        skipped = [key for key in skipped if key != "shape"]  # netx flattens by the next layer's weight
+        skipped = [
+            key for key in skipped if key != "shape"
+        ]  # netx flattens by the next layer's weight
     if skipped:
-        notes.append(f"{where}: {ltype} fields not read by netx, ignored as Lava ignores them: {', '.join(sorted(skipped))}")
+        notes.append(
+            f"{where}: {ltype} fields not read by netx, ignored as Lava ignores them: {', '.join(sorted(skipped))}"
+        )
 
 
-def _read_input(g: h5py.Group, where: str, name: str, shape: tuple[int, ...], neuron: LoihiNeuron | None,
-                ours: bool, notes: list[str], quant: dict[str, Any]) -> InputLayer:
+def _read_input(
+    g: h5py.Group,
+    where: str,
+    name: str,
+    shape: tuple[int, ...],
+    neuron: LoihiNeuron | None,
+    ours: bool,
+    notes: list[str],
+    quant: dict[str, Any],
+) -> InputLayer:
     """An input layer; a netx transform (scalar weight/bias, netx reads them with int()) applies to bias input."""
     has_transform = "weight" in g or "bias" in g
     if neuron is None:
         if has_transform:
-            notes.append(f"{where}: input weight/bias ignored as netx does: without neurons the input is spikes")
+            notes.append(
+                f"{where}: input weight/bias ignored as netx does: without neurons the input is spikes"
+            )
         return InputLayer(name, shape, None, quant=quant)
 
     def scalar(key: str, default: float) -> float:
@@ -573,12 +709,18 @@ def _read_input(g: h5py.Group, where: str, name: str, shape: tuple[int, ...], ne
             return default
         arr = np.asarray(g[key][()]).reshape(-1)
         if arr.size != 1:
-            raise UnsupportedLayerError(f"{where}: input {key} with {arr.size} values; netx reads a scalar transform")
+            raise UnsupportedLayerError(
+                f"{where}: input {key} with {arr.size} values; netx reads a scalar transform"
+            )
         return float(int(arr[0]))  # netx: int(layer_config[key])
 
     weight = scalar("weight", 1.0 if ours else float(NETX_DEFAULT_INPUT_WEIGHT))
     bias = scalar("bias", 0.0)
     if not ours:
-        notes.append(f"{where}: input neurons take the image as bias_mant = round({weight:g} * x * input_scale + {bias:g}) "
-                     f"(netx's input transform{'' if has_transform else ', default weight 64'})")
-    return InputLayer(name, shape, neuron, transform_weight=weight, transform_bias=bias, quant=quant)
+        notes.append(
+            f"{where}: input neurons take the image as bias_mant = round({weight:g} * x * input_scale + {bias:g}) "
+            f"(netx's input transform{'' if has_transform else ', default weight 64'})"
+        )
+    return InputLayer(
+        name, shape, neuron, transform_weight=weight, transform_bias=bias, quant=quant
+    )

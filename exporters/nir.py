@@ -82,7 +82,9 @@ from neurocxr.models.base import ModelConfig, SpikingSequential, is_neuron
 # import_from_nir hard-codes dt = 1e-4 (a graph written with another dt loads there with wrong decays).
 DEFAULT_DT = 1e-4
 FALLBACK_DT = 1e-3  # from_nir's guess (with a warning) for a graph that states no dt and got none
-IF_TAU_STEPS = 2.0**40  # a non-leaky neuron is written as LIF with tau = 2**40 dt (decay 1 - 2**-40)
+IF_TAU_STEPS = (
+    2.0**40
+)  # a non-leaky neuron is written as LIF with tau = 2**40 dt (decay 1 - 2**-40)
 POOL_KEY = "neurocxr_pool"  # Conv2d node metadata marking an average pool written as a convolution
 PRODUCER = "neurocxr"
 EXACT_KEY = "neurocxr_exact"  # node metadata holding exact float32 neuron parameters
@@ -100,7 +102,18 @@ _WHY_UNSUPPORTED: dict[str, str] = {
     "MultiheadAttention": "attention multiplies activations with each other (QK^T); Loihi synapses only apply "
     "fixed weights to spikes; use a convolutional/linear SNN",
 }
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.Hardtanh)
+_ACTIVATIONS = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softmax,
+    nn.Hardtanh,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +138,9 @@ def _np(t: torch.Tensor | float, shape: tuple[int, ...]) -> np.ndarray:
     try:
         arr = torch.broadcast_to(arr, shape)
     except RuntimeError as exc:
-        raise ExportError(f"neuron parameter of shape {tuple(arr.shape)} does not broadcast to the layer shape {shape}") from exc
+        raise ExportError(
+            f"neuron parameter of shape {tuple(arr.shape)} does not broadcast to the layer shape {shape}"
+        ) from exc
     return arr.numpy().copy()
 
 
@@ -243,14 +258,23 @@ def _neuron_node(i: int, m: nn.Module, shape: tuple[int, ...], dt: float) -> nir
                 "which Loihi does not do; use reset_delay=False and retrain"
             )
         if getattr(m, "inhibition", False) or getattr(m, "state_quant", False):
-            raise UnsupportedLayerError(f"cannot export {where}: inhibition/state_quant have no NIR or Loihi equivalent")
-        if float(torch.as_tensor(m.graded_spikes_factor).detach().reshape(-1)[0]) != 1.0 or torch.as_tensor(
-            m.graded_spikes_factor
-        ).numel() != 1:
-            raise UnsupportedLayerError(f"cannot export {where}: graded spikes (graded_spikes_factor != 1) are not binary spikes")
+            raise UnsupportedLayerError(
+                f"cannot export {where}: inhibition/state_quant have no NIR or Loihi equivalent"
+            )
+        if (
+            float(torch.as_tensor(m.graded_spikes_factor).detach().reshape(-1)[0]) != 1.0
+            or torch.as_tensor(m.graded_spikes_factor).numel() != 1
+        ):
+            raise UnsupportedLayerError(
+                f"cannot export {where}: graded spikes (graded_spikes_factor != 1) are not binary spikes"
+            )
         beta = _np(torch.as_tensor(m.beta).clamp(0, 1), shape)
         thr = _np(m.threshold, shape)
-        alpha = _np(torch.as_tensor(m.alpha).clamp(0, 1), shape) if isinstance(m, snn.Synaptic) else None
+        alpha = (
+            _np(torch.as_tensor(m.alpha).clamp(0, 1), shape)
+            if isinstance(m, snn.Synaptic)
+            else None
+        )
         kind = "cuba" if alpha is not None else "lif"
     elif isinstance(m, (nrn.LIF, nrn.CubaLIF)):
         beta = _np(m.beta, shape)
@@ -261,7 +285,9 @@ def _neuron_node(i: int, m: nn.Module, shape: tuple[int, ...], dt: float) -> nir
         return _norse_node(where, m, shape, dt)
 
     if np.any(thr < 0):
-        raise UnsupportedLayerError(f"cannot export {where}: negative thresholds; Loihi thresholds are unsigned")
+        raise UnsupportedLayerError(
+            f"cannot export {where}: negative thresholds; Loihi thresholds are unsigned"
+        )
     thr64 = thr.astype(np.float64)
     zeros = np.zeros(shape, dtype=np.float64)
     tau_mem = _tau_from_decay(beta, dt)
@@ -274,16 +300,30 @@ def _neuron_node(i: int, m: nn.Module, shape: tuple[int, ...], dt: float) -> nir
         gain = dt / tau
         exact["beta"] = beta
         exact["threshold"] = thr
-        return nir.LIF(tau=tau, r=np.ones(shape), v_leak=zeros.copy(), v_threshold=thr64 * gain,
-                       v_reset=zeros.copy(), metadata={EXACT_KEY: exact})
+        return nir.LIF(
+            tau=tau,
+            r=np.ones(shape),
+            v_leak=zeros.copy(),
+            v_threshold=thr64 * gain,
+            v_reset=zeros.copy(),
+            metadata={EXACT_KEY: exact},
+        )
     r = np.where(np.isinf(tau_mem), np.inf, tau_mem / dt)
     assert alpha is not None
     tau_syn = _tau_from_decay(alpha, dt)
     if not np.array_equal(_decay_from_tau(tau_syn, dt), alpha):
         exact["alpha"] = alpha
     w_in = np.where(np.isinf(tau_syn), np.inf, tau_syn / dt)
-    return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=r, v_leak=zeros.copy(), v_threshold=thr64,
-                       v_reset=zeros.copy(), w_in=w_in, metadata={EXACT_KEY: exact} if exact else {})
+    return nir.CubaLIF(
+        tau_syn=tau_syn,
+        tau_mem=tau_mem,
+        r=r,
+        v_leak=zeros.copy(),
+        v_threshold=thr64,
+        v_reset=zeros.copy(),
+        w_in=w_in,
+        metadata={EXACT_KEY: exact} if exact else {},
+    )
 
 
 def _norse_node(where: str, m: nn.Module, shape: tuple[int, ...], dt: float) -> nir.NIRNode:
@@ -291,36 +331,63 @@ def _norse_node(where: str, m: nn.Module, shape: tuple[int, ...], dt: float) -> 
     from norse.torch.functional.reset import reset_value
 
     if not isinstance(m, (LIFBoxCell, LIFCell)):
-        raise UnsupportedLayerError(f"cannot export {where}: not a neuron type the NIR exporter knows")
+        raise UnsupportedLayerError(
+            f"cannot export {where}: not a neuron type the NIR exporter knows"
+        )
     p = m.p
     if torch.any(torch.as_tensor(p.v_leak) != 0) or torch.any(torch.as_tensor(p.v_reset) != 0):
         raise UnsupportedLayerError(
             f"cannot export {where}: Norse v_leak/v_reset must be 0; Loihi has no leak potential and resets to zero"
         )
     if getattr(p, "reset_method", reset_value) is not reset_value:
-        raise UnsupportedLayerError(f"cannot export {where}: only Norse's reset-to-value (zero) matches Loihi")
+        raise UnsupportedLayerError(
+            f"cannot export {where}: only Norse's reset-to-value (zero) matches Loihi"
+        )
     if getattr(p, "method", "super") == "adjoint":
-        raise UnsupportedLayerError(f"cannot export {where}: the adjoint LIF method has no NIR equivalent")
+        raise UnsupportedLayerError(
+            f"cannot export {where}: the adjoint LIF method has no NIR equivalent"
+        )
     # Norse computes the decay as dt_cell * tau_inv in float32: reproduce that product exactly.
-    c_mem = _np(torch.as_tensor(m.dt) * torch.as_tensor(p.tau_mem_inv, dtype=torch.float32), shape).astype(np.float64)
+    c_mem = _np(
+        torch.as_tensor(m.dt) * torch.as_tensor(p.tau_mem_inv, dtype=torch.float32), shape
+    ).astype(np.float64)
     thr = _np(p.v_th, shape).astype(np.float64)
     zeros = np.zeros(shape, dtype=np.float64)
     tau_mem = dt / c_mem
     ones = np.ones(shape, dtype=np.float64)
     meta = {"source": f"norse.{type(m).__name__}"}
     if isinstance(m, LIFBoxCell):
-        return nir.LIF(tau=tau_mem, r=ones, v_leak=zeros.copy(), v_threshold=thr, v_reset=zeros.copy(), metadata=meta)
-    c_syn = _np(torch.as_tensor(m.dt) * torch.as_tensor(p.tau_syn_inv, dtype=torch.float32), shape).astype(np.float64)
+        return nir.LIF(
+            tau=tau_mem,
+            r=ones,
+            v_leak=zeros.copy(),
+            v_threshold=thr,
+            v_reset=zeros.copy(),
+            metadata=meta,
+        )
+    c_syn = _np(
+        torch.as_tensor(m.dt) * torch.as_tensor(p.tau_syn_inv, dtype=torch.float32), shape
+    ).astype(np.float64)
     tau_syn = dt / c_syn
-    return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=ones, v_leak=zeros.copy(), v_threshold=thr,
-                       v_reset=zeros.copy(), w_in=tau_syn / dt, metadata=meta)
+    return nir.CubaLIF(
+        tau_syn=tau_syn,
+        tau_mem=tau_mem,
+        r=ones,
+        v_leak=zeros.copy(),
+        v_threshold=thr,
+        v_reset=zeros.copy(),
+        w_in=tau_syn / dt,
+        metadata=meta,
+    )
 
 
 def _pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def _pool_as_conv(shape: tuple[int, ...], k: tuple[int, int], s: tuple[int, int], pad: tuple[int, int]) -> nir.Conv2d:
+def _pool_as_conv(
+    shape: tuple[int, ...], k: tuple[int, int], s: tuple[int, int], pad: tuple[int, int]
+) -> nir.Conv2d:
     """AvgPool2d as the Conv2d every NIR reader knows: channel c -> c with weight 1/(kH*kW), zero bias.
 
     snnTorch 1.0 reads AvgPool2d but not SumPool2d/Scale; Norse 1.1 reads SumPool2d but not
@@ -331,12 +398,28 @@ def _pool_as_conv(shape: tuple[int, ...], k: tuple[int, int], s: tuple[int, int]
     c = int(shape[0])
     w = np.zeros((c, c, k[0], k[1]), dtype=np.float32)
     w[np.arange(c), np.arange(c)] = np.float32(1.0 / (k[0] * k[1]))
-    return nir.Conv2d(input_shape=tuple(shape[1:]), weight=w, stride=s, padding=pad, dilation=(1, 1), groups=1,
-                      bias=np.zeros(c, dtype=np.float32),
-                      metadata={POOL_KEY: {"kind": "avg", "kernel_size": list(k), "stride": list(s), "padding": list(pad)}})
+    return nir.Conv2d(
+        input_shape=tuple(shape[1:]),
+        weight=w,
+        stride=s,
+        padding=pad,
+        dilation=(1, 1),
+        groups=1,
+        bias=np.zeros(c, dtype=np.float32),
+        metadata={
+            POOL_KEY: {
+                "kind": "avg",
+                "kernel_size": list(k),
+                "stride": list(s),
+                "padding": list(pad),
+            }
+        },
+    )
 
 
-def pool_of_conv(node: nir.NIRNode) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None:
+def pool_of_conv(
+    node: nir.NIRNode,
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None:
     """(kernel, stride, padding) when ``node`` is an average pool written by `_pool_as_conv`, else None.
 
     Checked against the weights, so a stale marker on a real convolution is not trusted.
@@ -351,7 +434,12 @@ def pool_of_conv(node: nir.NIRNode) -> tuple[tuple[int, int], tuple[int, int], t
     expect = np.zeros((c, c, k[0], k[1]))
     expect[np.arange(c), np.arange(c)] = np.float32(1.0 / (k[0] * k[1]))
     bias = np.zeros(c) if node.bias is None else np.asarray(node.bias, dtype=np.float64)
-    if w.shape != expect.shape or not np.array_equal(w, expect) or np.any(bias != 0) or int(np.asarray(node.groups)) != 1:
+    if (
+        w.shape != expect.shape
+        or not np.array_equal(w, expect)
+        or np.any(bias != 0)
+        or int(np.asarray(node.groups)) != 1
+    ):
         return None
     s = _pair(tuple(int(v) for v in np.ravel(info["stride"])))
     pad = _pair(tuple(int(v) for v in np.ravel(info["padding"])))
@@ -392,7 +480,9 @@ def to_nir(
     order: list[str] = ["input"]
     counters: dict[str, int] = {}
     n_synaptic = 0
-    pending: tuple[str, np.ndarray, np.ndarray | None] | None = None  # last synaptic node, for BN folding
+    pending: tuple[str, np.ndarray, np.ndarray | None] | None = (
+        None  # last synaptic node, for BN folding
+    )
 
     def add(prefix: str, node: nir.NIRNode, numbered: bool = True) -> str:
         counters[prefix] = counters.get(prefix, 0) + 1
@@ -418,13 +508,28 @@ def to_nir(
                     # neuron <-> its own Linear/Affine as a sub-graph (Input -> neuron -> Output, neuron -> Linear ->
                     # neuron): the form snnTorch's import_from_nir and Norse's from_nir both run correctly
                     w = recurrent.weight.detach().cpu().float().numpy().copy()
-                    rnode: nir.NIRNode = nir.Linear(weight=w) if recurrent.bias is None else nir.Affine(
-                        weight=w, bias=recurrent.bias.detach().cpu().float().numpy().copy())
+                    rnode: nir.NIRNode = (
+                        nir.Linear(weight=w)
+                        if recurrent.bias is None
+                        else nir.Affine(
+                            weight=w, bias=recurrent.bias.detach().cpu().float().numpy().copy()
+                        )
+                    )
                     node = nir.NIRGraph(
-                        nodes={"input": nir.Input(input_type=np.array(shape)), "lif": node, "w_rec": rnode,
-                               "output": nir.Output(output_type=np.array(shape))},
-                        edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
-                        type_check=False)
+                        nodes={
+                            "input": nir.Input(input_type=np.array(shape)),
+                            "lif": node,
+                            "w_rec": rnode,
+                            "output": nir.Output(output_type=np.array(shape)),
+                        },
+                        edges=[
+                            ("input", "lif"),
+                            ("lif", "w_rec"),
+                            ("w_rec", "lif"),
+                            ("lif", "output"),
+                        ],
+                        type_check=False,
+                    )
                     recurrent_layers.append(name)
                 nodes[name] = node
                 order.append(name)
@@ -439,18 +544,33 @@ def to_nir(
                         f"cannot export {_name_layer(i, m)}: BatchNorm must directly follow a Conv2d or Linear so it can be "
                         "folded into its weights; Loihi has no separate normalisation layer"
                     )
-                w, b = _fold_bn(pending[1], pending[2] if pending[2] is not None else np.zeros(pending[1].shape[0], np.float32), m)
+                w, b = _fold_bn(
+                    pending[1],
+                    pending[2]
+                    if pending[2] is not None
+                    else np.zeros(pending[1].shape[0], np.float32),
+                    m,
+                )
                 old = nodes[pending[0]]
                 if isinstance(old, nir.Conv2d):
-                    nodes[pending[0]] = nir.Conv2d(input_shape=old.input_shape, weight=w, stride=old.stride, padding=old.padding,
-                                                   dilation=old.dilation, groups=old.groups, bias=b)
+                    nodes[pending[0]] = nir.Conv2d(
+                        input_shape=old.input_shape,
+                        weight=w,
+                        stride=old.stride,
+                        padding=old.padding,
+                        dilation=old.dilation,
+                        groups=old.groups,
+                        bias=b,
+                    )
                 else:
                     nodes[pending[0]] = nir.Affine(weight=w, bias=b)
                 pending = (pending[0], w, b)
                 continue
             if isinstance(m, nn.Conv2d):
                 if m.padding_mode != "zeros":
-                    raise UnsupportedLayerError(f"cannot export {_name_layer(i, m)}: padding_mode={m.padding_mode!r}; only zero padding maps to Loihi")
+                    raise UnsupportedLayerError(
+                        f"cannot export {_name_layer(i, m)}: padding_mode={m.padding_mode!r}; only zero padding maps to Loihi"
+                    )
                 padding = m.padding
                 if isinstance(padding, str):
                     if padding == "valid":
@@ -458,9 +578,20 @@ def to_nir(
                     else:
                         padding = tuple(d * (k - 1) // 2 for d, k in zip(m.dilation, m.kernel_size))
                 w = m.weight.detach().cpu().float().numpy().copy()
-                b = m.bias.detach().cpu().float().numpy().copy() if m.bias is not None else np.zeros(w.shape[0], np.float32)
-                node = nir.Conv2d(input_shape=tuple(shape[1:]), weight=w, stride=_pair(m.stride), padding=_pair(padding),
-                                  dilation=_pair(m.dilation), groups=int(m.groups), bias=b)
+                b = (
+                    m.bias.detach().cpu().float().numpy().copy()
+                    if m.bias is not None
+                    else np.zeros(w.shape[0], np.float32)
+                )
+                node = nir.Conv2d(
+                    input_shape=tuple(shape[1:]),
+                    weight=w,
+                    stride=_pair(m.stride),
+                    padding=_pair(padding),
+                    dilation=_pair(m.dilation),
+                    groups=int(m.groups),
+                    bias=b,
+                )
                 n_synaptic += 1
                 pending = (add("conv", node), w, b)
             elif isinstance(m, nn.Linear):
@@ -470,7 +601,11 @@ def to_nir(
                 n_synaptic += 1
                 pending = (add("fc", node), w, b)
             elif isinstance(m, nn.AvgPool2d):
-                if m.ceil_mode or m.divisor_override is not None or (not m.count_include_pad and _pair(m.padding) != (0, 0)):
+                if (
+                    m.ceil_mode
+                    or m.divisor_override is not None
+                    or (not m.count_include_pad and _pair(m.padding) != (0, 0))
+                ):
                     raise UnsupportedLayerError(
                         f"cannot export {_name_layer(i, m)}: ceil_mode/divisor_override/count_include_pad=False have no NIR "
                         "AvgPool2d equivalent; use nn.AvgPool2d(k) with defaults"
@@ -481,12 +616,21 @@ def to_nir(
                 pending = None
             elif isinstance(m, nn.Flatten):
                 if m.start_dim < 1 and m.start_dim != -len(shape) - 1:
-                    raise UnsupportedLayerError(f"cannot export {_name_layer(i, m)}: Flatten(start_dim={m.start_dim}) flattens the batch dimension")
+                    raise UnsupportedLayerError(
+                        f"cannot export {_name_layer(i, m)}: Flatten(start_dim={m.start_dim}) flattens the batch dimension"
+                    )
                 nd = len(shape) + 1
                 start = (m.start_dim % nd) - 1
                 end = (m.end_dim % nd) - 1
-                add("flatten", nir.Flatten(input_type={"input": np.array(shape)}, start_dim=start,
-                                           end_dim=-1 if end == len(shape) - 1 else end), numbered=False)
+                add(
+                    "flatten",
+                    nir.Flatten(
+                        input_type={"input": np.array(shape)},
+                        start_dim=start,
+                        end_dim=-1 if end == len(shape) - 1 else end,
+                    ),
+                    numbered=False,
+                )
                 pending = None
             else:
                 raise _unsupported(i, m)
@@ -501,7 +645,9 @@ def to_nir(
 
     if readout is not None:
         if not isinstance(readout, nn.Linear):
-            raise UnsupportedLayerError(f"cannot export readout ({type(readout).__name__}): only a Linear readout is supported")
+            raise UnsupportedLayerError(
+                f"cannot export readout ({type(readout).__name__}): only a Linear readout is supported"
+            )
         w = readout.weight.detach().cpu().float().numpy().copy()
         if readout.bias is not None:
             node = nir.Affine(weight=w, bias=readout.bias.detach().cpu().float().numpy().copy())
@@ -532,7 +678,9 @@ def to_nir(
     try:
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
     except Exception as exc:
-        raise ExportError(f"NIR rejected the exported graph (shape/type check): {exc}; input_shape was {input_shape}") from exc
+        raise ExportError(
+            f"NIR rejected the exported graph (shape/type check): {exc}; input_shape was {input_shape}"
+        ) from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -593,10 +741,14 @@ def inline_recurrent_subgraphs(graph: nir.NIRGraph) -> nir.NIRGraph:
         return f"{top}.lif" if top in found else end
 
     edges += [(outer(str(a)), outer(str(b))) for a, b in graph.edges]
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(graph.metadata or {}), type_check=False)
+    return nir.NIRGraph(
+        nodes=nodes, edges=edges, metadata=dict(graph.metadata or {}), type_check=False
+    )
 
 
-def fold_recurrence(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], dict[str, str]]:
+def fold_recurrence(
+    nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """Take out each neuron's own recurrent synapse: a Linear/Affine fed only by one LIF/CubaLIF/IF neuron
     and feeding only back into it (the Braille graphs of the NIR paper; snnTorch 1.0's RLeaky/RSynaptic).
 
@@ -609,7 +761,11 @@ def fold_recurrence(nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]])
         pred.setdefault(str(b), set()).add(str(a))
     recurrent: dict[str, str] = {}
     for name, node in nodes.items():
-        if not isinstance(node, (nir.Linear, nir.Affine)) or len(pred.get(name, ())) != 1 or pred[name] != succ.get(name):
+        if (
+            not isinstance(node, (nir.Linear, nir.Affine))
+            or len(pred.get(name, ())) != 1
+            or pred[name] != succ.get(name)
+        ):
             continue
         (neuron,) = pred[name]
         if not isinstance(nodes.get(neuron), (nir.LIF, nir.CubaLIF, nir.IF)):
@@ -629,7 +785,9 @@ def _chain(graph: nir.NIRGraph) -> list[str]:
     refuse branches, merges, other loops and subgraphs."""
     inputs = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
     if len(inputs) != 1:
-        raise UnsupportedLayerError(f"the NIR graph has {len(inputs)} Input nodes; neurocxr imports chains with exactly one")
+        raise UnsupportedLayerError(
+            f"the NIR graph has {len(inputs)} Input nodes; neurocxr imports chains with exactly one"
+        )
     succ: dict[str, list[str]] = {}
     pred: dict[str, int] = {}
     folded, recurrent = fold_recurrence(graph.nodes, list(graph.edges))
@@ -649,7 +807,9 @@ def _chain(graph: nir.NIRGraph) -> list[str]:
             )
         name = nxt[0]
         if name in seen or pred.get(name, 0) > 1:
-            raise UnsupportedLayerError(f"NIR node {name!r} has several inputs or closes a loop; only chains are supported")
+            raise UnsupportedLayerError(
+                f"NIR node {name!r} has several inputs or closes a loop; only chains are supported"
+            )
         chain.append(name)
         seen.add(name)
     if not isinstance(graph.nodes[chain[-1]], nir.Output):
@@ -679,13 +839,19 @@ def _zero_or_refuse(name: str, what: str, value: Any) -> None:
 def _exact(node: nir.NIRNode, key: str) -> np.ndarray | None:
     meta = node.metadata if isinstance(node.metadata, dict) else {}
     exact = meta.get(EXACT_KEY, {})
-    return np.asarray(exact[key], dtype=np.float32) if isinstance(exact, dict) and key in exact else None
+    return (
+        np.asarray(exact[key], dtype=np.float32)
+        if isinstance(exact, dict) and key in exact
+        else None
+    )
 
 
 def _threshold(name: str, thr: Any, gain: np.ndarray) -> torch.Tensor:
     thr32 = np.asarray(thr, dtype=np.float32)
     if np.any(gain <= 0) or not np.all(np.isfinite(gain)):
-        raise UnsupportedLayerError(f"NIR node {name!r}: input gain must be positive and finite, got {np.unique(gain)[:5]}")
+        raise UnsupportedLayerError(
+            f"NIR node {name!r}: input gain must be positive and finite, got {np.unique(gain)[:5]}"
+        )
     if np.all(gain == 1.0):
         return torch.from_numpy(thr32.copy())
     return torch.from_numpy(np.asarray(thr32.astype(np.float64) / gain).astype(np.float32))
@@ -696,7 +862,9 @@ def _import_neuron(name: str, node: nir.NIRNode, dt: float) -> nn.Module:
         _zero_or_refuse(name, "v_reset", node.v_reset)
         gain = _ratio_over_dt(_f64(node.r), np.ones_like(_f64(node.r)), dt)
         beta = np.ones(np.shape(node.r), dtype=np.float32)
-        return nrn.LIF(torch.from_numpy(beta), _threshold(name, _f64(node.v_threshold, node.r), gain))
+        return nrn.LIF(
+            torch.from_numpy(beta), _threshold(name, _f64(node.v_threshold, node.r), gain)
+        )
     if isinstance(node, nir.LIF):
         _zero_or_refuse(name, "v_leak", node.v_leak)
         _zero_or_refuse(name, "v_reset", node.v_reset)
@@ -709,7 +877,9 @@ def _import_neuron(name: str, node: nir.NIRNode, dt: float) -> nn.Module:
         if thr_exact is not None and np.allclose(thr_exact * gain, thr_nir, rtol=1e-6, atol=0):
             # neurocxr's portable form: the producer's unit-gain threshold, bit for bit
             return nrn.LIF(torch.from_numpy(beta.copy()), torch.from_numpy(thr_exact.copy()))
-        return nrn.LIF(torch.from_numpy(beta.copy()), _threshold(name, _f64(node.v_threshold, tau), gain))
+        return nrn.LIF(
+            torch.from_numpy(beta.copy()), _threshold(name, _f64(node.v_threshold, tau), gain)
+        )
     if isinstance(node, nir.CubaLIF):
         _zero_or_refuse(name, "v_leak", node.v_leak)
         _zero_or_refuse(name, "v_reset", node.v_reset)
@@ -724,7 +894,9 @@ def _import_neuron(name: str, node: nir.NIRNode, dt: float) -> nn.Module:
         gain = np.where((g_syn == 1.0) & (g_mem == 1.0), 1.0, g_syn * g_mem)
         thr = _threshold(name, _f64(node.v_threshold, tau_mem), gain)
         return nrn.CubaLIF(torch.from_numpy(alpha.copy()), torch.from_numpy(beta.copy()), thr)
-    raise UnsupportedLayerError(f"NIR node {name!r} of type {type(node).__name__} is not a neuron neurocxr imports")
+    raise UnsupportedLayerError(
+        f"NIR node {name!r} of type {type(node).__name__} is not a neuron neurocxr imports"
+    )
 
 
 def _shape_of(node: nir.NIRNode, key: str) -> tuple[int, ...] | None:
@@ -739,13 +911,19 @@ def _linear(name: str, node: nir.NIRNode) -> nn.Linear:
     """An NIR Affine/Linear as ``nn.Linear`` (float32, bias only for an Affine with one)."""
     w = torch.from_numpy(np.asarray(node.weight, dtype=np.float32).copy())
     if w.dim() != 2:
-        raise UnsupportedLayerError(f"NIR node {name!r}: only 2-D Affine/Linear weights are supported, got {tuple(w.shape)}")
+        raise UnsupportedLayerError(
+            f"NIR node {name!r}: only 2-D Affine/Linear weights are supported, got {tuple(w.shape)}"
+        )
     has_bias = isinstance(node, nir.Affine) and node.bias is not None
     lin = nn.Linear(w.shape[1], w.shape[0], bias=has_bias)
     with torch.no_grad():
         lin.weight.copy_(w)
         if has_bias:
-            lin.bias.copy_(torch.from_numpy(np.broadcast_to(np.asarray(node.bias, np.float32), (w.shape[0],)).copy()))
+            lin.bias.copy_(
+                torch.from_numpy(
+                    np.broadcast_to(np.asarray(node.bias, np.float32), (w.shape[0],)).copy()
+                )
+            )
     return lin
 
 
@@ -759,12 +937,16 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
     if isinstance(graph, (str, Path)):
         graph = read_nir(graph)
     if not isinstance(graph, nir.NIRGraph):
-        raise ExportError(f"from_nir expects a nir.NIRGraph or a .nir path, got {type(graph).__name__}")
+        raise ExportError(
+            f"from_nir expects a nir.NIRGraph or a .nir path, got {type(graph).__name__}"
+        )
     meta = _plain(graph.metadata) if isinstance(graph.metadata, dict) else {}
     if "dt" in meta:
         graph_dt = float(meta["dt"])
         if dt is not None and not math.isclose(dt, graph_dt, rel_tol=1e-12):
-            warnings.warn(f"the NIR graph states dt={graph_dt}; using it instead of dt={dt}", stacklevel=2)
+            warnings.warn(
+                f"the NIR graph states dt={graph_dt}; using it instead of dt={dt}", stacklevel=2
+            )
         dt = graph_dt
     elif dt is None:
         warnings.warn(
@@ -785,7 +967,9 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
     if body and isinstance(graph.nodes[body[-1]], nir.LI):
         li_at = len(body) - 1
         if len(body) < 2 or not isinstance(graph.nodes[body[-2]], (nir.Affine, nir.Linear)):
-            raise UnsupportedLayerError(f"NIR LI node {body[-1]!r} must directly follow an Affine/Linear readout")
+            raise UnsupportedLayerError(
+                f"NIR LI node {body[-1]!r} must directly follow an Affine/Linear readout"
+            )
         readout_at = len(body) - 2
     elif body and isinstance(graph.nodes[body[-1]], (nir.Affine, nir.Linear)):
         readout_at = len(body) - 1
@@ -819,24 +1003,60 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
             layers.append(nn.AvgPool2d(ks, st, pd))
         elif isinstance(node, nir.Conv2d):
             w = torch.from_numpy(np.asarray(node.weight, dtype=np.float32).copy())
-            padding = node.padding if isinstance(node.padding, str) else _pair(tuple(np.asarray(node.padding).reshape(-1)) if np.ndim(node.padding) else int(node.padding))
-            stride = _pair(tuple(np.asarray(node.stride).reshape(-1)) if np.ndim(node.stride) else int(node.stride))
-            dilation = _pair(tuple(np.asarray(node.dilation).reshape(-1)) if np.ndim(node.dilation) else int(node.dilation))
+            padding = (
+                node.padding
+                if isinstance(node.padding, str)
+                else _pair(
+                    tuple(np.asarray(node.padding).reshape(-1))
+                    if np.ndim(node.padding)
+                    else int(node.padding)
+                )
+            )
+            stride = _pair(
+                tuple(np.asarray(node.stride).reshape(-1))
+                if np.ndim(node.stride)
+                else int(node.stride)
+            )
+            dilation = _pair(
+                tuple(np.asarray(node.dilation).reshape(-1))
+                if np.ndim(node.dilation)
+                else int(node.dilation)
+            )
             groups = int(np.asarray(node.groups))
-            conv = nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=stride, padding=padding,
-                             dilation=dilation, groups=groups, bias=True)
+            conv = nn.Conv2d(
+                w.shape[1] * groups,
+                w.shape[0],
+                tuple(w.shape[2:]),
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=groups,
+                bias=True,
+            )
             with torch.no_grad():
                 conv.weight.copy_(w)
-                bias = np.zeros(w.shape[0], np.float32) if node.bias is None else np.broadcast_to(np.asarray(node.bias, np.float32), (w.shape[0],))
+                bias = (
+                    np.zeros(w.shape[0], np.float32)
+                    if node.bias is None
+                    else np.broadcast_to(np.asarray(node.bias, np.float32), (w.shape[0],))
+                )
                 conv.bias.copy_(torch.from_numpy(bias.copy()))
             layers.append(conv)
         elif isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-            ks, st, pd = (_pair(tuple(np.asarray(v).reshape(-1)) if np.size(v) > 1 else int(np.asarray(v).reshape(-1)[0]))
-                          for v in (node.kernel_size, node.stride, node.padding))
+            ks, st, pd = (
+                _pair(
+                    tuple(np.asarray(v).reshape(-1))
+                    if np.size(v) > 1
+                    else int(np.asarray(v).reshape(-1)[0])
+                )
+                for v in (node.kernel_size, node.stride, node.padding)
+            )
             if isinstance(node, nir.SumPool2d):
                 nxt = graph.nodes[body[k + 1]] if k + 1 < len(body) else None
                 area = ks[0] * ks[1]
-                if isinstance(nxt, nir.Scale) and np.allclose(np.asarray(nxt.scale, np.float64), 1.0 / area, rtol=1e-6, atol=0):
+                if isinstance(nxt, nir.Scale) and np.allclose(
+                    np.asarray(nxt.scale, np.float64), 1.0 / area, rtol=1e-6, atol=0
+                ):
                     layers.append(nn.AvgPool2d(ks, st, pd))  # SumPool + Scale(1/k) == AvgPool
                     k += 2
                     continue
@@ -844,15 +1064,26 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
             else:
                 layers.append(nn.AvgPool2d(ks, st, pd))
         elif isinstance(node, nir.Scale):
-            layers.append(ElementwiseScale(torch.from_numpy(np.asarray(node.scale, np.float32).copy())))
+            layers.append(
+                ElementwiseScale(torch.from_numpy(np.asarray(node.scale, np.float32).copy()))
+            )
         elif isinstance(node, nir.Flatten):
             start = int(node.start_dim)
             end = int(node.end_dim)
-            layers.append(nn.Flatten(start_dim=start + 1 if start >= 0 else start, end_dim=end + 1 if end >= 0 else end))
+            layers.append(
+                nn.Flatten(
+                    start_dim=start + 1 if start >= 0 else start,
+                    end_dim=end + 1 if end >= 0 else end,
+                )
+            )
         elif isinstance(node, (nir.LIF, nir.CubaLIF, nir.IF)):
             neuron = _import_neuron(name, node, dt)
-            if name in recurrent:  # its spikes come back through its own Linear/Affine, one step later
-                neuron = nrn.RecurrentNeuron(neuron, _linear(recurrent[name], graph.nodes[recurrent[name]]))
+            if (
+                name in recurrent
+            ):  # its spikes come back through its own Linear/Affine, one step later
+                neuron = nrn.RecurrentNeuron(
+                    neuron, _linear(recurrent[name], graph.nodes[recurrent[name]])
+                )
             layers.append(neuron)
         elif isinstance(node, nir.LI):
             raise UnsupportedLayerError(
@@ -860,7 +1091,9 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
                 "through spikes, so LI is supported only as the final readout (after the last Affine/Linear)"
             )
         elif isinstance(node, nir.NIRGraph):
-            raise UnsupportedLayerError(f"NIR node {name!r} is a subgraph (e.g. a recurrent layer); only flat chains are supported")
+            raise UnsupportedLayerError(
+                f"NIR node {name!r} is a subgraph (e.g. a recurrent layer); only flat chains are supported"
+            )
         else:
             raise UnsupportedLayerError(
                 f"NIR node {name!r} of type {type(node).__name__} is not supported: neurocxr imports Affine, Linear, Conv2d, "
@@ -870,7 +1103,9 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
 
     model = SpikingSequential(layers, readout=readout)
     info = meta.get("neurocxr", {}) if isinstance(meta.get("neurocxr"), dict) else {}
-    in_shape = _shape_of(graph.nodes[chain[0]], "input") or _shape_of(graph.nodes[chain[0]], "output")
+    in_shape = _shape_of(graph.nodes[chain[0]], "input") or _shape_of(
+        graph.nodes[chain[0]], "output"
+    )
     out_shape = _shape_of(graph.nodes[chain[-1]], "output")
     if info and in_shape and len(in_shape) == 3:  # a ModelConfig describes image models only
         try:
@@ -883,7 +1118,9 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
                 encoding=str(info.get("encoding", "direct")),
             )
         except (ValueError, TypeError) as exc:
-            warnings.warn(f"could not rebuild a ModelConfig from the NIR metadata: {exc}", stacklevel=2)
+            warnings.warn(
+                f"could not rebuild a ModelConfig from the NIR metadata: {exc}", stacklevel=2
+            )
     model.nir_metadata = {**meta, "dt": dt}  # type: ignore[attr-defined]
     model.eval()
     return model
@@ -922,10 +1159,18 @@ def read_nir(path: str | Path) -> nir.NIRGraph:
         except Exception:
             from neurocxr.validation import describe_file, file_kind
 
-            if file_kind(path) not in ("nir", "hdf5", "unknown"):  # a checkpoint or npz named .nir: say what it is
+            if file_kind(path) not in (
+                "nir",
+                "hdf5",
+                "unknown",
+            ):  # a checkpoint or npz named .nir: say what it is
                 raise ExportError(f"{path} is not a NIR graph: it {describe_file(path)}") from exc
-            raise ExportError(f"{path} is not a readable NIR file ({type(exc).__name__}: {exc})") from exc
-        warnings.warn(f"{path}: NIR type check failed ({exc}); read without type checking", stacklevel=2)
+            raise ExportError(
+                f"{path} is not a readable NIR file ({type(exc).__name__}: {exc})"
+            ) from exc
+        warnings.warn(
+            f"{path}: NIR type check failed ({exc}); read without type checking", stacklevel=2
+        )
         return graph
 
 
@@ -935,22 +1180,35 @@ def _key_params(node: nir.NIRNode) -> dict[str, Any]:
         return [float(arr.min()), float(arr.max())]
 
     if isinstance(node, nir.Conv2d):
-        return {"weight": list(node.weight.shape), "stride": [int(s) for s in np.ravel(node.stride)],
-                "padding": node.padding if isinstance(node.padding, str) else [int(p) for p in np.ravel(node.padding)],
-                "groups": int(node.groups)}
+        return {
+            "weight": list(node.weight.shape),
+            "stride": [int(s) for s in np.ravel(node.stride)],
+            "padding": node.padding
+            if isinstance(node.padding, str)
+            else [int(p) for p in np.ravel(node.padding)],
+            "groups": int(node.groups),
+        }
     if isinstance(node, nir.Affine):
         return {"weight": list(node.weight.shape), "bias": True}
     if isinstance(node, nir.Linear):
         return {"weight": list(node.weight.shape), "bias": False}
     if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-        return {"kernel_size": [int(k) for k in np.ravel(node.kernel_size)], "stride": [int(s) for s in np.ravel(node.stride)]}
+        return {
+            "kernel_size": [int(k) for k in np.ravel(node.kernel_size)],
+            "stride": [int(s) for s in np.ravel(node.stride)],
+        }
     if isinstance(node, nir.Flatten):
         return {"start_dim": int(node.start_dim), "end_dim": int(node.end_dim)}
     if isinstance(node, nir.LIF):
         return {"tau": rng(node.tau), "r": rng(node.r), "v_threshold": rng(node.v_threshold)}
     if isinstance(node, nir.CubaLIF):
-        return {"tau_syn": rng(node.tau_syn), "tau_mem": rng(node.tau_mem), "r": rng(node.r),
-                "w_in": rng(node.w_in), "v_threshold": rng(node.v_threshold)}
+        return {
+            "tau_syn": rng(node.tau_syn),
+            "tau_mem": rng(node.tau_mem),
+            "r": rng(node.r),
+            "w_in": rng(node.w_in),
+            "v_threshold": rng(node.v_threshold),
+        }
     if isinstance(node, nir.IF):
         return {"r": rng(node.r), "v_threshold": rng(node.v_threshold)}
     if isinstance(node, nir.LI):
@@ -970,11 +1228,13 @@ def graph_summary(graph: nir.NIRGraph) -> list[dict]:
     rows = []
     for name in names:
         node = graph.nodes[name]
-        rows.append({
-            "name": name,
-            "type": type(node).__name__,
-            "input_shape": list(_shape_of(node, "input") or []),
-            "output_shape": list(_shape_of(node, "output") or []),
-            "params": _key_params(node),
-        })
+        rows.append(
+            {
+                "name": name,
+                "type": type(node).__name__,
+                "input_shape": list(_shape_of(node, "input") or []),
+                "output_shape": list(_shape_of(node, "output") or []),
+                "params": _key_params(node),
+            }
+        )
     return rows

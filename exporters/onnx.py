@@ -75,7 +75,9 @@ def export_onnx(
         )
     shape = tuple(int(s) for s in input_shape)
     if len(shape) != 4 or min(shape) < 1:
-        raise ExportError(f"input_shape must be (batch, channels, height, width) with positive sizes, got {shape}")
+        raise ExportError(
+            f"input_shape must be (batch, channels, height, width) with positive sizes, got {shape}"
+        )
     out = Path(path)
     if out.exists() and not overwrite:
         raise ExportError(f"{out} already exists; pass overwrite=True (CLI: --force) to replace it")
@@ -83,7 +85,9 @@ def export_onnx(
 
     was_training = model.training
     model.eval()
-    dummy = torch.zeros(shape, dtype=torch.float32, device=next(model.parameters(), torch.zeros(0)).device)
+    dummy = torch.zeros(
+        shape, dtype=torch.float32, device=next(model.parameters(), torch.zeros(0)).device
+    )
     dynamic_axes = {"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
 
     def write(tmp: Path) -> None:
@@ -108,7 +112,9 @@ def export_onnx(
         try:
             onnx.checker.check_model(str(tmp), full_check=True)
         except Exception as exc:
-            raise ExportError(f"the exported ONNX graph for {type(model).__name__} is invalid: {exc}") from exc
+            raise ExportError(
+                f"the exported ONNX graph for {type(model).__name__} is invalid: {exc}"
+            ) from exc
 
     try:
         atomic_write(out, write)
@@ -126,7 +132,9 @@ def onnx_session(path: str | os.PathLike[str], *, threads: int | None = None) ->
 
     p = Path(path)
     if not p.is_file():
-        raise ExportError(f"ONNX file {p} not found; create it with export_onnx (CLI: neurocxr export --format onnx)")
+        raise ExportError(
+            f"ONNX file {p} not found; create it with export_onnx (CLI: neurocxr export --format onnx)"
+        )
     options = ort.SessionOptions()
     if threads is not None:
         if threads < 1:
@@ -145,7 +153,9 @@ def _as_session(path_or_session: Any) -> Any:
     if isinstance(path_or_session, (str, os.PathLike)):
         return onnx_session(path_or_session)
     if not hasattr(path_or_session, "run") or not hasattr(path_or_session, "get_inputs"):
-        raise TypeError(f"expected a path or an onnxruntime.InferenceSession, got {type(path_or_session).__name__}")
+        raise TypeError(
+            f"expected a path or an onnxruntime.InferenceSession, got {type(path_or_session).__name__}"
+        )
     return path_or_session
 
 
@@ -181,7 +191,9 @@ def run_onnx(path_or_session: Any, images: np.ndarray, *, batch_size: int = 256)
         part = x[start : start + chunk]
         n = part.shape[0]
         if fixed_batch is not None and n < fixed_batch:
-            part = np.concatenate([part, np.zeros((fixed_batch - n, *part.shape[1:]), dtype=np.float32)])
+            part = np.concatenate(
+                [part, np.zeros((fixed_batch - n, *part.shape[1:]), dtype=np.float32)]
+            )
         result = session.run(None, {input_meta.name: part})[0]
         outputs.append(np.asarray(result)[:n])
     if not outputs:
@@ -260,8 +272,14 @@ def _dims(value_info: Any) -> list[int] | None:
     return dims
 
 
-def _conv_pad_begin(node: Any, in_spatial: list[int], out_spatial: list[int], kernel: list[int],
-                    strides: list[int], dilations: list[int]) -> list[int]:
+def _conv_pad_begin(
+    node: Any,
+    in_spatial: list[int],
+    out_spatial: list[int],
+    kernel: list[int],
+    strides: list[int],
+    dilations: list[int],
+) -> list[int]:
     """Padding before each spatial axis of an ONNX Conv (explicit ``pads`` or ``auto_pad``)."""
     attrs = {a.name: a for a in node.attribute}
     dims = len(kernel)
@@ -269,7 +287,13 @@ def _conv_pad_begin(node: Any, in_spatial: list[int], out_spatial: list[int], ke
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         begin = []
         for i in range(dims):
-            total = max((out_spatial[i] - 1) * strides[i] + dilations[i] * (kernel[i] - 1) + 1 - in_spatial[i], 0)
+            total = max(
+                (out_spatial[i] - 1) * strides[i]
+                + dilations[i] * (kernel[i] - 1)
+                + 1
+                - in_spatial[i],
+                0,
+            )
             begin.append(total // 2 if auto_pad == "SAME_UPPER" else total - total // 2)
         return begin
     if auto_pad == "VALID" or "pads" not in attrs:
@@ -308,7 +332,9 @@ def onnx_macs(path: str | os.PathLike[str], *, include_padding: bool = False) ->
     def shape_of(name: str, node_name: str) -> list[int]:
         s = shapes.get(name)
         if s is None:
-            raise ExportError(f"ONNX shape inference gave no shape for tensor {name!r} of node {node_name!r}")
+            raise ExportError(
+                f"ONNX shape inference gave no shape for tensor {name!r} of node {node_name!r}"
+            )
         return s
 
     macs: dict[str, int] = {}
@@ -329,8 +355,17 @@ def onnx_macs(path: str | os.PathLike[str], *, include_padding: bool = False) ->
             dilations = list(attrs["dilations"].ints) if "dilations" in attrs else [1] * dims
             groups = int(attrs["group"].i) if "group" in attrs else 1
             pad_begin = _conv_pad_begin(node, x[2:], out_shape[2:], w[2:], strides, dilations)
-            per_sample = conv_macs(x[1], x[2:], out_shape[2:], w, strides, pad_begin, dilations, groups,
-                                   include_padding=include_padding)
+            per_sample = conv_macs(
+                x[1],
+                x[2:],
+                out_shape[2:],
+                w,
+                strides,
+                pad_begin,
+                dilations,
+                groups,
+                include_padding=include_padding,
+            )
             macs[name] = int(per_sample * out_shape[0])
             continue
         if node.op_type == "Gemm":
@@ -380,7 +415,11 @@ def benchmark_onnx(
                 "Re-export with dynamic_batch=True."
             )
         reps = -(-bs // x.shape[0])
-        batch = np.ascontiguousarray(np.concatenate([x] * reps)[:bs]) if reps > 1 else np.ascontiguousarray(x[:bs])
+        batch = (
+            np.ascontiguousarray(np.concatenate([x] * reps)[:bs])
+            if reps > 1
+            else np.ascontiguousarray(x[:bs])
+        )
         feed = {input_meta.name: batch}
         for _ in range(warmup):
             session.run(None, feed)

@@ -46,7 +46,6 @@ DECAY_MAX = 4096  # iDecay / vDecay: 12-bit fraction, 4096 = full decay
 STATE_BITS = 24  # u and v are 24-bit registers
 
 
-
 class LayerKind(str, Enum):
     """The one vocabulary of layer kinds (each layer class's ``kind`` is one of these values). A ``str``
     enum: ``LayerKind.CONV == "conv"`` and JSON files keep the plain names."""
@@ -72,6 +71,7 @@ class LayerKind(str, Enum):
             return cls.READOUT
         return cls(layer.kind)
 
+
 InputKind = Literal["spikes", "bias"]
 NeuronParam = Union[int, np.ndarray]
 
@@ -83,7 +83,9 @@ class ProgramError(ValueError):
 def _neuron_param(name: str, value: Any) -> NeuronParam:
     """A scalar int, or a 1-D int64 array when the values differ per channel / neuron."""
     arr = np.asarray(value)
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+    if arr.dtype == bool or not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
         raise ProgramError(f"neuron {name} must be integers, got {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
@@ -115,8 +117,10 @@ class LoihiNeuron:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LoihiNeuron):
             return NotImplemented
-        return all(np.array_equal(np.asarray(getattr(self, k)), np.asarray(getattr(other, k)))
-                   for k in ("v_th_mant", "i_decay", "v_decay"))
+        return all(
+            np.array_equal(np.asarray(getattr(self, k)), np.asarray(getattr(other, k)))
+            for k in ("v_th_mant", "i_decay", "v_decay")
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -127,8 +131,11 @@ class LoihiNeuron:
 
     def validate(self, where: str, shape: tuple[int, ...] | None = None) -> None:
         """Ranges of every value, and (given the layer shape) that arrays have one value per channel."""
-        for name, label, hi in (("v_th_mant", "vThMant", VTH_MAX), ("i_decay", "iDecay", DECAY_MAX),
-                                ("v_decay", "vDecay", DECAY_MAX)):
+        for name, label, hi in (
+            ("v_th_mant", "vThMant", VTH_MAX),
+            ("i_decay", "iDecay", DECAY_MAX),
+            ("v_decay", "vDecay", DECAY_MAX),
+        ):
             arr = np.asarray(getattr(self, name))
             lo_v, hi_v = int(arr.min()), int(arr.max())
             if lo_v < 0 or hi_v > hi:
@@ -207,7 +214,9 @@ def _check_weight(where: str, weight: Any) -> np.ndarray:
         raise ProgramError(f"{where}: weights must be integers, got {w.dtype}")
     lo, hi = (0, WEIGHT_MAX_EXCITATORY) if w.min(initial=0) >= 0 else (WEIGHT_MIN, WEIGHT_MAX)
     if w.size and (w.min() < lo or w.max() > hi):
-        raise ProgramError(f"{where}: weights {w.min()}..{w.max()} outside netx's lossless {lo}..{hi}")
+        raise ProgramError(
+            f"{where}: weights {w.min()}..{w.max()} outside netx's lossless {lo}..{hi}"
+        )
     bits, _, sign_mode = netx_weight_bits(w)
     if bits > 8:
         # Lava's CPU models keep such weights, so parity cannot catch them; the chip cannot store them.
@@ -239,7 +248,9 @@ def _check_bias(where: str, name: str, shape: tuple[int, ...], bias: np.ndarray 
     if not np.issubdtype(b.dtype, np.integer):
         raise ProgramError(f"{where}: bias must be integers, got {b.dtype}")
     if b.size and (b.min() < BIAS_MIN or b.max() > BIAS_MAX):
-        raise ProgramError(f"{where}: bias {b.min()}..{b.max()} outside {BIAS_MIN}..{BIAS_MAX} (13 bits)")
+        raise ProgramError(
+            f"{where}: bias {b.min()}..{b.max()} outside {BIAS_MIN}..{BIAS_MAX} (13 bits)"
+        )
     _bias_full(name, shape, bias)
 
 
@@ -258,7 +269,9 @@ class InputLayer:
     # netx input transform (file's input-layer `weight`/`bias`): bias_mant = w * x + b per pixel
     transform_weight: float = 1.0
     transform_bias: float = 0.0
-    in_file: bool = True  # False: the file starts with a synaptic layer (lava-dl's dense-first form)
+    in_file: bool = (
+        True  # False: the file starts with a synaptic layer (lava-dl's dense-first form)
+    )
     quant: dict[str, Any] = field(default_factory=dict)
 
     kind: ClassVar[str] = LayerKind.INPUT.value
@@ -280,13 +293,19 @@ class InputLayer:
 
     def validate(self, where: str, in_shape: tuple[int, ...] | None = None) -> None:
         if not self.shape or any(s < 1 for s in self.shape) or len(self.shape) not in (1, 3):
-            raise ProgramError(f"{where}: input shape {self.shape} must be (N,) or (C, H, W) with positive sizes")
+            raise ProgramError(
+                f"{where}: input shape {self.shape} must be (N,) or (C, H, W) with positive sizes"
+            )
         if self.neuron is not None:
             self.neuron.validate(where, self.shape)
         elif (self.transform_weight, self.transform_bias) != (1.0, 0.0):
-            raise ProgramError(f"{where}: an input transform needs input neurons (spike input is passed as given)")
+            raise ProgramError(
+                f"{where}: an input transform needs input neurons (spike input is passed as given)"
+            )
         if not self.in_file and self.neuron is not None:
-            raise ProgramError(f"{where}: an input without a layer in the file cannot have input neurons")
+            raise ProgramError(
+                f"{where}: an input without a layer in the file cannot have input neurons"
+            )
 
     def quantise(self, images: np.ndarray, input_scale: float) -> np.ndarray:
         """Images -> integer bias_mant of the input neurons: ``round(w * x * input_scale + b)``."""
@@ -343,12 +362,18 @@ class ConvLayer(_Synaptic):
 
     def __post_init__(self) -> None:
         self.shape = tuple(int(s) for s in self.shape)
-        self.stride, self.padding, self.dilation = _pair(self.stride), _pair(self.padding), _pair(self.dilation)
+        self.stride, self.padding, self.dilation = (
+            _pair(self.stride),
+            _pair(self.padding),
+            _pair(self.dilation),
+        )
         self.groups = int(self.groups)
 
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, int, int]:
         if len(in_shape) != 3:
-            raise ProgramError(f"layer {self.name}: conv needs a (C, H, W) input, got {tuple(in_shape)}")
+            raise ProgramError(
+                f"layer {self.name}: conv needs a (C, H, W) input, got {tuple(in_shape)}"
+            )
         _, h, w = in_shape
         kh, kw = np.asarray(self.weight).shape[2:4]
         oh = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
@@ -360,18 +385,35 @@ class ConvLayer(_Synaptic):
             raise ProgramError(f"{where}: netx cannot build a conv layer without neuron")
         w = _check_weight(where, self.weight)
         if w.ndim != 4:
-            raise ProgramError(f"{where}: conv weight must be 4-D (Cout, Cin/groups, kH, kW), got {w.shape}")
-        if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0 or self.groups < 1:
+            raise ProgramError(
+                f"{where}: conv weight must be 4-D (Cout, Cin/groups, kH, kW), got {w.shape}"
+            )
+        if (
+            min(self.stride) < 1
+            or min(self.dilation) < 1
+            or min(self.padding) < 0
+            or self.groups < 1
+        ):
             raise ProgramError(f"{where}: stride/dilation/groups must be >= 1 and padding >= 0")
         if len(in_shape) != 3:
             raise ProgramError(f"{where}: conv needs a (C, H, W) input, got {tuple(in_shape)}")
-        if in_shape[0] % self.groups or w.shape[0] % self.groups or w.shape[1] * self.groups != in_shape[0]:
-            raise ProgramError(f"{where}: weight {w.shape} with groups={self.groups} does not fit {in_shape[0]} input channels")
+        if (
+            in_shape[0] % self.groups
+            or w.shape[0] % self.groups
+            or w.shape[1] * self.groups != in_shape[0]
+        ):
+            raise ProgramError(
+                f"{where}: weight {w.shape} with groups={self.groups} does not fit {in_shape[0]} input channels"
+            )
         expected = self.output_shape(in_shape)
         if min(expected[1:]) < 1:
-            raise ProgramError(f"{where}: kernel {w.shape[2:]} does not fit the input {tuple(in_shape)}")
+            raise ProgramError(
+                f"{where}: kernel {w.shape[2:]} does not fit the input {tuple(in_shape)}"
+            )
         if tuple(self.shape) != expected:
-            raise ProgramError(f"{where}: shape {self.shape} but the convolution of {tuple(in_shape)} gives {expected}")
+            raise ProgramError(
+                f"{where}: shape {self.shape} but the convolution of {tuple(in_shape)} gives {expected}"
+            )
         self.neuron.validate(where, self.shape)
         _check_bias(where, self.name, self.shape, self.bias)
 
@@ -390,17 +432,30 @@ class ConvLayer(_Synaptic):
         base_h = (ho - 1) * self.stride[0] - 2 * self.padding[0] + self.dilation[0] * (kh - 1) + 1
         base_w = (wo - 1) * self.stride[1] - 2 * self.padding[1] + self.dilation[1] * (kw - 1) + 1
         out_pad = (h - base_h, wd - base_w)
-        if not (0 <= out_pad[0] < max(self.stride[0], self.dilation[0])
-                and 0 <= out_pad[1] < max(self.stride[1], self.dilation[1])):
+        if not (
+            0 <= out_pad[0] < max(self.stride[0], self.dilation[0])
+            and 0 <= out_pad[1] < max(self.stride[1], self.dilation[1])
+        ):
             # sizes that conv_transpose2d cannot reach directly: compute from a larger map and crop
-            fan = F.conv_transpose2d(ones, w, stride=self.stride, padding=0, dilation=self.dilation, groups=self.groups)
-            fan = fan[:, :, self.padding[0]:self.padding[0] + h, self.padding[1]:self.padding[1] + wd]
+            fan = F.conv_transpose2d(
+                ones, w, stride=self.stride, padding=0, dilation=self.dilation, groups=self.groups
+            )
+            fan = fan[
+                :, :, self.padding[0] : self.padding[0] + h, self.padding[1] : self.padding[1] + wd
+            ]
             full = torch.zeros((1, fan.shape[1], h, wd), dtype=torch.float64)
             full[:, :, : fan.shape[2], : fan.shape[3]] = fan
             fan = full
         else:
-            fan = F.conv_transpose2d(ones, w, stride=self.stride, padding=self.padding, output_padding=out_pad,
-                                     dilation=self.dilation, groups=self.groups)
+            fan = F.conv_transpose2d(
+                ones,
+                w,
+                stride=self.stride,
+                padding=self.padding,
+                output_padding=out_pad,
+                dilation=self.dilation,
+                groups=self.groups,
+            )
         return np.rint(fan[0].numpy()).astype(np.int64)
 
     def dense_ops_per_step(self, in_shape: tuple[int, ...]) -> int:
@@ -433,13 +488,21 @@ class DenseLayer(_Synaptic):
         w = _check_weight(where, self.weight)
         n_in = int(np.prod(in_shape))
         if w.ndim != 2 or w.shape[0] != self.num_neurons or len(self.shape) != 1:
-            raise ProgramError(f"{where}: dense weight {w.shape} does not match {self.num_neurons} neurons")
+            raise ProgramError(
+                f"{where}: dense weight {w.shape} does not match {self.num_neurons} neurons"
+            )
         if w.shape[1] != n_in:
-            raise ProgramError(f"{where}: dense weight has {w.shape[1]} columns but the input has {n_in} values")
+            raise ProgramError(
+                f"{where}: dense weight has {w.shape[1]} columns but the input has {n_in} values"
+            )
         if len(in_shape) > 1 and not self.flatten_input:
-            raise ProgramError(f"{where}: dense layer reads a {tuple(in_shape)} map; set flatten_input=True")
+            raise ProgramError(
+                f"{where}: dense layer reads a {tuple(in_shape)} map; set flatten_input=True"
+            )
         if not np.any(w):
-            raise ProgramError(f"{where}: all-zero dense weights cannot be packed by netx (division by zero)")
+            raise ProgramError(
+                f"{where}: all-zero dense weights cannot be packed by netx (division by zero)"
+            )
         if self.neuron is not None:
             self.neuron.validate(where, self.shape)
         _check_bias(where, self.name, self.shape, self.bias)
@@ -499,7 +562,10 @@ class RecurrentDenseLayer(DenseLayer):
     @property
     def num_synapses(self) -> int:
         """Non-zero weights of both synapses, as stored in synaptic memory."""
-        return int(np.count_nonzero(np.asarray(self.weight)) + np.count_nonzero(np.asarray(self.weight_rec)))
+        return int(
+            np.count_nonzero(np.asarray(self.weight))
+            + np.count_nonzero(np.asarray(self.weight_rec))
+        )
 
     @property
     def fan_in(self) -> int:
@@ -519,18 +585,27 @@ class RecurrentDenseLayer(DenseLayer):
 
     def validate(self, where: str, in_shape: tuple[int, ...]) -> None:
         if self.neuron is None:
-            raise ProgramError(f"{where}: a recurrent dense layer needs spiking neurons (netx dense_rec with a neuron group)")
+            raise ProgramError(
+                f"{where}: a recurrent dense layer needs spiking neurons (netx dense_rec with a neuron group)"
+            )
         if self.weight_rec is None:
-            raise ProgramError(f"{where}: recurrent dense layer without recurrent weights (weight_rec)")
+            raise ProgramError(
+                f"{where}: recurrent dense layer without recurrent weights (weight_rec)"
+            )
         r = np.asarray(self.weight_rec)
         if not np.issubdtype(r.dtype, np.integer):
             raise ProgramError(f"{where}: recurrent weights must be integers, got {r.dtype}")
         if r.shape != (self.num_neurons, self.num_neurons):
-            raise ProgramError(f"{where}: recurrent weight {r.shape} must be ({self.num_neurons}, {self.num_neurons}): "
-                               "every neuron of the layer to every neuron of the layer")
+            raise ProgramError(
+                f"{where}: recurrent weight {r.shape} must be ({self.num_neurons}, {self.num_neurons}): "
+                "every neuron of the layer to every neuron of the layer"
+            )
         super().validate(where, in_shape)
         # netx packs input and recurrent weights together: one 8-bit grid for both
-        _check_weight(f"{where} (input and recurrent weights packed together, as netx does)", self.joint_weight)
+        _check_weight(
+            f"{where} (input and recurrent weights packed together, as netx does)",
+            self.joint_weight,
+        )
 
 
 SynapticLayer = Union[ConvLayer, DenseLayer, ReadoutLayer, RecurrentDenseLayer]
@@ -598,7 +673,9 @@ class LoihiProgram:
     def quantise_input(self, images: np.ndarray) -> np.ndarray:
         """Image batch in [0, 1] -> integer bias_mant of the input neurons (input_kind 'bias')."""
         if self.input_kind != "bias":
-            raise ProgramError("quantise_input applies only to programs whose input is a bias current")
+            raise ProgramError(
+                "quantise_input applies only to programs whose input is a bias current"
+            )
         bias = self.input_layer.quantise(images, self.input_scale)
         if bias.min(initial=0) < BIAS_MIN or bias.max(initial=0) > BIAS_MAX:
             raise ProgramError(
@@ -613,9 +690,13 @@ class LoihiProgram:
             raise ProgramError("a LoihiProgram starts with an InputLayer")
         first = self.layers[0]
         if tuple(first.shape) != tuple(self.input_shape):
-            raise ProgramError(f"input_shape {tuple(self.input_shape)} differs from the input layer's {first.shape}")
+            raise ProgramError(
+                f"input_shape {tuple(self.input_shape)} differs from the input layer's {first.shape}"
+            )
         if (self.input_kind == "bias") != (first.neuron is not None):
-            raise ProgramError("input_kind 'bias' needs an input layer with a neuron, 'spikes' one without")
+            raise ProgramError(
+                "input_kind 'bias' needs an input layer with a neuron, 'spikes' one without"
+            )
         if len(self.layers) < 2:
             raise ProgramError("a LoihiProgram needs at least one synaptic layer")
         for i, (layer, in_shape) in enumerate(zip(self.layers, self.layer_input_shapes())):

@@ -27,7 +27,9 @@ import numpy as np
 from neurocxr.errors import ResourceError
 from neurocxr.exporters.program import ConvLayer, LoihiProgram
 
-LOIHI2_BRIEF = "Intel, 'Taking Neuromorphic Computing to the Next Level with Loihi 2', technology brief, 2021"
+LOIHI2_BRIEF = (
+    "Intel, 'Taking Neuromorphic Computing to the Next Level with Loihi 2', technology brief, 2021"
+)
 LOIHI1_PAPER = "Davies et al., 'Loihi: A Neuromorphic Manycore Processor with On-Chip Learning', IEEE Micro 38(1), 2018"
 
 
@@ -41,26 +43,44 @@ LOIHI2_CITATIONS: tuple[tuple[str, str], ...] = (
     ("cores_per_chip", f"{LOIHI2_BRIEF}: 128 neuromorphic cores per chip"),
     ("neurons_per_chip", f"{LOIHI2_BRIEF}: up to 1 million neurons per chip"),
     ("synapses_per_chip", f"{LOIHI2_BRIEF}: up to 120 million synapses per chip"),
-    ("neurons_per_core",
-     f"{LOIHI2_BRIEF}: up to 8,192 neurons per core (1,048,576 / 128) for the simplest neuron model"),
-    ("cuba_neurons_per_core",
-     "Not public. A CUBA LIF neuron keeps two state variables (current u and voltage v), so half of the 8,192 "
-     "neuron-state slots per core: 4,096 (assumption). Consistent with the compile log of the PilotNet networks, "
-     "where no core holds more than 3,168 CUBA neurons."),
-    ("synapse_mem_bits_per_core",
-     f"Not public for Loihi 2 (its per-core memory is shared flexibly between synapses, neuron state and routing). "
-     f"Loihi 1's 128 KB of synaptic memory per core ({LOIHI1_PAPER}) is used."),
-    ("synapses_per_core", "derived: 120,000,000 synapses per chip / 128 cores (not published per core)"),
-    ("axons_in_per_core",
-     "Not public for Loihi 2. Loihi 1's 4,096 input axons per core (Intel NxSDK core limits) is used; the compile "
-     "log places a dense layer's 2,560 input axons on single cores."),
-    ("axons_out_per_core",
-     "Not public for Loihi 2. Loihi 1's 4,096 output axons per core (Intel NxSDK core limits) is used."),
-    ("shared_conv_weights",
-     f"{LOIHI2_BRIEF} (convolutional connectivity with shared weights); the compile log ({LOIHI2_COMPILE_LOG}) "
-     "shows conv cores storing 81-2,880 synapses for layers that realise millions of connections."),
-    ("partition", f"compiler-like: conv layers in slabs of whole (H x C) columns, dense layers in groups sized by "
-              f"synaptic memory, as in the compile log ({LOIHI2_COMPILE_LOG}); the partitioner itself is not public"),
+    (
+        "neurons_per_core",
+        f"{LOIHI2_BRIEF}: up to 8,192 neurons per core (1,048,576 / 128) for the simplest neuron model",
+    ),
+    (
+        "cuba_neurons_per_core",
+        "Not public. A CUBA LIF neuron keeps two state variables (current u and voltage v), so half of the 8,192 "
+        "neuron-state slots per core: 4,096 (assumption). Consistent with the compile log of the PilotNet networks, "
+        "where no core holds more than 3,168 CUBA neurons.",
+    ),
+    (
+        "synapse_mem_bits_per_core",
+        f"Not public for Loihi 2 (its per-core memory is shared flexibly between synapses, neuron state and routing). "
+        f"Loihi 1's 128 KB of synaptic memory per core ({LOIHI1_PAPER}) is used.",
+    ),
+    (
+        "synapses_per_core",
+        "derived: 120,000,000 synapses per chip / 128 cores (not published per core)",
+    ),
+    (
+        "axons_in_per_core",
+        "Not public for Loihi 2. Loihi 1's 4,096 input axons per core (Intel NxSDK core limits) is used; the compile "
+        "log places a dense layer's 2,560 input axons on single cores.",
+    ),
+    (
+        "axons_out_per_core",
+        "Not public for Loihi 2. Loihi 1's 4,096 output axons per core (Intel NxSDK core limits) is used.",
+    ),
+    (
+        "shared_conv_weights",
+        f"{LOIHI2_BRIEF} (convolutional connectivity with shared weights); the compile log ({LOIHI2_COMPILE_LOG}) "
+        "shows conv cores storing 81-2,880 synapses for layers that realise millions of connections.",
+    ),
+    (
+        "partition",
+        f"compiler-like: conv layers in slabs of whole (H x C) columns, dense layers in groups sized by "
+        f"synaptic memory, as in the compile log ({LOIHI2_COMPILE_LOG}); the partitioner itself is not public",
+    ),
 )
 
 
@@ -93,10 +113,14 @@ class ChipLimits:
         "publish for Loihi 2 are named parameters saying so (ChipLimits.citations)"
     )
     partition: str = "compiler"
-    cuba_neurons_per_core: int | None = 4096  # not public: 8,192 state slots / 2 states of CUBA LIF (assumption)
+    cuba_neurons_per_core: int | None = (
+        4096  # not public: 8,192 state slots / 2 states of CUBA LIF (assumption)
+    )
     axons_in_per_core: int | None = 4096  # not public for Loihi 2: Loihi 1's NxSDK limit
     axons_out_per_core: int | None = 4096  # not public for Loihi 2: Loihi 1's NxSDK limit
-    shared_conv_weights: bool = True  # Loihi 2 brief: convolutional connectivity with shared weights
+    shared_conv_weights: bool = (
+        True  # Loihi 2 brief: convolutional connectivity with shared weights
+    )
     citations: tuple[tuple[str, str], ...] = LOIHI2_CITATIONS
 
     def cited(self) -> dict[str, str]:
@@ -199,7 +223,9 @@ def expanded_conv_synapses(layer: ConvLayer, input_shape: tuple[int, ...]) -> in
     (sh, sw), (ph, pw), (dh, dw) = layer.stride, layer.padding, layer.dilation
     nonzero_per_tap = np.count_nonzero(w, axis=(0, 1))  # (kH, kW)
 
-    def valid_positions(k: int, size_out: int, size_in: int, stride: int, pad: int, dil: int) -> int:
+    def valid_positions(
+        k: int, size_out: int, size_in: int, stride: int, pad: int, dil: int
+    ) -> int:
         pos = np.arange(size_out) * stride + k * dil - pad
         return int(np.count_nonzero((pos >= 0) & (pos < size_in)))
 
@@ -207,14 +233,19 @@ def expanded_conv_synapses(layer: ConvLayer, input_shape: tuple[int, ...]) -> in
     for ky in range(w.shape[2]):
         vy = valid_positions(ky, out_h, in_h, sh, ph, dh)
         for kx in range(w.shape[3]):
-            total += int(nonzero_per_tap[ky, kx]) * vy * valid_positions(kx, out_w, in_w, sw, pw, dw)
+            total += (
+                int(nonzero_per_tap[ky, kx]) * vy * valid_positions(kx, out_w, in_w, sw, pw, dw)
+            )
     return total
 
 
 def layer_cores(neurons: int, synapses: int, synaptic_memory_bits: int, limits: ChipLimits) -> int:
     """Cores one layer needs under the "fewest" rule (layers never share cores): the most of
     neurons, synapses and synaptic memory over their per-core limits, at least one."""
-    need = [math.ceil(neurons / limits.neurons_per_core), math.ceil(synapses / limits.synapses_per_core)]
+    need = [
+        math.ceil(neurons / limits.neurons_per_core),
+        math.ceil(synapses / limits.synapses_per_core),
+    ]
     if limits.synapse_mem_bits_per_core:
         need.append(math.ceil(synaptic_memory_bits / limits.synapse_mem_bits_per_core))
     return max(1, *need)
@@ -223,7 +254,10 @@ def layer_cores(neurons: int, synapses: int, synaptic_memory_bits: int, limits: 
 def _neuron_cap(limits: ChipLimits, spiking: bool) -> tuple[int, str]:
     """Neurons one core may hold, and the name of that limit."""
     if spiking and limits.cuba_neurons_per_core:
-        cap, name = min(limits.neurons_per_core, limits.cuba_neurons_per_core), "cuba_neurons_per_core"
+        cap, name = (
+            min(limits.neurons_per_core, limits.cuba_neurons_per_core),
+            "cuba_neurons_per_core",
+        )
     else:
         cap, name = limits.neurons_per_core, "neurons_per_core"
     if spiking and limits.axons_out_per_core and limits.axons_out_per_core < cap:
@@ -236,8 +270,13 @@ def _floor_pow2(n: int) -> int:
     return 1 << (max(n, 1).bit_length() - 1)
 
 
-def partition_map(shape: tuple[int, int, int], cap: int, kernel_bits_per_channel: int, limits: ChipLimits,
-                  cap_name: str) -> CorePartition:
+def partition_map(
+    shape: tuple[int, int, int],
+    cap: int,
+    kernel_bits_per_channel: int,
+    limits: ChipLimits,
+    cap_name: str,
+) -> CorePartition:
     """Cut a (C, H, W) map as the Loihi 2 compiler cuts conv layers: slabs of whole (H x C) columns
     along W, the widest power of two columns that stays below ``cap`` neurons; a column too big for
     one core is cut along H (a power of two rows), after C. This reproduces the slabs Intel's
@@ -259,8 +298,9 @@ def partition_map(shape: tuple[int, int, int], cap: int, kernel_bits_per_channel
     return CorePartition(cores, tc * th * tw, limit, 0)
 
 
-def partition_dense(neurons: int, fan_in: int, bits_per_neuron: int, cap: int, limits: ChipLimits,
-                    cap_name: str) -> CorePartition:
+def partition_dense(
+    neurons: int, fan_in: int, bits_per_neuron: int, cap: int, limits: ChipLimits, cap_name: str
+) -> CorePartition:
     """Cut a dense layer into neuron groups: as many neurons per core as the neuron limit and the
     synaptic memory (each neuron stores its row of ``bits_per_neuron``) allow."""
     messages: list[str] = []
@@ -269,19 +309,25 @@ def partition_dense(neurons: int, fan_in: int, bits_per_neuron: int, cap: int, l
     if mem and bits_per_neuron:
         by_mem = mem // bits_per_neuron
         if by_mem < 1:
-            messages.append(f"one neuron's {bits_per_neuron:,} bits of synapses exceed a core's synaptic memory "
-                            f"({mem:,} bits): the layer does not map without splitting its fan-in")
+            messages.append(
+                f"one neuron's {bits_per_neuron:,} bits of synapses exceed a core's synaptic memory "
+                f"({mem:,} bits): the layer does not map without splitting its fan-in"
+            )
             by_mem = 1
         if by_mem < per_core:
             per_core, limit = by_mem, "synapse_mem_bits_per_core"
     if limits.axons_in_per_core and fan_in > limits.axons_in_per_core:
-        messages.append(f"fan-in {fan_in:,} exceeds the {limits.axons_in_per_core:,} input axons of a core: a "
-                        "compiler must split the input over several cores (not modelled; cores undercounted)")
+        messages.append(
+            f"fan-in {fan_in:,} exceeds the {limits.axons_in_per_core:,} input axons of a core: a "
+            "compiler must split the input over several cores (not modelled; cores undercounted)"
+        )
     cores = math.ceil(neurons / per_core)
     return CorePartition(cores, min(per_core, neurons), limit, fan_in, messages)
 
 
-def compiler_partition(layer: object, source_shape: tuple[int, ...], limits: ChipLimits) -> CorePartition:
+def compiler_partition(
+    layer: object, source_shape: tuple[int, ...], limits: ChipLimits
+) -> CorePartition:
     """Cores of one layer under the compiler rule (module docstring)."""
     kind = getattr(layer, "kind", "")
     shape = tuple(int(s) for s in layer.shape)  # type: ignore[attr-defined]
@@ -296,7 +342,9 @@ def compiler_partition(layer: object, source_shape: tuple[int, ...], limits: Chi
     bits = weight_bits(w)
     if kind == "conv" and limits.shared_conv_weights and len(shape) == 3:
         cout = w.shape[0]
-        kernel_bits = int(np.count_nonzero(w)) * bits // max(cout, 1)  # stored kernel bits per output channel
+        kernel_bits = (
+            int(np.count_nonzero(w)) * bits // max(cout, 1)
+        )  # stored kernel bits per output channel
         part = partition_map(shape, cap, max(kernel_bits, 0), limits, cap_name)  # type: ignore[arg-type]
         # input axons: one per source core feeding the slab (shared-weight axons), never binding here
         part.axons_in_per_core = 1
@@ -320,11 +368,27 @@ def estimate_resources(program: LoihiProgram, limits: ChipLimits = LOIHI2) -> Re
         if layer.kind == "input":
             neurons = layer.num_neurons if layer.neuron is not None else 0
             if layer.neuron is None:
-                messages.append("input spikes come from the host / embedded cores: not counted on neuromorphic cores")
+                messages.append(
+                    "input spikes come from the host / embedded cores: not counted on neuromorphic cores"
+                )
             if neurons and compiler:
                 part = compiler_partition(layer, source_shape, limits)
-                rows.append(LayerResources(layer.name, "input", neurons, 0, 0, 0, 0, 0, part.cores,
-                                           part.max_core_neurons, part.binding_limit, 0))
+                rows.append(
+                    LayerResources(
+                        layer.name,
+                        "input",
+                        neurons,
+                        0,
+                        0,
+                        0,
+                        0,
+                        0,
+                        part.cores,
+                        part.max_core_neurons,
+                        part.binding_limit,
+                        0,
+                    )
+                )
             else:
                 cores = math.ceil(neurons / limits.neurons_per_core) if neurons else 0
                 rows.append(LayerResources(layer.name, "input", neurons, 0, 0, 0, 0, 0, cores))
@@ -346,11 +410,29 @@ def estimate_resources(program: LoihiProgram, limits: ChipLimits = LOIHI2) -> Re
         if compiler:
             part = compiler_partition(layer, source_shape, limits)
             messages.extend(f"{layer.name}: {m}" for m in part.messages)
-            rows.append(LayerResources(layer.name, kind, neurons, synapses, stored, expanded, bits, mem_bits,
-                                       part.cores, part.max_core_neurons, part.binding_limit, part.axons_in_per_core))
+            rows.append(
+                LayerResources(
+                    layer.name,
+                    kind,
+                    neurons,
+                    synapses,
+                    stored,
+                    expanded,
+                    bits,
+                    mem_bits,
+                    part.cores,
+                    part.max_core_neurons,
+                    part.binding_limit,
+                    part.axons_in_per_core,
+                )
+            )
         else:
             cores = layer_cores(neurons, synapses, mem_bits, limits)
-            rows.append(LayerResources(layer.name, kind, neurons, synapses, stored, expanded, bits, mem_bits, cores))
+            rows.append(
+                LayerResources(
+                    layer.name, kind, neurons, synapses, stored, expanded, bits, mem_bits, cores
+                )
+            )
         source_shape = layer.shape
     total_neurons = sum(r.neurons for r in rows)
     total_synapses = sum(r.synapses for r in rows)
@@ -363,14 +445,22 @@ def estimate_resources(program: LoihiProgram, limits: ChipLimits = LOIHI2) -> Re
     )
     if limits.count_expanded_conv_synapses and any(r.kind == "conv" for r in rows):
         if compiler and limits.shared_conv_weights:
-            messages.append("conv layers: cores sized by their shared kernels; the chip's synapse total counts every "
-                            "realised connection (an upper bound)")
+            messages.append(
+                "conv layers: cores sized by their shared kernels; the chip's synapse total counts every "
+                "realised connection (an upper bound)"
+            )
         else:
-            messages.append("conv synapses counted expanded (every connection stored): an upper bound on Loihi 2")
+            messages.append(
+                "conv synapses counted expanded (every connection stored): an upper bound on Loihi 2"
+            )
     fits = chips <= limits.max_chips
     if not fits:
-        messages.append(f"needs {chips} {limits.name} chips ({cores} cores); {limits.max_chips} allowed")
-    return ResourceEstimate(rows, total_neurons, total_synapses, cores, chips, limits, fits, messages)
+        messages.append(
+            f"needs {chips} {limits.name} chips ({cores} cores); {limits.max_chips} allowed"
+        )
+    return ResourceEstimate(
+        rows, total_neurons, total_synapses, cores, chips, limits, fits, messages
+    )
 
 
 def check_fits(estimate: ResourceEstimate) -> None:
@@ -381,15 +471,20 @@ def check_fits(estimate: ResourceEstimate) -> None:
     capacity_cores = lim.cores_per_chip * lim.max_chips
     worst = sorted(estimate.layers, key=lambda r: r.cores, reverse=True)[:3]
     detail = ", ".join(
-        f"{r.name} ({r.kind}: {r.neurons:,} neurons, {r.synapses:,} synapses -> {r.cores} cores)" for r in worst
+        f"{r.name} ({r.kind}: {r.neurons:,} neurons, {r.synapses:,} synapses -> {r.cores} cores)"
+        for r in worst
     )
     over = []
     if estimate.cores > capacity_cores:
         over.append(f"{estimate.cores} cores vs {capacity_cores}")
     if estimate.total_neurons > lim.neurons_per_chip * lim.max_chips:
-        over.append(f"{estimate.total_neurons:,} neurons vs {lim.neurons_per_chip * lim.max_chips:,}")
+        over.append(
+            f"{estimate.total_neurons:,} neurons vs {lim.neurons_per_chip * lim.max_chips:,}"
+        )
     if estimate.total_synapses > lim.synapses_per_chip * lim.max_chips:
-        over.append(f"{estimate.total_synapses:,} synapses vs {lim.synapses_per_chip * lim.max_chips:,}")
+        over.append(
+            f"{estimate.total_synapses:,} synapses vs {lim.synapses_per_chip * lim.max_chips:,}"
+        )
     raise ResourceError(
         f"the network needs {estimate.chips} {lim.name} chip(s) but {lim.max_chips} allowed "
         f"({'; '.join(over)}). Largest layers: {detail}. Try fewer channels or hidden units, more pooling or "

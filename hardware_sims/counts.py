@@ -28,7 +28,9 @@ class LayerStatics:
     dense_ops_per_step: int  # every weight on every real input position (NeuroBench's dense ops)
     fan_in: int
     num_synapses: int
-    recurrent_fanout: np.ndarray | None = None  # [N] recurrent layers: non-zero recurrent synapses each own spike reaches
+    recurrent_fanout: np.ndarray | None = (
+        None  # [N] recurrent layers: non-zero recurrent synapses each own spike reaches
+    )
 
 
 def layer_statics(program: LoihiProgram) -> list[LayerStatics | None]:
@@ -38,30 +40,42 @@ def layer_statics(program: LoihiProgram) -> list[LayerStatics | None]:
         if isinstance(layer, InputLayer):
             out.append(None)
             continue
-        out.append(LayerStatics(
-            fanout=np.asarray(layer.fanout(in_shape)).reshape(-1).astype(np.int64),
-            dense_ops_per_step=layer.dense_ops_per_step(in_shape),
-            fan_in=layer.fan_in,
-            num_synapses=layer.num_synapses,
-            recurrent_fanout=layer.recurrent_fanout() if isinstance(layer, RecurrentDenseLayer) else None,
-        ))
+        out.append(
+            LayerStatics(
+                fanout=np.asarray(layer.fanout(in_shape)).reshape(-1).astype(np.int64),
+                dense_ops_per_step=layer.dense_ops_per_step(in_shape),
+                fan_in=layer.fan_in,
+                num_synapses=layer.num_synapses,
+                recurrent_fanout=layer.recurrent_fanout()
+                if isinstance(layer, RecurrentDenseLayer)
+                else None,
+            )
+        )
     return out
 
 
 class CountAccumulator:
     """Collects per-sample counts batch by batch; `result` assembles one LayerCounts per layer."""
 
-    def __init__(self, program: LoihiProgram, statics: list[LayerStatics | None] | None = None) -> None:
+    def __init__(
+        self, program: LoihiProgram, statics: list[LayerStatics | None] | None = None
+    ) -> None:
         self.program = program
         self.statics = statics if statics is not None else layer_statics(program)
         self._fanout = [None if s is None else s.fanout.astype(np.float64) for s in self.statics]
-        self._rec_fanout = [None if s is None or s.recurrent_fanout is None else s.recurrent_fanout.astype(np.float64)
-                            for s in self.statics]
+        self._rec_fanout = [
+            None
+            if s is None or s.recurrent_fanout is None
+            else s.recurrent_fanout.astype(np.float64)
+            for s in self.statics
+        ]
         self._parts: list[dict[str, list[np.ndarray]]] = [
             {"in": [], "out": [], "sops": [], "rec_sops": []} for _ in program.layers
         ]
 
-    def add(self, windows: list[torch.Tensor], summed: list[torch.Tensor | None] | None = None) -> None:
+    def add(
+        self, windows: list[torch.Tensor], summed: list[torch.Tensor | None] | None = None
+    ) -> None:
         """Add one batch; ``windows[k]`` is layer k's window spikes [T, B, N] (bool or 0/1).
 
         ``summed[k]`` (optional): layer k's spikes already summed over the window [B, N] (float32).
@@ -72,8 +86,11 @@ class CountAccumulator:
         given = summed if summed is not None else [None] * len(windows)
         # per sample and neuron spikes over the window, as float64 numpy (exact: integers < 2**53)
         per_neuron = [
-            (g.numpy() if g is not None else w.reshape(w.shape[0], w.shape[1], -1).to(torch.float32).sum(dim=0).numpy())
-            .astype(np.float64)
+            (
+                g.numpy()
+                if g is not None
+                else w.reshape(w.shape[0], w.shape[1], -1).to(torch.float32).sum(dim=0).numpy()
+            ).astype(np.float64)
             for g, w in zip(given, windows)
         ]
         out_counts = [np.rint(p.sum(axis=1)).astype(np.int64) for p in per_neuron]
@@ -82,7 +99,9 @@ class CountAccumulator:
             out = out_counts[k]
             parts = self._parts[k]
             fan = self._fanout[k]
-            if fan is None:  # input layer: its spikes are the encoded input (spike input) or its neurons' output
+            if (
+                fan is None
+            ):  # input layer: its spikes are the encoded input (spike input) or its neurons' output
                 parts["in"].append(out.copy() if spike_input else np.zeros_like(out))
                 parts["sops"].append(np.zeros_like(out))
             else:
@@ -100,7 +119,9 @@ class CountAccumulator:
         """Add one batch already counted by a kernel: ``totals`` [B, L, 3] int64 holding, per sample and
         layer, (input spikes, output spikes, synaptic ops) with the definitions `add` uses."""
         if any(fan is not None for fan in self._rec_fanout):
-            raise ValueError("kernel totals carry no recurrent synaptic ops: recurrent programs are counted by add()")
+            raise ValueError(
+                "kernel totals carry no recurrent synaptic ops: recurrent programs are counted by add()"
+            )
         for k in range(len(self.program.layers)):
             parts = self._parts[k]
             parts["in"].append(np.asarray(totals[:, k, 0], dtype=np.int64).copy())
@@ -110,21 +131,31 @@ class CountAccumulator:
     def result(self, steps: int, num_samples: int) -> list[LayerCounts]:
         counts: list[LayerCounts] = []
         for layer, stat, parts in zip(self.program.layers, self.statics, self._parts):
-            cat = {key: np.concatenate(vals).astype(np.int64) if vals else np.zeros(0, dtype=np.int64)
-                   for key, vals in parts.items()}
+            cat = {
+                key: np.concatenate(vals).astype(np.int64) if vals else np.zeros(0, dtype=np.int64)
+                for key, vals in parts.items()
+            }
             has_neurons = not isinstance(layer, InputLayer) or layer.neuron is not None
-            counts.append(LayerCounts(
-                name=layer.name,
-                kind="dense_readout" if layer.is_readout else layer.kind,
-                num_neurons=layer.num_neurons,
-                fan_in=stat.fan_in if stat else 0,
-                num_synapses=stat.num_synapses if stat else 0,
-                time_steps=steps,
-                input_spikes=cat["in"],
-                output_spikes=cat["out"],
-                synaptic_ops=cat["sops"],
-                dense_synaptic_ops=np.full(num_samples, stat.dense_ops_per_step * steps if stat else 0, dtype=np.int64),
-                neuron_updates=np.full(num_samples, layer.num_neurons * steps if has_neurons else 0, dtype=np.int64),
-                recurrent_synaptic_ops=cat["rec_sops"] if stat is not None and stat.recurrent_fanout is not None else None,
-            ))
+            counts.append(
+                LayerCounts(
+                    name=layer.name,
+                    kind="dense_readout" if layer.is_readout else layer.kind,
+                    num_neurons=layer.num_neurons,
+                    fan_in=stat.fan_in if stat else 0,
+                    num_synapses=stat.num_synapses if stat else 0,
+                    time_steps=steps,
+                    input_spikes=cat["in"],
+                    output_spikes=cat["out"],
+                    synaptic_ops=cat["sops"],
+                    dense_synaptic_ops=np.full(
+                        num_samples, stat.dense_ops_per_step * steps if stat else 0, dtype=np.int64
+                    ),
+                    neuron_updates=np.full(
+                        num_samples, layer.num_neurons * steps if has_neurons else 0, dtype=np.int64
+                    ),
+                    recurrent_synaptic_ops=cat["rec_sops"]
+                    if stat is not None and stat.recurrent_fanout is not None
+                    else None,
+                )
+            )
         return counts

@@ -23,7 +23,10 @@ try:  # numba is a dependency, but the emulator must keep working without it
     # numba's OpenMP layer leaves its workers spinning and slows torch's own OpenMP ops several
     # times (measured); the workqueue layer does not spin. Only numba's untouched default is
     # changed: a caller's choice (environment or numba.config, made before this import) stands.
-    if os.environ.get("NUMBA_THREADING_LAYER") is None and numba.config.THREADING_LAYER == "default":
+    if (
+        os.environ.get("NUMBA_THREADING_LAYER") is None
+        and numba.config.THREADING_LAYER == "default"
+    ):
         numba.config.THREADING_LAYER = "workqueue"
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
@@ -96,9 +99,15 @@ def _per_neuron(x: object, n: int) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(arr, (n,)) if arr.size == 1 else arr)
 
 
-def cuba_window(a_in: np.ndarray, bias_eff: np.ndarray, du_factor: object, dv_factor: object, vth_eff: object,
-                spike_dtype: np.dtype = np.float32,
-                threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cuba_window(
+    a_in: np.ndarray,
+    bias_eff: np.ndarray,
+    du_factor: object,
+    dv_factor: object,
+    vth_eff: object,
+    spike_dtype: np.dtype = np.float32,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CUBA dynamics over a window from u = v = 0.
 
     ``a_in`` [T, B, N] integer-valued (float32/float64/int); ``bias_eff`` (bias << 6) [N] or [B, N];
@@ -115,8 +124,16 @@ def cuba_window(a_in: np.ndarray, bias_eff: np.ndarray, du_factor: object, dv_fa
     v_end = np.empty((batch, n), dtype=np.int64)
     counts = np.zeros((batch, n), dtype=np.float32)
     with numba_threads(threads):
-        _window(np.ascontiguousarray(a_in), bias, _per_neuron(du_factor, n), _per_neuron(dv_factor, n),
-                _per_neuron(vth_eff, n), spikes, v_end, counts)
+        _window(
+            np.ascontiguousarray(a_in),
+            bias,
+            _per_neuron(du_factor, n),
+            _per_neuron(dv_factor, n),
+            _per_neuron(vth_eff, n),
+            spikes,
+            v_end,
+            counts,
+        )
     return spikes, v_end, counts
 
 
@@ -157,9 +174,16 @@ if numba is not None:
                                     out[m, oy, ox, c0 + co] += val * w[cl, ky, kx, c0 + co]
 
 
-def conv_events(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
-                dilation: tuple[int, int], groups: int, out_hw: tuple[int, int],
-                threads: int | None = None) -> np.ndarray:
+def conv_events(
+    x: np.ndarray,
+    weight: np.ndarray,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+    out_hw: tuple[int, int],
+    threads: int | None = None,
+) -> np.ndarray:
     """Event-driven cross-correlation: each non-zero input adds its weights to the outputs it reaches.
 
     Same integer sums as ``torch.nn.functional.conv2d`` (exact while partial sums stay below 2**24 in
@@ -171,6 +195,16 @@ def conv_events(x: np.ndarray, weight: np.ndarray, stride: tuple[int, int], padd
     w = np.ascontiguousarray(np.transpose(weight.astype(x.dtype, copy=False), (1, 2, 3, 0)))
     out = np.zeros((x.shape[0], int(out_hw[0]), int(out_hw[1]), w.shape[3]), dtype=x.dtype)
     with numba_threads(threads):
-        _conv_events(x, w, int(stride[0]), int(stride[1]), int(padding[0]), int(padding[1]), int(dilation[0]),
-                     int(dilation[1]), int(groups), out)
+        _conv_events(
+            x,
+            w,
+            int(stride[0]),
+            int(stride[1]),
+            int(padding[0]),
+            int(padding[1]),
+            int(dilation[0]),
+            int(dilation[1]),
+            int(groups),
+            out,
+        )
     return np.ascontiguousarray(np.transpose(out, (0, 3, 1, 2)))

@@ -86,9 +86,9 @@ from neurocxr.exporters.program import (
     READOUT_V_TH_MANT,
     ConvLayer,
     DenseLayer,
+    InputLayer,
     LoihiNeuron,
     LoihiProgram,
-    InputLayer,
     ProgramError,
     RecurrentDenseLayer,
 )
@@ -116,10 +116,17 @@ Factor = Union[int, torch.Tensor]
 def _factors(neuron: LoihiNeuron | None, shape: tuple[int, ...]) -> tuple[Factor, Factor, Factor]:
     """(4096 - iDecay, 4096 - vDecay, vThMant << 6): ints when uniform, else int64 tensors [N]."""
     if neuron is None:  # netx's default neuron of a dense layer without neuron group (the readout)
-        return _DECAY_UNITY - READOUT_I_DECAY, _DECAY_UNITY - READOUT_V_DECAY, READOUT_V_TH_MANT << 6
+        return (
+            _DECAY_UNITY - READOUT_I_DECAY,
+            _DECAY_UNITY - READOUT_V_DECAY,
+            READOUT_V_TH_MANT << 6,
+        )
     if neuron.is_uniform:
-        return (_DECAY_UNITY - int(neuron.i_decay), _DECAY_UNITY - int(neuron.v_decay),  # type: ignore[arg-type]
-                int(neuron.v_th_mant) << 6)  # type: ignore[operator]
+        return (
+            _DECAY_UNITY - int(neuron.i_decay),
+            _DECAY_UNITY - int(neuron.v_decay),  # type: ignore[arg-type]
+            int(neuron.v_th_mant) << 6,
+        )  # type: ignore[operator]
     vth, i_decay, v_decay = neuron.per_neuron(shape)
     as_factor = lambda a: int(a[0]) if np.all(a == a[0]) else torch.as_tensor(a, dtype=torch.int64)  # noqa: E731
     return as_factor(_DECAY_UNITY - i_decay), as_factor(_DECAY_UNITY - v_decay), as_factor(vth << 6)
@@ -152,11 +159,15 @@ class _Prepared:
     vth_eff: Factor  # vThMant << 6
     float_dtype: torch.dtype
     a_max: int = _U_MAX  # bound on |a_in| (synaptic input before << 6) for any 0/1 input spikes
-    acc_max: int = 0  # bound on |sum of weights| into one neuron, before the dense exponent / conv wrap
+    acc_max: int = (
+        0  # bound on |sum of weights| into one neuron, before the dense exponent / conv wrap
+    )
     bias_max: int = 0  # max |bias << 6|
     conv_wrap: bool = True  # whether the conv's 24-bit wrap can ever change a value
     pool: int = 1  # > 1: `weight` is the factor of a block-constant kernel applied after a sum-pool (_pooled_factor)
-    weight_rec: np.ndarray | None = None  # recurrent layers: R' packed with the input weights (netx_recurrent_weights)
+    weight_rec: np.ndarray | None = (
+        None  # recurrent layers: R' packed with the input weights (netx_recurrent_weights)
+    )
 
 
 def _pooled_factor(layer: ConvLayer, weight: np.ndarray) -> tuple[int, np.ndarray]:
@@ -191,7 +202,9 @@ def _prepare(program: LoihiProgram) -> list[_Prepared | None]:
         w_rec = None
         if isinstance(layer, ConvLayer):
             w_eff, w_exp = w_np, 0
-        elif isinstance(layer, RecurrentDenseLayer):  # one exponent for both synapses, as netx packs them
+        elif isinstance(
+            layer, RecurrentDenseLayer
+        ):  # one exponent for both synapses, as netx packs them
             w_eff, w_rec, w_exp = netx_recurrent_weights(w_np, np.asarray(layer.weight_rec))
         else:
             try:
@@ -210,23 +223,25 @@ def _prepare(program: LoihiProgram) -> list[_Prepared | None]:
         else:
             conv_wrap = False
             a_max = worst_int << w_exp if w_exp >= 0 else (worst_int >> -w_exp) + 1
-        prepared.append(_Prepared(
-            layer=layer,
-            in_shape=in_shape,
-            weight=torch.as_tensor(w_run, dtype=fdtype),
-            weight_exp=w_exp,
-            bias_eff=torch.as_tensor(layer.bias_full().reshape(-1) * 64, dtype=torch.int64),
-            du_factor=du_factor,
-            dv_factor=dv_factor,
-            vth_eff=vth_eff,
-            float_dtype=fdtype,
-            a_max=a_max,
-            acc_max=worst_int,
-            bias_max=int(np.abs(layer.bias_full()).max(initial=0)) * 64,
-            conv_wrap=conv_wrap,
-            pool=pool,
-            weight_rec=w_rec,
-        ))
+        prepared.append(
+            _Prepared(
+                layer=layer,
+                in_shape=in_shape,
+                weight=torch.as_tensor(w_run, dtype=fdtype),
+                weight_exp=w_exp,
+                bias_eff=torch.as_tensor(layer.bias_full().reshape(-1) * 64, dtype=torch.int64),
+                du_factor=du_factor,
+                dv_factor=dv_factor,
+                vth_eff=vth_eff,
+                float_dtype=fdtype,
+                a_max=a_max,
+                acc_max=worst_int,
+                bias_max=int(np.abs(layer.bias_full()).max(initial=0)) * 64,
+                conv_wrap=conv_wrap,
+                pool=pool,
+                weight_rec=w_rec,
+            )
+        )
         in_shape = tuple(layer.shape)
     return prepared
 
@@ -235,9 +250,15 @@ def _trunc_shift12(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * (torch.abs(x) >> 12)
 
 
-def _run_neurons_reference(a_in: torch.Tensor, bias_eff: torch.Tensor, du_factor: Factor, dv_factor: Factor,
-                           vth_eff: Factor, u0: torch.Tensor | None = None,
-                           v0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _run_neurons_reference(
+    a_in: torch.Tensor,
+    bias_eff: torch.Tensor,
+    du_factor: Factor,
+    dv_factor: Factor,
+    vth_eff: Factor,
+    u0: torch.Tensor | None = None,
+    v0: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Straightforward int64 transcription of Lava's CUBA update (the spec the fast path is tested against).
 
     ``a_in`` [T, B, N] int64; factors are ints or int64 tensors [N]; optional start state ``u0``/``v0`` [B, N] (default zero).
@@ -258,7 +279,9 @@ def _run_neurons_reference(a_in: torch.Tensor, bias_eff: torch.Tensor, du_factor
     return spikes, u, v
 
 
-def _neuron_bounds(a_max: int, bias_max: int, du_factor: Factor, dv_factor: Factor, steps: int) -> tuple[int, int]:
+def _neuron_bounds(
+    a_max: int, bias_max: int, du_factor: Factor, dv_factor: Factor, steps: int
+) -> tuple[int, int]:
     """Upper bounds on |u| and |v| over ``steps`` steps from u = v = 0, given |a_in| <= a_max, |bias<<6| <= bias_max.
 
     Exact integer recurrences (trunc toward zero never increases a magnitude; a reset or a clamp only
@@ -267,7 +290,10 @@ def _neuron_bounds(a_max: int, bias_max: int, du_factor: Factor, dv_factor: Fact
     is not below 2**23 the caller keeps both the wrap and the clip.
     """
     u_max = v_max = 0
-    du_factor, dv_factor = _fmax(du_factor), _fmax(dv_factor)  # the largest factor bounds every neuron
+    du_factor, dv_factor = (
+        _fmax(du_factor),
+        _fmax(dv_factor),
+    )  # the largest factor bounds every neuron
     act = int(a_max) << 6
     for _ in range(int(steps)):
         u_max = ((u_max * du_factor) >> 12) + act
@@ -275,9 +301,18 @@ def _neuron_bounds(a_max: int, bias_max: int, du_factor: Factor, dv_factor: Fact
     return u_max, v_max
 
 
-def _neuron_step_(u: torch.Tensor | None, v: torch.Tensor, drive: torch.Tensor, du_scale: float | torch.Tensor,
-                  dv_scale: float | torch.Tensor, vth_eff: float | torch.Tensor, wrap_u: bool, clamp_v: bool, bias: torch.Tensor | None = None,
-                  out: torch.Tensor | None = None) -> torch.Tensor:
+def _neuron_step_(
+    u: torch.Tensor | None,
+    v: torch.Tensor,
+    drive: torch.Tensor,
+    du_scale: float | torch.Tensor,
+    dv_scale: float | torch.Tensor,
+    vth_eff: float | torch.Tensor,
+    wrap_u: bool,
+    clamp_v: bool,
+    bias: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """One CUBA step in float64, in place on ``u``/``v`` (exact: every value is an integer < 2**53).
 
     ``trunc(x * f / 4096)`` is computed as ``trunc(x * (f / 4096))``: ``f / 4096`` is exact in binary
@@ -297,7 +332,9 @@ def _neuron_step_(u: torch.Tensor | None, v: torch.Tensor, drive: torch.Tensor, 
             u.mul_(du_scale).trunc_().add_(drive)
         cur = u
     if wrap_u:
-        cur.sub_((cur > _U_MAX).to(cur.dtype), alpha=2 * _U_MAX).add_((cur <= -_U_MAX).to(cur.dtype), alpha=2 * _U_MAX)
+        cur.sub_((cur > _U_MAX).to(cur.dtype), alpha=2 * _U_MAX).add_(
+            (cur <= -_U_MAX).to(cur.dtype), alpha=2 * _U_MAX
+        )
     if isinstance(dv_scale, float) and dv_scale == 0.0:
         v.copy_(cur)
     elif isinstance(dv_scale, float) and dv_scale == 1.0:
@@ -313,10 +350,21 @@ def _neuron_step_(u: torch.Tensor | None, v: torch.Tensor, drive: torch.Tensor, 
     return s
 
 
-def _run_neurons(a_in: torch.Tensor | None, bias_eff: torch.Tensor, du_factor: Factor, dv_factor: Factor,
-                 vth_eff: Factor, *, shape: tuple[int, int, int] | None = None, wrap_u: bool = True,
-                 clamp_v: bool = True, a_max: int | None = None, spike_dtype: torch.dtype = torch.bool,
-                 consume_input: bool = False, counts: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _run_neurons(
+    a_in: torch.Tensor | None,
+    bias_eff: torch.Tensor,
+    du_factor: Factor,
+    dv_factor: Factor,
+    vth_eff: Factor,
+    *,
+    shape: tuple[int, int, int] | None = None,
+    wrap_u: bool = True,
+    clamp_v: bool = True,
+    a_max: int | None = None,
+    spike_dtype: torch.dtype = torch.bool,
+    consume_input: bool = False,
+    counts: list[torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """CUBA dynamics over a window from u = v = 0: the fused numba kernel when available, else torch.
 
     Arguments and results as `_run_neurons_torch`; the kernel always applies the wrap and the clip.
@@ -331,19 +379,46 @@ def _run_neurons(a_in: torch.Tensor | None, bias_eff: torch.Tensor, du_factor: F
             arr = a_in.numpy()
         as_np = lambda f: f.numpy() if isinstance(f, torch.Tensor) else f  # noqa: E731
         spikes, v_end, spike_counts = cuba_kernel.cuba_window(
-            arr, bias_eff.numpy(), as_np(du_factor), as_np(dv_factor), as_np(vth_eff),
-            spike_dtype=np.float32 if spike_dtype == torch.float32 else np.bool_, threads=torch.get_num_threads())
+            arr,
+            bias_eff.numpy(),
+            as_np(du_factor),
+            as_np(dv_factor),
+            as_np(vth_eff),
+            spike_dtype=np.float32 if spike_dtype == torch.float32 else np.bool_,
+            threads=torch.get_num_threads(),
+        )
         if counts is not None:
             counts.append(torch.from_numpy(spike_counts))
         return torch.from_numpy(spikes), torch.from_numpy(v_end).to(torch.float64)
-    return _run_neurons_torch(a_in, bias_eff, du_factor, dv_factor, vth_eff, shape=shape, wrap_u=wrap_u,
-                              clamp_v=clamp_v, a_max=a_max, spike_dtype=spike_dtype, consume_input=consume_input)
+    return _run_neurons_torch(
+        a_in,
+        bias_eff,
+        du_factor,
+        dv_factor,
+        vth_eff,
+        shape=shape,
+        wrap_u=wrap_u,
+        clamp_v=clamp_v,
+        a_max=a_max,
+        spike_dtype=spike_dtype,
+        consume_input=consume_input,
+    )
 
 
-def _run_neurons_torch(a_in: torch.Tensor | None, bias_eff: torch.Tensor, du_factor: Factor, dv_factor: Factor,
-                       vth_eff: Factor, *, shape: tuple[int, int, int] | None = None, wrap_u: bool = True,
-                 clamp_v: bool = True, a_max: int | None = None, spike_dtype: torch.dtype = torch.bool,
-                 consume_input: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def _run_neurons_torch(
+    a_in: torch.Tensor | None,
+    bias_eff: torch.Tensor,
+    du_factor: Factor,
+    dv_factor: Factor,
+    vth_eff: Factor,
+    *,
+    shape: tuple[int, int, int] | None = None,
+    wrap_u: bool = True,
+    clamp_v: bool = True,
+    a_max: int | None = None,
+    spike_dtype: torch.dtype = torch.bool,
+    consume_input: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """CUBA dynamics over a window from u = v = 0 (the integer semantics of `_run_neurons_reference`).
 
     ``a_in`` [T, B, N] (integer-valued, any dtype) or None for no synaptic input (then ``shape``
@@ -362,7 +437,9 @@ def _run_neurons_torch(a_in: torch.Tensor | None, bias_eff: torch.Tensor, du_fac
     bias = bias_eff.to(torch.float64)  # [N] per neuron or [B, N] per sample (image bias)
     bias_t = bias if bool(bias.any()) else None
     du_scale, dv_scale, vth = _scale(du_factor), _scale(dv_factor), _threshold(vth_eff)
-    du_zero = not isinstance(du_factor, torch.Tensor) and du_factor == 0  # per-neuron factors are never all 0
+    du_zero = (
+        not isinstance(du_factor, torch.Tensor) and du_factor == 0
+    )  # per-neuron factors are never all 0
     v = torch.zeros((batch, n), dtype=torch.float64)
     spikes = torch.empty((steps, batch, n), dtype=spike_dtype)
     mask = torch.empty((batch, n), dtype=torch.bool) if spike_dtype != torch.bool else None
@@ -370,14 +447,29 @@ def _run_neurons_torch(a_in: torch.Tensor | None, bias_eff: torch.Tensor, du_fac
         # u stays zero (trunc(0 * f) + 0); v integrates the bias only
         zero = torch.zeros((batch, n), dtype=torch.float64)
         for t in range(steps):
-            _store(spikes, t, mask, _neuron_step_(None, v, zero, du_scale, dv_scale, vth, False, clamp_v,
-                                                  bias_t, spikes[t] if mask is None else mask))
+            _store(
+                spikes,
+                t,
+                mask,
+                _neuron_step_(
+                    None,
+                    v,
+                    zero,
+                    du_scale,
+                    dv_scale,
+                    vth,
+                    False,
+                    clamp_v,
+                    bias_t,
+                    spikes[t] if mask is None else mask,
+                ),
+            )
         return spikes, v
     bias_max = int(bias.abs().max()) if bias.numel() else 0
     if du_zero and not wrap_u:
         # u = a_in << 6 exactly, so u + bias is formed for all steps at once; in float32 when every
         # value is a multiple of 64 below 2**30 (exact), else in float64.
-        small = (a_max is not None and a_in.is_floating_point() and (a_max << 6) + bias_max < 2**30)
+        small = a_max is not None and a_in.is_floating_point() and (a_max << 6) + bias_max < 2**30
         dtype = torch.float32 if small else torch.float64
         if consume_input and a_in.dtype == dtype:
             drive = a_in.mul_(64.0)
@@ -386,15 +478,45 @@ def _run_neurons_torch(a_in: torch.Tensor | None, bias_eff: torch.Tensor, du_fac
         if bias_t is not None:
             drive.add_(bias_t.to(dtype))
         for t in range(steps):
-            _store(spikes, t, mask, _neuron_step_(None, v, drive[t], du_scale, dv_scale, vth, False,
-                                                  clamp_v, None, spikes[t] if mask is None else mask))
+            _store(
+                spikes,
+                t,
+                mask,
+                _neuron_step_(
+                    None,
+                    v,
+                    drive[t],
+                    du_scale,
+                    dv_scale,
+                    vth,
+                    False,
+                    clamp_v,
+                    None,
+                    spikes[t] if mask is None else mask,
+                ),
+            )
         return spikes, v
     drive = a_in.to(torch.float64)
     drive.mul_(64.0)
     u = None if du_zero else torch.zeros((batch, n), dtype=torch.float64)
     for t in range(steps):
-        _store(spikes, t, mask, _neuron_step_(u, v, drive[t], du_scale, dv_scale, vth, wrap_u, clamp_v,
-                                              bias_t, spikes[t] if mask is None else mask))
+        _store(
+            spikes,
+            t,
+            mask,
+            _neuron_step_(
+                u,
+                v,
+                drive[t],
+                du_scale,
+                dv_scale,
+                vth,
+                wrap_u,
+                clamp_v,
+                bias_t,
+                spikes[t] if mask is None else mask,
+            ),
+        )
     return spikes, v
 
 
@@ -426,7 +548,9 @@ def _sum_pool_padded(x: torch.Tensor, s: int, padding: tuple[int, int]) -> torch
     return F.pad(pooled, (pw // s, pw // s, ph // s, ph // s)) if (ph or pw) else pooled
 
 
-def _synaptic_input(prep: _Prepared, s_prev: torch.Tensor, density: float | None = None) -> torch.Tensor:
+def _synaptic_input(
+    prep: _Prepared, s_prev: torch.Tensor, density: float | None = None
+) -> torch.Tensor:
     """Weighted input [T, B, N] that the layer's neurons receive in their window (integer-valued float).
 
     The float32 (float64 for large weights) accumulation is exact: all partial sums are integers
@@ -452,27 +576,50 @@ def _synaptic_input(prep: _Prepared, s_prev: torch.Tensor, density: float | None
             density = float(torch.count_nonzero(x)) / max(1, x.numel())
         if cuba_kernel.available() and density < EVENT_CONV_DENSITY:
             # sparse spikes: each spike adds its kernel to the outputs it reaches (same integer sums)
-            acc = torch.from_numpy(cuba_kernel.conv_events(
-                x.numpy(), prep.weight.numpy(), layer.stride, layer.padding, layer.dilation, layer.groups,
-                layer.shape[1:], threads=torch.get_num_threads()))
+            acc = torch.from_numpy(
+                cuba_kernel.conv_events(
+                    x.numpy(),
+                    prep.weight.numpy(),
+                    layer.stride,
+                    layer.padding,
+                    layer.dilation,
+                    layer.groups,
+                    layer.shape[1:],
+                    threads=torch.get_num_threads(),
+                )
+            )
         else:
-            acc = F.conv2d(x, prep.weight, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
-                           groups=layer.groups)
+            acc = F.conv2d(
+                x,
+                prep.weight,
+                stride=layer.stride,
+                padding=layer.padding,
+                dilation=layer.dilation,
+                groups=layer.groups,
+            )
             acc = torch.round_(acc)
         if prep.conv_wrap:  # PyConvModelFixed signed_clamp(24), exact in float64 for integers
             acc = torch.remainder(acc.to(torch.float64) + _U_MAX, 2 * _U_MAX) - _U_MAX
     else:
         acc = torch.round_(x.reshape(steps * batch, -1) @ prep.weight.T).to(torch.float64)
         if prep.weight_exp > 0:
-            acc.mul_(float(2 ** prep.weight_exp))
+            acc.mul_(float(2**prep.weight_exp))
         elif prep.weight_exp < 0:  # arithmetic right shift = floor division by a power of two
-            acc.mul_(float(2.0 ** prep.weight_exp)).floor_()
+            acc.mul_(float(2.0**prep.weight_exp)).floor_()
     return acc.reshape(steps, batch, -1)
 
 
-def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_steps: int | None = None,
-            record: bool = False, batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False,
-            threads: int | None = None, raw_bias: bool = False) -> RunResult:
+def emulate(
+    program: LoihiProgram,
+    inputs: np.ndarray | torch.Tensor,
+    *,
+    num_steps: int | None = None,
+    record: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = False,
+    threads: int | None = None,
+    raw_bias: bool = False,
+) -> RunResult:
     """Run ``program`` on a batch bit-exactly as Lava's fixed-point models would (module docstring).
 
     ``inputs``: images ``[B, C, H, W]`` for ``input_kind == "bias"`` by the one pixel rule (float in
@@ -489,8 +636,16 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
         if int(threads) < 1:
             raise SimulationError(f"threads must be >= 1, got {threads}")
         with torch_threads(int(threads)):
-            return emulate(program, inputs, num_steps=num_steps, record=record, batch_size=batch_size,
-                           progress=progress, threads=None, raw_bias=raw_bias)
+            return emulate(
+                program,
+                inputs,
+                num_steps=num_steps,
+                record=record,
+                batch_size=batch_size,
+                progress=progress,
+                threads=None,
+                raw_bias=raw_bias,
+            )
     try:
         program.validate()
     except ProgramError as exc:
@@ -504,7 +659,9 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
     u_bounds: list[int] = []
     for prep in prepared[1:]:
         assert prep is not None
-        u_bound, v_bound = _neuron_bounds(prep.a_max, prep.bias_max, prep.du_factor, prep.dv_factor, steps)
+        u_bound, v_bound = _neuron_bounds(
+            prep.a_max, prep.bias_max, prep.du_factor, prep.dv_factor, steps
+        )
         u_bounds.append(u_bound)
         wrap_u = u_bound >= _U_MAX
         flags.append((wrap_u, wrap_u or v_bound > _V_LIMIT))
@@ -513,14 +670,27 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
     # A recurrent layer carries one step of its own spikes from each sample into the next, as on Lava: it runs
     # sample after sample in the layer-by-layer path below (`_recurrent_window`), starting from what it did
     # before the first sample's window (`_first_carries`); the fused kernel does not hold recurrence.
-    carries = _first_carries(program, data, steps) if program.is_recurrent and num_samples > 0 else {}
+    carries = (
+        _first_carries(program, data, steps) if program.is_recurrent and num_samples > 0 else {}
+    )
     if network_kernel.available() and num_samples > 0 and not program.is_recurrent:
         dtype = network_kernel.plan_dtype(prepared, u_bounds)
         # per-thread scratch holds a whole window of the widest layer (spikes and event lists)
         scratch = network_kernel.scratch_bytes(program, steps, torch.get_num_threads())
         if dtype is not None and scratch <= FUSED_SCRATCH_LIMIT:
-            return _emulate_fused(program, prepared, dtype, data, num_samples, steps, t_run, spiking_idx, record,
-                                  progress, [clamp_v for _, clamp_v in flags[1:]])
+            return _emulate_fused(
+                program,
+                prepared,
+                dtype,
+                data,
+                num_samples,
+                steps,
+                t_run,
+                spiking_idx,
+                record,
+                progress,
+                [clamp_v for _, clamp_v in flags[1:]],
+            )
 
     counter = CountAccumulator(program)
     recorded: list[list[np.ndarray]] = [[] for _ in range(n_layers)]
@@ -543,60 +713,131 @@ def emulate(program: LoihiProgram, inputs: np.ndarray | torch.Tensor, *, num_ste
                 assert neuron is not None
                 bias = torch.as_tensor(data[start:stop].reshape(b, -1) * 64, dtype=torch.int64)
                 du0, dv0, vth0 = _factors(neuron, layer0.shape)
-                _, v_bound = _neuron_bounds(0, int(bias.abs().max()) if bias.numel() else 0, du0, dv0, steps)
-                s, _ = _run_neurons(None, bias, du0, dv0, vth0, shape=(steps, b, bias.shape[1]),
-                                    wrap_u=False, clamp_v=v_bound > _V_LIMIT, spike_dtype=torch.float32)
+                _, v_bound = _neuron_bounds(
+                    0, int(bias.abs().max()) if bias.numel() else 0, du0, dv0, steps
+                )
+                s, _ = _run_neurons(
+                    None,
+                    bias,
+                    du0,
+                    dv0,
+                    vth0,
+                    shape=(steps, b, bias.shape[1]),
+                    wrap_u=False,
+                    clamp_v=v_bound > _V_LIMIT,
+                    spike_dtype=torch.float32,
+                )
             else:
                 s = torch.as_tensor(data[:, start:stop].reshape(steps, b, -1), dtype=torch.float32)
             window_spikes = [s]
             # per layer [B, N] spike counts over the window (from the kernel; None: counted later)
-            summed: list[torch.Tensor | None] = [None if program.input_kind == "bias" else torch.from_numpy(
-                data[:, start:stop].reshape(steps, b, -1).sum(axis=0, dtype=np.int32).astype(np.float32))]
+            summed: list[torch.Tensor | None] = [
+                None
+                if program.input_kind == "bias"
+                else torch.from_numpy(
+                    data[:, start:stop]
+                    .reshape(steps, b, -1)
+                    .sum(axis=0, dtype=np.int32)
+                    .astype(np.float32)
+                )
+            ]
             v_end = None
             for k in range(1, n_layers):
                 prep = prepared[k]
                 assert prep is not None
                 s_prev = window_spikes[-1]
                 known = summed[-1]
-                density = float(known.numpy().sum(dtype=np.float64)) / max(1, s_prev.numel()) if known is not None else None
+                density = (
+                    float(known.numpy().sum(dtype=np.float64)) / max(1, s_prev.numel())
+                    if known is not None
+                    else None
+                )
                 a_in = _synaptic_input(prep, s_prev, density)
                 wrap_u, clamp_v = flags[k]
                 got: list[torch.Tensor] = []
                 if prep.weight_rec is not None:
-                    s, v_rec, carries[k] = _recurrent_window(prep, prep.weight_rec, a_in, carries[k])
+                    s, v_rec, carries[k] = _recurrent_window(
+                        prep, prep.weight_rec, a_in, carries[k]
+                    )
                     v_end = torch.from_numpy(v_rec).to(torch.float64)
                 else:
-                    s, v_end = _run_neurons(a_in, prep.bias_eff, prep.du_factor, prep.dv_factor, prep.vth_eff,
-                                            wrap_u=wrap_u, clamp_v=clamp_v, a_max=prep.a_max,
-                                            spike_dtype=torch.float32, consume_input=True, counts=got)
+                    s, v_end = _run_neurons(
+                        a_in,
+                        prep.bias_eff,
+                        prep.du_factor,
+                        prep.dv_factor,
+                        prep.vth_eff,
+                        wrap_u=wrap_u,
+                        clamp_v=clamp_v,
+                        a_max=prep.a_max,
+                        spike_dtype=torch.float32,
+                        consume_input=True,
+                        counts=got,
+                    )
                 window_spikes.append(s)
                 summed.append(got[0] if got else None)
             counter.add(window_spikes, summed)
             if program.has_readout:
                 assert v_end is not None
                 readout_chunks.append(v_end.to(torch.int64).numpy())
-            out_chunks.append(place_window(window_spikes[spiking_idx], spiking_idx, t_run, program.layers[spiking_idx].shape))
+            out_chunks.append(
+                place_window(
+                    window_spikes[spiking_idx],
+                    spiking_idx,
+                    t_run,
+                    program.layers[spiking_idx].shape,
+                )
+            )
             if record:
                 for k in range(n_layers):
-                    recorded[k].append(place_window(window_spikes[k], k, t_run, program.layers[k].shape))
+                    recorded[k].append(
+                        place_window(window_spikes[k], k, t_run, program.layers[k].shape)
+                    )
 
-    return _run_result(program, spiking_idx, steps, t_run, num_samples, counter, out_chunks, readout_chunks,
-                       recorded if record else None)
+    return _run_result(
+        program,
+        spiking_idx,
+        steps,
+        t_run,
+        num_samples,
+        counter,
+        out_chunks,
+        readout_chunks,
+        recorded if record else None,
+    )
 
 
-def _run_result(program: LoihiProgram, spiking_idx: int, steps: int, t_run: int, num_samples: int,
-                counter: CountAccumulator, out_chunks: list[np.ndarray], readout_chunks: list[np.ndarray],
-                recorded: list[list[np.ndarray]] | None, **metadata: Any) -> RunResult:
+def _run_result(
+    program: LoihiProgram,
+    spiking_idx: int,
+    steps: int,
+    t_run: int,
+    num_samples: int,
+    counter: CountAccumulator,
+    out_chunks: list[np.ndarray],
+    readout_chunks: list[np.ndarray],
+    recorded: list[list[np.ndarray]] | None,
+    **metadata: Any,
+) -> RunResult:
     """The RunResult of either emulation path, from its per-batch pieces on the sample timeline."""
     return RunResult(
-        output_spikes=np.concatenate(out_chunks, axis=1) if out_chunks else np.zeros((t_run, 0, *program.layers[spiking_idx].shape), np.int8),
+        output_spikes=np.concatenate(out_chunks, axis=1)
+        if out_chunks
+        else np.zeros((t_run, 0, *program.layers[spiking_idx].shape), np.int8),
         readout=np.concatenate(readout_chunks) if readout_chunks else None,
         counts=counter.result(steps, num_samples),
         time_steps=t_run,
-        layer_spikes=[np.concatenate(r, axis=1) for r in recorded] if recorded is not None else None,
+        layer_spikes=[np.concatenate(r, axis=1) for r in recorded]
+        if recorded is not None
+        else None,
         simulator="emulator",
-        metadata={"num_steps": steps, "t_run": t_run, "protocol": "staggered-window",
-                  "counts_cover": "each layer's num_steps window", **metadata},
+        metadata={
+            "num_steps": steps,
+            "t_run": t_run,
+            "protocol": "staggered-window",
+            "counts_cover": "each layer's num_steps window",
+            **metadata,
+        },
     )
 
 
@@ -606,12 +847,24 @@ FUSED_CHUNK = 512
 FUSED_SCRATCH_LIMIT = 2 * 2**30
 
 
-def _emulate_fused(program: LoihiProgram, prepared: list[_Prepared | None], dtype: np.dtype, data: np.ndarray,
-                   num_samples: int, steps: int, t_run: int, spiking_idx: int, record: bool,
-                   progress: bool, saturating: list[bool]) -> RunResult:
+def _emulate_fused(
+    program: LoihiProgram,
+    prepared: list[_Prepared | None],
+    dtype: np.dtype,
+    data: np.ndarray,
+    num_samples: int,
+    steps: int,
+    t_run: int,
+    spiking_idx: int,
+    record: bool,
+    progress: bool,
+    saturating: list[bool],
+) -> RunResult:
     """emulate() through the whole-program kernel (hardware_sims/network_kernel.py): same RunResult."""
     layer0 = program.layers[0]
-    input_factors = _factors(layer0.neuron, tuple(layer0.shape)) if program.input_kind == "bias" else None
+    input_factors = (
+        _factors(layer0.neuron, tuple(layer0.shape)) if program.input_kind == "bias" else None
+    )
     plan = network_kernel.build_plan(program, prepared, dtype, input_factors, saturating)
     n_layers = len(program.layers)
     counter = CountAccumulator(program)
@@ -631,17 +884,39 @@ def _emulate_fused(program: LoihiProgram, prepared: list[_Prepared | None], dtyp
         else:
             spike_in, bias_in = data[:, start:stop].reshape(steps, b, -1), None
         out, totals, v_end, layers = network_kernel.run_plan(
-            plan, steps=steps, spike_in=spike_in, bias_in=bias_in, out_layer=spiking_idx, record=record,
-            threads=torch.get_num_threads())
+            plan,
+            steps=steps,
+            spike_in=spike_in,
+            bias_in=bias_in,
+            out_layer=spiking_idx,
+            record=record,
+            threads=torch.get_num_threads(),
+        )
         counter.add_totals(totals)
         if program.has_readout:
             readout_chunks.append(v_end)
-        out_chunks.append(place_window(torch.from_numpy(out), spiking_idx, t_run, program.layers[spiking_idx].shape))
+        out_chunks.append(
+            place_window(
+                torch.from_numpy(out), spiking_idx, t_run, program.layers[spiking_idx].shape
+            )
+        )
         if layers is not None:
             for k in range(n_layers):
-                recorded[k].append(place_window(torch.from_numpy(layers[k]), k, t_run, program.layers[k].shape))
-    return _run_result(program, spiking_idx, steps, t_run, num_samples, counter, out_chunks, readout_chunks,
-                       recorded if record else None, kernel=f"fused-{np.dtype(dtype).name}")
+                recorded[k].append(
+                    place_window(torch.from_numpy(layers[k]), k, t_run, program.layers[k].shape)
+                )
+    return _run_result(
+        program,
+        spiking_idx,
+        steps,
+        t_run,
+        num_samples,
+        counter,
+        out_chunks,
+        readout_chunks,
+        recorded if record else None,
+        kernel=f"fused-{np.dtype(dtype).name}",
+    )
 
 
 def _trunc12(x: np.ndarray) -> np.ndarray:
@@ -662,7 +937,9 @@ class _TimelineLayer:
     dv: np.ndarray  # 4096 - vDecay per neuron
     vth: np.ndarray  # vThMant << 6 per neuron
     bias: np.ndarray  # bias << 6 per neuron
-    synapse: Any  # callable: previous layer's spikes (bool [Nin]) -> a_out [N] int64; None for the input
+    synapse: (
+        Any  # callable: previous layer's spikes (bool [Nin]) -> a_out [N] int64; None for the input
+    )
     weight_rec: np.ndarray | None  # R' (packed as netx + Lava pack it), None when not recurrent
     weight_exp: int
     u: np.ndarray
@@ -688,16 +965,28 @@ def _timeline_layers(program: LoihiProgram) -> list[_TimelineLayer]:
         if isinstance(layer, ConvLayer):
             kernel = torch.as_tensor(np.asarray(layer.weight, dtype=np.float64))
 
-            def synapse(s: np.ndarray, layer: ConvLayer = layer, kernel: torch.Tensor = kernel,
-                        in_shape: tuple[int, ...] = in_shape) -> np.ndarray:
+            def synapse(
+                s: np.ndarray,
+                layer: ConvLayer = layer,
+                kernel: torch.Tensor = kernel,
+                in_shape: tuple[int, ...] = in_shape,
+            ) -> np.ndarray:
                 x = torch.as_tensor(s.reshape(1, *in_shape), dtype=torch.float64)
-                acc = F.conv2d(x, kernel, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
-                               groups=layer.groups)
+                acc = F.conv2d(
+                    x,
+                    kernel,
+                    stride=layer.stride,
+                    padding=layer.padding,
+                    dilation=layer.dilation,
+                    groups=layer.groups,
+                )
                 acc = np.rint(acc.numpy()).astype(np.int64).reshape(-1)
                 return (acc + _U_MAX) % (2 * _U_MAX) - _U_MAX  # PyConvModelFixed's 24-bit wrap
         elif isinstance(layer, DenseLayer):
             if isinstance(layer, RecurrentDenseLayer):
-                w_eff, weight_rec, weight_exp = netx_recurrent_weights(layer.weight, layer.weight_rec)
+                w_eff, weight_rec, weight_exp = netx_recurrent_weights(
+                    layer.weight, layer.weight_rec
+                )
             else:
                 try:
                     w_eff, weight_exp = netx_dense_weights(np.asarray(layer.weight))
@@ -706,10 +995,28 @@ def _timeline_layers(program: LoihiProgram) -> list[_TimelineLayer]:
 
             def synapse(s: np.ndarray, w: np.ndarray = w_eff, e: int = weight_exp) -> np.ndarray:
                 return _shift(w[:, s.reshape(-1)].sum(axis=1), e)
-        bias = np.zeros(n, dtype=np.int64) if isinstance(layer, InputLayer) else layer.bias_full().reshape(-1) * 64
+
+        bias = (
+            np.zeros(n, dtype=np.int64)
+            if isinstance(layer, InputLayer)
+            else layer.bias_full().reshape(-1) * 64
+        )
         zeros = np.zeros(n, dtype=np.int64)
-        out.append(_TimelineLayer(du.astype(np.int64), dv.astype(np.int64), vth.astype(np.int64), bias.astype(np.int64),
-                                  synapse, weight_rec, weight_exp, zeros.copy(), zeros.copy(), zeros.copy(), zeros.copy()))
+        out.append(
+            _TimelineLayer(
+                du.astype(np.int64),
+                dv.astype(np.int64),
+                vth.astype(np.int64),
+                bias.astype(np.int64),
+                synapse,
+                weight_rec,
+                weight_exp,
+                zeros.copy(),
+                zeros.copy(),
+                zeros.copy(),
+                zeros.copy(),
+            )
+        )
     return out
 
 
@@ -743,10 +1050,16 @@ def _timeline_steps(program: LoihiProgram, data: np.ndarray, steps: int, total: 
                 bias = flat[min(sample, num_samples - 1)].astype(np.int64) * 64
                 spikes_now[0] = _cuba_step(st, np.zeros_like(st.u), bias, g % steps == 1 % steps)
             else:
-                spikes_now[0] = flat[j, sample].astype(bool) if sample < num_samples else np.zeros(len(state[0].u), bool)
+                spikes_now[0] = (
+                    flat[j, sample].astype(bool)
+                    if sample < num_samples
+                    else np.zeros(len(state[0].u), bool)
+                )
             for k in range(1, n_layers):
                 st = state[k]
-                spikes_now[k] = _cuba_step(st, st.ff_buf + st.rec_buf, st.bias, g % steps == (k + 1) % steps)
+                spikes_now[k] = _cuba_step(
+                    st, st.ff_buf + st.rec_buf, st.bias, g % steps == (k + 1) % steps
+                )
             for k in range(1, n_layers):  # what each synapse delivers at the next step
                 st = state[k]
                 st.ff_buf = st.synapse(spikes_now[k - 1])
@@ -767,8 +1080,9 @@ def _first_carries(program: LoihiProgram, data: np.ndarray, steps: int) -> dict[
     return out
 
 
-def _recurrent_window(prep: _Prepared, weight_rec: np.ndarray, a_ff: torch.Tensor, carry: np.ndarray) -> tuple[
-        torch.Tensor, np.ndarray, np.ndarray]:
+def _recurrent_window(
+    prep: _Prepared, weight_rec: np.ndarray, a_ff: torch.Tensor, carry: np.ndarray
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """A recurrent layer's windows for a batch of consecutive samples, one sample after another.
 
     ``a_ff`` [T, B, N]: the input synapse's delivery in each window step (`_synaptic_input`); ``carry``: the
@@ -777,13 +1091,28 @@ def _recurrent_window(prep: _Prepared, weight_rec: np.ndarray, a_ff: torch.Tenso
     """
     steps, batch, n = a_ff.shape
     a_ff_int = a_ff.to(torch.int64).numpy()
-    du, dv, vth = (np.broadcast_to(np.asarray(f.numpy() if isinstance(f, torch.Tensor) else f, dtype=np.int64), (n,))
-                   for f in (prep.du_factor, prep.dv_factor, prep.vth_eff))
+    du, dv, vth = (
+        np.broadcast_to(
+            np.asarray(f.numpy() if isinstance(f, torch.Tensor) else f, dtype=np.int64), (n,)
+        )
+        for f in (prep.du_factor, prep.dv_factor, prep.vth_eff)
+    )
     bias = prep.bias_eff.numpy().astype(np.int64)
     spikes = np.zeros((steps, batch, n), dtype=np.float32)
     v_end = np.zeros((batch, n), dtype=np.int64)
-    st = _TimelineLayer(du, dv, vth, bias, None, weight_rec, prep.weight_exp, np.zeros(n, np.int64),
-                        np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64))
+    st = _TimelineLayer(
+        du,
+        dv,
+        vth,
+        bias,
+        None,
+        weight_rec,
+        prep.weight_exp,
+        np.zeros(n, np.int64),
+        np.zeros(n, np.int64),
+        np.zeros(n, np.int64),
+        np.zeros(n, np.int64),
+    )
     prev = carry.astype(bool)
     for b in range(batch):
         for t in range(steps):
@@ -794,7 +1123,9 @@ def _recurrent_window(prep: _Prepared, weight_rec: np.ndarray, a_ff: torch.Tenso
     return torch.from_numpy(spikes), v_end, prev.copy()
 
 
-def emulate_timeline(program: LoihiProgram, data: np.ndarray, steps: int, *, record: bool = False) -> RunResult:
+def emulate_timeline(
+    program: LoihiProgram, data: np.ndarray, steps: int, *, record: bool = False
+) -> RunResult:
     """Run the back-to-back sample stream step by step exactly as the Lava runner schedules it.
 
     The global timeline of hardware_sims/lava.py: sample ``i``'s input at global steps ``i*T+1 ..
@@ -827,16 +1158,29 @@ def emulate_timeline(program: LoihiProgram, data: np.ndarray, steps: int, *, rec
         if k == 0 and not bias_input:
             win = flat.astype(bool)
         else:
-            win = np.stack([global_spikes[k][i * steps + k:i * steps + k + steps] for i in range(num_samples)], axis=1)
+            win = np.stack(
+                [
+                    global_spikes[k][i * steps + k : i * steps + k + steps]
+                    for i in range(num_samples)
+                ],
+                axis=1,
+            )
         windows.append(torch.as_tensor(np.ascontiguousarray(win)))
     counter = CountAccumulator(program)
     counter.add(windows)
     spiking_idx = n_layers - 2 if program.has_readout else n_layers - 1
     t_run = steps + depth
     return _run_result(
-        program, spiking_idx, steps, t_run, num_samples, counter,
+        program,
+        spiking_idx,
+        steps,
+        t_run,
+        num_samples,
+        counter,
         [place_window(windows[spiking_idx], spiking_idx, t_run, layers[spiking_idx].shape)],
         [np.stack(readouts)] if program.has_readout else [],
-        [[place_window(windows[k], k, t_run, layers[k].shape)] for k in range(n_layers)] if record else None,
+        [[place_window(windows[k], k, t_run, layers[k].shape)] for k in range(n_layers)]
+        if record
+        else None,
         kernel="timeline-int64",
     )

@@ -85,7 +85,9 @@ def _import_lava() -> tuple[Any, ...]:
         from lava.magma.core.run_configs import Loihi2SimCfg
         from lava.proc.io import sink, source
     except Exception as exc:  # pragma: no cover - environment problem
-        raise SimulationError(f"Lava is not importable ({exc}); install lava-nc 0.10 / lava-dl 0.6 on Python 3.10") from exc
+        raise SimulationError(
+            f"Lava is not importable ({exc}); install lava-nc 0.10 / lava-dl 0.6 on Python 3.10"
+        ) from exc
     finally:
         mp.set_start_method = original  # type: ignore[assignment]
     return netx, RunSteps, Loihi2SimCfg, sink, source
@@ -160,9 +162,17 @@ def _shut_down(net: Any, *, graceful: bool, children_before: set[Any]) -> None:
     _terminate_runtime(net, children_before)
 
 
-def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tensor, *, num_steps: int,
-             program: LoihiProgram | None = None, record: bool = False, progress: bool = False,
-             monitor: str = "all", raw_bias: bool = False) -> RunResult:
+def run_lava(
+    netx_path: str | os.PathLike[str],
+    inputs: np.ndarray | torch.Tensor,
+    *,
+    num_steps: int,
+    program: LoihiProgram | None = None,
+    record: bool = False,
+    progress: bool = False,
+    monitor: str = "all",
+    raw_bias: bool = False,
+) -> RunResult:
     """Run the netx file on Lava (fixed_pt) with the emulator's sample protocol; return a RunResult.
     ``inputs`` as `emulate` takes them (one pixel rule; integer bias mantissas with ``raw_bias=True``).
 
@@ -196,15 +206,23 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
     t0 = time.perf_counter()
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            net = netx.hdf5.Network(net_config=str(path), reset_interval=steps, reset_offset=0 if bias_input else 1)
+            net = netx.hdf5.Network(
+                net_config=str(path), reset_interval=steps, reset_offset=0 if bias_input else 1
+            )
     except Exception as exc:
-        raise SimulationError(f"Lava's netx loader could not build {path}: {type(exc).__name__}: {exc}") from exc
+        raise SimulationError(
+            f"Lava's netx loader could not build {path}: {type(exc).__name__}: {exc}"
+        ) from exc
     built = list(net.layers)
     layer_of_built = list(range(n_layers)) if bias_input else list(range(1, n_layers))
     if len(built) != len(layer_of_built):
-        raise SimulationError(f"netx built {len(built)} layers from {path}, the program has {len(layer_of_built)}")
+        raise SimulationError(
+            f"netx built {len(built)} layers from {path}, the program has {len(layer_of_built)}"
+        )
     spiking_idx = n_layers - 2 if program.has_readout else n_layers - 1
-    monitored = layer_of_built if monitor == "all" else [k for k in layer_of_built if k == spiking_idx]
+    monitored = (
+        layer_of_built if monitor == "all" else [k for k in layer_of_built if k == spiking_idx]
+    )
     sinks = []
     for k in monitored:
         blk = built[layer_of_built.index(k)]
@@ -221,12 +239,14 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
         frame = _whc(np.zeros(spikes.shape[2:]))
         stream = np.zeros((*frame.shape, total), dtype=np.int32)
         for i in range(num_samples):
-            stream[..., i * steps:(i + 1) * steps] = _whc(np.moveaxis(spikes[:, i], 0, -1))
+            stream[..., i * steps : (i + 1) * steps] = _whc(np.moveaxis(spikes[:, i], 0, -1))
         try:
             src = source.RingBuffer(data=stream)
             src.s_out.connect(net.inp)
         except Exception as exc:
-            raise SimulationError(f"cannot feed input of shape {frame.shape} into {path}: {exc}") from exc
+            raise SimulationError(
+                f"cannot feed input of shape {frame.shape} into {path}: {exc}"
+            ) from exc
 
     # pause points: bias changes at i*T (input window start - 1), readout reads at i*T + T + depth;
     # a spike-input program without readout runs continuously: one net.run over all samples.
@@ -245,7 +265,9 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
     started = False
     if bias_input:
         # Var.set() needs a started runtime; the first sample's bias goes in as the Var's initial value.
-        built[0].neuron.bias_mant.init = _whc(data[0].reshape(program.layers[0].shape)).astype(np.int32)
+        built[0].neuron.bias_mant.init = _whc(data[0].reshape(program.layers[0].shape)).astype(
+            np.int32
+        )
     global _forking_lava
     from neurocxr.interrupts import install
 
@@ -257,7 +279,9 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
             _forking_lava = True
             net.create_runtime(run_cfg=run_cfg)
         except Exception as exc:
-            raise SimulationError(f"Lava could not compile {path}: {type(exc).__name__}: {exc}") from exc
+            raise SimulationError(
+                f"Lava could not compile {path}: {type(exc).__name__}: {exc}"
+            ) from exc
         finally:
             _forking_lava = False
         compile_s = time.perf_counter() - t0
@@ -303,7 +327,10 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
         elif k in monitored:
             rec = sink_data[monitored.index(k)]  # (*WHC, total)
             rec = _from_whc(rec, len(layer.shape)).reshape(-1, total)  # [N, total] torch order
-            win = np.stack([rec[:, i * steps + k:i * steps + k + steps].T for i in range(num_samples)], axis=1)
+            win = np.stack(
+                [rec[:, i * steps + k : i * steps + k + steps].T for i in range(num_samples)],
+                axis=1,
+            )
             win = win.astype(bool)
         else:
             continue
@@ -314,17 +341,35 @@ def run_lava(netx_path: str | os.PathLike[str], inputs: np.ndarray | torch.Tenso
         counter.add([windows[k] for k in range(n_layers)])
         counts = counter.result(steps, num_samples)
     return RunResult(
-        output_spikes=place_window(windows[spiking_idx], spiking_idx, t_run, program.layers[spiking_idx].shape),
+        output_spikes=place_window(
+            windows[spiking_idx], spiking_idx, t_run, program.layers[spiking_idx].shape
+        ),
         readout=np.stack(readouts) if program.has_readout else None,
         counts=counts,
         time_steps=t_run,
-        layer_spikes=[place_window(windows[k], k, t_run, program.layers[k].shape) for k in range(n_layers)] if record else None,
+        layer_spikes=[
+            place_window(windows[k], k, t_run, program.layers[k].shape) for k in range(n_layers)
+        ]
+        if record
+        else None,
         simulator="lava",
-        metadata={"num_steps": steps, "t_run": t_run, "protocol": "staggered-window", "global_steps": total,
-                  "compile_s": compile_s, "run_s": run_s, "sim_s": sim_s,
-                  "readback_s": readback_s, "select_tag": "fixed_pt", "net_run_calls": len(pauses),
-                  "monitor": monitor,
-                  "run_mode": ("continuous: one net.run over all samples, reset_interval per sample" if len(pauses) == 1
-                               else f"{len(pauses)} net.run calls (pauses to set input bias / read the readout)"),
-                  "counts_cover": "each layer's num_steps window"},
+        metadata={
+            "num_steps": steps,
+            "t_run": t_run,
+            "protocol": "staggered-window",
+            "global_steps": total,
+            "compile_s": compile_s,
+            "run_s": run_s,
+            "sim_s": sim_s,
+            "readback_s": readback_s,
+            "select_tag": "fixed_pt",
+            "net_run_calls": len(pauses),
+            "monitor": monitor,
+            "run_mode": (
+                "continuous: one net.run over all samples, reset_interval per sample"
+                if len(pauses) == 1
+                else f"{len(pauses)} net.run calls (pauses to set input bias / read the readout)"
+            ),
+            "counts_cover": "each layer's num_steps window",
+        },
     )

@@ -47,12 +47,20 @@ from neurocxr.exporters.program import ConvLayer, LoihiProgram
 from .cuba_kernel import available, numba_threads
 
 try:
-    from numba import njit, prange
     import numba
+    from numba import njit, prange
 except ImportError:  # pragma: no cover - the emulator falls back to its layer-by-layer path
     numba = None
 
-__all__ = ["available", "NetworkPlan", "storage_order", "build_plan", "plan_dtype", "scratch_bytes", "run_plan"]
+__all__ = [
+    "available",
+    "NetworkPlan",
+    "storage_order",
+    "build_plan",
+    "plan_dtype",
+    "scratch_bytes",
+    "run_plan",
+]
 
 _U_MAX = 2**23
 _V_LIMIT = 2**23 - 1
@@ -62,8 +70,35 @@ _INT32_LIMIT = 2**31 - 1
 _INT64_STATE_LIMIT = 2**40
 
 # meta columns (one row per program layer)
-KIND, N, CIN, COUT, HO, WO, KH, KW, GROUPS, W_OFF, P_OFF, CONV_WRAP, W_EXP, FAN_OFF, YT_OFF, XT_OFF, ROW_RUN, \
-    DEC_OFF, DEC_N, POOL_OFF, NO_CURRENT, LUT_OFF, RF_OFF, BYTE_LUT_OFF, POOL_PLANES, UNIFORM, SATURATES = range(27)
+(
+    KIND,
+    N,
+    CIN,
+    COUT,
+    HO,
+    WO,
+    KH,
+    KW,
+    GROUPS,
+    W_OFF,
+    P_OFF,
+    CONV_WRAP,
+    W_EXP,
+    FAN_OFF,
+    YT_OFF,
+    XT_OFF,
+    ROW_RUN,
+    DEC_OFF,
+    DEC_N,
+    POOL_OFF,
+    NO_CURRENT,
+    LUT_OFF,
+    RF_OFF,
+    BYTE_LUT_OFF,
+    POOL_PLANES,
+    UNIFORM,
+    SATURATES,
+) = range(27)
 _META_COLS = 27
 # a single-input-channel conv whose kernel has at most this many taps may run by pattern lookup
 MAX_LUT_TAPS = 10
@@ -87,18 +122,28 @@ class NetworkPlan:
     """A LoihiProgram flattened into arrays the kernel reads (built once per emulate() call)."""
 
     meta: np.ndarray  # [L, _META_COLS] int64
-    weights: np.ndarray  # all synaptic weights, kernel layout: int16 when every value fits, else the plan's dtype
+    weights: (
+        np.ndarray
+    )  # all synaptic weights, kernel layout: int16 when every value fits, else the plan's dtype
     du_scale: np.ndarray  # (4096 - iDecay) / 4096 per neuron, float64
     dv_scale: np.ndarray  # (4096 - vDecay) / 4096 per neuron, float64
     vth: np.ndarray  # vThMant << 6 per neuron, float64 (integers)
     bias: np.ndarray  # bias << 6 per neuron, float64 (integers)
     fanout: np.ndarray  # non-zero synapses per input position of each synaptic layer, int32
-    taps: np.ndarray  # conv tap tables (`conv_taps`) or row-run descriptors (`_row_run_descriptors`), int32
-    decode: np.ndarray  # conv delivery maps: storage index -> (y, x, c), or (position, c) for row runs, int32
-    pool_index: np.ndarray  # pooled convs: input storage index -> pooled-map index (-1: reaches no output), int32
+    taps: (
+        np.ndarray
+    )  # conv tap tables (`conv_taps`) or row-run descriptors (`_row_run_descriptors`), int32
+    decode: (
+        np.ndarray
+    )  # conv delivery maps: storage index -> (y, x, c), or (position, c) for row runs, int32
+    pool_index: (
+        np.ndarray
+    )  # pooled convs: input storage index -> pooled-map index (-1: reaches no output), int32
     max_pooled: int  # size of the largest pooled map (scratch per thread)
     luts: np.ndarray  # single-channel convs: per tap pattern, the summed weights per output channel
-    fields: np.ndarray  # their receptive fields: per output position, the input index of each tap (-1: padding)
+    fields: (
+        np.ndarray
+    )  # their receptive fields: per output position, the input index of each tap (-1: padding)
     orders: list[np.ndarray]  # per layer: storage index -> torch flat index
     dtype: np.dtype
 
@@ -107,7 +152,9 @@ class NetworkPlan:
         return int(self.meta.shape[0])
 
 
-def conv_taps(size: int, out_size: int, kernel: int, stride: int, padding: int, dilation: int) -> np.ndarray:
+def conv_taps(
+    size: int, out_size: int, kernel: int, stride: int, padding: int, dilation: int
+) -> np.ndarray:
     """For each input row (or column) i: [count, k0, o0, k1, o1, ...] of the kernel taps k that carry it
     to an output o (``i + padding - k * dilation == o * stride``, ``0 <= o < out_size``), padded to
     ``1 + 2 * kernel`` entries. Precomputed so the kernel does no integer division per spike."""
@@ -119,12 +166,13 @@ def conv_taps(size: int, out_size: int, kernel: int, stride: int, padding: int, 
             if num >= 0 and num % stride == 0 and num // stride < out_size:
                 pairs += [k, num // stride]
         table[i, 0] = len(pairs) // 2
-        table[i, 1:1 + len(pairs)] = pairs
+        table[i, 1 : 1 + len(pairs)] = pairs
     return table.reshape(-1)
 
 
-def row_run_layout(size: int, out_size: int, kernel: int, stride: int, padding: int,
-                   dilation: int) -> tuple[np.ndarray, np.ndarray] | None:
+def row_run_layout(
+    size: int, out_size: int, kernel: int, stride: int, padding: int, dilation: int
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Kernel-column order and per-input-column runs that make a spike's taps in one kernel row contiguous.
 
     With dilation 1 the columns ``kx`` that carry input column ``x`` to an output are those with
@@ -143,18 +191,23 @@ def row_run_layout(size: int, out_size: int, kernel: int, stride: int, padding: 
     taps = conv_taps(size, out_size, kernel, stride, padding, dilation).reshape(size, -1)
     for i in range(size):
         count = int(taps[i, 0])
-        pairs = sorted(((int(taps[i, 1 + 2 * j]), int(taps[i, 2 + 2 * j])) for j in range(count)), reverse=True)
+        pairs = sorted(
+            ((int(taps[i, 1 + 2 * j]), int(taps[i, 2 + 2 * j])) for j in range(count)), reverse=True
+        )
         if count:
             pos = [where[kx] for kx, _ in pairs]
             outs = [o for _, o in pairs]
-            if pos != list(range(pos[0], pos[0] + count)) or outs != list(range(outs[0], outs[0] + count)):
+            if pos != list(range(pos[0], pos[0] + count)) or outs != list(
+                range(outs[0], outs[0] + count)
+            ):
                 return None
             table[i] = (count, pos[0], outs[0])
     return np.asarray(order, dtype=np.int64), table.reshape(-1)
 
 
-def _row_run_descriptors(y_table: np.ndarray, x_table: np.ndarray, kh: int, kw: int, wo: int,
-                         cout: int) -> np.ndarray:
+def _row_run_descriptors(
+    y_table: np.ndarray, x_table: np.ndarray, kh: int, kw: int, wo: int, cout: int
+) -> np.ndarray:
     """Per delivery-map position (y, x): ``[rows, run, (acc offset, weight offset) x kh]`` for row runs."""
     h, wd = y_table.shape[0], x_table.shape[0]
     stride = 2 + 2 * kh
@@ -172,8 +225,14 @@ def _row_run_descriptors(y_table: np.ndarray, x_table: np.ndarray, kh: int, kw: 
     return out.reshape(-1)
 
 
-def _pattern_tables(w: np.ndarray, in_shape: tuple[int, ...], out_shape: tuple[int, ...], stride: tuple[int, int],
-                    padding: tuple[int, int], dilation: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _pattern_tables(
+    w: np.ndarray,
+    in_shape: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
     """For a conv with one input channel: (table [2**taps, Cout] of the weight sums of every tap pattern,
     receptive fields [Ho * Wo, taps] of input indices, -1 on padding). Tap t = ky * kw + kx is bit t."""
     cout, _, kh, kw = w.shape
@@ -214,7 +273,9 @@ def plan_dtype(prepared: list, u_bounds: list[int]) -> np.dtype | None:
     worst = 0
     for prep, u_max in zip(prepared[1:], u_bounds):
         # v before its clip: |trunc(v * f)| <= 2**23 plus the current plus the bias
-        worst = max(worst, prep.acc_max, (int(prep.a_max) << 6) + u_max, u_max + _U_MAX + prep.bias_max + 1)
+        worst = max(
+            worst, prep.acc_max, (int(prep.a_max) << 6) + u_max, u_max + _U_MAX + prep.bias_max + 1
+        )
     if worst < _INT32_LIMIT:
         return np.dtype(np.int32)
     if worst < _INT64_STATE_LIMIT:
@@ -222,8 +283,13 @@ def plan_dtype(prepared: list, u_bounds: list[int]) -> np.dtype | None:
     return None
 
 
-def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype, input_factors: tuple | None = None,
-               saturating: list[bool] | None = None) -> NetworkPlan:
+def build_plan(
+    program: LoihiProgram,
+    prepared: list,
+    dtype: np.dtype,
+    input_factors: tuple | None = None,
+    saturating: list[bool] | None = None,
+) -> NetworkPlan:
     """Flatten ``program`` (with the emulator's `_prepare` output) into a NetworkPlan of ``dtype``.
 
     ``input_factors``: for bias input, the input neurons' (4096 - iDecay, 4096 - vDecay, vThMant << 6)
@@ -255,7 +321,9 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype, input_fac
     def add_neurons(n: int, order: np.ndarray, du_f, dv_f, vth_f, bias_eff: np.ndarray) -> None:
         nonlocal p_off
         for dst, val, kind in ((du, du_f, "f"), (dv, dv_f, "f"), (vth, vth_f, "i")):
-            arr = np.asarray(val.numpy() if hasattr(val, "numpy") else val, dtype=np.int64).reshape(-1)
+            arr = np.asarray(val.numpy() if hasattr(val, "numpy") else val, dtype=np.int64).reshape(
+                -1
+            )
             arr = np.broadcast_to(arr, (n,)) if arr.size == 1 else arr[order]
             dst.append(arr / 4096.0 if kind == "f" else arr.astype(np.float64))
         bias.append(np.asarray(bias_eff, dtype=np.int64).reshape(-1)[order].astype(np.float64))
@@ -270,7 +338,14 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype, input_fac
         if input_factors is None:
             raise ValueError("a bias-input program needs input_factors")
         du0, dv0, vth0 = input_factors
-        add_neurons(layer0.num_neurons, orders[0], du0, dv0, vth0, np.zeros(layer0.num_neurons, dtype=np.int64))
+        add_neurons(
+            layer0.num_neurons,
+            orders[0],
+            du0,
+            dv0,
+            vth0,
+            np.zeros(layer0.num_neurons, dtype=np.int64),
+        )
         meta[0, UNIFORM] = int(all(arr.min() == arr.max() for arr in (du[-1], dv[-1], vth[-1])))
     in_shape = tuple(layer0.shape)
     for k, (layer, prep) in enumerate(zip(layers[1:], prepared[1:]), start=1):
@@ -309,11 +384,18 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype, input_fac
             else:
                 row[POOL_OFF] = -1
             row[LUT_OFF] = row[RF_OFF] = -1
-            if cin == 1 and layer.groups == 1 and row[POOL_OFF] < 0 and w.shape[2] * w.shape[3] <= MAX_LUT_TAPS:
+            if (
+                cin == 1
+                and layer.groups == 1
+                and row[POOL_OFF] < 0
+                and w.shape[2] * w.shape[3] <= MAX_LUT_TAPS
+            ):
                 # one input channel: the spikes under an output's receptive field form a bit pattern, and
                 # the summed weights of every pattern fit a small table, so a dense input step costs one
                 # lookup per output position instead of one weight run per spike
-                lut, field = _pattern_tables(w, in_shape, tuple(layer.shape), (sh, sw), (ph, pw), (dh, dw))
+                lut, field = _pattern_tables(
+                    w, in_shape, tuple(layer.shape), (sh, sw), (ph, pw), (dh, dw)
+                )
                 row[LUT_OFF], row[RF_OFF] = lut_off, rf_off
                 luts.append(lut)
                 fields.append(field)
@@ -321,14 +403,20 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype, input_fac
                 rf_off += field.size
             row[CIN] = cin
             row[KH], row[KW] = w.shape[2], w.shape[3]
-            runs = None if layer.groups != 1 else row_run_layout(wd, layer.shape[2], w.shape[3], sw, pw, dw)
+            runs = (
+                None
+                if layer.groups != 1
+                else row_run_layout(wd, layer.shape[2], w.shape[3], sw, pw, dw)
+            )
             if runs is not None:
                 row[ROW_RUN] = 1
                 w = w[:, :, :, runs[0]]  # kernel columns in run order
                 x_table = runs[1]
             else:
                 x_table = conv_taps(wd, layer.shape[2], w.shape[3], sw, pw, dw)
-            if row[POOL_OFF] >= 0 and runs is None:  # pragma: no cover - stride 1, dilation 1 always has runs
+            if (
+                row[POOL_OFF] >= 0 and runs is None
+            ):  # pragma: no cover - stride 1, dilation 1 always has runs
                 raise AssertionError("a pooled conv needs row runs")
             y_table = conv_taps(h, layer.shape[1], w.shape[2], sh, ph, dh)
             pos = np.arange(h * wd * cin, dtype=np.int64)
@@ -336,23 +424,37 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype, input_fac
                 # per map position: [rows, run length, (accumulator offset, weight offset) per row], so a
                 # spike costs two table reads (position, channel) and one descriptor
                 decode.append(np.concatenate([pos // cin, pos % cin]))
-                x_table = _row_run_descriptors(y_table.reshape(h, -1), x_table.reshape(wd, 3), w.shape[2],
-                                               w.shape[3], int(layer.shape[2]), int(layer.shape[0]))
+                x_table = _row_run_descriptors(
+                    y_table.reshape(h, -1),
+                    x_table.reshape(wd, 3),
+                    w.shape[2],
+                    w.shape[3],
+                    int(layer.shape[2]),
+                    int(layer.shape[0]),
+                )
                 row[XT_OFF] = t_off
                 taps.append(x_table)
                 t_off += x_table.size
             else:
-                decode.append(np.concatenate([pos // cin // wd, pos // cin % wd, pos % cin]))  # H, W, C storage
+                decode.append(
+                    np.concatenate([pos // cin // wd, pos // cin % wd, pos % cin])
+                )  # H, W, C storage
                 for col, table in ((YT_OFF, y_table), (XT_OFF, x_table)):
                     row[col] = t_off
                     taps.append(table)
                     t_off += table.size
             row[DEC_OFF], row[DEC_N] = d_off, pos.size
             d_off += decode[-1].size
-            packed = np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0))).reshape(-1)  # (Cin/g, kh, kw, Cout)
+            packed = np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0))).reshape(
+                -1
+            )  # (Cin/g, kh, kw, Cout)
             row[BYTE_LUT_OFF] = -1
             # (a pooled conv's block counts must fit a byte)
-            table = _byte_pattern_table(packed, cin) if runs is not None and prep.pool ** 2 < 256 else None
+            table = (
+                _byte_pattern_table(packed, cin)
+                if runs is not None and prep.pool**2 < 256
+                else None
+            )
             if table is not None:
                 # dense multi-channel input: the spikes of eight channels at one position form a byte, and
                 # one run of the byte's summed weights replaces one run per spike (the tables follow the
@@ -362,41 +464,73 @@ def build_plan(program: LoihiProgram, prepared: list, dtype: np.dtype, input_fac
         else:
             row[KIND] = DENSE
             row[W_EXP] = prep.weight_exp
-            w_eff = np.rint(prep.weight.numpy().astype(np.float64)).astype(np.int64)  # netx-packed W' [Nout, Nin]
-            packed = np.ascontiguousarray(w_eff.T[in_order]).reshape(-1)  # one row per input (storage order)
+            w_eff = np.rint(prep.weight.numpy().astype(np.float64)).astype(
+                np.int64
+            )  # netx-packed W' [Nout, Nin]
+            packed = np.ascontiguousarray(w_eff.T[in_order]).reshape(
+                -1
+            )  # one row per input (storage order)
         weights.append(packed)
         w_off += packed.size
-        add_neurons(layer.num_neurons, orders[k], prep.du_factor, prep.dv_factor, prep.vth_eff,
-                    prep.bias_eff.numpy())
+        add_neurons(
+            layer.num_neurons,
+            orders[k],
+            prep.du_factor,
+            prep.dv_factor,
+            prep.vth_eff,
+            prep.bias_eff.numpy(),
+        )
         # one decay pair and threshold for the whole layer (the usual case): the kernel then streams only the
         # bias beside the state, which keeps a large layer's per-step data within L2
         row[UNIFORM] = int(all(arr.min() == arr.max() for arr in (du[-1], dv[-1], vth[-1])))
-        row[NO_CURRENT] = int(not np.any(du[-1]))  # iDecay 4096 everywhere: u is this step's input alone
+        row[NO_CURRENT] = int(
+            not np.any(du[-1])
+        )  # iDecay 4096 everywhere: u is this step's input alone
         in_shape = tuple(layer.shape)
 
     def cat(parts: list[np.ndarray], dt) -> np.ndarray:
-        return np.ascontiguousarray(np.concatenate(parts).astype(dt)) if parts else np.zeros(1, dtype=dt)
+        return (
+            np.ascontiguousarray(np.concatenate(parts).astype(dt))
+            if parts
+            else np.zeros(1, dtype=dt)
+        )
 
     # a valid program's weights are 8-bit mantissas (at most 9-bit values): int16 halves their cache
     # footprint; the accumulators keep the plan's width
     all_w = np.concatenate(weights) if weights else np.zeros(1, dtype=np.int64)
     w_dtype = np.int16 if np.abs(all_w).max(initial=0) < 2**15 else dtype
-    return NetworkPlan(meta=meta, weights=cat(weights, w_dtype), du_scale=cat(du, np.float64),
-                       dv_scale=cat(dv, np.float64), vth=cat(vth, np.float64), bias=cat(bias, np.float64),
-                       fanout=cat(fans, np.int32), taps=cat(taps, np.int32), decode=cat(decode, np.int32), pool_index=cat(pool_index, np.int32), max_pooled=max_pooled,
-                       luts=cat(luts, dtype), fields=cat(fields, np.int32),
-                       orders=orders, dtype=np.dtype(dtype))
+    return NetworkPlan(
+        meta=meta,
+        weights=cat(weights, w_dtype),
+        du_scale=cat(du, np.float64),
+        dv_scale=cat(dv, np.float64),
+        vth=cat(vth, np.float64),
+        bias=cat(bias, np.float64),
+        fanout=cat(fans, np.int32),
+        taps=cat(taps, np.int32),
+        decode=cat(decode, np.int32),
+        pool_index=cat(pool_index, np.int32),
+        max_pooled=max_pooled,
+        luts=cat(luts, dtype),
+        fields=cat(fields, np.int32),
+        orders=orders,
+        dtype=np.dtype(dtype),
+    )
 
 
 if numba is not None:
 
     @njit(inline="always", cache=True)
-    def _current_and_voltage(u_decayed, a_in, v, dv, bias, vth, saturates):  # pragma: no cover - compiled
+    def _current_and_voltage(
+        u_decayed, a_in, v, dv, bias, vth, saturates
+    ):  # pragma: no cover - compiled
         """Lava's CUBA update after the current decay: (u, v after the reset, spike) in float64 integers.
         ``saturates`` False: bounds prove the wrap and the clip are the identity, so they are skipped."""
         cur = u_decayed + np.float64(a_in) * 64.0
         if saturates:
-            cur = cur - 2.0 * _U_MAX if cur > _U_MAX else cur  # one conditional 24-bit wrap, as Lava
+            cur = (
+                cur - 2.0 * _U_MAX if cur > _U_MAX else cur
+            )  # one conditional 24-bit wrap, as Lava
             cur = cur + 2.0 * _U_MAX if cur <= -_U_MAX else cur
         vv = np.trunc(v * dv) + cur + bias
         if saturates:
@@ -405,7 +539,9 @@ if numba is not None:
         return cur, 0.0 if s else vv, s
 
     @njit(inline="always", cache=True)
-    def _neuron_window_step(acc, u, v, du_s, dv_s, vth, bias, n, uniform, saturates, spikes):  # pragma: no cover - compiled
+    def _neuron_window_step(
+        acc, u, v, du_s, dv_s, vth, bias, n, uniform, saturates, spikes
+    ):  # pragma: no cover - compiled
         """One step of Lava's CUBA update for n neurons (arrays are this layer's views); acc holds a_in.
 
         State is float64 holding integers below 2**40 (`plan_dtype` proves the bound), so
@@ -417,18 +553,24 @@ if numba is not None:
         if uniform:
             du0, dv0, vth0 = du_s[0], dv_s[0], vth[0]
             for i in range(n):
-                u[i], v[i], s = _current_and_voltage(np.trunc(u[i] * du0), acc[i], v[i], dv0, bias[i], vth0, saturates)
+                u[i], v[i], s = _current_and_voltage(
+                    np.trunc(u[i] * du0), acc[i], v[i], dv0, bias[i], vth0, saturates
+                )
                 spikes[i] = 1 if s else 0
                 count += 1 if s else 0
             return count
         for i in range(n):
-            u[i], v[i], s = _current_and_voltage(np.trunc(u[i] * du_s[i]), acc[i], v[i], dv_s[i], bias[i], vth[i], saturates)
+            u[i], v[i], s = _current_and_voltage(
+                np.trunc(u[i] * du_s[i]), acc[i], v[i], dv_s[i], bias[i], vth[i], saturates
+            )
             spikes[i] = 1 if s else 0
             count += 1 if s else 0
         return count
 
     @njit(inline="always", cache=True)
-    def _neuron_window_step_no_current(acc, u, v, dv_s, vth, bias, n, uniform, saturates, spikes):  # pragma: no cover - compiled
+    def _neuron_window_step_no_current(
+        acc, u, v, dv_s, vth, bias, n, uniform, saturates, spikes
+    ):  # pragma: no cover - compiled
         """`_neuron_window_step` for a layer whose current has no memory (iDecay 4096: ``u = a_in << 6``)."""
         count = 0
         if uniform:
@@ -439,7 +581,9 @@ if numba is not None:
                 count += 1 if s else 0
             return count
         for i in range(n):
-            _, v[i], s = _current_and_voltage(0.0, acc[i], v[i], dv_s[i], bias[i], vth[i], saturates)
+            _, v[i], s = _current_and_voltage(
+                0.0, acc[i], v[i], dv_s[i], bias[i], vth[i], saturates
+            )
             spikes[i] = 1 if s else 0
             count += 1 if s else 0
         return count
@@ -462,7 +606,9 @@ if numba is not None:
         return sops
 
     @njit(cache=True)
-    def _pool_events(events, num_events, pool_index, q_off, pooled, touched, values):  # pragma: no cover - compiled
+    def _pool_events(
+        events, num_events, pool_index, q_off, pooled, touched, values
+    ):  # pragma: no cover - compiled
         """Sum one step's spikes over the pooling blocks; returns the number of busy blocks, whose pooled-map
         indices go to ``touched`` and sums to ``values`` (``pooled`` is all zero before and after)."""
         busy = 0
@@ -488,7 +634,7 @@ if numba is not None:
         positions = meta_k[HO] * meta_k[WO]
         lut_off, rf_off = meta_k[LUT_OFF], meta_k[RF_OFF]
         for p in range(positions):
-            field = fields[rf_off + p * taps:rf_off + (p + 1) * taps]
+            field = fields[rf_off + p * taps : rf_off + (p + 1) * taps]
             pattern = 0
             for t in range(taps):
                 j = field[t]
@@ -496,8 +642,8 @@ if numba is not None:
                     pattern |= np.int64(spikes[j]) << t
             if pattern == 0:
                 continue
-            src = luts[lut_off + pattern * cout:lut_off + (pattern + 1) * cout]
-            dst = acc[p * cout:(p + 1) * cout]
+            src = luts[lut_off + pattern * cout : lut_off + (pattern + 1) * cout]
+            dst = acc[p * cout : (p + 1) * cout]
             for c in range(cout):
                 dst[c] += src[c]
 
@@ -505,13 +651,17 @@ if numba is not None:
     def _takes_bytes(meta_k, count):  # pragma: no cover - compiled
         """Whether layer ``meta_k`` delivers a step of ``count`` input spikes by byte pattern: a conv with byte
         tables, when the spikes outnumber 0.4 x the bytes of its (pooled) input map (fewer busy bytes than spikes)."""
-        return meta_k[KIND] == CONV and meta_k[BYTE_LUT_OFF] >= 0 and 5 * count > 2 * (meta_k[DEC_N] // 8)
+        return (
+            meta_k[KIND] == CONV
+            and meta_k[BYTE_LUT_OFF] >= 0
+            and 5 * count > 2 * (meta_k[DEC_N] // 8)
+        )
 
     @njit(cache=True)
     def _synaptic_ops_of_map(spikes, n, fanout, f_off):  # pragma: no cover - compiled
         """`_synaptic_ops` from a step's 0/1 spike map instead of its event list."""
         sops = 0
-        src = fanout[f_off:f_off + n]
+        src = fanout[f_off : f_off + n]
         for i in range(n):
             sops += spikes[i] * src[i]
         return sops
@@ -525,8 +675,8 @@ if numba is not None:
             q = pool_index[q_off + p * cin]
             if q < 0:
                 continue
-            dst = pooled_words[q // 8:q // 8 + groups]
-            src = words[p * groups:(p + 1) * groups]
+            dst = pooled_words[q // 8 : q // 8 + groups]
+            src = words[p * groups : (p + 1) * groups]
             for g in range(groups):
                 dst[g] += src[g]
 
@@ -548,8 +698,8 @@ if numba is not None:
             wb = first_w + taps[base + 3 + 2 * a]
             # views, so the index is the loop counter alone: numba's negative-index
             # wraparound check then folds away and the loop vectorises
-            dst = acc[ob:ob + run]
-            src = weights[wb:wb + run]
+            dst = acc[ob : ob + run]
+            src = weights[wb : wb + run]
             if scale == 1:
                 for i in range(run):
                     dst[i] += src[i]
@@ -558,7 +708,9 @@ if numba is not None:
                     dst[i] += scale * src[i]
 
     @njit(cache=True)
-    def _deliver_by_byte_pattern(meta_k, words, planes, weights, taps, acc):  # pragma: no cover - compiled
+    def _deliver_by_byte_pattern(
+        meta_k, words, planes, weights, taps, acc
+    ):  # pragma: no cover - compiled
         """Multi-channel row-run conv: per input position and group of eight channels, the byte of their spikes
         (``words``: this step's map as little-endian 64-bit words of 0/1 bytes, channel-last) selects one table
         block (`_byte_pattern_table`) that is added like one spike's weights. For a pooled conv the bytes are
@@ -580,11 +732,19 @@ if numba is not None:
                     if plane == 0:
                         continue
                     pattern = (plane * np.uint64(_GATHER_BITS)) >> np.uint64(56)
-                    _add_block(taps, base, lut_off + (g * 256 + np.int64(pattern)) * block, weights, acc, 1 << b)
+                    _add_block(
+                        taps,
+                        base,
+                        lut_off + (g * 256 + np.int64(pattern)) * block,
+                        weights,
+                        acc,
+                        1 << b,
+                    )
 
     @njit(cache=True)
-    def _deliver_conv(meta_k, events, num_events, values, weighted, weights, taps, decode,
-                      acc):  # pragma: no cover - compiled
+    def _deliver_conv(
+        meta_k, events, num_events, values, weighted, weights, taps, decode, acc
+    ):  # pragma: no cover - compiled
         """Add one step's inputs (delivery-map indices ``events[:num_events]``, each of size ``values[e]``
         when ``weighted``, else 1) to the conv accumulators."""
         cin = meta_k[CIN]
@@ -601,8 +761,14 @@ if numba is not None:
             ci_size = kh * kw * cout
             for e in range(num_events):
                 j = events[e]
-                _add_block(taps, x_off + decode[d_off + j] * stride, w_off + decode[d_off + n_dec + j] * ci_size,
-                           weights, acc, values[e] if weighted else 1)
+                _add_block(
+                    taps,
+                    x_off + decode[d_off + j] * stride,
+                    w_off + decode[d_off + n_dec + j] * ci_size,
+                    weights,
+                    acc,
+                    values[e] if weighted else 1,
+                )
             return
         for e in range(num_events):
             j = events[e]
@@ -623,8 +789,8 @@ if numba is not None:
                 for c in range(nx):
                     ob = (orow + taps[xb + 2 + 2 * c]) * cout + c0
                     wb = w_off + (wrow + taps[xb + 1 + 2 * c]) * cout + c0
-                    dst = acc[ob:ob + cout_g]
-                    src = weights[wb:wb + cout_g]
+                    dst = acc[ob : ob + cout_g]
+                    src = weights[wb : wb + cout_g]
                     for i in range(cout_g):
                         dst[i] += src[i]
 
@@ -634,15 +800,49 @@ if numba is not None:
         dst = acc[:n]
         for e in range(num_events):
             j = events[e]
-            src = weights[w_off + j * n:w_off + j * n + n]
+            src = weights[w_off + j * n : w_off + j * n + n]
             for i in range(n):
                 dst[i] += src[i]
 
     @njit(cache=True, nogil=True)
-    def _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, pool_index, spike_in, input_order,
-                    bias_in, steps, out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc, u, v, win, win64,
-                    events, ev_start, mapped, pooled, touched, values, pooled_words, luts,
-                    fields):  # pragma: no cover - compiled
+    def _run_sample(
+        b,
+        meta,
+        weights,
+        du_s,
+        dv_s,
+        vth,
+        bias,
+        fanout,
+        taps,
+        decode,
+        pool_index,
+        spike_in,
+        input_order,
+        bias_in,
+        steps,
+        out_layer,
+        out_spikes,
+        record,
+        rec,
+        rec_off,
+        counts,
+        v_end,
+        acc,
+        u,
+        v,
+        win,
+        win64,
+        events,
+        ev_start,
+        mapped,
+        pooled,
+        touched,
+        values,
+        pooled_words,
+        luts,
+        fields,
+    ):  # pragma: no cover - compiled
         """Every layer's window for sample b; scratch (acc, u, v, win, events, ev_start, ...) is the caller's.
 
         ``mapped[w, t]`` = 1: step t of window w kept no event list because the next layer reads that step
@@ -661,18 +861,31 @@ if numba is not None:
             acc[:n0] = 0
             out = 0
             for t in range(steps):
-                row = win[prev, t * n0:(t + 1) * n0]
-                out += _neuron_window_step(acc, u, v, du_s[p0:p0 + n0], dv_s[p0:p0 + n0], vth[p0:p0 + n0],
-                                           bias_in[b], n0, meta[0, UNIFORM] != 0, True, row)
+                row = win[prev, t * n0 : (t + 1) * n0]
+                out += _neuron_window_step(
+                    acc,
+                    u,
+                    v,
+                    du_s[p0 : p0 + n0],
+                    dv_s[p0 : p0 + n0],
+                    vth[p0 : p0 + n0],
+                    bias_in[b],
+                    n0,
+                    meta[0, UNIFORM] != 0,
+                    True,
+                    row,
+                )
                 start = ev_start[prev, t]
                 ev_start[prev, t + 1] = start + _compact(row, n0, events[prev, start:])
             counts[b, 0, 1] = out
         else:
             out = 0
             for t in range(steps):
-                row = win[prev, t * n0:(t + 1) * n0]
+                row = win[prev, t * n0 : (t + 1) * n0]
                 src = spike_in[t, b]
-                if input_order.shape[0] == 0:  # storage order is torch order (one channel, or a flat input)
+                if (
+                    input_order.shape[0] == 0
+                ):  # storage order is torch order (one channel, or a flat input)
                     for i in range(n0):
                         row[i] = src[i]
                 else:
@@ -684,9 +897,9 @@ if numba is not None:
             counts[b, 0, 0] = out
             counts[b, 0, 1] = out
         if record:
-            rec[b, rec_off[0]:rec_off[0] + steps * n0] = win[prev, :steps * n0]
+            rec[b, rec_off[0] : rec_off[0] + steps * n0] = win[prev, : steps * n0]
         if out_layer == 0:
-            out_spikes[b, :] = win[prev, :steps * n0]
+            out_spikes[b, :] = win[prev, : steps * n0]
         n = n0
         for k in range(1, num_layers):
             mk = meta[k]
@@ -707,7 +920,9 @@ if numba is not None:
                 step_events = events[prev, first:last]
                 from_map = mapped[prev, t] != 0
                 if from_map:
-                    sops += _synaptic_ops_of_map(win[prev, t * n_prev:(t + 1) * n_prev], n_prev, fanout, mk[FAN_OFF])
+                    sops += _synaptic_ops_of_map(
+                        win[prev, t * n_prev : (t + 1) * n_prev], n_prev, fanout, mk[FAN_OFF]
+                    )
                 else:
                     sops += _synaptic_ops(step_events, last - first, fanout, mk[FAN_OFF])
                 by_bytes = from_map or _takes_bytes(mk, last - first)  # (only convs take bytes)
@@ -715,25 +930,50 @@ if numba is not None:
                     # dense input to a pooled conv: block counts as bytes, delivered by bit plane
                     words = mk[DEC_N] // 8
                     if from_map:
-                        _pool_words(win64[prev, t * n_prev // 8:(t + 1) * n_prev // 8], pool_index, mk[POOL_OFF],
-                                    mk[CIN], pooled_words)
+                        _pool_words(
+                            win64[prev, t * n_prev // 8 : (t + 1) * n_prev // 8],
+                            pool_index,
+                            mk[POOL_OFF],
+                            mk[CIN],
+                            pooled_words,
+                        )
                     else:
-                        _pool_bytes(step_events, last - first, pool_index, mk[POOL_OFF], pooled_bytes)
-                    _deliver_by_byte_pattern(mk, pooled_words[:words], mk[POOL_PLANES], weights, taps, acc)
+                        _pool_bytes(
+                            step_events, last - first, pool_index, mk[POOL_OFF], pooled_bytes
+                        )
+                    _deliver_by_byte_pattern(
+                        mk, pooled_words[:words], mk[POOL_PLANES], weights, taps, acc
+                    )
                     pooled_words[:words] = 0
                 elif by_bytes:
                     # dense multi-channel input: fewer busy bytes than spikes (see _deliver_by_byte_pattern)
-                    _deliver_by_byte_pattern(mk, win64[prev, t * n_prev // 8:(t + 1) * n_prev // 8], 1, weights,
-                                             taps, acc)
+                    _deliver_by_byte_pattern(
+                        mk,
+                        win64[prev, t * n_prev // 8 : (t + 1) * n_prev // 8],
+                        1,
+                        weights,
+                        taps,
+                        acc,
+                    )
                 elif conv and mk[POOL_OFF] >= 0:
-                    busy = _pool_events(step_events, last - first, pool_index, mk[POOL_OFF], pooled, touched, values)
+                    busy = _pool_events(
+                        step_events, last - first, pool_index, mk[POOL_OFF], pooled, touched, values
+                    )
                     _deliver_conv(mk, touched, busy, values, True, weights, taps, decode, acc)
-                elif conv and mk[LUT_OFF] >= 0 and (last - first) * mk[KH] * mk[KW] > 6 * mk[HO] * mk[WO]:
+                elif (
+                    conv
+                    and mk[LUT_OFF] >= 0
+                    and (last - first) * mk[KH] * mk[KW] > 6 * mk[HO] * mk[WO]
+                ):
                     # dense single-channel input: one table lookup per output beats one run per spike (a lookup
                     # costs about as much as six taps of spike delivery, measured on snn_conv and benchmark (a))
-                    _deliver_by_pattern(mk, win[prev, t * n_prev:(t + 1) * n_prev], luts, fields, acc)
+                    _deliver_by_pattern(
+                        mk, win[prev, t * n_prev : (t + 1) * n_prev], luts, fields, acc
+                    )
                 elif conv:
-                    _deliver_conv(mk, step_events, last - first, values, False, weights, taps, decode, acc)
+                    _deliver_conv(
+                        mk, step_events, last - first, values, False, weights, taps, decode, acc
+                    )
                 if conv:
                     if mk[CONV_WRAP]:  # PyConvModelFixed's signed 24-bit wrap
                         for i in range(n):
@@ -746,18 +986,40 @@ if numba is not None:
                     elif e < 0:  # arithmetic shift: floor division by 2**-e
                         for i in range(n):
                             acc[i] = acc[i] >> (-e)
-                row = win[cur, t * n:(t + 1) * n]
+                row = win[cur, t * n : (t + 1) * n]
                 if mk[NO_CURRENT]:
-                    fired = _neuron_window_step_no_current(acc, u, v, dv_s[p0:p0 + n], vth[p0:p0 + n],
-                                                           bias[p0:p0 + n], n, mk[UNIFORM] != 0, mk[SATURATES] != 0,
-                                                           row)
+                    fired = _neuron_window_step_no_current(
+                        acc,
+                        u,
+                        v,
+                        dv_s[p0 : p0 + n],
+                        vth[p0 : p0 + n],
+                        bias[p0 : p0 + n],
+                        n,
+                        mk[UNIFORM] != 0,
+                        mk[SATURATES] != 0,
+                        row,
+                    )
                 else:
-                    fired = _neuron_window_step(acc, u, v, du_s[p0:p0 + n], dv_s[p0:p0 + n], vth[p0:p0 + n],
-                                                bias[p0:p0 + n], n, mk[UNIFORM] != 0, mk[SATURATES] != 0, row)
+                    fired = _neuron_window_step(
+                        acc,
+                        u,
+                        v,
+                        du_s[p0 : p0 + n],
+                        dv_s[p0 : p0 + n],
+                        vth[p0 : p0 + n],
+                        bias[p0 : p0 + n],
+                        n,
+                        mk[UNIFORM] != 0,
+                        mk[SATURATES] != 0,
+                        row,
+                    )
                 out += fired
                 if k < num_layers - 1:
                     start = ev_start[cur, t]
-                    if _takes_bytes(next_meta, fired):  # the next layer reads this step from the map
+                    if _takes_bytes(
+                        next_meta, fired
+                    ):  # the next layer reads this step from the map
                         mapped[cur, t] = 1
                         ev_start[cur, t + 1] = start
                     else:
@@ -767,26 +1029,94 @@ if numba is not None:
             counts[b, k, 1] = out
             counts[b, k, 2] = sops
             if record:
-                rec[b, rec_off[k]:rec_off[k] + steps * n] = win[cur, :steps * n]
+                rec[b, rec_off[k] : rec_off[k] + steps * n] = win[cur, : steps * n]
             if out_layer == k:
-                out_spikes[b, :] = win[cur, :steps * n]
+                out_spikes[b, :] = win[cur, : steps * n]
             prev, cur = cur, prev
         v_end[b, :] = v[:n]
 
     @njit(parallel=True, cache=True, nogil=True)
-    def _run(meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, pool_index, spike_in, input_order, bias_in, steps,
-             out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc_all, u_all, v_all, win_all, win64_all,
-             events_all, ev_start_all, mapped_all, pooled_all, touched_all, values_all, pooled_words_all, luts,
-             fields):  # pragma: no cover - compiled
+    def _run(
+        meta,
+        weights,
+        du_s,
+        dv_s,
+        vth,
+        bias,
+        fanout,
+        taps,
+        decode,
+        pool_index,
+        spike_in,
+        input_order,
+        bias_in,
+        steps,
+        out_layer,
+        out_spikes,
+        record,
+        rec,
+        rec_off,
+        counts,
+        v_end,
+        acc_all,
+        u_all,
+        v_all,
+        win_all,
+        win64_all,
+        events_all,
+        ev_start_all,
+        mapped_all,
+        pooled_all,
+        touched_all,
+        values_all,
+        pooled_words_all,
+        luts,
+        fields,
+    ):  # pragma: no cover - compiled
         batch = counts.shape[0]
         threads = acc_all.shape[0]
-        for c in prange(threads):  # one contiguous share of the batch per thread, each with its scratch
+        for c in prange(
+            threads
+        ):  # one contiguous share of the batch per thread, each with its scratch
             for b in range(c * batch // threads, (c + 1) * batch // threads):
-                _run_sample(b, meta, weights, du_s, dv_s, vth, bias, fanout, taps, decode, pool_index, spike_in, input_order,
-                            bias_in, steps,
-                            out_layer, out_spikes, record, rec, rec_off, counts, v_end, acc_all[c], u_all[c],
-                            v_all[c], win_all[c], win64_all[c], events_all[c], ev_start_all[c], mapped_all[c], pooled_all[c], touched_all[c],
-                            values_all[c], pooled_words_all[c], luts, fields)
+                _run_sample(
+                    b,
+                    meta,
+                    weights,
+                    du_s,
+                    dv_s,
+                    vth,
+                    bias,
+                    fanout,
+                    taps,
+                    decode,
+                    pool_index,
+                    spike_in,
+                    input_order,
+                    bias_in,
+                    steps,
+                    out_layer,
+                    out_spikes,
+                    record,
+                    rec,
+                    rec_off,
+                    counts,
+                    v_end,
+                    acc_all[c],
+                    u_all[c],
+                    v_all[c],
+                    win_all[c],
+                    win64_all[c],
+                    events_all[c],
+                    ev_start_all[c],
+                    mapped_all[c],
+                    pooled_all[c],
+                    touched_all[c],
+                    values_all[c],
+                    pooled_words_all[c],
+                    luts,
+                    fields,
+                )
 
 
 def scratch_bytes(program: LoihiProgram, steps: int, threads: int) -> int:
@@ -795,8 +1125,16 @@ def scratch_bytes(program: LoihiProgram, steps: int, threads: int) -> int:
     return int(max(1, threads)) * 2 * int(steps) * widest * 5
 
 
-def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias_in: np.ndarray | None,
-             out_layer: int, record: bool, threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray] | None]:
+def run_plan(
+    plan: NetworkPlan,
+    *,
+    steps: int,
+    spike_in: np.ndarray | None,
+    bias_in: np.ndarray | None,
+    out_layer: int,
+    record: bool,
+    threads: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray] | None]:
     """Run a batch through the fused kernel.
 
     ``spike_in`` [T, B, N0] 0/1 (torch order) for spike input, or ``bias_in`` [B, N0] integer
@@ -811,13 +1149,19 @@ def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias
     order0 = plan.orders[0]
     if spike_in is not None:
         # 0/1 int8/uint8 as given (any strides): the kernel reads it in place, permuting as it copies
-        spikes = spike_in if spike_in.dtype in (np.int8, np.uint8) else np.asarray(spike_in, dtype=np.uint8)
+        spikes = (
+            spike_in
+            if spike_in.dtype in (np.int8, np.uint8)
+            else np.asarray(spike_in, dtype=np.uint8)
+        )
         batch = spikes.shape[1]
         bias = np.zeros((0, sizes[0]), dtype=np.float64)
     else:
         assert bias_in is not None
         batch = bias_in.shape[0]
-        bias = np.ascontiguousarray((np.asarray(bias_in, dtype=np.int64)[:, order0] * 64).astype(np.float64))
+        bias = np.ascontiguousarray(
+            (np.asarray(bias_in, dtype=np.int64)[:, order0] * 64).astype(np.float64)
+        )
         spikes = np.zeros((steps, 0, sizes[0]), dtype=np.int8)
     threads = max(1, min(int(threads), batch, numba.config.NUMBA_NUM_THREADS))
     max_n = max(sizes)
@@ -844,10 +1188,43 @@ def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias
     # an identity order is passed empty: the kernel then copies the input without a gather
     order_in = order0[:0] if np.array_equal(order0, np.arange(order0.size)) else order0
     with numba_threads(threads):
-        _run(meta, plan.weights, plan.du_scale, plan.dv_scale, plan.vth, plan.bias, plan.fanout, plan.taps,
-             plan.decode, plan.pool_index, spikes, order_in, bias, int(steps), int(out_layer), out_spikes, bool(record),
-             rec, rec_off, counts, v_end, acc_all, u_all, v_all, win_all, win64_all, events_all, ev_start_all,
-             mapped_all, pooled_all, touched_all, values_all, pooled_words_all, plan.luts, plan.fields)
+        _run(
+            meta,
+            plan.weights,
+            plan.du_scale,
+            plan.dv_scale,
+            plan.vth,
+            plan.bias,
+            plan.fanout,
+            plan.taps,
+            plan.decode,
+            plan.pool_index,
+            spikes,
+            order_in,
+            bias,
+            int(steps),
+            int(out_layer),
+            out_spikes,
+            bool(record),
+            rec,
+            rec_off,
+            counts,
+            v_end,
+            acc_all,
+            u_all,
+            v_all,
+            win_all,
+            win64_all,
+            events_all,
+            ev_start_all,
+            mapped_all,
+            pooled_all,
+            touched_all,
+            values_all,
+            pooled_words_all,
+            plan.luts,
+            plan.fields,
+        )
 
     def to_torch_order(window: np.ndarray, k: int) -> np.ndarray:
         """[B, T * N] storage order -> [T, B, N] torch order."""
@@ -861,5 +1238,13 @@ def run_plan(plan: NetworkPlan, *, steps: int, spike_in: np.ndarray | None, bias
     last_inverse[plan.orders[-1]] = np.arange(sizes[-1])
     layers = None
     if record:
-        layers = [to_torch_order(rec[:, rec_off[k]:rec_off[k] + steps * sizes[k]], k) for k in range(num_layers)]
-    return (to_torch_order(out_spikes, out_layer), counts, np.rint(v_end).astype(np.int64)[:, last_inverse], layers)
+        layers = [
+            to_torch_order(rec[:, rec_off[k] : rec_off[k] + steps * sizes[k]], k)
+            for k in range(num_layers)
+        ]
+    return (
+        to_torch_order(out_spikes, out_layer),
+        counts,
+        np.rint(v_end).astype(np.int64)[:, last_inverse],
+        layers,
+    )

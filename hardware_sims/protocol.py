@@ -21,8 +21,13 @@ def sample_timeline(program: LoihiProgram, num_steps: int | None = None) -> tupl
     return steps, steps + len(program.layers) - 1
 
 
-def coerce_inputs(program: LoihiProgram, inputs: np.ndarray | torch.Tensor,
-                  steps: int | None, *, raw_bias: bool = False) -> tuple[np.ndarray, int]:
+def coerce_inputs(
+    program: LoihiProgram,
+    inputs: np.ndarray | torch.Tensor,
+    steps: int | None,
+    *,
+    raw_bias: bool = False,
+) -> tuple[np.ndarray, int]:
     """Check a batch against the program's input and return (data, T).
 
     Bias input: images ``[B, *shape]`` by the one pixel rule (floats in [0, 1], uint8 / 255,
@@ -37,10 +42,14 @@ def coerce_inputs(program: LoihiProgram, inputs: np.ndarray | torch.Tensor,
         if arr.ndim == len(shape0) and shape0[0] == 1 and arr.shape[1:] == shape0[1:]:
             arr = arr[:, None]
         if arr.shape[1:] != shape0:
-            raise SimulationError(f"bias input must be images [B, {', '.join(map(str, shape0))}], got {arr.shape}")
+            raise SimulationError(
+                f"bias input must be images [B, {', '.join(map(str, shape0))}], got {arr.shape}"
+            )
         integer = np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_
         if raw_bias and not integer:
-            raise SimulationError(f"raw_bias=True needs an integer array of bias mantissas, got {arr.dtype}")
+            raise SimulationError(
+                f"raw_bias=True needs an integer array of bias mantissas, got {arr.dtype}"
+            )
         if not raw_bias and integer and arr.dtype not in (np.uint8, np.uint16):
             raise SimulationError(
                 f"{arr.dtype} inputs are ambiguous: pass images as float in [0, 1], uint8 in 0-255 or uint16 in "
@@ -55,7 +64,9 @@ def coerce_inputs(program: LoihiProgram, inputs: np.ndarray | torch.Tensor,
         if raw_bias:
             bias = arr.astype(np.int64)
             if bias.size and (bias.min() < BIAS_MIN or bias.max() > BIAS_MAX):
-                raise SimulationError(f"integer input bias {bias.min()}..{bias.max()} does not fit 13 bits")
+                raise SimulationError(
+                    f"integer input bias {bias.min()}..{bias.max()} does not fit 13 bits"
+                )
         else:
             try:
                 bias = program.quantise_input(arr)
@@ -63,9 +74,13 @@ def coerce_inputs(program: LoihiProgram, inputs: np.ndarray | torch.Tensor,
                 raise SimulationError(str(exc)) from exc
         return bias, int(steps if steps is not None else program.num_steps)
     if raw_bias:
-        raise SimulationError("raw_bias=True applies to bias-input programs; this one takes spike trains")
+        raise SimulationError(
+            "raw_bias=True applies to bias-input programs; this one takes spike trains"
+        )
     if arr.ndim != len(shape0) + 2 or arr.shape[2:] != shape0:
-        raise SimulationError(f"spike input must be [T, B, {', '.join(map(str, shape0))}], got {arr.shape}")
+        raise SimulationError(
+            f"spike input must be [T, B, {', '.join(map(str, shape0))}], got {arr.shape}"
+        )
     if arr.dtype in (np.int8, np.uint8, np.bool_):
         # one pass: as bytes, 0 and 1 are the only values <= 1 (a negative int8 reads as >= 128)
         if arr.size and bool((arr.view(np.uint8) > 1).any()):
@@ -79,9 +94,11 @@ def coerce_inputs(program: LoihiProgram, inputs: np.ndarray | torch.Tensor,
     return arr.astype(np.int8, copy=False) if arr.dtype != np.bool_ else arr.view(np.int8), steps
 
 
-def place_window(window: torch.Tensor, offset: int, t_run: int, shape: tuple[int, ...]) -> np.ndarray:
+def place_window(
+    window: torch.Tensor, offset: int, t_run: int, shape: tuple[int, ...]
+) -> np.ndarray:
     """Window spikes [T, B, N] -> sample timeline [T_run, B, *shape] int8 at rows offset..offset+T-1."""
     steps, batch = window.shape[:2]
     out = np.zeros((t_run, batch, *shape), dtype=np.int8)
-    out[offset:offset + steps] = window.reshape(steps, batch, *shape).numpy().astype(np.int8)
+    out[offset : offset + steps] = window.reshape(steps, batch, *shape).numpy().astype(np.int8)
     return out

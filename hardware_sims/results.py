@@ -64,12 +64,17 @@ class LayerCounts:
             "dense_synaptic_ops": float(np.mean(self.dense_synaptic_ops)),
             "neuron_updates": float(np.mean(self.neuron_updates)),
             "activation_sparsity": self.activation_sparsity,
-            **({"recurrent_synaptic_ops": float(np.mean(self.recurrent_synaptic_ops))}
-               if self.recurrent_synaptic_ops is not None else {}),
+            **(
+                {"recurrent_synaptic_ops": float(np.mean(self.recurrent_synaptic_ops))}
+                if self.recurrent_synaptic_ops is not None
+                else {}
+            ),
         }
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray) and v is not None}
+        d = {
+            k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray) and v is not None
+        }
         d["per_sample_mean"] = self.mean()
         return d
 
@@ -98,7 +103,11 @@ class RunResult:
         """[B, K] class scores: readout membrane, or output spike counts."""
         if self.readout is not None:
             return np.asarray(self.readout, dtype=np.float64)
-        return np.asarray(self.output_spikes, dtype=np.float64).sum(axis=0).reshape(self.output_spikes.shape[1], -1)
+        return (
+            np.asarray(self.output_spikes, dtype=np.float64)
+            .sum(axis=0)
+            .reshape(self.output_spikes.shape[1], -1)
+        )
 
     def predictions(self) -> np.ndarray:
         return np.argmax(self.scores(), axis=1)

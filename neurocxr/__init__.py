@@ -29,8 +29,22 @@ from typing import Any
 __version__ = "0.1.0"
 
 # `sweep` is not among them: `neurocxr.sweep` is the sweep package; its one call is `neurocxr.api.sweep`.
-_API = ("load", "train", "evaluate", "explain", "export", "export_loihi", "inspect_netx", "emulate",
-        "estimate_energy", "energy_report", "data_info", "fetch_data", "list_models", "demo")
+_API = (
+    "load",
+    "train",
+    "evaluate",
+    "explain",
+    "export",
+    "export_loihi",
+    "inspect_netx",
+    "emulate",
+    "estimate_energy",
+    "energy_report",
+    "data_info",
+    "fetch_data",
+    "list_models",
+    "demo",
+)
 
 __all__ = list(_API) + ["Deployment", "__version__"]
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -27,21 +26,40 @@ import numpy as np
 import torch
 
 from neurocxr.errors import NeurocxrError
-from neurocxr.deployment import chip_scores
 from neurocxr.pipeline import (
     LoadedModel,
-    encoded_inputs,
     export_loihi,
     float_logits,
     load,
-    to_program,
 )
 
 __all__ = [
-    "load", "train", "evaluate", "explain", "export", "export_loihi", "export_onnx_checkpoint", "inspect_netx",
-    "emulate", "estimate_energy", "energy_report", "sweep", "data_info", "fetch_data", "list_models", "demo",
-    "TrainSummary", "EvaluationResult", "ExplainResult", "OnnxExport", "NetxInspection", "SweepRun", "DataInfo",
-    "FetchedData", "ModelSummary", "DemoResult",
+    "load",
+    "train",
+    "evaluate",
+    "explain",
+    "export",
+    "export_loihi",
+    "export_onnx_checkpoint",
+    "inspect_netx",
+    "emulate",
+    "estimate_energy",
+    "energy_report",
+    "sweep",
+    "data_info",
+    "fetch_data",
+    "list_models",
+    "demo",
+    "TrainSummary",
+    "EvaluationResult",
+    "ExplainResult",
+    "OnnxExport",
+    "NetxInspection",
+    "SweepRun",
+    "DataInfo",
+    "FetchedData",
+    "ModelSummary",
+    "DemoResult",
 ]
 
 
@@ -61,7 +79,9 @@ def emulate(program: Any, inputs: Any, *, raw_bias: bool = False, **kwargs: Any)
     from neurocxr.hardware_sims.emulator import emulate as _emulate
 
     _check_program(program, "emulate")
-    return _emulate(program, _emulator_inputs(program, inputs, raw_bias), raw_bias=raw_bias, **kwargs)
+    return _emulate(
+        program, _emulator_inputs(program, inputs, raw_bias), raw_bias=raw_bias, **kwargs
+    )
 
 
 def _check_program(program: Any, where: str) -> None:
@@ -73,14 +93,19 @@ def _check_program(program: Any, where: str) -> None:
         return
     if isinstance(program, (str, Path)):
         got = f"the path {program}"
-        how = "read a netx file with neurocxr.exporters.netx.read_netx(path), or export a checkpoint with " \
-              "neurocxr.export_loihi(checkpoint, out).program"
+        how = (
+            "read a netx file with neurocxr.exporters.netx.read_netx(path), or export a checkpoint with "
+            "neurocxr.export_loihi(checkpoint, out).program"
+        )
     elif hasattr(program, "program") and hasattr(program, "report"):
         got, how = "an export result", "pass its .program"
     elif isinstance(program, (torch.nn.Module, LoadedModel)):
         got, how = "a model", "export it first: neurocxr.export_loihi(model).program"
     else:
-        got, how = f"a {type(program).__name__}", "export a checkpoint with neurocxr.export_loihi(checkpoint).program"
+        got, how = (
+            f"a {type(program).__name__}",
+            "export a checkpoint with neurocxr.export_loihi(checkpoint).program",
+        )
     raise SimulationError(f"{where} takes a Loihi program, got {got}; {how}")
 
 
@@ -91,19 +116,33 @@ def _emulator_inputs(program: Any, inputs: Any, raw_bias: bool) -> np.ndarray:
     from neurocxr.validation import check_finite_inputs
 
     if isinstance(inputs, torch.Tensor) and inputs.is_meta:
-        raise SimulationError("inputs are a tensor on the meta device, which holds no values; pass real images "
-                              "(a CPU or GPU tensor, or a numpy array)")
+        raise SimulationError(
+            "inputs are a tensor on the meta device, which holds no values; pass real images "
+            "(a CPU or GPU tensor, or a numpy array)"
+        )
     if isinstance(inputs, (str, Path)):
-        raise SimulationError(f"inputs must be an array of images or spikes, got the path {inputs}; load it first")
+        raise SimulationError(
+            f"inputs must be an array of images or spikes, got the path {inputs}; load it first"
+        )
     try:
-        arr = inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else np.asarray(inputs)
+        arr = (
+            inputs.detach().cpu().numpy()
+            if isinstance(inputs, torch.Tensor)
+            else np.asarray(inputs)
+        )
     except (TypeError, ValueError) as exc:
-        raise SimulationError(f"inputs must be an array of images or spikes, got {type(inputs).__name__} ({exc})") from None
+        raise SimulationError(
+            f"inputs must be an array of images or spikes, got {type(inputs).__name__} ({exc})"
+        ) from None
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise SimulationError(f"inputs must be numbers (images or 0/1 spikes), got an array of {arr.dtype}")
+        raise SimulationError(
+            f"inputs must be numbers (images or 0/1 spikes), got an array of {arr.dtype}"
+        )
     batch_axis = 0 if getattr(program, "input_kind", None) == "bias" else 1
     if arr.ndim <= batch_axis or arr.shape[batch_axis] == 0 or arr.size == 0:
-        raise SimulationError(f"no inputs: the batch has shape {arr.shape} (0 samples); pass at least one sample")
+        raise SimulationError(
+            f"no inputs: the batch has shape {arr.shape} (0 samples); pass at least one sample"
+        )
     check_finite_inputs(arr, "emulator inputs")
     return arr
 
@@ -114,15 +153,23 @@ def estimate_energy(counts: Any, profile: Any = "loihi", **kwargs: Any) -> Any:
     from neurocxr.hardware_sims.results import LayerCounts, RunResult
 
     if isinstance(counts, RunResult):
-        raise NeurocxrError("estimate_energy takes per-layer counts, got a run result; pass run.counts")
+        raise NeurocxrError(
+            "estimate_energy takes per-layer counts, got a run result; pass run.counts"
+        )
     if isinstance(counts, (str, Path, dict)) or not isinstance(counts, Iterable):
-        raise NeurocxrError(f"estimate_energy takes per-layer counts (run.counts), got {type(counts).__name__}")
+        raise NeurocxrError(
+            f"estimate_energy takes per-layer counts (run.counts), got {type(counts).__name__}"
+        )
     counts = list(counts)
     wrong = [type(c).__name__ for c in counts if not isinstance(c, LayerCounts)]
     if wrong:
-        raise NeurocxrError(f"estimate_energy takes a list of LayerCounts (run.counts), got {wrong[0]} in it")
+        raise NeurocxrError(
+            f"estimate_energy takes a list of LayerCounts (run.counts), got {wrong[0]} in it"
+        )
     if any(c.num_samples == 0 for c in counts):
-        raise NeurocxrError("the counts cover 0 samples (an empty batch was run); run at least one sample")
+        raise NeurocxrError(
+            "the counts cover 0 samples (an empty batch was run); run at least one sample"
+        )
     return _estimate(counts, profile, **kwargs)
 
 
@@ -162,10 +209,19 @@ class TrainSummary(_DictView):
 
     def to_dict(self) -> dict[str, Any]:
         """The dict `train` returned before TrainSummary existed, key for key."""
-        return {"model": self.model, "checkpoint": self.checkpoint, "best_epoch": self.best_epoch,
-                "threshold": self.threshold, "val": self.val, "seconds_per_epoch": self.seconds_per_epoch,
-                "data": self.data, "synthetic": self.synthetic, "result": self.result, "sgan": self.sgan,
-                "conversion": self.conversion}
+        return {
+            "model": self.model,
+            "checkpoint": self.checkpoint,
+            "best_epoch": self.best_epoch,
+            "threshold": self.threshold,
+            "val": self.val,
+            "seconds_per_epoch": self.seconds_per_epoch,
+            "data": self.data,
+            "synthetic": self.synthetic,
+            "result": self.result,
+            "sgan": self.sgan,
+            "conversion": self.conversion,
+        }
 
 
 def train(
@@ -207,19 +263,31 @@ def train(
     and the generator are written next to the checkpoint)."""
     from neurocxr.data import load_dataset
     from neurocxr.fileio import staged_output
+    from neurocxr.gan import SganConfig, balance_with_sgan, record_in_checkpoint, sgan_files
     from neurocxr.training import lever_configs
     from neurocxr.training import train as _train
-    from neurocxr.gan import SganConfig, balance_with_sgan, record_in_checkpoint, sgan_files
     from neurocxr.validation import check_choice, check_model_options, show_progress
 
     # Both configs are checked (ConfigError, one line in the CLI) before any folder or file exists.
     check_choice("balance", balance, ("weights", "sampler", "none", "sgan"))
     config, tc = lever_configs(
-        model, image_size=image_size, num_steps=num_steps, encoding=encoding, depth=depth, width=width,
+        model,
+        image_size=image_size,
+        num_steps=num_steps,
+        encoding=encoding,
+        depth=depth,
+        width=width,
         convert_from=None if convert_from is None else str(convert_from),
-        teacher=None if teacher is None else str(teacher), distill_weight=distill_weight, augment=augment,
-        regulariser=regulariser, qat_epochs=qat_epochs,
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, max_train_samples=max_train_samples,
+        teacher=None if teacher is None else str(teacher),
+        distill_weight=distill_weight,
+        augment=augment,
+        regulariser=regulariser,
+        qat_epochs=qat_epochs,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        max_train_samples=max_train_samples,
         balance="none" if balance == "sgan" else balance,
     )
     check_model_options(config)  # an encoding a CNN ignores, an image size export would refuse
@@ -231,15 +299,25 @@ def train(
         splits = load_dataset(data, image_size=image_size)
         sgan_record = None
         if balance == "sgan":
-            splits, sgan_record = balance_with_sgan(splits, SganConfig(seed=seed), stage, prefix=label or model,
-                                                    progress=show_progress())
-        result = _train(config, splits, tc, progress=show_progress(), checkpoint_path=stage / ckpt_name)
+            splits, sgan_record = balance_with_sgan(
+                splits,
+                SganConfig(seed=seed),
+                stage,
+                prefix=label or model,
+                progress=show_progress(),
+            )
+        result = _train(
+            config, splits, tc, progress=show_progress(), checkpoint_path=stage / ckpt_name
+        )
         if sgan_record is not None:
             record_in_checkpoint(stage / ckpt_name, sgan_record)
     result.checkpoint_path = out_dir / ckpt_name
     if sgan_record is not None:
-        sgan_record = {**sgan_record, "samples_png": str(out_dir / sgan_record["samples_png"]),
-                       "generator_weights": str(out_dir / sgan_record["generator_weights"])}
+        sgan_record = {
+            **sgan_record,
+            "samples_png": str(out_dir / sgan_record["samples_png"]),
+            "generator_weights": str(out_dir / sgan_record["generator_weights"]),
+        }
     return TrainSummary(
         model=model,
         checkpoint=str(out_dir / ckpt_name),
@@ -273,8 +351,14 @@ class EvaluationResult(_DictView):
 
     def to_dict(self) -> dict[str, Any]:
         """The metrics record (the ``json`` file's content, as before this dataclass existed)."""
-        return {"model": self.model, "split": self.split, "data": self.data, "synthetic": self.synthetic,
-                "metrics": self.metrics, "warnings": self.warnings}
+        return {
+            "model": self.model,
+            "split": self.split,
+            "data": self.data,
+            "synthetic": self.synthetic,
+            "metrics": self.metrics,
+            "warnings": self.warnings,
+        }
 
     @property
     def clinical(self) -> dict[str, Any]:
@@ -310,18 +394,33 @@ def evaluate(
 
     uncertainty = uncertainty or mc_passes is not None
     if not (robustness or uncertainty):
-        refuse_unused_options({"max_samples / --max-samples": max_samples},
-                              "to robustness / uncertainty (--robustness / --uncertainty) only (the metrics table always uses the whole split)")
+        refuse_unused_options(
+            {"max_samples / --max-samples": max_samples},
+            "to robustness / uncertainty (--robustness / --uncertainty) only (the metrics table always uses the whole split)",
+        )
     if robustness or uncertainty:  # refuse bad requests before any work or output
         from neurocxr.evaluation.run import check_request
 
-        check_request(checkpoint, split=split, robustness=robustness, uncertainty=uncertainty, mc_passes=mc_passes,
-                      max_samples=max_samples, out=out, force=force)
+        check_request(
+            checkpoint,
+            split=split,
+            robustness=robustness,
+            uncertainty=uncertainty,
+            mc_passes=mc_passes,
+            max_samples=max_samples,
+            out=out,
+            force=force,
+        )
     json_path = None if json is None else Path(json)
     if json_path is not None and json_path.exists() and (json_path.is_dir() or not force):
-        raise NeurocxrError(f"{json_path} already exists; pass force=True (--force) to overwrite it, or choose another json path (--json)"
-                            if not json_path.is_dir() else f"json (--json) {json_path} is a folder; give a file name")
-    result = EvaluationResult(**_split_metrics(checkpoint, data=data, split=split), json_path=json_path)
+        raise NeurocxrError(
+            f"{json_path} already exists; pass force=True (--force) to overwrite it, or choose another json path (--json)"
+            if not json_path.is_dir()
+            else f"json (--json) {json_path} is a folder; give a file name"
+        )
+    result = EvaluationResult(
+        **_split_metrics(checkpoint, data=data, split=split), json_path=json_path
+    )
     if on_metrics is not None:
         on_metrics(result)
     if json_path is not None:
@@ -332,39 +431,61 @@ def evaluate(
         from neurocxr.evaluation.run import clinical_evaluation
 
         try:
-            extra = clinical_evaluation(checkpoint, data=data, split=split, robustness=robustness,
-                                        uncertainty=uncertainty, mc_passes=mc_passes, chip=chip,
-                                        max_samples=max_samples, out=out, force=force,
-                                        progress=show_progress(progress))
+            extra = clinical_evaluation(
+                checkpoint,
+                data=data,
+                split=split,
+                robustness=robustness,
+                uncertainty=uncertainty,
+                mc_passes=mc_passes,
+                chip=chip,
+                max_samples=max_samples,
+                out=out,
+                force=force,
+                progress=show_progress(progress),
+            )
         except KeyboardInterrupt:
             if json_path is not None:  # written, complete, before this step
-                raise Interrupted(f"wrote {json_path} (the metrics) only; no robustness / uncertainty output") from None
+                raise Interrupted(
+                    f"wrote {json_path} (the metrics) only; no robustness / uncertainty output"
+                ) from None
             raise
-        result.robustness, result.uncertainty, result.files = extra["robustness"], extra["uncertainty"], extra["files"]
+        result.robustness, result.uncertainty, result.files = (
+            extra["robustness"],
+            extra["uncertainty"],
+            extra["files"],
+        )
     return result
 
 
-def _split_metrics(checkpoint: str | Path | LoadedModel, *, data: str | Path | None, split: str) -> dict[str, Any]:
+def _split_metrics(
+    checkpoint: str | Path | LoadedModel, *, data: str | Path | None, split: str
+) -> dict[str, Any]:
     """The metrics record of ``checkpoint`` on ``split`` (EvaluationResult's first six fields)."""
     from neurocxr.data import data_for_checkpoint, load_dataset
     from neurocxr.metrics import clinical_metrics
-
     from neurocxr.validation import check_split
 
     check_split(split)
     loaded = load(checkpoint)
     threshold = loaded.threshold  # a damaged stored threshold is refused before any work
     # Without ``data``: the data the checkpoint was trained on, never phantoms for a real-data model.
-    splits = load_dataset(data_for_checkpoint(data, loaded.metadata), image_size=loaded.config.image_size)
+    splits = load_dataset(
+        data_for_checkpoint(data, loaded.metadata), image_size=loaded.config.image_size
+    )
     ds = getattr(splits, split)
     logits = float_logits(loaded, ds.images)
     scores = torch.softmax(torch.from_numpy(logits), 1)[:, 1].numpy()
     metrics = clinical_metrics(ds.labels.numpy(), scores, threshold=threshold)
     warnings = []
-    missing = [name for k, name in enumerate(("normal", "pneumonia")) if not bool((ds.labels == k).any())]
+    missing = [
+        name for k, name in enumerate(("normal", "pneumonia")) if not bool((ds.labels == k).any())
+    ]
     if missing:
-        warnings.append(f"the {split} split has no {' or '.join(missing)} images: ROC AUC, MCC and kappa are "
-                        "undefined (NaN) and only one of sensitivity/specificity means anything")
+        warnings.append(
+            f"the {split} split has no {' or '.join(missing)} images: ROC AUC, MCC and kappa are "
+            "undefined (NaN) and only one of sensitivity/specificity means anything"
+        )
     return {
         "model": loaded.name,
         "split": split,
@@ -389,7 +510,9 @@ class OnnxExport:
     within_tolerance: bool
 
 
-def export_onnx_checkpoint(checkpoint: str | Path | LoadedModel, out: str | Path, *, force: bool = False) -> OnnxExport:
+def export_onnx_checkpoint(
+    checkpoint: str | Path | LoadedModel, out: str | Path, *, force: bool = False
+) -> OnnxExport:
     """CNN baseline -> ``<out>/model.onnx``, checked with onnx.checker and against PyTorch."""
     from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx
     from neurocxr.fileio import staged_output
@@ -401,8 +524,10 @@ def export_onnx_checkpoint(checkpoint: str | Path | LoadedModel, out: str | Path
         from neurocxr.errors import ModelKindError
 
         what = checkpoint if isinstance(checkpoint, (str, Path)) else f"model {loaded.name!r}"
-        raise ModelKindError(f"{what} is an SNN ({loaded.config.name}); ONNX export is for CNN baselines: export it "
-                             "with --target loihi (NIR + netx for Loihi 2) or --target nir")
+        raise ModelKindError(
+            f"{what} is an SNN ({loaded.config.name}); ONNX export is for CNN baselines: export it "
+            "with --target loihi (NIR + netx for Loihi 2) or --target nir"
+        )
     shape = (1, loaded.config.in_channels, loaded.config.image_size, loaded.config.image_size)
     # Exported and checked in a staging folder: a model that fails the check leaves no model.onnx.
     with staged_output(out, ["model.onnx"], force) as stage:
@@ -440,17 +565,44 @@ def export(
         from neurocxr.nir_export import DEFAULT_PARITY_SAMPLES, export_nir_graph
 
         if target != "loihi":
-            raise NeurocxrError(f"a .nir file exports only to --target loihi (it is already NIR), not {target!r}")
-        return export_nir_graph(checkpoint, out, dt=dt, num_steps=num_steps, encoding=encoding, input_path=spikes,
-                                samples=max_samples or DEFAULT_PARITY_SAMPLES, lava_samples=lava_samples,
-                                allow_clipping=allow_clipping, force=force)
-    refuse_unused_options({"dt / --dt": dt, "num_steps / --num-steps": num_steps, "encoding / --encoding": encoding,
-                           "spikes / --spikes": spikes},
-                          "to a .nir input only (a checkpoint records its own time steps and encoding)")
+            raise NeurocxrError(
+                f"a .nir file exports only to --target loihi (it is already NIR), not {target!r}"
+            )
+        return export_nir_graph(
+            checkpoint,
+            out,
+            dt=dt,
+            num_steps=num_steps,
+            encoding=encoding,
+            input_path=spikes,
+            samples=max_samples or DEFAULT_PARITY_SAMPLES,
+            lava_samples=lava_samples,
+            allow_clipping=allow_clipping,
+            force=force,
+        )
+    refuse_unused_options(
+        {
+            "dt / --dt": dt,
+            "num_steps / --num-steps": num_steps,
+            "encoding / --encoding": encoding,
+            "spikes / --spikes": spikes,
+        },
+        "to a .nir input only (a checkpoint records its own time steps and encoding)",
+    )
     if target == "onnx":
         return export_onnx_checkpoint(checkpoint, out, force=force)
-    return export_loihi(checkpoint, out, target=target, data=data, split=split, max_samples=max_samples,
-                        lava_samples=lava_samples, allow_clipping=allow_clipping, force=force, progress=progress)
+    return export_loihi(
+        checkpoint,
+        out,
+        target=target,
+        data=data,
+        split=split,
+        max_samples=max_samples,
+        lava_samples=lava_samples,
+        allow_clipping=allow_clipping,
+        force=force,
+        progress=progress,
+    )
 
 
 @dataclass
@@ -479,7 +631,9 @@ def explain(
     for Grad-CAM by module name (default: the last feature conv)."""
     from neurocxr.evaluation.explain import write_explanations
 
-    res = write_explanations(checkpoint, images, out, mc_passes=mc_passes, chip=chip, force=force, layer=layer)
+    res = write_explanations(
+        checkpoint, images, out, mc_passes=mc_passes, chip=chip, force=force, layer=layer
+    )
     return ExplainResult(model=res["model"], files=res["files"], explanations=res["explanations"])
 
 
@@ -535,13 +689,22 @@ def inspect_netx(
         check_float("input_scale / --input-scale", input_scale, 1e-6, 1e6)
     get_profile(profile)  # an unknown profile is refused before the run, not after it
     path = Path(path)
-    if file_kind(path) not in ("netx", "hdf5", "missing", "unknown"):  # a .pt, .npz, folder...: say what it is
-        raise NeurocxrError(f"{path} {describe_file(path)}; `neurocxr netx` reads Loihi netx (HDF5) files")
+    if file_kind(path) not in (
+        "netx",
+        "hdf5",
+        "missing",
+        "unknown",
+    ):  # a .pt, .npz, folder...: say what it is
+        raise NeurocxrError(
+            f"{path} {describe_file(path)}; `neurocxr netx` reads Loihi netx (HDF5) files"
+        )
     deployment = Deployment.from_netx(path, num_steps=num_steps, input_scale=input_scale)
     program = deployment.program
     rng = np.random.default_rng(seed)
     if program.input_kind == "spikes":
-        inputs = (rng.random((program.num_steps, samples, *program.input_shape)) < rate).astype(np.int8)
+        inputs = (rng.random((program.num_steps, samples, *program.input_shape)) < rate).astype(
+            np.int8
+        )
         what = f"{samples} samples of random input spikes (p={rate})"
     else:
         from neurocxr.data import load_dataset
@@ -555,9 +718,16 @@ def inspect_netx(
         what = f"{len(inputs)} images of {ds.source}"
     run = deployment.run(inputs, progress=show_progress(progress))
     energy = deployment.energy(run, [profile])[0]
-    return NetxInspection(path=path, program=program, resources=deployment.resources,
-                          read_notes=list(program.metadata.get("read_notes", [])), inputs=inputs,
-                          inputs_description=what, run=run, energy=energy)
+    return NetxInspection(
+        path=path,
+        program=program,
+        resources=deployment.resources,
+        read_notes=list(program.metadata.get("read_notes", [])),
+        inputs=inputs,
+        inputs_description=what,
+        run=run,
+        energy=energy,
+    )
 
 
 @dataclass
@@ -570,8 +740,12 @@ class DataInfo:
     splits: dict[str, dict[str, int]]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "synthetic": self.synthetic, "image_size": self.image_size,
-                "splits": self.splits}
+        return {
+            "source": self.source,
+            "synthetic": self.synthetic,
+            "image_size": self.image_size,
+            "splits": self.splits,
+        }
 
 
 def data_info(path: str | Path | None, *, image_size: int | None = None) -> DataInfo:
@@ -612,8 +786,10 @@ def list_models() -> list[ModelSummary]:
     """`neurocxr models`: every registered model, by name."""
     from neurocxr.models import MODEL_REGISTRY
 
-    return [ModelSummary(name, info.kind, info.loihi_deployable, info.description)
-            for name, info in sorted(MODEL_REGISTRY.items())]
+    return [
+        ModelSummary(name, info.kind, info.loihi_deployable, info.description)
+        for name, info in sorted(MODEL_REGISTRY.items())
+    ]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -648,8 +824,16 @@ def sweep(
     from neurocxr.sweep import load_sweep_config, run_sweep
 
     cfg = load_sweep_config(config, max_trials=max_trials)
-    result = run_sweep(cfg, out, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
-                       cpus_per_trial=cpus_per_trial, progress=progress, on_trial=on_trial)
+    result = run_sweep(
+        cfg,
+        out,
+        address=address,
+        num_cpus=num_cpus,
+        max_concurrent=max_concurrent,
+        cpus_per_trial=cpus_per_trial,
+        progress=progress,
+        on_trial=on_trial,
+    )
     return SweepRun(config=cfg, result=result)
 
 
@@ -681,20 +865,28 @@ def energy_report(
     from neurocxr.energy.profiles import get_profile, load_profiles
     from neurocxr.fileio import staged_output
     from neurocxr.provenance import provenance
-    from neurocxr.validation import check_float, check_int
     from neurocxr.report import read_sweep, write_report
     from neurocxr.stages import DEFAULT_SNN_PROFILES, energy_report_stage
+    from neurocxr.validation import check_float, check_int
 
     # Every option is checked before any work or any file (one-line errors, exit code 2 in the CLI).
     max_samples = check_int("max_samples / --max-samples", max_samples, 1, allow_none=True)
-    measure_seconds = float(check_float("measure_seconds / --measure-seconds", measure_seconds, 0.0, 3600.0,
-                                        low_open=True) or 0.0)  # never None: allow_none is off
+    measure_seconds = float(
+        check_float(
+            "measure_seconds / --measure-seconds", measure_seconds, 0.0, 3600.0, low_open=True
+        )
+        or 0.0
+    )  # never None: allow_none is off
     sweep_table = read_sweep(sweep) if sweep is not None else None
     extra_profiles = load_profiles(profiles_file) if profiles_file is not None else []
     # The file's profiles are passed down to this call only (never registered process-wide);
     # they shadow built-in profiles of the same name, as registration would.
     extra_by_name = {p.name: p for p in extra_profiles}
-    names = list(profiles) if profiles else list(DEFAULT_SNN_PROFILES) + [p.name for p in extra_profiles]
+    names = (
+        list(profiles)
+        if profiles
+        else list(DEFAULT_SNN_PROFILES) + [p.name for p in extra_profiles]
+    )
     chosen = [extra_by_name[n] if n in extra_by_name else get_profile(n) for n in names]
     from neurocxr.data import data_for_checkpoint
     from neurocxr.validation import check_report_models
@@ -708,12 +900,17 @@ def energy_report(
     splits = load_dataset(data, image_size=snn.config.image_size)
     from neurocxr.validation import check_both_classes
 
-    check_both_classes(splits.val.labels, "the validation split", "choosing the chip's operating threshold")
+    check_both_classes(
+        splits.val.labels, "the validation split", "choosing the chip's operating threshold"
+    )
     paths: dict[str, str | os.PathLike[str] | None] = {
-        snn.name: checkpoint if isinstance(checkpoint, (str, Path)) else None}
+        snn.name: checkpoint if isinstance(checkpoint, (str, Path)) else None
+    }
     for b_in, b in zip(baselines, base_models):
         paths[b.name] = b_in if isinstance(b_in, (str, Path)) else None
-    data_file = data if data is not None and data != "synthetic" and Path(str(data)).is_file() else None
+    data_file = (
+        data if data is not None and data != "synthetic" and Path(str(data)).is_file() else None
+    )
     prov = provenance(checkpoints=paths, data=data_file, data_source=splits.source)
 
     def build() -> Any:
@@ -785,26 +982,59 @@ def demo(
     outputs += [out / "loihi" / name for name in EXPORT_FILES["loihi"]]
     existing = [str(p) for p in outputs if p.exists()]
     if existing and not force:
-        raise NeurocxrError(f"{', '.join(existing)} already exist; pass force=True (--force) to overwrite, or choose another out folder (-o)")
+        raise NeurocxrError(
+            f"{', '.join(existing)} already exist; pass force=True (--force) to overwrite, or choose another out folder (-o)"
+        )
     t0 = time.perf_counter()
     tell("stage", "1/4 train the default SNN (snn_conv) and the small CNN baseline")
-    snn = train("snn_conv", data=data, out=out, epochs=epochs, max_train_samples=max_train_samples, force=force)
-    cnn = train("cnn_small", data=data, out=out, epochs=max(2, epochs // 2), max_train_samples=max_train_samples, force=force)
+    snn = train(
+        "snn_conv",
+        data=data,
+        out=out,
+        epochs=epochs,
+        max_train_samples=max_train_samples,
+        force=force,
+    )
+    cnn = train(
+        "cnn_small",
+        data=data,
+        out=out,
+        epochs=max(2, epochs // 2),
+        max_train_samples=max_train_samples,
+        force=force,
+    )
     ev = evaluate(snn.checkpoint, data=data, split="test")
     ev_cnn = evaluate(cnn.checkpoint, data=data, split="test")
-    tell("trained", {"snn": snn, "cnn": cnn, "test": {"snn_conv": ev.metrics, "cnn_small": ev_cnn.metrics}})
+    tell(
+        "trained",
+        {"snn": snn, "cnn": cnn, "test": {"snn_conv": ev.metrics, "cnn_small": ev_cnn.metrics}},
+    )
 
     tell("stage", "2/4 export snn_conv to Loihi 2 (NIR -> netx) and verify on emulator + Lava")
-    exp = export_loihi(snn.checkpoint, out / "loihi", data=data, lava_samples=lava_samples, force=force)
+    exp = export_loihi(
+        snn.checkpoint, out / "loihi", data=data, lava_samples=lava_samples, force=force
+    )
     tell("exported", exp)
     export = exp.report.to_dict() if exp.report is not None else None
 
     tell("stage", "3/4 count, estimate, measure")
     rep = energy_report(
-        snn.checkpoint, baselines=[cnn.checkpoint], data=data, out=out, force=force, export_report=export,
+        snn.checkpoint,
+        baselines=[cnn.checkpoint],
+        data=data,
+        out=out,
+        force=force,
+        export_report=export,
         on_status=lambda message: tell("status", message),
     )
     tell("stage", "4/4 report")
     tell("report", rep)
-    return DemoResult(snn=snn, cnn=cnn, test=ev, test_cnn=ev_cnn, export=export, report=rep,
-                      seconds=time.perf_counter() - t0)
+    return DemoResult(
+        snn=snn,
+        cnn=cnn,
+        test=ev,
+        test_cnn=ev_cnn,
+        export=export,
+        report=rep,
+        seconds=time.perf_counter() - t0,
+    )

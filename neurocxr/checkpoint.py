@@ -20,8 +20,8 @@ from torch import nn
 from neurocxr.errors import CheckpointError
 from neurocxr.fileio import atomic_write
 from neurocxr.models.base import MODEL_REGISTRY, ModelConfig, build_model
-from neurocxr.validation import check_finite_state
 from neurocxr.provenance import package_versions
+from neurocxr.validation import check_finite_state
 
 CHECKPOINT_FORMAT = "neurocxr-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -39,8 +39,15 @@ class Checkpoint:
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that define how the weights behave (recorded for provenance)."""
     versions = {"python": platform.python_version()}
-    versions.update({k: v for k, v in package_versions(("torch", "snntorch", "norse", "numpy", "neurocxr")).items()
-                     if v is not None})
+    versions.update(
+        {
+            k: v
+            for k, v in package_versions(
+                ("torch", "snntorch", "norse", "numpy", "neurocxr")
+            ).items()
+            if v is not None
+        }
+    )
     return versions
 
 
@@ -69,7 +76,9 @@ def _first_line(exc: BaseException) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, config: ModelConfig, metadata: dict[str, Any]) -> Path:
+def save_checkpoint(
+    path: str | Path, model: nn.Module, config: ModelConfig, metadata: dict[str, Any]
+) -> Path:
     """Write ``model``'s weights with ``config`` and ``metadata`` (threshold, data source, history...)
     to ``path`` atomically; library versions and the creation time are added to the metadata."""
     meta = dict(metadata)
@@ -102,7 +111,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path} does not exist (train one with `neurocxr train`)")
     if kind not in ("checkpoint", "unknown"):
         # A NIR graph, netx file, npz, folder...: say what it is and which command reads it.
-        raise CheckpointError(f"{path} {describe_file(path)}; a checkpoint is a .pt file written by `neurocxr train`")
+        raise CheckpointError(
+            f"{path} {describe_file(path)}; a checkpoint is a .pt file written by `neurocxr train`"
+        )
     try:
         # weights_only: a checkpoint is plain data; refuse to run pickled code from a foreign file.
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -124,12 +135,18 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         )
     for key in ("config", "state_dict"):
         if key not in payload:
-            raise CheckpointError(f"{path} is damaged: it has no {key!r} entry; retrain or re-save it")
+            raise CheckpointError(
+                f"{path} is damaged: it has no {key!r} entry; retrain or re-save it"
+            )
     if not isinstance(payload["config"], dict):
-        raise CheckpointError(f"{path} is damaged: its 'config' entry is a {type(payload['config']).__name__}, not a dict")
+        raise CheckpointError(
+            f"{path} is damaged: its 'config' entry is a {type(payload['config']).__name__}, not a dict"
+        )
     state = payload["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path} is damaged: its 'state_dict' entry is not a mapping of tensors; retrain or re-save it")
+        raise CheckpointError(
+            f"{path} is damaged: its 'state_dict' entry is not a mapping of tensors; retrain or re-save it"
+        )
     name = payload["config"].get("name")
     if isinstance(name, str) and name not in MODEL_REGISTRY:
         raise CheckpointError(
@@ -155,7 +172,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         ) from exc
     metadata = payload.get("metadata") or {}
     if not isinstance(metadata, dict):
-        raise CheckpointError(f"{path} is damaged: its 'metadata' entry is a {type(metadata).__name__}, not a dict")
+        raise CheckpointError(
+            f"{path} is damaged: its 'metadata' entry is a {type(metadata).__name__}, not a dict"
+        )
     if "threshold" in metadata:  # the operating point decides every call: checked where it enters
         from neurocxr.validation import check_threshold
 

@@ -49,7 +49,9 @@ def _fanout_map(layer: nn.Module, pool: tuple[int, int], in_shape: tuple[int, ..
         x = torch.zeros((1,) + tuple(in_shape), dtype=torch.float64, requires_grad=True)
         h = x
         if pool != (1, 1):
-            h = F.avg_pool2d(h, pool) * (pool[0] * pool[1])  # sum pool: every pre-pool spike counts once
+            h = F.avg_pool2d(h, pool) * (
+                pool[0] * pool[1]
+            )  # sum pool: every pre-pool spike counts once
         if isinstance(layer, nn.Conv2d):
             ones = torch.ones(layer.weight.shape, dtype=torch.float64)
             out = F.conv2d(h, ones, None, layer.stride, layer.padding, layer.dilation, layer.groups)
@@ -61,13 +63,17 @@ def _fanout_map(layer: nn.Module, pool: tuple[int, int], in_shape: tuple[int, ..
     return torch.round(grad[0]).float()
 
 
-def synaptic_stages(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[list[SynapticStage], list[int]]:
+def synaptic_stages(
+    model: nn.Module, input_shape: tuple[int, ...]
+) -> tuple[list[SynapticStage], list[int]]:
     """The chip's synaptic layers of a `SpikingSequential` and the neuron count of each neuron layer.
 
     Walks the layer list once with a probe input to learn every map's shape.
     """
     if not isinstance(model, SpikingSequential):
-        raise NeurocxrError(f"the chip-cost regulariser needs a SpikingSequential SNN, got {type(model).__name__}")
+        raise NeurocxrError(
+            f"the chip-cost regulariser needs a SpikingSequential SNN, got {type(model).__name__}"
+        )
     stages: list[SynapticStage] = []
     neuron_sizes: list[int] = []
     source, pool = -1, (1, 1)
@@ -81,16 +87,24 @@ def synaptic_stages(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[lis
                 continue
             if isinstance(layer, (nn.Conv2d, nn.Linear)):
                 fan = _fanout_map(layer, pool, source_shape)
-                stages.append(SynapticStage(f"{i}:{type(layer).__name__}", source, fan.reshape(source_shape)))
+                stages.append(
+                    SynapticStage(f"{i}:{type(layer).__name__}", source, fan.reshape(source_shape))
+                )
                 pool = (1, 1)
             elif isinstance(layer, (nn.AvgPool2d,)):
-                k = layer.kernel_size if isinstance(layer.kernel_size, tuple) else (layer.kernel_size,) * 2
+                k = (
+                    layer.kernel_size
+                    if isinstance(layer.kernel_size, tuple)
+                    else (layer.kernel_size,) * 2
+                )
                 pool = (pool[0] * int(k[0]), pool[1] * int(k[1]))
             h = layer(h)
         if model.readout is not None:
             fan = _fanout_map(model.readout, pool, source_shape)
             stages.append(SynapticStage("readout", source, fan.reshape(source_shape)))
-            neuron_sizes.append(int(model.readout.out_features))  # the readout is simulated every step too
+            neuron_sizes.append(
+                int(model.readout.out_features)
+            )  # the readout is simulated every step too
     return stages, neuron_sizes
 
 
@@ -111,7 +125,13 @@ class ChipCostModel:
     so spikes do not change the cost and there is nothing to regularise.
     """
 
-    def __init__(self, model: nn.Module, input_shape: tuple[int, ...], num_steps: int, profile: object = "loihi2") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        input_shape: tuple[int, ...],
+        num_steps: int,
+        profile: object = "loihi2",
+    ) -> None:
         from neurocxr.energy.profiles import resolve_profile
 
         self.profile = resolve_profile(profile)  # type: ignore[arg-type]
@@ -121,7 +141,9 @@ class ChipCostModel:
                 "chip-cost regulariser on it would do nothing; choose a neuromorphic profile such as 'loihi2'"
             )
         self.stages, self.neuron_sizes = synaptic_stages(model, input_shape)
-        self.num_neuron_layers = len(self.neuron_sizes) - (1 if getattr(model, "readout", None) is not None else 0)
+        self.num_neuron_layers = len(self.neuron_sizes) - (
+            1 if getattr(model, "readout", None) is not None else 0
+        )
         self.num_steps = int(num_steps)
 
     def neuron_updates(self, num_steps: int | None = None) -> float:
@@ -134,20 +156,29 @@ class ChipCostModel:
                 f"got spikes of {len(spikes)} neuron layers, the model has {self.num_neuron_layers} "
                 "(call the model with record=True)"
             )
-        synops = torch.zeros(encoded_input.shape[1], dtype=torch.float32, device=encoded_input.device)
+        synops = torch.zeros(
+            encoded_input.shape[1], dtype=torch.float32, device=encoded_input.device
+        )
         for stage in self.stages:
             src = encoded_input if stage.source < 0 else spikes[stage.source]
             per_position = src.sum(0).reshape(src.shape[1], -1)  # spikes over the run, per sample
             synops = synops + per_position @ stage.fanout.reshape(-1).to(per_position)
         steps = int(encoded_input.shape[0])
         updates = self.neuron_updates(steps)
-        energy = synops * self.profile.energy_per_synop_j + updates * self.profile.energy_per_neuron_update_j
+        energy = (
+            synops * self.profile.energy_per_synop_j
+            + updates * self.profile.energy_per_neuron_update_j
+        )
         return ChipCost(energy, synops, updates)
 
 
-def chip_cost_of(model: nn.Module, encoded_input: torch.Tensor, profile: object = "loihi2") -> tuple[torch.Tensor, ChipCost]:
+def chip_cost_of(
+    model: nn.Module, encoded_input: torch.Tensor, profile: object = "loihi2"
+) -> tuple[torch.Tensor, ChipCost]:
     """Run ``model`` on ``encoded_input`` with recording; return (logits, cost). For one-off use;
     training builds one `ChipCostModel` and reuses it."""
-    cost_model = ChipCostModel(model, tuple(encoded_input.shape[2:]), encoded_input.shape[0], profile)
+    cost_model = ChipCostModel(
+        model, tuple(encoded_input.shape[2:]), encoded_input.shape[0], profile
+    )
     out = model(encoded_input, record=True)
     return out.logits, cost_model(encoded_input, out.spikes or [])

@@ -26,7 +26,9 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="neurocxr: train spiking chest X-ray classifiers, deploy them to Loihi 2, compare energy honestly.",
 )
-data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect or fetch data sets.")
+data_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Inspect or fetch data sets."
+)
 app.add_typer(data_app, name="data")
 # markup/emoji off: paths, messages and table cells are printed exactly as they are (a "[/]" in a
 # path is text, not a closing tag); styles are given explicitly (`say`). soft_wrap: a long line is
@@ -51,12 +53,17 @@ def show_table(table: Table) -> None:
         console.print(table, soft_wrap=False)
         return
     header = [str(column.header) for column in table.columns]
-    rows = [list(row) for row in zip(*[[str(cell) for cell in column.cells] for column in table.columns])]
+    rows = [
+        list(row)
+        for row in zip(*[[str(cell) for cell in column.cells] for column in table.columns])
+    ]
     widths = [max(len(cell) for cell in cells) for cells in zip(header, *rows)]
     lines = [str(table.title)] if table.title else []
     for row in [header, *rows]:
-        cells = [cell.rjust(width) if column.justify == "right" else cell.ljust(width)
-                 for cell, width, column in zip(row, widths, table.columns)]
+        cells = [
+            cell.rjust(width) if column.justify == "right" else cell.ljust(width)
+            for cell, width, column in zip(row, widths, table.columns)
+        ]
         lines.append("  ".join(cells).rstrip())
     console.print("\n".join(lines), highlight=False)
 
@@ -64,7 +71,9 @@ def show_table(table: Table) -> None:
 @app.callback()
 def _global_options(
     progress: bool = typer.Option(
-        True, "--progress/--no-progress", help="tqdm progress bars on long steps (drawn only on a terminal)"
+        True,
+        "--progress/--no-progress",
+        help="tqdm progress bars on long steps (drawn only on a terminal)",
     ),
 ) -> None:
     from neurocxr.interrupts import install
@@ -73,9 +82,12 @@ def _global_options(
     install()  # Ctrl-C during a fork (Lava's workers, Ray's services) is delivered, not dropped
     set_progress(progress)
 
+
 DATA_HELP = "PneumoniaMNIST .npz, Kermany folder, or 'synthetic'. Default: $NEUROCXR_DATA, ~/.medmnist/pneumoniamnist.npz, else synthetic phantoms."
-CHECKPOINT_DATA_HELP = ("PneumoniaMNIST .npz, Kermany folder, or 'synthetic'. Default: the data the checkpoint was trained on "
-                        "(recorded in it); a real-data model is scored on phantoms only with --data synthetic.")
+CHECKPOINT_DATA_HELP = (
+    "PneumoniaMNIST .npz, Kermany folder, or 'synthetic'. Default: the data the checkpoint was trained on "
+    "(recorded in it); a real-data model is scored on phantoms only with --data synthetic."
+)
 
 
 def _say_data(splits) -> None:
@@ -90,7 +102,17 @@ def _metrics_table(title: str, rows: dict[str, dict]) -> Table:
     table.add_column("metric")
     for name in rows:
         table.add_column(name, justify="right")
-    keys = ["accuracy", "sensitivity", "specificity", "precision", "f1", "roc_auc", "cohen_kappa", "mcc", "threshold"]
+    keys = [
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "precision",
+        "f1",
+        "roc_auc",
+        "cohen_kappa",
+        "mcc",
+        "threshold",
+    ]
     # one decision rule for every row: pneumonia when P(pneumonia) >= the threshold chosen on val
     names = {"accuracy": "accuracy (at threshold)", "threshold": "threshold (on P(pneumonia))"}
     for k in keys:
@@ -100,7 +122,9 @@ def _metrics_table(title: str, rows: dict[str, dict]) -> Table:
 
 
 @data_app.command("info")
-def data_info(path: Path = typer.Argument(..., help="an .npz archive or a Kermany-style folder")) -> None:
+def data_info(
+    path: Path = typer.Argument(..., help="an .npz archive or a Kermany-style folder"),
+) -> None:
     """Counts per split and class, and image size."""
     from neurocxr.api import data_info as _data_info
 
@@ -127,7 +151,9 @@ def list_models() -> None:
     for col in ("name", "kind", "Loihi", "description"):
         table.add_column(col)
     for info in _list_models():
-        table.add_row(info.name, info.kind, "yes" if info.loihi_deployable else "no", info.description)
+        table.add_row(
+            info.name, info.kind, "yes" if info.loihi_deployable else "no", info.description
+        )
     show_table(table)
 
 
@@ -143,20 +169,39 @@ def train_cmd(
     encoding: str = typer.Option("direct", help="SNN input: direct | rate | latency"),
     image_size: int = typer.Option(28),
     seed: int = typer.Option(0),
-    augment: str = typer.Option("none", help="training augmentation: none | light (flip, small rotation, "
-                                "brightness/contrast) | shift (light + gamma, blur, noise, scale/crop jitter)"),
-    max_train_samples: Optional[int] = typer.Option(None, help="subsample the training split (quick runs)"),
+    augment: str = typer.Option(
+        "none",
+        help="training augmentation: none | light (flip, small rotation, "
+        "brightness/contrast) | shift (light + gamma, blur, noise, scale/crop jitter)",
+    ),
+    max_train_samples: Optional[int] = typer.Option(
+        None, help="subsample the training split (quick runs)"
+    ),
     force: bool = typer.Option(False, help="overwrite an existing checkpoint"),
-    balance: str = typer.Option("weights", help="class balance: weights (weighted loss) | sampler | none | sgan "
-                                "(Double-SGAN normal images balance the training split; sample grid PNG beside the checkpoint)"),
-    depth: Optional[int] = typer.Option(None, help="conv layers of snn_vgg / cnn_vgg (VGG plan 16,16,32,32,...)"),
+    balance: str = typer.Option(
+        "weights",
+        help="class balance: weights (weighted loss) | sampler | none | sgan "
+        "(Double-SGAN normal images balance the training split; sample grid PNG beside the checkpoint)",
+    ),
+    depth: Optional[int] = typer.Option(
+        None, help="conv layers of snn_vgg / cnn_vgg (VGG plan 16,16,32,32,...)"
+    ),
     width: float = typer.Option(1.0, help="multiplies channels and hidden sizes"),
-    convert_from: Optional[Path] = typer.Option(None, help="ANN->SNN: checkpoint of a trained cnn_vgg to convert "
-                                                "(--model snn_vgg; --epochs 0 keeps the converted net, more fine-tune it)"),
+    convert_from: Optional[Path] = typer.Option(
+        None,
+        help="ANN->SNN: checkpoint of a trained cnn_vgg to convert "
+        "(--model snn_vgg; --epochs 0 keeps the converted net, more fine-tune it)",
+    ),
     teacher: Optional[Path] = typer.Option(None, help="distil from this CNN checkpoint (logits)"),
-    distill_weight: Optional[float] = typer.Option(None, help="weight of the distillation term (default 0.5 with --teacher)"),
-    regulariser: float = typer.Option(0.0, help="chip-cost regulariser lambda per uJ (SNNs; 0 = off)"),
-    qat_epochs: int = typer.Option(0, help="quantisation-aware fine-tuning epochs with the chip's integers (SNNs)"),
+    distill_weight: Optional[float] = typer.Option(
+        None, help="weight of the distillation term (default 0.5 with --teacher)"
+    ),
+    regulariser: float = typer.Option(
+        0.0, help="chip-cost regulariser lambda per uJ (SNNs; 0 = off)"
+    ),
+    qat_epochs: int = typer.Option(
+        0, help="quantisation-aware fine-tuning epochs with the chip's integers (SNNs)"
+    ),
 ) -> None:
     """Train a model; threshold chosen on validation; checkpoint of the best epoch (val AUC).
     The levers (--convert-from, --teacher, --depth, --width, --augment, --regulariser, --num-steps,
@@ -187,9 +232,13 @@ def train_cmd(
         qat_epochs=qat_epochs,
     )
     if result.sgan:
-        console.print(f"Double SGAN: {result.sgan['generated']} normal images added; samples: {result.sgan['samples_png']}")
+        console.print(
+            f"Double SGAN: {result.sgan['generated']} normal images added; samples: {result.sgan['samples_png']}"
+        )
     _say_data_line(result)
-    show_table(_metrics_table(f"{model} validation (best epoch {result.best_epoch})", {"val": result.val}))
+    show_table(
+        _metrics_table(f"{model} validation (best epoch {result.best_epoch})", {"val": result.val})
+    )
     console.print(f"checkpoint: {result.checkpoint}")
 
 
@@ -199,27 +248,63 @@ def evaluate_cmd(
     data: Optional[str] = typer.Option(None, help=CHECKPOINT_DATA_HELP),
     split: str = typer.Option("test", help="train | val | test"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the metrics here"),
-    robustness: bool = typer.Option(False, "--robustness", help="blur / salt-and-pepper / speckle / Gaussian noise: accuracy and AUC per level (float model; deployable SNNs also on the Loihi emulator)"),
-    uncertainty: bool = typer.Option(False, "--uncertainty", help="calibration (ECE, reliability diagram) and referral curves; MC dropout when the model has dropout; chip spike-count margin for deployable SNNs"),
-    mc_passes: Optional[int] = typer.Option(None, "--mc-passes", help="MC-dropout passes (implies --uncertainty; default 20 when the model has dropout; an error on a model without dropout)"),
-    chip: bool = typer.Option(True, "--chip/--no-chip", help="run deployable SNNs on the Loihi emulator too"),
-    max_samples: Optional[int] = typer.Option(None, "--max-samples", help="robustness / uncertainty on the first N images of the split (the metrics table always uses all)"),
-    out: Path = typer.Option(Path("runs/evaluate"), "-o", "--out", help="folder for robustness.{json,png} / uncertainty.{json,png}"),
+    robustness: bool = typer.Option(
+        False,
+        "--robustness",
+        help="blur / salt-and-pepper / speckle / Gaussian noise: accuracy and AUC per level (float model; deployable SNNs also on the Loihi emulator)",
+    ),
+    uncertainty: bool = typer.Option(
+        False,
+        "--uncertainty",
+        help="calibration (ECE, reliability diagram) and referral curves; MC dropout when the model has dropout; chip spike-count margin for deployable SNNs",
+    ),
+    mc_passes: Optional[int] = typer.Option(
+        None,
+        "--mc-passes",
+        help="MC-dropout passes (implies --uncertainty; default 20 when the model has dropout; an error on a model without dropout)",
+    ),
+    chip: bool = typer.Option(
+        True, "--chip/--no-chip", help="run deployable SNNs on the Loihi emulator too"
+    ),
+    max_samples: Optional[int] = typer.Option(
+        None,
+        "--max-samples",
+        help="robustness / uncertainty on the first N images of the split (the metrics table always uses all)",
+    ),
+    out: Path = typer.Option(
+        Path("runs/evaluate"),
+        "-o",
+        "--out",
+        help="folder for robustness.{json,png} / uncertainty.{json,png}",
+    ),
     force: bool = typer.Option(False, help="overwrite existing outputs in the -o folder"),
 ) -> None:
     """Clinical metrics of a checkpoint on a split, at the threshold chosen on validation;
     optionally robustness to image degradation and uncertainty (neurocxr.evaluation)."""
     from neurocxr.api import EvaluationResult, evaluate
 
-    def show_metrics(result: EvaluationResult) -> None:  # printed before the slower robustness / uncertainty
+    def show_metrics(
+        result: EvaluationResult,
+    ) -> None:  # printed before the slower robustness / uncertainty
         _say_data_line(result)
         show_table(_metrics_table(f"{result.model} on {split}", {split: result.metrics}))
         for warning in result.warnings:
             say("WARNING:", warning, "bold red")
 
-    result = evaluate(checkpoint, data=data, split=split, json=json_out, robustness=robustness,
-                      uncertainty=uncertainty, mc_passes=mc_passes, chip=chip, max_samples=max_samples, out=out,
-                      force=force, on_metrics=show_metrics)
+    result = evaluate(
+        checkpoint,
+        data=data,
+        split=split,
+        json=json_out,
+        robustness=robustness,
+        uncertainty=uncertainty,
+        mc_passes=mc_passes,
+        chip=chip,
+        max_samples=max_samples,
+        out=out,
+        force=force,
+        on_metrics=show_metrics,
+    )
     if result.robustness is not None or result.uncertainty is not None:
         from neurocxr.evaluation.run import summary_lines
 
@@ -238,20 +323,36 @@ def _say_data_line(result) -> None:
 @app.command("explain")
 def explain_cmd(
     checkpoint: Path = typer.Argument(..., help="a neurocxr checkpoint (.pt)"),
-    images: List[Path] = typer.Argument(..., help="chest X-ray image files (PNG/JPEG, grayscale or gray RGB)"),
-    out: Path = typer.Option(..., "-o", "--out", help="output folder: one PNG per image, index.html, explanations.json"),
-    mc_passes: int = typer.Option(20, "--mc-passes", help="MC-dropout passes for BayesGrad-CAM (models with dropout; 0 = off)"),
-    chip: bool = typer.Option(True, "--chip/--no-chip", help="spike maps of deployable SNNs from the Loihi emulator"),
-    layer: Optional[str] = typer.Option(None, "--layer", help="Conv2d for Grad-CAM, by module name (default: the last feature conv)"),
+    images: List[Path] = typer.Argument(
+        ..., help="chest X-ray image files (PNG/JPEG, grayscale or gray RGB)"
+    ),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="output folder: one PNG per image, index.html, explanations.json"
+    ),
+    mc_passes: int = typer.Option(
+        20, "--mc-passes", help="MC-dropout passes for BayesGrad-CAM (models with dropout; 0 = off)"
+    ),
+    chip: bool = typer.Option(
+        True, "--chip/--no-chip", help="spike maps of deployable SNNs from the Loihi emulator"
+    ),
+    layer: Optional[str] = typer.Option(
+        None, "--layer", help="Conv2d for Grad-CAM, by module name (default: the last feature conv)"
+    ),
     force: bool = typer.Option(False, help="overwrite existing files in the output folder"),
 ) -> None:
     """Explain predictions: Grad-CAM (+ BayesGrad-CAM with dropout) for CNNs; spike-activity maps and Integrated Gradients for SNNs."""
     from neurocxr.api import explain
 
-    res = explain(checkpoint, images, out=out, mc_passes=mc_passes, chip=chip, layer=layer, force=force)
+    res = explain(
+        checkpoint, images, out=out, mc_passes=mc_passes, chip=chip, layer=layer, force=force
+    )
     for e in res.explanations:
-        console.print(f"{e.label}: called {('normal', 'pneumonia')[e.called]} (P(pneumonia) {e.p_pneumonia:.3f}); "
-                      f"maps: {', '.join(m.name for m in e.maps)}", highlight=False, soft_wrap=True)
+        console.print(
+            f"{e.label}: called {('normal', 'pneumonia')[e.called]} (P(pneumonia) {e.p_pneumonia:.3f}); "
+            f"maps: {', '.join(m.name for m in e.maps)}",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(f"wrote {out / 'index.html'} and {len(res.files) - 1} other file(s)")
 
 
@@ -259,17 +360,35 @@ def explain_cmd(
 def export_cmd(
     checkpoint: Path = typer.Argument(..., help="a neurocxr checkpoint (.pt)"),
     out: Path = typer.Option(..., "-o", "--out", help="output folder"),
-    target: str = typer.Option("loihi", help="loihi (NIR + netx + parity report) | nir | onnx (CNN baselines)"),
-    data: Optional[str] = typer.Option(None, help=CHECKPOINT_DATA_HELP + " Used for the parity check."),
+    target: str = typer.Option(
+        "loihi", help="loihi (NIR + netx + parity report) | nir | onnx (CNN baselines)"
+    ),
+    data: Optional[str] = typer.Option(
+        None, help=CHECKPOINT_DATA_HELP + " Used for the parity check."
+    ),
     split: str = typer.Option("test"),
-    max_samples: Optional[int] = typer.Option(None, help="parity on the first N samples (default: whole split)"),
+    max_samples: Optional[int] = typer.Option(
+        None, help="parity on the first N samples (default: whole split)"
+    ),
     lava_samples: int = typer.Option(3, help="samples run on Lava's bit-accurate CPU simulator"),
-    allow_clipping: bool = typer.Option(False, help="accept weight/bias clipping (reported per layer)"),
+    allow_clipping: bool = typer.Option(
+        False, help="accept weight/bias clipping (reported per layer)"
+    ),
     force: bool = typer.Option(False, help="overwrite existing files in the output folder"),
-    dt: Optional[float] = typer.Option(None, help="NIR input: seconds per time step, when the graph does not state it"),
-    num_steps: Optional[int] = typer.Option(None, help="NIR input: time steps per sample, when the graph does not state it"),
-    encoding: Optional[str] = typer.Option(None, help="NIR input: how the model was fed (direct | rate | latency); a graph starting with a synaptic layer takes spike trains as given"),
-    spikes: Optional[Path] = typer.Option(None, help="NIR input: parity input .npy, spikes [T, B, *shape] (default: random spike trains)"),
+    dt: Optional[float] = typer.Option(
+        None, help="NIR input: seconds per time step, when the graph does not state it"
+    ),
+    num_steps: Optional[int] = typer.Option(
+        None, help="NIR input: time steps per sample, when the graph does not state it"
+    ),
+    encoding: Optional[str] = typer.Option(
+        None,
+        help="NIR input: how the model was fed (direct | rate | latency); a graph starting with a synaptic layer takes spike trains as given",
+    ),
+    spikes: Optional[Path] = typer.Option(
+        None,
+        help="NIR input: parity input .npy, spikes [T, B, *shape] (default: random spike trains)",
+    ),
 ) -> None:
     """Export a checkpoint: SNN -> NIR -> Loihi 2 netx (verified on the emulator and Lava), or CNN -> ONNX.
 
@@ -289,11 +408,25 @@ def export_cmd(
     else:  # ONNX has no spinner; tqdm bars (stderr, terminal only) would fight with one
         status = contextlib.nullcontext()
     with status:
-        exp = export(checkpoint, out=out, target=target, data=data, split=split, max_samples=max_samples,
-                     lava_samples=lava_samples, allow_clipping=allow_clipping, force=force, dt=dt,
-                     num_steps=num_steps, encoding=encoding, spikes=spikes)
+        exp = export(
+            checkpoint,
+            out=out,
+            target=target,
+            data=data,
+            split=split,
+            max_samples=max_samples,
+            lava_samples=lava_samples,
+            allow_clipping=allow_clipping,
+            force=force,
+            dt=dt,
+            num_steps=num_steps,
+            encoding=encoding,
+            spikes=spikes,
+        )
     if isinstance(exp, OnnxExport):
-        console.print(f"ONNX: {exp.path} (checked with onnx.checker; max |ONNX - PyTorch| = {exp.max_abs_diff:.2e} in logits)")
+        console.print(
+            f"ONNX: {exp.path} (checked with onnx.checker; max |ONNX - PyTorch| = {exp.max_abs_diff:.2e} in logits)"
+        )
         return
     if nir_file:
         _print_nir_file_export(exp)
@@ -310,16 +443,27 @@ def _print_nir_file_export(exp) -> None:
         console.print(f"wrote {name}: {written}")
     rep = exp.report.to_dict()
     par = rep["parity"]
-    console.print(f"dt = {rep['source']['dt']:g} s ({rep['source']['dt_source']}); parity input: {par['input']}")
+    console.print(
+        f"dt = {rep['source']['dt']:g} s ({rep['source']['dt_source']}); parity input: {par['input']}"
+    )
     table = Table(title="spikes per sample: float model vs Loihi emulator")
     for col in ("layer", "neurons", "float", "emulator"):
         table.add_column(col)
     for r in par["layers"]:
         f = r["float_spikes_per_sample"]
-        table.add_row(r["name"], str(r["neurons"]), "-" if f is None else f"{f:.1f}", f"{r['emulator_spikes_per_sample']:.1f}")
+        table.add_row(
+            r["name"],
+            str(r["neurons"]),
+            "-" if f is None else f"{f:.1f}",
+            f"{r['emulator_spikes_per_sample']:.1f}",
+        )
     show_table(table)
     agree = par.get("output_agreement")
-    console.print("output agreement: " + ("-" if agree is None else f"{100 * agree:.1f}%") + f" ({par['decision_rule']})")
+    console.print(
+        "output agreement: "
+        + ("-" if agree is None else f"{100 * agree:.1f}%")
+        + f" ({par['decision_rule']})"
+    )
     if par.get("lava"):
         console.print(Text("emulator vs Lava: ").append(*_identical(par["lava"]["identical"])))
     for warning in rep["warnings"]:
@@ -336,12 +480,16 @@ def print_parity(report: dict) -> None:
         say("parity data: SYNTHETIC phantoms", style="bold yellow")
     op = p.get("operating_point") or {}
     if op.get("float_test") and op.get("chip_test"):
-        console.print(f"accuracy at the thresholds chosen on val (the rule of `evaluate` and `energy`): float "
-                      f"{op['float_test']['accuracy']:.4f}, Loihi emulator {op['chip_test']['accuracy']:.4f}")
+        console.print(
+            f"accuracy at the thresholds chosen on val (the rule of `evaluate` and `energy`): float "
+            f"{op['float_test']['accuracy']:.4f}, Loihi emulator {op['chip_test']['accuracy']:.4f}"
+        )
     elif p.get("float_threshold_accuracy") is not None:
-        console.print(f"float model accuracy at its threshold chosen on val ({p['float_threshold']:.4f} on P(pneumonia), "
-                      f"the rule of `evaluate`): {p['float_threshold_accuracy']:.4f}; the chip's own threshold is "
-                      "chosen by `energy`")
+        console.print(
+            f"float model accuracy at its threshold chosen on val ({p['float_threshold']:.4f} on P(pneumonia), "
+            f"the rule of `evaluate`): {p['float_threshold_accuracy']:.4f}; the chip's own threshold is "
+            "chosen by `energy`"
+        )
     # parity compares the chip with the float model by their own outputs: argmax, not the clinical threshold
     console.print(
         f"parity on {p['samples']} samples of {p['data']}, decided by {p.get('decision_rule', 'argmax')} "
@@ -350,8 +498,11 @@ def print_parity(report: dict) -> None:
     )
     lava = p.get("lava")
     if lava:
-        console.print(Text(f"emulator vs Lava fixed_pt on {lava['samples']} samples: ").append(*_identical(lava["identical"]))
-                      .append(" (every layer's spikes and the readout)"))
+        console.print(
+            Text(f"emulator vs Lava fixed_pt on {lava['samples']} samples: ")
+            .append(*_identical(lava["identical"]))
+            .append(" (every layer's spikes and the readout)")
+        )
     res = report["resources"]
     console.print(
         f"resources: {res.get('total_neurons')} neurons, {res.get('total_synapses')} synapses, "
@@ -361,59 +512,99 @@ def print_parity(report: dict) -> None:
 
 @app.command("netx")
 def netx_cmd(
-    path: Path = typer.Argument(..., help="a lava-dl netx HDF5 file (ours, or one trained with slayer)"),
+    path: Path = typer.Argument(
+        ..., help="a lava-dl netx HDF5 file (ours, or one trained with slayer)"
+    ),
     samples: int = typer.Option(16, help="samples to emulate for the counts"),
-    rate: float = typer.Option(0.1, help="firing probability of random input spikes (spike-input networks)"),
-    data: Optional[str] = typer.Option(None, help="images for bias-input networks whose input matches their size"),
-    num_steps: Optional[int] = typer.Option(None, help="time steps per sample (default: the file's, else 16)"),
+    rate: float = typer.Option(
+        0.1, help="firing probability of random input spikes (spike-input networks)"
+    ),
+    data: Optional[str] = typer.Option(
+        None, help="images for bias-input networks whose input matches their size"
+    ),
+    num_steps: Optional[int] = typer.Option(
+        None, help="time steps per sample (default: the file's, else 16)"
+    ),
     input_scale: Optional[float] = typer.Option(
-        None, help="bias-input networks: bias_mant = round(w * image * scale + b) (default: the file's, else 1)"),
+        None,
+        help="bias-input networks: bias_mant = round(w * image * scale + b) (default: the file's, else 1)",
+    ),
     profile: str = typer.Option("loihi", help="device profile for the energy estimate"),
     seed: int = typer.Option(0),
 ) -> None:
     """Read any netx file: layers, Loihi 2 resources, and an emulated run's counts and energy estimate."""
     from neurocxr.api import inspect_netx
 
-    seen = inspect_netx(path, samples=samples, rate=rate, data=data, num_steps=num_steps, input_scale=input_scale,
-                        profile=profile, seed=seed)
+    seen = inspect_netx(
+        path,
+        samples=samples,
+        rate=rate,
+        data=data,
+        num_steps=num_steps,
+        input_scale=input_scale,
+        profile=profile,
+        seed=seed,
+    )
     program, res, steps = seen.program, seen.resources, seen.program.num_steps
     for note in seen.read_notes:
         say("note:", note, "yellow")
-    table = Table(title=f"{path.name}: {len(program.layers)} layers, input {program.input_kind} {program.input_shape}")
+    table = Table(
+        title=f"{path.name}: {len(program.layers)} layers, input {program.input_kind} {program.input_shape}"
+    )
     for col in ("layer", "kind", "shape", "neurons", "synapses", "cores"):
         table.add_column(col)
     for layer, r in zip(program.layers, res.layers):
-        table.add_row(layer.name, layer.kind, str(layer.shape),
-                      str(r.neurons), str(r.synapses), str(r.cores))
+        table.add_row(
+            layer.name, layer.kind, str(layer.shape), str(r.neurons), str(r.synapses), str(r.cores)
+        )
     show_table(table)
-    console.print(f"total: {res.total_neurons} neurons, {res.total_synapses} synapses, {res.cores} cores, "
-                  f"{res.chips} chip(s) of {res.limits.name}; fits: {res.fits}")
+    console.print(
+        f"total: {res.total_neurons} neurons, {res.total_synapses} synapses, {res.cores} cores, "
+        f"{res.chips} chip(s) of {res.limits.name}; fits: {res.fits}"
+    )
     ct = Table(title=f"emulated {seen.inputs_description}, {steps} steps: per-sample means")
     for col in ("layer", "in spikes", "out spikes", "synaptic ops", "neuron updates", "sparsity"):
         ct.add_column(col, justify="right")
     for c in seen.counts:
         m = c.mean()
-        ct.add_row(c.name, f"{m['input_spikes']:.0f}", f"{m['output_spikes']:.0f}", f"{m['synaptic_ops']:.0f}",
-                   f"{m['neuron_updates']:.0f}", f"{m['activation_sparsity']:.3f}")
+        ct.add_row(
+            c.name,
+            f"{m['input_spikes']:.0f}",
+            f"{m['output_spikes']:.0f}",
+            f"{m['synaptic_ops']:.0f}",
+            f"{m['neuron_updates']:.0f}",
+            f"{m['activation_sparsity']:.3f}",
+        )
     show_table(ct)
     e = seen.energy
     total = "-" if e.total_j is None else f"{e.total_j:.3e} J"
-    console.print(f"estimated on {e.device}: dynamic {e.dynamic_j:.3e} J, total {total} per inference ({e.source})")
+    console.print(
+        f"estimated on {e.device}: dynamic {e.dynamic_j:.3e} J, total {total} per inference ({e.source})"
+    )
 
 
 @app.command("energy")
 def energy_cmd(
     checkpoint: Path = typer.Argument(..., help="an SNN checkpoint"),
-    baseline: List[Path] = typer.Option([], "--baseline", help="CNN checkpoint(s) to compare (repeatable)"),
+    baseline: List[Path] = typer.Option(
+        [], "--baseline", help="CNN checkpoint(s) to compare (repeatable)"
+    ),
     data: Optional[str] = typer.Option(None, help=CHECKPOINT_DATA_HELP),
     out: Path = typer.Option(Path("runs/energy"), "-o", "--out"),
-    profile: List[str] = typer.Option([], "--profile", help="device profiles (default: all built-in)"),
-    profiles_file: Optional[Path] = typer.Option(None, help="TOML/JSON file with extra device profiles"),
+    profile: List[str] = typer.Option(
+        [], "--profile", help="device profiles (default: all built-in)"
+    ),
+    profiles_file: Optional[Path] = typer.Option(
+        None, help="TOML/JSON file with extra device profiles"
+    ),
     max_samples: Optional[int] = typer.Option(None, help="count on the first N test samples"),
     measure: bool = typer.Option(True, help="measure latency/energy on this machine's CPU/GPU"),
     measure_seconds: float = typer.Option(3.0, help="length of each CPU measurement window"),
     force: bool = typer.Option(False),
-    sweep: Optional[Path] = typer.Option(None, help="a `neurocxr sweep` output folder or results table: plot its trials beside the models"),
+    sweep: Optional[Path] = typer.Option(
+        None,
+        help="a `neurocxr sweep` output folder or results table: plot its trials beside the models",
+    ),
 ) -> None:
     """Count spikes/ops on the emulator, estimate energy per device profile, measure what can be measured, write the report."""
     from neurocxr.api import energy_report
@@ -436,7 +627,9 @@ def energy_cmd(
     print_summary(rep)
 
 
-report_cmd = app.command("report", help="Same as `energy`: write report.html + report.json for a checkpoint.")(energy_cmd)
+report_cmd = app.command(
+    "report", help="Same as `energy`: write report.html + report.json for a checkpoint."
+)(energy_cmd)
 
 
 def print_energy_facts(rep) -> None:
@@ -473,8 +666,10 @@ def print_summary(rep) -> None:
     """The report's summary table, compact enough for an 80-column terminal (sources are in the report)."""
     from neurocxr.report import format_energy, format_seconds, is_headline
 
-    table = Table(title="energy per inference (one sample); accuracy at each model's validation-chosen threshold; "
-                        "other counting conventions, sources: report.html")
+    table = Table(
+        title="energy per inference (one sample); accuracy at each model's validation-chosen threshold; "
+        "other counting conventions, sources: report.html"
+    )
     for col in ("model", "device", "kind", "accuracy", "latency", "dynamic", "total"):
         table.add_column(col, overflow="fold")
     for r in [r for r in rep.summary if is_headline(r)]:
@@ -495,15 +690,36 @@ def print_summary(rep) -> None:
 
 @app.command("sweep")
 def sweep_cmd(
-    config: Path = typer.Argument(..., help="sweep config (TOML): [sweep], [grid] or [[grid]], [train], [model], [ray]"),
-    out: Path = typer.Option(..., "-o", "--out", help="sweep directory (rerunning skips finished trials)"),
-    address: Optional[str] = typer.Option(None, "--address", help="join this Ray cluster (host:port or 'auto'); default: start Ray locally"),
-    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs of the local Ray (default: all)"),
-    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="trials at once (default: as resources allow)"),
-    cpus_per_trial: Optional[float] = typer.Option(None, "--cpus-per-trial", help="CPUs per trial (default 1; also torch threads)"),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
-                                            help="a bar of trials, only on a terminal (default: the global option)"),
-    max_trials: Optional[int] = typer.Option(None, "--max-trials", help="confirm a grid larger than 1000 combinations (up to this many trials)"),
+    config: Path = typer.Argument(
+        ..., help="sweep config (TOML): [sweep], [grid] or [[grid]], [train], [model], [ray]"
+    ),
+    out: Path = typer.Option(
+        ..., "-o", "--out", help="sweep directory (rerunning skips finished trials)"
+    ),
+    address: Optional[str] = typer.Option(
+        None,
+        "--address",
+        help="join this Ray cluster (host:port or 'auto'); default: start Ray locally",
+    ),
+    num_cpus: Optional[int] = typer.Option(
+        None, "--num-cpus", help="CPUs of the local Ray (default: all)"
+    ),
+    max_concurrent: Optional[int] = typer.Option(
+        None, "--max-concurrent", help="trials at once (default: as resources allow)"
+    ),
+    cpus_per_trial: Optional[float] = typer.Option(
+        None, "--cpus-per-trial", help="CPUs per trial (default 1; also torch threads)"
+    ),
+    progress: Optional[bool] = typer.Option(
+        None,
+        "--progress/--no-progress",
+        help="a bar of trials, only on a terminal (default: the global option)",
+    ),
+    max_trials: Optional[int] = typer.Option(
+        None,
+        "--max-trials",
+        help="confirm a grid larger than 1000 combinations (up to this many trials)",
+    ),
 ) -> None:
     """Accuracy vs chip energy: train, export, emulate and estimate energy for every grid point on Ray Tune."""
     from neurocxr.api import sweep
@@ -512,18 +728,51 @@ def sweep_cmd(
         if row.get("status") != "ok":
             say("trial failed", f"{row.get('params')}: {row.get('error')}", "red")
 
-    done = sweep(config, out=out, address=address, num_cpus=num_cpus, max_concurrent=max_concurrent,
-                 cpus_per_trial=cpus_per_trial, progress=progress, max_trials=max_trials, on_trial=on_trial)
+    done = sweep(
+        config,
+        out=out,
+        address=address,
+        num_cpus=num_cpus,
+        max_concurrent=max_concurrent,
+        cpus_per_trial=cpus_per_trial,
+        progress=progress,
+        max_trials=max_trials,
+        on_trial=on_trial,
+    )
     cfg, result = done.config, done.result
-    console.print(f"{result.ran} trials run, {result.skipped} already finished, {result.failed} failed")
-    table = Table(title=f"Pareto front (chosen on validation; test acc at the chip threshold chosen on val; "
-                        f"energy: {cfg.pareto_profile} chip counts)")
-    for col in ("model", "steps", "enc", "lambda (/uJ)", "width", "seed", "val AUC", "test AUC", "test acc", "uJ"):
+    console.print(
+        f"{result.ran} trials run, {result.skipped} already finished, {result.failed} failed"
+    )
+    table = Table(
+        title=f"Pareto front (chosen on validation; test acc at the chip threshold chosen on val; "
+        f"energy: {cfg.pareto_profile} chip counts)"
+    )
+    for col in (
+        "model",
+        "steps",
+        "enc",
+        "lambda (/uJ)",
+        "width",
+        "seed",
+        "val AUC",
+        "test AUC",
+        "test acc",
+        "uJ",
+    ):
         table.add_column(col)
     for r in result.front:
-        table.add_row(str(r["model"]), f"{r['readout_steps']}/{r['num_steps']}", str(r["encoding"]), f"{r['regulariser']:g}",
-                      f"{r['width']:g}", str(r["seed"]), f"{r['val_auc']:.4f}", f"{r['test_auc']:.4f}",
-                      f"{r['test_accuracy']:.4f}", f"{r['energy'][cfg.pareto_profile]['dynamic_j'] * 1e6:.2f}")
+        table.add_row(
+            str(r["model"]),
+            f"{r['readout_steps']}/{r['num_steps']}",
+            str(r["encoding"]),
+            f"{r['regulariser']:g}",
+            f"{r['width']:g}",
+            str(r["seed"]),
+            f"{r['val_auc']:.4f}",
+            f"{r['test_auc']:.4f}",
+            f"{r['test_accuracy']:.4f}",
+            f"{r['energy'][cfg.pareto_profile]['dynamic_j'] * 1e6:.2f}",
+        )
     show_table(table)
     for name, path in result.files.items():
         console.print(f"{name}: {path}")
@@ -536,7 +785,9 @@ def demo_cmd(
     epochs: int = typer.Option(4, help="SNN training epochs (short on purpose)"),
     max_train_samples: Optional[int] = typer.Option(None),
     lava_samples: int = typer.Option(2),
-    force: bool = typer.Option(False, help="overwrite the outputs of an earlier demo in the -o folder"),
+    force: bool = typer.Option(
+        False, help="overwrite the outputs of an earlier demo in the -o folder"
+    ),
 ) -> None:
     """The whole chain: train, export to Loihi, verify on emulator + Lava, count, estimate, measure, report."""
     from neurocxr.api import demo
@@ -549,8 +800,10 @@ def demo_cmd(
         elif name == "trained":
             for res in (value["snn"], value["cnn"]):
                 _say_data_line(res)
-                console.print(f"{res.model}: best epoch {res.best_epoch}, val AUC {res.val['roc_auc']:.4f}, "
-                              f"{res.seconds_per_epoch:.1f} s/epoch")
+                console.print(
+                    f"{res.model}: best epoch {res.best_epoch}, val AUC {res.val['roc_auc']:.4f}, "
+                    f"{res.seconds_per_epoch:.1f} s/epoch"
+                )
             show_table(_metrics_table("test metrics (threshold chosen on val)", value["test"]))
         elif name == "exported":
             for key, path in value.files.items():
@@ -560,8 +813,15 @@ def demo_cmd(
             print_energy_facts(value)
             print_summary(value)
 
-    result = demo(out=out, data=data, epochs=epochs, max_train_samples=max_train_samples, lava_samples=lava_samples,
-                  on_event=on_event, force=force)
+    result = demo(
+        out=out,
+        data=data,
+        epochs=epochs,
+        max_train_samples=max_train_samples,
+        lava_samples=lava_samples,
+        on_event=on_event,
+        force=force,
+    )
     console.print(f"demo finished in {result.seconds:.0f} s")
 
 

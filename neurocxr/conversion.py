@@ -58,7 +58,9 @@ class ConversionReport:
 def _folded_layers(cnn: nn.Module) -> list[tuple[nn.Module, torch.Tensor, torch.Tensor, bool]]:
     """(conv/linear module, folded weight, folded bias, followed by ReLU) per synaptic layer."""
     if not isinstance(cnn, nn.Sequential):
-        raise ConfigError(f"conversion needs a chain CNN ({CONVERSION_SOURCE}), got {type(cnn).__name__}")
+        raise ConfigError(
+            f"conversion needs a chain CNN ({CONVERSION_SOURCE}), got {type(cnn).__name__}"
+        )
     mods = [m for m in cnn if not isinstance(m, (nn.Dropout, nn.Flatten))]
     out: list[tuple[nn.Module, torch.Tensor, torch.Tensor, bool]] = []
     i = 0
@@ -69,15 +71,29 @@ def _folded_layers(cnn: nn.Module) -> list[tuple[nn.Module, torch.Tensor, torch.
             i += 1
             continue
         if not isinstance(m, (nn.Conv2d, nn.Linear)):
-            raise ConfigError(f"conversion cannot map {type(m).__name__} at position {i}: only conv/linear, "
-                              "BatchNorm (folded) and ReLU chains convert (no max-pool, no skips)")
+            raise ConfigError(
+                f"conversion cannot map {type(m).__name__} at position {i}: only conv/linear, "
+                "BatchNorm (folded) and ReLU chains convert (no max-pool, no skips)"
+            )
         w = m.weight.detach().double().clone()
-        b = m.bias.detach().double().clone() if m.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+        b = (
+            m.bias.detach().double().clone()
+            if m.bias is not None
+            else torch.zeros(w.shape[0], dtype=torch.float64)
+        )
         i += 1
         if i < len(mods) and isinstance(mods[i], (nn.BatchNorm1d, nn.BatchNorm2d)):
             bn = mods[i]
-            gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones(w.shape[0], dtype=torch.float64)
-            beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+            gamma = (
+                bn.weight.detach().double()
+                if bn.weight is not None
+                else torch.ones(w.shape[0], dtype=torch.float64)
+            )
+            beta = (
+                bn.bias.detach().double()
+                if bn.bias is not None
+                else torch.zeros(w.shape[0], dtype=torch.float64)
+            )
             scale = gamma / torch.sqrt(bn.running_var.double() + bn.eps)
             w = w * scale.view(-1, *([1] * (w.dim() - 1)))
             b = (b - bn.running_mean.double()) * scale + beta
@@ -117,8 +133,12 @@ def relu_activations(cnn: nn.Module, images: torch.Tensor) -> list[torch.Tensor]
 
 
 @torch.no_grad()
-def activation_scales(cnn: nn.Module, images: torch.Tensor, percentile: float = DEFAULT_PERCENTILE,
-                      batch_size: int = 250) -> list[float]:
+def activation_scales(
+    cnn: nn.Module,
+    images: torch.Tensor,
+    percentile: float = DEFAULT_PERCENTILE,
+    batch_size: int = 250,
+) -> list[float]:
     """lambda_l: the ``percentile`` of the positive activations of each ReLU layer of the
     (BN-folded) CNN over ``images`` (training images; never validation or test)."""
     if not 0.0 < percentile <= 100.0:
@@ -126,7 +146,7 @@ def activation_scales(cnn: nn.Module, images: torch.Tensor, percentile: float = 
     layers = _synaptic(cnn)
     per_layer: list[list[torch.Tensor]] = [[] for _ in layers[:-1]]
     for start in range(0, len(images), batch_size):
-        for k, h in enumerate(relu_activations(cnn, images[start:start + batch_size])):
+        for k, h in enumerate(relu_activations(cnn, images[start : start + batch_size])):
             per_layer[k].append(h[h > 0])
     lambdas = []
     for k, acts in enumerate(per_layer):
@@ -140,18 +160,34 @@ def activation_scales(cnn: nn.Module, images: torch.Tensor, percentile: float = 
 def snn_config_for(cnn_config: ModelConfig, num_steps: int, threshold: float = 1.0) -> ModelConfig:
     """The `snn_vgg` config with the CNN's architecture: IF neurons (beta 1), direct encoding."""
     if cnn_config.name != CONVERSION_SOURCE:
-        raise ConfigError(f"conversion source must be a {CONVERSION_SOURCE} checkpoint (a chain CNN whose "
-                          f"ReLU layers map one to one onto {CONVERSION_TARGET}), got {cnn_config.name!r}")
+        raise ConfigError(
+            f"conversion source must be a {CONVERSION_SOURCE} checkpoint (a chain CNN whose "
+            f"ReLU layers map one to one onto {CONVERSION_TARGET}), got {cnn_config.name!r}"
+        )
     from dataclasses import replace
 
-    return replace(cnn_config, name=CONVERSION_TARGET, num_steps=num_steps, encoding="direct", beta=1.0,
-                   threshold=threshold, extra=dict(cnn_config.extra))
+    return replace(
+        cnn_config,
+        name=CONVERSION_TARGET,
+        num_steps=num_steps,
+        encoding="direct",
+        beta=1.0,
+        threshold=threshold,
+        extra=dict(cnn_config.extra),
+    )
 
 
 @torch.no_grad()
-def convert(cnn: nn.Module, cnn_config: ModelConfig, images: torch.Tensor, *, num_steps: int,
-            threshold: float = 1.0, percentile: float = DEFAULT_PERCENTILE,
-            source: str = "in-memory") -> tuple[SpikingSequential, ModelConfig, ConversionReport]:
+def convert(
+    cnn: nn.Module,
+    cnn_config: ModelConfig,
+    images: torch.Tensor,
+    *,
+    num_steps: int,
+    threshold: float = 1.0,
+    percentile: float = DEFAULT_PERCENTILE,
+    source: str = "in-memory",
+) -> tuple[SpikingSequential, ModelConfig, ConversionReport]:
     """Convert a trained `cnn_vgg` into an `snn_vgg` with data-normalised weights (see module doc).
 
     ``images``: training images [N, C, H, W] in [0, 1] for the activation percentiles."""
@@ -167,7 +203,9 @@ def convert(cnn: nn.Module, cnn_config: ModelConfig, images: torch.Tensor, *, nu
     prev = 1.0
     for k, ((_, w, b, relu), target) in enumerate(zip(layers, targets)):
         if target.weight.shape != w.shape:
-            raise ConfigError(f"layer {k}: CNN weight {tuple(w.shape)} vs SNN {tuple(target.weight.shape)}")
+            raise ConfigError(
+                f"layer {k}: CNN weight {tuple(w.shape)} vs SNN {tuple(target.weight.shape)}"
+            )
         if relu:
             lam = lambdas[k]
             target.weight.copy_((w * prev / lam * threshold).float())
@@ -175,21 +213,39 @@ def convert(cnn: nn.Module, cnn_config: ModelConfig, images: torch.Tensor, *, nu
             prev = lam
         else:  # the readout: logits = W_L a_{L-1} = W_L (rate x lambda_{L-1})
             target.weight.copy_((w * prev).float())
-    report = ConversionReport(source=source, percentile=float(percentile), samples=int(len(images)),
-                              lambdas=[float(x) for x in lambdas], threshold=float(threshold), num_steps=int(num_steps))
+    report = ConversionReport(
+        source=source,
+        percentile=float(percentile),
+        samples=int(len(images)),
+        lambdas=[float(x) for x in lambdas],
+        threshold=float(threshold),
+        num_steps=int(num_steps),
+    )
     return snn, config, report
 
 
-def convert_checkpoint(path: str, images: torch.Tensor, *, num_steps: int, threshold: float = 1.0,
-                       percentile: float = DEFAULT_PERCENTILE) -> tuple[SpikingSequential, ModelConfig, ConversionReport]:
+def convert_checkpoint(
+    path: str,
+    images: torch.Tensor,
+    *,
+    num_steps: int,
+    threshold: float = 1.0,
+    percentile: float = DEFAULT_PERCENTILE,
+) -> tuple[SpikingSequential, ModelConfig, ConversionReport]:
     """`convert` the model in a neurocxr checkpoint; the report names the file and its SHA-256."""
     from neurocxr.pipeline import load
     from neurocxr.provenance import file_sha256
 
     loaded = load(path)
-    snn, config, report = convert(loaded.model, loaded.config, images, num_steps=num_steps, threshold=threshold,
-                                  percentile=percentile, source=str(path))
+    snn, config, report = convert(
+        loaded.model,
+        loaded.config,
+        images,
+        num_steps=num_steps,
+        threshold=threshold,
+        percentile=percentile,
+        source=str(path),
+    )
     report.extra["source_sha256"] = file_sha256(path)
     report.extra["source_val_auc"] = loaded.metadata.get("val_auc")
     return snn, config, report
-

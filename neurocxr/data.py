@@ -96,11 +96,21 @@ class Augment:
 
     def __post_init__(self) -> None:
         if self.max_rotation_deg < 0 or self.brightness < 0 or self.contrast < 0:
-            raise ValueError("Augment magnitudes (max_rotation_deg, brightness, contrast) must be >= 0")
+            raise ValueError(
+                "Augment magnitudes (max_rotation_deg, brightness, contrast) must be >= 0"
+            )
         if self.contrast >= 1:
-            raise ValueError(f"Augment contrast must be < 1 (a scale of 1 +- contrast), got {self.contrast}")
-        if min(self.scale, self.shift, self.gamma, self.blur, self.noise) < 0 or self.scale >= 1 or self.shift >= 1:
-            raise ValueError("Augment scale, shift, gamma, blur and noise must be >= 0 (scale and shift < 1)")
+            raise ValueError(
+                f"Augment contrast must be < 1 (a scale of 1 +- contrast), got {self.contrast}"
+            )
+        if (
+            min(self.scale, self.shift, self.gamma, self.blur, self.noise) < 0
+            or self.scale >= 1
+            or self.shift >= 1
+        ):
+            raise ValueError(
+                "Augment scale, shift, gamma, blur and noise must be >= 0 (scale and shift < 1)"
+            )
 
     @classmethod
     def for_mode(cls, mode: str, seed: int = 0) -> "Augment":
@@ -109,7 +119,16 @@ class Augment:
         if mode == "light":
             return cls(seed=seed)
         if mode == "shift":
-            return cls(contrast=0.2, brightness=0.1, scale=0.1, shift=0.06, gamma=0.4, blur=1.0, noise=0.03, seed=seed)
+            return cls(
+                contrast=0.2,
+                brightness=0.1,
+                scale=0.1,
+                shift=0.06,
+                gamma=0.4,
+                blur=1.0,
+                noise=0.03,
+                seed=seed,
+            )
         raise ValueError(f"unknown augmentation mode {mode!r}; choose light or shift")
 
     def set_epoch(self, epoch: int) -> None:
@@ -120,8 +139,12 @@ class Augment:
         """The seeded generator for the ``draw``-th augmentation of sample ``index`` this epoch."""
         g = torch.Generator()
         # Mix the integers into one 63-bit seed (splitmix-style odd constants, deterministic).
-        mixed = (self.seed * 0x9E3779B97F4A7C15 + self.epoch * 0xBF58476D1CE4E5B9
-                 + index * 0x94D049BB133111EB + draw * 0xD6E8FEB86659FD93)
+        mixed = (
+            self.seed * 0x9E3779B97F4A7C15
+            + self.epoch * 0xBF58476D1CE4E5B9
+            + index * 0x94D049BB133111EB
+            + draw * 0xD6E8FEB86659FD93
+        )
         g.manual_seed(mixed % (2**63 - 1))
         return g
 
@@ -131,7 +154,9 @@ class Augment:
         self._draws[index] = draw + 1
         return self.generator_for(index, draw)
 
-    def __call__(self, image: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, image: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Augment one image [C, H, W] in [0, 1]; returns a new tensor, the input is untouched."""
         if image.ndim != 3:
             raise ValueError(f"Augment expects one image [C, H, W], got shape {tuple(image.shape)}")
@@ -147,7 +172,11 @@ class Augment:
                 theta = torch.tensor([[c, -s, 0.0], [s, c, 0.0]], dtype=out.dtype).unsqueeze(0)
                 grid = F.affine_grid(theta, [1, *out.shape], align_corners=False)
                 out = F.grid_sample(
-                    out.unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=False
+                    out.unsqueeze(0),
+                    grid,
+                    mode="bilinear",
+                    padding_mode="border",
+                    align_corners=False,
                 ).squeeze(0)
         if self.contrast > 0:
             scale = 1.0 + float((2 * u[3] - 1) * self.contrast)
@@ -163,11 +192,16 @@ class Augment:
         v = torch.rand(6, generator=g)  # zoom, shift x, shift y, gamma, blur, noise
         if self.scale > 0 or self.shift > 0:
             zoom = 1.0 + float((2 * v[0] - 1) * self.scale)
-            tx, ty = (float((2 * v[k] - 1) * self.shift * 2) for k in (1, 2))  # grid units span 2 per side
-            theta = torch.tensor([[1.0 / zoom, 0.0, tx], [0.0, 1.0 / zoom, ty]], dtype=out.dtype).unsqueeze(0)
+            tx, ty = (
+                float((2 * v[k] - 1) * self.shift * 2) for k in (1, 2)
+            )  # grid units span 2 per side
+            theta = torch.tensor(
+                [[1.0 / zoom, 0.0, tx], [0.0, 1.0 / zoom, ty]], dtype=out.dtype
+            ).unsqueeze(0)
             grid = F.affine_grid(theta, [1, *out.shape], align_corners=False)
-            out = F.grid_sample(out.unsqueeze(0), grid, mode="bilinear", padding_mode="border",
-                                align_corners=False).squeeze(0)
+            out = F.grid_sample(
+                out.unsqueeze(0), grid, mode="bilinear", padding_mode="border", align_corners=False
+            ).squeeze(0)
         if self.gamma > 0:
             exponent = math.exp(float((2 * v[3] - 1) * math.log1p(self.gamma)))
             out = out.clamp(1e-6, 1.0) ** exponent
@@ -183,7 +217,9 @@ class Augment:
                 padded = F.conv2d(padded, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
                 out = F.conv2d(padded, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c).squeeze(0)
         if self.noise > 0:
-            out = out + float(v[5] * self.noise) * torch.randn(out.shape, generator=g, dtype=out.dtype)
+            out = out + float(v[5] * self.noise) * torch.randn(
+                out.shape, generator=g, dtype=out.dtype
+            )
         return out
 
 
@@ -208,11 +244,15 @@ class ImageDataset(Dataset):
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[1] != 1:
-            raise DataError(f"{self.split} images must be [N, 1, H, W], got shape {tuple(self.images.shape)}")
+            raise DataError(
+                f"{self.split} images must be [N, 1, H, W], got shape {tuple(self.images.shape)}"
+            )
         if self.images.dtype != torch.float32:
             raise DataError(f"{self.split} images must be float32, got {self.images.dtype}")
         if self.labels.ndim != 1 or self.labels.dtype != torch.int64:
-            raise DataError(f"{self.split} labels must be int64 [N], got {self.labels.dtype} {tuple(self.labels.shape)}")
+            raise DataError(
+                f"{self.split} labels must be int64 [N], got {self.labels.dtype} {tuple(self.labels.shape)}"
+            )
         if self.labels.shape[0] != self.images.shape[0]:
             raise DataError(
                 f"{self.split}: {self.images.shape[0]} images but {self.labels.shape[0]} labels"
@@ -249,7 +289,9 @@ class DataSplits:
     train: ImageDataset
     val: ImageDataset
     test: ImageDataset
-    origin: str | None = None  # what `load_dataset` read: "synthetic" or the absolute path (checkpoints record it)
+    origin: str | None = (
+        None  # what `load_dataset` read: "synthetic" or the absolute path (checkpoints record it)
+    )
 
     def __iter__(self):
         return iter((self.train, self.val, self.test))
@@ -274,7 +316,9 @@ class DataSplits:
         for ds in (self.train, self.val, self.test):
             counts = ds.class_counts()
             per_class = ", ".join(f"{name} {n}" for name, n in counts.items())
-            lines.append(f"{ds.split:<5} {len(ds):>6} images ({per_class}), {ds.image_size}x{ds.image_size}")
+            lines.append(
+                f"{ds.split:<5} {len(ds):>6} images ({per_class}), {ds.image_size}x{ds.image_size}"
+            )
         return "\n".join(lines)
 
 
@@ -327,28 +371,40 @@ def load_npz(path: str | Path, image_size: int | None = None) -> DataSplits:
     _check_image_size(image_size)
     path = Path(path).expanduser()
     if not path.exists():
-        raise DataError(f"data file {path} does not exist; pass the path to pneumoniamnist.npz "
-                        f"(or run `neurocxr data fetch`)")
+        raise DataError(
+            f"data file {path} does not exist; pass the path to pneumoniamnist.npz "
+            f"(or run `neurocxr data fetch`)"
+        )
     if path.is_dir():
         raise DataError(f"{path} is a folder, not an npz file; use load_folder for image folders")
     from neurocxr.validation import describe_file, file_kind
 
     if file_kind(path) in ("checkpoint", "nir", "netx", "hdf5", "onnx", "toml", "image"):
-        raise DataError(f"{path} {describe_file(path)}; a data set is a PneumoniaMNIST .npz or a Kermany folder")
+        raise DataError(
+            f"{path} {describe_file(path)}; a data set is a PneumoniaMNIST .npz or a Kermany folder"
+        )
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as fh:
             head = fh.read(6)
         if head.startswith(b"PK"):
-            raise DataError(f"{path} is a truncated or damaged npz (zip) archive; download it again")
+            raise DataError(
+                f"{path} is a truncated or damaged npz (zip) archive; download it again"
+            )
         if head == b"\x93NUMPY":
-            raise DataError(f"{path} is a single .npy array, not an npz archive with train/val/test splits")
-        raise DataError(f"{path} is not an npz (zip) archive; expected a MedMNIST file such as "
-                        f"pneumoniamnist.npz")
+            raise DataError(
+                f"{path} is a single .npy array, not an npz archive with train/val/test splits"
+            )
+        raise DataError(
+            f"{path} is not an npz (zip) archive; expected a MedMNIST file such as "
+            f"pneumoniamnist.npz"
+        )
     try:
         archive = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise DataError(f"cannot open {path} as an npz archive ({exc}); the file may be truncated or "
-                        f"damaged, download it again") from exc
+        raise DataError(
+            f"cannot open {path} as an npz archive ({exc}); the file may be truncated or "
+            f"damaged, download it again"
+        ) from exc
 
     with archive:
         expected = [f"{s}_{kind}" for s in SPLITS for kind in ("images", "labels")]
@@ -364,10 +420,14 @@ def load_npz(path: str | Path, image_size: int | None = None) -> DataSplits:
                 return archive[key]
             except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, KeyError) as exc:
                 if "allow_pickle" in str(exc):
-                    raise DataError(f"{path}: {key} holds pickled Python objects; MedMNIST arrays are "
-                                    f"plain uint8 numbers (not loading pickles from a data file)") from exc
-                raise DataError(f"cannot read array {key!r} from {path} ({exc}); the file is truncated or "
-                                f"damaged, download it again") from exc
+                    raise DataError(
+                        f"{path}: {key} holds pickled Python objects; MedMNIST arrays are "
+                        f"plain uint8 numbers (not loading pickles from a data file)"
+                    ) from exc
+                raise DataError(
+                    f"cannot read array {key!r} from {path} ({exc}); the file is truncated or "
+                    f"damaged, download it again"
+                ) from exc
 
         raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         side: int | None = None
@@ -375,34 +435,48 @@ def load_npz(path: str | Path, image_size: int | None = None) -> DataSplits:
             imgs, labels = read(f"{split}_images"), read(f"{split}_labels")
             key = f"{split}_images"
             if imgs.dtype != np.uint8:
-                raise DataError(f"{path}: {key} has dtype {imgs.dtype}; MedMNIST images are uint8 (0-255)")
+                raise DataError(
+                    f"{path}: {key} has dtype {imgs.dtype}; MedMNIST images are uint8 (0-255)"
+                )
             if imgs.ndim == 4 and imgs.shape[-1] == 1:
                 imgs = imgs[..., 0]
             elif imgs.ndim == 4 and imgs.shape[-1] == 3:
                 imgs = _rgb_to_gray_uint8(imgs)
             if imgs.ndim != 3 or imgs.shape[1] != imgs.shape[2]:
-                raise DataError(f"{path}: {key} has shape {imgs.shape}; expected (N, S, S), (N, S, S, 1) "
-                                f"or (N, S, S, 3) with square images")
+                raise DataError(
+                    f"{path}: {key} has shape {imgs.shape}; expected (N, S, S), (N, S, S, 1) "
+                    f"or (N, S, S, 3) with square images"
+                )
             if side is None:
                 side = int(imgs.shape[1])
             elif imgs.shape[1] != side:
-                raise DataError(f"{path}: {key} are {imgs.shape[1]}x{imgs.shape[2]} but train images are "
-                                f"{side}x{side}; all splits must have one size")
+                raise DataError(
+                    f"{path}: {key} are {imgs.shape[1]}x{imgs.shape[2]} but train images are "
+                    f"{side}x{side}; all splits must have one size"
+                )
             lkey = f"{split}_labels"
             if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
-                raise DataError(f"{path}: {lkey} has dtype {labels.dtype}; expected integer class labels 0/1")
+                raise DataError(
+                    f"{path}: {lkey} has dtype {labels.dtype}; expected integer class labels 0/1"
+                )
             if labels.ndim == 2 and labels.shape[1] == 1:
                 labels = labels[:, 0]
             if labels.ndim != 1:
-                raise DataError(f"{path}: {lkey} has shape {labels.shape}; expected (N, 1) or (N,) "
-                                f"(PneumoniaMNIST is binary, one label per image)")
+                raise DataError(
+                    f"{path}: {lkey} has shape {labels.shape}; expected (N, 1) or (N,) "
+                    f"(PneumoniaMNIST is binary, one label per image)"
+                )
             if labels.shape[0] != imgs.shape[0]:
-                raise DataError(f"{path}: {key} holds {imgs.shape[0]} images but {lkey} holds "
-                                f"{labels.shape[0]} labels")
+                raise DataError(
+                    f"{path}: {key} holds {imgs.shape[0]} images but {lkey} holds "
+                    f"{labels.shape[0]} labels"
+                )
             bad = np.setdiff1d(np.unique(labels.astype(np.int64)), [0, 1])
             if bad.size:
-                raise DataError(f"{path}: {lkey} has values {bad.tolist()[:5]} outside {{0, 1}} "
-                                f"(0 = normal, 1 = pneumonia); is this PneumoniaMNIST?")
+                raise DataError(
+                    f"{path}: {lkey} has values {bad.tolist()[:5]} outside {{0, 1}} "
+                    f"(0 = normal, 1 = pneumonia); is this PneumoniaMNIST?"
+                )
             raw[split] = (imgs, labels.astype(np.int64))
 
     assert side is not None
@@ -436,7 +510,8 @@ def _find_child(parent: Path, name: str) -> Path | None:
 def _image_files(folder: Path) -> list[Path]:
     """Image files in ``folder`` (jpeg/jpg/png, any case), sorted; hidden files and others skipped."""
     return sorted(
-        p for p in folder.iterdir()
+        p
+        for p in folder.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     )
 
@@ -450,10 +525,14 @@ def wide_mode_to_unit(img: Any, path: Path) -> np.ndarray:
     arr = np.asarray(img, dtype=np.float64)
     if img.mode == "F":
         if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
-            raise DataError(f"{path} is a float image with values {arr.min():g}..{arr.max():g}; {PIXEL_RULE}")
+            raise DataError(
+                f"{path} is a float image with values {arr.min():g}..{arr.max():g}; {PIXEL_RULE}"
+            )
         return arr
     if arr.min() < 0 or arr.max() > 65535:
-        raise DataError(f"{path} holds 32-bit pixel values {arr.min():g}..{arr.max():g}; {PIXEL_RULE}")
+        raise DataError(
+            f"{path} holds 32-bit pixel values {arr.min():g}..{arr.max():g}; {PIXEL_RULE}"
+        )
     return arr / 65535.0
 
 
@@ -491,8 +570,10 @@ def _load_folder_split(split_dir: Path, size: int) -> tuple[np.ndarray, np.ndarr
         class_dir = _find_child(split_dir, name)
         if class_dir is None:
             present = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
-            raise DataError(f"class folder {split_dir / name} is missing (found: {', '.join(present) or 'none'}); "
-                            f"each split needs both {' and '.join(CLASS_NAMES)} folders")
+            raise DataError(
+                f"class folder {split_dir / name} is missing (found: {', '.join(present) or 'none'}); "
+                f"each split needs both {' and '.join(CLASS_NAMES)} folders"
+            )
         files = _image_files(class_dir)
         if not files:
             raise DataError(f"class folder {class_dir} holds no .jpeg/.jpg/.png images")
@@ -500,8 +581,13 @@ def _load_folder_split(split_dir: Path, size: int) -> tuple[np.ndarray, np.ndarr
 
         from neurocxr.validation import show_progress
 
-        bar = tqdm(files, desc=f"reading {split_dir.name}/{class_dir.name}", unit="image", leave=False,
-                   disable=not show_progress() or len(files) < 200)
+        bar = tqdm(
+            files,
+            desc=f"reading {split_dir.name}/{class_dir.name}",
+            unit="image",
+            leave=False,
+            disable=not show_progress() or len(files) < 200,
+        )
         for f in bar:
             images.append(_read_image(f, size))
             labels.append(label)
@@ -511,7 +597,9 @@ def _load_folder_split(split_dir: Path, size: int) -> tuple[np.ndarray, np.ndarr
 
 _PATIENT_PATTERNS = (
     re.compile(r"^(person\d+)_", re.IGNORECASE),  # Kermany pneumonia: person1000_bacteria_2931.jpeg
-    re.compile(r"^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE),  # Kermany normals: IM-0115-0001, NORMAL2-IM-1427-0001
+    re.compile(
+        r"^((?:NORMAL2-)?IM-\d+)-", re.IGNORECASE
+    ),  # Kermany normals: IM-0115-0001, NORMAL2-IM-1427-0001
 )
 
 
@@ -525,8 +613,9 @@ def patient_id(file_name: str) -> str | None:
     return None
 
 
-def _patient_split(labels: np.ndarray, names: list[str], fraction: float,
-                   seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _patient_split(
+    labels: np.ndarray, names: list[str], fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Indices (keep, held_out) holding out ``fraction`` of each class's patients, every image of a
     patient on one side; None when a file name carries no patient id (then split by image)."""
     groups = [patient_id(n) for n in names]
@@ -545,7 +634,9 @@ def _patient_split(labels: np.ndarray, names: list[str], fraction: float,
     return np.setdiff1d(np.arange(labels.size), held_idx), held_idx
 
 
-def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices (keep, held_out) with ``fraction`` of each class (at least one) held out."""
     rng = np.random.default_rng(seed)
     held: list[np.ndarray] = []
@@ -559,8 +650,9 @@ def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[n
     return keep_idx, held_idx
 
 
-def load_folder(root: str | Path, image_size: int = 28, *, val_fraction: float = 0.1,
-                seed: int = 0) -> DataSplits:
+def load_folder(
+    root: str | Path, image_size: int = 28, *, val_fraction: float = 0.1, seed: int = 0
+) -> DataSplits:
     """Load Kermany-layout folders ``<root>/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg|jpg|png``.
 
     Images of any size, RGB or gray, become gray, centre-cropped to a square and resized to
@@ -575,8 +667,10 @@ def load_folder(root: str | Path, image_size: int = 28, *, val_fraction: float =
     split_dirs = {s: _find_child(root, s) for s in SPLITS}
     for s in ("train", "test"):
         if split_dirs[s] is None:
-            raise DataError(f"split folder {root / s} is missing; expected {root}/{{train,val,test}}/"
-                            f"{{NORMAL,PNEUMONIA}}/ with images (val/ is optional)")
+            raise DataError(
+                f"split folder {root / s} is missing; expected {root}/{{train,val,test}}/"
+                f"{{NORMAL,PNEUMONIA}}/ with images (val/ is optional)"
+            )
     loaded = {s: _load_folder_split(d, image_size) for s, d in split_dirs.items() if d is not None}
     source = f"Kermany folders {root} (resized to {image_size}x{image_size})"
     if "val" not in loaded:
@@ -584,13 +678,19 @@ def load_folder(root: str | Path, image_size: int = 28, *, val_fraction: float =
         # By patient where the file names say who it is (Kermany's do): a patient's images, and the
         # duplicate files of one image, never sit on both sides, so validation sees unseen patients.
         by_patient = _patient_split(labels, names, val_fraction, seed)
-        keep, held = by_patient if by_patient is not None else _stratified_split(labels, val_fraction, seed)
+        keep, held = (
+            by_patient if by_patient is not None else _stratified_split(labels, val_fraction, seed)
+        )
         if held.size == 0:
-            raise DataError(f"{root}/train is too small to carve a validation split from; add a val/ folder")
+            raise DataError(
+                f"{root}/train is too small to carve a validation split from; add a val/ folder"
+            )
         loaded["train"] = (imgs[keep], labels[keep], [names[i] for i in keep])
         loaded["val"] = (imgs[held], labels[held], [names[i] for i in held])
         unit = "patients" if by_patient is not None else "images"
-        source += f"; no val/ folder, val = stratified {val_fraction:.0%} of train {unit} (seed {seed})"
+        source += (
+            f"; no val/ folder, val = stratified {val_fraction:.0%} of train {unit} (seed {seed})"
+        )
     datasets = {
         s: ImageDataset(_uint8_to_float(imgs), torch.from_numpy(labels), s, source)
         for s, (imgs, labels, _names) in loaded.items()
@@ -603,8 +703,9 @@ def load_folder(root: str | Path, image_size: int = 28, *, val_fraction: float =
 # --------------------------------------------------------------------------------------------
 
 
-def synthetic_splits(image_size: int = 28, n_train: int = 600, n_val: int = 150, n_test: int = 150,
-                     seed: int = 0) -> DataSplits:
+def synthetic_splits(
+    image_size: int = 28, n_train: int = 600, n_val: int = 150, n_test: int = 150, seed: int = 0
+) -> DataSplits:
     """Synthetic chest X-ray phantoms (50% pneumonia in every split), deterministic in ``seed``."""
     from neurocxr.phantoms import generate_phantoms
 
@@ -613,8 +714,13 @@ def synthetic_splits(image_size: int = 28, n_train: int = 600, n_val: int = 150,
     datasets = {}
     for k, (split, n) in enumerate(zip(SPLITS, (n_train, n_val, n_test))):
         imgs, labels = generate_phantoms(n, image_size, seed=(seed, k), pneumonia_fraction=0.5)
-        datasets[split] = ImageDataset(torch.from_numpy(imgs).unsqueeze(1), torch.from_numpy(labels),
-                                       split, source, synthetic=True)
+        datasets[split] = ImageDataset(
+            torch.from_numpy(imgs).unsqueeze(1),
+            torch.from_numpy(labels),
+            split,
+            source,
+            synthetic=True,
+        )
     return DataSplits(**datasets)
 
 
@@ -638,8 +744,13 @@ def resolve_data_source(path: str | Path | None) -> str | Path | None:
     return None
 
 
-def load_dataset(source: str | Path | None = None, image_size: int = 28, *, synthetic_ok: bool = True,
-                 seed: int = 0) -> DataSplits:
+def load_dataset(
+    source: str | Path | None = None,
+    image_size: int = 28,
+    *,
+    synthetic_ok: bool = True,
+    seed: int = 0,
+) -> DataSplits:
     """Load splits from ``source``: None (resolved via `resolve_data_source`), "synthetic", a folder
     (Kermany layout) or an npz file. With ``synthetic_ok=False``, finding no data is a DataError
     instead of a fall-back to phantoms (an explicit "synthetic" is still honoured).
@@ -647,15 +758,19 @@ def load_dataset(source: str | Path | None = None, image_size: int = 28, *, synt
     resolved = resolve_data_source(source)
     if resolved is None:
         if not synthetic_ok:
-            raise DataError("no data found: pass a path to pneumoniamnist.npz or a Kermany folder, set "
-                            "NEUROCXR_DATA, or run `neurocxr data fetch` (downloads to ~/.medmnist)")
+            raise DataError(
+                "no data found: pass a path to pneumoniamnist.npz or a Kermany folder, set "
+                "NEUROCXR_DATA, or run `neurocxr data fetch` (downloads to ~/.medmnist)"
+            )
         return _with_origin(synthetic_splits(image_size, seed=seed), "synthetic")
     if resolved == "synthetic":
         return _with_origin(synthetic_splits(image_size, seed=seed), "synthetic")
     path = Path(resolved)
     if not path.exists():
-        raise DataError(f"data path {path} does not exist; pass an existing npz file or image folder "
-                        f"(check NEUROCXR_DATA)")
+        raise DataError(
+            f"data path {path} does not exist; pass an existing npz file or image folder "
+            f"(check NEUROCXR_DATA)"
+        )
     if path.is_dir():
         return _with_origin(load_folder(path, image_size, seed=seed), str(path.resolve()))
     return _with_origin(load_npz(path, image_size), str(path.resolve()))
@@ -702,9 +817,13 @@ def check_data_path(data: str | Path | None, where: str = "--data") -> None:
         return
     kind = file_kind(resolved)
     if kind == "missing":
-        raise DataError(f"{where} {resolved} does not exist; give an existing PneumoniaMNIST .npz or Kermany folder")
+        raise DataError(
+            f"{where} {resolved} does not exist; give an existing PneumoniaMNIST .npz or Kermany folder"
+        )
     if kind in ("checkpoint", "nir", "netx", "hdf5", "onnx", "toml", "image"):
-        raise DataError(f"{where} {resolved} {describe_file(resolved)}; a data set is a PneumoniaMNIST .npz or a Kermany folder")
+        raise DataError(
+            f"{where} {resolved} {describe_file(resolved)}; a data set is a PneumoniaMNIST .npz or a Kermany folder"
+        )
 
 
 def data_for_checkpoint(data: str | Path | None, metadata: dict[str, Any]) -> str | Path | None:
@@ -735,7 +854,9 @@ def fetch_pneumoniamnist(size: int = 28, root: Path = DEFAULT_MEDMNIST_ROOT) -> 
     Needs network access; does nothing but verify when the file is already there.
     """
     if size not in MEDMNIST_SIZES:
-        raise DataError(f"PneumoniaMNIST comes in sizes {', '.join(map(str, MEDMNIST_SIZES))}, not {size}")
+        raise DataError(
+            f"PneumoniaMNIST comes in sizes {', '.join(map(str, MEDMNIST_SIZES))}, not {size}"
+        )
     root = Path(root).expanduser()
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -744,12 +865,16 @@ def fetch_pneumoniamnist(size: int = 28, root: Path = DEFAULT_MEDMNIST_ROOT) -> 
     try:
         import medmnist
     except ImportError as exc:  # pragma: no cover - medmnist is a declared dependency
-        raise DataError("the medmnist package is needed to download PneumoniaMNIST: pip install medmnist") from exc
+        raise DataError(
+            "the medmnist package is needed to download PneumoniaMNIST: pip install medmnist"
+        ) from exc
     try:
         medmnist.PneumoniaMNIST(split="train", download=True, size=size, root=str(root))
     except Exception as exc:  # medmnist raises bare RuntimeError with a multi-line hint
-        raise DataError(f"downloading PneumoniaMNIST ({size}x{size}) to {root} failed: "
-                        f"{' '.join(str(exc).split())}") from exc
+        raise DataError(
+            f"downloading PneumoniaMNIST ({size}x{size}) to {root} failed: "
+            f"{' '.join(str(exc).split())}"
+        ) from exc
     flag = "" if size == 28 else f"_{size}"
     path = root / f"pneumoniamnist{flag}.npz"
     if not path.is_file():
@@ -768,9 +893,7 @@ def info(path: str | Path | None, image_size: int | None = None) -> dict[str, An
         "source": splits.source,
         "synthetic": splits.synthetic,
         "image_size": splits.image_size,
-        "splits": {
-            ds.split: {"total": len(ds), **ds.class_counts()} for ds in splits
-        },
+        "splits": {ds.split: {"total": len(ds), **ds.class_counts()} for ds in splits},
     }
 
 

@@ -130,8 +130,15 @@ class OperatingPoint:
     chip_test: dict[str, float] | None = None
 
     @classmethod
-    def choose(cls, run: RunResult, program: LoihiProgram | None, labels: np.ndarray, *, rule: str = "youden",
-               float_threshold: float | None = None) -> OperatingPoint:
+    def choose(
+        cls,
+        run: RunResult,
+        program: LoihiProgram | None,
+        labels: np.ndarray,
+        *,
+        rule: str = "youden",
+        float_threshold: float | None = None,
+    ) -> OperatingPoint:
         """Choose on a validation run: ``rule`` (youden / f1 / fixed) on the readout difference."""
         y = np.asarray(labels)
         d = readout_difference(run)
@@ -153,10 +160,19 @@ class OperatingPoint:
         """1 (pneumonia) where ``d >= readout_threshold``, else 0."""
         return (readout_difference(run) >= self.readout_threshold).astype(np.int64)
 
-    def with_test(self, *, prediction_changed_fraction: float, float_test: dict[str, float],
-                  chip_test: dict[str, float]) -> OperatingPoint:
-        return replace(self, test_prediction_changed_fraction=prediction_changed_fraction, float_test=float_test,
-                       chip_test=chip_test)
+    def with_test(
+        self,
+        *,
+        prediction_changed_fraction: float,
+        float_test: dict[str, float],
+        chip_test: dict[str, float],
+    ) -> OperatingPoint:
+        return replace(
+            self,
+            test_prediction_changed_fraction=prediction_changed_fraction,
+            float_test=float_test,
+            chip_test=chip_test,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The ``operating_point`` of the energy report's JSON (the keys it has always had)."""
@@ -168,8 +184,11 @@ class OperatingPoint:
             "val_metrics": self.val_metrics,
         }
         if self.test_prediction_changed_fraction is not None:
-            out.update(test_prediction_changed_fraction=self.test_prediction_changed_fraction,
-                       float_test=self.float_test, chip_test=self.chip_test)
+            out.update(
+                test_prediction_changed_fraction=self.test_prediction_changed_fraction,
+                float_test=self.float_test,
+                chip_test=self.chip_test,
+            )
         return out
 
 
@@ -189,9 +208,14 @@ class LavaParity:
     simulator: str = LAVA_SIMULATOR
 
     def to_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples, "identical": self.identical, "layers_identical": list(self.layers_identical),
-                "readout_identical": self.readout_identical, "lava_seconds": self.lava_seconds,
-                "simulator": self.simulator}
+        return {
+            "samples": self.samples,
+            "identical": self.identical,
+            "layers_identical": list(self.layers_identical),
+            "readout_identical": self.readout_identical,
+            "lava_seconds": self.lava_seconds,
+            "simulator": self.simulator,
+        }
 
 
 @dataclass
@@ -227,7 +251,10 @@ class ParityReport:
         if self.operating_point is not None:
             out["operating_point"] = self.operating_point.to_dict()
         if self.float_threshold_accuracy is not None:
-            out.update(float_threshold_accuracy=self.float_threshold_accuracy, float_threshold=self.float_threshold)
+            out.update(
+                float_threshold_accuracy=self.float_threshold_accuracy,
+                float_threshold=self.float_threshold,
+            )
         return out
 
 
@@ -277,8 +304,12 @@ class ExportInput:
     num_steps: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "encoding": self.encoding, "input_scale": self.input_scale,
-                "num_steps": self.num_steps}
+        return {
+            "kind": self.kind,
+            "encoding": self.encoding,
+            "input_scale": self.input_scale,
+            "num_steps": self.num_steps,
+        }
 
 
 @dataclass
@@ -350,7 +381,9 @@ class EncodedImages:
     def float_input(self) -> torch.Tensor:
         if self._float_input is None:
             if self.config is None:
-                raise NeurocxrError("no model config to encode images with; pass spike trains to run()")
+                raise NeurocxrError(
+                    "no model config to encode images with; pass spike trains to run()"
+                )
             self._float_input = encoded_inputs(self.config, self.images, seed=self.seed)
         return self._float_input
 
@@ -362,22 +395,40 @@ class EncodedImages:
 # Backends: the program says what, a backend says how
 
 
-def _run_emulator(dep: Deployment, x: np.ndarray, *, record: bool, progress: bool, raw_bias: bool = False) -> RunResult:
+def _run_emulator(
+    dep: Deployment, x: np.ndarray, *, record: bool, progress: bool, raw_bias: bool = False
+) -> RunResult:
     return emulate(dep.program, x, record=record, progress=progress, raw_bias=raw_bias)
 
 
-def _run_lava(dep: Deployment, x: np.ndarray, *, record: bool, progress: bool, raw_bias: bool = False) -> RunResult:
+def _run_lava(
+    dep: Deployment, x: np.ndarray, *, record: bool, progress: bool, raw_bias: bool = False
+) -> RunResult:
     from neurocxr.hardware_sims.lava import run_lava  # the one module that imports Lava
 
     if dep.netx_path is not None:
-        return run_lava(dep.netx_path, x, num_steps=dep.program.num_steps, program=dep.program, record=record,
-                        progress=progress, raw_bias=raw_bias)
+        return run_lava(
+            dep.netx_path,
+            x,
+            num_steps=dep.program.num_steps,
+            program=dep.program,
+            record=record,
+            progress=progress,
+            raw_bias=raw_bias,
+        )
     from neurocxr.exporters.netx import write_netx
 
     with tempfile.TemporaryDirectory(prefix="neurocxr-netx-") as tmp:
         path = write_netx(dep.program, Path(tmp) / "model.net")
-        return run_lava(path, x, num_steps=dep.program.num_steps, program=dep.program, record=record,
-                        progress=progress, raw_bias=raw_bias)
+        return run_lava(
+            path,
+            x,
+            num_steps=dep.program.num_steps,
+            program=dep.program,
+            record=record,
+            progress=progress,
+            raw_bias=raw_bias,
+        )
 
 
 Backend = Callable[..., RunResult]
@@ -407,8 +458,13 @@ class Deployment:
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
-    def from_checkpoint(cls, model: str | Path | nn.Module | LoadedModel, *, allow_clipping: bool = False,
-                        num_steps: int | None = None) -> Deployment:
+    def from_checkpoint(
+        cls,
+        model: str | Path | nn.Module | LoadedModel,
+        *,
+        allow_clipping: bool = False,
+        num_steps: int | None = None,
+    ) -> Deployment:
         """Checkpoint (or model, or LoadedModel) -> NIR graph -> quantised LoihiProgram; refuses a
         program that does not fit the chip. ``num_steps`` runs the same network for fewer/more
         steps (reading out early)."""
@@ -419,11 +475,21 @@ class Deployment:
         program.validate()
         resources = estimate_resources(program)
         check_fits(resources)
-        return cls(program=program, graph=graph, loaded=loaded, resources=resources, export_seconds=seconds)
+        return cls(
+            program=program, graph=graph, loaded=loaded, resources=resources, export_seconds=seconds
+        )
 
     @classmethod
-    def from_nir(cls, graph: str | Path | nir.NIRGraph, *, dt: float | None = None, num_steps: int | None = None,
-                 encoding: str | None = None, allow_clipping: bool = False, check_fit: bool = True) -> Deployment:
+    def from_nir(
+        cls,
+        graph: str | Path | nir.NIRGraph,
+        *,
+        dt: float | None = None,
+        num_steps: int | None = None,
+        encoding: str | None = None,
+        allow_clipping: bool = False,
+        check_fit: bool = True,
+    ) -> Deployment:
         """A NIR graph (or .nir file, from any tool) -> LoihiProgram. ``dt``/``num_steps`` as in
         `neurocxr.exporters.loihi.nir_to_program` (the graph's metadata wins; neither -> ExportError).
         ``check_fit=False`` leaves the chip-capacity check (`check_fits`) to the caller."""
@@ -434,23 +500,35 @@ class Deployment:
             name = Path(graph).name
             graph = read_nir(Path(graph))
         t0 = time.perf_counter()
-        program = nir_to_program(graph, encoding=encoding, num_steps=None if num_steps is None else int(num_steps),
-                                 dt=dt, options=QuantisationOptions(allow_clipping=allow_clipping))
+        program = nir_to_program(
+            graph,
+            encoding=encoding,
+            num_steps=None if num_steps is None else int(num_steps),
+            dt=dt,
+            options=QuantisationOptions(allow_clipping=allow_clipping),
+        )
         seconds = time.perf_counter() - t0
         resources = estimate_resources(program)
         if check_fit:
             check_fits(resources)
-        return cls(program=program, graph=graph, resources=resources, name=name, export_seconds=seconds)
+        return cls(
+            program=program, graph=graph, resources=resources, name=name, export_seconds=seconds
+        )
 
     @classmethod
-    def from_netx(cls, path: str | Path, *, num_steps: int | None = None,
-                  input_scale: float | None = None) -> Deployment:
+    def from_netx(
+        cls, path: str | Path, *, num_steps: int | None = None, input_scale: float | None = None
+    ) -> Deployment:
         """A netx HDF5 file (ours or lava-dl's) -> LoihiProgram; Lava runs the file itself."""
         from neurocxr.exporters.netx import read_netx
 
         program = read_netx(path, num_steps=num_steps, input_scale=input_scale)
-        return cls(program=program, resources=estimate_resources(program), netx_path=Path(path),
-                   name=Path(path).name)
+        return cls(
+            program=program,
+            resources=estimate_resources(program),
+            netx_path=Path(path),
+            name=Path(path).name,
+        )
 
     # -- what it is ----------------------------------------------------------------------------
 
@@ -479,11 +557,18 @@ class Deployment:
         Integer images follow the one pixel rule (`neurocxr.validation.images_to_unit_range`: uint8
         / 255, uint16 / 65535); float images are taken as they are, in [0, 1]."""
         if isinstance(images, torch.Tensor):
-            tensor = images if images.dtype.is_floating_point else torch.from_numpy(self._unit_range(images))
+            tensor = (
+                images
+                if images.dtype.is_floating_point
+                else torch.from_numpy(self._unit_range(images))
+            )
         else:
             arr = np.asarray(images)
-            tensor = torch.from_numpy(np.ascontiguousarray(arr if np.issubdtype(arr.dtype, np.floating)
-                                                           else self._unit_range(arr)))
+            tensor = torch.from_numpy(
+                np.ascontiguousarray(
+                    arr if np.issubdtype(arr.dtype, np.floating) else self._unit_range(arr)
+                )
+            )
         return EncodedImages(tensor, self.loaded.config if self.loaded is not None else None, seed)
 
     @staticmethod
@@ -499,8 +584,15 @@ class Deployment:
             return inputs.detach().cpu().numpy()
         return np.asarray(inputs)
 
-    def run(self, inputs: EncodedImages | np.ndarray | torch.Tensor, *, backend: str = "emulator",
-            record: bool = False, progress: bool = False, raw_bias: bool = False) -> RunResult:
+    def run(
+        self,
+        inputs: EncodedImages | np.ndarray | torch.Tensor,
+        *,
+        backend: str = "emulator",
+        record: bool = False,
+        progress: bool = False,
+        raw_bias: bool = False,
+    ) -> RunResult:
         """Run a batch on ``backend`` ("emulator": bit-exact, fast; "lava": Lava's fixed_pt models).
 
         ``inputs``: `encode`'s result, or what the program takes: images ``[B, C, H, W]`` (bias
@@ -510,8 +602,12 @@ class Deployment:
         try:
             runner = BACKENDS[backend]
         except KeyError:
-            raise SimulationError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}") from None
-        return runner(self, self.chip_input(inputs), record=record, progress=progress, raw_bias=raw_bias)
+            raise SimulationError(
+                f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}"
+            ) from None
+        return runner(
+            self, self.chip_input(inputs), record=record, progress=progress, raw_bias=raw_bias
+        )
 
     def scores(self, run: RunResult) -> np.ndarray:
         """Chip scores in (0, 1) (`chip_scores`)."""
@@ -530,8 +626,14 @@ class Deployment:
 
     # -- judging -------------------------------------------------------------------------------
 
-    def operating_point(self, images: torch.Tensor | EncodedImages, labels: torch.Tensor | np.ndarray, *,
-                        seed: int = 0, progress: bool | None = None) -> OperatingPoint:
+    def operating_point(
+        self,
+        images: torch.Tensor | EncodedImages,
+        labels: torch.Tensor | np.ndarray,
+        *,
+        seed: int = 0,
+        progress: bool | None = None,
+    ) -> OperatingPoint:
         """The chip's decision threshold, chosen on validation ``images`` exactly as the float
         model's was (same rule, on the emulator's scores instead of the float model's), so that
         float-vs-chip differences in sensitivity/specificity come from quantisation only."""
@@ -540,11 +642,23 @@ class Deployment:
         x = images if isinstance(images, EncodedImages) else self.encode(images, seed=seed)
         run = self.run(x, progress=show_progress(progress))
         y = labels.numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-        return OperatingPoint.choose(run, self.program, y, rule=threshold_method(self.loaded),
-                                     float_threshold=self.loaded.threshold if self.loaded is not None else None)
+        return OperatingPoint.choose(
+            run,
+            self.program,
+            y,
+            rule=threshold_method(self.loaded),
+            float_threshold=self.loaded.threshold if self.loaded is not None else None,
+        )
 
-    def parity(self, images: torch.Tensor | EncodedImages, labels: torch.Tensor | np.ndarray, *,
-               lava_samples: int = 0, seed: int = 0, progress: bool | None = None) -> tuple[ParityReport, RunResult]:
+    def parity(
+        self,
+        images: torch.Tensor | EncodedImages,
+        labels: torch.Tensor | np.ndarray,
+        *,
+        lava_samples: int = 0,
+        seed: int = 0,
+        progress: bool | None = None,
+    ) -> tuple[ParityReport, RunResult]:
         """Float model vs emulator on ``images``; emulator vs Lava on the first ``lava_samples``
         (needs a netx file: `write` first, or a deployment from one). Returns (report, the
         emulator's RunResult over all images). Both models see the same encoded input."""
@@ -554,17 +668,25 @@ class Deployment:
         loaded = self._loaded()
         x = images if isinstance(images, EncodedImages) else self.encode(images, seed=seed)
         if x.samples == 0:
-            raise NeurocxrError("parity needs at least one sample; raise --max-samples or use a non-empty split")
+            raise NeurocxrError(
+                "parity needs at least one sample; raise --max-samples or use a non-empty split"
+            )
         check_finite_inputs(x.images, "images")
         y = labels.numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
         with torch.no_grad():
-            logits = [loaded.model(x.float_input[:, start : start + 128]).logits for start in range(0, x.samples, 128)]
+            logits = [
+                loaded.model(x.float_input[:, start : start + 128]).logits
+                for start in range(0, x.samples, 128)
+            ]
             all_logits = torch.cat(logits).float()
             float_pred = all_logits.argmax(1).numpy()
             p_pneumonia = torch.softmax(all_logits, 1)[:, 1].numpy()
         threshold = getattr(loaded, "threshold", None)
-        at_threshold = (float(np.mean((p_pneumonia >= threshold).astype(np.int64) == y))
-                        if threshold is not None and np.isfinite(threshold) else None)
+        at_threshold = (
+            float(np.mean((p_pneumonia >= threshold).astype(np.int64) == y))
+            if threshold is not None and np.isfinite(threshold)
+            else None
+        )
         t0 = time.perf_counter()
         emu = self.run(x, progress=progress)
         emu_seconds = time.perf_counter() - t0
@@ -584,7 +706,9 @@ class Deployment:
         )
         return report, emu
 
-    def lava_parity(self, inputs: EncodedImages | np.ndarray, n: int, *, progress: bool = False) -> LavaParity:
+    def lava_parity(
+        self, inputs: EncodedImages | np.ndarray, n: int, *, progress: bool = False
+    ) -> LavaParity:
         """Run the first ``n`` samples on Lava and on the emulator; compare every layer's spikes."""
         x_chip = self.chip_input(inputs)
         sub = x_chip[:n] if self.program.input_kind == "bias" else x_chip[:, :n]
@@ -592,30 +716,61 @@ class Deployment:
         t0 = time.perf_counter()
         lava = self.run(sub, backend="lava", record=True, progress=progress)
         seconds = time.perf_counter() - t0
-        layers_equal = [bool(np.array_equal(a, b)) for a, b in zip(emu.layer_spikes or [], lava.layer_spikes or [])]
+        layers_equal = [
+            bool(np.array_equal(a, b))
+            for a, b in zip(emu.layer_spikes or [], lava.layer_spikes or [])
+        ]
         readout_equal = (emu.readout is None and lava.readout is None) or bool(
-            emu.readout is not None and lava.readout is not None and np.array_equal(emu.readout, lava.readout))
-        return LavaParity(samples=int(n), identical=bool(all(layers_equal) and readout_equal and len(layers_equal) > 0),
-                          layers_identical=layers_equal, readout_identical=readout_equal, lava_seconds=seconds)
+            emu.readout is not None
+            and lava.readout is not None
+            and np.array_equal(emu.readout, lava.readout)
+        )
+        return LavaParity(
+            samples=int(n),
+            identical=bool(all(layers_equal) and readout_equal and len(layers_equal) > 0),
+            layers_identical=layers_equal,
+            readout_identical=readout_equal,
+            lava_seconds=seconds,
+        )
 
-    def energy(self, run: RunResult | Sequence[LayerCounts], profiles: Sequence[str | DeviceProfile], *,
-               model: str | None = None) -> list[EnergyEstimate]:
+    def energy(
+        self,
+        run: RunResult | Sequence[LayerCounts],
+        profiles: Sequence[str | DeviceProfile],
+        *,
+        model: str | None = None,
+    ) -> list[EnergyEstimate]:
         """Energy per inference of ``run``'s counts on each device profile (mean per sample)."""
         from neurocxr.energy.estimate import estimate_energy
 
         counts = list(run.counts if isinstance(run, RunResult) else run)
-        return [estimate_energy(counts, p, model=self.name if model is None else model) for p in profiles]
+        return [
+            estimate_energy(counts, p, model=self.name if model is None else model)
+            for p in profiles
+        ]
 
     # -- reporting -----------------------------------------------------------------------------
 
     def export_input(self, encoding: str) -> ExportInput:
-        return ExportInput(kind=self.program.input_kind, encoding=encoding, input_scale=self.program.input_scale,
-                           num_steps=self.program.num_steps)
+        return ExportInput(
+            kind=self.program.input_kind,
+            encoding=encoding,
+            input_scale=self.program.input_scale,
+            num_steps=self.program.num_steps,
+        )
 
-    def export_report(self, parity: ParityReport | GraphParityReport, *, encoding: str,
-                      files: dict[str, Path] | None = None, model: str | None = None,
-                      config: dict[str, Any] | None = None, source: dict[str, Any] | None = None,
-                      warnings: list[str] | None = None, provenance: dict[str, Any] | None = None) -> ExportReport:
+    def export_report(
+        self,
+        parity: ParityReport | GraphParityReport,
+        *,
+        encoding: str,
+        files: dict[str, Path] | None = None,
+        model: str | None = None,
+        config: dict[str, Any] | None = None,
+        source: dict[str, Any] | None = None,
+        warnings: list[str] | None = None,
+        provenance: dict[str, Any] | None = None,
+    ) -> ExportReport:
         """The one export report builder (export_report.json / .md), for checkpoints and NIR files."""
         if self.resources is None:
             self.resources = estimate_resources(self.program)

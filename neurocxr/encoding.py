@@ -77,7 +77,9 @@ def latency_encode(
     else:
         if threshold <= 0.0:
             raise ValueError("logarithmic latency coding (linear=False) needs threshold > 0")
-        floor = max(threshold, torch.finfo(x.dtype).tiny)  # a float64 threshold may underflow float32
+        floor = max(
+            threshold, torch.finfo(x.dtype).tiny
+        )  # a float64 threshold may underflow float32
         t = torch.log(x.clamp_min(floor)) / math.log(floor) * last
     # Non-firing pixels may give inf/nan times (0 * inf); they are masked out below anyway.
     t = torch.nan_to_num(t, nan=float(last), posinf=float(last), neginf=0.0)
@@ -93,7 +95,9 @@ def direct_encode(images: torch.Tensor, num_steps: int) -> torch.Tensor:
     return x.unsqueeze(0).repeat(num_steps, *([1] * x.ndim))
 
 
-def encode(images: torch.Tensor, encoding: str, num_steps: int, *, seed: int | None = None) -> torch.Tensor:
+def encode(
+    images: torch.Tensor, encoding: str, num_steps: int, *, seed: int | None = None
+) -> torch.Tensor:
     """Encode with the named scheme ("direct", "rate" or "latency") using default parameters."""
     if encoding == "direct":
         return direct_encode(images, num_steps)

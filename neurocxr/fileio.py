@@ -121,9 +121,13 @@ def staged_output(out_dir: str | Path, files: Iterable[str], force: bool) -> Ite
     while not anchor.exists():
         anchor = anchor.parent
     try:
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name or 'out'}.", suffix=".staging", dir=anchor))
+        stage = Path(
+            tempfile.mkdtemp(prefix=f".{out.name or 'out'}.", suffix=".staging", dir=anchor)
+        )
     except OSError as exc:
-        raise NeurocxrError(f"cannot write under {anchor} ({exc.strerror or exc}); choose another -o folder") from None
+        raise NeurocxrError(
+            f"cannot write under {anchor} ({exc.strerror or exc}); choose another -o folder"
+        ) from None
     try:
         yield stage
         staged = sorted(p for p in stage.rglob("*") if not p.is_dir())
@@ -140,7 +144,9 @@ def staged_output(out_dir: str | Path, files: Iterable[str], force: bool) -> Ite
                         os.replace(item, target)
                     moved = True
                 except OSError as exc:
-                    raise NeurocxrError(f"cannot move the outputs into {out} ({exc.strerror or exc})") from None
+                    raise NeurocxrError(
+                        f"cannot move the outputs into {out} ({exc.strerror or exc})"
+                    ) from None
         except KeyboardInterrupt:
             if not moved:
                 raise
@@ -158,7 +164,9 @@ def _refuse_existing(out: Path, names: Iterable[str], force: bool) -> None:
         )
     folders = [f for f in existing if (out / f).is_dir()]
     if folders:
-        raise NeurocxrError(f"{out}: {', '.join(folders)} is a folder where a file goes; remove it or choose another -o folder")
+        raise NeurocxrError(
+            f"{out}: {', '.join(folders)} is a folder where a file goes; remove it or choose another -o folder"
+        )
 
 
 @contextlib.contextmanager
@@ -172,7 +180,10 @@ def _sigint_deferred() -> Iterator[None]:
     previous = signal.getsignal(signal.SIGINT)
     try:
         signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum, frame)))
-    except (ValueError, OSError):  # not allowed here (e.g. embedded interpreter): move without deferral
+    except (
+        ValueError,
+        OSError,
+    ):  # not allowed here (e.g. embedded interpreter): move without deferral
         yield
         return
     try:

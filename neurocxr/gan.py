@@ -54,7 +54,9 @@ class SganConfig:
     """Sizes and schedule of the Double SGAN (defaults: a few CPU minutes)."""
 
     z_dim: int = 64
-    width: int = 32  # generator channels at 7x7 (halved per upsampling); discriminators start at width/2
+    width: int = (
+        32  # generator channels at 7x7 (halved per upsampling); discriminators start at width/2
+    )
     steps: int = 300
     batch_size: int = 32
     lr_g: float = 1e-4
@@ -113,9 +115,13 @@ class DoubleSganGenerator(nn.Module):
         self.project = spectral_norm(nn.Linear(z_dim, width * 7 * 7))
         self.stage1 = nn.Sequential(_up_block(width, width // 2), SelfAttention(width // 2))
         self.to_image1 = spectral_norm(nn.Conv2d(width // 2, 1, 3, padding=1))
-        self.stage2 = nn.Sequential(_up_block(width // 2, width // 4), SelfAttention(width // 4, pool=2),
-                                    spectral_norm(nn.Conv2d(width // 4, width // 4, 3, padding=1)),
-                                    nn.BatchNorm2d(width // 4), nn.ReLU(inplace=True))
+        self.stage2 = nn.Sequential(
+            _up_block(width // 2, width // 4),
+            SelfAttention(width // 4, pool=2),
+            spectral_norm(nn.Conv2d(width // 4, width // 4, 3, padding=1)),
+            nn.BatchNorm2d(width // 4),
+            nn.ReLU(inplace=True),
+        )
         self.to_image2 = spectral_norm(nn.Conv2d(width // 4, 1, 3, padding=1))
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,7 +139,10 @@ class SnDiscriminator(nn.Module):
         layers: list[nn.Module] = []
         cin, cout = 1, width
         while side > 4:
-            layers += [spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.1, inplace=True)]
+            layers += [
+                spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)),
+                nn.LeakyReLU(0.1, inplace=True),
+            ]
             cin, cout, side = cout, cout * 2, side // 2
         layers += [spectral_norm(nn.Conv2d(cin, cin, 3, 1, 1)), nn.LeakyReLU(0.1, inplace=True)]
         self.features = nn.Sequential(*layers)
@@ -171,18 +180,24 @@ class DoubleSgan(nn.Module):
         return torch.cat(out).clamp_(0.0, 1.0)
 
 
-def train_sgan(images: torch.Tensor, config: SganConfig, *, progress: bool = False) -> tuple[DoubleSgan, list[dict[str, float]]]:
+def train_sgan(
+    images: torch.Tensor, config: SganConfig, *, progress: bool = False
+) -> tuple[DoubleSgan, list[dict[str, float]]]:
     """Train a Double SGAN on ``images`` [N, 1, 28, 28] in [0, 1]; returns the GAN and a loss log."""
     from tqdm.auto import tqdm
 
     if images.ndim != 4 or tuple(images.shape[1:]) != (1, 28, 28):
-        raise DataError(f"the Double SGAN trains on [N, 1, 28, 28] images, got {tuple(images.shape)}")
+        raise DataError(
+            f"the Double SGAN trains on [N, 1, 28, 28] images, got {tuple(images.shape)}"
+        )
     if images.shape[0] < 2:
         raise DataError("the Double SGAN needs at least 2 training images")
     torch.manual_seed(config.seed)
     gan = DoubleSgan(config)
     opt_g = torch.optim.Adam(gan.generator.parameters(), lr=config.lr_g, betas=(0.0, 0.9))
-    opt_d = torch.optim.Adam(list(gan.d14.parameters()) + list(gan.d28.parameters()), lr=config.lr_d, betas=(0.0, 0.9))
+    opt_d = torch.optim.Adam(
+        list(gan.d14.parameters()) + list(gan.d28.parameters()), lr=config.lr_d, betas=(0.0, 0.9)
+    )
     real_all = images.float() * 2.0 - 1.0
     rng = torch.Generator().manual_seed(config.seed)
     log: list[dict[str, float]] = []
@@ -194,8 +209,12 @@ def train_sgan(images: torch.Tensor, config: SganConfig, *, progress: bool = Fal
         z = torch.randn(config.batch_size, config.z_dim, generator=rng)
         fake14, fake28 = gan.generator(z)
         # Discriminators: hinge loss on both scales.
-        d_loss = (F.relu(1.0 - gan.d28(real28)).mean() + F.relu(1.0 + gan.d28(fake28.detach())).mean()
-                  + F.relu(1.0 - gan.d14(real14)).mean() + F.relu(1.0 + gan.d14(fake14.detach())).mean())
+        d_loss = (
+            F.relu(1.0 - gan.d28(real28)).mean()
+            + F.relu(1.0 + gan.d28(fake28.detach())).mean()
+            + F.relu(1.0 - gan.d14(real14)).mean()
+            + F.relu(1.0 + gan.d14(fake14.detach())).mean()
+        )
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
@@ -217,7 +236,9 @@ def save_grid(images: torch.Tensor, path: str | Path, *, columns: int = 8) -> Pa
     from neurocxr.fileio import atomic_write
 
     if images.ndim != 4 or images.shape[1] != 1 or images.shape[0] == 0:
-        raise ValueError(f"save_grid needs a non-empty [N, 1, H, W] batch, got {tuple(images.shape)}")
+        raise ValueError(
+            f"save_grid needs a non-empty [N, 1, H, W] batch, got {tuple(images.shape)}"
+        )
     n, _, h, w = images.shape
     cols = min(columns, n)
     rows = -(-n // cols)
@@ -225,14 +246,18 @@ def save_grid(images: torch.Tensor, path: str | Path, *, columns: int = 8) -> Pa
     pixels = (images[:, 0].clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
     for i in range(n):
         r, c = divmod(i, cols)
-        canvas[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = pixels[i]
+        canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = pixels[i]
     out = Path(path)
     atomic_write(out, lambda tmp: Image.fromarray(canvas, mode="L").save(tmp, format="PNG"))
     return out
 
 
 def balance_with_sgan(
-    splits: Any, config: SganConfig | None = None, out_dir: str | Path | None = None, *, prefix: str = "sgan",
+    splits: Any,
+    config: SganConfig | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    prefix: str = "sgan",
     progress: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Train the Double SGAN on the normal training images and append generated normal images until
@@ -247,14 +272,20 @@ def balance_with_sgan(
     config = config or SganConfig()
     train = splits.train
     if not isinstance(train, ImageDataset):
-        raise DataError(f"--balance sgan needs the training split as an ImageDataset, got {type(train).__name__}")
+        raise DataError(
+            f"--balance sgan needs the training split as an ImageDataset, got {type(train).__name__}"
+        )
     if train.image_size != 28:
-        raise DataError(f"--balance sgan is built for 28 px images; the data is {train.image_size} px")
+        raise DataError(
+            f"--balance sgan is built for 28 px images; the data is {train.image_size} px"
+        )
     labels = train.labels
     normal = train.images[labels == NORMAL]
     n_normal, n_pneumonia = int(normal.shape[0]), int((labels != NORMAL).sum())
     if n_normal < 2:
-        raise DataError(f"--balance sgan needs normal (class 0) training images to learn from; found {n_normal}")
+        raise DataError(
+            f"--balance sgan needs normal (class 0) training images to learn from; found {n_normal}"
+        )
     missing = max(n_pneumonia - n_normal, 0)
     started = time.perf_counter()
     gan, log = train_sgan(normal, config, progress=progress)
@@ -267,8 +298,12 @@ def balance_with_sgan(
         source=f"{train.source} + {missing} Double-SGAN normal images",
     )
     record: dict[str, Any] = {
-        "config": asdict(config), "seconds": seconds, "real_normal": n_normal, "real_pneumonia": n_pneumonia,
-        "generated": missing, "loss_log": log,
+        "config": asdict(config),
+        "seconds": seconds,
+        "real_normal": n_normal,
+        "real_pneumonia": n_pneumonia,
+        "generated": missing,
+        "loss_log": log,
         "generated_mean_intensity": float(generated.mean()) if missing else None,
         "real_normal_mean_intensity": float(normal.mean()),
     }

@@ -86,8 +86,11 @@ def install() -> None:
         return
     if not _installed and hasattr(os, "register_at_fork"):
         # registered late: ours runs first before a fork and last after it, around the others
-        os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                            after_in_child=_after_fork_in_child)
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=_after_fork_in_parent,
+            after_in_child=_after_fork_in_child,
+        )
         _installed = True
     if _installed and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _on_sigint)

@@ -91,13 +91,21 @@ def choose_threshold(y_true: np.ndarray, scores: np.ndarray, method: str = "youd
         return float(thresholds[best])
     if method == "f1":
         precision, recall, thresholds = skm.precision_recall_curve(y, s)
-        f1 = np.divide(2 * precision * recall, precision + recall,
-                       out=np.zeros_like(precision), where=(precision + recall) > 0)
+        f1 = np.divide(
+            2 * precision * recall,
+            precision + recall,
+            out=np.zeros_like(precision),
+            where=(precision + recall) > 0,
+        )
         return float(thresholds[int(np.argmax(f1[:-1]))])
-    raise ValueError(f"unknown threshold method {method!r}; choose one of {', '.join(THRESHOLD_METHODS)}")
+    raise ValueError(
+        f"unknown threshold method {method!r}; choose one of {', '.join(THRESHOLD_METHODS)}"
+    )
 
 
-def clinical_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> ClinicalMetrics:
+def clinical_metrics(
+    y_true: np.ndarray, scores: np.ndarray, threshold: float = 0.5
+) -> ClinicalMetrics:
     """All metrics at ``threshold`` (prediction = score >= threshold); AUC from the raw scores.
     AUC, Cohen's kappa and MCC are NaN when only one class is present (undefined)."""
     y, s = _as_binary_inputs(y_true, scores)
@@ -112,7 +120,9 @@ def clinical_metrics(y_true: np.ndarray, scores: np.ndarray, threshold: float = 
         f1=float(skm.f1_score(y, pred, pos_label=1, zero_division=0)),
         roc_auc=float(skm.roc_auc_score(y, s)) if two_classes else float("nan"),
         # Undefined with one class in y (sklearn would warn, and give MCC 0.0 as if it were measured).
-        cohen_kappa=float(skm.cohen_kappa_score(y, pred, labels=[0, 1])) if two_classes else float("nan"),
+        cohen_kappa=float(skm.cohen_kappa_score(y, pred, labels=[0, 1]))
+        if two_classes
+        else float("nan"),
         mcc=float(skm.matthews_corrcoef(y, pred)) if two_classes else float("nan"),
         confusion=[[int(tn), int(fp)], [int(fn), int(tp)]],
         threshold=float(threshold),

@@ -74,20 +74,26 @@ def _load_input(path: str | Path, program: Any) -> np.ndarray:
     try:
         x = np.load(p, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        raise ExportError(f"cannot read the input array {p}: {exc} (expected a .npy file)") from None
+        raise ExportError(
+            f"cannot read the input array {p}: {exc} (expected a .npy file)"
+        ) from None
     shape = tuple(program.input_shape)
     if program.input_kind == "spikes":
         if x.shape[1:] == shape:
             x = x[:, None]
         if x.ndim != len(shape) + 2 or tuple(x.shape[2:]) != shape:
-            raise ExportError(f"{p}: spike trains must have shape [T, B, {', '.join(map(str, shape))}], got {list(x.shape)}")
+            raise ExportError(
+                f"{p}: spike trains must have shape [T, B, {', '.join(map(str, shape))}], got {list(x.shape)}"
+            )
         if not np.all((x == 0) | (x == 1)):
             raise ExportError(f"{p}: spike trains must hold only 0 and 1")
         return x.astype(np.float32)
     if x.shape == shape:
         x = x[None]
     if tuple(x.shape[1:]) != shape:
-        raise ExportError(f"{p}: inputs must have shape [B, {', '.join(map(str, shape))}], got {list(x.shape)}")
+        raise ExportError(
+            f"{p}: inputs must have shape [B, {', '.join(map(str, shape))}], got {list(x.shape)}"
+        )
     if not np.all(np.isfinite(x)) or x.min() < 0 or x.max() > 1:
         raise ExportError(f"{p}: analog inputs (the first layer is neurons) must lie in [0, 1]")
     return x.astype(np.float32)
@@ -135,7 +141,9 @@ def nir_parity(deployment: Deployment, x: np.ndarray, dt: float) -> GraphParityR
         if len(spikes) == len(neuron_layers):
             float_counts = [float(s.sum().item()) / samples for s in spikes]
         else:
-            float_note = f"the float model has {len(spikes)} neuron layers, the program {len(neuron_layers)}"
+            float_note = (
+                f"the float model has {len(spikes)} neuron layers, the program {len(neuron_layers)}"
+            )
         if program.has_readout:
             float_pred = out.logits.argmax(1).numpy()
         elif spikes:
@@ -147,17 +155,23 @@ def nir_parity(deployment: Deployment, x: np.ndarray, dt: float) -> GraphParityR
     for k, (index, layer) in enumerate(zip(neuron_index, neuron_layers)):
         emu_count = float(np.mean(emu.counts[index].output_spikes))
         f_count = float_counts[k]
-        rows.append({
-            "index": index,
-            "name": layer.name,
-            "neurons": int(layer.num_neurons),
-            "float_spikes_per_sample": f_count,
-            "emulator_spikes_per_sample": emu_count,
-            "emulator_rate": emu_count / max(1, layer.num_neurons * steps),
-            "emulator_to_float": (emu_count / f_count) if f_count else None,
-        })
+        rows.append(
+            {
+                "index": index,
+                "name": layer.name,
+                "neurons": int(layer.num_neurons),
+                "float_spikes_per_sample": f_count,
+                "emulator_spikes_per_sample": emu_count,
+                "emulator_rate": emu_count / max(1, layer.num_neurons * steps),
+                "emulator_to_float": (emu_count / f_count) if f_count else None,
+            }
+        )
         if emu_count == 0 or f_count == 0:
-            who = "neither model" if emu_count == 0 and (f_count or 0) == 0 else ("the emulator" if emu_count == 0 else "the float model")
+            who = (
+                "neither model"
+                if emu_count == 0 and (f_count or 0) == 0
+                else ("the emulator" if emu_count == 0 else "the float model")
+            )
             warn.append(
                 f"layer {layer.name!r} never spikes in {who} on the parity input ({samples} samples x {steps} steps): "
                 f"usually a wrong dt (used dt = {dt:g} s) or an input too weak for its thresholds; later layers then "
@@ -169,7 +183,9 @@ def nir_parity(deployment: Deployment, x: np.ndarray, dt: float) -> GraphParityR
         num_steps=int(steps),
         layers=rows,
         output_agreement=float(np.mean(emu_pred == float_pred)) if float_pred is not None else None,
-        decision_rule=DECISION_RULE_READOUT if program.has_readout else "argmax of output spike counts",
+        decision_rule=DECISION_RULE_READOUT
+        if program.has_readout
+        else "argmax of output spike counts",
         emulator_seconds=emu_seconds,
         warnings=warn,
         float_note=float_note,
@@ -178,12 +194,16 @@ def nir_parity(deployment: Deployment, x: np.ndarray, dt: float) -> GraphParityR
 
 # What dt and the number of time steps mean for graphs from the tools that write NIR (one place, so the
 # message naming both missing options and the single-option messages cannot drift apart).
-DT_HINT = ("dt is the seconds per time step the graph's time constants were written with: Sinabs IF graphs "
-           "(r = 1) mean one step per time unit, --dt 1; snnTorch export_to_nir writes with dt = 1e-4; Norse "
-           "to_nir's default is dt = 1e-3; Rockpool writes its module's own dt (see its .dt)")
-STEPS_HINT = ("num-steps is how many time steps one sample runs, which no NIR graph stores: use the T the "
-              "network was trained or is evaluated with (the length of the spike trains given to Sinabs, "
-              "snnTorch, Norse or Rockpool)")
+DT_HINT = (
+    "dt is the seconds per time step the graph's time constants were written with: Sinabs IF graphs "
+    "(r = 1) mean one step per time unit, --dt 1; snnTorch export_to_nir writes with dt = 1e-4; Norse "
+    "to_nir's default is dt = 1e-3; Rockpool writes its module's own dt (see its .dt)"
+)
+STEPS_HINT = (
+    "num-steps is how many time steps one sample runs, which no NIR graph stores: use the T the "
+    "network was trained or is evaluated with (the length of the spike trains given to Sinabs, "
+    "snnTorch, Norse or Rockpool)"
+)
 
 
 def _known_steps(meta: dict[str, Any]) -> Any:
@@ -192,8 +212,14 @@ def _known_steps(meta: dict[str, Any]) -> Any:
     return ours.get("num_steps") if isinstance(ours, dict) else None
 
 
-def _refuse_missing_options(graph: Any, meta: dict[str, Any], dt: float | None, num_steps: int | None,
-                            input_path: str | Path | None, source: str) -> None:
+def _refuse_missing_options(
+    graph: Any,
+    meta: dict[str, Any],
+    dt: float | None,
+    num_steps: int | None,
+    input_path: str | Path | None,
+    source: str,
+) -> None:
     """Both dt and the time steps missing: one message naming both (each alone is reported where it is resolved)."""
     dt_missing = dt is None and meta.get("dt") is None
     steps_missing = num_steps is None and _known_steps(meta) is None and input_path is None
@@ -243,13 +269,25 @@ def export_nir_graph(
         try:
             given = np.load(Path(input_path), allow_pickle=False, mmap_mode="r").shape[0]
         except (OSError, ValueError, IndexError) as exc:
-            raise ExportError(f"cannot read the input array {input_path}: {exc} (expected a .npy file)") from None
-    steps = num_steps if num_steps is not None else (known_steps if known_steps is not None else given)
+            raise ExportError(
+                f"cannot read the input array {input_path}: {exc} (expected a .npy file)"
+            ) from None
+    steps = (
+        num_steps if num_steps is not None else (known_steps if known_steps is not None else given)
+    )
     if steps is None:
-        raise ExportError(f"{source} does not say how many time steps a sample runs: pass --num-steps T ({STEPS_HINT})")
+        raise ExportError(
+            f"{source} does not say how many time steps a sample runs: pass --num-steps T ({STEPS_HINT})"
+        )
     try:
-        deployment = Deployment.from_nir(graph, dt=dt_used, num_steps=int(steps), encoding=encoding,
-                                         allow_clipping=allow_clipping, check_fit=False)
+        deployment = Deployment.from_nir(
+            graph,
+            dt=dt_used,
+            num_steps=int(steps),
+            encoding=encoding,
+            allow_clipping=allow_clipping,
+            check_fit=False,
+        )
     except NeurocxrError as exc:
         raise type(exc)(f"{source}: {exc}") from exc
     program = deployment.program
@@ -269,15 +307,25 @@ def export_nir_graph(
             else f"random analog input uniform in [0, 1), seed {seed}"
         )
     if program.input_kind == "spikes" and x.shape[0] != program.num_steps:
-        raise ExportError(f"the input has {x.shape[0]} time steps but the program runs {program.num_steps}; pass --num-steps {x.shape[0]}")
+        raise ExportError(
+            f"the input has {x.shape[0]} time steps but the program runs {program.num_steps}; pass --num-steps {x.shape[0]}"
+        )
     parity = nir_parity(deployment, x, dt_used)
     parity.input = x_source
-    encoding_text = encoding or ("spike trains as given" if program.input_kind == "spikes" else "direct (bias)")
-    source_info = {"file": str(source), "producer": meta.get("producer"), "dt": dt_used, "dt_source": dt_source}
+    encoding_text = encoding or (
+        "spike trains as given" if program.input_kind == "spikes" else "direct (bias)"
+    )
+    source_info = {
+        "file": str(source),
+        "producer": meta.get("producer"),
+        "dt": dt_used,
+        "dt_source": dt_source,
+    }
     files: dict[str, Path] = {}
     if out_dir is None:
-        report = deployment.export_report(parity, encoding=encoding_text, source=source_info,
-                                          warnings=list(parity.warnings))
+        report = deployment.export_report(
+            parity, encoding=encoding_text, source=source_info, warnings=list(parity.warnings)
+        )
     else:
         import nir
 
@@ -286,14 +334,23 @@ def export_nir_graph(
         out = Path(out_dir)
         with staged_output(out, NIR_EXPORT_FILES, force) as stage:
             # the graph is written with the dt it was exported with
-            deployment.graph = nir.NIRGraph(nodes=graph.nodes, edges=graph.edges, metadata={**meta, "dt": dt_used},
-                                            type_check=False)
+            deployment.graph = nir.NIRGraph(
+                nodes=graph.nodes,
+                edges=graph.edges,
+                metadata={**meta, "dt": dt_used},
+                type_check=False,
+            )
             deployment.write(stage)
             if lava_samples > 0:
                 parity.lava = deployment.lava_parity(x, min(lava_samples, parity.samples))
             files = {name.replace(".", "_"): out / name for name in NIR_EXPORT_FILES}
-            report = deployment.export_report(parity, encoding=encoding_text, files=files, source=source_info,
-                                              warnings=list(parity.warnings))
+            report = deployment.export_report(
+                parity,
+                encoding=encoding_text,
+                files=files,
+                source=source_info,
+                warnings=list(parity.warnings),
+            )
             write_json(stage / "export_report.json", report)
             write_text(stage / "export_report.md", nir_export_markdown(report.to_dict()))
     return LoihiExport(program, graph, files, report, deployment)
@@ -321,14 +378,33 @@ def nir_export_markdown(report: dict[str, Any]) -> str:
         lines += ["## WARNINGS", ""] + [f"- **{w}**" for w in report["warnings"]] + [""]
     lines += ["## Layers (quantisation)", ""]
     rows = report["layers"]
-    keys = ["index", "name", "kind", "scale", "weight_grid", "num_weight_bits", "weight_exponent",
-            "weight_max_abs_error", "weight_relative_error", "input_error_vs_threshold", "v_th_mant", "i_decay", "v_decay"]
+    keys = [
+        "index",
+        "name",
+        "kind",
+        "scale",
+        "weight_grid",
+        "num_weight_bits",
+        "weight_exponent",
+        "weight_max_abs_error",
+        "weight_relative_error",
+        "input_error_vs_threshold",
+        "v_th_mant",
+        "i_decay",
+        "v_decay",
+    ]
     lines.append("| " + " | ".join(keys) + " |")
     lines.append("|" + "---|" * len(keys))
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |")
-    lines += ["", f"## Parity: float model vs emulator ({par['samples']} samples; input: {par.get('input')})", ""]
-    lines.append("| layer | neurons | float spikes / sample | emulator spikes / sample | emulator / float |")
+    lines += [
+        "",
+        f"## Parity: float model vs emulator ({par['samples']} samples; input: {par.get('input')})",
+        "",
+    ]
+    lines.append(
+        "| layer | neurons | float spikes / sample | emulator spikes / sample | emulator / float |"
+    )
     lines.append("|---|---|---|---|---|")
     for r in par["layers"]:
         lines.append(
@@ -336,7 +412,11 @@ def nir_export_markdown(report: dict[str, Any]) -> str:
             f"{_fmt(r['emulator_spikes_per_sample'])} | {_fmt(r['emulator_to_float'])} |"
         )
     agree = par.get("output_agreement")
-    lines += ["", f"- output agreement ({par['decision_rule']}): " + ("-" if agree is None else f"{100 * agree:.1f}%")]
+    lines += [
+        "",
+        f"- output agreement ({par['decision_rule']}): "
+        + ("-" if agree is None else f"{100 * agree:.1f}%"),
+    ]
     if par.get("float_note"):
         lines.append(f"- {par['float_note']}")
     lava = par.get("lava")

@@ -43,7 +43,14 @@ def _seed_tuple(seed: int | Sequence[int]) -> list[int]:
 
 
 def _soft_ellipse(
-    xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, ax: float, ay: float, angle: float, edge: float
+    xx: np.ndarray,
+    yy: np.ndarray,
+    cx: float,
+    cy: float,
+    ax: float,
+    ay: float,
+    angle: float,
+    edge: float,
 ) -> np.ndarray:
     """1 inside the (rotated) ellipse, 0 outside, with a smooth sigmoid edge of width ``edge``."""
     c, s = np.cos(angle), np.sin(angle)
@@ -70,7 +77,9 @@ def phantom_image(size: int, pneumonia: bool, rng: np.random.Generator) -> np.nd
     ox, oy = rng.normal(0, 0.04), rng.normal(0, 0.04)
 
     img = np.full((size, size), rng.uniform(0.02, 0.08))
-    body = _soft_ellipse(xx, yy, ox, 0.1 + oy, rng.uniform(0.82, 0.95), rng.uniform(0.95, 1.1), 0.0, edge)
+    body = _soft_ellipse(
+        xx, yy, ox, 0.1 + oy, rng.uniform(0.82, 0.95), rng.uniform(0.95, 1.1), 0.0, edge
+    )
     img += body * rng.uniform(0.45, 0.6)
 
     # Lung fields (dark): left lung of the image = patient's right.
@@ -90,8 +99,14 @@ def phantom_image(size: int, pneumonia: bool, rng: np.random.Generator) -> np.nd
     spine = np.exp(-(((xx - ox) / spine_w) ** 2)) * (yy > -0.95 + oy)
     img += spine * rng.uniform(0.12, 0.2)
     heart = _soft_ellipse(
-        xx, yy, ox + rng.uniform(0.1, 0.2), oy + rng.uniform(0.2, 0.3),
-        rng.uniform(0.28, 0.36), rng.uniform(0.22, 0.3), rng.uniform(-0.3, 0.0), edge,
+        xx,
+        yy,
+        ox + rng.uniform(0.1, 0.2),
+        oy + rng.uniform(0.2, 0.3),
+        rng.uniform(0.28, 0.36),
+        rng.uniform(0.22, 0.3),
+        rng.uniform(-0.3, 0.0),
+        edge,
     )
     img += heart * rng.uniform(0.1, 0.16)
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from neurocxr.errors import NeurocxrError
-from neurocxr.fileio import prepare_out_dir, write_json, write_text
+from neurocxr.fileio import write_json, write_text
 
 if TYPE_CHECKING:  # pragma: no cover - deployment imports this module
     from neurocxr.deployment import Deployment, ExportReport
@@ -49,10 +49,14 @@ def load(path_or_model: str | Path | nn.Module | LoadedModel) -> LoadedModel:
     if isinstance(path_or_model, nn.Module):
         config = getattr(path_or_model, "config", None)
         if config is None:
-            raise NeurocxrError("model has no .config: build it with neurocxr.models.build_model(ModelConfig(...))")
+            raise NeurocxrError(
+                "model has no .config: build it with neurocxr.models.build_model(ModelConfig(...))"
+            )
         from neurocxr.validation import check_finite_state
 
-        check_finite_state(path_or_model.state_dict(), f"model {config.name!r}")  # as checkpoints are checked
+        check_finite_state(
+            path_or_model.state_dict(), f"model {config.name!r}"
+        )  # as checkpoints are checked
         return LoadedModel(path_or_model.eval(), config, {})
     from neurocxr.checkpoint import load_checkpoint
 
@@ -60,8 +64,10 @@ def load(path_or_model: str | Path | nn.Module | LoadedModel) -> LoadedModel:
         import os
 
         if not isinstance(path_or_model, os.PathLike):
-            raise NeurocxrError(f"load takes a checkpoint path, a model built with neurocxr.models.build_model or a "
-                                f"LoadedModel, got an object of type {type(path_or_model).__name__}")
+            raise NeurocxrError(
+                f"load takes a checkpoint path, a model built with neurocxr.models.build_model or a "
+                f"LoadedModel, got an object of type {type(path_or_model).__name__}"
+            )
     ckpt = load_checkpoint(path_or_model)
     return LoadedModel(ckpt.model.eval(), ckpt.config, dict(ckpt.metadata))
 
@@ -81,21 +87,33 @@ def _check_images(images: torch.Tensor) -> None:
     from neurocxr.validation import check_finite_inputs
 
     if len(images) == 0:
-        raise NeurocxrError("no images to run the model on; raise --max-samples or use a non-empty split")
+        raise NeurocxrError(
+            "no images to run the model on; raise --max-samples or use a non-empty split"
+        )
     check_finite_inputs(images, "images")
 
 
-def encoded_batches(config: Any, images: torch.Tensor, *, batch_size: int = 128, seed: int = 0) -> list[torch.Tensor]:
+def encoded_batches(
+    config: Any, images: torch.Tensor, *, batch_size: int = 128, seed: int = 0
+) -> list[torch.Tensor]:
     """The SNN inputs `float_logits` uses: batch i of ``batch_size`` images encoded with seed + i.
     Encode once and pass them to `float_logits(encoded=...)` and to NeuroBench counting."""
     _check_images(images)
-    return [encoded_inputs(config, images[start : start + batch_size], seed=seed + i)
-            for i, start in enumerate(range(0, len(images), batch_size))]
+    return [
+        encoded_inputs(config, images[start : start + batch_size], seed=seed + i)
+        for i, start in enumerate(range(0, len(images), batch_size))
+    ]
 
 
 @torch.no_grad()
-def float_logits(loaded: LoadedModel, images: torch.Tensor, *, batch_size: int = 128, seed: int = 0,
-                 encoded: list[torch.Tensor] | None = None) -> np.ndarray:
+def float_logits(
+    loaded: LoadedModel,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 128,
+    seed: int = 0,
+    encoded: list[torch.Tensor] | None = None,
+) -> np.ndarray:
     """Logits of the float PyTorch model; SNN inputs encoded per batch with a seed derived from ``seed``
     (``encoded``: those batches already encoded by `encoded_batches`, SNNs only)."""
     from neurocxr.training import forward_model
@@ -106,7 +124,9 @@ def float_logits(loaded: LoadedModel, images: torch.Tensor, *, batch_size: int =
         return torch.cat([model(x).logits for x in encoded]).float().numpy()
     out = []
     for i, start in enumerate(range(0, len(images), batch_size)):
-        out.append(forward_model(model, images[start : start + batch_size], loaded.config, seed=seed + i))
+        out.append(
+            forward_model(model, images[start : start + batch_size], loaded.config, seed=seed + i)
+        )
     return torch.cat(out).float().numpy()
 
 
@@ -132,14 +152,18 @@ EXPORT_FILES = {
 }
 
 
-def to_program(loaded: LoadedModel, *, allow_clipping: bool = False, num_steps: int | None = None) -> tuple[Any, Any]:
+def to_program(
+    loaded: LoadedModel, *, allow_clipping: bool = False, num_steps: int | None = None
+) -> tuple[Any, Any]:
     """Model -> (NIR graph, LoihiProgram), in memory; ``num_steps`` runs the same network for a
     different number of steps (None: the model's own). `neurocxr.deployment.Deployment` wraps this."""
     from neurocxr.exporters.loihi import QuantisationOptions, nir_to_program
     from neurocxr.exporters.nir import to_nir
 
     graph = to_nir(loaded.model, input_shape=input_shape(loaded.config))
-    program = nir_to_program(graph, num_steps=num_steps, options=QuantisationOptions(allow_clipping=allow_clipping))
+    program = nir_to_program(
+        graph, num_steps=num_steps, options=QuantisationOptions(allow_clipping=allow_clipping)
+    )
     return graph, program
 
 
@@ -165,20 +189,32 @@ def export_loihi(
 
     # Options first, then the checkpoint: a bad value never leaves files behind.
     if target not in EXPORT_FILES:
-        raise NeurocxrError(f"unknown export target {target!r}; choose 'loihi' or 'nir' (CNN baselines: 'onnx')")
+        raise NeurocxrError(
+            f"unknown export target {target!r}; choose 'loihi' or 'nir' (CNN baselines: 'onnx')"
+        )
     check_split(split)
     max_samples = check_int("max_samples / --max-samples", max_samples, 1, allow_none=True)
     lava_samples = check_int("lava_samples / --lava-samples", lava_samples, 0)
     loaded = load(model)
     from neurocxr.validation import check_snn_for_chip
 
-    check_snn_for_chip(loaded, model, "export")  # a CNN is told to use --target onnx, not to retrain
+    check_snn_for_chip(
+        loaded, model, "export"
+    )  # a CNN is told to use --target onnx, not to retrain
     if target == "loihi":  # the parity data is checked before the export work, not after it
         from neurocxr.data import check_data_path, data_for_checkpoint
 
         check_data_path(data_for_checkpoint(data, loaded.metadata))
-    options = dict(model=model, target=target, data=data, split=split, max_samples=max_samples,
-                   lava_samples=lava_samples, allow_clipping=allow_clipping, progress=progress)
+    options = dict(
+        model=model,
+        target=target,
+        data=data,
+        split=split,
+        max_samples=max_samples,
+        lava_samples=lava_samples,
+        allow_clipping=allow_clipping,
+        progress=progress,
+    )
     if out_dir is None:
         return _export_loihi(loaded, None, None, **options)
     # Written into a staging folder, moved into place at the end: nothing half-written on error or Ctrl-C.
@@ -186,9 +222,20 @@ def export_loihi(
         return _export_loihi(loaded, stage, Path(out_dir), **options)
 
 
-def _export_loihi(loaded: LoadedModel, out: Path | None, final: Path | None, *, model: Any, target: str, data: Any,
-                  split: str, max_samples: int | None, lava_samples: int, allow_clipping: bool,
-                  progress: bool | None) -> LoihiExport:
+def _export_loihi(
+    loaded: LoadedModel,
+    out: Path | None,
+    final: Path | None,
+    *,
+    model: Any,
+    target: str,
+    data: Any,
+    split: str,
+    max_samples: int | None,
+    lava_samples: int,
+    allow_clipping: bool,
+    progress: bool | None,
+) -> LoihiExport:
     """`export_loihi`'s work: files are written into ``out`` (a staging folder) and reported at
     their final place in ``final``; ``model`` is what the caller passed (a path is recorded)."""
     from neurocxr.data import data_for_checkpoint, load_dataset
@@ -210,17 +257,30 @@ def _export_loihi(loaded: LoadedModel, out: Path | None, final: Path | None, *, 
         deployment.write(out)  # Lava (parity) runs the staged model.net
         files["nir"], files["netx"] = final / "model.nir", final / "model.net"
 
-    splits = load_dataset(data_for_checkpoint(data, loaded.metadata), image_size=loaded.config.image_size)
+    splits = load_dataset(
+        data_for_checkpoint(data, loaded.metadata), image_size=loaded.config.image_size
+    )
     ds = getattr(splits, split)
     n = len(ds) if max_samples is None else min(max_samples, len(ds))
-    parity, _ = deployment.parity(ds.images[:n], ds.labels[:n], lava_samples=lava_samples if out is not None else 0,
-                                  progress=progress)
+    parity, _ = deployment.parity(
+        ds.images[:n],
+        ds.labels[:n],
+        lava_samples=lava_samples if out is not None else 0,
+        progress=progress,
+    )
     parity.data, parity.synthetic = f"{ds.source} [{split}]", bool(ds.synthetic)
     if out is not None:
-        files["report_json"], files["report_md"] = final / "export_report.json", final / "export_report.md"
-    report = deployment.export_report(parity, encoding=loaded.config.encoding, files=files,
-                                      config=loaded.config.to_dict(),
-                                      provenance=_provenance_of(loaded.name, model, data, ds.source))
+        files["report_json"], files["report_md"] = (
+            final / "export_report.json",
+            final / "export_report.md",
+        )
+    report = deployment.export_report(
+        parity,
+        encoding=loaded.config.encoding,
+        files=files,
+        config=loaded.config.to_dict(),
+        provenance=_provenance_of(loaded.name, model, data, ds.source),
+    )
     if out is not None:
         write_json(out / "export_report.json", report)
         write_text(out / "export_report.md", export_markdown(report.to_dict()))
@@ -280,7 +340,11 @@ def export_markdown(report: dict[str, Any]) -> str:
     if lava:
         lines.append(
             f"- emulator vs Lava ({lava['simulator']}), {lava['samples']} samples: "
-            + ("IDENTICAL spikes in every layer and identical readout" if lava["identical"] else f"DIFFERENT: {lava}")
+            + (
+                "IDENTICAL spikes in every layer and identical readout"
+                if lava["identical"]
+                else f"DIFFERENT: {lava}"
+            )
         )
     else:
         lines.append("- Lava run: not performed")

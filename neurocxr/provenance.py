@@ -73,7 +73,17 @@ def threads() -> dict[str, Any]:
 
 
 # Libraries whose versions decide what a model computes and how it is exported and simulated.
-TRACKED_PACKAGES = ("neurocxr", "torch", "snntorch", "norse", "nir", "lava-nc", "lava-dl", "onnxruntime", "numpy")
+TRACKED_PACKAGES = (
+    "neurocxr",
+    "torch",
+    "snntorch",
+    "norse",
+    "nir",
+    "lava-nc",
+    "lava-dl",
+    "onnxruntime",
+    "numpy",
+)
 
 
 def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str | None]:
@@ -95,7 +105,9 @@ def gpu_name() -> str:
         import torch
 
         if torch.cuda.is_available():
-            return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+            return ", ".join(
+                torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
+            )
     except Exception:  # a broken CUDA setup must not break a report
         return "none (CUDA not usable)"
     return "none"

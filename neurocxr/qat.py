@@ -30,7 +30,9 @@ class _FakeQuant(nn.Module):
 
     def __init__(self, lo: float, hi: float) -> None:
         super().__init__()
-        self.register_buffer("k", torch.zeros(()))  # integers per float unit (scale x fused gains); 0 = off
+        self.register_buffer(
+            "k", torch.zeros(())
+        )  # integers per float unit (scale x fused gains); 0 = off
         self.register_buffer("step", torch.ones(()))
         self.register_buffer("lo", torch.tensor(float(lo)))
         self.register_buffer("hi", torch.tensor(float(hi)))
@@ -49,10 +51,21 @@ def _synaptic_layers(model: SpikingSequential) -> list[tuple[nn.Module, float, n
     layers = list(model.layers)
     for i, layer in enumerate(layers):
         if isinstance(layer, nn.AvgPool2d):
-            k = layer.kernel_size if isinstance(layer.kernel_size, tuple) else (layer.kernel_size,) * 2
+            k = (
+                layer.kernel_size
+                if isinstance(layer.kernel_size, tuple)
+                else (layer.kernel_size,) * 2
+            )
             gain /= float(k[0] * k[1])
         elif isinstance(layer, (nn.Conv2d, nn.Linear)):
-            neuron = next((m for m in layers[i + 1 :] if is_neuron(m) or isinstance(m, (nn.Conv2d, nn.Linear))), None)
+            neuron = next(
+                (
+                    m
+                    for m in layers[i + 1 :]
+                    if is_neuron(m) or isinstance(m, (nn.Conv2d, nn.Linear))
+                ),
+                None,
+            )
             out.append((layer, gain, neuron if neuron is not None and is_neuron(neuron) else None))
             gain = 1.0
     if model.readout is not None:
@@ -71,7 +84,9 @@ class FakeQuantiser:
 
     def __init__(self, model: nn.Module, config: ModelConfig) -> None:
         if not isinstance(model, SpikingSequential):
-            raise NeurocxrError(f"quantisation-aware training needs a SpikingSequential SNN, got {type(model).__name__}")
+            raise NeurocxrError(
+                f"quantisation-aware training needs a SpikingSequential SNN, got {type(model).__name__}"
+            )
         from neurocxr.exporters.program import BIAS_MAX, BIAS_MIN
 
         self.model, self.config = model, config
@@ -114,7 +129,9 @@ class FakeQuantiser:
                 f"the exported program has {len(synaptic)} synaptic layers, the model {len(self.layers)}; "
                 "cannot map the exporter's quantisation back onto the model"
             )
-        for (layer, pool_gain, neuron), prog_layer, wq, bq in zip(self.layers, synaptic, self.weight_q, self.bias_q):
+        for (layer, pool_gain, neuron), prog_layer, wq, bq in zip(
+            self.layers, synaptic, self.weight_q, self.bias_q
+        ):
             quant = prog_layer.quant
             gain = float(quant.get("input_gain", 1.0) or 1.0)
             k = float(quant["scale"]) * pool_gain * gain
@@ -158,7 +175,11 @@ def weights_on_chip_grid(model: nn.Module, program: Any) -> float:
     synaptic = [layer for layer in program.layers if layer.kind != "input"]
     worst = 0.0
     for (layer, pool_gain, _), prog_layer in zip(layers, synaptic):
-        k = float(prog_layer.quant["scale"]) * pool_gain * float(prog_layer.quant.get("input_gain", 1.0) or 1.0)
+        k = (
+            float(prog_layer.quant["scale"])
+            * pool_gain
+            * float(prog_layer.quant.get("input_gain", 1.0) or 1.0)
+        )
         w = layer.weight.detach().double() * k
         if pool_gain == 1.0:
             ref = torch.as_tensor(prog_layer.weight, dtype=torch.float64).reshape(w.shape)

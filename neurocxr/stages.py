@@ -36,8 +36,12 @@ def _softmax_scores(logits: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.from_numpy(logits), 1)[:, 1].numpy()
 
 
-def neurobench_entries(snn: LoadedModel, images: torch.Tensor, chunk: int = 128,
-                       encoded: list[torch.Tensor] | None = None) -> list[dict[str, Any]] | None:
+def neurobench_entries(
+    snn: LoadedModel,
+    images: torch.Tensor,
+    chunk: int = 128,
+    encoded: list[torch.Tensor] | None = None,
+) -> list[dict[str, Any]] | None:
     """NeuroBench-style counts of the float SNN on ``images`` (the same samples as the chip counts),
     in chunks so the [T, B, ...] input stays small (``encoded``: those chunks already encoded, chunk
     k with seed k, as `neurocxr.pipeline.encoded_batches` gives them); None for models it cannot count."""
@@ -57,19 +61,29 @@ def neurobench_entries(snn: LoadedModel, images: torch.Tensor, chunk: int = 128,
                 entry[key] = np.concatenate([p[key] for p in layer_parts])
         outputs, updates = np.sum(entry["output_spikes"]), np.sum(entry["neuron_updates"])
         if "activation_sparsity" in entry:
-            entry["activation_sparsity"] = (1.0 - float(outputs) / float(updates)) if updates else None
+            entry["activation_sparsity"] = (
+                (1.0 - float(outputs) / float(updates)) if updates else None
+            )
         merged.append(entry)
     return merged
 
 
-def _measure_rows(name: str, fn_for_batch: Callable[[int], Callable[[], None]], batch_sizes: Sequence[int],
-                  runtime: str, accuracy: float | None, window_s: float) -> list[Any]:
+def _measure_rows(
+    name: str,
+    fn_for_batch: Callable[[int], Callable[[], None]],
+    batch_sizes: Sequence[int],
+    runtime: str,
+    accuracy: float | None,
+    window_s: float,
+) -> list[Any]:
     """CPU measurements of one runnable model at several batch sizes."""
     from neurocxr.energy.measure import measure_cpu
 
     rows = []
     for bs in batch_sizes:
-        m = measure_cpu(fn_for_batch(bs), batch_size=bs, model=name, runtime=runtime, window_s=window_s)
+        m = measure_cpu(
+            fn_for_batch(bs), batch_size=bs, model=name, runtime=runtime, window_s=window_s
+        )
         m.accuracy = accuracy
         rows.append(m)
     return rows
@@ -86,7 +100,9 @@ def _gpu_rows(snn: LoadedModel, images: torch.Tensor, acc: float) -> tuple[list[
     rows = []
     try:
         for bs in (1, 256):
-            x = encoded_inputs(snn.config, images[:bs].repeat(max(1, bs // len(images) + 1), 1, 1, 1)[:bs]).to("cuda")
+            x = encoded_inputs(
+                snn.config, images[:bs].repeat(max(1, bs // len(images) + 1), 1, 1, 1)[:bs]
+            ).to("cuda")
 
             def run_once() -> None:
                 with torch.no_grad():
@@ -136,22 +152,26 @@ def energy_report_stage(
     the models. The chip's decision threshold is chosen on the validation split exactly as the
     float model's was, so float-vs-chip differences are quantisation only.
     """
+    from neurocxr.energy.estimate import estimate_ann_energy, inference_macs
     from neurocxr.energy.measure import measurability
     from neurocxr.energy.profiles import get_profile
-    from neurocxr.energy.estimate import estimate_ann_energy, inference_macs
     from neurocxr.energy.suite import cnn_estimates, snn_estimates
-    from neurocxr.models import is_snn
     from neurocxr.energy.suite import counting_bases as suite_counting_bases
     from neurocxr.metrics import clinical_metrics
+    from neurocxr.models import is_snn
     from neurocxr.report import Report, summary_from
 
     say = on_status or _quiet
-    chosen = [get_profile(p) if isinstance(p, str) else p for p in (profiles or DEFAULT_SNN_PROFILES)]
+    chosen = [
+        get_profile(p) if isinstance(p, str) else p for p in (profiles or DEFAULT_SNN_PROFILES)
+    ]
     test = splits.test
     n = len(test) if max_samples is None else min(max_samples, len(test))
     images, labels = test.images[:n], test.labels[:n]
     y = labels.numpy()
-    data_source = f"{test.source} [test, {n} samples]" + (" (synthetic)" if splits.synthetic and "synthetic" not in test.source.lower() else "")
+    data_source = f"{test.source} [test, {n} samples]" + (
+        " (synthetic)" if splits.synthetic and "synthetic" not in test.source.lower() else ""
+    )
 
     # Float model at its validation-chosen threshold.
     accuracy: dict[str, dict] = {}
@@ -170,7 +190,9 @@ def energy_report_stage(
     operating = deployment.operating_point(splits.val.images, splits.val.labels)
     say("emulating the Loihi program on the test set...")
     test_inputs = deployment.encode(images)
-    if batches is not None and len(batches) == 1:  # one batch: the same tensor as the parity run's encoding (seed 0)
+    if (
+        batches is not None and len(batches) == 1
+    ):  # one batch: the same tensor as the parity run's encoding (seed 0)
         test_inputs = replace(test_inputs, _float_input=batches[0])
     parity, run = deployment.parity(test_inputs, labels)
     chip_metrics = clinical_metrics(y, deployment.scores(run), threshold=operating.threshold)
@@ -179,8 +201,14 @@ def energy_report_stage(
     chip_pred = operating.decide(run).astype(bool)
     operating = operating.with_test(
         prediction_changed_fraction=float(np.mean(float_pred != chip_pred)),
-        float_test={k: float_metrics.to_dict()[k] for k in ("accuracy", "sensitivity", "specificity", "roc_auc")},
-        chip_test={k: chip_metrics.to_dict()[k] for k in ("accuracy", "sensitivity", "specificity", "roc_auc")},
+        float_test={
+            k: float_metrics.to_dict()[k]
+            for k in ("accuracy", "sensitivity", "specificity", "roc_auc")
+        },
+        chip_test={
+            k: chip_metrics.to_dict()[k]
+            for k in ("accuracy", "sensitivity", "specificity", "roc_auc")
+        },
     )
     parity.operating_point = operating
     chip_acc, float_acc = chip_metrics.accuracy, float_metrics.accuracy
@@ -188,8 +216,15 @@ def energy_report_stage(
 
     say("counting the float model the NeuroBench way...")
     nb = neurobench_entries(snn, images, encoded=batches)
-    estimates = snn_estimates(program, run.counts, model=snn.name, accuracy=chip_acc, neurobench_entries=nb,
-                              float_accuracy=float_acc, profiles=chosen)
+    estimates = snn_estimates(
+        program,
+        run.counts,
+        model=snn.name,
+        accuracy=chip_acc,
+        neurobench_entries=nb,
+        float_accuracy=float_acc,
+        profiles=chosen,
+    )
     bases = suite_counting_bases(run.counts, nb) if nb else {}
 
     not_measurable: dict[str, str] = {}
@@ -199,6 +234,7 @@ def energy_report_stage(
         for what, key in (("GPU energy", "gpu"), ("CPU energy", "cpu")):
             if not can[key]["measurable"]:
                 not_measurable[what] = can[key]["reason"]
+
         def snn_fn(bs: int) -> Callable[[], None]:
             xe = encoded_inputs(snn.config, images[:bs])
 
@@ -209,7 +245,9 @@ def energy_report_stage(
             return run_once
 
         say("measuring the SNN in PyTorch on this CPU...")
-        measurements += _measure_rows(snn.name, snn_fn, (1, min(64, n)), "pytorch", float_acc, measure_seconds)
+        measurements += _measure_rows(
+            snn.name, snn_fn, (1, min(64, n)), "pytorch", float_acc, measure_seconds
+        )
         measurements += _gpu_rows(snn, images, float_acc)[0]
 
     layer_counts = {snn.name: [c.to_dict() for c in run.counts]}
@@ -225,33 +263,61 @@ def energy_report_stage(
                 # conventional hardware, dense-equivalent MACs over its time steps. It has no ONNX form.
                 macs = inference_macs(b.model, b.config)
                 for precision in ("fp32", "int8"):
-                    row = estimate_ann_energy({f"{b.name} ({macs['basis']})": macs["macs"]},
-                                              f"horowitz45-{precision}", model=b.name, accuracy=b_metrics.accuracy)
-                    row.footnotes = list(row.footnotes or []) + [f"{b.name} is a spiking model run densely on "
-                                                                 f"conventional hardware: {macs['basis']}."]
+                    row = estimate_ann_energy(
+                        {f"{b.name} ({macs['basis']})": macs["macs"]},
+                        f"horowitz45-{precision}",
+                        model=b.name,
+                        accuracy=b_metrics.accuracy,
+                    )
+                    row.footnotes = list(row.footnotes or []) + [
+                        f"{b.name} is a spiking model run densely on "
+                        f"conventional hardware: {macs['basis']}."
+                    ]
                     estimates.append(row)
                 continue
-            estimates += cnn_estimates(b.model, (1,) + tuple(images.shape[1:]), name=b.name, accuracy=b_metrics.accuracy)
+            estimates += cnn_estimates(
+                b.model, (1,) + tuple(images.shape[1:]), name=b.name, accuracy=b_metrics.accuracy
+            )
             if measure:
-                from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx, onnx_session
+                from neurocxr.exporters.onnx import (
+                    check_onnx_equivalence,
+                    export_onnx,
+                    onnx_session,
+                )
 
-                onnx_path = export_onnx(b.model, Path(tmp) / f"{b.name}.onnx", input_shape=(1,) + tuple(images.shape[1:]))
+                onnx_path = export_onnx(
+                    b.model,
+                    Path(tmp) / f"{b.name}.onnx",
+                    input_shape=(1,) + tuple(images.shape[1:]),
+                )
                 check_onnx_equivalence(b.model, onnx_path, images[:8].numpy())
                 sess = onnx_session(onnx_path)
                 in_name = sess.get_inputs()[0].name
 
-                def onnx_fn(bs: int, sess: Any = sess, in_name: str = in_name) -> Callable[[], None]:
+                def onnx_fn(
+                    bs: int, sess: Any = sess, in_name: str = in_name
+                ) -> Callable[[], None]:
                     x = images[:bs].numpy()
                     return lambda: sess.run(None, {in_name: x})
 
                 say(f"measuring {b.name} in ONNX Runtime on this CPU...")
-                measurements += _measure_rows(f"{b.name} (ONNX)", onnx_fn, (1, min(64, n)), "onnxruntime",
-                                              b_metrics.accuracy, measure_seconds)
+                measurements += _measure_rows(
+                    f"{b.name} (ONNX)",
+                    onnx_fn,
+                    (1, min(64, n)),
+                    "onnxruntime",
+                    b_metrics.accuracy,
+                    measure_seconds,
+                )
 
     export_info = export_report or {
         "layers": [q.to_row() for q in deployment.layer_quant],
         "resources": _asdict(deployment.resources),
-        "input": {"kind": program.input_kind, "num_steps": program.num_steps, "input_scale": program.input_scale},
+        "input": {
+            "kind": program.input_kind,
+            "num_steps": program.num_steps,
+            "input_scale": program.input_scale,
+        },
     }
     summary = summary_from(estimates, measurements, baselines=[b.name for b in baselines], auc=auc)
     for row in summary:

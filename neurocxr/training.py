@@ -49,10 +49,16 @@ class TrainConfig:
     schedule: str = "onecycle"  # or "cosine"
     label_smoothing: float = 0.0  # CrossEntropyLoss label smoothing (0 = none)
     # Energy levers (issue 9), all off by default and chosen on validation:
-    chip_cost_weight: float = 0.0  # lambda x differentiable chip energy in uJ per sample (neurocxr.chip_cost)
+    chip_cost_weight: float = (
+        0.0  # lambda x differentiable chip energy in uJ per sample (neurocxr.chip_cost)
+    )
     chip_cost_profile: str = "loihi2"  # device profile whose per-op constants weigh the chip cost
-    early_readout_weight: float = 0.0  # weight of the loss on the readout averaged over the first t steps, all t
-    distill_teacher: str | None = None  # checkpoint of a (CNN) teacher; soft targets from its logits
+    early_readout_weight: float = (
+        0.0  # weight of the loss on the readout averaged over the first t steps, all t
+    )
+    distill_teacher: str | None = (
+        None  # checkpoint of a (CNN) teacher; soft targets from its logits
+    )
     distill_weight: float = 0.0  # weight of the KL(teacher || student) term (0 = off)
     distill_temperature: float = 4.0
     # feature distillation: weight of the mean squared error between the student's hidden spike rates
@@ -74,27 +80,45 @@ class TrainConfig:
         check_choice("schedule", self.schedule, ("onecycle", "cosine"))
         self.epochs = check_int("epochs", self.epochs, 0 if self.convert_from else 1, 100_000)
         self.augment = augment_mode(self.augment)
-        self.convert_percentile = check_float("convert_percentile", self.convert_percentile, 0.0, 100.0, low_open=True)
+        self.convert_percentile = check_float(
+            "convert_percentile", self.convert_percentile, 0.0, 100.0, low_open=True
+        )
         self.batch_size = check_int("batch_size", self.batch_size, 1, 1_000_000)
         self.lr = check_float("lr", self.lr, 0.0, 10.0, low_open=True)
         self.weight_decay = check_float("weight_decay", self.weight_decay, 0.0, None)
         self.patience = check_int("patience", self.patience, 1)
         self.seed = check_int("seed", self.seed, 0, 2**32 - 1)
-        self.max_train_samples = check_int("max_train_samples", self.max_train_samples, 2, allow_none=True)
+        self.max_train_samples = check_int(
+            "max_train_samples", self.max_train_samples, 2, allow_none=True
+        )
         self.num_threads = check_int("num_threads", self.num_threads, 1, allow_none=True)
-        self.label_smoothing = check_float("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        self.label_smoothing = check_float(
+            "label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True
+        )
         self.chip_cost_weight = check_float("chip_cost_weight", self.chip_cost_weight, 0.0, None)
-        self.early_readout_weight = check_float("early_readout_weight", self.early_readout_weight, 0.0, None)
+        self.early_readout_weight = check_float(
+            "early_readout_weight", self.early_readout_weight, 0.0, None
+        )
         self.distill_weight = check_float("distill_weight", self.distill_weight, 0.0, 1.0)
-        self.distill_temperature = check_float("distill_temperature", self.distill_temperature, 0.0, None, low_open=True)
-        self.distill_feature_weight = check_float("distill_feature_weight", self.distill_feature_weight, 0.0, None)
+        self.distill_temperature = check_float(
+            "distill_temperature", self.distill_temperature, 0.0, None, low_open=True
+        )
+        self.distill_feature_weight = check_float(
+            "distill_feature_weight", self.distill_feature_weight, 0.0, None
+        )
         self.qat_epochs = check_int("qat_epochs", self.qat_epochs, 0, 100_000)
-        self.qat_lr_factor = check_float("qat_lr_factor", self.qat_lr_factor, 0.0, 10.0, low_open=True)
-        if (self.distill_weight > 0 or self.distill_feature_weight > 0) and not self.distill_teacher:
+        self.qat_lr_factor = check_float(
+            "qat_lr_factor", self.qat_lr_factor, 0.0, 10.0, low_open=True
+        )
+        if (
+            self.distill_weight > 0 or self.distill_feature_weight > 0
+        ) and not self.distill_teacher:
             from neurocxr.errors import ConfigError
 
-            raise ConfigError("distill_weight / distill_feature_weight > 0 needs distill_teacher (a checkpoint path "
-                              "of the teacher model)")
+            raise ConfigError(
+                "distill_weight / distill_feature_weight > 0 needs distill_teacher (a checkpoint path "
+                "of the teacher model)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,7 +136,16 @@ def augment_mode(value: bool | str) -> str:
 
 # The accuracy/energy levers by the one name `neurocxr train`, `neurocxr.api.train` and the sweep grid
 # all use (issue 18): where each lands is `lever_configs`.
-LEVERS = ("convert_from", "teacher", "depth", "width", "augment", "regulariser", "num_steps", "qat_epochs")
+LEVERS = (
+    "convert_from",
+    "teacher",
+    "depth",
+    "width",
+    "augment",
+    "regulariser",
+    "num_steps",
+    "qat_epochs",
+)
 
 
 def lever_configs(
@@ -152,42 +185,69 @@ def lever_configs(
     if depth is not None:
         depth = check_int("depth", depth, 1, 12)
         if model not in ("snn_vgg", "cnn_vgg"):
-            raise ConfigError(f"depth applies to the VGG-style chains snn_vgg and cnn_vgg, not {model!r}")
+            raise ConfigError(
+                f"depth applies to the VGG-style chains snn_vgg and cnn_vgg, not {model!r}"
+            )
     if convert_from:
         if model != "snn_vgg":
-            raise ConfigError(f"convert_from makes an snn_vgg (the spiking twin of a cnn_vgg); got model {model!r}")
+            raise ConfigError(
+                f"convert_from makes an snn_vgg (the spiking twin of a cnn_vgg); got model {model!r}"
+            )
         if depth is not None or width != 1.0:
-            raise ConfigError("convert_from takes depth and width from the converted CNN; leave depth and width unset")
+            raise ConfigError(
+                "convert_from takes depth and width from the converted CNN; leave depth and width unset"
+            )
         path = Path(convert_from).expanduser()
         if not path.is_file():
-            raise ConfigError(f"convert_from: {path} is not a file; pass the checkpoint of a trained cnn_vgg")
+            raise ConfigError(
+                f"convert_from: {path} is not a file; pass the checkpoint of a trained cnn_vgg"
+            )
         from neurocxr.checkpoint import load_checkpoint
         from neurocxr.conversion import snn_config_for
 
         cnn_config = load_checkpoint(path).config
         if cnn_config.image_size != image_size:
-            raise ConfigError(f"convert_from: {path} was trained on {cnn_config.image_size} px images, not {image_size}")
+            raise ConfigError(
+                f"convert_from: {path} was trained on {cnn_config.image_size} px images, not {image_size}"
+            )
         config = snn_config_for(cnn_config, num_steps, float(fields_.get("threshold", 1.0)))
     else:
         if depth is not None:
             from neurocxr.models.vgg import vgg_channels
 
             fields_["channels"] = vgg_channels(depth, width)
-            fields_["hidden"] = tuple(max(1, int(round(h * width))) for h in fields_.get("hidden", (128,)))
+            fields_["hidden"] = tuple(
+                max(1, int(round(h * width))) for h in fields_.get("hidden", (128,))
+            )
         elif width != 1.0:
-            fields_["channels"] = tuple(max(1, int(round(c * width))) for c in fields_.get("channels", (16, 32)))
-            fields_["hidden"] = tuple(max(1, int(round(h * width))) for h in fields_.get("hidden", (128,)))
-        config = ModelConfig(name=model, image_size=image_size, num_steps=num_steps, encoding=encoding, **fields_)
+            fields_["channels"] = tuple(
+                max(1, int(round(c * width))) for c in fields_.get("channels", (16, 32))
+            )
+            fields_["hidden"] = tuple(
+                max(1, int(round(h * width))) for h in fields_.get("hidden", (128,))
+            )
+        config = ModelConfig(
+            name=model, image_size=image_size, num_steps=num_steps, encoding=encoding, **fields_
+        )
     if teacher:
         path = Path(teacher).expanduser()
         if not path.is_file():
-            raise ConfigError(f"teacher: {path} is not a file; pass the checkpoint of a trained CNN")
+            raise ConfigError(
+                f"teacher: {path} is not a file; pass the checkpoint of a trained CNN"
+            )
         train_fields["distill_teacher"] = str(path)
         train_fields["distill_weight"] = 0.5 if distill_weight is None else distill_weight
     elif distill_weight is not None:
-        train_fields["distill_weight"] = distill_weight  # TrainConfig refuses it without distill_teacher
-    train_cfg = TrainConfig(augment=augment, chip_cost_weight=regulariser, qat_epochs=qat_epochs,
-                            convert_from=str(Path(convert_from).expanduser()) if convert_from else None, **train_fields)
+        train_fields["distill_weight"] = (
+            distill_weight  # TrainConfig refuses it without distill_teacher
+        )
+    train_cfg = TrainConfig(
+        augment=augment,
+        chip_cost_weight=regulariser,
+        qat_epochs=qat_epochs,
+        convert_from=str(Path(convert_from).expanduser()) if convert_from else None,
+        **train_fields,
+    )
     if (regulariser or qat_epochs) and not is_snn(config):
         raise ConfigError(f"regulariser and qat_epochs act on SNNs; {config.name!r} is a CNN")
     return config, train_cfg
@@ -217,7 +277,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def forward_model(model: nn.Module, images: torch.Tensor, config: ModelConfig, *, seed: int | None = None) -> torch.Tensor:
+def forward_model(
+    model: nn.Module, images: torch.Tensor, config: ModelConfig, *, seed: int | None = None
+) -> torch.Tensor:
     """Logits [B, K] of any registered model for images [B, C, H, W] in [0, 1].
 
     SNNs receive ``encode(images, config.encoding, config.num_steps, seed)``; ``seed`` makes rate
@@ -239,7 +301,9 @@ def _labels_of(ds: Dataset) -> np.ndarray:
         return _labels_of(ds.dataset)[np.asarray(ds.indices)]
     labels = getattr(ds, "labels", None)
     if labels is not None:
-        return np.asarray(labels.cpu() if torch.is_tensor(labels) else labels).astype(np.int64).ravel()
+        return (
+            np.asarray(labels.cpu() if torch.is_tensor(labels) else labels).astype(np.int64).ravel()
+        )
     return np.asarray([int(ds[i][1]) for i in range(len(ds))], dtype=np.int64)  # type: ignore[arg-type]
 
 
@@ -264,12 +328,16 @@ def _scores_and_labels(
     return np.concatenate(scores), np.concatenate(labels)
 
 
-def predict_scores(model: nn.Module, config: ModelConfig, ds: Dataset, *, batch_size: int = 128, seed: int = 0) -> np.ndarray:
+def predict_scores(
+    model: nn.Module, config: ModelConfig, ds: Dataset, *, batch_size: int = 128, seed: int = 0
+) -> np.ndarray:
     """P(pneumonia) per sample (softmax[:, 1]), in eval mode; rate coding seeded per batch."""
     return _scores_and_labels(model, config, ds, batch_size, seed)[0]
 
 
-def evaluate(model: nn.Module, config: ModelConfig, ds: Dataset, threshold: float, *, seed: int = 0) -> ClinicalMetrics:
+def evaluate(
+    model: nn.Module, config: ModelConfig, ds: Dataset, threshold: float, *, seed: int = 0
+) -> ClinicalMetrics:
     """Clinical metrics of ``model`` on ``ds`` at a threshold chosen beforehand (on validation)."""
     scores, labels = _scores_and_labels(model, config, ds, 128, seed)
     return clinical_metrics(labels, scores, threshold)
@@ -293,7 +361,9 @@ def _with_augment(ds: Dataset, augment: Any) -> Dataset:
     if isinstance(ds, Subset):
         return Subset(_with_augment(ds.dataset, augment), ds.indices)
     if not (dataclasses.is_dataclass(ds) and hasattr(ds, "augment")):
-        raise ValueError(f"augment=True needs a neurocxr.data.ImageDataset, got {type(ds).__name__}")
+        raise ValueError(
+            f"augment=True needs a neurocxr.data.ImageDataset, got {type(ds).__name__}"
+        )
     return dataclasses.replace(ds, augment=augment)  # type: ignore[type-var]
 
 
@@ -301,7 +371,11 @@ def _source_of(splits: Any) -> str:
     train = splits.train
     base = train.dataset if isinstance(train, Subset) else train
     source = str(getattr(base, "source", "unknown"))
-    return f"synthetic:{source}" if getattr(base, "synthetic", False) and "synthetic" not in source else source
+    return (
+        f"synthetic:{source}"
+        if getattr(base, "synthetic", False) and "synthetic" not in source
+        else source
+    )
 
 
 class LossTerms:
@@ -318,7 +392,13 @@ class LossTerms:
       clamp(teacher ReLU activation / its batch 99.9th percentile, 0, 1)), the rates conversion aims at.
     """
 
-    def __init__(self, model: nn.Module, config: ModelConfig, train_cfg: TrainConfig, class_weight: torch.Tensor | None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        config: ModelConfig,
+        train_cfg: TrainConfig,
+        class_weight: torch.Tensor | None,
+    ) -> None:
         self.config, self.cfg, self.class_weight = config, train_cfg, class_weight
         self.snn = is_snn(config)
         self.chip_cost = None
@@ -326,10 +406,14 @@ class LossTerms:
             from neurocxr.chip_cost import ChipCostModel
 
             shape = (config.in_channels, config.image_size, config.image_size)
-            self.chip_cost = ChipCostModel(model, shape, config.num_steps, train_cfg.chip_cost_profile)
+            self.chip_cost = ChipCostModel(
+                model, shape, config.num_steps, train_cfg.chip_cost_profile
+            )
         self.teacher = None
         self.feature_teacher = False
-        if (train_cfg.distill_weight > 0 or train_cfg.distill_feature_weight > 0) and train_cfg.distill_teacher:
+        if (
+            train_cfg.distill_weight > 0 or train_cfg.distill_feature_weight > 0
+        ) and train_cfg.distill_teacher:
             from neurocxr.pipeline import load
 
             self.teacher = load(train_cfg.distill_teacher)
@@ -342,14 +426,24 @@ class LossTerms:
                 from neurocxr.errors import ConfigError
 
                 twin = self.teacher.config
-                if not (self.snn and twin.name == "cnn_vgg" and config.name == "snn_vgg" and twin.channels == config.channels
-                        and twin.hidden == config.hidden and twin.extra.get("strides") == config.extra.get("strides")):
-                    raise ConfigError("feature distillation needs a cnn_vgg teacher with the snn_vgg student's channels, "
-                                      f"hidden sizes and strides (teacher {twin.name} {list(twin.channels)}, student "
-                                      f"{config.name} {list(config.channels)}); use logit distillation otherwise")
+                if not (
+                    self.snn
+                    and twin.name == "cnn_vgg"
+                    and config.name == "snn_vgg"
+                    and twin.channels == config.channels
+                    and twin.hidden == config.hidden
+                    and twin.extra.get("strides") == config.extra.get("strides")
+                ):
+                    raise ConfigError(
+                        "feature distillation needs a cnn_vgg teacher with the snn_vgg student's channels, "
+                        f"hidden sizes and strides (teacher {twin.name} {list(twin.channels)}, student "
+                        f"{config.name} {list(config.channels)}); use logit distillation otherwise"
+                    )
                 self.feature_teacher = True
 
-    def __call__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(
+        self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
         parts: dict[str, float] = {}
         readout_steps = None
@@ -364,17 +458,23 @@ class LossTerms:
                 cost = self.chip_cost(x, out.spikes or [])
         else:
             logits = model(images)
-        loss = F.cross_entropy(logits, labels, weight=self.class_weight, label_smoothing=cfg.label_smoothing)
+        loss = F.cross_entropy(
+            logits, labels, weight=self.class_weight, label_smoothing=cfg.label_smoothing
+        )
         parts["ce"] = float(loss)
         if self.feature_teacher:
             from neurocxr.conversion import relu_activations
 
             targets = relu_activations(self.teacher.model.eval(), images)
-            rates = [s.mean(0) for s in (out.spikes or [])][-len(targets):]  # hidden layers (after input neurons)
+            rates = [s.mean(0) for s in (out.spikes or [])][
+                -len(targets) :
+            ]  # hidden layers (after input neurons)
             terms = []
             for rate, act in zip(rates, targets):
                 flat = act.flatten()
-                scale = torch.quantile(flat[torch.randperm(flat.numel())[:100_000]], 0.999).clamp_min(1e-6)
+                scale = torch.quantile(
+                    flat[torch.randperm(flat.numel())[:100_000]], 0.999
+                ).clamp_min(1e-6)
                 terms.append(F.mse_loss(rate.reshape(act.shape), (act / scale).clamp(0, 1)))
             feat = torch.stack(terms).mean()
             loss = loss + cfg.distill_feature_weight * feat
@@ -383,13 +483,30 @@ class LossTerms:
             with torch.no_grad():
                 t_logits = forward_model(self.teacher.model.eval(), images, self.teacher.config)
             temp = cfg.distill_temperature
-            kl = F.kl_div(F.log_softmax(logits / temp, 1), F.softmax(t_logits / temp, 1), reduction="batchmean") * temp**2
+            kl = (
+                F.kl_div(
+                    F.log_softmax(logits / temp, 1),
+                    F.softmax(t_logits / temp, 1),
+                    reduction="batchmean",
+                )
+                * temp**2
+            )
             loss = (1.0 - cfg.distill_weight) * loss + cfg.distill_weight * kl
             parts["distill_kl"] = float(kl)
-        if cfg.early_readout_weight > 0 and readout_steps is not None and readout_steps.shape[0] > 1:
+        if (
+            cfg.early_readout_weight > 0
+            and readout_steps is not None
+            and readout_steps.shape[0] > 1
+        ):
             steps = readout_steps.shape[0]
-            running = readout_steps.cumsum(0) / torch.arange(1, steps + 1, dtype=readout_steps.dtype).view(-1, 1, 1)
-            early = F.cross_entropy(running.reshape(-1, running.shape[-1]), labels.repeat(steps), weight=self.class_weight)
+            running = readout_steps.cumsum(0) / torch.arange(
+                1, steps + 1, dtype=readout_steps.dtype
+            ).view(-1, 1, 1)
+            early = F.cross_entropy(
+                running.reshape(-1, running.shape[-1]),
+                labels.repeat(steps),
+                weight=self.class_weight,
+            )
             loss = loss + cfg.early_readout_weight * early
             parts["early_readout_ce"] = float(early)
         if cost is not None:
@@ -419,8 +536,11 @@ def _quantisation_aware_finetune(
 
     fq = FakeQuantiser(model, config)
     fq.refresh()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr * train_cfg.qat_lr_factor,
-                                  weight_decay=train_cfg.weight_decay)
+    optimiser = torch.optim.AdamW(
+        model.parameters(),
+        lr=train_cfg.lr * train_cfg.qat_lr_factor,
+        weight_decay=train_cfg.weight_decay,
+    )
     refresh_every = max(1, len(loader) // 8)  # the exporter's scale follows the largest weight
     val_scores = predict_scores(model, config, splits.val, seed=train_cfg.seed)
     best_auc = clinical_metrics(val_labels, val_scores).roc_auc
@@ -432,7 +552,12 @@ def _quantisation_aware_finetune(
         model.train()
         started = time.perf_counter()
         loss_sum, seen = 0.0, 0
-        bar = tqdm(loader, desc=f"{config.name} QAT epoch {q}/{train_cfg.qat_epochs}", disable=not progress, leave=False)
+        bar = tqdm(
+            loader,
+            desc=f"{config.name} QAT epoch {q}/{train_cfg.qat_epochs}",
+            disable=not progress,
+            leave=False,
+        )
         for b, (images, labels) in enumerate(bar):
             labels = torch.as_tensor(labels).long().view(-1)
             loss, _ = loss_terms(model, images.float(), labels)
@@ -446,9 +571,16 @@ def _quantisation_aware_finetune(
         fq.refresh()
         val_scores = predict_scores(model, config, splits.val, seed=train_cfg.seed)
         val_auc = clinical_metrics(val_labels, val_scores).roc_auc
-        history.append({"epoch": start + q, "train_loss": loss_sum / max(seen, 1), "val_auc": val_auc,
-                        "val_acc": float(((val_scores >= 0.5) == val_labels).mean()),
-                        "seconds": time.perf_counter() - started, "qat": 1.0})
+        history.append(
+            {
+                "epoch": start + q,
+                "train_loss": loss_sum / max(seen, 1),
+                "val_auc": val_auc,
+                "val_acc": float(((val_scores >= 0.5) == val_labels).mean()),
+                "seconds": time.perf_counter() - started,
+                "qat": 1.0,
+            }
+        )
         if progress:
             tqdm.write(f"{config.name} QAT epoch {q}: val AUC {val_auc:.4f}")
         if val_auc > best_auc:
@@ -461,22 +593,35 @@ def _quantisation_aware_finetune(
     return best_threshold, best_auc, best_epoch
 
 
-def _converted_model(config: ModelConfig, train_cfg: TrainConfig, train_ds: Dataset) -> tuple[nn.Module, Any]:
+def _converted_model(
+    config: ModelConfig, train_cfg: TrainConfig, train_ds: Dataset
+) -> tuple[nn.Module, Any]:
     """The `snn_vgg` converted from ``train_cfg.convert_from`` with thresholds balanced on (at most
     1000, seeded) training images; ``config`` must be the checkpoint's SNN twin (`neurocxr.conversion`)."""
     from neurocxr.conversion import DEFAULT_BALANCE_SAMPLES, convert_checkpoint
 
     n = len(train_ds)  # type: ignore[arg-type]
-    pick = np.sort(np.random.default_rng(train_cfg.seed).choice(n, size=min(n, DEFAULT_BALANCE_SAMPLES), replace=False))
+    pick = np.sort(
+        np.random.default_rng(train_cfg.seed).choice(
+            n, size=min(n, DEFAULT_BALANCE_SAMPLES), replace=False
+        )
+    )
     images = torch.stack([train_ds[int(i)][0] for i in pick]).float()
-    model, converted_cfg, report = convert_checkpoint(str(train_cfg.convert_from), images, num_steps=config.num_steps,
-                                                      threshold=config.threshold, percentile=train_cfg.convert_percentile)
+    model, converted_cfg, report = convert_checkpoint(
+        str(train_cfg.convert_from),
+        images,
+        num_steps=config.num_steps,
+        threshold=config.threshold,
+        percentile=train_cfg.convert_percentile,
+    )
     if converted_cfg.to_dict() != config.to_dict():
         from neurocxr.errors import ConfigError
 
         diff = sorted(k for k, v in converted_cfg.to_dict().items() if config.to_dict().get(k) != v)
-        raise ConfigError(f"the model config differs from the SNN twin of {train_cfg.convert_from} in {', '.join(diff)}; "
-                          "build it with neurocxr.conversion.snn_config_for(<the CNN's config>, num_steps, threshold)")
+        raise ConfigError(
+            f"the model config differs from the SNN twin of {train_cfg.convert_from} in {', '.join(diff)}; "
+            "build it with neurocxr.conversion.snn_config_for(<the CNN's config>, num_steps, threshold)"
+        )
     return model, report
 
 
@@ -517,12 +662,18 @@ def train(
     train_labels = _labels_of(train_ds)
     present = np.unique(train_labels)
     if len(present) < 2:
-        raise DataError(f"the training split holds class {present.tolist()} only; a classifier needs both "
-                        "normal (0) and pneumonia (1) images (check the data source or max_train_samples)")
+        raise DataError(
+            f"the training split holds class {present.tolist()} only; a classifier needs both "
+            "normal (0) and pneumonia (1) images (check the data source or max_train_samples)"
+        )
     from neurocxr.validation import check_both_classes
 
     # The best epoch (val AUC) and the operating threshold are chosen on val: one class gives AUC NaN.
-    check_both_classes(_labels_of(splits.val), "the validation split", "choosing the best epoch (AUC) and the threshold")
+    check_both_classes(
+        _labels_of(splits.val),
+        "the validation split",
+        "choosing the best epoch (AUC) and the threshold",
+    )
     class_weight = torch.ones(config.num_classes)
     class_weight[present] = torch.tensor(
         compute_class_weight("balanced", classes=present, y=train_labels), dtype=torch.float32
@@ -530,17 +681,26 @@ def train(
     generator = torch.Generator().manual_seed(train_cfg.seed)
     if train_cfg.balance == "sampler":
         sample_weight = class_weight[torch.as_tensor(train_labels)].double()
-        loader = DataLoader(train_ds, batch_size=train_cfg.batch_size,
-                            sampler=WeightedRandomSampler(sample_weight, len(train_labels), generator=generator))
+        loader = DataLoader(
+            train_ds,
+            batch_size=train_cfg.batch_size,
+            sampler=WeightedRandomSampler(sample_weight, len(train_labels), generator=generator),
+        )
     else:
-        loader = DataLoader(train_ds, batch_size=train_cfg.batch_size, shuffle=True, generator=generator)
+        loader = DataLoader(
+            train_ds, batch_size=train_cfg.batch_size, shuffle=True, generator=generator
+        )
     loss_weight = class_weight if train_cfg.balance == "weights" else None
     loss_terms = LossTerms(model, config, train_cfg, loss_weight)
 
-    optimiser = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
+    )
     total_steps = max(1, train_cfg.epochs * len(loader))
     if train_cfg.schedule == "onecycle":
-        scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=train_cfg.lr, total_steps=total_steps)
+        scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(
+            optimiser, max_lr=train_cfg.lr, total_steps=total_steps
+        )
     else:
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total_steps)
 
@@ -554,15 +714,28 @@ def train(
         best_auc = clinical_metrics(val_labels, val_scores).roc_auc
         best_state = copy.deepcopy(model.state_dict())
         best_threshold = choose_threshold(val_labels, val_scores, "youden")
-        history.append({"epoch": 0, "train_loss": float("nan"), "val_auc": best_auc,
-                        "val_acc": float(((val_scores >= 0.5) == val_labels).mean()), "seconds": 0.0, "converted": 1.0})
+        history.append(
+            {
+                "epoch": 0,
+                "train_loss": float("nan"),
+                "val_auc": best_auc,
+                "val_acc": float(((val_scores >= 0.5) == val_labels).mean()),
+                "seconds": 0.0,
+                "converted": 1.0,
+            }
+        )
     for epoch in range(1, train_cfg.epochs + 1):
         model.train()
         if augment is not None:
             augment.set_epoch(epoch)  # fresh, still seeded, transforms each epoch
         started = time.perf_counter()
         loss_sum, seen, chip_sum = 0.0, 0, 0.0
-        bar = tqdm(loader, desc=f"{config.name} epoch {epoch}/{train_cfg.epochs}", disable=not progress, leave=False)
+        bar = tqdm(
+            loader,
+            desc=f"{config.name} epoch {epoch}/{train_cfg.epochs}",
+            disable=not progress,
+            leave=False,
+        )
         for images, labels in bar:
             images = images.float()
             labels = torch.as_tensor(labels).long().view(-1)
@@ -580,13 +753,22 @@ def train(
         val_auc = clinical_metrics(val_labels, val_scores).roc_auc
         val_acc = float(((val_scores >= 0.5) == val_labels).mean())
         seconds = time.perf_counter() - started
-        history.append({"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "val_auc": val_auc,
-                        "val_acc": val_acc, "seconds": seconds})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": loss_sum / max(seen, 1),
+                "val_auc": val_auc,
+                "val_acc": val_acc,
+                "seconds": seconds,
+            }
+        )
         if loss_terms.chip_cost is not None:
             history[-1]["train_chip_uj"] = chip_sum / max(seen, 1)
         if progress:
-            tqdm.write(f"{config.name} epoch {epoch}: loss {loss_sum / max(seen, 1):.4f}  "
-                       f"val AUC {val_auc:.4f}  val acc@0.5 {val_acc:.4f}  ({seconds:.1f} s)")
+            tqdm.write(
+                f"{config.name} epoch {epoch}: loss {loss_sum / max(seen, 1):.4f}  "
+                f"val AUC {val_auc:.4f}  val acc@0.5 {val_acc:.4f}  ({seconds:.1f} s)"
+            )
         if val_auc > best_auc or best_state is None:
             best_auc, best_epoch, epochs_without_gain = val_auc, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
@@ -594,12 +776,21 @@ def train(
             if checkpoint_path is not None:
                 from neurocxr.checkpoint import save_checkpoint
 
-                save_checkpoint(checkpoint_path, model, config, {
-                    "threshold": best_threshold, "threshold_method": "youden (validation)",
-                    "data_source": data_source, "data_origin": getattr(splits, "origin", None),
-                    "best_epoch": best_epoch, "val_auc": val_auc,
-                    "history": copy.deepcopy(history), "train_config": train_cfg.to_dict(),
-                })
+                save_checkpoint(
+                    checkpoint_path,
+                    model,
+                    config,
+                    {
+                        "threshold": best_threshold,
+                        "threshold_method": "youden (validation)",
+                        "data_source": data_source,
+                        "data_origin": getattr(splits, "origin", None),
+                        "best_epoch": best_epoch,
+                        "val_auc": val_auc,
+                        "history": copy.deepcopy(history),
+                        "train_config": train_cfg.to_dict(),
+                    },
+                )
         else:
             epochs_without_gain += 1
             if epochs_without_gain >= train_cfg.patience:
@@ -618,13 +809,23 @@ def train(
     if checkpoint_path is not None:  # final metadata: full history and the validation metrics
         from neurocxr.checkpoint import save_checkpoint
 
-        save_checkpoint(checkpoint_path, model, config, {
-            "threshold": best_threshold, "threshold_method": "youden (validation)",
-            "data_source": data_source, "data_origin": getattr(splits, "origin", None),
-            "best_epoch": best_epoch, "val_auc": best_auc,
-            "history": history, "train_config": train_cfg.to_dict(), "val_metrics": val_metrics.to_dict(),
-            "conversion": conversion.to_dict() if conversion is not None else None,
-        })
+        save_checkpoint(
+            checkpoint_path,
+            model,
+            config,
+            {
+                "threshold": best_threshold,
+                "threshold_method": "youden (validation)",
+                "data_source": data_source,
+                "data_origin": getattr(splits, "origin", None),
+                "best_epoch": best_epoch,
+                "val_auc": best_auc,
+                "history": history,
+                "train_config": train_cfg.to_dict(),
+                "val_metrics": val_metrics.to_dict(),
+                "conversion": conversion.to_dict() if conversion is not None else None,
+            },
+        )
     trained = [h["seconds"] for h in history if not h.get("converted")]
     return TrainResult(
         model=model,

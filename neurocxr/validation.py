@@ -18,8 +18,14 @@ from neurocxr.errors import ConfigError, DataError
 SPLITS = ("train", "val", "test")
 
 
-def check_int(name: str, value: Any, low: int | None = None, high: int | None = None, *,
-              allow_none: bool = False) -> int | None:
+def check_int(
+    name: str,
+    value: Any,
+    low: int | None = None,
+    high: int | None = None,
+    *,
+    allow_none: bool = False,
+) -> int | None:
     """``value`` as an int in [low, high] (bounds optional), else ConfigError with the accepted range."""
     if value is None and allow_none:
         return None
@@ -38,16 +44,31 @@ def check_int(name: str, value: Any, low: int | None = None, high: int | None = 
     return int(value)
 
 
-def check_float(name: str, value: Any, low: float | None = None, high: float | None = None, *,
-                low_open: bool = False, high_open: bool = False, allow_none: bool = False) -> float | None:
+def check_float(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = False,
+) -> float | None:
     """``value`` as a finite float in the interval (bounds optional), else ConfigError naming it."""
     if value is None and allow_none:
         return None
     lo = "-inf" if low is None else f"{low:g}"
     hi = "inf" if high is None else f"{high:g}"
-    interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (")" if high_open or high is None else "]")
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(float(value)):
+    interval = (
+        ("(" if low_open or low is None else "[")
+        + f"{lo}, {hi}"
+        + (")" if high_open or high is None else "]")
+    )
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not math.isfinite(float(value))
+    ):
         raise ConfigError(f"{name} must be a finite number in {interval}, got {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
@@ -79,7 +100,9 @@ def nonfinite_summary(arr: Any) -> str | None:
     n_nan = int(np.isnan(a).sum())
     n_inf = int(bad.sum()) - n_nan
     first = tuple(int(i) for i in np.argwhere(bad)[0])
-    what = " and ".join(p for p in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} inf" if n_inf else "") if p)
+    what = " and ".join(
+        p for p in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} inf" if n_inf else "") if p
+    )
     return f"{what} value{'s' if bad.sum() > 1 else ''} (first at index {first})"
 
 
@@ -102,11 +125,18 @@ def check_finite_inputs(arr: Any, what: str = "inputs") -> None:
     """Refuse images or other inputs holding NaN or inf (they would be silently wrong answers)."""
     problem = nonfinite_summary(arr)
     if problem:
-        raise DataError(f"{what} hold {problem}; clean the data (NaN/inf pixels cannot be classified)")
+        raise DataError(
+            f"{what} hold {problem}; clean the data (NaN/inf pixels cannot be classified)"
+        )
 
 
 # Process-wide default for progress bars: the CLI's --no-progress (or NEUROCXR_PROGRESS=0) turns them off.
-_progress_default = os.environ.get("NEUROCXR_PROGRESS", "1").strip().lower() not in ("0", "false", "no", "off")
+_progress_default = os.environ.get("NEUROCXR_PROGRESS", "1").strip().lower() not in (
+    "0",
+    "false",
+    "no",
+    "off",
+)
 
 
 def set_progress(enabled: bool) -> None:
@@ -161,7 +191,11 @@ def file_kind(path: Any) -> str:
             with zipfile.ZipFile(p) as zf:
                 names = zf.namelist()
         except (zipfile.BadZipFile, OSError, ValueError):
-            return "checkpoint" if suffix in (".pt", ".pth") else ("npz" if suffix == ".npz" else "zip")
+            return (
+                "checkpoint"
+                if suffix in (".pt", ".pth")
+                else ("npz" if suffix == ".npz" else "zip")
+            )
         if any(n.endswith("data.pkl") for n in names):
             return "checkpoint"  # torch.save writes <name>/data.pkl into its zip
         if names and all(n.endswith(".npy") for n in names):
@@ -197,18 +231,18 @@ _KIND_HINTS = {
     "directory": "is a directory, not a file",
     "empty": "is empty (0 bytes)",
     "checkpoint": "is a torch checkpoint (.pt); commands take it as their CHECKPOINT argument "
-                  "(`neurocxr evaluate / export / energy`)",
+    "(`neurocxr evaluate / export / energy`)",
     "npz": "is an npz data archive; give it as --data (e.g. `neurocxr evaluate model.pt --data file.npz`)",
     "npy": "is a single .npy array; data must be a MedMNIST .npz (train/val/test) or a Kermany folder, "
-           "spike trains go to `neurocxr export graph.nir --spikes file.npy`",
+    "spike trains go to `neurocxr export graph.nir --spikes file.npy`",
     "nir": "is a NIR graph (HDF5); export it with `neurocxr export graph.nir -o OUT --target loihi`",
     "netx": "is a Loihi netx network (HDF5); read it with `neurocxr netx file.net`",
     "hdf5": "is an HDF5 file, neither a NIR graph nor a netx network neurocxr recognises",
     "onnx": "is an ONNX model (an export output); neurocxr reads checkpoints (.pt), not ONNX files",
     "toml": "is a TOML file; sweep configs go to `neurocxr sweep config.toml -o OUT`, device "
-            "profiles to `neurocxr energy --profiles-file`",
+    "profiles to `neurocxr energy --profiles-file`",
     "image": "is an image; single images go to `neurocxr explain CHECKPOINT IMAGE... -o OUT`, "
-             "data sets are a MedMNIST .npz or a Kermany folder",
+    "data sets are a MedMNIST .npz or a Kermany folder",
     "zip": "is a zip archive but neither an npz data archive nor a torch checkpoint",
 }
 
@@ -228,8 +262,12 @@ def check_threshold(value: Any, where: str) -> float:
     out-of-range threshold would call every case one class with exit code 0)."""
     from neurocxr.errors import CheckpointError
 
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) \
-        and math.isfinite(float(value)) and 0.0 <= float(value) <= 1.0
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float, np.integer, np.floating))
+        and math.isfinite(float(value))
+        and 0.0 <= float(value) <= 1.0
+    )
     if not ok:
         raise CheckpointError(
             f"{where}: its stored operating threshold is {value!r}, not a probability in [0, 1]; the file is "
@@ -238,8 +276,10 @@ def check_threshold(value: Any, where: str) -> float:
     return float(value)
 
 
-PIXEL_RULE = ("images are read as: uint8 / 255, uint16 / 65535 (the dtype's full range, never stretched "
-              "per image), floats as they are and must lie in [0, 1]")
+PIXEL_RULE = (
+    "images are read as: uint8 / 255, uint16 / 65535 (the dtype's full range, never stretched "
+    "per image), floats as they are and must lie in [0, 1]"
+)
 
 
 def images_to_unit_range(arr: Any, what: str = "images") -> np.ndarray:
@@ -280,7 +320,9 @@ def check_both_classes(labels: Any, what: str, why: str) -> None:
 _EXPORT_REFUSALS: dict[str, str | None] = {}
 
 
-def check_model_options(config: Any, *, size_option: str = "--image-size", encoding_option: str = "--encoding") -> None:
+def check_model_options(
+    config: Any, *, size_option: str = "--image-size", encoding_option: str = "--encoding"
+) -> None:
     """Refuse, before training, options with no effect on ``config``'s model (an SNN input encoding
     on a CNN) and image sizes a Loihi-deployable SNN could not be exported at (found by building
     the untrained model and exporting it in memory: only structural refusals count)."""
@@ -314,7 +356,9 @@ def check_model_options(config: Any, *, size_option: str = "--image-size", encod
     why = refusal(config.image_size)
     if why is None:
         return
-    near = [s for d in range(1, 9) for s in (config.image_size - d, config.image_size + d) if s >= 8]
+    near = [
+        s for d in range(1, 9) for s in (config.image_size - d, config.image_size + d) if s >= 8
+    ]
     fits = next((s for s in near if refusal(s) is None), None)
     hint = f" (e.g. {size_option} {fits})" if fits is not None else ""
     raise ConfigError(
@@ -335,13 +379,20 @@ def check_snn_for_chip(loaded: Any, source: Any, role: str) -> None:
     info = model_info(loaded.config.name)
     what = _source_name(source, loaded)
     if info.kind != "snn":
-        where = ("export it with --target onnx, or give it to `neurocxr energy SNN.pt` as --baseline"
-                 if role == "export" else f"give it as --baseline next to an SNN checkpoint "
-                 f"(`neurocxr energy SNN.pt --baseline {what}`)")
-        raise ModelKindError(f"{what} is a CNN ({loaded.config.name}); Loihi runs spiking networks only: {where}")
+        where = (
+            "export it with --target onnx, or give it to `neurocxr energy SNN.pt` as --baseline"
+            if role == "export"
+            else f"give it as --baseline next to an SNN checkpoint "
+            f"(`neurocxr energy SNN.pt --baseline {what}`)"
+        )
+        raise ModelKindError(
+            f"{what} is a CNN ({loaded.config.name}); Loihi runs spiking networks only: {where}"
+        )
     if not info.loihi_deployable:
-        raise ModelKindError(f"{what} is a {loaded.config.name!r} SNN, which cannot be deployed to Loihi "
-                             "(see the Loihi column of `neurocxr models`); train a deployable SNN for this")
+        raise ModelKindError(
+            f"{what} is a {loaded.config.name!r} SNN, which cannot be deployed to Loihi "
+            "(see the Loihi column of `neurocxr models`); train a deployable SNN for this"
+        )
 
 
 def check_report_models(snn: Any, snn_source: Any, baselines: list, sources: list) -> list:
@@ -381,7 +432,9 @@ def check_report_models(snn: Any, snn_source: Any, baselines: list, sources: lis
         while label in taken:
             label, k = f"{base_label} #{k}", k + 1
         taken.add(label)
-        out.append(b if label == b.name else type(b)(b.model, b.config, {**b.metadata, "label": label}))
+        out.append(
+            b if label == b.name else type(b)(b.model, b.config, {**b.metadata, "label": label})
+        )
     return out
 
 
@@ -390,8 +443,10 @@ def refuse_unused_options(given: Mapping[str, Any], why: str) -> None:
     that the user believes changed the answer. ``why`` says where they do apply."""
     unused = [name for name, value in given.items() if value is not None]
     if unused:
-        raise ConfigError(f"{' and '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect here: "
-                          f"{'it applies' if len(unused) == 1 else 'they apply'} {why}; leave {'it' if len(unused) == 1 else 'them'} out")
+        raise ConfigError(
+            f"{' and '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect here: "
+            f"{'it applies' if len(unused) == 1 else 'they apply'} {why}; leave {'it' if len(unused) == 1 else 'them'} out"
+        )
 
 
 def missing_file_message(path: Any, what: str) -> str:

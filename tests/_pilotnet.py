@@ -27,8 +27,18 @@ from neurocxr.exporters.program import (
 
 # vThMant per hidden layer: about 12% firing on random images (set once by bisection, see module docstring)
 PILOTNET_THRESHOLDS = (1035, 1157, 1804, 1907, 3412, 2538, 468, 255)
-INTEL_COMPILER_CORES = {"input": 13, "conv1": 25, "conv2": 13, "conv3": 3, "conv4": 3, "conv5": 2,
-                        "fc1": 12, "fc2": 1, "fc3": 1, "out": 1}
+INTEL_COMPILER_CORES = {
+    "input": 13,
+    "conv1": 25,
+    "conv2": 13,
+    "conv3": 3,
+    "conv4": 3,
+    "conv5": 2,
+    "fc1": 12,
+    "fc2": 1,
+    "fc3": 1,
+    "out": 1,
+}
 
 
 def pilotnet_program(seed: int = 0, num_steps: int = 16) -> LoihiProgram:
@@ -47,14 +57,22 @@ def pilotnet_program(seed: int = 0, num_steps: int = 16) -> LoihiProgram:
         ConvLayer("conv1", (24, 32, 99), lif(), weight=w((24, 3, 3, 3)), stride=(2, 2)),
         ConvLayer("conv2", (36, 15, 49), lif(), weight=w((36, 24, 3, 3)), stride=(2, 2)),
         ConvLayer("conv3", (48, 7, 24), lif(), weight=w((48, 36, 3, 3)), stride=(2, 2)),
-        ConvLayer("conv4", (64, 4, 22), lif(), weight=w((64, 48, 3, 3)), stride=(2, 1), padding=(1, 0)),
+        ConvLayer(
+            "conv4", (64, 4, 22), lif(), weight=w((64, 48, 3, 3)), stride=(2, 1), padding=(1, 0)
+        ),
         ConvLayer("conv5", (64, 2, 20), lif(), weight=w((64, 64, 3, 3))),
         DenseLayer("fc1", (100,), lif(), weight=w((100, 2560), -120, 128), flatten_input=True),
         DenseLayer("fc2", (50,), lif(), weight=w((50, 100))),
         DenseLayer("fc3", (10,), lif(), weight=w((10, 50))),
         ReadoutLayer("out", (1,), weight=w((1, 10))),
     ]
-    program = LoihiProgram(input_shape=(3, 66, 200), input_kind="bias", layers=layers, num_steps=num_steps,
-                           input_scale=4080.0, metadata={"source": "PilotNet-shaped test program"})
+    program = LoihiProgram(
+        input_shape=(3, 66, 200),
+        input_kind="bias",
+        layers=layers,
+        num_steps=num_steps,
+        input_scale=4080.0,
+        metadata={"source": "PilotNet-shaped test program"},
+    )
     program.validate()
     return program

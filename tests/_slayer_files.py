@@ -27,7 +27,13 @@ _SHARED = {"threshold": 1.0, "current_decay": 0.25, "voltage_decay": 0.1, "requi
 _PER_CHANNEL = dict(_SHARED, shared_param=False)  # slayer jitters decays per channel / per neuron
 
 
-def _export(blocks: list[torch.nn.Module], path: Path, sample: torch.Tensor, *, input_shape: tuple[int, ...] | None = None) -> Path:
+def _export(
+    blocks: list[torch.nn.Module],
+    path: Path,
+    sample: torch.Tensor,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+) -> Path:
     with torch.no_grad():
         x = sample
         for block in blocks:
@@ -61,8 +67,12 @@ def conv_bias_input_file(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     blocks = [
         slayer.block.cuba.Input(_SHARED, weight=2.0, bias=0.5),
-        slayer.block.cuba.Conv(_PER_CHANNEL, 1, 4, 3, stride=2, padding=1, weight_scale=2, weight_norm=False),
-        slayer.block.cuba.Conv(_SHARED, 4, 6, (3, 2), stride=(1, 2), padding=(1, 0), weight_scale=2, weight_norm=False),
+        slayer.block.cuba.Conv(
+            _PER_CHANNEL, 1, 4, 3, stride=2, padding=1, weight_scale=2, weight_norm=False
+        ),
+        slayer.block.cuba.Conv(
+            _SHARED, 4, 6, (3, 2), stride=(1, 2), padding=(1, 0), weight_scale=2, weight_norm=False
+        ),
         slayer.block.cuba.Flatten(),
         slayer.block.cuba.Dense(_PER_CHANNEL, 6 * 5 * 2, 3, weight_scale=2, weight_norm=False),
     ]
@@ -76,15 +86,32 @@ def conv_spike_input_file(path: Path, seed: int = 0) -> Path:
     blocks = [
         # slayer's own per-channel decays on a conv broadcast over the width (a slayer quirk), so
         # this file's per-channel parameters are written afterwards (see the docstring)
-        slayer.block.cuba.Conv(_SHARED, 2, 4, 3, stride=1, padding=2, dilation=2, groups=2,
-                               weight_scale=4, weight_norm=False),
-        slayer.block.cuba.Conv(_SHARED, 4, 3, (2, 3), stride=(2, 1), padding=(0, 1), weight_scale=3, weight_norm=False),
+        slayer.block.cuba.Conv(
+            _SHARED,
+            2,
+            4,
+            3,
+            stride=1,
+            padding=2,
+            dilation=2,
+            groups=2,
+            weight_scale=4,
+            weight_norm=False,
+        ),
+        slayer.block.cuba.Conv(
+            _SHARED, 4, 3, (2, 3), stride=(2, 1), padding=(0, 1), weight_scale=3, weight_norm=False
+        ),
         slayer.block.cuba.Flatten(),
         slayer.block.cuba.Dense(_PER_CHANNEL, 3 * 4 * 7, 5, weight_scale=3, weight_norm=False),
     ]
     _export(blocks, path, (torch.rand(1, 2, 9, 7, 4) < 0.3).float(), input_shape=(2, 9, 7))
-    edit_neuron(path, 1, vThMant=np.array([40, 64, 90, 120]), iDecay=np.array([0, 1024, 2048, 4096]),
-                vDecay=np.array([4096, 410, 100, 0]))
+    edit_neuron(
+        path,
+        1,
+        vThMant=np.array([40, 64, 90, 120]),
+        iDecay=np.array([0, 1024, 2048, 4096]),
+        vDecay=np.array([4096, 410, 100, 0]),
+    )
     return path
 
 
@@ -107,8 +134,13 @@ def older_slayer_fields() -> Iterator[None]:
     current = cls.device_params
 
     def older(self: Any) -> dict[str, Any]:
-        return {**current.fget(self), "scaleRho": self.scale_rho, "tauRho": self.tau_rho,
-                "theta": float(self.threshold), "wgtExp": 0}
+        return {
+            **current.fget(self),
+            "scaleRho": self.scale_rho,
+            "tauRho": self.tau_rho,
+            "theta": float(self.threshold),
+            "wgtExp": 0,
+        }
 
     cls.device_params = property(older)
     try:
@@ -123,8 +155,13 @@ def recurrent_file(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     blocks = [
         slayer.block.cuba.Recurrent(dict(_PER_CHANNEL), 20, 12, weight_scale=3, weight_norm=False),
-        slayer.block.cuba.Dense(dict(_SHARED, norm=slayer.neuron.norm.WgtScaleBatchNorm), 12, 4, weight_scale=3,
-                                weight_norm=False),
+        slayer.block.cuba.Dense(
+            dict(_SHARED, norm=slayer.neuron.norm.WgtScaleBatchNorm),
+            12,
+            4,
+            weight_scale=3,
+            weight_norm=False,
+        ),
     ]
     return _export(blocks, path, (torch.rand(1, 20, 4) < 0.3).float())
 
@@ -133,9 +170,13 @@ def conv_recurrent_file(path: Path, seed: int = 0) -> Path:
     """Shape-only input (2, 9, 7) spikes -> conv 3x3 stride 2 -> flatten -> slayer ``Recurrent`` 10 -> Dense 3."""
     torch.manual_seed(seed)
     blocks = [
-        slayer.block.cuba.Conv(_SHARED, 2, 4, 3, stride=2, padding=1, weight_scale=4, weight_norm=False),
+        slayer.block.cuba.Conv(
+            _SHARED, 2, 4, 3, stride=2, padding=1, weight_scale=4, weight_norm=False
+        ),
         slayer.block.cuba.Flatten(),
-        slayer.block.cuba.Recurrent(dict(_SHARED), 4 * 5 * 4, 10, weight_scale=3, weight_norm=False),
+        slayer.block.cuba.Recurrent(
+            dict(_SHARED), 4 * 5 * 4, 10, weight_scale=3, weight_norm=False
+        ),
         slayer.block.cuba.Dense(_SHARED, 10, 3, weight_scale=3, weight_norm=False),
     ]
     return _export(blocks, path, (torch.rand(1, 2, 9, 7, 4) < 0.3).float(), input_shape=(2, 9, 7))

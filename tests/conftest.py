@@ -20,7 +20,9 @@ def real_npz() -> Path:
     """Path of the real pneumoniamnist.npz from $NEUROCXR_DATA; skips when unset or missing."""
     value = os.environ.get("NEUROCXR_DATA", "").strip()
     if not value:
-        pytest.skip("NEUROCXR_DATA is not set (point it at pneumoniamnist.npz to run real-data tests)")
+        pytest.skip(
+            "NEUROCXR_DATA is not set (point it at pneumoniamnist.npz to run real-data tests)"
+        )
     path = Path(value).expanduser()
     if not path.is_file():
         pytest.skip(f"NEUROCXR_DATA={value} is not a file (expected pneumoniamnist.npz)")
@@ -76,7 +78,12 @@ def write_kermany_tree(
     per_class: int = 3,
     classes: Sequence[str] = ("NORMAL", "PNEUMONIA"),
     sizes: Sequence[tuple[int, int]] = ((40, 32), (64, 48), (30, 30), (50, 70)),
-    kinds: Sequence[tuple[str, str]] = (("L", "png"), ("RGB", "jpeg"), ("RGB", "png"), ("L", "jpg")),
+    kinds: Sequence[tuple[str, str]] = (
+        ("L", "png"),
+        ("RGB", "jpeg"),
+        ("RGB", "png"),
+        ("L", "jpg"),
+    ),
 ) -> Path:
     """Write ``root/<split>/<class>/img<i>.<ext>`` with ``per_class`` images per class.
 
@@ -137,4 +144,6 @@ def _lava_marker_is_accurate(request: pytest.FixtureRequest, monkeypatch: pytest
     monkeypatch.setattr(lava_runner, "_import_lava", recording_import)
     yield
     if calls and request.node.get_closest_marker("lava") is None:
-        pytest.fail(f"{request.node.nodeid} runs Lava but is not marked @pytest.mark.lava", pytrace=False)
+        pytest.fail(
+            f"{request.node.nodeid} runs Lava but is not marked @pytest.mark.lava", pytrace=False
+        )

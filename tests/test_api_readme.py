@@ -19,8 +19,14 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 MARKER = "<!-- api-example"
 
 # CLI command -> API function, where the names differ (the CLI's names are shorter)
-API_NAME = {"models": "list_models", "netx": "inspect_netx", "energy": "energy_report", "report": "energy_report",
-            "data info": "data_info", "data fetch": "fetch_data"}
+API_NAME = {
+    "models": "list_models",
+    "netx": "inspect_netx",
+    "energy": "energy_report",
+    "report": "energy_report",
+    "data info": "data_info",
+    "data fetch": "fetch_data",
+}
 # CLI parameter -> API keyword, where the names differ (a repeatable option is plural in Python;
 # --json is json= but the typer callback cannot name a parameter after the module json)
 API_PARAM = {"json_out": "json", "baseline": "baselines", "profile": "profiles"}
@@ -29,14 +35,16 @@ API_PARAM = {"json_out": "json", "baseline": "baselines", "profile": "profiles"}
 def readme_example() -> str:
     text = README.read_text(encoding="utf-8")
     assert MARKER in text, "the README lost its marked Python API example"
-    block = re.search(r"```python\n(.*?)```", text[text.index(MARKER):], re.S)
+    block = re.search(r"```python\n(.*?)```", text[text.index(MARKER) :], re.S)
     assert block is not None
     return block.group(1)
 
 
 def with_paths(code: str, source: Path, data: str) -> str:
     """The example with its two path variables pointed at the test's files (and nothing else changed)."""
-    replaced, n_source = re.subn(r'^SOURCE = "[^"]*"', f"SOURCE = {str(source)!r}", code, flags=re.M)
+    replaced, n_source = re.subn(
+        r'^SOURCE = "[^"]*"', f"SOURCE = {str(source)!r}", code, flags=re.M
+    )
     replaced, n_data = re.subn(r'^DATA = "[^"]*"', f"DATA = {data!r}", replaced, flags=re.M)
     assert n_source == 1 and n_data == 1, "the example must set SOURCE and DATA on one line each"
     return replaced
@@ -45,21 +53,32 @@ def with_paths(code: str, source: Path, data: str) -> str:
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("api_readme")
-    summary = api.train("snn_conv", data="synthetic", out=out, epochs=1, batch_size=32, num_steps=4, image_size=16,
-                        max_train_samples=64)
+    summary = api.train(
+        "snn_conv",
+        data="synthetic",
+        out=out,
+        epochs=1,
+        batch_size=32,
+        num_steps=4,
+        image_size=16,
+        max_train_samples=64,
+    )
     assert isinstance(summary, api.TrainSummary)
     return Path(summary.checkpoint)
 
 
 @pytest.mark.slow
-def test_readme_api_example_runs_on_a_checkpoint_and_on_its_nir_graph(tiny_checkpoint: Path, tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_api_example_runs_on_a_checkpoint_and_on_its_nir_graph(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = readme_example()
     ran = {}
     nir_export = neurocxr.export(tiny_checkpoint, out=tmp_path / "nir", target="nir")
     for name, source in (("checkpoint", tiny_checkpoint), ("nir", tmp_path / "nir" / "model.nir")):
         namespace: dict = {}
-        exec(compile(with_paths(code, source, "synthetic"), f"README.md ({name})", "exec"), namespace)
+        exec(
+            compile(with_paths(code, source, "synthetic"), f"README.md ({name})", "exec"), namespace
+        )
         ran[name] = namespace
         assert Path(namespace["SOURCE"]) == source
         dep, run, energy = namespace["dep"], namespace["run"], namespace["energy"]
@@ -86,14 +105,25 @@ def test_pixel_rule_is_one_for_emulate_deployment_and_engine(tiny_checkpoint: Pa
     x8 = rng.integers(0, 256, (3, *dep.program.input_shape)).astype(np.uint8)
     as_float = x8.astype(np.float32) / np.float32(255.0)
     reference = neurocxr.emulate(dep.program, as_float).readout
-    for run in (neurocxr.emulate(dep.program, x8), dep.run(x8), engine(dep.program, x8),
-                engine(dep.program, x8.astype(np.uint16) * 257)):
+    for run in (
+        neurocxr.emulate(dep.program, x8),
+        dep.run(x8),
+        engine(dep.program, x8),
+        engine(dep.program, x8.astype(np.uint16) * 257),
+    ):
         np.testing.assert_array_equal(run.readout, reference)
     raw = dep.program.quantise_input(as_float)  # the input-bias mantissas those images become
-    for run in (neurocxr.emulate(dep.program, raw, raw_bias=True), dep.run(raw, raw_bias=True),
-                engine(dep.program, raw, raw_bias=True)):
+    for run in (
+        neurocxr.emulate(dep.program, raw, raw_bias=True),
+        dep.run(raw, raw_bias=True),
+        engine(dep.program, raw, raw_bias=True),
+    ):
         np.testing.assert_array_equal(run.readout, reference)
-    for call in (lambda: neurocxr.emulate(dep.program, raw), lambda: dep.run(raw), lambda: engine(dep.program, raw)):
+    for call in (
+        lambda: neurocxr.emulate(dep.program, raw),
+        lambda: dep.run(raw),
+        lambda: engine(dep.program, raw),
+    ):
         with pytest.raises(NeurocxrError, match="raw_bias=True"):
             call()
     with pytest.raises(SimulationError, match="integer array of bias mantissas"):
@@ -114,32 +144,67 @@ def _cli_commands() -> dict[str, typer.models.CommandInfo]:
 
 def test_every_cli_command_is_one_api_call_with_the_same_options() -> None:
     commands = _cli_commands()
-    assert {"train", "evaluate", "explain", "export", "netx", "energy", "sweep", "data info", "models"} <= set(commands)
+    assert {
+        "train",
+        "evaluate",
+        "explain",
+        "export",
+        "netx",
+        "energy",
+        "sweep",
+        "data info",
+        "models",
+    } <= set(commands)
     for name, command in commands.items():
         fn_name = API_NAME.get(name, name)
-        assert fn_name in api.__all__, f"`neurocxr {name}` has no API function {fn_name} in neurocxr.api.__all__"
+        assert fn_name in api.__all__, (
+            f"`neurocxr {name}` has no API function {fn_name} in neurocxr.api.__all__"
+        )
         # neurocxr.sweep is the sweep package (its call is neurocxr.api.sweep); every other call is at the top too
-        assert fn_name in neurocxr.__all__ or fn_name == "sweep", f"neurocxr.{fn_name} is not exported from neurocxr"
+        assert fn_name in neurocxr.__all__ or fn_name == "sweep", (
+            f"neurocxr.{fn_name} is not exported from neurocxr"
+        )
         fn = getattr(api, fn_name)
         api_params = inspect.signature(fn).parameters
         callback = inspect.unwrap(command.callback)
         for param in inspect.signature(callback).parameters.values():
-            keyword = param.name if param.name in api_params else API_PARAM.get(param.name, param.name)
-            assert keyword in api_params, f"`neurocxr {name}` option {param.name} is not {fn_name}'s keyword {keyword}"
-            cli_default = param.default.default if hasattr(param.default, "default") else param.default
+            keyword = (
+                param.name if param.name in api_params else API_PARAM.get(param.name, param.name)
+            )
+            assert keyword in api_params, (
+                f"`neurocxr {name}` option {param.name} is not {fn_name}'s keyword {keyword}"
+            )
+            cli_default = (
+                param.default.default if hasattr(param.default, "default") else param.default
+            )
             api_default = api_params[keyword].default
             if cli_default is not ... and api_default is not inspect.Parameter.empty:
                 # same defaults (a repeatable option's [] is the API's empty tuple / None)
-                same = cli_default == api_default or (cli_default == [] and api_default in ((), None)) \
+                same = (
+                    cli_default == api_default
+                    or (cli_default == [] and api_default in ((), None))
                     or str(cli_default) == str(api_default)
-                assert same, f"`neurocxr {name}` {param.name} defaults to {cli_default!r}, {fn_name} to {api_default!r}"
+                )
+                assert same, (
+                    f"`neurocxr {name}` {param.name} defaults to {cli_default!r}, {fn_name} to {api_default!r}"
+                )
 
 
 def test_api_results_are_dataclasses() -> None:
     import dataclasses
 
-    for name in ("TrainSummary", "EvaluationResult", "ExplainResult", "OnnxExport", "NetxInspection", "SweepRun",
-                 "DataInfo", "FetchedData", "ModelSummary", "DemoResult"):
+    for name in (
+        "TrainSummary",
+        "EvaluationResult",
+        "ExplainResult",
+        "OnnxExport",
+        "NetxInspection",
+        "SweepRun",
+        "DataInfo",
+        "FetchedData",
+        "ModelSummary",
+        "DemoResult",
+    ):
         assert dataclasses.is_dataclass(getattr(api, name)), name
     models = neurocxr.list_models()
     assert models and all(isinstance(m, api.ModelSummary) for m in models)

@@ -20,7 +20,9 @@ runner = CliRunner()
 def tiny_snn(tmp_path: Path, name: str = "snn_conv", **overrides) -> Path:
     """An untrained but active tiny SNN checkpoint (weights scaled up so every layer spikes)."""
     torch.manual_seed(0)
-    cfg = ModelConfig(name=name, image_size=16, num_steps=6, channels=(4, 8), hidden=(16,), **overrides)
+    cfg = ModelConfig(
+        name=name, image_size=16, num_steps=6, channels=(4, 8), hidden=(16,), **overrides
+    )
     model = build_model(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -38,8 +40,20 @@ def invoke(*args: str):
 def test_export_loihi_end_to_end(tmp_path: Path) -> None:
     ckpt = tiny_snn(tmp_path)
     out = tmp_path / "loihi"
-    res = invoke("export", str(ckpt), "--target", "loihi", "-o", str(out), "--data", "synthetic",
-                 "--max-samples", "24", "--lava-samples", "1")
+    res = invoke(
+        "export",
+        str(ckpt),
+        "--target",
+        "loihi",
+        "-o",
+        str(out),
+        "--data",
+        "synthetic",
+        "--max-samples",
+        "24",
+        "--lava-samples",
+        "1",
+    )
     assert res.exit_code == 0, res.output
     for f in ("model.nir", "model.net", "export_report.json", "export_report.md"):
         assert (out / f).is_file(), f
@@ -57,7 +71,9 @@ def test_export_loihi_end_to_end(tmp_path: Path) -> None:
     assert program.input_kind == "bias" and program.has_readout
 
     # Never overwrite without --force; with --force it goes through.
-    again = runner.invoke(app, ["export", str(ckpt), "-o", str(out), "--data", "synthetic", "--lava-samples", "0"])
+    again = runner.invoke(
+        app, ["export", str(ckpt), "-o", str(out), "--data", "synthetic", "--lava-samples", "0"]
+    )
     assert again.exit_code != 0
     assert "--force" in again.output
 
@@ -73,7 +89,9 @@ def test_export_nir_only_and_refusals(tmp_path: Path) -> None:
     from neurocxr.models import MODEL_REGISTRY
 
     if "slimi2025" in MODEL_REGISTRY:
-        cfg = ModelConfig(name="slimi2025", image_size=16, num_steps=2, channels=(4, 8, 8), hidden=(16,))
+        cfg = ModelConfig(
+            name="slimi2025", image_size=16, num_steps=2, channels=(4, 8, 8), hidden=(16,)
+        )
         model = build_model(cfg)
         bad = save_checkpoint(tmp_path / "slimi.pt", model, cfg, {})
         res = runner.invoke(app, ["export", str(bad), "-o", str(tmp_path / "x"), "--target", "nir"])
@@ -99,8 +117,20 @@ def test_energy_report_and_api(tmp_path: Path) -> None:
     cfg = ModelConfig(name="cnn_small", image_size=16, channels=(4, 8), hidden=(16,))
     cnn = save_checkpoint(tmp_path / "cnn.pt", build_model(cfg).eval(), cfg, {"threshold": 0.5})
     out = tmp_path / "report"
-    res = invoke("energy", str(snn), "--baseline", str(cnn), "--data", "synthetic", "-o", str(out),
-                 "--max-samples", "16", "--measure-seconds", "0.2")
+    res = invoke(
+        "energy",
+        str(snn),
+        "--baseline",
+        str(cnn),
+        "--data",
+        "synthetic",
+        "-o",
+        str(out),
+        "--max-samples",
+        "16",
+        "--measure-seconds",
+        "0.2",
+    )
     assert res.exit_code == 0, res.output
     html = (out / "report.html").read_text()
     data = json.loads((out / "report.json").read_text())
@@ -125,7 +155,9 @@ def test_energy_report_and_api(tmp_path: Path) -> None:
     syn = sum(float(np.mean(c.synaptic_ops)) for c in run.counts)
     upd = sum(float(np.mean(c.neuron_updates)) for c in run.counts)
     # 1.7 pJ per spike sent by a core (Davies 2018); host-fed input spikes come from no core
-    spikes = sum(float(np.mean(c.output_spikes)) for c in run.counts if np.mean(c.neuron_updates) > 0)
+    spikes = sum(
+        float(np.mean(c.output_spikes)) for c in run.counts if np.mean(c.neuron_updates) > 0
+    )
     # chip counts carry no active/inactive split: every update charged as active (81 pJ)
     assert e.dynamic_j == pytest.approx(syn * 23.6e-12 + upd * 81e-12 + spikes * 1.7e-12, rel=1e-9)
 
@@ -170,10 +202,25 @@ def test_a_spiking_model_the_chip_cannot_hold_is_a_baseline_too(tmp_path: Path) 
     model = build_model(cfg).eval()
     hybrid = save_checkpoint(tmp_path / "hybrid.pt", model, cfg, {"threshold": 0.5})
     out = tmp_path / "report"
-    res = invoke("energy", str(snn), "--baseline", str(hybrid), "--data", "synthetic", "-o", str(out),
-                 "--max-samples", "8", "--no-measure")
+    res = invoke(
+        "energy",
+        str(snn),
+        "--baseline",
+        str(hybrid),
+        "--data",
+        "synthetic",
+        "-o",
+        str(out),
+        "--max-samples",
+        "8",
+        "--no-measure",
+    )
     assert res.exit_code == 0, res.output
-    rows = [r for r in json.loads((out / "report.json").read_text())["estimates"] if r["model"] == "slimi2025"]
+    rows = [
+        r
+        for r in json.loads((out / "report.json").read_text())["estimates"]
+        if r["model"] == "slimi2025"
+    ]
     macs = inference_macs(model, cfg)["macs"]
     assert {r["device"] for r in rows} == {"horowitz45-fp32", "horowitz45-int8"}
     fp32 = next(r for r in rows if r["device"] == "horowitz45-fp32")

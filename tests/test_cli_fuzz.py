@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_medmnist_npz
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from conftest import write_medmnist_npz
 from neurocxr.checkpoint import save_checkpoint
 from neurocxr.cli import app
 from neurocxr.models import ModelConfig, build_model
@@ -66,15 +66,21 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     inputs = root / "inputs"
     inputs.mkdir()
     torch.manual_seed(0)
-    snn_cfg = ModelConfig(name="snn_conv", image_size=16, num_steps=4, channels=(4, 8), hidden=(16,))
+    snn_cfg = ModelConfig(
+        name="snn_conv", image_size=16, num_steps=4, channels=(4, 8), hidden=(16,)
+    )
     snn = build_model(snn_cfg).eval()
     with torch.no_grad():  # scaled up so every layer spikes
         for p in snn.parameters():
             if p.dim() > 1:
                 p.mul_(3.0)
-    ckpts: dict[str, Path] = {"snn": save_checkpoint(inputs / "snn.pt", snn, snn_cfg, {"threshold": 0.5})}
+    ckpts: dict[str, Path] = {
+        "snn": save_checkpoint(inputs / "snn.pt", snn, snn_cfg, {"threshold": 0.5})
+    }
     cnn_cfg = ModelConfig(name="cnn_small", image_size=16, channels=(4, 8), hidden=(16,))
-    ckpts["cnn"] = save_checkpoint(inputs / "cnn.pt", build_model(cnn_cfg).eval(), cnn_cfg, {"threshold": 0.5})
+    ckpts["cnn"] = save_checkpoint(
+        inputs / "cnn.pt", build_model(cnn_cfg).eval(), cnn_cfg, {"threshold": 0.5}
+    )
 
     nan_model = build_model(snn_cfg).eval()
     with torch.no_grad():
@@ -85,9 +91,15 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     key = next(k for k in state if k.endswith("threshold"))
     state[key].fill_(float("inf"))
     inf_threshold.load_state_dict(state)
-    ckpts["inf_threshold"] = save_checkpoint(inputs / "inf_threshold.pt", inf_threshold, snn_cfg, {})
-    other_cfg = ModelConfig(name="snn_conv", image_size=16, num_steps=4, channels=(4, 4), hidden=(16,))
-    ckpts["wrong_shape"] = save_checkpoint(inputs / "wrong_shape.pt", build_model(other_cfg), snn_cfg, {})
+    ckpts["inf_threshold"] = save_checkpoint(
+        inputs / "inf_threshold.pt", inf_threshold, snn_cfg, {}
+    )
+    other_cfg = ModelConfig(
+        name="snn_conv", image_size=16, num_steps=4, channels=(4, 4), hidden=(16,)
+    )
+    ckpts["wrong_shape"] = save_checkpoint(
+        inputs / "wrong_shape.pt", build_model(other_cfg), snn_cfg, {}
+    )
     ckpts["missing"] = inputs / "missing.pt"
     (inputs / "empty.pt").write_bytes(b"")
     ckpts["empty"] = inputs / "empty.pt"
@@ -97,27 +109,53 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     torch.save({"weight": torch.zeros(3)}, inputs / "bare_state.pt")
     ckpts["foreign_torch"] = inputs / "bare_state.pt"
     # Issue 19: stored thresholds that would call every case one class, and files of another kind.
-    ckpts["nan_threshold"] = save_checkpoint(inputs / "nan_threshold.pt", snn, snn_cfg, {"threshold": float("nan")})
-    ckpts["threshold_above_one"] = save_checkpoint(inputs / "threshold_above_one.pt", snn, snn_cfg, {"threshold": 1.5})
+    ckpts["nan_threshold"] = save_checkpoint(
+        inputs / "nan_threshold.pt", snn, snn_cfg, {"threshold": float("nan")}
+    )
+    ckpts["threshold_above_one"] = save_checkpoint(
+        inputs / "threshold_above_one.pt", snn, snn_cfg, {"threshold": 1.5}
+    )
     ckpts["folder"] = inputs
 
-    npz = write_medmnist_npz(inputs / "tiny.npz", 16, {"train": (6, 10), "val": (3, 3), "test": (3, 4)})
+    npz = write_medmnist_npz(
+        inputs / "tiny.npz", 16, {"train": (6, 10), "val": (3, 3), "test": (3, 4)}
+    )
     data: dict[str, Path | str] = {"npz": npz, "missing": inputs / "nothing.npz"}
     (inputs / "empty.npz").write_bytes(b"")
     data["empty"] = inputs / "empty.npz"
     data["truncated"] = _truncated(npz, inputs / "truncated.npz")
     (inputs / "foreign.npz").write_text("x,y\n1,2\n")
     data["foreign"] = inputs / "foreign.npz"
-    np.savez(inputs / "wrong_shape.npz", train_images=np.zeros((4, 16), np.uint8), train_labels=np.zeros(4, np.uint8))
+    np.savez(
+        inputs / "wrong_shape.npz",
+        train_images=np.zeros((4, 16), np.uint8),
+        train_labels=np.zeros(4, np.uint8),
+    )
     data["wrong_shape"] = inputs / "wrong_shape.npz"
-    nan_images = {f"{s}_images": np.full((4, 16, 16), np.nan, np.float32) for s in ("train", "val", "test")}
+    nan_images = {
+        f"{s}_images": np.full((4, 16, 16), np.nan, np.float32) for s in ("train", "val", "test")
+    }
     nan_labels = {f"{s}_labels": np.zeros((4, 1), np.uint8) for s in ("train", "val", "test")}
     np.savez(inputs / "nan.npz", **nan_images, **nan_labels)
     data["nan"] = inputs / "nan.npz"
 
     # A real netx file (from an export) and damaged ones, for `neurocxr netx`.
-    res = runner.invoke(app, ["--no-progress", "export", str(ckpts["snn"]), "-o", str(root / "exported"), "--data",
-                              str(npz), "--max-samples", "4", "--lava-samples", "0"])
+    res = runner.invoke(
+        app,
+        [
+            "--no-progress",
+            "export",
+            str(ckpts["snn"]),
+            "-o",
+            str(root / "exported"),
+            "--data",
+            str(npz),
+            "--max-samples",
+            "4",
+            "--lava-samples",
+            "0",
+        ],
+    )
     assert res.exit_code == 0, res.output
     netx = {"good": root / "exported" / "model.net", "missing": inputs / "missing.net"}
     (inputs / "empty.net").write_bytes(b"")
@@ -180,7 +218,9 @@ def _run_and_check(corpus: Corpus, argv: list[str], work: Path, writes_under: Pa
     if res.exit_code != 0:
         assert not new, f"a failed command left output behind: {new}\n{detail}"
     else:
-        outside = [p for p in new if writes_under is None or not Path(p).is_relative_to(writes_under)]
+        outside = [
+            p for p in new if writes_under is None or not Path(p).is_relative_to(writes_under)
+        ]
         assert not outside, f"wrote outside its output: {outside}\n{detail}"
     return res.exit_code
 
@@ -211,18 +251,37 @@ def options(spec: dict[str, tuple[list, list]]) -> st.SearchStrategy[tuple[dict,
     @st.composite
     def draw(draw_: st.DrawFn) -> tuple[dict, frozenset]:
         broken = draw_(st.frozensets(st.sampled_from(sorted(spec)), max_size=2))
-        values = {k: draw_(st.sampled_from(bad if k in broken else good)) for k, (good, bad) in spec.items()}
+        values = {
+            k: draw_(st.sampled_from(bad if k in broken else good))
+            for k, (good, bad) in spec.items()
+        }
         return values, broken
 
     return draw()
 
 
 OUT = (["fresh"], ["existing", "file"])
-PROGRESS = ([[], ["--no-progress"], ["--progress"]], [["--progress"]])  # no bad value: the flag is boolean
+PROGRESS = (
+    [[], ["--no-progress"], ["--progress"]],
+    [["--progress"]],
+)  # no bad value: the flag is boolean
 SPLIT = (["test", "val"], ["foo", "", "TEST"])
 MAX_SAMPLES = ([None, "4"], ["0", "-3", "abc", "1e9x"])
-CKPT_BAD = ["nan", "inf_threshold", "wrong_shape", "missing", "empty", "truncated", "foreign", "foreign_torch",
-            "nan_threshold", "threshold_above_one", "folder", "netx_file", "nir_file"]
+CKPT_BAD = [
+    "nan",
+    "inf_threshold",
+    "wrong_shape",
+    "missing",
+    "empty",
+    "truncated",
+    "foreign",
+    "foreign_torch",
+    "nan_threshold",
+    "threshold_above_one",
+    "folder",
+    "netx_file",
+    "nir_file",
+]
 DATA_BAD = ["missing", "empty", "truncated", "foreign", "wrong_shape", "nan", "checkpoint"]
 
 
@@ -232,26 +291,48 @@ def _opt(argv: list[str], flag: str, value: str | None) -> None:
 
 
 @FUZZ
-@given(options({
-    "model": (["cnn_small", "snn_conv"], ["no_such_model", ""]),
-    "epochs": (["1"], ["0", "-1", "x"]),
-    "encoding": (["direct", "rate", "latency"], ["foo", ""]),
-    "image_size": (["16", "15"], ["7", "5000", "16.5"]),
-    "num_steps": (["2"], ["0", "-2"]),
-    "batch_size": (["8"], ["0"]),
-    "lr": (["0.01"], ["0", "-1", "nan", "inf"]),
-    "max_train": ([None, "8"], ["1", "0"]),
-    "data": (["npz"], DATA_BAD),
-    "out": OUT,
-    "progress": PROGRESS,
-}))
+@given(
+    options(
+        {
+            "model": (["cnn_small", "snn_conv"], ["no_such_model", ""]),
+            "epochs": (["1"], ["0", "-1", "x"]),
+            "encoding": (["direct", "rate", "latency"], ["foo", ""]),
+            "image_size": (["16", "15"], ["7", "5000", "16.5"]),
+            "num_steps": (["2"], ["0", "-2"]),
+            "batch_size": (["8"], ["0"]),
+            "lr": (["0.01"], ["0", "-1", "nan", "inf"]),
+            "max_train": ([None, "8"], ["1", "0"]),
+            "data": (["npz"], DATA_BAD),
+            "out": OUT,
+            "progress": PROGRESS,
+        }
+    )
+)
 def test_train_never_crashes_or_leaves_partial_output(corpus, drawn) -> None:
     v, broken = drawn
     work = _workdir(corpus)
     out = _prepare_out(work, v["out"], [f"{v['model'] or 'x'}.pt"])
-    argv = v["progress"] + ["train", "--model", v["model"], "--epochs", v["epochs"], "--encoding", v["encoding"],
-                            "--image-size", v["image_size"], "--num-steps", v["num_steps"], "--batch-size",
-                            v["batch_size"], "--lr", v["lr"], "--data", str(corpus.data[v["data"]]), "-o", str(out)]
+    argv = v["progress"] + [
+        "train",
+        "--model",
+        v["model"],
+        "--epochs",
+        v["epochs"],
+        "--encoding",
+        v["encoding"],
+        "--image-size",
+        v["image_size"],
+        "--num-steps",
+        v["num_steps"],
+        "--batch-size",
+        v["batch_size"],
+        "--lr",
+        v["lr"],
+        "--data",
+        str(corpus.data[v["data"]]),
+        "-o",
+        str(out),
+    ]
     _opt(argv, "--max-train-samples", v["max_train"])
     code = _run_and_check(corpus, argv, work, out)
     # Refused before training (issue 19): an input encoding a CNN would ignore, and an image size
@@ -264,18 +345,28 @@ def test_train_never_crashes_or_leaves_partial_output(corpus, drawn) -> None:
 
 
 @FUZZ
-@given(options({
-    "ckpt": (["snn", "cnn"], CKPT_BAD),
-    "data": (["npz"], DATA_BAD),
-    "split": SPLIT,
-    "json": ([None, "new"], ["existing", "folder"]),
-    "progress": PROGRESS,
-}))
+@given(
+    options(
+        {
+            "ckpt": (["snn", "cnn"], CKPT_BAD),
+            "data": (["npz"], DATA_BAD),
+            "split": SPLIT,
+            "json": ([None, "new"], ["existing", "folder"]),
+            "progress": PROGRESS,
+        }
+    )
+)
 def test_evaluate_never_crashes_or_overwrites(corpus, drawn) -> None:
     v, broken = drawn
     work = _workdir(corpus)
-    argv = v["progress"] + ["evaluate", str(corpus.checkpoints[v["ckpt"]]), "--data", str(corpus.data[v["data"]]),
-                            "--split", v["split"]]
+    argv = v["progress"] + [
+        "evaluate",
+        str(corpus.checkpoints[v["ckpt"]]),
+        "--data",
+        str(corpus.data[v["data"]]),
+        "--split",
+        v["split"],
+    ]
     json_path = work / "metrics.json"
     if v["json"] == "existing":
         json_path.write_text("{}\n")
@@ -290,23 +381,41 @@ def test_evaluate_never_crashes_or_overwrites(corpus, drawn) -> None:
 
 
 @FUZZ
-@given(options({
-    "ckpt": (["snn", "cnn"], [c for c in CKPT_BAD if c != "nir_file"]),  # a .nir file is export's own input
-    "target": (["loihi", "nir", "onnx"], ["foo", ""]),
-    "data": (["npz"], ["missing", "empty", "foreign", "nan"]),
-    "split": SPLIT,
-    "max_samples": MAX_SAMPLES,
-    "lava_samples": (["0"], ["-1", "x"]),
-    "out": OUT,
-    "progress": PROGRESS,
-}))
+@given(
+    options(
+        {
+            "ckpt": (
+                ["snn", "cnn"],
+                [c for c in CKPT_BAD if c != "nir_file"],
+            ),  # a .nir file is export's own input
+            "target": (["loihi", "nir", "onnx"], ["foo", ""]),
+            "data": (["npz"], ["missing", "empty", "foreign", "nan"]),
+            "split": SPLIT,
+            "max_samples": MAX_SAMPLES,
+            "lava_samples": (["0"], ["-1", "x"]),
+            "out": OUT,
+            "progress": PROGRESS,
+        }
+    )
+)
 def test_export_never_crashes_or_leaves_partial_output(corpus, drawn) -> None:
     v, broken = drawn
     work = _workdir(corpus)
     out = _prepare_out(work, v["out"], ["model.nir", "model.onnx", "export_report.json"])
-    argv = v["progress"] + ["export", str(corpus.checkpoints[v["ckpt"]]), "-o", str(out), "--target", v["target"],
-                            "--data", str(corpus.data[v["data"]]), "--split", v["split"], "--lava-samples",
-                            v["lava_samples"]]
+    argv = v["progress"] + [
+        "export",
+        str(corpus.checkpoints[v["ckpt"]]),
+        "-o",
+        str(out),
+        "--target",
+        v["target"],
+        "--data",
+        str(corpus.data[v["data"]]),
+        "--split",
+        v["split"],
+        "--lava-samples",
+        v["lava_samples"],
+    ]
     _opt(argv, "--max-samples", v["max_samples"])
     code = _run_and_check(corpus, argv, work, out)
     # The ONNX target takes CNN baselines and the Loihi/NIR targets SNNs: a mismatch is a refusal.
@@ -319,26 +428,56 @@ def test_export_never_crashes_or_leaves_partial_output(corpus, drawn) -> None:
         assert code == 2, argv
 
 
-@settings(FUZZ, max_examples=6)  # a successful energy run renders the whole report: the slowest command
-@given(options({
-    "ckpt": (["snn"], ["cnn", "nan", "missing", "truncated", "foreign_torch", "nan_threshold", "netx_file", "folder"]),
-    "baseline": ([None, "cnn"], ["nan", "missing", "snn_as_baseline"]),
-    "data": (["npz"], ["missing", "foreign", "nan", "checkpoint"]),
-    "max_samples": MAX_SAMPLES,
-    # Measuring is left to test_cli's energy test (its timing windows dominate the run time here).
-    "measure": ([["--no-measure"]], [["--measure-seconds", "0"],
-                                                                     ["--measure-seconds", "nan"]]),
-    "profile": ([None, "loihi"], ["nope"]),
-    "out": OUT,
-    "progress": PROGRESS,
-}))
+@settings(
+    FUZZ, max_examples=6
+)  # a successful energy run renders the whole report: the slowest command
+@given(
+    options(
+        {
+            "ckpt": (
+                ["snn"],
+                [
+                    "cnn",
+                    "nan",
+                    "missing",
+                    "truncated",
+                    "foreign_torch",
+                    "nan_threshold",
+                    "netx_file",
+                    "folder",
+                ],
+            ),
+            "baseline": ([None, "cnn"], ["nan", "missing", "snn_as_baseline"]),
+            "data": (["npz"], ["missing", "foreign", "nan", "checkpoint"]),
+            "max_samples": MAX_SAMPLES,
+            # Measuring is left to test_cli's energy test (its timing windows dominate the run time here).
+            "measure": (
+                [["--no-measure"]],
+                [["--measure-seconds", "0"], ["--measure-seconds", "nan"]],
+            ),
+            "profile": ([None, "loihi"], ["nope"]),
+            "out": OUT,
+            "progress": PROGRESS,
+        }
+    )
+)
 @pytest.mark.slow
 def test_energy_never_crashes_or_overwrites(corpus, drawn) -> None:
     v, broken = drawn
     work = _workdir(corpus)
     out = _prepare_out(work, v["out"], ["report.json", "cnn_small.onnx"])
-    argv = v["progress"] + ["energy", str(corpus.checkpoints[v["ckpt"]]), "-o", str(out), "--data",
-                            str(corpus.data[v["data"]])] + v["measure"]
+    argv = (
+        v["progress"]
+        + [
+            "energy",
+            str(corpus.checkpoints[v["ckpt"]]),
+            "-o",
+            str(out),
+            "--data",
+            str(corpus.data[v["data"]]),
+        ]
+        + v["measure"]
+    )
     if v["baseline"] is not None:
         key = "snn" if v["baseline"] == "snn_as_baseline" else v["baseline"]
         argv += ["--baseline", str(corpus.checkpoints[key])]
@@ -350,35 +489,74 @@ def test_energy_never_crashes_or_overwrites(corpus, drawn) -> None:
 
 
 @FUZZ
-@given(options({
-    "path": (["good"], ["missing", "empty", "truncated", "foreign"]),
-    "samples": (["2"], ["0", "-1"]),
-    "rate": (["0.2"], ["-0.5", "1.5", "nan"]),
-    "num_steps": ([None, "3"], ["0"]),
-    "profile": (["loihi"], ["nope"]),
-}))
+@given(
+    options(
+        {
+            "path": (["good"], ["missing", "empty", "truncated", "foreign"]),
+            "samples": (["2"], ["0", "-1"]),
+            "rate": (["0.2"], ["-0.5", "1.5", "nan"]),
+            "num_steps": ([None, "3"], ["0"]),
+            "profile": (["loihi"], ["nope"]),
+        }
+    )
+)
 def test_netx_never_crashes(corpus, drawn) -> None:
     v, broken = drawn
-    argv = ["--no-progress", "netx", str(corpus.netx[v["path"]]), "--samples", v["samples"], "--rate", v["rate"],
-            "--profile", v["profile"], "--data", str(corpus.data["npz"])]
+    argv = [
+        "--no-progress",
+        "netx",
+        str(corpus.netx[v["path"]]),
+        "--samples",
+        v["samples"],
+        "--rate",
+        v["rate"],
+        "--profile",
+        v["profile"],
+        "--data",
+        str(corpus.data["npz"]),
+    ]
     _opt(argv, "--num-steps", v["num_steps"])
     code = _run_and_check(corpus, argv, _workdir(corpus), None)
     assert code == (2 if broken else 0), argv
 
 
 @settings(FUZZ, max_examples=8)
-@given(options({
-    "ckpt": (["cnn", "snn"], ["nan", "missing", "truncated", "foreign_torch", "threshold_above_one", "nir_file", "folder"]),
-    "image": (["good"], ["missing", "empty", "truncated", "foreign"]),
-    "mc_passes": (["0"], ["-1", "x"]),
-    "out": OUT,
-}))
+@given(
+    options(
+        {
+            "ckpt": (
+                ["cnn", "snn"],
+                [
+                    "nan",
+                    "missing",
+                    "truncated",
+                    "foreign_torch",
+                    "threshold_above_one",
+                    "nir_file",
+                    "folder",
+                ],
+            ),
+            "image": (["good"], ["missing", "empty", "truncated", "foreign"]),
+            "mc_passes": (["0"], ["-1", "x"]),
+            "out": OUT,
+        }
+    )
+)
 def test_explain_never_crashes_or_leaves_partial_output(corpus, drawn) -> None:
     v, broken = drawn
     work = _workdir(corpus)
     out = _prepare_out(work, v["out"], ["index.html", "explanations.json"])
-    argv = ["--no-progress", "explain", str(corpus.checkpoints[v["ckpt"]]), str(corpus.netx[f"image_{v['image']}"]),
-            "-o", str(out), "--mc-passes", v["mc_passes"], "--no-chip"]
+    argv = [
+        "--no-progress",
+        "explain",
+        str(corpus.checkpoints[v["ckpt"]]),
+        str(corpus.netx[f"image_{v['image']}"]),
+        "-o",
+        str(out),
+        "--mc-passes",
+        v["mc_passes"],
+        "--no-chip",
+    ]
     code = _run_and_check(corpus, argv, work, out)
     assert code == (2 if broken else 0), argv
 
@@ -387,13 +565,18 @@ def test_explain_never_crashes_or_leaves_partial_output(corpus, drawn) -> None:
 @given(options({"data": (["npz"], DATA_BAD)}))
 def test_data_info_never_crashes(corpus, drawn) -> None:
     v, broken = drawn
-    code = _run_and_check(corpus, ["data", "info", str(corpus.data[v["data"]])], _workdir(corpus), None)
+    code = _run_and_check(
+        corpus, ["data", "info", str(corpus.data[v["data"]])], _workdir(corpus), None
+    )
     assert code == (2 if broken else 0)
 
 
 def test_fuzz_corpus_is_what_it_claims(corpus) -> None:
     """The damaged inputs are damaged in the intended way (else the properties above prove little)."""
-    assert not corpus.checkpoints["missing"].exists() and corpus.checkpoints["empty"].stat().st_size == 0
+    assert (
+        not corpus.checkpoints["missing"].exists()
+        and corpus.checkpoints["empty"].stat().st_size == 0
+    )
     assert not zipfile.is_zipfile(corpus.checkpoints["truncated"])
     state = torch.load(corpus.checkpoints["nan"], weights_only=True)["state_dict"]
     assert any(bool(torch.isnan(v).any()) for v in state.values())
@@ -406,7 +589,7 @@ def test_fuzz_corpus_is_what_it_claims(corpus) -> None:
 # Issue 19: sweep, the API, odd paths, and the absence of silent wrong results
 
 
-SWEEP_GOOD = ['[grid]\nseed = [0]\n', '[grid]\nnum_steps = [2, 4]\n[train]\nepochs = 1\n']
+SWEEP_GOOD = ["[grid]\nseed = [0]\n", "[grid]\nnum_steps = [2, 4]\n[train]\nepochs = 1\n"]
 SWEEP_BAD = {
     "missing_data": '[sweep]\ndata = "{root}/nothing.npz"\n',
     "checkpoint_as_data": '[sweep]\ndata = "{root}/inputs/snn.pt"\n',
@@ -420,7 +603,10 @@ SWEEP_BAD = {
 
 
 @FUZZ
-@given(kind=st.sampled_from(["good0", "good1"] + sorted(SWEEP_BAD)), name=st.sampled_from(["s.toml", "[s] ü 1.toml"]))
+@given(
+    kind=st.sampled_from(["good0", "good1"] + sorted(SWEEP_BAD)),
+    name=st.sampled_from(["s.toml", "[s] ü 1.toml"]),
+)
 def test_sweep_refuses_bad_configs_before_ray(corpus, kind, name) -> None:
     """A refused sweep never reaches Ray (the stub below fails the test if it does), exits 2 with one
     line and leaves no sweep folder; a good one reaches Ray (stubbed here: no trial runs)."""
@@ -432,15 +618,24 @@ def test_sweep_refuses_bad_configs_before_ray(corpus, kind, name) -> None:
         reached.append(len(todo))
 
     work = _workdir(corpus)
-    text = SWEEP_GOOD[int(kind[-1])] if kind.startswith("good") else SWEEP_BAD[kind].format(
-        root=corpus.root, seeds=", ".join(map(str, range(100))), widths=", ".join(str(1 + i / 10) for i in range(20)))
+    text = (
+        SWEEP_GOOD[int(kind[-1])]
+        if kind.startswith("good")
+        else SWEEP_BAD[kind].format(
+            root=corpus.root,
+            seeds=", ".join(map(str, range(100))),
+            widths=", ".join(str(1 + i / 10) for i in range(20)),
+        )
+    )
     config = work / name
     config.write_text(text + ('[sweep]\ndata = "synthetic"\n' if kind.startswith("good") else ""))
     out = work / "out"
     original = ray_runner.run_on_ray
     ray_runner.run_on_ray = fake_ray
     try:
-        code = _run_and_check(corpus, ["--no-progress", "sweep", str(config), "-o", str(out)], work, out)
+        code = _run_and_check(
+            corpus, ["--no-progress", "sweep", str(config), "-o", str(out)], work, out
+        )
     finally:
         ray_runner.run_on_ray = original
     if kind.startswith("good"):
@@ -461,7 +656,9 @@ def _api_misuse(corpus: Corpus) -> dict[str, object]:
         "emulate model": lambda: neurocxr.emulate(neurocxr.load(corpus.checkpoints["snn"]), good),
         "emulate export": lambda: neurocxr.emulate(exp, good),
         "emulate empty": lambda: neurocxr.emulate(exp.program, good[:0]),
-        "emulate meta": lambda: neurocxr.emulate(exp.program, torch.empty((2, 1, 16, 16), device="meta")),
+        "emulate meta": lambda: neurocxr.emulate(
+            exp.program, torch.empty((2, 1, 16, 16), device="meta")
+        ),
         "emulate negative": lambda: neurocxr.emulate(exp.program, -good),
         "emulate nan": lambda: neurocxr.emulate(exp.program, good * np.nan),
         "emulate int32": lambda: neurocxr.emulate(exp.program, good.astype(np.int32)),
@@ -473,13 +670,26 @@ def _api_misuse(corpus: Corpus) -> dict[str, object]:
         "load folder": lambda: neurocxr.load(corpus.root),
         "load netx": lambda: neurocxr.load(corpus.checkpoints["netx_file"]),
         "load nan threshold": lambda: neurocxr.load(corpus.checkpoints["nan_threshold"]),
-        "evaluate split": lambda: neurocxr.evaluate(corpus.checkpoints["snn"], data=str(corpus.data["npz"]), split="dev"),
-        "evaluate checkpoint as data": lambda: neurocxr.evaluate(corpus.checkpoints["snn"], data=str(corpus.checkpoints["cnn"])),
+        "evaluate split": lambda: neurocxr.evaluate(
+            corpus.checkpoints["snn"], data=str(corpus.data["npz"]), split="dev"
+        ),
+        "evaluate checkpoint as data": lambda: neurocxr.evaluate(
+            corpus.checkpoints["snn"], data=str(corpus.checkpoints["cnn"])
+        ),
         "export cnn": lambda: neurocxr.export_loihi(corpus.checkpoints["cnn"]),
-        "energy snn baseline": lambda: neurocxr.energy_report(corpus.checkpoints["snn"], baselines=[corpus.checkpoints["snn"]],
-                                                              out=None, data=str(corpus.data["npz"]), measure=False),
-        "train latency cnn": lambda: neurocxr.train("cnn_small", encoding="latency", data="synthetic", out=corpus.root / "never"),
-        "train size 15": lambda: neurocxr.train("snn_conv", image_size=15, data="synthetic", out=corpus.root / "never"),
+        "energy snn baseline": lambda: neurocxr.energy_report(
+            corpus.checkpoints["snn"],
+            baselines=[corpus.checkpoints["snn"]],
+            out=None,
+            data=str(corpus.data["npz"]),
+            measure=False,
+        ),
+        "train latency cnn": lambda: neurocxr.train(
+            "cnn_small", encoding="latency", data="synthetic", out=corpus.root / "never"
+        ),
+        "train size 15": lambda: neurocxr.train(
+            "snn_conv", image_size=15, data="synthetic", out=corpus.root / "never"
+        ),
     }
 
 
@@ -519,12 +729,30 @@ def test_paths_with_brackets_spaces_and_non_ascii_work(corpus, name) -> None:
     data = folder / f"{stem}.npz"
     data.write_bytes(Path(corpus.data["npz"]).read_bytes())
     out = folder / "out put"
-    code = _run_and_check(corpus, ["--no-progress", "export", str(ckpt), "-o", str(out), "--data", str(data),
-                                   "--max-samples", "2", "--lava-samples", "0"], work, out)
+    code = _run_and_check(
+        corpus,
+        [
+            "--no-progress",
+            "export",
+            str(ckpt),
+            "-o",
+            str(out),
+            "--data",
+            str(data),
+            "--max-samples",
+            "2",
+            "--lava-samples",
+            "0",
+        ],
+        work,
+        out,
+    )
     assert code == 0 and (out / "model.net").is_file()
     res = runner.invoke(app, ["--no-progress", "evaluate", str(ckpt), "--data", str(data)])
     assert res.exit_code == 0, res.output
-    assert str(data) in res.output.replace("\n", "")  # the data path is printed as it is, brackets included
+    assert str(data) in res.output.replace(
+        "\n", ""
+    )  # the data path is printed as it is, brackets included
 
 
 def test_same_xray_8_bit_and_16_bit_get_the_same_printed_score(corpus) -> None:
@@ -536,8 +764,21 @@ def test_same_xray_8_bit_and_16_bit_get_the_same_printed_score(corpus) -> None:
     Image.fromarray(pixels).save(work / "x8.png")
     Image.fromarray(pixels.astype(np.uint16) * 257).save(work / "x16.png")
     out = work / "out"
-    res = runner.invoke(app, ["--no-progress", "explain", str(corpus.checkpoints["cnn"]), str(work / "x8.png"),
-                              str(work / "x16.png"), "-o", str(out), "--mc-passes", "0", "--no-chip"])
+    res = runner.invoke(
+        app,
+        [
+            "--no-progress",
+            "explain",
+            str(corpus.checkpoints["cnn"]),
+            str(work / "x8.png"),
+            str(work / "x16.png"),
+            "-o",
+            str(out),
+            "--mc-passes",
+            "0",
+            "--no-chip",
+        ],
+    )
     assert res.exit_code == 0, res.output
     import re
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_medmnist_npz
 from rich.console import Console
 from rich.table import Table
 from typer.testing import CliRunner
 
-from conftest import write_medmnist_npz
 from neurocxr import cli
 from neurocxr.checkpoint import save_checkpoint
 from neurocxr.cli import app
@@ -35,15 +35,26 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     torch.manual_seed(0)
     return {
         "root": root,
-        "cnn": save_checkpoint(root / "cnn [v1].pt", build_model(cnn_cfg).eval(), cnn_cfg, {"threshold": 0.5}),
-        "npz": write_medmnist_npz(root / "tiny [x].npz", 16, {"train": (6, 10), "val": (3, 3), "test": (3, 4)}),
+        "cnn": save_checkpoint(
+            root / "cnn [v1].pt", build_model(cnn_cfg).eval(), cnn_cfg, {"threshold": 0.5}
+        ),
+        "npz": write_medmnist_npz(
+            root / "tiny [x].npz", 16, {"train": (6, 10), "val": (3, 3), "test": (3, 4)}
+        ),
     }
 
 
 def _terminal_console(width: int) -> tuple[Console, io.StringIO]:
     buf = io.StringIO()
-    return Console(file=buf, force_terminal=True, width=width, markup=False, emoji=False, soft_wrap=True,
-                   color_system=None), buf
+    return Console(
+        file=buf,
+        force_terminal=True,
+        width=width,
+        markup=False,
+        emoji=False,
+        soft_wrap=True,
+        color_system=None,
+    ), buf
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,7 +68,9 @@ def test_sweep_help_shows_its_section_names() -> None:
 
 
 def test_metrics_table_shows_the_confusion_matrix_label(capsys: pytest.CaptureFixture[str]) -> None:
-    table = cli._metrics_table("m on test", {"test": {"accuracy": 0.5, "threshold": 0.3, "confusion": [[1, 2], [3, 4]]}})
+    table = cli._metrics_table(
+        "m on test", {"test": {"accuracy": 0.5, "threshold": 0.3, "confusion": [[1, 2], [3, 4]]}}
+    )
     cli.show_table(table)
     out = capsys.readouterr().out
     assert "confusion [[tn,fp],[fn,tp]]" in out and "[[1, 2], [3, 4]]" in out
@@ -67,20 +80,28 @@ def test_an_error_naming_a_path_with_brackets_prints_it_verbatim(tmp_path: Path)
     missing = tmp_path / ODD / "none.pt"
     res = runner.invoke(app, ["evaluate", str(missing)])
     assert res.exit_code == 2, res.output
-    assert str(missing) in res.output and "Traceback" not in res.output and "MarkupError" not in res.output
+    assert (
+        str(missing) in res.output
+        and "Traceback" not in res.output
+        and "MarkupError" not in res.output
+    )
 
 
 def test_sweep_errors_keep_their_section_words(tmp_path: Path) -> None:
     bad = tmp_path / ODD / "sweep.toml"
     bad.parent.mkdir(parents=True)
-    bad.write_text('[sweep]\ndata = "synthetic"\n[gird]\nmodel = ["snn_strided"]\n', encoding="utf-8")
+    bad.write_text(
+        '[sweep]\ndata = "synthetic"\n[gird]\nmodel = ["snn_strided"]\n', encoding="utf-8"
+    )
     res = runner.invoke(app, ["sweep", str(bad), "-o", str(tmp_path / "out")])
     assert res.exit_code == 2, res.output
     assert f"{bad}: unknown section [gird];" in res.output
     assert not (tmp_path / "out").exists()
 
 
-def test_files_written_under_a_bracketed_path_are_reported_where_they_are(files: dict[str, Path]) -> None:
+def test_files_written_under_a_bracketed_path_are_reported_where_they_are(
+    files: dict[str, Path],
+) -> None:
     out = files["root"] / "onnx [/] out"
     res = runner.invoke(app, ["export", str(files["cnn"]), "--target", "onnx", "-o", str(out)])
     assert res.exit_code == 0, res.output
@@ -107,7 +128,9 @@ def _wide_table() -> Table:
     return table
 
 
-def test_tables_are_plain_text_when_stdout_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+def test_tables_are_plain_text_when_stdout_is_not_a_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     cli.show_table(_wide_table())
     out = capsys.readouterr().out
     assert "…" not in out and "│" not in out and "┃" not in out  # no ellipsis, no box drawing
@@ -118,7 +141,9 @@ def test_tables_are_plain_text_when_stdout_is_not_a_terminal(capsys: pytest.Capt
 
 
 @pytest.mark.parametrize("width", [30, 60, 200])
-def test_tables_on_a_narrow_terminal_fold_instead_of_cutting(monkeypatch: pytest.MonkeyPatch, width: int) -> None:
+def test_tables_on_a_narrow_terminal_fold_instead_of_cutting(
+    monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
     console, buf = _terminal_console(width)
     monkeypatch.setattr(cli, "console", console)
     cli.show_table(_wide_table())
@@ -132,9 +157,15 @@ def test_tables_on_a_narrow_terminal_fold_instead_of_cutting(monkeypatch: pytest
 
 
 def test_every_printed_accuracy_names_its_rule(capsys: pytest.CaptureFixture[str]) -> None:
-    parity = {"samples": 32, "data": "x.npz", "float_accuracy": 0.41, "emulator_accuracy": 0.41,
-              "prediction_changed_fraction": 0.0, "decision_rule": "argmax of readout",
-              "operating_point": {"float_test": {"accuracy": 0.84}, "chip_test": {"accuracy": 0.83}}}
+    parity = {
+        "samples": 32,
+        "data": "x.npz",
+        "float_accuracy": 0.41,
+        "emulator_accuracy": 0.41,
+        "prediction_changed_fraction": 0.0,
+        "decision_rule": "argmax of readout",
+        "operating_point": {"float_test": {"accuracy": 0.84}, "chip_test": {"accuracy": 0.83}},
+    }
     cli.print_parity({"parity": parity, "resources": {"limits": {}}})
     out = " ".join(capsys.readouterr().out.split())
     assert "accuracy at the thresholds chosen on val" in out and "0.8400" in out and "0.8300" in out
@@ -144,21 +175,39 @@ def test_every_printed_accuracy_names_its_rule(capsys: pytest.CaptureFixture[str
 def test_robustness_summary_gives_threshold_scales() -> None:
     from neurocxr.evaluation.run import summary_lines
 
-    rob = {"model": "m", "samples": 32, "split": "test", "thresholds": {"float": 0.61, "chip": -689536.0},
-           "protocol": {"gaussian_blur": {"parameter": "sigma (pixels)"}},
-           "results": [{"perturbation": "gaussian_blur", "level": 0.4, "float": {"accuracy": 0.8, "roc_auc": 0.9}}],
-           "chip": {"evaluated": True}}
+    rob = {
+        "model": "m",
+        "samples": 32,
+        "split": "test",
+        "thresholds": {"float": 0.61, "chip": -689536.0},
+        "protocol": {"gaussian_blur": {"parameter": "sigma (pixels)"}},
+        "results": [
+            {
+                "perturbation": "gaussian_blur",
+                "level": 0.4,
+                "float": {"accuracy": 0.8, "roc_auc": 0.9},
+            }
+        ],
+        "chip": {"evaluated": True},
+    }
     text = " ".join(summary_lines({"robustness": rob}))
     assert "gaussian_blur    sigma (pixels) 0.4" in text  # each level with its unit
-    assert "chip threshold -689536 on the readout difference" in text and "Loihi integer units" in text
-    assert "float threshold 0.6100 on P(pneumonia)" in text and "accuracy at the thresholds chosen on val" in text
+    assert (
+        "chip threshold -689536 on the readout difference" in text and "Loihi integer units" in text
+    )
+    assert (
+        "float threshold 0.6100 on P(pneumonia)" in text
+        and "accuracy at the thresholds chosen on val" in text
+    )
 
 
 def test_verdict_states_its_sample_count() -> None:
     from neurocxr.report import Report
     from neurocxr.report.verdict import _sample_sentence, verdict
 
-    report = Report(title="t", created="now", data_source="x.npz [test, 32 samples]", parity={"samples": 32})
+    report = Report(
+        title="t", created="now", data_source="x.npz [test, 32 samples]", parity={"samples": 32}
+    )
     assert _sample_sentence(report) == " Counted on 32 test images only."
     report.parity = {}
     assert _sample_sentence(report) == " Counted on 32 test images only."  # from the data line
@@ -168,8 +217,19 @@ def test_verdict_states_its_sample_count() -> None:
     assert _sample_sentence(report) == " Counted on 624 test images."
     from neurocxr.report import SummaryRow
 
-    report.summary = [SummaryRow(model="snn", device="loihi", accuracy=0.8, latency_s=None, dynamic_j=2e-6,
-                                 total_j=None, kind="estimated", source="s", basis="chip counts")]
+    report.summary = [
+        SummaryRow(
+            model="snn",
+            device="loihi",
+            accuracy=0.8,
+            latency_s=None,
+            dynamic_j=2e-6,
+            total_j=None,
+            kind="estimated",
+            source="s",
+            basis="chip counts",
+        )
+    ]
     assert verdict(report).endswith(" Counted on 624 test images.")  # also with one side only
 
 
@@ -178,12 +238,23 @@ class _Tty(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize("argv, stderr_is_tty, drawn", [
-    ([], True, True), (["--no-progress"], True, False), ([], False, False), (["--progress"], False, False),
-])
+@pytest.mark.parametrize(
+    "argv, stderr_is_tty, drawn",
+    [
+        ([], True, True),
+        (["--no-progress"], True, False),
+        ([], False, False),
+        (["--progress"], False, False),
+    ],
+)
 def test_evaluate_robustness_bars_follow_no_progress_and_the_terminal(
-        files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: list[str], stderr_is_tty: bool,
-        drawn: bool) -> None:
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    argv: list[str],
+    stderr_is_tty: bool,
+    drawn: bool,
+) -> None:
     import neurocxr.evaluation.run as run
     from neurocxr import validation
 
@@ -197,21 +268,46 @@ def test_evaluate_robustness_bars_follow_no_progress_and_the_terminal(
     # CliRunner swaps sys.stderr for its own buffer: the terminal check gets its stream here
     check = validation.show_progress
     stream = _Tty() if stderr_is_tty else io.StringIO()
-    monkeypatch.setattr(validation, "show_progress", lambda requested=None, _=None: check(requested, stream))
+    monkeypatch.setattr(
+        validation, "show_progress", lambda requested=None, _=None: check(requested, stream)
+    )
     try:
-        res = runner.invoke(app, [*argv, "evaluate", str(files["cnn"]), "--data", str(files["npz"]), "--robustness",
-                                  "--no-chip", "-o", str(tmp_path / "ev")])
+        res = runner.invoke(
+            app,
+            [
+                *argv,
+                "evaluate",
+                str(files["cnn"]),
+                "--data",
+                str(files["npz"]),
+                "--robustness",
+                "--no-chip",
+                "-o",
+                str(tmp_path / "ev"),
+            ],
+        )
     finally:
         validation.set_progress(True)
     assert res.exit_code == 0, res.output
     assert seen["progress"] is drawn
 
 
-@pytest.mark.parametrize("progress, stderr_is_tty, drawn", [
-    (True, True, True), (False, True, False), (True, False, False), (None, True, True),
-])
-def test_sweep_bar_follows_no_progress_and_the_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                        progress: bool | None, stderr_is_tty: bool, drawn: bool) -> None:
+@pytest.mark.parametrize(
+    "progress, stderr_is_tty, drawn",
+    [
+        (True, True, True),
+        (False, True, False),
+        (True, False, False),
+        (None, True, True),
+    ],
+)
+def test_sweep_bar_follows_no_progress_and_the_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    progress: bool | None,
+    stderr_is_tty: bool,
+    drawn: bool,
+) -> None:
     import sys
 
     import tqdm.auto
@@ -241,7 +337,9 @@ def test_sweep_bar_follows_no_progress_and_the_terminal(monkeypatch: pytest.Monk
     monkeypatch.setattr(ray_runner, "_start_ray", lambda ray, options, worker_env: False)
     monkeypatch.setattr(tune, "Tuner", Tuner)
     monkeypatch.setattr(sys, "stderr", _Tty() if stderr_is_tty else io.StringIO())
-    ray_runner.run_on_ray([("t1", {"model": "snn_strided"})], {}, RayOptions(), tmp_path, lambda row: None, progress)
+    ray_runner.run_on_ray(
+        [("t1", {"model": "snn_strided"})], {}, RayOptions(), tmp_path, lambda row: None, progress
+    )
     assert disabled == [not drawn]
 
 
@@ -264,12 +362,31 @@ def test_export_prints_the_float_accuracy_evaluate_prints(tmp_path: Path) -> Non
             if p.dim() > 1:
                 p.mul_(3.0)
     ckpt = save_checkpoint(tmp_path / "snn.pt", model, cfg, {"threshold": 0.45})
-    npz = write_medmnist_npz(tmp_path / "tiny.npz", 16, {"train": (6, 10), "val": (3, 3), "test": (9, 11)})
-    ev = runner.invoke(app, ["evaluate", str(ckpt), "--data", str(npz), "--json", str(tmp_path / "m.json")])
+    npz = write_medmnist_npz(
+        tmp_path / "tiny.npz", 16, {"train": (6, 10), "val": (3, 3), "test": (9, 11)}
+    )
+    ev = runner.invoke(
+        app, ["evaluate", str(ckpt), "--data", str(npz), "--json", str(tmp_path / "m.json")]
+    )
     assert ev.exit_code == 0, ev.output
     accuracy = json.loads((tmp_path / "m.json").read_text())["metrics"]["accuracy"]
-    ex = runner.invoke(app, ["export", str(ckpt), "--data", str(npz), "-o", str(tmp_path / "ex"), "--lava-samples", "0"])
+    ex = runner.invoke(
+        app,
+        [
+            "export",
+            str(ckpt),
+            "--data",
+            str(npz),
+            "-o",
+            str(tmp_path / "ex"),
+            "--lava-samples",
+            "0",
+        ],
+    )
     assert ex.exit_code == 0, ex.output
     out = " ".join(ex.output.split())
-    assert f"float model accuracy at its threshold chosen on val (0.4500 on P(pneumonia), the rule of `evaluate`): {accuracy:.4f}" in out
+    assert (
+        f"float model accuracy at its threshold chosen on val (0.4500 on P(pneumonia), the rule of `evaluate`): {accuracy:.4f}"
+        in out
+    )
     assert "decided by argmax" in out

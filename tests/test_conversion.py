@@ -26,7 +26,7 @@ def _patches(n: int, seed: int, split: str) -> ImageDataset:
     images = 0.2 * torch.rand(n, 1, 28, 28, generator=g)
     for i in range(n):
         col = 4 + (0 if labels[i] == 1 else 14)
-        images[i, 0, 8:18, col:col + 8] += 0.7
+        images[i, 0, 8:18, col : col + 8] += 0.7
     return ImageDataset(images.clamp(0, 1), labels.long(), split, f"toy patches (seed {seed})")
 
 
@@ -41,7 +41,13 @@ CNN = ModelConfig(name="cnn_vgg", channels=(4, 8), hidden=(16,))
 @pytest.fixture(scope="module")
 def cnn_checkpoint(toy_splits: DataSplits, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cnn") / "cnn_vgg.pt"
-    train(CNN, toy_splits, TrainConfig(epochs=3, batch_size=16, lr=1e-2), progress=False, checkpoint_path=path)
+    train(
+        CNN,
+        toy_splits,
+        TrainConfig(epochs=3, batch_size=16, lr=1e-2),
+        progress=False,
+        checkpoint_path=path,
+    )
     return path
 
 
@@ -49,12 +55,23 @@ def test_vgg_plan_and_strides() -> None:
     assert vgg_channels(6) == (16, 16, 32, 32, 64, 64)
     assert vgg_channels(4, 0.5) == (8, 8, 16, 16)
     # stride 2 at every second conv while the map is > 4 px: 28 -> 14 -> 7 -> 4, then no more
-    assert vgg_strides(ModelConfig(name="snn_vgg", channels=vgg_channels(8))) == (1, 2, 1, 2, 1, 2, 1, 1)
+    assert vgg_strides(ModelConfig(name="snn_vgg", channels=vgg_channels(8))) == (
+        1,
+        2,
+        1,
+        2,
+        1,
+        2,
+        1,
+        1,
+    )
     with pytest.raises(ValueError, match="depth"):
         vgg_channels(0)
 
 
-def test_conversion_matches_the_cnn_and_balances_thresholds(cnn_checkpoint: Path, toy_splits: DataSplits) -> None:
+def test_conversion_matches_the_cnn_and_balances_thresholds(
+    cnn_checkpoint: Path, toy_splits: DataSplits
+) -> None:
     from neurocxr.pipeline import load
 
     cnn = load(cnn_checkpoint)
@@ -77,7 +94,8 @@ def test_conversion_matches_the_cnn_and_balances_thresholds(cnn_checkpoint: Path
 
 
 def test_converted_snn_exports_in_8_bits_and_the_emulator_equals_the_float_model(
-        cnn_checkpoint: Path, toy_splits: DataSplits) -> None:
+    cnn_checkpoint: Path, toy_splits: DataSplits
+) -> None:
     from neurocxr.deployment import Deployment
     from neurocxr.pipeline import LoadedModel, load
 
@@ -94,25 +112,47 @@ def test_converted_snn_exports_in_8_bits_and_the_emulator_equals_the_float_model
 
 
 @pytest.mark.slow
-def test_train_with_convert_from_keeps_or_improves_val_auc(cnn_checkpoint: Path, toy_splits: DataSplits) -> None:
+def test_train_with_convert_from_keeps_or_improves_val_auc(
+    cnn_checkpoint: Path, toy_splits: DataSplits
+) -> None:
     cfg = snn_config_for(CNN, 4)
-    pure = train(cfg, toy_splits, TrainConfig(epochs=0, convert_from=str(cnn_checkpoint)), progress=False)
+    pure = train(
+        cfg, toy_splits, TrainConfig(epochs=0, convert_from=str(cnn_checkpoint)), progress=False
+    )
     assert pure.conversion is not None and pure.history[0]["converted"] == 1.0
-    tuned = train(cfg, toy_splits, TrainConfig(epochs=1, lr=5e-4, batch_size=16, convert_from=str(cnn_checkpoint)),
-                  progress=False)
+    tuned = train(
+        cfg,
+        toy_splits,
+        TrainConfig(epochs=1, lr=5e-4, batch_size=16, convert_from=str(cnn_checkpoint)),
+        progress=False,
+    )
     # epoch 0 (the converted net) is a candidate, so fine-tuning never ends below it on validation
     assert tuned.history[0]["val_auc"] == pytest.approx(pure.history[0]["val_auc"])
     assert max(h["val_auc"] for h in tuned.history) >= pure.history[0]["val_auc"]
 
 
-def test_convert_from_refuses_a_mismatched_model(cnn_checkpoint: Path, toy_splits: DataSplits) -> None:
-    wrong = ModelConfig(name="snn_vgg", channels=(4, 16), hidden=(16,), num_steps=4, beta=1.0, threshold=1.0)
+def test_convert_from_refuses_a_mismatched_model(
+    cnn_checkpoint: Path, toy_splits: DataSplits
+) -> None:
+    wrong = ModelConfig(
+        name="snn_vgg", channels=(4, 16), hidden=(16,), num_steps=4, beta=1.0, threshold=1.0
+    )
     with pytest.raises(ConfigError, match="channels"):
-        train(wrong, toy_splits, TrainConfig(epochs=0, convert_from=str(cnn_checkpoint)), progress=False)
+        train(
+            wrong,
+            toy_splits,
+            TrainConfig(epochs=0, convert_from=str(cnn_checkpoint)),
+            progress=False,
+        )
     with pytest.raises(ConfigError, match="cnn_vgg"):
         snn_config_for(ModelConfig(name="cnn_small"), 4)
     with pytest.raises(ConfigError):
-        convert(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2)), CNN, toy_splits.train.images, num_steps=4)
+        convert(
+            nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2)),
+            CNN,
+            toy_splits.train.images,
+            num_steps=4,
+        )
 
 
 def test_shift_augmentation_changes_images_reproducibly_and_light_draws_are_unchanged() -> None:
@@ -123,7 +163,10 @@ def test_shift_augmentation_changes_images_reproducibly_and_light_draws_are_unch
     assert not torch.allclose(a, light(image, light.generator_for(5)), atol=1e-3)
     assert a.min() >= 0 and a.max() <= 1
     # the new fields default to off: the old augmentation draws exactly what it drew before
-    assert torch.equal(Augment(seed=3)(image, Augment(seed=3).generator_for(5)), light(image, light.generator_for(5)))
+    assert torch.equal(
+        Augment(seed=3)(image, Augment(seed=3).generator_for(5)),
+        light(image, light.generator_for(5)),
+    )
     with pytest.raises(ValueError):
         Augment(gamma=-1)
 
@@ -133,8 +176,16 @@ def test_patient_ids_and_patient_wise_validation(kermany_tree) -> None:
     assert patient_id("IM-0115-0001.jpeg") == "IM-0115"
     assert patient_id("NORMAL2-IM-1427-0001.jpeg") == "NORMAL2-IM-1427"
     assert patient_id("img0.png") is None
-    names = ["person1_virus_1.jpeg", "person1_bacteria_2.jpeg", "person2_virus_3.jpeg", "person3_virus_4.jpeg",
-             "IM-0001-0001.jpeg", "IM-0001-0002.jpeg", "IM-0002-0001.jpeg", "NORMAL2-IM-0003-0001.jpeg"]
+    names = [
+        "person1_virus_1.jpeg",
+        "person1_bacteria_2.jpeg",
+        "person2_virus_3.jpeg",
+        "person3_virus_4.jpeg",
+        "IM-0001-0001.jpeg",
+        "IM-0001-0002.jpeg",
+        "IM-0002-0001.jpeg",
+        "NORMAL2-IM-0003-0001.jpeg",
+    ]
     labels = np.array([1, 1, 1, 1, 0, 0, 0, 0])
     keep, held = _patient_split(labels, names, 0.34, seed=0)
     held_patients = {patient_id(names[i]) for i in held}
@@ -165,15 +216,18 @@ def test_lever_names_are_the_same_on_the_cli_the_api_and_the_sweep_grid() -> Non
         assert "--" + lever.replace("_", "-") in help_text, lever
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(model="snn_strided", depth=3), "depth applies"),
-    (dict(model="snn_vgg", convert_from="/no/such.pt"), "not a file"),
-    (dict(model="snn_conv", augment="heavy"), "augment"),
-    (dict(model="snn_conv", teacher="/no/such.pt"), "teacher"),
-    (dict(model="cnn_small", regulariser=0.1), "act on SNNs"),
-    (dict(model="snn_conv", width=0), "width"),
-    (dict(model="snn_conv", distill_weight=0.5), "distill_teacher"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(model="snn_strided", depth=3), "depth applies"),
+        (dict(model="snn_vgg", convert_from="/no/such.pt"), "not a file"),
+        (dict(model="snn_conv", augment="heavy"), "augment"),
+        (dict(model="snn_conv", teacher="/no/such.pt"), "teacher"),
+        (dict(model="cnn_small", regulariser=0.1), "act on SNNs"),
+        (dict(model="snn_conv", width=0), "width"),
+        (dict(model="snn_conv", distill_weight=0.5), "distill_teacher"),
+    ],
+)
 def test_bad_lever_combinations_are_refused_in_one_line(kwargs: dict, match: str) -> None:
     model = kwargs.pop("model")
     with pytest.raises(ConfigError, match=match) as info:
@@ -186,38 +240,80 @@ def test_cli_train_refuses_a_bad_lever_with_exit_code_2(tmp_path: Path) -> None:
 
     from neurocxr.cli import app
 
-    result = CliRunner().invoke(app, ["train", "--model", "snn_strided", "--depth", "4", "--data", "synthetic",
-                                      "-o", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "snn_strided",
+            "--depth",
+            "4",
+            "--data",
+            "synthetic",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
     assert result.exit_code == 2, result.output
     assert "depth applies" in result.output
     assert not (tmp_path / "out").exists()
 
 
 def test_lever_configs_depth_width_and_sweep_grid_point(cnn_checkpoint: Path) -> None:
-    cfg, tc = lever_configs("snn_vgg", depth=4, width=0.5, augment="shift", regulariser=0.01, qat_epochs=1, epochs=2)
+    cfg, tc = lever_configs(
+        "snn_vgg", depth=4, width=0.5, augment="shift", regulariser=0.01, qat_epochs=1, epochs=2
+    )
     assert cfg.channels == (8, 8, 16, 16) and cfg.hidden == (64,)
-    assert tc.augment == "shift" and tc.chip_cost_weight == 0.01 and tc.qat_epochs == 1 and tc.epochs == 2
+    assert (
+        tc.augment == "shift"
+        and tc.chip_cost_weight == 0.01
+        and tc.qat_epochs == 1
+        and tc.epochs == 2
+    )
     cfg, tc = lever_configs("snn_vgg", convert_from=str(cnn_checkpoint), num_steps=4, epochs=0)
     assert cfg == snn_config_for(CNN, 4) and tc.convert_from == str(cnn_checkpoint)
     from neurocxr.sweep import trial_configs
 
-    params = {"model": "snn_vgg", "num_steps": 4, "encoding": "direct", "regulariser": 0.0, "width": 1.0, "seed": 1,
-              "depth": 2, "augment": "light"}
+    params = {
+        "model": "snn_vgg",
+        "num_steps": 4,
+        "encoding": "direct",
+        "regulariser": 0.0,
+        "width": 1.0,
+        "seed": 1,
+        "depth": 2,
+        "augment": "light",
+    }
     model_cfg, train_cfg, _ = trial_configs(params, {"train": {"epochs": 1}, "model": {}})
     assert model_cfg.channels == (16, 16) and train_cfg.augment == "light" and train_cfg.seed == 1
-    params = {"model": "snn_vgg", "num_steps": 4, "encoding": "direct", "regulariser": 0.0, "width": 1.0, "seed": 0,
-              "convert_from": str(cnn_checkpoint)}
+    params = {
+        "model": "snn_vgg",
+        "num_steps": 4,
+        "encoding": "direct",
+        "regulariser": 0.0,
+        "width": 1.0,
+        "seed": 0,
+        "convert_from": str(cnn_checkpoint),
+    }
     model_cfg, train_cfg, _ = trial_configs(params, {"train": {"epochs": 0}, "model": {}})
     assert model_cfg == snn_config_for(CNN, 4) and train_cfg.convert_from == str(cnn_checkpoint)
 
 
 @pytest.mark.slow
-def test_feature_distillation_from_the_conversion_source(cnn_checkpoint: Path, toy_splits: DataSplits) -> None:
+def test_feature_distillation_from_the_conversion_source(
+    cnn_checkpoint: Path, toy_splits: DataSplits
+) -> None:
     from neurocxr.training import LossTerms
 
     cfg = snn_config_for(CNN, 4)
-    tc = TrainConfig(epochs=1, lr=5e-4, batch_size=16, convert_from=str(cnn_checkpoint), distill_teacher=str(cnn_checkpoint),
-                     distill_feature_weight=1.0)
+    tc = TrainConfig(
+        epochs=1,
+        lr=5e-4,
+        batch_size=16,
+        convert_from=str(cnn_checkpoint),
+        distill_teacher=str(cnn_checkpoint),
+        distill_feature_weight=1.0,
+    )
     snn = build_model(cfg)
     terms = LossTerms(snn, cfg, tc, None)
     _, parts = terms(snn, toy_splits.train.images[:8], toy_splits.train.labels[:8])
@@ -225,7 +321,9 @@ def test_feature_distillation_from_the_conversion_source(cnn_checkpoint: Path, t
     result = train(cfg, toy_splits, tc, progress=False)
     assert result.history[-1]["val_auc"] == result.history[-1]["val_auc"]  # trained without NaN
     # a teacher of another shape cannot give features: refused in one line
-    other = ModelConfig(name="snn_vgg", channels=(8, 8), hidden=(16,), num_steps=4, beta=1.0, threshold=1.0)
+    other = ModelConfig(
+        name="snn_vgg", channels=(8, 8), hidden=(16,), num_steps=4, beta=1.0, threshold=1.0
+    )
     with pytest.raises(ConfigError, match="feature distillation"):
         LossTerms(build_model(other), other, tc, None)
 
@@ -242,7 +340,9 @@ def test_gap_head_converts_and_exports_with_the_pool_fused() -> None:
     from neurocxr.pipeline import LoadedModel
 
     dep = Deployment.from_checkpoint(LoadedModel(snn.eval(), scfg, {}))
-    assert [layer.kind for layer in dep.program.layers].count("dense") == 1  # pool fused into the fc
+    assert [layer.kind for layer in dep.program.layers].count(
+        "dense"
+    ) == 1  # pool fused into the fc
     with pytest.raises(ConfigError):
         build_model(ModelConfig(name="snn_vgg", extra={"head": "max"}))
 
@@ -252,11 +352,26 @@ def test_api_train_with_every_snn_lever_gives_an_exportable_checkpoint(tmp_path:
     from neurocxr import api
     from neurocxr.deployment import Deployment
 
-    out = api.train("snn_vgg", data="synthetic", out=tmp_path / "run", epochs=1, batch_size=32, num_steps=2,
-                    depth=2, width=0.5, augment="shift", regulariser=0.01, qat_epochs=1, max_train_samples=64)
+    out = api.train(
+        "snn_vgg",
+        data="synthetic",
+        out=tmp_path / "run",
+        epochs=1,
+        batch_size=32,
+        num_steps=2,
+        depth=2,
+        width=0.5,
+        augment="shift",
+        regulariser=0.01,
+        qat_epochs=1,
+        max_train_samples=64,
+    )
     dep = Deployment.from_checkpoint(out["checkpoint"])
     assert out["result"].config.channels == (8, 8) and out["result"].train_config.augment == "shift"
-    assert any(h.get("qat") for h in out["result"].history) and "train_chip_uj" in out["result"].history[0]
+    assert (
+        any(h.get("qat") for h in out["result"].history)
+        and "train_chip_uj" in out["result"].history[0]
+    )
     assert dep.resources.cores >= 1
 
 
@@ -267,8 +382,26 @@ def test_cli_train_converts_a_cnn_checkpoint(cnn_checkpoint: Path, tmp_path: Pat
     from neurocxr.cli import app
     from neurocxr.pipeline import load
 
-    result = CliRunner().invoke(app, ["train", "--model", "snn_vgg", "--convert-from", str(cnn_checkpoint),
-                                      "--epochs", "0", "--num-steps", "4", "--data", "synthetic", "-o", str(tmp_path)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "snn_vgg",
+            "--convert-from",
+            str(cnn_checkpoint),
+            "--epochs",
+            "0",
+            "--num-steps",
+            "4",
+            "--data",
+            "synthetic",
+            "-o",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     loaded = load(tmp_path / "snn_vgg.pt")
-    assert loaded.config.beta == 1.0 and loaded.metadata["conversion"]["source"] == str(cnn_checkpoint)
+    assert loaded.config.beta == 1.0 and loaded.metadata["conversion"]["source"] == str(
+        cnn_checkpoint
+    )

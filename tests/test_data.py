@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import NORMAL_LEVEL, PNEUMONIA_LEVEL, write_medmnist_npz
 
 from neurocxr import data as D
 from neurocxr.data import (
@@ -24,8 +25,6 @@ from neurocxr.data import (
 )
 from neurocxr.errors import DataError
 from neurocxr.phantoms import generate_phantoms
-
-from conftest import NORMAL_LEVEL, PNEUMONIA_LEVEL, write_medmnist_npz
 
 
 def _assert_valid_splits(splits: DataSplits, size: int) -> None:
@@ -65,8 +64,9 @@ def test_real_file_resized_and_info(real_npz: Path) -> None:
     assert "resized to 64x64" in splits.source
     small = load_npz(real_npz)
     # Downscaling the upscaled image back approximately recovers the original.
-    back = torch.nn.functional.interpolate(splits.test.images[:32], size=(28, 28), mode="bilinear",
-                                           antialias=True, align_corners=False)
+    back = torch.nn.functional.interpolate(
+        splits.test.images[:32], size=(28, 28), mode="bilinear", antialias=True, align_corners=False
+    )
     assert float((back - small.test.images[:32]).abs().mean()) < 0.03
     summary = D.info(real_npz)
     assert summary["image_size"] == 28 and summary["synthetic"] is False
@@ -103,7 +103,9 @@ def test_npz_exact_pixel_values(tmp_path: Path) -> None:
         arrays[f"{split}_labels"] = np.array([[0], [1], [1], [0]], dtype=np.uint8)
     np.savez(tmp_path / "d.npz", **arrays)
     splits = load_npz(tmp_path / "d.npz")
-    np.testing.assert_allclose(splits.val.images[:, 0].numpy(), arrays["val_images"] / 255.0, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(
+        splits.val.images[:, 0].numpy(), arrays["val_images"] / 255.0, rtol=0, atol=1e-7
+    )
     assert splits.val.labels.tolist() == [0, 1, 1, 0]
 
 
@@ -207,7 +209,9 @@ def test_corrupted_member(medmnist_npz, tmp_path: Path) -> None:
 
 
 def test_wrong_keys(tmp_path: Path) -> None:
-    np.savez(tmp_path / "x.npz", x_train=np.zeros((2, 28, 28), np.uint8), y_train=np.zeros(2, np.uint8))
+    np.savez(
+        tmp_path / "x.npz", x_train=np.zeros((2, 28, 28), np.uint8), y_train=np.zeros(2, np.uint8)
+    )
     with pytest.raises(DataError, match="missing key.*train_images.*x_train"):
         load_npz(tmp_path / "x.npz")
 
@@ -225,13 +229,25 @@ def _arrays(**override) -> dict[str, np.ndarray]:
     "override,pattern",
     [
         ({"val_images": np.zeros((4, 28, 28), np.float32)}, "val_images has dtype float32"),
-        ({"test_labels": np.array([[0], [1], [2], [1]], np.uint8)}, r"test_labels has values \[2\] outside"),
+        (
+            {"test_labels": np.array([[0], [1], [2], [1]], np.uint8)},
+            r"test_labels has values \[2\] outside",
+        ),
         ({"train_labels": np.array([0, 1, -1, 1], np.int64)}, r"values \[-1\]"),
         ({"train_labels": np.array([0.0, 1.0, 0.0, 1.0])}, "train_labels has dtype float64"),
-        ({"val_labels": np.zeros((3, 1), np.uint8)}, "val_images holds 4 images but val_labels holds 3"),
+        (
+            {"val_labels": np.zeros((3, 1), np.uint8)},
+            "val_images holds 4 images but val_labels holds 3",
+        ),
         ({"train_labels": np.zeros((4, 2), np.uint8)}, r"train_labels has shape \(4, 2\)"),
-        ({"train_images": np.zeros((4, 28, 20), np.uint8)}, r"train_images has shape \(4, 28, 20\)"),
-        ({"test_images": np.zeros((4, 32, 32), np.uint8)}, "test_images are 32x32 but train images are 28x28"),
+        (
+            {"train_images": np.zeros((4, 28, 20), np.uint8)},
+            r"train_images has shape \(4, 28, 20\)",
+        ),
+        (
+            {"test_images": np.zeros((4, 32, 32), np.uint8)},
+            "test_images are 32x32 but train images are 28x28",
+        ),
         ({"train_images": np.zeros((4, 28, 28, 2), np.uint8)}, "train_images has shape"),
     ],
 )
@@ -279,7 +295,9 @@ def test_kermany_centre_crop(tmp_path: Path) -> None:
             arr[:, 20:60] = 200
             Image.fromarray(arr).save(root / split / cls / "a.png")
     splits = load_folder(root, image_size=20)
-    assert torch.allclose(splits.test.images, torch.full_like(splits.test.images, 200 / 255), atol=1e-6)
+    assert torch.allclose(
+        splits.test.images, torch.full_like(splits.test.images, 200 / 255), atol=1e-6
+    )
 
 
 def test_kermany_without_val_carves_stratified(kermany_tree) -> None:
@@ -359,7 +377,9 @@ def test_synthetic_splits_deterministic_and_balanced() -> None:
     assert a.synthetic and a.source == "synthetic phantoms (seed 1)"
     assert a.train.class_counts() == {"NORMAL": 20, "PNEUMONIA": 20}
     assert a.test.class_counts() == {"NORMAL": 6, "PNEUMONIA": 6}
-    assert torch.equal(a.train.images, b.train.images) and torch.equal(a.train.labels, b.train.labels)
+    assert torch.equal(a.train.images, b.train.images) and torch.equal(
+        a.train.labels, b.train.labels
+    )
     assert not torch.equal(a.train.images, c.train.images)
     assert not torch.equal(a.train.images[:10], a.val.images)  # splits are different images
 
@@ -408,7 +428,9 @@ def test_resolve_data_source_order(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.slow
-def test_load_dataset_dispatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, medmnist_npz) -> None:
+def test_load_dataset_dispatch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, medmnist_npz
+) -> None:
     monkeypatch.setattr(D, "DEFAULT_MEDMNIST_ROOT", tmp_path / "nothing")
     monkeypatch.delenv("NEUROCXR_DATA", raising=False)
     synth = load_dataset(None, image_size=20)
@@ -423,7 +445,9 @@ def test_load_dataset_dispatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
         load_dataset(None)
 
 
-def test_fetch_validates_size_and_wraps_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fetch_validates_size_and_wraps_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import medmnist
 
     with pytest.raises(DataError, match="sizes 28, 64, 128, 224"):
@@ -463,8 +487,10 @@ def test_class_weights_and_balanced_sampler() -> None:
     drawn_many = torch.cat([torch.tensor(list(balanced_sampler(ds, seed=s))) for s in range(20)])
     frac_normal = (labels[drawn_many] == 0).float().mean().item()
     assert abs(frac_normal - 0.5) < 0.05  # 2000 draws: 5 sigma is ~0.056
-    assert torch.equal(torch.tensor(list(balanced_sampler(ds, seed=3))),
-                       torch.tensor(list(balanced_sampler(ds, seed=3))))
+    assert torch.equal(
+        torch.tensor(list(balanced_sampler(ds, seed=3))),
+        torch.tensor(list(balanced_sampler(ds, seed=3))),
+    )
     one_class = ImageDataset(torch.zeros(4, 1, 8, 8), torch.ones(4, dtype=torch.int64), "val", "x")
     with pytest.raises(DataError, match="no NORMAL"):
         class_weights(one_class)

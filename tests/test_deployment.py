@@ -31,14 +31,25 @@ PROFILES = ("loihi", "loihi2")
 def _checkpoint(tmp_path: Path, encoding: str = "direct") -> Path:
     """Untrained tiny snn_conv with weights scaled so every layer spikes (as tests/test_report.py)."""
     torch.manual_seed(0)
-    cfg = ModelConfig(name="snn_conv", image_size=16, num_steps=6, channels=(4, 8), hidden=(16,), encoding=encoding)
+    cfg = ModelConfig(
+        name="snn_conv",
+        image_size=16,
+        num_steps=6,
+        channels=(4, 8),
+        hidden=(16,),
+        encoding=encoding,
+    )
     model = build_model(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() > 1:
                 p.mul_(3.0)
-    return save_checkpoint(tmp_path / f"snn_{encoding}.pt", model, cfg,
-                           {"threshold": 0.5, "threshold_method": "youden (validation)"})
+    return save_checkpoint(
+        tmp_path / f"snn_{encoding}.pt",
+        model,
+        cfg,
+        {"threshold": 0.5, "threshold_method": "youden (validation)"},
+    )
 
 
 def _images(n: int, seed: int = 3) -> torch.Tensor:
@@ -55,7 +66,12 @@ def test_checkpoint_to_counts_and_energy(tmp_path: Path, encoding: str) -> None:
     import neurocxr
 
     assert neurocxr.Deployment is Deployment
-    assert dep.name == "snn_conv" and dep.graph is not None and dep.resources is not None and dep.resources.fits
+    assert (
+        dep.name == "snn_conv"
+        and dep.graph is not None
+        and dep.resources is not None
+        and dep.resources.fits
+    )
     assert dep.program.input_kind == ("bias" if encoding == "direct" else "spikes")
     x = dep.encode(_images(6))
     run = dep.run(x)
@@ -77,8 +93,13 @@ def test_layer_quant_records_are_the_export_table(tmp_path: Path) -> None:
     dep = Deployment.from_checkpoint(_checkpoint(tmp_path))
     records = dep.layer_quant
     assert all(isinstance(r, LayerQuant) for r in records)
-    assert [r.kind for r in records] == [LayerKind.INPUT, LayerKind.CONV, LayerKind.CONV, LayerKind.DENSE,
-                                         LayerKind.READOUT]
+    assert [r.kind for r in records] == [
+        LayerKind.INPUT,
+        LayerKind.CONV,
+        LayerKind.CONV,
+        LayerKind.DENSE,
+        LayerKind.READOUT,
+    ]
     assert [r.to_row() for r in records] == quantisation_table(dep.program)
     readout = records[-1]
     assert readout.scale == dep.program.layers[-1].quant["scale"] and readout.num_weight_bits <= 8
@@ -98,8 +119,12 @@ def test_operating_point_is_one_rule_on_the_readout_difference(tmp_path: Path) -
     d = readout_difference(run)
     # The readout threshold is Youden on d; the score threshold is the same point on the score scale.
     assert op.readout_threshold == choose_threshold(val_labels.numpy(), d, "youden")
-    assert op.threshold == pytest.approx(choose_threshold(val_labels.numpy(), chip_scores(run, dep.program), "youden"))
-    assert np.array_equal(op.decide(run).astype(bool), chip_scores(run, dep.program) >= op.threshold)
+    assert op.threshold == pytest.approx(
+        choose_threshold(val_labels.numpy(), chip_scores(run, dep.program), "youden")
+    )
+    assert np.array_equal(
+        op.decide(run).astype(bool), chip_scores(run, dep.program) >= op.threshold
+    )
     assert set(op.to_dict()) == {"threshold", "method", "float_threshold", "samples", "val_metrics"}
     # The clinical evaluation uses the same operating point (readout units).
     from neurocxr.evaluation.common import prepare_chip
@@ -117,12 +142,24 @@ def test_parity_and_export_report_are_typed(tmp_path: Path) -> None:
     # both models saw the one encoding: the float model's predictions are from x.float_input
     with torch.no_grad():
         float_pred = dep.loaded.model(x.float_input).logits.argmax(1).numpy()
-    assert parity.prediction_changed_fraction == pytest.approx(float(np.mean(float_pred != run.predictions())))
+    assert parity.prediction_changed_fraction == pytest.approx(
+        float(np.mean(float_pred != run.predictions()))
+    )
     report = dep.export_report(parity, encoding="rate", config=dep.loaded.config.to_dict())
     assert isinstance(report, ExportReport)
     d = report.to_dict()
-    assert list(d) == ["model", "config", "target", "export_seconds", "input", "layers", "resources", "parity",
-                       "files", "environment"]
+    assert list(d) == [
+        "model",
+        "config",
+        "target",
+        "export_seconds",
+        "input",
+        "layers",
+        "resources",
+        "parity",
+        "files",
+        "environment",
+    ]
     assert d["layers"] == quantisation_table(dep.program) and d["resources"]["fits"] is True
     assert d["parity"]["samples"] == 5 and d["input"]["kind"] == "spikes"
 
@@ -151,7 +188,9 @@ def test_from_nir_and_from_netx_run_the_same_program(tmp_path: Path) -> None:
 
 def test_backends_are_chosen_by_name(tmp_path: Path) -> None:
     dep = Deployment.from_checkpoint(_checkpoint(tmp_path))
-    with pytest.raises(SimulationError, match="unknown backend 'loihi'; choose one of emulator, lava"):
+    with pytest.raises(
+        SimulationError, match="unknown backend 'loihi'; choose one of emulator, lava"
+    ):
         dep.run(_images(2).numpy(), backend="loihi")
 
 
@@ -160,7 +199,9 @@ def test_lava_backend_equals_the_emulator(tmp_path: Path) -> None:
     dep = Deployment.from_checkpoint(_checkpoint(tmp_path, "rate"))
     x = dep.encode(_images(2))
     emu = dep.run(x, record=True)
-    lava = dep.run(x, backend="lava", record=True)  # no file written: the backend writes a temporary netx
+    lava = dep.run(
+        x, backend="lava", record=True
+    )  # no file written: the backend writes a temporary netx
     assert np.array_equal(emu.readout, lava.readout)
     assert all(np.array_equal(a, b) for a, b in zip(emu.layer_spikes, lava.layer_spikes))
     (tmp_path / "out").mkdir()
@@ -172,7 +213,9 @@ def test_integer_images_follow_the_one_pixel_rule(tmp_path: Path) -> None:
     dep = Deployment.from_checkpoint(_checkpoint(tmp_path))
     images = (_images(3) * 255).round().to(torch.uint8)
     as_float = images.float() / 255.0
-    assert np.array_equal(dep.run(dep.encode(images.numpy())).readout, dep.run(dep.encode(as_float)).readout)
+    assert np.array_equal(
+        dep.run(dep.encode(images.numpy())).readout, dep.run(dep.encode(as_float)).readout
+    )
 
 
 def test_every_layer_class_has_one_kind_and_a_quant_record() -> None:
@@ -184,25 +227,40 @@ def test_every_layer_class_has_one_kind_and_a_quant_record() -> None:
     )
 
     neuron = LoihiNeuron(v_th_mant=100, i_decay=4096, v_decay=4096)
-    rec = RecurrentDenseLayer("rec", (2,), neuron, np.full((2, 3), 120, dtype=np.int64),
-                              weight_rec=np.array([[120, 0], [0, 120]], dtype=np.int64))
+    rec = RecurrentDenseLayer(
+        "rec",
+        (2,),
+        neuron,
+        np.full((2, 3), 120, dtype=np.int64),
+        weight_rec=np.array([[120, 0], [0, 120]], dtype=np.int64),
+    )
     program = LoihiProgram((3,), "spikes", [InputLayer("input", (3,)), rec], 4)
     dep = Deployment(program=program)
     assert [q.kind for q in dep.layer_quant] == [LayerKind.INPUT, LayerKind.DENSE_REC]
-    assert quantisation_table(program)[1] == {"index": 1, "name": "rec", "kind": "dense_rec", "v_th_mant": 100,
-                                              "i_decay": 4096, "v_decay": 4096}
+    assert quantisation_table(program)[1] == {
+        "index": 1,
+        "name": "rec",
+        "kind": "dense_rec",
+        "v_th_mant": 100,
+        "i_decay": 4096,
+        "v_decay": 4096,
+    }
     x = np.ones((4, 2, 3), dtype=np.float32)
     assert dep.run(x).counts[1].kind == "dense_rec"
 
 
 @pytest.mark.parametrize("encoding", ["direct", "rate"])
-def test_energy_report_encodes_each_image_set_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   encoding: str) -> None:
-    import neurocxr
-    import neurocxr.encoding
+def test_energy_report_encodes_each_image_set_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoding: str
+) -> None:
     from conftest import write_medmnist_npz
 
-    npz = write_medmnist_npz(tmp_path / "t.npz", 16, {"train": (4, 4), "val": (5, 5), "test": (6, 6)})
+    import neurocxr
+    import neurocxr.encoding
+
+    npz = write_medmnist_npz(
+        tmp_path / "t.npz", 16, {"train": (4, 4), "val": (5, 5), "test": (6, 6)}
+    )
     ckpt = _checkpoint(tmp_path, encoding)
     encoded: list[int] = []
     original = neurocxr.encoding.encode

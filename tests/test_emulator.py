@@ -7,18 +7,29 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from _netx_programs import default_shaped_program, random_images
 
 from neurocxr.errors import SimulationError
-from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiNeuron, LoihiProgram, ReadoutLayer
 from neurocxr.exporters.netx import netx_dense_weights
+from neurocxr.exporters.program import (
+    ConvLayer,
+    DenseLayer,
+    InputLayer,
+    LoihiNeuron,
+    LoihiProgram,
+    ReadoutLayer,
+)
 from neurocxr.hardware_sims.emulator import _run_neurons, emulate
-
-from _netx_programs import default_shaped_program, random_images
 
 
 def _neuron_trace(a_in: list[int], *, i_decay: int, v_decay: int, vth: int, bias: int = 0):
-    spikes, v = _run_neurons(torch.tensor(a_in, dtype=torch.int64).reshape(-1, 1, 1), torch.tensor([bias * 64]),
-                             4096 - i_decay, 4096 - v_decay, vth << 6)
+    spikes, v = _run_neurons(
+        torch.tensor(a_in, dtype=torch.int64).reshape(-1, 1, 1),
+        torch.tensor([bias * 64]),
+        4096 - i_decay,
+        4096 - v_decay,
+        vth << 6,
+    )
     return spikes.reshape(-1).tolist(), int(v.reshape(-1)[0])
 
 
@@ -65,11 +76,18 @@ def test_bias_and_reset_to_zero() -> None:
 def _chain(w1: int, w2: int, *, bias: int | None = None, v_decay: int = 4096) -> LoihiProgram:
     lif = LoihiNeuron(v_th_mant=50, i_decay=4096, v_decay=v_decay)
     return LoihiProgram(
-        input_shape=(1,), input_kind="spikes", num_steps=4,
+        input_shape=(1,),
+        input_kind="spikes",
+        num_steps=4,
         layers=[
             InputLayer("in", (1,), None),
-            DenseLayer("hidden", (1,), lif, weight=np.array([[w1]]),
-                       bias=None if bias is None else np.array([bias])),
+            DenseLayer(
+                "hidden",
+                (1,),
+                lif,
+                weight=np.array([[w1]]),
+                bias=None if bias is None else np.array([bias]),
+            ),
             ReadoutLayer("readout", (1,), weight=np.array([[w2]])),
         ],
     )
@@ -105,10 +123,14 @@ def test_conv_fanout_border_counts() -> None:
     fan = layer.fanout((1, 3, 3))[0]
     assert fan.tolist() == [[4, 6, 4], [6, 9, 6], [4, 6, 4]]
     weight0 = weight.copy()
-    weight0[0, 0, 0, 0] = 0  # the top-left tap never connects: each input loses its bottom-right neighbour
+    weight0[0, 0, 0, 0] = (
+        0  # the top-left tap never connects: each input loses its bottom-right neighbour
+    )
     layer0 = ConvLayer("c", (1, 3, 3), LoihiNeuron(1000, 4096, 0), weight=weight0, padding=(1, 1))
     assert layer0.fanout((1, 3, 3))[0].tolist() == [[3, 5, 4], [5, 8, 6], [4, 6, 4]]
-    program = LoihiProgram((1, 3, 3), "spikes", [InputLayer("in", (1, 3, 3), None), layer], num_steps=2)
+    program = LoihiProgram(
+        (1, 3, 3), "spikes", [InputLayer("in", (1, 3, 3), None), layer], num_steps=2
+    )
     x = np.zeros((2, 1, 1, 3, 3), dtype=np.int8)
     x[0, 0, 0, 0, 0] = 1  # corner once
     x[1, 0, 0, 1, 1] = 1  # centre once
@@ -125,10 +147,18 @@ def test_conv_fanout_matches_brute_force(stride: int, padding: int, kernel: int)
     cin, cout, h, w = 2, 3, 9, 8
     weight = rng.integers(-2, 3, (cout, cin, kernel, kernel))
     ho, wo = (h + 2 * padding - kernel) // stride + 1, (w + 2 * padding - kernel) // stride + 1
-    layer = ConvLayer("c", (cout, ho, wo), LoihiNeuron(1, 4096, 0), weight=weight,
-                       stride=(stride, stride), padding=(padding, padding))
+    layer = ConvLayer(
+        "c",
+        (cout, ho, wo),
+        LoihiNeuron(1, 4096, 0),
+        weight=weight,
+        stride=(stride, stride),
+        padding=(padding, padding),
+    )
     expected = np.zeros((cin, h, w), dtype=np.int64)
-    for co, oy, ox, ci, ky, kx in itertools.product(range(cout), range(ho), range(wo), range(cin), range(kernel), range(kernel)):
+    for co, oy, ox, ci, ky, kx in itertools.product(
+        range(cout), range(ho), range(wo), range(cin), range(kernel), range(kernel)
+    ):
         y, x = oy * stride - padding + ky, ox * stride - padding + kx
         if 0 <= y < h and 0 <= x < w and weight[co, ci, ky, kx] != 0:
             expected[ci, y, x] += 1
@@ -151,8 +181,8 @@ def test_batching_equals_one_by_one() -> None:
     images = random_images(3)
     together = emulate(program, images, record=True, batch_size=256)
     for i in range(3):
-        alone = emulate(program, images[i:i + 1], record=True, batch_size=1)
-        np.testing.assert_array_equal(alone.readout, together.readout[i:i + 1])
+        alone = emulate(program, images[i : i + 1], record=True, batch_size=1)
+        np.testing.assert_array_equal(alone.readout, together.readout[i : i + 1])
         for a, b in zip(alone.layer_spikes, together.layer_spikes):
             np.testing.assert_array_equal(a[:, 0], b[:, i])
         for ca, cb in zip(alone.counts, together.counts):
@@ -189,28 +219,61 @@ from neurocxr.hardware_sims.emulator import (  # noqa: E402
 
 _LIM = 2**23
 _decays = st.one_of(st.sampled_from([0, 1, 410, 2048, 4095, 4096]), st.integers(0, 4096))
-_near = lambda lo, hi: st.one_of(st.integers(lo, hi), st.integers(hi - 70, hi), st.integers(lo, lo + 70))  # noqa: E731
+_near = lambda lo, hi: st.one_of(
+    st.integers(lo, hi), st.integers(hi - 70, hi), st.integers(lo, lo + 70)
+)  # noqa: E731
 
 
 @settings(max_examples=300, deadline=None)
-@given(data=st.data(), steps=st.integers(1, 4), n=st.integers(1, 6), i_decay=_decays, v_decay=_decays,
-       vth=st.integers(0, 131071))
+@given(
+    data=st.data(),
+    steps=st.integers(1, 4),
+    n=st.integers(1, 6),
+    i_decay=_decays,
+    v_decay=_decays,
+    vth=st.integers(0, 131071),
+)
 @pytest.mark.slow
-def test_fast_neuron_step_matches_int64_reference(data, steps: int, n: int, i_decay: int, v_decay: int,
-                                                  vth: int) -> None:
+def test_fast_neuron_step_matches_int64_reference(
+    data, steps: int, n: int, i_decay: int, v_decay: int, vth: int
+) -> None:
     """Any state in Lava's range (near the 24-bit limits too), any input that fits, any decay."""
-    u0 = torch.tensor(data.draw(st.lists(_near(-_LIM + 1, _LIM), min_size=n, max_size=n)), dtype=torch.int64)
-    v0 = torch.tensor(data.draw(st.lists(_near(-_LIM + 1, _LIM - 1), min_size=n, max_size=n)), dtype=torch.int64)
-    a_val = st.one_of(_near(-2**18, 2**18), st.sampled_from([2**17, -2**17, 2**17 + 1, -2**17 - 1, 2**17 - 1]))
-    a_in = torch.tensor(data.draw(st.lists(a_val, min_size=steps * n, max_size=steps * n)),
-                        dtype=torch.int64).reshape(steps, 1, n)
-    bias = torch.tensor(data.draw(st.lists(_near(-4096, 4095), min_size=n, max_size=n)), dtype=torch.int64) * 64
+    u0 = torch.tensor(
+        data.draw(st.lists(_near(-_LIM + 1, _LIM), min_size=n, max_size=n)), dtype=torch.int64
+    )
+    v0 = torch.tensor(
+        data.draw(st.lists(_near(-_LIM + 1, _LIM - 1), min_size=n, max_size=n)), dtype=torch.int64
+    )
+    a_val = st.one_of(
+        _near(-(2**18), 2**18),
+        st.sampled_from([2**17, -(2**17), 2**17 + 1, -(2**17) - 1, 2**17 - 1]),
+    )
+    a_in = torch.tensor(
+        data.draw(st.lists(a_val, min_size=steps * n, max_size=steps * n)), dtype=torch.int64
+    ).reshape(steps, 1, n)
+    bias = (
+        torch.tensor(
+            data.draw(st.lists(_near(-4096, 4095), min_size=n, max_size=n)), dtype=torch.int64
+        )
+        * 64
+    )
     du, dv = 4096 - i_decay, 4096 - v_decay
-    ref_s, ref_u, ref_v = _run_neurons_reference(a_in, bias, du, dv, vth << 6, u0=u0[None], v0=v0[None])
+    ref_s, ref_u, ref_v = _run_neurons_reference(
+        a_in, bias, du, dv, vth << 6, u0=u0[None], v0=v0[None]
+    )
     u, v = u0[None].double(), v0[None].double()
     for t in range(steps):
-        s = _neuron_step_(u if du else None, v, a_in[t].double() * 64, du / 4096, dv / 4096, float(vth << 6),
-                          True, True, bias.double())
+        s = _neuron_step_(
+            u if du else None,
+            v,
+            a_in[t].double() * 64,
+            du / 4096,
+            dv / 4096,
+            float(vth << 6),
+            True,
+            True,
+            bias.double(),
+        )
         assert torch.equal(s, ref_s[t])
     assert torch.equal(v.long(), ref_v)
     if du:
@@ -218,29 +281,62 @@ def test_fast_neuron_step_matches_int64_reference(data, steps: int, n: int, i_de
 
 
 @settings(max_examples=300, deadline=None)
-@given(data=st.data(), steps=st.integers(1, 6), n=st.integers(1, 5), i_decay=_decays, v_decay=_decays,
-       vth=st.integers(0, 131071), a_max=st.one_of(st.integers(0, 2**18), st.integers(2**17 - 50, 2**17 + 50),
-                                                   st.integers(0, 3000)),
-       bias_max=st.integers(0, 4095))
+@given(
+    data=st.data(),
+    steps=st.integers(1, 6),
+    n=st.integers(1, 5),
+    i_decay=_decays,
+    v_decay=_decays,
+    vth=st.integers(0, 131071),
+    a_max=st.one_of(
+        st.integers(0, 2**18), st.integers(2**17 - 50, 2**17 + 50), st.integers(0, 3000)
+    ),
+    bias_max=st.integers(0, 4095),
+)
 @pytest.mark.slow
-def test_bound_skipped_wrap_and_clip_match_reference(data, steps: int, n: int, i_decay: int, v_decay: int,
-                                                     vth: int, a_max: int, bias_max: int) -> None:
+def test_bound_skipped_wrap_and_clip_match_reference(
+    data, steps: int, n: int, i_decay: int, v_decay: int, vth: int, a_max: int, bias_max: int
+) -> None:
     """`_run_neurons` from zero with the wrap/clip switched off exactly where `_neuron_bounds` allows,
     inputs drawn up to the bound (extremes included), float32 drive path included."""
     du, dv = 4096 - i_decay, 4096 - v_decay
     extreme = st.sampled_from([-a_max, a_max, 0])
-    a_in = torch.tensor(data.draw(st.lists(st.one_of(extreme, st.integers(-a_max, a_max)),
-                                           min_size=steps * n, max_size=steps * n)),
-                        dtype=torch.int64).reshape(steps, 1, n)
-    bias = torch.tensor(data.draw(st.lists(st.sampled_from([-bias_max, bias_max, 0]), min_size=n, max_size=n)),
-                        dtype=torch.int64) * 64
+    a_in = torch.tensor(
+        data.draw(
+            st.lists(
+                st.one_of(extreme, st.integers(-a_max, a_max)),
+                min_size=steps * n,
+                max_size=steps * n,
+            )
+        ),
+        dtype=torch.int64,
+    ).reshape(steps, 1, n)
+    bias = (
+        torch.tensor(
+            data.draw(st.lists(st.sampled_from([-bias_max, bias_max, 0]), min_size=n, max_size=n)),
+            dtype=torch.int64,
+        )
+        * 64
+    )
     u_bound, v_bound = _neuron_bounds(a_max, bias_max * 64, du, dv, steps)
     wrap_u = u_bound >= _LIM
     clamp_v = wrap_u or v_bound > _LIM - 1
     ref_s, _, ref_v = _run_neurons_reference(a_in, bias, du, dv, vth << 6)
-    for a_dtype, run in itertools.product((torch.int64, torch.float32), (_run_neurons_torch, _run_neurons)):
-        s, v = run(a_in.to(a_dtype), bias, du, dv, vth << 6, wrap_u=wrap_u, clamp_v=clamp_v, a_max=a_max,
-                   spike_dtype=torch.float32, consume_input=True)
+    for a_dtype, run in itertools.product(
+        (torch.int64, torch.float32), (_run_neurons_torch, _run_neurons)
+    ):
+        s, v = run(
+            a_in.to(a_dtype),
+            bias,
+            du,
+            dv,
+            vth << 6,
+            wrap_u=wrap_u,
+            clamp_v=clamp_v,
+            a_max=a_max,
+            spike_dtype=torch.float32,
+            consume_input=True,
+        )
         assert torch.equal(s.bool(), ref_s)
         assert torch.equal(v.long(), ref_v)
     # the bounds really bound the reference trajectory (so skipping is justified, not lucky)
@@ -263,14 +359,19 @@ def test_pooled_kernel_factorisation_is_exact() -> None:
         ho = (10 + 2 * padding[0] - 6) // 2 + 1
         wo = (12 + 2 * padding[1] - 6) // 2 + 1
         layer = ConvLayer("c", (4, ho, wo), lif, weight=weight, stride=(2, 2), padding=padding)
-        program = LoihiProgram((3, 10, 12), "spikes", [InputLayer("in", (3, 10, 12), None), layer],
-                               num_steps=2)
+        program = LoihiProgram(
+            (3, 10, 12), "spikes", [InputLayer("in", (3, 10, 12), None), layer], num_steps=2
+        )
         prep = _prepare(program)[1]
         assert prep.pool == 2
         s = torch.as_tensor(rng.integers(0, 2, (2, 5, 3 * 10 * 12)), dtype=torch.float32)
         got = _synaptic_input(prep, s)
-        ref = torch.nn.functional.conv2d(s.reshape(10, 3, 10, 12).double(), torch.as_tensor(weight).double(),
-                                         stride=2, padding=padding)
+        ref = torch.nn.functional.conv2d(
+            s.reshape(10, 3, 10, 12).double(),
+            torch.as_tensor(weight).double(),
+            stride=2,
+            padding=padding,
+        )
         assert torch.equal(got.double(), ref.reshape(2, 5, -1))
 
 
@@ -288,14 +389,24 @@ def test_threads_argument_restores_caller_setting() -> None:
 @settings(max_examples=150, deadline=None)
 @given(data=st.data(), steps=st.integers(1, 6), batch=st.integers(1, 3), n=st.integers(1, 6))
 @pytest.mark.slow
-def test_per_neuron_parameters_numba_and_torch_match_reference(data, steps: int, batch: int, n: int) -> None:
+def test_per_neuron_parameters_numba_and_torch_match_reference(
+    data, steps: int, batch: int, n: int
+) -> None:
     """Per-neuron decays / thresholds (third-party netx files), inputs that force the wrap and the clip."""
-    ints = lambda lo, hi: torch.tensor(data.draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n)),  # noqa: E731
-                                       dtype=torch.int64)
+    ints = lambda lo, hi: torch.tensor(
+        data.draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n)),  # noqa: E731
+        dtype=torch.int64,
+    )
     du, dv, vth = 4096 - ints(0, 4096), 4096 - ints(0, 4096), ints(0, 131071) << 6
-    a_val = st.one_of(st.integers(-300, 300), st.integers(-2**18, 2**18), st.sampled_from([2**17, -2**17, 2**17 + 1]))
-    a_in = torch.tensor(data.draw(st.lists(a_val, min_size=steps * batch * n, max_size=steps * batch * n)),
-                        dtype=torch.int64).reshape(steps, batch, n)
+    a_val = st.one_of(
+        st.integers(-300, 300),
+        st.integers(-(2**18), 2**18),
+        st.sampled_from([2**17, -(2**17), 2**17 + 1]),
+    )
+    a_in = torch.tensor(
+        data.draw(st.lists(a_val, min_size=steps * batch * n, max_size=steps * batch * n)),
+        dtype=torch.int64,
+    ).reshape(steps, batch, n)
     bias = ints(-4096, 4095) * 64
     ref_s, _, ref_v = _run_neurons_reference(a_in, bias, du, dv, vth)
     for run in (_run_neurons_torch, _run_neurons):
@@ -304,8 +415,10 @@ def test_per_neuron_parameters_numba_and_torch_match_reference(data, steps: int,
         assert torch.equal(v.long(), ref_v), run.__name__
 
 
-@pytest.mark.skipif(not __import__("neurocxr.hardware_sims.cuba_kernel", fromlist=["x"]).available(),
-                    reason="numba kernel not available")
+@pytest.mark.skipif(
+    not __import__("neurocxr.hardware_sims.cuba_kernel", fromlist=["x"]).available(),
+    reason="numba kernel not available",
+)
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1))
 def test_event_driven_conv_equals_dense_conv(seed: int) -> None:
@@ -320,10 +433,16 @@ def test_event_driven_conv_equals_dense_conv(seed: int) -> None:
     padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
     dilation = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
     x = torch.as_tensor((rng.random((3, cin, h, w)) < 0.3).astype(np.float32))
-    weight = torch.as_tensor(rng.integers(-256, 255, (cout, cin // groups, kh, kw)).astype(np.float32))
+    weight = torch.as_tensor(
+        rng.integers(-256, 255, (cout, cin // groups, kh, kw)).astype(np.float32)
+    )
     try:
-        ref = torch.nn.functional.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        ref = torch.nn.functional.conv2d(
+            x, weight, stride=stride, padding=padding, dilation=dilation, groups=groups
+        )
     except RuntimeError:  # kernel larger than the padded map
         return
-    got = conv_events(x.numpy(), weight.numpy(), stride, padding, dilation, groups, tuple(ref.shape[2:]))
+    got = conv_events(
+        x.numpy(), weight.numpy(), stride, padding, dilation, groups, tuple(ref.shape[2:])
+    )
     np.testing.assert_array_equal(got, ref.numpy())

@@ -79,7 +79,9 @@ def test_rate_mean_orders_pixels() -> None:
 
 @SETTINGS
 @given(x=image_batches(), t=st.integers(1, 16), threshold=st.floats(0.0, 0.5), linear=st.booleans())
-def test_latency_one_spike_brighter_earlier(x: torch.Tensor, t: int, threshold: float, linear: bool) -> None:
+def test_latency_one_spike_brighter_earlier(
+    x: torch.Tensor, t: int, threshold: float, linear: bool
+) -> None:
     if not linear and threshold <= 0:
         threshold = 0.01
     spikes = latency_encode(x, t, threshold=threshold, linear=linear)
@@ -101,7 +103,10 @@ def test_latency_uses_the_window_and_is_strict_when_spread() -> None:
     t = 11
     x = torch.tensor([1.0, 0.9, 0.5, 0.1, 0.011, 0.01, 0.0]).view(1, 1, 1, 7)
     spikes = latency_encode(x, t, threshold=0.01)
-    times = [int(spikes[:, 0, 0, 0, i].argmax()) if spikes[:, 0, 0, 0, i].sum() else None for i in range(7)]
+    times = [
+        int(spikes[:, 0, 0, 0, i].argmax()) if spikes[:, 0, 0, 0, i].sum() else None
+        for i in range(7)
+    ]
     # t = round((1 - x) / 0.99 * 10)
     assert times == [0, 1, 5, 9, 10, None, None]
     log_spikes = latency_encode(x, t, threshold=0.01, linear=False)

@@ -31,7 +31,14 @@ from neurocxr.energy.profiles import (
     unregister_profile,
 )
 from neurocxr.errors import NeurocxrError, ProfileError
-from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiNeuron, LoihiProgram, ReadoutLayer
+from neurocxr.exporters.program import (
+    ConvLayer,
+    DenseLayer,
+    InputLayer,
+    LoihiNeuron,
+    LoihiProgram,
+    ReadoutLayer,
+)
 from neurocxr.hardware_sims.results import LayerCounts
 from neurocxr.models.base import SpikingSequential
 from neurocxr.models.neurons import LIF
@@ -45,7 +52,9 @@ def conv_net(weight: torch.Tensor, threshold: float = 0.5) -> SpikingSequential:
     return SpikingSequential([conv, LIF(beta=1.0, threshold=threshold)])
 
 
-def layer_counts(name: str, synops: list[float], updates: list[float], dense: list[float] | None = None) -> LayerCounts:
+def layer_counts(
+    name: str, synops: list[float], updates: list[float], dense: list[float] | None = None
+) -> LayerCounts:
     n = len(synops)
     return LayerCounts(
         name=name,
@@ -101,7 +110,9 @@ def test_counts_are_per_sample_and_summed_over_steps() -> None:
 def test_dense_layer_counts_and_mac_detection() -> None:
     lin = nn.Linear(4, 3, bias=True)
     with torch.no_grad():
-        lin.weight.copy_(torch.tensor([[1.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]]))
+        lin.weight.copy_(
+            torch.tensor([[1.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+        )
         lin.bias.fill_(5.0)  # bias is not a synaptic op
     model = SpikingSequential([lin, LIF(beta=1.0, threshold=100.0)])
     x = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])  # T=1, B=1: inputs 0 and 1 active
@@ -122,8 +133,12 @@ def test_input_neurons_and_readout_entries() -> None:
     with torch.no_grad():
         lin.weight.fill_(1.0)
         readout.weight.copy_(torch.tensor([[1.0], [0.0]]))
-    model = SpikingSequential([LIF(beta=1.0, threshold=0.5), lin, LIF(beta=1.0, threshold=0.5)], readout=readout)
-    x = torch.tensor([[1.0, 0.2]]).expand(4, 1, 2).clone()  # T=4: pixel 0 fires every step; pixel 1 at step 2
+    model = SpikingSequential(
+        [LIF(beta=1.0, threshold=0.5), lin, LIF(beta=1.0, threshold=0.5)], readout=readout
+    )
+    x = (
+        torch.tensor([[1.0, 0.2]]).expand(4, 1, 2).clone()
+    )  # T=4: pixel 0 fires every step; pixel 1 at step 2
     entries = neurobench_counts(model, x)
     assert [e["kind"] for e in entries] == ["input", "dense", "dense"]
     inp, hidden, out = entries
@@ -155,7 +170,9 @@ def test_neurobench_rejects_non_snn() -> None:
 
 
 def test_count_cnn_macs_border_correct() -> None:
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3), nn.Flatten(), nn.Linear(18, 3))
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3), nn.Flatten(), nn.Linear(18, 3)
+    )
     macs = count_cnn_macs(model, (2, 1, 5, 5))
     # padded conv on 5x5: valid taps per output summed = (2+3+3+3+2)^2 = 169 per channel
     assert macs["0 (Conv2d)"] == 169 * 4
@@ -186,7 +203,13 @@ def _tiny_program_and_model() -> tuple[LoihiProgram, SpikingSequential]:
         num_steps=8,
         layers=[
             InputLayer(name="input", shape=(1, 5, 5)),
-            ConvLayer(name="conv", shape=(2, 5, 5), neuron=LoihiNeuron(v_th, 4096, 0), weight=w_conv, padding=(1, 1)),
+            ConvLayer(
+                name="conv",
+                shape=(2, 5, 5),
+                neuron=LoihiNeuron(v_th, 4096, 0),
+                weight=w_conv,
+                padding=(1, 1),
+            ),
             ReadoutLayer(name="readout", shape=(3,), weight=w_out, flatten_input=True),
         ],
     )
@@ -196,7 +219,9 @@ def _tiny_program_and_model() -> tuple[LoihiProgram, SpikingSequential]:
     with torch.no_grad():
         conv.weight.copy_(torch.from_numpy(w_conv).float())
         readout.weight.copy_(torch.from_numpy(w_out).float())
-    model = SpikingSequential([conv, LIF(beta=1.0, threshold=float(v_th)), nn.Flatten()], readout=readout)
+    model = SpikingSequential(
+        [conv, LIF(beta=1.0, threshold=float(v_th)), nn.Flatten()], readout=readout
+    )
     return program, model
 
 
@@ -214,9 +239,21 @@ def _deeper_program_and_model() -> tuple[LoihiProgram, SpikingSequential]:
         num_steps=10,
         layers=[
             InputLayer(name="input", shape=(1, 6, 6)),
-            ConvLayer(name="conv", shape=(2, 3, 3), neuron=LoihiNeuron(2, 4096, 0), weight=w_conv,
-                      stride=(2, 2), padding=(1, 1)),
-            DenseLayer(name="fc", shape=(5,), neuron=LoihiNeuron(3, 4096, 0), weight=w_fc, flatten_input=True),
+            ConvLayer(
+                name="conv",
+                shape=(2, 3, 3),
+                neuron=LoihiNeuron(2, 4096, 0),
+                weight=w_conv,
+                stride=(2, 2),
+                padding=(1, 1),
+            ),
+            DenseLayer(
+                name="fc",
+                shape=(5,),
+                neuron=LoihiNeuron(3, 4096, 0),
+                weight=w_fc,
+                flatten_input=True,
+            ),
             ReadoutLayer(name="readout", shape=(3,), weight=w_out),
         ],
     )
@@ -228,7 +265,9 @@ def _deeper_program_and_model() -> tuple[LoihiProgram, SpikingSequential]:
         conv.weight.copy_(torch.from_numpy(w_conv).float())
         fc.weight.copy_(torch.from_numpy(w_fc).float())
         readout.weight.copy_(torch.from_numpy(w_out).float())
-    model = SpikingSequential([conv, LIF(1.0, 2.0), nn.Flatten(), fc, LIF(1.0, 3.0)], readout=readout)
+    model = SpikingSequential(
+        [conv, LIF(1.0, 2.0), nn.Flatten(), fc, LIF(1.0, 3.0)], readout=readout
+    )
     return program, model
 
 
@@ -239,7 +278,9 @@ def test_pytorch_counts_equal_emulator_counts(build) -> None:
     rng = np.random.default_rng(0)
     steps = program.num_steps
     spikes = (rng.random((steps, 4, *program.input_shape)) < 0.3).astype(np.int8)
-    spikes[steps - 3:] = 0  # trailing silent steps: Loihi's one-step-per-layer lag cannot cut spikes off
+    spikes[steps - 3 :] = (
+        0  # trailing silent steps: Loihi's one-step-per-layer lag cannot cut spikes off
+    )
     run = emulator.emulate(program, spikes)
     ours = neurobench_counts(model, torch.from_numpy(spikes).float())
     theirs = run.counts[1:]  # the emulator also reports the input layer
@@ -249,8 +290,12 @@ def test_pytorch_counts_equal_emulator_counts(build) -> None:
         for key in ("synaptic_ops", "input_spikes", "output_spikes"):
             assert mine[key].tolist() == np.asarray(getattr(emu, key)).tolist(), (emu.name, key)
         if mine["has_neuron"]:
-            assert mine["neuron_updates"].tolist() == np.asarray(emu.neuron_updates).tolist(), emu.name
-        assert mine["dense_synaptic_ops"].tolist() == np.asarray(emu.dense_synaptic_ops).tolist(), emu.name
+            assert mine["neuron_updates"].tolist() == np.asarray(emu.neuron_updates).tolist(), (
+                emu.name
+            )
+        assert mine["dense_synaptic_ops"].tolist() == np.asarray(emu.dense_synaptic_ops).tolist(), (
+            emu.name
+        )
 
 
 def test_tiny_network_hand_counts() -> None:
@@ -260,7 +305,9 @@ def test_tiny_network_hand_counts() -> None:
     spikes[0, 0, 0, 0, 0] = 1  # corner: 4 taps per channel
     spikes[1, 0, 0, 2, 2] = 1  # centre: 9 taps per channel
     w = program.layers[1].weight
-    expected = sum(int(np.count_nonzero(w[c, 0, 1:, 1:])) for c in range(2))  # taps reaching the corner
+    expected = sum(
+        int(np.count_nonzero(w[c, 0, 1:, 1:])) for c in range(2)
+    )  # taps reaching the corner
     expected += int(np.count_nonzero(w))
     entries = neurobench_counts(model, spikes)
     assert entries[0]["synaptic_ops"].tolist() == [expected]
@@ -283,20 +330,29 @@ def test_builtin_profiles_carry_sources_and_loihi2_is_marked() -> None:
     assert loihi.energy_per_neuron_update_inactive_j == pytest.approx(52e-12)  # Davies 2018 Table 2
     assert "Loihi 1 per-op constants applied to Loihi 2" in get_profile("loihi2").notes
     l2 = get_profile("loihi2")
-    assert l2.static_power_w == pytest.approx(0.23)  # Intel's Loihi 2 board measurement (lava-dl benchmarks)
+    assert l2.static_power_w == pytest.approx(
+        0.23
+    )  # Intel's Loihi 2 board measurement (lava-dl benchmarks)
     assert "0.23 W" in l2.source and "lava-dl" in l2.source
     # Intel's stated Loihi 2 speed-ups over Loihi 1 scale Davies' times; synaptic ops keep Loihi 1's
-    assert l2.time_per_neuron_update_s == pytest.approx(8.4e-9 / 2) and l2.time_per_spike_s == pytest.approx(2.1e-10)
+    assert l2.time_per_neuron_update_s == pytest.approx(
+        8.4e-9 / 2
+    ) and l2.time_per_spike_s == pytest.approx(2.1e-10)
     assert l2.time_per_synop_s == pytest.approx(3.5e-9)
     sanafe = get_profile("loihi-sanafe")
-    assert (sanafe.energy_per_synop_j, sanafe.energy_per_neuron_update_j, sanafe.energy_per_neuron_update_inactive_j) \
-        == pytest.approx((35.5e-12, 72.8e-12, 51.2e-12))
+    assert (
+        sanafe.energy_per_synop_j,
+        sanafe.energy_per_neuron_update_j,
+        sanafe.energy_per_neuron_update_inactive_j,
+    ) == pytest.approx((35.5e-12, 72.8e-12, 51.2e-12))
     assert sanafe.barrier_s == pytest.approx(299e-9)
     assert get_profile("truenorth").energy_per_synop_j == pytest.approx(26e-12)  # Merolla 2014
     assert "3.5 ns" in get_profile("keras-spiking:loihi").notes  # the +3.5 quirk is labelled
     assert all("2015" not in p.source for p in BUILTIN_PROFILES.values())  # Degnan et al. is 2016
     fp32 = get_profile("horowitz45-fp32")
-    assert fp32.energy_per_mac_j == pytest.approx(4.6e-12) and fp32.energy_per_ac_j == pytest.approx(0.9e-12)
+    assert fp32.energy_per_mac_j == pytest.approx(
+        4.6e-12
+    ) and fp32.energy_per_ac_j == pytest.approx(0.9e-12)
 
 
 def test_unknown_profile_name() -> None:
@@ -305,7 +361,9 @@ def test_unknown_profile_name() -> None:
 
 
 def test_register_profile_and_reject_bad_values() -> None:
-    p = DeviceProfile("my-chip", "neuromorphic", 1e-12, 2e-12, True, "my lab notebook", static_power_w=0.01)
+    p = DeviceProfile(
+        "my-chip", "neuromorphic", 1e-12, 2e-12, True, "my lab notebook", static_power_w=0.01
+    )
     register_profile(p)
     try:
         assert get_profile("my-chip") is p
@@ -347,8 +405,15 @@ def test_load_profiles_toml_and_json(tmp_path: Path) -> None:
     assert profiles[0].static_power_w == 0.5 and profiles[0].spiking is True
     assert profiles[1].static_power_w is None
     data = [
-        {"name": "j1", "kind": "neuromorphic", "energy_per_synop_j": 3e-12, "energy_per_neuron_update_j": 0,
-         "spiking": True, "source": "s", "notes": "integer 0 is a valid energy"},
+        {
+            "name": "j1",
+            "kind": "neuromorphic",
+            "energy_per_synop_j": 3e-12,
+            "energy_per_neuron_update_j": 0,
+            "spiking": True,
+            "source": "s",
+            "notes": "integer 0 is a valid energy",
+        },
     ]
     json_path = tmp_path / "p.json"
     json_path.write_text(json.dumps(data))
@@ -364,18 +429,36 @@ def test_load_profiles_toml_and_json(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda d: d.pop("energy_per_synop_j"), r"'lab'.*missing required field\(s\) energy_per_synop_j"),
-        (lambda d: d.update(energy_per_neuron_update_j=-1e-12), r"'lab'.*'energy_per_neuron_update_j'.*>= 0"),
-        (lambda d: d.update(energy_per_synop_j="23.6 pJ"), r"'lab'.*'energy_per_synop_j' must be a number"),
+        (
+            lambda d: d.pop("energy_per_synop_j"),
+            r"'lab'.*missing required field\(s\) energy_per_synop_j",
+        ),
+        (
+            lambda d: d.update(energy_per_neuron_update_j=-1e-12),
+            r"'lab'.*'energy_per_neuron_update_j'.*>= 0",
+        ),
+        (
+            lambda d: d.update(energy_per_synop_j="23.6 pJ"),
+            r"'lab'.*'energy_per_synop_j' must be a number",
+        ),
         (lambda d: d.update(static_power_w=True), r"'static_power_w' must be a number"),
-        (lambda d: d.update(energy_per_synapse=1e-12), r"'lab'.*unknown field\(s\) energy_per_synapse"),
+        (
+            lambda d: d.update(energy_per_synapse=1e-12),
+            r"'lab'.*unknown field\(s\) energy_per_synapse",
+        ),
         (lambda d: d.update(kind="analog"), r"'lab'.*'kind'"),
         (lambda d: d.update(spiking="yes"), r"'lab'.*'spiking'"),
     ],
 )
 def test_bad_profiles_name_file_profile_and_field(tmp_path: Path, edit, message: str) -> None:
-    d = {"name": "lab", "kind": "neuromorphic", "energy_per_synop_j": 1e-12, "energy_per_neuron_update_j": 1e-12,
-         "spiking": True, "source": "s"}
+    d = {
+        "name": "lab",
+        "kind": "neuromorphic",
+        "energy_per_synop_j": 1e-12,
+        "energy_per_neuron_update_j": 1e-12,
+        "spiking": True,
+        "source": "s",
+    }
     edit(d)
     path = tmp_path / "bad.json"
     path.write_text(json.dumps([d]))
@@ -400,7 +483,7 @@ def test_bad_profile_files(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="duplicate profile name"):
         load_profiles(dup)
     other = tmp_path / "other.toml"
-    other.write_text('devices = 1\n')
+    other.write_text("devices = 1\n")
     with pytest.raises(ProfileError, match="unknown top-level key"):
         load_profiles(other)
 
@@ -420,7 +503,11 @@ def test_estimate_energy_hand_computed_loihi() -> None:
     # Parallel timing: one core per layer (10 neurons, 90 synapses); T = 4 steps, L = 2 layers.
     # Busiest core = conv: (2000 x 3.5 ns + 200 x 8.4 ns) / 4 steps; 2 cores = 1 tile -> barrier 113 ns.
     step = (2000 * 3.5e-9 + 200 * 8.4e-9) / 4 + 113e-9
-    assert est.timing["busiest_layer"] == "conv" and est.timing["cores"] == 2 and est.timing["chips"] == 1
+    assert (
+        est.timing["busiest_layer"] == "conv"
+        and est.timing["cores"] == 2
+        and est.timing["chips"] == 1
+    )
     assert est.latency_s == pytest.approx((4 + 2) * step, rel=1e-12)
     assert est.throughput_fps == pytest.approx(1 / (4 * step), rel=1e-12)
     assert est.static_j == pytest.approx(0.104 * 4 * step, rel=1e-12)
@@ -464,13 +551,58 @@ def test_timing_uses_the_resource_mapping_and_parallel_cores() -> None:
     program, _ = _deeper_program_and_model()
     n = 1
     counts = [
-        LayerCounts("input", "input", 36, 0, 0, 10, np.zeros(n), np.full(n, 30.0), np.zeros(n), np.zeros(n), np.zeros(n)),
-        LayerCounts("conv", "conv", 18, 9, 12, 10, np.full(n, 30.0), np.full(n, 20.0), np.full(n, 5000.0),
-                    np.full(n, 5000.0), np.full(n, 180.0)),
-        LayerCounts("fc", "dense", 5, 18, 72, 10, np.full(n, 20.0), np.full(n, 7.0), np.full(n, 100.0),
-                    np.full(n, 900.0), np.full(n, 50.0)),
-        LayerCounts("readout", "dense_readout", 3, 5, 15, 10, np.full(n, 7.0), np.zeros(n), np.full(n, 10.0),
-                    np.full(n, 150.0), np.full(n, 30.0)),
+        LayerCounts(
+            "input",
+            "input",
+            36,
+            0,
+            0,
+            10,
+            np.zeros(n),
+            np.full(n, 30.0),
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n),
+        ),
+        LayerCounts(
+            "conv",
+            "conv",
+            18,
+            9,
+            12,
+            10,
+            np.full(n, 30.0),
+            np.full(n, 20.0),
+            np.full(n, 5000.0),
+            np.full(n, 5000.0),
+            np.full(n, 180.0),
+        ),
+        LayerCounts(
+            "fc",
+            "dense",
+            5,
+            18,
+            72,
+            10,
+            np.full(n, 20.0),
+            np.full(n, 7.0),
+            np.full(n, 100.0),
+            np.full(n, 900.0),
+            np.full(n, 50.0),
+        ),
+        LayerCounts(
+            "readout",
+            "dense_readout",
+            3,
+            5,
+            15,
+            10,
+            np.full(n, 7.0),
+            np.zeros(n),
+            np.full(n, 10.0),
+            np.full(n, 150.0),
+            np.full(n, 30.0),
+        ),
     ]
     prof = get_profile("loihi")
     t = loihi_timing(counts, prof, program=program)
@@ -481,7 +613,9 @@ def test_timing_uses_the_resource_mapping_and_parallel_cores() -> None:
     assert t.busiest_core_s == pytest.approx(conv, rel=1e-12)
     assert t.latency_s == pytest.approx(13 * (conv + 113e-9), rel=1e-12)
     # barrier grows with tiles from Davies' 113 ns (1 tile) to 465 ns (32 tiles)
-    assert barrier_time(prof, 1) == pytest.approx(113e-9) and barrier_time(prof, 32) == pytest.approx(465e-9)
+    assert barrier_time(prof, 1) == pytest.approx(113e-9) and barrier_time(
+        prof, 32
+    ) == pytest.approx(465e-9)
     assert 113e-9 < barrier_time(prof, 16) < 465e-9
 
 
@@ -492,7 +626,9 @@ def test_truenorth_mapping_note() -> None:
     assert est.dynamic_j == pytest.approx(100 * 26e-12)
     assert est.detail["truenorth_mapping"]["fits"] is False
     assert any("256 inputs per neuron" in f for f in est.footnotes)
-    assert estimate_energy([layer_counts("c", [100], [10])], "truenorth").detail["truenorth_mapping"]["fits"]
+    assert estimate_energy([layer_counts("c", [100], [10])], "truenorth").detail[
+        "truenorth_mapping"
+    ]["fits"]
 
 
 def test_estimate_energy_non_spiking_uses_dense_ops_and_no_total() -> None:
@@ -537,14 +673,22 @@ def test_ann_and_ac_conventions() -> None:
     assert estimate_ann_energy(macs, "keras-spiking:cpu").dynamic_j == pytest.approx(976 * 8.6e-9)
     with pytest.raises(ProfileError, match="spiking device"):
         estimate_ann_energy(macs, "loihi")
-    counts = [layer_counts("conv1", [100], [50], dense=[1000]), layer_counts("fc", [40], [5], dense=[400])]
+    counts = [
+        layer_counts("conv1", [100], [50], dense=[1000]),
+        layer_counts("fc", [40], [5], dense=[400]),
+    ]
     # NeuroBench's rule: chip counts are spike-fed in every layer (conv1 included) -> all ACs
     ac = estimate_snn_ac_energy(counts, "horowitz45-fp32")
     assert ac.dynamic_j == pytest.approx(140 * 0.9e-12)
     assert ac.scope == "arithmetic" and ac.detail["per_layer"]["conv1"]["op_type"] == "AC"
     # an analog-fed first layer (op types from NeuroBench counts) is charged as MACs on its effective ops
-    mixed = estimate_snn_ac_energy(counts, "horowitz45-fp32", op_types=["MAC", "AC"], basis="neurobench")
-    assert mixed.dynamic_j == pytest.approx(100 * 4.6e-12 + 40 * 0.9e-12) and mixed.basis == "neurobench"
+    mixed = estimate_snn_ac_energy(
+        counts, "horowitz45-fp32", op_types=["MAC", "AC"], basis="neurobench"
+    )
+    assert (
+        mixed.dynamic_j == pytest.approx(100 * 4.6e-12 + 40 * 0.9e-12)
+        and mixed.basis == "neurobench"
+    )
     # the Spikformer convention stays available, labelled
     spikformer = estimate_snn_ac_energy(counts, "horowitz45-fp32", first_layer_mac=True)
     assert spikformer.dynamic_j == pytest.approx(1000 * 4.6e-12 + 40 * 0.9e-12)
@@ -590,7 +734,10 @@ def test_keras_spiking_two_layer_network_by_hand() -> None:
     loihi2dt = keras_spiking_energy(rows, "loihi", dt=2 * dt, timesteps=steps)
     assert loihi2dt["synop_j"] == pytest.approx(2 * loihi["synop_j"])
     est = keras_spiking_estimate(loihi, model="m")
-    assert est.dynamic_j == pytest.approx(loihi["total_j"]) and est.device == "keras-spiking:loihi (KerasSpiking)"
+    assert (
+        est.dynamic_j == pytest.approx(loihi["total_j"])
+        and est.device == "keras-spiking:loihi (KerasSpiking)"
+    )
     with pytest.raises(ProfileError, match="unknown device profile"):
         keras_spiking_energy(rows, "tpu")
 
@@ -600,10 +747,25 @@ def test_keras_layers_from_program_and_counts() -> None:
     n = 2
     zeros = np.zeros(n)
     counts = [
-        LayerCounts("input", "input", 25, 0, 0, 8, zeros, np.array([10.0, 30.0]), zeros, zeros, zeros),
-        LayerCounts("conv", "conv", 50, 9, 17, 8, np.array([10.0, 30.0]), np.array([40.0, 40.0]), zeros, zeros,
-                    np.full(n, 400.0)),
-        LayerCounts("readout", "dense", 3, 50, 150, 8, np.array([40.0, 40.0]), zeros, zeros, zeros, zeros),
+        LayerCounts(
+            "input", "input", 25, 0, 0, 8, zeros, np.array([10.0, 30.0]), zeros, zeros, zeros
+        ),
+        LayerCounts(
+            "conv",
+            "conv",
+            50,
+            9,
+            17,
+            8,
+            np.array([10.0, 30.0]),
+            np.array([40.0, 40.0]),
+            zeros,
+            zeros,
+            np.full(n, 400.0),
+        ),
+        LayerCounts(
+            "readout", "dense", 3, 50, 150, 8, np.array([40.0, 40.0]), zeros, zeros, zeros, zeros
+        ),
     ]
     rows = keras_layers_from_program(program, counts, dt=0.001)
     assert [r.connections for r in rows] == [0, 50 * 9, 3 * 50]
@@ -631,7 +793,9 @@ def test_access_energy_follows_horowitz_buffer_sizes() -> None:
 def test_memory_inclusive_cnn_by_hand() -> None:
     from neurocxr.energy.memory import memory_inclusive_cnn
 
-    model = nn.Sequential(nn.Conv2d(1, 2, 3, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 3 * 3, 2, bias=False))
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 3 * 3, 2, bias=False)
+    )
     est = memory_inclusive_cnn(model, (1, 1, 5, 5), precision="fp32", name="tiny")
     # conv: 3x3 outputs x 9 taps x 2 channels = 162 MACs, 18 weights, 25 in, 18 out
     # fc: 18 x 2 = 36 MACs, 36 weights, 18 in, 2 out. Weights 54 x 4 B < 8 KB, activations < 8 KB: 10 pJ / 64 bit
@@ -665,11 +829,45 @@ def test_memory_inclusive_snn_by_hand() -> None:
 
     n = 1
     counts = [
-        LayerCounts("input", "input", 25, 0, 0, 4, np.zeros(n), np.full(n, 10.0), np.zeros(n), np.zeros(n), np.zeros(n)),
-        LayerCounts("conv", "conv", 18, 9, 12, 4, np.full(n, 10.0), np.full(n, 6.0), np.full(n, 50.0),
-                    np.full(n, 600.0), np.full(n, 72.0)),
-        LayerCounts("readout", "dense_readout", 2, 18, 30, 4, np.full(n, 6.0), np.zeros(n), np.full(n, 8.0),
-                    np.full(n, 144.0), np.full(n, 8.0)),
+        LayerCounts(
+            "input",
+            "input",
+            25,
+            0,
+            0,
+            4,
+            np.zeros(n),
+            np.full(n, 10.0),
+            np.zeros(n),
+            np.zeros(n),
+            np.zeros(n),
+        ),
+        LayerCounts(
+            "conv",
+            "conv",
+            18,
+            9,
+            12,
+            4,
+            np.full(n, 10.0),
+            np.full(n, 6.0),
+            np.full(n, 50.0),
+            np.full(n, 600.0),
+            np.full(n, 72.0),
+        ),
+        LayerCounts(
+            "readout",
+            "dense_readout",
+            2,
+            18,
+            30,
+            4,
+            np.full(n, 6.0),
+            np.zeros(n),
+            np.full(n, 8.0),
+            np.full(n, 144.0),
+            np.full(n, 8.0),
+        ),
     ]
     est = memory_inclusive_snn(counts, precision="fp32", name="snn")
     arith = (50 + 8) * 0.9e-12  # every chip layer is spike-fed: ACs
@@ -680,11 +878,15 @@ def test_memory_inclusive_snn_by_hand() -> None:
     # an analog-fed layer reads full-precision inputs; explicit input sizes (a pooled map) are honoured
     mac = memory_inclusive_snn(counts, op_types=[None, "MAC", "AC"], input_sizes=[None, 25, 9])
     bits_mac = (12 + 30) * 32 + 4 * ((25 * 32 + 18 + 2 * 18 * 32) + (9 + 0 + 2 * 2 * 32))
-    assert mac.dynamic_j == pytest.approx(50 * 4.6e-12 + 8 * 0.9e-12 + bits_mac / 64 * 10e-12, rel=1e-12)
+    assert mac.dynamic_j == pytest.approx(
+        50 * 4.6e-12 + 8 * 0.9e-12 + bits_mac / 64 * 10e-12, rel=1e-12
+    )
     assert est.detail["arithmetic_j"] == pytest.approx(arith) and est.basis == "chip"
     with pytest.raises(NeurocxrError, match="input_elements"):
         memory_inclusive_snn(counts[1:])
-    assert memory_inclusive_snn(counts[1:], input_elements=25).dynamic_j == pytest.approx(est.dynamic_j)
+    assert memory_inclusive_snn(counts[1:], input_elements=25).dynamic_j == pytest.approx(
+        est.dynamic_j
+    )
 
 
 # ----------------------------------------------------------------------------------- counting bases
@@ -707,9 +909,21 @@ def _pooled_program_and_model() -> tuple[LoihiProgram, SpikingSequential]:
         num_steps=6,
         layers=[
             InputLayer(name="input", shape=(1, 8, 8)),
-            ConvLayer(name="conv1", shape=(2, 8, 8), neuron=LoihiNeuron(2, 4096, 0), weight=w1, padding=(1, 1)),
-            ConvLayer(name="conv2", shape=(3, 4, 4), neuron=LoihiNeuron(4 * 3, 4096, 0),
-                      weight=np.rint(fused).astype(np.int64), stride=stride, padding=pad),
+            ConvLayer(
+                name="conv1",
+                shape=(2, 8, 8),
+                neuron=LoihiNeuron(2, 4096, 0),
+                weight=w1,
+                padding=(1, 1),
+            ),
+            ConvLayer(
+                name="conv2",
+                shape=(3, 4, 4),
+                neuron=LoihiNeuron(4 * 3, 4096, 0),
+                weight=np.rint(fused).astype(np.int64),
+                stride=stride,
+                padding=pad,
+            ),
             ReadoutLayer(name="readout", shape=(2,), weight=w_out, flatten_input=True),
         ],
     )
@@ -765,7 +979,9 @@ def test_neurobench_basis_matches_the_neurobench_package() -> None:
     # 1) the whole package: Benchmark + SynapticOperations on the same model and inputs
     net = _Wrapped(model)
     batch = spikes.transpose(0, 1).contiguous()  # [B, T, ...]
-    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(batch, torch.zeros(4)), batch_size=2)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(batch, torch.zeros(4)), batch_size=2
+    )
     bench = Benchmark(TorchModel(net), loader, [], [], [[], [SynapticOperations]])
     result = bench.run(quiet=True)["SynapticOperations"]
     eff = sum(float(np.mean(e["synaptic_ops"])) for e in ours)
@@ -776,8 +992,10 @@ def test_neurobench_basis_matches_the_neurobench_package() -> None:
     # 2) layer by layer with the package's own per-layer counter
     layers = [model.layers[0], model.layers[3], model.readout]
     inputs: dict[int, list[torch.Tensor]] = {i: [] for i in range(3)}
-    hooks = [m.register_forward_pre_hook(lambda _m, a, i=i: inputs[i].append(a[0].detach().clone()))
-             for i, m in enumerate(layers)]
+    hooks = [
+        m.register_forward_pre_hook(lambda _m, a, i=i: inputs[i].append(a[0].detach().clone()))
+        for i, m in enumerate(layers)
+    ]
     try:
         with torch.no_grad():
             model(spikes)
@@ -814,25 +1032,38 @@ def test_suite_rows_are_labelled_and_consistent() -> None:
     spikes = (torch.rand(6, 2, 1, 8, 8, generator=torch.Generator().manual_seed(2)) < 0.4).float()
     chip = emulator.emulate(program, spikes.numpy().astype(np.int8)).counts
     nb = neurobench_counts(model, spikes)
-    rows = snn_estimates(program, chip, model="pooled", accuracy=0.5, neurobench_entries=nb, float_accuracy=0.6)
+    rows = snn_estimates(
+        program, chip, model="pooled", accuracy=0.5, neurobench_entries=nb, float_accuracy=0.6
+    )
     assert {r.basis for r in rows} == {"chip", "neurobench", "keras-spiking"}
     assert {r.scope for r in rows} == {"device", "arithmetic", "memory-inclusive"}
     assert all(r.footnotes and r.kind == "estimated" for r in rows)
     loihi = next(r for r in rows if r.device == "loihi" and r.basis == "chip")
-    assert loihi.latency_s and loihi.throughput_fps and loihi.static_j and loihi.total_j == pytest.approx(
-        loihi.dynamic_j + loihi.static_j)
+    assert (
+        loihi.latency_s
+        and loihi.throughput_fps
+        and loihi.static_j
+        and loihi.total_j == pytest.approx(loihi.dynamic_j + loihi.static_j)
+    )
     assert loihi.timing["mapping"].startswith("estimate_resources")
     nb_loihi = next(r for r in rows if r.device == "loihi" and r.basis == "neurobench")
-    assert nb_loihi.accuracy == 0.6 and nb_loihi.dynamic_j < loihi.dynamic_j  # fused pool: more chip ops
+    assert (
+        nb_loihi.accuracy == 0.6 and nb_loihi.dynamic_j < loihi.dynamic_j
+    )  # fused pool: more chip ops
     arith = [r for r in rows if r.scope == "arithmetic" and r.device == "horowitz45-fp32"]
     memory = [r for r in rows if r.scope == "memory-inclusive" and "fp32" in r.device]
     assert memory[0].dynamic_j > arith[0].dynamic_j
     json.dumps([r.to_dict() for r in rows])  # plain data
     bases = counting_bases(chip, nb)
     assert bases["total"]["synaptic_ops_ratio"] > 1
-    cnn = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
+    cnn = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 2)
+    )
     crow = cnn_estimates(cnn, (1, 1, 8, 8), name="cnn", accuracy=0.7)
-    assert [(r.basis, r.scope) for r in crow] == [("cnn", "arithmetic"), ("cnn", "memory-inclusive")] * 2
+    assert [(r.basis, r.scope) for r in crow] == [
+        ("cnn", "arithmetic"),
+        ("cnn", "memory-inclusive"),
+    ] * 2
 
 
 def test_active_neuron_updates_follow_input_and_state() -> None:
@@ -843,7 +1074,9 @@ def test_active_neuron_updates_follow_input_and_state() -> None:
     x = torch.tensor([[[1.0]], [[0.0]], [[0.0]]])  # T=3, B=1: one input at step 0
     keep = neurobench_counts(SpikingSequential([lin, LIF(beta=1.0, threshold=100.0)]), x)[0]
     assert keep["neuron_updates"].tolist() == [6]
-    assert keep["active_neuron_updates"].tolist() == [3]  # neuron 0 keeps v = 1 for the rest of the window
+    assert keep["active_neuron_updates"].tolist() == [
+        3
+    ]  # neuron 0 keeps v = 1 for the rest of the window
     forget = neurobench_counts(SpikingSequential([lin, LIF(beta=0.0, threshold=100.0)]), x)[0]
     assert forget["active_neuron_updates"].tolist() == [2]  # v = 1 carried into step 1, then 0
     counts = to_layer_counts([keep])
@@ -865,7 +1098,9 @@ def test_keras_rows_from_the_float_model_follow_keras_spiking() -> None:
     assert [r.neurons for r in rows] == [2 * 8 * 8, 3 * 4 * 4, 0]
     assert rows[0].rate_hz == pytest.approx(float(spikes.mean(dim=(0, 2, 3, 4)).mean()) / 0.001)
     ks = keras_spiking_energy(rows, "loihi", timesteps=6)
-    by_hand = sum(27.1e-12 * r.connections * r.rate_hz * 0.001 * 6 + 81e-12 * r.neurons * 6 for r in rows)
+    by_hand = sum(
+        27.1e-12 * r.connections * r.rate_hz * 0.001 * 6 + 81e-12 * r.neurons * 6 for r in rows
+    )
     assert ks["total_j"] == pytest.approx(by_hand, rel=1e-12)
     est = keras_spiking_estimate(ks, model="pooled")
     assert est.basis == "keras-spiking" and any("3.5 ns" in f for f in est.footnotes)
@@ -880,10 +1115,14 @@ def test_chip_rows_borrow_the_float_models_active_fraction() -> None:
     chip = emulator.emulate(program, spikes.numpy().astype(np.int8)).counts
     nb = neurobench_counts(model, spikes)
     mixed = with_float_activity(chip, nb)
-    assert all(getattr(c, "active_neuron_updates", None) is None for c in chip)  # the originals are untouched
+    assert all(
+        getattr(c, "active_neuron_updates", None) is None for c in chip
+    )  # the originals are untouched
     conv1 = mixed[1]
     frac = nb[0]["active_neuron_updates"] / nb[0]["neuron_updates"]
-    assert np.asarray(conv1.active_neuron_updates) == pytest.approx(np.asarray(conv1.neuron_updates) * frac)
+    assert np.asarray(conv1.active_neuron_updates) == pytest.approx(
+        np.asarray(conv1.neuron_updates) * frac
+    )
     assert 0 < float(np.mean(frac)) < 1  # some neurons sit idle: the split matters
     plain = estimate_energy(chip, "loihi", program=program)
     split = estimate_energy(mixed, "loihi", program=program)
@@ -897,14 +1136,16 @@ def test_user_profile_with_timing_and_static_power(tmp_path: Path) -> None:
     path = tmp_path / "l2.toml"
     path.write_text(
         '[[profile]]\nname = "my-loihi2"\nkind = "neuromorphic"\nenergy_per_synop_j = 2e-12\n'
-        'energy_per_neuron_update_j = 5e-12\nenergy_per_neuron_update_inactive_j = 1e-12\nspiking = true\n'
-        'static_power_w = 0.5\ntime_per_synop_s = 1e-9\ntime_per_neuron_update_s = 2e-9\nbarrier_s = 1e-7\n'
+        "energy_per_neuron_update_j = 5e-12\nenergy_per_neuron_update_inactive_j = 1e-12\nspiking = true\n"
+        "static_power_w = 0.5\ntime_per_synop_s = 1e-9\ntime_per_neuron_update_s = 2e-9\nbarrier_s = 1e-7\n"
         'chip = "loihi2"\nsource = "our board, 2026"\n'
     )
     (prof,) = load_profiles(path)
     est = estimate_energy([layer_counts("conv", [1000], [200])], prof)
     step = (1000 * 1e-9 + 200 * 2e-9) / 4 + 1e-7
-    assert est.timing["step_s"] == pytest.approx(step) and est.static_j == pytest.approx(0.5 * 4 * step)
+    assert est.timing["step_s"] == pytest.approx(step) and est.static_j == pytest.approx(
+        0.5 * 4 * step
+    )
     path.write_text(path.read_text().replace('chip = "loihi2"', 'chip = "loihi3"'))
     with pytest.raises(ProfileError, match="'chip'"):
         load_profiles(path)

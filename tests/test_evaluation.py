@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_medmnist_npz
 from torch import nn
 from typer.testing import CliRunner
 
-from conftest import write_medmnist_npz
 from neurocxr.checkpoint import save_checkpoint
 from neurocxr.cli import app
 from neurocxr.data import load_dataset
@@ -43,14 +43,20 @@ def brightness_cnn(image_size: int = 16, dropout: float = 0.0) -> LoadedModel:
         head.weight.copy_(torch.tensor([[-20.0], [20.0]]))
         head.bias.copy_(torch.tensor([10.0, -10.0]))
     middle = [nn.Dropout(dropout)] if dropout > 0 else []
-    model = nn.Sequential(conv, nn.ReLU(), *middle, nn.AdaptiveAvgPool2d(1), nn.Flatten(), head).eval()
-    return LoadedModel(model, ModelConfig(name="cnn_small", image_size=image_size), {"threshold": 0.5})
+    model = nn.Sequential(
+        conv, nn.ReLU(), *middle, nn.AdaptiveAvgPool2d(1), nn.Flatten(), head
+    ).eval()
+    return LoadedModel(
+        model, ModelConfig(name="cnn_small", image_size=image_size), {"threshold": 0.5}
+    )
 
 
 def tiny_snn_model(**overrides) -> LoadedModel:
     """Untrained tiny snn_conv with weights scaled so every layer spikes (as tests/test_cli.py)."""
     torch.manual_seed(0)
-    cfg = ModelConfig(name="snn_conv", image_size=16, num_steps=4, channels=(4, 8), hidden=(16,), **overrides)
+    cfg = ModelConfig(
+        name="snn_conv", image_size=16, num_steps=4, channels=(4, 8), hidden=(16,), **overrides
+    )
     model = build_model(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
@@ -61,14 +67,19 @@ def tiny_snn_model(**overrides) -> LoadedModel:
 
 def dropout_cnn(image_size: int = 16, dropout: float = 0.5) -> LoadedModel:
     torch.manual_seed(0)
-    cfg = ModelConfig(name="cnn_small", image_size=image_size, channels=(4, 8), hidden=(16,), dropout=dropout)
+    cfg = ModelConfig(
+        name="cnn_small", image_size=image_size, channels=(4, 8), hidden=(16,), dropout=dropout
+    )
     return LoadedModel(build_model(cfg).eval(), cfg, {"threshold": 0.5})
 
 
 @pytest.fixture(scope="module")
 def tiny_splits(tmp_path_factory):
-    path = write_medmnist_npz(tmp_path_factory.mktemp("npz") / "tiny.npz", 16,
-                              {"train": (4, 4), "val": (6, 6), "test": (8, 8)})
+    path = write_medmnist_npz(
+        tmp_path_factory.mktemp("npz") / "tiny.npz",
+        16,
+        {"train": (4, 4), "val": (6, 6), "test": (8, 8)},
+    )
     return path, load_dataset(path, image_size=16)
 
 
@@ -115,7 +126,9 @@ def test_perturbations_do_what_they_say() -> None:
     assert abs(float((noisy - gray).std()) - 0.1) < 0.01
     # seeded, input untouched, levels differ
     before = gray.clone()
-    assert torch.equal(rob.perturb(gray, "speckle", 0.1, seed=5), rob.perturb(gray, "speckle", 0.1, seed=5))
+    assert torch.equal(
+        rob.perturb(gray, "speckle", 0.1, seed=5), rob.perturb(gray, "speckle", 0.1, seed=5)
+    )
     assert not torch.equal(rob.perturb(gray, "speckle", 0.1), rob.perturb(gray, "speckle", 0.2))
     assert torch.equal(gray, before)
     with pytest.raises(NeurocxrError, match="unknown perturbation"):
@@ -125,7 +138,9 @@ def test_perturbations_do_what_they_say() -> None:
 def test_robustness_float_model_threshold_fixed_and_degrades(tiny_splits) -> None:
     _, splits = tiny_splits
     model = brightness_cnn()
-    res = rob.evaluate_robustness(model, splits, perturbations={"gaussian_blur": (0.6,), "salt_and_pepper": (0.95,)})
+    res = rob.evaluate_robustness(
+        model, splits, perturbations={"gaussian_blur": (0.6,), "salt_and_pepper": (0.95,)}
+    )
     rows = {(r["perturbation"], r["level"]): r for r in res["results"]}
     assert set(rows) == {("clean", 0.0), ("gaussian_blur", 0.6), ("salt_and_pepper", 0.95)}
     assert res["thresholds"]["float"] == 0.5 and res["chip"]["evaluated"] is False
@@ -160,7 +175,9 @@ def test_robustness_snn_on_chip_uses_validation_threshold(tiny_splits, tmp_path:
     assert clean["chip"]["accuracy"] == pytest.approx(acc)
     png = rob.plot_robustness([res], tmp_path / "r.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not rob.evaluate_robustness(snn, splits, chip=False, perturbations={"speckle": (0.1,)})["chip"]["evaluated"]
+    assert not rob.evaluate_robustness(snn, splits, chip=False, perturbations={"speckle": (0.1,)})[
+        "chip"
+    ]["evaluated"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -218,13 +235,22 @@ def test_mc_dropout_samples_only_dropout_and_restores_state(tiny_splits) -> None
 def test_evaluate_uncertainty_curves(tiny_splits, tmp_path: Path) -> None:
     _, splits = tiny_splits
     res = unc.evaluate_uncertainty(dropout_cnn(), splits, passes=4)
-    assert {"softmax_entropy", "float_margin", "mc_predictive_entropy", "mc_mutual_information"} <= set(res["referral"])
+    assert {
+        "softmax_entropy",
+        "float_margin",
+        "mc_predictive_entropy",
+        "mc_mutual_information",
+    } <= set(res["referral"])
     assert res["mc_dropout"]["passes"] == 4 and res["chip"] is None
     for curve in res["referral"].values():
-        assert curve["kept"][0] == len(splits.test) and len(curve["accuracy_kept"]) == len(curve["fraction_referred"])
+        assert curve["kept"][0] == len(splits.test) and len(curve["accuracy_kept"]) == len(
+            curve["fraction_referred"]
+        )
     snn = unc.evaluate_uncertainty(tiny_snn_model(), splits)
     assert snn["mc_dropout"] is None and "chip_spike_margin" in snn["referral"]
-    assert snn["referral"]["chip_spike_margin"]["accuracy_kept"][0] == pytest.approx(snn["chip"]["accuracy"])
+    assert snn["referral"]["chip_spike_margin"]["accuracy_kept"][0] == pytest.approx(
+        snn["chip"]["accuracy"]
+    )
     with pytest.raises(NeurocxrError, match="no dropout layer"):
         unc.evaluate_uncertainty(tiny_snn_model(), splits, passes=20)
     assert unc.plot_uncertainty(res, tmp_path / "u.png").stat().st_size > 1000
@@ -345,7 +371,9 @@ def test_cli_explain_writes_page_and_refuses_bad_input(tmp_path: Path, monkeypat
     ckpt = _checkpoint(tmp_path, dropout_cnn(), "cnn_dropout")
     pngs = phantom_pngs(tmp_path)
     out = tmp_path / "explain"
-    res = runner.invoke(app, ["explain", str(ckpt), *map(str, pngs), "-o", str(out), "--mc-passes", "3"])
+    res = runner.invoke(
+        app, ["explain", str(ckpt), *map(str, pngs), "-o", str(out), "--mc-passes", "3"]
+    )
     assert res.exit_code == 0, res.output
     page = (out / "index.html").read_text()
     assert "xray_0.png" in page and "BayesGrad-CAM variance" in page
@@ -358,7 +386,11 @@ def test_cli_explain_writes_page_and_refuses_bad_input(tmp_path: Path, monkeypat
     bad = save_png(tmp_path / "photo.png", colour, "RGB")
     out2 = tmp_path / "explain2"
     res = runner.invoke(app, ["explain", str(ckpt), str(pngs[0]), str(bad), "-o", str(out2)])
-    assert res.exit_code == 2 and "colour image" in res.output and len(res.output.strip().splitlines()) <= 2
+    assert (
+        res.exit_code == 2
+        and "colour image" in res.output
+        and len(res.output.strip().splitlines()) <= 2
+    )
     assert not out2.exists()
 
     # a model without any Conv2d: Grad-CAM is impossible, said in one line, nothing written
@@ -367,7 +399,9 @@ def test_cli_explain_writes_page_and_refuses_bad_input(tmp_path: Path, monkeypat
     def build_mlp(cfg: ModelConfig) -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(cfg.image_size**2, 2))
 
-    monkeypatch.setitem(MODEL_REGISTRY, "h8_test_mlp", ModelInfo(build_mlp, "cnn", False, "test MLP"))
+    monkeypatch.setitem(
+        MODEL_REGISTRY, "h8_test_mlp", ModelInfo(build_mlp, "cnn", False, "test MLP")
+    )
     cfg = ModelConfig(name="h8_test_mlp", image_size=16)
     mlp = save_checkpoint(tmp_path / "mlp.pt", build_model(cfg), cfg, {"threshold": 0.5})
     res = runner.invoke(app, ["explain", str(mlp), str(pngs[0]), "-o", str(out2)])
@@ -380,10 +414,25 @@ def test_cli_evaluate_robustness_and_uncertainty(tmp_path: Path, tiny_splits) ->
     npz, _ = tiny_splits
     ckpt = _checkpoint(tmp_path, dropout_cnn(), "cnn_dropout")
     out = tmp_path / "eval"
-    args = ["evaluate", str(ckpt), "--data", str(npz), "--robustness", "--mc-passes", "3", "-o", str(out)]
+    args = [
+        "evaluate",
+        str(ckpt),
+        "--data",
+        str(npz),
+        "--robustness",
+        "--mc-passes",
+        "3",
+        "-o",
+        str(out),
+    ]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert {p.name for p in out.iterdir()} == {"robustness.json", "robustness.png", "uncertainty.json", "uncertainty.png"}
+    assert {p.name for p in out.iterdir()} == {
+        "robustness.json",
+        "robustness.png",
+        "uncertainty.json",
+        "uncertainty.png",
+    }
     r = json.loads((out / "robustness.json").read_text())
     assert len(r["results"]) == 1 + 4 * 3 and r["provenance"]["checkpoints"]["cnn_small"]["sha256"]
     u = json.loads((out / "uncertainty.json").read_text())
@@ -393,8 +442,14 @@ def test_cli_evaluate_robustness_and_uncertainty(tmp_path: Path, tiny_splits) ->
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "--force" in again.output
     # MC passes on a model without dropout: one line, exit 2, nothing written
-    plain = save_checkpoint(tmp_path / "plain.pt", *(lambda m: (m.model, m.config))(dropout_cnn(dropout=0.0)), {"threshold": 0.5})
+    plain = save_checkpoint(
+        tmp_path / "plain.pt",
+        *(lambda m: (m.model, m.config))(dropout_cnn(dropout=0.0)),
+        {"threshold": 0.5},
+    )
     out3 = tmp_path / "eval3"
-    res = runner.invoke(app, ["evaluate", str(plain), "--data", str(npz), "--mc-passes", "5", "-o", str(out3)])
+    res = runner.invoke(
+        app, ["evaluate", str(plain), "--data", str(npz), "--mc-passes", "5", "-o", str(out3)]
+    )
     assert res.exit_code == 2 and "no dropout layer" in res.output
     assert "accuracy" not in res.output and not out3.exists()

@@ -4,23 +4,34 @@ raises neurocxr's own errors. Tiny models (16x16) and data: each test takes a se
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import write_medmnist_npz
 from PIL import Image
 from typer.testing import CliRunner
 
 import neurocxr
-from conftest import write_medmnist_npz
 from neurocxr.checkpoint import load_checkpoint, save_checkpoint
 from neurocxr.cli import app
-from neurocxr.data import DataSplits, ImageDataset, data_for_checkpoint, load_dataset, load_folder, recorded_data
-from neurocxr.errors import (CheckpointError, ConfigError, DataError, ModelKindError, NeurocxrError,
-                             SimulationError)
+from neurocxr.data import (
+    DataSplits,
+    ImageDataset,
+    data_for_checkpoint,
+    load_dataset,
+    load_folder,
+    recorded_data,
+)
+from neurocxr.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    ModelKindError,
+    NeurocxrError,
+)
 from neurocxr.models import ModelConfig, build_model
 from neurocxr.validation import file_kind, images_to_unit_range
 
@@ -42,18 +53,32 @@ def _snn(scale: float = 3.0) -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("input_checks")
-    npz = write_medmnist_npz(root / "tiny.npz", 16, {"train": (6, 10), "val": (3, 3), "test": (3, 4)})
+    npz = write_medmnist_npz(
+        root / "tiny.npz", 16, {"train": (6, 10), "val": (3, 3), "test": (3, 4)}
+    )
     snn = _snn()
     out = {
         "root": root,
         "npz": npz,
         "snn": save_checkpoint(root / "snn.pt", snn, SNN_CFG, {"threshold": 0.5}),
-        "cnn": save_checkpoint(root / "cnn.pt", build_model(CNN_CFG).eval(), CNN_CFG, {"threshold": 0.5}),
+        "cnn": save_checkpoint(
+            root / "cnn.pt", build_model(CNN_CFG).eval(), CNN_CFG, {"threshold": 0.5}
+        ),
         # trained on the tiny npz, as `neurocxr train` records it (real data: never scored on phantoms)
-        "snn_real": save_checkpoint(root / "snn_real.pt", snn, SNN_CFG, {
-            "threshold": 0.5, "data_source": f"PneumoniaMNIST npz {npz} (16x16)", "data_origin": str(npz)}),
+        "snn_real": save_checkpoint(
+            root / "snn_real.pt",
+            snn,
+            SNN_CFG,
+            {
+                "threshold": 0.5,
+                "data_source": f"PneumoniaMNIST npz {npz} (16x16)",
+                "data_origin": str(npz),
+            },
+        ),
     }
-    exp = neurocxr.export_loihi(out["snn"], root / "exported", data=str(npz), lava_samples=0, max_samples=2)
+    exp = neurocxr.export_loihi(
+        out["snn"], root / "exported", data=str(npz), lava_samples=0, max_samples=2
+    )
     out["nir"], out["net"] = exp.files["nir"], exp.files["netx"]
     return out
 
@@ -64,11 +89,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("threshold", [float("nan"), 1.5, -0.1, float("inf"), "0.5", None])
 def test_a_bad_stored_threshold_is_refused_where_it_enters(files, threshold) -> None:
-    path = save_checkpoint(files["root"] / "bad_threshold.pt", _snn(), SNN_CFG, {"threshold": threshold})
+    path = save_checkpoint(
+        files["root"] / "bad_threshold.pt", _snn(), SNN_CFG, {"threshold": threshold}
+    )
     with pytest.raises(CheckpointError, match="stored operating threshold"):
         load_checkpoint(path)
     res = runner.invoke(app, ["--no-progress", "evaluate", str(path), "--data", str(files["npz"])])
-    assert res.exit_code == 2 and "operating threshold" in res.output and "Traceback" not in res.output
+    assert (
+        res.exit_code == 2 and "operating threshold" in res.output and "Traceback" not in res.output
+    )
 
 
 def test_same_xray_as_8_bit_and_16_bit_png_gives_the_same_pixels_and_score(files, tmp_path) -> None:
@@ -143,7 +172,10 @@ def test_emulate_refuses_what_is_not_a_program_or_images(files) -> None:
             neurocxr.emulate(program, inputs)
     # uint8 and uint16 copies of one image are the same input
     x8 = (good * 255).astype(np.uint8)
-    r8, r16 = neurocxr.emulate(exp.program, x8), neurocxr.emulate(exp.program, x8.astype(np.uint16) * 257)
+    r8, r16 = (
+        neurocxr.emulate(exp.program, x8),
+        neurocxr.emulate(exp.program, x8.astype(np.uint16) * 257),
+    )
     assert np.array_equal(r8.scores(), r16.scores())
     with pytest.raises(NeurocxrError, match="pass run.counts"):
         neurocxr.estimate_energy(r8, "loihi")
@@ -177,19 +209,39 @@ def test_files_of_another_kind_are_named_with_the_command_that_reads_them(files,
             neurocxr.load(path)
         assert all(n in str(err.value) for n in needles), str(err.value)
         assert "weights_only" not in str(err.value)
-        res = runner.invoke(app, ["--no-progress", "evaluate", str(path), "--data", str(files["npz"])])
+        res = runner.invoke(
+            app, ["--no-progress", "evaluate", str(path), "--data", str(files["npz"])]
+        )
         assert res.exit_code == 2 and needles[0] in res.output, res.output
-    with pytest.raises(DataError, match="torch checkpoint.*a data set is a PneumoniaMNIST .npz or a Kermany folder"):
+    with pytest.raises(
+        DataError, match="torch checkpoint.*a data set is a PneumoniaMNIST .npz or a Kermany folder"
+    ):
         load_dataset(files["snn"])
-    res = runner.invoke(app, ["--no-progress", "evaluate", str(files["snn"]), "--data", str(files["snn"])])
+    res = runner.invoke(
+        app, ["--no-progress", "evaluate", str(files["snn"]), "--data", str(files["snn"])]
+    )
     assert res.exit_code == 2 and "a data set is" in res.output and "data.pkl" not in res.output
     assert file_kind(files["snn"]) == "checkpoint" and file_kind(files["npz"]) == "npz"
 
 
 def test_a_cnn_where_an_snn_is_needed_is_told_what_fits(files, tmp_path) -> None:
-    res = runner.invoke(app, ["--no-progress", "export", str(files["cnn"]), "-o", str(tmp_path / "x"),
-                              "--target", "loihi", "--data", str(files["npz"])])
-    assert res.exit_code == 2 and "is a CNN" in res.output and "--target onnx" in res.output, res.output
+    res = runner.invoke(
+        app,
+        [
+            "--no-progress",
+            "export",
+            str(files["cnn"]),
+            "-o",
+            str(tmp_path / "x"),
+            "--target",
+            "loihi",
+            "--data",
+            str(files["npz"]),
+        ],
+    )
+    assert res.exit_code == 2 and "is a CNN" in res.output and "--target onnx" in res.output, (
+        res.output
+    )
     assert "retrain" not in res.output and not (tmp_path / "x").exists()
     with pytest.raises(ModelKindError, match="give it as --baseline"):
         neurocxr.energy_report(files["cnn"], out=None, measure=False, data=str(files["npz"]))
@@ -200,19 +252,34 @@ def test_a_cnn_where_an_snn_is_needed_is_told_what_fits(files, tmp_path) -> None
 
 
 def test_an_snn_baseline_is_refused(files) -> None:
-    with pytest.raises(ModelKindError, match="is an SNN .snn_conv. that runs on Loihi; baselines run on conventional hardware"):
-        neurocxr.energy_report(files["snn"], baselines=[files["snn"]], out=None, measure=False, data=str(files["npz"]))
+    with pytest.raises(
+        ModelKindError,
+        match="is an SNN .snn_conv. that runs on Loihi; baselines run on conventional hardware",
+    ):
+        neurocxr.energy_report(
+            files["snn"], baselines=[files["snn"]], out=None, measure=False, data=str(files["npz"])
+        )
 
 
-def test_two_baselines_with_one_model_name_get_two_labels_and_two_provenance_entries(files, tmp_path) -> None:
+def test_two_baselines_with_one_model_name_get_two_labels_and_two_provenance_entries(
+    files, tmp_path
+) -> None:
     other = tmp_path / "other"
     other.mkdir()
     second = shutil.copy(files["cnn"], other / "cnn_b.pt")
-    rep = neurocxr.energy_report(files["snn"], baselines=[files["cnn"], second], out=None, measure=False,
-                                 data=str(files["npz"]), max_samples=2)
+    rep = neurocxr.energy_report(
+        files["snn"],
+        baselines=[files["cnn"], second],
+        out=None,
+        measure=False,
+        data=str(files["npz"]),
+        max_samples=2,
+    )
     checkpoints = rep.provenance["checkpoints"]
     assert set(checkpoints) == {"snn_conv", "cnn_small (cnn.pt)", "cnn_small (cnn_b.pt)"}
-    assert checkpoints["snn_conv"]["path"].endswith("snn.pt")  # the report's own checkpoint, not a baseline's
+    assert checkpoints["snn_conv"]["path"].endswith(
+        "snn.pt"
+    )  # the report's own checkpoint, not a baseline's
     assert checkpoints["cnn_small (cnn_b.pt)"]["path"].endswith("cnn_b.pt")
     assert {"cnn_small (cnn.pt)", "cnn_small (cnn_b.pt)"} <= {r.model for r in rep.summary}
 
@@ -222,12 +289,27 @@ def test_two_baselines_with_one_model_name_get_two_labels_and_two_provenance_ent
 
 
 def test_train_refuses_an_image_size_export_would_refuse_and_an_ignored_encoding(tmp_path) -> None:
-    with pytest.raises(ConfigError, match=r"--image-size 27: 'snn_conv' could not be exported.*--image-size \d+"):
+    with pytest.raises(
+        ConfigError, match=r"--image-size 27: 'snn_conv' could not be exported.*--image-size \d+"
+    ):
         neurocxr.train("snn_conv", image_size=27, data="synthetic", out=tmp_path / "a")
     with pytest.raises(ConfigError, match="--encoding latency has no effect on 'cnn_small'"):
         neurocxr.train("cnn_small", encoding="latency", data="synthetic", out=tmp_path / "b")
-    res = runner.invoke(app, ["--no-progress", "train", "--model", "snn_conv", "--image-size", "27",
-                              "--data", "synthetic", "-o", str(tmp_path / "c")])
+    res = runner.invoke(
+        app,
+        [
+            "--no-progress",
+            "train",
+            "--model",
+            "snn_conv",
+            "--image-size",
+            "27",
+            "--data",
+            "synthetic",
+            "-o",
+            str(tmp_path / "c"),
+        ],
+    )
     assert res.exit_code == 2 and "--image-size 27" in res.output
     assert not any(tmp_path.iterdir())  # refused before any folder or file
 
@@ -257,19 +339,25 @@ def test_evaluate_without_data_scores_the_data_the_checkpoint_records(files, mon
     with pytest.raises(DataError, match="trained on /gone/pneumoniamnist.npz.*--data synthetic"):
         data_for_checkpoint(None, meta)
     assert data_for_checkpoint(None, {"data_source": "synthetic phantoms (seed 0)"}) == "synthetic"
-    assert recorded_data({"data_source": "Kermany folders /a (b)/k (resized to 28x28)"}) == "/a (b)/k"
+    assert (
+        recorded_data({"data_source": "Kermany folders /a (b)/k (resized to 28x28)"}) == "/a (b)/k"
+    )
     assert data_for_checkpoint(None, {}) is None  # nothing recorded: the usual default chain
 
 
 def test_evaluate_warns_on_a_one_class_split(files, tmp_path) -> None:
-    npz = write_medmnist_npz(tmp_path / "one.npz", 16, {"train": (6, 10), "val": (3, 3), "test": (0, 4)})
+    npz = write_medmnist_npz(
+        tmp_path / "one.npz", 16, {"train": (6, 10), "val": (3, 3), "test": (0, 4)}
+    )
     result = neurocxr.evaluate(files["snn"], data=str(npz))
     assert result["warnings"] and "no normal images" in result["warnings"][0]
     res = runner.invoke(app, ["--no-progress", "evaluate", str(files["snn"]), "--data", str(npz)])
     assert res.exit_code == 0 and "WARNING" in res.output and "no normal images" in res.output
 
 
-def test_sweep_refuses_a_huge_grid_and_a_missing_data_path_before_ray(tmp_path, monkeypatch) -> None:
+def test_sweep_refuses_a_huge_grid_and_a_missing_data_path_before_ray(
+    tmp_path, monkeypatch
+) -> None:
     import time
 
     from neurocxr import sweep
@@ -281,12 +369,20 @@ def test_sweep_refuses_a_huge_grid_and_a_missing_data_path_before_ray(tmp_path, 
 
     for name in ("run_on_ray", "_start_ray"):
         monkeypatch.setattr(ray_runner, name, no_ray)
-    huge = {"grid": {"num_steps": list(range(1, 17)), "seed": list(range(100)), "width": [0.5 + i / 100 for i in range(75)]}}
+    huge = {
+        "grid": {
+            "num_steps": list(range(1, 17)),
+            "seed": list(range(100)),
+            "width": [0.5 + i / 100 for i in range(75)],
+        }
+    }
     sweep.sweep_config_from_dict({"grid": {"seed": [0]}})  # imports and profile registry warmed up
     t0 = time.perf_counter()
     with pytest.raises(ConfigError, match="120,000 combinations.*--max-trials 120000"):
         sweep.sweep_config_from_dict(huge)
-    assert time.perf_counter() - t0 < 30.0  # counted, never expanded (expanding took minutes); loose for busy CPUs
+    assert (
+        time.perf_counter() - t0 < 30.0
+    )  # counted, never expanded (expanding took minutes); loose for busy CPUs
     small = {"grid": {"seed": [0, 1, 2, 3]}, "sweep": {"max_trials": 3}}
     with pytest.raises(ConfigError, match="4 combinations"):
         sweep.sweep_config_from_dict(small)
@@ -298,21 +394,62 @@ def test_sweep_refuses_a_huge_grid_and_a_missing_data_path_before_ray(tmp_path, 
     config = tmp_path / "s.toml"
     config.write_text(f'[sweep]\ndata = "{tmp_path / "nope.npz"}"\n')
     res = runner.invoke(app, ["--no-progress", "sweep", str(config), "-o", str(tmp_path / "out2")])
-    assert res.exit_code == 2 and "does not exist" in res.output and not (tmp_path / "out2").exists()
+    assert (
+        res.exit_code == 2 and "does not exist" in res.output and not (tmp_path / "out2").exists()
+    )
 
 
 def test_options_that_would_be_ignored_are_refused(files, tmp_path) -> None:
-    res = runner.invoke(app, ["--no-progress", "export", str(files["snn"]), "-o", str(tmp_path / "x"), "--dt", "0.001",
-                              "--data", str(files["npz"]), "--lava-samples", "0"])
-    assert res.exit_code == 2 and "--dt has no effect here" in res.output and ".nir input only" in res.output
+    res = runner.invoke(
+        app,
+        [
+            "--no-progress",
+            "export",
+            str(files["snn"]),
+            "-o",
+            str(tmp_path / "x"),
+            "--dt",
+            "0.001",
+            "--data",
+            str(files["npz"]),
+            "--lava-samples",
+            "0",
+        ],
+    )
+    assert (
+        res.exit_code == 2
+        and "--dt has no effect here" in res.output
+        and ".nir input only" in res.output
+    )
     assert not (tmp_path / "x").exists()
-    res = runner.invoke(app, ["--no-progress", "evaluate", str(files["snn"]), "--data", str(files["npz"]),
-                              "--max-samples", "4"])
+    res = runner.invoke(
+        app,
+        [
+            "--no-progress",
+            "evaluate",
+            str(files["snn"]),
+            "--data",
+            str(files["npz"]),
+            "--max-samples",
+            "4",
+        ],
+    )
     assert res.exit_code == 2 and "--max-samples has no effect here" in res.output
 
 
 def test_an_snn_to_onnx_and_a_checkpoint_to_netx_are_told_what_fits(files, tmp_path) -> None:
-    res = runner.invoke(app, ["--no-progress", "export", str(files["snn"]), "--target", "onnx", "-o", str(tmp_path / "o")])
+    res = runner.invoke(
+        app,
+        [
+            "--no-progress",
+            "export",
+            str(files["snn"]),
+            "--target",
+            "onnx",
+            "-o",
+            str(tmp_path / "o"),
+        ],
+    )
     assert res.exit_code == 2 and "is an SNN" in res.output and "--target loihi" in res.output
     res = runner.invoke(app, ["--no-progress", "netx", str(files["snn"])])
     assert res.exit_code == 2 and "torch checkpoint" in res.output and "netx" in res.output
@@ -322,7 +459,9 @@ def test_one_class_metrics_are_nan_not_zero() -> None:
     from neurocxr.metrics import clinical_metrics
 
     m = clinical_metrics(np.ones(5, np.int64), np.linspace(0.1, 0.9, 5), threshold=0.5)
-    assert np.isnan(m.roc_auc) and np.isnan(m.mcc) and np.isnan(m.cohen_kappa) and m.sensitivity == 0.6
+    assert (
+        np.isnan(m.roc_auc) and np.isnan(m.mcc) and np.isnan(m.cohen_kappa) and m.sensitivity == 0.6
+    )
 
 
 def test_a_sweep_grid_with_an_unexportable_image_size_is_refused_before_ray() -> None:
@@ -330,7 +469,9 @@ def test_a_sweep_grid_with_an_unexportable_image_size_is_refused_before_ray() ->
 
     with pytest.raises(ConfigError, match=r"model.image_size 27: 'snn_conv' could not be exported"):
         sweep.sweep_config_from_dict({"grid": {"model": ["snn_conv"]}, "model": {"image_size": 27}})
-    assert sweep.sweep_config_from_dict({"grid": {"model": ["snn_strided"]}, "model": {"image_size": 27}})
+    assert sweep.sweep_config_from_dict(
+        {"grid": {"model": ["snn_strided"]}, "model": {"image_size": 27}}
+    )
 
 
 def test_a_folder_given_as_a_file_is_called_a_folder(files, tmp_path) -> None:
@@ -339,8 +480,12 @@ def test_a_folder_given_as_a_file_is_called_a_folder(files, tmp_path) -> None:
     from neurocxr.evaluation.explain import load_xray_image
     from neurocxr.exporters.netx import read_netx
 
-    for call in (lambda: load_xray_image(tmp_path, 16), lambda: load_profiles(tmp_path),
-                 lambda: sweep.load_sweep_config(tmp_path), lambda: read_netx(tmp_path)):
+    for call in (
+        lambda: load_xray_image(tmp_path, 16),
+        lambda: load_profiles(tmp_path),
+        lambda: sweep.load_sweep_config(tmp_path),
+        lambda: read_netx(tmp_path),
+    ):
         with pytest.raises(NeurocxrError, match="is a directory, not a file"):
             call()
 
@@ -357,4 +502,6 @@ def test_a_checkpoint_named_dot_nir_is_called_a_checkpoint(files, tmp_path) -> N
     renamed = tmp_path / "model.nir"
     renamed.write_bytes(files["snn"].read_bytes())
     res = runner.invoke(app, ["--no-progress", "export", str(renamed), "-o", str(tmp_path / "o")])
-    assert res.exit_code == 2 and "is not a NIR graph: it is a torch checkpoint" in res.output, res.output
+    assert res.exit_code == 2 and "is not a NIR graph: it is a torch checkpoint" in res.output, (
+        res.output
+    )

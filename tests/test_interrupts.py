@@ -20,8 +20,8 @@ from typing import Callable
 
 import pytest
 import torch
-
 from conftest import write_medmnist_npz
+
 from neurocxr.checkpoint import save_checkpoint
 from neurocxr.models import ModelConfig, build_model
 
@@ -83,24 +83,40 @@ def _snapshot(root: Path) -> set[str]:
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "neurocxr.cli", "--no-progress", *args], cwd=cwd, text=True,
-                          capture_output=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "neurocxr.cli", "--no-progress", *args],
+        cwd=cwd,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def interrupt(args: list[str], cwd: Path, when: Trigger) -> str:
     """Start the command in its own session, SIGINT its process group when ``when`` says so, and
     check the exit: code 130, in time, said so, nothing running, no file beside the inputs."""
     before = _snapshot(cwd)
-    proc = subprocess.Popen([sys.executable, "-m", "neurocxr.cli", "--no-progress", *args], cwd=cwd,
-                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neurocxr.cli", "--no-progress", *args],
+        cwd=cwd,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     chunks: list[str] = []
-    reader = threading.Thread(target=lambda: chunks.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader = threading.Thread(
+        target=lambda: chunks.extend(iter(proc.stdout.readline, "")), daemon=True
+    )
     reader.start()
     started = time.monotonic()
     try:
         while not when(proc.pid, time.monotonic() - started, "".join(chunks)):
-            assert proc.poll() is None, f"finished before the interrupt point: {''.join(chunks)[-2000:]}"
+            assert proc.poll() is None, (
+                f"finished before the interrupt point: {''.join(chunks)[-2000:]}"
+            )
             assert time.monotonic() - started < START_LIMIT_S, "the interrupt point never came"
             time.sleep(0.1)
         os.killpg(proc.pid, signal.SIGINT)
@@ -108,7 +124,9 @@ def interrupt(args: list[str], cwd: Path, when: Trigger) -> str:
         try:
             code = proc.wait(timeout=EXIT_WITHIN_S * 3)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"no exit {EXIT_WITHIN_S * 3:.0f} s after Ctrl-C: {''.join(chunks)[-2000:]}")
+            pytest.fail(
+                f"no exit {EXIT_WITHIN_S * 3:.0f} s after Ctrl-C: {''.join(chunks)[-2000:]}"
+            )
         took = time.monotonic() - sent
         reader.join(timeout=5)
         output = "".join(chunks)
@@ -119,7 +137,9 @@ def interrupt(args: list[str], cwd: Path, when: Trigger) -> str:
         while _group_members(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _group_members(proc.pid) == [], "left running after Ctrl-C"
-        assert _snapshot(cwd) == before, f"left behind: {sorted(_snapshot(cwd) - before)}; said: {output[-500:]}"
+        assert _snapshot(cwd) == before, (
+            f"left behind: {sorted(_snapshot(cwd) - before)}; said: {output[-500:]}"
+        )
         return output
     finally:
         if proc.poll() is None or _group_members(proc.pid):
@@ -140,7 +160,9 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
             if p.dim() > 1:
                 p.mul_(3.0)  # spikes in every layer
     save_checkpoint(root / "snn.pt", model, cfg, {"threshold": 0.5})
-    write_medmnist_npz(root / "tiny.npz", 16, {"train": (30, 30), "val": (10, 10), "test": (10, 10)})
+    write_medmnist_npz(
+        root / "tiny.npz", 16, {"train": (30, 30), "val": (10, 10), "test": (10, 10)}
+    )
     return root
 
 
@@ -165,7 +187,9 @@ def test_ctrl_c_in_export_before_during_and_inside_lava(work: Path) -> None:
 def test_ctrl_c_in_energy(work: Path) -> None:
     args = ["energy", "snn.pt", "--data", "tiny.npz", "-o", "energy out", "--no-measure"]
     interrupt(args, work, at_time(2.0))
-    interrupt(args, work, after_output("choosing the chip's threshold"))  # emulating the validation split
+    interrupt(
+        args, work, after_output("choosing the chip's threshold")
+    )  # emulating the validation split
     interrupt(args, work, after_output("emulating the Loihi program", 0.1))  # the test split
     _rerun_works(args, work, "energy out")
 
@@ -174,13 +198,27 @@ def test_ctrl_c_in_energy(work: Path) -> None:
 def test_ctrl_c_in_evaluate_with_robustness(work: Path) -> None:
     args = ["evaluate", "snn.pt", "--data", "tiny.npz", "--robustness", "-o", "evaluate out"]
     interrupt(args, work, at_time(2.0))
-    interrupt(args, work, after_output("confusion", 0.5))  # perturbations on the float model and the emulator
+    interrupt(
+        args, work, after_output("confusion", 0.5)
+    )  # perturbations on the float model and the emulator
     _rerun_works(args, work, "evaluate out")
 
 
 @pytest.mark.slow
 def test_ctrl_c_in_train(work: Path) -> None:
-    args = ["train", "--model", "snn_conv", "--image-size", "16", "--data", "tiny.npz", "--epochs", "12", "-o", "train out"]
+    args = [
+        "train",
+        "--model",
+        "snn_conv",
+        "--image-size",
+        "16",
+        "--data",
+        "tiny.npz",
+        "--epochs",
+        "12",
+        "-o",
+        "train out",
+    ]
     interrupt(args, work, at_time(2.0))
     interrupt(args, work, at_time(8.0))  # an epoch (the data loads in about 5 s)
     _rerun_works(args, work, "train out")
@@ -264,16 +302,22 @@ except KeyboardInterrupt:
 """
 
 
-@pytest.mark.parametrize("script", [CTRL_C_DURING_A_FORK, CTRL_C_IN_A_WEAKREF_CALLBACK], ids=["fork", "weakref"])
+@pytest.mark.parametrize(
+    "script", [CTRL_C_DURING_A_FORK, CTRL_C_IN_A_WEAKREF_CALLBACK], ids=["fork", "weakref"]
+)
 @pytest.mark.parametrize("mode, said", [("install", "delivered"), ("plain", "lost")])
 def test_a_ctrl_c_python_would_drop_is_delivered(script: str, mode: str, said: str) -> None:
     # "plain" shows what happens without neurocxr.interrupts: Python drops the KeyboardInterrupt
-    res = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-c", script, mode], capture_output=True, text=True, timeout=60
+    )
     assert res.stdout.strip() == said, res.stdout + res.stderr
     assert ("Exception ignored" in res.stderr) is (mode == "plain")
 
 
-def test_ctrl_c_while_outputs_are_moved_into_place_says_they_were_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_while_outputs_are_moved_into_place_says_they_were_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import neurocxr.fileio as fileio
     from neurocxr.errors import Interrupted
 
@@ -301,11 +345,15 @@ def test_an_interrupted_sweep_keeps_finished_trials_and_earlier_files_only(tmp_p
     out = tmp_path / "sweep out"
     (out / "trials").mkdir(parents=True)
     (out / "checkpoints").mkdir()
-    earlier_failed = out / "trials" / "t_old.json"  # an earlier run's failed trial: not this run's to remove
+    earlier_failed = (
+        out / "trials" / "t_old.json"
+    )  # an earlier run's failed trial: not this run's to remove
     earlier_failed.write_text("{}")
     os.utime(earlier_failed, (1, 1))
-    journal = SweepJournal([p for p in (out / "checkpoints", *sweep_outputs(out)) if not p.exists()],
-                            started_at=_time.time() - 1)
+    journal = SweepJournal(
+        [p for p in (out / "checkpoints", *sweep_outputs(out)) if not p.exists()],
+        started_at=_time.time() - 1,
+    )
     journal.todo_ids = ["t_ok", "t_cut", "t_old"]
     # what this run wrote before Ctrl-C
     (out / "sweep_config.toml").write_text("x")
@@ -314,10 +362,19 @@ def test_an_interrupted_sweep_keeps_finished_trials_and_earlier_files_only(tmp_p
         (out / "trials" / name).write_text("{}")
     for name in ("t_ok.pt", "t_cut.pt", ".t_cut.pt.abc.tmp"):
         (out / "checkpoints" / name).write_bytes(b"x")
-    journal.recorded = [{"trial_id": "t_ok", "status": "ok"}, {"trial_id": "t_cut", "status": "failed"}]
+    journal.recorded = [
+        {"trial_id": "t_ok", "status": "ok"},
+        {"trial_id": "t_cut", "status": "failed"},
+    ]
     said = discard_interrupted(out, journal)
     assert said.startswith(f"kept 1 finished trial(s) in {out / 'trials'}")
-    assert _snapshot(out) == {"trials", "trials/t_ok.json", "trials/t_old.json", "checkpoints", "checkpoints/t_ok.pt"}
+    assert _snapshot(out) == {
+        "trials",
+        "trials/t_ok.json",
+        "trials/t_old.json",
+        "checkpoints",
+        "checkpoints/t_ok.pt",
+    }
 
     # nothing finished in a folder this run made: the folder goes too
     fresh = tmp_path / "fresh"
@@ -329,7 +386,9 @@ def test_an_interrupted_sweep_keeps_finished_trials_and_earlier_files_only(tmp_p
     assert not fresh.exists()
 
 
-def test_ctrl_c_in_evaluate_after_its_json_says_the_json_was_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_in_evaluate_after_its_json_says_the_json_was_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     import neurocxr.evaluation.run as run
@@ -338,21 +397,37 @@ def test_ctrl_c_in_evaluate_after_its_json_says_the_json_was_written(tmp_path: P
     ckpt = tmp_path / "snn.pt"
     cfg = ModelConfig(name="snn_conv", image_size=16, num_steps=4, channels=(4, 8), hidden=(16,))
     save_checkpoint(ckpt, build_model(cfg).eval(), cfg, {"threshold": 0.5})
-    npz = write_medmnist_npz(tmp_path / "tiny.npz", 16, {"train": (6, 10), "val": (3, 3), "test": (3, 4)})
+    npz = write_medmnist_npz(
+        tmp_path / "tiny.npz", 16, {"train": (6, 10), "val": (3, 3), "test": (3, 4)}
+    )
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(run, "clinical_evaluation", interrupted)
-    res = CliRunner().invoke(app, ["evaluate", str(ckpt), "--data", str(npz), "--json", str(tmp_path / "m.json"),
-                                   "--robustness", "-o", str(tmp_path / "ev")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            str(ckpt),
+            "--data",
+            str(npz),
+            "--json",
+            str(tmp_path / "m.json"),
+            "--robustness",
+            "-o",
+            str(tmp_path / "ev"),
+        ],
+    )
     assert res.exit_code == 130, res.output
     assert f"interrupted: wrote {tmp_path / 'm.json'} (the metrics) only" in res.output
     assert (tmp_path / "m.json").is_file() and not (tmp_path / "ev").exists()
 
 
 @pytest.mark.lava
-def test_ctrl_c_while_lava_builds_its_runtime_stops_the_workers_it_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_while_lava_builds_its_runtime_stops_the_workers_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import multiprocessing as mp
 
     from _netx_programs import default_shaped_program, random_images
@@ -386,7 +461,9 @@ def test_ctrl_c_while_lava_builds_its_runtime_stops_the_workers_it_started(tmp_p
 
 
 @pytest.mark.lava
-def test_ctrl_c_between_a_lava_worker_start_and_its_listing_stops_it_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_between_a_lava_worker_start_and_its_listing_stops_it_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import multiprocessing as mp
 
     from _netx_programs import default_shaped_program, random_images

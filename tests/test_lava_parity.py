@@ -9,14 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from neurocxr.errors import SimulationError
-from neurocxr.exporters.netx import netx_dense_weights, write_netx
-from neurocxr.hardware_sims.emulator import emulate
-from neurocxr.hardware_sims.lava import run_lava
-
 from _netx_programs import (
     default_shaped_program,
     random_conv_program,
@@ -26,6 +18,13 @@ from _netx_programs import (
     saturating_program,
     saturation_events,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from neurocxr.errors import SimulationError
+from neurocxr.exporters.netx import netx_dense_weights, write_netx
+from neurocxr.hardware_sims.emulator import emulate
+from neurocxr.hardware_sims.lava import run_lava
 
 pytestmark = pytest.mark.lava
 
@@ -43,7 +42,9 @@ def assert_identical(emu, lava) -> None:
         np.testing.assert_array_equal(emu.readout, lava.readout)
     for ce, cl in zip(emu.counts, lava.counts):
         for field in ("input_spikes", "output_spikes", "synaptic_ops", "neuron_updates"):
-            np.testing.assert_array_equal(getattr(ce, field), getattr(cl, field), err_msg=f"{ce.name}.{field}")
+            np.testing.assert_array_equal(
+                getattr(ce, field), getattr(cl, field), err_msg=f"{ce.name}.{field}"
+            )
 
 
 def test_default_shaped_program_parity(tmp_path: Path) -> None:
@@ -60,15 +61,35 @@ def test_default_shaped_program_parity(tmp_path: Path) -> None:
     assert lava.metadata["compile_s"] > 0 and lava.metadata["select_tag"] == "fixed_pt"
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31 - 1), input_kind=st.sampled_from(["bias", "spikes"]),
-       kinds=st.lists(st.sampled_from(["conv", "dense"]), min_size=1, max_size=2),
-       readout=st.booleans(), num_steps=st.integers(1, 6), samples=st.integers(1, 3))
-def test_random_program_parity(tmp_path: Path, seed: int, input_kind: str, kinds: list[str], readout: bool,
-                               num_steps: int, samples: int) -> None:
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    input_kind=st.sampled_from(["bias", "spikes"]),
+    kinds=st.lists(st.sampled_from(["conv", "dense"]), min_size=1, max_size=2),
+    readout=st.booleans(),
+    num_steps=st.integers(1, 6),
+    samples=st.integers(1, 3),
+)
+def test_random_program_parity(
+    tmp_path: Path,
+    seed: int,
+    input_kind: str,
+    kinds: list[str],
+    readout: bool,
+    num_steps: int,
+    samples: int,
+) -> None:
     rng = np.random.default_rng(seed)
-    program = random_program(rng, input_kind=input_kind, num_hidden=len(kinds), kinds=kinds, readout=readout,
-                             num_steps=num_steps)
+    program = random_program(
+        rng,
+        input_kind=input_kind,
+        num_hidden=len(kinds),
+        kinds=kinds,
+        readout=readout,
+        num_steps=num_steps,
+    )
     x = random_inputs(program, rng, samples)
     path = write_netx(program, tmp_path / f"rand{seed}.net")
     emu = emulate(program, x, record=True)
@@ -96,14 +117,24 @@ def test_dense_packing_matches_netx_and_lava() -> None:
         assert our_exp == exp
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**31 - 1), input_kind=st.sampled_from(["bias", "spikes"]), num_conv=st.integers(1, 2),
-       readout=st.booleans(), num_steps=st.integers(2, 5))
-def test_random_conv_geometry_parity(tmp_path: Path, seed: int, input_kind: str, num_conv: int, readout: bool,
-                                     num_steps: int) -> None:
+@settings(
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    input_kind=st.sampled_from(["bias", "spikes"]),
+    num_conv=st.integers(1, 2),
+    readout=st.booleans(),
+    num_steps=st.integers(2, 5),
+)
+def test_random_conv_geometry_parity(
+    tmp_path: Path, seed: int, input_kind: str, num_conv: int, readout: bool, num_steps: int
+) -> None:
     """Non-square kernels, unequal strides / paddings / dilations, groups, per-channel neurons: against Lava."""
     rng = np.random.default_rng(seed)
-    program = random_conv_program(rng, input_kind=input_kind, num_conv=num_conv, num_steps=num_steps, readout=readout)
+    program = random_conv_program(
+        rng, input_kind=input_kind, num_conv=num_conv, num_steps=num_steps, readout=readout
+    )
     x = random_inputs(program, rng, 2)
     path = write_netx(program, tmp_path / f"conv{seed}.net")
     emu = emulate(program, x, record=True)
@@ -111,7 +142,9 @@ def test_random_conv_geometry_parity(tmp_path: Path, seed: int, input_kind: str,
     assert_identical(emu, lava)
 
 
-@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(seed=st.integers(0, 2**31 - 1), mode=st.sampled_from(["wrap", "clip"]))
 def test_current_wrap_and_voltage_clip_parity(tmp_path: Path, seed: int, mode: str) -> None:
     """Programs that force Lava's 24-bit current wrap or its voltage clip, compared against Lava."""
@@ -119,7 +152,9 @@ def test_current_wrap_and_voltage_clip_parity(tmp_path: Path, seed: int, mode: s
     program = saturating_program(rng, mode=mode, num_steps=12)
     x = (rng.random((12, 2, *program.input_shape)) < 0.85).astype(np.int8)
     wraps, clips = saturation_events(program, x)
-    assert (wraps if mode == "wrap" else clips) > 0, "the program must exercise the saturation it is for"
+    assert (wraps if mode == "wrap" else clips) > 0, (
+        "the program must exercise the saturation it is for"
+    )
     path = write_netx(program, tmp_path / f"sat{seed}.net")
     emu = emulate(program, x, record=True)
     lava = run_lava(path, x, num_steps=12, program=program, record=True)

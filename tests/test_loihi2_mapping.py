@@ -19,11 +19,23 @@ from neurocxr.hardware_sims.results import LayerCounts
 LIF = LoihiNeuron(v_th_mant=500, i_decay=4096, v_decay=410)
 
 
-def _counts(name: str, kind: str, neurons: int, synops: float, updates: float, spikes: float,
-            steps: int) -> LayerCounts:
+def _counts(
+    name: str, kind: str, neurons: int, synops: float, updates: float, spikes: float, steps: int
+) -> LayerCounts:
     one = np.ones(1)
-    return LayerCounts(name, kind, neurons, 9, 9, steps, one * 0.0, one * spikes, one * synops, one * synops,
-                       one * updates)
+    return LayerCounts(
+        name,
+        kind,
+        neurons,
+        9,
+        9,
+        steps,
+        one * 0.0,
+        one * spikes,
+        one * synops,
+        one * synops,
+        one * updates,
+    )
 
 
 def test_pilotnet_shapes_map_like_intels_compiler() -> None:
@@ -33,11 +45,19 @@ def test_pilotnet_shapes_map_like_intels_compiler() -> None:
     for name in ("input", "conv1", "conv2", "conv3", "conv4", "conv5"):
         assert cores[name] == INTEL_COMPILER_CORES[name], name
     # conv slabs of whole (H x C) columns, a power of two wide: 16, 4, 4, 8, 8, 16 columns as in Intel's log
-    assert [r.max_core_neurons for r in est.layers[:6]] == [16 * 66 * 3, 4 * 32 * 24, 4 * 15 * 36, 8 * 7 * 48,
-                                                            8 * 4 * 64, 16 * 2 * 64]
+    assert [r.max_core_neurons for r in est.layers[:6]] == [
+        16 * 66 * 3,
+        4 * 32 * 24,
+        4 * 15 * 36,
+        8 * 7 * 48,
+        8 * 4 * 64,
+        16 * 2 * 64,
+    ]
     # fc1 (2,560 inputs x 100 neurons, 8-bit weights) is cut by synaptic memory: 51 neurons per core
     fc1 = est.layers[6]
-    assert fc1.weight_bits == 8 and fc1.binding_limit == "synapse_mem_bits_per_core" and fc1.cores == 2
+    assert (
+        fc1.weight_bits == 8 and fc1.binding_limit == "synapse_mem_bits_per_core" and fc1.cores == 2
+    )
     assert fc1.max_core_neurons == (128 * 1024 * 8) // (2560 * 8)
     # Intel's compiler puts fc1 on 12 cores (its synapse encoding is not public): 64 cores here vs its 74
     assert est.cores == 64 and est.chips == 1 and est.fits
@@ -48,11 +68,25 @@ def test_pilotnet_shapes_map_like_intels_compiler() -> None:
 
 def test_every_loihi2_limit_is_named_with_a_source_and_says_what_is_not_public() -> None:
     cited = LOIHI2.cited()
-    for name in ("cores_per_chip", "neurons_per_chip", "synapses_per_chip", "neurons_per_core", "cuba_neurons_per_core",
-                 "synapse_mem_bits_per_core", "axons_in_per_core", "axons_out_per_core", "shared_conv_weights",
-                 "partition"):
+    for name in (
+        "cores_per_chip",
+        "neurons_per_chip",
+        "synapses_per_chip",
+        "neurons_per_core",
+        "cuba_neurons_per_core",
+        "synapse_mem_bits_per_core",
+        "axons_in_per_core",
+        "axons_out_per_core",
+        "shared_conv_weights",
+        "partition",
+    ):
         assert name in cited and hasattr(LOIHI2, name), name
-    for name in ("cuba_neurons_per_core", "synapse_mem_bits_per_core", "axons_in_per_core", "axons_out_per_core"):
+    for name in (
+        "cuba_neurons_per_core",
+        "synapse_mem_bits_per_core",
+        "axons_in_per_core",
+        "axons_out_per_core",
+    ):
         assert cited[name].startswith("Not public"), name
     assert "Loihi 2" in cited["cores_per_chip"] and "lava-dl" in cited["partition"]
 
@@ -60,9 +94,13 @@ def test_every_loihi2_limit_is_named_with_a_source_and_says_what_is_not_public()
 def test_dense_partition_by_synaptic_memory_and_axon_limit() -> None:
     rng = np.random.default_rng(0)
     wide = LoihiProgram(
-        input_shape=(5000,), input_kind="spikes", num_steps=4,
-        layers=[InputLayer("input", (5000,), None),
-                DenseLayer("wide", (40,), LIF, weight=rng.choice([-100, 100], (40, 5000)))],
+        input_shape=(5000,),
+        input_kind="spikes",
+        num_steps=4,
+        layers=[
+            InputLayer("input", (5000,), None),
+            DenseLayer("wide", (40,), LIF, weight=rng.choice([-100, 100], (40, 5000))),
+        ],
     )
     est = estimate_resources(wide)
     r = est.layers[1]
@@ -75,39 +113,71 @@ def test_busiest_core_carries_its_slab_share_not_an_even_split() -> None:
     # conv output 64 x 16 x 9: a column is 1,024 neurons; slabs of 2 columns (3 would reach 3,072 but the
     # slab width is a power of two) -> 2, 2, 2, 2, 1 columns on 5 cores
     prog = LoihiProgram(
-        input_shape=(1, 16, 9), input_kind="spikes", num_steps=10,
-        layers=[InputLayer("input", (1, 16, 9), None),
-                ConvLayer("c", (64, 16, 9), LIF, weight=np.ones((64, 1, 3, 3), dtype=np.int64), padding=(1, 1))],
+        input_shape=(1, 16, 9),
+        input_kind="spikes",
+        num_steps=10,
+        layers=[
+            InputLayer("input", (1, 16, 9), None),
+            ConvLayer(
+                "c", (64, 16, 9), LIF, weight=np.ones((64, 1, 3, 3), dtype=np.int64), padding=(1, 1)
+            ),
+        ],
     )
     est = estimate_resources(prog)
     assert est.layers[1].cores == 5 and est.layers[1].max_core_neurons == 2048
-    counts = [_counts("input", "input", 144, 0, 0, 30, 10), _counts("c", "conv", 9216, 50000, 92160, 700, 10)]
+    counts = [
+        _counts("input", "input", 144, 0, 0, 30, 10),
+        _counts("c", "conv", 9216, 50000, 92160, 700, 10),
+    ]
     prof = get_profile("loihi2")
     t = loihi_timing(counts, prof, program=prog)
     share = 2048 / 9216
-    work = 50000 * 3.5e-9 + 92160 * 4.2e-9 + 700 * 0.21e-9  # every update charged as active (split unknown)
+    work = (
+        50000 * 3.5e-9 + 92160 * 4.2e-9 + 700 * 0.21e-9
+    )  # every update charged as active (split unknown)
     assert t.busiest_core_s == pytest.approx(share * work / 10, rel=1e-12)
     assert t.busiest_core_s > work / 10 / 5  # slower than an even split over 5 cores
-    assert t.step_s == pytest.approx(t.busiest_core_s + barrier_time(prof, 2), rel=1e-12)  # 5 cores = 2 tiles
+    assert t.step_s == pytest.approx(
+        t.busiest_core_s + barrier_time(prof, 2), rel=1e-12
+    )  # 5 cores = 2 tiles
     assert t.throughput_fps == pytest.approx(1 / (10 * t.step_s))
     assert t.single_frame_fps == pytest.approx(1 / t.latency_s)
-    assert t.fps_basis == FPS_BASIS and "board" in FPS_BASIS and any(FPS_BASIS in a for a in t.assumptions)
+    assert (
+        t.fps_basis == FPS_BASIS
+        and "board" in FPS_BASIS
+        and any(FPS_BASIS in a for a in t.assumptions)
+    )
     assert t.limits_cited["cuba_neurons_per_core"].startswith("Not public")
 
 
 def test_several_chips_pay_static_power_and_an_interchip_barrier() -> None:
     # 32 x 64 x 140: one 2,048-neuron column per core -> 140 cores -> 2 chips
     prog = LoihiProgram(
-        input_shape=(1, 64, 140), input_kind="spikes", num_steps=8,
-        layers=[InputLayer("input", (1, 64, 140), None),
-                ConvLayer("big", (32, 64, 140), LIF, weight=np.ones((32, 1, 3, 3), dtype=np.int64), padding=(1, 1))],
+        input_shape=(1, 64, 140),
+        input_kind="spikes",
+        num_steps=8,
+        layers=[
+            InputLayer("input", (1, 64, 140), None),
+            ConvLayer(
+                "big",
+                (32, 64, 140),
+                LIF,
+                weight=np.ones((32, 1, 3, 3), dtype=np.int64),
+                padding=(1, 1),
+            ),
+        ],
     )
-    counts = [_counts("input", "input", 8960, 0, 0, 100, 8), _counts("big", "conv", 286720, 1e6, 8 * 286720, 5000, 8)]
+    counts = [
+        _counts("input", "input", 8960, 0, 0, 100, 8),
+        _counts("big", "conv", 286720, 1e6, 8 * 286720, 5000, 8),
+    ]
     est = estimate_energy(counts, "loihi2", program=prog)
     t = est.timing
     assert t["cores"] == 140 and t["chips"] == 2
     # whole-chip barrier (465 ns) plus one more for the second chip: no public chip-to-chip figure
-    assert t["barrier_s"] == pytest.approx(465e-9) and t["interchip_barrier_s"] == pytest.approx(465e-9)
+    assert t["barrier_s"] == pytest.approx(465e-9) and t["interchip_barrier_s"] == pytest.approx(
+        465e-9
+    )
     assert t["step_s"] == pytest.approx(t["busiest_core_s"] + 2 * 465e-9, rel=1e-12)
     assert est.static_j == pytest.approx(0.23 * 2 * 8 * t["step_s"], rel=1e-12)  # every chip in use
     assert est.total_j == pytest.approx(est.dynamic_j + est.static_j, rel=1e-12)
@@ -132,7 +202,12 @@ def test_pilotnet_run_gets_totals_and_frames_per_second() -> None:
     assert all(0.05 < r < 0.2 for r in rates), rates  # the busy network the fixture promises
     est = estimate_energy(run.counts, "loihi2", program=program)
     t = est.timing
-    assert t["cores"] == 64 and t["chips"] == 1 and t["steps_per_sample"] == 16 and t["pipeline_depth"] == 9
+    assert (
+        t["cores"] == 64
+        and t["chips"] == 1
+        and t["steps_per_sample"] == 16
+        and t["pipeline_depth"] == 9
+    )
     assert est.static_j == pytest.approx(0.23 * 16 * t["step_s"], rel=1e-12)
     assert est.total_j == pytest.approx(est.dynamic_j + est.static_j, rel=1e-12)
     assert est.throughput_fps == pytest.approx(1 / (16 * t["step_s"]), rel=1e-12)
@@ -146,10 +221,19 @@ def test_recurrent_dense_layer_stores_both_matrices() -> None:
 
     rng = np.random.default_rng(0)
     prog = LoihiProgram(
-        input_shape=(3000,), input_kind="spikes", num_steps=4,
-        layers=[InputLayer("input", (3000,), None),
-                RecurrentDenseLayer("rec", (200,), LIF, weight=rng.choice([-100, 100], (200, 3000)),
-                                    weight_rec=rng.choice([-100, 100], (200, 200)))],
+        input_shape=(3000,),
+        input_kind="spikes",
+        num_steps=4,
+        layers=[
+            InputLayer("input", (3000,), None),
+            RecurrentDenseLayer(
+                "rec",
+                (200,),
+                LIF,
+                weight=rng.choice([-100, 100], (200, 3000)),
+                weight_rec=rng.choice([-100, 100], (200, 200)),
+            ),
+        ],
     )
     r = estimate_resources(prog).layers[1]
     # (3,000 input + 200 recurrent synapses) x 8 bits per neuron: 40 neurons per 128 KB core -> 5 cores

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 from neurocxr.errors import ExportError, QuantisationError, ResourceError, UnsupportedLayerError
 from neurocxr.exporters.loihi import (
-    netx_weight_bits,
     QuantisationOptions,
     fuse_pool_into_conv,
     fuse_pool_into_dense,
+    netx_weight_bits,
     nir_to_program,
     quantisation_table,
 )
@@ -40,7 +40,13 @@ from neurocxr.exporters.resources import LOIHI2, check_fits, estimate_resources
 DT = 1e-3
 
 
-def lif(shape: tuple[int, ...], beta: float = 0.9, thr: float = 1.0, v_reset: float = 0.0, v_leak: float = 0.0) -> nir.LIF:
+def lif(
+    shape: tuple[int, ...],
+    beta: float = 0.9,
+    thr: float = 1.0,
+    v_reset: float = 0.0,
+    v_leak: float = 0.0,
+) -> nir.LIF:
     """snnTorch-style LIF node (tau = dt/(1-beta), r = tau/dt: unit input gain)."""
     tau = np.full(shape, DT / (1.0 - beta) if beta < 1 else np.inf)
     return nir.LIF(
@@ -52,7 +58,9 @@ def lif(shape: tuple[int, ...], beta: float = 0.9, thr: float = 1.0, v_reset: fl
     )
 
 
-def chain_graph(nodes: list[tuple[str, nir.NIRNode]], *, encoding: str = "rate", num_steps: int = 8) -> nir.NIRGraph:
+def chain_graph(
+    nodes: list[tuple[str, nir.NIRNode]], *, encoding: str = "rate", num_steps: int = 8
+) -> nir.NIRGraph:
     names = [n for n, _ in nodes]
     return nir.NIRGraph(
         dict(nodes),
@@ -121,7 +129,9 @@ def default_model_graph() -> nir.NIRGraph:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("make_graph", [default_model_graph, lambda: hand_snn_conv_graph()[0]], ids=["to_nir", "hand"])
+@pytest.mark.parametrize(
+    "make_graph", [default_model_graph, lambda: hand_snn_conv_graph()[0]], ids=["to_nir", "hand"]
+)
 def test_default_snn_conv_becomes_the_expected_program(make_graph) -> None:
     program = nir_to_program(make_graph())
     program.validate()
@@ -139,10 +149,14 @@ def test_default_snn_conv_becomes_the_expected_program(make_graph) -> None:
     assert inp.neuron == LoihiNeuron(v_th_mant=2040, i_decay=4096, v_decay=0)
     pixels = np.arange(256) / 255.0
     np.testing.assert_array_equal(program.quantise_input(pixels), 16 * np.arange(256))
-    assert conv1.weight.shape == (16, 1, 3, 3) and conv1.stride == (1, 1) and conv1.padding == (1, 1)
+    assert (
+        conv1.weight.shape == (16, 1, 3, 3) and conv1.stride == (1, 1) and conv1.padding == (1, 1)
+    )
     assert conv1.shape == (16, 28, 28)
     # conv2 with pool1 fused: 3x3 kernel on the 2x-pooled map == 6x6 stride 2 padding 2 on the 28x28 map.
-    assert conv2.weight.shape == (32, 16, 6, 6) and conv2.stride == (2, 2) and conv2.padding == (2, 2)
+    assert (
+        conv2.weight.shape == (32, 16, 6, 6) and conv2.stride == (2, 2) and conv2.padding == (2, 2)
+    )
     assert conv2.shape == (32, 14, 14)
     # fc with pool2 fused reads the flattened 32x14x14 spike map.
     assert fc.flatten_input and fc.weight.shape == (128, 32 * 14 * 14) and fc.shape == (128,)
@@ -189,7 +203,9 @@ magnitudes = st.floats(min_value=-4.0, max_value=3.0).map(lambda e: 10.0**e)
     all_positive=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_scale_selection_respects_every_bit_width(w_mag: float, b_mag: float, thr: float, all_positive: bool, seed: int) -> None:
+def test_scale_selection_respects_every_bit_width(
+    w_mag: float, b_mag: float, thr: float, all_positive: bool, seed: int
+) -> None:
     rng = np.random.default_rng(seed)
     w = rng.uniform(0 if all_positive else -w_mag, w_mag, (6, 5))
     b = rng.uniform(-b_mag, b_mag, 6)
@@ -207,7 +223,11 @@ def test_scale_selection_respects_every_bit_width(w_mag: float, b_mag: float, th
     wi = layer.weight
     lo, hi = layer.quant["weight_range"]
     step = layer.quant["weight_step"]
-    assert (lo, hi, step) in ([(0, WEIGHT_MAX_EXCITATORY, 1)] if all_positive else [(WEIGHT_MIN, WEIGHT_MAX, 2), (-128, 127, 1)])
+    assert (lo, hi, step) in (
+        [(0, WEIGHT_MAX_EXCITATORY, 1)]
+        if all_positive
+        else [(WEIGHT_MIN, WEIGHT_MAX, 2), (-128, 127, 1)]
+    )
     assert lo <= wi.min() and wi.max() <= hi and np.all(wi % step == 0)
     assert netx_weight_bits(wi)[0] <= 8
     if layer.bias is not None:
@@ -217,7 +237,10 @@ def test_scale_selection_respects_every_bit_width(w_mag: float, b_mag: float, th
     s = layer.quant["scale"]
     assert np.abs(wi / s - w).max() <= step / 2 / s * (1 + 1e-9)
     # The largest scale: some constraint is (nearly) tight.
-    tight = [np.abs(wi).max() >= min(hi, -lo if not all_positive else hi) - 1, layer.neuron.v_th_mant >= VTH_MAX - 1]
+    tight = [
+        np.abs(wi).max() >= min(hi, -lo if not all_positive else hi) - 1,
+        layer.neuron.v_th_mant >= VTH_MAX - 1,
+    ]
     if layer.bias is not None:
         tight.append(np.abs(layer.bias).max() >= BIAS_MAX - 1)
     assert any(tight)
@@ -237,7 +260,12 @@ def test_decays_from_nir_time_constants() -> None:
         w_in=np.full(3, 1 / 0.5),
     )
     graph = chain_graph(
-        [("input", nir.Input(np.array([4]))), ("fc", nir.Linear(np.full((3, 4), 0.1))), ("cuba", cuba), ("output", nir.Output(np.array([3])))]
+        [
+            ("input", nir.Input(np.array([4]))),
+            ("fc", nir.Linear(np.full((3, 4), 0.1))),
+            ("cuba", cuba),
+            ("output", nir.Output(np.array([3]))),
+        ]
     )
     neuron = nir_to_program(graph).layers[1].neuron
     assert (neuron.i_decay, neuron.v_decay) == (2048, 1024)
@@ -246,8 +274,21 @@ def test_decays_from_nir_time_constants() -> None:
 def test_norse_style_input_gain_is_folded_into_weights() -> None:
     # tau = 10 dt, r = 1: v <- 0.9 v + 0.1 I, i.e. the trained weights act 10x smaller.
     w = np.array([[0.5, -0.25]])
-    node = nir.LIF(tau=np.full(1, 10 * DT), r=np.ones(1), v_leak=np.zeros(1), v_threshold=np.full(1, 0.01), v_reset=np.zeros(1))
-    graph = chain_graph([("input", nir.Input(np.array([2]))), ("fc", nir.Linear(w)), ("lif", node), ("output", nir.Output(np.array([1])))])
+    node = nir.LIF(
+        tau=np.full(1, 10 * DT),
+        r=np.ones(1),
+        v_leak=np.zeros(1),
+        v_threshold=np.full(1, 0.01),
+        v_reset=np.zeros(1),
+    )
+    graph = chain_graph(
+        [
+            ("input", nir.Input(np.array([2]))),
+            ("fc", nir.Linear(w)),
+            ("lif", node),
+            ("output", nir.Output(np.array([1]))),
+        ]
+    )
     layer = nir_to_program(graph).layers[1]
     s = layer.quant["scale"]
     np.testing.assert_allclose(layer.weight / s, w * 0.1, atol=layer.quant["weight_step"] / 2 / s)
@@ -257,11 +298,17 @@ def test_norse_style_input_gain_is_folded_into_weights() -> None:
 def test_pool_fusion_into_conv_matches_pool_then_conv() -> None:
     rng = np.random.default_rng(1)
     x = torch.tensor(rng.random((2, 3, 12, 12)))
-    for pool, dilation, padding, stride in [((2, 2), (1, 1), (1, 1), (1, 1)), ((3, 3), (1, 1), (0, 0), (1, 1)), ((2, 2), (2, 2), (2, 2), (2, 2))]:
+    for pool, dilation, padding, stride in [
+        ((2, 2), (1, 1), (1, 1), (1, 1)),
+        ((3, 3), (1, 1), (0, 0), (1, 1)),
+        ((2, 2), (2, 2), (2, 2), (2, 2)),
+    ]:
         w = rng.normal(size=(4, 3, 3, 3))
         pooled = F.avg_pool2d(x, pool)
         ref = F.conv2d(pooled, torch.tensor(w), stride=stride, padding=padding, dilation=dilation)
-        wf, sf, pf = fuse_pool_into_conv(w, pool, 1.0 / (pool[0] * pool[1]), stride, padding, dilation)
+        wf, sf, pf = fuse_pool_into_conv(
+            w, pool, 1.0 / (pool[0] * pool[1]), stride, padding, dilation
+        )
         fused = F.conv2d(x, torch.tensor(wf), stride=sf, padding=pf)
         assert fused.shape == ref.shape
         torch.testing.assert_close(fused, ref, rtol=1e-10, atol=1e-10)
@@ -269,7 +316,9 @@ def test_pool_fusion_into_conv_matches_pool_then_conv() -> None:
 
 def test_pool_fusion_into_dense_matches_pool_flatten_linear() -> None:
     rng = np.random.default_rng(2)
-    x = torch.tensor(rng.random((2, 3, 7, 7)))  # 7 is not a multiple of 2: the last row/column is dropped
+    x = torch.tensor(
+        rng.random((2, 3, 7, 7))
+    )  # 7 is not a multiple of 2: the last row/column is dropped
     w = rng.normal(size=(5, 3 * 3 * 3))
     ref = F.avg_pool2d(x, 2).flatten(1) @ torch.tensor(w).T
     fused = x.flatten(1) @ torch.tensor(fuse_pool_into_dense(w, (3, 7, 7), (2, 2), 0.25)).T
@@ -285,19 +334,31 @@ def test_sumpool_plus_scale_fuses_like_avgpool_in_a_program() -> None:
         ("lif", lif((4, 4, 4))),
         ("output", nir.Output(np.array([4, 4, 4]))),
     ]
-    avg = chain_graph(common + [("pool", nir.AvgPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0])))] + tail)
+    avg = chain_graph(
+        common
+        + [("pool", nir.AvgPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0])))]
+        + tail
+    )
     summed = chain_graph(
         common
-        + [("pool", nir.SumPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0]))), ("scale", nir.Scale(np.full((2, 4, 4), 0.25)))]
+        + [
+            ("pool", nir.SumPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0]))),
+            ("scale", nir.Scale(np.full((2, 4, 4), 0.25))),
+        ]
         + tail
     )
     a, b = nir_to_program(avg).layers[1], nir_to_program(summed).layers[1]
     np.testing.assert_array_equal(a.weight, b.weight)
-    assert a.stride == b.stride == (2, 2) and a.padding == b.padding == (2, 2) and a.shape == (4, 4, 4)
+    assert (
+        a.stride == b.stride == (2, 2) and a.padding == b.padding == (2, 2) and a.shape == (4, 4, 4)
+    )
     # Integer fused conv on the un-pooled spikes == float pool + conv, up to the rounding bound.
     spikes = torch.tensor((rng.random((1, 2, 8, 8)) > 0.5).astype(np.float64))
     ref = F.conv2d(F.avg_pool2d(spikes, 2), torch.tensor(w), padding=1)
-    got = F.conv2d(spikes, torch.tensor(a.weight, dtype=torch.float64), stride=2, padding=2) / a.quant["scale"]
+    got = (
+        F.conv2d(spikes, torch.tensor(a.weight, dtype=torch.float64), stride=2, padding=2)
+        / a.quant["scale"]
+    )
     bound = 0.5 / a.quant["scale"] * np.prod(a.weight.shape[1:])
     assert (got - ref).abs().max().item() <= bound
 
@@ -312,19 +373,27 @@ def test_outlier_bias_is_refused_unless_clipping_is_allowed() -> None:
     program = nir_to_program(dense_graph(w, b), options=QuantisationOptions(allow_clipping=True))
     layer = program.layers[1]
     assert layer.bias.max() == BIAS_MAX and layer.quant["clipped_bias"] == 1
-    assert layer.quant["clipped_count"] == 1 and layer.quant["clipped_fraction"] == pytest.approx(1 / (24 + 4 + 1))
-    assert np.abs(layer.weight).max() / layer.quant["weight_step"] >= 125  # the weights kept their full 8 bits
+    assert layer.quant["clipped_count"] == 1 and layer.quant["clipped_fraction"] == pytest.approx(
+        1 / (24 + 4 + 1)
+    )
+    assert (
+        np.abs(layer.weight).max() / layer.quant["weight_step"] >= 125
+    )  # the weights kept their full 8 bits
 
 
 def test_forced_scale_that_overflows_is_refused_unless_clipping_is_allowed() -> None:
     w = np.array([[1.0, -0.5], [0.25, 0.0]])
     with pytest.raises(QuantisationError, match="allow_clipping"):
         nir_to_program(dense_graph(w, np.zeros(2)), options=QuantisationOptions(scale=1000.0))
-    layer = nir_to_program(dense_graph(w, np.zeros(2)), options=QuantisationOptions(scale=1000.0, allow_clipping=True)).layers[1]
+    layer = nir_to_program(
+        dense_graph(w, np.zeros(2)), options=QuantisationOptions(scale=1000.0, allow_clipping=True)
+    ).layers[1]
     np.testing.assert_array_equal(layer.weight, [[WEIGHT_MAX, WEIGHT_MIN], [250, 0]])
     assert layer.quant["clipped_weights"] == 2 and layer.quant["scale"] == 1000.0
     # A forced scale that fits is used as is.
-    ok = nir_to_program(dense_graph(w, np.zeros(2)), options=QuantisationOptions(scale=100.0)).layers[1]
+    ok = nir_to_program(
+        dense_graph(w, np.zeros(2)), options=QuantisationOptions(scale=100.0)
+    ).layers[1]
     np.testing.assert_array_equal(ok.weight, [[100, -50], [25, 0]])
     assert ok.neuron.v_th_mant == 100
 
@@ -354,7 +423,14 @@ def test_direct_analog_input_into_conv_is_refused() -> None:
 @pytest.mark.parametrize("field", ["v_reset", "v_leak"])
 def test_nonzero_reset_or_leak_voltage_is_refused(field: str) -> None:
     node = lif((3,), **{field: 0.2})
-    graph = chain_graph([("input", nir.Input(np.array([4]))), ("fc", nir.Linear(np.full((3, 4), 0.1))), ("lif", node), ("output", nir.Output(np.array([3])))])
+    graph = chain_graph(
+        [
+            ("input", nir.Input(np.array([4]))),
+            ("fc", nir.Linear(np.full((3, 4), 0.1))),
+            ("lif", node),
+            ("output", nir.Output(np.array([3]))),
+        ]
+    )
     with pytest.raises(UnsupportedLayerError, match=f"'lif'.*{field}"):
         nir_to_program(graph)
 
@@ -362,22 +438,39 @@ def test_nonzero_reset_or_leak_voltage_is_refused(field: str) -> None:
 def test_per_neuron_thresholds_are_refused() -> None:
     node = lif((3,))
     node.v_threshold = np.array([1.0, 1.0, 2.0])
-    graph = chain_graph([("input", nir.Input(np.array([4]))), ("fc", nir.Linear(np.full((3, 4), 0.1))), ("lif", node), ("output", nir.Output(np.array([3])))])
+    graph = chain_graph(
+        [
+            ("input", nir.Input(np.array([4]))),
+            ("fc", nir.Linear(np.full((3, 4), 0.1))),
+            ("lif", node),
+            ("output", nir.Output(np.array([3]))),
+        ]
+    )
     with pytest.raises(QuantisationError, match="v_threshold differs"):
         nir_to_program(graph)
 
 
 def test_unsupported_structures_are_refused_with_the_node_named() -> None:
     base = [("input", nir.Input(np.array([4]))), ("fc", nir.Linear(np.full((3, 4), 0.1)))]
-    delay = chain_graph(base + [("d", nir.Delay(np.ones(3))), ("lif", lif((3,))), ("output", nir.Output(np.array([3])))])
+    delay = chain_graph(
+        base
+        + [("d", nir.Delay(np.ones(3))), ("lif", lif((3,))), ("output", nir.Output(np.array([3])))]
+    )
     with pytest.raises(UnsupportedLayerError, match="'d'.*Delay"):
         nir_to_program(delay)
     branch = chain_graph(base + [("lif", lif((3,))), ("output", nir.Output(np.array([3])))])
     branch.edges.append(("input", "lif"))
-    with pytest.raises(UnsupportedLayerError, match="may also feed back into itself.*a skip from 'input' to 'lif'"):
+    with pytest.raises(
+        UnsupportedLayerError, match="may also feed back into itself.*a skip from 'input' to 'lif'"
+    ):
         nir_to_program(branch)
     readout_bias = chain_graph(
-        base + [("lif", lif((3,))), ("ro", nir.Affine(np.ones((2, 3)), np.ones(2))), ("output", nir.Output(np.array([2])))]
+        base
+        + [
+            ("lif", lif((3,))),
+            ("ro", nir.Affine(np.ones((2, 3)), np.ones(2))),
+            ("output", nir.Output(np.array([2]))),
+        ]
     )
     with pytest.raises(ExportError, match="'ro'.*bias"):
         nir_to_program(readout_bias)
@@ -388,7 +481,10 @@ def test_unsupported_structures_are_refused_with_the_node_named() -> None:
 
 
 def small_program() -> LoihiProgram:
-    conv_w = np.array([[[[1, 2, 3], [4, 5, 6], [7, 8, 9]]], [[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]]], dtype=np.int64)
+    conv_w = np.array(
+        [[[[1, 2, 3], [4, 5, 6], [7, 8, 9]]], [[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]]],
+        dtype=np.int64,
+    )
     dense_w = np.arange(1, 3 * 32 + 1, dtype=np.int64).reshape(3, 32) % 7  # some zeros
     neuron = LoihiNeuron(v_th_mant=100, i_decay=4096, v_decay=410)
     return LoihiProgram(
@@ -418,7 +514,13 @@ def test_resource_estimate_matches_hand_count() -> None:
     assert conv.synaptic_memory_bits == 160 * 5
     n_zero = int(np.count_nonzero(program.layers[2].weight == 0))
     assert fc.synapses == 96 - n_zero and fc.weight_bits == 3 and fc.neurons == 3
-    assert (est.total_neurons, est.total_synapses, est.cores, est.chips, est.fits) == (35, 160 + 96 - n_zero, 2, 1, True)
+    assert (est.total_neurons, est.total_synapses, est.cores, est.chips, est.fits) == (
+        35,
+        160 + 96 - n_zero,
+        2,
+        1,
+        True,
+    )
     check_fits(est)  # fits: no error
 
 
@@ -429,7 +531,13 @@ def test_model_too_big_for_one_chip_raises_resource_error() -> None:
         input_kind="spikes",
         layers=[
             InputLayer("input", (1, 256, 256), None),
-            ConvLayer("wide", (32, 256, 256), neuron, weight=np.ones((32, 1, 3, 3), dtype=np.int64), padding=(1, 1)),
+            ConvLayer(
+                "wide",
+                (32, 256, 256),
+                neuron,
+                weight=np.ones((32, 1, 3, 3), dtype=np.int64),
+                padding=(1, 1),
+            ),
         ],
         num_steps=4,
     )
@@ -474,13 +582,28 @@ def _lava_weight_bits(path) -> list[tuple[str, int]]:
     return out
 
 
-def _conv_graph(rng: np.random.Generator, w_mag: float, thr: float, spike_input: bool) -> nir.NIRGraph:
+def _conv_graph(
+    rng: np.random.Generator, w_mag: float, thr: float, spike_input: bool
+) -> nir.NIRGraph:
     c1, c2 = int(rng.integers(1, 5)), int(rng.integers(1, 6))
     nodes: list[tuple[str, nir.NIRNode]] = [("input", nir.Input(np.array([c1, 8, 8])))]
     if not spike_input:
-        nodes.append(("lif0", nir.IF(r=np.full((c1, 8, 8), 1 / DT), v_threshold=np.full((c1, 8, 8), 1.0))))
+        nodes.append(
+            ("lif0", nir.IF(r=np.full((c1, 8, 8), 1 / DT), v_threshold=np.full((c1, 8, 8), 1.0)))
+        )
     nodes += [
-        ("conv", nir.Conv2d((8, 8), rng.normal(0, w_mag, (c2, c1, 3, 3)), 1, 1, 1, 1, rng.normal(0, w_mag / 4, c2))),
+        (
+            "conv",
+            nir.Conv2d(
+                (8, 8),
+                rng.normal(0, w_mag, (c2, c1, 3, 3)),
+                1,
+                1,
+                1,
+                1,
+                rng.normal(0, w_mag / 4, c2),
+            ),
+        ),
         ("lif1", lif((c2, 8, 8), thr=thr)),
         ("pool", nir.AvgPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0]))),
         ("flatten", nir.Flatten({"input": np.array([c2, 4, 4])}, 0)),
@@ -500,7 +623,9 @@ def _conv_graph(rng: np.random.Generator, w_mag: float, thr: float, spike_input:
     seed=st.integers(0, 2**16),
 )
 @pytest.mark.lava
-def test_every_written_netx_layer_packs_into_8_bits_random_models(w_mag: float, thr: float, spike_input: bool, seed: int) -> None:
+def test_every_written_netx_layer_packs_into_8_bits_random_models(
+    w_mag: float, thr: float, spike_input: bool, seed: int
+) -> None:
     import tempfile
     from pathlib import Path
 
@@ -509,7 +634,9 @@ def test_every_written_netx_layer_packs_into_8_bits_random_models(w_mag: float, 
     graph = _conv_graph(np.random.default_rng(seed), w_mag, thr, spike_input)
     try:
         program = nir_to_program(graph)
-    except QuantisationError as exc:  # refused loudly (too few weight levels / all zero), never clipped
+    except (
+        QuantisationError
+    ) as exc:  # refused loudly (too few weight levels / all zero), never clipped
         assert "layer" in str(exc)
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -560,17 +687,29 @@ def test_netx_weight_bits_mirrors_lava_dl(lo: int, span: int, shift: int, seed: 
 
 def test_forced_scale_with_odd_large_weights_rounds_to_the_even_grid() -> None:
     w = np.array([[0.2531, -0.1011], [0.1, 0.0]])
-    layer = nir_to_program(dense_graph(w, np.zeros(2)), options=QuantisationOptions(scale=1000.0)).layers[1]
-    np.testing.assert_array_equal(layer.weight, [[254, -102], [100, 0]])  # 253.1 and -101.1: odd neighbours not storable
-    assert layer.quant["weight_grid"] == "even integers in [-256, 254]" and layer.quant["num_weight_bits"] == 8
+    layer = nir_to_program(
+        dense_graph(w, np.zeros(2)), options=QuantisationOptions(scale=1000.0)
+    ).layers[1]
+    np.testing.assert_array_equal(
+        layer.weight, [[254, -102], [100, 0]]
+    )  # 253.1 and -101.1: odd neighbours not storable
+    assert (
+        layer.quant["weight_grid"] == "even integers in [-256, 254]"
+        and layer.quant["num_weight_bits"] == 8
+    )
 
 
 def test_threshold_bound_layer_prefers_the_fine_grid() -> None:
     # Threshold 2**17 times the weights: on the even grid vThMant caps the scale, so the [-128, 127]
     # grid (same weight units, half the scale) gives the smaller error, and is chosen.
     w = np.random.default_rng(1).uniform(-1, 1, (4, 6))
-    layer = nir_to_program(dense_graph(w, np.zeros(4), thr=700.0), options=QuantisationOptions(min_weight_levels=1)).layers[1]
-    assert set(layer.quant["grids_tried"]) == {"even integers in [-256, 254]", "integers in [-128, 127]"}
+    layer = nir_to_program(
+        dense_graph(w, np.zeros(4), thr=700.0), options=QuantisationOptions(min_weight_levels=1)
+    ).layers[1]
+    assert set(layer.quant["grids_tried"]) == {
+        "even integers in [-256, 254]",
+        "integers in [-128, 127]",
+    }
     best = min(layer.quant["grids_tried"].values())
     assert layer.quant["input_error_per_step"] == best
 
@@ -580,13 +719,24 @@ def test_fine_grid_layers_run_identically_on_lava(tmp_path) -> None:
     # Biases 20x the largest weight cap the scale below 254/|w| (13-bit bias), so conv and dense land on
     # the [-128, 127] grid (netx packs such dense weights with exponent -1): Lava and the emulator must
     # still agree spike for spike.
-    from neurocxr.exporters.netx import write_netx
     from neurocxr.deployment import Deployment
+    from neurocxr.exporters.netx import write_netx
 
     rng = np.random.default_rng(11)
     nodes = [
         ("input", nir.Input(np.array([2, 6, 6]))),
-        ("conv", nir.Conv2d((6, 6), rng.uniform(-1.0, 1.0, (3, 2, 3, 3)), 1, 1, 1, 1, np.array([20.0, -18.0, 15.0]))),
+        (
+            "conv",
+            nir.Conv2d(
+                (6, 6),
+                rng.uniform(-1.0, 1.0, (3, 2, 3, 3)),
+                1,
+                1,
+                1,
+                1,
+                np.array([20.0, -18.0, 15.0]),
+            ),
+        ),
         ("lif1", lif((3, 6, 6), thr=100.0)),
         ("flatten", nir.Flatten({"input": np.array([3, 6, 6])}, 0)),
         ("fc", nir.Affine(rng.uniform(-1.0, 1.0, (4, 108)), np.array([20.0, 5.0, -3.0, 12.0]))),
@@ -600,7 +750,9 @@ def test_fine_grid_layers_run_identically_on_lava(tmp_path) -> None:
     x = (rng.random((8, 2, 2, 6, 6)) < 0.4).astype(np.float32)
     from neurocxr.hardware_sims.emulator import emulate
 
-    assert all(np.sum(c.output_spikes) > 0 for c in emulate(program, x).counts[1:])  # both layers spike
+    assert all(
+        np.sum(c.output_spikes) > 0 for c in emulate(program, x).counts[1:]
+    )  # both layers spike
     deployment = Deployment(program=program, netx_path=write_netx(program, tmp_path / "m.net"))
     result = deployment.lava_parity(x, 2).to_dict()
     assert result["identical"], result

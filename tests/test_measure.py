@@ -25,7 +25,10 @@ MAX_RANGE = 262_143_328_850  # a real max_energy_range_uj value
 
 def fake_powercap(root: Path, energy_uj: int, *, sub_energy_uj: int = 5) -> Path:
     """intel-rapl:0 (package-0) with one sub-zone intel-rapl:0:0 (core), as Linux lays them out."""
-    for zone, name, value in (("intel-rapl:0", "package-0", energy_uj), ("intel-rapl:0:0", "core", sub_energy_uj)):
+    for zone, name, value in (
+        ("intel-rapl:0", "package-0", energy_uj),
+        ("intel-rapl:0:0", "core", sub_energy_uj),
+    ):
         d = root / zone
         d.mkdir(parents=True, exist_ok=True)
         (d / "name").write_text(name + "\n")
@@ -65,7 +68,9 @@ def test_measure_gpu_on_gpu() -> None:
     def work() -> None:
         a @ a
 
-    m = measure_gpu(work, batch_size=4, window_s=1.0, repeats=3, warmup_s=0.5, idle_s=1.0, model="matmul")
+    m = measure_gpu(
+        work, batch_size=4, window_s=1.0, repeats=3, warmup_s=0.5, idle_s=1.0, model="matmul"
+    )
     assert m.kind == "measured" and m.batch_size == 4
     assert m.total_j is not None and m.total_j > 0
     assert m.dynamic_j is not None and m.dynamic_j < m.total_j
@@ -88,7 +93,11 @@ def test_read_rapl_fake_tree(tmp_path: Path) -> None:
     ok, zones = rapl_available(root)
     assert ok and "intel-rapl:0" in zones
     reading = read_rapl_uj(root)
-    assert reading["intel-rapl:0"] == {"name": "package-0", "energy_uj": 1234, "max_energy_range_uj": MAX_RANGE}
+    assert reading["intel-rapl:0"] == {
+        "name": "package-0",
+        "energy_uj": 1234,
+        "max_energy_range_uj": MAX_RANGE,
+    }
     assert reading["intel-rapl:0:0"]["name"] == "core"
 
 
@@ -106,10 +115,19 @@ def test_rapl_wraparound_arithmetic(tmp_path: Path) -> None:
     assert rapl_energy_j(before, after) == pytest.approx(1.0)
 
 
-def test_measure_cpu_without_rapl_is_not_a_measurement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_measure_cpu_without_rapl_is_not_a_measurement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(measure, "RAPL_ROOT", tmp_path / "no-powercap")
     calls = []
-    m = measure_cpu(lambda: calls.append(1), batch_size=8, window_s=0.02, repeats=2, model="m", runtime="onnxruntime")
+    m = measure_cpu(
+        lambda: calls.append(1),
+        batch_size=8,
+        window_s=0.02,
+        repeats=2,
+        model="m",
+        runtime="onnxruntime",
+    )
     assert m.kind == "not measurable"
     assert m.dynamic_j is None and m.total_j is None
     assert "not measurable" in m.notes and "does not exist" in m.notes
@@ -121,7 +139,13 @@ def test_measure_cpu_without_rapl_is_not_a_measurement(tmp_path: Path, monkeypat
 def test_measure_cpu_with_fake_rapl_counts_energy_per_sample(tmp_path: Path) -> None:
     # Each call "uses" 2000 uJ on the fake package counter; idle windows use nothing.
     root = fake_powercap(tmp_path, MAX_RANGE - 3000)  # the first calls wrap the counter
-    m = measure_cpu(lambda: bump(root, "intel-rapl:0", 2000), batch_size=4, window_s=0.02, repeats=3, rapl_root=root)
+    m = measure_cpu(
+        lambda: bump(root, "intel-rapl:0", 2000),
+        batch_size=4,
+        window_s=0.02,
+        repeats=3,
+        rapl_root=root,
+    )
     assert m.kind == "measured"
     assert m.total_j == pytest.approx(2000e-6 / 4)
     assert m.extra["idle_power_w"] == 0.0
@@ -163,10 +187,13 @@ class _FakeNvml:
     def nvmlShutdown(self) -> None: ...
     def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
         return i
+
     def nvmlDeviceGetName(self, h: int) -> str:
         return "Fake GPU"
+
     def nvmlSystemGetDriverVersion(self) -> str:
         return "0.0"
+
     def nvmlDeviceGetTotalEnergyConsumption(self, h: int) -> int:
         return int(self.idle_w * (self._time.perf_counter() - self.t0) * 1000 + self.work_mj)
 
@@ -175,7 +202,9 @@ class _FakeNvml:
 
 
 @pytest.mark.parametrize("zeus_works", [True, False])
-def test_measure_gpu_windows_zeus_or_nvml(monkeypatch: pytest.MonkeyPatch, zeus_works: bool) -> None:
+def test_measure_gpu_windows_zeus_or_nvml(
+    monkeypatch: pytest.MonkeyPatch, zeus_works: bool
+) -> None:
     """The GPU method on a fake board: idle baseline subtracted, per-sample energy, backend named."""
     import sys
     import types
@@ -196,13 +225,20 @@ def test_measure_gpu_windows_zeus_or_nvml(monkeypatch: pytest.MonkeyPatch, zeus_
 
         def begin_window(self, key: str, sync_execution: bool = True) -> None:
             import time
-            self.open[key] = (fake.nvmlDeviceGetTotalEnergyConsumption(0) / 1000, time.perf_counter())
+
+            self.open[key] = (
+                fake.nvmlDeviceGetTotalEnergyConsumption(0) / 1000,
+                time.perf_counter(),
+            )
 
         def end_window(self, key: str, sync_execution: bool = True) -> object:
             import time
+
             e0, t0 = self.open.pop(key)
-            return types.SimpleNamespace(time=time.perf_counter() - t0,
-                                         gpu_energy={0: fake.nvmlDeviceGetTotalEnergyConsumption(0) / 1000 - e0})
+            return types.SimpleNamespace(
+                time=time.perf_counter() - t0,
+                gpu_energy={0: fake.nvmlDeviceGetTotalEnergyConsumption(0) / 1000 - e0},
+            )
 
     zeus_pkg = types.ModuleType("zeus")
     zeus_pkg.__version__ = "fake"  # type: ignore[attr-defined]
@@ -211,7 +247,9 @@ def test_measure_gpu_windows_zeus_or_nvml(monkeypatch: pytest.MonkeyPatch, zeus_
     monkeypatch.setitem(sys.modules, "zeus", zeus_pkg)
     monkeypatch.setitem(sys.modules, "zeus.monitor", zeus_monitor)
 
-    m = measure_gpu(fake.work, batch_size=4, window_s=0.2, repeats=3, warmup_s=0.0, idle_s=0.2, model="fake")
+    m = measure_gpu(
+        fake.work, batch_size=4, window_s=0.2, repeats=3, warmup_s=0.0, idle_s=0.2, model="fake"
+    )
     assert m.kind == "measured"
     assert m.extra["idle_power_w"] == pytest.approx(50.0, rel=0.05)
     assert m.dynamic_j == pytest.approx(0.2 / 4, rel=0.1)  # 0.2 J per call of 4 samples
@@ -230,22 +268,33 @@ def test_measurability_is_one_sentence(tmp_path: Path) -> None:
     if not none["gpu"]["measurable"]:
         assert none["sentence"].count("not measurable here") == 1
     with_rapl = measurability(fake_powercap(tmp_path / "pc", 1000))
-    assert with_rapl["cpu"]["measurable"] is True and "CPU (" not in with_rapl["sentence"].split("not measurable")[-1]
+    assert (
+        with_rapl["cpu"]["measurable"] is True
+        and "CPU (" not in with_rapl["sentence"].split("not measurable")[-1]
+    )
 
 
 def test_whole_test_set_energy_kwh_and_labels() -> None:
     from neurocxr.energy.measure import whole_test_set_energy
     from neurocxr.energy.types import EnergyMeasurement
 
-    measured = EnergyMeasurement("snn", "GPU", "pytorch", 1, 0.01, 100.0, 0.5, 1.8, "measured", "NVML")
+    measured = EnergyMeasurement(
+        "snn", "GPU", "pytorch", 1, 0.01, 100.0, 0.5, 1.8, "measured", "NVML"
+    )
     out = whole_test_set_energy(measured, 624)
-    assert out["kwh"] == pytest.approx(1.8 * 624 / 3.6e6) and out["kind"] == "measured" and out["label"] == "measured"
+    assert (
+        out["kwh"] == pytest.approx(1.8 * 624 / 3.6e6)
+        and out["kind"] == "measured"
+        and out["label"] == "measured"
+    )
     tdp = whole_test_set_energy(None, 624, latency_s=0.02, tdp_w=65.0, model="cnn")
     assert tdp["kwh"] == pytest.approx(65.0 * 0.02 * 624 / 3.6e6)
     assert tdp["kind"] == "estimated" and "TDP" in tdp["label"]
     est = whole_test_set_energy(cpu_energy_estimate(0.02, 65.0), 10)
     assert est["kind"] == "estimated" and "TDP" in est["label"]
-    none = EnergyMeasurement("snn", "CPU", "pytorch", 1, 0.01, 100.0, None, None, "not measurable", "timing")
+    none = EnergyMeasurement(
+        "snn", "CPU", "pytorch", 1, 0.01, 100.0, None, None, "not measurable", "timing"
+    )
     assert whole_test_set_energy(none, 10)["kind"] == "not measurable"
     with pytest.raises(NeurocxrError, match="num_samples"):
         whole_test_set_energy(measured, 0)

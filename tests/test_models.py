@@ -7,7 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from neurocxr.models import MODEL_REGISTRY, ModelConfig, SpikingSequential, build_model, is_snn, model_info
+from neurocxr.models import (
+    MODEL_REGISTRY,
+    ModelConfig,
+    SpikingSequential,
+    build_model,
+    is_snn,
+    model_info,
+)
 from neurocxr.models.base import is_neuron
 from neurocxr.models.published import SlimiCnnGruSnn
 
@@ -62,7 +69,9 @@ def test_snn_norse_spikes_equal_snn_conv_with_the_same_weights() -> None:
     config = ModelConfig(name="snn_conv", encoding="rate", num_steps=8, beta=0.9, threshold=0.5)
     snntorch_model = build_model(config).eval()
     norse_model = build_model(ModelConfig(**{**config.to_dict(), "name": "snn_norse"})).eval()
-    synaptic = {k: v for k, v in snntorch_model.state_dict().items() if k in norse_model.state_dict()}
+    synaptic = {
+        k: v for k, v in snntorch_model.state_dict().items() if k in norse_model.state_dict()
+    }
     assert set(synaptic) == set(norse_model.state_dict())  # Norse keeps its neuron parameters out
     norse_model.load_state_dict(synaptic)
     x = (torch.rand(8, 4, 1, 28, 28) < 0.4).float()
@@ -94,7 +103,9 @@ def test_gatti2025_layers_follow_the_paper_with_avgpool() -> None:
     convs = [m.out_channels for m in model.layers if isinstance(m, nn.Conv2d)]
     linears = [m.out_features for m in model.layers if isinstance(m, nn.Linear)]
     assert convs == [8, 64, 128] and linears == [128, 64, 8]
-    assert any(isinstance(m, nn.AvgPool2d) and m.kernel_size == 2 and m.stride == 2 for m in model.layers)
+    assert any(
+        isinstance(m, nn.AvgPool2d) and m.kernel_size == 2 and m.stride == 2 for m in model.layers
+    )
     assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
     # input neurons + 3 conv + 3 fc neuron layers; readout without bias
     assert sum(is_neuron(m) for m in model.layers) == 7
@@ -103,8 +114,9 @@ def test_gatti2025_layers_follow_the_paper_with_avgpool() -> None:
 
 def test_slimi2025_readout_steps_end_at_logits_and_spikes_are_mean_aggregated() -> None:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name="slimi2025", num_steps=5, channels=(8, 16, 32),
-                                    extra={"gru_hidden": 16})).eval()
+    model = build_model(
+        ModelConfig(name="slimi2025", num_steps=5, channels=(8, 16, 32), extra={"gru_hidden": 16})
+    ).eval()
     assert model.gru.bidirectional and model.gru.num_layers == 2 and model.gru.hidden_size == 16
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     x = _direct(torch.rand(2, 1, 28, 28), 5)
@@ -118,7 +130,11 @@ def test_slimi2025_readout_steps_end_at_logits_and_spikes_are_mean_aggregated() 
 
 def test_resnet18_stem_depends_on_image_size() -> None:
     small = build_model(ModelConfig(name="resnet18", image_size=28))
-    assert small.conv1.in_channels == 1 and small.conv1.kernel_size == (3, 3) and small.conv1.stride == (1, 1)
+    assert (
+        small.conv1.in_channels == 1
+        and small.conv1.kernel_size == (3, 3)
+        and small.conv1.stride == (1, 1)
+    )
     assert isinstance(small.maxpool, nn.Identity)
     large = build_model(ModelConfig(name="resnet18", image_size=128))
     assert large.conv1.kernel_size == (7, 7) and isinstance(large.maxpool, nn.MaxPool2d)
@@ -134,7 +150,9 @@ def test_cnn_small_matches_snn_conv_size() -> None:
     assert abs(n_cnn - n_snn) <= 2  # only the CNN's output bias differs
 
 
-@pytest.mark.parametrize("name", sorted(n for n, info in MODEL_REGISTRY.items() if info.loihi_deployable))
+@pytest.mark.parametrize(
+    "name", sorted(n for n, info in MODEL_REGISTRY.items() if info.loihi_deployable)
+)
 def test_every_model_marked_deployable_exports_to_a_loihi_program(name: str) -> None:
     """`loihi_deployable=True` is a promise: the model goes through NIR to a valid LoihiProgram."""
     from neurocxr.exporters.loihi import nir_to_program
@@ -148,7 +166,10 @@ def test_every_model_marked_deployable_exports_to_a_loihi_program(name: str) -> 
 
 
 @pytest.mark.parametrize(
-    "name", sorted(n for n, info in MODEL_REGISTRY.items() if info.kind == "snn" and not info.loihi_deployable)
+    "name",
+    sorted(
+        n for n, info in MODEL_REGISTRY.items() if info.kind == "snn" and not info.loihi_deployable
+    ),
 )
 def test_snns_marked_not_deployable_are_refused_by_name(name: str) -> None:
     from neurocxr.errors import ExportError

@@ -9,12 +9,17 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from _netx_programs import default_shaped_program, write_slayer_file
 
 from neurocxr.errors import ExportError, UnsupportedLayerError
 from neurocxr.exporters.netx import read_netx, write_netx
-from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiNeuron, LoihiProgram, ReadoutLayer
-
-from _netx_programs import default_shaped_program, write_slayer_file
+from neurocxr.exporters.program import (
+    ConvLayer,
+    DenseLayer,
+    InputLayer,
+    LoihiNeuron,
+    LoihiProgram,
+)
 
 
 def assert_programs_equal(a: LoihiProgram, b: LoihiProgram) -> None:
@@ -23,12 +28,26 @@ def assert_programs_equal(a: LoihiProgram, b: LoihiProgram) -> None:
     assert len(a.layers) == len(b.layers)
     for la, lb in zip(a.layers, b.layers):
         assert type(la) is type(lb)
-        assert (la.kind, la.name, tuple(la.shape), la.neuron) == (lb.kind, lb.name, tuple(lb.shape), lb.neuron)
+        assert (la.kind, la.name, tuple(la.shape), la.neuron) == (
+            lb.kind,
+            lb.name,
+            tuple(lb.shape),
+            lb.neuron,
+        )
         if isinstance(la, InputLayer):
-            assert (la.transform_weight, la.transform_bias, la.in_file) == (lb.transform_weight, lb.transform_bias, lb.in_file)
+            assert (la.transform_weight, la.transform_bias, la.in_file) == (
+                lb.transform_weight,
+                lb.transform_bias,
+                lb.in_file,
+            )
             continue
         if isinstance(la, ConvLayer):
-            assert (la.stride, la.padding, la.dilation, la.groups) == (lb.stride, lb.padding, lb.dilation, lb.groups)
+            assert (la.stride, la.padding, la.dilation, la.groups) == (
+                lb.stride,
+                lb.padding,
+                lb.dilation,
+                lb.groups,
+            )
         else:
             assert la.flatten_input == lb.flatten_input
         for x, y in ((la.weight, lb.weight), (la.bias, lb.bias)):
@@ -50,13 +69,27 @@ def test_round_trip(tmp_path: Path) -> None:
 def test_written_file_loads_in_lava_netx(tmp_path: Path) -> None:
     from neurocxr.hardware_sims.lava import _import_lava
 
-    netx = _import_lava()[0]  # not a bare import: Lava's import fails once another module fixed the mp context
+    netx = _import_lava()[
+        0
+    ]  # not a bare import: Lava's import fails once another module fixed the mp context
     path = write_netx(default_shaped_program(), tmp_path / "net.h5")
     with contextlib.redirect_stdout(io.StringIO()):
         net = netx.hdf5.Network(net_config=str(path))
     # input neuron + 2 conv + dense + readout; netx shapes are W,H,C
-    assert [type(layer).__name__ for layer in net.layers] == ["Input", "Conv", "Conv", "Dense", "Dense"]
-    assert [tuple(layer.shape) for layer in net.layers] == [(28, 28, 1), (28, 28, 16), (14, 14, 32), (128,), (2,)]
+    assert [type(layer).__name__ for layer in net.layers] == [
+        "Input",
+        "Conv",
+        "Conv",
+        "Dense",
+        "Dense",
+    ]
+    assert [tuple(layer.shape) for layer in net.layers] == [
+        (28, 28, 1),
+        (28, 28, 16),
+        (14, 14, 32),
+        (128,),
+        (2,),
+    ]
     conv2 = net.layers[2]
     assert tuple(conv2.synapse.weight.init.shape) == (32, 6, 6, 16)  # netx's (Cout, W, H, Cin)
     # readout: default non-leaky integrator (iDecay 0 -> du = -1, vDecay 4096)
@@ -64,16 +97,31 @@ def test_written_file_loads_in_lava_netx(tmp_path: Path) -> None:
 
 
 def test_spike_input_program_round_trip(tmp_path: Path) -> None:
-    program = LoihiProgram((2, 4, 4), "spikes", [
-        InputLayer("in", (2, 4, 4), None),
-        DenseLayer("d", (3,), LoihiNeuron(10, 100, 200), weight=np.arange(96).reshape(3, 32) % 7 - 3,
-                   bias=np.array([1, -2, 3]), flatten_input=True),
-    ], num_steps=5)
+    program = LoihiProgram(
+        (2, 4, 4),
+        "spikes",
+        [
+            InputLayer("in", (2, 4, 4), None),
+            DenseLayer(
+                "d",
+                (3,),
+                LoihiNeuron(10, 100, 200),
+                weight=np.arange(96).reshape(3, 32) % 7 - 3,
+                bias=np.array([1, -2, 3]),
+                flatten_input=True,
+            ),
+        ],
+        num_steps=5,
+    )
     back = read_netx(write_netx(program, tmp_path / "s.h5"))
     assert_programs_equal(program, back)
     assert back.input_kind == "spikes" and not back.has_readout
     with h5py.File(tmp_path / "s.h5") as f:
-        assert [f["layer"][str(i)]["type"][0].decode() for i in range(3)] == ["input", "flatten", "dense"]
+        assert [f["layer"][str(i)]["type"][0].decode() for i in range(3)] == [
+            "input",
+            "flatten",
+            "dense",
+        ]
 
 
 @pytest.mark.lava
@@ -136,8 +184,10 @@ def test_program_refuses_weights_the_chip_cannot_store() -> None:
     from neurocxr.exporters.program import ProgramError
 
     def program(weight: np.ndarray) -> LoihiProgram:
-        layers = [InputLayer("input", (3,), None),
-                  DenseLayer("fc", (1,), LoihiNeuron(100, 4096, 0), weight)]
+        layers = [
+            InputLayer("input", (3,), None),
+            DenseLayer("fc", (1,), LoihiNeuron(100, 4096, 0), weight),
+        ]
         return LoihiProgram(input_shape=(3,), input_kind="spikes", layers=layers, num_steps=2)
 
     with pytest.raises(ProgramError, match="9 bits"):

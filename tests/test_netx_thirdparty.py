@@ -11,13 +11,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from neurocxr.errors import ExportError, UnsupportedLayerError  # noqa: E402
-from neurocxr.exporters.netx import read_netx, write_netx  # noqa: E402
-from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiProgram  # noqa: E402
-from neurocxr.hardware_sims.emulator import emulate  # noqa: E402
-
 from _slayer_files import (  # noqa: E402
     conv_bias_input_file,
     conv_recurrent_file,
@@ -27,6 +20,12 @@ from _slayer_files import (  # noqa: E402
     older_slayer_fields,
     recurrent_file,
 )
+from typer.testing import CliRunner
+
+from neurocxr.errors import ExportError, UnsupportedLayerError  # noqa: E402
+from neurocxr.exporters.netx import read_netx, write_netx  # noqa: E402
+from neurocxr.exporters.program import ConvLayer, DenseLayer, InputLayer, LoihiProgram  # noqa: E402
+from neurocxr.hardware_sims.emulator import emulate  # noqa: E402
 
 STEPS = 6
 
@@ -42,11 +41,19 @@ def test_dense_first_file_takes_spike_trains_sized_by_the_weight(tmp_path: Path)
     program = read_netx(dense_first_file(tmp_path / "d.net"), num_steps=STEPS)
     first = program.layers[0]
     assert isinstance(first, InputLayer) and not first.in_file and first.neuron is None
-    assert program.input_kind == "spikes" and program.input_shape == (20,) and program.num_steps == STEPS
+    assert (
+        program.input_kind == "spikes"
+        and program.input_shape == (20,)
+        and program.num_steps == STEPS
+    )
     assert [type(layer) for layer in program.layers[1:]] == [DenseLayer, DenseLayer]
     # slayer's shared_param=False: one decay per neuron, kept as an array, not its first element
     i_decay = program.layers[1].neuron.i_decay
-    assert isinstance(i_decay, np.ndarray) and i_decay.shape == (12,) and len(set(i_decay.tolist())) > 1
+    assert (
+        isinstance(i_decay, np.ndarray)
+        and i_decay.shape == (12,)
+        and len(set(i_decay.tolist())) > 1
+    )
     assert any("no input layer" in note for note in program.metadata["read_notes"])
     # written back without an input layer, read back the same
     back = read_netx(write_netx(program, tmp_path / "again.net"))
@@ -81,7 +88,9 @@ def test_input_transform_encodes_the_image(tmp_path: Path) -> None:
     # slayer Input(weight=2.0, bias=0.5) exports weight 128, bias 32 (x 64): bias_mant = 128 * x * s + 32
     assert (first.transform_weight, first.transform_bias) == (128.0, 32.0)
     x = np.linspace(0, 1, 80).reshape(1, 1, 10, 8)
-    np.testing.assert_array_equal(program.quantise_input(x), np.rint(128 * x * 0.5 + 32).astype(np.int64))
+    np.testing.assert_array_equal(
+        program.quantise_input(x), np.rint(128 * x * 0.5 + 32).astype(np.int64)
+    )
     assert isinstance(program.layers[1].neuron.i_decay, np.ndarray)  # per channel (4,)
     assert program.layers[2].stride == (1, 2) and program.layers[2].padding == (1, 0)
 
@@ -117,7 +126,9 @@ def test_older_slayer_layout_reads_with_its_training_fields_ignored(tmp_path: Pa
     for a, b in zip(current.layers[1:], older.layers[1:]):
         assert a.neuron == b.neuron and np.array_equal(a.weight, b.weight)
     x = _inputs(current)
-    for sa, sb in zip(emulate(current, x, record=True).layer_spikes, emulate(older, x, record=True).layer_spikes):
+    for sa, sb in zip(
+        emulate(current, x, record=True).layer_spikes, emulate(older, x, record=True).layer_spikes
+    ):
         np.testing.assert_array_equal(sa, sb)
 
 
@@ -132,10 +143,15 @@ def test_unknown_cuba_field_and_slayer_descriptors_are_ignored_as_netx_does(tmp_
         assert "inChannels" in f["layer/1"]
     edited = read_netx(path, num_steps=STEPS)
     notes = " ".join(edited.metadata["read_notes"])
-    assert "vMinExp (not read by netx for CUBA neurons" in notes and "conv fields not read by netx" in notes
+    assert (
+        "vMinExp (not read by netx for CUBA neurons" in notes
+        and "conv fields not read by netx" in notes
+    )
     assert "inChannels" not in notes and "kernelSize" not in notes
     x = _inputs(plain)
-    for sa, sb in zip(emulate(plain, x, record=True).layer_spikes, emulate(edited, x, record=True).layer_spikes):
+    for sa, sb in zip(
+        emulate(plain, x, record=True).layer_spikes, emulate(edited, x, record=True).layer_spikes
+    ):
         np.testing.assert_array_equal(sa, sb)
 
 
@@ -144,16 +160,26 @@ def test_slayer_recurrent_file_reads_as_recurrent_dense(tmp_path: Path) -> None:
 
     program = read_netx(recurrent_file(tmp_path / "r.net"), num_steps=STEPS)
     rec = program.layers[1]
-    assert isinstance(rec, RecurrentDenseLayer) and rec.weight_rec.shape == (12, 12) and rec.weight.shape == (12, 20)
+    assert (
+        isinstance(rec, RecurrentDenseLayer)
+        and rec.weight_rec.shape == (12, 12)
+        and rec.weight.shape == (12, 20)
+    )
     assert program.is_recurrent
     notes = " ".join(program.metadata["read_notes"])
     assert "weight_exp (slayer's weight-scale norm exponent" in notes
     back = read_netx(write_netx(program, tmp_path / "again.net"))
     with h5py.File(tmp_path / "again.net") as f:
-        assert f["layer/0/type"][0].decode() == "dense_rec" and f["layer/0/weight_rec"].shape == (12, 12)
+        assert f["layer/0/type"][0].decode() == "dense_rec" and f["layer/0/weight_rec"].shape == (
+            12,
+            12,
+        )
     assert np.array_equal(back.layers[1].weight_rec, rec.weight_rec)
     run = emulate(program, _inputs(program))
-    assert run.counts[1].recurrent_synaptic_ops is not None and run.counts[1].recurrent_synaptic_ops.sum() > 0
+    assert (
+        run.counts[1].recurrent_synaptic_ops is not None
+        and run.counts[1].recurrent_synaptic_ops.sum() > 0
+    )
     assert np.all(run.counts[1].synaptic_ops >= run.counts[1].recurrent_synaptic_ops)
 
 
@@ -163,23 +189,28 @@ def _truncate(path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case,error,pattern", [
-    ("truncated", ExportError, "truncated or not HDF5"),
-    ("text", ExportError, "not a readable HDF5"),
-    ("foreign_hdf5", ExportError, "no /layer group"),
-    ("conv_first", UnsupportedLayerError, "starts with a conv layer and no input layer"),
-    ("sdnn", UnsupportedLayerError, "'SDNN'"),
-    ("delay", UnsupportedLayerError, "'delay'"),
-    ("complex_weight", UnsupportedLayerError, "'weight/real'.*complex weights"),
-    ("pool", UnsupportedLayerError, "'pool'.*NotImplementedError"),
-    ("unknown_type", UnsupportedLayerError, "unknown layer type 'skip'.*would skip this layer"),
-    ("per_neuron_conv", ExportError, "one value per channel"),
-    ("dense_rec_without_weight_rec", ExportError, "dense_rec layer without 'weight_rec'"),
-    ("dense_rec_without_neuron", UnsupportedLayerError, "dense_rec layer without neuron group"),
-    ("message_bits", UnsupportedLayerError, "'messageBits'.*cannot load it"),
-    ("no_weight", ExportError, "without 'weight'"),
-])
-def test_bad_files_are_refused_by_name(tmp_path: Path, case: str, error: type, pattern: str) -> None:
+@pytest.mark.parametrize(
+    "case,error,pattern",
+    [
+        ("truncated", ExportError, "truncated or not HDF5"),
+        ("text", ExportError, "not a readable HDF5"),
+        ("foreign_hdf5", ExportError, "no /layer group"),
+        ("conv_first", UnsupportedLayerError, "starts with a conv layer and no input layer"),
+        ("sdnn", UnsupportedLayerError, "'SDNN'"),
+        ("delay", UnsupportedLayerError, "'delay'"),
+        ("complex_weight", UnsupportedLayerError, "'weight/real'.*complex weights"),
+        ("pool", UnsupportedLayerError, "'pool'.*NotImplementedError"),
+        ("unknown_type", UnsupportedLayerError, "unknown layer type 'skip'.*would skip this layer"),
+        ("per_neuron_conv", ExportError, "one value per channel"),
+        ("dense_rec_without_weight_rec", ExportError, "dense_rec layer without 'weight_rec'"),
+        ("dense_rec_without_neuron", UnsupportedLayerError, "dense_rec layer without neuron group"),
+        ("message_bits", UnsupportedLayerError, "'messageBits'.*cannot load it"),
+        ("no_weight", ExportError, "without 'weight'"),
+    ],
+)
+def test_bad_files_are_refused_by_name(
+    tmp_path: Path, case: str, error: type, pattern: str
+) -> None:
     path = tmp_path / f"{case}.net"
     if case == "truncated":
         _truncate(conv_bias_input_file(path))
@@ -212,7 +243,9 @@ def test_bad_files_are_refused_by_name(tmp_path: Path, case: str, error: type, p
         dense_first_file(path)
         with h5py.File(path, "r+") as f:
             del f["layer/1/type"]
-            f["layer/1"].create_dataset("type", (1,), "S10", [case.replace("unknown_type", "skip").encode()])
+            f["layer/1"].create_dataset(
+                "type", (1,), "S10", [case.replace("unknown_type", "skip").encode()]
+            )
     elif case == "per_neuron_conv":
         conv_spike_input_file(path)
         edit_neuron(path, 1, vThMant=np.arange(4 * 9 * 7) + 10)
@@ -242,31 +275,52 @@ def test_cli_netx_options_and_refusal(tmp_path: Path) -> None:
 
     runner = CliRunner()
     path = conv_spike_input_file(tmp_path / "c.net")
-    res = runner.invoke(app, ["netx", str(path), "--num-steps", "5", "--samples", "2"], catch_exceptions=False)
+    res = runner.invoke(
+        app, ["netx", str(path), "--num-steps", "5", "--samples", "2"], catch_exceptions=False
+    )
     assert res.exit_code == 0, res.output
     assert "5 steps" in res.output
     bad = _truncate(dense_first_file(tmp_path / "t.net"))
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "neurocxr.cli", "netx", str(bad)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "neurocxr.cli", "netx", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines() + proc.stdout.strip().splitlines()) == 1
     assert "truncated" in proc.stderr + proc.stdout
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("make,older", [(dense_first_file, False), (conv_bias_input_file, False),
-                                        (conv_spike_input_file, False), (dense_first_file, True),
-                                        (conv_bias_input_file, True), (recurrent_file, False),
-                                        (conv_recurrent_file, True)],
-                         ids=["dense_first_per_neuron", "conv_bias_transform", "conv_spikes_per_channel",
-                              "older_dense_first", "older_conv_bias", "recurrent_norm", "older_conv_recurrent"])
+@pytest.mark.parametrize(
+    "make,older",
+    [
+        (dense_first_file, False),
+        (conv_bias_input_file, False),
+        (conv_spike_input_file, False),
+        (dense_first_file, True),
+        (conv_bias_input_file, True),
+        (recurrent_file, False),
+        (conv_recurrent_file, True),
+    ],
+    ids=[
+        "dense_first_per_neuron",
+        "conv_bias_transform",
+        "conv_spikes_per_channel",
+        "older_dense_first",
+        "older_conv_bias",
+        "recurrent_norm",
+        "older_conv_recurrent",
+    ],
+)
 def test_slayer_files_emulator_equals_lava(tmp_path: Path, make, older: bool) -> None:
-    from neurocxr.hardware_sims.lava import run_lava
-
     from test_lava_parity import assert_identical
+
+    from neurocxr.hardware_sims.lava import run_lava
 
     if older:  # older slayer's field layout, written by slayer's own export_hdf5
         with older_slayer_fields():

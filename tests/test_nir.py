@@ -34,7 +34,9 @@ def leaky(beta: float = 0.9, threshold: float = 1.0) -> snn.Leaky:
     return snn.Leaky(beta=beta, threshold=threshold, reset_mechanism="zero", reset_delay=False)
 
 
-def round_trip(model: nn.Module, input_shape: tuple[int, ...], tmp_path: Path, **kw) -> SpikingSequential:
+def round_trip(
+    model: nn.Module, input_shape: tuple[int, ...], tmp_path: Path, **kw
+) -> SpikingSequential:
     """PyTorch -> NIR -> file -> NIR -> PyTorch."""
     path = write_nir(to_nir(model, input_shape=input_shape, **kw), tmp_path / "model.nir")
     return from_nir(read_nir(path))
@@ -59,7 +61,9 @@ def assert_same_spikes(a, b, min_active_layers: int | None = None) -> None:
 def lively_snn_conv(encoding: str) -> SpikingSequential:
     torch.manual_seed(0)
     model = build_model(ModelConfig(encoding=encoding)).eval()
-    with torch.no_grad():  # random init is too quiet for the deeper layers to spike: scale weights up
+    with (
+        torch.no_grad()
+    ):  # random init is too quiet for the deeper layers to spike: scale weights up
         for m in model.layers:
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 m.weight.mul_(4.0)
@@ -74,25 +78,52 @@ def test_snn_conv_round_trip_is_spike_exact(tmp_path: Path, encoding: str) -> No
     if encoding == "rate":
         x = torch.bernoulli(x)
     back = round_trip(model, (1, 28, 28), tmp_path)
-    assert all(type(m) in (nrn.LIF, nn.Conv2d, nn.AvgPool2d, nn.Flatten, nn.Linear) for m in back.layers)
+    assert all(
+        type(m) in (nrn.LIF, nn.Conv2d, nn.AvgPool2d, nn.Flatten, nn.Linear) for m in back.layers
+    )
     a, b = run(model, x), run(back, x)
     n_neuron_layers = 4 if encoding == "direct" else 3
     assert_same_spikes(a, b, min_active_layers=n_neuron_layers)
     assert torch.equal(a.logits, b.logits)
     meta = back.nir_metadata
     assert meta["dt"] == DEFAULT_DT and meta["producer"] == "neurocxr"
-    assert meta["neurocxr"] == {"encoding": encoding, "num_steps": 16, "model": "snn_conv", "input_neurons": encoding == "direct"}
+    assert meta["neurocxr"] == {
+        "encoding": encoding,
+        "num_steps": 16,
+        "model": "snn_conv",
+        "input_neurons": encoding == "direct",
+    }
     assert back.config.encoding == encoding and back.config.num_classes == 2
 
 
 def test_node_names_and_chain(tmp_path: Path) -> None:
     g = to_nir(lively_snn_conv("direct"), input_shape=(1, 28, 28))
-    names = ["input", "lif0", "conv1", "lif1", "pool1", "conv2", "lif2", "pool2", "flatten", "fc1", "lif3", "readout", "output"]
+    names = [
+        "input",
+        "lif0",
+        "conv1",
+        "lif1",
+        "pool1",
+        "conv2",
+        "lif2",
+        "pool2",
+        "flatten",
+        "fc1",
+        "lif3",
+        "readout",
+        "output",
+    ]
     assert list(g.nodes) == names
     assert g.edges == list(zip(names[:-1], names[1:]))
     # Portable forms (module docstring): the beta == 1 input neurons as LIF with tau = 2**40 dt, the pool as Conv2d.
-    assert isinstance(g.nodes["lif0"], nir.LIF) and np.all(g.nodes["lif0"].tau == DEFAULT_DT * IF_TAU_STEPS)
-    assert isinstance(g.nodes["pool1"], nir.Conv2d) and pool_of_conv(g.nodes["pool1"]) == ((2, 2), (2, 2), (0, 0))
+    assert isinstance(g.nodes["lif0"], nir.LIF) and np.all(
+        g.nodes["lif0"].tau == DEFAULT_DT * IF_TAU_STEPS
+    )
+    assert isinstance(g.nodes["pool1"], nir.Conv2d) and pool_of_conv(g.nodes["pool1"]) == (
+        (2, 2),
+        (2, 2),
+        (0, 0),
+    )
     assert pool_of_conv(g.nodes["conv1"]) is None
     assert isinstance(g.nodes["readout"], nir.Linear) and isinstance(g.nodes["fc1"], nir.Affine)
     rows = graph_summary(g)
@@ -104,12 +135,16 @@ def test_node_names_and_chain(tmp_path: Path) -> None:
 def test_tau_and_r_written_are_dt_over_one_minus_beta(tmp_path: Path) -> None:
     dt = 2.5e-4
     betas = [0.9, 0.5, 0.0, 0.97]
-    model = SpikingSequential([nn.Linear(3, 4), leaky(betas[0], 0.7), nn.Linear(4, 4), nrn.LIF(torch.tensor(betas), 1.25)])
+    model = SpikingSequential(
+        [nn.Linear(3, 4), leaky(betas[0], 0.7), nn.Linear(4, 4), nrn.LIF(torch.tensor(betas), 1.25)]
+    )
     g = read_nir(write_nir(to_nir(model, input_shape=(3,), dt=dt), tmp_path / "t.nir"))
     lif1, lif2 = g.nodes["lif1"], g.nodes["lif2"]
     beta32 = np.float32(0.9).astype(np.float64)
     np.testing.assert_array_equal(lif1.tau, np.full(4, dt / (1 - beta32)))
-    np.testing.assert_array_equal(lif1.r, 1.0)  # Norse reads r as 1; the threshold carries the gain dt/tau
+    np.testing.assert_array_equal(
+        lif1.r, 1.0
+    )  # Norse reads r as 1; the threshold carries the gain dt/tau
     np.testing.assert_allclose(lif1.v_threshold, np.float32(0.7) * (1 - beta32), rtol=1e-12)
     np.testing.assert_array_equal(lif1.v_leak, 0.0)
     np.testing.assert_array_equal(lif1.v_reset, 0.0)
@@ -124,7 +159,9 @@ def test_tau_and_r_written_are_dt_over_one_minus_beta(tmp_path: Path) -> None:
 
 def test_many_betas_round_trip_bit_exactly() -> None:
     rng = np.random.default_rng(0)
-    betas = np.concatenate([rng.random(2000, dtype=np.float32), np.float32([1e-30, 0.5, 0.999999, 1 - 2**-24])])
+    betas = np.concatenate(
+        [rng.random(2000, dtype=np.float32), np.float32([1e-30, 0.5, 0.999999, 1 - 2**-24])]
+    )
     model = SpikingSequential([nrn.LIF(torch.from_numpy(betas), 1.0)])
     back = from_nir(to_nir(model, input_shape=(betas.size,)))
     assert torch.equal(back.layers[0].beta, torch.from_numpy(betas))
@@ -134,13 +171,19 @@ def test_synaptic_round_trip_is_spike_exact(tmp_path: Path) -> None:
     torch.manual_seed(2)
     syn = dict(reset_mechanism="zero", reset_delay=False)
     model = SpikingSequential(
-        [nn.Linear(20, 30), snn.Synaptic(alpha=0.8, beta=0.9, threshold=1.0, **syn),
-         nn.Linear(30, 10), snn.Synaptic(alpha=torch.linspace(0.1, 0.95, 10), beta=0.6, threshold=0.5, **syn)],
+        [
+            nn.Linear(20, 30),
+            snn.Synaptic(alpha=0.8, beta=0.9, threshold=1.0, **syn),
+            nn.Linear(30, 10),
+            snn.Synaptic(alpha=torch.linspace(0.1, 0.95, 10), beta=0.6, threshold=0.5, **syn),
+        ],
         readout=nn.Linear(10, 2),
     ).eval()
     g = to_nir(model, input_shape=(20,))
     assert isinstance(g.nodes["cuba1"], nir.CubaLIF)
-    np.testing.assert_allclose(g.nodes["cuba1"].tau_syn, DEFAULT_DT / (1 - np.float32(0.8)), rtol=1e-15)
+    np.testing.assert_allclose(
+        g.nodes["cuba1"].tau_syn, DEFAULT_DT / (1 - np.float32(0.8)), rtol=1e-15
+    )
     back = round_trip(model, (20,), tmp_path)
     assert isinstance(back.layers[1], nrn.CubaLIF)
     x = torch.rand(20, 5, 20)
@@ -152,8 +195,17 @@ def test_synaptic_round_trip_is_spike_exact(tmp_path: Path) -> None:
 def test_batchnorm_is_folded(tmp_path: Path) -> None:
     torch.manual_seed(3)
     model = SpikingSequential(
-        [nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), leaky(), nn.AvgPool2d(2), nn.Flatten(),
-         nn.Linear(6 * 4 * 4, 12), nn.BatchNorm1d(12), leaky(), nn.Dropout(0.3)],
+        [
+            nn.Conv2d(1, 6, 3, padding=1),
+            nn.BatchNorm2d(6),
+            leaky(),
+            nn.AvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(6 * 4 * 4, 12),
+            nn.BatchNorm1d(12),
+            leaky(),
+            nn.Dropout(0.3),
+        ],
         readout=nn.Linear(12, 2, bias=False),
     )
     for bn in (model.layers[1], model.layers[6]):
@@ -168,7 +220,9 @@ def test_batchnorm_is_folded(tmp_path: Path) -> None:
     assert not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout)) for m in back.layers)
     x = torch.rand(10, 4, 1, 8, 8)
     with torch.no_grad():  # the folded conv gives the conv+BN currents up to float rounding
-        torch.testing.assert_close(back.layers[0](x[0]), model.layers[1](model.layers[0](x[0])), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            back.layers[0](x[0]), model.layers[1](model.layers[0](x[0])), rtol=1e-5, atol=1e-5
+        )
         # first neuron layer's membranes: same up to rounding; spikes equal wherever v is not at threshold
         cur_a = model.layers[1](model.layers[0](x.flatten(0, 1))).unflatten(0, (10, 4))
         cur_b = back.layers[0](x.flatten(0, 1)).unflatten(0, (10, 4))
@@ -195,8 +249,14 @@ def norse_box_model() -> SpikingSequential:
     p = LIFBoxParameters(tau_mem_inv=torch.tensor(50.0), v_th=torch.tensor(0.3))
     torch.manual_seed(4)
     return SpikingSequential(
-        [nn.Conv2d(1, 8, 3, padding=1), LIFBoxCell(p), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 32),
-         LIFBoxCell(p)],
+        [
+            nn.Conv2d(1, 8, 3, padding=1),
+            LIFBoxCell(p),
+            nn.AvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(8 * 14 * 14, 32),
+            LIFBoxCell(p),
+        ],
         readout=nn.Linear(32, 2),
     ).eval()
 
@@ -205,7 +265,9 @@ def test_norse_lifbox_round_trip(tmp_path: Path) -> None:
     model = norse_box_model()
     g = to_nir(model, input_shape=(1, 28, 28))
     lif = next(n for n in g.nodes.values() if isinstance(n, nir.LIF))
-    if "snn_norse" not in MODEL_REGISTRY:  # norse#411: tau must be the real 1/tau_mem_inv, not off by dt
+    if (
+        "snn_norse" not in MODEL_REGISTRY
+    ):  # norse#411: tau must be the real 1/tau_mem_inv, not off by dt
         np.testing.assert_allclose(lif.tau, 1 / 50.0, rtol=1e-6)
         np.testing.assert_array_equal(lif.r, 1.0)
     back = round_trip(model, (1, 28, 28), tmp_path)
@@ -221,7 +283,9 @@ def test_norse_lifcell_maps_to_cubalif(tmp_path: Path) -> None:
     from norse.torch import LIFCell, LIFParameters
 
     torch.manual_seed(6)
-    p = LIFParameters(tau_syn_inv=torch.tensor(200.0), tau_mem_inv=torch.tensor(100.0), v_th=torch.tensor(0.2))
+    p = LIFParameters(
+        tau_syn_inv=torch.tensor(200.0), tau_mem_inv=torch.tensor(100.0), v_th=torch.tensor(0.2)
+    )
     model = SpikingSequential([nn.Linear(16, 24), LIFCell(p), nn.Linear(24, 8), LIFCell(p)]).eval()
     g = to_nir(model, input_shape=(16,), dt=1e-3)  # the cells' own dt: tau is then the real tau
     node = g.nodes["cuba1"]
@@ -232,7 +296,9 @@ def test_norse_lifcell_maps_to_cubalif(tmp_path: Path) -> None:
     assert_same_spikes(run(model, x), run(back, x), min_active_layers=2)
 
 
-def reference_nir_run(x: np.ndarray, w_conv, b_conv, w_fc, b_fc, w_out, dt) -> tuple[np.ndarray, np.ndarray]:
+def reference_nir_run(
+    x: np.ndarray, w_conv, b_conv, w_fc, b_fc, w_out, dt
+) -> tuple[np.ndarray, np.ndarray]:
     """Forward-Euler NIR semantics in float64 for the hand-made graph below (batch of 1)."""
     T = x.shape[0]
     v_if = np.zeros((2, 4, 4))
@@ -245,7 +311,7 @@ def reference_nir_run(x: np.ndarray, w_conv, b_conv, w_fc, b_fc, w_out, dt) -> t
         for o in range(2):
             for r in range(4):
                 for c in range(4):
-                    cur[o, r, c] = (w_conv[o] * img[:, r:r + 3, c:c + 3]).sum() + b_conv[o]
+                    cur[o, r, c] = (w_conv[o] * img[:, r : r + 3, c : c + 3]).sum() + b_conv[o]
         v_if = v_if + dt * 1.0 * cur  # IF with r = 1 (a foreign tool's convention)
         s_if = (v_if > 0.05).astype(float)
         v_if[s_if > 0] = 0.0
@@ -270,14 +336,30 @@ def test_hand_made_graph_imports_and_runs(tmp_path: Path) -> None:
     w_out = rng.normal(0, 1, (2, 5)).astype(np.float32)
     nodes = {
         "in": nir.Input(input_type=np.array([1, 4, 4])),
-        "c": nir.Conv2d(input_shape=(4, 4), weight=w_conv, stride=1, padding=1, dilation=1, groups=1, bias=b_conv),
+        "c": nir.Conv2d(
+            input_shape=(4, 4),
+            weight=w_conv,
+            stride=1,
+            padding=1,
+            dilation=1,
+            groups=1,
+            bias=b_conv,
+        ),
         "if": nir.IF(r=np.ones((2, 4, 4)), v_threshold=np.full((2, 4, 4), 0.05)),
-        "sum": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "sum": nir.SumPool2d(
+            kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])
+        ),
         "scale": nir.Scale(scale=np.full((2, 2, 2), 0.25)),
         "flat": nir.Flatten(input_type={"input": np.array([2, 2, 2])}, start_dim=0, end_dim=-1),
         "aff": nir.Affine(weight=w_fc, bias=b_fc),
-        "cuba": nir.CubaLIF(tau_syn=np.full(5, 2e-3), tau_mem=np.full(5, 4e-3), r=np.full(5, 2.0), v_leak=np.zeros(5),
-                            v_threshold=np.full(5, 0.4), w_in=np.full(5, 3.0)),
+        "cuba": nir.CubaLIF(
+            tau_syn=np.full(5, 2e-3),
+            tau_mem=np.full(5, 4e-3),
+            r=np.full(5, 2.0),
+            v_leak=np.zeros(5),
+            v_threshold=np.full(5, 0.4),
+            w_in=np.full(5, 3.0),
+        ),
         "lin": nir.Linear(weight=w_out),
         "li": nir.LI(tau=np.full(2, np.inf), r=np.ones(2), v_leak=np.zeros(2)),
         "out": nir.Output(output_type=np.array([2])),
@@ -288,11 +370,20 @@ def test_hand_made_graph_imports_and_runs(tmp_path: Path) -> None:
     nir.write(path, graph)  # as another tool would: no dt in the metadata
     with pytest.warns(UserWarning, match="time step"):
         model = from_nir(path)
-    assert [type(m) for m in model.layers] == [nn.Conv2d, nrn.LIF, nn.AvgPool2d, nn.Flatten, nn.Linear, nrn.CubaLIF]
+    assert [type(m) for m in model.layers] == [
+        nn.Conv2d,
+        nrn.LIF,
+        nn.AvgPool2d,
+        nn.Flatten,
+        nn.Linear,
+        nrn.CubaLIF,
+    ]
     assert model.readout is not None and model.readout.bias is None
     x = (rng.random((12, 1, 1, 4, 4)) < 0.6).astype(np.float32)
     out = run(model, torch.from_numpy(x))
-    ref_if, ref_lif = reference_nir_run(x[:, 0].astype(np.float64), w_conv, b_conv, w_fc, b_fc, w_out, FALLBACK_DT)
+    ref_if, ref_lif = reference_nir_run(
+        x[:, 0].astype(np.float64), w_conv, b_conv, w_fc, b_fc, w_out, FALLBACK_DT
+    )
     assert ref_if.sum() > 0 and ref_lif.sum() > 0
     np.testing.assert_array_equal(out.spikes[0][:, 0].numpy(), ref_if)
     np.testing.assert_array_equal(out.spikes[1][:, 0].numpy(), ref_lif)
@@ -370,10 +461,28 @@ def test_foreign_graph_with_scalar_params_follows_euler_semantics() -> None:
     nodes = {
         "i": nir.Input(input_type=np.array([3])),
         "a": nir.Affine(weight=np.eye(3, dtype=np.float32), bias=np.zeros(3, np.float32)),
-        "l": nir.LIF(tau=np.array(0.01), r=np.array(1.0), v_leak=np.array(0.0), v_threshold=np.array(0.5)),
+        "l": nir.LIF(
+            tau=np.array(0.01), r=np.array(1.0), v_leak=np.array(0.0), v_threshold=np.array(0.5)
+        ),
         "o": nir.Output(output_type=np.array([3])),
     }
-    g = nir.NIRGraph(nodes=nodes, edges=[("i", "a"), ("a", "l"), ("l", "o")], metadata={"dt": 1e-3}, type_check=False)
+    g = nir.NIRGraph(
+        nodes=nodes,
+        edges=[("i", "a"), ("a", "l"), ("l", "o")],
+        metadata={"dt": 1e-3},
+        type_check=False,
+    )
     model = from_nir(g)
     spikes = run(model, torch.ones(10, 1, 3)).spikes[0][:, 0, 0]
-    assert spikes.tolist() == [0, 0, 0, 0, 0, 0, 1, 0, 0, 0]  # reset to zero after the spike at t = 7
+    assert spikes.tolist() == [
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+    ]  # reset to zero after the spike at t = 7

@@ -49,7 +49,11 @@ def _randomise_batchnorm(model: nn.Module) -> None:
 @pytest.fixture()
 def cnn() -> nn.Module:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name="cnn_small")) if "cnn_small" in MODEL_REGISTRY else _local_cnn()
+    model = (
+        build_model(ModelConfig(name="cnn_small"))
+        if "cnn_small" in MODEL_REGISTRY
+        else _local_cnn()
+    )
     with torch.no_grad():
         _randomise_batchnorm(model)
     return model.eval()
@@ -93,7 +97,9 @@ def test_no_temporary_files_left_and_training_mode_restored(tmp_path, images):
 
 
 def test_fixed_batch_export_is_run_in_padded_chunks(cnn, images, tmp_path):
-    path = export_onnx(cnn, tmp_path / "fixed.onnx", input_shape=(2, 1, 28, 28), dynamic_batch=False)
+    path = export_onnx(
+        cnn, tmp_path / "fixed.onnx", input_shape=(2, 1, 28, 28), dynamic_batch=False
+    )
     assert onnx_session(path).get_inputs()[0].shape == [2, 1, 28, 28]
     got = run_onnx(path, images)  # 5 images through a batch-2 graph: chunks 2, 2, 1 (+1 padding)
     np.testing.assert_allclose(got, _torch_logits(cnn, images), atol=1e-4, rtol=1e-3)
@@ -112,7 +118,9 @@ def test_existing_file_kept_with_overwrite_false_and_replaced_whole_otherwise(cn
     # A failing export leaves the previous file untouched.
     before = target.read_bytes()
     with pytest.raises(ExportError, match="torch.onnx.export failed"):
-        export_onnx(cnn, target, input_shape=(1, 3, 28, 28))  # wrong channel count for the first conv
+        export_onnx(
+            cnn, target, input_shape=(1, 3, 28, 28)
+        )  # wrong channel count for the first conv
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cnn.onnx"]
 
@@ -159,7 +167,9 @@ def test_onnx_macs_equal_a_hand_count(tmp_path):
     padded = [4 * 28 * 28 * 9, 6 * 13 * 13 * 2 * 9, 10 * 1014, 2 * 10]
     assert list(onnx_macs(path, include_padding=True).values()) == padded
     # A fixed batch of 3 triples every count; the dynamic batch counts per sample.
-    fixed = export_onnx(tiny, tmp_path / "tiny3.onnx", input_shape=(3, 1, 28, 28), dynamic_batch=False)
+    fixed = export_onnx(
+        tiny, tmp_path / "tiny3.onnx", input_shape=(3, 1, 28, 28), dynamic_batch=False
+    )
     assert list(onnx_macs(fixed).values()) == [3 * m for m in expected]
 
 
@@ -227,7 +237,9 @@ def _real_data_path() -> Path | None:
     return p if p.is_file() else None
 
 
-@pytest.mark.skipif(_real_data_path() is None, reason="NEUROCXR_DATA unset or pneumoniamnist.npz not found there")
+@pytest.mark.skipif(
+    _real_data_path() is None, reason="NEUROCXR_DATA unset or pneumoniamnist.npz not found there"
+)
 def test_equivalence_on_real_pneumoniamnist_images(cnn, tmp_path):
     with np.load(_real_data_path()) as data:
         x = (data["test_images"][:64].astype(np.float32) / 255.0)[:, None]

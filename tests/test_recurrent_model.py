@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_training import SMALL, _patches
 
 from neurocxr.data import DataSplits
 from neurocxr.exporters.nir import from_nir, read_nir, to_nir, write_nir
@@ -19,8 +20,6 @@ from neurocxr.models import MODEL_REGISTRY, ModelConfig, build_model
 from neurocxr.models.neurons import RecurrentNeuron
 from neurocxr.pipeline import LoadedModel, encoded_inputs, to_program
 from neurocxr.training import TrainConfig, evaluate, train
-
-from test_training import SMALL, _patches
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +46,9 @@ def test_trains_and_its_recurrent_weights_learn(trained) -> None:
     assert test.accuracy >= 0.85, test
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     untrained = build_model(config)
-    rec_now = next(m for m in result.model.layers if isinstance(m, RecurrentNeuron)).recurrent.weight
+    rec_now = next(
+        m for m in result.model.layers if isinstance(m, RecurrentNeuron)
+    ).recurrent.weight
     rec_then = next(m for m in untrained.layers if isinstance(m, RecurrentNeuron)).recurrent.weight
     assert not torch.equal(rec_now, rec_then)  # gradients reach the recurrent synapse
 
@@ -60,8 +61,12 @@ def test_exports_to_nir_and_loihi_with_the_same_readout(trained, tmp_path: Path)
 
     subgraphs = [node for node in graph.nodes.values() if isinstance(node, nir.NIRGraph)]
     assert len(subgraphs) == 1  # the recurrent layer: Input -> neuron <-> Linear, neuron -> Output
-    assert {(str(a), str(b)) for a, b in subgraphs[0].edges} == {("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"),
-                                                                 ("lif", "output")}
+    assert {(str(a), str(b)) for a, b in subgraphs[0].edges} == {
+        ("input", "lif"),
+        ("lif", "w_rec"),
+        ("w_rec", "lif"),
+        ("lif", "output"),
+    }
     back = from_nir(graph)
     x = encoded_inputs(config, splits.test.images[:8])
     with torch.no_grad():
@@ -76,25 +81,28 @@ def test_exports_to_nir_and_loihi_with_the_same_readout(trained, tmp_path: Path)
 
     images = splits.test.images[:16].numpy()
     run = emulate(program, images)
-    rec_k = next(k for k, layer in enumerate(program.layers) if isinstance(layer, RecurrentDenseLayer))
+    rec_k = next(
+        k for k, layer in enumerate(program.layers) if isinstance(layer, RecurrentDenseLayer)
+    )
     assert run.counts[rec_k].recurrent_synaptic_ops.sum() > 0
     with torch.no_grad():
         float_pred = model(encoded_inputs(config, splits.test.images[:16])).logits.argmax(1).numpy()
     assert np.mean(run.predictions() == float_pred) >= 0.75
 
 
-
 @pytest.mark.lava
 def test_exported_recurrent_model_emulator_equals_lava(trained, tmp_path: Path) -> None:
+    from test_lava_parity import assert_identical
+
     from neurocxr.exporters.netx import write_netx
     from neurocxr.hardware_sims.emulator import emulate
     from neurocxr.hardware_sims.lava import run_lava
-
-    from test_lava_parity import assert_identical
 
     config, result, splits = trained
     _, program = to_program(LoadedModel(model=result.model.eval(), config=config))
     path = write_netx(program, tmp_path / "model.net")
     images = splits.test.images[:3].numpy()
     emu = emulate(program, images, record=True)
-    assert_identical(emu, run_lava(path, images, num_steps=program.num_steps, program=program, record=True))
+    assert_identical(
+        emu, run_lava(path, images, num_steps=program.num_steps, program=program, record=True)
+    )

@@ -21,9 +21,6 @@ from neurocxr.report import (
     DEFAULT_ASSUMPTIONS,
     Report,
     SummaryRow,
-    format_accuracy,
-    format_energy,
-    format_seconds,
     read_sweep,
     summary_from,
     verdict,
@@ -96,9 +93,17 @@ def _estimates() -> list[EnergyEstimate]:
 
 
 def _measurements() -> list[EnergyMeasurement]:
-    common = dict(model="snn_conv", device="CPU (pytorch)", runtime="pytorch", dynamic_j=None, total_j=None,
-                  kind="not measurable", method="wall-clock timing, 3 s windows, median of 3; no energy counter",
-                  notes=RAPL_NOTE, accuracy=0.853)
+    common = dict(
+        model="snn_conv",
+        device="CPU (pytorch)",
+        runtime="pytorch",
+        dynamic_j=None,
+        total_j=None,
+        kind="not measurable",
+        method="wall-clock timing, 3 s windows, median of 3; no energy counter",
+        notes=RAPL_NOTE,
+        accuracy=0.853,
+    )
     return [
         EnergyMeasurement(batch_size=1, latency_s=0.004, throughput_sps=250.0, **common),
         EnergyMeasurement(batch_size=64, latency_s=0.064, throughput_sps=1000.0, **common),
@@ -129,7 +134,10 @@ def _report(data_source: str = "PneumoniaMNIST test split (624 images)", **kwarg
         estimates=estimates,
         measurements=measurements,
         layer_counts={
-            "snn_conv": [c.to_dict() for c in (_counts("conv1", 12544, [300, 500]), _counts("conv2", 6272, [120, 80]))]
+            "snn_conv": [
+                c.to_dict()
+                for c in (_counts("conv1", 12544, [300, 500]), _counts("conv2", 6272, [120, 80]))
+            ]
         },
         accuracy={
             "snn_conv": {
@@ -139,8 +147,12 @@ def _report(data_source: str = "PneumoniaMNIST test split (624 images)", **kwarg
                 "confusion_matrix": np.array([[180, 54], [31, 359]], dtype=np.int64),
             }
         },
-        parity={"float_accuracy": 0.853, "emulator_accuracy": 0.851, "prediction_changed_fraction": 0.0032,
-                "emulator_equals_lava": np.bool_(True)},
+        parity={
+            "float_accuracy": 0.853,
+            "emulator_accuracy": 0.851,
+            "prediction_changed_fraction": 0.0032,
+            "emulator_equals_lava": np.bool_(True),
+        },
         export={
             "layers": [
                 {"name": "conv1", "scale": 64.0, "max_quant_error": np.float32(0.0078)},
@@ -151,15 +163,39 @@ def _report(data_source: str = "PneumoniaMNIST test split (624 images)", **kwarg
         assumptions=list(DEFAULT_ASSUMPTIONS),
         environment={"python": "3.10.14", "gpu": "none"},
         provenance={"git": {"commit": "0123456789abcdef", "dirty": True}},
-        operating_point={"threshold": 0.41, "float_threshold": 0.37, "method": "youden on the validation split",
-                         "test_prediction_changed_fraction": 0.01,
-                         "float_test": {"accuracy": 0.853, "sensitivity": 0.96, "specificity": 0.67, "roc_auc": 0.921},
-                         "chip_test": {"accuracy": 0.851, "sensitivity": 0.95, "specificity": 0.68, "roc_auc": 0.920}},
+        operating_point={
+            "threshold": 0.41,
+            "float_threshold": 0.37,
+            "method": "youden on the validation split",
+            "test_prediction_changed_fraction": 0.01,
+            "float_test": {
+                "accuracy": 0.853,
+                "sensitivity": 0.96,
+                "specificity": 0.67,
+                "roc_auc": 0.921,
+            },
+            "chip_test": {
+                "accuracy": 0.851,
+                "sensitivity": 0.95,
+                "specificity": 0.68,
+                "roc_auc": 0.920,
+            },
+        },
         counting_bases=[
-            {"layer": "conv1", "chip_effective_ops": 1000.0, "neurobench_effective_ops": 1000.0,
-             "ratio_chip_to_neurobench": 1.0, "why": "same counts"},
-            {"layer": "conv2", "chip_effective_ops": 9000.0, "neurobench_effective_ops": 2500.0,
-             "ratio_chip_to_neurobench": 3.6, "why": "pooling fused into this layer on the chip"},
+            {
+                "layer": "conv1",
+                "chip_effective_ops": 1000.0,
+                "neurobench_effective_ops": 1000.0,
+                "ratio_chip_to_neurobench": 1.0,
+                "why": "same counts",
+            },
+            {
+                "layer": "conv2",
+                "chip_effective_ops": 9000.0,
+                "neurobench_effective_ops": 2500.0,
+                "ratio_chip_to_neurobench": 3.6,
+                "why": "pooling fused into this layer on the chip",
+            },
         ],
         not_measurable={"CPU energy": "/sys/class/powercap does not exist"},
         auc=auc,
@@ -181,19 +217,38 @@ def _first_screen(page: str) -> str:
 
 
 def test_summary_has_one_row_per_model_and_device():
-    rows = summary_from(_estimates(), _measurements(), baselines=["cnn_small"], auc={"snn_conv": 0.9})
+    rows = summary_from(
+        _estimates(), _measurements(), baselines=["cnn_small"], auc={"snn_conv": 0.9}
+    )
     assert [(r.model, r.device) for r in rows] == [
-        ("snn_conv", "CPU (pytorch)"), ("cnn_small (ONNX)", "NVIDIA H100 80GB HBM3 (onnxruntime)"),
-        ("snn_conv", "loihi"), ("snn_conv", "gpu (KerasSpiking)"), ("cnn_small", "horowitz45-fp32"),
+        ("snn_conv", "CPU (pytorch)"),
+        ("cnn_small (ONNX)", "NVIDIA H100 80GB HBM3 (onnxruntime)"),
+        ("snn_conv", "loihi"),
+        ("snn_conv", "gpu (KerasSpiking)"),
+        ("cnn_small", "horowitz45-fp32"),
     ]
     cpu, gpu, loihi, keras, cnn = rows
     # Two batch sizes merged: latency of the smallest batch, frames/s of the best.
     assert (cpu.latency_s, cpu.throughput_fps, cpu.kind) == (0.004, 1000.0, "not measurable")
     assert any("batch 1, 64" in f for f in cpu.footnotes)
-    assert (gpu.dynamic_j, gpu.total_j, gpu.kind, gpu.is_baseline) == (5.2e-4, 2.05e-3, "measured", True)
-    assert (loihi.dynamic_j, loihi.total_j, loihi.latency_s, loihi.auc) == (2.7e-6, 1.1e-3, 2.5e-3, 0.9)
+    assert (gpu.dynamic_j, gpu.total_j, gpu.kind, gpu.is_baseline) == (
+        5.2e-4,
+        2.05e-3,
+        "measured",
+        True,
+    )
+    assert (loihi.dynamic_j, loihi.total_j, loihi.latency_s, loihi.auc) == (
+        2.7e-6,
+        1.1e-3,
+        2.5e-3,
+        0.9,
+    )
     assert loihi.source == "Davies et al., IEEE Micro 38(1), 2018, Table 2"
-    assert (loihi.basis, keras.basis, cnn.basis) == ("chip counts", "KerasSpiking formula", "CNN MACs")
+    assert (loihi.basis, keras.basis, cnn.basis) == (
+        "chip counts",
+        "KerasSpiking formula",
+        "CNN MACs",
+    )
     assert cnn.scope == "arithmetic only" and cnn.is_baseline and not loihi.is_baseline
 
 
@@ -213,7 +268,10 @@ def test_verdict_names_the_cheaper_side_with_numbers_and_basis(written):
     estimated_only.measurements = []
     estimated_only.summary = summary_from(_estimates(), [], baselines=["cnn_small"])
     text = verdict(estimated_only)
-    assert text.startswith("snn_conv is cheaper: 2.7 µJ") and "5.2 µJ for cnn_small on horowitz45-fp32" in text
+    assert (
+        text.startswith("snn_conv is cheaper: 2.7 µJ")
+        and "5.2 µJ for cnn_small on horowitz45-fp32" in text
+    )
     assert "1.9× less" in text and "85.1% vs 87.2%" in text
     from neurocxr.report import verdict_caveats
 
@@ -234,8 +292,20 @@ def test_first_screen_is_verdict_plot_and_compact_table(written):
     assert len(body_rows) == len(headline) == 4
     for row in headline:
         assert html_lib.escape(row.model) in table and html_lib.escape(row.device) in table
-    for literal in ("2.7 µJ", "1.1 mJ", "520 µJ", "2.05 mJ", "5.2 µJ", "85.1%", "87.3%", "2.5 ms",
-                    "4 ms", "1,000", "0.921", "0.928"):
+    for literal in (
+        "2.7 µJ",
+        "1.1 mJ",
+        "520 µJ",
+        "2.05 mJ",
+        "5.2 µJ",
+        "85.1%",
+        "87.3%",
+        "2.5 ms",
+        "4 ms",
+        "1,000",
+        "0.921",
+        "0.928",
+    ):
         assert literal in table, literal
     assert table.count('class="badge badge-measured"') == 1
     assert table.count('class="badge badge-estimated"') == 2
@@ -264,12 +334,26 @@ def test_detail_sections_below_the_first_screen(written):
     _, html_path, _ = written
     page = html_path.read_text(encoding="utf-8")
     rest = page.split("</section>", 1)[1]
-    for heading in ("Operating point: float model vs chip", "Modelled latency and throughput", "Counting bases per layer",
-                    "Per-layer detail", "Measurements", "Sources of the constants", "Clinical metrics",
-                    "Loihi export", "Parity", "Assumptions", "Provenance", "Environment"):
+    for heading in (
+        "Operating point: float model vs chip",
+        "Modelled latency and throughput",
+        "Counting bases per layer",
+        "Per-layer detail",
+        "Measurements",
+        "Sources of the constants",
+        "Clinical metrics",
+        "Loihi export",
+        "Parity",
+        "Assumptions",
+        "Provenance",
+        "Environment",
+    ):
         assert heading in rest, heading
     assert "3.60×" in rest and "pooling fused into this layer" in rest
-    assert "Over all layers the chip performs 2.86× the NeuroBench effective synaptic operations" in rest
+    assert (
+        "Over all layers the chip performs 2.86× the NeuroBench effective synaptic operations"
+        in rest
+    )
     assert "0.4100" in rest and "0.3700" in rest  # both thresholds, each chosen on validation
     assert "Loihi 2 has no public per-operation energy table" in rest
     assert "[[180, 54], [31, 359]]" in rest  # numpy confusion matrix shown as a plain list
@@ -290,7 +374,10 @@ def test_text_is_escaped(written):
     _, html_path, _ = written
     page = html_path.read_text(encoding="utf-8")
     assert "<script" not in page.lower()
-    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page or "&lt;script&gt;alert(&#x27;x&#x27;)" in page
+    assert (
+        "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
+        or "&lt;script&gt;alert(&#x27;x&#x27;)" in page
+    )
 
 
 def test_json_round_trips_with_units_kind_and_source(written):
@@ -306,7 +393,9 @@ def test_json_round_trips_with_units_kind_and_source(written):
             if "value" in node and "unit" in node:
                 quantities.append(node)
             for k, v in node.items():
-                assert not (k.endswith("_j") and isinstance(v, (int, float))), f"bare energy number under {k!r}"
+                assert not (k.endswith("_j") and isinstance(v, (int, float))), (
+                    f"bare energy number under {k!r}"
+                )
                 walk(v, k)
         elif isinstance(node, list):
             for v in node:
@@ -322,8 +411,12 @@ def test_json_round_trips_with_units_kind_and_source(written):
         assert q["kind"] in ("measured", "estimated", "not measurable", "constant")
         assert q["source"]
     loihi = data["estimates"][0]
-    assert loihi["dynamic_energy"] == {"value": 2.7e-6, "unit": "J per inference", "kind": "estimated",
-                                       "source": "Davies et al., IEEE Micro 38(1), 2018, Table 2"}
+    assert loihi["dynamic_energy"] == {
+        "value": 2.7e-6,
+        "unit": "J per inference",
+        "kind": "estimated",
+        "source": "Davies et al., IEEE Micro 38(1), 2018, Table 2",
+    }
     assert loihi["basis"] == "chip counts"
     assert loihi["per_layer_energy"]["conv1"]["value"] == pytest.approx(1.2e-6)
     gpu = data["measurements"][2]
@@ -337,7 +430,9 @@ def test_json_round_trips_with_units_kind_and_source(written):
     assert data["accuracy"]["snn_conv"]["auc"] is None
     assert data["parity"]["emulator_equals_lava"] is True
     assert data["export"]["resources"]["cores"] == 3
-    assert data["layer_counts"]["models"]["snn_conv"][0]["per_sample_mean"]["output_spikes"] == 400.0
+    assert (
+        data["layer_counts"]["models"]["snn_conv"][0]["per_sample_mean"]["output_spikes"] == 400.0
+    )
 
 
 @pytest.mark.slow
@@ -359,7 +454,9 @@ def test_new_energy_fields_are_shown_when_present(tmp_path):
 
 @pytest.mark.slow
 def test_synthetic_data_is_announced_loudly(tmp_path):
-    html_path, json_path = write_report(_report("synthetic phantoms (seed 0, 256 images)"), tmp_path)
+    html_path, json_path = write_report(
+        _report("synthetic phantoms (seed 0, 256 images)"), tmp_path
+    )
     page = html_path.read_text(encoding="utf-8")
     assert '<p class="synthetic">DATA: SYNTHETIC PHANTOMS' in page
     assert json.loads(json_path.read_text(encoding="utf-8"))["synthetic_data"] is True
@@ -395,12 +492,20 @@ def test_summary_is_built_when_missing_and_writes_are_atomic(tmp_path):
 
 
 def test_summary_row_without_energy_shows_dash_not_zero(tmp_path):
-    row = SummaryRow(model="m", device="d", accuracy=None, latency_s=None, dynamic_j=None, total_j=None,
-                     kind="estimated", source="s")
+    row = SummaryRow(
+        model="m",
+        device="d",
+        accuracy=None,
+        latency_s=None,
+        dynamic_j=None,
+        total_j=None,
+        kind="estimated",
+        source="s",
+    )
     report = Report(title="t", created="c", data_source="PneumoniaMNIST", summary=[row])
     page = write_report(report, tmp_path)[0].read_text(encoding="utf-8")
     table = _first_screen(page).split('id="summary"', 1)[1].split("</table>", 1)[0]
-    assert "0 J" not in table and table.count("<td class=\"num\"") == 6
+    assert "0 J" not in table and table.count('<td class="num"') == 6
     assert table.count(">—<") == 6
 
 
@@ -408,15 +513,32 @@ def test_summary_row_without_energy_shows_dash_not_zero(tmp_path):
 # Sweep tables
 
 
-def _trial(model: str, steps: int, acc: float, auc: float, loihi2: float, status: str = "ok") -> dict:
-    return {"trial_id": f"{model}-{steps}", "status": status, "model": model, "deployable": True, "num_steps": steps,
-            "encoding": "direct", "val_auc": auc - 0.01, "test_auc": auc, "test_accuracy": acc,
-            "energy": {"loihi2": {"dynamic_j": loihi2, "total_j": None}, "loihi": {"dynamic_j": loihi2, "total_j": 2 * loihi2}}}
+def _trial(
+    model: str, steps: int, acc: float, auc: float, loihi2: float, status: str = "ok"
+) -> dict:
+    return {
+        "trial_id": f"{model}-{steps}",
+        "status": status,
+        "model": model,
+        "deployable": True,
+        "num_steps": steps,
+        "encoding": "direct",
+        "val_auc": auc - 0.01,
+        "test_auc": auc,
+        "test_accuracy": acc,
+        "energy": {
+            "loihi2": {"dynamic_j": loihi2, "total_j": None},
+            "loihi": {"dynamic_j": loihi2, "total_j": 2 * loihi2},
+        },
+    }
 
 
 def test_read_sweep_accepts_a_folder_jsonl_csv_and_pareto_json(tmp_path):
-    trials = [_trial("snn_conv", 16, 0.85, 0.92, 3.3e-4), _trial("snn_strided", 4, 0.86, 0.95, 3.0e-5),
-              {**_trial("snn_conv", 2, 0.5, 0.5, 1e-6, "failed"), "energy": {}, "error": "boom"}]
+    trials = [
+        _trial("snn_conv", 16, 0.85, 0.92, 3.3e-4),
+        _trial("snn_strided", 4, 0.86, 0.95, 3.0e-5),
+        {**_trial("snn_conv", 2, 0.5, 0.5, 1e-6, "failed"), "energy": {}, "error": "boom"},
+    ]
     folder = tmp_path / "sweep"
     folder.mkdir()
     (folder / "results.jsonl").write_text("\n".join(json.dumps(t) for t in trials) + "\n")
@@ -431,8 +553,10 @@ def test_read_sweep_accepts_a_folder_jsonl_csv_and_pareto_json(tmp_path):
     assert len(table.trials) == 3 and table.pareto[0]["model"] == "snn_strided"
 
     flat = tmp_path / "results.csv"
-    flat.write_text("model,num_steps,encoding,val_auc,test_auc,test_accuracy,energy_loihi2_dynamic_j,energy_loihi2_total_j\n"
-                    "snn_conv,8,direct,0.93,0.92,0.85,1.5e-4,\n")
+    flat.write_text(
+        "model,num_steps,encoding,val_auc,test_auc,test_accuracy,energy_loihi2_dynamic_j,energy_loihi2_total_j\n"
+        "snn_conv,8,direct,0.93,0.92,0.85,1.5e-4,\n"
+    )
     table = read_sweep(flat)
     assert table.trials[0]["num_steps"] == 8 and table.trials[0]["test_auc"] == 0.92
     assert table.trials[0]["energy"] == {"loihi2": {"dynamic_j": 1.5e-4, "total_j": None}}
@@ -459,16 +583,21 @@ def test_read_sweep_accepts_a_folder_jsonl_csv_and_pareto_json(tmp_path):
 
 @pytest.mark.slow
 def test_report_with_a_sweep_plots_trials_and_baselines_on_the_same_axes(tmp_path):
-    trials = [_trial("snn_conv", 16, 0.85, 0.92, 3.3e-4), _trial("snn_strided", 4, 0.86, 0.95, 3.0e-5),
-              {**_trial("snn_conv", 2, 0.5, 0.5, 1e-6, "failed"), "energy": {}}]
+    trials = [
+        _trial("snn_conv", 16, 0.85, 0.92, 3.3e-4),
+        _trial("snn_strided", 4, 0.86, 0.95, 3.0e-5),
+        {**_trial("snn_conv", 2, 0.5, 0.5, 1e-6, "failed"), "energy": {}},
+    ]
     (tmp_path / "results.jsonl").write_text("\n".join(json.dumps(t) for t in trials))
     report = _report(sweep=read_sweep(tmp_path / "results.jsonl"))
     page = write_report(report, tmp_path / "out")[0].read_text(encoding="utf-8")
     first = _first_screen(page)
     assert 'alt="Sweep: accuracy and ROC-AUC against energy per device"' in first
     # The validation-selected trial is named on the first screen with its test figures and cost.
-    assert ("the trial chosen on validation AUC, snn_strided, 4 steps, reaches test AUC 0.950 and accuracy 86.0% "
-            "at 30 µJ per inference on loihi2") in first
+    assert (
+        "the trial chosen on validation AUC, snn_strided, 4 steps, reaches test AUC 0.950 and accuracy 86.0% "
+        "at 30 µJ per inference on loihi2"
+    ) in first
     sweep = page.split('<h2 id="sweep">', 1)[1].split("<h2", 1)[0]
     assert "3 trials" in sweep and "failed" in sweep and "30 µJ" in sweep and "0.950" in sweep
     # The trial with the best validation AUC comes first.
@@ -492,41 +621,56 @@ def _tiny_snn(tmp_path: Path, name: str = "snn_conv") -> Path:
         for p in model.parameters():
             if p.dim() > 1:
                 p.mul_(3.0)
-    return save_checkpoint(tmp_path / f"{name}.pt", model, cfg, {"threshold": 0.5, "threshold_method": "youden (validation)"})
+    return save_checkpoint(
+        tmp_path / f"{name}.pt",
+        model,
+        cfg,
+        {"threshold": 0.5, "threshold_method": "youden (validation)"},
+    )
 
 
 def test_chip_scores_do_not_depend_on_the_batch(tmp_path):
     from neurocxr.deployment import chip_logit_scale, chip_scores
-    from neurocxr.pipeline import load, to_program
     from neurocxr.hardware_sims.emulator import emulate
+    from neurocxr.pipeline import load, to_program
 
     snn = load(_tiny_snn(tmp_path))
     _, program = to_program(snn)
     images = torch.rand(12, 1, 16, 16, generator=torch.Generator().manual_seed(3)).numpy()
     whole = chip_scores(emulate(program, images), program)
-    halves = np.concatenate([chip_scores(emulate(program, images[:6]), program),
-                             chip_scores(emulate(program, images[6:]), program)])
+    halves = np.concatenate(
+        [
+            chip_scores(emulate(program, images[:6]), program),
+            chip_scores(emulate(program, images[6:]), program),
+        ]
+    )
     np.testing.assert_allclose(whole, halves)
     run = emulate(program, images)
     d = run.scores()[:, 1] - run.scores()[:, 0]
     assert np.array_equal(whole > 0.5, d > 0)  # 0.5 is crossed where argmax changes
-    assert chip_logit_scale(program) == pytest.approx(64 * program.layers[-1].quant["scale"] * program.num_steps)
+    assert chip_logit_scale(program) == pytest.approx(
+        64 * program.layers[-1].quant["scale"] * program.num_steps
+    )
 
 
 @pytest.mark.slow
 def test_stage_chooses_the_chip_threshold_on_validation(tmp_path, capsys):
     import neurocxr
     from neurocxr.data import load_dataset
-    from neurocxr.metrics import choose_threshold
     from neurocxr.deployment import chip_scores
-    from neurocxr.pipeline import load, to_program
     from neurocxr.hardware_sims.emulator import emulate
+    from neurocxr.metrics import choose_threshold
+    from neurocxr.pipeline import load, to_program
 
     ckpt = _tiny_snn(tmp_path)
     sweep_dir = tmp_path / "sweep"
     sweep_dir.mkdir()
-    (sweep_dir / "results.jsonl").write_text(json.dumps(_trial("snn_strided", 4, 0.86, 0.95, 3.0e-5)) + "\n")
-    report = neurocxr.energy_report(ckpt, data="synthetic", out=None, max_samples=24, measure=False, sweep=sweep_dir)
+    (sweep_dir / "results.jsonl").write_text(
+        json.dumps(_trial("snn_strided", 4, 0.86, 0.95, 3.0e-5)) + "\n"
+    )
+    report = neurocxr.energy_report(
+        ckpt, data="synthetic", out=None, max_samples=24, measure=False, sweep=sweep_dir
+    )
     assert capsys.readouterr().out == ""  # the API prints nothing
     assert report.sweep is not None and report.sweep.trials[0]["model"] == "snn_strided"
     op = report.operating_point
@@ -534,7 +678,9 @@ def test_stage_chooses_the_chip_threshold_on_validation(tmp_path, capsys):
     snn = load(ckpt)
     _, program = to_program(snn)
     val = load_dataset("synthetic", image_size=16).val
-    expected = choose_threshold(val.labels.numpy(), chip_scores(emulate(program, val.images.numpy()), program), "youden")
+    expected = choose_threshold(
+        val.labels.numpy(), chip_scores(emulate(program, val.images.numpy()), program), "youden"
+    )
     assert op["threshold"] == pytest.approx(expected)
     assert op["samples"] == len(val) and "validation" in op["method"]
     chip = report.accuracy[f"{snn.name} (Loihi emulator)"]
@@ -548,7 +694,9 @@ def test_stage_chooses_the_chip_threshold_on_validation(tmp_path, capsys):
 def test_api_never_imports_the_cli_or_prints():
     import ast
 
-    source = (Path(__file__).resolve().parents[1] / "neurocxr" / "api.py").read_text(encoding="utf-8")
+    source = (Path(__file__).resolve().parents[1] / "neurocxr" / "api.py").read_text(
+        encoding="utf-8"
+    )
     tree = ast.parse(source)
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
@@ -556,8 +704,11 @@ def test_api_never_imports_the_cli_or_prints():
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             assert node.func.id != "print"
         if isinstance(node, ast.Attribute):
-            assert node.attr not in ("print", "rule", "status") or not isinstance(node.value, ast.Name) \
+            assert (
+                node.attr not in ("print", "rule", "status")
+                or not isinstance(node.value, ast.Name)
                 or node.value.id != "console"
+            )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -579,8 +730,18 @@ def test_energy_benchmark_refuses_to_train(tmp_path, capsys):
     energy = _benchmark("energy")
     data = tmp_path / "data.npz"
     data.write_bytes(b"x")
-    code = energy.main(["--data", str(data), "--checkpoint", str(tmp_path / "missing.pt"),
-                        "--baseline", str(tmp_path / "cnn.pt"), "--out", str(tmp_path / "out")])
+    code = energy.main(
+        [
+            "--data",
+            str(data),
+            "--checkpoint",
+            str(tmp_path / "missing.pt"),
+            "--baseline",
+            str(tmp_path / "cnn.pt"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "never trains" in err and "missing.pt" in err
@@ -589,24 +750,81 @@ def test_energy_benchmark_refuses_to_train(tmp_path, capsys):
 
 def test_readme_figures_come_from_the_result_files(tmp_path):
     figures = _benchmark("readme_figures")
-    prov = {"git": {"commit": "abcdef0123456789", "dirty": False}, "time_utc": "2026-12-01T12:00:00Z",
-            "threads": {"torch_threads": 1}, "checkpoints": {"snn_conv": {"sha256": "1" * 64}}}
-    (tmp_path / "accuracy.json").write_text(json.dumps({"models": {"snn_conv": {
-        "test_accuracy": 0.8525, "test_auc": 0.9213, "test_sensitivity": 0.967, "test_specificity": 0.662,
-        "threshold": 0.37, "epochs_run": 8, "best_epoch": 7, "model_config": {"num_steps": 16}}}, "provenance": prov}))
-    summary = [{"model": "snn_conv", "device": "loihi", "kind": "estimated", "basis": "chip counts",
-                "scope": "device per-op constants", "dynamic_energy": {"value": 3.23e-4}, "total_energy": {"value": None},
-                "latency": {"value": 2.0e-3}, "throughput": {"value": 500.0}},
-               {"model": "snn_conv", "device": "CPU (pytorch)", "kind": "not measurable", "basis": "measured",
-                "scope": "", "dynamic_energy": {"value": None}, "total_energy": {"value": None},
-                "latency": {"value": 0.023}, "throughput": {"value": 43.0}}]
+    prov = {
+        "git": {"commit": "abcdef0123456789", "dirty": False},
+        "time_utc": "2026-12-01T12:00:00Z",
+        "threads": {"torch_threads": 1},
+        "checkpoints": {"snn_conv": {"sha256": "1" * 64}},
+    }
+    (tmp_path / "accuracy.json").write_text(
+        json.dumps(
+            {
+                "models": {
+                    "snn_conv": {
+                        "test_accuracy": 0.8525,
+                        "test_auc": 0.9213,
+                        "test_sensitivity": 0.967,
+                        "test_specificity": 0.662,
+                        "threshold": 0.37,
+                        "epochs_run": 8,
+                        "best_epoch": 7,
+                        "model_config": {"num_steps": 16},
+                    }
+                },
+                "provenance": prov,
+            }
+        )
+    )
+    summary = [
+        {
+            "model": "snn_conv",
+            "device": "loihi",
+            "kind": "estimated",
+            "basis": "chip counts",
+            "scope": "device per-op constants",
+            "dynamic_energy": {"value": 3.23e-4},
+            "total_energy": {"value": None},
+            "latency": {"value": 2.0e-3},
+            "throughput": {"value": 500.0},
+        },
+        {
+            "model": "snn_conv",
+            "device": "CPU (pytorch)",
+            "kind": "not measurable",
+            "basis": "measured",
+            "scope": "",
+            "dynamic_energy": {"value": None},
+            "total_energy": {"value": None},
+            "latency": {"value": 0.023},
+            "throughput": {"value": 43.0},
+        },
+    ]
     other = dict(prov, checkpoints={"snn_conv": {"sha256": "2" * 64}})
-    (tmp_path / "energy.json").write_text(json.dumps({
-        "summary": summary, "verdict": "cnn_small is cheaper.", "not_measurable_here": {"CPU energy": "no RAPL"},
-        "operating_point": {"float_test": {"accuracy": 0.853, "sensitivity": 0.96, "specificity": 0.66, "roc_auc": 0.921},
-                            "chip_test": {"accuracy": 0.857, "sensitivity": 0.95, "specificity": 0.68, "roc_auc": 0.920},
-                            "test_prediction_changed_fraction": 0.0048},
-        "provenance": other}))
+    (tmp_path / "energy.json").write_text(
+        json.dumps(
+            {
+                "summary": summary,
+                "verdict": "cnn_small is cheaper.",
+                "not_measurable_here": {"CPU energy": "no RAPL"},
+                "operating_point": {
+                    "float_test": {
+                        "accuracy": 0.853,
+                        "sensitivity": 0.96,
+                        "specificity": 0.66,
+                        "roc_auc": 0.921,
+                    },
+                    "chip_test": {
+                        "accuracy": 0.857,
+                        "sensitivity": 0.95,
+                        "specificity": 0.68,
+                        "roc_auc": 0.920,
+                    },
+                    "test_prediction_changed_fraction": 0.0048,
+                },
+                "provenance": other,
+            }
+        )
+    )
     lines, warnings = figures.table(tmp_path)
     text = "\n".join(lines)
     assert "test accuracy 85.2%, ROC-AUC 0.921" in text and "16 steps, 8 epochs" in text

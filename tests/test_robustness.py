@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_medmnist_npz
 from typer.testing import CliRunner
 
-from conftest import write_medmnist_npz
 from neurocxr.checkpoint import load_checkpoint, save_checkpoint
 from neurocxr.cli import app
 from neurocxr.errors import CheckpointError, ConfigError, DataError, NeurocxrError, SimulationError
@@ -43,8 +43,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "root": root,
         "snn": tiny_snn_checkpoint(root / "snn.pt"),
-        "cnn": save_checkpoint(root / "cnn.pt", build_model(cnn_cfg).eval(), cnn_cfg, {"threshold": 0.5}),
-        "npz": write_medmnist_npz(root / "tiny.npz", 16, {"train": (6, 10), "val": (3, 3), "test": (3, 4)}),
+        "cnn": save_checkpoint(
+            root / "cnn.pt", build_model(cnn_cfg).eval(), cnn_cfg, {"threshold": 0.5}
+        ),
+        "npz": write_medmnist_npz(
+            root / "tiny.npz", 16, {"train": (6, 10), "val": (3, 3), "test": (3, 4)}
+        ),
     }
 
 
@@ -75,8 +79,14 @@ def test_model_config_raises_config_error_with_accepted_values(kwargs: dict, acc
 
 @pytest.mark.parametrize(
     "kwargs, accepted",
-    [({"epochs": 0}, ">= 1"), ({"lr": float("inf")}, "finite"), ({"balance": "x"}, "weights, sampler, none"),
-     ({"batch_size": 2.5}, "integer"), ({"max_train_samples": 1}, ">= 2"), ({"label_smoothing": 1.0}, "[0, 1)")],
+    [
+        ({"epochs": 0}, ">= 1"),
+        ({"lr": float("inf")}, "finite"),
+        ({"balance": "x"}, "weights, sampler, none"),
+        ({"batch_size": 2.5}, "integer"),
+        ({"max_train_samples": 1}, ">= 2"),
+        ({"label_smoothing": 1.0}, "[0, 1)"),
+    ],
 )
 def test_train_config_raises_config_error(kwargs: dict, accepted: str) -> None:
     with pytest.raises(ConfigError, match=None) as info:
@@ -85,7 +95,9 @@ def test_train_config_raises_config_error(kwargs: dict, accepted: str) -> None:
 
 
 def test_builder_value_error_becomes_config_error_naming_the_model() -> None:
-    cfg = ModelConfig(name="snn_norse", image_size=16, beta=1.0)  # Norse's LIFBoxCell needs beta < 1
+    cfg = ModelConfig(
+        name="snn_norse", image_size=16, beta=1.0
+    )  # Norse's LIFBoxCell needs beta < 1
     with pytest.raises(ConfigError, match="snn_norse"):
         build_model(cfg)
 
@@ -102,11 +114,16 @@ def test_builder_value_error_becomes_config_error_naming_the_model() -> None:
         (["train", "--model", "no_such_model"], "snn_conv"),
         (["train", "--image-size", "7"], "image_size"),
         (["export", "{snn}", "--split", "foo", "--data", "{npz}"], "train, val, test"),
-        (["energy", "{snn}", "--max-samples", "0", "--data", "{npz}", "--no-measure"], "--max-samples"),
+        (
+            ["energy", "{snn}", "--max-samples", "0", "--data", "{npz}", "--no-measure"],
+            "--max-samples",
+        ),
         (["evaluate", "{snn}", "--split", "foo", "--data", "{npz}"], "train, val, test"),
     ],
 )
-def test_issue_cases_are_one_line_errors_with_nothing_written(files, tmp_path: Path, argv: list[str], says: str) -> None:
+def test_issue_cases_are_one_line_errors_with_nothing_written(
+    files, tmp_path: Path, argv: list[str], says: str
+) -> None:
     out = tmp_path / "out"
     args = [a.format(snn=files["snn"], npz=files["npz"]) for a in argv]
     if args[0] in ("train", "export", "energy"):
@@ -122,16 +139,26 @@ def test_issue_cases_are_one_line_errors_with_nothing_written(files, tmp_path: P
 # 3. non-finite weights, biases, thresholds and inputs
 
 
-@pytest.mark.parametrize("which, value", [("readout.weight", float("nan")), ("layers.1.bias", float("inf")),
-                                          ("layers.0.threshold", float("-inf"))])
-def test_non_finite_tensor_is_refused_at_load_naming_it(tmp_path: Path, which: str, value: float) -> None:
+@pytest.mark.parametrize(
+    "which, value",
+    [
+        ("readout.weight", float("nan")),
+        ("layers.1.bias", float("inf")),
+        ("layers.0.threshold", float("-inf")),
+    ],
+)
+def test_non_finite_tensor_is_refused_at_load_naming_it(
+    tmp_path: Path, which: str, value: float
+) -> None:
     path = tiny_snn_checkpoint(tmp_path / "ok.pt")
     payload = torch.load(path, weights_only=True)
     payload["state_dict"][which].view(-1)[0] = value
     torch.save(payload, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match=rf"'{which}'.*(NaN|inf)"):
         load_checkpoint(tmp_path / "bad.pt")
-    res = runner.invoke(app, ["export", str(tmp_path / "bad.pt"), "-o", str(tmp_path / "x"), "--target", "nir"])
+    res = runner.invoke(
+        app, ["export", str(tmp_path / "bad.pt"), "-o", str(tmp_path / "x"), "--target", "nir"]
+    )
     assert res.exit_code == 2 and which in res.output and not (tmp_path / "x").exists()
 
 
@@ -162,8 +189,9 @@ def test_nan_images_are_refused_by_the_dataset_and_the_model_runner(files) -> No
 
 
 def test_emulate_reads_uint8_as_images_and_raw_bias_only_when_asked() -> None:
-    import neurocxr
     from _netx_programs import default_shaped_program
+
+    import neurocxr
 
     program = default_shaped_program(num_steps=4)
     rng = np.random.default_rng(0)
@@ -201,7 +229,9 @@ def test_staged_output_leaves_nothing_on_ctrl_c_and_never_overwrites(tmp_path: P
         (stage / "a.txt").write_text("first")
         (stage / "sub").mkdir()
         (stage / "sub" / "b.txt").write_text("nested")
-    assert (out / "a.txt").read_text() == "first" and (out / "sub" / "b.txt").read_text() == "nested"
+    assert (out / "a.txt").read_text() == "first" and (
+        out / "sub" / "b.txt"
+    ).read_text() == "nested"
 
     with pytest.raises(NeurocxrError, match="--force"):
         with staged_output(out, ["a.txt"], force=False):
@@ -222,15 +252,21 @@ def test_staged_output_leaves_nothing_on_ctrl_c_and_never_overwrites(tmp_path: P
             pass
 
 
-def test_ctrl_c_during_export_and_energy_writes_nothing(files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_during_export_and_energy_writes_nothing(
+    files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from neurocxr.deployment import Deployment
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Deployment, "parity", interrupted)  # export and energy report both verify parity
-    for argv in (["export", str(files["snn"]), "--data", str(files["npz"]), "--lava-samples", "0"],
-                 ["energy", str(files["snn"]), "--data", str(files["npz"]), "--no-measure"]):
+    monkeypatch.setattr(
+        Deployment, "parity", interrupted
+    )  # export and energy report both verify parity
+    for argv in (
+        ["export", str(files["snn"]), "--data", str(files["npz"]), "--lava-samples", "0"],
+        ["energy", str(files["snn"]), "--data", str(files["npz"]), "--no-measure"],
+    ):
         out = tmp_path / argv[0]
         res = runner.invoke(app, argv + ["-o", str(out)])
         assert res.exit_code == 130, res.output
@@ -240,11 +276,21 @@ def test_ctrl_c_during_export_and_energy_writes_nothing(files, tmp_path: Path, m
 
 
 @pytest.mark.slow
-def test_energy_keeps_profiles_to_itself_and_never_writes_the_baseline_onnx_into_out(files, tmp_path: Path) -> None:
+def test_energy_keeps_profiles_to_itself_and_never_writes_the_baseline_onnx_into_out(
+    files, tmp_path: Path
+) -> None:
     from neurocxr.api import energy_report
-    from neurocxr.energy.profiles import BUILTIN_PROFILES, ProfileError, available_profiles, get_profile
+    from neurocxr.energy.profiles import (
+        BUILTIN_PROFILES,
+        ProfileError,
+        available_profiles,
+        get_profile,
+    )
 
-    mine = dataclasses.asdict(BUILTIN_PROFILES["loihi"]) | {"name": "my-chip", "energy_per_synop_j": 1e-12}
+    mine = dataclasses.asdict(BUILTIN_PROFILES["loihi"]) | {
+        "name": "my-chip",
+        "energy_per_synop_j": 1e-12,
+    }
     profiles_file = tmp_path / "chips.json"
     profiles_file.write_text(json.dumps([mine]))
     out = tmp_path / "report"
@@ -252,8 +298,17 @@ def test_energy_keeps_profiles_to_itself_and_never_writes_the_baseline_onnx_into
     sentinel = out / "cnn_small.onnx"  # what the old code wrote (and overwrote) there
     sentinel.write_bytes(b"earlier")
     before = available_profiles()
-    rep = energy_report(files["snn"], baselines=[files["cnn"]], data=files["npz"], out=out, profiles=["my-chip", "loihi"],
-                        profiles_file=profiles_file, max_samples=4, measure=True, measure_seconds=0.02)
+    rep = energy_report(
+        files["snn"],
+        baselines=[files["cnn"]],
+        data=files["npz"],
+        out=out,
+        profiles=["my-chip", "loihi"],
+        profiles_file=profiles_file,
+        max_samples=4,
+        measure=True,
+        measure_seconds=0.02,
+    )
     assert {e.device for e in rep.estimates} >= {"my-chip", "loihi"}
     mine_est = next(e for e in rep.estimates if e.device == "my-chip")
     assert mine_est.constants["energy_per_synop_j"] == 1e-12
@@ -266,7 +321,12 @@ def test_energy_keeps_profiles_to_itself_and_never_writes_the_baseline_onnx_into
 
 
 def test_registered_profiles_is_scoped_to_its_block() -> None:
-    from neurocxr.energy.profiles import BUILTIN_PROFILES, ProfileError, get_profile, registered_profiles
+    from neurocxr.energy.profiles import (
+        BUILTIN_PROFILES,
+        ProfileError,
+        get_profile,
+        registered_profiles,
+    )
 
     custom = dataclasses.replace(BUILTIN_PROFILES["loihi"], name="scoped-chip")
     shadow = dataclasses.replace(BUILTIN_PROFILES["loihi"], energy_per_synop_j=1.0)
@@ -310,7 +370,9 @@ def test_progress_bars_only_on_a_terminal_and_off_on_request() -> None:
 
 
 @pytest.mark.lava
-def test_ctrl_c_inside_a_lava_run_stops_its_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_inside_a_lava_run_stops_its_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import multiprocessing as mp
 
     from _netx_programs import default_shaped_program, random_images
@@ -349,7 +411,9 @@ def test_ctrl_c_inside_a_lava_run_stops_its_workers(tmp_path: Path, monkeypatch:
 def test_demo_refuses_existing_outputs_before_training(files, tmp_path: Path) -> None:
     (tmp_path / "loihi").mkdir()
     (tmp_path / "loihi" / "model.net").write_bytes(b"earlier")
-    res = runner.invoke(app, ["demo", "-o", str(tmp_path), "--data", str(files["npz"]), "--epochs", "1"])
+    res = runner.invoke(
+        app, ["demo", "-o", str(tmp_path), "--data", str(files["npz"]), "--epochs", "1"]
+    )
     assert res.exit_code == 2 and "--force" in res.output and "model.net" in res.output
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["loihi", "model.net"]
     res = runner.invoke(app, ["demo", "-o", str(tmp_path / "new"), "--lava-samples", "-1"])
@@ -378,6 +442,11 @@ def test_nir_graphs_with_nan_and_bad_quantisation_options_are_named_errors(files
     graph.nodes[name].weight.flat[0] = np.nan
     with pytest.raises(ExportError, match=rf"node '{name}': weight holds 1 NaN"):
         nir_to_program(graph)
-    for kwargs in ({"max_weight": "abc"}, {"scale": float("nan")}, {"allow_clipping": "yes"}, {"min_weight_levels": 0}):
+    for kwargs in (
+        {"max_weight": "abc"},
+        {"scale": float("nan")},
+        {"allow_clipping": "yes"},
+        {"min_weight_levels": 0},
+    ):
         with pytest.raises(QuantisationError):
             QuantisationOptions(**kwargs)

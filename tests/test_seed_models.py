@@ -48,7 +48,11 @@ def test_default_sizes_are_the_documented_ones() -> None:
     assert widths["resnet18_sa"].stem[0].out_channels == 16
     assert widths["resnet50"].stem[0].out_channels == 8
     assert widths["resnet50"].fc.in_features == 8 * 8 * 4  # last stage 8w, bottleneck expansion 4
-    assert [m.high[0].in_channels for m in widths["medspectralnet"].modules() if isinstance(m, SpectralFlow)] == [32, 64, 128]
+    assert [
+        m.high[0].in_channels
+        for m in widths["medspectralnet"].modules()
+        if isinstance(m, SpectralFlow)
+    ] == [32, 64, 128]
 
 
 def test_resnet18_sa_has_spatial_attention_in_every_block() -> None:
@@ -64,7 +68,9 @@ def test_resnet18_sa_has_spatial_attention_in_every_block() -> None:
 def test_spatial_attention_is_mean_max_conv_sigmoid() -> None:
     sa = SpatialAttention()
     x = torch.randn(2, 5, 6, 6)
-    manual = torch.sigmoid(sa.conv(torch.cat([x.mean(1, keepdim=True), x.max(1, keepdim=True).values], 1)))
+    manual = torch.sigmoid(
+        sa.conv(torch.cat([x.mean(1, keepdim=True), x.max(1, keepdim=True).values], 1))
+    )
     assert torch.allclose(sa.attention(x), manual)
     assert torch.allclose(sa(x), x * manual)
 
@@ -89,7 +95,9 @@ def test_spectral_flow_streams_and_context_gate() -> None:
 def test_one_training_step_on_synthetic_images_lowers_the_loss(name: str) -> None:
     gen = torch.Generator().manual_seed(0)
     y = torch.arange(16) % 2
-    x = (0.3 + 0.4 * y.float()).view(-1, 1, 1, 1) + 0.05 * torch.rand(16, 1, 28, 28, generator=gen)  # class = brightness
+    x = (0.3 + 0.4 * y.float()).view(-1, 1, 1, 1) + 0.05 * torch.rand(
+        16, 1, 28, 28, generator=gen
+    )  # class = brightness
     torch.manual_seed(0)
     model = small(name).train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -121,7 +129,9 @@ def test_onnx_export_matches_pytorch(name: str, tmp_path: Path) -> None:
 def test_resnet50_dropout_for_monte_carlo() -> None:
     model = build_model(ModelConfig(name="resnet50", extra={"width": 2, "block_dropout": 0.1}))
     found = dropout_modules(model)
-    assert isinstance(model.dropout, nn.Dropout) and model.dropout.p == 0.3  # default before the classifier
+    assert (
+        isinstance(model.dropout, nn.Dropout) and model.dropout.p == 0.3
+    )  # default before the classifier
     assert sum(isinstance(m, nn.Dropout2d) for m in found) == 4  # one per stage
     assert enable_mc_dropout(model) == 5
     assert not any(m.training for m in model.modules() if isinstance(m, nn.BatchNorm2d))
@@ -152,8 +162,15 @@ def test_slimi_cnn_decodes_latency_coding() -> None:
     assert torch.allclose(time_weighted_image(direct_encode(x, 8)), x)
     decoded = time_weighted_image(latency_encode(x, 8)).flatten()
     assert decoded[0] == 0 and bool((decoded[1:] > decoded[:-1]).all())  # brighter stays brighter
-    model = build_model(ModelConfig(name="slimi2025", encoding="latency", num_steps=4, channels=(4, 4, 4),
-                                    extra={"gru_hidden": 8}))
+    model = build_model(
+        ModelConfig(
+            name="slimi2025",
+            encoding="latency",
+            num_steps=4,
+            channels=(4, 4, 4),
+            extra={"gru_hidden": 8},
+        )
+    )
     from neurocxr.training import forward_model
 
     assert forward_model(model, torch.rand(2, 1, 28, 28), model.config).shape == (2, 2)
@@ -189,7 +206,9 @@ def test_sgan_trains_and_samples_images_of_the_right_shape() -> None:
     assert torch.equal(images, gan.sample(5, seed=1))
 
 
-def test_balance_with_sgan_balances_training_and_writes_a_png_grid(medmnist_npz, tmp_path: Path) -> None:
+def test_balance_with_sgan_balances_training_and_writes_a_png_grid(
+    medmnist_npz, tmp_path: Path
+) -> None:
     from PIL import Image
 
     from neurocxr.data import load_npz
@@ -201,7 +220,10 @@ def test_balance_with_sgan_balances_training_and_writes_a_png_grid(medmnist_npz,
     assert record["generated"] == 7 and record["real_normal"] == 4
     assert balanced.val is splits.val and balanced.test is splits.test
     with Image.open(tmp_path / record["samples_png"]) as png:
-        assert png.mode == "L" and png.size == (8 * 29 - 1, 8 * 29 - 1)  # 8x8 grid of 28 px, 1 px gaps
+        assert png.mode == "L" and png.size == (
+            8 * 29 - 1,
+            8 * 29 - 1,
+        )  # 8x8 grid of 28 px, 1 px gaps
     assert (tmp_path / record["generator_weights"]).is_file()
 
 
@@ -210,9 +232,13 @@ def test_train_with_balance_sgan_through_the_api(medmnist_npz, tmp_path: Path, m
     from neurocxr.api import train
     from neurocxr.checkpoint import load_checkpoint
 
-    monkeypatch.setattr(gan_module, "SganConfig", functools.partial(gan_module.SganConfig, **TINY_GAN))
+    monkeypatch.setattr(
+        gan_module, "SganConfig", functools.partial(gan_module.SganConfig, **TINY_GAN)
+    )
     data = medmnist_npz(counts={"train": (4, 12), "val": (3, 3), "test": (2, 2)})
-    result = train("cnn_small", data=str(data), out=tmp_path / "run", epochs=1, batch_size=8, balance="sgan")
+    result = train(
+        "cnn_small", data=str(data), out=tmp_path / "run", epochs=1, batch_size=8, balance="sgan"
+    )
     assert result["sgan"]["generated"] == 8
     assert Path(result["sgan"]["samples_png"]).is_file()
     meta = load_checkpoint(result["checkpoint"]).metadata

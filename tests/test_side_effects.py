@@ -26,17 +26,21 @@ def test_torch_threads_are_restored_after_training_and_emulation() -> None:
     before = torch.get_num_threads()
     caller = 1 if before != 1 else 2
     with torch_threads(caller):
-        train(ModelConfig(name="cnn_small", image_size=16, channels=(4, 8)), splits,
-              TrainConfig(epochs=1, batch_size=16, num_threads=3 if caller != 3 else 4), progress=False)
+        train(
+            ModelConfig(name="cnn_small", image_size=16, channels=(4, 8)),
+            splits,
+            TrainConfig(epochs=1, batch_size=16, num_threads=3 if caller != 3 else 4),
+            progress=False,
+        )
         assert torch.get_num_threads() == caller
     assert torch.get_num_threads() == before
 
 
 def test_emulate_leaves_numba_and_torch_threads_alone() -> None:
     import numba
+    from _netx_programs import default_shaped_program, random_images
 
     from neurocxr.hardware_sims.emulator import emulate
-    from _netx_programs import default_shaped_program, random_images
 
     numba_before, torch_before = numba.get_num_threads(), torch.get_num_threads()
     program = default_shaped_program(num_steps=4)
@@ -46,11 +50,21 @@ def test_emulate_leaves_numba_and_torch_threads_alone() -> None:
 
 
 def test_import_keeps_a_callers_numba_threading_layer() -> None:
-    code = ("import numba; numba.config.THREADING_LAYER = 'omp'; "
-            "import neurocxr.hardware_sims.cuba_kernel; print(numba.config.THREADING_LAYER)")
+    code = (
+        "import numba; numba.config.THREADING_LAYER = 'omp'; "
+        "import neurocxr.hardware_sims.cuba_kernel; print(numba.config.THREADING_LAYER)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-1000:]
     assert out.stdout.strip() == "omp"
-    default = subprocess.run([sys.executable, "-c", "import neurocxr.hardware_sims.cuba_kernel, numba; "
-                              "print(numba.config.THREADING_LAYER)"], capture_output=True, text=True, timeout=300)
+    default = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import neurocxr.hardware_sims.cuba_kernel, numba; print(numba.config.THREADING_LAYER)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert default.stdout.strip() == "workqueue", default.stderr[-1000:]

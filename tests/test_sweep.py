@@ -85,7 +85,9 @@ def test_two_trial_sweep_on_local_ray_then_resume(tiny_npz: Path, tmp_path: Path
     pareto = json.loads((out / "pareto.json").read_text())
     assert {"trials", "pareto"} <= set(pareto)
     assert [r["trial_id"] for r in pareto["pareto"]] == [r["trial_id"] for r in pareto_front(rows)]
-    assert 1 <= len(pareto["pareto"]) <= 2  # the toy task is learnt (val AUC > 0.5), so the front is not empty
+    assert (
+        1 <= len(pareto["pareto"]) <= 2
+    )  # the toy task is learnt (val AUC > 0.5), so the front is not empty
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Resume: nothing left to run, Ray is not even started, the table is the same.
@@ -94,14 +96,20 @@ def test_two_trial_sweep_on_local_ray_then_resume(tiny_npz: Path, tmp_path: Path
     assert sorted(r["trial_id"] for r in again.rows) == sorted(r["trial_id"] for r in rows)
 
 
-def test_resume_reruns_only_missing_and_failed_trials(tiny_npz: Path, tmp_path: Path, monkeypatch) -> None:
+def test_resume_reruns_only_missing_and_failed_trials(
+    tiny_npz: Path, tmp_path: Path, monkeypatch
+) -> None:
     """The resume bookkeeping without Ray: finished 'ok' trials are skipped, failed ones rerun."""
     from neurocxr.sweep import ray_runner
     from neurocxr.sweep.trial import row_base
 
-    cfg = sweep_config_from_dict({"sweep": {"data": str(tiny_npz), "max_eval_samples": 6},
-                                  "grid": {"regulariser": [0.0, 0.1, 0.2], "width": [0.25], "num_steps": [1]},
-                                  "train": TINY_TRAIN})
+    cfg = sweep_config_from_dict(
+        {
+            "sweep": {"data": str(tiny_npz), "max_eval_samples": 6},
+            "grid": {"regulariser": [0.0, 0.1, 0.2], "width": [0.25], "num_steps": [1]},
+            "train": TINY_TRAIN,
+        }
+    )
     out = tmp_path / "sweep"
     calls: list[list[str]] = []
 
@@ -110,9 +118,15 @@ def test_resume_reruns_only_missing_and_failed_trials(tiny_npz: Path, tmp_path: 
         for i, (tid, params) in enumerate(todo):
             row = row_base(params)
             failed = len(calls) == 1 and i == 0
-            row.update(trial_id=tid, status="failed" if failed else "ok", error="boom" if failed else None,
-                       val_auc=0.6 + 0.1 * i, test_auc=0.5, test_accuracy=0.5,
-                       energy={"loihi2": {"dynamic_j": 1e-6 * (i + 1), "total_j": None}})
+            row.update(
+                trial_id=tid,
+                status="failed" if failed else "ok",
+                error="boom" if failed else None,
+                val_auc=0.6 + 0.1 * i,
+                test_auc=0.5,
+                test_accuracy=0.5,
+                energy={"loihi2": {"dynamic_j": 1e-6 * (i + 1), "total_j": None}},
+            )
             record(row)
 
     monkeypatch.setattr(ray_runner, "run_on_ray", fake_ray)
@@ -125,8 +139,17 @@ def test_resume_reruns_only_missing_and_failed_trials(tiny_npz: Path, tmp_path: 
 
 
 def test_a_failing_trial_is_recorded_not_raised(tmp_path: Path) -> None:
-    params = {"model": "snn_strided", "num_steps": 2, "encoding": "direct", "regulariser": 0.0, "width": 0.25, "seed": 0}
-    row = run_trial(params, {"data": str(tmp_path / "missing.npz"), "train": TINY_TRAIN, "model": {}})
+    params = {
+        "model": "snn_strided",
+        "num_steps": 2,
+        "encoding": "direct",
+        "regulariser": 0.0,
+        "width": 0.25,
+        "seed": 0,
+    }
+    row = run_trial(
+        params, {"data": str(tmp_path / "missing.npz"), "train": TINY_TRAIN, "model": {}}
+    )
     assert row["status"] == "failed"
     assert "missing.npz" in row["error"]
     assert row["model"] == "snn_strided" and row["seconds"] >= 0
@@ -161,16 +184,25 @@ def test_bad_configs_name_the_problem(data: dict, needle: str) -> None:
 def test_grid_union_and_readout_steps_and_stable_ids() -> None:
     from neurocxr.sweep import expand_grid
 
-    cfg = sweep_config_from_dict({"grid": [{"num_steps": [2, 4], "readout_steps": [2, 3]}, {"num_steps": [2]}]})
+    cfg = sweep_config_from_dict(
+        {"grid": [{"num_steps": [2, 4], "readout_steps": [2, 3]}, {"num_steps": [2]}]}
+    )
     points = expand_grid(cfg)
     pairs = sorted((p["num_steps"], p.get("readout_steps", 0)) for p in points)
-    assert pairs == [(2, 0), (2, 2), (4, 2), (4, 3)]  # (2, 3) skipped: cannot read out after step 3 of 2
+    assert pairs == [
+        (2, 0),
+        (2, 2),
+        (4, 2),
+        (4, 3),
+    ]  # (2, 3) skipped: cannot read out after step 3 of 2
     s = cfg.settings()
     assert trial_id(points[0], s) == trial_id(dict(points[0]), dict(s))
     assert len({trial_id(p, s) for p in points}) == len(points)
 
 
-def test_unreachable_ray_address_fails_before_anything_starts(tmp_path: Path, tiny_npz: Path) -> None:
+def test_unreachable_ray_address_fails_before_anything_starts(
+    tmp_path: Path, tiny_npz: Path
+) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -181,14 +213,32 @@ def test_unreachable_ray_address_fails_before_anything_starts(tmp_path: Path, ti
 
 
 def test_pareto_front_uses_validation_and_deployable_trials_only() -> None:
-    def row(val: float, uj: float, test: float = 0.5, deployable: bool = True, status: str = "ok") -> dict:
-        return {"status": status, "deployable": deployable, "val_auc": val, "test_auc": test,
-                "energy": {"loihi2": {"dynamic_j": uj * 1e-6, "total_j": None}}}
+    def row(
+        val: float, uj: float, test: float = 0.5, deployable: bool = True, status: str = "ok"
+    ) -> dict:
+        return {
+            "status": status,
+            "deployable": deployable,
+            "val_auc": val,
+            "test_auc": test,
+            "energy": {"loihi2": {"dynamic_j": uj * 1e-6, "total_j": None}},
+        }
 
-    rows = [row(0.90, 5), row(0.95, 10), row(0.93, 20, test=0.99), row(0.97, 40), row(0.99, 1, deployable=False),
-            row(0.999, 1, status="failed"), row(0.5, 0.5)]
+    rows = [
+        row(0.90, 5),
+        row(0.95, 10),
+        row(0.93, 20, test=0.99),
+        row(0.97, 40),
+        row(0.99, 1, deployable=False),
+        row(0.999, 1, status="failed"),
+        row(0.5, 0.5),
+    ]
     front = pareto_front(rows)
-    assert [(r["val_auc"], r["energy"]["loihi2"]["dynamic_j"] * 1e6) for r in front] == [(0.90, 5), (0.95, 10), (0.97, 40)]
+    assert [(r["val_auc"], r["energy"]["loihi2"]["dynamic_j"] * 1e6) for r in front] == [
+        (0.90, 5),
+        (0.95, 10),
+        (0.97, 40),
+    ]
 
 
 def test_cli_sweep_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
@@ -210,11 +260,27 @@ def test_cli_sweep_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_reading_out_early_runs_fewer_chip_steps(tiny_npz: Path) -> None:
     """readout_steps < num_steps: the same trained network, exported to run fewer steps, costs less."""
-    base = {"model": "snn_strided", "num_steps": 2, "encoding": "direct", "regulariser": 0.0, "width": 0.25, "seed": 0}
-    settings = {"data": str(tiny_npz), "train": TINY_TRAIN, "model": {}, "profiles": ["loihi2"], "max_eval_samples": 6}
+    base = {
+        "model": "snn_strided",
+        "num_steps": 2,
+        "encoding": "direct",
+        "regulariser": 0.0,
+        "width": 0.25,
+        "seed": 0,
+    }
+    settings = {
+        "data": str(tiny_npz),
+        "train": TINY_TRAIN,
+        "model": {},
+        "profiles": ["loihi2"],
+        "max_eval_samples": 6,
+    }
     full = run_trial(base, settings)
     early = run_trial({**base, "readout_steps": 1}, settings)
-    assert full["status"] == "ok" and early["status"] == "ok", (full.get("error"), early.get("error"))
+    assert full["status"] == "ok" and early["status"] == "ok", (
+        full.get("error"),
+        early.get("error"),
+    )
     assert early["readout_steps"] == 1 and full["readout_steps"] == 2
     assert early["energy"]["loihi2"]["dynamic_j"] < full["energy"]["loihi2"]["dynamic_j"]
     assert len(early["scores"]["test"]) == 6
@@ -249,7 +315,9 @@ def test_a_ray_session_hides_a_broken_amdsmi_and_gives_everything_back(
     try:
         with ray_runner.ray_session(RayOptions(num_cpus=1)) as ray:
             assert sys.modules["amdsmi"] is None
-            assert os.environ["PYTHONPATH"] == str(tmp_path / "site")  # the shim only while Ray started
+            assert os.environ["PYTHONPATH"] == str(
+                tmp_path / "site"
+            )  # the shim only while Ray started
             assert (
                 os.environ["TUNE_DISABLE_SIGINT_HANDLER"] == "1"
                 and os.environ["RAY_DEDUP_LOGS"] == "1"

@@ -27,7 +27,7 @@ def _patches(n: int, seed: int, split: str) -> ImageDataset:
     for i in range(n):
         row = int(torch.randint(4, 12, (1,), generator=g))
         col = int(torch.randint(2, 8, (1,), generator=g)) + (0 if labels[i] == 1 else 14)
-        images[i, 0, row:row + 10, col:col + 8] += 0.7
+        images[i, 0, row : row + 10, col : col + 8] += 0.7
     return ImageDataset(images.clamp(0, 1), labels.long(), split, f"toy patches (seed {seed})")
 
 
@@ -41,8 +41,13 @@ def trained_snn(toy_splits: DataSplits, tmp_path_factory: pytest.TempPathFactory
     torch.set_num_threads(1)
     ckpt = tmp_path_factory.mktemp("ckpt") / "snn.pt"
     config = ModelConfig(name="snn_conv", **SMALL)
-    result = train(config, toy_splits, TrainConfig(epochs=4, batch_size=32, lr=5e-3, patience=2),
-                   progress=False, checkpoint_path=ckpt)
+    result = train(
+        config,
+        toy_splits,
+        TrainConfig(epochs=4, batch_size=32, lr=5e-3, patience=2),
+        progress=False,
+        checkpoint_path=ckpt,
+    )
     return result, ckpt
 
 
@@ -56,7 +61,9 @@ def test_training_learns_a_separable_task(name: str, toy_splits: DataSplits) -> 
     untrained = build_model(config)
     torch.manual_seed(0)
     before = evaluate(untrained, config, toy_splits.test, 0.5)
-    result = train(config, toy_splits, TrainConfig(epochs=4, batch_size=32, lr=5e-3), progress=False)
+    result = train(
+        config, toy_splits, TrainConfig(epochs=4, batch_size=32, lr=5e-3), progress=False
+    )
     test = evaluate(result.model, config, toy_splits.test, result.threshold)
     assert test.accuracy >= 0.9 and test.roc_auc >= 0.95
     assert test.accuracy > before.accuracy
@@ -83,17 +90,33 @@ def test_best_epoch_threshold_and_checkpoint(trained_snn, toy_splits: DataSplits
     assert "torch" in loaded.metadata["library_versions"] and loaded.metadata["created"]
     images = toy_splits.test.images[:16]
     with torch.no_grad():
-        assert torch.equal(forward_model(loaded.model, images, loaded.config, seed=3),
-                           forward_model(result.model.eval(), images, result.config, seed=3))
+        assert torch.equal(
+            forward_model(loaded.model, images, loaded.config, seed=3),
+            forward_model(result.model.eval(), images, result.config, seed=3),
+        )
 
 
-@pytest.mark.parametrize("name,encoding", [("snn_norse", "rate"), ("gatti2025", "latency"), ("cnn_small", "direct"),
-                                           ("slimi2025", "direct")])
-def test_checkpoint_round_trip_gives_identical_outputs(name: str, encoding: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "name,encoding",
+    [
+        ("snn_norse", "rate"),
+        ("gatti2025", "latency"),
+        ("cnn_small", "direct"),
+        ("slimi2025", "direct"),
+    ],
+)
+def test_checkpoint_round_trip_gives_identical_outputs(
+    name: str, encoding: str, tmp_path: Path
+) -> None:
     torch.manual_seed(0)
     extra = {"gru_hidden": 8} if name == "slimi2025" else {}
-    config = ModelConfig(name=name, encoding=encoding, num_steps=3, extra=extra,
-                         **({"channels": (4, 8, 8)} if name in ("gatti2025", "slimi2025") else {}))
+    config = ModelConfig(
+        name=name,
+        encoding=encoding,
+        num_steps=3,
+        extra=extra,
+        **({"channels": (4, 8, 8)} if name in ("gatti2025", "slimi2025") else {}),
+    )
     model = build_model(config).eval()
     path = save_checkpoint(tmp_path / "sub" / "m.pt", model, config, {"threshold": 0.3})
     assert path.is_file() and not list(path.parent.glob("*.tmp"))
@@ -101,11 +124,16 @@ def test_checkpoint_round_trip_gives_identical_outputs(name: str, encoding: str,
     assert not loaded.model.training
     images = torch.rand(5, 1, 28, 28)
     with torch.no_grad():
-        assert torch.equal(forward_model(model, images, config, seed=1), forward_model(loaded.model, images, config, seed=1))
+        assert torch.equal(
+            forward_model(model, images, config, seed=1),
+            forward_model(loaded.model, images, config, seed=1),
+        )
 
 
 def test_rate_coded_scores_are_deterministic_per_seed(toy_splits: DataSplits) -> None:
-    config = ModelConfig(name="snn_conv", encoding="rate", num_steps=8, channels=(8, 16), hidden=(32,), threshold=0.1)
+    config = ModelConfig(
+        name="snn_conv", encoding="rate", num_steps=8, channels=(8, 16), hidden=(32,), threshold=0.1
+    )
     torch.manual_seed(0)
     model = build_model(config)
     a = predict_scores(model, config, toy_splits.val, batch_size=16, seed=5)
@@ -121,8 +149,19 @@ def test_rate_coded_scores_are_deterministic_per_seed(toy_splits: DataSplits) ->
 def test_sampler_balance_subsampling_and_augmentation_run(tmp_path: Path) -> None:
     splits = synthetic_splits(28, n_train=80, n_val=40, n_test=40, seed=1)
     config = ModelConfig(name="cnn_small", channels=(4, 8), hidden=(16,))
-    result = train(config, splits, TrainConfig(epochs=2, batch_size=16, balance="sampler", augment=True,
-                                               max_train_samples=50, schedule="cosine"), progress=False)
+    result = train(
+        config,
+        splits,
+        TrainConfig(
+            epochs=2,
+            batch_size=16,
+            balance="sampler",
+            augment=True,
+            max_train_samples=50,
+            schedule="cosine",
+        ),
+        progress=False,
+    )
     assert len(result.history) == 2 and result.data_source.startswith("synthetic")
     assert splits.train.augment is None  # the caller's dataset is not modified
     with pytest.raises(ValueError, match="balance"):
@@ -162,11 +201,17 @@ def test_bad_checkpoints_raise_checkpoint_error(tmp_path: Path) -> None:
 def test_single_class_training_split_is_a_data_error(toy_splits: DataSplits) -> None:
     from neurocxr.errors import DataError
 
-    normal_only = ImageDataset(toy_splits.train.images[::2].clone(), toy_splits.train.labels[::2].clone(), "train", "toy")
+    normal_only = ImageDataset(
+        toy_splits.train.images[::2].clone(), toy_splits.train.labels[::2].clone(), "train", "toy"
+    )
     assert set(normal_only.labels.tolist()) == {0}
     with pytest.raises(DataError, match="both"):
-        train(ModelConfig(name="cnn_small"), DataSplits(normal_only, toy_splits.val, toy_splits.test),
-              TrainConfig(epochs=1), progress=False)
+        train(
+            ModelConfig(name="cnn_small"),
+            DataSplits(normal_only, toy_splits.val, toy_splits.test),
+            TrainConfig(epochs=1),
+            progress=False,
+        )
 
 
 @pytest.mark.slow
@@ -175,7 +220,9 @@ def test_snn_learns_the_synthetic_phantoms_well_above_chance() -> None:
     torch.set_num_threads(1)
     splits = synthetic_splits(image_size=28, n_train=320, n_val=96, n_test=96, seed=3)
     config = ModelConfig(name="snn_conv", **SMALL)
-    result = train(config, splits, TrainConfig(epochs=3, batch_size=32, lr=5e-3, seed=0), progress=False)
+    result = train(
+        config, splits, TrainConfig(epochs=3, batch_size=32, lr=5e-3, seed=0), progress=False
+    )
     test = evaluate(result.model, config, splits.test, result.threshold)
     # Chance is 0.5 accuracy / 0.5 AUC on these balanced phantoms.
     assert test.roc_auc >= 0.75, test
@@ -211,9 +258,13 @@ def test_chip_cost_equals_the_energy_report_on_chip_counts(name: str, encoding: 
         _, cost = chip_cost_of(model, encoded_inputs(config, ds.images, seed=0), "loihi2")
     _, _, run = _chip_run(model, config, ds)
     chip = estimate_energy(run.counts, "loihi2")
-    assert float(cost.neuron_updates) == pytest.approx(sum(float(np.mean(c.neuron_updates)) for c in run.counts))
+    assert float(cost.neuron_updates) == pytest.approx(
+        sum(float(np.mean(c.neuron_updates)) for c in run.counts)
+    )
     assert float(cost.energy_j.mean()) == pytest.approx(chip.dynamic_j, rel=0.03)
-    assert float(cost.energy_j.mean()) >= chip.dynamic_j * 0.999  # an upper bound (zero weights are skipped on chip)
+    assert (
+        float(cost.energy_j.mean()) >= chip.dynamic_j * 0.999
+    )  # an upper bound (zero weights are skipped on chip)
 
 
 @pytest.mark.slow
@@ -224,7 +275,14 @@ def test_chip_cost_regulariser_lowers_chip_counts(toy_splits: DataSplits) -> Non
     config = ModelConfig(name="snn_strided", **SMALL)
     synops, total = {}, {}
     for lam in (0.0, 10.0):
-        result = train(config, toy_splits, TrainConfig(epochs=3, batch_size=16, seed=0, lr=5e-3, schedule="cosine", chip_cost_weight=lam), progress=False)
+        result = train(
+            config,
+            toy_splits,
+            TrainConfig(
+                epochs=3, batch_size=16, seed=0, lr=5e-3, schedule="cosine", chip_cost_weight=lam
+            ),
+            progress=False,
+        )
         _, _, run = _chip_run(result.model, config, toy_splits.test)
         synops[lam] = sum(float(np.mean(c.synaptic_ops)) for c in run.counts[2:])
         total[lam] = sum(float(np.mean(c.synaptic_ops)) for c in run.counts)
@@ -241,22 +299,44 @@ def test_qat_makes_float_and_chip_agree(toy_splits: DataSplits) -> None:
     from neurocxr.qat import weights_on_chip_grid
 
     config = ModelConfig(name="snn_strided", **SMALL)
-    result = train(config, toy_splits, TrainConfig(epochs=2, batch_size=16, seed=0, qat_epochs=1), progress=False)
+    result = train(
+        config,
+        toy_splits,
+        TrainConfig(epochs=2, batch_size=16, seed=0, qat_epochs=1),
+        progress=False,
+    )
     program, parity, _ = _chip_run(result.model, config, toy_splits.test)
     assert weights_on_chip_grid(result.model, program) < 1e-3
     assert parity["prediction_changed_fraction"] == 0.0
     assert result.history[-1].get("qat") == 1.0
-    assert clinical_metrics(toy_splits.val.labels.numpy(), predict_scores(result.model, config, toy_splits.val)).roc_auc > 0.9
+    assert (
+        clinical_metrics(
+            toy_splits.val.labels.numpy(), predict_scores(result.model, config, toy_splits.val)
+        ).roc_auc
+        > 0.9
+    )
 
 
-def test_early_readout_and_distillation_run_and_validate(toy_splits: DataSplits, tmp_path: Path) -> None:
+def test_early_readout_and_distillation_run_and_validate(
+    toy_splits: DataSplits, tmp_path: Path
+) -> None:
     from neurocxr.errors import ConfigError
 
-    teacher = train(ModelConfig(name="cnn_small", channels=(4, 8), hidden=(16,)), toy_splits,
-                    TrainConfig(epochs=1, batch_size=32), progress=False, checkpoint_path=tmp_path / "teacher.pt")
+    teacher = train(
+        ModelConfig(name="cnn_small", channels=(4, 8), hidden=(16,)),
+        toy_splits,
+        TrainConfig(epochs=1, batch_size=32),
+        progress=False,
+        checkpoint_path=tmp_path / "teacher.pt",
+    )
     assert teacher.checkpoint_path is not None
-    cfg = TrainConfig(epochs=1, batch_size=32, early_readout_weight=0.5, distill_teacher=str(tmp_path / "teacher.pt"),
-                      distill_weight=0.5)
+    cfg = TrainConfig(
+        epochs=1,
+        batch_size=32,
+        early_readout_weight=0.5,
+        distill_teacher=str(tmp_path / "teacher.pt"),
+        distill_weight=0.5,
+    )
     result = train(ModelConfig(name="snn_strided", **SMALL), toy_splits, cfg, progress=False)
     assert np.isfinite(result.history[0]["train_loss"])
     with pytest.raises(ConfigError, match="distill_teacher"):

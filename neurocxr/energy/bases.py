@@ -39,7 +39,9 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def compare_bases(chip: Sequence[LayerCounts], neurobench: Sequence[dict[str, Any] | LayerCounts]) -> dict[str, Any]:
+def compare_bases(
+    chip: Sequence[LayerCounts], neurobench: Sequence[dict[str, Any] | LayerCounts]
+) -> dict[str, Any]:
     """Per-layer chip vs NeuroBench counts (mean per sample) with ratios and an explanation.
 
     ``chip``: LayerCounts of an emulator/Lava run; ``neurobench``: `neurobench_counts` entries (or
@@ -47,6 +49,7 @@ def compare_bases(chip: Sequence[LayerCounts], neurobench: Sequence[dict[str, An
     Synaptic layers are paired in order; the input entries are paired when both have one.
     Returns {"layers": [...], "total": {...}, "explanations": [...]}.
     """
+
     def get(e: Any, key: str) -> Any:
         return e[key] if isinstance(e, dict) else getattr(e, key)
 

@@ -56,7 +56,9 @@ COUNTING_BASES = tuple(BASIS_TEXT)
 
 def _check_basis(basis: str) -> str:
     if basis not in BASIS_TEXT:
-        raise NeurocxrError(f"unknown counting basis {basis!r}; use one of {', '.join(COUNTING_BASES)}")
+        raise NeurocxrError(
+            f"unknown counting basis {basis!r}; use one of {', '.join(COUNTING_BASES)}"
+        )
     return basis
 
 
@@ -74,7 +76,9 @@ def _unique_names(names: Sequence[str]) -> list[str]:
 def _mean(values: Any, what: str, layer: str) -> float:
     arr = np.asarray(values, dtype=np.float64)
     if arr.size == 0:
-        raise NeurocxrError(f"layer {layer}: no samples in {what}; run at least one sample before estimating energy")
+        raise NeurocxrError(
+            f"layer {layer}: no samples in {what}; run at least one sample before estimating energy"
+        )
     if np.any(arr < 0) or not np.all(np.isfinite(arr)):
         raise NeurocxrError(f"layer {layer}: {what} must be finite and >= 0 (got min {arr.min()})")
     return float(arr.mean())
@@ -83,10 +87,14 @@ def _mean(values: Any, what: str, layer: str) -> float:
 def _layer_energy(c: LayerCounts, prof: DeviceProfile, name: str) -> tuple[float, dict[str, float]]:
     """Dynamic energy of one layer per sample and the counts it used."""
     updates = _mean(c.neuron_updates, "neuron_updates", name)
-    if not prof.spiking:  # a clocked device computes every synapse every step and updates every neuron
+    if (
+        not prof.spiking
+    ):  # a clocked device computes every synapse every step and updates every neuron
         ops = _mean(c.dense_synaptic_ops, "dense_synaptic_ops", name)
         return ops * prof.energy_per_synop_j + updates * prof.energy_per_neuron_update_j, {
-            "dense_synaptic_ops": ops, "neuron_updates": updates}
+            "dense_synaptic_ops": ops,
+            "neuron_updates": updates,
+        }
     from neurocxr.energy.timing import split_updates
 
     synops = _mean(c.synaptic_ops, "synaptic_ops", name)
@@ -102,8 +110,12 @@ def _layer_energy(c: LayerCounts, prof: DeviceProfile, name: str) -> tuple[float
         + inactive * e_inactive
         + spikes * (prof.energy_per_spike_j or 0.0)
     )
-    return energy, {"synaptic_ops": synops, "active_neuron_updates": active,
-                    "inactive_neuron_updates": inactive, "output_spikes": spikes}
+    return energy, {
+        "synaptic_ops": synops,
+        "active_neuron_updates": active,
+        "inactive_neuron_updates": inactive,
+        "output_spikes": spikes,
+    }
 
 
 def estimate_energy(
@@ -152,14 +164,20 @@ def estimate_energy(
     timing: dict[str, Any] = {}
     throughput: float | None = None
     static: float | None = None
-    if latency_s is None and prof.time_per_synop_s is not None and prof.time_per_neuron_update_s is not None:
+    if (
+        latency_s is None
+        and prof.time_per_synop_s is not None
+        and prof.time_per_neuron_update_s is not None
+    ):
         from neurocxr.energy.timing import STATIC_FOOTNOTE, loihi_timing
 
         t = loihi_timing(counts, prof, program=program)
         if chips is not None and chips != t.chips and prof.static_power_w is not None:
             t.static_j = prof.static_power_w * chips * t.steps_per_sample * t.step_s
             t.static_j_single_inference = prof.static_power_w * chips * t.latency_s
-            t.assumptions.append(f"Static power charged for {chips} chip(s) as requested (mapping needs {t.chips}).")
+            t.assumptions.append(
+                f"Static power charged for {chips} chip(s) as requested (mapping needs {t.chips})."
+            )
         latency_s, throughput, static = t.latency_s, t.throughput_fps, t.static_j
         timing = t.as_dict()
         footnotes.extend(t.assumptions)
@@ -170,17 +188,25 @@ def estimate_energy(
         if prof.static_power_w is not None:
             static = prof.static_power_w * n_chips * latency_s
         timing = {"latency_s": latency_s, "chips": n_chips, "source": "given by the caller"}
-        footnotes.append(f"Latency given by the caller; static power x {n_chips} chip(s) x that latency.")
+        footnotes.append(
+            f"Latency given by the caller; static power x {n_chips} chip(s) x that latency."
+        )
     if prof.spiking and not timing:
         # profiles without a timing model still say how neuron updates were charged
-        if any(getattr(c, "active_neuron_updates", None) is None for c in counts if c.kind != "input"):
+        if any(
+            getattr(c, "active_neuron_updates", None) is None for c in counts if c.kind != "input"
+        ):
             if prof.energy_per_neuron_update_inactive_j is not None:
-                footnotes.append("Active/inactive neuron updates not counted for this run: every update charged as active (upper bound).")
+                footnotes.append(
+                    "Active/inactive neuron updates not counted for this run: every update charged as active (upper bound)."
+                )
         sources = {getattr(c, "active_neuron_updates_source", None) for c in counts} - {None}
         if sources:
             footnotes.append(f"Active/inactive split: {', '.join(sorted(sources))}.")
     if prof.static_power_w is None:
-        footnotes.append("Profile has no static power: total energy unknown, only dynamic energy given.")
+        footnotes.append(
+            "Profile has no static power: total energy unknown, only dynamic energy given."
+        )
     detail: dict[str, Any] = {"per_layer": layer_detail}
     if prof.chip == "truenorth":
         from neurocxr.energy.timing import truenorth_mapping
@@ -251,20 +277,29 @@ def inference_macs(model: nn.Module, config: Any) -> dict[str, Any]:
 
     side = (1, config.in_channels, config.image_size, config.image_size)
     if not is_snn(config):
-        return {"macs": int(sum(count_cnn_macs(model, side).values())), "basis": "conv+linear, per image"}
+        return {
+            "macs": int(sum(count_cnn_macs(model, side).values())),
+            "basis": "conv+linear, per image",
+        }
     steps = config.num_steps
     gru = getattr(model, "gru", None)
     if gru is None:
         hooks = int(sum(count_cnn_macs(model, (steps,) + side).values()))
-        return {"macs": hooks, "basis": f"dense-equivalent conv+linear MACs over {steps} steps "
-                "(spikes make the chip's synaptic ops fewer)"}
+        return {
+            "macs": hooks,
+            "basis": f"dense-equivalent conv+linear MACs over {steps} steps "
+            "(spikes make the chip's synaptic ops fewer)",
+        }
     cnn = sum(count_cnn_macs(model.features, side).values())
     per_step = sum(count_cnn_macs(model.projection, (1, 2 * gru.hidden_size)).values())
     head_in = next(m.in_features for m in model.head.modules() if isinstance(m, nn.Linear))
     per_step += sum(count_cnn_macs(model.head, (1, head_in)).values())
     total = int(cnn + steps * per_step + gru_macs(gru, steps))
-    return {"macs": total, "basis": f"CNN once + (BiGRU + projection + head) x {steps} steps; GRU by formula "
-            "(3 gates x (input + hidden) x hidden per direction, layer and step)"}
+    return {
+        "macs": total,
+        "basis": f"CNN once + (BiGRU + projection + head) x {steps} steps; GRU by formula "
+        "(3 gates x (input + hidden) x hidden per direction, layer and step)",
+    }
 
 
 def estimate_ann_energy(
@@ -295,14 +330,16 @@ def estimate_ann_energy(
         source=prof.source,
         method="MACs x E_MAC (arithmetic only)",
         accuracy=accuracy,
-        notes="Arithmetic only: ignores memory traffic (often the larger cost), control and static power. " + prof.notes,
+        notes="Arithmetic only: ignores memory traffic (often the larger cost), control and static power. "
+        + prof.notes,
         basis="cnn",
         scope="arithmetic",
         detail={"macs": {k: int(v) for k, v in macs_per_layer.items()}},
         footnotes=[
             "Arithmetic only: ignores memory traffic (often the larger cost), control and static power.",
             f"Counting basis: {BASIS_TEXT['cnn']}.",
-        ] + ([prof.notes] if prof.notes else []),
+        ]
+        + ([prof.notes] if prof.notes else []),
     )
 
 
@@ -331,12 +368,16 @@ def estimate_snn_ac_energy(
     prof = resolve_profile(profile)
     _check_basis(basis)
     if prof.energy_per_ac_j is None:
-        raise ProfileError(f"profile '{prof.name}' has no energy_per_ac_j; use 'horowitz45-fp32' or 'horowitz45-int8'")
+        raise ProfileError(
+            f"profile '{prof.name}' has no energy_per_ac_j; use 'horowitz45-fp32' or 'horowitz45-int8'"
+        )
     e_mac = _mac_energy(prof)
     if not counts:
         raise NeurocxrError("no layer counts given: run the program (emulator or Lava) first")
     if op_types is not None and len(op_types) != len(counts):
-        raise NeurocxrError(f"op_types has {len(op_types)} entries but there are {len(counts)} layer counts")
+        raise NeurocxrError(
+            f"op_types has {len(op_types)} entries but there are {len(counts)} layer counts"
+        )
     names = _unique_names([c.name for c in counts])
     per_layer: dict[str, float] = {}
     layer_ops: dict[str, dict[str, Any]] = {}
@@ -385,7 +426,9 @@ def estimate_snn_ac_energy(
     )
 
 
-def count_cnn_macs(model: nn.Module, input_shape: Sequence[int], *, include_padding: bool = False) -> dict[str, int]:
+def count_cnn_macs(
+    model: nn.Module, input_shape: Sequence[int], *, include_padding: bool = False
+) -> dict[str, int]:
     """Exact MACs per sample of every Conv1d/2d/3d and Linear, keyed by module name and type.
 
     ``input_shape`` is the full input shape including the batch dimension (e.g. (1, 1, 28, 28));
@@ -452,7 +495,9 @@ def keras_spiking_energy(
     rows = []
     for layer in layers:
         if layer.connections < 0 or layer.neurons < 0 or layer.rate_hz < 0:
-            raise NeurocxrError(f"KerasSpiking layer {layer.name}: connections, neurons and rate must be >= 0")
+            raise NeurocxrError(
+                f"KerasSpiking layer {layer.name}: connections, neurons and rate must be >= 0"
+            )
         if prof.spiking:
             synop = prof.energy_per_synop_j * layer.connections * layer.rate_hz * dt * timesteps
             neuron = prof.energy_per_neuron_update_j * layer.neurons * timesteps
@@ -486,7 +531,9 @@ def keras_spiking_energy(
     }
 
 
-def keras_spiking_estimate(result: dict[str, Any], *, model: str = "", accuracy: float | None = None) -> EnergyEstimate:
+def keras_spiking_estimate(
+    result: dict[str, Any], *, model: str = "", accuracy: float | None = None
+) -> EnergyEstimate:
     """Wrap a keras_spiking_energy result as an EnergyEstimate for the report."""
     return EnergyEstimate(
         model=model,
@@ -521,7 +568,9 @@ def _keras_footnotes(result: dict[str, Any]) -> list[str]:
     return notes
 
 
-def keras_layers_from_neurobench(entries: Sequence[dict[str, Any]], *, dt: float = 0.001) -> list[KSLayer]:
+def keras_layers_from_neurobench(
+    entries: Sequence[dict[str, Any]], *, dt: float = 0.001
+) -> list[KSLayer]:
     """KerasSpiking rows of the float model as KerasSpiking itself sees it (no pooling fused).
 
     From `neurobench_counts` entries: connections = outputs x fan-in (padding ignored, as
@@ -545,7 +594,9 @@ def keras_layers_from_neurobench(entries: Sequence[dict[str, Any]], *, dt: float
     return rows
 
 
-def keras_layers_from_program(program: Any, counts: Sequence[LayerCounts], *, dt: float = 0.001) -> list[KSLayer]:
+def keras_layers_from_program(
+    program: Any, counts: Sequence[LayerCounts], *, dt: float = 0.001
+) -> list[KSLayer]:
     """KerasSpiking rows for a LoihiProgram and the LayerCounts of a run of it (one per layer).
 
     Connections follow KerasSpiking (conv: outputs x kh*kw*C_in/groups, padding ignored; dense:
@@ -556,7 +607,9 @@ def keras_layers_from_program(program: Any, counts: Sequence[LayerCounts], *, dt
     """
     layers = list(program.layers)
     if len(layers) != len(counts):
-        raise NeurocxrError(f"program has {len(layers)} layers but the run has counts for {len(counts)}")
+        raise NeurocxrError(
+            f"program has {len(layers)} layers but the run has counts for {len(counts)}"
+        )
     rows = []
     for i, (layer, c) in enumerate(zip(layers, counts)):
         neurons = int(layer.num_neurons) if layer.neuron is not None else 0

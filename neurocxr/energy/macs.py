@@ -28,7 +28,9 @@ from torch import nn
 from neurocxr.errors import NeurocxrError
 
 
-def valid_taps_1d(size_in: int, size_out: int, kernel: int, stride: int, pad_begin: int, dilation: int) -> int:
+def valid_taps_1d(
+    size_in: int, size_out: int, kernel: int, stride: int, pad_begin: int, dilation: int
+) -> int:
     """Along one axis: sum over kernel offsets of the output positions whose tap lies inside the input."""
     if kernel < 1 or size_out < 1:
         return 0
@@ -60,20 +62,34 @@ def conv_macs(
     """
     c_out, c_in_per_group, *kernel = (int(v) for v in weight_shape)
     dims = len(kernel)
-    if not (len(in_spatial) == len(out_spatial) == len(stride) == len(pad_begin) == len(dilation) == dims):
+    if not (
+        len(in_spatial)
+        == len(out_spatial)
+        == len(stride)
+        == len(pad_begin)
+        == len(dilation)
+        == dims
+    ):
         raise ValueError(
             f"conv geometry mismatch: kernel {kernel}, input {list(in_spatial)}, output {list(out_spatial)}, "
             f"stride {list(stride)}, padding {list(pad_begin)}, dilation {list(dilation)}"
         )
     if in_channels != c_in_per_group * groups:
-        raise ValueError(f"conv has {in_channels} input channels but weight expects {c_in_per_group} x {groups} groups")
+        raise ValueError(
+            f"conv has {in_channels} input channels but weight expects {c_in_per_group} x {groups} groups"
+        )
     if include_padding:
         per_pair = int(np.prod([int(o) for o in out_spatial])) * int(np.prod(kernel))
     else:
         per_pair = 1
         for i in range(dims):
             per_pair *= valid_taps_1d(
-                int(in_spatial[i]), int(out_spatial[i]), kernel[i], int(stride[i]), int(pad_begin[i]), int(dilation[i])
+                int(in_spatial[i]),
+                int(out_spatial[i]),
+                kernel[i],
+                int(stride[i]),
+                int(pad_begin[i]),
+                int(dilation[i]),
             )
     # every output channel sees C_in/groups input channels through its own kernel
     return int(c_out * c_in_per_group * per_pair)
@@ -111,8 +127,9 @@ def torch_pad_begin(module: nn.Module, dims: int) -> tuple[int, ...]:
 _COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
-def torch_layer_traffic(model: nn.Module, input_shape: Sequence[int], *,
-                        include_padding: bool = False) -> list[LayerTraffic]:
+def torch_layer_traffic(
+    model: nn.Module, input_shape: Sequence[int], *, include_padding: bool = False
+) -> list[LayerTraffic]:
     """Run ``model`` once on zeros of ``input_shape`` (batch first) and return one `LayerTraffic`
     per Conv/Linear call, in call order (a module called twice appears twice)."""
     shape = tuple(int(s) for s in input_shape)
@@ -125,18 +142,34 @@ def torch_layer_traffic(model: nn.Module, input_shape: Sequence[int], *,
         x = inputs[0]
         batch = x.shape[0]
         # "net.3" says little in a report: add the layer type ("net.3 (Conv2d)").
-        name = f"{names[module]} ({type(module).__name__})" if names[module] else type(module).__name__
+        name = (
+            f"{names[module]} ({type(module).__name__})" if names[module] else type(module).__name__
+        )
         if isinstance(module, nn.Linear):
-            macs = linear_macs(x.numel() // x.shape[-1] // batch, module.in_features, module.out_features)
+            macs = linear_macs(
+                x.numel() // x.shape[-1] // batch, module.in_features, module.out_features
+            )
         else:
             macs = conv_macs(
-                int(x.shape[1]), tuple(x.shape[2:]), tuple(output.shape[2:]), tuple(module.weight.shape),
-                module.stride, torch_pad_begin(module, x.dim() - 2), module.dilation, module.groups,
+                int(x.shape[1]),
+                tuple(x.shape[2:]),
+                tuple(output.shape[2:]),
+                tuple(module.weight.shape),
+                module.stride,
+                torch_pad_begin(module, x.dim() - 2),
+                module.dilation,
+                module.groups,
                 # reflect/replicate/circular padding taps are real values and always count
                 include_padding=include_padding or module.padding_mode != "zeros",
             )
-        weights = int(module.weight.numel()) + (int(module.bias.numel()) if module.bias is not None else 0)
-        rows.append(LayerTraffic(name, int(macs), weights, int(x.numel() // batch), int(output.numel() // batch)))
+        weights = int(module.weight.numel()) + (
+            int(module.bias.numel()) if module.bias is not None else 0
+        )
+        rows.append(
+            LayerTraffic(
+                name, int(macs), weights, int(x.numel() // batch), int(output.numel() // batch)
+            )
+        )
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, _COUNTED)]
     was_training = model.training
@@ -148,7 +181,9 @@ def torch_layer_traffic(model: nn.Module, input_shape: Sequence[int], *,
     except NeurocxrError:
         raise
     except Exception as exc:  # a shape mismatch deep inside torch
-        raise NeurocxrError(f"could not run the model on an input of shape {shape} to count its MACs: {exc}") from exc
+        raise NeurocxrError(
+            f"could not run the model on an input of shape {shape} to count its MACs: {exc}"
+        ) from exc
     finally:
         for h in handles:
             h.remove()

@@ -54,7 +54,9 @@ def _run_for(fn: Callable[[], None], seconds: float, sync: Callable[[], None]) -
     return calls, time.perf_counter() - start
 
 
-def measure_latency(fn: Callable[[], None], *, batch_size: int, min_time_s: float = 1.0, warmup_calls: int = 3) -> dict[str, float]:
+def measure_latency(
+    fn: Callable[[], None], *, batch_size: int, min_time_s: float = 1.0, warmup_calls: int = 3
+) -> dict[str, float]:
     """Latency of one call of ``fn`` (one batch): warm-up, then individual calls timed for at least
     ``min_time_s``; returns median/mean/min/max per batch, throughput (samples/s) and call count."""
     _check_batch(batch_size)
@@ -233,10 +235,16 @@ class _EnergyWindows:
             m = self._zeus.end_window(key, sync_execution=True)
             return float(sum(m.gpu_energy.values())), float(m.time)
         self._sync()
-        e0, t0 = float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)), time.perf_counter()
+        e0, t0 = (
+            float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)),
+            time.perf_counter(),
+        )
         work()
         self._sync()
-        e1, t1 = float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)), time.perf_counter()
+        e1, t1 = (
+            float(self._nvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)),
+            time.perf_counter(),
+        )
         return (e1 - e0) / 1000.0, t1 - t0
 
 
@@ -247,7 +255,9 @@ def _rapl_domains(root: Path) -> list[Path]:
     """Top-level and sub-domain RAPL zones: intel-rapl:0, intel-rapl:0:0, ... (deduplicated)."""
     if not root.is_dir():
         return []
-    zones = {p.resolve(): p for p in sorted(root.glob("intel-rapl:*")) if (p / "energy_uj").exists()}
+    zones = {
+        p.resolve(): p for p in sorted(root.glob("intel-rapl:*")) if (p / "energy_uj").exists()
+    }
     return sorted(zones.values(), key=lambda p: p.name)
 
 
@@ -255,7 +265,10 @@ def rapl_available(root: Path | None = None) -> tuple[bool, str]:
     """(True, zone names) when RAPL energy counters are readable here, else (False, why)."""
     root = RAPL_ROOT if root is None else Path(root)
     if not root.is_dir():
-        return False, f"{root} does not exist (no RAPL: not an Intel/AMD host with powercap, or a VM/container)"
+        return (
+            False,
+            f"{root} does not exist (no RAPL: not an Intel/AMD host with powercap, or a VM/container)",
+        )
     zones = _rapl_domains(root)
     if not zones:
         return False, f"no intel-rapl:* zones with energy_uj under {root}"
@@ -292,7 +305,9 @@ def rapl_delta_uj(before: int, after: int, max_energy_range_uj: int) -> int:
     if after >= before:
         return after - before
     if max_energy_range_uj <= 0:
-        raise MeasurementUnavailable("RAPL counter went backwards and max_energy_range_uj is unknown")
+        raise MeasurementUnavailable(
+            "RAPL counter went backwards and max_energy_range_uj is unknown"
+        )
     return after + max_energy_range_uj - before
 
 
@@ -303,7 +318,9 @@ def rapl_energy_j(before: dict[str, dict[str, Any]], after: dict[str, dict[str, 
     for zone, b in before.items():
         if zone.count(":") != 1 or zone not in after:
             continue
-        total += rapl_delta_uj(int(b["energy_uj"]), int(after[zone]["energy_uj"]), int(b["max_energy_range_uj"]))
+        total += rapl_delta_uj(
+            int(b["energy_uj"]), int(after[zone]["energy_uj"]), int(b["max_energy_range_uj"])
+        )
     return total / 1e6
 
 
@@ -373,11 +390,18 @@ def measure_cpu(
         kind="measured",
         method=f"Intel RAPL package counters ({why}), {window_s:g} s windows, median of {repeats}, idle baseline subtracted",
         notes="RAPL covers the whole CPU package (other processes included), not DRAM unless listed.",
-        extra={"idle_power_w": p_idle, "latency_per_batch_s": lat, "dynamic_j_per_sample": dyn, "total_j_per_sample": tot},
+        extra={
+            "idle_power_w": p_idle,
+            "latency_per_batch_s": lat,
+            "dynamic_j_per_sample": dyn,
+            "total_j_per_sample": tot,
+        },
     )
 
 
-def cpu_energy_estimate(latency_s: float, tdp_w: float, *, batch_size: int = 1, model: str = "") -> EnergyEstimate:
+def cpu_energy_estimate(
+    latency_s: float, tdp_w: float, *, batch_size: int = 1, model: str = ""
+) -> EnergyEstimate:
     """A labelled ESTIMATE (not a measurement): TDP x latency per batch / batch size.
 
     TDP is the thermal design power, an upper-bound-ish guess of package power under load; the
@@ -419,7 +443,11 @@ def measurability(rapl_root: Path | None = None) -> dict[str, Any]:
     if not missing:
         sentence = f"GPU ({gpu_why}) and CPU ({cpu_why}) energy are measured."
     else:
-        sentence = "Energy not measurable here: " + "; ".join(missing) + ". Latency is measured; energies are estimates."
+        sentence = (
+            "Energy not measurable here: "
+            + "; ".join(missing)
+            + ". Latency is measured; energies are estimates."
+        )
     return {
         "gpu": {"measurable": gpu_ok, "reason": gpu_why},
         "cpu": {"measurable": cpu_ok, "reason": cpu_why},
@@ -448,8 +476,15 @@ def whole_test_set_energy(
     if row is not None:
         per_sample = row.total_j if row.total_j is not None else row.dynamic_j
         if per_sample is None:
-            return {"kwh": None, "joules": None, "samples": num_samples, "kind": "not measurable",
-                    "label": "not measurable here", "method": row.method, "model": model or row.model}
+            return {
+                "kwh": None,
+                "joules": None,
+                "samples": num_samples,
+                "kind": "not measurable",
+                "label": "not measurable here",
+                "method": row.method,
+                "model": model or row.model,
+            }
         kind = "measured" if row.kind == "measured" else "estimated"
         method = f"{'total' if row.total_j is not None else 'dynamic'} J per sample x {num_samples} samples ({row.method})"
         model = model or row.model
@@ -461,6 +496,22 @@ def whole_test_set_energy(
         method = f"TDP {tdp_w:g} W x measured latency per sample x {num_samples} samples (as CodeCarbon without RAPL)"
     assert per_sample is not None
     joules = float(per_sample) * num_samples
-    label = "measured" if kind == "measured" else "estimate" + (" (rests on TDP, not measured)" if row is None or row.device.endswith("(TDP estimate)") else "")
-    return {"kwh": joules / 3.6e6, "joules": joules, "samples": num_samples, "kind": kind, "label": label,
-            "method": method, "model": model}
+    label = (
+        "measured"
+        if kind == "measured"
+        else "estimate"
+        + (
+            " (rests on TDP, not measured)"
+            if row is None or row.device.endswith("(TDP estimate)")
+            else ""
+        )
+    )
+    return {
+        "kwh": joules / 3.6e6,
+        "joules": joules,
+        "samples": num_samples,
+        "kind": kind,
+        "label": label,
+        "method": method,
+        "model": model,
+    }

@@ -43,7 +43,11 @@ from neurocxr.hardware_sims.results import LayerCounts
 
 HOROWITZ = "Horowitz, ISSCC 2014, 45 nm: SRAM 64-bit read 10/20/100 pJ (8 KB/32 KB/1 MB), DRAM 1.3-2.6 nJ per 64 bits"
 # (buffer capacity in bytes, energy per 64-bit access in J), Horowitz 2014
-SRAM_64BIT_J: tuple[tuple[int, float], ...] = ((8 * 1024, 10e-12), (32 * 1024, 20e-12), (1024 * 1024, 100e-12))
+SRAM_64BIT_J: tuple[tuple[int, float], ...] = (
+    (8 * 1024, 10e-12),
+    (32 * 1024, 20e-12),
+    (1024 * 1024, 100e-12),
+)
 DRAM_64BIT_J = (1.3e-9, 2.6e-9)  # Horowitz 2014: low, high
 
 # bits of weights / activations / membrane state, and the arithmetic profile of each precision
@@ -133,8 +137,11 @@ def memory_inclusive_cnn(
         total_j=None,
         latency_s=None,
         per_layer_j=per_layer,
-        constants={"energy_per_mac_j": prof.energy_per_mac_j, "weight_access_64bit_j": e_w,
-                   "activation_access_64bit_j": e_a},
+        constants={
+            "energy_per_mac_j": prof.energy_per_mac_j,
+            "weight_access_64bit_j": e_w,
+            "activation_access_64bit_j": e_a,
+        },
         source=f"{HOROWITZ}; {prof.source}",
         method="MACs x E_MAC + 64-bit words of weights and activations moved x access energy",
         accuracy=accuracy,
@@ -142,9 +149,16 @@ def memory_inclusive_cnn(
         basis="cnn",
         scope="memory-inclusive",
         detail={
-            "arithmetic_j": arith_total, "memory_j": mem_total, "memory_j_dram_high": mem_high,
-            "weight_bytes": weight_bytes, "weight_buffer": where_w, "activation_bytes": act_bytes,
-            "activation_buffer": where_a, "precision": precision, "batch": batch, "per_layer": detail_rows,
+            "arithmetic_j": arith_total,
+            "memory_j": mem_total,
+            "memory_j_dram_high": mem_high,
+            "weight_bytes": weight_bytes,
+            "weight_buffer": where_w,
+            "activation_bytes": act_bytes,
+            "activation_buffer": where_a,
+            "precision": precision,
+            "batch": batch,
+            "per_layer": detail_rows,
         },
         footnotes=footnotes,
     )
@@ -177,9 +191,13 @@ def memory_inclusive_snn(
     if not counts:
         raise NeurocxrError("no layer counts given: run the program (emulator or Lava) first")
     if op_types is not None and len(op_types) != len(counts):
-        raise NeurocxrError(f"op_types has {len(op_types)} entries but there are {len(counts)} layer counts")
+        raise NeurocxrError(
+            f"op_types has {len(op_types)} entries but there are {len(counts)} layer counts"
+        )
     if input_sizes is not None and len(input_sizes) != len(counts):
-        raise NeurocxrError(f"input_sizes has {len(input_sizes)} entries but there are {len(counts)} layer counts")
+        raise NeurocxrError(
+            f"input_sizes has {len(input_sizes)} entries but there are {len(counts)} layer counts"
+        )
     layers = []
     prev_neurons = input_elements
     for i, c in enumerate(counts):
@@ -189,14 +207,17 @@ def memory_inclusive_snn(
         if input_sizes is not None and input_sizes[i]:
             prev_neurons = int(input_sizes[i])  # type: ignore[arg-type]
         if prev_neurons is None:
-            raise NeurocxrError(f"layer {c.name}: input size unknown; pass input_elements (pixels per image)")
+            raise NeurocxrError(
+                f"layer {c.name}: input size unknown; pass input_elements (pixels per image)"
+            )
         op = (op_types[i] if op_types is not None else None) or "AC"
         layers.append((c, int(prev_neurons), op))
         prev_neurons = int(c.num_neurons)
     steps = max(int(max(c.time_steps for c in counts)), 1)
     weight_bytes = sum(int(c.num_synapses) for c, _, _ in layers) * p["weight_bits"] / 8
     act_bytes = max(
-        (n_in * (p["act_bits"] if op == "MAC" else 1) + int(c.num_neurons) * (1 + p["state_bits"])) / 8
+        (n_in * (p["act_bits"] if op == "MAC" else 1) + int(c.num_neurons) * (1 + p["state_bits"]))
+        / 8
         for c, n_in, op in layers
     )
     e_w, e_w_hi, where_w = access_energy_64bit(weight_bytes)
@@ -207,20 +228,34 @@ def memory_inclusive_snn(
     for c, n_in, op in layers:
         ops = float(np.mean(np.asarray(c.synaptic_ops, dtype=np.float64)))
         arith = ops * (prof.energy_per_mac_j if op == "MAC" else prof.energy_per_ac_j)
-        has_neurons = float(np.mean(np.asarray(c.neuron_updates, dtype=np.float64))) > 0 or c.kind == "dense_readout"
+        has_neurons = (
+            float(np.mean(np.asarray(c.neuron_updates, dtype=np.float64))) > 0
+            or c.kind == "dense_readout"
+        )
         in_bits = n_in * (p["act_bits"] if op == "MAC" else 1)
         out_bits = int(c.num_neurons) * (1 if has_neurons and c.kind != "dense_readout" else 0)
         state_bits = 2 * int(c.num_neurons) * p["state_bits"]  # read + write every step
-        w_words = _words(int(c.num_synapses) * p["weight_bits"])  # once per inference (resident over T)
+        w_words = _words(
+            int(c.num_synapses) * p["weight_bits"]
+        )  # once per inference (resident over T)
         a_words = _words(in_bits + out_bits + state_bits) * steps
         mem = w_words * e_w + a_words * e_a
         per_layer[c.name] = arith + mem
         arith_total += arith
         mem_total += mem
         mem_high += w_words * e_w_hi + a_words * e_a_hi
-        detail_rows.append({"name": c.name, "op_type": op, "ops": ops, "weights": int(c.num_synapses),
-                            "input_elements": n_in, "neurons": int(c.num_neurons), "arithmetic_j": arith,
-                            "memory_j": mem})
+        detail_rows.append(
+            {
+                "name": c.name,
+                "op_type": op,
+                "ops": ops,
+                "weights": int(c.num_synapses),
+                "input_elements": n_in,
+                "neurons": int(c.num_neurons),
+                "arithmetic_j": arith,
+                "memory_j": mem,
+            }
+        )
     footnotes = [
         SNN_DATAFLOW,
         f"Memory energies: {HOROWITZ}. Arithmetic: {prof.source}.",
@@ -235,8 +270,12 @@ def memory_inclusive_snn(
         total_j=None,
         latency_s=None,
         per_layer_j=per_layer,
-        constants={"energy_per_mac_j": prof.energy_per_mac_j, "energy_per_ac_j": prof.energy_per_ac_j,
-                   "weight_access_64bit_j": e_w, "activation_access_64bit_j": e_a},
+        constants={
+            "energy_per_mac_j": prof.energy_per_mac_j,
+            "energy_per_ac_j": prof.energy_per_ac_j,
+            "weight_access_64bit_j": e_w,
+            "activation_access_64bit_j": e_a,
+        },
         source=f"{HOROWITZ}; {prof.source}",
         method="effective ops x E_AC/E_MAC + 64-bit words of weights, spikes and membranes moved x access energy",
         accuracy=accuracy,
@@ -244,9 +283,16 @@ def memory_inclusive_snn(
         basis=basis,
         scope="memory-inclusive",
         detail={
-            "arithmetic_j": arith_total, "memory_j": mem_total, "memory_j_dram_high": mem_high,
-            "weight_bytes": weight_bytes, "weight_buffer": where_w, "activation_bytes": act_bytes,
-            "activation_buffer": where_a, "precision": precision, "time_steps": steps, "per_layer": detail_rows,
+            "arithmetic_j": arith_total,
+            "memory_j": mem_total,
+            "memory_j_dram_high": mem_high,
+            "weight_bytes": weight_bytes,
+            "weight_buffer": where_w,
+            "activation_bytes": act_bytes,
+            "activation_buffer": where_a,
+            "precision": precision,
+            "time_steps": steps,
+            "per_layer": detail_rows,
         },
         footnotes=footnotes,
     )

@@ -52,13 +52,17 @@ class _Entry:
         self.layer = layer
         zeros = lambda: np.zeros(batch, dtype=np.int64)  # noqa: E731
         self.input_spikes = zeros()
-        self.input_abs_sum = np.zeros(batch, dtype=np.float64)  # sum of |input| (KerasSpiking's rate)
+        self.input_abs_sum = np.zeros(
+            batch, dtype=np.float64
+        )  # sum of |input| (KerasSpiking's rate)
         self.input_size = 0
         self.synaptic_ops = zeros()
         self.dense_synaptic_ops = zeros()
         self.output_spikes = zeros()
         self.neuron_updates = zeros()
-        self.active_neuron_updates = zeros()  # neuron-steps with input or state != 0 (Loihi's "active")
+        self.active_neuron_updates = (
+            zeros()
+        )  # neuron-steps with input or state != 0 (Loihi's "active")
         self.has_neuron = False
         self.num_neurons = 0
         self.fan_in = 0
@@ -114,7 +118,9 @@ class _Entry:
             "op_type": ("AC" if self.all_ternary else "MAC") if self.layer is not None else None,
             "input_abs_sum": self.input_abs_sum,
             "input_size": self.input_size,
-            "activation_sparsity": (1.0 - float(self.output_spikes.sum()) / slots) if slots else None,
+            "activation_sparsity": (1.0 - float(self.output_spikes.sum()) / slots)
+            if slots
+            else None,
         }
 
 
@@ -150,12 +156,16 @@ def neurobench_counts(model: SpikingSequential, x: torch.Tensor) -> list[dict[st
     input_size (input elements per step).
     """
     if not isinstance(model, SpikingSequential):
-        raise NeurocxrError(f"neurobench_counts needs a SpikingSequential SNN, got {type(model).__name__}")
+        raise NeurocxrError(
+            f"neurobench_counts needs a SpikingSequential SNN, got {type(model).__name__}"
+        )
     if x.dim() < 3:
         raise NeurocxrError(f"SNN input must be [T, B, ...], got shape {tuple(x.shape)}")
     steps, batch = int(x.shape[0]), int(x.shape[1])
     modules = list(model.layers) + ([model.readout] if model.readout is not None else [])
-    names = [f"layers.{i}" for i in range(len(model.layers))] + (["readout"] if model.readout is not None else [])
+    names = [f"layers.{i}" for i in range(len(model.layers))] + (
+        ["readout"] if model.readout is not None else []
+    )
     # Build one entry per synaptic layer (and one for input neurons before any synapse).
     owner: list[_Entry | None] = []
     entries: list[_Entry] = []
@@ -170,7 +180,9 @@ def neurobench_counts(model: SpikingSequential, x: torch.Tensor) -> list[dict[st
                 current = _Entry(name, "input", None, batch)
                 entries.append(current)
             elif getattr(current, "_neuron_module", None) is not None:
-                raise NeurocxrError(f"{name}: two neuron layers without a synaptic layer between them")
+                raise NeurocxrError(
+                    f"{name}: two neuron layers without a synaptic layer between them"
+                )
             current._neuron_module = m  # type: ignore[attr-defined]
         owner.append(current)
 
@@ -237,4 +249,7 @@ def static_metrics(model: nn.Module) -> dict[str, float]:
         if _is_synaptic(m):
             total += m.weight.numel()
             zeros += int((m.weight == 0).sum())
-    return {"footprint_bytes": float(footprint), "connection_sparsity": zeros / total if total else 0.0}
+    return {
+        "footprint_bytes": float(footprint),
+        "connection_sparsity": zeros / total if total else 0.0,
+    }

@@ -116,7 +116,14 @@ class DeviceProfile:
         return out
 
 
-_REQUIRED = ("name", "kind", "energy_per_synop_j", "energy_per_neuron_update_j", "spiking", "source")
+_REQUIRED = (
+    "name",
+    "kind",
+    "energy_per_synop_j",
+    "energy_per_neuron_update_j",
+    "spiking",
+    "source",
+)
 _NUMERIC_REQUIRED = ("energy_per_synop_j", "energy_per_neuron_update_j")
 _NUMERIC_OPTIONAL = (
     "static_power_w",
@@ -141,7 +148,9 @@ def _check_number(value: Any, field_name: str, where: str, *, optional: bool) ->
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ProfileError(f"{where}: field '{field_name}' must be a number, got {value!r}")
     if not math.isfinite(value) or value < 0:
-        raise ProfileError(f"{where}: field '{field_name}' must be a finite number >= 0, got {value!r}")
+        raise ProfileError(
+            f"{where}: field '{field_name}' must be a finite number >= 0, got {value!r}"
+        )
 
 
 def _check_profile(profile: DeviceProfile, where: str) -> None:
@@ -149,15 +158,21 @@ def _check_profile(profile: DeviceProfile, where: str) -> None:
     if not isinstance(profile.name, str) or not profile.name.strip():
         raise ProfileError(f"{where}: field 'name' must be a non-empty string")
     if profile.kind not in PROFILE_KINDS:
-        raise ProfileError(f"{where}: field 'kind' must be one of {', '.join(PROFILE_KINDS)}, got {profile.kind!r}")
+        raise ProfileError(
+            f"{where}: field 'kind' must be one of {', '.join(PROFILE_KINDS)}, got {profile.kind!r}"
+        )
     if not isinstance(profile.spiking, bool):
-        raise ProfileError(f"{where}: field 'spiking' must be true or false, got {profile.spiking!r}")
+        raise ProfileError(
+            f"{where}: field 'spiking' must be true or false, got {profile.spiking!r}"
+        )
     for name in _NUMERIC_REQUIRED:
         _check_number(getattr(profile, name), name, where, optional=False)
     for name in _NUMERIC_OPTIONAL:
         _check_number(getattr(profile, name), name, where, optional=True)
     if profile.chip is not None and profile.chip not in CHIPS:
-        raise ProfileError(f"{where}: field 'chip' must be one of {', '.join(CHIPS)} or absent, got {profile.chip!r}")
+        raise ProfileError(
+            f"{where}: field 'chip' must be one of {', '.join(CHIPS)} or absent, got {profile.chip!r}"
+        )
 
 
 _DAVIES = "Davies et al., IEEE Micro 38(1), 2018, Table 2 (pre-silicon)"
@@ -213,13 +228,15 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             energy_per_synop_j=35.5e-12,  # SANA-FE loihi.yaml: synapse energy_spike
             energy_per_neuron_update_j=72.8e-12,  # SANA-FE: soma energy_active
             energy_per_neuron_update_inactive_j=51.2e-12,  # SANA-FE: soma energy_inactive
-            energy_per_spike_j=(69.3 + 76.8) * 1e-12,  # SANA-FE: soma energy_spiking + axon_out energy (one packet)
+            energy_per_spike_j=(69.3 + 76.8)
+            * 1e-12,  # SANA-FE: soma energy_spiking + axon_out energy (one packet)
             spiking=True,
             static_power_w=0.104,  # Frady 2020 (SANA-FE models no static power; Loihi 1 board figure)
             time_per_synop_s=4.0e-9,  # SANA-FE: synapse latency_spike
             time_per_neuron_update_s=9.7e-9,  # SANA-FE: soma latency_active
             time_per_neuron_update_inactive_s=6.0e-9,  # SANA-FE: soma latency_inactive
-            time_per_spike_s=(30.0 + 7.6) * 1e-9,  # SANA-FE: soma latency_spiking + axon_out latency
+            time_per_spike_s=(30.0 + 7.6)
+            * 1e-9,  # SANA-FE: soma latency_spiking + axon_out latency
             barrier_s=299e-9,  # SANA-FE: latency_global_barrier
             barrier_s_max=299e-9,
             chip="loihi1",
@@ -239,15 +256,19 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             spiking=True,
             static_power_w=0.23,  # Intel's Loihi 2 board measurement (lava-dl netx benchmarks): 0.23 W per chip
             time_per_synop_s=3.5e-9,  # Davies 2018 (Loihi 1): no Loihi 2 figure
-            time_per_neuron_update_s=8.4e-9 / 2,  # Davies 2018 active update / 2 (Loihi 2: up to 2x faster)
+            time_per_neuron_update_s=8.4e-9
+            / 2,  # Davies 2018 active update / 2 (Loihi 2: up to 2x faster)
             time_per_neuron_update_inactive_s=5.3e-9 / 2,  # Davies 2018 inactive update / 2
-            time_per_spike_s=2.1e-9 / 10,  # Davies 2018 spike / 10 (Loihi 2: up to 10x faster spike generation)
+            time_per_spike_s=2.1e-9
+            / 10,  # Davies 2018 spike / 10 (Loihi 2: up to 10x faster spike generation)
             barrier_s=113e-9,  # Davies 2018 (Loihi 1) barrier, 1 tile: no Loihi 2 figure
             barrier_s_max=465e-9,  # Davies 2018 (Loihi 1) barrier, 32 tiles
             interchip_barrier_s=None,  # not public: one whole-chip barrier per extra chip (lower bound)
             chip="loihi2",
-            source=(f"{_DAVIES} (Loihi 1 per-op constants); times scaled by {_LOIHI2_SPEED}; static power: "
-                    f"{_LOIHI2_STATIC}; cores mapped by a compiler-like Loihi 2 partition"),
+            source=(
+                f"{_DAVIES} (Loihi 1 per-op constants); times scaled by {_LOIHI2_SPEED}; static power: "
+                f"{_LOIHI2_STATIC}; cores mapped by a compiler-like Loihi 2 partition"
+            ),
             notes=(
                 "No public per-op table for Loihi 2: Loihi 1 per-op constants applied to Loihi 2 op counts "
                 "(energies; times: neuron updates / 2 and spikes / 10 as Intel states for Loihi 2, synaptic ops as "
@@ -398,7 +419,9 @@ def get_profile(name: str) -> DeviceProfile:
 def register_profile(profile: DeviceProfile) -> None:
     """Make ``profile`` available to get_profile (replaces a previous one of the same name)."""
     if not isinstance(profile, DeviceProfile):
-        raise ProfileError(f"register_profile expects a DeviceProfile, got {type(profile).__name__}")
+        raise ProfileError(
+            f"register_profile expects a DeviceProfile, got {type(profile).__name__}"
+        )
     _check_profile(profile, where="profile")
     _registered[profile.name] = profile
 
@@ -415,7 +438,9 @@ def registered_profiles(profiles: Iterable[DeviceProfile]) -> Iterator[list[Devi
     chosen = list(profiles)
     for p in chosen:
         if not isinstance(p, DeviceProfile):
-            raise ProfileError(f"registered_profiles expects DeviceProfiles, got {type(p).__name__}")
+            raise ProfileError(
+                f"registered_profiles expects DeviceProfiles, got {type(p).__name__}"
+            )
         _check_profile(p, where="profile")
     saved = dict(_registered)
     try:
@@ -433,11 +458,15 @@ _ALL_FIELDS = tuple(f.name for f in fields(DeviceProfile))
 def profile_from_dict(data: Any, where: str) -> DeviceProfile:
     """Build a profile from a mapping, with ProfileError naming ``where``, the profile and the field."""
     if not isinstance(data, dict):
-        raise ProfileError(f"{where}: each profile must be a table/object, got {type(data).__name__}")
+        raise ProfileError(
+            f"{where}: each profile must be a table/object, got {type(data).__name__}"
+        )
     label = f"{where}: profile '{data.get('name', '?')}'"
     unknown = sorted(set(data) - set(_ALL_FIELDS))
     if unknown:
-        raise ProfileError(f"{label}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(_ALL_FIELDS)}")
+        raise ProfileError(
+            f"{label}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(_ALL_FIELDS)}"
+        )
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise ProfileError(f"{label}: missing required field(s) {', '.join(missing)}")
@@ -448,7 +477,10 @@ def profile_from_dict(data: Any, where: str) -> DeviceProfile:
         _check_number(data[key], key, label, optional=False)
     for key in _NUMERIC_OPTIONAL:
         _check_number(data.get(key), key, label, optional=True)
-    values = {k: (float(v) if k in _NUMERIC_REQUIRED + _NUMERIC_OPTIONAL and v is not None else v) for k, v in data.items()}
+    values = {
+        k: (float(v) if k in _NUMERIC_REQUIRED + _NUMERIC_OPTIONAL and v is not None else v)
+        for k, v in data.items()
+    }
     try:
         return DeviceProfile(**values)
     except ProfileError as exc:
@@ -471,21 +503,31 @@ def load_profiles(path: str | Path, *, register: bool = False) -> list[DevicePro
         elif suffix == ".json":
             data = json.loads(path.read_text(encoding="utf-8"))
         else:
-            raise ProfileError(f"profile file {path}: use a .toml or .json file, not {suffix or 'no suffix'}")
+            raise ProfileError(
+                f"profile file {path}: use a .toml or .json file, not {suffix or 'no suffix'}"
+            )
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"profile file {path} is not valid {suffix[1:].upper()}: {exc}") from None
+        raise ProfileError(
+            f"profile file {path} is not valid {suffix[1:].upper()}: {exc}"
+        ) from None
     if isinstance(data, dict):
         unknown = sorted(set(data) - {"profile"})
         if unknown:
-            raise ProfileError(f"profile file {path}: unknown top-level key(s) {', '.join(unknown)}; use 'profile'")
+            raise ProfileError(
+                f"profile file {path}: unknown top-level key(s) {', '.join(unknown)}; use 'profile'"
+            )
         data = data.get("profile", [])
     if not isinstance(data, list) or not data:
-        raise ProfileError(f"profile file {path}: no profiles found (expected [[profile]] tables or a JSON list)")
+        raise ProfileError(
+            f"profile file {path}: no profiles found (expected [[profile]] tables or a JSON list)"
+        )
     profiles = [profile_from_dict(item, str(path)) for item in data]
     names = [p.name for p in profiles]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ProfileError(f"profile file {path}: duplicate profile name(s) {', '.join(duplicates)}")
+        raise ProfileError(
+            f"profile file {path}: duplicate profile name(s) {', '.join(duplicates)}"
+        )
     if register:
         for p in profiles:
             register_profile(p)

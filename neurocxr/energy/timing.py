@@ -110,7 +110,9 @@ class TimingResult:
     single_frame_fps: float = 0.0  # 1 / latency: one frame at a time, no pipelining
     fps_basis: str = FPS_BASIS
     interchip_barrier_s: float = 0.0  # added to every step when several chips are in use
-    limits_cited: dict[str, str] = field(default_factory=dict)  # chip parameter -> source / "not public"
+    limits_cited: dict[str, str] = field(
+        default_factory=dict
+    )  # chip parameter -> source / "not public"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,11 +143,19 @@ def core_mapping(
 
         res = estimate_resources(program, limits)
         if len(res.layers) != len(counts):
-            raise NeurocxrError(f"program has {len(res.layers)} layers but the run has counts for {len(counts)}")
+            raise NeurocxrError(
+                f"program has {len(res.layers)} layers but the run has counts for {len(counts)}"
+            )
         cores = [r.cores for r in res.layers]
         shares = [r.max_core_share for r in res.layers]
         # host-fed spike input has no neuromorphic cores (estimate_resources gives it 0)
-        return cores, shares, res.chips, f"estimate_resources(program, {limits.name}, {limits.partition} rule)", limits
+        return (
+            cores,
+            shares,
+            res.chips,
+            f"estimate_resources(program, {limits.name}, {limits.partition} rule)",
+            limits,
+        )
     cores, shares = [], []
     for c in counts:
         if c.kind == "input" and int(np.max(np.asarray(c.neuron_updates), initial=0)) == 0:
@@ -156,10 +166,14 @@ def core_mapping(
             from neurocxr.exporters.resources import _neuron_cap, partition_dense
 
             cap, cap_name = _neuron_cap(limits, c.kind not in ("dense_readout", "readout"))
-            per_neuron_bits = math.ceil(int(c.num_synapses) / max(int(c.num_neurons), 1)) * 8  # 8-bit synapses
+            per_neuron_bits = (
+                math.ceil(int(c.num_synapses) / max(int(c.num_neurons), 1)) * 8
+            )  # 8-bit synapses
             if c.kind in ("conv", "input"):
                 per_neuron_bits = 0  # shared kernels / no synapses: cores sized by neurons
-            part = partition_dense(int(c.num_neurons), int(c.fan_in), per_neuron_bits, cap, limits, cap_name)
+            part = partition_dense(
+                int(c.num_neurons), int(c.fan_in), per_neuron_bits, cap, limits, cap_name
+            )
             cores.append(part.cores)
             shares.append(min(1.0, part.max_core_neurons / max(int(c.num_neurons), 1)))
         else:
@@ -207,7 +221,9 @@ def split_updates(c: LayerCounts) -> tuple[float, float, bool]:
     return act, total - act, True
 
 
-def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, program: Any = None) -> TimingResult:
+def loihi_timing(
+    counts: Sequence[LayerCounts], profile: DeviceProfile, *, program: Any = None
+) -> TimingResult:
     """Step time, latency, throughput and static energy of a run whose counts are ``counts``."""
     if profile.time_per_synop_s is None or profile.time_per_neuron_update_s is None:
         raise NeurocxrError(f"profile '{profile.name}' has no per-op times: no timing model for it")
@@ -218,7 +234,11 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
     depth = sum(1 for c in counts if c.kind != "input")
     t_syn = profile.time_per_synop_s
     t_act = profile.time_per_neuron_update_s
-    t_inact = profile.time_per_neuron_update_inactive_s if profile.time_per_neuron_update_inactive_s is not None else t_act
+    t_inact = (
+        profile.time_per_neuron_update_inactive_s
+        if profile.time_per_neuron_update_inactive_s is not None
+        else t_act
+    )
     t_spk = profile.time_per_spike_s or 0.0
     loads: list[CoreLoad] = []
     split_known = True
@@ -228,7 +248,11 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
         act, inact, known = split_updates(c)
         split_known = split_known and known
         has_neurons = float(np.mean(np.asarray(c.neuron_updates, dtype=np.float64))) > 0
-        spikes = float(np.mean(np.asarray(c.output_spikes, dtype=np.float64))) if has_neurons and c.kind != "dense_readout" else 0.0
+        spikes = (
+            float(np.mean(np.asarray(c.output_spikes, dtype=np.float64)))
+            if has_neurons and c.kind != "dense_readout"
+            else 0.0
+        )
         synops = float(np.mean(np.asarray(c.synaptic_ops, dtype=np.float64)))
         # the fullest core's share of the layer's work, per step (an even split under the "fewest" rule)
         per = float(steps * n_cores) if limits.partition != "compiler" else float(steps) / share
@@ -239,7 +263,8 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
             active_updates_per_step=act / per,
             inactive_updates_per_step=inact / per,
             spikes_per_step=spikes / per,
-            seconds_per_step=(synops * t_syn + act * t_act + inact * t_inact + spikes * t_spk) / per,
+            seconds_per_step=(synops * t_syn + act * t_act + inact * t_inact + spikes * t_spk)
+            / per,
         )
         loads.append(load)
     if not loads:
@@ -255,7 +280,11 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
     if chips > 1 and models_interchip:
         per_chip = profile.interchip_barrier_s
         if per_chip is None:
-            per_chip = profile.barrier_s_max if profile.barrier_s_max is not None else (profile.barrier_s or 0.0)
+            per_chip = (
+                profile.barrier_s_max
+                if profile.barrier_s_max is not None
+                else (profile.barrier_s or 0.0)
+            )
         interchip = (chips - 1) * per_chip
     step = busiest.seconds_per_step + barrier + interchip
     latency = (steps + depth) * step
@@ -267,7 +296,9 @@ def loihi_timing(counts: Sequence[LayerCounts], profile: DeviceProfile, *, progr
         f"Frames/s: {FPS_BASIS}.",
     ]
     if not split_known:
-        assumptions.append("Active/inactive neuron updates not counted for this run: every update charged as active (upper bound).")
+        assumptions.append(
+            "Active/inactive neuron updates not counted for this run: every update charged as active (upper bound)."
+        )
     sources = {getattr(c, "active_neuron_updates_source", None) for c in counts} - {None}
     if sources:
         assumptions.append(f"Active/inactive split: {', '.join(sorted(sources))}.")
@@ -321,7 +352,9 @@ def truenorth_mapping(counts: Sequence[LayerCounts]) -> dict[str, Any]:
     """Whether each layer fits TrueNorth cores (256 axons x 256 neurons, Merolla et al. 2014):
     a neuron reads at most 256 axons, so a layer whose fan-in exceeds 256 cannot map directly."""
     too_wide = [
-        {"layer": c.name, "fan_in": int(c.fan_in)} for c in counts if c.kind != "input" and int(c.fan_in) > 256
+        {"layer": c.name, "fan_in": int(c.fan_in)}
+        for c in counts
+        if c.kind != "input" and int(c.fan_in) > 256
     ]
     cores = sum(math.ceil(int(c.num_neurons) / 256) for c in counts if c.kind != "input")
     note = ""
@@ -331,4 +364,9 @@ def truenorth_mapping(counts: Sequence[LayerCounts]) -> dict[str, Any]:
             f"Cannot map directly onto TrueNorth cores (at most 256 inputs per neuron): {names}. Splitting them "
             "over several cores with partial-sum neurons is not modelled, so this TrueNorth figure is optimistic."
         )
-    return {"fits": not too_wide, "too_wide_layers": too_wide, "min_cores": int(cores), "note": note}
+    return {
+        "fits": not too_wide,
+        "too_wide_layers": too_wide,
+        "min_cores": int(cores),
+        "note": note,
+    }

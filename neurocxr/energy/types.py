@@ -18,7 +18,9 @@ class EnergyEstimate:
     model: str
     device: str  # profile name, e.g. "loihi", "loihi2", "gpu (KerasSpiking)"
     dynamic_j: float  # ops x per-op constants
-    total_j: float | None  # dynamic + static power x latency, None where the profile has no static power
+    total_j: (
+        float | None
+    )  # dynamic + static power x latency, None where the profile has no static power
     latency_s: float | None  # estimated time per inference on that device, if the profile gives one
     per_layer_j: dict[str, float]
     constants: dict[str, float]  # the per-op constants used (J)
@@ -35,7 +37,9 @@ class EnergyEstimate:
     # What is charged: "device" (per-op constants of a device profile), "arithmetic" (Horowitz
     # MAC/AC only), "memory-inclusive" (arithmetic + SRAM/DRAM traffic), "tdp".
     scope: str = ""
-    static_j: float | None = None  # static power x chips in use x time per inference (None: unknown)
+    static_j: float | None = (
+        None  # static power x chips in use x time per inference (None: unknown)
+    )
     throughput_fps: float | None = None  # inferences per second (pipelined where the model says so)
     timing: dict[str, Any] = field(default_factory=dict)  # how latency/throughput were modelled
     detail: dict[str, Any] = field(default_factory=dict)  # per-layer counts, bytes moved, ...

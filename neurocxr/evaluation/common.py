@@ -28,7 +28,11 @@ def softmax_positive(logits: np.ndarray) -> np.ndarray:
 
 def dropout_modules(model: nn.Module) -> list[nn.Module]:
     """Every dropout module (nn.Dropout, Dropout2d, AlphaDropout, ...) with p > 0 in ``model``."""
-    return [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and float(m.p) > 0]
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.dropout._DropoutNd) and float(m.p) > 0
+    ]
 
 
 def last_conv2d(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Conv2d] | None:
@@ -41,8 +45,11 @@ def last_conv2d(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Con
     if layer is not None:
         named = dict(convs)
         if layer not in named:
-            raise NeurocxrError(f"no Conv2d named {layer!r} in the model; its convolutions are: "
-                                + ", ".join(n for n, _ in convs[-8:]) + (" (last 8)" if len(convs) > 8 else ""))
+            raise NeurocxrError(
+                f"no Conv2d named {layer!r} in the model; its convolutions are: "
+                + ", ".join(n for n, _ in convs[-8:])
+                + (" (last 8)" if len(convs) > 8 else "")
+            )
         return layer, named[layer]
     features = [(n, m) for n, m in convs if m.out_channels > 2]
     return (features or convs or [None])[-1]
@@ -107,18 +114,24 @@ def chip_inputs(loaded: Any, program: Any, images: torch.Tensor, *, seed: int = 
     return Deployment(program=program, loaded=loaded).encode(images, seed=seed).chip_input(program)
 
 
-def run_chip(loaded: Any, program: Any, images: torch.Tensor, *, seed: int = 0, record: bool = False) -> Any:
+def run_chip(
+    loaded: Any, program: Any, images: torch.Tensor, *, seed: int = 0, record: bool = False
+) -> Any:
     """Emulate ``program`` bit-exactly on ``images``; returns the emulator's RunResult."""
     deployment = Deployment(program=program, loaded=loaded)
     return deployment.run(deployment.encode(images, seed=seed), record=record)
 
 
-def prepare_chip(loaded: Any, val_images: torch.Tensor, val_labels: torch.Tensor, *, seed: int = 0) -> tuple[Chip | None, str | None]:
+def prepare_chip(
+    loaded: Any, val_images: torch.Tensor, val_labels: torch.Tensor, *, seed: int = 0
+) -> tuple[Chip | None, str | None]:
     """Export a deployable SNN and choose its chip threshold on validation (`Deployment.operating_point`)."""
     deployment, reason = chip_deployment(loaded)
     if deployment is None:
         return None, reason
-    return Chip(deployment, deployment.operating_point(val_images, val_labels, seed=seed, progress=False)), None
+    return Chip(
+        deployment, deployment.operating_point(val_images, val_labels, seed=seed, progress=False)
+    ), None
 
 
 def evaluated_on(loaded: Any, ds: Any, split: str, y: np.ndarray) -> dict[str, Any]:

@@ -70,16 +70,22 @@ def load_xray_image(path: str | Path, image_size: int, in_channels: int = 1) -> 
             img.load()
             mode = img.mode
             if mode in ("1",):
-                raise DataError(f"{path} is a 1-bit black-and-white image, not an X-ray-like grayscale image")
+                raise DataError(
+                    f"{path} is a 1-bit black-and-white image, not an X-ray-like grayscale image"
+                )
             if mode not in ("L", "LA", "P", "RGB", "RGBA", "I", "I;16", "I;16B", "I;16L", "F"):
-                raise DataError(f"{path} has colour mode {mode}; give a grayscale or RGB X-ray (PNG/JPEG)")
+                raise DataError(
+                    f"{path} has colour mode {mode}; give a grayscale or RGB X-ray (PNG/JPEG)"
+                )
             w, h = img.size
             if min(w, h) < 8:
                 raise DataError(f"{path} is {w}x{h} pixels; an X-ray needs at least 8x8")
             if mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                 from neurocxr.data import wide_mode_to_unit
 
-                gray = wide_mode_to_unit(img, path)  # the one pixel rule: 16-bit / 65535, as the data loaders
+                gray = wide_mode_to_unit(
+                    img, path
+                )  # the one pixel rule: 16-bit / 65535, as the data loaders
             else:
                 rgb = np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
                 spread = float((rgb.max(-1) - rgb.min(-1)).mean())
@@ -90,14 +96,18 @@ def load_xray_image(path: str | Path, image_size: int, in_channels: int = 1) -> 
                     )
                 gray = np.asarray(img.convert("L"), dtype=np.float64) / 255.0
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{path} is not an image file that can be read ({type(exc).__name__}: {exc})") from exc
+        raise DataError(
+            f"{path} is not an image file that can be read ({type(exc).__name__}: {exc})"
+        ) from exc
     if float(gray.std()) < 1.0 / 255.0:
         raise DataError(f"{path} is blank (a single grey level); nothing in it can be explained")
     s = min(gray.shape)
     top, left = (gray.shape[0] - s) // 2, (gray.shape[1] - s) // 2
     x = torch.from_numpy(gray[top : top + s, left : left + s].astype(np.float32))[None, None]
     if s != image_size:
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+        x = F.interpolate(
+            x, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False
+        )
     x = x.clamp(0.0, 1.0)[0]
     return x.repeat(in_channels, 1, 1) if in_channels > 1 else x
 
@@ -119,8 +129,14 @@ class ExplanationMap:
     def stats(self) -> dict[str, Any]:
         v = self.values
         peak = np.unravel_index(int(np.argmax(v)), v.shape) if v.size else (0, 0)
-        return {"name": self.name, "method": self.method, "note": self.note, "max": float(v.max()) if v.size else 0.0,
-                "mean": float(v.mean()) if v.size else 0.0, "peak_row_col": [int(peak[0]), int(peak[1])]}
+        return {
+            "name": self.name,
+            "method": self.method,
+            "note": self.note,
+            "max": float(v.max()) if v.size else 0.0,
+            "mean": float(v.mean()) if v.size else 0.0,
+            "peak_row_col": [int(peak[0]), int(peak[1])],
+        }
 
 
 @dataclass
@@ -136,8 +152,14 @@ class Explanation:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"image": self.label, "p_pneumonia": self.p_pneumonia, "called": CLASS_NAMES[self.called],
-                "threshold": self.threshold, "maps": [m.stats() for m in self.maps], "notes": list(self.notes)}
+        return {
+            "image": self.label,
+            "p_pneumonia": self.p_pneumonia,
+            "called": CLASS_NAMES[self.called],
+            "threshold": self.threshold,
+            "maps": [m.stats() for m in self.maps],
+            "notes": list(self.notes),
+        }
 
 
 def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
@@ -148,7 +170,9 @@ def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return m[:, 0].double().numpy()
 
 
-def _grad_cam(loaded: Any, images: torch.Tensor, targets: torch.Tensor, layer: str | None = None) -> torch.Tensor:
+def _grad_cam(
+    loaded: Any, images: torch.Tensor, targets: torch.Tensor, layer: str | None = None
+) -> torch.Tensor:
     """Grad-CAM maps [B, h, w] (ReLU) on Grad-CAM's Conv2d (see `last_conv2d`), for ``targets``."""
     from captum.attr import LayerGradCam
 
@@ -157,7 +181,9 @@ def _grad_cam(loaded: Any, images: torch.Tensor, targets: torch.Tensor, layer: s
     _, conv = require_conv(loaded, layer)
     cam = LayerGradCam(lambda x: forward_model(loaded.model, x, loaded.config), conv)
     with torch.enable_grad():
-        attr = cam.attribute(images.clone().requires_grad_(True), target=targets, relu_attributions=True)
+        attr = cam.attribute(
+            images.clone().requires_grad_(True), target=targets, relu_attributions=True
+        )
     return attr.sum(1).detach()
 
 
@@ -172,8 +198,15 @@ def require_conv(loaded: Any, layer: str | None = None) -> tuple[str, torch.nn.C
     return found
 
 
-def cnn_maps(loaded: Any, images: torch.Tensor, called: np.ndarray, *, mc_passes: int = DEFAULT_MC_PASSES,
-             seed: int = 0, layer: str | None = None) -> list[list[ExplanationMap]]:
+def cnn_maps(
+    loaded: Any,
+    images: torch.Tensor,
+    called: np.ndarray,
+    *,
+    mc_passes: int = DEFAULT_MC_PASSES,
+    seed: int = 0,
+    layer: str | None = None,
+) -> list[list[ExplanationMap]]:
     """Grad-CAM, plus BayesGrad-CAM mean and variance for models with dropout; one list per image."""
     layer_name, _ = require_conv(loaded, layer)
     size = tuple(images.shape[-2:])
@@ -182,11 +215,20 @@ def cnn_maps(loaded: Any, images: torch.Tensor, called: np.ndarray, *, mc_passes
     out: list[list[ExplanationMap]] = [[] for _ in range(len(images))]
     cam = _upsample(_grad_cam(loaded, images, targets, layer_name), size)
     for i in range(len(images)):
-        out[i].append(ExplanationMap("Grad-CAM", "captum LayerGradCam", cam[i], f"layer {layer_name}, class {CLASS_NAMES[int(called[i])]}"))
+        out[i].append(
+            ExplanationMap(
+                "Grad-CAM",
+                "captum LayerGradCam",
+                cam[i],
+                f"layer {layer_name}, class {CLASS_NAMES[int(called[i])]}",
+            )
+        )
     mods = dropout_modules(model)
     if mods and mc_passes > 0:
         if mc_passes < 2:
-            raise NeurocxrError(f"BayesGrad-CAM needs at least 2 MC-dropout passes, got {mc_passes}")
+            raise NeurocxrError(
+                f"BayesGrad-CAM needs at least 2 MC-dropout passes, got {mc_passes}"
+            )
         maps = []
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
@@ -200,21 +242,38 @@ def cnn_maps(loaded: Any, images: torch.Tensor, called: np.ndarray, *, mc_passes
         stack = np.stack(maps)  # [P, B, H, W]
         mean, var = stack.mean(0), stack.var(0)
         for i in range(len(images)):
-            out[i].append(ExplanationMap("BayesGrad-CAM mean", f"Grad-CAM over {mc_passes} MC-dropout passes", mean[i],
-                                         f"layer {layer_name}; {len(mods)} dropout module(s) active"))
-            out[i].append(ExplanationMap("BayesGrad-CAM variance", f"per-pixel variance over {mc_passes} passes", var[i],
-                                         "high = the explanation is uncertain there", cmap="magma"))
+            out[i].append(
+                ExplanationMap(
+                    "BayesGrad-CAM mean",
+                    f"Grad-CAM over {mc_passes} MC-dropout passes",
+                    mean[i],
+                    f"layer {layer_name}; {len(mods)} dropout module(s) active",
+                )
+            )
+            out[i].append(
+                ExplanationMap(
+                    "BayesGrad-CAM variance",
+                    f"per-pixel variance over {mc_passes} passes",
+                    var[i],
+                    "high = the explanation is uncertain there",
+                    cmap="magma",
+                )
+            )
     return out
 
 
-def _integrated_gradients(loaded: Any, images: torch.Tensor, targets: torch.Tensor, seed: int) -> torch.Tensor:
+def _integrated_gradients(
+    loaded: Any, images: torch.Tensor, targets: torch.Tensor, seed: int
+) -> torch.Tensor:
     """Integrated Gradients of the float SNN over its encoded input, summed over time and channels: [B, H, W]."""
     from captum.attr import IntegratedGradients
 
     from neurocxr.pipeline import encoded_inputs
 
     model = loaded.model.eval()
-    z = encoded_inputs(loaded.config, images, seed=seed).transpose(0, 1).contiguous()  # [B, T, C, H, W]
+    z = (
+        encoded_inputs(loaded.config, images, seed=seed).transpose(0, 1).contiguous()
+    )  # [B, T, C, H, W]
 
     def forward(zb: torch.Tensor) -> torch.Tensor:
         return model(zb.transpose(0, 1)).logits
@@ -223,12 +282,19 @@ def _integrated_gradients(loaded: Any, images: torch.Tensor, targets: torch.Tens
     maps = []
     with torch.enable_grad():
         for i in range(len(images)):  # one image at a time: IG batches its n_steps path points
-            a = ig.attribute(z[i : i + 1], baselines=torch.zeros_like(z[i : i + 1]), target=int(targets[i]), n_steps=IG_STEPS)
+            a = ig.attribute(
+                z[i : i + 1],
+                baselines=torch.zeros_like(z[i : i + 1]),
+                target=int(targets[i]),
+                n_steps=IG_STEPS,
+            )
             maps.append(a.sum(dim=(1, 2))[0].detach())
     return torch.stack(maps)
 
 
-def snn_maps(loaded: Any, images: torch.Tensor, called: np.ndarray, *, chip: bool = True, seed: int = 0) -> tuple[list[list[ExplanationMap]], list[str]]:
+def snn_maps(
+    loaded: Any, images: torch.Tensor, called: np.ndarray, *, chip: bool = True, seed: int = 0
+) -> tuple[list[list[ExplanationMap]], list[str]]:
     """Spike-activity maps (chip or float) and Integrated Gradients; one list per image, plus notes."""
     size = tuple(images.shape[-2:])
     out: list[list[ExplanationMap]] = [[] for _ in range(len(images))]
@@ -240,41 +306,77 @@ def snn_maps(loaded: Any, images: torch.Tensor, called: np.ndarray, *, chip: boo
         for layer, spikes in zip(program.layers, run.layer_spikes or []):
             if len(layer.shape) != 3:
                 continue
-            rate = spikes.astype(np.float64).sum(axis=(0, 2)) / (steps * layer.shape[0])  # [B, h, w]
+            rate = spikes.astype(np.float64).sum(axis=(0, 2)) / (
+                steps * layer.shape[0]
+            )  # [B, h, w]
             up = _upsample(torch.from_numpy(rate), size)
             for i in range(len(images)):
-                out[i].append(ExplanationMap(f"chip spikes: {layer.name}", "Loihi emulator (bit-exact), record=True",
-                                             up[i], f"{layer.shape[0]}x{layer.shape[1]}x{layer.shape[2]} neurons; "
-                                             f"spikes per neuron per step, mean over channels", cmap="inferno"))
+                out[i].append(
+                    ExplanationMap(
+                        f"chip spikes: {layer.name}",
+                        "Loihi emulator (bit-exact), record=True",
+                        up[i],
+                        f"{layer.shape[0]}x{layer.shape[1]}x{layer.shape[2]} neurons; "
+                        f"spikes per neuron per step, mean over channels",
+                        cmap="inferno",
+                    )
+                )
     else:
         notes.append(f"no chip run: {reason}; spike maps from the float model")
         from neurocxr.pipeline import encoded_inputs
 
         with torch.no_grad():
-            rec = loaded.model(encoded_inputs(loaded.config, images, seed=seed), record=True).spikes or []
+            rec = (
+                loaded.model(encoded_inputs(loaded.config, images, seed=seed), record=True).spikes
+                or []
+            )
         for k, s in enumerate(rec):
             if s.dim() != 5:
                 continue
             rate = s.double().mean(dim=(0, 2))  # [B, h, w]
             up = _upsample(rate, size)
             for i in range(len(images)):
-                out[i].append(ExplanationMap(f"float spikes: neuron layer {k}", "float model, record=True", up[i],
-                                             f"{s.shape[2]}x{s.shape[3]}x{s.shape[4]} neurons", cmap="inferno"))
+                out[i].append(
+                    ExplanationMap(
+                        f"float spikes: neuron layer {k}",
+                        "float model, record=True",
+                        up[i],
+                        f"{s.shape[2]}x{s.shape[3]}x{s.shape[4]} neurons",
+                        cmap="inferno",
+                    )
+                )
         if not any(m for m in out):
             notes.append("the model has no spatial spiking layer to map")
-    ig = _upsample(_integrated_gradients(loaded, images, torch.as_tensor(called), seed).clamp_min(0.0), size)
+    ig = _upsample(
+        _integrated_gradients(loaded, images, torch.as_tensor(called), seed).clamp_min(0.0), size
+    )
     for i in range(len(images)):
-        out[i].append(ExplanationMap("Integrated Gradients", f"captum, {IG_STEPS} steps, zero baseline, float model",
-                                     ig[i], f"positive evidence for {CLASS_NAMES[int(called[i])]}, summed over time"))
+        out[i].append(
+            ExplanationMap(
+                "Integrated Gradients",
+                f"captum, {IG_STEPS} steps, zero baseline, float model",
+                ig[i],
+                f"positive evidence for {CLASS_NAMES[int(called[i])]}, summed over time",
+            )
+        )
     return out, notes
 
 
-def explain_images(loaded: Any, images: torch.Tensor, labels: Sequence[str] | None = None, *,
-                   mc_passes: int = DEFAULT_MC_PASSES, chip: bool = True, seed: int = 0,
-                   layer: str | None = None) -> list[Explanation]:
+def explain_images(
+    loaded: Any,
+    images: torch.Tensor,
+    labels: Sequence[str] | None = None,
+    *,
+    mc_passes: int = DEFAULT_MC_PASSES,
+    chip: bool = True,
+    seed: int = 0,
+    layer: str | None = None,
+) -> list[Explanation]:
     """Explanations of ``images`` [B, C, H, W] in [0, 1] by ``loaded`` (see the module docstring)."""
     if images.dim() != 4 or len(images) == 0:
-        raise NeurocxrError(f"images must be a non-empty [B, C, H, W] batch, got shape {tuple(images.shape)}")
+        raise NeurocxrError(
+            f"images must be a non-empty [B, C, H, W] batch, got shape {tuple(images.shape)}"
+        )
     labels = list(labels) if labels is not None else [f"image {i}" for i in range(len(images))]
     p = softmax_positive(float_logits_of(loaded, images, seed=seed))
     called = (p >= loaded.threshold).astype(np.int64)
@@ -286,8 +388,15 @@ def explain_images(loaded: Any, images: torch.Tensor, labels: Sequence[str] | No
         if not dropout_modules(loaded.model):
             notes.append("no dropout layer: BayesGrad-CAM not computed (Grad-CAM only)")
     return [
-        Explanation(labels[i], images[i].mean(0).numpy().astype(np.float64), float(p[i]), int(called[i]),
-                    loaded.threshold, maps[i], list(notes))
+        Explanation(
+            labels[i],
+            images[i].mean(0).numpy().astype(np.float64),
+            float(p[i]),
+            int(called[i]),
+            loaded.threshold,
+            maps[i],
+            list(notes),
+        )
         for i in range(len(images))
     ]
 
@@ -316,8 +425,11 @@ def render_png(expl: Explanation, model_name: str) -> bytes:
         ax.set_title(m.name, fontsize=7)
     for ax in axes[0]:
         ax.axis("off")
-    fig.suptitle(f"{model_name}: {expl.label} — called {CLASS_NAMES[expl.called]} "
-                 f"(P(pneumonia) {expl.p_pneumonia:.3f}, threshold {expl.threshold:.3f})", fontsize=8)
+    fig.suptitle(
+        f"{model_name}: {expl.label} — called {CLASS_NAMES[expl.called]} "
+        f"(P(pneumonia) {expl.p_pneumonia:.3f}, threshold {expl.threshold:.3f})",
+        fontsize=8,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     buf = io.BytesIO()
     try:
@@ -338,9 +450,16 @@ class ExplanationFigure:
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
 
-def explanation_figures(checkpoint: Any, images: torch.Tensor, captions: Sequence[str] | None = None, *,
-                        max_images: int = 3, mc_passes: int = DEFAULT_MC_PASSES, chip: bool = True,
-                        seed: int = 0) -> list[ExplanationFigure]:
+def explanation_figures(
+    checkpoint: Any,
+    images: torch.Tensor,
+    captions: Sequence[str] | None = None,
+    *,
+    max_images: int = 3,
+    mc_passes: int = DEFAULT_MC_PASSES,
+    chip: bool = True,
+    seed: int = 0,
+) -> list[ExplanationFigure]:
     """For the energy report: explanations of the first ``max_images`` of ``images`` [B, C, H, W]
     (e.g. test images) by a checkpoint path or LoadedModel, rendered as PNG figures."""
     from neurocxr.pipeline import load
@@ -349,9 +468,14 @@ def explanation_figures(checkpoint: Any, images: torch.Tensor, captions: Sequenc
     k = min(int(max_images), len(images))
     caps = list(captions)[:k] if captions is not None else [f"test image {i}" for i in range(k)]
     expls = explain_images(loaded, images[:k], caps, mc_passes=mc_passes, chip=chip, seed=seed)
-    return [ExplanationFigure(
-        f"{e.label}: called {CLASS_NAMES[e.called]} (P(pneumonia) {e.p_pneumonia:.3f}); "
-        + "; ".join(f"{m.name} ({m.method})" for m in e.maps), render_png(e, loaded.name)) for e in expls]
+    return [
+        ExplanationFigure(
+            f"{e.label}: called {CLASS_NAMES[e.called]} (P(pneumonia) {e.p_pneumonia:.3f}); "
+            + "; ".join(f"{m.name} ({m.method})" for m in e.maps),
+            render_png(e, loaded.name),
+        )
+        for e in expls
+    ]
 
 
 def _png_name(index: int, path: Path) -> str:
@@ -359,7 +483,9 @@ def _png_name(index: int, path: Path) -> str:
     return f"{index:02d}_{stem}.png"
 
 
-def _html_page(model_name: str, rows: list[tuple[str, Explanation]], method_notes: list[str]) -> str:
+def _html_page(
+    model_name: str, rows: list[tuple[str, Explanation]], method_notes: list[str]
+) -> str:
     esc = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -372,13 +498,17 @@ def _html_page(model_name: str, rows: list[tuple[str, Explanation]], method_note
     ]
     for png, e in rows:
         parts.append(f"<h2>{esc(e.label)}</h2>")
-        parts.append(f"<p>called <b>{esc(CLASS_NAMES[e.called])}</b>; P(pneumonia) {e.p_pneumonia:.4f}; "
-                     f"threshold {e.threshold:.4f} (chosen on validation)</p>")
+        parts.append(
+            f"<p>called <b>{esc(CLASS_NAMES[e.called])}</b>; P(pneumonia) {e.p_pneumonia:.4f}; "
+            f"threshold {e.threshold:.4f} (chosen on validation)</p>"
+        )
         parts.append(f"<img src='{esc(png)}' alt='{esc(e.label)}'>")
         parts.append("<table><tr><th>map</th><th>method</th><th>note</th><th>raw max</th></tr>")
         for m in e.maps:
             s = m.stats()
-            parts.append(f"<tr><td>{esc(m.name)}</td><td>{esc(m.method)}</td><td>{esc(m.note)}</td><td>{s['max']:.4g}</td></tr>")
+            parts.append(
+                f"<tr><td>{esc(m.name)}</td><td>{esc(m.method)}</td><td>{esc(m.note)}</td><td>{s['max']:.4g}</td></tr>"
+            )
         parts.append("</table>")
         for n in e.notes:
             parts.append(f"<p><i>{esc(n)}</i></p>")
@@ -386,9 +516,17 @@ def _html_page(model_name: str, rows: list[tuple[str, Explanation]], method_note
     return "\n".join(parts) + "\n"
 
 
-def write_explanations(checkpoint: Any, image_paths: Sequence[str | Path], out: str | Path, *,
-                       mc_passes: int = DEFAULT_MC_PASSES, chip: bool = True, force: bool = False,
-                       seed: int = 0, layer: str | None = None) -> dict[str, Any]:
+def write_explanations(
+    checkpoint: Any,
+    image_paths: Sequence[str | Path],
+    out: str | Path,
+    *,
+    mc_passes: int = DEFAULT_MC_PASSES,
+    chip: bool = True,
+    force: bool = False,
+    seed: int = 0,
+    layer: str | None = None,
+) -> dict[str, Any]:
     """`neurocxr explain`: read the images (all checked before anything is written), explain them,
     and write one PNG per image, ``index.html`` and ``explanations.json`` into ``out`` atomically."""
     from neurocxr.fileio import staged_output, write_json, write_text
@@ -402,24 +540,44 @@ def write_explanations(checkpoint: Any, image_paths: Sequence[str | Path], out: 
     if not is_snn_model(loaded):
         require_conv(loaded, layer)  # refuse before reading images or writing anything
     paths = [Path(p) for p in image_paths]
-    images = torch.stack([load_xray_image(p, loaded.config.image_size, loaded.config.in_channels) for p in paths])
+    images = torch.stack(
+        [load_xray_image(p, loaded.config.image_size, loaded.config.in_channels) for p in paths]
+    )
     names = [_png_name(i, p) for i, p in enumerate(paths)]
-    expls = explain_images(loaded, images, [p.name for p in paths], mc_passes=mc_passes, chip=chip, seed=seed,
-                           layer=layer)
+    expls = explain_images(
+        loaded,
+        images,
+        [p.name for p in paths],
+        mc_passes=mc_passes,
+        chip=chip,
+        seed=seed,
+        layer=layer,
+    )
     method_notes = [__doc__.split("\n\n")[0].replace("\n", " ") if __doc__ else ""]
     files = list(names) + ["index.html", "explanations.json"]
     with staged_output(out, files, force) as stage:
         for name, e in zip(names, expls):
             png = render_png(e, loaded.name)
             (stage / name).write_bytes(png)
-        write_text(stage / "index.html", _html_page(loaded.name, list(zip(names, expls)), method_notes))
+        write_text(
+            stage / "index.html", _html_page(loaded.name, list(zip(names, expls)), method_notes)
+        )
         from neurocxr.provenance import file_record
 
-        write_json(stage / "explanations.json", {
-            "model": loaded.name,
-            "checkpoint": file_record(checkpoint) if isinstance(checkpoint, (str, Path)) else None,
-            "model_config": loaded.config.to_dict(), "threshold": loaded.threshold,
-            "images": [{**e.to_dict(), "path": str(p), "png": n} for e, p, n in zip(expls, paths, names)],
-        })
+        write_json(
+            stage / "explanations.json",
+            {
+                "model": loaded.name,
+                "checkpoint": file_record(checkpoint)
+                if isinstance(checkpoint, (str, Path))
+                else None,
+                "model_config": loaded.config.to_dict(),
+                "threshold": loaded.threshold,
+                "images": [
+                    {**e.to_dict(), "path": str(p), "png": n}
+                    for e, p, n in zip(expls, paths, names)
+                ],
+            },
+        )
     out_dir = Path(out)
     return {"model": loaded.name, "files": [out_dir / f for f in files], "explanations": expls}

@@ -41,10 +41,26 @@ from neurocxr.evaluation.common import (
 )
 
 PROTOCOL: dict[str, dict[str, Any]] = {
-    "gaussian_blur": {"levels": (0.2, 0.4, 0.6), "parameter": "sigma (pixels)", "source": "Slimi et al. 2025"},
-    "salt_and_pepper": {"levels": (0.05, 0.10, 0.15), "parameter": "p (fraction of pixels)", "source": "Slimi et al. 2025"},
-    "speckle": {"levels": (0.1, 0.2, 0.3), "parameter": "sigma (multiplicative)", "source": "Slimi et al. 2025"},
-    "gaussian_noise": {"levels": (0.05, 0.10, 0.20), "parameter": "sigma (additive, image range 0-1)", "source": "added here"},
+    "gaussian_blur": {
+        "levels": (0.2, 0.4, 0.6),
+        "parameter": "sigma (pixels)",
+        "source": "Slimi et al. 2025",
+    },
+    "salt_and_pepper": {
+        "levels": (0.05, 0.10, 0.15),
+        "parameter": "p (fraction of pixels)",
+        "source": "Slimi et al. 2025",
+    },
+    "speckle": {
+        "levels": (0.1, 0.2, 0.3),
+        "parameter": "sigma (multiplicative)",
+        "source": "Slimi et al. 2025",
+    },
+    "gaussian_noise": {
+        "levels": (0.05, 0.10, 0.20),
+        "parameter": "sigma (additive, image range 0-1)",
+        "source": "added here",
+    },
 }
 
 OUTPUT_FILES = ("robustness.json", "robustness.png")
@@ -59,8 +75,11 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     kernel = torch.exp(-(r**2) / (2 * sigma**2))
     kernel = (kernel / kernel.sum()).to(images.dtype)
     c = images.shape[1]
-    x = F.pad(images, (radius, radius, radius, radius), mode="reflect") if min(images.shape[-2:]) > radius else \
-        F.pad(images, (radius, radius, radius, radius), mode="replicate")
+    x = (
+        F.pad(images, (radius, radius, radius, radius), mode="reflect")
+        if min(images.shape[-2:]) > radius
+        else F.pad(images, (radius, radius, radius, radius), mode="replicate")
+    )
     x = F.conv2d(x, kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
     x = F.conv2d(x, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
     return x.clamp(0.0, 1.0)
@@ -102,7 +121,9 @@ def perturb(images: torch.Tensor, kind: str, level: float, *, seed: int = 0) -> 
     if images.dim() != 4:
         raise NeurocxrError(f"images must be [B, C, H, W], got shape {tuple(images.shape)}")
     # One stream per (kind, level): every model sees the same degraded images.
-    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + list(PROTOCOL).index(kind) * 1000 + int(round(level * 1000)))
+    g = torch.Generator().manual_seed(
+        int(seed) * 1_000_003 + list(PROTOCOL).index(kind) * 1000 + int(round(level * 1000))
+    )
     return _APPLY[kind](images.float(), float(level), g)
 
 
@@ -110,7 +131,12 @@ def _scored(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, fl
     from neurocxr.metrics import clinical_metrics
 
     m = clinical_metrics(y, scores, threshold=threshold)
-    return {"accuracy": m.accuracy, "roc_auc": m.roc_auc, "sensitivity": m.sensitivity, "specificity": m.specificity}
+    return {
+        "accuracy": m.accuracy,
+        "roc_auc": m.roc_auc,
+        "sensitivity": m.sensitivity,
+        "specificity": m.specificity,
+    }
 
 
 def evaluate_robustness(
@@ -134,31 +160,44 @@ def evaluate_robustness(
 
     check_split(split)
     check_max_samples(max_samples)
-    protocol = {k: tuple(v) for k, v in (perturbations or {k: v["levels"] for k, v in PROTOCOL.items()}).items()}
+    protocol = {
+        k: tuple(v)
+        for k, v in (perturbations or {k: v["levels"] for k, v in PROTOCOL.items()}).items()
+    }
     for kind in protocol:
         if kind not in PROTOCOL:
-            raise NeurocxrError(f"unknown perturbation {kind!r}; choose one of {', '.join(PROTOCOL)}")
+            raise NeurocxrError(
+                f"unknown perturbation {kind!r}; choose one of {', '.join(PROTOCOL)}"
+            )
     ds = getattr(splits, split)
     n = len(ds) if max_samples is None else min(int(max_samples), len(ds))
     images, labels = ds.images[:n], ds.labels[:n]
     y = labels.numpy()
     if len(np.unique(y)) < 2:
-        raise NeurocxrError(f"the first {n} {split} images hold one class only; ROC-AUC needs both (use more samples)")
+        raise NeurocxrError(
+            f"the first {n} {split} images hold one class only; ROC-AUC needs both (use more samples)"
+        )
 
     chip_state, chip_reason = (None, "not requested (--no-chip)")
     if chip:
         from neurocxr.evaluation.common import is_snn_model
 
         if is_snn_model(loaded):
-            chip_state, chip_reason = prepare_chip(loaded, splits.val.images, splits.val.labels, seed=seed)
+            chip_state, chip_reason = prepare_chip(
+                loaded, splits.val.images, splits.val.labels, seed=seed
+            )
         else:
             chip_reason = f"{loaded.name} is not a spiking model"
 
-    conditions = [("clean", 0.0)] + [(k, float(level)) for k, levels in protocol.items() for level in levels]
+    conditions = [("clean", 0.0)] + [
+        (k, float(level)) for k, levels in protocol.items() for level in levels
+    ]
     rows = []
     kept: dict[str, Any] = {}
     started = time.perf_counter()
-    for kind, level in tqdm(conditions, desc=f"robustness {loaded.name}", disable=not progress, leave=False):
+    for kind, level in tqdm(
+        conditions, desc=f"robustness {loaded.name}", disable=not progress, leave=False
+    ):
         x = images.clone() if kind == "clean" else perturb(images, kind, level, seed=seed)
         row: dict[str, Any] = {"perturbation": kind, "level": level}
         p = softmax_positive(float_logits_of(loaded, x, seed=seed))
@@ -174,16 +213,23 @@ def evaluate_robustness(
     return {
         **evaluated_on(loaded, ds, split, y),
         "seed": int(seed),
-        "protocol": {k: {**{kk: vv for kk, vv in PROTOCOL[k].items() if kk != "levels"}, "levels": list(v)}
-                     for k, v in protocol.items()},
+        "protocol": {
+            k: {**{kk: vv for kk, vv in PROTOCOL[k].items() if kk != "levels"}, "levels": list(v)}
+            for k, v in protocol.items()
+        },
         "thresholds": {
             "float": loaded.threshold,
             "float_source": str(loaded.metadata.get("threshold_method", "checkpoint")),
             "chip": None if chip_state is None else chip_state.threshold,
             "chip_source": None if chip_state is None else chip_state.threshold_source,
         },
-        "chip": {"evaluated": chip_state is not None, "reason": chip_reason,
-                 "simulator": "neurocxr Loihi emulator (bit-exact with Lava fixed_pt)" if chip_state else None},
+        "chip": {
+            "evaluated": chip_state is not None,
+            "reason": chip_reason,
+            "simulator": "neurocxr Loihi emulator (bit-exact with Lava fixed_pt)"
+            if chip_state
+            else None,
+        },
         "results": rows,
         "summary": degradation_summary(rows),
         "seconds": time.perf_counter() - started,
@@ -211,8 +257,11 @@ def degradation_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             per[kind] = entry
         all_acc = [v["accuracy_mean_drop"] for v in per.values()]
         all_auc = [v["roc_auc_mean_drop"] for v in per.values()]
-        out[path] = {"per_perturbation": per, "accuracy_mean_drop_all": float(np.mean(all_acc)) if all_acc else 0.0,
-                     "roc_auc_mean_drop_all": float(np.mean(all_auc)) if all_auc else 0.0}
+        out[path] = {
+            "per_perturbation": per,
+            "accuracy_mean_drop_all": float(np.mean(all_acc)) if all_acc else 0.0,
+            "roc_auc_mean_drop_all": float(np.mean(all_auc)) if all_auc else 0.0,
+        }
     return out
 
 
@@ -226,8 +275,17 @@ def plot_robustness(results: list[dict[str, Any]], path: str | Path) -> Path:
 
     from neurocxr.fileio import atomic_write
 
-    kinds = list(dict.fromkeys(r["perturbation"] for res in results for r in res["results"] if r["perturbation"] != "clean"))
-    fig, axes = plt.subplots(1, max(1, len(kinds)), figsize=(4.2 * max(1, len(kinds)), 3.6), squeeze=False)
+    kinds = list(
+        dict.fromkeys(
+            r["perturbation"]
+            for res in results
+            for r in res["results"]
+            if r["perturbation"] != "clean"
+        )
+    )
+    fig, axes = plt.subplots(
+        1, max(1, len(kinds)), figsize=(4.2 * max(1, len(kinds)), 3.6), squeeze=False
+    )
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, kind in zip(axes[0], kinds):
         c = 0
@@ -240,10 +298,22 @@ def plot_robustness(results: list[dict[str, Any]], path: str | Path) -> Path:
                 levels = [0.0] + [r["level"] for r in sel]
                 label = f"{res['model']} ({'Loihi emulator' if which == 'chip' else 'float'})"
                 colour = colours[c % len(colours)]
-                ax.plot(levels, [clean[which]["accuracy"]] + [r[which]["accuracy"] for r in sel], "-o", color=colour,
-                        label=f"{label} acc", ms=3)
-                ax.plot(levels, [clean[which]["roc_auc"]] + [r[which]["roc_auc"] for r in sel], "--s", color=colour,
-                        label=f"{label} AUC", ms=3)
+                ax.plot(
+                    levels,
+                    [clean[which]["accuracy"]] + [r[which]["accuracy"] for r in sel],
+                    "-o",
+                    color=colour,
+                    label=f"{label} acc",
+                    ms=3,
+                )
+                ax.plot(
+                    levels,
+                    [clean[which]["roc_auc"]] + [r[which]["roc_auc"] for r in sel],
+                    "--s",
+                    color=colour,
+                    label=f"{label} AUC",
+                    ms=3,
+                )
                 c += 1
         param = PROTOCOL.get(kind, {}).get("parameter", "level")
         ax.set_title(kind.replace("_", " "))
@@ -252,10 +322,20 @@ def plot_robustness(results: list[dict[str, Any]], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("accuracy (solid) / ROC-AUC (dashed)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=max(1, min(len(labels), 2 * len(kinds))), fontsize=7, frameon=False)
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=max(1, min(len(labels), 2 * len(kinds))),
+        fontsize=7,
+        frameon=False,
+    )
     first = results[0]
-    fig.suptitle(f"robustness on {first['split']} ({first['samples']} images of {Path(str(first['data'])).name}); "
-                 "thresholds fixed from validation", fontsize=9)
+    fig.suptitle(
+        f"robustness on {first['split']} ({first['samples']} images of {Path(str(first['data'])).name}); "
+        "thresholds fixed from validation",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0.12, 1, 0.95))
     try:
         return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))

@@ -13,12 +13,22 @@ def output_files(robustness: bool, uncertainty: bool) -> list[str]:
     from neurocxr.evaluation import robustness as rob
     from neurocxr.evaluation import uncertainty as unc
 
-    return (list(rob.OUTPUT_FILES) if robustness else []) + (list(unc.OUTPUT_FILES) if uncertainty else [])
+    return (list(rob.OUTPUT_FILES) if robustness else []) + (
+        list(unc.OUTPUT_FILES) if uncertainty else []
+    )
 
 
-def check_request(checkpoint: Any, *, split: str = "test", robustness: bool = False, uncertainty: bool = False,
-                  mc_passes: int | None = None, max_samples: int | None = None, out: str | Path | None = None,
-                  force: bool = False) -> Any:
+def check_request(
+    checkpoint: Any,
+    *,
+    split: str = "test",
+    robustness: bool = False,
+    uncertainty: bool = False,
+    mc_passes: int | None = None,
+    max_samples: int | None = None,
+    out: str | Path | None = None,
+    force: bool = False,
+) -> Any:
     """Refuse a bad request before any work or output: unknown split, too few samples, MC passes
     on a model without dropout, outputs that would overwrite files without ``force``. Returns the
     loaded model."""
@@ -39,14 +49,27 @@ def check_request(checkpoint: Any, *, split: str = "test", robustness: bool = Fa
             raise NeurocxrError(f"{out} exists and is not a folder; choose another -o folder")
         existing = [f for f in output_files(robustness, uncertainty) if (out / f).exists()]
         if existing and not force:
-            raise NeurocxrError(f"{out} already holds {', '.join(existing)}; pass force=True (--force) to overwrite, or choose another out folder (-o)")
+            raise NeurocxrError(
+                f"{out} already holds {', '.join(existing)}; pass force=True (--force) to overwrite, or choose another out folder (-o)"
+            )
     return loaded
 
 
-def clinical_evaluation(checkpoint: Any, *, data: str | Path | None = None, split: str = "test",
-                        robustness: bool = False, uncertainty: bool = False, mc_passes: int | None = None,
-                        chip: bool = True, max_samples: int | None = None, out: str | Path = "runs/evaluate",
-                        force: bool = False, seed: int = 0, progress: bool = False) -> dict[str, Any]:
+def clinical_evaluation(
+    checkpoint: Any,
+    *,
+    data: str | Path | None = None,
+    split: str = "test",
+    robustness: bool = False,
+    uncertainty: bool = False,
+    mc_passes: int | None = None,
+    chip: bool = True,
+    max_samples: int | None = None,
+    out: str | Path = "runs/evaluate",
+    force: bool = False,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Robustness and/or uncertainty of ``checkpoint``; writes robustness.{json,png} and/or
     uncertainty.{json,png} into ``out``. Returns {"robustness": ..., "uncertainty": ..., "files": [...]}."""
     from neurocxr.data import load_dataset
@@ -57,26 +80,53 @@ def clinical_evaluation(checkpoint: Any, *, data: str | Path | None = None, spli
 
     if not (robustness or uncertainty):
         raise NeurocxrError("nothing to do: ask for --robustness and/or --uncertainty")
-    loaded = check_request(checkpoint, split=split, robustness=robustness, uncertainty=uncertainty,
-                           mc_passes=mc_passes, max_samples=max_samples, out=out, force=force)
+    loaded = check_request(
+        checkpoint,
+        split=split,
+        robustness=robustness,
+        uncertainty=uncertainty,
+        mc_passes=mc_passes,
+        max_samples=max_samples,
+        out=out,
+        force=force,
+    )
     from neurocxr.data import data_for_checkpoint, resolve_data_source
 
-    data = data_for_checkpoint(data, loaded.metadata)  # the checkpoint's own data unless told otherwise
+    data = data_for_checkpoint(
+        data, loaded.metadata
+    )  # the checkpoint's own data unless told otherwise
     splits = load_dataset(data, image_size=loaded.config.image_size)
 
     resolved = resolve_data_source(data)
     data_path = resolved if isinstance(resolved, Path) and resolved.is_file() else None
     ckpt_path = checkpoint if isinstance(checkpoint, (str, Path)) else None
-    prov = provenance(checkpoints={loaded.name: ckpt_path}, data=data_path,
-                      data_source=getattr(splits, split).source)
+    prov = provenance(
+        checkpoints={loaded.name: ckpt_path},
+        data=data_path,
+        data_source=getattr(splits, split).source,
+    )
     result: dict[str, Any] = {"robustness": None, "uncertainty": None}
     if robustness:
-        result["robustness"] = evaluate_robustness(loaded, splits, split=split, chip=chip, max_samples=max_samples,
-                                                   seed=seed, progress=progress)
+        result["robustness"] = evaluate_robustness(
+            loaded,
+            splits,
+            split=split,
+            chip=chip,
+            max_samples=max_samples,
+            seed=seed,
+            progress=progress,
+        )
         result["robustness"]["provenance"] = prov
     if uncertainty:
-        result["uncertainty"] = evaluate_uncertainty(loaded, splits, split=split, passes=mc_passes, chip=chip,
-                                                     max_samples=max_samples, seed=seed)
+        result["uncertainty"] = evaluate_uncertainty(
+            loaded,
+            splits,
+            split=split,
+            passes=mc_passes,
+            chip=chip,
+            max_samples=max_samples,
+            seed=seed,
+        )
         result["uncertainty"]["provenance"] = prov
     files = output_files(robustness, uncertainty)
     with staged_output(out, files, force) as stage:
@@ -96,40 +146,60 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     rob = result.get("robustness")
     if rob:
         # units: the float threshold is on P(pneumonia); the chip's on its integer readout difference
-        lines.append(f"robustness of {rob['model']} on {rob['samples']} {rob['split']} images "
-                     f"(accuracy at the thresholds chosen on val / ROC-AUC; float threshold {rob['thresholds']['float']:.4f} "
-                     "on P(pneumonia)"
-                     + (f", chip threshold {rob['thresholds']['chip']:.0f} on the readout difference pneumonia - normal "
-                        "(Loihi integer units)" if rob['thresholds']['chip'] is not None else "")
-                     + "):")
+        lines.append(
+            f"robustness of {rob['model']} on {rob['samples']} {rob['split']} images "
+            f"(accuracy at the thresholds chosen on val / ROC-AUC; float threshold {rob['thresholds']['float']:.4f} "
+            "on P(pneumonia)"
+            + (
+                f", chip threshold {rob['thresholds']['chip']:.0f} on the readout difference pneumonia - normal "
+                "(Loihi integer units)"
+                if rob["thresholds"]["chip"] is not None
+                else ""
+            )
+            + "):"
+        )
         for r in rob["results"]:
             cell = f"float {r['float']['accuracy']:.3f} / {r['float']['roc_auc']:.3f}"
             if "chip" in r:
                 cell += f"   chip {r['chip']['accuracy']:.3f} / {r['chip']['roc_auc']:.3f}"
-            parameter = rob.get("protocol", {}).get(r["perturbation"], {}).get("parameter")  # the level's unit
-            level = "-" if r["perturbation"] == "clean" else f"{parameter} {r['level']:g}" if parameter else f"{r['level']:g}"
+            parameter = (
+                rob.get("protocol", {}).get(r["perturbation"], {}).get("parameter")
+            )  # the level's unit
+            level = (
+                "-"
+                if r["perturbation"] == "clean"
+                else f"{parameter} {r['level']:g}"
+                if parameter
+                else f"{r['level']:g}"
+            )
             lines.append(f"  {r['perturbation']:<16} {level:<36} {cell}")
         if not rob["chip"]["evaluated"]:
             lines.append(f"  no chip run: {rob['chip']['reason']}")
     unc = result.get("uncertainty")
     if unc:
         cal = unc["float"]["calibration"]
-        lines.append(f"uncertainty of {unc['model']} on {unc['samples']} {unc['split']} images: accuracy "
-                     f"{unc['float']['accuracy']:.3f} (at threshold {unc['threshold']:.4f} on P(pneumonia), chosen on val), "
-                     f"ECE (P(pneumonia)) {cal['ece_positive_class']:.3f}, "
-                     f"ECE (top label) {cal['ece_top_label']:.3f}, Brier {cal['brier']:.3f}")
+        lines.append(
+            f"uncertainty of {unc['model']} on {unc['samples']} {unc['split']} images: accuracy "
+            f"{unc['float']['accuracy']:.3f} (at threshold {unc['threshold']:.4f} on P(pneumonia), chosen on val), "
+            f"ECE (P(pneumonia)) {cal['ece_positive_class']:.3f}, "
+            f"ECE (top label) {cal['ece_top_label']:.3f}, Brier {cal['brier']:.3f}"
+        )
         mc = unc.get("mc_dropout")
         if mc:
-            lines.append(f"  MC dropout ({mc['passes']} passes): accuracy of mean {mc['accuracy_of_mean']:.3f}, "
-                         f"mean predictive entropy {mc['mean_predictive_entropy']:.3f} nats, mean MI "
-                         f"{mc['mean_mutual_information']:.4f} nats, ECE {mc['calibration']['ece_positive_class']:.3f}")
+            lines.append(
+                f"  MC dropout ({mc['passes']} passes): accuracy of mean {mc['accuracy_of_mean']:.3f}, "
+                f"mean predictive entropy {mc['mean_predictive_entropy']:.3f} nats, mean MI "
+                f"{mc['mean_mutual_information']:.4f} nats, ECE {mc['calibration']['ece_positive_class']:.3f}"
+            )
         else:
             lines.append("  MC dropout: not computed (the model has no dropout layer)")
         for name, curve in unc["referral"].items():
             fr = curve["fraction_referred"]
             at = {f: a for f, a in zip(fr, curve["accuracy_kept"])}
-            lines.append(f"  referral by {name:<22} accuracy kept: 0% {at.get(0.0, float('nan')):.3f}, "
-                         f"10% {at.get(0.1, float('nan')):.3f}, 20% {at.get(0.2, float('nan')):.3f}, 30% {at.get(0.3, float('nan')):.3f}")
+            lines.append(
+                f"  referral by {name:<22} accuracy kept: 0% {at.get(0.0, float('nan')):.3f}, "
+                f"10% {at.get(0.1, float('nan')):.3f}, 20% {at.get(0.2, float('nan')):.3f}, 30% {at.get(0.3, float('nan')):.3f}"
+            )
         if unc.get("chip_reason"):
             lines.append(f"  no chip run: {unc['chip_reason']}")
     for f in result.get("files", []):

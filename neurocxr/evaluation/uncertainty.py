@@ -67,8 +67,14 @@ def require_dropout(loaded: Any) -> list[torch.nn.Module]:
 
 
 @torch.no_grad()
-def mc_dropout_probabilities(loaded: Any, images: torch.Tensor, *, passes: int = DEFAULT_PASSES, seed: int = 0,
-                             batch_size: int = 128) -> np.ndarray:
+def mc_dropout_probabilities(
+    loaded: Any,
+    images: torch.Tensor,
+    *,
+    passes: int = DEFAULT_PASSES,
+    seed: int = 0,
+    batch_size: int = 128,
+) -> np.ndarray:
     """Softmax probabilities [passes, N, K] with only the dropout modules in training mode
     (BatchNorm and everything else stay in eval). The global torch RNG is left as it was."""
     from neurocxr.training import forward_model
@@ -85,7 +91,9 @@ def mc_dropout_probabilities(loaded: Any, images: torch.Tensor, *, passes: int =
         try:
             for k in range(int(passes)):
                 for i, start in enumerate(range(0, len(images), batch_size)):
-                    logits = forward_model(model, images[start : start + batch_size], loaded.config, seed=seed + i)
+                    logits = forward_model(
+                        model, images[start : start + batch_size], loaded.config, seed=seed + i
+                    )
                     out[k, start : start + batch_size] = torch.softmax(logits.double(), 1).numpy()
         finally:
             model.eval()
@@ -98,8 +106,12 @@ def mc_measures(probs: np.ndarray) -> dict[str, np.ndarray]:
     mean = probs.mean(0)
     predictive = _entropy(mean)
     expected = _entropy(probs).mean(0)
-    return {"mean_probability": mean, "predictive_entropy": predictive, "expected_entropy": expected,
-            "mutual_information": np.clip(predictive - expected, 0.0, None)}
+    return {
+        "mean_probability": mean,
+        "predictive_entropy": predictive,
+        "expected_entropy": expected,
+        "mutual_information": np.clip(predictive - expected, 0.0, None),
+    }
 
 
 def calibration(y: np.ndarray, p_positive: np.ndarray, *, bins: int = 10) -> dict[str, Any]:
@@ -114,9 +126,13 @@ def calibration(y: np.ndarray, p_positive: np.ndarray, *, bins: int = 10) -> dic
         for b in range(bins):
             sel = idx == b
             cnt = int(sel.sum())
-            row = {"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": cnt,
-                   "mean_score": float(score[sel].mean()) if cnt else None,
-                   "observed": float(outcome[sel].mean()) if cnt else None}
+            row = {
+                "lo": float(edges[b]),
+                "hi": float(edges[b + 1]),
+                "count": cnt,
+                "mean_score": float(score[sel].mean()) if cnt else None,
+                "observed": float(outcome[sel].mean()) if cnt else None,
+            }
             if cnt:
                 ece += cnt / len(score) * abs(row["mean_score"] - row["observed"])
             rows.append(row)
@@ -127,12 +143,22 @@ def calibration(y: np.ndarray, p_positive: np.ndarray, *, bins: int = 10) -> dic
     confidence = np.where(called == 1, p, 1.0 - p)
     ece_top, rows_top = table(confidence, (called == y).astype(np.float64))
     brier = float(np.mean((p - y) ** 2))
-    return {"bins": bins, "ece_positive_class": ece_pos, "ece_top_label": ece_top, "brier": brier,
-            "reliability_positive_class": rows_pos, "reliability_top_label": rows_top}
+    return {
+        "bins": bins,
+        "ece_positive_class": ece_pos,
+        "ece_top_label": ece_top,
+        "brier": brier,
+        "reliability_positive_class": rows_pos,
+        "reliability_top_label": rows_top,
+    }
 
 
-def referral_curve(y: np.ndarray, predictions: np.ndarray, uncertainty: np.ndarray,
-                   fractions: tuple[float, ...] = REFERRAL_FRACTIONS) -> dict[str, Any]:
+def referral_curve(
+    y: np.ndarray,
+    predictions: np.ndarray,
+    uncertainty: np.ndarray,
+    fractions: tuple[float, ...] = REFERRAL_FRACTIONS,
+) -> dict[str, Any]:
     """Refer the ``fraction`` most uncertain cases (ties: earlier index referred first); accuracy,
     sensitivity and specificity on the cases kept."""
     y = np.asarray(y).astype(np.int64)
@@ -148,8 +174,13 @@ def referral_curve(y: np.ndarray, predictions: np.ndarray, uncertainty: np.ndarr
         sens.append(float(np.mean(pp[yy == 1] == 1)) if (yy == 1).any() else None)
         spec.append(float(np.mean(pp[yy == 0] == 0)) if (yy == 0).any() else None)
         kept.append(int(len(keep)))
-    return {"fraction_referred": list(fractions), "accuracy_kept": acc, "sensitivity_kept": sens,
-            "specificity_kept": spec, "kept": kept}
+    return {
+        "fraction_referred": list(fractions),
+        "accuracy_kept": acc,
+        "sensitivity_kept": sens,
+        "specificity_kept": spec,
+        "kept": kept,
+    }
 
 
 def _logit(p: float) -> float:
@@ -209,8 +240,14 @@ def evaluate_uncertainty(
         mc = mc_measures(probs)
         p_mc = mc["mean_probability"][:, 1]
         pred_mc = (p_mc >= thr).astype(np.int64)
-        curves["mc_predictive_entropy"] = {"path": "mc_dropout", **referral_curve(y, pred_mc, mc["predictive_entropy"])}
-        curves["mc_mutual_information"] = {"path": "mc_dropout", **referral_curve(y, pred_mc, mc["mutual_information"])}
+        curves["mc_predictive_entropy"] = {
+            "path": "mc_dropout",
+            **referral_curve(y, pred_mc, mc["predictive_entropy"]),
+        }
+        curves["mc_mutual_information"] = {
+            "path": "mc_dropout",
+            **referral_curve(y, pred_mc, mc["mutual_information"]),
+        }
         result["mc_dropout"] = {
             "passes": int(passes),
             "dropout_modules": len(dropout_modules(loaded.model)),
@@ -219,8 +256,13 @@ def evaluate_uncertainty(
             "mean_mutual_information": float(mc["mutual_information"].mean()),
             "calibration": calibration(y, p_mc),
         }
-        per_sample.update({"mc_p_pneumonia": p_mc, "mc_predictive_entropy": mc["predictive_entropy"],
-                           "mc_mutual_information": mc["mutual_information"]})
+        per_sample.update(
+            {
+                "mc_p_pneumonia": p_mc,
+                "mc_predictive_entropy": mc["predictive_entropy"],
+                "mc_mutual_information": mc["mutual_information"],
+            }
+        )
     chip_reason = "not requested (--no-chip)"
     if chip and is_snn_model(loaded):
         state, chip_reason = prepare_chip(loaded, splits.val.images, splits.val.labels, seed=seed)
@@ -228,9 +270,15 @@ def evaluate_uncertainty(
             d = readout_difference(run_chip(loaded, state.program, images, seed=seed))
             pred_chip = (d >= state.threshold).astype(np.int64)
             chip_margin = np.abs(d - state.threshold)
-            curves["chip_spike_margin"] = {"path": "chip", **referral_curve(y, pred_chip, -chip_margin)}
-            result["chip"] = {"accuracy": float(np.mean(pred_chip == y)), "threshold": state.threshold,
-                              "threshold_source": state.threshold_source}
+            curves["chip_spike_margin"] = {
+                "path": "chip",
+                **referral_curve(y, pred_chip, -chip_margin),
+            }
+            result["chip"] = {
+                "accuracy": float(np.mean(pred_chip == y)),
+                "threshold": state.threshold,
+                "threshold_source": state.threshold_source,
+            }
             per_sample.update({"chip_readout_difference": d, "chip_prediction": pred_chip})
             chip_reason = None
     elif chip:
@@ -253,26 +301,44 @@ def plot_uncertainty(result: dict[str, Any], path: str | Path) -> Path:
     ax1.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
     sources = [("float softmax", result["float"]["calibration"])]
     if result.get("mc_dropout"):
-        sources.append((f"MC dropout mean ({result['mc_dropout']['passes']} passes)", result["mc_dropout"]["calibration"]))
+        sources.append(
+            (
+                f"MC dropout mean ({result['mc_dropout']['passes']} passes)",
+                result["mc_dropout"]["calibration"],
+            )
+        )
     for name, cal in sources:
         rows = [r for r in cal["reliability_positive_class"] if r["count"]]
-        ax1.plot([r["mean_score"] for r in rows], [r["observed"] for r in rows], "-o", ms=3,
-                 label=f"{name}: ECE {cal['ece_positive_class']:.3f}")
+        ax1.plot(
+            [r["mean_score"] for r in rows],
+            [r["observed"] for r in rows],
+            "-o",
+            ms=3,
+            label=f"{name}: ECE {cal['ece_positive_class']:.3f}",
+        )
     ax1.set_xlabel("mean predicted P(pneumonia) in bin")
     ax1.set_ylabel("fraction with pneumonia")
     ax1.set_title("reliability diagram")
     ax1.legend(fontsize=7)
     ax1.grid(alpha=0.3)
     for name, curve in result["referral"].items():
-        ax2.plot(np.array(curve["fraction_referred"]), curve["accuracy_kept"], "-", marker=".", label=name.replace("_", " "))
+        ax2.plot(
+            np.array(curve["fraction_referred"]),
+            curve["accuracy_kept"],
+            "-",
+            marker=".",
+            label=name.replace("_", " "),
+        )
     ax2.axhline(result["float"]["accuracy"], color="grey", ls=":", label="random referral (float)")
     ax2.set_xlabel("fraction of cases referred (most uncertain first)")
     ax2.set_ylabel("accuracy on cases kept")
     ax2.set_title("referral curve")
     ax2.legend(fontsize=7)
     ax2.grid(alpha=0.3)
-    fig.suptitle(f"{result['model']} on {result['split']} ({result['samples']} images); threshold {result['threshold']:.3f} from validation",
-                 fontsize=9)
+    fig.suptitle(
+        f"{result['model']} on {result['split']} ({result['samples']} images); threshold {result['threshold']:.3f} from validation",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     try:
         return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))

@@ -28,8 +28,10 @@ def _check_known_model(name: str) -> None:
     import neurocxr.models  # noqa: F401  (registers the built-in builders)
 
     if name not in MODEL_REGISTRY:
-        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODEL_REGISTRY))} "
-                          "(`neurocxr models` lists them)")
+        raise ConfigError(
+            f"unknown model {name!r}; choose one of {', '.join(sorted(MODEL_REGISTRY))} "
+            "(`neurocxr models` lists them)"
+        )
 
 
 @dataclass
@@ -61,7 +63,9 @@ class ModelConfig:
             raise ConfigError(f"model name must be a non-empty string, got {self.name!r}")
         _check_known_model(self.name)
         if self.encoding not in ENCODINGS:
-            raise ConfigError(f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}")
+            raise ConfigError(
+                f"unknown encoding {self.encoding!r}; choose one of {', '.join(ENCODINGS)}"
+            )
         self.image_size = check_int("image_size", self.image_size, 8, MAX_IMAGE_SIZE)
         self.in_channels = check_int("in_channels", self.in_channels, 1, 16)
         self.num_classes = check_int("num_classes", self.num_classes, 2, 1000)
@@ -75,7 +79,9 @@ class ModelConfig:
             self.channels = tuple(check_int("channels", c, 1, 4096) for c in self.channels)
             self.hidden = tuple(check_int("hidden", h, 1, 65536) for h in self.hidden)
         except TypeError:
-            raise ConfigError("channels and hidden must be lists of integers, e.g. [16, 32]") from None
+            raise ConfigError(
+                "channels and hidden must be lists of integers, e.g. [16, 32]"
+            ) from None
         if not isinstance(self.extra, dict):
             raise ConfigError(f"extra must be a dict, got {type(self.extra).__name__}")
 
@@ -90,8 +96,10 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ConfigError(f"unknown model config fields: {', '.join(sorted(unknown))}; "
-                              f"known: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"unknown model config fields: {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(known))}"
+            )
         return cls(**d)
 
 
@@ -138,7 +146,11 @@ def build_model(config: ModelConfig) -> nn.Module:
 
 
 def is_snn(model_or_config: nn.Module | ModelConfig) -> bool:
-    config = model_or_config if isinstance(model_or_config, ModelConfig) else getattr(model_or_config, "config")
+    config = (
+        model_or_config
+        if isinstance(model_or_config, ModelConfig)
+        else getattr(model_or_config, "config")
+    )
     return model_info(config.name).kind == "snn"
 
 
@@ -176,7 +188,9 @@ class SpikingSequential(nn.Module):
         if x.dim() < 3:
             raise ValueError(f"SNN input must be [T, B, ...], got shape {tuple(x.shape)}")
         states: list[Any] = [None] * len(self.layers)
-        recorded: list[list[torch.Tensor]] = [[] for m in self.layers if is_neuron(m)] if record else []
+        recorded: list[list[torch.Tensor]] = (
+            [[] for m in self.layers if is_neuron(m)] if record else []
+        )
         readouts = []
         for t in range(x.shape[0]):
             h = x[t]

@@ -18,7 +18,7 @@ from neurocxr.models.base import ModelConfig, register_model
     description="conv(16)-ReLU-avgpool-conv(32)-ReLU-avgpool-fc(128)-ReLU-fc(2): snn_conv's shape as a plain CNN",
 )
 def build_cnn_small(config: ModelConfig) -> nn.Sequential:
-    c1, c2 = (tuple(config.channels) + (16, 32)[len(config.channels):])[:2]
+    c1, c2 = (tuple(config.channels) + (16, 32)[len(config.channels) :])[:2]
     side = config.image_size // 4
     layers: list[nn.Module] = [
         nn.Conv2d(config.in_channels, c1, 3, padding=1),
@@ -51,8 +51,12 @@ def build_resnet18(config: ModelConfig) -> nn.Module:
 
     model = resnet18(weights=None, num_classes=config.num_classes)
     if config.image_size <= 64:
-        model.conv1 = nn.Conv2d(config.in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.conv1 = nn.Conv2d(
+            config.in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False
+        )
         model.maxpool = nn.Identity()
     else:
-        model.conv1 = nn.Conv2d(config.in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        model.conv1 = nn.Conv2d(
+            config.in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False
+        )
     return model

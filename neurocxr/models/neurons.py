@@ -46,7 +46,9 @@ class LIF(nn.Module):
         self.register_buffer("beta", torch.as_tensor(beta, dtype=torch.float32))
         self.register_buffer("threshold", torch.as_tensor(threshold, dtype=torch.float32))
 
-    def forward(self, x: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, v: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         v = torch.zeros_like(x) if v is None else v
         v = self.beta * v + x
         s = spike(v - self.threshold)
@@ -89,7 +91,9 @@ class RecurrentNeuron(nn.Module):
     def __init__(self, neuron: nn.Module, recurrent: nn.Linear) -> None:
         super().__init__()
         if recurrent.in_features != recurrent.out_features:
-            raise ValueError(f"a recurrent synapse maps N -> N, got {recurrent.in_features} -> {recurrent.out_features}")
+            raise ValueError(
+                f"a recurrent synapse maps N -> N, got {recurrent.in_features} -> {recurrent.out_features}"
+            )
         self.neuron = neuron
         self.recurrent = recurrent
 

@@ -56,4 +56,6 @@ def norse_lif(beta: float, threshold: float, dt: float = NORSE_DT) -> LIFBoxCell
 def build_snn_norse(config: ModelConfig) -> SpikingSequential:
     # Norse's LIFBoxCell cannot integrate without leak (beta 1 means tau_mem_inv 0: no input at
     # all), so the input neurons use NORSE_INPUT_BETA instead of snn_conv's IF neurons.
-    return conv_snn(config, norse_lif, lambda beta, threshold: norse_lif(NORSE_INPUT_BETA, threshold))
+    return conv_snn(
+        config, norse_lif, lambda beta, threshold: norse_lif(NORSE_INPUT_BETA, threshold)
+    )

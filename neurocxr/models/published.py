@@ -59,7 +59,9 @@ def build_gatti2025(config: ModelConfig) -> SpikingSequential:
         leaky(config),
         nn.Flatten(),
     ]
-    fc, width = fc_stack(replace(config, hidden=hidden), c3 * pooled * pooled, lambda b, t: leaky(config, b, t))
+    fc, width = fc_stack(
+        replace(config, hidden=hidden), c3 * pooled * pooled, lambda b, t: leaky(config, b, t)
+    )
     return SpikingSequential(layers + fc, readout=nn.Linear(width, config.num_classes, bias=False))
 
 
@@ -102,16 +104,35 @@ class SlimiCnnGruSnn(nn.Module):
             ]
             cin, side = cout, side // 2
         if side < 1:
-            raise ValueError(f"image_size {config.image_size} is too small for slimi2025's three poolings")
+            raise ValueError(
+                f"image_size {config.image_size} is too small for slimi2025's three poolings"
+            )
         self.features = nn.Sequential(*blocks, nn.Flatten())
-        self.gru = nn.GRU(c3 * side * side, gru_hidden, num_layers=2, batch_first=False,
-                          bidirectional=True, dropout=0.3)
-        self.projection = nn.Sequential(nn.Linear(2 * gru_hidden, 128), nn.ReLU(), nn.Linear(128, 64))
-        self.lif = snn.Leaky(beta=SLIMI_BETA, spike_grad=surrogate.fast_sigmoid(slope=25),
-                             reset_mechanism="zero", reset_delay=False, init_hidden=False)
+        self.gru = nn.GRU(
+            c3 * side * side,
+            gru_hidden,
+            num_layers=2,
+            batch_first=False,
+            bidirectional=True,
+            dropout=0.3,
+        )
+        self.projection = nn.Sequential(
+            nn.Linear(2 * gru_hidden, 128), nn.ReLU(), nn.Linear(128, 64)
+        )
+        self.lif = snn.Leaky(
+            beta=SLIMI_BETA,
+            spike_grad=surrogate.fast_sigmoid(slope=25),
+            reset_mechanism="zero",
+            reset_delay=False,
+            init_hidden=False,
+        )
         self.head = nn.Sequential(
-            nn.Linear(64, 512), nn.ReLU(), nn.Dropout(0.4),
-            nn.Linear(512, 128), nn.ReLU(), nn.Dropout(0.4),
+            nn.Linear(64, 512),
+            nn.ReLU(),
+            nn.Dropout(0.4),
+            nn.Linear(512, 128),
+            nn.ReLU(),
+            nn.Dropout(0.4),
             nn.Linear(128, config.num_classes),
         )
 

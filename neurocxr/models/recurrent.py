@@ -44,7 +44,7 @@ def synaptic(config: ModelConfig) -> snn.Synaptic:
     "snnTorch, exports to Loihi netx dense_rec",
 )
 def build_snn_recurrent(config: ModelConfig) -> SpikingSequential:
-    c1, c2 = (tuple(config.channels) + (16, 32)[len(config.channels):])[:2]
+    c1, c2 = (tuple(config.channels) + (16, 32)[len(config.channels) :])[:2]
     side = _strided_side(_strided_side(config.image_size))
     hidden = int(config.hidden[0]) if config.hidden else 128
     layers: list[nn.Module] = []

@@ -54,9 +54,15 @@ def _stem(in_channels: int, width: int, image_size: int) -> nn.Sequential:
     """3x3 stride-1 stem without max pool for small images (MedMNIST 28/64 px), the ImageNet
     7x7 stride-2 stem with max pool for larger ones."""
     if image_size <= 64:
-        return nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        return nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
     return nn.Sequential(
-        nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, width, 7, 2, 3, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(inplace=True),
         nn.MaxPool2d(3, 2, 1),
     )
 
@@ -208,7 +214,9 @@ def build_resnet50(config: ModelConfig) -> ResNet:
     width = _extra_int(config, "width", RESNET50_WIDTH)
     dropout = config.dropout if config.dropout > 0 else RESNET50_DROPOUT
     block_dropout = _extra_probability(config, "block_dropout", 0.0)
-    return ResNet(Bottleneck, (3, 4, 6, 3), config, width, dropout=dropout, block_dropout=block_dropout)
+    return ResNet(
+        Bottleneck, (3, 4, 6, 3), config, width, dropout=dropout, block_dropout=block_dropout
+    )
 
 
 class ContextGate(nn.Module):
@@ -218,7 +226,11 @@ class ContextGate(nn.Module):
     def __init__(self, channels: int, reduction: int = 4) -> None:
         super().__init__()
         hidden = max(channels // reduction, 4)
-        self.mlp = nn.Sequential(nn.Conv2d(2 * channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+        self.mlp = nn.Sequential(
+            nn.Conv2d(2 * channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+        )
 
     def gate(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
         context = torch.cat([high, low], dim=1).mean(dim=(2, 3), keepdim=True)
@@ -255,7 +267,9 @@ class SpectralFlow(nn.Module):
         )
         self.global_context = nn.Conv2d(channels, channels, 1)
         self.gate = ContextGate(channels)
-        self.project = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels))
+        self.project = nn.Sequential(
+            nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels)
+        )
 
     def streams(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(high, low) feature maps, both [B, C, H, W]."""
@@ -280,7 +294,9 @@ class MedSpectralNet(nn.Module):
     def __init__(self, config: ModelConfig, widths: tuple[int, ...]) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(config.in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)
+            nn.Conv2d(config.in_channels, widths[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
         )
         side = config.image_size
         layers: list[nn.Module] = []
@@ -288,7 +304,11 @@ class MedSpectralNet(nn.Module):
             layers.append(SpectralFlow(w, side))
             if i + 1 < len(widths):
                 nxt = widths[i + 1]
-                layers += [nn.Conv2d(w, nxt, 3, 2, 1, bias=False), nn.BatchNorm2d(nxt), nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(w, nxt, 3, 2, 1, bias=False),
+                    nn.BatchNorm2d(nxt),
+                    nn.ReLU(inplace=True),
+                ]
                 side = (side + 1) // 2
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -310,7 +330,9 @@ class MedSpectralNet(nn.Module):
 def build_medspectralnet(config: ModelConfig) -> MedSpectralNet:
     widths = tuple(config.extra.get("widths", MEDSPECTRALNET_WIDTHS))
     if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
-        raise ValueError(f"medspectralnet: extra['widths'] must be positive integers, got {widths!r}")
+        raise ValueError(
+            f"medspectralnet: extra['widths'] must be positive integers, got {widths!r}"
+        )
     return MedSpectralNet(config, widths)
 
 

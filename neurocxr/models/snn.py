@@ -23,7 +23,9 @@ INPUT_BETA = 1.0
 INPUT_THRESHOLD = 0.5
 
 
-def leaky(config: ModelConfig, beta: float | None = None, threshold: float | None = None) -> snn.Leaky:
+def leaky(
+    config: ModelConfig, beta: float | None = None, threshold: float | None = None
+) -> snn.Leaky:
     return snn.Leaky(
         beta=config.beta if beta is None else beta,
         threshold=config.threshold if threshold is None else threshold,
@@ -48,7 +50,9 @@ def fc_stack(config: ModelConfig, width: int, neuron: NeuronFactory) -> tuple[li
     return layers, width
 
 
-def conv_snn(config: ModelConfig, neuron: NeuronFactory, input_neuron: NeuronFactory) -> SpikingSequential:
+def conv_snn(
+    config: ModelConfig, neuron: NeuronFactory, input_neuron: NeuronFactory
+) -> SpikingSequential:
     """conv-neuron-avgpool-conv-neuron-avgpool-fc-neuron-readout, with the given neuron implementation."""
     c1, c2 = (tuple(config.channels) + (16, 32)[len(config.channels) :])[:2]
     side = config.image_size // 4
@@ -87,7 +91,9 @@ def _strided_side(size: int, stride: int = 2) -> int:
     return (size + 2 - 3) // stride + 1
 
 
-def strided_conv_snn(config: ModelConfig, neuron: NeuronFactory, input_neuron: NeuronFactory) -> SpikingSequential:
+def strided_conv_snn(
+    config: ModelConfig, neuron: NeuronFactory, input_neuron: NeuronFactory
+) -> SpikingSequential:
     """conv(stride 2)-neuron-conv(stride 2)-neuron-fc-neuron-readout: no pooling at all.
 
     A pooling layer fused into the next synaptic layer makes every pre-pool spike fan out to a

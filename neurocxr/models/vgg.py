@@ -44,8 +44,12 @@ def vgg_strides(config: ModelConfig) -> tuple[int, ...]:
     depth = len(config.channels)
     if given is not None:
         strides = tuple(given)
-        if len(strides) != depth or any(isinstance(s, bool) or not isinstance(s, int) or s not in (1, 2) for s in strides):
-            raise ValueError(f"extra['strides'] must hold {depth} values of 1 or 2 (one per conv), got {given!r}")
+        if len(strides) != depth or any(
+            isinstance(s, bool) or not isinstance(s, int) or s not in (1, 2) for s in strides
+        ):
+            raise ValueError(
+                f"extra['strides'] must hold {depth} values of 1 or 2 (one per conv), got {given!r}"
+            )
         return strides
     side, out = config.image_size, []
     for i in range(depth):
@@ -121,7 +125,11 @@ def build_cnn_vgg(config: ModelConfig) -> nn.Sequential:
     layers: list[nn.Module] = []
     cin = config.in_channels
     for c, s in zip(config.channels, strides):
-        layers += [nn.Conv2d(cin, c, 3, stride=s, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+        layers += [
+            nn.Conv2d(cin, c, 3, stride=s, padding=1, bias=False),
+            nn.BatchNorm2d(c),
+            nn.ReLU(),
+        ]
         cin = c
     head, width = _head_layers(config, cin)
     layers += head
@@ -132,4 +140,3 @@ def build_cnn_vgg(config: ModelConfig) -> nn.Sequential:
         width = h
     layers.append(nn.Linear(width, config.num_classes, bias=False))
     return nn.Sequential(*layers)
-

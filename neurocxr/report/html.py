@@ -118,8 +118,12 @@ def _row_footnotes(r: SummaryRow) -> list[str]:
         low = text.lower()
         # Said once elsewhere: the not-measurable line under the table, the badge itself, the basis
         # legend, and the method (the basis column names it; the Sources section spells it out).
-        if ("not measurable" in low or low.startswith("latency and throughput are measured")
-                or low.startswith("method:") or _is_basis_note(text)):
+        if (
+            "not measurable" in low
+            or low.startswith("latency and throughput are measured")
+            or low.startswith("method:")
+            or _is_basis_note(text)
+        ):
             continue
         texts.append(text)
     return texts
@@ -151,12 +155,16 @@ def _headline_estimates(report: Report) -> list[EnergyEstimate]:
     out = []
     for e in report.estimates:
         basis, scope = _basis_of(e)
-        if e.model in baselines or (basis == BASIS_LABELS["chip"] and scope == SCOPE_LABELS["device"]):
+        if e.model in baselines or (
+            basis == BASIS_LABELS["chip"] and scope == SCOPE_LABELS["device"]
+        ):
             out.append(e)
     return out
 
 
-def _table_context(rows: Sequence[SummaryRow], notes: _Footnotes, common: set[str]) -> list[dict[str, Any]]:
+def _table_context(
+    rows: Sequence[SummaryRow], notes: _Footnotes, common: set[str]
+) -> list[dict[str, Any]]:
     rows = sorted(rows, key=lambda r: (r.is_baseline, _KIND_ORDER.get(r.kind, 9)))
     out = []
     for r in rows:
@@ -166,24 +174,26 @@ def _table_context(rows: Sequence[SummaryRow], notes: _Footnotes, common: set[st
             badge_text = "latency measured, energy not measurable"
         else:
             badge_text = r.kind
-        out.append({
-            "model": r.model,
-            "device": r.device,
-            "basis": ", ".join(x for x in (r.basis, r.scope) if x),
-            "accuracy": format_accuracy(r.accuracy),
-            "auc": format_auc(r.auc),
-            "latency": format_seconds(r.latency_s),
-            "fps": format_rate(r.throughput_fps),
-            "dynamic": format_energy(r.dynamic_j) if r.kind != "not measurable" else "—",
-            "total": format_energy(r.total_j) if r.kind != "not measurable" else "—",
-            "dynamic_exact": "" if r.dynamic_j is None else f"{float(r.dynamic_j):.6g} J",
-            "total_exact": "" if r.total_j is None else f"{float(r.total_j):.6g} J",
-            "badge": badge,
-            "badge_class": "badge-" + badge.replace(" ", "-"),
-            "badge_text": badge_text,
-            "refs": sorted(set(refs)),
-            "baseline": r.is_baseline,
-        })
+        out.append(
+            {
+                "model": r.model,
+                "device": r.device,
+                "basis": ", ".join(x for x in (r.basis, r.scope) if x),
+                "accuracy": format_accuracy(r.accuracy),
+                "auc": format_auc(r.auc),
+                "latency": format_seconds(r.latency_s),
+                "fps": format_rate(r.throughput_fps),
+                "dynamic": format_energy(r.dynamic_j) if r.kind != "not measurable" else "—",
+                "total": format_energy(r.total_j) if r.kind != "not measurable" else "—",
+                "dynamic_exact": "" if r.dynamic_j is None else f"{float(r.dynamic_j):.6g} J",
+                "total_exact": "" if r.total_j is None else f"{float(r.total_j):.6g} J",
+                "badge": badge,
+                "badge_class": "badge-" + badge.replace(" ", "-"),
+                "badge_text": badge_text,
+                "refs": sorted(set(refs)),
+                "baseline": r.is_baseline,
+            }
+        )
     return out
 
 
@@ -194,22 +204,31 @@ _TIMING_SHOWN = {"latency_s", "throughput_fps", "static_j", "fps_basis"}
 def _timing_rows(report: Report) -> list[dict[str, Any]]:
     rows = []
     for e in report.estimates:
-        if e.latency_s is None and getattr(e, "throughput_fps", None) is None and not getattr(e, "timing", None):
+        if (
+            e.latency_s is None
+            and getattr(e, "throughput_fps", None) is None
+            and not getattr(e, "timing", None)
+        ):
             continue
         timing = getattr(e, "timing", None) or {}
         basis, _ = _basis_of(e)
-        rows.append({
-            "model": e.model,
-            "device": e.device,
-            "basis": basis,
-            "latency": format_seconds(e.latency_s),
-            "fps": format_rate(getattr(e, "throughput_fps", None)),
-            "static": format_energy(getattr(e, "static_j", None)),
-            "dynamic": format_energy(e.dynamic_j),
-            "total": format_energy(e.total_j),
-            "timing": ", ".join(f"{k} = {_fmt_unit(k, v)}" for k, v in timing.items()
-                                if not isinstance(v, (dict, list)) and k not in _TIMING_SHOWN and v is not None),
-        })
+        rows.append(
+            {
+                "model": e.model,
+                "device": e.device,
+                "basis": basis,
+                "latency": format_seconds(e.latency_s),
+                "fps": format_rate(getattr(e, "throughput_fps", None)),
+                "static": format_energy(getattr(e, "static_j", None)),
+                "dynamic": format_energy(e.dynamic_j),
+                "total": format_energy(e.total_j),
+                "timing": ", ".join(
+                    f"{k} = {_fmt_unit(k, v)}"
+                    for k, v in timing.items()
+                    if not isinstance(v, (dict, list)) and k not in _TIMING_SHOWN and v is not None
+                ),
+            }
+        )
     return rows
 
 
@@ -262,22 +281,30 @@ def _bases_rows(report: Report) -> list[dict[str, Any]]:
         chip_fan, nb_fan = _pick(b, "chip_fan_in"), _pick(b, "neurobench_fan_in")
         why = _pick(b, "explanation", "why") or ""
         if not why and _finite(ratio):
-            why = ("pooling fused into this layer on the chip: a larger kernel per spike"
-                   if b.get("pool_fused") else
-                   "same network on both bases; counts differ only where quantisation changes spikes")
-        rows.append({
-            "layer": _pick(b, "chip_layer", "layer"),
-            "float_layer": _pick(b, "neurobench_layer", "float_layer") or "",
-            "op_type": _pick(b, "neurobench_op_type", "op_type") or "",
-            "fan_in": "" if chip_fan is None else (f"{chip_fan} / {nb_fan}" if nb_fan is not None else str(chip_fan)),
-            "chip": _fmt_ops(_pick(b, "chip_synaptic_ops", "chip_effective_ops")),
-            "neurobench": _fmt_ops(_pick(b, "neurobench_synaptic_ops", "neurobench_effective_ops")),
-            "ratio": "—" if not _finite(ratio) else f"{float(ratio):.2f}×",
-            "chip_dense": _fmt_ops(_pick(b, "chip_dense_ops")),
-            "neurobench_dense": _fmt_ops(_pick(b, "neurobench_dense_ops")),
-            "dense_ratio": "—" if not _finite(dense_ratio) else f"{float(dense_ratio):.2f}×",
-            "why": why,
-        })
+            why = (
+                "pooling fused into this layer on the chip: a larger kernel per spike"
+                if b.get("pool_fused")
+                else "same network on both bases; counts differ only where quantisation changes spikes"
+            )
+        rows.append(
+            {
+                "layer": _pick(b, "chip_layer", "layer"),
+                "float_layer": _pick(b, "neurobench_layer", "float_layer") or "",
+                "op_type": _pick(b, "neurobench_op_type", "op_type") or "",
+                "fan_in": ""
+                if chip_fan is None
+                else (f"{chip_fan} / {nb_fan}" if nb_fan is not None else str(chip_fan)),
+                "chip": _fmt_ops(_pick(b, "chip_synaptic_ops", "chip_effective_ops")),
+                "neurobench": _fmt_ops(
+                    _pick(b, "neurobench_synaptic_ops", "neurobench_effective_ops")
+                ),
+                "ratio": "—" if not _finite(ratio) else f"{float(ratio):.2f}×",
+                "chip_dense": _fmt_ops(_pick(b, "chip_dense_ops")),
+                "neurobench_dense": _fmt_ops(_pick(b, "neurobench_dense_ops")),
+                "dense_ratio": "—" if not _finite(dense_ratio) else f"{float(dense_ratio):.2f}×",
+                "why": why,
+            }
+        )
     return rows
 
 
@@ -290,8 +317,14 @@ def _bases_total(report: Report) -> str | None:
     ratio = _pick(total, "synaptic_ops_ratio", "ratio")
     if _finite(ratio):
         return f"{float(ratio):.2f}"
-    chip = sum(float(_pick(b, "chip_synaptic_ops", "chip_effective_ops") or 0) for b in report.counting_bases)
-    nb = sum(float(_pick(b, "neurobench_synaptic_ops", "neurobench_effective_ops") or 0) for b in report.counting_bases)
+    chip = sum(
+        float(_pick(b, "chip_synaptic_ops", "chip_effective_ops") or 0)
+        for b in report.counting_bases
+    )
+    nb = sum(
+        float(_pick(b, "neurobench_synaptic_ops", "neurobench_effective_ops") or 0)
+        for b in report.counting_bases
+    )
     if chip <= 0 or nb <= 0:
         return None
     return f"{chip / nb:.2f}"
@@ -303,16 +336,20 @@ def _sweep_rows(sweep: SweepTable | None) -> list[dict[str, Any]]:
     devices = sweep_devices(sweep)
     rows = []
     for t in sorted(sweep.trials, key=lambda t: -(t.get("val_auc") or -1)):
-        rows.append({
-            "model": t.get("model", ""),
-            "num_steps": _fmt_value(t.get("num_steps")),
-            "encoding": t.get("encoding", "") or "",
-            "val_auc": format_auc(t.get("val_auc")),
-            "test_auc": format_auc(t.get("test_auc")),
-            "test_accuracy": format_accuracy(t.get("test_accuracy")),
-            "energy": [format_energy((t["energy"].get(d) or {}).get("dynamic_j")) for d in devices],
-            "status": str(t.get("status") or ("ok" if _trial_ok(t) else "no energy")),
-        })
+        rows.append(
+            {
+                "model": t.get("model", ""),
+                "num_steps": _fmt_value(t.get("num_steps")),
+                "encoding": t.get("encoding", "") or "",
+                "val_auc": format_auc(t.get("val_auc")),
+                "test_auc": format_auc(t.get("test_auc")),
+                "test_accuracy": format_accuracy(t.get("test_accuracy")),
+                "energy": [
+                    format_energy((t["energy"].get(d) or {}).get("dynamic_j")) for d in devices
+                ],
+                "status": str(t.get("status") or ("ok" if _trial_ok(t) else "no energy")),
+            }
+        )
     return rows
 
 
@@ -320,17 +357,21 @@ def _operating_rows(op: dict[str, Any]) -> list[dict[str, str]]:
     if not op:
         return []
     rows = []
-    for label, key, thr in (("float model (PyTorch)", "float_test", op.get("float_threshold")),
-                            ("chip (Loihi emulator)", "chip_test", op.get("threshold"))):
+    for label, key, thr in (
+        ("float model (PyTorch)", "float_test", op.get("float_threshold")),
+        ("chip (Loihi emulator)", "chip_test", op.get("threshold")),
+    ):
         m = op.get(key) or {}
-        rows.append({
-            "what": label,
-            "threshold": "—" if not _finite(thr) else f"{float(thr):.4f}",  # type: ignore[arg-type]
-            "accuracy": format_accuracy(m.get("accuracy")),
-            "sensitivity": format_accuracy(m.get("sensitivity")),
-            "specificity": format_accuracy(m.get("specificity")),
-            "auc": format_auc(m.get("roc_auc")),
-        })
+        rows.append(
+            {
+                "what": label,
+                "threshold": "—" if not _finite(thr) else f"{float(thr):.4f}",  # type: ignore[arg-type]
+                "accuracy": format_accuracy(m.get("accuracy")),
+                "sensitivity": format_accuracy(m.get("sensitivity")),
+                "specificity": format_accuracy(m.get("specificity")),
+                "auc": format_auc(m.get("roc_auc")),
+            }
+        )
     return rows
 
 
@@ -350,8 +391,12 @@ def render_html(report: Report) -> str:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    context = {"r": report, **_first_screen_context(report), **_summary_tables_context(report),
-               **_detail_context(report)}
+    context = {
+        "r": report,
+        **_first_screen_context(report),
+        **_summary_tables_context(report),
+        **_detail_context(report),
+    }
     return env.get_template("report.html.j2").render(**context)
 
 
@@ -383,7 +428,7 @@ def _summary_tables_context(report: Report) -> dict[str, Any]:
         "table": table,
         "footnotes": first_notes,
         "other_table": other_table,
-        "other_footnotes": notes.texts[len(first_notes):],
+        "other_footnotes": notes.texts[len(first_notes) :],
         "other_footnotes_start": len(first_notes) + 1,
         "common_notes": _common_footnotes(report.summary),
         "basis_legend": _basis_legend(report.summary),
@@ -409,7 +454,9 @@ def _detail_context(report: Report) -> dict[str, Any]:
         "sweep_rows": _sweep_rows(report.sweep),
         "sweep_devices": sweep_devices(report.sweep) if report.sweep is not None else [],
         "sources": _sources(report),
-        "clinical": {model: Markup(_kv_table(metrics)) for model, metrics in report.accuracy.items()},
+        "clinical": {
+            model: Markup(_kv_table(metrics)) for model, metrics in report.accuracy.items()
+        },
         "export_html": Markup(_export_section(report.export)) if report.export else None,
         "parity_html": Markup(_kv_table(report.parity)) if report.parity else None,
         "provenance_html": Markup(_kv_table(report.provenance)) if report.provenance else None,
@@ -418,16 +465,27 @@ def _detail_context(report: Report) -> dict[str, Any]:
 
 
 def _measurement_row(m: EnergyMeasurement) -> dict[str, Any]:
-    return {"model": m.model, "device": m.device, "runtime": m.runtime, "batch": _fmt_value(m.batch_size),
-            "latency": format_seconds(m.latency_s), "fps": format_rate(m.throughput_sps),
-            "dynamic": format_energy(m.dynamic_j), "total": format_energy(m.total_j), "kind": m.kind,
-            "badge_class": "badge-" + m.kind.replace(" ", "-"), "method": m.method}
+    return {
+        "model": m.model,
+        "device": m.device,
+        "runtime": m.runtime,
+        "batch": _fmt_value(m.batch_size),
+        "latency": format_seconds(m.latency_s),
+        "fps": format_rate(m.throughput_sps),
+        "dynamic": format_energy(m.dynamic_j),
+        "total": format_energy(m.total_j),
+        "kind": m.kind,
+        "badge_class": "badge-" + m.kind.replace(" ", "-"),
+        "method": m.method,
+    }
 
 
 def _export_section(export: dict[str, Any]) -> str:
     parts = []
     if _is_records(export.get("layers")):
-        parts.append("<h3>Layers (scale, quantisation error)</h3>" + _records_table(export["layers"]))
+        parts.append(
+            "<h3>Layers (scale, quantisation error)</h3>" + _records_table(export["layers"])
+        )
     for key, value in export.items():
         if key == "layers" and _is_records(value):
             continue

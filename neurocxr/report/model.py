@@ -120,7 +120,9 @@ class Report:
     summary: list[SummaryRow] = field(default_factory=list)
     estimates: list[EnergyEstimate] = field(default_factory=list)
     measurements: list[EnergyMeasurement] = field(default_factory=list)
-    layer_counts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # model -> LayerCounts.to_dict()
+    layer_counts: dict[str, list[dict[str, Any]]] = field(
+        default_factory=dict
+    )  # model -> LayerCounts.to_dict()
     accuracy: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> clinical metrics
     parity: dict[str, Any] = field(default_factory=dict)
     export: dict[str, Any] = field(default_factory=dict)
@@ -167,8 +169,15 @@ def _basis_of(e: EnergyEstimate) -> tuple[str, str]:
             basis = "chip"
     if not scope:
         method = e.method.lower()
-        scope = "memory-inclusive" if "memory" in method and "arithmetic" not in method else (
-            "arithmetic" if ("e_mac" in method or "e_ac" in method) else ("tdp" if "tdp" in method else "device"))
+        scope = (
+            "memory-inclusive"
+            if "memory" in method and "arithmetic" not in method
+            else (
+                "arithmetic"
+                if ("e_mac" in method or "e_ac" in method)
+                else ("tdp" if "tdp" in method else "device")
+            )
+        )
     return BASIS_LABELS.get(basis, basis), SCOPE_LABELS.get(scope, scope)
 
 
@@ -196,28 +205,55 @@ def summary_from(
         batches = ", ".join(str(m.batch_size) for m in ms)
         foot = [first.method]
         if len(ms) > 1:
-            foot.append(f"Measured at batch {batches}: latency and energy at batch {first.batch_size}, "
-                        f"frames/s at batch {best.batch_size}.")
+            foot.append(
+                f"Measured at batch {batches}: latency and energy at batch {first.batch_size}, "
+                f"frames/s at batch {best.batch_size}."
+            )
         foot += _sentences(first.notes)
         base = model.split(" (")[0]
-        rows.append(SummaryRow(
-            model=model, device=device if first.runtime in device else f"{device} ({first.runtime})",
-            accuracy=first.accuracy, latency_s=first.latency_s, dynamic_j=first.dynamic_j, total_j=first.total_j,
-            kind=first.kind, source=first.method, notes=first.notes, basis="measured", scope="",
-            throughput_fps=max(fps) if fps else None, auc=auc.get(base), footnotes=foot,
-            is_baseline=base in baseline_names,
-        ))
+        rows.append(
+            SummaryRow(
+                model=model,
+                device=device if first.runtime in device else f"{device} ({first.runtime})",
+                accuracy=first.accuracy,
+                latency_s=first.latency_s,
+                dynamic_j=first.dynamic_j,
+                total_j=first.total_j,
+                kind=first.kind,
+                source=first.method,
+                notes=first.notes,
+                basis="measured",
+                scope="",
+                throughput_fps=max(fps) if fps else None,
+                auc=auc.get(base),
+                footnotes=foot,
+                is_baseline=base in baseline_names,
+            )
+        )
     for e in estimates:
         basis, scope = _basis_of(e)
         foot = [f"Source: {e.source}", f"Method: {e.method}"]
         foot += list(getattr(e, "footnotes", None) or _sentences(e.notes))
-        rows.append(SummaryRow(
-            model=e.model, device=e.device, accuracy=e.accuracy, latency_s=e.latency_s,
-            dynamic_j=e.dynamic_j, total_j=e.total_j, kind=e.kind, source=e.source,
-            notes="; ".join(x for x in (e.method, e.notes) if x), basis=basis, scope=scope,
-            throughput_fps=getattr(e, "throughput_fps", None), static_j=getattr(e, "static_j", None),
-            auc=auc.get(e.model), footnotes=foot, is_baseline=e.model in baseline_names,
-        ))
+        rows.append(
+            SummaryRow(
+                model=e.model,
+                device=e.device,
+                accuracy=e.accuracy,
+                latency_s=e.latency_s,
+                dynamic_j=e.dynamic_j,
+                total_j=e.total_j,
+                kind=e.kind,
+                source=e.source,
+                notes="; ".join(x for x in (e.method, e.notes) if x),
+                basis=basis,
+                scope=scope,
+                throughput_fps=getattr(e, "throughput_fps", None),
+                static_j=getattr(e, "static_j", None),
+                auc=auc.get(e.model),
+                footnotes=foot,
+                is_baseline=e.model in baseline_names,
+            )
+        )
     return rows
 
 
@@ -237,18 +273,32 @@ def is_headline(r: SummaryRow) -> bool:
 def _trial_ok(t: dict[str, Any]) -> bool:
     """A finished trial with energy figures (failed ones stay in the table but are not plotted)."""
     status = str(t.get("status") or "ok").lower()
-    return status in ("ok", "done", "finished", "completed", "terminated", "success") and bool(t.get("energy"))
+    return status in ("ok", "done", "finished", "completed", "terminated", "success") and bool(
+        t.get("energy")
+    )
 
 
 # Devices shown for a sweep, in this order when present (neuromorphic first: the sweep's purpose).
-_SWEEP_DEVICE_ORDER = ("loihi2", "loihi", "loihi-sanafe", "truenorth", "spinnaker2", "spinnaker",
-                       "horowitz45-int8", "horowitz45-fp32")
+_SWEEP_DEVICE_ORDER = (
+    "loihi2",
+    "loihi",
+    "loihi-sanafe",
+    "truenorth",
+    "spinnaker2",
+    "spinnaker",
+    "horowitz45-int8",
+    "horowitz45-fp32",
+)
 
 
 def sweep_devices(sweep: SweepTable, limit: int = 4) -> list[str]:
     """Up to ``limit`` devices with energy in finished trials, neuromorphic devices first."""
     trials = [t for t in sweep.trials if _trial_ok(t)]
-    present = [d for d in sweep.devices if any(_finite((t["energy"].get(d) or {}).get("dynamic_j")) for t in trials)]
+    present = [
+        d
+        for d in sweep.devices
+        if any(_finite((t["energy"].get(d) or {}).get("dynamic_j")) for t in trials)
+    ]
     rank = {d: i for i, d in enumerate(_SWEEP_DEVICE_ORDER)}
     return sorted(present, key=lambda d: (rank.get(d, len(rank)), present.index(d)))[:limit]
 

@@ -57,7 +57,16 @@ def _short(text: str, n: int = 28) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-_MODEL_COLORS = ["#1565c0", "#c62828", "#6a1b9a", "#2e7d32", "#ef6c00", "#00838f", "#5d4037", "#ad1457"]
+_MODEL_COLORS = [
+    "#1565c0",
+    "#c62828",
+    "#6a1b9a",
+    "#2e7d32",
+    "#ef6c00",
+    "#00838f",
+    "#5d4037",
+    "#ad1457",
+]
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -82,18 +91,29 @@ def _draw_fronts(ax: Any, families: dict[str, list[tuple[float, float]]], what: 
             continue
         color, style = _FRONT_STYLE.get(name, ("#555555", ":"))
         # a one-point front is drawn as a ring around its point, so it stays visible under the marker
-        ax.plot([p[0] for p in front], [p[1] for p in front], linestyle=style, color=color, linewidth=1.8,
-                marker="o" if len(front) == 1 else None, markersize=13, fillstyle="none", markeredgewidth=1.6,
-                alpha=0.9, zorder=2,
-                label=f"{name} front ({what}, {len(front)} point{'s' if len(front) != 1 else ''})")
+        ax.plot(
+            [p[0] for p in front],
+            [p[1] for p in front],
+            linestyle=style,
+            color=color,
+            linewidth=1.8,
+            marker="o" if len(front) == 1 else None,
+            markersize=13,
+            fillstyle="none",
+            markeredgewidth=1.6,
+            alpha=0.9,
+            zorder=2,
+            label=f"{name} front ({what}, {len(front)} point{'s' if len(front) != 1 else ''})",
+        )
 
 
 def _plot_accuracy_vs_energy(rows: Sequence[SummaryRow]) -> str | None:
     """Test ROC-AUC (or accuracy where AUC is missing) against dynamic energy per inference: one
     colour per model, one point per device; circles for measured, triangles for estimated energy;
     a line through the SNN family's Pareto points and one through the CNN baselines', on the same axes."""
-    use_auc = any(_finite(r.auc) and r.is_baseline for r in rows) and any(_finite(r.auc) and not r.is_baseline
-                                                                          for r in rows)
+    use_auc = any(_finite(r.auc) and r.is_baseline for r in rows) and any(
+        _finite(r.auc) and not r.is_baseline for r in rows
+    )
 
     def score(r: SummaryRow) -> float | None:
         v = r.auc if use_auc else r.accuracy
@@ -111,18 +131,30 @@ def _plot_accuracy_vs_energy(rows: Sequence[SummaryRow]) -> str | None:
     energies = [float(r.dynamic_j) for r in data]  # type: ignore[arg-type]
     # x range in decades over about 470 pt of axes; a 6.5 pt character is about 3.7 pt wide
     decades_per_char = (math.log10(max(energies) / min(energies)) + math.log10(100)) * 3.7 / 470
-    _draw_fronts(ax, {"SNN": [(float(r.dynamic_j), scale * score(r)) for r in data if not r.is_baseline],  # type: ignore[arg-type, operator]
-                      "CNN": [(float(r.dynamic_j), scale * score(r)) for r in data if r.is_baseline]},  # type: ignore[arg-type, operator]
-                 "AUC" if use_auc else "accuracy")
+    _draw_fronts(
+        ax,
+        {
+            "SNN": [(float(r.dynamic_j), scale * score(r)) for r in data if not r.is_baseline],  # type: ignore[arg-type, operator]
+            "CNN": [(float(r.dynamic_j), scale * score(r)) for r in data if r.is_baseline],
+        },  # type: ignore[arg-type, operator]
+        "AUC" if use_auc else "accuracy",
+    )
     for i, model in enumerate(models):
         pts = [r for r in data if r.model == model]
         color = _MODEL_COLORS[i % len(_MODEL_COLORS)]
         for kind, marker in (("measured", "o"), ("estimated", "^")):
             sel = [r for r in pts if r.kind == kind]
             if sel:
-                ax.scatter([r.dynamic_j for r in sel], [scale * score(r) for r in sel],  # type: ignore[operator]
-                           c=color, marker=marker, edgecolors="black", s=46, zorder=3,
-                           label=f"{_short(model, 26)} ({kind})")
+                ax.scatter(
+                    [r.dynamic_j for r in sel],
+                    [scale * score(r) for r in sel],  # type: ignore[operator]
+                    c=color,
+                    marker=marker,
+                    edgecolors="black",
+                    s=46,
+                    zorder=3,
+                    label=f"{_short(model, 26)} ({kind})",
+                )
         _label_by_device(ax, pts, score, scale, decades_per_char)
     ax.set_xscale("log")
     ax.set_xlim(min(energies) / 5, max(energies) * 20)
@@ -130,14 +162,21 @@ def _plot_accuracy_vs_energy(rows: Sequence[SummaryRow]) -> str | None:
     ax.grid(True, which="major", alpha=0.3)
     ax.set_xlabel("dynamic energy per inference (J, log scale)")
     ax.set_ylabel(metric)
-    ax.set_title(f"Test {title} vs energy per inference: SNN and CNN fronts, one point per model × device",
-                 fontsize=9)
+    ax.set_title(
+        f"Test {title} vs energy per inference: SNN and CNN fronts, one point per model × device",
+        fontsize=9,
+    )
     ax.legend(fontsize=7, loc="lower right")
     return _png_data_uri(fig)
 
 
-def _label_by_device(ax: Any, pts: Sequence[SummaryRow], score: Callable[[SummaryRow], float | None],
-                     scale: float, decades_per_char: float) -> None:
+def _label_by_device(
+    ax: Any,
+    pts: Sequence[SummaryRow],
+    score: Callable[[SummaryRow], float | None],
+    scale: float,
+    decades_per_char: float,
+) -> None:
     """Label one model's points by device.
 
     Points of one model mostly share a height: label them by device, level, and stack a label one
@@ -146,8 +185,11 @@ def _label_by_device(ax: Any, pts: Sequence[SummaryRow], score: Callable[[Summar
     """
     groups: list[list[SummaryRow]] = []
     for r in sorted(pts, key=lambda r: r.dynamic_j):  # type: ignore[arg-type, return-value]
-        if (groups and score(r) == score(groups[-1][0])
-                and math.log10(float(r.dynamic_j) / float(groups[-1][0].dynamic_j)) < 0.05):  # type: ignore[arg-type]
+        if (
+            groups
+            and score(r) == score(groups[-1][0])
+            and math.log10(float(r.dynamic_j) / float(groups[-1][0].dynamic_j)) < 0.05
+        ):  # type: ignore[arg-type]
             groups[-1].append(r)
         else:
             groups.append([r])
@@ -161,8 +203,15 @@ def _label_by_device(ax: Any, pts: Sequence[SummaryRow], score: Callable[[Summar
         busy = {lv for acc, lo, hi, lv in placed if acc == y and lo <= x <= hi}
         level = next(lv for lv in range(len(placed) + 1) if lv not in busy)
         placed.append((y, x, right, level))  # type: ignore[arg-type]
-        ax.annotate(label, (first.dynamic_j, scale * y), fontsize=6.5,  # type: ignore[operator]
-                    xytext=(3, 5 + 8 * level), textcoords="offset points", ha="left", va="bottom")
+        ax.annotate(
+            label,
+            (first.dynamic_j, scale * y),
+            fontsize=6.5,  # type: ignore[operator]
+            xytext=(3, 5 + 8 * level),
+            textcoords="offset points",
+            ha="left",
+            va="bottom",
+        )
 
 
 def _plot_sweep(sweep: SweepTable, rows: Sequence[SummaryRow]) -> str | None:
@@ -187,7 +236,10 @@ def _plot_sweep(sweep: SweepTable, rows: Sequence[SummaryRow]) -> str | None:
         if k == 0:
             handles, labels = ax.get_legend_handles_labels()
     if steps:
-        fig.suptitle("Sweep: colour = time steps (" + ", ".join(str(s) for s in steps) + ", dark to light)", fontsize=9)
+        fig.suptitle(
+            "Sweep: colour = time steps (" + ", ".join(str(s) for s in steps) + ", dark to light)",
+            fontsize=9,
+        )
     # One legend under all panels, so no panel's points are hidden behind it.
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.03 + 0.04 * math.ceil(len(labels) / 3) / nrows, 1, 0.97))
@@ -196,8 +248,15 @@ def _plot_sweep(sweep: SweepTable, rows: Sequence[SummaryRow]) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _draw_sweep_panel(ax: Any, device: str, trials: Sequence[dict[str, Any]], rows: Sequence[SummaryRow],
-                      baselines: Sequence[SummaryRow], steps: list[Any], cmap: Any) -> None:
+def _draw_sweep_panel(
+    ax: Any,
+    device: str,
+    trials: Sequence[dict[str, Any]],
+    rows: Sequence[SummaryRow],
+    baselines: Sequence[SummaryRow],
+    steps: list[Any],
+    cmap: Any,
+) -> None:
     """One device's panel of the sweep plot: trials coloured by time steps, the report's own rows,
     the SNN and CNN fronts and the CNN baselines."""
     xs, acc, auc, col = [], [], [], []
@@ -210,32 +269,86 @@ def _draw_sweep_panel(ax: Any, device: str, trials: Sequence[dict[str, Any]], ro
         auc.append(t.get("test_auc"))
         s = t.get("num_steps")
         col.append(cmap(steps.index(s) / max(1, len(steps) - 1)) if s in steps else "#777777")
-    for ys, marker, label in ((acc, "o", "SNN trials: accuracy"), (auc, "s", "SNN trials: ROC-AUC")):
+    for ys, marker, label in (
+        (acc, "o", "SNN trials: accuracy"),
+        (auc, "s", "SNN trials: ROC-AUC"),
+    ):
         pts = [(x, y, c) for x, y, c in zip(xs, ys, col) if _finite(y)]
         if pts:
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], c=[p[2] for p in pts], marker=marker,
-                       edgecolors="black", linewidths=0.4, s=30, label=label, zorder=3)
+            ax.scatter(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                c=[p[2] for p in pts],
+                marker=marker,
+                edgecolors="black",
+                linewidths=0.4,
+                s=30,
+                label=label,
+                zorder=3,
+            )
     for r in rows:
-        if (not r.is_baseline and r.device == device and is_headline(r) and _finite(r.dynamic_j)
-                and _finite(r.accuracy)):
-            ax.scatter([r.dynamic_j], [r.accuracy], marker="P", c="#c62828", s=70, edgecolors="black",
-                       label=f"{_short(r.model, 20)} (this report)", zorder=4)
-    mine = [(float(r.dynamic_j), float(r.auc)) for r in rows  # type: ignore[arg-type]
-            if not r.is_baseline and r.device == device and is_headline(r) and _finite(r.dynamic_j)
-            and _finite(r.auc)]
-    trial_pts = [(float(x), float(y)) for x, y in zip(xs, auc) if x is not None and y is not None and _finite(y)]
-    base_pts = [(float(r.dynamic_j), float(r.auc)) for r in baselines  # type: ignore[arg-type]
-                if _finite(r.auc)]
+        if (
+            not r.is_baseline
+            and r.device == device
+            and is_headline(r)
+            and _finite(r.dynamic_j)
+            and _finite(r.accuracy)
+        ):
+            ax.scatter(
+                [r.dynamic_j],
+                [r.accuracy],
+                marker="P",
+                c="#c62828",
+                s=70,
+                edgecolors="black",
+                label=f"{_short(r.model, 20)} (this report)",
+                zorder=4,
+            )
+    mine = [
+        (float(r.dynamic_j), float(r.auc))
+        for r in rows  # type: ignore[arg-type]
+        if not r.is_baseline
+        and r.device == device
+        and is_headline(r)
+        and _finite(r.dynamic_j)
+        and _finite(r.auc)
+    ]
+    trial_pts = [
+        (float(x), float(y))
+        for x, y in zip(xs, auc)
+        if x is not None and y is not None and _finite(y)
+    ]
+    base_pts = [
+        (float(r.dynamic_j), float(r.auc))
+        for r in baselines  # type: ignore[arg-type]
+        if _finite(r.auc)
+    ]
     _draw_fronts(ax, {"SNN": trial_pts + mine, "CNN": base_pts}, "ROC-AUC")
     for i, r in enumerate(baselines):
         color = _MODEL_COLORS[(i + 2) % len(_MODEL_COLORS)]
         what = _short(f"{r.model}, {r.device}", 34)
         if _finite(r.accuracy):
-            ax.scatter([r.dynamic_j], [r.accuracy], marker="*", c=color, s=110, edgecolors="black",
-                       label=f"{what}: accuracy", zorder=4)
+            ax.scatter(
+                [r.dynamic_j],
+                [r.accuracy],
+                marker="*",
+                c=color,
+                s=110,
+                edgecolors="black",
+                label=f"{what}: accuracy",
+                zorder=4,
+            )
         if _finite(r.auc):
-            ax.scatter([r.dynamic_j], [r.auc], marker="D", c=color, s=40, edgecolors="black",
-                       label=f"{what}: AUC", zorder=4)
+            ax.scatter(
+                [r.dynamic_j],
+                [r.auc],
+                marker="D",
+                c=color,
+                s=40,
+                edgecolors="black",
+                label=f"{what}: AUC",
+                zorder=4,
+            )
     ax.set_xscale("log")
     ax.grid(True, alpha=0.3)
     ax.set_title(f"energy on {device}", fontsize=9)
@@ -259,9 +372,22 @@ def _plot_counting_bases(bases: Sequence[dict[str, Any]]) -> str | None:
     x = np.arange(len(rows))
     chip = [float(chip_ops(b) or np.nan) for b in rows]
     nb = [float(nb_ops(b) or np.nan) for b in rows]
-    ax.bar(x - 0.2, chip, width=0.4, color="#ef8f00", edgecolor="black",
-           label="chip counts (energy estimates use these)")
-    ax.bar(x + 0.2, nb, width=0.4, color="#1565c0", edgecolor="black", label="NeuroBench float-model counts")
+    ax.bar(
+        x - 0.2,
+        chip,
+        width=0.4,
+        color="#ef8f00",
+        edgecolor="black",
+        label="chip counts (energy estimates use these)",
+    )
+    ax.bar(
+        x + 0.2,
+        nb,
+        width=0.4,
+        color="#1565c0",
+        edgecolor="black",
+        label="NeuroBench float-model counts",
+    )
     ax.set_xticks(x)
     ax.set_xticklabels([_short(str(_pick(b, "chip_layer", "layer")), 16) for b in rows], fontsize=8)
     ax.set_yscale("log")
@@ -294,8 +420,15 @@ def _plot_layer_breakdown(estimates: Sequence[EnergyEstimate]) -> str | None:
         for k, e in enumerate(group):
             values = [float(e.per_layer_j.get(layer, 0.0)) for layer in layers]
             x = np.arange(len(layers)) + (k - (len(group) - 1) / 2) * width
-            bars = ax.bar(x, [v if v > 0 else np.nan for v in values], width=width, color=cmap(k % 20),
-                          edgecolor="black", linewidth=0.3, label=_short(e.device, 32))
+            bars = ax.bar(
+                x,
+                [v if v > 0 else np.nan for v in values],
+                width=width,
+                color=cmap(k % 20),
+                edgecolor="black",
+                linewidth=0.3,
+                label=_short(e.device, 32),
+            )
             for bar in bars:
                 bar.set_hatch(_KIND_HATCH.get(e.kind, ""))
         ax.set_xticks(np.arange(len(layers)))

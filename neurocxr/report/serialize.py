@@ -19,7 +19,10 @@ from neurocxr.report.verdict import (
 
 __all__ = ["report_to_json"]
 
-def _energy(value: float | None, kind: str, source: str, unit: str = "J per inference") -> dict[str, Any]:
+
+def _energy(
+    value: float | None, kind: str, source: str, unit: str = "J per inference"
+) -> dict[str, Any]:
     return {"value": to_jsonable(value), "unit": unit, "kind": kind, "source": source}
 
 
@@ -45,7 +48,12 @@ def _estimate_json(e: EnergyEstimate) -> dict[str, Any]:
             str(layer): _energy(j, e.kind, e.source) for layer, j in e.per_layer_j.items()
         },
         "constants": {
-            str(name): {"value": to_jsonable(v), "unit": "J per op", "kind": "constant", "source": e.source}
+            str(name): {
+                "value": to_jsonable(v),
+                "unit": "J per op",
+                "kind": "constant",
+                "source": e.source,
+            }
             for name, v in e.constants.items()
         },
         "notes": e.notes,
@@ -98,10 +106,15 @@ def _row_json(r: SummaryRow) -> dict[str, Any]:
 def _choice_json(choice: BaselineChoice) -> dict[str, Any]:
     """Which baseline the verdict names and why, for report.json."""
     r = choice.row
-    return {"model": r.model if r else None, "device": r.device if r else None, "match": choice.match,
-            "snn_test_auc": choice.snn_auc, "baseline_test_auc": choice.baseline_auc,
-            "rule": "cheapest CNN baseline whose test ROC-AUC is at least the SNN's (like for like: measured, "
-                    "else memory-inclusive, else any)"}
+    return {
+        "model": r.model if r else None,
+        "device": r.device if r else None,
+        "match": choice.match,
+        "snn_test_auc": choice.snn_auc,
+        "baseline_test_auc": choice.baseline_auc,
+        "rule": "cheapest CNN baseline whose test ROC-AUC is at least the SNN's (like for like: measured, "
+        "else memory-inclusive, else any)",
+    }
 
 
 def report_to_json(report: Report) -> dict[str, Any]:

@@ -17,7 +17,14 @@ from neurocxr.report.model import SweepTable
 
 __all__ = ["read_sweep"]
 
-_SWEEP_FILES = ("results.jsonl", "trials.jsonl", "results.csv", "trials.csv", "results.json", "pareto.json")
+_SWEEP_FILES = (
+    "results.jsonl",
+    "trials.jsonl",
+    "results.csv",
+    "trials.csv",
+    "results.json",
+    "pareto.json",
+)
 
 
 _FLAT_ENERGY = re.compile(r"^energy[_.](?P<device>.+?)[_.](?P<field>dynamic_j|total_j)$")
@@ -45,13 +52,18 @@ def _normalise_trial(raw: dict[str, Any]) -> dict[str, Any]:
     if isinstance(nested, dict):
         for device, v in nested.items():
             if isinstance(v, dict):
-                energy[str(device)] = {"dynamic_j": _num(v.get("dynamic_j")), "total_j": _num(v.get("total_j"))}
+                energy[str(device)] = {
+                    "dynamic_j": _num(v.get("dynamic_j")),
+                    "total_j": _num(v.get("total_j")),
+                }
             else:
                 energy[str(device)] = {"dynamic_j": _num(v), "total_j": None}
     for key, value in raw.items():
         m = _FLAT_ENERGY.match(str(key))
         if m:
-            energy.setdefault(m["device"], {"dynamic_j": None, "total_j": None})[m["field"]] = _num(value)
+            energy.setdefault(m["device"], {"dynamic_j": None, "total_j": None})[m["field"]] = _num(
+                value
+            )
     trial["energy"] = energy
     for key in _FLOAT_FIELDS:
         trial[key] = _num(raw.get(key))
@@ -82,8 +94,10 @@ def read_sweep(path: str | os.PathLike[str]) -> SweepTable:
             if trials:
                 return SweepTable(source=str(p / "trials"), trials=trials)
         if not found:
-            raise NeurocxrError(f"{p} holds no sweep results table ({', '.join(_SWEEP_FILES)}); "
-                                "run `neurocxr sweep` first")
+            raise NeurocxrError(
+                f"{p} holds no sweep results table ({', '.join(_SWEEP_FILES)}); "
+                "run `neurocxr sweep` first"
+            )
         p = found[0]
     if not p.is_file():
         raise NeurocxrError(f"sweep results {p} not found")
@@ -98,7 +112,9 @@ def read_sweep(path: str | os.PathLike[str]) -> SweepTable:
             data = json.loads(text)
             if isinstance(data, dict):
                 raw = list(data.get("trials") or [])
-                pareto = [_normalise_trial(t) for t in data.get("pareto") or [] if isinstance(t, dict)]
+                pareto = [
+                    _normalise_trial(t) for t in data.get("pareto") or [] if isinstance(t, dict)
+                ]
             else:
                 raw = list(data)
     except (json.JSONDecodeError, csv.Error, UnicodeDecodeError) as err:

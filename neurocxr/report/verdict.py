@@ -21,13 +21,20 @@ from neurocxr.report.model import (
 
 __all__ = ["BaselineChoice", "verdict", "verdict_caveats", "sweep_sentence"]
 
+
 def _ratio_text(ratio: float) -> str:
     return f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.1f}×"
 
 
 def _pick_snn_row(report: Report) -> SummaryRow | None:
-    snn = [r for r in report.summary if not r.is_baseline and r.kind == "estimated" and r.dynamic_j
-           and (r.device in report.neuromorphic_devices or r.device in ("loihi", "loihi2"))]
+    snn = [
+        r
+        for r in report.summary
+        if not r.is_baseline
+        and r.kind == "estimated"
+        and r.dynamic_j
+        and (r.device in report.neuromorphic_devices or r.device in ("loihi", "loihi2"))
+    ]
     for preferred in ("loihi", "loihi2"):
         for r in sorted(snn, key=lambda r: r.basis != BASIS_LABELS["chip"]):  # chip counts first
             if r.device == preferred:
@@ -93,12 +100,16 @@ def _match_clause(choice: BaselineChoice) -> str:
     if choice.row is None:
         return ""
     if choice.match == "matched":
-        return (f" {choice.row.model} is the cheapest CNN baseline whose test ROC-AUC "
-                f"({format_auc(choice.baseline_auc)}) is at least that of {choice.snn_model} "
-                f"({format_auc(choice.snn_auc)}).")
+        return (
+            f" {choice.row.model} is the cheapest CNN baseline whose test ROC-AUC "
+            f"({format_auc(choice.baseline_auc)}) is at least that of {choice.snn_model} "
+            f"({format_auc(choice.snn_auc)})."
+        )
     if choice.match == "none reaches":
-        return (f" No CNN baseline reaches the test ROC-AUC of {choice.snn_model} ({format_auc(choice.snn_auc)}); the "
-                f"comparison is with the most accurate one, {choice.row.model} ({format_auc(choice.baseline_auc)}).")
+        return (
+            f" No CNN baseline reaches the test ROC-AUC of {choice.snn_model} ({format_auc(choice.snn_auc)}); the "
+            f"comparison is with the most accurate one, {choice.row.model} ({format_auc(choice.baseline_auc)})."
+        )
     return " Test ROC-AUC is not known for both sides, so this comparison is not accuracy-matched."
 
 
@@ -116,17 +127,23 @@ def verdict(report: Report) -> str:
     if snn is None or cnn is None:
         r = snn or cnn
         assert r is not None
-        return (f"Only one side to compare: {_describe(r)} uses {format_energy(r.dynamic_j)} of dynamic energy "
-                f"per inference; add a CNN baseline (--baseline) for a verdict.{_sample_sentence(report)}")
+        return (
+            f"Only one side to compare: {_describe(r)} uses {format_energy(r.dynamic_j)} of dynamic energy "
+            f"per inference; add a CNN baseline (--baseline) for a verdict.{_sample_sentence(report)}"
+        )
     cheap, dear = (snn, cnn) if snn.dynamic_j <= cnn.dynamic_j else (cnn, snn)  # type: ignore[operator]
     ratio = float(dear.dynamic_j) / float(cheap.dynamic_j) if cheap.dynamic_j else math.inf  # type: ignore[arg-type]
     acc = ""
     if _finite(cheap.accuracy) and _finite(dear.accuracy):
-        acc = (f", at {format_accuracy(cheap.accuracy)} vs {format_accuracy(dear.accuracy)} test accuracy "
-               "(each model at its validation-chosen threshold)")
-    return (f"{cheap.model} is cheaper: {format_energy(cheap.dynamic_j)} of dynamic energy per inference for "
-            f"{_describe(cheap)} against {format_energy(dear.dynamic_j)} for {_describe(dear)}, "
-            f"{_ratio_text(ratio)} less{acc}.{_match_clause(choice)}{_sample_sentence(report)}")
+        acc = (
+            f", at {format_accuracy(cheap.accuracy)} vs {format_accuracy(dear.accuracy)} test accuracy "
+            "(each model at its validation-chosen threshold)"
+        )
+    return (
+        f"{cheap.model} is cheaper: {format_energy(cheap.dynamic_j)} of dynamic energy per inference for "
+        f"{_describe(cheap)} against {format_energy(dear.dynamic_j)} for {_describe(dear)}, "
+        f"{_ratio_text(ratio)} less{acc}.{_match_clause(choice)}{_sample_sentence(report)}"
+    )
 
 
 def _sample_sentence(report: Report) -> str:
@@ -155,15 +172,20 @@ def sweep_sentence(report: Report) -> str | None:
     best = max(trials, key=lambda t: t["val_auc"])
     energy = best["energy"][device]["dynamic_j"]
     steps = f", {best['num_steps']} steps" if best.get("num_steps") is not None else ""
-    text = (f"Sweep ({len(report.sweep.trials)} trials): the trial chosen on validation AUC, "
-            f"{best.get('model', '?')}{steps}, reaches test AUC {format_auc(best.get('test_auc'))} and accuracy "
-            f"{format_accuracy(best.get('test_accuracy'))} at {format_energy(energy)} per inference on {device} "
-            "(chip counts, estimated)")
+    text = (
+        f"Sweep ({len(report.sweep.trials)} trials): the trial chosen on validation AUC, "
+        f"{best.get('model', '?')}{steps}, reaches test AUC {format_auc(best.get('test_auc'))} and accuracy "
+        f"{format_accuracy(best.get('test_accuracy'))} at {format_energy(energy)} per inference on {device} "
+        "(chip counts, estimated)"
+    )
     cnn = _pick_cnn_row(report)
     if cnn is not None and cnn.dynamic_j:
         ratio = energy / float(cnn.dynamic_j)
-        text += (f", {_ratio_text(ratio)} the {cnn.model} figure above" if ratio >= 1
-                 else f", {_ratio_text(1 / ratio)} less than the {cnn.model} figure above")
+        text += (
+            f", {_ratio_text(ratio)} the {cnn.model} figure above"
+            if ratio >= 1
+            else f", {_ratio_text(1 / ratio)} less than the {cnn.model} figure above"
+        )
     return text + "."
 
 
@@ -172,11 +194,17 @@ def verdict_caveats(report: Report) -> list[str]:
     snn, cnn = _pick_snn_row(report), _pick_cnn_row(report)
     out = []
     if cnn is not None and snn is not None and cnn.scope == SCOPE_LABELS["arithmetic"]:
-        out.append("The CNN figure is arithmetic only (no memory traffic), while Loihi's per-op constants "
-                   "include its synaptic memory; no memory-inclusive CNN estimate was available.")
+        out.append(
+            "The CNN figure is arithmetic only (no memory traffic), while Loihi's per-op constants "
+            "include its synaptic memory; no memory-inclusive CNN estimate was available."
+        )
     if cnn is not None and snn is not None and cnn.scope == SCOPE_LABELS["memory-inclusive"]:
-        out.append("Like for like: the CNN figure includes on-chip SRAM and off-chip DRAM traffic, as Loihi's "
-                   "per-op constants include its synaptic memory.")
+        out.append(
+            "Like for like: the CNN figure includes on-chip SRAM and off-chip DRAM traffic, as Loihi's "
+            "per-op constants include its synaptic memory."
+        )
     if not any(r.kind == "measured" and r.dynamic_j is not None for r in report.summary):
-        out.append("Every energy figure here is an estimate; no energy counter was readable on this machine.")
+        out.append(
+            "Every energy figure here is an estimate; no energy counter was readable on this machine."
+        )
     return out

@@ -12,6 +12,7 @@ from neurocxr.report.serialize import report_to_json
 
 __all__ = ["write_report"]
 
+
 def write_report(report: Report, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Write ``report.html`` and ``report.json`` into ``out_dir`` (created if needed), atomically.
 
