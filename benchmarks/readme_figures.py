@@ -107,9 +107,11 @@ def table(results: Path) -> tuple[list[str], list[str]]:
         if op:
             lines.append(
                 f"| Loihi export, same operating point | float model: accuracy {_pct(f.get('accuracy'))}, sens/spec "
-                f"{_f3(f.get('sensitivity'))}/{_f3(f.get('specificity'))}, AUC {_f3(f.get('roc_auc'))}; chip (emulator, "
+                f"{_f3(f.get('sensitivity'))}/{_f3(f.get('specificity'))}, AUC "
+                f"{_f3(f.get('roc_auc'))}; chip (emulator, "
                 f"threshold chosen on the chip's validation scores): {_pct(c.get('accuracy'))}, "
-                f"{_f3(c.get('sensitivity'))}/{_f3(c.get('specificity'))}, AUC {_f3(c.get('roc_auc'))}; decisions changed "
+                f"{_f3(c.get('sensitivity'))}/{_f3(c.get('specificity'))}, AUC "
+                f"{_f3(c.get('roc_auc'))}; decisions changed "
                 f"{_pct(op.get('test_prediction_changed_fraction'))} |"
             )
     if emu:
@@ -121,7 +123,8 @@ def table(results: Path) -> tuple[list[str], list[str]]:
             rounds = ", ".join(f"{x:.0f}x" for x in case.get("speedup_vs_lava_sim_each_round", []))
             lines.append(
                 f"| emulator vs Lava {label}: {case.get('model')} | {e['samples_per_s_median']:.0f} samples/s "
-                f"({e['threads']} thread(s), {e['kernel']}) vs Lava {lv['samples_per_s_sim_median']:.3g} samples/s inside "
+                f"({e['threads']} thread(s), {e['kernel']}) vs Lava "
+                f"{lv['samples_per_s_sim_median']:.3g} samples/s inside "
                 f"net.run ({lv['run_mode']}): about {case['speedup_vs_lava_sim']:.0f}x (median of paired rounds: "
                 f"{rounds}); output spikes and readout identical on {lv['samples']} samples every round, every layer "
                 f"and count on {case['recorded']['samples']}: {case['identical']} |"

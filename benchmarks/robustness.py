@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             f"[{cmp['levels']}] {cmp['snn']} vs {cmp['cnn']}, {cmp['perturbation']}: accuracy drop "
             f"{cmp['accuracy_mean_drop'][cmp['snn']]:+.3f} vs {cmp['accuracy_mean_drop'][cmp['cnn']]:+.3f}, difference "
             f"{d['difference']:+.3f} [{d['ci95_low']:+.3f}, {d['ci95_high']:+.3f}] -> {cmp['reading']}; AUC drop "
-            f"difference {cmp['auc_drop_snn_minus_cnn']['difference']:+.3f} [{cmp['auc_drop_snn_minus_cnn']['ci95_low']:+.3f}, "
+            f"difference {cmp['auc_drop_snn_minus_cnn']['difference']:+.3f} "
+            f"[{cmp['auc_drop_snn_minus_cnn']['ci95_low']:+.3f}, "
             f"{cmp['auc_drop_snn_minus_cnn']['ci95_high']:+.3f}] -> {cmp['auc_reading']}"
         )
     return 0

@@ -414,7 +414,8 @@ def _paper_cell(paper: dict[str, Any]) -> str:
 def markdown_table(doc: dict[str, Any]) -> str:
     """The README table: our test numbers beside each paper's reported ones."""
     lines = [
-        "| system (ours, 28 px) | test acc | AUC | sens | spec | F1 | params | MACs/inference | ONNX | paper reports (own data) |",
+        "| system (ours, 28 px) | test acc | AUC | sens | spec | F1 | params | MACs/inference "
+        "| ONNX | paper reports (own data) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in doc["runs"].items():

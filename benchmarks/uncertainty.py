@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(
         args.out,
         {
-            "what": "calibration and referral curves on the test split, trained checkpoints, thresholds from validation",
+            "what": "calibration and referral curves on the test split, trained checkpoints, "
+            "thresholds from validation",
             "note": args.note,
             "data": splits.test.source,
             "models": runs,
@@ -80,10 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out}")
     for name, res in runs.items():
         cal = res["float"]["calibration"]
-        line = f"{name}: accuracy {res['float']['accuracy']:.3f}, ECE {cal['ece_positive_class']:.3f}, Brier {cal['brier']:.3f}"
+        line = (
+            f"{name}: accuracy {res['float']['accuracy']:.3f}, ECE "
+            f"{cal['ece_positive_class']:.3f}, Brier {cal['brier']:.3f}"
+        )
         if res["mc_dropout"]:
             mc = res["mc_dropout"]
-            line += f"; MC mean accuracy {mc['accuracy_of_mean']:.3f}, ECE {mc['calibration']['ece_positive_class']:.3f}"
+            line += (
+                f"; MC mean accuracy {mc['accuracy_of_mean']:.3f}, ECE "
+                f"{mc['calibration']['ece_positive_class']:.3f}"
+            )
         print(line)
         for measure, curve in res["referral"].items():
             acc = dict(zip(curve["fraction_referred"], curve["accuracy_kept"]))

@@ -76,7 +76,8 @@ class QuantisationOptions:
     """How float weights become Loihi integers.
 
     ``max_weight``: cap on the largest positive mixed-sign weight (the 8-bit grids are even
-    values in [-256, 254] and integers in [-128, 127]); all-positive weights use [0, 255]. ``scale`` forces one scale for every synaptic layer.
+    values in [-256, 254] and integers in [-128, 127]); all-positive weights use [0, 255].
+    ``scale`` forces one scale for every synaptic layer.
     ``allow_clipping`` lets weights/bias/threshold be clipped (counted and reported) instead of
     raising. ``min_weight_levels``: the largest |weight| must get at least this many integer steps;
     a bias that would push the scale lower needs clipping (or retraining).
@@ -106,7 +107,8 @@ class QuantisationOptions:
             )
         if not 1 <= int(self.max_weight) <= WEIGHT_MAX:
             raise QuantisationError(
-                f"max_weight {self.max_weight} must be in 1..{WEIGHT_MAX}: netx clips mixed-sign weights above {WEIGHT_MAX}"
+                f"max_weight {self.max_weight} must be in 1..{WEIGHT_MAX}: netx clips "
+                f"mixed-sign weights above {WEIGHT_MAX}"
             )
         if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
             raise QuantisationError(
@@ -826,7 +828,8 @@ def nir_to_program(
         if first_name in recurrent:
             raise UnsupportedLayerError(
                 f"input neurons {first_name!r} feed back into themselves through {recurrent[first_name][0]!r}: "
-                f"{_NETX_SHAPE}, but the input layer has no synapse to hold it; put a Linear before the recurrent neurons"
+                f"{_NETX_SHAPE}, but the input layer has no synapse to hold it; put a Linear "
+                "before the recurrent neurons"
             )
         neuron = _neuron(first, dt_used, first_name)
         if neuron.param_size not in (1, int(np.prod(input_shape))):
@@ -1151,8 +1154,8 @@ def _synaptic_layer(
                 "readout is a dense layer without neuron that sums its input without leak (use a plain Linear readout)"
             )
         raise UnsupportedLayerError(
-            f"node {nname!r} ({type(nnode).__name__}) follows synaptic layer {name!r}; expected a LIF/CubaLIF/IF neuron. "
-            + _unsupported_reason(nname, nnode)
+            f"node {nname!r} ({type(nnode).__name__}) follows synaptic layer {name!r}; "
+            "expected a LIF/CubaLIF/IF neuron. " + _unsupported_reason(nname, nnode)
         )
     neuron = _neuron(nnode, dt, nname)
     n_out = int(np.prod(out_shape))

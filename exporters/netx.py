@@ -557,7 +557,8 @@ def _read_program(
             if ltype == "conv":
                 raise UnsupportedLayerError(
                     f"{where}: the file starts with a conv layer and no input layer, so the input shape is unknown "
-                    "(netx cannot build it either: 'Input shape could not be inferred'); add an input layer with a shape"
+                    "(netx cannot build it either: 'Input shape could not be inferred'); add "
+                    "an input layer with a shape"
                 )
             n_in = int(weight.shape[1]) if weight.ndim == 2 else None
             if n_in is None:

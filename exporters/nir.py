@@ -216,7 +216,8 @@ def _unsupported(i: int, m: nn.Module) -> UnsupportedLayerError:
     elif isinstance(m, _ACTIVATIONS):
         why = (
             f"a non-spiking activation ({kind}) inside an SNN cannot run on Loihi, where layers talk only through "
-            "spikes; replace it with a spiking neuron (snntorch.Leaky(reset_mechanism='zero', reset_delay=False)) and retrain"
+            "spikes; replace it with a spiking neuron (snntorch.Leaky(reset_mechanism='zero', "
+            "reset_delay=False)) and retrain"
         )
     else:
         why = (
@@ -250,7 +251,8 @@ def _neuron_node(i: int, m: nn.Module, shape: tuple[int, ...], dt: float) -> nir
         if mech != "zero":
             raise UnsupportedLayerError(
                 f"cannot export {where}: reset_mechanism={mech!r}; Loihi's CUBA neuron resets the membrane to zero, "
-                "so only reset_mechanism='zero' (with reset_delay=False) is exact; rebuild the neuron that way and retrain"
+                "so only reset_mechanism='zero' (with reset_delay=False) is exact; rebuild the "
+                "neuron that way and retrain"
             )
         if getattr(m, "reset_delay", True):
             raise UnsupportedLayerError(
@@ -541,7 +543,8 @@ def to_nir(
             if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 if pending is None or order[-1] != pending[0]:
                     raise UnsupportedLayerError(
-                        f"cannot export {_name_layer(i, m)}: BatchNorm must directly follow a Conv2d or Linear so it can be "
+                        f"cannot export {_name_layer(i, m)}: BatchNorm must directly follow a "
+                        "Conv2d or Linear so it can be "
                         "folded into its weights; Loihi has no separate normalisation layer"
                     )
                 w, b = _fold_bn(
@@ -569,7 +572,8 @@ def to_nir(
             if isinstance(m, nn.Conv2d):
                 if m.padding_mode != "zeros":
                     raise UnsupportedLayerError(
-                        f"cannot export {_name_layer(i, m)}: padding_mode={m.padding_mode!r}; only zero padding maps to Loihi"
+                        f"cannot export {_name_layer(i, m)}: padding_mode={m.padding_mode!r}; "
+                        "only zero padding maps to Loihi"
                     )
                 padding = m.padding
                 if isinstance(padding, str):
@@ -607,7 +611,8 @@ def to_nir(
                     or (not m.count_include_pad and _pair(m.padding) != (0, 0))
                 ):
                     raise UnsupportedLayerError(
-                        f"cannot export {_name_layer(i, m)}: ceil_mode/divisor_override/count_include_pad=False have no NIR "
+                        f"cannot export {_name_layer(i, m)}: "
+                        "ceil_mode/divisor_override/count_include_pad=False have no NIR "
                         "AvgPool2d equivalent; use nn.AvgPool2d(k) with defaults"
                     )
                 k = _pair(m.kernel_size)
@@ -617,7 +622,8 @@ def to_nir(
             elif isinstance(m, nn.Flatten):
                 if m.start_dim < 1 and m.start_dim != -len(shape) - 1:
                     raise UnsupportedLayerError(
-                        f"cannot export {_name_layer(i, m)}: Flatten(start_dim={m.start_dim}) flattens the batch dimension"
+                        f"cannot export {_name_layer(i, m)}: Flatten(start_dim={m.start_dim}) "
+                        "flattens the batch dimension"
                     )
                 nd = len(shape) + 1
                 start = (m.start_dim % nd) - 1
@@ -802,7 +808,8 @@ def _chain(graph: nir.NIRGraph) -> list[str]:
             break
         if len(nxt) > 1:
             raise UnsupportedLayerError(
-                f"NIR node {chain[-1]!r} feeds {len(nxt)} nodes ({', '.join(nxt)}): branches cannot be held by Loihi netx, "
+                f"NIR node {chain[-1]!r} feeds {len(nxt)} nodes ({', '.join(nxt)}): branches "
+                "cannot be held by Loihi netx, "
                 "which runs a strict chain of layers"
             )
         name = nxt[0]
@@ -986,7 +993,8 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
             leak = _decay_from_tau(_f64(node_li.tau), dt)
             if not np.all(leak == 1.0):
                 warnings.warn(
-                    f"NIR LI readout {name!r} leaks (decay {np.unique(leak)[:3]}); SpikingSequential reads the readout as "
+                    f"NIR LI readout {name!r} leaks (decay {np.unique(leak)[:3]}); "
+                    "SpikingSequential reads the readout as "
                     "its mean over time, which ranks classes like a non-leaky integrator",
                     stacklevel=2,
                 )
@@ -1087,7 +1095,8 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
             layers.append(neuron)
         elif isinstance(node, nir.LI):
             raise UnsupportedLayerError(
-                f"NIR LI node {name!r} is a non-spiking integrator in the middle of the network; Loihi layers talk only "
+                f"NIR LI node {name!r} is a non-spiking integrator in the middle of the "
+                "network; Loihi layers talk only "
                 "through spikes, so LI is supported only as the final readout (after the last Affine/Linear)"
             )
         elif isinstance(node, nir.NIRGraph):
@@ -1096,7 +1105,8 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
             )
         else:
             raise UnsupportedLayerError(
-                f"NIR node {name!r} of type {type(node).__name__} is not supported: neurocxr imports Affine, Linear, Conv2d, "
+                f"NIR node {name!r} of type {type(node).__name__} is not supported: neurocxr "
+                "imports Affine, Linear, Conv2d, "
                 "AvgPool2d, SumPool2d, Scale, Flatten, IF, LIF, CubaLIF and a final LI"
             )
         k += 1

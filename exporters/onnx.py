@@ -61,7 +61,8 @@ def export_onnx(
     ``onnx.checker.check_model`` and only then moved into place (``os.replace``), so a failed
     export never leaves a half-written or invalid file and an existing file is either kept whole
     or replaced whole. ``overwrite=False`` refuses to replace an existing file (the CLI decides
-    with ``--force`` through ``fileio.prepare_out_dir`` before calling this). ``dynamic_batch`` makes the batch dimension symbolic (name ``batch``).
+    with ``--force`` through ``fileio.prepare_out_dir`` before calling this). ``dynamic_batch``
+    makes the batch dimension symbolic (name ``batch``).
     SNNs are refused: they carry state over time steps and are exported to NIR / Loihi instead.
     """
     import onnx

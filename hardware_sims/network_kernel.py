@@ -13,7 +13,8 @@ Why it is fast:
   stored one row per input position.
 - **Narrow integers where exact.** Synaptic accumulators are int32 when a bound on every value
   (from the weights, biases and decays; `plan_dtype`) proves int32 cannot overflow, else int64;
-  weights are int16 (a valid program's are 8-bit mantissas). Neuron state is float64 holding integers below 2**40, where Lava's decay
+  weights are int16 (a valid program's are 8-bit mantissas). Neuron state is float64 holding
+  integers below 2**40, where Lava's decay
   ``sign(x) * (|x| * f >> 12)`` equals ``trunc(x * (f / 4096))`` exactly (``f / 4096`` is exact in
   binary), so the whole update vectorises.
 - **Fewer events where the kernel allows.** A kernel that is constant on stride x stride blocks

@@ -15,9 +15,11 @@ with the same options under their Python names; each returns a dataclass and pri
 - ``neurocxr.emulate(program, inputs)`` -> RunResult (spikes, readout, per-layer counts; bit-exact with Lava);
   images by the one pixel rule (float in [0, 1], uint8 / 255, uint16 / 65535), raw bias only with ``raw_bias=True``
 - ``neurocxr.estimate_energy(counts, profile)`` -> EnergyEstimate
-- ``neurocxr.energy_report(checkpoint, baselines=[...])`` -> Report (report.html + report.json; `neurocxr energy`/`report`)
+- ``neurocxr.energy_report(checkpoint, baselines=[...])`` -> Report (report.html + report.json;
+  `neurocxr energy`/`report`)
 - ``neurocxr.api.sweep(config, out=...)`` -> SweepRun (`neurocxr sweep`; ``neurocxr.sweep`` is the package)
-- ``neurocxr.data_info(path)`` -> DataInfo, ``neurocxr.fetch_data(size=...)`` -> FetchedData (`neurocxr data info/fetch`)
+- ``neurocxr.data_info(path)`` -> DataInfo, ``neurocxr.fetch_data(size=...)`` -> FetchedData
+  (`neurocxr data info/fetch`)
 - ``neurocxr.list_models()`` -> list of ModelSummary (`neurocxr models`)
 - ``neurocxr.demo(...)`` -> DemoResult (`neurocxr demo`)
 """

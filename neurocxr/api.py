@@ -396,7 +396,8 @@ def evaluate(
     if not (robustness or uncertainty):
         refuse_unused_options(
             {"max_samples / --max-samples": max_samples},
-            "to robustness / uncertainty (--robustness / --uncertainty) only (the metrics table always uses the whole split)",
+            "to robustness / uncertainty (--robustness / --uncertainty) only (the metrics "
+            "table always uses the whole split)",
         )
     if robustness or uncertainty:  # refuse bad requests before any work or output
         from neurocxr.evaluation.run import check_request
@@ -414,7 +415,8 @@ def evaluate(
     json_path = None if json is None else Path(json)
     if json_path is not None and json_path.exists() and (json_path.is_dir() or not force):
         raise NeurocxrError(
-            f"{json_path} already exists; pass force=True (--force) to overwrite it, or choose another json path (--json)"
+            f"{json_path} already exists; pass force=True (--force) to overwrite it, or choose "
+            "another json path (--json)"
             if not json_path.is_dir()
             else f"json (--json) {json_path} is a folder; give a file name"
         )
@@ -983,7 +985,8 @@ def demo(
     existing = [str(p) for p in outputs if p.exists()]
     if existing and not force:
         raise NeurocxrError(
-            f"{', '.join(existing)} already exist; pass force=True (--force) to overwrite, or choose another out folder (-o)"
+            f"{', '.join(existing)} already exist; pass force=True (--force) to overwrite, or "
+            "choose another out folder (-o)"
         )
     t0 = time.perf_counter()
     tell("stage", "1/4 train the default SNN (snn_conv) and the small CNN baseline")

@@ -83,7 +83,10 @@ def _global_options(
     set_progress(progress)
 
 
-DATA_HELP = "PneumoniaMNIST .npz, Kermany folder, or 'synthetic'. Default: $NEUROCXR_DATA, ~/.medmnist/pneumoniamnist.npz, else synthetic phantoms."
+DATA_HELP = (
+    "PneumoniaMNIST .npz, Kermany folder, or 'synthetic'. Default: $NEUROCXR_DATA, "
+    "~/.medmnist/pneumoniamnist.npz, else synthetic phantoms."
+)
 CHECKPOINT_DATA_HELP = (
     "PneumoniaMNIST .npz, Kermany folder, or 'synthetic'. Default: the data the checkpoint was trained on "
     "(recorded in it); a real-data model is scored on phantoms only with --data synthetic."
@@ -251,17 +254,20 @@ def evaluate_cmd(
     robustness: bool = typer.Option(
         False,
         "--robustness",
-        help="blur / salt-and-pepper / speckle / Gaussian noise: accuracy and AUC per level (float model; deployable SNNs also on the Loihi emulator)",
+        help="blur / salt-and-pepper / speckle / Gaussian noise: accuracy and AUC per level "
+        "(float model; deployable SNNs also on the Loihi emulator)",
     ),
     uncertainty: bool = typer.Option(
         False,
         "--uncertainty",
-        help="calibration (ECE, reliability diagram) and referral curves; MC dropout when the model has dropout; chip spike-count margin for deployable SNNs",
+        help="calibration (ECE, reliability diagram) and referral curves; MC dropout when the "
+        "model has dropout; chip spike-count margin for deployable SNNs",
     ),
     mc_passes: Optional[int] = typer.Option(
         None,
         "--mc-passes",
-        help="MC-dropout passes (implies --uncertainty; default 20 when the model has dropout; an error on a model without dropout)",
+        help="MC-dropout passes (implies --uncertainty; default 20 when the model has dropout; "
+        "an error on a model without dropout)",
     ),
     chip: bool = typer.Option(
         True, "--chip/--no-chip", help="run deployable SNNs on the Loihi emulator too"
@@ -340,7 +346,8 @@ def explain_cmd(
     ),
     force: bool = typer.Option(False, help="overwrite existing files in the output folder"),
 ) -> None:
-    """Explain predictions: Grad-CAM (+ BayesGrad-CAM with dropout) for CNNs; spike-activity maps and Integrated Gradients for SNNs."""
+    """Explain predictions: Grad-CAM (+ BayesGrad-CAM with dropout) for CNNs; spike-activity maps
+    and Integrated Gradients for SNNs."""
     from neurocxr.api import explain
 
     res = explain(
@@ -383,7 +390,8 @@ def export_cmd(
     ),
     encoding: Optional[str] = typer.Option(
         None,
-        help="NIR input: how the model was fed (direct | rate | latency); a graph starting with a synaptic layer takes spike trains as given",
+        help="NIR input: how the model was fed (direct | rate | latency); a graph starting "
+        "with a synaptic layer takes spike trains as given",
     ),
     spikes: Optional[Path] = typer.Option(
         None,
@@ -494,7 +502,8 @@ def print_parity(report: dict) -> None:
     console.print(
         f"parity on {p['samples']} samples of {p['data']}, decided by {p.get('decision_rule', 'argmax')} "
         f"(not the validation threshold `evaluate` applies): float accuracy {p['float_accuracy']:.4f}, "
-        f"Loihi emulator accuracy {p['emulator_accuracy']:.4f}, predictions changed {100 * p['prediction_changed_fraction']:.2f}%"
+        f"Loihi emulator accuracy {p['emulator_accuracy']:.4f}, predictions changed "
+        f"{100 * p['prediction_changed_fraction']:.2f}%"
     )
     lava = p.get("lava")
     if lava:
@@ -606,7 +615,8 @@ def energy_cmd(
         help="a `neurocxr sweep` output folder or results table: plot its trials beside the models",
     ),
 ) -> None:
-    """Count spikes/ops on the emulator, estimate energy per device profile, measure what can be measured, write the report."""
+    """Count spikes/ops on the emulator, estimate energy per device profile, measure what can be
+    measured, write the report."""
     from neurocxr.api import energy_report
 
     rep = energy_report(
@@ -645,15 +655,18 @@ def print_energy_facts(rep) -> None:
         chip, flt = op.get("chip_test", {}), op.get("float_test", {})
         nan = float("nan")
         console.print(
-            f"at the thresholds chosen on val (P(pneumonia) scale, 0-1): float {op['float_threshold']:.4f} -> test accuracy "
-            f"{flt.get('accuracy', nan):.3f}, sens/spec {flt.get('sensitivity', nan):.3f}/{flt.get('specificity', nan):.3f}; "
+            "at the thresholds chosen on val (P(pneumonia) scale, 0-1): float "
+            f"{op['float_threshold']:.4f} -> test accuracy "
+            f"{flt.get('accuracy', nan):.3f}, sens/spec "
+            f"{flt.get('sensitivity', nan):.3f}/{flt.get('specificity', nan):.3f}; "
             f"chip {op['threshold']:.4f} -> test accuracy {chip.get('accuracy', nan):.3f}, "
             f"sens/spec {chip.get('sensitivity', nan):.3f}/{chip.get('specificity', nan):.3f}"
         )
     p = rep.parity
     if p:
         console.print(
-            f"emulator: {p['samples']} samples in {p['emulator_seconds']:.2f} s; by argmax of the readout (no threshold): "
+            f"emulator: {p['samples']} samples in {p['emulator_seconds']:.2f} s; by argmax of "
+            "the readout (no threshold): "
             f"accuracy {p['emulator_accuracy']:.4f} (float {p['float_accuracy']:.4f}); predictions changed "
             f"{100 * p['prediction_changed_fraction']:.2f}%"
         )

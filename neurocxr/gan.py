@@ -7,8 +7,8 @@ faithful-but-small reading, not the paper's exact network:
 
 - **two generator stages**: stage 1 maps z (64-d) to a 14x14 coarse image through
   SN-linear -> 7x7 -> upsample + SN-conv -> self-attention at 14x14; stage 2 refines it to 28x28
-  (upsample + SN-conv -> self-attention at 28x28 with keys/values pooled to 14x14 -> SN-conv); each stage ends in a 1-channel tanh
-  image;
+  (upsample + SN-conv -> self-attention at 28x28 with keys/values pooled to 14x14 -> SN-conv);
+  each stage ends in a 1-channel tanh image;
 - **two spectrally normalised discriminators**: D14 judges the stage-1 image against real images
   average-pooled to 14x14, D28 the final image against real 28x28 images;
 - **hinge loss** on both (D: relu(1 - D(real)) + relu(1 + D(fake)); G: -D(fake)), summed;

@@ -308,7 +308,8 @@ def export_nir_graph(
         )
     if program.input_kind == "spikes" and x.shape[0] != program.num_steps:
         raise ExportError(
-            f"the input has {x.shape[0]} time steps but the program runs {program.num_steps}; pass --num-steps {x.shape[0]}"
+            f"the input has {x.shape[0]} time steps but the program runs {program.num_steps}; "
+            f"pass --num-steps {x.shape[0]}"
         )
     parity = nir_parity(deployment, x, dt_used)
     parity.input = x_source
@@ -370,7 +371,8 @@ def nir_export_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Loihi 2 export of {report['model']}",
         "",
-        f"- source: {src['file']} (producer: {src.get('producer') or 'not stated'}); dt = {src['dt']:g} s from {src['dt_source']}",
+        f"- source: {src['file']} (producer: {src.get('producer') or 'not stated'}); dt = "
+        f"{src['dt']:g} s from {src['dt_source']}",
         f"- input: {inp['kind']} ({inp['encoding']}), {inp['num_steps']} time steps",
         "",
     ]

@@ -333,7 +333,8 @@ def export_markdown(report: dict[str, Any]) -> str:
         "## Parity",
         "",
         f"- data: {p['data']}, {p['samples']} samples",
-        f"- float PyTorch accuracy: {p['float_accuracy']:.4f}; emulator (integer) accuracy: {p['emulator_accuracy']:.4f}",
+        f"- float PyTorch accuracy: {p['float_accuracy']:.4f}; emulator (integer) accuracy: "
+        f"{p['emulator_accuracy']:.4f}",
         f"- predictions changed by quantisation: {100 * p['prediction_changed_fraction']:.2f}%",
     ]
     lava = p.get("lava")

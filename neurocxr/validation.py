@@ -411,7 +411,8 @@ def check_report_models(snn: Any, snn_source: Any, baselines: list, sources: lis
             what = _source_name(src, b)
             raise ModelKindError(
                 f"--baseline {what} is an SNN ({b.config.name}) that runs on Loihi; baselines run on conventional "
-                f"hardware (CNNs, or spiking models the chip cannot hold) — report it on its own (`neurocxr energy {what}`)"
+                "hardware (CNNs, or spiking models the chip cannot hold) — report it on its "
+                f"own (`neurocxr energy {what}`)"
             )
     taken = {snn.name}
     out = []
@@ -445,7 +446,8 @@ def refuse_unused_options(given: Mapping[str, Any], why: str) -> None:
     if unused:
         raise ConfigError(
             f"{' and '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect here: "
-            f"{'it applies' if len(unused) == 1 else 'they apply'} {why}; leave {'it' if len(unused) == 1 else 'them'} out"
+            f"{'it applies' if len(unused) == 1 else 'they apply'} {why}; leave "
+            f"{'it' if len(unused) == 1 else 'them'} out"
         )
 
 

@@ -386,7 +386,7 @@ def test_export_prints_the_float_accuracy_evaluate_prints(tmp_path: Path) -> Non
     assert ex.exit_code == 0, ex.output
     out = " ".join(ex.output.split())
     assert (
-        f"float model accuracy at its threshold chosen on val (0.4500 on P(pneumonia), the rule of `evaluate`): {accuracy:.4f}"
-        in out
+        "float model accuracy at its threshold chosen on val (0.4500 on P(pneumonia), the "
+        f"rule of `evaluate`): {accuracy:.4f}" in out
     )
     assert "decided by argmax" in out

@@ -198,7 +198,8 @@ def estimate_energy(
         ):
             if prof.energy_per_neuron_update_inactive_j is not None:
                 footnotes.append(
-                    "Active/inactive neuron updates not counted for this run: every update charged as active (upper bound)."
+                    "Active/inactive neuron updates not counted for this run: every update "
+                    "charged as active (upper bound)."
                 )
         sources = {getattr(c, "active_neuron_updates_source", None) for c in counts} - {None}
         if sources:

@@ -243,7 +243,8 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             source=f"{_SANAFE}; static power {_FRADY}",
             notes=(
                 "Measurement-calibrated Loihi 1 constants (SANA-FE) beside Davies' pre-silicon ones. One axon-out "
-                "packet charged per spike (a spike to several cores sends more: lower bound); N-S hop 4.2 pJ not charged."
+                "packet charged per spike (a spike to several cores sends more: lower bound); "
+                "N-S hop 4.2 pJ not charged."
             ),
         ),
         DeviceProfile(

@@ -50,7 +50,8 @@ def check_request(
         existing = [f for f in output_files(robustness, uncertainty) if (out / f).exists()]
         if existing and not force:
             raise NeurocxrError(
-                f"{out} already holds {', '.join(existing)}; pass force=True (--force) to overwrite, or choose another out folder (-o)"
+                f"{out} already holds {', '.join(existing)}; pass force=True (--force) to "
+                "overwrite, or choose another out folder (-o)"
             )
     return loaded
 
@@ -198,7 +199,8 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             at = {f: a for f, a in zip(fr, curve["accuracy_kept"])}
             lines.append(
                 f"  referral by {name:<22} accuracy kept: 0% {at.get(0.0, float('nan')):.3f}, "
-                f"10% {at.get(0.1, float('nan')):.3f}, 20% {at.get(0.2, float('nan')):.3f}, 30% {at.get(0.3, float('nan')):.3f}"
+                f"10% {at.get(0.1, float('nan')):.3f}, 20% {at.get(0.2, float('nan')):.3f}, "
+                f"30% {at.get(0.3, float('nan')):.3f}"
             )
         if unc.get("chip_reason"):
             lines.append(f"  no chip run: {unc['chip_reason']}")

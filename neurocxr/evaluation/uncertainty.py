@@ -336,7 +336,8 @@ def plot_uncertainty(result: dict[str, Any], path: str | Path) -> Path:
     ax2.legend(fontsize=7)
     ax2.grid(alpha=0.3)
     fig.suptitle(
-        f"{result['model']} on {result['split']} ({result['samples']} images); threshold {result['threshold']:.3f} from validation",
+        f"{result['model']} on {result['split']} ({result['samples']} images); threshold "
+        f"{result['threshold']:.3f} from validation",
         fontsize=9,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.94))
