@@ -149,7 +149,7 @@ def activation_scales(
         for k, h in enumerate(relu_activations(cnn, images[start : start + batch_size])):
             per_layer[k].append(h[h > 0])
     lambdas = []
-    for k, acts in enumerate(per_layer):
+    for acts in per_layer:
         flat = torch.cat(acts) if acts else torch.zeros(0)
         # Percentile of the non-zero activations (Rueckauer 2017); a silent layer keeps scale 1.
         lam = float(np.percentile(flat.numpy(), percentile)) if flat.numel() else 1.0

@@ -129,7 +129,7 @@ class FakeQuantiser:
                 f"the exported program has {len(synaptic)} synaptic layers, the model {len(self.layers)}; "
                 "cannot map the exporter's quantisation back onto the model"
             )
-        for (layer, pool_gain, neuron), prog_layer, wq, bq in zip(
+        for (_layer, pool_gain, neuron), prog_layer, wq, bq in zip(
             self.layers, synaptic, self.weight_q, self.bias_q
         ):
             quant = prog_layer.quant

@@ -104,7 +104,7 @@ def _gpu_rows(snn: LoadedModel, images: torch.Tensor, acc: float) -> tuple[list[
                 snn.config, images[:bs].repeat(max(1, bs // len(images) + 1), 1, 1, 1)[:bs]
             ).to("cuda")
 
-            def run_once() -> None:
+            def run_once(x: torch.Tensor = x) -> None:
                 with torch.no_grad():
                     model(x)
 

@@ -73,7 +73,7 @@ def test_readme_api_example_runs_on_a_checkpoint_and_on_its_nir_graph(
 ) -> None:
     code = readme_example()
     ran = {}
-    nir_export = neurocxr.export(tiny_checkpoint, out=tmp_path / "nir", target="nir")
+    neurocxr.export(tiny_checkpoint, out=tmp_path / "nir", target="nir")
     for name, source in (("checkpoint", tiny_checkpoint), ("nir", tmp_path / "nir" / "model.nir")):
         namespace: dict = {}
         exec(

@@ -164,7 +164,7 @@ def measure_gpu(
         for _ in range(repeats):
             result: dict[str, Any] = {}
 
-            def work() -> None:
+            def work(result: dict[str, Any] = result) -> None:
                 result["calls"], result["elapsed"] = _run_for(fn, window_s, sync)
 
             energy_j, _ = windows.measure(work)
@@ -178,7 +178,10 @@ def measure_gpu(
     latency = statistics.median(lat)
     notes = ""
     if statistics.median(dyn) < 0:
-        notes = "Dynamic energy below the idle baseline's noise: the workload is too small to resolve at this window length."
+        notes = (
+            "Dynamic energy below the idle baseline's noise: the workload is too small to "
+            "resolve at this window length."
+        )
     return EnergyMeasurement(
         model=model,
         device=f"{name} (driver {driver})",
@@ -388,7 +391,10 @@ def measure_cpu(
         dynamic_j=statistics.median(dyn),
         total_j=statistics.median(tot),
         kind="measured",
-        method=f"Intel RAPL package counters ({why}), {window_s:g} s windows, median of {repeats}, idle baseline subtracted",
+        method=(
+            f"Intel RAPL package counters ({why}), {window_s:g} s windows, median of "
+            f"{repeats}, idle baseline subtracted"
+        ),
         notes="RAPL covers the whole CPU package (other processes included), not DRAM unless listed.",
         extra={
             "idle_power_w": p_idle,
@@ -486,7 +492,10 @@ def whole_test_set_energy(
                 "model": model or row.model,
             }
         kind = "measured" if row.kind == "measured" else "estimated"
-        method = f"{'total' if row.total_j is not None else 'dynamic'} J per sample x {num_samples} samples ({row.method})"
+        method = (
+            f"{'total' if row.total_j is not None else 'dynamic'} J per sample x "
+            f"{num_samples} samples ({row.method})"
+        )
         model = model or row.model
     else:
         if latency_s is None or tdp_w is None:

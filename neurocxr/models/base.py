@@ -146,11 +146,7 @@ def build_model(config: ModelConfig) -> nn.Module:
 
 
 def is_snn(model_or_config: nn.Module | ModelConfig) -> bool:
-    config = (
-        model_or_config
-        if isinstance(model_or_config, ModelConfig)
-        else getattr(model_or_config, "config")
-    )
+    config = model_or_config if isinstance(model_or_config, ModelConfig) else model_or_config.config
     return model_info(config.name).kind == "snn"
 
 
