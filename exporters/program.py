@@ -550,7 +550,8 @@ class RecurrentDenseLayer(DenseLayer):
     ``RecurrentDenseLayer(name, shape, neuron, weight, bias=None, flatten_input=False, weight_rec=R)``.
     """
 
-    weight_rec: np.ndarray = field(default=None, kw_only=True)  # type: ignore[assignment]  # (Nout, Nout) int64
+    # (Nout, Nout) int64
+    weight_rec: np.ndarray = field(default=None, kw_only=True)  # type: ignore[arg-type]
 
     kind: ClassVar[str] = LayerKind.DENSE_REC.value
 
@@ -577,7 +578,8 @@ class RecurrentDenseLayer(DenseLayer):
         return int(np.asarray(self.weight).size + np.asarray(self.weight_rec).size)
 
     def recurrent_fanout(self, *, all_weights: bool = False) -> np.ndarray:
-        """Per neuron of this layer: the non-zero recurrent weights its spike reaches (every weight with ``all_weights``)."""
+        """Per neuron of this layer: the non-zero recurrent weights its spike reaches (every weight
+        with ``all_weights``)."""
         r = np.asarray(self.weight_rec)
         if all_weights:
             return np.full(r.shape[1], r.shape[0], dtype=np.int64)

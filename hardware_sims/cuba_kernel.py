@@ -15,6 +15,7 @@ import os
 from typing import Iterator
 
 import numpy as np
+import numpy.typing as npt
 
 try:  # numba is a dependency, but the emulator must keep working without it
     import numba
@@ -105,7 +106,7 @@ def cuba_window(
     du_factor: object,
     dv_factor: object,
     vth_eff: object,
-    spike_dtype: np.dtype = np.float32,
+    spike_dtype: npt.DTypeLike = np.float32,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CUBA dynamics over a window from u = v = 0.

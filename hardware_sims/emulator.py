@@ -261,7 +261,8 @@ def _run_neurons_reference(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Straightforward int64 transcription of Lava's CUBA update (the spec the fast path is tested against).
 
-    ``a_in`` [T, B, N] int64; factors are ints or int64 tensors [N]; optional start state ``u0``/``v0`` [B, N] (default zero).
+    ``a_in`` [T, B, N] int64; factors are ints or int64 tensors [N]; optional start state
+    ``u0``/``v0`` [B, N] (default zero).
     Returns (spikes [T, B, N] bool, u_end, v_end) as int64.
     """
     steps, batch, n = a_in.shape
@@ -559,6 +560,7 @@ def _synaptic_input(
     """
     steps, batch = s_prev.shape[:2]
     layer = prep.layer
+    assert prep.weight is not None  # every prepared synaptic layer has its weight
     x = s_prev.reshape((steps * batch, *prep.in_shape))
     if x.dtype != prep.float_dtype:
         x = x.to(prep.float_dtype)
@@ -624,8 +626,9 @@ def emulate(
 
     ``inputs``: images ``[B, C, H, W]`` for ``input_kind == "bias"`` by the one pixel rule (float in
     [0, 1], uint8 / 255, uint16 / 65535; integer input-bias mantissas only with ``raw_bias=True``,
-    `protocol.coerce_inputs`), spike trains ``[T, B, C, H, W]`` for ``"spikes"``. Returns a RunResult on the sample timeline
-    of ``T_run = T + L`` steps; counts cover each layer's window of ``T`` steps.
+    `protocol.coerce_inputs`), spike trains ``[T, B, C, H, W]`` for ``"spikes"``. Returns a
+    RunResult on the sample timeline of ``T_run = T + L`` steps; counts cover each layer's window
+    of ``T`` steps.
 
     ``batch_size`` samples are stepped together (results do not depend on it; the default of 16
     keeps the per-step state of snn_conv in cache, the fastest setting measured on one thread).
@@ -1154,7 +1157,7 @@ def emulate_timeline(
         if program.has_readout and g >= steps + depth and (g - depth) % steps == 0:
             readouts.append(state[-1].v.copy())
     windows: list[torch.Tensor] = []
-    for k, layer in enumerate(layers):
+    for k, _layer in enumerate(layers):
         if k == 0 and not bias_input:
             win = flat.astype(bool)
         else:

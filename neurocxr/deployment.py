@@ -702,7 +702,9 @@ class Deployment:
             emulator_seconds=emu_seconds,
             lava=lava,
             float_threshold_accuracy=at_threshold,
-            float_threshold=None if at_threshold is None else float(threshold),
+            float_threshold=(
+                None if at_threshold is None or threshold is None else float(threshold)
+            ),
         )
         return report, emu
 

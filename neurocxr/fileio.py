@@ -20,7 +20,7 @@ import numpy as np
 from neurocxr.errors import Interrupted, NeurocxrError
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +92,8 @@ def prepare_out_dir(out_dir: str | Path, files: Iterable[str], force: bool) -> P
     existing = [f for f in files if (out / f).exists()]
     if existing and not force:
         raise NeurocxrError(
-            f"{out} already holds {', '.join(existing)}; pass force=True (--force) to overwrite, or choose another out folder (-o)"
+            f"{out} already holds {', '.join(existing)}; pass force=True (--force) to "
+            "overwrite, or choose another out folder (-o)"
         )
     out.mkdir(parents=True, exist_ok=True)
     return out
@@ -160,7 +161,8 @@ def _refuse_existing(out: Path, names: Iterable[str], force: bool) -> None:
     existing = [f for f in names if (out / f).exists()]
     if existing and not force:
         raise NeurocxrError(
-            f"{out} already holds {', '.join(existing)}; pass force=True (--force) to overwrite, or choose another out folder (-o)"
+            f"{out} already holds {', '.join(existing)}; pass force=True (--force) to "
+            "overwrite, or choose another out folder (-o)"
         )
     folders = [f for f in existing if (out / f).is_dir()]
     if folders:
