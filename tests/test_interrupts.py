@@ -216,6 +216,11 @@ def test_ctrl_c_in_train(work: Path) -> None:
         "tiny.npz",
         "--epochs",
         "12",
+        # slow epochs (small batches, many steps): an idle machine must not finish before 8 s
+        "--batch-size",
+        "4",
+        "--num-steps",
+        "64",
         "-o",
         "train out",
     ]
