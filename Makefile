@@ -9,7 +9,7 @@ export NEUROCXR_DATA
 # Two cores here: keep torch from oversubscribing them.
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: env demo test bench clean
+.PHONY: env demo test lint bench clean
 
 env:
 	@bash scripts/setup_env.sh
@@ -18,8 +18,15 @@ env:
 demo: env
 	$(VENV)/bin/neurocxr demo --out runs/demo --force
 
-test: env
+# Lint first (seconds), then the suite; `$(PY) -m pytest -m "not slow and not lava"` is the inner loop.
+test: env lint
 	$(PY) -m pytest -q tests
+
+LINTED := neurocxr exporters hardware_sims tests benchmarks scripts setup.py
+lint: env
+	$(VENV)/bin/ruff format --check --quiet $(LINTED)
+	$(VENV)/bin/ruff check --quiet $(LINTED)
+	$(VENV)/bin/mypy
 
 # `make bench` trains once (accuracy.py writes the checkpoints) and passes those very files through
 # export -> emulator-vs-Lava -> energy; every results JSON records commit, checkpoint hashes, data, threads.

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from neurocxr.data import load_dataset
-from neurocxr.pipeline import load
+from neurocxr.data.datasets import load_dataset
+from neurocxr.models.loaded import load
 
 
 def load_models_and_data(

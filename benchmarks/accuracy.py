@@ -24,12 +24,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from neurocxr.data import load_dataset
+from neurocxr.data.datasets import load_dataset
 from neurocxr.fileio import write_json
 from neurocxr.metrics import clinical_metrics
 from neurocxr.models import ModelConfig, is_snn
 from neurocxr.provenance import provenance
-from neurocxr.training import TrainConfig, predict_scores, train
+from neurocxr.training.train import TrainConfig, predict_scores, train
 
 RESULTS = Path(__file__).resolve().parent / "results" / "accuracy.json"
 CHECKPOINTS = Path(__file__).resolve().parent / "results" / "checkpoints"

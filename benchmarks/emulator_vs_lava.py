@@ -397,8 +397,9 @@ def main() -> None:
         print(summary("(a)", a))
         checkpoints: dict[str, Any] = {}
         if not args.skip_b:
-            from neurocxr.data import load_dataset
-            from neurocxr.pipeline import load, to_program
+            from neurocxr.data.datasets import load_dataset
+            from neurocxr.exporters.loihi import to_program
+            from neurocxr.models.loaded import load
 
             ckpt, source = default_checkpoint(args, tmp)
             checkpoints["default_model"] = ckpt

@@ -1,6 +1,6 @@
 """Float model vs Loihi emulator on the real test set, with 8-bit weights as lava-dl packs them.
 
-Exports a trained checkpoint with `neurocxr.pipeline.export_loihi` (NIR -> LoihiProgram -> netx,
+Exports a trained checkpoint with `neurocxr.deploy.export.export_loihi` (NIR -> LoihiProgram -> netx,
 Lava on the first samples), reads every written netx layer back through lava-dl's own
 ``optimize_weight_bits`` and records per-layer weight bits, exponent and quantisation error. With
 ``--compare-9bit`` it also runs the old rounding (every integer in [-256, 254], 9 bits on the chip)
@@ -55,8 +55,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
-    from neurocxr.deployment import Deployment
-    from neurocxr.pipeline import export_loihi, load
+    from neurocxr.deploy.deployment import Deployment
+    from neurocxr.deploy.export import export_loihi
+    from neurocxr.models.loaded import load
     from neurocxr.provenance import provenance
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,10 +102,10 @@ def main() -> None:
         "provenance": provenance(checkpoints={"model": args.checkpoint}, data=args.data),
     }
     if args.compare_9bit:
-        from neurocxr.data import load_dataset
+        from neurocxr.data.datasets import load_dataset
         from neurocxr.exporters import loihi
         from neurocxr.exporters import program as program_module
-        from neurocxr.pipeline import to_program
+        from neurocxr.exporters.loihi import to_program
 
         grids, check = loihi.MIXED_GRIDS, loihi.netx_weight_bits
         loihi.MIXED_GRIDS = (

@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from neurocxr.data import load_dataset
+    from neurocxr.data.datasets import load_dataset
     from neurocxr.errors import NeurocxrError
     from neurocxr.fileio import write_json
     from neurocxr.provenance import provenance

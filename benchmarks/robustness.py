@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from _trained_models import load_models_and_data
 
-from neurocxr.data import resolve_data_source
+from neurocxr.data.datasets import resolve_data_source
 from neurocxr.evaluation.robustness import PROTOCOL, evaluate_robustness, plot_robustness
 from neurocxr.fileio import write_json
 from neurocxr.models import is_snn

@@ -31,7 +31,7 @@ import torch
 
 from neurocxr.energy.estimate import inference_macs
 from neurocxr.models import ModelConfig
-from neurocxr.training import TrainConfig
+from neurocxr.training.train import TrainConfig
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_OUT = Path("runs/seeds")
@@ -102,7 +102,7 @@ def _runs() -> dict[str, SeedRun]:
             cnn_train,
             balance="sgan",
             adaptation="as resnet18_sa, but the training split is balanced with Double-SGAN normal images "
-            "(neurocxr.gan; short GAN training, see sgan record) and an unweighted loss",
+            "(neurocxr.training.gan; short GAN training, see sgan record) and an unweighted loss",
             paper=PAPER_XU_ZHANG,
         ),
         "medspectralnet": SeedRun(
@@ -143,7 +143,7 @@ RUNS = _runs()
 
 
 def _load_splits(data: str | None):
-    from neurocxr.data import load_dataset
+    from neurocxr.data.datasets import load_dataset
 
     splits = load_dataset(data, image_size=28, synthetic_ok=False)
     if splits.synthetic:
@@ -153,7 +153,7 @@ def _load_splits(data: str | None):
 
 def train_runs(names: list[str], out: Path, data: str | None, sgan_steps: int) -> None:
     """Train each named run and save ``out/<name>.pt`` (plus the SGAN files for *_sgan runs)."""
-    from neurocxr.training import train
+    from neurocxr.training.train import train
 
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,7 +166,7 @@ def train_runs(names: list[str], out: Path, data: str | None, sgan_steps: int) -
         if run.balance == "sgan":
             from dataclasses import replace
 
-            from neurocxr.gan import SganConfig, balance_with_sgan
+            from neurocxr.training.gan import SganConfig, balance_with_sgan
 
             splits, record = balance_with_sgan(
                 splits, SganConfig(steps=sgan_steps, seed=tc.seed), out, prefix=name
@@ -234,8 +234,9 @@ def _params(model: torch.nn.Module) -> int:
 
 
 def _onnx(loaded: Any, images: torch.Tensor, folder: Path) -> dict[str, Any]:
+    from neurocxr.energy.macs import onnx_macs
     from neurocxr.errors import NeurocxrError
-    from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx, onnx_macs
+    from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx
     from neurocxr.models import is_snn
 
     if is_snn(loaded.config):
@@ -263,7 +264,7 @@ def _onnx(loaded: Any, images: torch.Tensor, folder: Path) -> dict[str, Any]:
 def _whole_test_set_energy(loaded: Any, images: torch.Tensor) -> dict[str, Any]:
     """CodeCarbon-style kWh for classifying the whole test set once (PyTorch, this CPU, batch 64)."""
     from neurocxr.energy.measure import measurability, whole_test_set_energy
-    from neurocxr.pipeline import float_logits
+    from neurocxr.models.loaded import float_logits
 
     float_logits(loaded, images[:64])  # warm-up
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -292,7 +293,7 @@ def report(out: Path, data: str | None) -> None:
     """Evaluate every trained run once on test; write seeds.json and seeds.md."""
     from neurocxr.fileio import write_json, write_text
     from neurocxr.metrics import clinical_metrics
-    from neurocxr.pipeline import float_logits, load
+    from neurocxr.models.loaded import float_logits, load
     from neurocxr.provenance import provenance
 
     torch.set_num_threads(1)
@@ -381,7 +382,7 @@ def report(out: Path, data: str | None) -> None:
 
 
 def _data_file(data: str | None) -> str | None:
-    from neurocxr.data import resolve_data_source
+    from neurocxr.data.datasets import resolve_data_source
 
     source = resolve_data_source(data)
     return str(source) if source is not None and Path(str(source)).is_file() else None

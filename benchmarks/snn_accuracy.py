@@ -5,14 +5,14 @@
     python benchmarks/snn_accuracy.py --list                                   # the configs, in run order
 
 Per configuration and seed: train (levers below) -> export to Loihi 2 (8-bit weights, fits the chip:
-`neurocxr.deployment.Deployment`) -> emulator on validation and test -> chip ROC-AUC, and accuracy /
+`neurocxr.deploy.deployment.Deployment`) -> emulator on validation and test -> chip ROC-AUC, and accuracy /
 sensitivity / specificity on test at the Youden threshold of the *validation* chip scores -> Loihi 2
 dynamic energy from the test counts, cores and chips. Float AUC from the same model. Test is looked
 at once per configuration and never used to choose anything; ``chosen`` is picked per image size by
 ``val_auc_mean`` among deployable configurations.
 
 Levers (names as on `neurocxr train` and in the sweep grid): ``convert_from`` (a trained `cnn_vgg`,
-converted with 99.9th-percentile balancing, `neurocxr.conversion`; ``epochs`` = 0: pure
+converted with 99.9th-percentile balancing, `neurocxr.training.conversion`; ``epochs`` = 0: pure
 conversion, > 0: hybrid fine-tuning), ``teacher`` (distillation from `medspectralnet`, the strongest
 CNN, trained once per image size; named by checkpoint path and SHA-256), ``depth``/``width``
 (`snn_vgg`), ``augment`` (none / light / shift), ``regulariser`` (chip-cost lambda), ``num_steps``,
@@ -40,21 +40,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # Everything imported up front: a long run must not pick up half-edited modules later.
-import neurocxr.checkpoint  # noqa: E402,F401
-import neurocxr.conversion  # noqa: E402,F401
 import neurocxr.hardware_sims.emulator  # noqa: E402,F401  (imported now, not at the first evaluation)
 import neurocxr.hardware_sims.lava  # noqa: E402,F401
-from neurocxr.conversion import snn_config_for  # noqa: E402
-from neurocxr.data import load_dataset  # noqa: E402
-from neurocxr.deployment import Deployment, readout_difference  # noqa: E402
+import neurocxr.models.checkpoint  # noqa: E402,F401
+import neurocxr.training.conversion  # noqa: E402,F401
+from neurocxr.data.datasets import load_dataset  # noqa: E402
+from neurocxr.deploy.deployment import Deployment, readout_difference  # noqa: E402
 from neurocxr.energy.estimate import estimate_energy  # noqa: E402
 from neurocxr.fileio import write_json  # noqa: E402
 from neurocxr.metrics import choose_threshold, clinical_metrics  # noqa: E402
 from neurocxr.models import ModelConfig, model_info  # noqa: E402
+from neurocxr.models.loaded import LoadedModel  # noqa: E402
 from neurocxr.models.vgg import vgg_channels  # noqa: E402
-from neurocxr.pipeline import LoadedModel  # noqa: E402
 from neurocxr.provenance import file_record, provenance  # noqa: E402
-from neurocxr.training import TrainConfig, evaluate, train  # noqa: E402
+from neurocxr.training.conversion import snn_config_for  # noqa: E402
+from neurocxr.training.train import TrainConfig, evaluate, train  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "snn_accuracy.json"
 CHECKPOINTS = ROOT / "benchmarks" / "results" / "checkpoints"  # *.pt is git-ignored
@@ -227,7 +227,7 @@ def train_cnn(name: str, config: ModelConfig, splits: Any, tc: TrainConfig) -> t
     """Train (or reuse) a CNN checkpoint under CHECKPOINTS; returns (path, training seconds)."""
     path = CHECKPOINTS / f"{name}.pt"
     if path.is_file():
-        from neurocxr.pipeline import load
+        from neurocxr.models.loaded import load
 
         meta = load(path).metadata
         return path, float(meta.get("bench_train_seconds", 0.0))
@@ -235,7 +235,7 @@ def train_cnn(name: str, config: ModelConfig, splits: Any, tc: TrainConfig) -> t
     t0 = time.perf_counter()
     train(config, splits, tc, progress=False, checkpoint_path=path)
     seconds = time.perf_counter() - t0
-    from neurocxr.checkpoint import load_checkpoint, save_checkpoint
+    from neurocxr.models.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(path)
     save_checkpoint(
@@ -255,7 +255,7 @@ def teacher_for(size: int, data: dict[int, str], record: dict[str, Any]) -> Path
     )
     key = str(size)
     if key not in record:
-        from neurocxr.pipeline import load
+        from neurocxr.models.loaded import load
 
         loaded = load(path)
         val = evaluate(loaded.model, loaded.config, splits.val, loaded.threshold)
@@ -300,7 +300,7 @@ def run_seed(
             teacher_path = cnn_path
         extra["convert_from"] = file_record(cnn_path)
         extra["cnn_train_seconds"] = cnn_seconds
-        from neurocxr.pipeline import load
+        from neurocxr.models.loaded import load
 
         source = load(
             cnn_path
@@ -461,7 +461,8 @@ def markdown_table(doc: dict[str, Any]) -> str:
         lines.append(
             f"| `{r['name']}` | {r['lever']} | {r['image_size']} | {r['num_steps']} | {r['val_auc_mean']:.3f} "
             f"| {r['test_auc_chip_mean']:.3f} ± {r['test_auc_chip_sd']:.3f} | {r['test_auc_float_mean']:.3f} "
-            f"| {r['test_accuracy_chip_mean']:.3f} / {r['test_sensitivity_chip_mean']:.3f} / {r['test_specificity_chip_mean']:.3f} "
+            f"| {r['test_accuracy_chip_mean']:.3f} / {r['test_sensitivity_chip_mean']:.3f} "
+            f"/ {r['test_specificity_chip_mean']:.3f} "
             f"| {r['loihi2_dynamic_j'] * 1e6:.1f} | {r['cores']} / {r['chips']} | {r['train_seconds']:.0f} |"
         )
     return "\n".join(lines)

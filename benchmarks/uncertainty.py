@@ -21,7 +21,7 @@ from typing import Any
 
 from _trained_models import load_models_and_data
 
-from neurocxr.data import resolve_data_source
+from neurocxr.data.datasets import resolve_data_source
 from neurocxr.evaluation.uncertainty import evaluate_uncertainty, plot_uncertainty
 from neurocxr.fileio import write_json
 from neurocxr.provenance import provenance

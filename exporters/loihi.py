@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nir
 import numpy as np
@@ -55,6 +55,11 @@ from neurocxr.exporters.program import (
     SynapticLayer,
     netx_weight_bits,  # re-exported: the packing rule lives with the program it constrains
 )
+
+if TYPE_CHECKING:  # pragma: no cover - deployment imports this module
+    pass
+from neurocxr.exporters.nir import to_nir
+from neurocxr.models.loaded import LoadedModel, input_shape
 
 # nir 1.0.8 defines Identity in nir.ir.graph but does not export it at the top level.
 try:
@@ -1254,3 +1259,16 @@ def quantisation_table(program: LoihiProgram) -> list[dict[str, Any]]:
     """One row per layer: how its floats became integers (scale, ranges, errors, clipping, decays);
     the rows of the typed records `neurocxr.exporters.layer_quant.LayerQuant`."""
     return [record.to_row() for record in layer_quants(program)]
+
+
+def to_program(
+    loaded: LoadedModel, *, allow_clipping: bool = False, num_steps: int | None = None
+) -> tuple[Any, Any]:
+    """Model -> (NIR graph, LoihiProgram), in memory; ``num_steps`` runs the same network for a
+    different number of steps (None: the model's own). `neurocxr.deploy.deployment.Deployment` wraps this."""
+
+    graph = to_nir(loaded.model, input_shape=input_shape(loaded.config))
+    program = nir_to_program(
+        graph, num_steps=num_steps, options=QuantisationOptions(allow_clipping=allow_clipping)
+    )
+    return graph, program

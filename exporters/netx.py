@@ -53,6 +53,7 @@ import numpy as np
 
 from neurocxr.errors import ExportError, UnsupportedLayerError
 from neurocxr.fileio import atomic_write, dumps_json
+from neurocxr.validation import missing_file_message
 
 from .program import (
     ConvLayer,
@@ -439,8 +440,6 @@ def read_netx(
     """
     path = Path(path)
     if not path.is_file():
-        from neurocxr.validation import missing_file_message
-
         raise ExportError(missing_file_message(path, "netx file"))
     try:
         f = h5py.File(path, "r")

@@ -77,6 +77,7 @@ from neurocxr.errors import ExportError, NeurocxrError, UnsupportedLayerError
 from neurocxr.fileio import atomic_write
 from neurocxr.models import neurons as nrn
 from neurocxr.models.base import ModelConfig, SpikingSequential, is_neuron
+from neurocxr.validation import describe_file, file_kind, missing_file_message
 
 # Seconds per time step; NIR stores no dt, so it goes into graph.metadata. 1e-4 because snnTorch's
 # import_from_nir hard-codes dt = 1e-4 (a graph written with another dt loads there with wrong decays).
@@ -1158,8 +1159,6 @@ def read_nir(path: str | Path) -> nir.NIRGraph:
     """Read a .nir file; unreadable or malformed files raise ExportError naming the file."""
     path = Path(path)
     if not path.is_file():
-        from neurocxr.validation import missing_file_message
-
         raise ExportError(missing_file_message(path, "NIR file"))
     try:
         return nir.read(path)
@@ -1167,8 +1166,6 @@ def read_nir(path: str | Path) -> nir.NIRGraph:
         try:
             graph = nir.read(path, type_check=False)
         except Exception:
-            from neurocxr.validation import describe_file, file_kind
-
             if file_kind(path) not in (
                 "nir",
                 "hdf5",

@@ -22,20 +22,19 @@ from torch import nn
 
 from neurocxr.errors import DataError, ExportError
 from neurocxr.fileio import atomic_write
+from neurocxr.models.base import MODEL_REGISTRY, SpikingSequential, is_neuron
 
 __all__ = [
     "export_onnx",
     "onnx_session",
     "run_onnx",
     "check_onnx_equivalence",
-    "onnx_macs",
     "benchmark_onnx",
 ]
 
 
 def _is_spiking(model: nn.Module) -> bool:
     """True for a SpikingSequential, a model whose config names an SNN, or one holding neurons."""
-    from neurocxr.models.base import MODEL_REGISTRY, SpikingSequential, is_neuron
 
     if isinstance(model, SpikingSequential):
         return True
@@ -260,124 +259,6 @@ def check_onnx_equivalence(
             "Re-export with a different opset or check for layers that behave differently in eval mode."
         )
     return result
-
-
-def _dims(value_info: Any) -> list[int] | None:
-    """Static dims of a tensor type; symbolic / unknown dims count as 1 (the per-sample batch)."""
-    tensor_type = value_info.type.tensor_type
-    if not tensor_type.HasField("shape"):
-        return None
-    dims = []
-    for d in tensor_type.shape.dim:
-        dims.append(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else 1)
-    return dims
-
-
-def _conv_pad_begin(
-    node: Any,
-    in_spatial: list[int],
-    out_spatial: list[int],
-    kernel: list[int],
-    strides: list[int],
-    dilations: list[int],
-) -> list[int]:
-    """Padding before each spatial axis of an ONNX Conv (explicit ``pads`` or ``auto_pad``)."""
-    attrs = {a.name: a for a in node.attribute}
-    dims = len(kernel)
-    auto_pad = attrs["auto_pad"].s.decode() if "auto_pad" in attrs else "NOTSET"
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        begin = []
-        for i in range(dims):
-            total = max(
-                (out_spatial[i] - 1) * strides[i]
-                + dilations[i] * (kernel[i] - 1)
-                + 1
-                - in_spatial[i],
-                0,
-            )
-            begin.append(total // 2 if auto_pad == "SAME_UPPER" else total - total // 2)
-        return begin
-    if auto_pad == "VALID" or "pads" not in attrs:
-        return [0] * dims
-    return [int(p) for p in attrs["pads"].ints[:dims]]
-
-
-def onnx_macs(path: str | os.PathLike[str], *, include_padding: bool = False) -> dict[str, int]:
-    """Multiply-accumulates of every Conv, Gemm and MatMul node, from shapes ONNX infers.
-
-    Symbolic dimensions (the dynamic batch) count as 1, so a dynamic-batch graph gives MACs per
-    sample; a fixed-batch graph gives MACs for its batch. Keys are node names (``op_type_i`` when
-    a node has none); sum the values for the whole network. The counting rule is the one of
-    `neurocxr.energy.macs` (shared with `count_cnn_macs`, so both give the same numbers): Conv
-    taps that land on zero padding are not counted unless ``include_padding``; Gemm / MatMul:
-    output elements x the reduced dimension. Bias additions are not MACs.
-    """
-    import onnx
-
-    from neurocxr.energy.macs import conv_macs
-
-    p = Path(path)
-    if not p.is_file():
-        raise ExportError(f"ONNX file {p} not found")
-    try:
-        model = onnx.shape_inference.infer_shapes(onnx.load(str(p)), strict_mode=True)
-    except Exception as exc:
-        raise ExportError(f"ONNX shape inference failed for {p}: {exc}") from exc
-    graph = model.graph
-    shapes: dict[str, list[int] | None] = {}
-    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
-        shapes[vi.name] = _dims(vi)
-    for init in graph.initializer:
-        shapes[init.name] = [int(d) for d in init.dims]
-
-    def shape_of(name: str, node_name: str) -> list[int]:
-        s = shapes.get(name)
-        if s is None:
-            raise ExportError(
-                f"ONNX shape inference gave no shape for tensor {name!r} of node {node_name!r}"
-            )
-        return s
-
-    macs: dict[str, int] = {}
-    for i, node in enumerate(graph.node):
-        if node.op_type not in ("Conv", "Gemm", "MatMul"):
-            continue
-        name = node.name or f"{node.op_type}_{i}"
-        if name in macs:
-            name = f"{name}_{i}"
-        out_shape = shape_of(node.output[0], name)
-        out_elements = int(np.prod(out_shape)) if out_shape else 1
-        if node.op_type == "Conv":
-            x = shape_of(node.input[0], name)  # (N, Cin, *spatial)
-            w = shape_of(node.input[1], name)  # (Cout, Cin/groups, *kernel)
-            attrs = {a.name: a for a in node.attribute}
-            dims = len(w) - 2
-            strides = list(attrs["strides"].ints) if "strides" in attrs else [1] * dims
-            dilations = list(attrs["dilations"].ints) if "dilations" in attrs else [1] * dims
-            groups = int(attrs["group"].i) if "group" in attrs else 1
-            pad_begin = _conv_pad_begin(node, x[2:], out_shape[2:], w[2:], strides, dilations)
-            per_sample = conv_macs(
-                x[1],
-                x[2:],
-                out_shape[2:],
-                w,
-                strides,
-                pad_begin,
-                dilations,
-                groups,
-                include_padding=include_padding,
-            )
-            macs[name] = int(per_sample * out_shape[0])
-            continue
-        if node.op_type == "Gemm":
-            a = shape_of(node.input[0], name)
-            trans_a = next((attr.i for attr in node.attribute if attr.name == "transA"), 0)
-            reduced = a[0] if trans_a else a[-1]
-        else:  # MatMul: [..., M, K] x [..., K, N]
-            a = shape_of(node.input[0], name)
-            reduced = a[-1]
-        macs[name] = int(out_elements * reduced)
-    return macs
 
 
 def benchmark_onnx(

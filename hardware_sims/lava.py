@@ -37,6 +37,7 @@ import torch
 from neurocxr.errors import NeurocxrError, SimulationError
 from neurocxr.exporters.netx import read_netx
 from neurocxr.exporters.program import DenseLayer, LoihiProgram
+from neurocxr.interrupts import install
 
 from .counts import CountAccumulator
 from .protocol import coerce_inputs, place_window, sample_timeline
@@ -269,7 +270,6 @@ def run_lava(
             np.int32
         )
     global _forking_lava
-    from neurocxr.interrupts import install
 
     install()  # a Ctrl-C while Lava forks its workers is not dropped
     children_before = set(mp.active_children())

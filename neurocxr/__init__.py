@@ -53,11 +53,13 @@ __all__ = list(_API) + ["Deployment", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name in _API:
+        # lazy: neurocxr.api imports this module
         from neurocxr import api
 
         return getattr(api, name)
     if name == "Deployment":
-        from neurocxr.deployment import Deployment
+        # lazy: neurocxr.deploy.deployment imports this module
+        from neurocxr.deploy.deployment import Deployment
 
         return Deployment
     raise AttributeError(f"module 'neurocxr' has no attribute {name!r}")

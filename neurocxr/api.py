@@ -25,12 +25,42 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from neurocxr.errors import NeurocxrError
-from neurocxr.pipeline import (
-    LoadedModel,
-    export_loihi,
-    float_logits,
-    load,
+from neurocxr.data.datasets import data_for_checkpoint, fetch_pneumoniamnist, info, load_dataset
+from neurocxr.deploy.deployment import Deployment
+from neurocxr.deploy.export import EXPORT_FILES, export_loihi
+from neurocxr.deploy.nir_file import DEFAULT_PARITY_SAMPLES, export_nir_graph
+from neurocxr.energy.estimate import estimate_energy as _estimate
+from neurocxr.energy.profiles import get_profile, load_profiles
+from neurocxr.errors import Interrupted, ModelKindError, NeurocxrError, SimulationError
+from neurocxr.evaluation.explain import write_explanations
+from neurocxr.evaluation.run import check_request, clinical_evaluation
+from neurocxr.exporters.model_checks import check_model_options, check_report_models
+from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx
+from neurocxr.exporters.program import LoihiProgram
+from neurocxr.fileio import staged_output, write_json
+from neurocxr.hardware_sims.emulator import emulate as _emulate
+from neurocxr.hardware_sims.results import LayerCounts, RunResult
+from neurocxr.metrics import clinical_metrics
+from neurocxr.models import MODEL_REGISTRY, model_info
+from neurocxr.models.loaded import LoadedModel, float_logits, load
+from neurocxr.provenance import provenance
+from neurocxr.report import read_sweep, write_report
+from neurocxr.report.stage import DEFAULT_SNN_PROFILES, energy_report_stage
+from neurocxr.sweep import load_sweep_config, run_sweep
+from neurocxr.training.gan import SganConfig, balance_with_sgan, record_in_checkpoint, sgan_files
+from neurocxr.training.train import lever_configs
+from neurocxr.training.train import train as _train
+from neurocxr.validation import (
+    check_both_classes,
+    check_choice,
+    check_finite_inputs,
+    check_float,
+    check_int,
+    check_split,
+    describe_file,
+    file_kind,
+    refuse_unused_options,
+    show_progress,
 )
 
 __all__ = [
@@ -76,7 +106,6 @@ def emulate(program: Any, inputs: Any, *, raw_bias: bool = False, **kwargs: Any)
     as ``program``. Spike-input programs take 0/1 trains ``[T, B, *shape]``. ``kwargs`` go to the
     engine (num_steps, record, batch_size, progress, threads).
     """
-    from neurocxr.hardware_sims.emulator import emulate as _emulate
 
     _check_program(program, "emulate")
     return _emulate(
@@ -86,8 +115,6 @@ def emulate(program: Any, inputs: Any, *, raw_bias: bool = False, **kwargs: Any)
 
 def _check_program(program: Any, where: str) -> None:
     """Refuse anything but a LoihiProgram with a message saying how to get one from what was given."""
-    from neurocxr.errors import SimulationError
-    from neurocxr.exporters.program import LoihiProgram
 
     if isinstance(program, LoihiProgram):
         return
@@ -112,8 +139,6 @@ def _check_program(program: Any, where: str) -> None:
 def _emulator_inputs(program: Any, inputs: Any, raw_bias: bool) -> np.ndarray:
     """What the engine's `coerce_inputs` does not check (meta tensors, paths, non-numbers, empty
     batches, NaN/inf); the pixel rule and the raw-bias distinction are the engine's own."""
-    from neurocxr.errors import SimulationError
-    from neurocxr.validation import check_finite_inputs
 
     if isinstance(inputs, torch.Tensor) and inputs.is_meta:
         raise SimulationError(
@@ -149,8 +174,6 @@ def _emulator_inputs(program: Any, inputs: Any, raw_bias: bool) -> np.ndarray:
 
 def estimate_energy(counts: Any, profile: Any = "loihi", **kwargs: Any) -> Any:
     """Energy per inference from per-layer counts on a device profile (see neurocxr.energy.estimate)."""
-    from neurocxr.energy.estimate import estimate_energy as _estimate
-    from neurocxr.hardware_sims.results import LayerCounts, RunResult
 
     if isinstance(counts, RunResult):
         raise NeurocxrError(
@@ -203,7 +226,7 @@ class TrainSummary(_DictView):
     seconds_per_epoch: float
     data: str
     synthetic: bool
-    result: Any  # neurocxr.training.TrainResult (model, configs, history)
+    result: Any  # neurocxr.training.train.TrainResult (model, configs, history)
     sgan: dict[str, Any] | None = None
     conversion: dict[str, Any] | None = None
 
@@ -251,22 +274,16 @@ def train(
 ) -> TrainSummary:
     """Train ``model`` and write ``<out>/<model>.pt`` (best epoch by validation AUC).
 
-    The accuracy/energy levers carry the same names as in a sweep grid (`neurocxr.training.LEVERS`,
-    mapped by `neurocxr.training.lever_configs`): ``convert_from`` (a trained cnn_vgg checkpoint;
+    The accuracy/energy levers carry the same names as in a sweep grid (`neurocxr.training.train.LEVERS`,
+    mapped by `neurocxr.training.train.lever_configs`): ``convert_from`` (a trained cnn_vgg checkpoint;
     model snn_vgg; ``epochs=0`` keeps the converted network, more fine-tunes it), ``teacher`` (CNN
     checkpoint to distil from, ``distill_weight``), ``depth``/``width`` (snn_vgg's VGG plan; width
     also scales other models), ``augment`` (none | light | shift), ``regulariser`` (chip-cost
     lambda), ``num_steps``, ``qat_epochs``.
 
     ``balance``: weights (class-weighted loss) | sampler | none | sgan (normal images from a Double
-    SGAN trained on the training normals balance the split; `neurocxr.gan`; a PNG grid of samples
+    SGAN trained on the training normals balance the split; `neurocxr.training.gan`; a PNG grid of samples
     and the generator are written next to the checkpoint)."""
-    from neurocxr.data import load_dataset
-    from neurocxr.fileio import staged_output
-    from neurocxr.gan import SganConfig, balance_with_sgan, record_in_checkpoint, sgan_files
-    from neurocxr.training import lever_configs
-    from neurocxr.training import train as _train
-    from neurocxr.validation import check_choice, check_model_options, show_progress
 
     # Both configs are checked (ConfigError, one line in the CLI) before any folder or file exists.
     check_choice("balance", balance, ("weights", "sampler", "none", "sgan"))
@@ -389,8 +406,6 @@ def evaluate(
     split, written to ``out`` as robustness.{json,png} / uncertainty.{json,png}; ``chip`` runs
     deployable SNNs on the Loihi emulator too. Every request is checked before any work or file.
     ``on_metrics(result)`` hears the metrics as soon as they exist, before the slower evaluations."""
-    from neurocxr.errors import Interrupted
-    from neurocxr.validation import refuse_unused_options, show_progress
 
     uncertainty = uncertainty or mc_passes is not None
     if not (robustness or uncertainty):
@@ -400,8 +415,6 @@ def evaluate(
             "table always uses the whole split)",
         )
     if robustness or uncertainty:  # refuse bad requests before any work or output
-        from neurocxr.evaluation.run import check_request
-
         check_request(
             checkpoint,
             split=split,
@@ -426,12 +439,8 @@ def evaluate(
     if on_metrics is not None:
         on_metrics(result)
     if json_path is not None:
-        from neurocxr.fileio import write_json
-
         write_json(json_path, result.to_dict())
     if robustness or uncertainty:
-        from neurocxr.evaluation.run import clinical_evaluation
-
         try:
             extra = clinical_evaluation(
                 checkpoint,
@@ -464,9 +473,6 @@ def _split_metrics(
     checkpoint: str | Path | LoadedModel, *, data: str | Path | None, split: str
 ) -> dict[str, Any]:
     """The metrics record of ``checkpoint`` on ``split`` (EvaluationResult's first six fields)."""
-    from neurocxr.data import data_for_checkpoint, load_dataset
-    from neurocxr.metrics import clinical_metrics
-    from neurocxr.validation import check_split
 
     check_split(split)
     loaded = load(checkpoint)
@@ -516,15 +522,10 @@ def export_onnx_checkpoint(
     checkpoint: str | Path | LoadedModel, out: str | Path, *, force: bool = False
 ) -> OnnxExport:
     """CNN baseline -> ``<out>/model.onnx``, checked with onnx.checker and against PyTorch."""
-    from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx
-    from neurocxr.fileio import staged_output
 
     loaded = load(checkpoint)
-    from neurocxr.models import model_info
 
     if model_info(loaded.config.name).kind == "snn":
-        from neurocxr.errors import ModelKindError
-
         what = checkpoint if isinstance(checkpoint, (str, Path)) else f"model {loaded.name!r}"
         raise ModelKindError(
             f"{what} is an SNN ({loaded.config.name}); ONNX export is for CNN baselines: export it "
@@ -561,11 +562,8 @@ def export(
     neurocxr, Sinabs, snnTorch, Norse, ...) to Loihi, its parity checked on spike trains (``spikes``:
     a ``.npy`` of [T, B, *shape], default random trains; ``max_samples`` of them). ``dt``,
     ``num_steps`` and ``encoding`` apply to a ``.nir`` file only (a checkpoint records its own)."""
-    from neurocxr.validation import refuse_unused_options
 
     if isinstance(checkpoint, (str, Path)) and Path(checkpoint).suffix.lower() == ".nir":
-        from neurocxr.nir_export import DEFAULT_PARITY_SAMPLES, export_nir_graph
-
         if target != "loihi":
             raise NeurocxrError(
                 f"a .nir file exports only to --target loihi (it is already NIR), not {target!r}"
@@ -631,7 +629,6 @@ def explain(
     spike-activity maps (``chip``: from the Loihi emulator) and Integrated Gradients for SNNs; one
     PNG per image, index.html and explanations.json in ``out`` (atomically). ``layer``: the Conv2d
     for Grad-CAM by module name (default: the last feature conv)."""
-    from neurocxr.evaluation.explain import write_explanations
 
     res = write_explanations(
         checkpoint, images, out, mc_passes=mc_passes, chip=chip, force=force, layer=layer
@@ -680,9 +677,6 @@ def inspect_netx(
     (spike-input networks, seeded by ``seed``) or the test images of ``data`` (bias-input networks
     whose input matches their size); counts and the energy estimate on ``profile``. ``num_steps`` /
     ``input_scale``: when the file does not state them (defaults 16 and 1)."""
-    from neurocxr.deployment import Deployment
-    from neurocxr.energy.profiles import get_profile
-    from neurocxr.validation import check_float, check_int, describe_file, file_kind, show_progress
 
     check_int("samples / --samples", samples, 1, 1_000_000)
     check_float("rate / --rate", rate, 0.0, 1.0)
@@ -709,8 +703,6 @@ def inspect_netx(
         )
         what = f"{samples} samples of random input spikes (p={rate})"
     else:
-        from neurocxr.data import load_dataset
-
         ds = load_dataset(data, image_size=program.input_shape[-1]).test
         if tuple(ds.images.shape[1:]) != tuple(program.input_shape):
             raise NeurocxrError(
@@ -753,7 +745,6 @@ class DataInfo:
 def data_info(path: str | Path | None, *, image_size: int | None = None) -> DataInfo:
     """`neurocxr data info`: an .npz archive or Kermany-style folder (``"synthetic"``: the phantoms)
     at its native size unless ``image_size`` is given."""
-    from neurocxr.data import info
 
     return DataInfo(**info(path, image_size))
 
@@ -769,7 +760,6 @@ class FetchedData:
 def fetch_data(*, size: int = 28, root: str | Path = Path.home() / ".medmnist") -> FetchedData:
     """`neurocxr data fetch`: download PneumoniaMNIST (``size`` 28, 64, 128 or 224) through
     `medmnist` into ``root`` (needs internet access; MD5-checked; only verifies a file already there)."""
-    from neurocxr.data import fetch_pneumoniamnist
 
     return FetchedData(path=fetch_pneumoniamnist(size=size, root=Path(root)), size=size)
 
@@ -786,7 +776,6 @@ class ModelSummary:
 
 def list_models() -> list[ModelSummary]:
     """`neurocxr models`: every registered model, by name."""
-    from neurocxr.models import MODEL_REGISTRY
 
     return [
         ModelSummary(name, info.kind, info.loihi_deployable, info.description)
@@ -823,7 +812,6 @@ def sweep(
     ``config`` on Ray Tune into ``out`` (rerunning skips finished trials). ``address``: join a Ray
     cluster (default: start Ray locally with ``num_cpus``); ``max_trials`` confirms a grid of more
     than 1000 combinations; ``on_trial(row)`` hears each finished trial."""
-    from neurocxr.sweep import load_sweep_config, run_sweep
 
     cfg = load_sweep_config(config, max_trials=max_trials)
     result = run_sweep(
@@ -860,16 +848,9 @@ def energy_report(
     on_status: Any = None,
 ) -> Any:
     """Count on the emulator, estimate per profile, measure what this machine allows; returns the
-    `Report` (the `neurocxr.stages.energy_report_stage` value) and, unless ``out`` is None, writes
+    `Report` (the `neurocxr.report.stage.energy_report_stage` value) and, unless ``out`` is None, writes
     report.{html,json} there (``report.paths``). ``sweep``: a `neurocxr sweep` output folder or
     results table to plot beside the models. ``on_status(message)`` hears about slow steps."""
-    from neurocxr.data import load_dataset
-    from neurocxr.energy.profiles import get_profile, load_profiles
-    from neurocxr.fileio import staged_output
-    from neurocxr.provenance import provenance
-    from neurocxr.report import read_sweep, write_report
-    from neurocxr.stages import DEFAULT_SNN_PROFILES, energy_report_stage
-    from neurocxr.validation import check_float, check_int
 
     # Every option is checked before any work or any file (one-line errors, exit code 2 in the CLI).
     max_samples = check_int("max_samples / --max-samples", max_samples, 1, allow_none=True)
@@ -890,8 +871,6 @@ def energy_report(
         else list(DEFAULT_SNN_PROFILES) + [p.name for p in extra_profiles]
     )
     chosen = [extra_by_name[n] if n in extra_by_name else get_profile(n) for n in names]
-    from neurocxr.data import data_for_checkpoint
-    from neurocxr.validation import check_report_models
 
     snn = load(checkpoint)
     baselines = list(baselines)
@@ -900,7 +879,6 @@ def energy_report(
     base_models = check_report_models(snn, checkpoint, base_models, baselines)
     data = data_for_checkpoint(data, snn.metadata)
     splits = load_dataset(data, image_size=snn.config.image_size)
-    from neurocxr.validation import check_both_classes
 
     check_both_classes(
         splits.val.labels, "the validation split", "choosing the chip's operating threshold"
@@ -971,8 +949,6 @@ def demo(
     measure, report. Returns every stage's result; prints nothing. ``on_event(name, value)`` hears
     "stage" (a title, before each stage), "trained", "exported", "status" and "report" (the CLI
     prints them as they come). Existing outputs are refused up front unless ``force``."""
-    from neurocxr.pipeline import EXPORT_FILES
-    from neurocxr.validation import check_int
 
     tell = on_event or (lambda name, value: None)
     out = Path(out)

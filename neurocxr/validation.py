@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from neurocxr.errors import ConfigError, DataError
+from neurocxr.errors import CheckpointError, ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
 
@@ -108,7 +108,6 @@ def nonfinite_summary(arr: Any) -> str | None:
 
 def check_finite_state(tensors: Mapping[str, Any], where: str) -> None:
     """Refuse a state_dict (weights, biases, thresholds, buffers) holding NaN or inf, naming the tensor."""
-    from neurocxr.errors import CheckpointError
 
     for key, value in tensors.items():
         if not hasattr(value, "shape"):
@@ -158,9 +157,6 @@ def show_progress(requested: bool | None = None, stream: Any = None) -> bool:
     except (AttributeError, ValueError):
         return False
 
-
-# ----------------------------------------------------------------------------------------------
-# What a file is: refusals name the file's real kind and the command that reads it.
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -253,14 +249,9 @@ def describe_file(path: Any) -> str | None:
     return _KIND_HINTS.get(file_kind(path))
 
 
-# ----------------------------------------------------------------------------------------------
-# Numbers that decide answers
-
-
 def check_threshold(value: Any, where: str) -> float:
     """A stored operating threshold: a finite number in [0, 1], else CheckpointError (a NaN or
     out-of-range threshold would call every case one class with exit code 0)."""
-    from neurocxr.errors import CheckpointError
 
     ok = (
         not isinstance(value, bool)
@@ -311,132 +302,6 @@ def check_both_classes(labels: Any, what: str, why: str) -> None:
             f"{what} holds {len(y)} image(s) and no {' or '.join(missing)} ones; {why} needs both classes "
             "(use a data set whose split has both)"
         )
-
-
-# ----------------------------------------------------------------------------------------------
-# Model options that cannot work, or would do nothing
-
-
-_EXPORT_REFUSALS: dict[str, str | None] = {}
-
-
-def check_model_options(
-    config: Any, *, size_option: str = "--image-size", encoding_option: str = "--encoding"
-) -> None:
-    """Refuse, before training, options with no effect on ``config``'s model (an SNN input encoding
-    on a CNN) and image sizes a Loihi-deployable SNN could not be exported at (found by building
-    the untrained model and exporting it in memory: only structural refusals count)."""
-    from neurocxr.errors import UnsupportedLayerError
-    from neurocxr.models import build_model, model_info
-
-    info = model_info(config.name)
-    if info.kind != "snn" and config.encoding != "direct":
-        raise ConfigError(
-            f"{encoding_option} {config.encoding} has no effect on {config.name!r}, a CNN (it sees the image once); "
-            f"leave {encoding_option} at direct, or train an SNN (see `neurocxr models`)"
-        )
-    if not info.loihi_deployable:
-        return
-    from neurocxr.pipeline import LoadedModel, to_program
-
-    def refusal(size: int) -> str | None:
-        # num_steps = 1: layer structure (what export can refuse) does not depend on the time steps
-        cfg = type(config).from_dict({**config.to_dict(), "image_size": size, "num_steps": 1})
-        key = repr(sorted(cfg.to_dict().items()))
-        if key not in _EXPORT_REFUSALS:  # cached: a sweep grid checks one structure for many seeds
-            try:
-                to_program(LoadedModel(build_model(cfg).eval(), cfg, {}))
-                _EXPORT_REFUSALS[key] = None
-            except UnsupportedLayerError as exc:
-                _EXPORT_REFUSALS[key] = str(exc)
-            except Exception:  # noqa: BLE001  weight-dependent refusals (clipping...) are judged after training
-                _EXPORT_REFUSALS[key] = None
-        return _EXPORT_REFUSALS[key]
-
-    why = refusal(config.image_size)
-    if why is None:
-        return
-    near = [
-        s for d in range(1, 9) for s in (config.image_size - d, config.image_size + d) if s >= 8
-    ]
-    fits = next((s for s in near if refusal(s) is None), None)
-    hint = f" (e.g. {size_option} {fits})" if fits is not None else ""
-    raise ConfigError(
-        f"{size_option} {config.image_size}: {config.name!r} could not be exported to Loihi after training ({why}); "
-        f"choose a size it can export{hint}"
-    )
-
-
-def _source_name(source: Any, model: Any) -> str:
-    return str(source) if isinstance(source, (str, os.PathLike)) else f"model {model.name!r}"
-
-
-def check_snn_for_chip(loaded: Any, source: Any, role: str) -> None:
-    """Refuse a CNN where a Loihi SNN is needed, naming the command that takes it instead."""
-    from neurocxr.errors import ModelKindError
-    from neurocxr.models import model_info
-
-    info = model_info(loaded.config.name)
-    what = _source_name(source, loaded)
-    if info.kind != "snn":
-        where = (
-            "export it with --target onnx, or give it to `neurocxr energy SNN.pt` as --baseline"
-            if role == "export"
-            else f"give it as --baseline next to an SNN checkpoint "
-            f"(`neurocxr energy SNN.pt --baseline {what}`)"
-        )
-        raise ModelKindError(
-            f"{what} is a CNN ({loaded.config.name}); Loihi runs spiking networks only: {where}"
-        )
-    if not info.loihi_deployable:
-        raise ModelKindError(
-            f"{what} is a {loaded.config.name!r} SNN, which cannot be deployed to Loihi "
-            "(see the Loihi column of `neurocxr models`); train a deployable SNN for this"
-        )
-
-
-def check_report_models(snn: Any, snn_source: Any, baselines: list, sources: list) -> list:
-    """The energy report's models: ``snn`` a deployable SNN, no baseline a deployable SNN; baselines sharing
-    a name get distinct labels (their file names, then #k), so each has its own row and its own
-    provenance entry. Returns the baselines, relabelled where needed."""
-    from neurocxr.errors import ModelKindError
-    from neurocxr.models import model_info
-
-    check_snn_for_chip(snn, snn_source, "energy")
-    for b, src in zip(baselines, sources):
-        info = model_info(b.config.name)
-        # A spiking model the chip cannot hold (a hybrid) is a fair conventional-hardware baseline;
-        # a deployable SNN is not: it would be costed as dense MACs instead of on the chip.
-        if info.kind == "snn" and info.loihi_deployable:
-            what = _source_name(src, b)
-            raise ModelKindError(
-                f"--baseline {what} is an SNN ({b.config.name}) that runs on Loihi; baselines run on conventional "
-                "hardware (CNNs, or spiking models the chip cannot hold) — report it on its "
-                f"own (`neurocxr energy {what}`)"
-            )
-    taken = {snn.name}
-    out = []
-    names = [b.name for b in baselines]
-    for i, (b, src) in enumerate(zip(baselines, sources)):
-        label = b.name
-        if names.count(label) > 1 or label in taken:
-            from pathlib import Path
-
-            if isinstance(src, (str, os.PathLike)):
-                file_names = [Path(x).name for x in sources if isinstance(x, (str, os.PathLike))]
-                shown = Path(src).name if file_names.count(Path(src).name) == 1 else str(src)
-                label = f"{b.name} ({shown})"
-            else:
-                label = f"{b.name} #{i + 1}"
-        k = 2
-        base_label = label
-        while label in taken:
-            label, k = f"{base_label} #{k}", k + 1
-        taken.add(label)
-        out.append(
-            b if label == b.name else type(b)(b.model, b.config, {**b.metadata, "label": label})
-        )
-    return out
 
 
 def refuse_unused_options(given: Mapping[str, Any], why: str) -> None:

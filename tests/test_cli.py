@@ -10,9 +10,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from neurocxr.checkpoint import save_checkpoint
 from neurocxr.cli import app
 from neurocxr.models import ModelConfig, build_model
+from neurocxr.models.checkpoint import save_checkpoint
 
 runner = CliRunner()
 

@@ -31,9 +31,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from neurocxr.checkpoint import save_checkpoint
 from neurocxr.cli import app
 from neurocxr.models import ModelConfig, build_model
+from neurocxr.models.checkpoint import save_checkpoint
 
 runner = CliRunner()
 

@@ -17,9 +17,9 @@ from rich.table import Table
 from typer.testing import CliRunner
 
 from neurocxr import cli
-from neurocxr.checkpoint import save_checkpoint
 from neurocxr.cli import app
 from neurocxr.models import ModelConfig, build_model
+from neurocxr.models.checkpoint import save_checkpoint
 
 runner = CliRunner()
 
@@ -255,7 +255,7 @@ def test_evaluate_robustness_bars_follow_no_progress_and_the_terminal(
     stderr_is_tty: bool,
     drawn: bool,
 ) -> None:
-    import neurocxr.evaluation.run as run
+    import neurocxr.api as api
     from neurocxr import validation
 
     seen: dict[str, bool] = {}
@@ -264,12 +264,13 @@ def test_evaluate_robustness_bars_follow_no_progress_and_the_terminal(
         seen["progress"] = progress
         return {"robustness": None, "uncertainty": None, "files": []}
 
-    monkeypatch.setattr(run, "clinical_evaluation", fake_clinical_evaluation)
+    # patched where the API calls them (it imports both at module top)
+    monkeypatch.setattr(api, "clinical_evaluation", fake_clinical_evaluation)
     # CliRunner swaps sys.stderr for its own buffer: the terminal check gets its stream here
     check = validation.show_progress
     stream = _Tty() if stderr_is_tty else io.StringIO()
     monkeypatch.setattr(
-        validation, "show_progress", lambda requested=None, _=None: check(requested, stream)
+        api, "show_progress", lambda requested=None, _=None: check(requested, stream)
     )
     try:
         res = runner.invoke(

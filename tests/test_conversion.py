@@ -11,12 +11,19 @@ import pytest
 import torch
 from torch import nn
 
-from neurocxr.conversion import activation_scales, convert, snn_config_for
-from neurocxr.data import Augment, DataSplits, ImageDataset, _patient_split, load_folder, patient_id
+from neurocxr.data.datasets import (
+    Augment,
+    DataSplits,
+    ImageDataset,
+    _patient_split,
+    load_folder,
+    patient_id,
+)
 from neurocxr.errors import ConfigError
 from neurocxr.models import ModelConfig, build_model
 from neurocxr.models.vgg import vgg_channels, vgg_strides
-from neurocxr.training import LEVERS, TrainConfig, lever_configs, train
+from neurocxr.training.conversion import activation_scales, convert, snn_config_for
+from neurocxr.training.train import LEVERS, TrainConfig, lever_configs, train
 
 
 def _patches(n: int, seed: int, split: str) -> ImageDataset:
@@ -72,7 +79,7 @@ def test_vgg_plan_and_strides() -> None:
 def test_conversion_matches_the_cnn_and_balances_thresholds(
     cnn_checkpoint: Path, toy_splits: DataSplits
 ) -> None:
-    from neurocxr.pipeline import load
+    from neurocxr.models.loaded import load
 
     cnn = load(cnn_checkpoint)
     images = toy_splits.train.images
@@ -87,7 +94,7 @@ def test_conversion_matches_the_cnn_and_balances_thresholds(
     # The converted SNN decides as the CNN does on most test images at T = 32.
     with torch.no_grad():
         cnn_pred = cnn.model.eval()(toy_splits.test.images).argmax(1)
-        from neurocxr.training import forward_model
+        from neurocxr.models.loaded import forward_model
 
         snn_pred = forward_model(snn, toy_splits.test.images, cfg).argmax(1)
     assert float((cnn_pred == snn_pred).float().mean()) >= 0.8
@@ -96,8 +103,8 @@ def test_conversion_matches_the_cnn_and_balances_thresholds(
 def test_converted_snn_exports_in_8_bits_and_the_emulator_equals_the_float_model(
     cnn_checkpoint: Path, toy_splits: DataSplits
 ) -> None:
-    from neurocxr.deployment import Deployment
-    from neurocxr.pipeline import LoadedModel, load
+    from neurocxr.deploy.deployment import Deployment
+    from neurocxr.models.loaded import LoadedModel, load
 
     cnn = load(cnn_checkpoint)
     snn, cfg, _ = convert(cnn.model, cnn.config, toy_splits.train.images, num_steps=8)
@@ -303,7 +310,7 @@ def test_lever_configs_depth_width_and_sweep_grid_point(cnn_checkpoint: Path) ->
 def test_feature_distillation_from_the_conversion_source(
     cnn_checkpoint: Path, toy_splits: DataSplits
 ) -> None:
-    from neurocxr.training import LossTerms
+    from neurocxr.training.train import LossTerms
 
     cfg = snn_config_for(CNN, 4)
     tc = TrainConfig(
@@ -336,8 +343,8 @@ def test_gap_head_converts_and_exports_with_the_pool_fused() -> None:
     images = torch.rand(16, 1, 28, 28)
     snn, scfg, report = convert(cnn, cfg, images, num_steps=8)
     assert len(report.lambdas) == 5  # four convs and one fc; the pool adds no scale
-    from neurocxr.deployment import Deployment
-    from neurocxr.pipeline import LoadedModel
+    from neurocxr.deploy.deployment import Deployment
+    from neurocxr.models.loaded import LoadedModel
 
     dep = Deployment.from_checkpoint(LoadedModel(snn.eval(), scfg, {}))
     assert [layer.kind for layer in dep.program.layers].count(
@@ -350,7 +357,7 @@ def test_gap_head_converts_and_exports_with_the_pool_fused() -> None:
 @pytest.mark.slow
 def test_api_train_with_every_snn_lever_gives_an_exportable_checkpoint(tmp_path: Path) -> None:
     from neurocxr import api
-    from neurocxr.deployment import Deployment
+    from neurocxr.deploy.deployment import Deployment
 
     out = api.train(
         "snn_vgg",
@@ -380,7 +387,7 @@ def test_cli_train_converts_a_cnn_checkpoint(cnn_checkpoint: Path, tmp_path: Pat
     from typer.testing import CliRunner
 
     from neurocxr.cli import app
-    from neurocxr.pipeline import load
+    from neurocxr.models.loaded import load
 
     result = CliRunner().invoke(
         app,

@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import NORMAL_LEVEL, PNEUMONIA_LEVEL, write_medmnist_npz
 
-from neurocxr import data as D
-from neurocxr.data import (
+from neurocxr.data import datasets as D
+from neurocxr.data.datasets import (
     Augment,
     DataSplits,
     ImageDataset,
@@ -23,8 +23,8 @@ from neurocxr.data import (
     resolve_data_source,
     synthetic_splits,
 )
+from neurocxr.data.phantoms import generate_phantoms
 from neurocxr.errors import DataError
-from neurocxr.phantoms import generate_phantoms
 
 
 def _assert_valid_splits(splits: DataSplits, size: int) -> None:
@@ -398,7 +398,7 @@ def test_phantoms_any_size_and_prefix_stable() -> None:
 
 def test_phantom_pneumonia_adds_lung_opacity() -> None:
     """Same random draw with and without pneumonia: opacity only brightens, and only in the lungs."""
-    from neurocxr.phantoms import phantom_image
+    from neurocxr.data.phantoms import phantom_image
 
     diffs = []
     for i in range(20):

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurocxr.checkpoint import save_checkpoint
-from neurocxr.deployment import (
+from neurocxr.deploy.deployment import (
     Deployment,
     ExportReport,
     OperatingPoint,
@@ -24,6 +23,7 @@ from neurocxr.exporters.layer_quant import LayerKind, LayerQuant
 from neurocxr.exporters.loihi import quantisation_table
 from neurocxr.metrics import choose_threshold
 from neurocxr.models import ModelConfig, build_model
+from neurocxr.models.checkpoint import save_checkpoint
 
 PROFILES = ("loihi", "loihi2")
 
@@ -128,7 +128,7 @@ def test_operating_point_is_one_rule_on_the_readout_difference(tmp_path: Path) -
     assert set(op.to_dict()) == {"threshold", "method", "float_threshold", "samples", "val_metrics"}
     # The clinical evaluation uses the same operating point (readout units).
     from neurocxr.evaluation.common import prepare_chip
-    from neurocxr.pipeline import load
+    from neurocxr.models.loaded import load
 
     chip, reason = prepare_chip(load(dep.loaded), val_images, val_labels)
     assert reason is None and chip.threshold == op.readout_threshold
@@ -256,20 +256,22 @@ def test_energy_report_encodes_each_image_set_once(
     from conftest import write_medmnist_npz
 
     import neurocxr
-    import neurocxr.encoding
+    import neurocxr.data.encoding
+    import neurocxr.models.loaded
 
     npz = write_medmnist_npz(
         tmp_path / "t.npz", 16, {"train": (4, 4), "val": (5, 5), "test": (6, 6)}
     )
     ckpt = _checkpoint(tmp_path, encoding)
     encoded: list[int] = []
-    original = neurocxr.encoding.encode
+    original = neurocxr.data.encoding.encode
 
     def counting(images, *args, **kwargs):
         encoded.append(len(images))
         return original(images, *args, **kwargs)
 
-    monkeypatch.setattr(neurocxr.encoding, "encode", counting)
+    # every encoding goes through models.loaded (encoded_inputs / forward_model), which imports it
+    monkeypatch.setattr(neurocxr.models.loaded, "encode", counting)
     neurocxr.energy_report(ckpt, data=str(npz), out=None, measure=False)
     # test images once (float model, NeuroBench and the chip share it); validation only where the
     # chip needs spike trains (a bias-input chip takes the images themselves)

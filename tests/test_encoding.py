@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurocxr.encoding import ENCODINGS, direct_encode, encode, latency_encode, rate_encode
+from neurocxr.data.encoding import ENCODINGS, direct_encode, encode, latency_encode, rate_encode
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

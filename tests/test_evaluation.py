@@ -13,16 +13,16 @@ from conftest import write_medmnist_npz
 from torch import nn
 from typer.testing import CliRunner
 
-from neurocxr.checkpoint import save_checkpoint
 from neurocxr.cli import app
-from neurocxr.data import load_dataset
+from neurocxr.data.datasets import load_dataset
 from neurocxr.errors import DataError, NeurocxrError
 from neurocxr.evaluation import explain as ex
 from neurocxr.evaluation import robustness as rob
 from neurocxr.evaluation import uncertainty as unc
 from neurocxr.metrics import choose_threshold
 from neurocxr.models import ModelConfig, build_model
-from neurocxr.pipeline import LoadedModel
+from neurocxr.models.checkpoint import save_checkpoint
+from neurocxr.models.loaded import LoadedModel
 
 runner = CliRunner()
 
@@ -91,7 +91,7 @@ def save_png(path: Path, array: np.ndarray, mode: str = "L") -> Path:
 
 
 def phantom_pngs(folder: Path, n: int = 2, size: int = 40) -> list[Path]:
-    from neurocxr.phantoms import generate_phantoms
+    from neurocxr.data.phantoms import generate_phantoms
 
     imgs, _ = generate_phantoms(n, size, seed=3)
     return [save_png(folder / f"xray_{i}.png", (imgs[i] * 255).astype(np.uint8)) for i in range(n)]
@@ -335,7 +335,7 @@ def test_bayes_grad_cam_mean_and_variance(tiny_splits) -> None:
 
 
 def test_snn_spike_maps_come_from_the_chip_and_follow_brightness() -> None:
-    from neurocxr.phantoms import generate_phantoms
+    from neurocxr.data.phantoms import generate_phantoms
 
     snn = tiny_snn_model()
     imgs, _ = generate_phantoms(2, 16, seed=1)

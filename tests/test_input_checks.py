@@ -15,9 +15,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import neurocxr
-from neurocxr.checkpoint import load_checkpoint, save_checkpoint
 from neurocxr.cli import app
-from neurocxr.data import (
+from neurocxr.data.datasets import (
     DataSplits,
     ImageDataset,
     data_for_checkpoint,
@@ -33,6 +32,7 @@ from neurocxr.errors import (
     NeurocxrError,
 )
 from neurocxr.models import ModelConfig, build_model
+from neurocxr.models.checkpoint import load_checkpoint, save_checkpoint
 from neurocxr.validation import file_kind, images_to_unit_range
 
 runner = CliRunner()
@@ -119,7 +119,7 @@ def test_same_xray_as_8_bit_and_16_bit_png_gives_the_same_pixels_and_score(files
     a, b = trees["eight"].test.images, trees["sixteen"].test.images
     assert torch.equal(a, b)
     loaded = neurocxr.load(files["snn"])
-    from neurocxr.pipeline import float_logits
+    from neurocxr.models.loaded import float_logits
 
     assert np.array_equal(float_logits(loaded, a), float_logits(loaded, b))
     # explain's image reader follows the same rule
@@ -315,7 +315,7 @@ def test_train_refuses_an_image_size_export_would_refuse_and_an_ignored_encoding
 
 
 def test_a_one_class_validation_split_is_refused_before_training() -> None:
-    from neurocxr.training import TrainConfig, train
+    from neurocxr.training.train import TrainConfig, train
 
     def split(labels: list[int], name: str) -> ImageDataset:
         return ImageDataset(torch.rand(len(labels), 1, 16, 16), torch.tensor(labels), name, "toy")
@@ -328,7 +328,9 @@ def test_a_one_class_validation_split_is_refused_before_training() -> None:
 @pytest.mark.slow
 def test_evaluate_without_data_scores_the_data_the_checkpoint_records(files, monkeypatch) -> None:
     monkeypatch.delenv("NEUROCXR_DATA", raising=False)
-    monkeypatch.setattr("neurocxr.data.DEFAULT_MEDMNIST_ROOT", files["root"] / "no_medmnist_here")
+    monkeypatch.setattr(
+        "neurocxr.data.datasets.DEFAULT_MEDMNIST_ROOT", files["root"] / "no_medmnist_here"
+    )
     result = neurocxr.evaluate(files["snn_real"])
     assert not result["synthetic"] and str(files["npz"]) in result["data"]
     # explicit data wins; phantoms only when asked

@@ -22,8 +22,8 @@ import pytest
 import torch
 from conftest import write_medmnist_npz
 
-from neurocxr.checkpoint import save_checkpoint
 from neurocxr.models import ModelConfig, build_model
+from neurocxr.models.checkpoint import save_checkpoint
 
 EXIT_WITHIN_S = 20.0  # from SIGINT to exit, on a loaded two-core machine
 START_LIMIT_S = 240.0  # a trigger that never comes fails the test instead of hanging it
@@ -396,7 +396,7 @@ def test_ctrl_c_in_evaluate_after_its_json_says_the_json_was_written(
 ) -> None:
     from typer.testing import CliRunner
 
-    import neurocxr.evaluation.run as run
+    import neurocxr.api as api
     from neurocxr.cli import app
 
     ckpt = tmp_path / "snn.pt"
@@ -409,7 +409,7 @@ def test_ctrl_c_in_evaluate_after_its_json_says_the_json_was_written(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run, "clinical_evaluation", interrupted)
+    monkeypatch.setattr(api, "clinical_evaluation", interrupted)  # where the API calls it
     res = CliRunner().invoke(
         app,
         [

@@ -719,7 +719,7 @@ def test_fine_grid_layers_run_identically_on_lava(tmp_path) -> None:
     # Biases 20x the largest weight cap the scale below 254/|w| (13-bit bias), so conv and dense land on
     # the [-128, 127] grid (netx packs such dense weights with exponent -1): Lava and the emulator must
     # still agree spike for spike.
-    from neurocxr.deployment import Deployment
+    from neurocxr.deploy.deployment import Deployment
     from neurocxr.exporters.netx import write_netx
 
     rng = np.random.default_rng(11)

@@ -25,8 +25,8 @@ from torch import nn
 from typer.testing import CliRunner
 
 from neurocxr.cli import app
+from neurocxr.deploy.nir_file import export_nir_graph
 from neurocxr.errors import ExportError
-from neurocxr.nir_export import export_nir_graph
 
 runner = CliRunner()
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
+from neurocxr.energy.macs import onnx_macs
 from neurocxr.errors import DataError, ExportError
 from neurocxr.exporters.onnx import (
     benchmark_onnx,
     check_onnx_equivalence,
     export_onnx,
-    onnx_macs,
     onnx_session,
     run_onnx,
 )

@@ -13,13 +13,14 @@ import pytest
 import torch
 from test_training import SMALL, _patches
 
-from neurocxr.data import DataSplits
+from neurocxr.data.datasets import DataSplits
+from neurocxr.exporters.loihi import to_program
 from neurocxr.exporters.nir import from_nir, read_nir, to_nir, write_nir
 from neurocxr.exporters.program import RecurrentDenseLayer
 from neurocxr.models import MODEL_REGISTRY, ModelConfig, build_model
+from neurocxr.models.loaded import LoadedModel, encoded_inputs
 from neurocxr.models.neurons import RecurrentNeuron
-from neurocxr.pipeline import LoadedModel, encoded_inputs, to_program
-from neurocxr.training import TrainConfig, evaluate, train
+from neurocxr.training.train import TrainConfig, evaluate, train
 
 
 @pytest.fixture(scope="module")

@@ -611,8 +611,8 @@ def test_report_with_a_sweep_plots_trials_and_baselines_on_the_same_axes(tmp_pat
 
 
 def _tiny_snn(tmp_path: Path, name: str = "snn_conv") -> Path:
-    from neurocxr.checkpoint import save_checkpoint
     from neurocxr.models import ModelConfig, build_model
+    from neurocxr.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     cfg = ModelConfig(name=name, image_size=16, num_steps=6, channels=(4, 8), hidden=(16,))
@@ -630,9 +630,10 @@ def _tiny_snn(tmp_path: Path, name: str = "snn_conv") -> Path:
 
 
 def test_chip_scores_do_not_depend_on_the_batch(tmp_path):
-    from neurocxr.deployment import chip_logit_scale, chip_scores
+    from neurocxr.deploy.deployment import chip_logit_scale, chip_scores
+    from neurocxr.exporters.loihi import to_program
     from neurocxr.hardware_sims.emulator import emulate
-    from neurocxr.pipeline import load, to_program
+    from neurocxr.models.loaded import load
 
     snn = load(_tiny_snn(tmp_path))
     _, program = to_program(snn)
@@ -656,11 +657,12 @@ def test_chip_scores_do_not_depend_on_the_batch(tmp_path):
 @pytest.mark.slow
 def test_stage_chooses_the_chip_threshold_on_validation(tmp_path, capsys):
     import neurocxr
-    from neurocxr.data import load_dataset
-    from neurocxr.deployment import chip_scores
+    from neurocxr.data.datasets import load_dataset
+    from neurocxr.deploy.deployment import chip_scores
+    from neurocxr.exporters.loihi import to_program
     from neurocxr.hardware_sims.emulator import emulate
     from neurocxr.metrics import choose_threshold
-    from neurocxr.pipeline import load, to_program
+    from neurocxr.models.loaded import load
 
     ckpt = _tiny_snn(tmp_path)
     sweep_dir = tmp_path / "sweep"

@@ -15,12 +15,12 @@ import torch
 from conftest import write_medmnist_npz
 from typer.testing import CliRunner
 
-from neurocxr.checkpoint import load_checkpoint, save_checkpoint
 from neurocxr.cli import app
 from neurocxr.errors import CheckpointError, ConfigError, DataError, NeurocxrError, SimulationError
 from neurocxr.fileio import staged_output
 from neurocxr.models import ModelConfig, build_model
-from neurocxr.training import TrainConfig
+from neurocxr.models.checkpoint import load_checkpoint, save_checkpoint
+from neurocxr.training.train import TrainConfig
 
 runner = CliRunner()
 
@@ -171,8 +171,8 @@ def test_empty_and_foreign_checkpoint_files_are_one_line_errors(tmp_path: Path) 
 
 
 def test_nan_images_are_refused_by_the_dataset_and_the_model_runner(files) -> None:
-    from neurocxr.data import ImageDataset
-    from neurocxr.pipeline import float_logits, load
+    from neurocxr.data.datasets import ImageDataset
+    from neurocxr.models.loaded import float_logits, load
 
     images = torch.rand(4, 1, 16, 16)
     images[2, 0, 3, 3] = float("nan")
@@ -255,7 +255,7 @@ def test_staged_output_leaves_nothing_on_ctrl_c_and_never_overwrites(tmp_path: P
 def test_ctrl_c_during_export_and_energy_writes_nothing(
     files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from neurocxr.deployment import Deployment
+    from neurocxr.deploy.deployment import Deployment
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -421,7 +421,7 @@ def test_demo_refuses_existing_outputs_before_training(files, tmp_path: Path) ->
 
 
 def test_an_in_memory_model_with_a_nan_weight_is_refused_like_a_checkpoint() -> None:
-    from neurocxr.pipeline import load
+    from neurocxr.models.loaded import load
 
     model = build_model(ModelConfig(name="cnn_small", image_size=16, channels=(4, 8), hidden=(16,)))
     with torch.no_grad():
@@ -434,7 +434,7 @@ def test_nir_graphs_with_nan_and_bad_quantisation_options_are_named_errors(files
     from neurocxr.errors import ExportError, QuantisationError
     from neurocxr.exporters.loihi import QuantisationOptions, nir_to_program
     from neurocxr.exporters.nir import to_nir
-    from neurocxr.pipeline import load
+    from neurocxr.models.loaded import load
 
     graph = to_nir(load(files["snn"]).model, input_shape=(1, 16, 16))
     name = next(n for n, node in graph.nodes.items() if getattr(node, "weight", None) is not None)

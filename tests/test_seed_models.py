@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurocxr.models import ModelConfig, build_model, model_info
-from neurocxr.models.seeds import (
+from neurocxr.models.papers import (
     BasicBlockSA,
     ContextGate,
     SpatialAttention,
@@ -116,7 +116,8 @@ def test_one_training_step_on_synthetic_images_lowers_the_loss(name: str) -> Non
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_onnx_export_matches_pytorch(name: str, tmp_path: Path) -> None:
-    from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx, onnx_macs
+    from neurocxr.energy.macs import onnx_macs
+    from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx
 
     model = small(name).eval()
     path = export_onnx(model, tmp_path / f"{name}.onnx")
@@ -155,7 +156,7 @@ def test_bad_seed_sizes_are_refused() -> None:
 
 
 def test_slimi_cnn_decodes_latency_coding() -> None:
-    from neurocxr.encoding import direct_encode, latency_encode
+    from neurocxr.data.encoding import direct_encode, latency_encode
     from neurocxr.models.published import time_weighted_image
 
     x = torch.tensor([[[[0.0, 0.3, 0.6, 1.0]]]])
@@ -171,7 +172,7 @@ def test_slimi_cnn_decodes_latency_coding() -> None:
             extra={"gru_hidden": 8},
         )
     )
-    from neurocxr.training import forward_model
+    from neurocxr.models.loaded import forward_model
 
     assert forward_model(model, torch.rand(2, 1, 28, 28), model.config).shape == (2, 2)
 
@@ -185,7 +186,7 @@ TINY_GAN = dict(steps=2, batch_size=4, width=16, z_dim=8)
 def test_sgan_layers_are_spectrally_normalised_with_self_attention() -> None:
     from torch.nn.utils import parametrize
 
-    from neurocxr.gan import DoubleSgan, SelfAttention, SganConfig
+    from neurocxr.training.gan import DoubleSgan, SelfAttention, SganConfig
 
     gan = DoubleSgan(SganConfig(**TINY_GAN))
     for part in (gan.generator, gan.d14, gan.d28):
@@ -197,7 +198,7 @@ def test_sgan_layers_are_spectrally_normalised_with_self_attention() -> None:
 
 
 def test_sgan_trains_and_samples_images_of_the_right_shape() -> None:
-    from neurocxr.gan import SganConfig, train_sgan
+    from neurocxr.training.gan import SganConfig, train_sgan
 
     gan, log = train_sgan(torch.rand(10, 1, 28, 28), SganConfig(**TINY_GAN))
     assert log and all(np.isfinite([r["d_loss"], r["g_loss"]]).all() for r in log)
@@ -211,8 +212,8 @@ def test_balance_with_sgan_balances_training_and_writes_a_png_grid(
 ) -> None:
     from PIL import Image
 
-    from neurocxr.data import load_npz
-    from neurocxr.gan import SganConfig, balance_with_sgan
+    from neurocxr.data.datasets import load_npz
+    from neurocxr.training.gan import SganConfig, balance_with_sgan
 
     splits = load_npz(medmnist_npz(counts={"train": (4, 11), "val": (2, 3), "test": (2, 3)}))
     balanced, record = balance_with_sgan(splits, SganConfig(**TINY_GAN), tmp_path, prefix="m")
@@ -228,9 +229,9 @@ def test_balance_with_sgan_balances_training_and_writes_a_png_grid(
 
 
 def test_train_with_balance_sgan_through_the_api(medmnist_npz, tmp_path: Path, monkeypatch) -> None:
-    import neurocxr.gan as gan_module
+    import neurocxr.training.gan as gan_module
     from neurocxr.api import train
-    from neurocxr.checkpoint import load_checkpoint
+    from neurocxr.models.checkpoint import load_checkpoint
 
     monkeypatch.setattr(
         gan_module, "SganConfig", functools.partial(gan_module.SganConfig, **TINY_GAN)

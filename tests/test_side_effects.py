@@ -11,9 +11,9 @@ from neurocxr.threads import torch_threads
 
 
 def test_torch_threads_are_restored_after_training_and_emulation() -> None:
-    from neurocxr.data import DataSplits, ImageDataset
+    from neurocxr.data.datasets import DataSplits, ImageDataset
     from neurocxr.models.base import ModelConfig
-    from neurocxr.training import TrainConfig, train
+    from neurocxr.training.train import TrainConfig, train
 
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(32) % 2

@@ -78,7 +78,8 @@ def test_two_trial_sweep_on_local_ray_then_resume(tiny_npz: Path, tmp_path: Path
         assert (out / "trials" / f"{row['trial_id']}.json").is_file()
         assert Path(row["checkpoint"]) == (out / "checkpoints" / f"{row['trial_id']}.pt").resolve()
     # The checkpoint is the trained (quantisation-ready) model: it reloads and exports.
-    from neurocxr.pipeline import load, to_program
+    from neurocxr.exporters.loihi import to_program
+    from neurocxr.models.loaded import load
 
     loaded = load(rows[0]["checkpoint"])
     assert loaded.config.name == "snn_strided" and to_program(loaded)[1].num_steps == 2

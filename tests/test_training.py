@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from neurocxr.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
-from neurocxr.data import DataSplits, ImageDataset, synthetic_splits
+from neurocxr.data.datasets import DataSplits, ImageDataset, synthetic_splits
 from neurocxr.errors import CheckpointError
 from neurocxr.metrics import choose_threshold, clinical_metrics
 from neurocxr.models import ModelConfig, build_model
-from neurocxr.training import TrainConfig, evaluate, forward_model, predict_scores, train
+from neurocxr.models.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from neurocxr.models.loaded import forward_model
+from neurocxr.training.train import TrainConfig, evaluate, predict_scores, train
 
 SMALL = dict(num_steps=4, channels=(8, 16), hidden=(32,), threshold=0.5)
 
@@ -234,8 +235,8 @@ def test_snn_learns_the_synthetic_phantoms_well_above_chance() -> None:
 
 
 def _chip_run(model, config: ModelConfig, ds: ImageDataset):
-    from neurocxr.deployment import Deployment
-    from neurocxr.pipeline import LoadedModel
+    from neurocxr.deploy.deployment import Deployment
+    from neurocxr.models.loaded import LoadedModel
 
     deployment = Deployment.from_checkpoint(LoadedModel(model.eval(), config, {}))
     parity, run = deployment.parity(ds.images, ds.labels)
@@ -246,9 +247,9 @@ def _chip_run(model, config: ModelConfig, ds: ImageDataset):
 def test_chip_cost_equals_the_energy_report_on_chip_counts(name: str, encoding: str) -> None:
     """The regulariser's value is the energy report's Loihi 2 estimate from the emulator's counts
     (it counts every synapse, the chip skips weights quantised to 0: equal within a few percent)."""
-    from neurocxr.chip_cost import chip_cost_of
     from neurocxr.energy.estimate import estimate_energy
-    from neurocxr.pipeline import encoded_inputs
+    from neurocxr.models.loaded import encoded_inputs
+    from neurocxr.training.chip_cost import chip_cost_of
 
     torch.manual_seed(0)
     config = ModelConfig(name=name, encoding=encoding, **SMALL)
@@ -296,7 +297,7 @@ def test_chip_cost_regulariser_lowers_chip_counts(toy_splits: DataSplits) -> Non
 def test_qat_makes_float_and_chip_agree(toy_splits: DataSplits) -> None:
     """After quantisation-aware fine-tuning the float weights sit exactly on the exporter's integer
     grid and the float model and the chip emulator predict the same class for every test image."""
-    from neurocxr.qat import weights_on_chip_grid
+    from neurocxr.training.qat import weights_on_chip_grid
 
     config = ModelConfig(name="snn_strided", **SMALL)
     result = train(

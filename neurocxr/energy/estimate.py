@@ -27,10 +27,17 @@ import numpy as np
 from torch import nn
 
 from neurocxr.energy.macs import torch_layer_traffic
-from neurocxr.energy.profiles import DeviceProfile, get_profile, resolve_profile
+from neurocxr.energy.profiles import (
+    KERAS_SPIKING_LOIHI_QUIRK,
+    DeviceProfile,
+    get_profile,
+    resolve_profile,
+)
+from neurocxr.energy.timing import STATIC_FOOTNOTE, loihi_timing, split_updates, truenorth_mapping
 from neurocxr.energy.types import EnergyEstimate
 from neurocxr.errors import NeurocxrError, ProfileError
 from neurocxr.hardware_sims.results import LayerCounts
+from neurocxr.models import is_snn
 
 SPIKE_COUNTS_ARE_NOT_ENERGY = (
     "Estimate from op counts x published per-op constants, not a measurement; it ignores data "
@@ -95,7 +102,6 @@ def _layer_energy(c: LayerCounts, prof: DeviceProfile, name: str) -> tuple[float
             "dense_synaptic_ops": ops,
             "neuron_updates": updates,
         }
-    from neurocxr.energy.timing import split_updates
 
     synops = _mean(c.synaptic_ops, "synaptic_ops", name)
     # spikes sent by the layer's own neurons (host-injected input spikes come from no core)
@@ -169,8 +175,6 @@ def estimate_energy(
         and prof.time_per_synop_s is not None
         and prof.time_per_neuron_update_s is not None
     ):
-        from neurocxr.energy.timing import STATIC_FOOTNOTE, loihi_timing
-
         t = loihi_timing(counts, prof, program=program)
         if chips is not None and chips != t.chips and prof.static_power_w is not None:
             t.static_j = prof.static_power_w * chips * t.steps_per_sample * t.step_s
@@ -210,8 +214,6 @@ def estimate_energy(
         )
     detail: dict[str, Any] = {"per_layer": layer_detail}
     if prof.chip == "truenorth":
-        from neurocxr.energy.timing import truenorth_mapping
-
         mapping = truenorth_mapping(counts)
         detail["truenorth_mapping"] = mapping
         if mapping["note"]:
@@ -274,7 +276,6 @@ def inference_macs(model: nn.Module, config: Any) -> dict[str, Any]:
     (a model with a ``gru``): its CNN runs once, the BiGRU, projection and head once per step.
     Returns ``{"macs": total, "basis": what was counted}``.
     """
-    from neurocxr.models import is_snn
 
     side = (1, config.in_channels, config.image_size, config.image_size)
     if not is_snn(config):
@@ -557,7 +558,6 @@ def keras_spiking_estimate(
 
 
 def _keras_footnotes(result: dict[str, Any]) -> list[str]:
-    from neurocxr.energy.profiles import KERAS_SPIKING_LOIHI_QUIRK
 
     notes = [
         "KerasSpiking-compatible row: keras-spiking 0.3.0 ModelEnergy's own formula (average fan-out x mean "

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from neurocxr.energy.estimate import BASIS_TEXT, _check_basis
 from neurocxr.energy.macs import torch_layer_traffic
 from neurocxr.energy.profiles import get_profile
 from neurocxr.energy.types import EnergyEstimate
@@ -182,7 +183,6 @@ def memory_inclusive_snn(
     the previous entry's neurons, and ``input_elements`` for a first synaptic layer without an
     input entry. ``op_types`` as in `estimate_snn_ac_energy` (default: every layer spike-fed).
     """
-    from neurocxr.energy.estimate import BASIS_TEXT, _check_basis
 
     p = _precision(precision)
     _check_basis(basis)

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
 
 from neurocxr.errors import ProfileError
+from neurocxr.validation import missing_file_message
 
 if sys.version_info >= (3, 11):  # pragma: no cover - the project runs on 3.10
     import tomllib
@@ -493,8 +494,6 @@ def load_profiles(path: str | Path, *, register: bool = False) -> list[DevicePro
     ``{"profile": [...]}``); optionally register them. Errors name the file, profile and field."""
     path = Path(path)
     if not path.is_file():
-        from neurocxr.validation import missing_file_message
-
         raise ProfileError(missing_file_message(path, "profile file"))
     suffix = path.suffix.lower()
     try:

@@ -49,6 +49,14 @@ import numpy as np
 
 from neurocxr.energy.profiles import DeviceProfile
 from neurocxr.errors import NeurocxrError
+from neurocxr.exporters.resources import (
+    LOIHI1,
+    LOIHI2,
+    _neuron_cap,
+    estimate_resources,
+    layer_cores,
+    partition_dense,
+)
 from neurocxr.hardware_sims.results import LayerCounts
 
 # Loihi 1 tiles hold 4 cores (SANA-FE arch/loihi.yaml: 8 x 4 tiles of loihi_core[0..3] = 128 cores);
@@ -119,7 +127,6 @@ class TimingResult:
 
 
 def _limits_for(chip: str | None) -> Any:
-    from neurocxr.exporters.resources import LOIHI1, LOIHI2
 
     limits = LOIHI1 if chip == "loihi1" else LOIHI2
     # timing must not refuse a network that needs several chips: it reports the chips instead
@@ -135,12 +142,9 @@ def core_mapping(
     With the LoihiProgram the mapping is `estimate_resources` itself. Without it, the same per-core
     limits are applied to the counts' neurons, fan-in and stored synapses, which can only under-count
     conv layers."""
-    from neurocxr.exporters.resources import layer_cores
 
     limits = _limits_for(profile.chip)
     if program is not None:
-        from neurocxr.exporters.resources import estimate_resources
-
         res = estimate_resources(program, limits)
         if len(res.layers) != len(counts):
             raise NeurocxrError(
@@ -163,8 +167,6 @@ def core_mapping(
             shares.append(0.0)
             continue
         if limits.partition == "compiler":
-            from neurocxr.exporters.resources import _neuron_cap, partition_dense
-
             cap, cap_name = _neuron_cap(limits, c.kind not in ("dense_readout", "readout"))
             per_neuron_bits = (
                 math.ceil(int(c.num_synapses) / max(int(c.num_neurons), 1)) * 8

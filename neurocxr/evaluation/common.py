@@ -10,13 +10,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from neurocxr.deployment import Deployment, OperatingPoint, readout_difference  # noqa: F401 - re-exported
+from neurocxr.deploy.deployment import Deployment, OperatingPoint, readout_difference  # noqa: F401 - re-exported
 from neurocxr.errors import NeurocxrError
+from neurocxr.models import is_snn, model_info
+from neurocxr.models.loaded import float_logits
 
 
 def float_logits_of(loaded: Any, images: torch.Tensor, *, seed: int = 0) -> np.ndarray:
     """Logits [N, K] of the float PyTorch model (SNN inputs encoded with a seed, as everywhere)."""
-    from neurocxr.pipeline import float_logits
 
     return float_logits(loaded, images, seed=seed)
 
@@ -56,7 +57,6 @@ def last_conv2d(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Con
 
 
 def is_snn_model(loaded: Any) -> bool:
-    from neurocxr.models import is_snn
 
     return bool(is_snn(loaded.config))
 
@@ -68,7 +68,7 @@ class Chip:
     The chip's score is the readout difference ``d = score[pneumonia] - score[normal]`` (integer
     readout membrane, or output spike counts); a case is called pneumonia when ``d >= threshold``,
     the threshold chosen once on the clean validation split by the model's own rule
-    (`neurocxr.deployment.OperatingPoint`) and then kept fixed.
+    (`neurocxr.deploy.deployment.OperatingPoint`) and then kept fixed.
     """
 
     deployment: Deployment
@@ -90,7 +90,6 @@ class Chip:
 
 def chip_deployment(loaded: Any) -> tuple[Deployment | None, str | None]:
     """(Deployment, None) for a deployable SNN, else (None, why not)."""
-    from neurocxr.models import model_info
 
     if not is_snn_model(loaded):
         return None, f"{loaded.name} is not a spiking model"

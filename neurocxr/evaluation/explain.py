@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from neurocxr.data.datasets import wide_mode_to_unit
 from neurocxr.errors import DataError, NeurocxrError
 from neurocxr.evaluation.common import (
     chip_program,
@@ -39,6 +40,10 @@ from neurocxr.evaluation.common import (
     run_chip,
     softmax_positive,
 )
+from neurocxr.fileio import staged_output, write_json, write_text
+from neurocxr.models.loaded import encoded_inputs, forward_model, load
+from neurocxr.provenance import file_record
+from neurocxr.validation import missing_file_message
 
 DEFAULT_MC_PASSES = 20
 IG_STEPS = 16
@@ -62,8 +67,6 @@ def load_xray_image(path: str | Path, image_size: int, in_channels: int = 1) -> 
 
     path = Path(path)
     if not path.is_file():
-        from neurocxr.validation import missing_file_message
-
         raise DataError(missing_file_message(path, "image"))
     try:
         with Image.open(path) as img:
@@ -81,8 +84,6 @@ def load_xray_image(path: str | Path, image_size: int, in_channels: int = 1) -> 
             if min(w, h) < 8:
                 raise DataError(f"{path} is {w}x{h} pixels; an X-ray needs at least 8x8")
             if mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                from neurocxr.data import wide_mode_to_unit
-
                 gray = wide_mode_to_unit(
                     img, path
                 )  # the one pixel rule: 16-bit / 65535, as the data loaders
@@ -176,8 +177,6 @@ def _grad_cam(
     """Grad-CAM maps [B, h, w] (ReLU) on Grad-CAM's Conv2d (see `last_conv2d`), for ``targets``."""
     from captum.attr import LayerGradCam
 
-    from neurocxr.training import forward_model
-
     _, conv = require_conv(loaded, layer)
     cam = LayerGradCam(lambda x: forward_model(loaded.model, x, loaded.config), conv)
     with torch.enable_grad():
@@ -268,8 +267,6 @@ def _integrated_gradients(
     """Integrated Gradients of the float SNN over its encoded input, summed over time and channels: [B, H, W]."""
     from captum.attr import IntegratedGradients
 
-    from neurocxr.pipeline import encoded_inputs
-
     model = loaded.model.eval()
     z = (
         encoded_inputs(loaded.config, images, seed=seed).transpose(0, 1).contiguous()
@@ -323,7 +320,6 @@ def snn_maps(
                 )
     else:
         notes.append(f"no chip run: {reason}; spike maps from the float model")
-        from neurocxr.pipeline import encoded_inputs
 
         with torch.no_grad():
             rec = (
@@ -462,7 +458,6 @@ def explanation_figures(
 ) -> list[ExplanationFigure]:
     """For the energy report: explanations of the first ``max_images`` of ``images`` [B, C, H, W]
     (e.g. test images) by a checkpoint path or LoadedModel, rendered as PNG figures."""
-    from neurocxr.pipeline import load
 
     loaded = load(checkpoint)
     k = min(int(max_images), len(images))
@@ -529,8 +524,6 @@ def write_explanations(
 ) -> dict[str, Any]:
     """`neurocxr explain`: read the images (all checked before anything is written), explain them,
     and write one PNG per image, ``index.html`` and ``explanations.json`` into ``out`` atomically."""
-    from neurocxr.fileio import staged_output, write_json, write_text
-    from neurocxr.pipeline import load
 
     if not image_paths:
         raise NeurocxrError("give at least one image file to explain")
@@ -562,7 +555,6 @@ def write_explanations(
         write_text(
             stage / "index.html", _html_page(loaded.name, list(zip(names, expls)), method_notes)
         )
-        from neurocxr.provenance import file_record
 
         write_json(
             stage / "explanations.json",

@@ -34,11 +34,14 @@ from neurocxr.evaluation.common import (
     check_split,
     evaluated_on,
     float_logits_of,
+    is_snn_model,
     prepare_chip,
     readout_difference,
     run_chip,
     softmax_positive,
 )
+from neurocxr.fileio import atomic_write
+from neurocxr.metrics import clinical_metrics
 
 PROTOCOL: dict[str, dict[str, Any]] = {
     "gaussian_blur": {
@@ -128,7 +131,6 @@ def perturb(images: torch.Tensor, kind: str, level: float, *, seed: int = 0) -> 
 
 
 def _scored(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
-    from neurocxr.metrics import clinical_metrics
 
     m = clinical_metrics(y, scores, threshold=threshold)
     return {
@@ -180,8 +182,6 @@ def evaluate_robustness(
 
     chip_state, chip_reason = (None, "not requested (--no-chip)")
     if chip:
-        from neurocxr.evaluation.common import is_snn_model
-
         if is_snn_model(loaded):
             chip_state, chip_reason = prepare_chip(
                 loaded, splits.val.images, splits.val.labels, seed=seed
@@ -272,8 +272,6 @@ def plot_robustness(results: list[dict[str, Any]], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from neurocxr.fileio import atomic_write
 
     kinds = list(
         dict.fromkeys(

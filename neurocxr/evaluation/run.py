@@ -6,12 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from neurocxr.data.datasets import data_for_checkpoint, load_dataset, resolve_data_source
 from neurocxr.errors import NeurocxrError
+from neurocxr.evaluation import robustness as rob
+from neurocxr.evaluation import uncertainty as unc
+from neurocxr.evaluation.common import check_max_samples, check_split
+from neurocxr.evaluation.robustness import evaluate_robustness, plot_robustness
+from neurocxr.evaluation.uncertainty import evaluate_uncertainty, plot_uncertainty, require_dropout
+from neurocxr.fileio import staged_output, write_json
+from neurocxr.models.loaded import load
+from neurocxr.provenance import provenance
 
 
 def output_files(robustness: bool, uncertainty: bool) -> list[str]:
-    from neurocxr.evaluation import robustness as rob
-    from neurocxr.evaluation import uncertainty as unc
 
     return (list(rob.OUTPUT_FILES) if robustness else []) + (
         list(unc.OUTPUT_FILES) if uncertainty else []
@@ -32,9 +39,6 @@ def check_request(
     """Refuse a bad request before any work or output: unknown split, too few samples, MC passes
     on a model without dropout, outputs that would overwrite files without ``force``. Returns the
     loaded model."""
-    from neurocxr.evaluation.common import check_max_samples, check_split
-    from neurocxr.evaluation.uncertainty import require_dropout
-    from neurocxr.pipeline import load
 
     check_split(split)
     check_max_samples(max_samples)
@@ -73,11 +77,6 @@ def clinical_evaluation(
 ) -> dict[str, Any]:
     """Robustness and/or uncertainty of ``checkpoint``; writes robustness.{json,png} and/or
     uncertainty.{json,png} into ``out``. Returns {"robustness": ..., "uncertainty": ..., "files": [...]}."""
-    from neurocxr.data import load_dataset
-    from neurocxr.evaluation.robustness import evaluate_robustness, plot_robustness
-    from neurocxr.evaluation.uncertainty import evaluate_uncertainty, plot_uncertainty
-    from neurocxr.fileio import staged_output, write_json
-    from neurocxr.provenance import provenance
 
     if not (robustness or uncertainty):
         raise NeurocxrError("nothing to do: ask for --robustness and/or --uncertainty")
@@ -91,7 +90,6 @@ def clinical_evaluation(
         out=out,
         force=force,
     )
-    from neurocxr.data import data_for_checkpoint, resolve_data_source
 
     data = data_for_checkpoint(
         data, loaded.metadata

@@ -40,6 +40,8 @@ from neurocxr.evaluation.common import (
     run_chip,
     softmax_positive,
 )
+from neurocxr.fileio import atomic_write
+from neurocxr.models.loaded import forward_model
 
 DEFAULT_PASSES = 20
 REFERRAL_FRACTIONS = tuple(round(f, 2) for f in np.arange(0.0, 0.91, 0.05))
@@ -77,7 +79,6 @@ def mc_dropout_probabilities(
 ) -> np.ndarray:
     """Softmax probabilities [passes, N, K] with only the dropout modules in training mode
     (BatchNorm and everything else stay in eval). The global torch RNG is left as it was."""
-    from neurocxr.training import forward_model
 
     if int(passes) < 2:
         raise NeurocxrError(f"MC dropout needs at least 2 passes, got {passes}")
@@ -294,8 +295,6 @@ def plot_uncertainty(result: dict[str, Any], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from neurocxr.fileio import atomic_write
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")

@@ -25,6 +25,7 @@ MAX_NUM_STEPS = 10_000
 
 def _check_known_model(name: str) -> None:
     """Refuse a model name the registry does not hold (importing neurocxr.models fills it)."""
+    # lazy: neurocxr.models imports this module
     import neurocxr.models  # noqa: F401  (registers the built-in builders)
 
     if name not in MODEL_REGISTRY:
@@ -161,6 +162,7 @@ class SNNOutput(NamedTuple):
 
 def is_neuron(module: nn.Module) -> bool:
     """A module that holds membrane state and spikes (snnTorch, Norse or our own NIR-imported ones)."""
+    # lazy: neurocxr.models.neurons imports this module
     from neurocxr.models import neurons  # local: avoids import cycles
 
     return neurons.is_neuron_module(module)
@@ -179,6 +181,7 @@ class SpikingSequential(nn.Module):
         self.readout = readout
 
     def forward(self, x: torch.Tensor, record: bool = False) -> SNNOutput:
+        # lazy: neurocxr.models.neurons imports this module
         from neurocxr.models import neurons
 
         if x.dim() < 3:

@@ -1,6 +1,6 @@
 """CNN baselines: a small CNN the size of snn_conv, and ResNet-18 for one-channel images.
 
-They take images [B, C, H, W] and return logits [B, K]; `neurocxr.training.forward_model` is the
+They take images [B, C, H, W] and return logits [B, K]; `neurocxr.models.loaded.forward_model` is the
 one place that knows SNNs get encoded spike trains instead.
 """
 

@@ -10,7 +10,7 @@ fully connected layers and a readout without bias:
 ``config.channels`` are the conv widths, one per conv layer (its length is the depth);
 ``config.extra["strides"]`` the stride of each conv (default: 2 at every second conv while the map
 is larger than 4 px, VGG's "two convs then downsample"). `vgg_channels` builds the widths from
-the ``depth``/``width`` levers. The CNN's last layer has no bias so that `neurocxr.conversion`
+the ``depth``/``width`` levers. The CNN's last layer has no bias so that `neurocxr.training.conversion`
 can turn it into the SNN's bias-free readout without changing any decision (a bias on a
 two-class head only shifts the logit difference, which the validation threshold absorbs anyway).
 """
@@ -118,7 +118,7 @@ def build_snn_vgg(config: ModelConfig) -> SpikingSequential:
     kind="cnn",
     loihi_deployable=False,
     description="snn_vgg's ReLU twin: (conv3x3-BN-ReLU) x len(channels), stride 2 every second conv, fc-BN-ReLU, "
-    "fc without bias; the conversion source of neurocxr.conversion (BN folds, no max-pool)",
+    "fc without bias; the conversion source of neurocxr.training.conversion (BN folds, no max-pool)",
 )
 def build_cnn_vgg(config: ModelConfig) -> nn.Sequential:
     strides = vgg_strides(config)

@@ -1,6 +1,6 @@
 """The report people read: one self-contained HTML page and a JSON file with every number.
 
-Input is a `Report` (plain dataclass) assembled by the energy-report stage (`neurocxr.stages`):
+Input is a `Report` (plain dataclass) assembled by the energy-report stage (`neurocxr.report.stage`):
 energy estimates and measurements, per-layer counts on both counting bases, clinical metrics at
 validation-chosen operating points, export and parity results, provenance, and optionally a
 sweep table. One module per job, each importing only those above it:

@@ -26,7 +26,7 @@ The config (TOML)::
     # cnn_vgg checkpoint to convert; model snn_vgg), augment (none/light/shift), qat_epochs --
     # and any [train] / [model] key
 
-    [train]                      # fixed neurocxr.training.TrainConfig fields
+    [train]                      # fixed neurocxr.training.train.TrainConfig fields
     epochs = 6
     [model]                      # fixed neurocxr.models.ModelConfig fields (beta, threshold, channels, hidden, dropout)
     [ray]                        # num_cpus, max_concurrent, cpus_per_trial, address
@@ -43,12 +43,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from neurocxr.data import check_data_path
+from neurocxr.data.datasets import check_data_path
 from neurocxr.energy.profiles import get_profile
 from neurocxr.errors import ConfigError, NeurocxrError
+from neurocxr.exporters.model_checks import check_model_options
 from neurocxr.models import ModelConfig, model_info
-from neurocxr.training import TrainConfig, lever_configs
-from neurocxr.validation import check_model_options, missing_file_message
+from neurocxr.training.train import TrainConfig, lever_configs
+from neurocxr.validation import missing_file_message
 
 if sys.version_info >= (3, 11):  # pragma: no cover - the project runs on 3.10
     import tomllib
@@ -66,7 +67,7 @@ SWEEP_KEYS = (
 )
 RAY_KEYS = ("num_cpus", "max_concurrent", "cpus_per_trial", "address")
 SECTIONS = ("sweep", "grid", "train", "model", "ray")
-# The levers carry the names of `neurocxr train`'s options (neurocxr.training.LEVERS); convert_from,
+# The levers carry the names of `neurocxr train`'s options (neurocxr.training.train.LEVERS); convert_from,
 # augment and qat_epochs are TrainConfig fields, so they are axes as [train] keys are.
 CORE_AXES = (
     "model",

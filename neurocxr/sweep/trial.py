@@ -1,5 +1,5 @@
 """One sweep trial on the deployment object: train a grid point's SNN, build its hardware-valid
-`neurocxr.deployment.Deployment`, run the emulator on val and test, and measure chip AUC, the
+`neurocxr.deploy.deployment.Deployment`, run the emulator on val and test, and measure chip AUC, the
 operating point chosen on validation, counts and energy per profile (`TrialResult`)."""
 
 from __future__ import annotations
@@ -13,15 +13,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurocxr.data import DataSplits, load_dataset
-from neurocxr.deployment import Deployment, OperatingPoint, readout_difference, threshold_method
+from neurocxr.data.datasets import DataSplits, load_dataset
+from neurocxr.deploy.deployment import (
+    Deployment,
+    OperatingPoint,
+    readout_difference,
+    threshold_method,
+)
 from neurocxr.energy.profiles import available_profiles
 from neurocxr.metrics import clinical_metrics
 from neurocxr.models import MODEL_REGISTRY, ModelConfig
-from neurocxr.pipeline import LoadedModel, float_logits
+from neurocxr.models.loaded import LoadedModel, float_logits
 from neurocxr.sweep.config import trial_configs
 from neurocxr.threads import torch_threads
-from neurocxr.training import TrainConfig, train
+from neurocxr.training.train import TrainConfig, train
 
 
 def run_trial(params: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +167,7 @@ def chip_evaluation(
     energy_model: str | None = None,
 ) -> TrialResult:
     """A trained SNN -> hardware-valid Loihi program (8-bit weights, fits the chip; a
-    `neurocxr.deployment.Deployment`) -> emulator on val and test -> chip and float AUC, test
+    `neurocxr.deploy.deployment.Deployment`) -> emulator on val and test -> chip and float AUC, test
     metrics at the chip's operating point chosen on the validation chip scores (`OperatingPoint`),
     energy per profile from the test counts, cores. ``threshold``: the float model's (validation)
     threshold, kept with it; ``energy_model``: the name energy estimates carry (default: the config's)."""

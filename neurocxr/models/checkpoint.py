@@ -21,7 +21,7 @@ from neurocxr.errors import CheckpointError
 from neurocxr.fileio import atomic_write
 from neurocxr.models.base import MODEL_REGISTRY, ModelConfig, build_model
 from neurocxr.provenance import package_versions
-from neurocxr.validation import check_finite_state
+from neurocxr.validation import check_finite_state, check_threshold, describe_file, file_kind
 
 CHECKPOINT_FORMAT = "neurocxr-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -103,7 +103,6 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     [0, 1], or a file of another kind (a NIR graph, netx file, npz, folder: named, with the command
     that reads it).
     """
-    from neurocxr.validation import describe_file, file_kind
 
     path = Path(path)
     kind = file_kind(path)
@@ -176,7 +175,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"{path} is damaged: its 'metadata' entry is a {type(metadata).__name__}, not a dict"
         )
     if "threshold" in metadata:  # the operating point decides every call: checked where it enters
-        from neurocxr.validation import check_threshold
-
         check_threshold(metadata["threshold"], str(path))
     return Checkpoint(model.eval(), config, dict(metadata))

@@ -9,8 +9,8 @@
 A `Deployment` holds the `LoihiProgram` (what runs), the NIR graph it came from, the resources it
 occupies and typed per-layer quantisation records (`LayerQuant`). Backends are chosen by name as
 Lava picks a ProcessModel by tag: the program says what, the backends (`BACKENDS`) say how.
-Export (`neurocxr.pipeline.export_loihi`), NIR-file export (`neurocxr.nir_export`), the energy
-report (`neurocxr.stages`), a sweep trial (`neurocxr.sweep`) and the clinical evaluation
+Export (`neurocxr.deploy.export.export_loihi`), NIR-file export (`neurocxr.deploy.nir_file`), the energy
+report (`neurocxr.report.stage`), a sweep trial (`neurocxr.sweep`) and the clinical evaluation
 (`neurocxr.evaluation.common`) all go through it; their results crossing module boundaries are the
 dataclasses below (`OperatingPoint`, `ParityReport`, `GraphParityReport`, `LavaParity`,
 `ExportReport`), turned into JSON by `neurocxr.fileio`.
@@ -35,16 +35,21 @@ import numpy as np
 import torch
 from torch import nn
 
+from neurocxr.energy.estimate import estimate_energy
 from neurocxr.errors import NeurocxrError, SimulationError
 from neurocxr.exporters.layer_quant import LayerQuant, layer_quants
-from neurocxr.exporters.loihi import QuantisationOptions, nir_to_program
+from neurocxr.exporters.loihi import QuantisationOptions, nir_to_program, to_program
+from neurocxr.exporters.netx import read_netx, write_netx
+from neurocxr.exporters.nir import read_nir, write_nir
 from neurocxr.exporters.program import LoihiProgram
 from neurocxr.exporters.resources import ResourceEstimate, check_fits, estimate_resources
 from neurocxr.hardware_sims.emulator import emulate
+from neurocxr.hardware_sims.lava import run_lava
 from neurocxr.hardware_sims.results import LayerCounts, RunResult
 from neurocxr.metrics import choose_threshold, clinical_metrics
-from neurocxr.pipeline import LoadedModel, encoded_inputs, load, to_program
+from neurocxr.models.loaded import LoadedModel, encoded_inputs, float_logits, load
 from neurocxr.provenance import environment
+from neurocxr.validation import check_finite_inputs, images_to_unit_range, show_progress
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import nir
@@ -363,7 +368,7 @@ class ExportReport:
 class EncodedImages:
     """One image set, encoded once: what the chip receives and (lazily) what the float model sees.
 
-    ``float_input`` is the seeded ``[T, B, C, H, W]`` encoding (`neurocxr.pipeline.encoded_inputs`);
+    ``float_input`` is the seeded ``[T, B, C, H, W]`` encoding (`neurocxr.models.loaded.encoded_inputs`);
     the chip gets the images themselves (bias input) or that same tensor (spike input), so the float
     model and the emulator always see the same input.
     """
@@ -404,7 +409,6 @@ def _run_emulator(
 def _run_lava(
     dep: Deployment, x: np.ndarray, *, record: bool, progress: bool, raw_bias: bool = False
 ) -> RunResult:
-    from neurocxr.hardware_sims.lava import run_lava  # the one module that imports Lava
 
     if dep.netx_path is not None:
         return run_lava(
@@ -416,7 +420,6 @@ def _run_lava(
             progress=progress,
             raw_bias=raw_bias,
         )
-    from neurocxr.exporters.netx import write_netx
 
     with tempfile.TemporaryDirectory(prefix="neurocxr-netx-") as tmp:
         path = write_netx(dep.program, Path(tmp) / "model.net")
@@ -493,7 +496,6 @@ class Deployment:
         """A NIR graph (or .nir file, from any tool) -> LoihiProgram. ``dt``/``num_steps`` as in
         `neurocxr.exporters.loihi.nir_to_program` (the graph's metadata wins; neither -> ExportError).
         ``check_fit=False`` leaves the chip-capacity check (`check_fits`) to the caller."""
-        from neurocxr.exporters.nir import read_nir
 
         name = "graph"
         if isinstance(graph, (str, Path)):
@@ -520,7 +522,6 @@ class Deployment:
         cls, path: str | Path, *, num_steps: int | None = None, input_scale: float | None = None
     ) -> Deployment:
         """A netx HDF5 file (ours or lava-dl's) -> LoihiProgram; Lava runs the file itself."""
-        from neurocxr.exporters.netx import read_netx
 
         program = read_netx(path, num_steps=num_steps, input_scale=input_scale)
         return cls(
@@ -540,8 +541,6 @@ class Deployment:
     def write(self, folder: str | Path) -> dict[str, Path]:
         """Write model.nir (when there is a graph) and model.net into the existing ``folder``
         (atomically, each file); ``netx_path`` then points at the netx file, which Lava runs."""
-        from neurocxr.exporters.netx import write_netx
-        from neurocxr.exporters.nir import write_nir
 
         out, files = Path(folder), {}
         if self.graph is not None:
@@ -573,7 +572,6 @@ class Deployment:
 
     @staticmethod
     def _unit_range(images: Any) -> np.ndarray:
-        from neurocxr.validation import images_to_unit_range
 
         return images_to_unit_range(images)
 
@@ -614,8 +612,7 @@ class Deployment:
         return chip_scores(run, self.program)
 
     def float_logits(self, images: torch.Tensor, *, seed: int = 0) -> np.ndarray:
-        """Logits of the float model (`neurocxr.pipeline.float_logits`)."""
-        from neurocxr.pipeline import float_logits
+        """Logits of the float model (`neurocxr.models.loaded.float_logits`)."""
 
         return float_logits(self._loaded(), images, seed=seed)
 
@@ -637,7 +634,6 @@ class Deployment:
         """The chip's decision threshold, chosen on validation ``images`` exactly as the float
         model's was (same rule, on the emulator's scores instead of the float model's), so that
         float-vs-chip differences in sensitivity/specificity come from quantisation only."""
-        from neurocxr.validation import show_progress
 
         x = images if isinstance(images, EncodedImages) else self.encode(images, seed=seed)
         run = self.run(x, progress=show_progress(progress))
@@ -662,7 +658,6 @@ class Deployment:
         """Float model vs emulator on ``images``; emulator vs Lava on the first ``lava_samples``
         (needs a netx file: `write` first, or a deployment from one). Returns (report, the
         emulator's RunResult over all images). Both models see the same encoded input."""
-        from neurocxr.validation import check_finite_inputs, show_progress
 
         progress = show_progress(progress)
         loaded = self._loaded()
@@ -743,7 +738,6 @@ class Deployment:
         model: str | None = None,
     ) -> list[EnergyEstimate]:
         """Energy per inference of ``run``'s counts on each device profile (mean per sample)."""
-        from neurocxr.energy.estimate import estimate_energy
 
         counts = list(run.counts if isinstance(run, RunResult) else run)
         return [

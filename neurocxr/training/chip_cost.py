@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neurocxr.energy.profiles import resolve_profile
 from neurocxr.errors import NeurocxrError
 from neurocxr.models.base import SpikingSequential, is_neuron
 
@@ -132,7 +133,6 @@ class ChipCostModel:
         num_steps: int,
         profile: object = "loihi2",
     ) -> None:
-        from neurocxr.energy.profiles import resolve_profile
 
         self.profile = resolve_profile(profile)  # type: ignore[arg-type]
         if not self.profile.spiking:

@@ -28,8 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurocxr.deployment import DECISION_RULE_READOUT, Deployment, GraphParityReport
+from neurocxr.deploy.deployment import DECISION_RULE_READOUT, Deployment, GraphParityReport
+from neurocxr.deploy.export import LoihiExport
 from neurocxr.errors import ExportError, NeurocxrError
+from neurocxr.exporters.nir import _plain, from_nir, read_nir
+from neurocxr.exporters.resources import check_fits
+from neurocxr.fileio import staged_output, write_json, write_text
 
 NIR_EXPORT_FILES = ("model.nir", "model.net", "export_report.json", "export_report.md")
 DEFAULT_PARITY_SAMPLES = 16
@@ -37,7 +41,6 @@ DEFAULT_SPIKE_RATE = 0.2
 
 
 def _graph_meta(graph: Any) -> dict[str, Any]:
-    from neurocxr.exporters.nir import _plain
 
     meta = getattr(graph, "metadata", None)
     return _plain(dict(meta)) if isinstance(meta, dict) else {}
@@ -112,8 +115,6 @@ def nir_parity(deployment: Deployment, x: np.ndarray, dt: float) -> GraphParityR
     """Float model of the deployment's graph vs the emulator on ``x``: per-layer spikes, output
     agreement, warnings."""
     import warnings
-
-    from neurocxr.exporters.nir import from_nir
 
     graph, program = deployment.graph, deployment.program
     t0 = time.perf_counter()
@@ -249,9 +250,6 @@ def export_nir_graph(
 
     With ``out_dir=None`` nothing is written and Lava is not run.
     """
-    from neurocxr.exporters.nir import read_nir
-    from neurocxr.exporters.resources import check_fits
-    from neurocxr.pipeline import LoihiExport
 
     source = Path(path)
     if samples < 1:
@@ -329,8 +327,6 @@ def export_nir_graph(
         )
     else:
         import nir
-
-        from neurocxr.fileio import staged_output, write_json, write_text
 
         out = Path(out_dir)
         with staged_output(out, NIR_EXPORT_FILES, force) as stage:

@@ -21,14 +21,30 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, WeightedRandomSampler
 
-from neurocxr.errors import DataError
+from neurocxr.data.datasets import Augment
+from neurocxr.data.encoding import encode
+from neurocxr.errors import ConfigError, DataError
 from neurocxr.metrics import ClinicalMetrics, choose_threshold, clinical_metrics
 from neurocxr.models.base import ModelConfig, build_model, is_snn
+from neurocxr.models.checkpoint import load_checkpoint, save_checkpoint
+from neurocxr.models.loaded import forward_model, load
+from neurocxr.models.vgg import vgg_channels
 from neurocxr.threads import restores_torch_threads
+from neurocxr.training.chip_cost import ChipCostModel
+from neurocxr.training.conversion import (
+    DEFAULT_BALANCE_SAMPLES,
+    convert_checkpoint,
+    relu_activations,
+    snn_config_for,
+)
+from neurocxr.training.qat import FakeQuantiser
+from neurocxr.validation import check_both_classes, check_choice, check_float, check_int
 
 BALANCE_MODES = ("weights", "sampler", "none")
+
+
 # none | light (flip, small rotation, brightness/contrast) | shift (light + acquisition differences:
-# gamma, blur, noise, scale/crop jitter; neurocxr.data.Augment.for_mode)
+# gamma, blur, noise, scale/crop jitter; neurocxr.data.datasets.Augment.for_mode)
 AUGMENT_MODES = ("none", "light", "shift")
 
 
@@ -50,7 +66,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # CrossEntropyLoss label smoothing (0 = none)
     # Energy levers (issue 9), all off by default and chosen on validation:
     chip_cost_weight: float = (
-        0.0  # lambda x differentiable chip energy in uJ per sample (neurocxr.chip_cost)
+        0.0  # lambda x differentiable chip energy in uJ per sample (neurocxr.training.chip_cost)
     )
     chip_cost_profile: str = "loihi2"  # device profile whose per-op constants weigh the chip cost
     early_readout_weight: float = (
@@ -65,16 +81,17 @@ class TrainConfig:
     # and the teacher's ReLU activations / their batch 99.9th percentile, layer by layer; needs a
     # cnn_vgg teacher with the student's (snn_vgg) layer shapes, e.g. the conversion source
     distill_feature_weight: float = 0.0
-    qat_epochs: int = 0  # quantisation-aware fine-tuning epochs after training (neurocxr.qat)
+    qat_epochs: int = (
+        0  # quantisation-aware fine-tuning epochs after training (neurocxr.training.qat)
+    )
     qat_lr_factor: float = 0.1  # QAT learning rate = lr x this
-    # ANN->SNN conversion (neurocxr.conversion): start from a converted cnn_vgg checkpoint instead of a
+    # ANN->SNN conversion (neurocxr.training.conversion): start from a converted cnn_vgg checkpoint instead of a
     # random init; epochs = 0 keeps the converted network as it is (pure conversion).
     convert_from: str | None = None
     convert_percentile: float = 99.9
 
     def __post_init__(self) -> None:
         # ConfigError (a ValueError too) names the field and what it accepts.
-        from neurocxr.validation import check_choice, check_float, check_int
 
         check_choice("balance", self.balance, BALANCE_MODES)
         check_choice("schedule", self.schedule, ("onecycle", "cosine"))
@@ -113,8 +130,6 @@ class TrainConfig:
         if (
             self.distill_weight > 0 or self.distill_feature_weight > 0
         ) and not self.distill_teacher:
-            from neurocxr.errors import ConfigError
-
             raise ConfigError(
                 "distill_weight / distill_feature_weight > 0 needs distill_teacher (a checkpoint path "
                 "of the teacher model)"
@@ -126,7 +141,6 @@ class TrainConfig:
 
 def augment_mode(value: bool | str) -> str:
     """The augmentation mode name of a TrainConfig.augment value (booleans kept for old configs)."""
-    from neurocxr.validation import check_choice
 
     if isinstance(value, (bool, np.bool_)):
         return "light" if value else "none"
@@ -169,7 +183,7 @@ def lever_configs(
     names the first impossible combination, before any data is read.
 
     - ``convert_from``: checkpoint of a trained `cnn_vgg`; the model becomes its `snn_vgg` twin
-      (`neurocxr.conversion`), so ``model`` must be snn_vgg and depth/width come from the CNN;
+      (`neurocxr.training.conversion`), so ``model`` must be snn_vgg and depth/width come from the CNN;
     - ``depth``: conv layers of a VGG plan (`neurocxr.models.vgg.vgg_channels`, snn_vgg/cnn_vgg only);
     - ``width``: multiplies the channels and hidden sizes (of the VGG plan when ``depth`` is given);
     - ``teacher``: checkpoint of a CNN to distil from (logits; ``distill_weight`` default 0.5);
@@ -177,8 +191,6 @@ def lever_configs(
     ``model_fields``: other ModelConfig fields (channels, hidden, beta, threshold, dropout);
     ``train_fields``: other TrainConfig fields (epochs, lr, seed, ...).
     """
-    from neurocxr.errors import ConfigError
-    from neurocxr.validation import check_float, check_int
 
     fields_ = dict(model_fields or {})
     width = check_float("width", width, 0.0, None, low_open=True)
@@ -202,8 +214,6 @@ def lever_configs(
             raise ConfigError(
                 f"convert_from: {path} is not a file; pass the checkpoint of a trained cnn_vgg"
             )
-        from neurocxr.checkpoint import load_checkpoint
-        from neurocxr.conversion import snn_config_for
 
         cnn_config = load_checkpoint(path).config
         if cnn_config.image_size != image_size:
@@ -213,8 +223,6 @@ def lever_configs(
         config = snn_config_for(cnn_config, num_steps, float(fields_.get("threshold", 1.0)))
     else:
         if depth is not None:
-            from neurocxr.models.vgg import vgg_channels
-
             fields_["channels"] = vgg_channels(depth, width)
             fields_["hidden"] = tuple(
                 max(1, int(round(h * width))) for h in fields_.get("hidden", (128,))
@@ -267,7 +275,9 @@ class TrainResult:
     data_source: str
     checkpoint_path: Path | None = None
     train_config: TrainConfig = field(default_factory=TrainConfig)
-    conversion: dict[str, Any] | None = None  # neurocxr.conversion.ConversionReport when converted
+    conversion: dict[str, Any] | None = (
+        None  # neurocxr.training.conversion.ConversionReport when converted
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -275,24 +285,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def forward_model(
-    model: nn.Module, images: torch.Tensor, config: ModelConfig, *, seed: int | None = None
-) -> torch.Tensor:
-    """Logits [B, K] of any registered model for images [B, C, H, W] in [0, 1].
-
-    SNNs receive ``encode(images, config.encoding, config.num_steps, seed)``; ``seed`` makes rate
-    coding repeatable (None: draw from torch's global generator).
-    """
-    if images.dim() != 4:
-        raise ValueError(f"images must be [B, C, H, W], got shape {tuple(images.shape)}")
-    if is_snn(config):
-        from neurocxr.encoding import encode
-
-        out = model(encode(images, config.encoding, config.num_steps, seed=seed))
-        return out.logits
-    return model(images)
 
 
 def _labels_of(ds: Dataset) -> np.ndarray:
@@ -317,7 +309,7 @@ def _scores_and_labels(
         with torch.no_grad():
             loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
             for i, (images, y) in enumerate(loader):
-                # seed + batch index: the same convention as neurocxr.pipeline.float_logits
+                # seed + batch index: the same convention as neurocxr.models.loaded.float_logits
                 logits = forward_model(model, images.float(), config, seed=seed + i)
                 scores.append(torch.softmax(logits.float(), dim=1)[:, 1].numpy())
                 labels.append(np.asarray(y).astype(np.int64).ravel())
@@ -354,7 +346,7 @@ def _train_subset(ds: Dataset, max_samples: int | None, seed: int) -> Dataset:
 
 
 def _with_augment(ds: Dataset, augment: Any) -> Dataset:
-    """A view of the training dataset that augments in ``__getitem__`` (neurocxr.data.ImageDataset
+    """A view of the training dataset that augments in ``__getitem__`` (neurocxr.data.datasets.ImageDataset
     applies its ``augment`` per sample; validation/test datasets are left untouched)."""
     import dataclasses
 
@@ -362,7 +354,7 @@ def _with_augment(ds: Dataset, augment: Any) -> Dataset:
         return Subset(_with_augment(ds.dataset, augment), ds.indices)
     if not (dataclasses.is_dataclass(ds) and hasattr(ds, "augment")):
         raise ValueError(
-            f"augment=True needs a neurocxr.data.ImageDataset, got {type(ds).__name__}"
+            f"augment=True needs a neurocxr.data.datasets.ImageDataset, got {type(ds).__name__}"
         )
     return dataclasses.replace(ds, augment=augment)  # type: ignore[type-var]
 
@@ -382,7 +374,7 @@ class LossTerms:
     """The training loss of one batch: cross-entropy plus the optional energy and accuracy levers.
 
     - chip cost (``chip_cost_weight`` = lambda): lambda x the differentiable chip energy per
-      sample in uJ on ``chip_cost_profile`` (`neurocxr.chip_cost`, the energy report's formula);
+      sample in uJ on ``chip_cost_profile`` (`neurocxr.training.chip_cost`, the energy report's formula);
     - early readout (``early_readout_weight``): cross-entropy of the readout averaged over the
       first t steps, averaged over t = 1..T, so the decision can be read out before step T;
     - distillation (``distill_weight``): Hinton's KL(teacher || student) at ``distill_temperature``
@@ -403,8 +395,6 @@ class LossTerms:
         self.snn = is_snn(config)
         self.chip_cost = None
         if train_cfg.chip_cost_weight > 0 and self.snn:
-            from neurocxr.chip_cost import ChipCostModel
-
             shape = (config.in_channels, config.image_size, config.image_size)
             self.chip_cost = ChipCostModel(
                 model, shape, config.num_steps, train_cfg.chip_cost_profile
@@ -414,8 +404,6 @@ class LossTerms:
         if (
             train_cfg.distill_weight > 0 or train_cfg.distill_feature_weight > 0
         ) and train_cfg.distill_teacher:
-            from neurocxr.pipeline import load
-
             self.teacher = load(train_cfg.distill_teacher)
             if self.teacher.config.image_size != config.image_size:
                 raise DataError(
@@ -423,8 +411,6 @@ class LossTerms:
                     f"the student on {config.image_size} px"
                 )
             if train_cfg.distill_feature_weight > 0:
-                from neurocxr.errors import ConfigError
-
                 twin = self.teacher.config
                 if not (
                     self.snn
@@ -449,8 +435,6 @@ class LossTerms:
         readout_steps = None
         cost = None
         if self.snn:
-            from neurocxr.encoding import encode
-
             x = encode(images, self.config.encoding, self.config.num_steps)
             out = model(x, record=self.chip_cost is not None or self.feature_teacher)
             logits, readout_steps = out.logits, out.readout_steps
@@ -463,8 +447,6 @@ class LossTerms:
         )
         parts["ce"] = float(loss)
         if self.feature_teacher:
-            from neurocxr.conversion import relu_activations
-
             targets = relu_activations(self.teacher.model.eval(), images)
             rates = [s.mean(0) for s in (out.spikes or [])][
                 -len(targets) :
@@ -527,12 +509,10 @@ def _quantisation_aware_finetune(
     history: list[dict[str, float]],
     progress: bool,
 ) -> tuple[float, float, int]:
-    """``qat_epochs`` more epochs with the exporter's integers in the forward pass (`neurocxr.qat`),
+    """``qat_epochs`` more epochs with the exporter's integers in the forward pass (`neurocxr.training.qat`),
     constant lr = lr x qat_lr_factor, the epoch with the best validation AUC (of the quantised
     forward pass) kept; the weights end exactly on the chip's grid. Returns (threshold, val AUC, epoch)."""
     from tqdm.auto import tqdm
-
-    from neurocxr.qat import FakeQuantiser
 
     fq = FakeQuantiser(model, config)
     fq.refresh()
@@ -597,8 +577,7 @@ def _converted_model(
     config: ModelConfig, train_cfg: TrainConfig, train_ds: Dataset
 ) -> tuple[nn.Module, Any]:
     """The `snn_vgg` converted from ``train_cfg.convert_from`` with thresholds balanced on (at most
-    1000, seeded) training images; ``config`` must be the checkpoint's SNN twin (`neurocxr.conversion`)."""
-    from neurocxr.conversion import DEFAULT_BALANCE_SAMPLES, convert_checkpoint
+    1000, seeded) training images; ``config`` must be the checkpoint's SNN twin (`neurocxr.training.conversion`)."""
 
     n = len(train_ds)  # type: ignore[arg-type]
     pick = np.sort(
@@ -615,12 +594,10 @@ def _converted_model(
         percentile=train_cfg.convert_percentile,
     )
     if converted_cfg.to_dict() != config.to_dict():
-        from neurocxr.errors import ConfigError
-
         diff = sorted(k for k, v in converted_cfg.to_dict().items() if config.to_dict().get(k) != v)
         raise ConfigError(
             f"the model config differs from the SNN twin of {train_cfg.convert_from} in {', '.join(diff)}; "
-            "build it with neurocxr.conversion.snn_config_for(<the CNN's config>, num_steps, threshold)"
+            "build it with neurocxr.training.conversion.snn_config_for(<the CNN's config>, num_steps, threshold)"
         )
     return model, report
 
@@ -655,8 +632,6 @@ def train(
         model = build_model(config)
     augment = None
     if augment_mode(train_cfg.augment) != "none":
-        from neurocxr.data import Augment
-
         augment = Augment.for_mode(augment_mode(train_cfg.augment), seed=train_cfg.seed)
         train_ds = _with_augment(train_ds, augment)
     train_labels = _labels_of(train_ds)
@@ -666,7 +641,6 @@ def train(
             f"the training split holds class {present.tolist()} only; a classifier needs both "
             "normal (0) and pneumonia (1) images (check the data source or max_train_samples)"
         )
-    from neurocxr.validation import check_both_classes
 
     # The best epoch (val AUC) and the operating threshold are chosen on val: one class gives AUC NaN.
     check_both_classes(
@@ -774,8 +748,6 @@ def train(
             best_state = copy.deepcopy(model.state_dict())
             best_threshold = choose_threshold(val_labels, val_scores, "youden")
             if checkpoint_path is not None:
-                from neurocxr.checkpoint import save_checkpoint
-
                 save_checkpoint(
                     checkpoint_path,
                     model,
@@ -807,8 +779,6 @@ def train(
         )
     val_metrics = evaluate(model, config, splits.val, best_threshold, seed=train_cfg.seed)
     if checkpoint_path is not None:  # final metadata: full history and the validation metrics
-        from neurocxr.checkpoint import save_checkpoint
-
         save_checkpoint(
             checkpoint_path,
             model,

@@ -7,7 +7,7 @@ message naming the file/key/folder at fault; library exceptions never reach the 
 
 Where data comes from when the user names nothing (`resolve_data_source`): an explicit path, then
 ``$NEUROCXR_DATA``, then ``~/.medmnist/pneumoniamnist.npz`` (where ``medmnist`` downloads it), and
-finally synthetic phantoms (`neurocxr.phantoms`), which are always labelled synthetic.
+finally synthetic phantoms (`neurocxr.data.phantoms`), which are always labelled synthetic.
 """
 
 from __future__ import annotations
@@ -26,7 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, WeightedRandomSampler
 
+from neurocxr.data.phantoms import generate_phantoms
 from neurocxr.errors import DataError
+from neurocxr.validation import (
+    PIXEL_RULE,
+    check_finite_inputs,
+    describe_file,
+    file_kind,
+    show_progress,
+)
 
 __all__ = [
     "CLASS_NAMES",
@@ -258,8 +266,6 @@ class ImageDataset(Dataset):
                 f"{self.split}: {self.images.shape[0]} images but {self.labels.shape[0]} labels"
             )
         if not bool(torch.isfinite(self.images).all()):
-            from neurocxr.validation import check_finite_inputs
-
             check_finite_inputs(self.images, f"{self.split} images")
 
     def __len__(self) -> int:
@@ -377,7 +383,6 @@ def load_npz(path: str | Path, image_size: int | None = None) -> DataSplits:
         )
     if path.is_dir():
         raise DataError(f"{path} is a folder, not an npz file; use load_folder for image folders")
-    from neurocxr.validation import describe_file, file_kind
 
     if file_kind(path) in ("checkpoint", "nir", "netx", "hdf5", "onnx", "toml", "image"):
         raise DataError(
@@ -520,7 +525,6 @@ def wide_mode_to_unit(img: Any, path: Path) -> np.ndarray:
     """Pixels of a 16-bit ("I;16*"), 32-bit integer ("I") or float ("F") PIL image as float64 in
     [0, 1] by the one pixel rule (`neurocxr.validation.PIXEL_RULE`): 16-bit data divided by 65535
     (PNG readers may hold it in mode "I"), floats kept and required in [0, 1]; anything else refused."""
-    from neurocxr.validation import PIXEL_RULE
 
     arr = np.asarray(img, dtype=np.float64)
     if img.mode == "F":
@@ -578,8 +582,6 @@ def _load_folder_split(split_dir: Path, size: int) -> tuple[np.ndarray, np.ndarr
         if not files:
             raise DataError(f"class folder {class_dir} holds no .jpeg/.jpg/.png images")
         from tqdm import tqdm
-
-        from neurocxr.validation import show_progress
 
         bar = tqdm(
             files,
@@ -707,7 +709,6 @@ def synthetic_splits(
     image_size: int = 28, n_train: int = 600, n_val: int = 150, n_test: int = 150, seed: int = 0
 ) -> DataSplits:
     """Synthetic chest X-ray phantoms (50% pneumonia in every split), deterministic in ``seed``."""
-    from neurocxr.phantoms import generate_phantoms
 
     _check_image_size(image_size)
     source = f"synthetic phantoms (seed {seed})"
@@ -810,7 +811,6 @@ def check_data_path(data: str | Path | None, where: str = "--data") -> None:
     """Refuse, before any work, a data path (given, or from $NEUROCXR_DATA) that does not exist or
     is a file of another kind (a checkpoint, a NIR graph, an image...); damaged archives are left to
     the loaders, which say what is wrong inside them."""
-    from neurocxr.validation import describe_file, file_kind
 
     resolved = resolve_data_source(data)
     if resolved is None or resolved == "synthetic":

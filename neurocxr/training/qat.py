@@ -22,6 +22,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from neurocxr.errors import NeurocxrError
+from neurocxr.exporters.loihi import nir_to_program
+from neurocxr.exporters.nir import to_nir
+from neurocxr.exporters.program import BIAS_MAX, BIAS_MIN
 from neurocxr.models.base import ModelConfig, SpikingSequential, is_neuron
 
 
@@ -87,7 +90,6 @@ class FakeQuantiser:
             raise NeurocxrError(
                 f"quantisation-aware training needs a SpikingSequential SNN, got {type(model).__name__}"
             )
-        from neurocxr.exporters.program import BIAS_MAX, BIAS_MIN
 
         self.model, self.config = model, config
         self.layers = _synaptic_layers(model)
@@ -107,8 +109,6 @@ class FakeQuantiser:
 
     def export(self) -> Any:
         """The LoihiProgram the exporter makes of the model as it is now."""
-        from neurocxr.exporters.loihi import nir_to_program
-        from neurocxr.exporters.nir import to_nir
 
         shape = (self.config.in_channels, self.config.image_size, self.config.image_size)
         was_training = self.model.training

@@ -12,7 +12,7 @@ approximates a_l / lambda_l and the readout averaged over T steps approximates t
 lambda_0 = 1: the direct-encoded input neurons fire at a rate of about the pixel value in [0, 1].
 Loihi resets to zero (not by subtraction), so the rates lose the residual charge at each spike;
 that error, and the coarse rates at small T, is what the optional surrogate-gradient fine-tuning
-(`neurocxr.training.train` with ``convert_from``; Rathi et al., "Enabling deep spiking neural
+(`neurocxr.training.train.train` with ``convert_from``; Rathi et al., "Enabling deep spiking neural
 networks with hybrid conversion and spike timing dependent backpropagation", ICLR 2020) removes.
 
 The result is an ordinary `snn_vgg` (`SpikingSequential`), so export, emulator, Lava parity,
@@ -30,6 +30,8 @@ from torch import nn
 
 from neurocxr.errors import ConfigError
 from neurocxr.models.base import ModelConfig, SpikingSequential, build_model
+from neurocxr.models.loaded import load
+from neurocxr.provenance import file_sha256
 
 CONVERSION_SOURCE = "cnn_vgg"
 CONVERSION_TARGET = "snn_vgg"
@@ -233,8 +235,6 @@ def convert_checkpoint(
     percentile: float = DEFAULT_PERCENTILE,
 ) -> tuple[SpikingSequential, ModelConfig, ConversionReport]:
     """`convert` the model in a neurocxr checkpoint; the report names the file and its SHA-256."""
-    from neurocxr.pipeline import load
-    from neurocxr.provenance import file_sha256
 
     loaded = load(path)
     snn, config, report = convert(

@@ -17,10 +17,20 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from neurocxr.deployment import Deployment
-from neurocxr.energy.suite import SNN_PROFILES
-from neurocxr.pipeline import LoadedModel, encoded_batches, encoded_inputs, float_logits
+from neurocxr.deploy.deployment import Deployment
+from neurocxr.energy.estimate import estimate_ann_energy, inference_macs
+from neurocxr.energy.measure import gpu_available, measurability, measure_cpu, measure_gpu
+from neurocxr.energy.neurobench import neurobench_counts
+from neurocxr.energy.profiles import get_profile
+from neurocxr.energy.suite import SNN_PROFILES, cnn_estimates, snn_estimates
+from neurocxr.energy.suite import counting_bases as suite_counting_bases
+from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx, onnx_session
+from neurocxr.metrics import clinical_metrics
+from neurocxr.models import is_snn
+from neurocxr.models.base import SpikingSequential
+from neurocxr.models.loaded import LoadedModel, encoded_batches, encoded_inputs, float_logits
 from neurocxr.provenance import environment
+from neurocxr.report import Report, summary_from
 
 # Count-based estimates on neuromorphic profiles (constants and citations in neurocxr.energy.profiles).
 DEFAULT_SNN_PROFILES = SNN_PROFILES
@@ -44,9 +54,7 @@ def neurobench_entries(
 ) -> list[dict[str, Any]] | None:
     """NeuroBench-style counts of the float SNN on ``images`` (the same samples as the chip counts),
     in chunks so the [T, B, ...] input stays small (``encoded``: those chunks already encoded, chunk
-    k with seed k, as `neurocxr.pipeline.encoded_batches` gives them); None for models it cannot count."""
-    from neurocxr.energy.neurobench import neurobench_counts
-    from neurocxr.models.base import SpikingSequential
+    k with seed k, as `neurocxr.models.loaded.encoded_batches` gives them); None for models it cannot count."""
 
     if not isinstance(snn.model, SpikingSequential):
         return None
@@ -77,7 +85,6 @@ def _measure_rows(
     window_s: float,
 ) -> list[Any]:
     """CPU measurements of one runnable model at several batch sizes."""
-    from neurocxr.energy.measure import measure_cpu
 
     rows = []
     for bs in batch_sizes:
@@ -91,7 +98,6 @@ def _measure_rows(
 
 def _gpu_rows(snn: LoadedModel, images: torch.Tensor, acc: float) -> tuple[list[Any], str | None]:
     """NVML-measured SNN inference on the GPU when there is one; otherwise no rows and the reason."""
-    from neurocxr.energy.measure import gpu_available, measure_gpu
 
     ok, reason = gpu_available()
     if not ok:
@@ -123,7 +129,6 @@ def _asdict(obj: Any) -> Any:
 
 
 def _is_neuromorphic(device: str) -> bool:
-    from neurocxr.energy.profiles import get_profile
 
     try:
         return get_profile(device).kind == "neuromorphic"
@@ -147,19 +152,11 @@ def energy_report_stage(
 ) -> Any:
     """Count, estimate, measure: everything the energy report shows, as a `Report` value.
 
-    ``splits`` is a loaded data set (`neurocxr.data.load_dataset`); ``profiles`` DeviceProfiles (or
+    ``splits`` is a loaded data set (`neurocxr.data.datasets.load_dataset`); ``profiles`` DeviceProfiles (or
     names); ``sweep`` an already-read sweep table (`neurocxr.report.read_sweep`) to plot beside
     the models. The chip's decision threshold is chosen on the validation split exactly as the
     float model's was, so float-vs-chip differences are quantisation only.
     """
-    from neurocxr.energy.estimate import estimate_ann_energy, inference_macs
-    from neurocxr.energy.measure import measurability
-    from neurocxr.energy.profiles import get_profile
-    from neurocxr.energy.suite import cnn_estimates, snn_estimates
-    from neurocxr.energy.suite import counting_bases as suite_counting_bases
-    from neurocxr.metrics import clinical_metrics
-    from neurocxr.models import is_snn
-    from neurocxr.report import Report, summary_from
 
     say = on_status or _quiet
     chosen = [
@@ -279,12 +276,6 @@ def energy_report_stage(
                 b.model, (1,) + tuple(images.shape[1:]), name=b.name, accuracy=b_metrics.accuracy
             )
             if measure:
-                from neurocxr.exporters.onnx import (
-                    check_onnx_equivalence,
-                    export_onnx,
-                    onnx_session,
-                )
-
                 onnx_path = export_onnx(
                     b.model,
                     Path(tmp) / f"{b.name}.onnx",

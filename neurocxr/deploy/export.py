@@ -5,133 +5,25 @@ The CLI and the Python API (`neurocxr.load`, `neurocxr.export_loihi`, ...) both 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 from torch import nn
 
 from neurocxr.errors import NeurocxrError
 from neurocxr.fileio import write_json, write_text
 
 if TYPE_CHECKING:  # pragma: no cover - deployment imports this module
-    from neurocxr.deployment import Deployment, ExportReport
-
-# ----------------------------------------------------------------------------------------------
-# Loading
-
-
-@dataclass
-class LoadedModel:
-    """A model with its config and training metadata, from a checkpoint or built in memory."""
-
-    model: nn.Module
-    config: Any  # ModelConfig
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return str(self.metadata.get("label") or self.config.name)
-
-    @property
-    def threshold(self) -> float:
-        from neurocxr.validation import check_threshold
-
-        return check_threshold(self.metadata.get("threshold", 0.5), f"model {self.name!r}")
-
-
-def load(path_or_model: str | Path | nn.Module | LoadedModel) -> LoadedModel:
-    """Load a neurocxr checkpoint (or wrap a model built with `build_model`)."""
-    if isinstance(path_or_model, LoadedModel):
-        return path_or_model
-    if isinstance(path_or_model, nn.Module):
-        config = getattr(path_or_model, "config", None)
-        if config is None:
-            raise NeurocxrError(
-                "model has no .config: build it with neurocxr.models.build_model(ModelConfig(...))"
-            )
-        from neurocxr.validation import check_finite_state
-
-        check_finite_state(
-            path_or_model.state_dict(), f"model {config.name!r}"
-        )  # as checkpoints are checked
-        return LoadedModel(path_or_model.eval(), config, {})
-    from neurocxr.checkpoint import load_checkpoint
-
-    if not isinstance(path_or_model, (str, Path)):
-        import os
-
-        if not isinstance(path_or_model, os.PathLike):
-            raise NeurocxrError(
-                f"load takes a checkpoint path, a model built with neurocxr.models.build_model or a "
-                f"LoadedModel, got an object of type {type(path_or_model).__name__}"
-            )
-    ckpt = load_checkpoint(path_or_model)
-    return LoadedModel(ckpt.model.eval(), ckpt.config, dict(ckpt.metadata))
-
-
-def input_shape(config: Any) -> tuple[int, int, int]:
-    return (config.in_channels, config.image_size, config.image_size)
-
-
-def encoded_inputs(config: Any, images: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """The exact [T, B, C, H, W] tensor an SNN sees for these images (seeded for rate coding)."""
-    from neurocxr.encoding import encode
-
-    return encode(images, config.encoding, config.num_steps, seed=seed)
-
-
-def _check_images(images: torch.Tensor) -> None:
-    from neurocxr.validation import check_finite_inputs
-
-    if len(images) == 0:
-        raise NeurocxrError(
-            "no images to run the model on; raise --max-samples or use a non-empty split"
-        )
-    check_finite_inputs(images, "images")
-
-
-def encoded_batches(
-    config: Any, images: torch.Tensor, *, batch_size: int = 128, seed: int = 0
-) -> list[torch.Tensor]:
-    """The SNN inputs `float_logits` uses: batch i of ``batch_size`` images encoded with seed + i.
-    Encode once and pass them to `float_logits(encoded=...)` and to NeuroBench counting."""
-    _check_images(images)
-    return [
-        encoded_inputs(config, images[start : start + batch_size], seed=seed + i)
-        for i, start in enumerate(range(0, len(images), batch_size))
-    ]
-
-
-@torch.no_grad()
-def float_logits(
-    loaded: LoadedModel,
-    images: torch.Tensor,
-    *,
-    batch_size: int = 128,
-    seed: int = 0,
-    encoded: list[torch.Tensor] | None = None,
-) -> np.ndarray:
-    """Logits of the float PyTorch model; SNN inputs encoded per batch with a seed derived from ``seed``
-    (``encoded``: those batches already encoded by `encoded_batches`, SNNs only)."""
-    from neurocxr.training import forward_model
-
-    _check_images(images)
-    model = loaded.model.eval()
-    if encoded is not None:
-        return torch.cat([model(x).logits for x in encoded]).float().numpy()
-    out = []
-    for i, start in enumerate(range(0, len(images), batch_size)):
-        out.append(
-            forward_model(model, images[start : start + batch_size], loaded.config, seed=seed + i)
-        )
-    return torch.cat(out).float().numpy()
-
-
-# ----------------------------------------------------------------------------------------------
-# Export
+    from neurocxr.deploy.deployment import Deployment, ExportReport
+from neurocxr.data.datasets import check_data_path, data_for_checkpoint, load_dataset
+from neurocxr.deploy.deployment import Deployment
+from neurocxr.exporters.model_checks import check_snn_for_chip
+from neurocxr.exporters.nir import to_nir, write_nir
+from neurocxr.fileio import staged_output
+from neurocxr.models.loaded import LoadedModel, input_shape, load
+from neurocxr.provenance import provenance
+from neurocxr.validation import check_int, check_split
 
 
 @dataclass
@@ -152,21 +44,6 @@ EXPORT_FILES = {
 }
 
 
-def to_program(
-    loaded: LoadedModel, *, allow_clipping: bool = False, num_steps: int | None = None
-) -> tuple[Any, Any]:
-    """Model -> (NIR graph, LoihiProgram), in memory; ``num_steps`` runs the same network for a
-    different number of steps (None: the model's own). `neurocxr.deployment.Deployment` wraps this."""
-    from neurocxr.exporters.loihi import QuantisationOptions, nir_to_program
-    from neurocxr.exporters.nir import to_nir
-
-    graph = to_nir(loaded.model, input_shape=input_shape(loaded.config))
-    program = nir_to_program(
-        graph, num_steps=num_steps, options=QuantisationOptions(allow_clipping=allow_clipping)
-    )
-    return graph, program
-
-
 def export_loihi(
     model: str | Path | nn.Module | LoadedModel,
     out_dir: str | Path | None = None,
@@ -184,8 +61,6 @@ def export_loihi(
 
     With ``out_dir=None`` nothing is written and no Lava run happens (netx needs a file).
     """
-    from neurocxr.fileio import staged_output
-    from neurocxr.validation import check_int, check_split
 
     # Options first, then the checkpoint: a bad value never leaves files behind.
     if target not in EXPORT_FILES:
@@ -196,14 +71,11 @@ def export_loihi(
     max_samples = check_int("max_samples / --max-samples", max_samples, 1, allow_none=True)
     lava_samples = check_int("lava_samples / --lava-samples", lava_samples, 0)
     loaded = load(model)
-    from neurocxr.validation import check_snn_for_chip
 
     check_snn_for_chip(
         loaded, model, "export"
     )  # a CNN is told to use --target onnx, not to retrain
     if target == "loihi":  # the parity data is checked before the export work, not after it
-        from neurocxr.data import check_data_path, data_for_checkpoint
-
         check_data_path(data_for_checkpoint(data, loaded.metadata))
     options = dict(
         model=model,
@@ -238,14 +110,9 @@ def _export_loihi(
 ) -> LoihiExport:
     """`export_loihi`'s work: files are written into ``out`` (a staging folder) and reported at
     their final place in ``final``; ``model`` is what the caller passed (a path is recorded)."""
-    from neurocxr.data import data_for_checkpoint, load_dataset
-    from neurocxr.deployment import Deployment
-    from neurocxr.exporters.nir import write_nir
 
     files: dict[str, Path] = {}
     if target == "nir":
-        from neurocxr.exporters.nir import to_nir
-
         graph = to_nir(loaded.model, input_shape=input_shape(loaded.config))
         if out is not None:
             write_nir(graph, out / "model.nir")
@@ -289,7 +156,6 @@ def _export_loihi(
 
 def _provenance_of(name: str, model: Any, data: Any, data_source: str) -> dict[str, Any]:
     """Where an export's numbers came from: git commit, checkpoint and data hashes, threads."""
-    from neurocxr.provenance import provenance
 
     checkpoint = model if isinstance(model, (str, Path)) else None
     data_file = data if data is not None and Path(str(data)).is_file() else None

@@ -18,7 +18,7 @@ Pneumonia (label 1) adds 1-3 patchy, blurred opacities inside the lungs, with ra
 global brightness alone does not separate them: a small CNN/SNN has to find the patches.
 
 Class balance: ``generate_phantoms`` takes ``pneumonia_fraction`` (default 0.5, exact counts).
-``neurocxr.data.synthetic_splits`` uses 50/50 on purpose, unlike the real data (26% normal): with
+``neurocxr.data.datasets.synthetic_splits`` uses 50/50 on purpose, unlike the real data (26% normal): with
 balanced classes "well above chance" means well above 50%, and a model that predicts one class
 cannot hide behind the majority rate.
 

@@ -33,7 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from neurocxr.data.datasets import DataSplits, ImageDataset
 from neurocxr.errors import DataError
+from neurocxr.fileio import atomic_write
+from neurocxr.models.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = [
     "SganConfig",
@@ -233,8 +236,6 @@ def save_grid(images: torch.Tensor, path: str | Path, *, columns: int = 8) -> Pa
     """Write images [N, 1, H, W] in [0, 1] as one grayscale PNG grid (1-pixel gaps), atomically."""
     from PIL import Image
 
-    from neurocxr.fileio import atomic_write
-
     if images.ndim != 4 or images.shape[1] != 1 or images.shape[0] == 0:
         raise ValueError(
             f"save_grid needs a non-empty [N, 1, H, W] batch, got {tuple(images.shape)}"
@@ -266,8 +267,6 @@ def balance_with_sgan(
     With ``out_dir``: ``<prefix>.sgan_samples.png`` (an 8x8 grid of generated images only) and
     ``<prefix>.sgan.pt`` (generator weights and config) are written there.
     """
-    from neurocxr.data import DataSplits, ImageDataset
-    from neurocxr.fileio import atomic_write
 
     config = config or SganConfig()
     train = splits.train
@@ -328,7 +327,6 @@ def sgan_files(prefix: str) -> list[str]:
 def record_in_checkpoint(path: str | Path, record: dict[str, Any]) -> None:
     """Add ``balance: "sgan"`` and the SGAN record (without its loss log) to a checkpoint's metadata:
     the training config there says ``balance: none`` because the generated images did the balancing."""
-    from neurocxr.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(path)
     meta = dict(ckpt.metadata)
