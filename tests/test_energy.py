@@ -30,6 +30,7 @@ from neurocxr.energy.profiles import (
     register_profile,
     unregister_profile,
 )
+from neurocxr.energy.timing import truenorth_mapping
 from neurocxr.errors import NeurocxrError, ProfileError
 from neurocxr.exporters.program import (
     ConvLayer,
@@ -629,6 +630,11 @@ def test_truenorth_mapping_note() -> None:
     assert estimate_energy([layer_counts("c", [100], [10])], "truenorth").detail[
         "truenorth_mapping"
     ]["fits"]
+    mapping = truenorth_mapping([wide])
+    assert mapping.fits is False and mapping.too_wide_layers[0].fan_in == 784
+    assert mapping.to_dict() == est.detail["truenorth_mapping"]
+    assert list(mapping.to_dict()) == ["fits", "too_wide_layers", "min_cores", "note"]
+    assert mapping.to_dict()["too_wide_layers"] == [{"layer": "fc", "fan_in": 784}]
 
 
 def test_estimate_energy_non_spiking_uses_dense_ops_and_no_total() -> None:

@@ -215,9 +215,9 @@ def estimate_energy(
     detail: dict[str, Any] = {"per_layer": layer_detail}
     if prof.chip == "truenorth":
         mapping = truenorth_mapping(counts)
-        detail["truenorth_mapping"] = mapping
-        if mapping["note"]:
-            footnotes.append(mapping["note"])
+        detail["truenorth_mapping"] = mapping.to_dict()
+        if mapping.note:
+            footnotes.append(mapping.note)
     total = dynamic + static if static is not None else None
     if prof.spiking:
         ops_desc = "effective synaptic ops x E_synop + active/inactive neuron updates x E_update + spikes x E_spike"

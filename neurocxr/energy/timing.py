@@ -350,25 +350,51 @@ def loihi_timing(
     )
 
 
-def truenorth_mapping(counts: Sequence[LayerCounts]) -> dict[str, Any]:
+@dataclass
+class TooWideLayer:
+    """A layer whose fan-in exceeds TrueNorth's 256 axons per core."""
+
+    layer: str
+    fan_in: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layer": self.layer, "fan_in": self.fan_in}
+
+
+@dataclass
+class TrueNorthMapping:
+    """Whether a network maps directly onto TrueNorth cores, and the fewest cores it needs."""
+
+    fits: bool
+    too_wide_layers: list[TooWideLayer]
+    min_cores: int
+    note: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fits": self.fits,
+            "too_wide_layers": [d.to_dict() for d in self.too_wide_layers],
+            "min_cores": self.min_cores,
+            "note": self.note,
+        }
+
+
+def truenorth_mapping(counts: Sequence[LayerCounts]) -> TrueNorthMapping:
     """Whether each layer fits TrueNorth cores (256 axons x 256 neurons, Merolla et al. 2014):
     a neuron reads at most 256 axons, so a layer whose fan-in exceeds 256 cannot map directly."""
     too_wide = [
-        {"layer": c.name, "fan_in": int(c.fan_in)}
+        TooWideLayer(layer=c.name, fan_in=int(c.fan_in))
         for c in counts
         if c.kind != "input" and int(c.fan_in) > 256
     ]
     cores = sum(math.ceil(int(c.num_neurons) / 256) for c in counts if c.kind != "input")
     note = ""
     if too_wide:
-        names = ", ".join(f"{d['layer']} ({d['fan_in']} inputs)" for d in too_wide)
+        names = ", ".join(f"{d.layer} ({d.fan_in} inputs)" for d in too_wide)
         note = (
             f"Cannot map directly onto TrueNorth cores (at most 256 inputs per neuron): {names}. Splitting them "
             "over several cores with partial-sum neurons is not modelled, so this TrueNorth figure is optimistic."
         )
-    return {
-        "fits": not too_wide,
-        "too_wide_layers": too_wide,
-        "min_cores": int(cores),
-        "note": note,
-    }
+    return TrueNorthMapping(
+        fits=not too_wide, too_wide_layers=too_wide, min_cores=int(cores), note=note
+    )
