@@ -25,7 +25,13 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from neurocxr.data.datasets import data_for_checkpoint, fetch_pneumoniamnist, info, load_dataset
+from neurocxr.data.datasets import (
+    DataInfo,
+    data_for_checkpoint,
+    fetch_pneumoniamnist,
+    info,
+    load_dataset,
+)
 from neurocxr.deploy.deployment import Deployment
 from neurocxr.deploy.export import EXPORT_FILES, export_loihi
 from neurocxr.deploy.nir_file import DEFAULT_PARITY_SAMPLES, export_nir_graph
@@ -724,29 +730,11 @@ def inspect_netx(
     )
 
 
-@dataclass
-class DataInfo:
-    """What `data_info` returns: the data source, whether it is synthetic, image size, counts per split and class."""
-
-    source: str
-    synthetic: bool
-    image_size: int
-    splits: dict[str, dict[str, int]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "synthetic": self.synthetic,
-            "image_size": self.image_size,
-            "splits": self.splits,
-        }
-
-
 def data_info(path: str | Path | None, *, image_size: int | None = None) -> DataInfo:
     """`neurocxr data info`: an .npz archive or Kermany-style folder (``"synthetic"``: the phantoms)
     at its native size unless ``image_size`` is given."""
 
-    return DataInfo(**info(path, image_size))
+    return info(path, image_size)
 
 
 @dataclass

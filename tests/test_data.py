@@ -69,8 +69,8 @@ def test_real_file_resized_and_info(real_npz: Path) -> None:
     )
     assert float((back - small.test.images[:32]).abs().mean()) < 0.03
     summary = D.info(real_npz)
-    assert summary["image_size"] == 28 and summary["synthetic"] is False
-    assert summary["splits"]["test"] == {"total": 624, "NORMAL": 234, "PNEUMONIA": 390}
+    assert summary.image_size == 28 and summary.synthetic is False
+    assert summary.splits["test"] == {"total": 624, "NORMAL": 234, "PNEUMONIA": 390}
 
 
 def test_real_file_via_environment(real_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:

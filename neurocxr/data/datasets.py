@@ -882,19 +882,37 @@ def fetch_pneumoniamnist(size: int = 28, root: Path = DEFAULT_MEDMNIST_ROOT) -> 
     return path
 
 
-def info(path: str | Path | None, image_size: int | None = None) -> dict[str, Any]:
+@dataclass
+class DataInfo:
+    """What `info` returns: the data source, whether it is synthetic, image size, counts per split and class."""
+
+    source: str
+    synthetic: bool
+    image_size: int
+    splits: dict[str, dict[str, int]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "synthetic": self.synthetic,
+            "image_size": self.image_size,
+            "splits": self.splits,
+        }
+
+
+def info(path: str | Path | None, image_size: int | None = None) -> DataInfo:
     """Summary for ``neurocxr data info``: source, synthetic flag, image size, counts per split/class."""
     resolved = resolve_data_source(path)
     if resolved is not None and resolved != "synthetic" and Path(resolved).is_file():
         splits = load_npz(resolved, image_size)  # native size unless asked
     else:
         splits = load_dataset(resolved, image_size or 28)
-    return {
-        "source": splits.source,
-        "synthetic": splits.synthetic,
-        "image_size": splits.image_size,
-        "splits": {ds.split: {"total": len(ds), **ds.class_counts()} for ds in splits},
-    }
+    return DataInfo(
+        source=splits.source,
+        synthetic=splits.synthetic,
+        image_size=splits.image_size,
+        splits={ds.split: {"total": len(ds), **ds.class_counts()} for ds in splits},
+    )
 
 
 # --------------------------------------------------------------------------------------------
