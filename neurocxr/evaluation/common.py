@@ -133,18 +133,42 @@ def prepare_chip(
     ), None
 
 
-def evaluated_on(loaded: Any, ds: Any, split: str, y: np.ndarray) -> dict[str, Any]:
+@dataclass
+class EvaluatedOn:
     """What an evaluation result was measured on: model, data, split and class balance (shared
     header of the robustness and uncertainty results)."""
-    return {
-        "model": loaded.name,
-        "model_config": loaded.config.to_dict(),
-        "data": ds.source,
-        "synthetic": bool(ds.synthetic),
-        "split": split,
-        "samples": int(len(y)),
-        "positives": int(np.sum(y)),
-    }
+
+    model: str
+    model_config: dict[str, Any]
+    data: str
+    synthetic: bool
+    split: str
+    samples: int
+    positives: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "model_config": self.model_config,
+            "data": self.data,
+            "synthetic": self.synthetic,
+            "split": self.split,
+            "samples": self.samples,
+            "positives": self.positives,
+        }
+
+
+def evaluated_on(loaded: Any, ds: Any, split: str, y: np.ndarray) -> EvaluatedOn:
+    """The `EvaluatedOn` header for ``loaded`` evaluated on ``split`` of ``ds`` with labels ``y``."""
+    return EvaluatedOn(
+        model=loaded.name,
+        model_config=loaded.config.to_dict(),
+        data=ds.source,
+        synthetic=bool(ds.synthetic),
+        split=split,
+        samples=int(len(y)),
+        positives=int(np.sum(y)),
+    )
 
 
 def check_split(split: str) -> None:

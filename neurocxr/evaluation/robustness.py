@@ -211,7 +211,7 @@ def evaluate_robustness(
         if keep_scores:
             kept[f"{kind}@{level:g}"] = cond
     return {
-        **evaluated_on(loaded, ds, split, y),
+        **evaluated_on(loaded, ds, split, y).to_dict(),
         "seed": int(seed),
         "protocol": {
             k: {**{kk: vv for kk, vv in PROTOCOL[k].items() if kk != "levels"}, "levels": list(v)}

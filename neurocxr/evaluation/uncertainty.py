@@ -227,7 +227,7 @@ def evaluate_uncertainty(
     curves["float_margin"] = {"path": "float", **referral_curve(y, pred, -margin)}
     per_sample["softmax_entropy"], per_sample["float_margin"] = sm_entropy, margin
     result: dict[str, Any] = {
-        **evaluated_on(loaded, ds, split, y),
+        **evaluated_on(loaded, ds, split, y).to_dict(),
         "threshold": thr,
         "threshold_source": str(loaded.metadata.get("threshold_method", "checkpoint")),
         "float": {"accuracy": float(np.mean(pred == y)), "calibration": calibration(y, p)},
