@@ -273,7 +273,7 @@ def _whole_test_set_energy(loaded: Any, images: torch.Tensor) -> dict[str, Any]:
     tdp = CODECARBON_TDP_W * CODECARBON_LOAD
     figure = whole_test_set_energy(
         None, len(images), latency_s=wall, tdp_w=tdp, batch_size=len(images), model=loaded.name
-    )
+    ).to_dict()
     figure.update(
         {
             "wall_seconds": wall,
@@ -283,7 +283,7 @@ def _whole_test_set_energy(loaded: Any, images: torch.Tensor) -> dict[str, Any]:
             "assumption": f"CodeCarbon constant mode: {CODECARBON_LOAD:.0%} of an assumed {CODECARBON_TDP_W:g} W TDP "
             "(its default for a CPU not in its table) x wall time; the machine is shared, so wall time "
             "includes waiting for the CPU",
-            "measurability": measurability()["sentence"],
+            "measurability": measurability().sentence,
         }
     )
     return figure

@@ -264,14 +264,19 @@ def test_measurability_is_one_sentence(tmp_path: Path) -> None:
     from neurocxr.energy.measure import measurability
 
     none = measurability(tmp_path / "no-powercap")
-    assert none["cpu"]["measurable"] is False
-    if not none["gpu"]["measurable"]:
-        assert none["sentence"].count("not measurable here") == 1
+    assert none.cpu.measurable is False
+    if not none.gpu.measurable:
+        assert none.sentence.count("not measurable here") == 1
     with_rapl = measurability(fake_powercap(tmp_path / "pc", 1000))
     assert (
-        with_rapl["cpu"]["measurable"] is True
-        and "CPU (" not in with_rapl["sentence"].split("not measurable")[-1]
+        with_rapl.cpu.measurable is True
+        and "CPU (" not in with_rapl.sentence.split("not measurable")[-1]
     )
+    assert with_rapl.to_dict() == {
+        "gpu": {"measurable": with_rapl.gpu.measurable, "reason": with_rapl.gpu.reason},
+        "cpu": {"measurable": True, "reason": with_rapl.cpu.reason},
+        "sentence": with_rapl.sentence,
+    }
 
 
 def test_whole_test_set_energy_kwh_and_labels() -> None:
@@ -283,19 +288,22 @@ def test_whole_test_set_energy_kwh_and_labels() -> None:
     )
     out = whole_test_set_energy(measured, 624)
     assert (
-        out["kwh"] == pytest.approx(1.8 * 624 / 3.6e6)
-        and out["kind"] == "measured"
-        and out["label"] == "measured"
+        out.kwh == pytest.approx(1.8 * 624 / 3.6e6)
+        and out.kind == "measured"
+        and out.label == "measured"
     )
     tdp = whole_test_set_energy(None, 624, latency_s=0.02, tdp_w=65.0, model="cnn")
-    assert tdp["kwh"] == pytest.approx(65.0 * 0.02 * 624 / 3.6e6)
-    assert tdp["kind"] == "estimated" and "TDP" in tdp["label"]
+    assert tdp.kwh == pytest.approx(65.0 * 0.02 * 624 / 3.6e6)
+    assert tdp.kind == "estimated" and "TDP" in tdp.label
     est = whole_test_set_energy(cpu_energy_estimate(0.02, 65.0), 10)
-    assert est["kind"] == "estimated" and "TDP" in est["label"]
+    assert est.kind == "estimated" and "TDP" in est.label
     none = EnergyMeasurement(
         "snn", "CPU", "pytorch", 1, 0.01, 100.0, None, None, "not measurable", "timing"
     )
-    assert whole_test_set_energy(none, 10)["kind"] == "not measurable"
+    unmeasured = whole_test_set_energy(none, 10)
+    assert unmeasured.kind == "not measurable" and unmeasured.kwh is None
+    assert list(out.to_dict()) == ["kwh", "joules", "samples", "kind", "label", "method", "model"]
+    assert out.to_dict()["samples"] == 624 and out.to_dict()["model"] == "snn"
     with pytest.raises(NeurocxrError, match="num_samples"):
         whole_test_set_energy(measured, 0)
     with pytest.raises(NeurocxrError, match="tdp_w"):

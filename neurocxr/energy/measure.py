@@ -23,6 +23,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -434,11 +435,31 @@ def cpu_energy_estimate(
 # ------------------------------------------------------------------------------------------ summaries
 
 
-def measurability(rapl_root: Path | None = None) -> dict[str, Any]:
-    """What this machine can measure, and one sentence to print once (not in every table cell).
+@dataclass
+class DeviceMeasurability:
+    """Whether one device's energy can be measured here, and why (or why not)."""
 
-    {"gpu": {"measurable", "reason"}, "cpu": {"measurable", "reason"}, "sentence"}.
-    """
+    measurable: bool
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"measurable": self.measurable, "reason": self.reason}
+
+
+@dataclass
+class Measurability:
+    """What this machine can measure (GPU, CPU) and the one sentence to print about it."""
+
+    gpu: DeviceMeasurability
+    cpu: DeviceMeasurability
+    sentence: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"gpu": self.gpu.to_dict(), "cpu": self.cpu.to_dict(), "sentence": self.sentence}
+
+
+def measurability(rapl_root: Path | None = None) -> Measurability:
+    """What this machine can measure, and one sentence to print once (not in every table cell)."""
     gpu_ok, gpu_why = gpu_available()
     cpu_ok, cpu_why = rapl_available(rapl_root)
     missing = []
@@ -454,11 +475,36 @@ def measurability(rapl_root: Path | None = None) -> dict[str, Any]:
             + "; ".join(missing)
             + ". Latency is measured; energies are estimates."
         )
-    return {
-        "gpu": {"measurable": gpu_ok, "reason": gpu_why},
-        "cpu": {"measurable": cpu_ok, "reason": cpu_why},
-        "sentence": sentence,
-    }
+    return Measurability(
+        gpu=DeviceMeasurability(measurable=gpu_ok, reason=gpu_why),
+        cpu=DeviceMeasurability(measurable=cpu_ok, reason=cpu_why),
+        sentence=sentence,
+    )
+
+
+@dataclass
+class WholeTestSetEnergy:
+    """kWh (and J) to classify a whole test set once; ``kind`` is "measured", "estimated" or
+    "not measurable" (then ``kwh`` and ``joules`` are None)."""
+
+    kwh: float | None
+    joules: float | None
+    samples: int
+    kind: str
+    label: str
+    method: str
+    model: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kwh": self.kwh,
+            "joules": self.joules,
+            "samples": self.samples,
+            "kind": self.kind,
+            "label": self.label,
+            "method": self.method,
+            "model": self.model,
+        }
 
 
 def whole_test_set_energy(
@@ -469,28 +515,27 @@ def whole_test_set_energy(
     tdp_w: float | None = None,
     batch_size: int = 1,
     model: str = "",
-) -> dict[str, Any]:
+) -> WholeTestSetEnergy:
     """CodeCarbon-style figure: kWh to classify a whole test set of ``num_samples`` images.
 
     From a measurement (NVML/RAPL row: kind "measured") or an estimate row: per-sample total energy
     (dynamic when no total) x samples. Without a row, from a measured ``latency_s`` per batch x a
     user-supplied ``tdp_w`` (what CodeCarbon falls back to without RAPL): labelled an estimate.
-    Returns {"kwh", "joules", "samples", "kind", "label", "method", "model"}.
     """
     if num_samples < 1:
         raise NeurocxrError(f"num_samples must be >= 1, got {num_samples}")
     if row is not None:
         per_sample = row.total_j if row.total_j is not None else row.dynamic_j
         if per_sample is None:
-            return {
-                "kwh": None,
-                "joules": None,
-                "samples": num_samples,
-                "kind": "not measurable",
-                "label": "not measurable here",
-                "method": row.method,
-                "model": model or row.model,
-            }
+            return WholeTestSetEnergy(
+                kwh=None,
+                joules=None,
+                samples=num_samples,
+                kind="not measurable",
+                label="not measurable here",
+                method=row.method,
+                model=model or row.model,
+            )
         kind = "measured" if row.kind == "measured" else "estimated"
         method = (
             f"{'total' if row.total_j is not None else 'dynamic'} J per sample x "
@@ -515,12 +560,12 @@ def whole_test_set_energy(
             else ""
         )
     )
-    return {
-        "kwh": joules / 3.6e6,
-        "joules": joules,
-        "samples": num_samples,
-        "kind": kind,
-        "label": label,
-        "method": method,
-        "model": model,
-    }
+    return WholeTestSetEnergy(
+        kwh=joules / 3.6e6,
+        joules=joules,
+        samples=num_samples,
+        kind=kind,
+        label=label,
+        method=method,
+        model=model,
+    )

@@ -228,9 +228,9 @@ def energy_report_stage(
     measurements: list[Any] = []
     if measure:
         can = measurability()
-        for what, key in (("GPU energy", "gpu"), ("CPU energy", "cpu")):
-            if not can[key]["measurable"]:
-                not_measurable[what] = can[key]["reason"]
+        for what, device in (("GPU energy", can.gpu), ("CPU energy", can.cpu)):
+            if not device.measurable:
+                not_measurable[what] = device.reason
 
         def snn_fn(bs: int) -> Callable[[], None]:
             xe = encoded_inputs(snn.config, images[:bs])
