@@ -118,6 +118,28 @@ def load_xray_image(path: str | Path, image_size: int, in_channels: int = 1) -> 
 
 
 @dataclass
+class MapStats:
+    """Summary of one explanation map: its raw maximum and mean and where the maximum is."""
+
+    name: str
+    method: str
+    note: str
+    max: float
+    mean: float
+    peak_row_col: list[int]  # [row, col] of the maximum
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "method": self.method,
+            "note": self.note,
+            "max": self.max,
+            "mean": self.mean,
+            "peak_row_col": self.peak_row_col,
+        }
+
+
+@dataclass
 class ExplanationMap:
     """One map at the image's resolution; ``values`` >= 0 (raw scale), ``cmap`` for display."""
 
@@ -127,17 +149,17 @@ class ExplanationMap:
     note: str = ""
     cmap: str = "jet"
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> MapStats:
         v = self.values
         peak = np.unravel_index(int(np.argmax(v)), v.shape) if v.size else (0, 0)
-        return {
-            "name": self.name,
-            "method": self.method,
-            "note": self.note,
-            "max": float(v.max()) if v.size else 0.0,
-            "mean": float(v.mean()) if v.size else 0.0,
-            "peak_row_col": [int(peak[0]), int(peak[1])],
-        }
+        return MapStats(
+            name=self.name,
+            method=self.method,
+            note=self.note,
+            max=float(v.max()) if v.size else 0.0,
+            mean=float(v.mean()) if v.size else 0.0,
+            peak_row_col=[int(peak[0]), int(peak[1])],
+        )
 
 
 @dataclass
@@ -158,7 +180,7 @@ class Explanation:
             "p_pneumonia": self.p_pneumonia,
             "called": CLASS_NAMES[self.called],
             "threshold": self.threshold,
-            "maps": [m.stats() for m in self.maps],
+            "maps": [m.stats().to_dict() for m in self.maps],
             "notes": list(self.notes),
         }
 
@@ -502,7 +524,7 @@ def _html_page(
         for m in e.maps:
             s = m.stats()
             parts.append(
-                f"<tr><td>{esc(m.name)}</td><td>{esc(m.method)}</td><td>{esc(m.note)}</td><td>{s['max']:.4g}</td></tr>"
+                f"<tr><td>{esc(m.name)}</td><td>{esc(m.method)}</td><td>{esc(m.note)}</td><td>{s.max:.4g}</td></tr>"
             )
         parts.append("</table>")
         for n in e.notes:
