@@ -38,7 +38,7 @@ from neurocxr.deploy.nir_file import DEFAULT_PARITY_SAMPLES, export_nir_graph
 from neurocxr.energy.estimate import estimate_energy as _estimate
 from neurocxr.energy.profiles import get_profile, load_profiles
 from neurocxr.errors import Interrupted, ModelKindError, NeurocxrError, SimulationError
-from neurocxr.evaluation.explain import write_explanations
+from neurocxr.evaluation.explain import ExplainResult, write_explanations
 from neurocxr.evaluation.run import check_request, clinical_evaluation
 from neurocxr.exporters.model_checks import check_model_options, check_report_models
 from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx
@@ -611,16 +611,6 @@ def export(
     )
 
 
-@dataclass
-class ExplainResult:
-    """What `explain` returns: the model, the files written (PNGs, index.html, explanations.json)
-    and one explanation per image (`neurocxr.evaluation.explain`)."""
-
-    model: str
-    files: list[Path]
-    explanations: list[Any]
-
-
 def explain(
     checkpoint: str | Path | LoadedModel,
     images: Sequence[str | Path],
@@ -636,10 +626,9 @@ def explain(
     PNG per image, index.html and explanations.json in ``out`` (atomically). ``layer``: the Conv2d
     for Grad-CAM by module name (default: the last feature conv)."""
 
-    res = write_explanations(
+    return write_explanations(
         checkpoint, images, out, mc_passes=mc_passes, chip=chip, force=force, layer=layer
     )
-    return ExplainResult(model=res["model"], files=res["files"], explanations=res["explanations"])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -533,6 +533,19 @@ def _html_page(
     return "\n".join(parts) + "\n"
 
 
+@dataclass
+class ExplainResult:
+    """What `write_explanations` returns: the model, the files written (PNGs, index.html,
+    explanations.json) and one explanation per image."""
+
+    model: str
+    files: list[Path]
+    explanations: list[Explanation]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "files": self.files, "explanations": self.explanations}
+
+
 def write_explanations(
     checkpoint: Any,
     image_paths: Sequence[str | Path],
@@ -543,7 +556,7 @@ def write_explanations(
     force: bool = False,
     seed: int = 0,
     layer: str | None = None,
-) -> dict[str, Any]:
+) -> ExplainResult:
     """`neurocxr explain`: read the images (all checked before anything is written), explain them,
     and write one PNG per image, ``index.html`` and ``explanations.json`` into ``out`` atomically."""
 
@@ -594,4 +607,4 @@ def write_explanations(
             },
         )
     out_dir = Path(out)
-    return {"model": loaded.name, "files": [out_dir / f for f in files], "explanations": expls}
+    return ExplainResult(model=loaded.name, files=[out_dir / f for f in files], explanations=expls)
