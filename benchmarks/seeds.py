@@ -332,7 +332,7 @@ def report(out: Path, data: str | None) -> None:
             "balance": meta.get("balance", run.train.balance if run.balance != "sgan" else "sgan"),
             "test": metrics.to_dict(),
             "params": _params(loaded.model),
-            **inference_macs(loaded.model, loaded.config),
+            **inference_macs(loaded.model, loaded.config).to_dict(),
             "onnx": _onnx(loaded, test.images, onnx_dir),
             "threshold": loaded.threshold,
             "best_epoch": meta.get("best_epoch"),

@@ -221,7 +221,7 @@ def test_a_spiking_model_the_chip_cannot_hold_is_a_baseline_too(tmp_path: Path) 
         for r in json.loads((out / "report.json").read_text())["estimates"]
         if r["model"] == "slimi2025"
     ]
-    macs = inference_macs(model, cfg)["macs"]
+    macs = inference_macs(model, cfg).macs
     assert {r["device"] for r in rows} == {"horowitz45-fp32", "horowitz45-int8"}
     fp32 = next(r for r in rows if r["device"] == "horowitz45-fp32")
     assert fp32["dynamic_energy"]["value"] == pytest.approx(macs * 4.6e-12, rel=1e-9)

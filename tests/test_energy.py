@@ -718,7 +718,7 @@ def test_pytorch_counts_feed_the_estimator() -> None:
 def test_keras_spiking_docstring_example() -> None:
     # keras-spiking's own docstring: Dense(128, relu) on a 784 input -> 8.64e-04 J/inf on cpu
     rows = [KSLayer("input", 0, 0, 0.0), KSLayer("dense", 784 * 128, 128, 0.0)]
-    assert keras_spiking_energy(rows, "cpu")["total_j"] == pytest.approx(8.64e-4, rel=1e-3)
+    assert keras_spiking_energy(rows, "cpu").total_j == pytest.approx(8.64e-4, rel=1e-3)
 
 
 def test_keras_spiking_two_layer_network_by_hand() -> None:
@@ -728,20 +728,34 @@ def test_keras_spiking_two_layer_network_by_hand() -> None:
     e_syn, e_neu = 27.1e-12, 81e-12  # KerasSpiking's loihi row: (23.6 + 3.5) pJ, 81 pJ
     fc1 = e_syn * 100352 * 20.0 * dt * steps + e_neu * 128 * steps
     fc2 = e_syn * 1280 * 50.0 * dt * steps + e_neu * 10 * steps
-    assert loihi["layers"][0]["energy_j"] == pytest.approx(fc1, rel=1e-12)
-    assert loihi["total_j"] == pytest.approx(fc1 + fc2, rel=1e-12)
-    assert loihi["spiking"] is True
+    assert loihi.layers[0].energy_j == pytest.approx(fc1, rel=1e-12)
+    assert loihi.total_j == pytest.approx(fc1 + fc2, rel=1e-12)
+    assert loihi.spiking is True
     # non-spiking: one ANN pass, independent of rates and time steps
     gpu = keras_spiking_energy(rows, "gpu", dt=dt, timesteps=steps)
-    assert gpu["total_j"] == pytest.approx(0.3e-9 * (100352 + 128 + 1280 + 10), rel=1e-12)
+    assert gpu.total_j == pytest.approx(0.3e-9 * (100352 + 128 + 1280 + 10), rel=1e-12)
     faster = [KSLayer(r.name, r.connections, r.neurons, 10 * r.rate_hz) for r in rows]
-    assert keras_spiking_energy(faster, "gpu")["total_j"] == pytest.approx(gpu["total_j"])
+    assert keras_spiking_energy(faster, "gpu").total_j == pytest.approx(gpu.total_j)
     # doubling dt doubles synop energy on a spiking device (rate in Hz x dt = spikes per step)
     loihi2dt = keras_spiking_energy(rows, "loihi", dt=2 * dt, timesteps=steps)
-    assert loihi2dt["synop_j"] == pytest.approx(2 * loihi["synop_j"])
+    assert loihi2dt.synop_j == pytest.approx(2 * loihi.synop_j)
     est = keras_spiking_estimate(loihi, model="m")
+    assert list(loihi.to_dict()) == [
+        "device",
+        "spiking",
+        "dt",
+        "timesteps",
+        "layers",
+        "synop_j",
+        "neuron_j",
+        "total_j",
+        "source",
+        "method",
+    ]
+    assert loihi.to_dict()["layers"][1]["connections"] == 1280
+    assert est.detail["layers"] == [r.to_dict() for r in loihi.layers]
     assert (
-        est.dynamic_j == pytest.approx(loihi["total_j"])
+        est.dynamic_j == pytest.approx(loihi.total_j)
         and est.device == "keras-spiking:loihi (KerasSpiking)"
     )
     with pytest.raises(ProfileError, match="unknown device profile"):
@@ -1107,7 +1121,7 @@ def test_keras_rows_from_the_float_model_follow_keras_spiking() -> None:
     by_hand = sum(
         27.1e-12 * r.connections * r.rate_hz * 0.001 * 6 + 81e-12 * r.neurons * 6 for r in rows
     )
-    assert ks["total_j"] == pytest.approx(by_hand, rel=1e-12)
+    assert ks.total_j == pytest.approx(by_hand, rel=1e-12)
     est = keras_spiking_estimate(ks, model="pooled")
     assert est.basis == "keras-spiking" and any("3.5 ns" in f for f in est.footnotes)
 

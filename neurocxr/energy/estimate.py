@@ -268,40 +268,50 @@ def gru_macs(gru: nn.GRU, steps: int) -> int:
     return total * steps
 
 
-def inference_macs(model: nn.Module, config: Any) -> dict[str, Any]:
+@dataclass
+class InferenceMacs:
+    """MACs per inference on dense hardware, and what was counted (``basis``)."""
+
+    macs: int
+    basis: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"macs": self.macs, "basis": self.basis}
+
+
+def inference_macs(model: nn.Module, config: Any) -> InferenceMacs:
     """MACs per inference of any registered model, on dense (conventional) hardware.
 
     CNNs: exact Conv/Linear MACs (`count_cnn_macs`). SNNs: the dense-hardware figure summed over
     the T steps (a neuromorphic chip does synaptic ops on spikes instead). The hybrid CNN-GRU-SNN
     (a model with a ``gru``): its CNN runs once, the BiGRU, projection and head once per step.
-    Returns ``{"macs": total, "basis": what was counted}``.
     """
 
     side = (1, config.in_channels, config.image_size, config.image_size)
     if not is_snn(config):
-        return {
-            "macs": int(sum(count_cnn_macs(model, side).values())),
-            "basis": "conv+linear, per image",
-        }
+        return InferenceMacs(
+            macs=int(sum(count_cnn_macs(model, side).values())),
+            basis="conv+linear, per image",
+        )
     steps = config.num_steps
     gru = getattr(model, "gru", None)
     if gru is None:
         hooks = int(sum(count_cnn_macs(model, (steps,) + side).values()))
-        return {
-            "macs": hooks,
-            "basis": f"dense-equivalent conv+linear MACs over {steps} steps "
+        return InferenceMacs(
+            macs=hooks,
+            basis=f"dense-equivalent conv+linear MACs over {steps} steps "
             "(spikes make the chip's synaptic ops fewer)",
-        }
+        )
     cnn = sum(count_cnn_macs(model.features, side).values())
     per_step = sum(count_cnn_macs(model.projection, (1, 2 * gru.hidden_size)).values())
     head_in = next(m.in_features for m in model.head.modules() if isinstance(m, nn.Linear))
     per_step += sum(count_cnn_macs(model.head, (1, head_in)).values())
     total = int(cnn + steps * per_step + gru_macs(gru, steps))
-    return {
-        "macs": total,
-        "basis": f"CNN once + (BiGRU + projection + head) x {steps} steps; GRU by formula "
+    return InferenceMacs(
+        macs=total,
+        basis=f"CNN once + (BiGRU + projection + head) x {steps} steps; GRU by formula "
         "(3 gates x (input + hidden) x hidden per direction, layer and step)",
-    }
+    )
 
 
 def estimate_ann_energy(
@@ -473,28 +483,81 @@ def _keras_device(device: DeviceProfile | str) -> DeviceProfile:
         return get_profile(name)
 
 
+@dataclass
+class KerasSpikingLayerEnergy:
+    """One layer's KerasSpiking energy per inference (synaptic + neuron parts)."""
+
+    name: str
+    connections: int
+    neurons: int
+    rate_hz: float
+    synop_j: float
+    neuron_j: float
+    energy_j: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "connections": self.connections,
+            "neurons": self.neurons,
+            "rate_hz": self.rate_hz,
+            "synop_j": self.synop_j,
+            "neuron_j": self.neuron_j,
+            "energy_j": self.energy_j,
+        }
+
+
+@dataclass
+class KerasSpikingEnergy:
+    """Energy per inference as keras-spiking 0.3.0 ModelEnergy computes it, per layer and in total."""
+
+    device: str
+    spiking: bool
+    dt: float
+    timesteps: int
+    layers: list[KerasSpikingLayerEnergy]
+    synop_j: float
+    neuron_j: float
+    total_j: float
+    source: str
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "spiking": self.spiking,
+            "dt": self.dt,
+            "timesteps": self.timesteps,
+            "layers": [r.to_dict() for r in self.layers],
+            "synop_j": self.synop_j,
+            "neuron_j": self.neuron_j,
+            "total_j": self.total_j,
+            "source": self.source,
+            "method": self.method,
+        }
+
+
 def keras_spiking_energy(
     layers: Sequence[KSLayer],
     device: DeviceProfile | str,
     *,
     dt: float = 0.001,
     timesteps: int = 1,
-) -> dict[str, Any]:
+) -> KerasSpikingEnergy:
     """Energy per inference as keras-spiking 0.3.0 ModelEnergy.total_energy computes it.
 
     Spiking device: synop_j = E_synop x connections x rate_hz x dt x timesteps and
     neuron_j = E_neuron x neurons x timesteps. Non-spiking device (one ANN pass, independent of
     rates): synop_j = E_synop x connections, neuron_j = E_neuron x neurons. ``device`` is a
     KerasSpiking name ("cpu", "gpu", "arm", "loihi", "spinnaker", "spinnaker2": its own table),
-    or any profile. Returns {"device", "spiking", "dt", "timesteps", "layers": [...], "synop_j",
-    "neuron_j", "total_j", "source"}.
+    or any profile.
     """
     prof = _keras_device(device)
     if dt <= 0:
         raise NeurocxrError(f"dt must be > 0 seconds, got {dt}")
     if timesteps < 1:
         raise NeurocxrError(f"timesteps must be >= 1, got {timesteps}")
-    rows = []
+    rows: list[KerasSpikingLayerEnergy] = []
     for layer in layers:
         if layer.connections < 0 or layer.neurons < 0 or layer.rate_hz < 0:
             raise NeurocxrError(
@@ -507,64 +570,68 @@ def keras_spiking_energy(
             synop = prof.energy_per_synop_j * layer.connections * (1.0 / dt) * dt * 1
             neuron = prof.energy_per_neuron_update_j * layer.neurons * 1
         rows.append(
-            {
-                "name": layer.name,
-                "connections": layer.connections,
-                "neurons": layer.neurons,
-                "rate_hz": layer.rate_hz,
-                "synop_j": synop,
-                "neuron_j": neuron,
-                "energy_j": synop + neuron,
-            }
+            KerasSpikingLayerEnergy(
+                name=layer.name,
+                connections=layer.connections,
+                neurons=layer.neurons,
+                rate_hz=layer.rate_hz,
+                synop_j=synop,
+                neuron_j=neuron,
+                energy_j=synop + neuron,
+            )
         )
-    synop_total = float(sum(r["synop_j"] for r in rows))
-    neuron_total = float(sum(r["neuron_j"] for r in rows))
-    return {
-        "device": prof.name,
-        "spiking": prof.spiking,
-        "dt": dt,
-        "timesteps": timesteps,
-        "layers": rows,
-        "synop_j": synop_total,
-        "neuron_j": neuron_total,
-        "total_j": synop_total + neuron_total,
-        "source": prof.source,
-        "method": "keras-spiking 0.3.0 ModelEnergy formulas",
-    }
+    synop_total = float(sum(r.synop_j for r in rows))
+    neuron_total = float(sum(r.neuron_j for r in rows))
+    return KerasSpikingEnergy(
+        device=prof.name,
+        spiking=prof.spiking,
+        dt=dt,
+        timesteps=timesteps,
+        layers=rows,
+        synop_j=synop_total,
+        neuron_j=neuron_total,
+        total_j=synop_total + neuron_total,
+        source=prof.source,
+        method="keras-spiking 0.3.0 ModelEnergy formulas",
+    )
 
 
 def keras_spiking_estimate(
-    result: dict[str, Any], *, model: str = "", accuracy: float | None = None
+    result: KerasSpikingEnergy, *, model: str = "", accuracy: float | None = None
 ) -> EnergyEstimate:
     """Wrap a keras_spiking_energy result as an EnergyEstimate for the report."""
     return EnergyEstimate(
         model=model,
-        device=f"{result['device']} (KerasSpiking)",
-        dynamic_j=float(result["total_j"]),
+        device=f"{result.device} (KerasSpiking)",
+        dynamic_j=float(result.total_j),
         total_j=None,
         latency_s=None,
-        per_layer_j={r["name"]: float(r["energy_j"]) for r in result["layers"]},
-        constants={"dt_s": float(result["dt"]), "timesteps": float(result["timesteps"])},
-        source=result["source"],
-        method=result["method"],
+        per_layer_j={r.name: float(r.energy_j) for r in result.layers},
+        constants={"dt_s": float(result.dt), "timesteps": float(result.timesteps)},
+        source=result.source,
+        method=result.method,
         accuracy=accuracy,
         notes="KerasSpiking-compatible: average fan-out x mean input rate, every neuron charged every step; "
         "no static power, data movement or overheads.",
         basis="keras-spiking",
         scope="device",
-        detail={"layers": result["layers"], "dt": result["dt"], "timesteps": result["timesteps"]},
+        detail={
+            "layers": [r.to_dict() for r in result.layers],
+            "dt": result.dt,
+            "timesteps": result.timesteps,
+        },
         footnotes=_keras_footnotes(result),
     )
 
 
-def _keras_footnotes(result: dict[str, Any]) -> list[str]:
+def _keras_footnotes(result: KerasSpikingEnergy) -> list[str]:
 
     notes = [
         "KerasSpiking-compatible row: keras-spiking 0.3.0 ModelEnergy's own formula (average fan-out x mean "
         "input rate; every neuron charged every step; one ANN pass on cpu/gpu/arm); no static power, data "
         "movement or overheads.",
     ]
-    if str(result.get("device", "")).endswith("loihi"):
+    if str(result.device).endswith("loihi"):
         notes.append(KERAS_SPIKING_LOIHI_QUIRK)
     return notes
 

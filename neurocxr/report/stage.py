@@ -261,14 +261,14 @@ def energy_report_stage(
                 macs = inference_macs(b.model, b.config)
                 for precision in ("fp32", "int8"):
                     row = estimate_ann_energy(
-                        {f"{b.name} ({macs['basis']})": macs["macs"]},
+                        {f"{b.name} ({macs.basis})": macs.macs},
                         f"horowitz45-{precision}",
                         model=b.name,
                         accuracy=b_metrics.accuracy,
                     )
                     row.footnotes = list(row.footnotes or []) + [
                         f"{b.name} is a spiking model run densely on "
-                        f"conventional hardware: {macs['basis']}."
+                        f"conventional hardware: {macs.basis}."
                     ]
                     estimates.append(row)
                 continue
