@@ -256,8 +256,8 @@ def _onnx(loaded: Any, images: torch.Tensor, folder: Path) -> dict[str, Any]:
         "exported": True,
         "file": path.name,
         "macs_onnx_graph": int(sum(onnx_macs(path).values())),
-        "max_abs_diff": check["max_abs_diff"],
-        "argmax_agreement": check["argmax_agreement"],
+        "max_abs_diff": check.max_abs_diff,
+        "argmax_agreement": check.argmax_agreement,
     }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,6 +30,7 @@ __all__ = [
     "onnx_session",
     "run_onnx",
     "check_onnx_equivalence",
+    "OnnxEquivalence",
     "benchmark_onnx",
 ]
 
@@ -219,6 +221,31 @@ def _torch_logits(model: nn.Module, images: np.ndarray, batch_size: int = 256) -
     return np.concatenate(out)
 
 
+@dataclass
+class OnnxEquivalence:
+    """PyTorch vs ONNX Runtime logits on one batch: differences, prediction agreement and the
+    tolerance they were tested against."""
+
+    max_abs_diff: float
+    mean_abs_diff: float
+    argmax_agreement: float  # fraction of equal predictions
+    num_samples: int
+    atol: float
+    rtol: float
+    within_tolerance: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_abs_diff": self.max_abs_diff,
+            "mean_abs_diff": self.mean_abs_diff,
+            "argmax_agreement": self.argmax_agreement,
+            "num_samples": self.num_samples,
+            "atol": self.atol,
+            "rtol": self.rtol,
+            "within_tolerance": self.within_tolerance,
+        }
+
+
 def check_onnx_equivalence(
     model: nn.Module,
     path: str | os.PathLike[str],
@@ -226,10 +253,10 @@ def check_onnx_equivalence(
     *,
     atol: float = 1e-4,
     rtol: float = 1e-3,
-) -> dict[str, Any]:
+) -> OnnxEquivalence:
     """Compare PyTorch and ONNX Runtime logits on ``images``; raise ExportError outside tolerance.
 
-    Returns ``max_abs_diff``, ``mean_abs_diff``, ``argmax_agreement`` (fraction of equal
+    Returns an `OnnxEquivalence`: ``max_abs_diff``, ``mean_abs_diff``, ``argmax_agreement`` (fraction of equal
     predictions), ``num_samples``, ``atol``, ``rtol`` and ``within_tolerance``. The tolerance test
     is numpy's ``allclose``: ``|onnx - torch| <= atol + rtol * |torch|`` element-wise.
     """
@@ -242,20 +269,20 @@ def check_onnx_equivalence(
         raise ExportError(f"ONNX output shape {got.shape} differs from PyTorch's {reference.shape}")
     diff = np.abs(got.astype(np.float64) - reference.astype(np.float64))
     within = bool(np.allclose(got, reference, atol=atol, rtol=rtol))
-    result = {
-        "max_abs_diff": float(diff.max()),
-        "mean_abs_diff": float(diff.mean()),
-        "argmax_agreement": float(np.mean(np.argmax(got, axis=1) == np.argmax(reference, axis=1))),
-        "num_samples": int(x.shape[0]),
-        "atol": float(atol),
-        "rtol": float(rtol),
-        "within_tolerance": within,
-    }
+    result = OnnxEquivalence(
+        max_abs_diff=float(diff.max()),
+        mean_abs_diff=float(diff.mean()),
+        argmax_agreement=float(np.mean(np.argmax(got, axis=1) == np.argmax(reference, axis=1))),
+        num_samples=int(x.shape[0]),
+        atol=float(atol),
+        rtol=float(rtol),
+        within_tolerance=within,
+    )
     if not within:
         raise ExportError(
             f"ONNX Runtime output differs from PyTorch beyond atol={atol}, rtol={rtol}: "
-            f"max |diff| {result['max_abs_diff']:.3g}, predictions agree on "
-            f"{100 * result['argmax_agreement']:.1f}% of {result['num_samples']} samples. "
+            f"max |diff| {result.max_abs_diff:.3g}, predictions agree on "
+            f"{100 * result.argmax_agreement:.1f}% of {result.num_samples} samples. "
             "Re-export with a different opset or check for layers that behave differently in eval mode."
         )
     return result

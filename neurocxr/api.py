@@ -543,7 +543,7 @@ def export_onnx_checkpoint(
         staged = export_onnx(loaded.model, stage / "model.onnx", input_shape=shape)
         probe = torch.rand((4,) + shape[1:], generator=torch.Generator().manual_seed(0)).numpy()
         check = check_onnx_equivalence(loaded.model, staged, probe)
-    return OnnxExport(path=Path(out) / "model.onnx", **check)
+    return OnnxExport(path=Path(out) / "model.onnx", **check.to_dict())
 
 
 def export(

@@ -83,10 +83,10 @@ def test_export_is_valid_onnx_and_matches_pytorch_at_batch_1_and_5(cnn, images, 
         assert got.shape == want.shape == (batch.shape[0], 2)
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
     report = check_onnx_equivalence(cnn, path, images)
-    assert report["within_tolerance"] is True
-    assert report["num_samples"] == 5
-    assert report["argmax_agreement"] == 1.0
-    assert 0.0 <= report["max_abs_diff"] <= 1e-4 + 1e-3 * np.abs(_torch_logits(cnn, images)).max()
+    assert report.within_tolerance is True
+    assert report.num_samples == 5
+    assert report.argmax_agreement == 1.0
+    assert 0.0 <= report.max_abs_diff <= 1e-4 + 1e-3 * np.abs(_torch_logits(cnn, images)).max()
 
 
 def test_no_temporary_files_left_and_training_mode_restored(tmp_path, images):
@@ -225,7 +225,7 @@ def test_resnet18_baseline_exports_and_matches(tmp_path, images):
     model = build_model(ModelConfig(name="resnet18")).eval()
     path = export_onnx(model, tmp_path / "resnet18.onnx")
     result = check_onnx_equivalence(model, path, images[:2])
-    assert result["argmax_agreement"] == 1.0
+    assert result.argmax_agreement == 1.0
 
 
 def _real_data_path() -> Path | None:
@@ -245,4 +245,4 @@ def test_equivalence_on_real_pneumoniamnist_images(cnn, tmp_path):
         x = (data["test_images"][:64].astype(np.float32) / 255.0)[:, None]
     path = export_onnx(cnn, tmp_path / "cnn.onnx")
     result = check_onnx_equivalence(cnn, path, x)
-    assert result["num_samples"] == 64 and result["argmax_agreement"] == 1.0
+    assert result.num_samples == 64 and result.argmax_agreement == 1.0

@@ -123,7 +123,7 @@ def test_onnx_export_matches_pytorch(name: str, tmp_path: Path) -> None:
     path = export_onnx(model, tmp_path / f"{name}.onnx")
     images = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)).numpy()
     check = check_onnx_equivalence(model, path, images)
-    assert check["within_tolerance"] and check["argmax_agreement"] == 1.0
+    assert check.within_tolerance and check.argmax_agreement == 1.0
     assert sum(onnx_macs(path).values()) > 0
 
 
