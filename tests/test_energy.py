@@ -971,14 +971,18 @@ def test_chip_and_neurobench_bases_differ_by_the_fused_pool_fanout() -> None:
     chip = emulator.emulate(program, spikes.numpy().astype(np.int8)).counts
     nb = neurobench_counts(model, spikes)
     cmp = compare_bases(chip, nb)
-    conv1, conv2, readout = cmp["layers"]
+    conv1, conv2, readout = (row.to_dict() for row in cmp.layers)
     # conv1 is the same layer on both bases, and the fused chip network spikes like the float one
     assert conv1["synaptic_ops_ratio"] == pytest.approx(1.0) and not conv1["pool_fused"]
     assert readout["chip_synaptic_ops"] == pytest.approx(readout["neurobench_synaptic_ops"])
     # conv2: fan-in 2*3*3 = 18 on the pooled map vs 2*6*6 = 72 on the chip -> more ops on the chip
     assert (conv2["neurobench_fan_in"], conv2["chip_fan_in"]) == (18, 72) and conv2["pool_fused"]
     assert conv2["chip_synaptic_ops"] > conv2["neurobench_synaptic_ops"] > 0
-    assert cmp["total"]["synaptic_ops_ratio"] > 1 and "fused" in cmp["explanations"][0]
+    assert cmp.total.synaptic_ops_ratio > 1 and "fused" in cmp.explanations[0]
+    assert cmp.layers[1].explanation and cmp.layers[0].explanation is None
+    assert "explanation" not in conv1 and conv2["explanation"] == cmp.layers[1].explanation
+    assert list(cmp.to_dict()) == ["layers", "total", "explanations"]
+    assert cmp.to_dict()["total"]["chip_synaptic_ops"] == cmp.total.chip_synaptic_ops
     # NeuroBench's rule: conv2 reads averaged spikes (multiples of 1/4) -> MACs on the float basis
     assert conv2["neurobench_op_type"] == "MAC" and conv1["neurobench_op_type"] == "AC"
     with pytest.raises(NeurocxrError, match="synaptic layers"):
@@ -1075,7 +1079,7 @@ def test_suite_rows_are_labelled_and_consistent() -> None:
     assert memory[0].dynamic_j > arith[0].dynamic_j
     json.dumps([r.to_dict() for r in rows])  # plain data
     bases = counting_bases(chip, nb)
-    assert bases["total"]["synaptic_ops_ratio"] > 1
+    assert bases.total.synaptic_ops_ratio > 1
     cnn = nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 2)
     )

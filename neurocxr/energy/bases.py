@@ -15,6 +15,7 @@ lines the two up layer by layer (synaptic layers in order) and says why they dif
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,15 +40,95 @@ def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
+@dataclass
+class LayerBasisComparison:
+    """One synaptic layer (or the input) counted on both bases, mean per sample, with ratios.
+    ``explanation`` is set only where pooling is fused into this layer on the chip."""
+
+    chip_layer: str
+    neurobench_layer: str
+    chip_synaptic_ops: float
+    neurobench_synaptic_ops: float
+    synaptic_ops_ratio: float | None
+    chip_dense_ops: float
+    neurobench_dense_ops: float
+    dense_ops_ratio: float | None
+    chip_neuron_updates: float
+    neurobench_neuron_updates: float
+    chip_fan_in: int
+    neurobench_fan_in: int
+    pool_fused: bool
+    neurobench_op_type: str | None
+    explanation: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "chip_layer": self.chip_layer,
+            "neurobench_layer": self.neurobench_layer,
+            "chip_synaptic_ops": self.chip_synaptic_ops,
+            "neurobench_synaptic_ops": self.neurobench_synaptic_ops,
+            "synaptic_ops_ratio": self.synaptic_ops_ratio,
+            "chip_dense_ops": self.chip_dense_ops,
+            "neurobench_dense_ops": self.neurobench_dense_ops,
+            "dense_ops_ratio": self.dense_ops_ratio,
+            "chip_neuron_updates": self.chip_neuron_updates,
+            "neurobench_neuron_updates": self.neurobench_neuron_updates,
+            "chip_fan_in": self.chip_fan_in,
+            "neurobench_fan_in": self.neurobench_fan_in,
+            "pool_fused": self.pool_fused,
+            "neurobench_op_type": self.neurobench_op_type,
+        }
+        if self.explanation is not None:
+            row["explanation"] = self.explanation
+        return row
+
+
+@dataclass
+class BasisTotals:
+    """Synaptic and dense ops summed over the compared layers, on both bases."""
+
+    chip_synaptic_ops: float
+    neurobench_synaptic_ops: float
+    synaptic_ops_ratio: float | None
+    chip_dense_ops: float
+    neurobench_dense_ops: float
+    dense_ops_ratio: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "chip_synaptic_ops": self.chip_synaptic_ops,
+            "neurobench_synaptic_ops": self.neurobench_synaptic_ops,
+            "synaptic_ops_ratio": self.synaptic_ops_ratio,
+            "chip_dense_ops": self.chip_dense_ops,
+            "neurobench_dense_ops": self.neurobench_dense_ops,
+            "dense_ops_ratio": self.dense_ops_ratio,
+        }
+
+
+@dataclass
+class BasisComparison:
+    """Chip vs NeuroBench counts per layer, their totals and why they differ."""
+
+    layers: list[LayerBasisComparison]
+    total: BasisTotals
+    explanations: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layers": [r.to_dict() for r in self.layers],
+            "total": self.total.to_dict(),
+            "explanations": list(self.explanations),
+        }
+
+
 def compare_bases(
     chip: Sequence[LayerCounts], neurobench: Sequence[dict[str, Any] | LayerCounts]
-) -> dict[str, Any]:
+) -> BasisComparison:
     """Per-layer chip vs NeuroBench counts (mean per sample) with ratios and an explanation.
 
     ``chip``: LayerCounts of an emulator/Lava run; ``neurobench``: `neurobench_counts` entries (or
     their `to_layer_counts`) of the float model the program was exported from, on the same samples.
     Synaptic layers are paired in order; the input entries are paired when both have one.
-    Returns {"layers": [...], "total": {...}, "explanations": [...]}.
     """
 
     def get(e: Any, key: str) -> Any:
@@ -60,52 +141,52 @@ def compare_bases(
             f"the chip program has {len(chip_syn)} synaptic layers but the float model {len(nb_syn)}: "
             "compare counts of the program exported from this very model"
         )
-    rows = []
+    rows: list[LayerBasisComparison] = []
     explanations: list[str] = []
     for c, e in zip(chip_syn, nb_syn):
         chip_ops, nb_ops = _mean(c.synaptic_ops), _mean(get(e, "synaptic_ops"))
         chip_dense, nb_dense = _mean(c.dense_synaptic_ops), _mean(get(e, "dense_synaptic_ops"))
         chip_fan, nb_fan = int(c.fan_in), int(get(e, "fan_in"))
         fused = chip_fan > nb_fan
-        row = {
-            "chip_layer": c.name,
-            "neurobench_layer": get(e, "name"),
-            "chip_synaptic_ops": chip_ops,
-            "neurobench_synaptic_ops": nb_ops,
-            "synaptic_ops_ratio": _ratio(chip_ops, nb_ops),
-            "chip_dense_ops": chip_dense,
-            "neurobench_dense_ops": nb_dense,
-            "dense_ops_ratio": _ratio(chip_dense, nb_dense),
-            "chip_neuron_updates": _mean(c.neuron_updates),
-            "neurobench_neuron_updates": _mean(get(e, "neuron_updates")),
-            "chip_fan_in": chip_fan,
-            "neurobench_fan_in": nb_fan,
-            "pool_fused": fused,
-            "neurobench_op_type": e.get("op_type") if isinstance(e, dict) else None,
-        }
+        row = LayerBasisComparison(
+            chip_layer=c.name,
+            neurobench_layer=get(e, "name"),
+            chip_synaptic_ops=chip_ops,
+            neurobench_synaptic_ops=nb_ops,
+            synaptic_ops_ratio=_ratio(chip_ops, nb_ops),
+            chip_dense_ops=chip_dense,
+            neurobench_dense_ops=nb_dense,
+            dense_ops_ratio=_ratio(chip_dense, nb_dense),
+            chip_neuron_updates=_mean(c.neuron_updates),
+            neurobench_neuron_updates=_mean(get(e, "neuron_updates")),
+            chip_fan_in=chip_fan,
+            neurobench_fan_in=nb_fan,
+            pool_fused=fused,
+            neurobench_op_type=e.get("op_type") if isinstance(e, dict) else None,
+        )
         if fused:
             text = FUSED_POOL_EXPLANATION.format(nb=nb_fan, chip=chip_fan)
-            row["explanation"] = text
+            row.explanation = text
             explanations.append(f"{c.name}: {text}")
         rows.append(row)
-    tot_chip = sum(r["chip_synaptic_ops"] for r in rows)
-    tot_nb = sum(r["neurobench_synaptic_ops"] for r in rows)
-    dense_chip = sum(r["chip_dense_ops"] for r in rows)
-    dense_nb = sum(r["neurobench_dense_ops"] for r in rows)
+    tot_chip = sum(r.chip_synaptic_ops for r in rows)
+    tot_nb = sum(r.neurobench_synaptic_ops for r in rows)
+    dense_chip = sum(r.chip_dense_ops for r in rows)
+    dense_nb = sum(r.neurobench_dense_ops for r in rows)
     if not explanations and tot_nb and abs(tot_chip / tot_nb - 1) > 0.01:
         explanations.append(
             "Chip and NeuroBench counts differ without fused pooling: quantisation changes which neurons spike "
             "(the fixed-point program is not spike-for-spike the float model)."
         )
-    return {
-        "layers": rows,
-        "total": {
-            "chip_synaptic_ops": tot_chip,
-            "neurobench_synaptic_ops": tot_nb,
-            "synaptic_ops_ratio": _ratio(tot_chip, tot_nb),
-            "chip_dense_ops": dense_chip,
-            "neurobench_dense_ops": dense_nb,
-            "dense_ops_ratio": _ratio(dense_chip, dense_nb),
-        },
-        "explanations": explanations,
-    }
+    return BasisComparison(
+        layers=rows,
+        total=BasisTotals(
+            chip_synaptic_ops=tot_chip,
+            neurobench_synaptic_ops=tot_nb,
+            synaptic_ops_ratio=_ratio(tot_chip, tot_nb),
+            chip_dense_ops=dense_chip,
+            neurobench_dense_ops=dense_nb,
+            dense_ops_ratio=_ratio(dense_chip, dense_nb),
+        ),
+        explanations=explanations,
+    )

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from neurocxr.energy.bases import compare_bases
+from neurocxr.energy.bases import BasisComparison, compare_bases
 from neurocxr.energy.estimate import (
     count_cnn_macs,
     estimate_ann_energy,
@@ -237,6 +237,6 @@ def cnn_estimates(
 
 def counting_bases(
     counts: Sequence[LayerCounts], neurobench_entries: Sequence[dict[str, Any]]
-) -> dict[str, Any]:
+) -> BasisComparison:
     """Chip and NeuroBench counts per layer, their ratio and the explanation (see energy.bases)."""
     return compare_bases(counts, neurobench_entries)

@@ -222,7 +222,7 @@ def energy_report_stage(
         float_accuracy=float_acc,
         profiles=chosen,
     )
-    bases = suite_counting_bases(run.counts, nb) if nb else {}
+    bases = suite_counting_bases(run.counts, nb) if nb else None
 
     not_measurable: dict[str, str] = {}
     measurements: list[Any] = []
@@ -330,8 +330,12 @@ def energy_report_stage(
         environment=environment(),
         provenance=provenance or {},
         operating_point=operating.to_dict(),
-        counting_bases=list(bases.get("layers") or []),
-        counting_bases_summary={k: v for k, v in bases.items() if k != "layers"},
+        counting_bases=[row.to_dict() for row in bases.layers] if bases is not None else [],
+        counting_bases_summary=(
+            {"total": bases.total.to_dict(), "explanations": list(bases.explanations)}
+            if bases is not None
+            else {}
+        ),
         not_measurable=not_measurable,
         auc=auc,
         sweep=sweep,
