@@ -200,10 +200,10 @@ def test_calibration_and_referral_curve() -> None:
     y = np.array([1] * 2 + [0] * 8 + [1] * 8 + [0] * 2)
     p = np.array([0.2] * 10 + [0.8] * 10)  # 20% / 80% positives: perfectly calibrated
     cal = unc.calibration(y, p)
-    assert cal["ece_positive_class"] == pytest.approx(0.0, abs=1e-12)
+    assert cal.ece_positive_class == pytest.approx(0.0, abs=1e-12)
     over = unc.calibration(np.array([0, 1] * 10), np.full(20, 0.9))  # says 0.9, 50% positive
-    assert over["ece_positive_class"] == pytest.approx(0.4)
-    assert over["ece_top_label"] == pytest.approx(0.4)
+    assert over.ece_positive_class == pytest.approx(0.4)
+    assert over.ece_top_label == pytest.approx(0.4)
     # an uncertainty that flags exactly the errors: referring them leaves perfect accuracy
     y = np.array([0, 1, 0, 1, 0, 1, 0, 1, 0, 1])
     pred = y.copy()
@@ -211,9 +211,9 @@ def test_calibration_and_referral_curve() -> None:
     u = np.zeros(10)
     u[[2, 7]] = 1.0
     curve = unc.referral_curve(y, pred, u, fractions=(0.0, 0.1, 0.2, 0.5))
-    assert curve["accuracy_kept"][0] == pytest.approx(0.8)
-    assert curve["accuracy_kept"][1] == pytest.approx(8 / 9)
-    assert curve["accuracy_kept"][2] == 1.0 and curve["kept"] == [10, 9, 8, 5]
+    assert curve.accuracy_kept[0] == pytest.approx(0.8)
+    assert curve.accuracy_kept[1] == pytest.approx(8 / 9)
+    assert curve.accuracy_kept[2] == 1.0 and curve.kept == [10, 9, 8, 5]
 
 
 def test_mc_dropout_samples_only_dropout_and_restores_state(tiny_splits) -> None:

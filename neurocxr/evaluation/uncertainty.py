@@ -21,6 +21,7 @@ against its accuracy at threshold 0.5); the reliability diagram shows the positi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -115,27 +116,71 @@ def mc_measures(probs: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def calibration(y: np.ndarray, p_positive: np.ndarray, *, bins: int = 10) -> dict[str, Any]:
+@dataclass
+class CalibrationBin:
+    """One bin of a reliability diagram: its score range, how many cases fell in it, their mean
+    score and the observed frequency (None for an empty bin)."""
+
+    lo: float
+    hi: float
+    count: int
+    mean_score: float | None
+    observed: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lo": self.lo,
+            "hi": self.hi,
+            "count": self.count,
+            "mean_score": self.mean_score,
+            "observed": self.observed,
+        }
+
+
+@dataclass
+class Calibration:
+    """Expected calibration error for P(pneumonia) and for the top label, Brier score, and the
+    reliability-diagram bins of both."""
+
+    bins: int
+    ece_positive_class: float
+    ece_top_label: float
+    brier: float
+    reliability_positive_class: list[CalibrationBin]
+    reliability_top_label: list[CalibrationBin]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bins": self.bins,
+            "ece_positive_class": self.ece_positive_class,
+            "ece_top_label": self.ece_top_label,
+            "brier": self.brier,
+            "reliability_positive_class": [b.to_dict() for b in self.reliability_positive_class],
+            "reliability_top_label": [b.to_dict() for b in self.reliability_top_label],
+        }
+
+
+def calibration(y: np.ndarray, p_positive: np.ndarray, *, bins: int = 10) -> Calibration:
     """Expected calibration error (equal-width bins) for P(pneumonia) and for the top label."""
     y = np.asarray(y).astype(np.int64)
     p = np.asarray(p_positive, dtype=np.float64)
     edges = np.linspace(0.0, 1.0, bins + 1)
 
-    def table(score: np.ndarray, outcome: np.ndarray) -> tuple[float, list[dict[str, Any]]]:
+    def table(score: np.ndarray, outcome: np.ndarray) -> tuple[float, list[CalibrationBin]]:
         idx = np.clip(np.digitize(score, edges[1:-1], right=False), 0, bins - 1)
         rows, ece = [], 0.0
         for b in range(bins):
             sel = idx == b
             cnt = int(sel.sum())
-            row = {
-                "lo": float(edges[b]),
-                "hi": float(edges[b + 1]),
-                "count": cnt,
-                "mean_score": float(score[sel].mean()) if cnt else None,
-                "observed": float(outcome[sel].mean()) if cnt else None,
-            }
-            if cnt:
-                ece += cnt / len(score) * abs(row["mean_score"] - row["observed"])
+            row = CalibrationBin(
+                lo=float(edges[b]),
+                hi=float(edges[b + 1]),
+                count=cnt,
+                mean_score=float(score[sel].mean()) if cnt else None,
+                observed=float(outcome[sel].mean()) if cnt else None,
+            )
+            if row.mean_score is not None and row.observed is not None:
+                ece += cnt / len(score) * abs(row.mean_score - row.observed)
             rows.append(row)
         return float(ece), rows
 
@@ -144,14 +189,35 @@ def calibration(y: np.ndarray, p_positive: np.ndarray, *, bins: int = 10) -> dic
     confidence = np.where(called == 1, p, 1.0 - p)
     ece_top, rows_top = table(confidence, (called == y).astype(np.float64))
     brier = float(np.mean((p - y) ** 2))
-    return {
-        "bins": bins,
-        "ece_positive_class": ece_pos,
-        "ece_top_label": ece_top,
-        "brier": brier,
-        "reliability_positive_class": rows_pos,
-        "reliability_top_label": rows_top,
-    }
+    return Calibration(
+        bins=bins,
+        ece_positive_class=ece_pos,
+        ece_top_label=ece_top,
+        brier=brier,
+        reliability_positive_class=rows_pos,
+        reliability_top_label=rows_top,
+    )
+
+
+@dataclass
+class ReferralCurve:
+    """Accuracy, sensitivity and specificity on the cases kept when each fraction of the most
+    uncertain cases is referred (sensitivity/specificity None when no case of that class is kept)."""
+
+    fraction_referred: list[float]
+    accuracy_kept: list[float]
+    sensitivity_kept: list[float | None]
+    specificity_kept: list[float | None]
+    kept: list[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fraction_referred": self.fraction_referred,
+            "accuracy_kept": self.accuracy_kept,
+            "sensitivity_kept": self.sensitivity_kept,
+            "specificity_kept": self.specificity_kept,
+            "kept": self.kept,
+        }
 
 
 def referral_curve(
@@ -159,7 +225,7 @@ def referral_curve(
     predictions: np.ndarray,
     uncertainty: np.ndarray,
     fractions: tuple[float, ...] = REFERRAL_FRACTIONS,
-) -> dict[str, Any]:
+) -> ReferralCurve:
     """Refer the ``fraction`` most uncertain cases (ties: earlier index referred first); accuracy,
     sensitivity and specificity on the cases kept."""
     y = np.asarray(y).astype(np.int64)
@@ -175,13 +241,13 @@ def referral_curve(
         sens.append(float(np.mean(pp[yy == 1] == 1)) if (yy == 1).any() else None)
         spec.append(float(np.mean(pp[yy == 0] == 0)) if (yy == 0).any() else None)
         kept.append(int(len(keep)))
-    return {
-        "fraction_referred": list(fractions),
-        "accuracy_kept": acc,
-        "sensitivity_kept": sens,
-        "specificity_kept": spec,
-        "kept": kept,
-    }
+    return ReferralCurve(
+        fraction_referred=list(fractions),
+        accuracy_kept=acc,
+        sensitivity_kept=sens,
+        specificity_kept=spec,
+        kept=kept,
+    )
 
 
 def _logit(p: float) -> float:
@@ -222,15 +288,18 @@ def evaluate_uncertainty(
     curves: dict[str, Any] = {}
     per_sample: dict[str, Any] = {"label": y, "float_p_pneumonia": p, "float_prediction": pred}
     sm_entropy = _entropy(np.stack([1 - p, p], 1))
-    curves["softmax_entropy"] = {"path": "float", **referral_curve(y, pred, sm_entropy)}
+    curves["softmax_entropy"] = {"path": "float", **referral_curve(y, pred, sm_entropy).to_dict()}
     margin = np.abs(d_float - _logit(thr))
-    curves["float_margin"] = {"path": "float", **referral_curve(y, pred, -margin)}
+    curves["float_margin"] = {"path": "float", **referral_curve(y, pred, -margin).to_dict()}
     per_sample["softmax_entropy"], per_sample["float_margin"] = sm_entropy, margin
     result: dict[str, Any] = {
         **evaluated_on(loaded, ds, split, y).to_dict(),
         "threshold": thr,
         "threshold_source": str(loaded.metadata.get("threshold_method", "checkpoint")),
-        "float": {"accuracy": float(np.mean(pred == y)), "calibration": calibration(y, p)},
+        "float": {
+            "accuracy": float(np.mean(pred == y)),
+            "calibration": calibration(y, p).to_dict(),
+        },
         "mc_dropout": None,
         "chip": None,
         "referral": curves,
@@ -243,11 +312,11 @@ def evaluate_uncertainty(
         pred_mc = (p_mc >= thr).astype(np.int64)
         curves["mc_predictive_entropy"] = {
             "path": "mc_dropout",
-            **referral_curve(y, pred_mc, mc["predictive_entropy"]),
+            **referral_curve(y, pred_mc, mc["predictive_entropy"]).to_dict(),
         }
         curves["mc_mutual_information"] = {
             "path": "mc_dropout",
-            **referral_curve(y, pred_mc, mc["mutual_information"]),
+            **referral_curve(y, pred_mc, mc["mutual_information"]).to_dict(),
         }
         result["mc_dropout"] = {
             "passes": int(passes),
@@ -255,7 +324,7 @@ def evaluate_uncertainty(
             "accuracy_of_mean": float(np.mean(pred_mc == y)),
             "mean_predictive_entropy": float(mc["predictive_entropy"].mean()),
             "mean_mutual_information": float(mc["mutual_information"].mean()),
-            "calibration": calibration(y, p_mc),
+            "calibration": calibration(y, p_mc).to_dict(),
         }
         per_sample.update(
             {
@@ -273,7 +342,7 @@ def evaluate_uncertainty(
             chip_margin = np.abs(d - state.threshold)
             curves["chip_spike_margin"] = {
                 "path": "chip",
-                **referral_curve(y, pred_chip, -chip_margin),
+                **referral_curve(y, pred_chip, -chip_margin).to_dict(),
             }
             result["chip"] = {
                 "accuracy": float(np.mean(pred_chip == y)),
