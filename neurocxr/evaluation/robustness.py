@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -231,38 +232,97 @@ def evaluate_robustness(
             else None,
         },
         "results": rows,
-        "summary": degradation_summary(rows),
+        "summary": degradation_summary(rows).to_dict(),
         "seconds": time.perf_counter() - started,
         **({"scores": kept, "labels": y} if keep_scores else {}),
     }
 
 
-def degradation_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+@dataclass
+class PerturbationDrop:
+    """One perturbation on one path: the clean value and the mean and worst drop over its levels
+    of accuracy and ROC-AUC (positive = worse than clean)."""
+
+    accuracy_clean: float
+    accuracy_mean_drop: float
+    accuracy_worst_drop: float
+    roc_auc_clean: float
+    roc_auc_mean_drop: float
+    roc_auc_worst_drop: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accuracy_clean": self.accuracy_clean,
+            "accuracy_mean_drop": self.accuracy_mean_drop,
+            "accuracy_worst_drop": self.accuracy_worst_drop,
+            "roc_auc_clean": self.roc_auc_clean,
+            "roc_auc_mean_drop": self.roc_auc_mean_drop,
+            "roc_auc_worst_drop": self.roc_auc_worst_drop,
+        }
+
+
+@dataclass
+class PathDegradation:
+    """The drops of one path (float or chip) per perturbation and their means over all of them."""
+
+    per_perturbation: dict[str, PerturbationDrop]
+    accuracy_mean_drop_all: float
+    roc_auc_mean_drop_all: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "per_perturbation": {k: v.to_dict() for k, v in self.per_perturbation.items()},
+            "accuracy_mean_drop_all": self.accuracy_mean_drop_all,
+            "roc_auc_mean_drop_all": self.roc_auc_mean_drop_all,
+        }
+
+
+@dataclass
+class DegradationSummary:
+    """`degradation_summary` per path: the float model and, when evaluated, the chip (None
+    otherwise; absent from `to_dict`)."""
+
+    float_path: PathDegradation | None
+    chip_path: PathDegradation | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.float_path is not None:
+            out["float"] = self.float_path.to_dict()
+        if self.chip_path is not None:
+            out["chip"] = self.chip_path.to_dict()
+        return out
+
+
+def degradation_summary(rows: list[dict[str, Any]]) -> DegradationSummary:
     """Per path (float/chip) and perturbation: the clean value and the mean and worst drop of
     accuracy and AUC over the levels (positive = worse than clean)."""
     clean = next(r for r in rows if r["perturbation"] == "clean")
-    out: dict[str, Any] = {}
+    out: dict[str, PathDegradation] = {}
     for path in ("float", "chip"):
         if path not in clean:
             continue
-        per: dict[str, Any] = {}
+        per: dict[str, PerturbationDrop] = {}
         for kind in dict.fromkeys(r["perturbation"] for r in rows if r["perturbation"] != "clean"):
             sel = [r[path] for r in rows if r["perturbation"] == kind]
-            entry = {}
-            for metric in ("accuracy", "roc_auc"):
-                drops = [clean[path][metric] - s[metric] for s in sel]
-                entry[f"{metric}_clean"] = clean[path][metric]
-                entry[f"{metric}_mean_drop"] = float(np.mean(drops))
-                entry[f"{metric}_worst_drop"] = float(np.max(drops))
-            per[kind] = entry
-        all_acc = [v["accuracy_mean_drop"] for v in per.values()]
-        all_auc = [v["roc_auc_mean_drop"] for v in per.values()]
-        out[path] = {
-            "per_perturbation": per,
-            "accuracy_mean_drop_all": float(np.mean(all_acc)) if all_acc else 0.0,
-            "roc_auc_mean_drop_all": float(np.mean(all_auc)) if all_auc else 0.0,
-        }
-    return out
+            acc_drops = [clean[path]["accuracy"] - s["accuracy"] for s in sel]
+            auc_drops = [clean[path]["roc_auc"] - s["roc_auc"] for s in sel]
+            per[kind] = PerturbationDrop(
+                accuracy_clean=clean[path]["accuracy"],
+                accuracy_mean_drop=float(np.mean(acc_drops)),
+                accuracy_worst_drop=float(np.max(acc_drops)),
+                roc_auc_clean=clean[path]["roc_auc"],
+                roc_auc_mean_drop=float(np.mean(auc_drops)),
+                roc_auc_worst_drop=float(np.max(auc_drops)),
+            )
+        all_acc = [v.accuracy_mean_drop for v in per.values()]
+        all_auc = [v.roc_auc_mean_drop for v in per.values()]
+        out[path] = PathDegradation(
+            per_perturbation=per,
+            accuracy_mean_drop_all=float(np.mean(all_acc)) if all_acc else 0.0,
+            roc_auc_mean_drop_all=float(np.mean(all_auc)) if all_auc else 0.0,
+        )
+    return DegradationSummary(float_path=out.get("float"), chip_path=out.get("chip"))
 
 
 def plot_robustness(results: list[dict[str, Any]], path: str | Path) -> Path:
