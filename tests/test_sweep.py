@@ -20,6 +20,7 @@ from neurocxr.sweep import (
     sweep_config_from_dict,
     trial_id,
 )
+from neurocxr.sweep.trial import row_base
 
 TINY_TRAIN = {"epochs": 1, "batch_size": 16}
 
@@ -117,7 +118,7 @@ def test_resume_reruns_only_missing_and_failed_trials(
     def fake_ray(todo, settings, options, out_dir, record, progress):
         calls.append([t for t, _ in todo])
         for i, (tid, params) in enumerate(todo):
-            row = row_base(params)
+            row = row_base(params).to_dict()
             failed = len(calls) == 1 and i == 0
             row.update(
                 trial_id=tid,
@@ -151,9 +152,12 @@ def test_a_failing_trial_is_recorded_not_raised(tmp_path: Path) -> None:
     row = run_trial(
         params, {"data": str(tmp_path / "missing.npz"), "train": TINY_TRAIN, "model": {}}
     )
-    assert row["status"] == "failed"
-    assert "missing.npz" in row["error"]
-    assert row["model"] == "snn_strided" and row["seconds"] >= 0
+    assert row.status == "failed" and row.result is None and row.traceback
+    assert "missing.npz" in (row.error or "")
+    assert row.point.model == "snn_strided" and row.seconds >= 0
+    as_dict = row.to_dict()
+    assert list(as_dict)[:9] == list(row_base(params).to_dict())
+    assert list(as_dict)[9:] == ["status", "error", "traceback", "seconds"]
 
 
 @pytest.mark.parametrize(
@@ -278,13 +282,22 @@ def test_reading_out_early_runs_fewer_chip_steps(tiny_npz: Path) -> None:
     }
     full = run_trial(base, settings)
     early = run_trial({**base, "readout_steps": 1}, settings)
-    assert full["status"] == "ok" and early["status"] == "ok", (
-        full.get("error"),
-        early.get("error"),
-    )
-    assert early["readout_steps"] == 1 and full["readout_steps"] == 2
-    assert early["energy"]["loihi2"]["dynamic_j"] < full["energy"]["loihi2"]["dynamic_j"]
-    assert len(early["scores"]["test"]) == 6
+    assert full.status == "ok" and early.status == "ok", (full.error, early.error)
+    assert full.result is not None and early.result is not None
+    assert early.point.readout_steps == 1 and full.point.readout_steps == 2
+    assert early.result.energy["loihi2"]["dynamic_j"] < full.result.energy["loihi2"]["dynamic_j"]
+    assert len(early.result.scores["test"]) == 6
+    row = full.to_dict()  # the results.jsonl row: grid point, training, chip results, status
+    assert row["readout_steps"] == 2 and row["energy"] == full.result.energy
+    assert list(row)[9:15] == [
+        "checkpoint",
+        "data",
+        "synthetic",
+        "best_epoch",
+        "epochs_run",
+        "seconds_per_epoch",
+    ]
+    assert list(row)[-3:] == ["status", "error", "seconds"] and "traceback" not in row
 
 
 def _broken_amdsmi(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

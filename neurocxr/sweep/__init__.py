@@ -45,7 +45,14 @@ from neurocxr.sweep.results import (
     write_tables,
 )
 from neurocxr.sweep.run import run_sweep
-from neurocxr.sweep.trial import TrialResult, chip_evaluation, run_trial
+from neurocxr.sweep.trial import (
+    GridPoint,
+    TrialResult,
+    TrialRow,
+    TrialTraining,
+    chip_evaluation,
+    run_trial,
+)
 
 __all__ = [
     "CORE_AXES",
@@ -59,8 +66,11 @@ __all__ = [
     "SWEEP_KEYS",
     "RayOptions",
     "SweepConfig",
+    "GridPoint",
     "SweepResult",
     "TrialResult",
+    "TrialRow",
+    "TrialTraining",
     "check_ray_address",
     "check_sweep_data",
     "chip_evaluation",

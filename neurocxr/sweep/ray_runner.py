@@ -223,7 +223,9 @@ def _stop_ray(ray: Any, *, interrupted: bool) -> None:
 
 def _trainable(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Tune function trainable: one trial; the row travels back as a JSON string (Tune flattens dicts)."""
-    row = run_trial(config["params"], {**config["settings"], "trial_id": config["trial_id"]})
+    row = run_trial(
+        config["params"], {**config["settings"], "trial_id": config["trial_id"]}
+    ).to_dict()
     row["trial_id"] = config["trial_id"]
     return {"row_json": dumps_json(row, indent=None), "done": True}
 
@@ -300,7 +302,7 @@ def _recorder(base: type, record: Callable[[dict[str, Any]], None], bar: Any) ->
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             cfg = trial.config["trial"]
-            row = row_base(cfg["params"])
+            row = row_base(cfg["params"]).to_dict()
             row.update(
                 trial_id=cfg["trial_id"],
                 status="failed",

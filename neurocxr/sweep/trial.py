@@ -29,7 +29,84 @@ from neurocxr.threads import torch_threads
 from neurocxr.training.train import TrainConfig, train
 
 
-def run_trial(params: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class GridPoint:
+    """The grid point's part of a results row (also the row of a trial that never ran)."""
+
+    params: dict[str, Any]
+    model: str | None
+    deployable: bool
+    num_steps: int | None
+    readout_steps: int | None
+    encoding: str | None
+    regulariser: float | None
+    width: float | None
+    seed: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "params": self.params,
+            "model": self.model,
+            "deployable": self.deployable,
+            "num_steps": self.num_steps,
+            "readout_steps": self.readout_steps,
+            "encoding": self.encoding,
+            "regulariser": self.regulariser,
+            "width": self.width,
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class TrialTraining:
+    """How a trial's SNN was trained: where its checkpoint went, on what data, for how long."""
+
+    checkpoint: str | None
+    data: str
+    synthetic: bool
+    best_epoch: int
+    epochs_run: int
+    seconds_per_epoch: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint,
+            "data": self.data,
+            "synthetic": self.synthetic,
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epochs_run,
+            "seconds_per_epoch": self.seconds_per_epoch,
+        }
+
+
+@dataclass
+class TrialRow:
+    """One trial as run (`run_trial`): the grid point, then, when it succeeded, its training and the
+    chip measurements (`TrialResult`); ``status`` "ok" or "failed" with the error. ``to_dict()`` is
+    the results.jsonl row."""
+
+    point: GridPoint
+    status: str
+    error: str | None
+    seconds: float
+    training: TrialTraining | None = None
+    result: TrialResult | None = None
+    traceback: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        row = self.point.to_dict()
+        if self.training is not None:
+            row.update(self.training.to_dict())
+        if self.result is not None:
+            row.update(self.result.to_dict())
+        row["status"], row["error"] = self.status, self.error
+        if self.traceback is not None:
+            row["traceback"] = self.traceback
+        row["seconds"] = self.seconds
+        return row
+
+
+def run_trial(params: dict[str, Any], settings: dict[str, Any]) -> TrialRow:
     """Train -> export (hardware-valid) -> emulate val and test -> counts -> energy per profile.
 
     Never raises: a failure returns ``status="failed"`` with the error, so the sweep goes on.
@@ -37,35 +114,46 @@ def run_trial(params: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any
     test accuracy is chosen on validation chip scores.
     """
     t0 = time.perf_counter()
-    row: dict[str, Any] = row_base(params)
+    point = row_base(params)
     try:
-        row.update(_run_trial(params, settings))
-        row["status"], row["error"] = "ok", None
+        training, result = _run_trial(params, settings)
     except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
-        row["status"] = "failed"
-        row["error"] = f"{type(exc).__name__}: {exc}"
-        row["traceback"] = traceback.format_exc(limit=8)
-    row["seconds"] = time.perf_counter() - t0
-    return row
+        return TrialRow(
+            point=point,
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(limit=8),
+            seconds=time.perf_counter() - t0,
+        )
+    return TrialRow(
+        point=point,
+        status="ok",
+        error=None,
+        training=training,
+        result=result,
+        seconds=time.perf_counter() - t0,
+    )
 
 
-def row_base(params: dict[str, Any]) -> dict[str, Any]:
+def row_base(params: dict[str, Any]) -> GridPoint:
     """The grid point's part of a results row (also the row of a trial that never ran)."""
     info = MODEL_REGISTRY.get(str(params.get("model")))
-    return {
-        "params": dict(params),
-        "model": params.get("model"),
-        "deployable": bool(info.loihi_deployable) if info else False,
-        "num_steps": params.get("num_steps"),
-        "readout_steps": params.get("readout_steps", params.get("num_steps")),
-        "encoding": params.get("encoding"),
-        "regulariser": params.get("regulariser"),
-        "width": params.get("width"),
-        "seed": params.get("seed"),
-    }
+    return GridPoint(
+        params=dict(params),
+        model=params.get("model"),
+        deployable=bool(info.loihi_deployable) if info else False,
+        num_steps=params.get("num_steps"),
+        readout_steps=params.get("readout_steps", params.get("num_steps")),
+        encoding=params.get("encoding"),
+        regulariser=params.get("regulariser"),
+        width=params.get("width"),
+        seed=params.get("seed"),
+    )
 
 
-def _run_trial(params: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+def _run_trial(
+    params: dict[str, Any], settings: dict[str, Any]
+) -> tuple[TrialTraining, TrialResult]:
     model_cfg, train_cfg, readout_steps = trial_configs(params, settings)
     threads = settings.get("threads")
     if threads:
@@ -81,21 +169,21 @@ def _train_and_evaluate(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     readout_steps: int,
-) -> dict[str, Any]:
+) -> tuple[TrialTraining, TrialResult]:
     splits = load_dataset(settings.get("data"), image_size=model_cfg.image_size)
     checkpoint = None
     if settings.get("checkpoint_dir") and settings.get("trial_id"):
         checkpoint = Path(settings["checkpoint_dir"]) / f"{settings['trial_id']}.pt"
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
     result = train(model_cfg, splits, train_cfg, progress=False, checkpoint_path=checkpoint)
-    out: dict[str, Any] = {
-        "checkpoint": str(checkpoint) if checkpoint is not None else None,
-        "data": splits.source,
-        "synthetic": bool(splits.synthetic),
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "seconds_per_epoch": result.seconds_per_epoch,
-    }
+    training = TrialTraining(
+        checkpoint=str(checkpoint) if checkpoint is not None else None,
+        data=splits.source,
+        synthetic=bool(splits.synthetic),
+        best_epoch=result.best_epoch,
+        epochs_run=len(result.history),
+        seconds_per_epoch=result.seconds_per_epoch,
+    )
     trial = chip_evaluation(
         result.model,
         model_cfg,
@@ -106,8 +194,7 @@ def _train_and_evaluate(
         profiles=settings.get("profiles"),
         energy_model=str(params["model"]),
     )
-    out.update(trial.to_dict())
-    return out
+    return training, trial
 
 
 @dataclass
