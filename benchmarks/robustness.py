@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = None
     for name, loaded in models.items():
         print(f"evaluating {name} ...", flush=True)
-        res = evaluate_robustness(
+        result = evaluate_robustness(
             loaded,
             splits,
             max_samples=args.max_samples,
@@ -140,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             keep_scores=True,
             perturbations=levels,
         )
-        labels = res.pop("labels")
-        scores = res.pop("scores")
+        labels, scores = result.labels, result.scores
+        assert labels is not None and scores is not None  # keep_scores=True
+        result.labels = result.scores = None  # written below without the per-image arrays
+        res = result.to_dict()
         for path in ("float", "chip"):
             if path in scores["clean@0"]:
                 correct[f"{name} ({path})"] = {

@@ -141,17 +141,18 @@ def test_robustness_float_model_threshold_fixed_and_degrades(tiny_splits) -> Non
     res = rob.evaluate_robustness(
         model, splits, perturbations={"gaussian_blur": (0.6,), "salt_and_pepper": (0.95,)}
     )
-    rows = {(r["perturbation"], r["level"]): r for r in res["results"]}
+    rows = {(r["perturbation"], r["level"]): r for r in res.results}
     assert set(rows) == {("clean", 0.0), ("gaussian_blur", 0.6), ("salt_and_pepper", 0.95)}
-    assert res["thresholds"]["float"] == 0.5 and res["chip"]["evaluated"] is False
+    assert res.thresholds.float_model == 0.5 and res.chip.evaluated is False
     # the brightness classifier is perfect on clean images and blur keeps brightness
     assert rows[("clean", 0.0)]["float"]["accuracy"] == 1.0
     assert rows[("gaussian_blur", 0.6)]["float"]["accuracy"] == 1.0
     # 95% of pixels replaced by 0/1 leaves little signal: clearly worse
     assert rows[("salt_and_pepper", 0.95)]["float"]["accuracy"] < 0.9
-    drop = res["summary"]["float"]["per_perturbation"]["salt_and_pepper"]["accuracy_mean_drop"]
+    assert res.summary.float_path is not None
+    drop = res.summary.float_path.per_perturbation["salt_and_pepper"].accuracy_mean_drop
     assert drop == pytest.approx(1.0 - rows[("salt_and_pepper", 0.95)]["float"]["accuracy"])
-    assert res["protocol"]["gaussian_blur"]["parameter"].startswith("sigma")
+    assert res.protocol["gaussian_blur"]["parameter"].startswith("sigma")
     # the default protocol is the paper's plus Gaussian noise
     assert rob.PROTOCOL["gaussian_blur"]["levels"] == (0.2, 0.4, 0.6)
     assert rob.PROTOCOL["salt_and_pepper"]["levels"] == (0.05, 0.10, 0.15)
@@ -164,20 +165,20 @@ def test_robustness_snn_on_chip_uses_validation_threshold(tiny_splits, tmp_path:
     _, splits = tiny_splits
     snn = tiny_snn_model()
     res = rob.evaluate_robustness(snn, splits, perturbations={"speckle": (0.3,)})
-    assert res["chip"]["evaluated"] is True, res["chip"]["reason"]
+    assert res.chip.evaluated is True, res.chip.reason
     program, _ = chip_program(snn)
     d_val = readout_difference(run_chip(snn, program, splits.val.images))
     t = choose_threshold(splits.val.labels.numpy(), d_val, "youden")
-    assert res["thresholds"]["chip"] == pytest.approx(t)
+    assert res.thresholds.chip == pytest.approx(t)
     d_test = readout_difference(run_chip(snn, program, splits.test.images))
-    clean = res["results"][0]
+    clean = res.results[0]
     acc = float(np.mean((d_test >= t) == splits.test.labels.numpy()))
     assert clean["chip"]["accuracy"] == pytest.approx(acc)
-    png = rob.plot_robustness([res], tmp_path / "r.png")
+    png = rob.plot_robustness([res.to_dict()], tmp_path / "r.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not rob.evaluate_robustness(snn, splits, chip=False, perturbations={"speckle": (0.1,)})[
-        "chip"
-    ]["evaluated"]
+    assert not rob.evaluate_robustness(
+        snn, splits, chip=False, perturbations={"speckle": (0.1,)}
+    ).chip.evaluated
 
 
 # ----------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from neurocxr.errors import NeurocxrError
 from neurocxr.evaluation.common import (
+    EvaluatedOn,
     check_max_samples,
     check_split,
     evaluated_on,
@@ -142,6 +143,75 @@ def _scored(y: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, fl
     }
 
 
+@dataclass
+class RobustnessThresholds:
+    """The operating points the robustness run scored at: the float model's on P(pneumonia) and,
+    when the chip ran, the chip's on its readout difference (both chosen on validation)."""
+
+    float_model: float
+    float_source: str
+    chip: float | None
+    chip_source: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "float": self.float_model,
+            "float_source": self.float_source,
+            "chip": self.chip,
+            "chip_source": self.chip_source,
+        }
+
+
+@dataclass
+class ChipRun:
+    """Whether the Loihi emulator path was evaluated, why not when it was not, and on what."""
+
+    evaluated: bool
+    reason: str | None
+    simulator: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"evaluated": self.evaluated, "reason": self.reason, "simulator": self.simulator}
+
+
+@dataclass
+class RobustnessResult:
+    """`evaluate_robustness`: what was evaluated, the protocol, the thresholds, one row per
+    condition (``{"perturbation", "level", "float": metrics, "chip": metrics}``), the degradation
+    summary and, with ``keep_scores``, the per-image scores and labels. ``provenance`` is set by
+    the caller that writes the result."""
+
+    evaluated_on: EvaluatedOn
+    seed: int
+    protocol: dict[str, dict[str, Any]]
+    thresholds: RobustnessThresholds
+    chip: ChipRun
+    results: list[dict[str, Any]]
+    summary: DegradationSummary
+    seconds: float
+    scores: dict[str, Any] | None = None  # condition "kind@level" -> path -> score/prediction
+    labels: np.ndarray | None = None
+    provenance: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            **self.evaluated_on.to_dict(),
+            "seed": self.seed,
+            "protocol": self.protocol,
+            "thresholds": self.thresholds.to_dict(),
+            "chip": self.chip.to_dict(),
+            "results": self.results,
+            "summary": self.summary.to_dict(),
+            "seconds": self.seconds,
+        }
+        if self.scores is not None:
+            out["scores"] = self.scores
+            out["labels"] = self.labels
+        if self.provenance is not None:
+            out["provenance"] = self.provenance
+        return out
+
+
 def evaluate_robustness(
     loaded: Any,
     splits: Any,
@@ -153,11 +223,11 @@ def evaluate_robustness(
     seed: int = 0,
     progress: bool = False,
     keep_scores: bool = False,
-) -> dict[str, Any]:
+) -> RobustnessResult:
     """Accuracy, ROC-AUC, sensitivity and specificity of ``loaded`` on ``splits.<split>`` under
     every perturbation and level (plus the clean images), for the float model and, when ``chip``
-    and the model is a deployable SNN, for the Loihi emulator. Returns a JSON-ready dict;
-    ``keep_scores`` adds ``"scores"``: per condition "kind@level" the per-image scores and
+    and the model is a deployable SNN, for the Loihi emulator. Returns a `RobustnessResult`;
+    ``keep_scores`` adds ``scores``: per condition "kind@level" the per-image scores and
     predictions of each path (for paired statistics), and ``"labels"``."""
     from tqdm.auto import tqdm
 
@@ -211,31 +281,32 @@ def evaluate_robustness(
         rows.append(row)
         if keep_scores:
             kept[f"{kind}@{level:g}"] = cond
-    return {
-        **evaluated_on(loaded, ds, split, y).to_dict(),
-        "seed": int(seed),
-        "protocol": {
+    return RobustnessResult(
+        evaluated_on=evaluated_on(loaded, ds, split, y),
+        seed=int(seed),
+        protocol={
             k: {**{kk: vv for kk, vv in PROTOCOL[k].items() if kk != "levels"}, "levels": list(v)}
             for k, v in protocol.items()
         },
-        "thresholds": {
-            "float": loaded.threshold,
-            "float_source": str(loaded.metadata.get("threshold_method", "checkpoint")),
-            "chip": None if chip_state is None else chip_state.threshold,
-            "chip_source": None if chip_state is None else chip_state.threshold_source,
-        },
-        "chip": {
-            "evaluated": chip_state is not None,
-            "reason": chip_reason,
-            "simulator": "neurocxr Loihi emulator (bit-exact with Lava fixed_pt)"
+        thresholds=RobustnessThresholds(
+            float_model=loaded.threshold,
+            float_source=str(loaded.metadata.get("threshold_method", "checkpoint")),
+            chip=None if chip_state is None else chip_state.threshold,
+            chip_source=None if chip_state is None else chip_state.threshold_source,
+        ),
+        chip=ChipRun(
+            evaluated=chip_state is not None,
+            reason=chip_reason,
+            simulator="neurocxr Loihi emulator (bit-exact with Lava fixed_pt)"
             if chip_state
             else None,
-        },
-        "results": rows,
-        "summary": degradation_summary(rows).to_dict(),
-        "seconds": time.perf_counter() - started,
-        **({"scores": kept, "labels": y} if keep_scores else {}),
-    }
+        ),
+        results=rows,
+        summary=degradation_summary(rows),
+        seconds=time.perf_counter() - started,
+        scores=kept if keep_scores else None,
+        labels=y if keep_scores else None,
+    )
 
 
 @dataclass

@@ -106,7 +106,7 @@ def clinical_evaluation(
     )
     result: dict[str, Any] = {"robustness": None, "uncertainty": None}
     if robustness:
-        result["robustness"] = evaluate_robustness(
+        robustness_result = evaluate_robustness(
             loaded,
             splits,
             split=split,
@@ -115,7 +115,8 @@ def clinical_evaluation(
             seed=seed,
             progress=progress,
         )
-        result["robustness"]["provenance"] = prov
+        robustness_result.provenance = prov
+        result["robustness"] = robustness_result.to_dict()
     if uncertainty:
         result["uncertainty"] = evaluate_uncertainty(
             loaded,
