@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, loaded in models.items():
         print(f"evaluating {name} ...", flush=True)
         passes = args.passes if dropout_modules(loaded.model) else None
-        res = evaluate_uncertainty(loaded, splits, passes=passes, max_samples=args.max_samples)
+        res = evaluate_uncertainty(
+            loaded, splits, passes=passes, max_samples=args.max_samples
+        ).to_dict()  # written below without the per-sample arrays
         res.pop("per_sample")
         res["training"] = {
             k: loaded.metadata.get(k)

@@ -241,20 +241,22 @@ def test_evaluate_uncertainty_curves(tiny_splits, tmp_path: Path) -> None:
         "float_margin",
         "mc_predictive_entropy",
         "mc_mutual_information",
-    } <= set(res["referral"])
-    assert res["mc_dropout"]["passes"] == 4 and res["chip"] is None
-    for curve in res["referral"].values():
-        assert curve["kept"][0] == len(splits.test) and len(curve["accuracy_kept"]) == len(
-            curve["fraction_referred"]
+    } <= set(res.referral)
+    assert res.mc_dropout is not None and res.mc_dropout.passes == 4 and res.chip is None
+    for measure in res.referral.values():
+        curve = measure.curve
+        assert curve.kept[0] == len(splits.test) and len(curve.accuracy_kept) == len(
+            curve.fraction_referred
         )
     snn = unc.evaluate_uncertainty(tiny_snn_model(), splits)
-    assert snn["mc_dropout"] is None and "chip_spike_margin" in snn["referral"]
-    assert snn["referral"]["chip_spike_margin"]["accuracy_kept"][0] == pytest.approx(
-        snn["chip"]["accuracy"]
+    assert snn.mc_dropout is None and "chip_spike_margin" in snn.referral
+    assert snn.chip is not None
+    assert snn.referral["chip_spike_margin"].curve.accuracy_kept[0] == pytest.approx(
+        snn.chip.accuracy
     )
     with pytest.raises(NeurocxrError, match="no dropout layer"):
         unc.evaluate_uncertainty(tiny_snn_model(), splits, passes=20)
-    assert unc.plot_uncertainty(res, tmp_path / "u.png").stat().st_size > 1000
+    assert unc.plot_uncertainty(res.to_dict(), tmp_path / "u.png").stat().st_size > 1000
 
 
 # ----------------------------------------------------------------------------------------------

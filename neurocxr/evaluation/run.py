@@ -118,7 +118,7 @@ def clinical_evaluation(
         robustness_result.provenance = prov
         result["robustness"] = robustness_result.to_dict()
     if uncertainty:
-        result["uncertainty"] = evaluate_uncertainty(
+        uncertainty_result = evaluate_uncertainty(
             loaded,
             splits,
             split=split,
@@ -127,7 +127,8 @@ def clinical_evaluation(
             max_samples=max_samples,
             seed=seed,
         )
-        result["uncertainty"]["provenance"] = prov
+        uncertainty_result.provenance = prov
+        result["uncertainty"] = uncertainty_result.to_dict()
     files = output_files(robustness, uncertainty)
     with staged_output(out, files, force) as stage:
         if result["robustness"] is not None:

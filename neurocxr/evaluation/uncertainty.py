@@ -30,6 +30,7 @@ import torch
 
 from neurocxr.errors import NeurocxrError
 from neurocxr.evaluation.common import (
+    EvaluatedOn,
     check_max_samples,
     check_split,
     dropout_modules,
@@ -250,6 +251,104 @@ def referral_curve(
     )
 
 
+@dataclass
+class ReferralByMeasure:
+    """The referral curve of one uncertainty measure and the path (float, mc_dropout, chip)
+    whose predictions it refers."""
+
+    path: str
+    curve: ReferralCurve
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, **self.curve.to_dict()}
+
+
+@dataclass
+class FloatUncertainty:
+    """The deterministic float model: accuracy at the checkpoint threshold and calibration."""
+
+    accuracy: float
+    calibration: Calibration
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "calibration": self.calibration.to_dict()}
+
+
+@dataclass
+class McDropoutUncertainty:
+    """MC dropout: passes, dropout modules sampled, accuracy of the mean prediction, mean
+    entropies (nats) and calibration of the mean probability."""
+
+    passes: int
+    dropout_modules: int
+    accuracy_of_mean: float
+    mean_predictive_entropy: float
+    mean_mutual_information: float
+    calibration: Calibration
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passes": self.passes,
+            "dropout_modules": self.dropout_modules,
+            "accuracy_of_mean": self.accuracy_of_mean,
+            "mean_predictive_entropy": self.mean_predictive_entropy,
+            "mean_mutual_information": self.mean_mutual_information,
+            "calibration": self.calibration.to_dict(),
+        }
+
+
+@dataclass
+class ChipUncertainty:
+    """The Loihi emulator path: accuracy at the chip threshold chosen on validation."""
+
+    accuracy: float
+    threshold: float
+    threshold_source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accuracy": self.accuracy,
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+        }
+
+
+@dataclass
+class UncertaintyResult:
+    """`evaluate_uncertainty`: what was evaluated, the float model (and MC dropout and chip when
+    run), one referral curve per measure, why the chip did not run, and the per-sample arrays.
+    ``provenance`` is set by the caller that writes the result."""
+
+    evaluated_on: EvaluatedOn
+    threshold: float
+    threshold_source: str
+    float_model: FloatUncertainty
+    mc_dropout: McDropoutUncertainty | None
+    chip: ChipUncertainty | None
+    referral: dict[str, ReferralByMeasure]
+    entropy_unit: str
+    chip_reason: str | None
+    per_sample: dict[str, Any]  # name -> per-sample array
+    provenance: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            **self.evaluated_on.to_dict(),
+            "threshold": self.threshold,
+            "threshold_source": self.threshold_source,
+            "float": self.float_model.to_dict(),
+            "mc_dropout": None if self.mc_dropout is None else self.mc_dropout.to_dict(),
+            "chip": None if self.chip is None else self.chip.to_dict(),
+            "referral": {k: v.to_dict() for k, v in self.referral.items()},
+            "entropy_unit": self.entropy_unit,
+            "chip_reason": self.chip_reason,
+            "per_sample": self.per_sample,
+        }
+        if self.provenance is not None:
+            out["provenance"] = self.provenance
+        return out
+
+
 def _logit(p: float) -> float:
     p = min(max(float(p), 1e-12), 1 - 1e-12)
     return float(np.log(p / (1 - p)))
@@ -264,12 +363,12 @@ def evaluate_uncertainty(
     chip: bool = True,
     max_samples: int | None = None,
     seed: int = 0,
-) -> dict[str, Any]:
+) -> UncertaintyResult:
     """Calibration and referral curves of ``loaded`` on ``splits.<split>``.
 
     ``passes``: MC-dropout passes; None = 20 when the model has dropout, none otherwise; a number
-    on a model without dropout is an error (NeurocxrError). Returns a JSON-ready dict (the
-    per-sample arrays under ``"per_sample"``)."""
+    on a model without dropout is an error (NeurocxrError). Returns an `UncertaintyResult` (the
+    per-sample arrays in ``per_sample``)."""
     check_split(split)
     check_max_samples(max_samples)
     if passes is not None:
@@ -285,47 +384,46 @@ def evaluate_uncertainty(
     p = softmax_positive(logits)
     pred = (p >= thr).astype(np.int64)
     d_float = logits[:, 1] - logits[:, 0]
-    curves: dict[str, Any] = {}
+    curves: dict[str, ReferralByMeasure] = {}
     per_sample: dict[str, Any] = {"label": y, "float_p_pneumonia": p, "float_prediction": pred}
     sm_entropy = _entropy(np.stack([1 - p, p], 1))
-    curves["softmax_entropy"] = {"path": "float", **referral_curve(y, pred, sm_entropy).to_dict()}
+    curves["softmax_entropy"] = ReferralByMeasure("float", referral_curve(y, pred, sm_entropy))
     margin = np.abs(d_float - _logit(thr))
-    curves["float_margin"] = {"path": "float", **referral_curve(y, pred, -margin).to_dict()}
+    curves["float_margin"] = ReferralByMeasure("float", referral_curve(y, pred, -margin))
     per_sample["softmax_entropy"], per_sample["float_margin"] = sm_entropy, margin
-    result: dict[str, Any] = {
-        **evaluated_on(loaded, ds, split, y).to_dict(),
-        "threshold": thr,
-        "threshold_source": str(loaded.metadata.get("threshold_method", "checkpoint")),
-        "float": {
-            "accuracy": float(np.mean(pred == y)),
-            "calibration": calibration(y, p).to_dict(),
-        },
-        "mc_dropout": None,
-        "chip": None,
-        "referral": curves,
-        "entropy_unit": "nats",
-    }
+    result = UncertaintyResult(
+        evaluated_on=evaluated_on(loaded, ds, split, y),
+        threshold=thr,
+        threshold_source=str(loaded.metadata.get("threshold_method", "checkpoint")),
+        float_model=FloatUncertainty(
+            accuracy=float(np.mean(pred == y)), calibration=calibration(y, p)
+        ),
+        mc_dropout=None,
+        chip=None,
+        referral=curves,
+        entropy_unit="nats",
+        chip_reason=None,
+        per_sample=per_sample,
+    )
     if passes:
         probs = mc_dropout_probabilities(loaded, images, passes=passes, seed=seed)
         mc = mc_measures(probs)
         p_mc = mc["mean_probability"][:, 1]
         pred_mc = (p_mc >= thr).astype(np.int64)
-        curves["mc_predictive_entropy"] = {
-            "path": "mc_dropout",
-            **referral_curve(y, pred_mc, mc["predictive_entropy"]).to_dict(),
-        }
-        curves["mc_mutual_information"] = {
-            "path": "mc_dropout",
-            **referral_curve(y, pred_mc, mc["mutual_information"]).to_dict(),
-        }
-        result["mc_dropout"] = {
-            "passes": int(passes),
-            "dropout_modules": len(dropout_modules(loaded.model)),
-            "accuracy_of_mean": float(np.mean(pred_mc == y)),
-            "mean_predictive_entropy": float(mc["predictive_entropy"].mean()),
-            "mean_mutual_information": float(mc["mutual_information"].mean()),
-            "calibration": calibration(y, p_mc).to_dict(),
-        }
+        curves["mc_predictive_entropy"] = ReferralByMeasure(
+            "mc_dropout", referral_curve(y, pred_mc, mc["predictive_entropy"])
+        )
+        curves["mc_mutual_information"] = ReferralByMeasure(
+            "mc_dropout", referral_curve(y, pred_mc, mc["mutual_information"])
+        )
+        result.mc_dropout = McDropoutUncertainty(
+            passes=int(passes),
+            dropout_modules=len(dropout_modules(loaded.model)),
+            accuracy_of_mean=float(np.mean(pred_mc == y)),
+            mean_predictive_entropy=float(mc["predictive_entropy"].mean()),
+            mean_mutual_information=float(mc["mutual_information"].mean()),
+            calibration=calibration(y, p_mc),
+        )
         per_sample.update(
             {
                 "mc_p_pneumonia": p_mc,
@@ -340,21 +438,19 @@ def evaluate_uncertainty(
             d = readout_difference(run_chip(loaded, state.program, images, seed=seed))
             pred_chip = (d >= state.threshold).astype(np.int64)
             chip_margin = np.abs(d - state.threshold)
-            curves["chip_spike_margin"] = {
-                "path": "chip",
-                **referral_curve(y, pred_chip, -chip_margin).to_dict(),
-            }
-            result["chip"] = {
-                "accuracy": float(np.mean(pred_chip == y)),
-                "threshold": state.threshold,
-                "threshold_source": state.threshold_source,
-            }
+            curves["chip_spike_margin"] = ReferralByMeasure(
+                "chip", referral_curve(y, pred_chip, -chip_margin)
+            )
+            result.chip = ChipUncertainty(
+                accuracy=float(np.mean(pred_chip == y)),
+                threshold=state.threshold,
+                threshold_source=state.threshold_source,
+            )
             per_sample.update({"chip_readout_difference": d, "chip_prediction": pred_chip})
             chip_reason = None
     elif chip:
         chip_reason = f"{loaded.name} is not a spiking model"
-    result["chip_reason"] = chip_reason
-    result["per_sample"] = per_sample
+    result.chip_reason = chip_reason
     return result
 
 
