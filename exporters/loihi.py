@@ -53,11 +53,13 @@ from neurocxr.exporters.program import (
     ReadoutLayer,
     RecurrentDenseLayer,
     SynapticLayer,
+    as_pair,
     netx_weight_bits,  # re-exported: the packing rule lives with the program it constrains
 )
 
 if TYPE_CHECKING:  # pragma: no cover - deployment imports this module
     pass
+from neurocxr.data.encoding import ENCODINGS
 from neurocxr.exporters.nir import to_nir
 from neurocxr.models.loaded import LoadedModel, input_shape
 
@@ -69,7 +71,6 @@ except ImportError:  # pragma: no cover - other nir versions
 
 # Preferred input scale: 16 * 255, so a uint8 image x/255 becomes the exact integer bias 16*x.
 PREFERRED_INPUT_SCALE = 16.0 * 255.0
-_ENCODINGS = ("direct", "rate", "latency")
 _GAIN_TOL = 1e-9
 _EXACT_KEY = (
     "neurocxr_exact"  # node metadata key of neurocxr.exporters.nir holding exact float32 decays
@@ -136,12 +137,12 @@ def _arr(x: Any) -> np.ndarray:
 
 
 def _pair(x: Any, what: str, where: str) -> tuple[int, int]:
-    a = np.atleast_1d(np.asarray(_arr(x)).astype(np.int64)).ravel()
-    if a.size == 1:
-        return int(a[0]), int(a[0])
-    if a.size == 2:
-        return int(a[0]), int(a[1])
-    raise UnsupportedLayerError(f"node {where!r}: {what} {x!r} is not an int or an (H, W) pair")
+    try:
+        return as_pair(np.asarray(_arr(x)).astype(np.int64))
+    except ValueError:
+        raise UnsupportedLayerError(
+            f"node {where!r}: {what} {x!r} is not an int or an (H, W) pair"
+        ) from None
 
 
 # What netx can hold, said once for every refusal of a graph's shape.
@@ -802,8 +803,8 @@ def nir_to_program(
     if not dt_used > 0:
         raise ExportError(f"dt must be positive, got {dt_used}")
     encoding = encoding if encoding is not None else ncx.get("encoding")
-    if encoding is not None and encoding not in _ENCODINGS:
-        raise ExportError(f"unknown encoding {encoding!r}; choose one of {', '.join(_ENCODINGS)}")
+    if encoding is not None and encoding not in ENCODINGS:
+        raise ExportError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
     steps = num_steps if num_steps is not None else ncx.get("num_steps")
     if steps is None:
         raise ExportError(

@@ -64,6 +64,7 @@ from .program import (
     ProgramError,
     ReadoutLayer,
     RecurrentDenseLayer,
+    as_pair,
     common_power_of_two,
 )
 
@@ -346,13 +347,6 @@ def _scalar(x: Any) -> int:
     return int(arr.reshape(-1)[0])
 
 
-def _pair(x: Any) -> tuple[int, int]:
-    arr = np.asarray(x).reshape(-1)
-    if arr.size == 1:
-        return int(arr[0]), int(arr[0])
-    return int(arr[0]), int(arr[1])
-
-
 def _read_str(group: h5py.Group, key: str) -> str:
     value = group[key]
     value = value[0] if len(value.shape) > 0 else value[()]
@@ -591,9 +585,9 @@ def _read_program(
                 neuron,
                 weight,
                 bias,
-                stride=_pair(g["stride"][()]) if "stride" in g else (1, 1),
-                padding=_pair(g["padding"][()]) if "padding" in g else (0, 0),
-                dilation=_pair(g["dilation"][()]) if "dilation" in g else (1, 1),
+                stride=as_pair(g["stride"][()]) if "stride" in g else (1, 1),
+                padding=as_pair(g["padding"][()]) if "padding" in g else (0, 0),
+                dilation=as_pair(g["dilation"][()]) if "dilation" in g else (1, 1),
                 groups=_scalar(g["groups"][()]) if "groups" in g else 1,
                 quant=quant,
             )

@@ -74,6 +74,7 @@ import torch
 from torch import nn
 
 from neurocxr.errors import ExportError, NeurocxrError, UnsupportedLayerError
+from neurocxr.exporters.program import as_pair
 from neurocxr.fileio import atomic_write
 from neurocxr.models import neurons as nrn
 from neurocxr.models.base import ModelConfig, SpikingSequential, is_neuron
@@ -384,10 +385,6 @@ def _norse_node(where: str, m: nn.Module, shape: tuple[int, ...], dt: float) -> 
     )
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
 def _pool_as_conv(
     shape: tuple[int, ...], k: tuple[int, int], s: tuple[int, int], pad: tuple[int, int]
 ) -> nir.Conv2d:
@@ -431,7 +428,7 @@ def pool_of_conv(
     info = _plain(meta.get(POOL_KEY))
     if not isinstance(node, nir.Conv2d) or not isinstance(info, dict):
         return None
-    k = _pair(tuple(int(v) for v in np.ravel(info["kernel_size"])))
+    k = as_pair(tuple(int(v) for v in np.ravel(info["kernel_size"])))
     w = np.asarray(node.weight, dtype=np.float64)
     c = w.shape[0]
     expect = np.zeros((c, c, k[0], k[1]))
@@ -444,8 +441,8 @@ def pool_of_conv(
         or int(np.asarray(node.groups)) != 1
     ):
         return None
-    s = _pair(tuple(int(v) for v in np.ravel(info["stride"])))
-    pad = _pair(tuple(int(v) for v in np.ravel(info["padding"])))
+    s = as_pair(tuple(int(v) for v in np.ravel(info["stride"])))
+    pad = as_pair(tuple(int(v) for v in np.ravel(info["padding"])))
     return k, s, pad
 
 
@@ -591,9 +588,9 @@ def to_nir(
                 node = nir.Conv2d(
                     input_shape=tuple(shape[1:]),
                     weight=w,
-                    stride=_pair(m.stride),
-                    padding=_pair(padding),
-                    dilation=_pair(m.dilation),
+                    stride=as_pair(m.stride),
+                    padding=as_pair(padding),
+                    dilation=as_pair(m.dilation),
                     groups=int(m.groups),
                     bias=b,
                 )
@@ -609,16 +606,16 @@ def to_nir(
                 if (
                     m.ceil_mode
                     or m.divisor_override is not None
-                    or (not m.count_include_pad and _pair(m.padding) != (0, 0))
+                    or (not m.count_include_pad and as_pair(m.padding) != (0, 0))
                 ):
                     raise UnsupportedLayerError(
                         f"cannot export {_name_layer(i, m)}: "
                         "ceil_mode/divisor_override/count_include_pad=False have no NIR "
                         "AvgPool2d equivalent; use nn.AvgPool2d(k) with defaults"
                     )
-                k = _pair(m.kernel_size)
-                s = _pair(m.stride if m.stride is not None else m.kernel_size)
-                add("pool", _pool_as_conv(shape, k, s, _pair(m.padding)))
+                k = as_pair(m.kernel_size)
+                s = as_pair(m.stride if m.stride is not None else m.kernel_size)
+                add("pool", _pool_as_conv(shape, k, s, as_pair(m.padding)))
                 pending = None
             elif isinstance(m, nn.Flatten):
                 if m.start_dim < 1 and m.start_dim != -len(shape) - 1:
@@ -1015,18 +1012,18 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
             padding = (
                 node.padding
                 if isinstance(node.padding, str)
-                else _pair(
+                else as_pair(
                     tuple(np.asarray(node.padding).reshape(-1))
                     if np.ndim(node.padding)
                     else int(node.padding)
                 )
             )
-            stride = _pair(
+            stride = as_pair(
                 tuple(np.asarray(node.stride).reshape(-1))
                 if np.ndim(node.stride)
                 else int(node.stride)
             )
-            dilation = _pair(
+            dilation = as_pair(
                 tuple(np.asarray(node.dilation).reshape(-1))
                 if np.ndim(node.dilation)
                 else int(node.dilation)
@@ -1053,7 +1050,7 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
             layers.append(conv)
         elif isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
             ks, st, pd = (
-                _pair(
+                as_pair(
                     tuple(np.asarray(v).reshape(-1))
                     if np.size(v) > 1
                     else int(np.asarray(v).reshape(-1)[0])

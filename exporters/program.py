@@ -254,9 +254,15 @@ def _check_bias(where: str, name: str, shape: tuple[int, ...], bias: np.ndarray 
     _bias_full(name, shape, bias)
 
 
-def _pair(x: Any) -> tuple[int, int]:
+def as_pair(x: Any) -> tuple[int, int]:
+    """An int or an (H, W) pair (list, tuple, array) as an (H, W) pair of ints: the one reader of
+    kernel sizes, strides, paddings and dilations for NIR nodes, netx files and programs."""
     arr = np.asarray(x).reshape(-1)
-    return (int(arr[0]), int(arr[0])) if arr.size == 1 else (int(arr[0]), int(arr[1]))
+    if arr.size == 1:
+        return int(arr[0]), int(arr[0])
+    if arr.size == 2:
+        return int(arr[0]), int(arr[1])
+    raise ValueError(f"{x!r} is not an int or an (H, W) pair")
 
 
 @dataclass(eq=False)
@@ -363,9 +369,9 @@ class ConvLayer(_Synaptic):
     def __post_init__(self) -> None:
         self.shape = tuple(int(s) for s in self.shape)
         self.stride, self.padding, self.dilation = (
-            _pair(self.stride),
-            _pair(self.padding),
-            _pair(self.dilation),
+            as_pair(self.stride),
+            as_pair(self.padding),
+            as_pair(self.dilation),
         )
         self.groups = int(self.groups)
 

@@ -24,8 +24,8 @@ import torch
 
 __all__ = ["ENCODINGS", "rate_encode", "latency_encode", "direct_encode", "encode"]
 
-# Must match neurocxr.models.base.ENCODINGS (a test checks it); kept here so importing the encoders
-# does not import the model zoo (snnTorch, Norse).
+# The one list of input encodings: models, the exporter and the CLI read it from here (the data
+# stage), so importing the encoders does not import the model zoo (snnTorch, Norse).
 ENCODINGS = ("direct", "rate", "latency")
 
 

@@ -14,10 +14,10 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import nn
 
+from neurocxr.data.encoding import ENCODINGS
 from neurocxr.errors import ConfigError
 from neurocxr.validation import check_float, check_int
 
-ENCODINGS = ("direct", "rate", "latency")
 # Upper bounds that catch typos (an image of 28000 pixels a side) before they exhaust memory.
 MAX_IMAGE_SIZE = 1024
 MAX_NUM_STEPS = 10_000
