@@ -313,7 +313,7 @@ def test_sweep_bar_follows_no_progress_and_the_terminal(
 
     import tqdm.auto
 
-    from neurocxr.sweep import RayOptions, ray_runner
+    from neurocxr.sweep import RayOptions, TrialSettings, ray_runner
 
     ray_runner.import_ray()
     from ray import tune
@@ -339,7 +339,12 @@ def test_sweep_bar_follows_no_progress_and_the_terminal(
     monkeypatch.setattr(tune, "Tuner", Tuner)
     monkeypatch.setattr(sys, "stderr", _Tty() if stderr_is_tty else io.StringIO())
     ray_runner.run_on_ray(
-        [("t1", {"model": "snn_strided"})], {}, RayOptions(), tmp_path, lambda row: None, progress
+        [("t1", {"model": "snn_strided"})],
+        TrialSettings(),
+        RayOptions(),
+        tmp_path,
+        lambda row: None,
+        progress,
     )
     assert disabled == [not drawn]
 

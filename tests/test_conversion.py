@@ -279,7 +279,7 @@ def test_lever_configs_depth_width_and_sweep_grid_point(cnn_checkpoint: Path) ->
     )
     cfg, tc = lever_configs("snn_vgg", convert_from=str(cnn_checkpoint), num_steps=4, epochs=0)
     assert cfg == snn_config_for(CNN, 4) and tc.convert_from == str(cnn_checkpoint)
-    from neurocxr.sweep import trial_configs
+    from neurocxr.sweep import TrialSettings, trial_configs
 
     params = {
         "model": "snn_vgg",
@@ -291,7 +291,7 @@ def test_lever_configs_depth_width_and_sweep_grid_point(cnn_checkpoint: Path) ->
         "depth": 2,
         "augment": "light",
     }
-    model_cfg, train_cfg, _ = trial_configs(params, {"train": {"epochs": 1}, "model": {}})
+    model_cfg, train_cfg, _ = trial_configs(params, TrialSettings(train={"epochs": 1}))
     assert model_cfg.channels == (16, 16) and train_cfg.augment == "light" and train_cfg.seed == 1
     params = {
         "model": "snn_vgg",
@@ -302,7 +302,7 @@ def test_lever_configs_depth_width_and_sweep_grid_point(cnn_checkpoint: Path) ->
         "seed": 0,
         "convert_from": str(cnn_checkpoint),
     }
-    model_cfg, train_cfg, _ = trial_configs(params, {"train": {"epochs": 0}, "model": {}})
+    model_cfg, train_cfg, _ = trial_configs(params, TrialSettings(train={"epochs": 0}))
     assert model_cfg == snn_config_for(CNN, 4) and train_cfg.convert_from == str(cnn_checkpoint)
 
 

@@ -20,6 +20,7 @@ from neurocxr.sweep import (
     sweep_config_from_dict,
     trial_id,
 )
+from neurocxr.sweep.config import TrialSettings
 from neurocxr.sweep.trial import row_base
 
 TINY_TRAIN = {"epochs": 1, "batch_size": 16}
@@ -150,7 +151,7 @@ def test_a_failing_trial_is_recorded_not_raised(tmp_path: Path) -> None:
         "seed": 0,
     }
     row = run_trial(
-        params, {"data": str(tmp_path / "missing.npz"), "train": TINY_TRAIN, "model": {}}
+        params, TrialSettings(data=str(tmp_path / "missing.npz"), train=TINY_TRAIN, model={})
     )
     assert row.status == "failed" and row.result is None and row.traceback
     assert "missing.npz" in (row.error or "")
@@ -200,7 +201,15 @@ def test_grid_union_and_readout_steps_and_stable_ids() -> None:
         (4, 2),
         (4, 3),
     ]  # (2, 3) skipped: cannot read out after step 3 of 2
-    s = cfg.settings()
+    s = cfg.settings().to_dict()
+    assert list(s) == [
+        "data",
+        "train",
+        "model",
+        "profiles",
+        "max_eval_samples",
+        "regulariser_profile",
+    ]
     assert trial_id(points[0], s) == trial_id(dict(points[0]), dict(s))
     assert len({trial_id(p, s) for p in points}) == len(points)
 
@@ -273,13 +282,9 @@ def test_reading_out_early_runs_fewer_chip_steps(tiny_npz: Path) -> None:
         "width": 0.25,
         "seed": 0,
     }
-    settings = {
-        "data": str(tiny_npz),
-        "train": TINY_TRAIN,
-        "model": {},
-        "profiles": ["loihi2"],
-        "max_eval_samples": 6,
-    }
+    settings = TrialSettings(
+        data=str(tiny_npz), train=TINY_TRAIN, model={}, profiles=["loihi2"], max_eval_samples=6
+    )
     full = run_trial(base, settings)
     early = run_trial({**base, "readout_steps": 1}, settings)
     assert full.status == "ok" and early.status == "ok", (full.error, early.error)

@@ -111,6 +111,37 @@ class RayOptions:
 
 
 @dataclass
+class TrialSettings:
+    """What every trial needs besides its grid point (`SweepConfig.settings`; sent to the Ray
+    workers). ``threads``, ``checkpoint_dir`` and ``trial_id`` say how one trial is run, are set
+    by the sweep runner, and stay out of the trial id."""
+
+    data: str | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    profiles: list[str] | None = None
+    max_eval_samples: int | None = None
+    regulariser_profile: str = "loihi2"
+    threads: int | None = None
+    checkpoint_dir: str | None = None
+    trial_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "data": self.data,
+            "train": self.train,
+            "model": self.model,
+            "profiles": self.profiles,
+            "max_eval_samples": self.max_eval_samples,
+            "regulariser_profile": self.regulariser_profile,
+        }
+        for key in ("threads", "checkpoint_dir", "trial_id"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+@dataclass
 class SweepConfig:
     """A checked sweep config (`load_sweep_config`, `sweep_config_from_dict`)."""
 
@@ -128,16 +159,16 @@ class SweepConfig:
     ray: RayOptions = field(default_factory=RayOptions)
     source: str = "<dict>"
 
-    def settings(self) -> dict[str, Any]:
+    def settings(self) -> TrialSettings:
         """What every trial needs besides its grid point (sent to the Ray workers)."""
-        return {
-            "data": self.data,
-            "train": dict(self.train),
-            "model": dict(self.model),
-            "profiles": self.profiles,
-            "max_eval_samples": self.max_eval_samples,
-            "regulariser_profile": self.regulariser_profile,
-        }
+        return TrialSettings(
+            data=self.data,
+            train=dict(self.train),
+            model=dict(self.model),
+            profiles=self.profiles,
+            max_eval_samples=self.max_eval_samples,
+            regulariser_profile=self.regulariser_profile,
+        )
 
 
 def _as_list(name: str, value: Any) -> list[Any]:
@@ -339,12 +370,12 @@ def load_sweep_config(path: str | Path, *, max_trials: int | None = None) -> Swe
 
 
 def trial_configs(
-    params: dict[str, Any], settings: dict[str, Any]
+    params: dict[str, Any], settings: TrialSettings
 ) -> tuple[ModelConfig, TrainConfig, int]:
     """(ModelConfig, TrainConfig, readout_steps) of one grid point; ConfigError naming what is wrong."""
     train_keys = set(_train_keys())
-    model_kw = dict(settings.get("model", {}))
-    train_kw = dict(settings.get("train", {}))
+    model_kw = dict(settings.model)
+    train_kw = dict(settings.train)
     for key, value in params.items():
         if key in train_keys:
             train_kw[key] = value
@@ -396,7 +427,7 @@ def trial_configs(
             qat_epochs=train_kw.pop("qat_epochs", 0),
             model_fields=model_kw,
             seed=params["seed"],
-            chip_cost_profile=settings.get("regulariser_profile", "loihi2"),
+            chip_cost_profile=settings.regulariser_profile,
             **train_kw,
         )
     except (ValueError, TypeError, NeurocxrError) as exc:

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import tqdm.auto
 from neurocxr.errors import ConfigError
 from neurocxr.fileio import dumps_json
 from neurocxr.interrupts import install as install_interrupt_handler
-from neurocxr.sweep.config import RayOptions
+from neurocxr.sweep.config import RayOptions, TrialSettings
 from neurocxr.sweep.trial import row_base, run_trial
 from neurocxr.validation import show_progress
 
@@ -224,7 +225,7 @@ def _stop_ray(ray: Any, *, interrupted: bool) -> None:
 def _trainable(config: dict[str, Any]) -> dict[str, Any]:
     """Ray Tune function trainable: one trial; the row travels back as a JSON string (Tune flattens dicts)."""
     row = run_trial(
-        config["params"], {**config["settings"], "trial_id": config["trial_id"]}
+        config["params"], replace(config["settings"], trial_id=config["trial_id"])
     ).to_dict()
     row["trial_id"] = config["trial_id"]
     return {"row_json": dumps_json(row, indent=None), "done": True}
@@ -232,7 +233,7 @@ def _trainable(config: dict[str, Any]) -> dict[str, Any]:
 
 def run_on_ray(
     todo: list[tuple[str, dict[str, Any]]],
-    settings: dict[str, Any],
+    settings: TrialSettings,
     options: RayOptions,
     out: Path,
     record: Callable[[dict[str, Any]], None],

@@ -12,7 +12,14 @@ from typing import Any
 from neurocxr.errors import ConfigError, Interrupted, NeurocxrError
 from neurocxr.fileio import write_json, write_text
 from neurocxr.sweep import ray_runner
-from neurocxr.sweep.config import RayOptions, SweepConfig, check_sweep_data, expand_grid, trial_id
+from neurocxr.sweep.config import (
+    RayOptions,
+    SweepConfig,
+    TrialSettings,
+    check_sweep_data,
+    expand_grid,
+    trial_id,
+)
 from neurocxr.sweep.results import (
     RESULTS_FILE,
     SweepJournal,
@@ -106,18 +113,20 @@ def _ray_options(
 
 def _trial_settings(
     cfg: SweepConfig, options: RayOptions, out: Path
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[TrialSettings, dict[str, Any]]:
     """(what the workers get, what the trial ids hash): the ids leave out how a trial is run."""
-    settings = cfg.settings()
-    settings["threads"] = max(1, int(options.cpus_per_trial))
-    # Checkpoints are written by the workers: on a cluster the sweep directory must be shared.
-    settings["checkpoint_dir"] = str((out / "checkpoints").resolve())
-    id_settings = {k: v for k, v in settings.items() if k not in ("threads", "checkpoint_dir")}
-    if settings.get("data") and str(settings["data"]).lower() != "synthetic":
+    id_settings = cfg.settings()
+    settings = replace(
+        id_settings,
+        threads=max(1, int(options.cpus_per_trial)),
+        # Checkpoints are written by the workers: on a cluster the sweep directory must be shared.
+        checkpoint_dir=str((out / "checkpoints").resolve()),
+    )
+    if settings.data and str(settings.data).lower() != "synthetic":
         # Workers may run in another folder (Ray Tune's trial dirs): they get the absolute path; the
         # trial ids keep the configured one, so a rerun still finds its finished trials.
-        settings["data"] = str(Path(settings["data"]).expanduser().resolve())
-    return settings, id_settings
+        settings.data = str(Path(settings.data).expanduser().resolve())
+    return settings, id_settings.to_dict()
 
 
 def _run_sweep(

@@ -24,7 +24,7 @@ from neurocxr.energy.profiles import available_profiles
 from neurocxr.metrics import clinical_metrics
 from neurocxr.models import MODEL_REGISTRY, ModelConfig
 from neurocxr.models.loaded import LoadedModel, float_logits
-from neurocxr.sweep.config import trial_configs
+from neurocxr.sweep.config import TrialSettings, trial_configs
 from neurocxr.threads import torch_threads
 from neurocxr.training.train import TrainConfig, train
 
@@ -106,7 +106,7 @@ class TrialRow:
         return row
 
 
-def run_trial(params: dict[str, Any], settings: dict[str, Any]) -> TrialRow:
+def run_trial(params: dict[str, Any], settings: TrialSettings) -> TrialRow:
     """Train -> export (hardware-valid) -> emulate val and test -> counts -> energy per profile.
 
     Never raises: a failure returns ``status="failed"`` with the error, so the sweep goes on.
@@ -152,10 +152,10 @@ def row_base(params: dict[str, Any]) -> GridPoint:
 
 
 def _run_trial(
-    params: dict[str, Any], settings: dict[str, Any]
+    params: dict[str, Any], settings: TrialSettings
 ) -> tuple[TrialTraining, TrialResult]:
     model_cfg, train_cfg, readout_steps = trial_configs(params, settings)
-    threads = settings.get("threads")
+    threads = settings.threads
     if threads:
         train_cfg = replace(train_cfg, num_threads=int(threads))
     # the whole trial runs on the trial's threads; the caller's count is back afterwards
@@ -165,15 +165,15 @@ def _run_trial(
 
 def _train_and_evaluate(
     params: dict[str, Any],
-    settings: dict[str, Any],
+    settings: TrialSettings,
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     readout_steps: int,
 ) -> tuple[TrialTraining, TrialResult]:
-    splits = load_dataset(settings.get("data"), image_size=model_cfg.image_size)
+    splits = load_dataset(settings.data, image_size=model_cfg.image_size)
     checkpoint = None
-    if settings.get("checkpoint_dir") and settings.get("trial_id"):
-        checkpoint = Path(settings["checkpoint_dir"]) / f"{settings['trial_id']}.pt"
+    if settings.checkpoint_dir and settings.trial_id:
+        checkpoint = Path(settings.checkpoint_dir) / f"{settings.trial_id}.pt"
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
     result = train(model_cfg, splits, train_cfg, progress=False, checkpoint_path=checkpoint)
     training = TrialTraining(
@@ -190,8 +190,8 @@ def _train_and_evaluate(
         splits,
         threshold=result.threshold,
         readout_steps=readout_steps,
-        max_eval_samples=settings.get("max_eval_samples"),
-        profiles=settings.get("profiles"),
+        max_eval_samples=settings.max_eval_samples,
+        profiles=settings.profiles,
         energy_model=str(params["model"]),
     )
     return training, trial
