@@ -39,7 +39,9 @@ from neurocxr.energy.estimate import estimate_energy as _estimate
 from neurocxr.energy.profiles import get_profile, load_profiles
 from neurocxr.errors import Interrupted, ModelKindError, NeurocxrError, SimulationError
 from neurocxr.evaluation.explain import ExplainResult, write_explanations
-from neurocxr.evaluation.run import check_request, clinical_evaluation
+from neurocxr.evaluation.robustness import RobustnessResult
+from neurocxr.evaluation.run import ClinicalEvaluation, check_request, clinical_evaluation
+from neurocxr.evaluation.uncertainty import UncertaintyResult
 from neurocxr.exporters.model_checks import check_model_options, check_report_models
 from neurocxr.exporters.onnx import check_onnx_equivalence, export_onnx
 from neurocxr.exporters.program import LoihiProgram
@@ -368,8 +370,8 @@ class EvaluationResult(_DictView):
     metrics: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     json_path: Path | None = None
-    robustness: dict[str, Any] | None = None
-    uncertainty: dict[str, Any] | None = None
+    robustness: RobustnessResult | None = None
+    uncertainty: UncertaintyResult | None = None
     files: list[Path] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -384,9 +386,12 @@ class EvaluationResult(_DictView):
         }
 
     @property
-    def clinical(self) -> dict[str, Any]:
-        """The robustness / uncertainty part in the shape `neurocxr.evaluation.run.summary_lines` reads."""
-        return {"robustness": self.robustness, "uncertainty": self.uncertainty, "files": self.files}
+    def clinical(self) -> ClinicalEvaluation:
+        """The robustness / uncertainty part (its ``to_dict()`` is what
+        `neurocxr.evaluation.run.summary_lines` reads)."""
+        return ClinicalEvaluation(
+            robustness=self.robustness, uncertainty=self.uncertainty, files=self.files
+        )
 
 
 def evaluate(
@@ -468,9 +473,9 @@ def evaluate(
                 ) from None
             raise
         result.robustness, result.uncertainty, result.files = (
-            extra["robustness"],
-            extra["uncertainty"],
-            extra["files"],
+            extra.robustness,
+            extra.uncertainty,
+            extra.files,
         )
     return result
 

@@ -314,7 +314,7 @@ def evaluate_cmd(
     if result.robustness is not None or result.uncertainty is not None:
         from neurocxr.evaluation.run import summary_lines
 
-        for line in summary_lines(result.clinical):
+        for line in summary_lines(result.clinical.to_dict()):
             console.print(line, highlight=False)
 
 

@@ -257,12 +257,13 @@ def test_evaluate_robustness_bars_follow_no_progress_and_the_terminal(
 ) -> None:
     import neurocxr.api as api
     from neurocxr import validation
+    from neurocxr.evaluation.run import ClinicalEvaluation
 
     seen: dict[str, bool] = {}
 
     def fake_clinical_evaluation(*args, progress: bool, **kwargs):
         seen["progress"] = progress
-        return {"robustness": None, "uncertainty": None, "files": []}
+        return ClinicalEvaluation()
 
     # patched where the API calls them (it imports both at module top)
     monkeypatch.setattr(api, "clinical_evaluation", fake_clinical_evaluation)

@@ -3,6 +3,7 @@ checkpoint and write their JSON and plots into one folder, atomically (nothing o
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,13 @@ from neurocxr.errors import NeurocxrError
 from neurocxr.evaluation import robustness as rob
 from neurocxr.evaluation import uncertainty as unc
 from neurocxr.evaluation.common import check_max_samples, check_split
-from neurocxr.evaluation.robustness import evaluate_robustness, plot_robustness
-from neurocxr.evaluation.uncertainty import evaluate_uncertainty, plot_uncertainty, require_dropout
+from neurocxr.evaluation.robustness import RobustnessResult, evaluate_robustness, plot_robustness
+from neurocxr.evaluation.uncertainty import (
+    UncertaintyResult,
+    evaluate_uncertainty,
+    plot_uncertainty,
+    require_dropout,
+)
 from neurocxr.fileio import staged_output, write_json
 from neurocxr.models.loaded import load
 from neurocxr.provenance import provenance
@@ -60,6 +66,24 @@ def check_request(
     return loaded
 
 
+@dataclass
+class ClinicalEvaluation:
+    """`clinical_evaluation`: the robustness and uncertainty results asked for (None otherwise,
+    each with its provenance) and the files written."""
+
+    robustness: RobustnessResult | None = None
+    uncertainty: UncertaintyResult | None = None
+    files: list[Path] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The shape `summary_lines` reads (and the JSON files hold, one result each)."""
+        return {
+            "robustness": None if self.robustness is None else self.robustness.to_dict(),
+            "uncertainty": None if self.uncertainty is None else self.uncertainty.to_dict(),
+            "files": self.files,
+        }
+
+
 def clinical_evaluation(
     checkpoint: Any,
     *,
@@ -74,9 +98,9 @@ def clinical_evaluation(
     force: bool = False,
     seed: int = 0,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> ClinicalEvaluation:
     """Robustness and/or uncertainty of ``checkpoint``; writes robustness.{json,png} and/or
-    uncertainty.{json,png} into ``out``. Returns {"robustness": ..., "uncertainty": ..., "files": [...]}."""
+    uncertainty.{json,png} into ``out``. Returns a `ClinicalEvaluation`."""
 
     if not (robustness or uncertainty):
         raise NeurocxrError("nothing to do: ask for --robustness and/or --uncertainty")
@@ -104,7 +128,7 @@ def clinical_evaluation(
         data=data_path,
         data_source=getattr(splits, split).source,
     )
-    result: dict[str, Any] = {"robustness": None, "uncertainty": None}
+    result = ClinicalEvaluation()
     if robustness:
         robustness_result = evaluate_robustness(
             loaded,
@@ -116,7 +140,7 @@ def clinical_evaluation(
             progress=progress,
         )
         robustness_result.provenance = prov
-        result["robustness"] = robustness_result.to_dict()
+        result.robustness = robustness_result
     if uncertainty:
         uncertainty_result = evaluate_uncertainty(
             loaded,
@@ -128,16 +152,18 @@ def clinical_evaluation(
             seed=seed,
         )
         uncertainty_result.provenance = prov
-        result["uncertainty"] = uncertainty_result.to_dict()
+        result.uncertainty = uncertainty_result
     files = output_files(robustness, uncertainty)
     with staged_output(out, files, force) as stage:
-        if result["robustness"] is not None:
-            write_json(stage / "robustness.json", result["robustness"])
-            plot_robustness([result["robustness"]], stage / "robustness.png")
-        if result["uncertainty"] is not None:
-            write_json(stage / "uncertainty.json", result["uncertainty"])
-            plot_uncertainty(result["uncertainty"], stage / "uncertainty.png")
-    result["files"] = [Path(out) / f for f in files]
+        if result.robustness is not None:
+            robustness_record = result.robustness.to_dict()
+            write_json(stage / "robustness.json", robustness_record)
+            plot_robustness([robustness_record], stage / "robustness.png")
+        if result.uncertainty is not None:
+            uncertainty_record = result.uncertainty.to_dict()
+            write_json(stage / "uncertainty.json", uncertainty_record)
+            plot_uncertainty(uncertainty_record, stage / "uncertainty.png")
+    result.files = [Path(out) / f for f in files]
     return result
 
 
