@@ -33,7 +33,7 @@ import numpy as np
 
 from neurocxr.errors import ExportError, QuantisationError, UnsupportedLayerError
 from neurocxr.exporters.layer_quant import layer_quants
-from neurocxr.exporters.nir import fold_recurrence, inline_recurrent_subgraphs, pool_of_conv
+from neurocxr.exporters.nir import _NETX_SHAPE, inline_recurrent_subgraphs, pool_of_conv, walk_chain
 from neurocxr.exporters.program import (
     BIAS_MAX,
     BIAS_MIN,
@@ -146,116 +146,16 @@ def _pair(x: Any, what: str, where: str) -> tuple[int, int]:
 
 
 # What netx can hold, said once for every refusal of a graph's shape.
-_NETX_SHAPE = (
-    "netx holds a chain of layers where a layer may also feed back into itself (dense_rec)"
-)
-
-
-def _fold_recurrence(
-    nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
-) -> tuple[list[tuple[str, str]], dict[str, tuple[str, nir.NIRNode]]]:
-    """`exporters.nir.fold_recurrence` with the synapse nodes: ``{neuron: (synapse name, synapse node)}``."""
-    folded, recurrent = fold_recurrence(nodes, edges)
-    return folded, {neuron: (rname, nodes[rname]) for neuron, rname in recurrent.items()}
-
-
-def _depths(start: str, succ: dict[str, list[str]]) -> dict[str, int]:
-    """Steps from ``start`` to every node it reaches (shortest), for naming where a skip begins."""
-    depth = {start: 0}
-    frontier = [start]
-    while frontier:
-        nxt = []
-        for a in frontier:
-            for b in succ[a]:
-                if b not in depth:
-                    depth[b] = depth[a] + 1
-                    nxt.append(b)
-        frontier = nxt
-    return depth
-
-
 def _chain(
     graph: nir.NIRGraph,
 ) -> tuple[tuple[int, ...], list[tuple[str, nir.NIRNode]], dict[str, tuple[str, nir.NIRNode]]]:
-    """The nodes from Input to Output as one chain, and each neuron's recurrent synapse (by neuron name);
-    anything else (branches, skips, other cycles, nested sub-graphs) is refused naming what netx cannot hold."""
-    nodes = graph.nodes
-    edges = sorted({(str(a), str(b)) for a, b in graph.edges})
-    for a, b in edges:
-        for end in (a, b):
-            if end not in nodes:
-                raise UnsupportedLayerError(
-                    f"edge {a!r} -> {b!r} refers to {end!r}, which is not a top-level node: nested sub-graphs are "
-                    f"not read; {_NETX_SHAPE}, written flat: the neuron and its recurrent Linear/Affine as top-level "
-                    "nodes (as snnTorch 1.0 writes RLeaky/RSynaptic)"
-                )
-    edges, recurrent = _fold_recurrence(nodes, edges)
-    succ: dict[str, list[str]] = {n: [] for n in nodes}
-    pred: dict[str, list[str]] = {n: [] for n in nodes}
-    for a, b in edges:
-        succ[a].append(b)
-        pred[b].append(a)
-    inputs = [n for n, node in nodes.items() if isinstance(node, nir.Input)]
-    if len(inputs) != 1:
-        raise UnsupportedLayerError(
-            f"the graph needs exactly one Input node, found {len(inputs)}: {inputs}"
-        )
-    depth = _depths(inputs[0], succ)
-    for name in nodes:
-        if len(pred[name]) > 1:
-            below = _depths(name, succ)
-            back = sorted(p for p in pred[name] if p in below)
-            if back:
-                raise UnsupportedLayerError(
-                    f"{_NETX_SHAPE}; this graph loops back from {back[0]!r} to {name!r} through several layers "
-                    "(only a neuron's own Linear/Affine may feed back into it)"
-                )
-            # where the paths that meet here split: the deepest node with two successors reaching this one
-            splits = [
-                b
-                for b in nodes
-                if b in depth and sum(name in _depths(c, succ) for c in succ[b]) > 1
-            ]
-            source = max(splits, key=lambda b: depth[b]) if splits else sorted(pred[name])[0]
-            raise UnsupportedLayerError(
-                f"{_NETX_SHAPE}; this graph has a skip from {source!r} to {name!r} ({name!r} receives from "
-                f"{sorted(pred[name])}): merge the paths in the model, or export a plain chain"
-            )
-    for name in nodes:
-        if len(succ[name]) > 1:
-            raise UnsupportedLayerError(
-                f"{_NETX_SHAPE}; this graph branches at {name!r} into {sorted(succ[name])}: netx has one output "
-                "per layer, export a plain chain"
-            )
-    chain: list[tuple[str, nir.NIRNode]] = []
-    seen = {inputs[0]}
-    current = inputs[0]
-    while True:
-        if not succ[current]:
-            raise UnsupportedLayerError(
-                f"node {current!r} is a dead end: the chain from Input never reaches Output"
-            )
-        current = succ[current][0]
-        if current in seen:
-            raise UnsupportedLayerError(
-                f"{_NETX_SHAPE}; node {current!r} closes a cycle through several layers, which it cannot hold "
-                "(only a neuron's own Linear/Affine may feed back into it)"
-            )
-        seen.add(current)
-        node = nodes[current]
-        if isinstance(node, nir.Output):
-            break
-        chain.append((current, node))
-    seen |= {r for r, _ in recurrent.values()}
-    unused = sorted(set(nodes) - seen)
-    if unused:
-        raise UnsupportedLayerError(
-            f"nodes {unused} are not on the Input -> Output chain; remove them or the branch"
-        )
-    shape = nodes[inputs[0]].input_type["input"]
+    """The Input shape, the chain from Input to Output (`exporters.nir.walk_chain`) and each neuron's
+    recurrent synapse."""
+    walk = walk_chain(graph)
+    shape = graph.nodes[walk.input].input_type["input"]
     if shape is None:
         raise ExportError("the Input node has no shape; export the graph with an input shape")
-    return tuple(int(v) for v in np.asarray(shape).ravel()), chain, recurrent
+    return tuple(int(v) for v in np.asarray(shape).ravel()), walk.chain, walk.recurrent
 
 
 # --------------------------------------------------------------------------------------------
@@ -1038,7 +938,7 @@ def _synaptic_layer(
     recurrent: dict[str, tuple[str, nir.NIRNode]] | None = None,
 ) -> tuple[SynapticLayer, int]:
     """Build one ConvLayer / DenseLayer / ReadoutLayer / RecurrentDenseLayer from chain[i] (+ following Scale
-    and neuron; ``recurrent`` maps a neuron to its own recurrent synapse, see `_fold_recurrence`)."""
+    and neuron; ``recurrent`` maps a neuron to its own recurrent synapse, see `exporters.nir.walk_chain`)."""
     name, node = chain[i]
     sources = pre.names + (name,)
     if isinstance(node, nir.Conv2d):

@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -784,46 +785,127 @@ def fold_recurrence(
     return [(str(a), str(b)) for a, b in edges if (str(a), str(b)) not in loops], recurrent
 
 
-def _chain(graph: nir.NIRGraph) -> list[str]:
-    """Node names from Input to Output (a neuron's own recurrent synapse, `fold_recurrence`, is off the chain);
-    refuse branches, merges, other loops and subgraphs."""
-    inputs = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
+_NETX_SHAPE = (
+    "netx holds a chain of layers where a layer may also feed back into itself (dense_rec)"
+)
+
+
+def _fold_recurrence(
+    nodes: dict[str, nir.NIRNode], edges: list[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], dict[str, tuple[str, nir.NIRNode]]]:
+    """`exporters.nir.fold_recurrence` with the synapse nodes: ``{neuron: (synapse name, synapse node)}``."""
+    folded, recurrent = fold_recurrence(nodes, edges)
+    return folded, {neuron: (rname, nodes[rname]) for neuron, rname in recurrent.items()}
+
+
+def _depths(start: str, succ: dict[str, list[str]]) -> dict[str, int]:
+    """Steps from ``start`` to every node it reaches (shortest), for naming where a skip begins."""
+    depth = {start: 0}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for a in frontier:
+            for b in succ[a]:
+                if b not in depth:
+                    depth[b] = depth[a] + 1
+                    nxt.append(b)
+        frontier = nxt
+    return depth
+
+
+@dataclass
+class ChainWalk:
+    """A NIR graph read as netx holds it: ``chain`` is every node between ``input`` and ``output`` in
+    order; ``recurrent`` maps a neuron to its own recurrent synapse (name, node), off the chain."""
+
+    input: str
+    output: str
+    chain: list[tuple[str, nir.NIRNode]]
+    recurrent: dict[str, tuple[str, nir.NIRNode]]
+
+    def names(self) -> list[str]:
+        """Input, the chain and Output, by name."""
+        return [self.input, *(name for name, _ in self.chain), self.output]
+
+
+def walk_chain(graph: nir.NIRGraph) -> ChainWalk:
+    """The nodes from Input to Output as one chain, and each neuron's recurrent synapse (by neuron
+    name); anything else (branches, skips, other cycles, nested sub-graphs) is refused naming what netx
+    cannot hold. The one walker of NIR graphs: `from_nir` and the quantiser (`exporters.loihi`) use it."""
+    nodes = graph.nodes
+    edges = sorted({(str(a), str(b)) for a, b in graph.edges})
+    for a, b in edges:
+        for end in (a, b):
+            if end not in nodes:
+                raise UnsupportedLayerError(
+                    f"edge {a!r} -> {b!r} refers to {end!r}, which is not a top-level node: nested sub-graphs are "
+                    f"not read; {_NETX_SHAPE}, written flat: the neuron and its recurrent Linear/Affine as top-level "
+                    "nodes (as snnTorch 1.0 writes RLeaky/RSynaptic)"
+                )
+    edges, recurrent = _fold_recurrence(nodes, edges)
+    succ: dict[str, list[str]] = {n: [] for n in nodes}
+    pred: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in edges:
+        succ[a].append(b)
+        pred[b].append(a)
+    inputs = [n for n, node in nodes.items() if isinstance(node, nir.Input)]
     if len(inputs) != 1:
         raise UnsupportedLayerError(
-            f"the NIR graph has {len(inputs)} Input nodes; neurocxr imports chains with exactly one"
+            f"the graph needs exactly one Input node, found {len(inputs)}: {inputs}"
         )
-    succ: dict[str, list[str]] = {}
-    pred: dict[str, int] = {}
-    folded, recurrent = fold_recurrence(graph.nodes, list(graph.edges))
-    for a, b in folded:
-        succ.setdefault(a, []).append(b)
-        pred[b] = pred.get(b, 0) + 1
-    chain = [inputs[0]]
+    depth = _depths(inputs[0], succ)
+    for name in nodes:
+        if len(pred[name]) > 1:
+            below = _depths(name, succ)
+            back = sorted(p for p in pred[name] if p in below)
+            if back:
+                raise UnsupportedLayerError(
+                    f"{_NETX_SHAPE}; this graph loops back from {back[0]!r} to {name!r} through several layers "
+                    "(only a neuron's own Linear/Affine may feed back into it)"
+                )
+            # where the paths that meet here split: the deepest node with two successors reaching this one
+            splits = [
+                b
+                for b in nodes
+                if b in depth and sum(name in _depths(c, succ) for c in succ[b]) > 1
+            ]
+            source = max(splits, key=lambda b: depth[b]) if splits else sorted(pred[name])[0]
+            raise UnsupportedLayerError(
+                f"{_NETX_SHAPE}; this graph has a skip from {source!r} to {name!r} ({name!r} receives from "
+                f"{sorted(pred[name])}): merge the paths in the model, or export a plain chain"
+            )
+    for name in nodes:
+        if len(succ[name]) > 1:
+            raise UnsupportedLayerError(
+                f"{_NETX_SHAPE}; this graph branches at {name!r} into {sorted(succ[name])}: netx has one output "
+                "per layer, export a plain chain"
+            )
+    chain: list[tuple[str, nir.NIRNode]] = []
     seen = {inputs[0]}
+    current = inputs[0]
     while True:
-        nxt = succ.get(chain[-1], [])
-        if len(nxt) == 0:
+        if not succ[current]:
+            raise UnsupportedLayerError(
+                f"node {current!r} is a dead end: the chain from Input never reaches Output"
+            )
+        current = succ[current][0]
+        if current in seen:
+            raise UnsupportedLayerError(
+                f"{_NETX_SHAPE}; node {current!r} closes a cycle through several layers, which it cannot hold "
+                "(only a neuron's own Linear/Affine may feed back into it)"
+            )
+        seen.add(current)
+        node = nodes[current]
+        if isinstance(node, nir.Output):
             break
-        if len(nxt) > 1:
-            raise UnsupportedLayerError(
-                f"NIR node {chain[-1]!r} feeds {len(nxt)} nodes ({', '.join(nxt)}): branches "
-                "cannot be held by Loihi netx, "
-                "which runs a strict chain of layers"
-            )
-        name = nxt[0]
-        if name in seen or pred.get(name, 0) > 1:
-            raise UnsupportedLayerError(
-                f"NIR node {name!r} has several inputs or closes a loop; only chains are supported"
-            )
-        chain.append(name)
-        seen.add(name)
-    if not isinstance(graph.nodes[chain[-1]], nir.Output):
-        raise UnsupportedLayerError(f"the NIR chain ends at {chain[-1]!r}, not at an Output node")
-    seen |= set(recurrent.values())
-    if len(seen) != len(graph.nodes):
-        extra = sorted(set(graph.nodes) - seen)
-        raise UnsupportedLayerError(f"NIR nodes not on the Input->Output chain: {', '.join(extra)}")
-    return chain
+        chain.append((current, node))
+    seen |= {r for r, _ in recurrent.values()}
+    unused = sorted(set(nodes) - seen)
+    if unused:
+        raise UnsupportedLayerError(
+            f"nodes {unused} are not on the Input -> Output chain; remove them or the branch"
+        )
+    return ChainWalk(inputs[0], current, chain, recurrent)
 
 
 def _f64(a: Any, like: np.ndarray | None = None) -> np.ndarray:
@@ -963,7 +1045,7 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
         raise ExportError(f"dt must be positive, got {dt}")
 
     graph = inline_recurrent_subgraphs(graph)
-    chain = _chain(graph)
+    chain = walk_chain(graph).names()
     recurrent = fold_recurrence(graph.nodes, list(graph.edges))[1]
     body = chain[1:-1]
     # the readout: last Affine/Linear after the last neuron, optionally followed by an LI integrator
@@ -1226,7 +1308,7 @@ def graph_summary(graph: nir.NIRGraph) -> list[dict]:
     """One dict per node in chain order (name, type, input/output shape, key parameters) for reports."""
     try:
         graph = inline_recurrent_subgraphs(graph)
-        names = _chain(graph)
+        names = walk_chain(graph).names()
     except UnsupportedLayerError:
         names = list(graph.nodes)
     rows = []
