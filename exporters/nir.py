@@ -1014,6 +1014,19 @@ def _linear(name: str, node: nir.NIRNode) -> nn.Linear:
     return lin
 
 
+def stated_dt(graph: nir.NIRGraph, source: str = "the NIR graph") -> float | None:
+    """The time step (seconds) a graph states in its metadata, None when it states none. The one
+    reader of a graph's dt: `from_nir` falls back to `FALLBACK_DT` with a warning when it is missing,
+    the Loihi export (`neurocxr.deploy.nir_file.resolve_dt`) refuses to guess."""
+    meta = _plain(graph.metadata) if isinstance(graph.metadata, dict) else {}
+    if meta.get("dt") is None:
+        return None
+    try:
+        return float(meta["dt"])
+    except (TypeError, ValueError):
+        raise ExportError(f"{source}: metadata 'dt' = {meta['dt']!r} is not a number") from None
+
+
 def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> SpikingSequential:
     """Build a SpikingSequential (torch layers + neurocxr LIF/CubaLIF) from a chain-shaped NIR graph.
 
@@ -1028,8 +1041,8 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
             f"from_nir expects a nir.NIRGraph or a .nir path, got {type(graph).__name__}"
         )
     meta = _plain(graph.metadata) if isinstance(graph.metadata, dict) else {}
-    if "dt" in meta:
-        graph_dt = float(meta["dt"])
+    graph_dt = stated_dt(graph)
+    if graph_dt is not None:
         if dt is not None and not math.isclose(dt, graph_dt, rel_tol=1e-12):
             warnings.warn(
                 f"the NIR graph states dt={graph_dt}; using it instead of dt={dt}", stacklevel=2

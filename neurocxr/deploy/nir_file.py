@@ -31,7 +31,7 @@ import torch
 from neurocxr.deploy.deployment import DECISION_RULE_READOUT, Deployment, GraphParityReport
 from neurocxr.deploy.export import LoihiExport
 from neurocxr.errors import ExportError, NeurocxrError
-from neurocxr.exporters.nir import _plain, from_nir, read_nir
+from neurocxr.exporters.nir import _plain, from_nir, read_nir, stated_dt
 from neurocxr.exporters.resources import check_fits
 from neurocxr.fileio import staged_output, write_json, write_text
 
@@ -48,12 +48,9 @@ def _graph_meta(graph: Any) -> dict[str, Any]:
 
 def resolve_dt(graph: Any, dt: float | None, source: str) -> tuple[float, str]:
     """(dt, where it came from): the graph's metadata, else ``dt``; neither -> ExportError."""
-    meta_dt = _graph_meta(graph).get("dt")
+    meta_dt = stated_dt(graph, source)
     if meta_dt is not None:
-        try:
-            value = float(meta_dt)
-        except (TypeError, ValueError):
-            raise ExportError(f"{source}: metadata 'dt' = {meta_dt!r} is not a number") from None
+        value = meta_dt
         if dt is not None and not math.isclose(value, float(dt), rel_tol=1e-9):
             raise ExportError(
                 f"{source} states dt = {value:g} s in its metadata but --dt {dt:g} was given; drop --dt (the "
