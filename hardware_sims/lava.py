@@ -67,7 +67,9 @@ def _import_lava() -> tuple[Any, ...]:
     "context has already been set" once anything fixed the context first (tqdm's progress-bar lock
     does, so training before exporting broke the Lava import). Lava needs 'fork', which is Linux's
     default, so during the import a repeated request for the current method is a no-op and another
-    method is forced.
+    method is forced. This is the library's one process-wide change (the README's Python API section
+    says so): Lava starts its runtime processes from the global context, so a caller's 'spawn' or
+    'forkserver' cannot be kept in a process that runs Lava.
     """
     import multiprocessing as mp
 
