@@ -662,25 +662,8 @@ def _refuse_non_finite(graph: Any) -> None:
                 )
 
 
-def nir_to_program(
-    graph: nir.NIRGraph,
-    *,
-    encoding: str | None = None,
-    num_steps: int | None = None,
-    options: QuantisationOptions | None = None,
-    dt: float | None = None,
-) -> LoihiProgram:
-    """Turn a chain-shaped NIR graph into a validated, quantised `LoihiProgram`.
-
-    ``encoding``/``num_steps`` default to ``graph.metadata["neurocxr"]``; ``dt`` to
-    ``graph.metadata["dt"]``, else the argument; neither raises ExportError (they must agree when
-    both are given). A graph whose first layer is synaptic takes spike trains as given.
-    """
-    options = options or QuantisationOptions()
-    _refuse_non_finite(graph)
-    meta = dict(getattr(graph, "metadata", None) or {})
-    ncx = dict(meta.get("neurocxr") or {})
-    meta_dt = meta.get("dt")
+def _resolve_dt(meta_dt: Any, dt: float | None) -> tuple[float, str]:
+    """The time step to use and where it came from: the graph's metadata, else the argument."""
     if (
         meta_dt is not None
         and dt is not None
@@ -702,6 +685,13 @@ def nir_to_program(
         )
     if not dt_used > 0:
         raise ExportError(f"dt must be positive, got {dt_used}")
+    return dt_used, dt_source
+
+
+def _resolve_encoding_and_steps(
+    ncx: dict[str, Any], encoding: str | None, num_steps: int | None
+) -> tuple[str | None, int]:
+    """The encoding and number of steps: the arguments, else the graph's neurocxr metadata."""
     encoding = encoding if encoding is not None else ncx.get("encoding")
     if encoding is not None and encoding not in ENCODINGS:
         raise ExportError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
@@ -713,131 +703,196 @@ def nir_to_program(
     steps = int(steps)
     if steps < 1:
         raise ExportError(f"num_steps must be >= 1, got {steps}")
+    return encoding, steps
 
-    input_shape, chain, recurrent = _chain(inline_recurrent_subgraphs(graph))
-    if not chain:
-        raise ExportError("the graph has no layers between Input and Output")
-    layers: list[Layer] = []
-    fusions: list[str] = []
-    input_scale = 1.0
-    i = 0
 
-    # ---- input ----
+@dataclass
+class _InputStage:
+    """The program's input layer, how the image reaches it, and how many chain nodes it used."""
+
+    layer: InputLayer
+    kind: str  # "bias" (input neurons) or "spikes" (spike trains as given)
+    scale: float
+    nodes_used: int
+
+
+def _checked_input_neuron(
+    name: str,
+    node: nir.NIRNode,
+    input_shape: tuple[int, ...],
+    encoding: str | None,
+    recurrent: dict[str, tuple[str, nir.NIRNode]],
+    dt: float,
+) -> tuple[_Neuron, dict[str, Any]]:
+    """The input neurons and their decays, refusing what cannot take the image as a bias current."""
+    if encoding in ("rate", "latency"):
+        raise ExportError(
+            f"the graph starts with input neurons ({name!r}) but the encoding is {encoding!r}: Loihi's "
+            "input neurons take the image as a constant bias current, not spike trains. Export with "
+            "encoding='direct', or build the model without input neurons for rate/latency coding"
+        )
+    if name in recurrent:
+        raise UnsupportedLayerError(
+            f"input neurons {name!r} feed back into themselves through {recurrent[name][0]!r}: "
+            f"{_NETX_SHAPE}, but the input layer has no synapse to hold it; put a Linear "
+            "before the recurrent neurons"
+        )
+    neuron = _neuron(node, dt, name)
+    if neuron.param_size not in (1, int(np.prod(input_shape))):
+        raise ExportError(
+            f"input neurons {name!r} have {neuron.param_size} parameters for input shape {input_shape}"
+        )
+    info = neuron.decays()
+    if neuron.kind == "CubaLIF" and info["i_decay"] != DECAY_MAX:
+        raise UnsupportedLayerError(
+            f"node {name!r}: current-based input neurons with synaptic memory (alpha={neuron.alpha:.4g}) "
+            "cannot take the image as a bias (Loihi adds bias to v, not to the current); use LIF/IF input neurons"
+        )
+    if neuron.threshold < 0:
+        raise QuantisationError(
+            f"input neurons {name!r}: threshold {neuron.threshold} is negative; Loihi's vThMant is unsigned"
+        )
+    return neuron, info
+
+
+def _input_bias_scale(
+    name: str, g: float, thr: float, options: QuantisationOptions
+) -> tuple[float, int, float]:
+    """The voltage scale s0, the integer threshold and the image's bias scale for input neurons."""
+    # Largest |bias| is gain * 1 (images in [0, 1]); v is in units of s0, the image bias is g*x*s0.
+    s0 = PREFERRED_INPUT_SCALE / abs(g)
+    vth0 = thr * s0
+    if not (abs(vth0 - round(vth0)) < 1e-9 and round(vth0) <= VTH_MAX):
+        bounds = [BIAS_MAX / abs(g)] + ([VTH_MAX / thr] if thr > 0 else [])
+        s0 = min(bounds)
+    v_th_mant = int(round(thr * s0))
+    input_scale = g * s0
+    if abs(input_scale) < options.min_weight_levels:
+        raise QuantisationError(
+            f"input neurons {name!r}: threshold {thr:.4g} vs input gain {g:.4g} leaves the image only "
+            f"{abs(input_scale):.1f} integer levels; retrain with a smaller input threshold"
+        )
+    return s0, v_th_mant, input_scale
+
+
+def _input_neuron_layer(
+    name: str,
+    node: nir.NIRNode,
+    input_shape: tuple[int, ...],
+    encoding: str | None,
+    recurrent: dict[str, tuple[str, nir.NIRNode]],
+    dt: float,
+    options: QuantisationOptions,
+) -> tuple[InputLayer, float]:
+    """The input layer of neurons that take the image as a bias current, and the image's bias scale."""
+    neuron, info = _checked_input_neuron(name, node, input_shape, encoding, recurrent, dt)
+    thr = neuron.threshold
+    s0, v_th_mant, input_scale = _input_bias_scale(name, neuron.gain, thr, options)
+    info.update(
+        scale=s0,
+        scale_source="16*255 (exact for uint8 images)"
+        if math.isclose(abs(input_scale), PREFERRED_INPUT_SCALE)
+        else "largest that fits",
+        input_scale=input_scale,
+        v_th_mant=v_th_mant,
+        threshold_abs_error=abs(v_th_mant / s0 - thr),
+        bias_min=int(min(0, round(input_scale))),
+        bias_max=int(max(0, round(input_scale))),
+        clipped_count=0,
+        clipped_fraction=0.0,
+        source_nodes=(name,),
+    )
+    layer = InputLayer(
+        name=name,
+        shape=input_shape,
+        neuron=LoihiNeuron(v_th_mant=v_th_mant, i_decay=info["i_decay"], v_decay=info["v_decay"]),
+        quant=info,
+    )
+    return layer, input_scale
+
+
+def _input_stage(
+    chain: list[tuple[str, nir.NIRNode]],
+    input_shape: tuple[int, ...],
+    encoding: str | None,
+    recurrent: dict[str, tuple[str, nir.NIRNode]],
+    dt: float,
+    options: QuantisationOptions,
+) -> _InputStage:
+    """The input layer: input neurons fed the image as a bias, or spike trains into the first synapse."""
     first_name, first = chain[0]
     if _is_spiking(first):
-        if encoding in ("rate", "latency"):
-            raise ExportError(
-                f"the graph starts with input neurons ({first_name!r}) but the encoding is {encoding!r}: Loihi's "
-                "input neurons take the image as a constant bias current, not spike trains. Export with "
-                "encoding='direct', or build the model without input neurons for rate/latency coding"
-            )
-        if first_name in recurrent:
-            raise UnsupportedLayerError(
-                f"input neurons {first_name!r} feed back into themselves through {recurrent[first_name][0]!r}: "
-                f"{_NETX_SHAPE}, but the input layer has no synapse to hold it; put a Linear "
-                "before the recurrent neurons"
-            )
-        neuron = _neuron(first, dt_used, first_name)
-        if neuron.param_size not in (1, int(np.prod(input_shape))):
-            raise ExportError(
-                f"input neurons {first_name!r} have {neuron.param_size} parameters for input shape {input_shape}"
-            )
-        info = neuron.decays()
-        if neuron.kind == "CubaLIF" and info["i_decay"] != DECAY_MAX:
-            raise UnsupportedLayerError(
-                f"node {first_name!r}: current-based input neurons with synaptic memory (alpha={neuron.alpha:.4g}) "
-                "cannot take the image as a bias (Loihi adds bias to v, not to the current); use LIF/IF input neurons"
-            )
-        g, thr = neuron.gain, neuron.threshold
-        if thr < 0:
-            raise QuantisationError(
-                f"input neurons {first_name!r}: threshold {thr} is negative; Loihi's vThMant is unsigned"
-            )
-        # Largest |bias| is gain * 1 (images in [0, 1]); v is in units of s0, the image bias is g*x*s0.
-        s0 = PREFERRED_INPUT_SCALE / abs(g)
-        vth0 = thr * s0
-        if not (abs(vth0 - round(vth0)) < 1e-9 and round(vth0) <= VTH_MAX):
-            bounds = [BIAS_MAX / abs(g)] + ([VTH_MAX / thr] if thr > 0 else [])
-            s0 = min(bounds)
-        v_th_mant = int(round(thr * s0))
-        input_scale = g * s0
-        if abs(input_scale) < options.min_weight_levels:
-            raise QuantisationError(
-                f"input neurons {first_name!r}: threshold {thr:.4g} vs input gain {g:.4g} leaves the image only "
-                f"{abs(input_scale):.1f} integer levels; retrain with a smaller input threshold"
-            )
-        info.update(
-            scale=s0,
-            scale_source="16*255 (exact for uint8 images)"
-            if math.isclose(abs(input_scale), PREFERRED_INPUT_SCALE)
-            else "largest that fits",
-            input_scale=input_scale,
-            v_th_mant=v_th_mant,
-            threshold_abs_error=abs(v_th_mant / s0 - thr),
-            bias_min=int(min(0, round(input_scale))),
-            bias_max=int(max(0, round(input_scale))),
-            clipped_count=0,
-            clipped_fraction=0.0,
-            source_nodes=(first_name,),
+        layer, input_scale = _input_neuron_layer(
+            first_name, first, input_shape, encoding, recurrent, dt, options
         )
-        layers.append(
-            InputLayer(
-                name=first_name,
-                shape=input_shape,
-                neuron=LoihiNeuron(
-                    v_th_mant=v_th_mant, i_decay=info["i_decay"], v_decay=info["v_decay"]
-                ),
-                quant=info,
-            )
+        return _InputStage(layer=layer, kind="bias", scale=input_scale, nodes_used=1)
+    if encoding == "direct":
+        raise ExportError(
+            f"the first layer {first_name!r} ({type(first).__name__}) receives the analog image directly "
+            "(encoding 'direct'), but Loihi receives spikes or bias currents, not analog values. Train with "
+            "encoding='rate' or 'latency', or with a layer of input neurons first (snn_conv's default does this)"
         )
-        input_kind = "bias"
-        i = 1
-    else:
-        if encoding == "direct":
-            raise ExportError(
-                f"the first layer {first_name!r} ({type(first).__name__}) receives the analog image directly "
-                "(encoding 'direct'), but Loihi receives spikes or bias currents, not analog values. Train with "
-                "encoding='rate' or 'latency', or with a layer of input neurons first (snn_conv's default does this)"
-            )
-        # encoding None (a graph from another tool): the first layer is synaptic, so the network takes
-        # spike trains as they are given; no encoding is needed to run it.
-        layers.append(InputLayer(name="input", shape=input_shape, neuron=None))
-        input_kind = "spikes"
+    # encoding None (a graph from another tool): the first layer is synaptic, so the network takes
+    # spike trains as they are given; no encoding is needed to run it.
+    layer = InputLayer(name="input", shape=input_shape, neuron=None)
+    return _InputStage(layer=layer, kind="spikes", scale=1.0, nodes_used=0)
 
-    # ---- synaptic layers ----
+
+def _pooling(
+    name: str,
+    node: nir.NIRNode,
+    pool_conv: Any,
+    pre: _PreOps,
+    source_shape: tuple[int, ...],
+) -> _PreOps:
+    """``pre`` with one more pooling node fused in (kernel == stride, no padding)."""
+    if pool_conv is not None:  # an AvgPool2d that neurocxr wrote as a Conv2d for other readers
+        k, st, pad = pool_conv
+    else:
+        k, st = (
+            _pair(node.kernel_size, "kernel_size", name),
+            _pair(node.stride, "stride", name),
+        )
+        pad = _pair(node.padding, "padding", name)
+    if k != st or pad != (0, 0):
+        raise UnsupportedLayerError(
+            f"node {name!r}: pooling with kernel {k}, stride {st}, padding {pad}; only kernel == stride "
+            "without padding can be fused into the next layer (use AvgPool2d(k) with default stride)"
+        )
+    if pre.flatten or len(source_shape) != 3:
+        raise UnsupportedLayerError(
+            f"node {name!r}: pooling needs a (C, H, W) map, not a flattened one"
+        )
+    c, h, w = source_shape
+    total = (pre.pool[0] * k[0], pre.pool[1] * k[1])
+    if total[0] > h or total[1] > w:
+        raise UnsupportedLayerError(
+            f"node {name!r}: pooling {total} is larger than the map {source_shape}"
+        )
+    gain = 1.0 if isinstance(node, nir.SumPool2d) else 1.0 / (k[0] * k[1])
+    return _PreOps(total, pre.pool_gain * gain, pre.gain, pre.flatten, pre.names + (name,))
+
+
+def _synaptic_layers(
+    chain: list[tuple[str, nir.NIRNode]],
+    start: int,
+    input_shape: tuple[int, ...],
+    dt: float,
+    options: QuantisationOptions,
+    fusions: list[str],
+    first_index: int,
+    recurrent: dict[str, tuple[str, nir.NIRNode]],
+) -> list[Layer]:
+    """The synaptic layers from chain[start:], with pooling/scale/flatten fused into the next synapse."""
+    layers: list[Layer] = []
     source_shape: tuple[int, ...] = input_shape
     pre = _PreOps()
+    i = start
     while i < len(chain):
         name, node = chain[i]
         pool_conv = pool_of_conv(node)
         if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)) or pool_conv is not None:
-            if (
-                pool_conv is not None
-            ):  # an AvgPool2d that neurocxr wrote as a Conv2d for other readers
-                k, st, pad = pool_conv
-            else:
-                k, st = (
-                    _pair(node.kernel_size, "kernel_size", name),
-                    _pair(node.stride, "stride", name),
-                )
-                pad = _pair(node.padding, "padding", name)
-            if k != st or pad != (0, 0):
-                raise UnsupportedLayerError(
-                    f"node {name!r}: pooling with kernel {k}, stride {st}, padding {pad}; only kernel == stride "
-                    "without padding can be fused into the next layer (use AvgPool2d(k) with default stride)"
-                )
-            if pre.flatten or len(source_shape) != 3:
-                raise UnsupportedLayerError(
-                    f"node {name!r}: pooling needs a (C, H, W) map, not a flattened one"
-                )
-            c, h, w = source_shape
-            total = (pre.pool[0] * k[0], pre.pool[1] * k[1])
-            if total[0] > h or total[1] > w:
-                raise UnsupportedLayerError(
-                    f"node {name!r}: pooling {total} is larger than the map {source_shape}"
-                )
-            gain = 1.0 if isinstance(node, nir.SumPool2d) else 1.0 / (k[0] * k[1])
-            pre = _PreOps(total, pre.pool_gain * gain, pre.gain, pre.flatten, pre.names + (name,))
+            pre = _pooling(name, node, pool_conv, pre, source_shape)
             i += 1
             continue
         if isinstance(node, nir.Scale):
@@ -855,7 +910,15 @@ def nir_to_program(
             continue
         if isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear)):
             layer, i = _synaptic_layer(
-                chain, i, source_shape, pre, dt_used, options, fusions, len(layers), recurrent
+                chain,
+                i,
+                source_shape,
+                pre,
+                dt,
+                options,
+                fusions,
+                first_index + len(layers),
+                recurrent,
             )
             layers.append(layer)
             source_shape = layer.shape
@@ -872,15 +935,24 @@ def nir_to_program(
             f"nodes {list(pre.names)} after the last layer have no synaptic layer to be fused into; Loihi cannot "
             "pool or scale spikes on their own"
         )
-    if len(layers) < 2:
-        raise ExportError("the graph has no synaptic (conv/linear) layer")
+    return layers
 
-    metadata = {
+
+def _program_metadata(
+    dt: float,
+    dt_source: str,
+    encoding: str | None,
+    model: Any,
+    fusions: list[str],
+    options: QuantisationOptions,
+) -> dict[str, Any]:
+    """The program's metadata: where it came from, its dt, encoding, fusions and quantisation options."""
+    return {
         "source": "nir",
-        "dt": dt_used,
+        "dt": dt,
         "dt_source": dt_source,
         "encoding": encoding,
-        "model": ncx.get("model"),
+        "model": model,
         "fusions": fusions,
         "quantisation_options": {
             "allow_clipping": options.allow_clipping,
@@ -889,13 +961,50 @@ def nir_to_program(
             "min_weight_levels": options.min_weight_levels,
         },
     }
+
+
+def nir_to_program(
+    graph: nir.NIRGraph,
+    *,
+    encoding: str | None = None,
+    num_steps: int | None = None,
+    options: QuantisationOptions | None = None,
+    dt: float | None = None,
+) -> LoihiProgram:
+    """Turn a chain-shaped NIR graph into a validated, quantised `LoihiProgram`.
+
+    ``encoding``/``num_steps`` default to ``graph.metadata["neurocxr"]``; ``dt`` to
+    ``graph.metadata["dt"]``, else the argument; neither raises ExportError (they must agree when
+    both are given). A graph whose first layer is synaptic takes spike trains as given.
+    """
+    options = options or QuantisationOptions()
+    _refuse_non_finite(graph)
+    meta = dict(getattr(graph, "metadata", None) or {})
+    ncx = dict(meta.get("neurocxr") or {})
+    dt_used, dt_source = _resolve_dt(meta.get("dt"), dt)
+    encoding, steps = _resolve_encoding_and_steps(ncx, encoding, num_steps)
+
+    input_shape, chain, recurrent = _chain(inline_recurrent_subgraphs(graph))
+    if not chain:
+        raise ExportError("the graph has no layers between Input and Output")
+    fusions: list[str] = []
+    stage = _input_stage(chain, input_shape, encoding, recurrent, dt_used, options)
+    layers: list[Layer] = [stage.layer]
+    layers += _synaptic_layers(
+        chain, stage.nodes_used, input_shape, dt_used, options, fusions, len(layers), recurrent
+    )
+    if len(layers) < 2:
+        raise ExportError("the graph has no synaptic (conv/linear) layer")
+
     program = LoihiProgram(
         input_shape=input_shape,
-        input_kind=input_kind,  # type: ignore[arg-type]
+        input_kind=stage.kind,  # type: ignore[arg-type]
         layers=layers,
         num_steps=steps,
-        input_scale=float(input_scale),
-        metadata=metadata,
+        input_scale=float(stage.scale),
+        metadata=_program_metadata(
+            dt_used, dt_source, encoding, ncx.get("model"), fusions, options
+        ),
     )
     try:
         program.validate()
