@@ -142,6 +142,11 @@ def _stop_runtime_processes(runtime: Any) -> None:
     if smm is not None:
         with contextlib.suppress(Exception):
             smm.shutdown()  # unlinks the channels' shared memory blocks; the manager ignores SIGINT
+        manager = getattr(smm, "_manager", None)
+        if manager is not None and not hasattr(manager, "shutdown"):
+            # interrupted inside the manager's start() (the stdlib defines shutdown only once it
+            # started): drop it, else every Lava process's __del__ retries and prints a traceback
+            smm._manager = None
     watchdog = getattr(runtime, "_watchdog_manager", None)
     if watchdog is not None:
         with contextlib.suppress(Exception):
