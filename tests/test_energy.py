@@ -335,11 +335,12 @@ def test_builtin_profiles_carry_sources_and_loihi2_is_marked() -> None:
         0.23
     )  # Intel's Loihi 2 board measurement (lava-dl benchmarks)
     assert "0.23 W" in l2.source and "lava-dl" in l2.source
-    # Intel's stated Loihi 2 speed-ups over Loihi 1 scale Davies' times; synaptic ops keep Loihi 1's
+    # Intel's stated Loihi 2 speed-ups over Loihi 1 scale Davies' neuron and spike times; the synaptic op
+    # time is Intel's Hala Point peak rate per core (380e12 synapses/s over 140,544 cores)
     assert l2.time_per_neuron_update_s == pytest.approx(
         8.4e-9 / 2
     ) and l2.time_per_spike_s == pytest.approx(2.1e-10)
-    assert l2.time_per_synop_s == pytest.approx(3.5e-9)
+    assert l2.time_per_synop_s == pytest.approx(140_544 / 380e12) and "Hala Point" in l2.source
     sanafe = get_profile("loihi-sanafe")
     assert (
         sanafe.energy_per_synop_j,
@@ -521,9 +522,10 @@ def test_estimate_energy_hand_computed_loihi() -> None:
     # a given latency replaces the model; two chips double the static part only
     two = estimate_energy(counts, "loihi", chips=2, latency_s=1e-3)
     assert two.total_j == pytest.approx(dynamic + 2 * 0.104 * 1e-3)
-    # Loihi 2: 0.23 W static per chip -> a total; neuron updates twice as fast as Loihi 1's
+    # Loihi 2: 0.23 W static per chip -> a total; neuron updates twice as fast as Loihi 1's, synaptic ops
+    # at Intel's Hala Point rate per core
     l2 = estimate_energy(counts, "loihi2")
-    step2 = (2000 * 3.5e-9 + 200 * 4.2e-9) / 4 + 113e-9
+    step2 = (2000 * (140_544 / 380e12) + 200 * 4.2e-9) / 4 + 113e-9
     assert l2.latency_s == pytest.approx((4 + 2) * step2, rel=1e-12)
     assert l2.static_j == pytest.approx(0.23 * 4 * step2, rel=1e-12)
     assert l2.total_j == pytest.approx(dynamic + l2.static_j, rel=1e-12)

@@ -133,7 +133,7 @@ def test_busiest_core_carries_its_slab_share_not_an_even_split() -> None:
     t = loihi_timing(counts, prof, program=prog)
     share = 2048 / 9216
     work = (
-        50000 * 3.5e-9 + 92160 * 4.2e-9 + 700 * 0.21e-9
+        50000 * (140_544 / 380e12) + 92160 * 4.2e-9 + 700 * 0.21e-9
     )  # every update charged as active (split unknown)
     assert t.busiest_core_s == pytest.approx(share * work / 10, rel=1e-12)
     assert t.busiest_core_s > work / 10 / 5  # slower than an even split over 5 cores
@@ -148,6 +148,30 @@ def test_busiest_core_carries_its_slab_share_not_an_even_split() -> None:
         and any(FPS_BASIS in a for a in t.assumptions)
     )
     assert t.limits_cited["cuba_neurons_per_core"].startswith("Not public")
+
+
+def test_loihi2_per_op_times_are_cited_and_never_slower_than_loihi1() -> None:
+    l1, l2 = get_profile("loihi"), get_profile("loihi2")
+    # synaptic op: Intel's Hala Point figure (380 trillion 8-bit synapses per second on 140,544 cores)
+    assert l2.time_per_synop_s == pytest.approx(140_544 / 380e12)
+    assert "Hala Point" in l2.source and "380 trillion" in l2.source and "140,544" in l2.source
+    assert "peak" in l2.notes and "not public" in l2.notes
+    # Intel states Loihi 2 is faster than Loihi 1: no per-op time of Loihi 2 may exceed Loihi 1's
+    for name in (
+        "time_per_synop_s",
+        "time_per_neuron_update_s",
+        "time_per_neuron_update_inactive_s",
+        "time_per_spike_s",
+        "barrier_s",
+        "barrier_s_max",
+    ):
+        assert getattr(l2, name) <= getattr(l1, name), name
+    # so on the same core mapping, the same work takes less time per step on Loihi 2
+    counts = [_counts("c", "conv", 9216, 50000, 92160, 700, 10)]
+    same_map = dataclasses.replace(l2, name="loihi2-on-loihi1-cores", chip="loihi1")
+    t1, t2 = loihi_timing(counts, l1), loihi_timing(counts, same_map)
+    assert t2.cores == t1.cores and t2.step_s < t1.step_s
+    assert any("Hala Point" in a for a in loihi_timing(counts, l2).assumptions)
 
 
 def test_several_chips_pay_static_power_and_an_interchip_barrier() -> None:

@@ -34,11 +34,20 @@ Sources (see ../../shared/docs/energy.md):
   ``Loihi2Power``) report about 0.23 W static per chip (see ../../shared/docs/energy.md). Hala Point
   (Intel, 2024: 1,152 Loihi 2 chips, 2,600 W maximum system power) is about 2.3 W per chip at full
   load with everything included; the per-chip board figure is the one charged here.
-- Loihi 2 timing: no public per-operation times. Intel's Loihi 2 announcement (technology brief,
-  2021, as reported by Ars Technica, "Understanding neuromorphic computing and why Intel's excited
-  about it", Sept. 2021) states up to 2x faster neuron state updates and up to 10x faster spike
-  generation than Loihi 1: Davies' Loihi 1 neuron-update times / 2 and spike time / 10 are used,
-  the synaptic op time stays Loihi 1's (no Loihi 2 figure). "Up to" makes these optimistic.
+- Loihi 2 timing: no public per-operation table. What is public and used:
+  synaptic ops: Intel's Hala Point announcement (press release, 17 April 2024: 1,152 Loihi 2 chips,
+  140,544 neuromorphic cores, "can process over 380 trillion 8-bit synapses ... per second"), i.e.
+  380e12 / 140,544 = 2.7e9 synaptic ops per second per core, 0.37 ns per synaptic op on one core
+  (9.5x faster than Loihi 1's 3.5 ns, in line with the brief's "up to 10x"). It is a peak rate of
+  the whole system ("over"; 8-bit synapses; the synaptic encoding it assumes is not stated), so a
+  lower bound on the time per op; whether conv (shared-weight) synapses run at that rate is not
+  public. Neuron updates and spikes: Intel's Loihi 2 announcement (technology brief, 2021, as
+  reported by Ars Technica, "Understanding neuromorphic computing and why Intel's excited about
+  it", Sept. 2021) states 2x faster neuron state updates and 10x faster spike generation than
+  Loihi 1: Davies' Loihi 1 neuron-update times / 2 and spike time / 10. The same Hala Point release
+  quotes "over 240 trillion neuron operations per second" (0.59 ns per core); a "neuron operation"
+  is not defined there and 0.59 ns per whole update would be 14x Loihi 1, against Intel's own 2x,
+  so it is not used as a neuron-update time. Barrier and chip-to-chip times: not public for Loihi 2.
 """
 
 from __future__ import annotations
@@ -183,8 +192,18 @@ _LOIHI2_STATIC = (
     "(tutorials/lava/lib/dl/netx/*/benchmark.ipynb, Loihi2Power profiler): about 0.23 W static per chip"
 )
 _LOIHI2_SPEED = (
-    "Intel Loihi 2 technology brief (2021), as reported by Ars Technica (Sept. 2021): up to 2x faster neuron "
-    "state updates and up to 10x faster spike generation than Loihi 1"
+    "Intel Loihi 2 technology brief (2021), as reported by Ars Technica (Sept. 2021): 2x faster neuron "
+    "state updates and 10x faster spike generation than Loihi 1"
+)
+# Intel's Hala Point announcement (17 April 2024): 1,152 Loihi 2 chips with 140,544 neuromorphic cores
+# "can process over 380 trillion 8-bit synapses ... per second". Cores run in parallel, so one core's
+# time per synaptic op is cores / rate (a peak: "over"; a lower bound on the time per op).
+HALA_POINT_CORES = 140_544
+HALA_POINT_SYNAPSES_PER_S = 380e12
+LOIHI2_TIME_PER_SYNOP_S = HALA_POINT_CORES / HALA_POINT_SYNAPSES_PER_S  # 0.37 ns
+_LOIHI2_SYNOP = (
+    "Intel Hala Point announcement (17 April 2024): 140,544 Loihi 2 cores process over 380 trillion 8-bit "
+    "synapses per second, i.e. 0.37 ns per synaptic op per core (a peak rate)"
 )
 _SANAFE = "SANA-FE (Boyle et al.), arch/loihi.yaml, constants calibrated against Loihi measurements"
 _HOPPNER = "Hoppner et al., IEEE TCAS-I 66(8), 2019"
@@ -257,9 +276,10 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             energy_per_spike_j=1.7e-12,
             spiking=True,
             static_power_w=0.23,  # Intel's Loihi 2 board measurement (lava-dl netx benchmarks): 0.23 W per chip
-            time_per_synop_s=3.5e-9,  # Davies 2018 (Loihi 1): no Loihi 2 figure
+            # Hala Point (Intel 2024): 380e12 synaptic ops/s over 140,544 cores, 0.37 ns per op per core
+            time_per_synop_s=LOIHI2_TIME_PER_SYNOP_S,
             time_per_neuron_update_s=8.4e-9
-            / 2,  # Davies 2018 active update / 2 (Loihi 2: up to 2x faster)
+            / 2,  # Davies 2018 active update / 2 (Loihi 2: 2x faster, Intel 2021)
             time_per_neuron_update_inactive_s=5.3e-9 / 2,  # Davies 2018 inactive update / 2
             time_per_spike_s=2.1e-9
             / 10,  # Davies 2018 spike / 10 (Loihi 2: up to 10x faster spike generation)
@@ -268,15 +288,18 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             interchip_barrier_s=None,  # not public: one whole-chip barrier per extra chip (lower bound)
             chip="loihi2",
             source=(
-                f"{_DAVIES} (Loihi 1 per-op constants); times scaled by {_LOIHI2_SPEED}; static power: "
-                f"{_LOIHI2_STATIC}; cores mapped by a compiler-like Loihi 2 partition"
+                f"{_DAVIES} (Loihi 1 per-op energies, barrier); synaptic op time: {_LOIHI2_SYNOP}; neuron update "
+                f"and spike times: Davies' scaled by {_LOIHI2_SPEED}; static power: {_LOIHI2_STATIC}; cores "
+                "mapped by a compiler-like Loihi 2 partition"
             ),
             notes=(
                 "No public per-op table for Loihi 2: Loihi 1 per-op constants applied to Loihi 2 op counts "
-                "(energies; times: neuron updates / 2 and spikes / 10 as Intel states for Loihi 2, synaptic ops as "
-                "Loihi 1). Static power 0.23 W per chip in use from Intel's Loihi 2 board measurement. Cores "
-                "mapped by a compiler-like partition with named per-core limits (exporters.resources.LOIHI2); "
-                "supply measured constants with a profile file (load_profiles)."
+                "(energies). Times: synaptic op 0.37 ns per core from Intel's Hala Point figure (380 trillion 8-bit "
+                "synapses per second on 140,544 cores: a peak rate, so a lower bound; the rate of conv synapses "
+                "is not public); neuron updates Loihi 1's / 2 and spikes / 10 as Intel states for Loihi 2; "
+                "barrier Loihi 1's (not public for Loihi 2). Static power 0.23 W per chip in use from Intel's "
+                "Loihi 2 board measurement. Cores mapped by a compiler-like partition with named per-core limits "
+                "(exporters.resources.LOIHI2); supply measured constants with a profile file (load_profiles)."
             ),
         ),
         DeviceProfile(

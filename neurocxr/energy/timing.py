@@ -31,6 +31,22 @@ new frame every ``reset_interval`` steps) is the pipelined throughput, not 1 / l
     static energy / inference  = static power per chip x chips in use x T x step (pipelined);
                                  x (T + L) x step for one isolated inference.
 
+Why this structure (checked against how Loihi works, issue 17 item 3):
+- Per-core parallel work: every core updates its own neurons and processes the spikes that arrive at
+  its own synapses, asynchronously; cores only meet at the step barrier (Davies 2018: a mesh-wide
+  barrier ends every time step). A layer cut over several cores therefore works in parallel, and
+  the fullest core sets the layer's pace.
+- A synaptic op is one (arriving spike, target neuron) accumulate in the receiving core, whether the
+  weight is stored per synapse or shared by a conv kernel: weight sharing (Loihi 2 brief,
+  "convolutional connectivity with shared weights") shrinks synaptic memory, not the accumulates, so
+  the per-op time applies to every effective synaptic op of the counts. Loihi 2's per-op time is a
+  peak rate (profiles: Intel's Hala Point figure); whether conv synapses reach it is not public.
+- The whole frame: counts are per sample over the T steps each layer is busy with it, so a core's
+  load per step is its share / T, and in steady state every layer is busy every step.
+- Within one core, its synaptic, neuron and spike work add up (no overlap), as SANA-FE models Loihi
+  cores (arch/loihi.yaml: "blocking"); a receiving core cannot finish before its senders emit, a
+  delay not modelled (at most the sender's own update time).
+
 Limits, stated in every result: the load is the mean per step (bursty steps take longer), spikes
 spread evenly over a layer's cores (a hot spot takes longer), inter-tile hop latency and congestion
 and host I/O are not modelled, and a multi-chip barrier is taken as the whole-chip figure. The
@@ -310,6 +326,11 @@ def loihi_timing(
             "kernels, dense layers in groups sized by synaptic memory; CUBA neurons, input and output axons limited "
             "per core); per-core limits Intel has not published are named, with the Loihi 1 figure or assumption "
             "used (timing['limits_cited'])."
+        )
+        assumptions.append(
+            "Loihi 2 per-op times: the synaptic op time comes from a peak rate Intel published for Hala Point "
+            "(a lower bound on the time per op; the rate of conv synapses is not public); neuron updates and "
+            "spikes scale Loihi 1's by Intel's stated speed-ups; the barrier is Loihi 1's (not public)."
         )
     if chips > 1 and not models_interchip:
         assumptions.append(
