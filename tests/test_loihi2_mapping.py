@@ -238,6 +238,17 @@ def test_pilotnet_run_gets_totals_and_frames_per_second() -> None:
     assert t["single_frame_fps"] == pytest.approx(1 / est.latency_s, rel=1e-12)
     loads = {x["layer"]: x["seconds_per_step"] for x in t["per_layer"]}
     assert t["busiest_layer"] == max(loads, key=loads.get)
+    # shared conv kernels still cost one synaptic op per (spike, target neuron): every effective op of the
+    # busiest core is charged at the profile's synaptic time (update split unknown: all charged as active)
+    prof = get_profile("loihi2")
+    busy = next(x for x in t["per_layer"] if x["layer"] == t["busiest_layer"])
+    assert busy["seconds_per_step"] == pytest.approx(
+        busy["synops_per_step"] * prof.time_per_synop_s
+        + (busy["active_updates_per_step"] + busy["inactive_updates_per_step"])
+        * prof.time_per_neuron_update_s
+        + busy["spikes_per_step"] * prof.time_per_spike_s,
+        rel=1e-12,
+    )
 
 
 def test_recurrent_dense_layer_stores_both_matrices() -> None:
