@@ -202,6 +202,37 @@ def configs() -> list[Bench]:
             regulariser=0.01,
             **{**conv, "lever": "conversion+finetune+regulariser"},
         ),
+        # Conversion from the shift-augmented cnn_vgg with input neurons at theta_in = 2
+        # (neurocxr.training.conversion.DEFAULT_INPUT_THRESHOLD); the rows above used 0.5.
+        Bench(
+            "convert_vgg6_shift_T16",
+            num_steps=16,
+            epochs=0,
+            augment="shift",
+            **{**conv, "lever": "conversion+augment"},
+        ),
+        Bench(
+            "convert_vgg6_shift_T32",
+            num_steps=32,
+            epochs=0,
+            augment="shift",
+            **{**conv, "lever": "conversion+augment"},
+        ),
+        Bench(
+            "convert_vgg6_shift_T8",
+            num_steps=8,
+            epochs=0,
+            augment="shift",
+            **{**conv, "lever": "conversion+augment"},
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T8",
+            num_steps=8,
+            epochs=2,
+            lr=5e-4,
+            augment="shift",
+            **{**conv, "lever": "conversion+finetune+augment"},
+        ),
         Bench("strided_T4_64", image_size=64, lever="baseline", epochs=8),
         Bench("strided_T4_64_shift", image_size=64, lever="augment", epochs=6, augment="shift"),
     ]
@@ -329,7 +360,8 @@ def run_seed(
     snn_seconds = time.perf_counter() - t0
     if result.conversion:
         extra["conversion"] = {
-            k: result.conversion[k] for k in ("percentile", "samples", "lambdas", "threshold")
+            k: result.conversion[k]
+            for k in ("percentile", "samples", "lambdas", "threshold", "input_threshold")
         }
     t1 = time.perf_counter()
     dep = Deployment.from_checkpoint(

@@ -22,7 +22,12 @@ from neurocxr.data.datasets import (
 from neurocxr.errors import ConfigError
 from neurocxr.models import ModelConfig, build_model
 from neurocxr.models.vgg import vgg_channels, vgg_strides
-from neurocxr.training.conversion import activation_scales, convert, snn_config_for
+from neurocxr.training.conversion import (
+    DEFAULT_INPUT_THRESHOLD,
+    activation_scales,
+    convert,
+    snn_config_for,
+)
 from neurocxr.training.train import LEVERS, TrainConfig, lever_configs, train
 
 
@@ -87,9 +92,14 @@ def test_conversion_matches_the_cnn_and_balances_thresholds(
     snn, cfg, report = convert(cnn.model, cnn.config, images, num_steps=32)
     assert cfg.name == "snn_vgg" and cfg.beta == 1.0 and report.lambdas == pytest.approx(lambdas)
     assert len(lambdas) == 3 and all(lam > 0 for lam in lambdas)
+    # Input neurons fire at about pixel / theta_in (lambda_0 = theta_in), with theta_in the rule's 2.0.
+    assert report.input_threshold == cfg.extra["input_threshold"] == DEFAULT_INPUT_THRESHOLD == 2.0
+    assert float(snn.layers[0].threshold) == 2.0
     # Balanced: at most 0.1% of the (BN-folded) first-layer activations exceed the threshold scale.
     with torch.no_grad():
-        first = torch.relu(snn.layers[1](images))  # layers[0]: input neurons
+        first = torch.relu(
+            snn.layers[1](images / report.input_threshold)
+        )  # layers[0]: input neurons
     assert float((first > 1.0).float().mean()) < 0.01
     # The converted SNN decides as the CNN does on most test images at T = 32.
     with torch.no_grad():
@@ -412,3 +422,29 @@ def test_cli_train_converts_a_cnn_checkpoint(cnn_checkpoint: Path, tmp_path: Pat
     assert loaded.config.beta == 1.0 and loaded.metadata["conversion"]["source"] == str(
         cnn_checkpoint
     )
+
+
+def test_input_threshold_keeps_bright_pixels_apart() -> None:
+    """theta_in = 0.5 (the scratch default) fires every pixel above 0.5 every step, so 0.6 and 1.0
+    look alike; the conversion's 2.0 gives them different rates. Old configs without the key keep 0.5."""
+    old = build_model(ModelConfig(name="snn_vgg", channels=(4,), hidden=(8,)))
+    new = build_model(
+        ModelConfig(name="snn_vgg", channels=(4,), hidden=(8,), extra={"input_threshold": 2.0})
+    )
+    assert float(old.layers[0].threshold) == 0.5 and float(new.layers[0].threshold) == 2.0
+    pixels = torch.tensor([0.6, 1.0]).repeat(32, 1)  # [T, 2] constant currents
+    from neurocxr.models.neurons import step
+
+    def rates(neuron: nn.Module) -> list[float]:
+        state, total = None, torch.zeros(2)
+        for t in range(32):
+            s, state = step(neuron, pixels[t], state)
+            total += s
+        return (total / 32).tolist()
+
+    assert rates(old.layers[0]) == [1.0, 1.0]
+    r06, r10 = rates(new.layers[0])
+    # every floor(2 / p) + 1 steps: 0.6 every 4th step (8 of 32), 1.0 every 3rd (10 of 32)
+    assert (r06, r10) == (8 / 32, 10 / 32)
+    with pytest.raises(ValueError, match="input_threshold"):
+        build_model(ModelConfig(name="snn_vgg", extra={"input_threshold": 0}))

@@ -66,6 +66,20 @@ def vgg_side(config: ModelConfig) -> int:
     return side
 
 
+def vgg_input_threshold(config: ModelConfig) -> float:
+    """``extra["input_threshold"]``: the input neurons' threshold (default `INPUT_THRESHOLD`, 0.5).
+
+    A direct-encoded pixel p drives an integrate-and-fire input neuron that resets to zero, so it
+    fires every floor(thr / p) + 1 steps. At 0.5 every pixel above 0.5 fires every step: half of a
+    chest X-ray's grey levels (median pixel about 0.6) look the same to the first conv. A converted
+    network sets 2.0, where rates stay close to p / thr up to white (`neurocxr.training.conversion`).
+    """
+    value = config.extra.get("input_threshold", INPUT_THRESHOLD)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"extra['input_threshold'] must be a number > 0, got {value!r}")
+    return float(value)
+
+
 HEADS = ("flatten", "gap")
 
 
@@ -98,7 +112,7 @@ def build_snn_vgg(config: ModelConfig) -> SpikingSequential:
     strides = vgg_strides(config)
     layers: list[nn.Module] = []
     if config.encoding == "direct":
-        layers.append(leaky(config, beta=INPUT_BETA, threshold=INPUT_THRESHOLD))
+        layers.append(leaky(config, beta=INPUT_BETA, threshold=vgg_input_threshold(config)))
     cin = config.in_channels
     for c, s in zip(config.channels, strides):
         layers += [nn.Conv2d(cin, c, 3, stride=s, padding=1), leaky(config)]
