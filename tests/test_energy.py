@@ -357,6 +357,32 @@ def test_builtin_profiles_carry_sources_and_loihi2_is_marked() -> None:
     ) and fp32.energy_per_ac_j == pytest.approx(0.9e-12)
 
 
+def test_only_loihi2_has_a_synaptic_time_bracket_and_a_bad_one_is_refused() -> None:
+    # Loihi 2's slow bound is Loihi 1's synaptic op time (Davies 2018), the same constant as the loihi profile's
+    l2 = get_profile("loihi2")
+    assert l2.time_per_synop_slow_s == 3.5e-9 == get_profile("loihi").time_per_synop_s
+    assert l2.time_per_synop_slow_s > l2.time_per_synop_s
+    assert "slow bound" in l2.source and "slow bound" in l2.notes
+    assert l2.constants()["time_per_synop_slow_s"] == 3.5e-9
+    others = [p for p in BUILTIN_PROFILES.values() if p.name != "loihi2"]
+    assert others and all(p.time_per_synop_slow_s is None for p in others)
+    assert all("time_per_synop_slow_s" not in p.constants() for p in others)
+    # a "slow bound" faster than the point estimate, or without one, is bad input
+    with pytest.raises(ProfileError, match="time_per_synop_slow_s >= time_per_synop_s"):
+        DeviceProfile(
+            "bad",
+            "neuromorphic",
+            1e-12,
+            0.0,
+            True,
+            "x",
+            time_per_synop_s=2e-9,
+            time_per_synop_slow_s=1e-9,
+        )
+    with pytest.raises(ProfileError, match="time_per_synop_slow_s.*give both"):
+        DeviceProfile("bad", "neuromorphic", 1e-12, 0.0, True, "x", time_per_synop_slow_s=1e-9)
+
+
 def test_unknown_profile_name() -> None:
     with pytest.raises(ProfileError, match="unknown device profile 'loihi3'.*loihi2"):
         get_profile("loihi3")

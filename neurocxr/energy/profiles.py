@@ -41,7 +41,9 @@ Sources (see ../../shared/docs/energy.md):
   (9.5x faster than Loihi 1's 3.5 ns, in line with the brief's "up to 10x"). It is a peak rate of
   the whole system ("over"; 8-bit synapses; the synaptic encoding it assumes is not stated), so a
   lower bound on the time per op; whether conv (shared-weight) synapses run at that rate is not
-  public. Neuron updates and spikes: Intel's Loihi 2 announcement (technology brief, 2021, as
+  public. Slow bound of the same time: Loihi 1's 3.5 ns (Davies 2018 Table 2), since Intel states
+  speed-ups of Loihi 2 over Loihi 1 and no slowdown; the timing result gives latency and frames/s at
+  both (``time_per_synop_slow_s``). Neuron updates and spikes: Intel's Loihi 2 announcement (technology brief, 2021, as
   reported by Ars Technica, "Understanding neuromorphic computing and why Intel's excited about
   it", Sept. 2021) states 2x faster neuron state updates and 10x faster spike generation than
   Loihi 1: Davies' Loihi 1 neuron-update times / 2 and spike time / 10. The same Hala Point release
@@ -90,6 +92,9 @@ class DeviceProfile:
     which chip's capacity the mapping uses ("loihi1", "loihi2", "truenorth"; None: no mapping).
     ``interchip_barrier_s``: what each chip beyond the first adds to the step barrier (None: no
     public figure; the timing model then adds one whole-chip barrier per extra chip, a lower bound).
+    ``time_per_synop_slow_s``: a cited slow bound of ``time_per_synop_s`` where that one is a peak
+    rate (a fast bound); the timing result then also gives latency and frames/s at the slow bound
+    (None: no bracket).
     """
 
     name: str
@@ -112,6 +117,7 @@ class DeviceProfile:
     barrier_s_max: float | None = None
     chip: str | None = None
     interchip_barrier_s: float | None = None
+    time_per_synop_slow_s: float | None = None
 
     def __post_init__(self) -> None:
         _check_profile(self, where="profile")
@@ -148,6 +154,7 @@ _NUMERIC_OPTIONAL = (
     "barrier_s",
     "barrier_s_max",
     "interchip_barrier_s",
+    "time_per_synop_slow_s",
 )
 CHIPS = ("loihi1", "loihi2", "truenorth")
 
@@ -179,6 +186,12 @@ def _check_profile(profile: DeviceProfile, where: str) -> None:
         _check_number(getattr(profile, name), name, where, optional=False)
     for name in _NUMERIC_OPTIONAL:
         _check_number(getattr(profile, name), name, where, optional=True)
+    slow = profile.time_per_synop_slow_s
+    if slow is not None and (profile.time_per_synop_s is None or slow < profile.time_per_synop_s):
+        raise ProfileError(
+            f"{where}: field 'time_per_synop_slow_s' is a slow bound of 'time_per_synop_s': give both, with "
+            f"time_per_synop_slow_s >= time_per_synop_s (got {slow!r} and {profile.time_per_synop_s!r})"
+        )
     if profile.chip is not None and profile.chip not in CHIPS:
         raise ProfileError(
             f"{where}: field 'chip' must be one of {', '.join(CHIPS)} or absent, got {profile.chip!r}"
@@ -201,6 +214,9 @@ _LOIHI2_SPEED = (
 HALA_POINT_CORES = 140_544
 HALA_POINT_SYNAPSES_PER_S = 380e12
 LOIHI2_TIME_PER_SYNOP_S = HALA_POINT_CORES / HALA_POINT_SYNAPSES_PER_S  # 0.37 ns
+# Slow bound of the same time: Loihi 1's 3.5 ns (Davies 2018 Table 2); Intel states Loihi 2 speed-ups over
+# Loihi 1 (the brief's "up to 10x"), none a slowdown, so a Loihi 2 synaptic op takes at most that long.
+LOIHI2_TIME_PER_SYNOP_SLOW_S = 3.5e-9
 _LOIHI2_SYNOP = (
     "Intel Hala Point announcement (17 April 2024): 140,544 Loihi 2 cores process over 380 trillion 8-bit "
     "synapses per second, i.e. 0.37 ns per synaptic op per core (a peak rate)"
@@ -278,6 +294,8 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             static_power_w=0.23,  # Intel's Loihi 2 board measurement (lava-dl netx benchmarks): 0.23 W per chip
             # Hala Point (Intel 2024): 380e12 synaptic ops/s over 140,544 cores, 0.37 ns per op per core
             time_per_synop_s=LOIHI2_TIME_PER_SYNOP_S,
+            # slow bound: Loihi 1's time per synaptic op (Davies 2018); Intel states no Loihi 2 slowdown
+            time_per_synop_slow_s=LOIHI2_TIME_PER_SYNOP_SLOW_S,
             time_per_neuron_update_s=8.4e-9
             / 2,  # Davies 2018 active update / 2 (Loihi 2: 2x faster, Intel 2021)
             time_per_neuron_update_inactive_s=5.3e-9 / 2,  # Davies 2018 inactive update / 2
@@ -288,7 +306,8 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
             interchip_barrier_s=None,  # not public: one whole-chip barrier per extra chip (lower bound)
             chip="loihi2",
             source=(
-                f"{_DAVIES} (Loihi 1 per-op energies, barrier); synaptic op time: {_LOIHI2_SYNOP}; neuron update "
+                f"{_DAVIES} (Loihi 1 per-op energies, barrier); synaptic op time: {_LOIHI2_SYNOP}, with Loihi 1's "
+                f"3.5 ns ({_DAVIES}) as its slow bound; neuron update "
                 f"and spike times: Davies' scaled by {_LOIHI2_SPEED}; static power: {_LOIHI2_STATIC}; cores "
                 "mapped by a compiler-like Loihi 2 partition"
             ),
@@ -296,7 +315,8 @@ BUILTIN_PROFILES: dict[str, DeviceProfile] = {
                 "No public per-op table for Loihi 2: Loihi 1 per-op constants applied to Loihi 2 op counts "
                 "(energies). Times: synaptic op 0.37 ns per core from Intel's Hala Point figure (380 trillion 8-bit "
                 "synapses per second on 140,544 cores: a peak rate, so a lower bound; the rate of conv synapses "
-                "is not public); neuron updates Loihi 1's / 2 and spikes / 10 as Intel states for Loihi 2; "
+                "is not public), with Loihi 1's 3.5 ns as the slow bound (latency and frames/s given at both); "
+                "neuron updates Loihi 1's / 2 and spikes / 10 as Intel states for Loihi 2; "
                 "barrier Loihi 1's (not public for Loihi 2). Static power 0.23 W per chip in use from Intel's "
                 "Loihi 2 board measurement. Cores mapped by a compiler-like partition with named per-core limits "
                 "(exporters.resources.LOIHI2); supply measured constants with a profile file (load_profiles)."
