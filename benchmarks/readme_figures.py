@@ -146,6 +146,15 @@ def table(results: Path) -> tuple[list[str], list[str]]:
                     extra += f", latency {format_seconds(lat)}"
                 if fps is not None:
                     extra += f", {fps:,.0f} fps"
+                lat_slow = _value(r.get("latency_slow_bound"))
+                fps_slow = _value(r.get("throughput_slow_bound"))
+                if lat_slow is not None and fps_slow is not None:  # a bracket (Loihi 2)
+                    from neurocxr.report import format_seconds
+
+                    extra += (
+                        f" (slow bound at the profile's slow synaptic op time: {format_seconds(lat_slow)}, "
+                        f"{fps_slow:,.0f} fps)"
+                    )
                 parts.append(
                     f"{r['device']} [{r.get('basis', '')}{', ' + r['scope'] if r.get('scope') else ''}]: "
                     f"{_energy(dyn)}{extra}"

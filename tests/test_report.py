@@ -26,6 +26,7 @@ from neurocxr.report import (
     verdict,
     write_report,
 )
+from neurocxr.report.formatting import format_rate, format_seconds
 
 EVIL = "<script>alert('x')</script>"
 RAPL_NOTE = "CPU energy not measurable here: /sys/class/powercap does not exist. Latency and throughput are measured."
@@ -450,6 +451,35 @@ def test_new_energy_fields_are_shown_when_present(tmp_path):
     data = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
     assert data["estimates"][0]["static_energy"]["value"] == 8.0e-7
     assert data["estimates"][0]["throughput"]["value"] == 1234.0
+
+
+def test_loihi2_latency_and_frames_per_second_show_their_bracket():
+    from neurocxr.energy.estimate import estimate_energy
+    from neurocxr.report import render_html, report_to_json
+
+    counts = [_counts("conv1", 500, [40, 60]), _counts("conv2", 300, [20, 30])]
+    report = _report()
+    for device in ("loihi", "loihi2"):
+        report.estimates.append(estimate_energy(counts, device, model="snn_conv", basis="chip"))
+    report.summary = summary_from(report.estimates, report.measurements, baselines=["cnn_small"])
+    l2 = report.estimates[-1].timing
+    lat_slow = html_lib.escape(format_seconds(l2["latency_s_slow_bound"]))
+    fps_slow = format_rate(l2["throughput_fps_slow_bound"])
+    page = render_html(report)
+    # first table and timing table: the slow bound sits under Loihi 2's point estimate, on no other row
+    for section in (_first_screen(page), page.split('id="timing"', 1)[1].split("</table>", 1)[0]):
+        # table rows only (the intro text and the footnotes name the slow bound too)
+        rows = [r.split("</tr>", 1)[0] for r in section.split("<tr")[1:]]
+        l2_rows = [r for r in rows if "<td>loihi2</td>" in r]
+        assert l2_rows and all(
+            f"slow bound {lat_slow}" in r and f"slow bound {fps_slow}" in r for r in l2_rows
+        )
+        assert not any("slow bound" in r for r in rows if "<td>loihi2</td>" not in r)
+    data = report_to_json(report)
+    by_device = {r["device"]: r for r in data["summary"] if r["model"] == "snn_conv"}
+    assert by_device["loihi2"]["latency_slow_bound"]["value"] == l2["latency_s_slow_bound"]
+    assert by_device["loihi2"]["throughput_slow_bound"]["value"] == l2["throughput_fps_slow_bound"]
+    assert "latency_slow_bound" not in by_device["loihi"]
 
 
 @pytest.mark.slow

@@ -87,6 +87,9 @@ class SummaryRow:
     auc: float | None = None
     footnotes: list[str] = field(default_factory=list)  # sentences shown once under the table
     is_baseline: bool = False  # a CNN baseline (not the SNN under study)
+    # modelled at the profile's slow-bound synaptic op time (Loihi 2: a bracket); None: no bracket
+    latency_s_slow_bound: float | None = None
+    throughput_fps_slow_bound: float | None = None
 
 
 @dataclass
@@ -252,6 +255,10 @@ def summary_from(
                 auc=auc.get(e.model),
                 footnotes=foot,
                 is_baseline=e.model in baseline_names,
+                latency_s_slow_bound=(getattr(e, "timing", None) or {}).get("latency_s_slow_bound"),
+                throughput_fps_slow_bound=(getattr(e, "timing", None) or {}).get(
+                    "throughput_fps_slow_bound"
+                ),
             )
         )
     return rows

@@ -86,7 +86,7 @@ def _measurement_json(m: EnergyMeasurement) -> dict[str, Any]:
 
 
 def _row_json(r: SummaryRow) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "model": r.model,
         "device": r.device,
         "kind": r.kind,
@@ -101,6 +101,10 @@ def _row_json(r: SummaryRow) -> dict[str, Any]:
         "total_energy": _energy(r.total_j, r.kind, r.source),
         "notes": r.notes,
     }
+    if r.latency_s_slow_bound is not None:  # only rows whose profile gives a bracket (Loihi 2)
+        out["latency_slow_bound"] = _quantity(r.latency_s_slow_bound, "s")
+        out["throughput_slow_bound"] = _quantity(r.throughput_fps_slow_bound, "inferences per s")
+    return out
 
 
 def _choice_json(choice: BaselineChoice) -> dict[str, Any]:
