@@ -233,6 +233,90 @@ def configs() -> list[Bench]:
             augment="shift",
             **{**conv, "lever": "conversion+finetune+augment"},
         ),
+        Bench(
+            "hybrid_vgg6_shift_T16",
+            num_steps=16,
+            epochs=3,
+            lr=5e-4,
+            augment="shift",
+            **{**conv, "lever": "conversion+finetune+augment"},
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T16_e6",
+            num_steps=16,
+            epochs=6,
+            lr=5e-4,
+            augment="shift",
+            **{**conv, "lever": "conversion+finetune+augment (6 epochs)"},
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T16_featdistill",
+            num_steps=16,
+            epochs=3,
+            lr=5e-4,
+            augment="shift",
+            feature_distill=1.0,
+            **{
+                **conv,
+                "lever": "conversion+finetune+augment+feature-distill (teacher: the conversion source)",
+            },
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T8_featdistill_reg",
+            num_steps=8,
+            epochs=3,
+            lr=5e-4,
+            augment="shift",
+            feature_distill=1.0,
+            regulariser=0.01,
+            **{**conv, "lever": "conversion+finetune+augment+feature-distill+regulariser"},
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T8_featdistill_qat",
+            num_steps=8,
+            epochs=3,
+            lr=5e-4,
+            augment="shift",
+            feature_distill=1.0,
+            qat_epochs=1,
+            **{**conv, "lever": "conversion+finetune+augment+feature-distill+qat"},
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T32",
+            num_steps=32,
+            epochs=3,
+            lr=5e-4,
+            augment="shift",
+            **{**conv, "lever": "conversion+finetune+augment"},
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T8_e6",
+            num_steps=8,
+            epochs=6,
+            lr=5e-4,
+            augment="shift",
+            **{**conv, "lever": "conversion+finetune+augment (6 epochs)"},
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T8_featdistill",
+            num_steps=8,
+            epochs=3,
+            lr=5e-4,
+            augment="shift",
+            feature_distill=1.0,
+            **{
+                **conv,
+                "lever": "conversion+finetune+augment+feature-distill (teacher: the conversion source)",
+            },
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T4",
+            num_steps=4,
+            epochs=3,
+            lr=5e-4,
+            augment="shift",
+            **{**conv, "lever": "conversion+finetune+augment"},
+        ),
         Bench("strided_T4_64", image_size=64, lever="baseline", epochs=8),
         Bench("strided_T4_64_shift", image_size=64, lever="augment", epochs=6, augment="shift"),
     ]
@@ -445,6 +529,8 @@ def summarise(b: Bench, rows: list[dict[str, Any]]) -> dict[str, Any]:
         sum(r["train_seconds"] for r in rows)
     )  # the whole configuration, all seeds
     out["eval_seconds"] = float(sum(r["eval_seconds"] for r in rows))
+    if rows and "conversion" in rows[0]:  # the input neurons' threshold the conversion used
+        out["input_threshold"] = rows[0]["conversion"].get("input_threshold", 0.5)
     if all("source_cnn_test_auc" in r for r in rows):
         out["source_cnn_test_auc_mean"] = float(np.mean([r["source_cnn_test_auc"] for r in rows]))
     out["settings"] = {k: v for k, v in asdict(b).items() if k not in ("name", "lever")}
