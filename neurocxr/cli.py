@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from neurocxr import interrupts
 from neurocxr.errors import NeurocxrError
 from neurocxr.fileio import dumps_json
 
@@ -888,6 +889,7 @@ def _exit_interrupted() -> None:
     and cleaned up. Everything this process started is stopped by then (finally blocks). A further
     Ctrl-C is ignored from here: it would end the exit as an unhandled KeyboardInterrupt (-2)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    interrupts.forget_caught_interrupt()
     if "ray" in sys.modules:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -498,3 +498,31 @@ def test_ctrl_c_between_a_lava_worker_start_and_its_listing_stops_it_too(
     for pid in started:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_caught_interrupt_does_not_turn_the_exit_code_into_sigint(tmp_path: Path) -> None:
+    """CPython 3.10 leaves its 'unhandled KeyboardInterrupt' flag set after a KeyboardInterrupt
+    that Cython import code let through and Python code caught; run with ``-m`` (as the CLI is), the
+    flag turns ``sys.exit(130)`` into death by SIGINT (-2). `forget_caught_interrupt` clears it."""
+    import ctypes
+
+    try:
+        ctypes.c_int.in_dll(ctypes.pythonapi, "_Py_UnhandledKeyboardInterrupt")
+    except ValueError:
+        pytest.skip("this interpreter does not export _Py_UnhandledKeyboardInterrupt")
+    body = (
+        "import ctypes, sys\n"
+        "from neurocxr.interrupts import forget_caught_interrupt\n"
+        "ctypes.c_int.in_dll(ctypes.pythonapi, '_Py_UnhandledKeyboardInterrupt').value = 1\n"
+        "{clear}\n"
+        "sys.exit(130)\n"
+    )
+    (tmp_path / "flag_cleared.py").write_text(body.format(clear="forget_caught_interrupt()"))
+    (tmp_path / "flag_left.py").write_text(body.format(clear="pass"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+
+    def exit_code(module: str) -> int:
+        return subprocess.run([sys.executable, "-m", module], cwd=tmp_path, env=env).returncode
+
+    assert exit_code("flag_left") == -signal.SIGINT  # the CPython behaviour worked around
+    assert exit_code("flag_cleared") == 130
