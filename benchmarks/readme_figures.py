@@ -151,9 +151,12 @@ def table(results: Path) -> tuple[list[str], list[str]]:
                 if lat_slow is not None and fps_slow is not None:  # a bracket (Loihi 2)
                     from neurocxr.report import format_seconds
 
+                    tot_slow = _value(r.get("total_energy_slow_bound"))
                     extra += (
                         f" (slow bound at the profile's slow synaptic op time: {format_seconds(lat_slow)}, "
-                        f"{fps_slow:,.0f} fps)"
+                        f"{fps_slow:,.0f} fps"
+                        + (f", total {_energy(tot_slow)}" if tot_slow is not None else "")
+                        + ")"
                     )
                 parts.append(
                     f"{r['device']} [{r.get('basis', '')}{', ' + r['scope'] if r.get('scope') else ''}]: "

@@ -588,9 +588,20 @@ def netx_cmd(
     show_table(ct)
     e = seen.energy
     total = "-" if e.total_j is None else f"{e.total_j:.3e} J"
+    slow_total = getattr(e, "total_j_slow_bound", None)
+    if slow_total is not None:  # the profile's bracket (Loihi 2): fast to slow synaptic op time
+        total += f" to {slow_total:.3e} J"
     console.print(
         f"estimated on {e.device}: dynamic {e.dynamic_j:.3e} J, total {total} per inference ({e.source})"
     )
+    slow_latency = (e.timing or {}).get("latency_s_slow_bound")
+    slow_fps = (e.timing or {}).get("throughput_fps_slow_bound")
+    if e.latency_s is not None and slow_latency is not None and slow_fps is not None:
+        console.print(
+            f"modelled latency {e.latency_s * 1e3:.3g} to {slow_latency * 1e3:.3g} ms, "
+            f"{slow_fps:,.0f} to {e.throughput_fps or 0:,.0f} frames/s (pipelined): fast and slow "
+            "synaptic op times of the profile"
+        )
 
 
 @app.command("energy")
@@ -686,17 +697,32 @@ def print_summary(rep) -> None:
     )
     for col in ("model", "device", "kind", "accuracy", "latency", "dynamic", "total"):
         table.add_column(col, overflow="fold")
-    for r in [r for r in rep.summary if is_headline(r)]:
+    rows = [r for r in rep.summary if is_headline(r)]
+    for r in rows:
+        latency = "-" if r.latency_s is None else format_seconds(r.latency_s)
+        total = "-" if r.total_j is None else format_energy(r.total_j)
+        # a profile's bracket (Loihi 2): the point estimate "to" the slow bound, one line (plain-text tables)
+        slow_latency = getattr(r, "latency_s_slow_bound", None)
+        slow_total = getattr(r, "total_j_slow_bound", None)
+        if slow_latency is not None:
+            latency += f" to {format_seconds(slow_latency)}"
+        if slow_total is not None:
+            total += f" to {format_energy(slow_total)}"
         table.add_row(
             r.model,
             r.device,
             r.kind,
             "-" if r.accuracy is None else f"{r.accuracy:.3f}",
-            "-" if r.latency_s is None else format_seconds(r.latency_s),
+            latency,
             "-" if r.dynamic_j is None else format_energy(r.dynamic_j),
-            "-" if r.total_j is None else format_energy(r.total_j),
+            total,
         )
     show_table(table)
+    if any(getattr(r, "latency_s_slow_bound", None) is not None for r in rows):
+        console.print(
+            "'A to B': a bracket from the profile's fast and slow synaptic op times (Loihi 2: Hala Point "
+            "peak rate to Loihi 1's 3.5 ns); report.html says why"
+        )
     paths = getattr(rep, "paths", None)
     if paths:
         console.print(f"report: {paths[0]}  data: {paths[1]}")

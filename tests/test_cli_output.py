@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -397,3 +398,53 @@ def test_export_prints_the_float_accuracy_evaluate_prints(tmp_path: Path) -> Non
         f"rule of `evaluate`): {accuracy:.4f}" in out
     )
     assert "decided by argmax" in out
+
+
+def test_energy_summary_prints_the_loihi2_bracket_on_its_rows_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from neurocxr.energy.estimate import estimate_energy
+    from neurocxr.hardware_sims.results import LayerCounts
+    from neurocxr.report import format_energy, format_seconds
+    from neurocxr.report.model import summary_from
+
+    s = np.asarray([40, 60], dtype=np.int64)
+    counts = [
+        LayerCounts("conv1", "conv", 500, 9, 4500, 16, s * 2, s, s * 9, s * 0 + 72000, s * 0 + 8000)
+    ]
+    estimates = [
+        estimate_energy(counts, device, model="snn_conv", basis="chip")
+        for device in ("loihi", "loihi2")
+    ]
+    l2 = estimates[1]
+    cli.print_summary(SimpleNamespace(summary=summary_from(estimates, []), paths=None))
+    out = capsys.readouterr().out
+    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("snn_conv")}
+    lat = f"{format_seconds(l2.latency_s)} to {format_seconds(l2.timing['latency_s_slow_bound'])}"
+    total = f"{format_energy(l2.total_j)} to {format_energy(l2.total_j_slow_bound)}"
+    assert lat in rows["loihi2"] and total in rows["loihi2"]
+    assert " to " not in rows["loihi"]
+    assert "a bracket from the profile's fast and slow synaptic op times" in out
+    # without a bracketed profile: no bracket sentence
+    cli.print_summary(SimpleNamespace(summary=summary_from(estimates[:1], []), paths=None))
+    assert "bracket" not in capsys.readouterr().out
+
+
+@pytest.mark.lava  # the fixture file is written by lava-dl's slayer exporter
+def test_netx_command_prints_the_loihi2_bracket(tmp_path: Path) -> None:
+    from _slayer_files import conv_spike_input_file
+
+    path = conv_spike_input_file(tmp_path / "c.net")
+    args = ["netx", str(path), "--num-steps", "5", "--samples", "2"]
+    l2 = runner.invoke(app, [*args, "--profile", "loihi2"], catch_exceptions=False)
+    assert l2.exit_code == 0, l2.output
+    text = " ".join(l2.output.split())
+    assert re.search(r"total \S+ J to \S+ J per inference", text), text
+    assert re.search(r"modelled latency \S+ to \S+ ms, [\d,]+ to [\d,]+ frames/s", text), text
+    l1 = runner.invoke(app, args, catch_exceptions=False)  # default profile 'loihi': no bracket
+    assert l1.exit_code == 0 and "modelled latency" not in l1.output
+    assert not re.search(r"J to \S+ J", " ".join(l1.output.split()))

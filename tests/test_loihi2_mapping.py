@@ -333,3 +333,43 @@ def test_recurrent_dense_layer_stores_both_matrices() -> None:
     # (3,000 input + 200 recurrent synapses) x 8 bits per neuron: 40 neurons per 128 KB core -> 5 cores
     assert r.synapses == 200 * 3200 and r.axons_in_per_core == 3200
     assert r.max_core_neurons == (128 * 1024 * 8) // (3200 * 8) and r.cores == 5
+
+
+def test_total_energy_has_the_same_bracket_as_the_latency() -> None:
+    """Loihi 2's total at the slow bound: the same dynamic energy plus static power of every chip for T
+    steps of the slow-bound step (Loihi 1's 3.5 ns per synaptic op); profiles without a bracket get no key."""
+    program = pilotnet_program()
+    counts = [
+        _counts(layer.name, "conv", int(np.prod(layer.shape)), 2e5, 1e4, 1e3, 16)
+        for layer in program.layers
+    ]
+    prof = get_profile("loihi2")
+    est = estimate_energy(counts, prof, program=program)
+    slow = loihi_timing(
+        counts,
+        dataclasses.replace(prof, time_per_synop_s=3.5e-9, time_per_synop_slow_s=None),
+        program=program,
+    )
+    assert est.total_j_slow_bound > est.total_j  # ordered bracket
+    assert est.timing["static_j_slow_bound"] == pytest.approx(slow.static_j, rel=1e-12)
+    assert est.total_j_slow_bound == pytest.approx(
+        est.dynamic_j + 0.23 * slow.chips * 16 * slow.step_s, rel=1e-12
+    )
+    assert est.to_dict()["total_j_slow_bound"] == est.total_j_slow_bound
+    assert any("total_j_slow_bound" in f for f in est.footnotes)
+    # chips charged as requested: both ends pay static power for every one of them
+    three = estimate_energy(counts, prof, program=program, chips=3)
+    assert three.total_j_slow_bound == pytest.approx(
+        three.dynamic_j + 0.23 * 3 * 16 * slow.step_s, rel=1e-12
+    )
+    for name in ("loihi", "loihi-sanafe"):
+        other = estimate_energy(counts, name, program=program)
+        assert other.total_j_slow_bound is None
+        assert "total_j_slow_bound" not in other.to_dict()
+        assert "static_j_slow_bound" not in other.timing
+        assert not any("total_j_slow_bound" in f for f in other.footnotes)
+    # a bracket without static power has no total at either end
+    no_static = dataclasses.replace(prof, name="no-static", static_power_w=None)
+    est = estimate_energy(counts, no_static, program=program)
+    assert est.total_j is None and est.total_j_slow_bound is None
+    assert est.timing["latency_s_slow_bound"] > est.latency_s

@@ -26,7 +26,7 @@ from neurocxr.report import (
     verdict,
     write_report,
 )
-from neurocxr.report.formatting import format_rate, format_seconds
+from neurocxr.report.formatting import format_energy, format_rate, format_seconds
 
 EVIL = "<script>alert('x')</script>"
 RAPL_NOTE = "CPU energy not measurable here: /sys/class/powercap does not exist. Latency and throughput are measured."
@@ -482,6 +482,38 @@ def test_loihi2_latency_and_frames_per_second_show_their_bracket():
     assert "latency_slow_bound" not in by_device["loihi"]
 
 
+def test_loihi2_total_energy_shows_its_slow_bound_beside_the_total():
+    from neurocxr.energy.estimate import estimate_energy
+    from neurocxr.report import render_html, report_to_json
+
+    counts = [_counts("conv1", 500, [40, 60]), _counts("conv2", 300, [20, 30])]
+    report = _report()
+    for device in ("loihi", "loihi-sanafe", "loihi2"):
+        report.estimates.append(estimate_energy(counts, device, model="snn_conv", basis="chip"))
+    report.summary = summary_from(report.estimates, report.measurements, baselines=["cnn_small"])
+    l2 = report.estimates[-1]
+    assert l2.total_j_slow_bound > l2.total_j
+    total_slow = html_lib.escape(format_energy(l2.total_j_slow_bound))
+    static_slow = html_lib.escape(format_energy(l2.timing["static_j_slow_bound"]))
+    page = render_html(report)
+    first = _first_screen(page)
+    timing = page.split('id="timing"', 1)[1].split("</table>", 1)[0]
+    for section, wanted in ((first, [total_slow]), (timing, [total_slow, static_slow])):
+        rows = [r.split("</tr>", 1)[0] for r in section.split("<tr")[1:]]
+        l2_rows = [r for r in rows if "<td>loihi2</td>" in r]
+        assert l2_rows and all(f"slow bound {w}" in r for r in l2_rows for w in wanted)
+        assert not any("slow bound" in r for r in rows if "<td>loihi2</td>" not in r)
+    data = report_to_json(report)
+    by_device = {r["device"]: r for r in data["summary"] if r["model"] == "snn_conv"}
+    assert by_device["loihi2"]["total_energy_slow_bound"]["value"] == l2.total_j_slow_bound
+    assert by_device["loihi2"]["total_energy_slow_bound"]["unit"] == "J per inference"
+    est_json = {e["device"]: e for e in data["estimates"] if e["model"] == "snn_conv"}
+    assert est_json["loihi2"]["total_energy_slow_bound"]["value"] == l2.total_j_slow_bound
+    for name in ("loihi", "loihi-sanafe"):
+        assert "total_energy_slow_bound" not in by_device[name]
+        assert "total_energy_slow_bound" not in est_json[name]
+
+
 @pytest.mark.slow
 def test_synthetic_data_is_announced_loudly(tmp_path):
     html_path, json_path = write_report(
@@ -821,6 +853,20 @@ def test_readme_figures_come_from_the_result_files(tmp_path):
         },
         {
             "model": "snn_conv",
+            "device": "loihi2",
+            "kind": "estimated",
+            "basis": "chip counts",
+            "scope": "",
+            "dynamic_energy": {"value": 3.21e-4},
+            "total_energy": {"value": 9.72e-4},
+            "latency": {"value": 3.54e-3},
+            "throughput": {"value": 353.0},
+            "latency_slow_bound": {"value": 3.06e-2},
+            "throughput_slow_bound": {"value": 41.0},
+            "total_energy_slow_bound": {"value": 5.94e-3},
+        },
+        {
+            "model": "snn_conv",
             "device": "CPU (pytorch)",
             "kind": "not measurable",
             "basis": "measured",
@@ -861,6 +907,7 @@ def test_readme_figures_come_from_the_result_files(tmp_path):
     text = "\n".join(lines)
     assert "test accuracy 85.2%, ROC-AUC 0.921" in text and "16 steps, 8 epochs" in text
     assert "loihi [chip counts, device per-op constants]: 323 µJ, latency 2 ms, 500 fps" in text
+    assert "slow synaptic op time: 30.6 ms, 41 fps, total 5.94 mJ)" in text  # Loihi 2's bracket
     assert "decisions changed 0.5%" in text and "not measurable here: CPU energy (no RAPL)" in text
     assert "| verdict | cnn_small is cheaper. |" in text
     assert "commit abcdef0123" in text

@@ -170,6 +170,7 @@ def estimate_energy(
     timing: dict[str, Any] = {}
     throughput: float | None = None
     static: float | None = None
+    static_slow: float | None = None  # static energy at the profile's slow-bound step (a bracket)
     if (
         latency_s is None
         and prof.time_per_synop_s is not None
@@ -179,14 +180,22 @@ def estimate_energy(
         if chips is not None and chips != t.chips and prof.static_power_w is not None:
             t.static_j = prof.static_power_w * chips * t.steps_per_sample * t.step_s
             t.static_j_single_inference = prof.static_power_w * chips * t.latency_s
+            if t.throughput_fps_slow_bound is not None:  # 1 / fps = T steps at the slow-bound step
+                t.static_j_slow_bound = prof.static_power_w * chips / t.throughput_fps_slow_bound
             t.assumptions.append(
                 f"Static power charged for {chips} chip(s) as requested (mapping needs {t.chips})."
             )
         latency_s, throughput, static = t.latency_s, t.throughput_fps, t.static_j
+        static_slow = t.static_j_slow_bound
         timing = t.as_dict()
         footnotes.extend(t.assumptions)
         if static is not None:
             footnotes.append(STATIC_FOOTNOTE)
+        if static_slow is not None:
+            footnotes.append(
+                "Total energy is a bracket like the latency: the slow bound charges static power for the "
+                "slow-bound step (total_j_slow_bound); dynamic energy is the same at both ends."
+            )
     elif latency_s is not None:
         n_chips = chips or 1
         if prof.static_power_w is not None:
@@ -243,6 +252,7 @@ def estimate_energy(
         timing=timing,
         detail=detail,
         footnotes=footnotes,
+        total_j_slow_bound=None if static_slow is None else dynamic + static_slow,
     )
 
 

@@ -152,11 +152,13 @@ class TimingResult:
     # the same step recomputed with the profile's slow-bound synaptic op time (None: no bracket)
     latency_s_slow_bound: float | None = None
     throughput_fps_slow_bound: float | None = None
+    # static power x chips x T steps at the slow-bound step (None: no bracket or no static power)
+    static_j_slow_bound: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         # profiles without a bracket keep exactly the keys they always had
-        for key in ("latency_s_slow_bound", "throughput_fps_slow_bound"):
+        for key in ("latency_s_slow_bound", "throughput_fps_slow_bound", "static_j_slow_bound"):
             if out[key] is None:
                 del out[key]
         return out
@@ -338,13 +340,16 @@ def loihi_timing(
     period = steps * step
     latency_slow: float | None = None
     fps_slow: float | None = None
+    static_slow: float | None = None
+    static_w = profile.static_power_w
     t_syn_slow = profile.time_per_synop_slow_s
     if t_syn_slow is not None:
         # every core recomputed at the slow synaptic time (the busiest core may change); the rest as above
         step_slow = max(x.seconds_per_step for x in core_loads(t_syn_slow)) + barrier + interchip
         latency_slow = (steps + depth) * step_slow
         fps_slow = 1.0 / (steps * step_slow) if step_slow > 0 else float("inf")
-    static_w = profile.static_power_w
+        if static_w is not None:  # a longer step keeps every chip powered longer
+            static_slow = static_w * chips * steps * step_slow
     assumptions = [
         TIMING_FOOTNOTE,
         f"Core mapping: {mapping}; {total_cores} cores, {tiles} tile(s) of {CORES_PER_TILE}, {chips} chip(s).",
@@ -427,6 +432,7 @@ def loihi_timing(
         limits_cited=limits.cited() if limits.partition == "compiler" else {},
         latency_s_slow_bound=latency_slow,
         throughput_fps_slow_bound=fps_slow,
+        static_j_slow_bound=static_slow,
     )
 
 

@@ -44,9 +44,15 @@ class EnergyEstimate:
     timing: dict[str, Any] = field(default_factory=dict)  # how latency/throughput were modelled
     detail: dict[str, Any] = field(default_factory=dict)  # per-layer counts, bytes moved, ...
     footnotes: list[str] = field(default_factory=list)  # short sentences for the report, said once
+    # dynamic + static at the profile's slow-bound synaptic op time (Loihi 2's bracket: total_j is the
+    # fast bound); None where the profile gives no bracket or no static power
+    total_j_slow_bound: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["total_j_slow_bound"] is None:  # profiles without a bracket keep exactly their keys
+            del out["total_j_slow_bound"]
+        return out
 
 
 @dataclass

@@ -183,7 +183,9 @@ def _table_context(
                 "auc": format_auc(r.auc),
                 "latency": format_seconds(r.latency_s),
                 "fps": format_rate(r.throughput_fps),
-                **_slow_bound_cells(r.latency_s_slow_bound, r.throughput_fps_slow_bound),
+                **_slow_bound_cells(
+                    r.latency_s_slow_bound, r.throughput_fps_slow_bound, r.total_j_slow_bound
+                ),
                 "dynamic": format_energy(r.dynamic_j) if r.kind != "not measurable" else "—",
                 "total": format_energy(r.total_j) if r.kind != "not measurable" else "—",
                 "dynamic_exact": "" if r.dynamic_j is None else f"{float(r.dynamic_j):.6g} J",
@@ -206,15 +208,23 @@ _TIMING_SHOWN = {
     "fps_basis",
     "latency_s_slow_bound",
     "throughput_fps_slow_bound",
+    "static_j_slow_bound",
 }
 
 
-def _slow_bound_cells(latency_slow: float | None, fps_slow: float | None) -> dict[str, str]:
-    """Latency and frames/s at the profile's slow-bound synaptic time, shown under the point
-    estimate (empty where the profile gives no bracket)."""
+def _slow_bound_cells(
+    latency_slow: float | None,
+    fps_slow: float | None,
+    total_slow: float | None = None,
+    static_slow: float | None = None,
+) -> dict[str, str]:
+    """Latency, frames/s, total and static energy at the profile's slow-bound synaptic time, shown
+    under the point estimate (empty where the profile gives no bracket)."""
     return {
         "latency_slow": "" if latency_slow is None else format_seconds(latency_slow),
         "fps_slow": "" if fps_slow is None else format_rate(fps_slow),
+        "total_slow": "" if total_slow is None else format_energy(total_slow),
+        "static_slow": "" if static_slow is None else format_energy(static_slow),
     }
 
 
@@ -237,7 +247,10 @@ def _timing_rows(report: Report) -> list[dict[str, Any]]:
                 "latency": format_seconds(e.latency_s),
                 "fps": format_rate(getattr(e, "throughput_fps", None)),
                 **_slow_bound_cells(
-                    timing.get("latency_s_slow_bound"), timing.get("throughput_fps_slow_bound")
+                    timing.get("latency_s_slow_bound"),
+                    timing.get("throughput_fps_slow_bound"),
+                    getattr(e, "total_j_slow_bound", None),
+                    timing.get("static_j_slow_bound"),
                 ),
                 "static": format_energy(getattr(e, "static_j", None)),
                 "dynamic": format_energy(e.dynamic_j),

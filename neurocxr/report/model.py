@@ -90,6 +90,7 @@ class SummaryRow:
     # modelled at the profile's slow-bound synaptic op time (Loihi 2: a bracket); None: no bracket
     latency_s_slow_bound: float | None = None
     throughput_fps_slow_bound: float | None = None
+    total_j_slow_bound: float | None = None  # dynamic + static at the slow-bound step
 
 
 @dataclass
@@ -259,6 +260,7 @@ def summary_from(
                 throughput_fps_slow_bound=(getattr(e, "timing", None) or {}).get(
                     "throughput_fps_slow_bound"
                 ),
+                total_j_slow_bound=getattr(e, "total_j_slow_bound", None),
             )
         )
     return rows

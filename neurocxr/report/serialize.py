@@ -60,6 +60,8 @@ def _estimate_json(e: EnergyEstimate) -> dict[str, Any]:
     }
     if getattr(e, "static_j", None) is not None:
         out["static_energy"] = _energy(e.static_j, e.kind, e.source)  # type: ignore[attr-defined]
+    if getattr(e, "total_j_slow_bound", None) is not None:  # bracketed profiles only (Loihi 2)
+        out["total_energy_slow_bound"] = _energy(e.total_j_slow_bound, e.kind, e.source)  # type: ignore[attr-defined]
     if getattr(e, "throughput_fps", None) is not None:
         out["throughput"] = _quantity(e.throughput_fps, "inferences per s (modelled)")  # type: ignore[attr-defined]
     if getattr(e, "timing", None):
@@ -104,6 +106,8 @@ def _row_json(r: SummaryRow) -> dict[str, Any]:
     if r.latency_s_slow_bound is not None:  # only rows whose profile gives a bracket (Loihi 2)
         out["latency_slow_bound"] = _quantity(r.latency_s_slow_bound, "s")
         out["throughput_slow_bound"] = _quantity(r.throughput_fps_slow_bound, "inferences per s")
+    if r.total_j_slow_bound is not None:  # bracketed profiles with static power
+        out["total_energy_slow_bound"] = _energy(r.total_j_slow_bound, r.kind, r.source)
     return out
 
 
