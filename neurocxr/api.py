@@ -33,7 +33,7 @@ from neurocxr.data.datasets import (
     load_dataset,
 )
 from neurocxr.deploy.deployment import Deployment
-from neurocxr.deploy.export import EXPORT_FILES, export_loihi
+from neurocxr.deploy.export import DEFAULT_LAVA_SAMPLES, EXPORT_FILES, export_loihi
 from neurocxr.deploy.nir_file import DEFAULT_PARITY_SAMPLES, export_nir_graph
 from neurocxr.energy.estimate import estimate_energy as _estimate
 from neurocxr.energy.profiles import get_profile, load_profiles
@@ -403,7 +403,7 @@ def evaluate(
     robustness: bool = False,
     uncertainty: bool = False,
     mc_passes: int | None = None,
-    chip: bool = True,
+    chip: bool | None = None,
     max_samples: int | None = None,
     out: str | Path = "runs/evaluate",
     force: bool = False,
@@ -415,15 +415,19 @@ def evaluate(
     ``json``: also write the metrics record there. ``robustness`` / ``uncertainty`` (implied by
     ``mc_passes``): degradation sweeps and calibration on the first ``max_samples`` images of the
     split, written to ``out`` as robustness.{json,png} / uncertainty.{json,png}; ``chip`` runs
-    deployable SNNs on the Loihi emulator too. Every request is checked before any work or file.
+    deployable SNNs on the Loihi emulator too (default True). Every request is checked before any
+    work or file: ``max_samples`` or ``chip`` without robustness / uncertainty is refused.
     ``on_metrics(result)`` hears the metrics as soon as they exist, before the slower evaluations."""
 
     uncertainty = uncertainty or mc_passes is not None
     if not (robustness or uncertainty):
         refuse_unused_options(
-            {"max_samples / --max-samples": max_samples},
+            {
+                "max_samples / --max-samples": max_samples,
+                f"chip / {'--chip' if chip else '--no-chip'}": chip,
+            },
             "to robustness / uncertainty (--robustness / --uncertainty) only (the metrics "
-            "table always uses the whole split)",
+            "table always uses the whole split and the float model)",
         )
     if robustness or uncertainty:  # refuse bad requests before any work or output
         check_request(
@@ -460,7 +464,7 @@ def evaluate(
                 robustness=robustness,
                 uncertainty=uncertainty,
                 mc_passes=mc_passes,
-                chip=chip,
+                chip=True if chip is None else chip,
                 max_samples=max_samples,
                 out=out,
                 force=force,
@@ -557,9 +561,9 @@ def export(
     out: str | Path,
     target: str = "loihi",
     data: str | Path | None = None,
-    split: str = "test",
+    split: str | None = None,
     max_samples: int | None = None,
-    lava_samples: int = 3,
+    lava_samples: int | None = None,
     allow_clipping: bool = False,
     force: bool = False,
     dt: float | None = None,
@@ -572,13 +576,20 @@ def export(
     only (``target="nir"``) or, for CNN baselines, to ONNX (`OnnxExport`); a ``.nir`` file (from
     neurocxr, Sinabs, snnTorch, Norse, ...) to Loihi, its parity checked on spike trains (``spikes``:
     a ``.npy`` of [T, B, *shape], default random trains; ``max_samples`` of them). ``dt``,
-    ``num_steps`` and ``encoding`` apply to a ``.nir`` file only (a checkpoint records its own)."""
+    ``num_steps`` and ``encoding`` apply to a ``.nir`` file only (a checkpoint records its own).
+    ``data``, ``split`` (default "test"), ``max_samples`` and ``lava_samples`` (default 3) feed the
+    Loihi parity check: given to a target without one (nir, onnx) they are refused, not ignored."""
 
     if isinstance(checkpoint, (str, Path)) and Path(checkpoint).suffix.lower() == ".nir":
         if target != "loihi":
             raise NeurocxrError(
                 f"a .nir file exports only to --target loihi (it is already NIR), not {target!r}"
             )
+        refuse_unused_options(
+            {"data / --data": data, "split / --split": split},
+            "to a checkpoint's parity check only (a .nir file's parity runs on spike trains: "
+            "--spikes, or random trains)",
+        )
         return export_nir_graph(
             checkpoint,
             out,
@@ -587,7 +598,7 @@ def export(
             encoding=encoding,
             input_path=spikes,
             samples=max_samples or DEFAULT_PARITY_SAMPLES,
-            lava_samples=lava_samples,
+            lava_samples=DEFAULT_LAVA_SAMPLES if lava_samples is None else lava_samples,
             allow_clipping=allow_clipping,
             force=force,
         )
@@ -600,6 +611,16 @@ def export(
         },
         "to a .nir input only (a checkpoint records its own time steps and encoding)",
     )
+    if target in ("onnx", "nir"):  # no parity check: nothing would read these
+        refuse_unused_options(
+            {
+                "data / --data": data,
+                "split / --split": split,
+                "max_samples / --max-samples": max_samples,
+                "lava_samples / --lava-samples": lava_samples,
+            },
+            f"to the parity check of --target loihi only (--target {target} runs none)",
+        )
     if target == "onnx":
         return export_onnx_checkpoint(checkpoint, out, force=force)
     return export_loihi(
@@ -607,9 +628,9 @@ def export(
         out,
         target=target,
         data=data,
-        split=split,
+        split="test" if split is None else split,
         max_samples=max_samples,
-        lava_samples=lava_samples,
+        lava_samples=DEFAULT_LAVA_SAMPLES if lava_samples is None else lava_samples,
         allow_clipping=allow_clipping,
         force=force,
         progress=progress,

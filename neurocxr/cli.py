@@ -270,8 +270,11 @@ def evaluate_cmd(
         help="MC-dropout passes (implies --uncertainty; default 20 when the model has dropout; "
         "an error on a model without dropout)",
     ),
-    chip: bool = typer.Option(
-        True, "--chip/--no-chip", help="run deployable SNNs on the Loihi emulator too"
+    chip: Optional[bool] = typer.Option(
+        None,
+        "--chip/--no-chip",
+        help="with --robustness / --uncertainty: run deployable SNNs on the Loihi emulator too "
+        "(default: --chip)",
     ),
     max_samples: Optional[int] = typer.Option(
         None,
@@ -374,11 +377,15 @@ def export_cmd(
     data: Optional[str] = typer.Option(
         None, help=CHECKPOINT_DATA_HELP + " Used for the parity check."
     ),
-    split: str = typer.Option("test"),
+    split: Optional[str] = typer.Option(
+        None, help="train | val | test: the parity check's split (default: test)"
+    ),
     max_samples: Optional[int] = typer.Option(
         None, help="parity on the first N samples (default: whole split)"
     ),
-    lava_samples: int = typer.Option(3, help="samples run on Lava's bit-accurate CPU simulator"),
+    lava_samples: Optional[int] = typer.Option(
+        None, help="samples run on Lava's bit-accurate CPU simulator (default: 3)"
+    ),
     allow_clipping: bool = typer.Option(
         False, help="accept weight/bias clipping (reported per layer)"
     ),

@@ -38,6 +38,8 @@ class LoihiExport:
     deployment: Deployment | None = None
 
 
+DEFAULT_LAVA_SAMPLES = 3  # parity samples also run on Lava's CPU simulator (slow: seconds each)
+
 EXPORT_FILES = {
     "nir": ("model.nir",),
     "loihi": ("model.nir", "model.net", "export_report.json", "export_report.md"),
@@ -52,7 +54,7 @@ def export_loihi(
     data: str | Path | None = None,
     split: str = "test",
     max_samples: int | None = None,
-    lava_samples: int = 3,
+    lava_samples: int = DEFAULT_LAVA_SAMPLES,
     allow_clipping: bool = False,
     force: bool = False,
     progress: bool | None = None,
