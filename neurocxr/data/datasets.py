@@ -346,9 +346,12 @@ def _resize(images: torch.Tensor, size: int, chunk: int = 512) -> torch.Tensor:
     return out
 
 
+MIN_IMAGE_SIZE = 8  # the smallest image side the loaders produce
+
+
 def _check_image_size(image_size: int | None) -> None:
-    if image_size is not None and (not isinstance(image_size, int) or image_size < 8):
-        raise DataError(f"image_size must be an integer >= 8, got {image_size!r}")
+    if image_size is not None and (not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE):
+        raise DataError(f"image_size must be an integer >= {MIN_IMAGE_SIZE}, got {image_size!r}")
 
 
 def _uint8_to_float(gray: np.ndarray) -> torch.Tensor:

@@ -43,12 +43,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from neurocxr.data.datasets import check_data_path
+from neurocxr.data.datasets import (
+    MIN_IMAGE_SIZE,
+    check_data_path,
+    load_dataset,
+    resolve_data_source,
+)
 from neurocxr.energy.profiles import get_profile
 from neurocxr.errors import ConfigError, NeurocxrError
 from neurocxr.exporters.model_checks import check_model_options
 from neurocxr.models import ModelConfig, model_info
-from neurocxr.training.train import TrainConfig, lever_configs
+from neurocxr.training.train import TrainConfig, check_validation_classes, lever_configs
 from neurocxr.validation import missing_file_message
 
 if sys.version_info >= (3, 11):  # pragma: no cover - the project runs on 3.10
@@ -475,9 +480,14 @@ def expand_grid(cfg: SweepConfig) -> list[dict[str, Any]]:
 
 def check_sweep_data(data: str | None) -> None:
     """Refuse, before Ray starts, a data path (sweep.data or $NEUROCXR_DATA) that does not exist
-    or is not a data set, so the sweep never runs every trial into the same failure. (Relative
-    paths are read from the folder the sweep is started in.)"""
+    or is not a data set, or whose validation split lacks a class (train's refusal), so the sweep
+    never runs every trial into the same failure. (Relative paths are read from the folder the
+    sweep is started in.)"""
     check_data_path(data, "sweep.data" if data is not None else "$NEUROCXR_DATA")
+    # The labels do not depend on the image size (a folder's carved val split neither), so the
+    # smallest size loads them; phantoms hold both classes by construction.
+    if resolve_data_source(data) not in (None, "synthetic"):
+        check_validation_classes(load_dataset(data, image_size=MIN_IMAGE_SIZE).val.labels)
 
 
 def trial_id(params: dict[str, Any], settings: dict[str, Any]) -> str:

@@ -602,6 +602,14 @@ def _converted_model(
     return model, report
 
 
+def check_validation_classes(labels: Any) -> None:
+    """Refuse a validation split without both classes: the best epoch (val AUC) and the operating
+    threshold are chosen on it, and one class gives AUC NaN (`train`, and `sweep` before Ray)."""
+    check_both_classes(
+        labels, "the validation split", "choosing the best epoch (AUC) and the threshold"
+    )
+
+
 @restores_torch_threads  # train_cfg.num_threads applies to this call only
 def train(
     config: ModelConfig,
@@ -642,12 +650,7 @@ def train(
             "normal (0) and pneumonia (1) images (check the data source or max_train_samples)"
         )
 
-    # The best epoch (val AUC) and the operating threshold are chosen on val: one class gives AUC NaN.
-    check_both_classes(
-        _labels_of(splits.val),
-        "the validation split",
-        "choosing the best epoch (AUC) and the threshold",
-    )
+    check_validation_classes(_labels_of(splits.val))
     class_weight = torch.ones(config.num_classes)
     class_weight[present] = torch.tensor(
         compute_class_weight("balanced", classes=present, y=train_labels), dtype=torch.float32
