@@ -439,6 +439,152 @@ def test_options_that_would_be_ignored_are_refused(files, tmp_path) -> None:
     assert res.exit_code == 2 and "--max-samples has no effect here" in res.output
 
 
+@pytest.mark.parametrize(
+    "option, value",
+    [("--data", "npz"), ("--split", "test"), ("--max-samples", "4"), ("--lava-samples", "3")],
+)
+def test_export_options_of_the_parity_check_are_refused_where_no_parity_runs(
+    files, tmp_path, option, value
+) -> None:
+    """--target onnx and --target nir run no parity check: its options, given even at their
+    default values, are refused (one line, exit 2, nothing written) instead of ignored."""
+    value = str(files["npz"]) if value == "npz" else value
+    for target, ckpt in (("onnx", files["cnn"]), ("nir", files["snn"])):
+        out = tmp_path / f"{target}{option}"
+        argv = ["--no-progress", "export", str(ckpt), "-o", str(out), "--target", target]
+        res = runner.invoke(app, argv + [option, value])
+        assert res.exit_code == 2, res.output
+        assert f"{option} has no effect here" in res.output and f"--target {target} runs none" in (
+            res.output
+        )
+        assert len(res.output.strip().splitlines()) == 1 and not out.exists()
+    kwargs = {
+        "--data": {"data": files["npz"]},
+        "--split": {"split": "test"},
+        "--max-samples": {"max_samples": 4},
+        "--lava-samples": {"lava_samples": 3},
+    }[option]
+    with pytest.raises(ConfigError, match=f"{option} has no effect here"):
+        neurocxr.export(files["cnn"], out=tmp_path / "api", target="onnx", **kwargs)
+    assert not (tmp_path / "api").exists()
+
+
+def test_export_defaults_still_work_for_onnx_nir_and_loihi(files, tmp_path) -> None:
+    res = runner.invoke(
+        app,
+        [
+            "--no-progress",
+            "export",
+            str(files["cnn"]),
+            "-o",
+            str(tmp_path / "o"),
+            "--target",
+            "onnx",
+        ],
+    )
+    assert res.exit_code == 0 and (tmp_path / "o" / "model.onnx").is_file(), res.output
+    res = runner.invoke(
+        app,
+        [
+            "--no-progress",
+            "export",
+            str(files["snn"]),
+            "-o",
+            str(tmp_path / "n"),
+            "--target",
+            "nir",
+        ],
+    )
+    assert res.exit_code == 0 and (tmp_path / "n" / "model.nir").is_file(), res.output
+    # --target loihi: the parity options still apply (split and lava samples default to test / 3)
+    exp = neurocxr.export(
+        files["snn"], out=tmp_path / "l", data=files["npz"], max_samples=2, lava_samples=0
+    )
+    assert exp.report.to_dict()["parity"]["data"].endswith("[test]")
+
+
+def test_a_nir_file_export_refuses_data_and_split(files, tmp_path) -> None:
+    """A .nir file's parity runs on spike trains: --data and --split would be ignored."""
+    for option, value in (("--data", str(files["npz"])), ("--split", "val")):
+        res = runner.invoke(
+            app,
+            [
+                "--no-progress",
+                "export",
+                str(files["nir"]),
+                "-o",
+                str(tmp_path / "x"),
+                option,
+                value,
+            ],
+        )
+        assert res.exit_code == 2 and f"{option} has no effect here" in res.output, res.output
+        assert not (tmp_path / "x").exists()
+
+
+def test_evaluate_chip_without_robustness_or_uncertainty_is_refused(files, tmp_path) -> None:
+    """--chip/--no-chip choose whether robustness / uncertainty run deployable SNNs on the emulator;
+    the metrics table never does, so either flag alone is refused, not ignored."""
+    for flag in ("--no-chip", "--chip"):
+        res = runner.invoke(
+            app,
+            ["--no-progress", "evaluate", str(files["snn"]), "--data", str(files["npz"]), flag],
+        )
+        assert res.exit_code == 2 and f"{flag} has no effect here" in res.output, res.output
+        assert "--robustness / --uncertainty" in res.output
+    with pytest.raises(ConfigError, match="--no-chip has no effect here"):
+        neurocxr.evaluate(files["snn"], data=files["npz"], chip=False)
+    # where it applies it is still accepted, and the default still evaluates
+    res = runner.invoke(
+        app,
+        [
+            "--no-progress",
+            "evaluate",
+            str(files["snn"]),
+            "--data",
+            str(files["npz"]),
+            "--robustness",
+            "--no-chip",
+            "--max-samples",
+            "4",
+            "-o",
+            str(tmp_path / "rob"),
+        ],
+    )
+    assert res.exit_code == 0 and (tmp_path / "rob" / "robustness.json").is_file(), res.output
+    assert neurocxr.evaluate(files["snn"], data=files["npz"]).metrics
+
+
+def test_sweep_refuses_a_one_class_validation_split_before_ray(tmp_path, monkeypatch) -> None:
+    from neurocxr import sweep
+    from neurocxr.sweep import ray_runner
+
+    def no_ray(*args, **kwargs):
+        raise AssertionError("Ray must not start for a refused sweep")
+
+    for name in ("run_on_ray", "_start_ray"):
+        monkeypatch.setattr(ray_runner, name, no_ray)
+    one_class = write_medmnist_npz(
+        tmp_path / "one_class_val.npz", 16, {"train": (6, 6), "val": (0, 4), "test": (3, 3)}
+    )
+    cfg = sweep.sweep_config_from_dict({"sweep": {"data": str(one_class)}})
+    with pytest.raises(DataError) as refused:
+        sweep.run_sweep(cfg, tmp_path / "out")
+    # the same line `train` gives for that data
+    with pytest.raises(DataError) as trained:
+        neurocxr.train(
+            model="cnn_small", data=one_class, epochs=1, image_size=16, out=tmp_path / "t"
+        )
+    assert str(refused.value) == str(trained.value)
+    assert "the validation split holds 4 image(s) and no normal (0) ones" in str(refused.value)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "t").exists()
+    config = tmp_path / "s.toml"
+    config.write_text(f'[sweep]\ndata = "{one_class}"\n')
+    res = runner.invoke(app, ["--no-progress", "sweep", str(config), "-o", str(tmp_path / "out2")])
+    assert res.exit_code == 2 and "no normal (0) ones" in res.output, res.output
+    assert not (tmp_path / "out2").exists()
+
+
 def test_an_snn_to_onnx_and_a_checkpoint_to_netx_are_told_what_fits(files, tmp_path) -> None:
     res = runner.invoke(
         app,
