@@ -282,6 +282,32 @@ def configs() -> list[Bench]:
             **{**conv, "lever": "conversion+finetune+augment+feature-distill+qat"},
         ),
         Bench(
+            "hybrid_vgg6_shift_T8_featdistill_strong",
+            num_steps=8,
+            epochs=3,
+            lr=5e-4,
+            augment="shift",
+            feature_distill=3.0,
+            distill_weight=0.9,
+            **{
+                **conv,
+                "lever": "conversion+finetune+augment+feature-distill x3, logit weight 0.9 "
+                "(teacher: the conversion source)",
+            },
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T16_featdistill_e6",
+            num_steps=16,
+            epochs=6,
+            lr=5e-4,
+            augment="shift",
+            feature_distill=1.0,
+            **{
+                **conv,
+                "lever": "conversion+finetune+augment+feature-distill, 6 epochs (teacher: the conversion source)",
+            },
+        ),
+        Bench(
             "hybrid_vgg6_shift_T32",
             num_steps=32,
             epochs=3,
