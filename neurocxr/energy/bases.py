@@ -15,7 +15,7 @@ lines the two up layer by layer (synaptic layers in order) and says why they dif
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -62,24 +62,9 @@ class LayerBasisComparison:
     explanation: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "chip_layer": self.chip_layer,
-            "neurobench_layer": self.neurobench_layer,
-            "chip_synaptic_ops": self.chip_synaptic_ops,
-            "neurobench_synaptic_ops": self.neurobench_synaptic_ops,
-            "synaptic_ops_ratio": self.synaptic_ops_ratio,
-            "chip_dense_ops": self.chip_dense_ops,
-            "neurobench_dense_ops": self.neurobench_dense_ops,
-            "dense_ops_ratio": self.dense_ops_ratio,
-            "chip_neuron_updates": self.chip_neuron_updates,
-            "neurobench_neuron_updates": self.neurobench_neuron_updates,
-            "chip_fan_in": self.chip_fan_in,
-            "neurobench_fan_in": self.neurobench_fan_in,
-            "pool_fused": self.pool_fused,
-            "neurobench_op_type": self.neurobench_op_type,
-        }
-        if self.explanation is not None:
-            row["explanation"] = self.explanation
+        row = asdict(self)  # the fields in order; explanation only where there is one
+        if row["explanation"] is None:
+            del row["explanation"]
         return row
 
 
@@ -95,14 +80,7 @@ class BasisTotals:
     dense_ops_ratio: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "chip_synaptic_ops": self.chip_synaptic_ops,
-            "neurobench_synaptic_ops": self.neurobench_synaptic_ops,
-            "synaptic_ops_ratio": self.synaptic_ops_ratio,
-            "chip_dense_ops": self.chip_dense_ops,
-            "neurobench_dense_ops": self.neurobench_dense_ops,
-            "dense_ops_ratio": self.dense_ops_ratio,
-        }
+        return asdict(self)
 
 
 @dataclass

@@ -686,6 +686,22 @@ def train(
     best_auc, best_epoch, best_state, best_threshold = -np.inf, 0, None, 0.5
     epochs_without_gain = 0
     data_source = _source_of(splits)
+
+    def checkpoint_metadata(
+        threshold: float, epoch: int, auc: float, epochs: list[dict[str, float]]
+    ) -> dict[str, Any]:
+        """What every checkpoint of this run records (the final one adds its val metrics)."""
+        return {
+            "threshold": threshold,
+            "threshold_method": "youden (validation)",
+            "data_source": data_source,
+            "data_origin": getattr(splits, "origin", None),
+            "best_epoch": epoch,
+            "val_auc": auc,
+            "history": epochs,
+            "train_config": train_cfg.to_dict(),
+        }
+
     if conversion is not None:  # epoch 0 = the converted network; fine-tuning must beat it on val
         val_scores = predict_scores(model, config, splits.val, seed=train_cfg.seed)
         best_auc = clinical_metrics(val_labels, val_scores).roc_auc
@@ -755,16 +771,9 @@ def train(
                     checkpoint_path,
                     model,
                     config,
-                    {
-                        "threshold": best_threshold,
-                        "threshold_method": "youden (validation)",
-                        "data_source": data_source,
-                        "data_origin": getattr(splits, "origin", None),
-                        "best_epoch": best_epoch,
-                        "val_auc": val_auc,
-                        "history": copy.deepcopy(history),
-                        "train_config": train_cfg.to_dict(),
-                    },
+                    checkpoint_metadata(
+                        best_threshold, best_epoch, val_auc, copy.deepcopy(history)
+                    ),
                 )
         else:
             epochs_without_gain += 1
@@ -787,14 +796,7 @@ def train(
             model,
             config,
             {
-                "threshold": best_threshold,
-                "threshold_method": "youden (validation)",
-                "data_source": data_source,
-                "data_origin": getattr(splits, "origin", None),
-                "best_epoch": best_epoch,
-                "val_auc": best_auc,
-                "history": history,
-                "train_config": train_cfg.to_dict(),
+                **checkpoint_metadata(best_threshold, best_epoch, best_auc, history),
                 "val_metrics": val_metrics.to_dict(),
                 "conversion": conversion.to_dict() if conversion is not None else None,
             },
