@@ -282,40 +282,33 @@ def loihi_timing(
     t_spk = profile.time_per_spike_s or 0.0
     split_known = True
 
-    def core_loads(t_syn: float) -> list[CoreLoad]:
-        nonlocal split_known
-        loads: list[CoreLoad] = []
-        for c, n_cores, share in zip(counts, cores, shares):
-            if n_cores <= 0:
-                continue
-            act, inact, known = split_updates(c)
-            split_known = split_known and known
-            has_neurons = float(np.mean(np.asarray(c.neuron_updates, dtype=np.float64))) > 0
-            spikes = (
-                float(np.mean(np.asarray(c.output_spikes, dtype=np.float64)))
-                if has_neurons and c.kind != "dense_readout"
-                else 0.0
+    loads: list[CoreLoad] = []
+    for c, n_cores, share in zip(counts, cores, shares):
+        if n_cores <= 0:
+            continue
+        act, inact, known = split_updates(c)
+        split_known = split_known and known
+        has_neurons = float(np.mean(np.asarray(c.neuron_updates, dtype=np.float64))) > 0
+        spikes = (
+            float(np.mean(np.asarray(c.output_spikes, dtype=np.float64)))
+            if has_neurons and c.kind != "dense_readout"
+            else 0.0
+        )
+        synops = float(np.mean(np.asarray(c.synaptic_ops, dtype=np.float64)))
+        # the fullest core's share of the layer's work, per step (an even split under the "fewest" rule)
+        per = float(steps * n_cores) if limits.partition != "compiler" else float(steps) / share
+        loads.append(
+            CoreLoad(
+                layer=c.name,
+                cores=int(n_cores),
+                synops_per_step=synops / per,
+                active_updates_per_step=act / per,
+                inactive_updates_per_step=inact / per,
+                spikes_per_step=spikes / per,
+                seconds_per_step=(synops * t_syn + act * t_act + inact * t_inact + spikes * t_spk)
+                / per,
             )
-            synops = float(np.mean(np.asarray(c.synaptic_ops, dtype=np.float64)))
-            # the fullest core's share of the layer's work, per step (an even split under the "fewest" rule)
-            per = float(steps * n_cores) if limits.partition != "compiler" else float(steps) / share
-            loads.append(
-                CoreLoad(
-                    layer=c.name,
-                    cores=int(n_cores),
-                    synops_per_step=synops / per,
-                    active_updates_per_step=act / per,
-                    inactive_updates_per_step=inact / per,
-                    spikes_per_step=spikes / per,
-                    seconds_per_step=(
-                        synops * t_syn + act * t_act + inact * t_inact + spikes * t_spk
-                    )
-                    / per,
-                )
-            )
-        return loads
-
-    loads = core_loads(t_syn)
+        )
     if not loads:
         raise NeurocxrError("no layer of this run is mapped to neuromorphic cores")
     busiest = max(loads, key=lambda x: x.seconds_per_step)
@@ -344,8 +337,11 @@ def loihi_timing(
     static_w = profile.static_power_w
     t_syn_slow = profile.time_per_synop_slow_s
     if t_syn_slow is not None:
-        # every core recomputed at the slow synaptic time (the busiest core may change); the rest as above
-        step_slow = max(x.seconds_per_step for x in core_loads(t_syn_slow)) + barrier + interchip
+        # every core's step with its synaptic ops at the slow time (the busiest core may change)
+        slow_core = max(
+            x.seconds_per_step + x.synops_per_step * (t_syn_slow - t_syn) for x in loads
+        )
+        step_slow = slow_core + barrier + interchip
         latency_slow = (steps + depth) * step_slow
         fps_slow = 1.0 / (steps * step_slow) if step_slow > 0 else float("inf")
         if static_w is not None:  # a longer step keeps every chip powered longer
