@@ -87,6 +87,7 @@ class Bench:
     regulariser: float = 0.0
     qat_epochs: int = 0
     hidden: tuple[int, ...] = (128,)
+    encoding: str = "direct"  # the converted SNN's input: direct (input neurons) or regular spike trains
 
     def model_config(self) -> ModelConfig:
         channels = vgg_channels(self.depth, self.width) if self.depth else (16, 32)
@@ -104,7 +105,27 @@ class Bench:
 def configs() -> list[Bench]:
     """In run order: what matters most first, so a run cut short still answers the main question."""
     conv = dict(model="snn_vgg", depth=6, convert=True, lever="conversion")
+    regular = dict(
+        augment="shift", cnn_epochs=6, encoding="regular", lr=5e-4, feature_distill=1.0, **conv
+    )
     return [
+        Bench(
+            "convert_vgg6_shift_T16_regular",
+            num_steps=16,
+            **{**regular, "epochs": 0, "feature_distill": 0.0, "lever": "conversion+regular input"},
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T8_featdistill_regular",
+            num_steps=8,
+            epochs=3,
+            **{**regular, "lever": "conversion+finetune+augment+feature-distill+regular input"},
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T16_featdistill_regular",
+            num_steps=16,
+            epochs=3,
+            **{**regular, "lever": "conversion+finetune+augment+feature-distill+regular input"},
+        ),
         Bench("convert_vgg6_T16", num_steps=16, epochs=0, **conv),
         Bench("convert_vgg6_T8", num_steps=8, epochs=0, **conv),
         Bench("convert_vgg6_T4", num_steps=4, epochs=0, **conv),
@@ -435,7 +456,7 @@ def run_seed(
             splits,
             TrainConfig(epochs=b.cnn_epochs, seed=seed, augment=b.augment, patience=3),
         )
-        cfg = snn_config_for(cnn_cfg, b.num_steps, 1.0)
+        cfg = snn_config_for(cnn_cfg, b.num_steps, 1.0, encoding=b.encoding)
         convert_from = str(cnn_path)
         if b.feature_distill > 0:  # features (and logits) of the CNN the SNN was converted from
             teacher_path = cnn_path
@@ -473,6 +494,7 @@ def run_seed(
             k: result.conversion[k]
             for k in ("percentile", "samples", "lambdas", "threshold", "input_threshold")
         }
+        extra["conversion"]["encoding"] = result.conversion.get("encoding", "direct")
     t1 = time.perf_counter()
     dep = Deployment.from_checkpoint(
         LoadedModel(result.model.eval(), cfg, {"threshold": result.threshold})
@@ -555,7 +577,8 @@ def summarise(b: Bench, rows: list[dict[str, Any]]) -> dict[str, Any]:
         sum(r["train_seconds"] for r in rows)
     )  # the whole configuration, all seeds
     out["eval_seconds"] = float(sum(r["eval_seconds"] for r in rows))
-    if rows and "conversion" in rows[0]:  # the input neurons' threshold the conversion used
+    if rows and "conversion" in rows[0]:  # the SNN's input: encoding, and input neurons' threshold
+        out["encoding"] = rows[0]["conversion"].get("encoding", "direct")
         out["input_threshold"] = rows[0]["conversion"].get("input_threshold", 0.5)
     if all("source_cnn_test_auc" in r for r in rows):
         out["source_cnn_test_auc_mean"] = float(np.mean([r["source_cnn_test_auc"] for r in rows]))

@@ -725,11 +725,11 @@ def _checked_input_neuron(
     dt: float,
 ) -> tuple[_Neuron, dict[str, Any]]:
     """The input neurons and their decays, refusing what cannot take the image as a bias current."""
-    if encoding in ("rate", "latency"):
+    if encoding is not None and encoding != "direct":
         raise ExportError(
             f"the graph starts with input neurons ({name!r}) but the encoding is {encoding!r}: Loihi's "
             "input neurons take the image as a constant bias current, not spike trains. Export with "
-            "encoding='direct', or build the model without input neurons for rate/latency coding"
+            "encoding='direct', or build the model without input neurons for spike-train input"
         )
     if name in recurrent:
         raise UnsupportedLayerError(
@@ -830,7 +830,8 @@ def _input_stage(
         raise ExportError(
             f"the first layer {first_name!r} ({type(first).__name__}) receives the analog image directly "
             "(encoding 'direct'), but Loihi receives spikes or bias currents, not analog values. Train with "
-            "encoding='rate' or 'latency', or with a layer of input neurons first (snn_conv's default does this)"
+            f"a spike-train encoding ({', '.join(e for e in ENCODINGS if e != 'direct')}), or with a layer of "
+            "input neurons first (snn_conv's default does this)"
         )
     # encoding None (a graph from another tool): the first layer is synaptic, so the network takes
     # spike trains as they are given; no encoding is needed to run it.

@@ -170,7 +170,11 @@ def train_cmd(
     batch_size: int = typer.Option(64),
     lr: float = typer.Option(2e-3),
     num_steps: int = typer.Option(16, help="SNN time steps"),
-    encoding: str = typer.Option("direct", help="SNN input: direct | rate | latency"),
+    encoding: str = typer.Option(
+        "direct",
+        help="SNN input: direct (on-chip input neurons) | rate (Bernoulli spikes) | latency | "
+        "regular (evenly spaced spikes at the pixel's rate; the best input for --convert-from)",
+    ),
     image_size: int = typer.Option(28),
     seed: int = typer.Option(0),
     augment: str = typer.Option(
@@ -398,7 +402,7 @@ def export_cmd(
     ),
     encoding: Optional[str] = typer.Option(
         None,
-        help="NIR input: how the model was fed (direct | rate | latency); a graph starting "
+        help="NIR input: how the model was fed (direct | rate | latency | regular); a graph starting "
         "with a synaptic layer takes spike trains as given",
     ),
     spikes: Optional[Path] = typer.Option(

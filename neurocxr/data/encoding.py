@@ -14,6 +14,13 @@ Conventions (every encoder, every caller):
   t = round((1 - x) / (1 - threshold) * (T - 1)), so the faintest firing pixels fire at T - 1.
   ``linear=False``: logarithmic (Weber-like) times t = round(ln(x) / ln(threshold) * (T - 1)),
   which spreads dim pixels over more steps. Brighter never fires later (rounding may tie).
+- ``regular``: deterministic, evenly spaced spikes at rate x: a first-order sigma-delta modulator
+  (an integrate-and-fire neuron with reset by *subtraction*, started half-charged), so a pixel
+  fires exactly round(t * x) times in its first t steps. Loihi's own neurons reset to zero, which
+  makes an on-chip input neuron fire every ceil(theta / x) steps: a staircase whose top levels
+  merge whole grey-level ranges (x in (2/3, 1] all fire every 3rd step at theta = 2). This code is
+  computed where the input comes from (the host, or Loihi 2's embedded processors) and arrives
+  as spike trains, like rate coding without its Bernoulli noise: at T = 16 a pixel has T + 1 levels.
 """
 
 from __future__ import annotations
@@ -22,11 +29,21 @@ import math
 
 import torch
 
-__all__ = ["ENCODINGS", "rate_encode", "latency_encode", "direct_encode", "encode"]
+__all__ = [
+    "ENCODINGS",
+    "RATE_CODES",
+    "rate_encode",
+    "latency_encode",
+    "regular_encode",
+    "direct_encode",
+    "encode",
+]
 
 # The one list of input encodings: models, the exporter and the CLI read it from here (the data
 # stage), so importing the encoders does not import the model zoo (snnTorch, Norse).
-ENCODINGS = ("direct", "rate", "latency")
+ENCODINGS = ("direct", "rate", "latency", "regular")
+# Spike codes whose spike rate stands for the pixel (ANN -> SNN conversion maps rate x to activation x).
+RATE_CODES = ("rate", "regular")
 
 
 def _check(images: torch.Tensor, num_steps: int) -> torch.Tensor:
@@ -89,6 +106,17 @@ def latency_encode(
     return out
 
 
+def regular_encode(images: torch.Tensor, num_steps: int) -> torch.Tensor:
+    """Evenly spaced spikes at rate clamp(x, 0, 1): spike at step t (0-based) iff
+    round((t + 1) x) > round(t x), rounding half up, i.e. a first-order sigma-delta modulator /
+    reset-by-subtraction integrate-and-fire started at half charge (module doc)."""
+    x = _check(images, num_steps).clamp(0.0, 1.0)
+    steps = torch.arange(num_steps + 1, dtype=torch.float64, device=x.device)
+    # float64: (t x + 0.5) is exact enough that equal pixels always give equal trains.
+    counts = torch.floor(steps.view(-1, *([1] * x.ndim)) * x.double().unsqueeze(0) + 0.5)
+    return (counts[1:] - counts[:-1]).to(torch.float32)
+
+
 def direct_encode(images: torch.Tensor, num_steps: int) -> torch.Tensor:
     """The analog image repeated at every step (a new tensor, safe to modify)."""
     x = _check(images, num_steps)
@@ -98,11 +126,13 @@ def direct_encode(images: torch.Tensor, num_steps: int) -> torch.Tensor:
 def encode(
     images: torch.Tensor, encoding: str, num_steps: int, *, seed: int | None = None
 ) -> torch.Tensor:
-    """Encode with the named scheme ("direct", "rate" or "latency") using default parameters."""
+    """Encode with the named scheme (one of `ENCODINGS`) using default parameters."""
     if encoding == "direct":
         return direct_encode(images, num_steps)
     if encoding == "rate":
         return rate_encode(images, num_steps, seed=seed)
     if encoding == "latency":
         return latency_encode(images, num_steps)
+    if encoding == "regular":
+        return regular_encode(images, num_steps)
     raise ValueError(f"unknown encoding {encoding!r}; valid encodings are {', '.join(ENCODINGS)}")

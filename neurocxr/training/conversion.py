@@ -16,6 +16,12 @@ scratch: at 0.5 every pixel above 0.5 fires every step, which flattens the upper
 X-ray's grey levels (median pixel about 0.6) into one. Measured on the 6-conv cnn_vgg (shift
 augmentation, seed 0), validation ROC-AUC of the float SNN at T = 16 / 32 / 64: 0.945 / 0.955 /
 0.959 with theta_in = 0.5, 0.974 / 0.976 / 0.977 with 2; 4 needs longer T (0.942 at T = 16).
+Even at theta_in = 2 those input neurons quantise the image coarsely (rate 1 / ceil(theta_in / p): every
+p in (2/3, 1] fires every third step), which costs the source CNN 0.02-0.03 validation AUC when it
+is fed what they pass on. ``encoding="regular"`` (`neurocxr.data.encoding.regular_encode`: evenly
+spaced spike trains at rate p, computed where the input comes from) drops the input neurons,
+feeds the first conv spike trains with T + 1 levels per pixel and sets lambda_0 = 1; "rate"
+(Bernoulli spikes at rate p) maps the same way but adds sampling noise.
 Loihi resets to zero (not by subtraction), so the rates lose the residual charge at each spike;
 that error, and the coarse rates at small T, is what the optional surrogate-gradient fine-tuning
 (`neurocxr.training.train.train` with ``convert_from``; Rathi et al., "Enabling deep spiking neural
@@ -34,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neurocxr.data.encoding import RATE_CODES
 from neurocxr.errors import ConfigError
 from neurocxr.models.base import ModelConfig, SpikingSequential, build_model
 from neurocxr.models.loaded import load
@@ -44,6 +51,7 @@ CONVERSION_TARGET = "snn_vgg"
 DEFAULT_PERCENTILE = 99.9
 DEFAULT_BALANCE_SAMPLES = 1000
 DEFAULT_INPUT_THRESHOLD = 2.0  # theta_in of the converted network's input neurons (module doc)
+CONVERSION_ENCODINGS = ("direct",) + RATE_CODES  # latency codes carry no rate to balance on
 
 
 @dataclass
@@ -57,8 +65,9 @@ class ConversionReport:
         float
     ]  # lambda_1..lambda_{L-1}, one per ReLU layer (lambda_0 = theta_in not listed)
     threshold: float
-    input_threshold: float  # theta_in = lambda_0
+    input_threshold: float | None  # theta_in = lambda_0 (direct encoding); None for spike input (lambda_0 = 1)
     num_steps: int
+    encoding: str = "direct"  # the SNN's input: direct (input neurons) or a rate code (spike trains)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,24 +183,34 @@ def snn_config_for(
     num_steps: int,
     threshold: float = 1.0,
     input_threshold: float = DEFAULT_INPUT_THRESHOLD,
+    encoding: str = "direct",
 ) -> ModelConfig:
-    """The `snn_vgg` config with the CNN's architecture: IF neurons (beta 1), direct encoding,
-    input neurons with threshold ``input_threshold`` (module doc)."""
+    """The `snn_vgg` config with the CNN's architecture: IF neurons (beta 1); ``encoding`` "direct"
+    (input neurons with threshold ``input_threshold``) or a rate code ("regular", "rate": spike trains
+    into the first conv, no input neurons; module doc)."""
     if cnn_config.name != CONVERSION_SOURCE:
         raise ConfigError(
             f"conversion source must be a {CONVERSION_SOURCE} checkpoint (a chain CNN whose "
             f"ReLU layers map one to one onto {CONVERSION_TARGET}), got {cnn_config.name!r}"
         )
+    if encoding not in CONVERSION_ENCODINGS:
+        raise ConfigError(
+            f"conversion needs an input whose spike rate stands for the pixel: encoding must be one "
+            f"of {', '.join(CONVERSION_ENCODINGS)}, got {encoding!r}"
+        )
     from dataclasses import replace
 
+    extra = {k: v for k, v in cnn_config.extra.items() if k != "input_threshold"}
+    if encoding == "direct":
+        extra["input_threshold"] = float(input_threshold)
     return replace(
         cnn_config,
         name=CONVERSION_TARGET,
         num_steps=num_steps,
-        encoding="direct",
+        encoding=encoding,
         beta=1.0,
         threshold=threshold,
-        extra={**cnn_config.extra, "input_threshold": float(input_threshold)},
+        extra=extra,
     )
 
 
@@ -205,13 +224,14 @@ def convert(
     threshold: float = 1.0,
     percentile: float = DEFAULT_PERCENTILE,
     input_threshold: float = DEFAULT_INPUT_THRESHOLD,
+    encoding: str = "direct",
     source: str = "in-memory",
 ) -> tuple[SpikingSequential, ModelConfig, ConversionReport]:
     """Convert a trained `cnn_vgg` into an `snn_vgg` with data-normalised weights (see module doc).
 
     ``images``: training images [N, C, H, W] in [0, 1] for the activation percentiles."""
     cnn = cnn.eval()
-    config = snn_config_for(cnn_config, num_steps, threshold, input_threshold)
+    config = snn_config_for(cnn_config, num_steps, threshold, input_threshold, encoding)
     snn = build_model(config)
     assert isinstance(snn, SpikingSequential)
     layers = _synaptic(cnn)
@@ -219,7 +239,8 @@ def convert(
     targets = [m for m in snn.layers if isinstance(m, (nn.Conv2d, nn.Linear))] + [snn.readout]
     if len(targets) != len(layers):
         raise ConfigError(f"the CNN has {len(layers)} synaptic layers, its SNN twin {len(targets)}")
-    prev = config.extra["input_threshold"]  # lambda_0: input rate ~ pixel / theta_in
+    # lambda_0: input rate ~ pixel / theta_in (input neurons) or pixel (spike trains at rate p)
+    prev = config.extra["input_threshold"] if encoding == "direct" else 1.0
     for k, ((_, w, b, relu), target) in enumerate(zip(layers, targets)):
         if target.weight.shape != w.shape:
             raise ConfigError(
@@ -238,8 +259,9 @@ def convert(
         samples=int(len(images)),
         lambdas=[float(x) for x in lambdas],
         threshold=float(threshold),
-        input_threshold=float(config.extra["input_threshold"]),
+        input_threshold=float(config.extra["input_threshold"]) if encoding == "direct" else None,
         num_steps=int(num_steps),
+        encoding=encoding,
     )
     return snn, config, report
 
@@ -252,6 +274,7 @@ def convert_checkpoint(
     threshold: float = 1.0,
     percentile: float = DEFAULT_PERCENTILE,
     input_threshold: float = DEFAULT_INPUT_THRESHOLD,
+    encoding: str = "direct",
 ) -> tuple[SpikingSequential, ModelConfig, ConversionReport]:
     """`convert` the model in a neurocxr checkpoint; the report names the file and its SHA-256."""
 
@@ -264,6 +287,7 @@ def convert_checkpoint(
         threshold=threshold,
         percentile=percentile,
         input_threshold=input_threshold,
+        encoding=encoding,
         source=str(path),
     )
     report.extra["source_sha256"] = file_sha256(path)

@@ -184,6 +184,7 @@ def lever_configs(
 
     - ``convert_from``: checkpoint of a trained `cnn_vgg`; the model becomes its `snn_vgg` twin
       (`neurocxr.training.conversion`), so ``model`` must be snn_vgg and depth/width come from the CNN;
+      its input is ``encoding``: direct (on-chip input neurons) or a rate code (regular, rate);
     - ``depth``: conv layers of a VGG plan (`neurocxr.models.vgg.vgg_channels`, snn_vgg/cnn_vgg only);
     - ``width``: multiplies the channels and hidden sizes (of the VGG plan when ``depth`` is given);
     - ``teacher``: checkpoint of a CNN to distil from (logits; ``distill_weight`` default 0.5);
@@ -220,7 +221,9 @@ def lever_configs(
             raise ConfigError(
                 f"convert_from: {path} was trained on {cnn_config.image_size} px images, not {image_size}"
             )
-        config = snn_config_for(cnn_config, num_steps, float(fields_.get("threshold", 1.0)))
+        config = snn_config_for(
+            cnn_config, num_steps, float(fields_.get("threshold", 1.0)), encoding=encoding
+        )
     else:
         if depth is not None:
             fields_["channels"] = vgg_channels(depth, width)
@@ -592,6 +595,7 @@ def _converted_model(
         num_steps=config.num_steps,
         threshold=config.threshold,
         percentile=train_cfg.convert_percentile,
+        encoding=config.encoding,
     )
     if converted_cfg.to_dict() != config.to_dict():
         diff = sorted(k for k, v in converted_cfg.to_dict().items() if config.to_dict().get(k) != v)
