@@ -4,6 +4,7 @@ VGG chains, acquisition-shift augmentation, patient-wise validation, and the lev
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -448,3 +449,52 @@ def test_input_threshold_keeps_bright_pixels_apart() -> None:
     assert (r06, r10) == (8 / 32, 10 / 32)
     with pytest.raises(ValueError, match="input_threshold"):
         build_model(ModelConfig(name="snn_vgg", extra={"input_threshold": 0}))
+
+
+def test_conversion_onto_regular_spike_input(cnn_checkpoint: Path, toy_splits: DataSplits) -> None:
+    """encoding='regular': no input neurons, lambda_0 = 1 (the first conv gets the CNN's own
+    weights, scaled only by its lambda), exported as a spike-input program; lever_configs and train
+    honour the encoding (they used to keep 'direct')."""
+    from neurocxr.deploy.deployment import Deployment
+    from neurocxr.models.loaded import LoadedModel, load
+
+    cnn = load(cnn_checkpoint)
+    images = toy_splits.train.images
+    snn, cfg, report = convert(cnn.model, cnn.config, images, num_steps=16, encoding="regular")
+    assert cfg.encoding == "regular" and "input_threshold" not in cfg.extra
+    assert report.encoding == "regular" and report.input_threshold is None
+    assert isinstance(snn.layers[0], nn.Conv2d)  # spike trains go straight into the first conv
+    direct, _, _ = convert(cnn.model, cnn.config, images, num_steps=16)
+    # same first-conv weights up to lambda_0: theta_in = 2 for input neurons, 1 for regular trains
+    assert torch.allclose(direct.layers[1].weight, 2.0 * snn.layers[0].weight)
+    dep = Deployment.from_checkpoint(LoadedModel(snn.eval(), cfg, {}))
+    assert dep.program.input_kind == "spikes"
+    report_parity, _ = dep.parity(toy_splits.test.images[:24], toy_splits.test.labels[:24])
+    assert report_parity.prediction_changed_fraction <= 0.1
+    with pytest.raises(ConfigError, match="latency"):
+        snn_config_for(CNN, 8, encoding="latency")
+
+    config, train_cfg = lever_configs(
+        "snn_vgg", convert_from=str(cnn_checkpoint), num_steps=8, encoding="regular"
+    )
+    assert config.encoding == "regular"
+    result = train(config, toy_splits, replace(train_cfg, epochs=0), progress=False)
+    assert result.conversion is not None and result.conversion["encoding"] == "regular"
+
+
+@pytest.mark.lava
+def test_regular_input_runs_on_lava_as_on_the_emulator(
+    cnn_checkpoint: Path, toy_splits: DataSplits, tmp_path: Path
+) -> None:
+    from neurocxr.deploy.deployment import Deployment
+    from neurocxr.models.loaded import LoadedModel, load
+
+    cnn = load(cnn_checkpoint)
+    snn, cfg, _ = convert(
+        cnn.model, cnn.config, toy_splits.train.images, num_steps=8, encoding="regular"
+    )
+    dep = Deployment.from_checkpoint(LoadedModel(snn.eval(), cfg, {}))
+    dep.write(tmp_path)
+    x = dep.encode(toy_splits.test.images[:2])
+    assert float(x.float_input.sum()) > 0  # the spike trains are not empty
+    assert dep.lava_parity(x, 2).identical

@@ -9,7 +9,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neurocxr.data.encoding import ENCODINGS, direct_encode, encode, latency_encode, rate_encode
+from neurocxr.data.encoding import (
+    ENCODINGS,
+    direct_encode,
+    encode,
+    latency_encode,
+    rate_encode,
+    regular_encode,
+)
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -139,6 +146,7 @@ def test_encode_dispatch_and_errors() -> None:
     assert torch.equal(encode(x, "direct", 3), direct_encode(x, 3))
     assert torch.equal(encode(x, "rate", 6, seed=4), rate_encode(x, 6, seed=4))
     assert torch.equal(encode(x, "latency", 6), latency_encode(x, 6))
+    assert torch.equal(encode(x, "regular", 6), regular_encode(x, 6))
     with pytest.raises(ValueError, match="valid encodings are direct, rate, latency"):
         encode(x, "poisson", 3)
     with pytest.raises(ValueError, match="num_steps"):
@@ -147,3 +155,36 @@ def test_encode_dispatch_and_errors() -> None:
         latency_encode(x, 4, threshold=1.0)
     with pytest.raises(TypeError, match="torch.Tensor"):
         rate_encode([[0.5]], 3)  # type: ignore[arg-type]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    p=st.floats(0.0, 1.0, allow_nan=False),
+    t=st.integers(1, 64),
+)
+def test_regular_code_fires_round_t_x_times_evenly_spaced(p: float, t: int) -> None:
+    """After every step k the count is round(k p) (half up): the spike count is the pixel to within
+    half a spike at any horizon, and the gaps between spikes differ by at most one step."""
+    pixel = torch.tensor([[p]])  # float32, as images are
+    p = float(pixel)  # the value the encoder sees (0.35 is 0.3499999940 in float32)
+    out = regular_encode(pixel, t)
+    assert out.shape == (t, 1, 1) and set(out.unique().tolist()) <= {0.0, 1.0}
+    counts = out[:, 0, 0].cumsum(0)
+    for k in range(1, t + 1):
+        assert float(counts[k - 1]) == math.floor(k * p + 0.5)
+    times = torch.nonzero(out[:, 0, 0]).flatten()
+    if len(times) > 2:
+        gaps = times.diff()
+        assert int(gaps.max() - gaps.min()) <= 1
+
+
+def test_regular_code_keeps_grey_levels_apart_where_input_neurons_merge_them() -> None:
+    """Loihi's reset-to-zero input neuron at theta 2 fires every ceil(2 / p) steps: 0.7, 0.85 and 1.0
+    all every 3rd step. The regular code gives them 11, 14 and 16 spikes in 16 steps."""
+    x = torch.tensor([0.7, 0.85, 1.0, 0.0, 1.7, -0.2])
+    counts = regular_encode(x, 16).sum(0).tolist()
+    assert counts == [11.0, 14.0, 16.0, 0.0, 16.0, 0.0]  # clamped to [0, 1] like rate coding
+    # deterministic and shape-preserving for image batches
+    imgs = torch.rand(2, 1, 5, 5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(regular_encode(imgs, 8), regular_encode(imgs, 8))
+    assert regular_encode(imgs, 8).shape == (8, 2, 1, 5, 5)
