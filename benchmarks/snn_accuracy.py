@@ -87,7 +87,9 @@ class Bench:
     regulariser: float = 0.0
     qat_epochs: int = 0
     hidden: tuple[int, ...] = (128,)
-    encoding: str = "direct"  # the converted SNN's input: direct (input neurons) or regular spike trains
+    encoding: str = (
+        "direct"  # the converted SNN's input: direct (input neurons) or regular spike trains
+    )
 
     def model_config(self) -> ModelConfig:
         channels = vgg_channels(self.depth, self.width) if self.depth else (16, 32)
@@ -125,6 +127,31 @@ def configs() -> list[Bench]:
             num_steps=16,
             epochs=3,
             **{**regular, "lever": "conversion+finetune+augment+feature-distill+regular input"},
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T4_featdistill_regular",
+            num_steps=4,
+            epochs=3,
+            **{**regular, "lever": "conversion+finetune+augment+feature-distill+regular input"},
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T8_featdistill_reg_regular",
+            num_steps=8,
+            epochs=3,
+            regulariser=0.002,
+            **{
+                **regular,
+                "lever": "conversion+finetune+augment+feature-distill+regular input+regulariser",
+            },
+        ),
+        Bench(
+            "hybrid_vgg6_shift_T16_featdistill_e6_regular",
+            num_steps=16,
+            epochs=6,
+            **{
+                **regular,
+                "lever": "conversion+finetune+augment+feature-distill+regular input, 6 epochs",
+            },
         ),
         Bench("convert_vgg6_T16", num_steps=16, epochs=0, **conv),
         Bench("convert_vgg6_T8", num_steps=8, epochs=0, **conv),

@@ -264,7 +264,7 @@ def train(
     batch_size: int = 64,
     lr: float = 2e-3,
     num_steps: int = 16,
-    encoding: str = "direct",
+    encoding: str | None = None,
     image_size: int = 28,
     seed: int = 0,
     augment: bool | str = "none",
@@ -287,7 +287,8 @@ def train(
     model snn_vgg; ``epochs=0`` keeps the converted network, more fine-tunes it), ``teacher`` (CNN
     checkpoint to distil from, ``distill_weight``), ``depth``/``width`` (snn_vgg's VGG plan; width
     also scales other models), ``augment`` (none | light | shift), ``regulariser`` (chip-cost
-    lambda), ``num_steps``, ``qat_epochs``.
+    lambda), ``num_steps``, ``qat_epochs``. ``encoding`` (SNN input; one of
+    `neurocxr.data.encoding.ENCODINGS`): None means direct, or regular spike trains with ``convert_from``.
 
     ``balance``: weights (class-weighted loss) | sampler | none | sgan (normal images from a Double
     SGAN trained on the training normals balance the split; `neurocxr.training.gan`; a PNG grid of samples

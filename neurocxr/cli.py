@@ -170,10 +170,10 @@ def train_cmd(
     batch_size: int = typer.Option(64),
     lr: float = typer.Option(2e-3),
     num_steps: int = typer.Option(16, help="SNN time steps"),
-    encoding: str = typer.Option(
-        "direct",
+    encoding: Optional[str] = typer.Option(
+        None,
         help="SNN input: direct (on-chip input neurons) | rate (Bernoulli spikes) | latency | "
-        "regular (evenly spaced spikes at the pixel's rate; the best input for --convert-from)",
+        "regular (evenly spaced spikes at the pixel's rate); default direct, regular with --convert-from",
     ),
     image_size: int = typer.Option(28),
     seed: int = typer.Option(0),

@@ -90,7 +90,7 @@ def test_conversion_matches_the_cnn_and_balances_thresholds(
     cnn = load(cnn_checkpoint)
     images = toy_splits.train.images
     lambdas = activation_scales(cnn.model, images)
-    snn, cfg, report = convert(cnn.model, cnn.config, images, num_steps=32)
+    snn, cfg, report = convert(cnn.model, cnn.config, images, num_steps=32, encoding="direct")
     assert cfg.name == "snn_vgg" and cfg.beta == 1.0 and report.lambdas == pytest.approx(lambdas)
     assert len(lambdas) == 3 and all(lam > 0 for lam in lambdas)
     # Input neurons fire at about pixel / theta_in (lambda_0 = theta_in), with theta_in the rule's 2.0.
@@ -314,7 +314,20 @@ def test_lever_configs_depth_width_and_sweep_grid_point(cnn_checkpoint: Path) ->
         "convert_from": str(cnn_checkpoint),
     }
     model_cfg, train_cfg, _ = trial_configs(params, TrialSettings(train={"epochs": 0}))
-    assert model_cfg == snn_config_for(CNN, 4) and train_cfg.convert_from == str(cnn_checkpoint)
+    # the grid's encoding is honoured (it used to be dropped for a converted network)
+    assert model_cfg == snn_config_for(CNN, 4, encoding="direct")
+    assert train_cfg.convert_from == str(cnn_checkpoint)
+    # left to the default (the grid's None), a converted network gets regular spike trains, as on
+    # `neurocxr train`, and the results row says so even when convert_from is a fixed [train] key
+    from neurocxr.sweep.trial import row_base
+
+    params = {**params, "encoding": None}
+    model_cfg, _, _ = trial_configs(params, TrialSettings(train={"epochs": 0}))
+    assert model_cfg == snn_config_for(CNN, 4) and model_cfg.encoding == "regular"
+    assert row_base(params).encoding == "regular"
+    fixed = {k: v for k, v in params.items() if k != "convert_from"}
+    assert row_base(fixed).encoding == "direct"
+    assert row_base(fixed, {"convert_from": str(cnn_checkpoint)}).encoding == "regular"
 
 
 @pytest.mark.slow
@@ -423,6 +436,8 @@ def test_cli_train_converts_a_cnn_checkpoint(cnn_checkpoint: Path, tmp_path: Pat
     assert loaded.config.beta == 1.0 and loaded.metadata["conversion"]["source"] == str(
         cnn_checkpoint
     )
+    # no --encoding: a converted network takes regular spike trains (fresh models stay direct)
+    assert loaded.config.encoding == "regular" == loaded.metadata["conversion"]["encoding"]
 
 
 def test_input_threshold_keeps_bright_pixels_apart() -> None:
@@ -460,11 +475,11 @@ def test_conversion_onto_regular_spike_input(cnn_checkpoint: Path, toy_splits: D
 
     cnn = load(cnn_checkpoint)
     images = toy_splits.train.images
-    snn, cfg, report = convert(cnn.model, cnn.config, images, num_steps=16, encoding="regular")
+    snn, cfg, report = convert(cnn.model, cnn.config, images, num_steps=16)  # regular by default
     assert cfg.encoding == "regular" and "input_threshold" not in cfg.extra
     assert report.encoding == "regular" and report.input_threshold is None
     assert isinstance(snn.layers[0], nn.Conv2d)  # spike trains go straight into the first conv
-    direct, _, _ = convert(cnn.model, cnn.config, images, num_steps=16)
+    direct, _, _ = convert(cnn.model, cnn.config, images, num_steps=16, encoding="direct")
     # same first-conv weights up to lambda_0: theta_in = 2 for input neurons, 1 for regular trains
     assert torch.allclose(direct.layers[1].weight, 2.0 * snn.layers[0].weight)
     dep = Deployment.from_checkpoint(LoadedModel(snn.eval(), cfg, {}))

@@ -176,7 +176,7 @@ def _run_sweep(
     for params in points:  # a trial Ray lost without a result still gets a row
         tid = trial_id(params, id_settings)
         if tid not in finished:
-            row = row_base(params).to_dict()
+            row = row_base(params, settings.train).to_dict()
             row.update(trial_id=tid, status="failed", error="no result came back from Ray")
             trials.append(row)
     rows, front = write_tables(out, trials, cfg.pareto_profile, cfg.ensembles)

@@ -26,7 +26,7 @@ from neurocxr.models import MODEL_REGISTRY, ModelConfig
 from neurocxr.models.loaded import LoadedModel, float_logits
 from neurocxr.sweep.config import TrialSettings, trial_configs
 from neurocxr.threads import torch_threads
-from neurocxr.training.train import TrainConfig, train
+from neurocxr.training.train import TrainConfig, default_encoding, train
 
 
 @dataclass
@@ -114,7 +114,7 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> TrialRow:
     test accuracy is chosen on validation chip scores.
     """
     t0 = time.perf_counter()
-    point = row_base(params)
+    point = row_base(params, settings.train)
     try:
         training, result = _run_trial(params, settings)
     except Exception as exc:  # noqa: BLE001 - recorded, the sweep goes on
@@ -135,8 +135,10 @@ def run_trial(params: dict[str, Any], settings: TrialSettings) -> TrialRow:
     )
 
 
-def row_base(params: dict[str, Any]) -> GridPoint:
-    """The grid point's part of a results row (also the row of a trial that never ran)."""
+def row_base(params: dict[str, Any], train_fields: dict[str, Any] | None = None) -> GridPoint:
+    """The grid point's part of a results row (also the row of a trial that never ran);
+    ``train_fields``: the sweep's fixed [train] keys (a convert_from there sets the default encoding)."""
+    convert_from = params.get("convert_from", (train_fields or {}).get("convert_from"))
     info = MODEL_REGISTRY.get(str(params.get("model")))
     return GridPoint(
         params=dict(params),
@@ -144,7 +146,7 @@ def row_base(params: dict[str, Any]) -> GridPoint:
         deployable=bool(info.loihi_deployable) if info else False,
         num_steps=params.get("num_steps"),
         readout_steps=params.get("readout_steps", params.get("num_steps")),
-        encoding=params.get("encoding"),
+        encoding=default_encoding(params.get("encoding"), convert_from),
         regulariser=params.get("regulariser"),
         width=params.get("width"),
         seed=params.get("seed"),

@@ -52,6 +52,9 @@ DEFAULT_PERCENTILE = 99.9
 DEFAULT_BALANCE_SAMPLES = 1000
 DEFAULT_INPUT_THRESHOLD = 2.0  # theta_in of the converted network's input neurons (module doc)
 CONVERSION_ENCODINGS = ("direct",) + RATE_CODES  # latency codes carry no rate to balance on
+DEFAULT_CONVERSION_ENCODING = (
+    "regular"  # evenly spaced input spikes, not input neurons (module doc)
+)
 
 
 @dataclass
@@ -65,9 +68,13 @@ class ConversionReport:
         float
     ]  # lambda_1..lambda_{L-1}, one per ReLU layer (lambda_0 = theta_in not listed)
     threshold: float
-    input_threshold: float | None  # theta_in = lambda_0 (direct encoding); None for spike input (lambda_0 = 1)
+    input_threshold: (
+        float | None
+    )  # theta_in = lambda_0 (direct encoding); None for spike input (lambda_0 = 1)
     num_steps: int
-    encoding: str = "direct"  # the SNN's input: direct (input neurons) or a rate code (spike trains)
+    encoding: str = (
+        "direct"  # the SNN's input: direct (input neurons) or a rate code (spike trains)
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,11 +190,11 @@ def snn_config_for(
     num_steps: int,
     threshold: float = 1.0,
     input_threshold: float = DEFAULT_INPUT_THRESHOLD,
-    encoding: str = "direct",
+    encoding: str = DEFAULT_CONVERSION_ENCODING,
 ) -> ModelConfig:
-    """The `snn_vgg` config with the CNN's architecture: IF neurons (beta 1); ``encoding`` "direct"
-    (input neurons with threshold ``input_threshold``) or a rate code ("regular", "rate": spike trains
-    into the first conv, no input neurons; module doc)."""
+    """The `snn_vgg` config with the CNN's architecture: IF neurons (beta 1); ``encoding`` a rate code
+    ("regular", the default, or "rate": spike trains into the first conv, no input neurons) or
+    "direct" (input neurons with threshold ``input_threshold``; module doc)."""
     if cnn_config.name != CONVERSION_SOURCE:
         raise ConfigError(
             f"conversion source must be a {CONVERSION_SOURCE} checkpoint (a chain CNN whose "
@@ -224,7 +231,7 @@ def convert(
     threshold: float = 1.0,
     percentile: float = DEFAULT_PERCENTILE,
     input_threshold: float = DEFAULT_INPUT_THRESHOLD,
-    encoding: str = "direct",
+    encoding: str = DEFAULT_CONVERSION_ENCODING,
     source: str = "in-memory",
 ) -> tuple[SpikingSequential, ModelConfig, ConversionReport]:
     """Convert a trained `cnn_vgg` into an `snn_vgg` with data-normalised weights (see module doc).
@@ -274,7 +281,7 @@ def convert_checkpoint(
     threshold: float = 1.0,
     percentile: float = DEFAULT_PERCENTILE,
     input_threshold: float = DEFAULT_INPUT_THRESHOLD,
-    encoding: str = "direct",
+    encoding: str = DEFAULT_CONVERSION_ENCODING,
 ) -> tuple[SpikingSequential, ModelConfig, ConversionReport]:
     """`convert` the model in a neurocxr checkpoint; the report names the file and its SHA-256."""
 

@@ -33,6 +33,7 @@ from neurocxr.threads import restores_torch_threads
 from neurocxr.training.chip_cost import ChipCostModel
 from neurocxr.training.conversion import (
     DEFAULT_BALANCE_SAMPLES,
+    DEFAULT_CONVERSION_ENCODING,
     convert_checkpoint,
     relu_activations,
     snn_config_for,
@@ -162,12 +163,20 @@ LEVERS = (
 )
 
 
+def default_encoding(encoding: str | None, convert_from: str | Path | None) -> str:
+    """The SNN input when none is named: regular spike trains for a converted network (its input
+    neurons would quantise the image coarsely; `neurocxr.training.conversion`), direct otherwise."""
+    if encoding is not None:
+        return encoding
+    return DEFAULT_CONVERSION_ENCODING if convert_from else "direct"
+
+
 def lever_configs(
     model: str,
     *,
     image_size: int = 28,
     num_steps: int = 16,
-    encoding: str = "direct",
+    encoding: str | None = None,
     depth: int | None = None,
     width: float = 1.0,
     convert_from: str | None = None,
@@ -184,7 +193,8 @@ def lever_configs(
 
     - ``convert_from``: checkpoint of a trained `cnn_vgg`; the model becomes its `snn_vgg` twin
       (`neurocxr.training.conversion`), so ``model`` must be snn_vgg and depth/width come from the CNN;
-      its input is ``encoding``: direct (on-chip input neurons) or a rate code (regular, rate);
+      its input is ``encoding``: a rate code (regular, the default when None; rate) or direct (on-chip
+      input neurons);
     - ``depth``: conv layers of a VGG plan (`neurocxr.models.vgg.vgg_channels`, snn_vgg/cnn_vgg only);
     - ``width``: multiplies the channels and hidden sizes (of the VGG plan when ``depth`` is given);
     - ``teacher``: checkpoint of a CNN to distil from (logits; ``distill_weight`` default 0.5);
@@ -194,6 +204,7 @@ def lever_configs(
     """
 
     fields_ = dict(model_fields or {})
+    encoding = default_encoding(encoding, convert_from)
     width = check_float("width", width, 0.0, None, low_open=True)
     if depth is not None:
         depth = check_int("depth", depth, 1, 12)
@@ -601,7 +612,8 @@ def _converted_model(
         diff = sorted(k for k, v in converted_cfg.to_dict().items() if config.to_dict().get(k) != v)
         raise ConfigError(
             f"the model config differs from the SNN twin of {train_cfg.convert_from} in {', '.join(diff)}; "
-            "build it with neurocxr.training.conversion.snn_config_for(<the CNN's config>, num_steps, threshold)"
+            "build it with neurocxr.training.conversion.snn_config_for(<the CNN's config>, num_steps, threshold, "
+            "encoding=...)"
         )
     return model, report
 
