@@ -87,9 +87,9 @@ class Bench:
     regulariser: float = 0.0
     qat_epochs: int = 0
     hidden: tuple[int, ...] = (128,)
-    encoding: str = (
-        "direct"  # the converted SNN's input: direct (input neurons) or regular spike trains
-    )
+    # the converted SNN's input: direct (input neurons) or regular spike trains
+    encoding: str = "direct"
+    strides: tuple[int, ...] | None = None  # vgg conv strides (None: vgg_strides' default)
 
     def model_config(self) -> ModelConfig:
         channels = vgg_channels(self.depth, self.width) if self.depth else (16, 32)
@@ -101,6 +101,7 @@ class Bench:
             num_steps=self.num_steps,
             channels=channels,
             hidden=self.hidden,
+            extra={"strides": list(self.strides)} if self.strides else {},
         )
 
 
@@ -142,6 +143,17 @@ def configs() -> list[Bench]:
             **{
                 **regular,
                 "lever": "conversion+finetune+augment+feature-distill+regular input+regulariser",
+            },
+        ),
+        Bench(
+            "hybrid_vgg6s2_shift_T8_featdistill_regular",
+            num_steps=8,
+            epochs=3,
+            strides=(2, 1, 2, 1, 2, 1),
+            **{
+                **regular,
+                "lever": "conversion+finetune+augment+feature-distill+regular input, stride 2 from "
+                "the first conv (a quarter of the first layer's neurons)",
             },
         ),
         Bench(
@@ -476,7 +488,8 @@ def run_seed(
     convert_from = None
     if b.convert:
         cnn_cfg = replace(cfg, name="cnn_vgg")
-        cnn_name = f"cnn_vgg_{b.image_size}_d{b.depth}_w{b.width:g}_{b.augment}_s{seed}"
+        plan = f"_st{''.join(map(str, b.strides))}" if b.strides else ""
+        cnn_name = f"cnn_vgg_{b.image_size}_d{b.depth}{plan}_w{b.width:g}_{b.augment}_s{seed}"
         cnn_path, cnn_seconds = train_cnn(
             cnn_name,
             cnn_cfg,
