@@ -87,7 +87,7 @@ class Bench:
     regulariser: float = 0.0
     qat_epochs: int = 0
     hidden: tuple[int, ...] = (128,)
-    # the converted SNN's input: direct (input neurons) or regular spike trains
+    # the SNN's input: direct (input neurons) or regular spike trains
     encoding: str = "direct"
     strides: tuple[int, ...] | None = None  # vgg conv strides (None: vgg_strides' default)
 
@@ -101,6 +101,7 @@ class Bench:
             num_steps=self.num_steps,
             channels=channels,
             hidden=self.hidden,
+            encoding=self.encoding,
             extra={"strides": list(self.strides)} if self.strides else {},
         )
 
@@ -164,6 +165,14 @@ def configs() -> list[Bench]:
                 **regular,
                 "lever": "conversion+finetune+augment+feature-distill+regular input, 6 epochs",
             },
+        ),
+        Bench(
+            "strided_T8_regular_shift",
+            lever="augment+regular input",
+            num_steps=8,
+            epochs=10,
+            augment="shift",
+            encoding="regular",
         ),
         Bench("convert_vgg6_T16", num_steps=16, epochs=0, **conv),
         Bench("convert_vgg6_T8", num_steps=8, epochs=0, **conv),
