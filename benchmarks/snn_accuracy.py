@@ -158,6 +158,15 @@ def configs() -> list[Bench]:
             },
         ),
         Bench(
+            "hybrid_vgg6_shift_T8_featdistill_e6_regular",
+            num_steps=8,
+            epochs=6,
+            **{
+                **regular,
+                "lever": "conversion+finetune+augment+feature-distill+regular input, 6 epochs",
+            },
+        ),
+        Bench(
             "hybrid_vgg6_shift_T16_featdistill_e6_regular",
             num_steps=16,
             epochs=6,
