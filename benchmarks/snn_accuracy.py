@@ -158,6 +158,17 @@ def configs() -> list[Bench]:
             },
         ),
         Bench(
+            "hybrid_vgg6s2_shift_T4_featdistill_regular",
+            num_steps=4,
+            epochs=3,
+            strides=(2, 1, 2, 1, 2, 1),
+            **{
+                **regular,
+                "lever": "conversion+finetune+augment+feature-distill+regular input, stride 2 from "
+                "the first conv (a quarter of the first layer's neurons)",
+            },
+        ),
+        Bench(
             "hybrid_vgg6_shift_T8_featdistill_e6_regular",
             num_steps=8,
             epochs=6,
