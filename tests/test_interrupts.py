@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 import torch
@@ -24,6 +24,19 @@ from conftest import write_medmnist_npz
 
 from neurocxr.models import ModelConfig, build_model
 from neurocxr.models.checkpoint import save_checkpoint
+
+
+@pytest.fixture(autouse=True, scope="module")
+def sigint_not_ignored() -> Iterator[None]:
+    """A suite started in the background by a non-interactive shell (``make test &``) inherits
+    SIGINT ignored, and so would every command started here: Ctrl-C would do nothing and the tests
+    would measure the shell, not neurocxr. A Python handler here resets to the default on exec."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
 
 EXIT_WITHIN_S = 20.0  # from SIGINT to exit, on a loaded two-core machine
 START_LIMIT_S = 240.0  # a trigger that never comes fails the test instead of hanging it
