@@ -178,6 +178,12 @@ def configs() -> list[Bench]:
             },
         ),
         Bench(
+            "hybrid_vgg6_shift_T32_featdistill_regular",
+            num_steps=32,
+            epochs=3,
+            **{**regular, "lever": "conversion+finetune+augment+feature-distill+regular input"},
+        ),
+        Bench(
             "hybrid_vgg6_shift_T16_featdistill_e6_regular",
             num_steps=16,
             epochs=6,
