@@ -89,9 +89,8 @@ MODEL_KEYS = ("beta", "threshold", "channels", "hidden", "dropout", "image_size"
 DEFAULT_GRID: dict[str, list[Any]] = {
     "model": ["snn_strided"],
     "num_steps": [4],
-    "encoding": [
-        None
-    ],  # direct, or regular with convert_from (neurocxr.training.train.default_encoding)
+    # None: direct, or regular with convert_from (neurocxr.training.train.default_encoding)
+    "encoding": [None],
     "regulariser": [0.0],
     "width": [1.0],
     "seed": [0],

@@ -19,7 +19,8 @@ computes the same quantity from the float model's spikes during training, so tha
   every synapse as present; the chip skips weights quantised to zero, so this is an upper bound
   that is tight for trained float weights;
 - the input layer: with direct encoding the input neurons are a neuron layer like any other;
-  with a spike-train encoding (rate, latency, regular) the encoded input spikes arrive at the first synaptic layer.
+  with a spike-train encoding (rate, latency, regular) the encoded input spikes arrive at the
+  first synaptic layer.
 """
 
 from __future__ import annotations

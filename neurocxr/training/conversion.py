@@ -52,9 +52,8 @@ DEFAULT_PERCENTILE = 99.9
 DEFAULT_BALANCE_SAMPLES = 1000
 DEFAULT_INPUT_THRESHOLD = 2.0  # theta_in of the converted network's input neurons (module doc)
 CONVERSION_ENCODINGS = ("direct",) + RATE_CODES  # latency codes carry no rate to balance on
-DEFAULT_CONVERSION_ENCODING = (
-    "regular"  # evenly spaced input spikes, not input neurons (module doc)
-)
+# Evenly spaced input spikes, not input neurons (module doc).
+DEFAULT_CONVERSION_ENCODING = "regular"
 
 
 @dataclass
@@ -68,13 +67,11 @@ class ConversionReport:
         float
     ]  # lambda_1..lambda_{L-1}, one per ReLU layer (lambda_0 = theta_in not listed)
     threshold: float
-    input_threshold: (
-        float | None
-    )  # theta_in = lambda_0 (direct encoding); None for spike input (lambda_0 = 1)
+    # theta_in = lambda_0 with direct encoding; None for spike-train input (lambda_0 = 1)
+    input_threshold: float | None
     num_steps: int
-    encoding: str = (
-        "direct"  # the SNN's input: direct (input neurons) or a rate code (spike trains)
-    )
+    # the SNN's input: direct (input neurons) or a rate code (spike trains)
+    encoding: str = "direct"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
