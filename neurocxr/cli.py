@@ -927,6 +927,7 @@ def _exit_interrupted() -> None:
     Ctrl-C is ignored from here: it would end the exit as an unhandled KeyboardInterrupt (-2)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     interrupts.forget_caught_interrupt()
+    interrupts.disarm_half_built_finalizers()
     if "ray" in sys.modules:
         sys.stdout.flush()
         sys.stderr.flush()

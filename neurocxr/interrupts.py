@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["install", "forget_caught_interrupt"]
+__all__ = ["install", "forget_caught_interrupt", "disarm_half_built_finalizers"]
 
 _forking = 0  # forks in progress in this process (their callbacks are running)
 _pending = False  # a SIGINT arrived during a fork and is still to be delivered
@@ -94,6 +94,25 @@ def forget_caught_interrupt() -> None:
     except (ValueError, AttributeError, OSError):  # not exported by this interpreter build
         return
     flag.value = 0
+
+
+def disarm_half_built_finalizers() -> None:
+    """Silence ``multiprocessing`` finalizers that a Ctrl-C cut off inside ``Finalize.__init__``.
+
+    Lava's runtime creates them while it starts its workers. Interrupted after the weak reference
+    was made but before ``_key`` was set, such a finalizer still runs when its object dies at
+    shutdown, and fails there: "Exception ignored in: <Finalize object, dead> ... AttributeError:
+    'Finalize' object has no attribute '_key'" (seen once in a full test run, after the command had
+    already said it was interrupted). It was never registered, so it has nothing to run: a key the
+    registry does not hold makes ``__call__`` return quietly."""
+    util = sys.modules.get("multiprocessing.util")
+    if util is None:
+        return
+    import gc
+
+    for obj in gc.get_objects():
+        if isinstance(obj, util.Finalize) and not hasattr(obj, "_key"):
+            obj._key = object()
 
 
 def install() -> None:

@@ -540,3 +540,32 @@ def test_a_caught_interrupt_does_not_turn_the_exit_code_into_sigint(tmp_path: Pa
 
     assert exit_code("flag_left") == -signal.SIGINT  # the CPython behaviour worked around
     assert exit_code("flag_cleared") == 130
+
+
+def test_a_finalizer_cut_off_by_ctrl_c_stays_quiet_at_exit() -> None:
+    """A Ctrl-C inside multiprocessing's ``Finalize.__init__`` (Lava starting its workers) can leave
+    a finalizer with a weak reference but no ``_key``; when its object dies it used to print
+    "Exception ignored ... AttributeError" after neurocxr had said it was interrupted."""
+    import multiprocessing.util as mp_util
+    import weakref
+
+    from neurocxr.interrupts import disarm_half_built_finalizers
+
+    class Resource:
+        pass
+
+    def half_built(obj: Resource) -> mp_util.Finalize:
+        finalizer = mp_util.Finalize.__new__(mp_util.Finalize)
+        finalizer._weakref = weakref.ref(obj, finalizer)  # where __init__ was cut off
+        return finalizer
+
+    broken = half_built(Resource())
+    with pytest.raises(AttributeError, match="_key"):
+        broken()  # what the interpreter ran at shutdown
+    kept = Resource()
+    finalizer = half_built(kept)
+    intact = mp_util.Finalize(kept, lambda: None, exitpriority=None)
+    disarm_half_built_finalizers()
+    assert finalizer() is None  # quiet now
+    assert intact._key in mp_util._finalizer_registry  # registered finalizers are left alone
+    intact.cancel()
