@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import torch
@@ -559,13 +559,19 @@ def test_a_finalizer_cut_off_by_ctrl_c_stays_quiet_at_exit() -> None:
         finalizer._weakref = weakref.ref(obj, finalizer)  # where __init__ was cut off
         return finalizer
 
-    broken = half_built(Resource())
+    resource = Resource()
+    finalizer = half_built(resource)
     with pytest.raises(AttributeError, match="_key"):
-        broken()  # what the interpreter ran at shutdown
-    kept = Resource()
-    finalizer = half_built(kept)
-    intact = mp_util.Finalize(kept, lambda: None, exitpriority=None)
+        finalizer()  # what the interpreter ran at shutdown
+    intact = mp_util.Finalize(resource, lambda: None, exitpriority=None)
     disarm_half_built_finalizers()
     assert finalizer() is None  # quiet now
     assert intact._key in mp_util._finalizer_registry  # registered finalizers are left alone
     intact.cancel()
+    unraisable: list[Any] = []
+    previous, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        del resource  # the weak reference's callback runs the disarmed finalizer
+    finally:
+        sys.unraisablehook = previous
+    assert unraisable == []
