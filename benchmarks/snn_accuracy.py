@@ -112,6 +112,14 @@ def configs() -> list[Bench]:
     regular = dict(
         augment="shift", cnn_epochs=6, encoding="regular", lr=5e-4, feature_distill=1.0, **conv
     )
+    stride2_first = dict(  # a quarter of the first layer's neurons
+        strides=(2, 1, 2, 1, 2, 1),
+        **{
+            **regular,
+            "lever": "conversion+finetune+augment+feature-distill+regular input, stride 2 from "
+            "the first conv (a quarter of the first layer's neurons)",
+        },
+    )
     return [
         Bench(
             "convert_vgg6_shift_T16_regular",
@@ -150,23 +158,13 @@ def configs() -> list[Bench]:
             "hybrid_vgg6s2_shift_T8_featdistill_regular",
             num_steps=8,
             epochs=3,
-            strides=(2, 1, 2, 1, 2, 1),
-            **{
-                **regular,
-                "lever": "conversion+finetune+augment+feature-distill+regular input, stride 2 from "
-                "the first conv (a quarter of the first layer's neurons)",
-            },
+            **stride2_first,
         ),
         Bench(
             "hybrid_vgg6s2_shift_T4_featdistill_regular",
             num_steps=4,
             epochs=3,
-            strides=(2, 1, 2, 1, 2, 1),
-            **{
-                **regular,
-                "lever": "conversion+finetune+augment+feature-distill+regular input, stride 2 from "
-                "the first conv (a quarter of the first layer's neurons)",
-            },
+            **stride2_first,
         ),
         Bench(
             "hybrid_vgg6_shift_T8_featdistill_e6_regular",
