@@ -111,7 +111,9 @@ def disarm_half_built_finalizers() -> None:
     import gc
 
     for obj in gc.get_objects():
-        if isinstance(obj, util.Finalize) and not hasattr(obj, "_key"):
+        # type(), not isinstance(): isinstance reads __class__ through objects' own __getattribute__
+        # (torch.distributed's deprecated reduce_op then prints a warning after "interrupted:")
+        if issubclass(type(obj), util.Finalize) and not hasattr(obj, "_key"):
             obj._key = object()
 
 
