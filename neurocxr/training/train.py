@@ -12,7 +12,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -536,55 +536,41 @@ def _quantisation_aware_finetune(
         weight_decay=train_cfg.weight_decay,
     )
     refresh_every = max(1, len(loader) // 8)  # the exporter's scale follows the largest weight
-    val_scores = predict_scores(model, config, splits.val, seed=train_cfg.seed)
-    best_auc = clinical_metrics(val_labels, val_scores).roc_auc
-    best_state = copy.deepcopy(model.state_dict())
-    best_threshold = choose_threshold(val_labels, val_scores, "youden")
     start = len(history)
-    best_epoch = start
+    best = _BestEpoch()
+    row, val_scores = _validation_row(model, config, splits, val_labels, train_cfg.seed)
+    best.offer(model, start, row["val_auc"], val_labels, val_scores)
     for q in range(1, train_cfg.qat_epochs + 1):
-        model.train()
         started = time.perf_counter()
-        loss_sum, seen = 0.0, 0
-        bar = tqdm(
+        train_loss, _ = _train_one_epoch(
+            model,
             loader,
-            desc=f"{config.name} QAT epoch {q}/{train_cfg.qat_epochs}",
-            disable=not progress,
-            leave=False,
+            loss_terms,
+            optimiser,
+            None,
+            f"{config.name} QAT epoch {q}/{train_cfg.qat_epochs}",
+            progress,
+            after_batch=lambda b: fq.refresh() if (b + 1) % refresh_every == 0 else None,
         )
-        for b, (images, labels) in enumerate(bar):
-            labels = torch.as_tensor(labels).long().view(-1)
-            loss, _ = loss_terms(model, images.float(), labels)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            if (b + 1) % refresh_every == 0:
-                fq.refresh()
-            loss_sum += float(loss) * len(labels)
-            seen += len(labels)
         fq.refresh()
-        val_scores = predict_scores(model, config, splits.val, seed=train_cfg.seed)
-        val_auc = clinical_metrics(val_labels, val_scores).roc_auc
+        row, val_scores = _validation_row(model, config, splits, val_labels, train_cfg.seed)
         history.append(
             {
                 "epoch": start + q,
-                "train_loss": loss_sum / max(seen, 1),
-                "val_auc": val_auc,
-                "val_acc": float(((val_scores >= 0.5) == val_labels).mean()),
+                "train_loss": train_loss,
+                **row,
                 "seconds": time.perf_counter() - started,
                 "qat": 1.0,
             }
         )
         if progress:
-            tqdm.write(f"{config.name} QAT epoch {q}: val AUC {val_auc:.4f}")
-        if val_auc > best_auc:
-            best_auc, best_epoch = val_auc, start + q
-            best_state = copy.deepcopy(model.state_dict())
-            best_threshold = choose_threshold(val_labels, val_scores, "youden")
-    model.load_state_dict(best_state)
+            tqdm.write(f"{config.name} QAT epoch {q}: val AUC {row['val_auc']:.4f}")
+        best.offer(model, start + q, row["val_auc"], val_labels, val_scores)
+    assert best.state is not None
+    model.load_state_dict(best.state)
     fq.finalise()
     model.eval()
-    return best_threshold, best_auc, best_epoch
+    return best.threshold, best.auc, best.epoch
 
 
 def _converted_model(
@@ -626,6 +612,121 @@ def check_validation_classes(labels: Any) -> None:
     )
 
 
+def _train_loader(
+    train_ds: Dataset, train_labels: np.ndarray, class_weight: torch.Tensor, train_cfg: TrainConfig
+) -> DataLoader:
+    """Shuffled batches, or class-balanced ones drawn with replacement (``balance="sampler"``)."""
+    generator = torch.Generator().manual_seed(train_cfg.seed)
+    if train_cfg.balance == "sampler":
+        sample_weight = class_weight[torch.as_tensor(train_labels)].double()
+        return DataLoader(
+            train_ds,
+            batch_size=train_cfg.batch_size,
+            sampler=WeightedRandomSampler(sample_weight, len(train_labels), generator=generator),
+        )
+    return DataLoader(train_ds, batch_size=train_cfg.batch_size, shuffle=True, generator=generator)
+
+
+def _class_weight(train_labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Balanced class weights; DataError (one line) when the training split holds one class."""
+    present = np.unique(train_labels)
+    if len(present) < 2:
+        raise DataError(
+            f"the training split holds class {present.tolist()} only; a classifier needs both "
+            "normal (0) and pneumonia (1) images (check the data source or max_train_samples)"
+        )
+    class_weight = torch.ones(num_classes)
+    class_weight[present] = torch.tensor(
+        compute_class_weight("balanced", classes=present, y=train_labels), dtype=torch.float32
+    )
+    return class_weight
+
+
+def _optimiser(
+    model: nn.Module, train_cfg: TrainConfig, total_steps: int
+) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW and its per-batch learning-rate schedule (OneCycle or cosine)."""
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
+    )
+    if train_cfg.schedule == "onecycle":
+        scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(
+            optimiser, max_lr=train_cfg.lr, total_steps=total_steps
+        )
+    else:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total_steps)
+    return optimiser, scheduler
+
+
+def _train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_terms: LossTerms,
+    optimiser: torch.optim.Optimizer,
+    scheduler: Any,
+    desc: str,
+    progress: bool,
+    after_batch: Callable[[int], None] | None = None,
+) -> tuple[float, float]:
+    """One pass over ``loader`` (``scheduler`` stepped per batch unless None, ``after_batch(i)``
+    after batch i); returns (mean training loss, mean chip-cost estimate in uJ, or 0)."""
+    from tqdm.auto import tqdm
+
+    model.train()
+    loss_sum, seen, chip_sum = 0.0, 0, 0.0
+    bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
+    for i, (images, labels) in enumerate(bar):
+        images = images.float()
+        labels = torch.as_tensor(labels).long().view(-1)
+        loss, parts = loss_terms(model, images, labels)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if scheduler is not None:
+            scheduler.step()
+        if after_batch is not None:
+            after_batch(i)
+        loss_sum += float(loss) * len(labels)
+        seen += len(labels)
+        if "chip_uj" in parts:
+            chip_sum += parts["chip_uj"] * len(labels)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+    return loss_sum / max(seen, 1), chip_sum / max(seen, 1)
+
+
+@dataclass
+class _BestEpoch:
+    """The epoch with the best validation AUC so far: its weights and its Youden threshold."""
+
+    auc: float = -np.inf
+    epoch: int = 0
+    state: dict[str, Any] | None = None
+    threshold: float = 0.5
+
+    def offer(
+        self, model: nn.Module, epoch: int, auc: float, labels: np.ndarray, scores: np.ndarray
+    ) -> bool:
+        """Keep this epoch if it beats the best (or is the first); True when kept."""
+        if auc > self.auc or self.state is None:
+            self.auc, self.epoch = auc, epoch
+            self.state = copy.deepcopy(model.state_dict())
+            self.threshold = choose_threshold(labels, scores, "youden")
+            return True
+        return False
+
+
+def _validation_row(
+    model: nn.Module, config: ModelConfig, splits: Any, labels: np.ndarray, seed: int
+) -> tuple[dict[str, float], np.ndarray]:
+    """Validation AUC and accuracy at 0.5 of ``model`` now, with its scores."""
+    scores = predict_scores(model, config, splits.val, seed=seed)
+    row = {
+        "val_auc": clinical_metrics(labels, scores).roc_auc,
+        "val_acc": float(((scores >= 0.5) == labels).mean()),
+    }
+    return row, scores
+
+
 @restores_torch_threads  # train_cfg.num_threads applies to this call only
 def train(
     config: ModelConfig,
@@ -659,47 +760,17 @@ def train(
         augment = Augment.for_mode(augment_mode(train_cfg.augment), seed=train_cfg.seed)
         train_ds = _with_augment(train_ds, augment)
     train_labels = _labels_of(train_ds)
-    present = np.unique(train_labels)
-    if len(present) < 2:
-        raise DataError(
-            f"the training split holds class {present.tolist()} only; a classifier needs both "
-            "normal (0) and pneumonia (1) images (check the data source or max_train_samples)"
-        )
-
-    check_validation_classes(_labels_of(splits.val))
-    class_weight = torch.ones(config.num_classes)
-    class_weight[present] = torch.tensor(
-        compute_class_weight("balanced", classes=present, y=train_labels), dtype=torch.float32
-    )
-    generator = torch.Generator().manual_seed(train_cfg.seed)
-    if train_cfg.balance == "sampler":
-        sample_weight = class_weight[torch.as_tensor(train_labels)].double()
-        loader = DataLoader(
-            train_ds,
-            batch_size=train_cfg.batch_size,
-            sampler=WeightedRandomSampler(sample_weight, len(train_labels), generator=generator),
-        )
-    else:
-        loader = DataLoader(
-            train_ds, batch_size=train_cfg.batch_size, shuffle=True, generator=generator
-        )
-    loss_weight = class_weight if train_cfg.balance == "weights" else None
-    loss_terms = LossTerms(model, config, train_cfg, loss_weight)
-
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay
-    )
-    total_steps = max(1, train_cfg.epochs * len(loader))
-    if train_cfg.schedule == "onecycle":
-        scheduler: Any = torch.optim.lr_scheduler.OneCycleLR(
-            optimiser, max_lr=train_cfg.lr, total_steps=total_steps
-        )
-    else:
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total_steps)
-
+    class_weight = _class_weight(train_labels, config.num_classes)
     val_labels = _labels_of(splits.val)
+    check_validation_classes(val_labels)
+    loader = _train_loader(train_ds, train_labels, class_weight, train_cfg)
+    loss_terms = LossTerms(
+        model, config, train_cfg, class_weight if train_cfg.balance == "weights" else None
+    )
+    optimiser, scheduler = _optimiser(model, train_cfg, max(1, train_cfg.epochs * len(loader)))
+
     history: list[dict[str, float]] = []
-    best_auc, best_epoch, best_state, best_threshold = -np.inf, 0, None, 0.5
+    best = _BestEpoch()
     epochs_without_gain = 0
     data_source = _source_of(splits)
 
@@ -719,77 +790,42 @@ def train(
         }
 
     if conversion is not None:  # epoch 0 = the converted network; fine-tuning must beat it on val
-        val_scores = predict_scores(model, config, splits.val, seed=train_cfg.seed)
-        best_auc = clinical_metrics(val_labels, val_scores).roc_auc
-        best_state = copy.deepcopy(model.state_dict())
-        best_threshold = choose_threshold(val_labels, val_scores, "youden")
+        row, val_scores = _validation_row(model, config, splits, val_labels, train_cfg.seed)
+        best.offer(model, 0, row["val_auc"], val_labels, val_scores)
         history.append(
-            {
-                "epoch": 0,
-                "train_loss": float("nan"),
-                "val_auc": best_auc,
-                "val_acc": float(((val_scores >= 0.5) == val_labels).mean()),
-                "seconds": 0.0,
-                "converted": 1.0,
-            }
+            {"epoch": 0, "train_loss": float("nan"), **row, "seconds": 0.0, "converted": 1.0}
         )
     for epoch in range(1, train_cfg.epochs + 1):
-        model.train()
         if augment is not None:
             augment.set_epoch(epoch)  # fresh, still seeded, transforms each epoch
         started = time.perf_counter()
-        loss_sum, seen, chip_sum = 0.0, 0, 0.0
-        bar = tqdm(
+        train_loss, chip_uj = _train_one_epoch(
+            model,
             loader,
-            desc=f"{config.name} epoch {epoch}/{train_cfg.epochs}",
-            disable=not progress,
-            leave=False,
+            loss_terms,
+            optimiser,
+            scheduler,
+            f"{config.name} epoch {epoch}/{train_cfg.epochs}",
+            progress,
         )
-        for images, labels in bar:
-            images = images.float()
-            labels = torch.as_tensor(labels).long().view(-1)
-            loss, parts = loss_terms(model, images, labels)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            scheduler.step()
-            loss_sum += float(loss) * len(labels)
-            seen += len(labels)
-            if "chip_uj" in parts:
-                chip_sum += parts["chip_uj"] * len(labels)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
-        val_scores = predict_scores(model, config, splits.val, seed=train_cfg.seed)
-        val_auc = clinical_metrics(val_labels, val_scores).roc_auc
-        val_acc = float(((val_scores >= 0.5) == val_labels).mean())
+        row, val_scores = _validation_row(model, config, splits, val_labels, train_cfg.seed)
         seconds = time.perf_counter() - started
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": loss_sum / max(seen, 1),
-                "val_auc": val_auc,
-                "val_acc": val_acc,
-                "seconds": seconds,
-            }
-        )
+        history.append({"epoch": epoch, "train_loss": train_loss, **row, "seconds": seconds})
         if loss_terms.chip_cost is not None:
-            history[-1]["train_chip_uj"] = chip_sum / max(seen, 1)
+            history[-1]["train_chip_uj"] = chip_uj
         if progress:
             tqdm.write(
-                f"{config.name} epoch {epoch}: loss {loss_sum / max(seen, 1):.4f}  "
-                f"val AUC {val_auc:.4f}  val acc@0.5 {val_acc:.4f}  ({seconds:.1f} s)"
+                f"{config.name} epoch {epoch}: loss {train_loss:.4f}  "
+                f"val AUC {row['val_auc']:.4f}  val acc@0.5 {row['val_acc']:.4f}  ({seconds:.1f} s)"
             )
-        if val_auc > best_auc or best_state is None:
-            best_auc, best_epoch, epochs_without_gain = val_auc, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-            best_threshold = choose_threshold(val_labels, val_scores, "youden")
+        if best.offer(model, epoch, row["val_auc"], val_labels, val_scores):
+            epochs_without_gain = 0
             if checkpoint_path is not None:
                 save_checkpoint(
                     checkpoint_path,
                     model,
                     config,
-                    checkpoint_metadata(
-                        best_threshold, best_epoch, val_auc, copy.deepcopy(history)
-                    ),
+                    checkpoint_metadata(best.threshold, epoch, best.auc, copy.deepcopy(history)),
                 )
         else:
             epochs_without_gain += 1
@@ -798,9 +834,10 @@ def train(
                     tqdm.write(f"early stop: no better val AUC for {train_cfg.patience} epochs")
                 break
 
-    assert best_state is not None
-    model.load_state_dict(best_state)
+    assert best.state is not None
+    model.load_state_dict(best.state)
     model.eval()
+    best_threshold, best_auc, best_epoch = best.threshold, best.auc, best.epoch
     if train_cfg.qat_epochs > 0 and is_snn(config):
         best_threshold, best_auc, best_epoch = _quantisation_aware_finetune(
             model, config, train_cfg, splits, loader, loss_terms, val_labels, history, progress
