@@ -1036,6 +1036,169 @@ def _unsupported_reason(name: str, node: nir.NIRNode) -> str:
     return f"node {name!r} ({kind}) is not supported: {why}"
 
 
+@dataclass
+class _Synapse:
+    """A conv or dense synapse read from NIR with its pre-ops fused, before quantisation."""
+
+    kind: str  # conv | dense
+    weight: np.ndarray
+    bias: np.ndarray
+    out_shape: tuple[int, ...]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    flatten_input: bool = False
+
+
+def _bias_of(node: nir.NIRNode, n_out: int) -> np.ndarray:
+    """The node's bias as n_out floats (zeros when it has none; a scalar broadcast)."""
+    has_bias = isinstance(node, (nir.Conv2d, nir.Affine)) and node.bias is not None
+    b = _arr(node.bias).ravel() if has_bias else np.zeros(n_out)
+    if b.size == 1 and n_out > 1:
+        b = np.full(n_out, float(b[0]))
+    return b
+
+
+def _conv_synapse(
+    name: str, node: nir.Conv2d, source_shape: tuple[int, ...], pre: _PreOps, fusions: list[str]
+) -> _Synapse:
+    """A Conv2d on a (C, H, W) map, with the pooling before it fused in (exact when it divides)."""
+    if pre.flatten:
+        raise UnsupportedLayerError(f"node {name!r}: a convolution after Flatten")
+    if len(source_shape) != 3:
+        raise UnsupportedLayerError(
+            f"node {name!r}: a convolution needs a (C, H, W) input, got {source_shape}"
+        )
+    w = _arr(node.weight) * pre.gain
+    if w.ndim != 4:
+        raise UnsupportedLayerError(
+            f"node {name!r}: Conv2d weight must be 4-D, got shape {w.shape}"
+        )
+    b = _bias_of(node, w.shape[0])
+    stride = _pair(node.stride, "stride", name)
+    dilation = _pair(node.dilation, "dilation", name)
+    padding = _conv_padding(node, (w.shape[2], w.shape[3]), dilation, stride, name)
+    groups = int(node.groups)
+    c, h, wd = source_shape
+    hp, wp = h // pre.pool[0], wd // pre.pool[1]
+    if w.shape[1] * groups != c:
+        raise ExportError(
+            f"node {name!r}: Conv2d expects {w.shape[1] * groups} input channels, the map has {c}"
+        )
+    out_h = (hp + 2 * padding[0] - dilation[0] * (w.shape[2] - 1) - 1) // stride[0] + 1
+    out_w = (wp + 2 * padding[1] - dilation[1] * (w.shape[3] - 1) - 1) // stride[1] + 1
+    if out_h < 1 or out_w < 1:
+        raise ExportError(f"node {name!r}: kernel {w.shape[2:]} does not fit the {hp}x{wp} map")
+    if pre.pooled:
+        if h % pre.pool[0] or wd % pre.pool[1]:
+            raise UnsupportedLayerError(
+                f"node {name!r}: pooling {pre.pool} does not divide the map {source_shape}; fusing it into the "
+                "convolution is exact only when it does"
+            )
+        w, stride, padding = fuse_pool_into_conv(
+            w, pre.pool, pre.pool_gain, stride, padding, dilation
+        )
+        dilation = (1, 1)
+        fusions.append(f"{'+'.join(pre.names)} fused into conv {name!r}")
+    return _Synapse(
+        "conv", w, b, (int(w.shape[0]), int(out_h), int(out_w)), stride, padding, dilation, groups
+    )
+
+
+def _dense_synapse(
+    name: str, node: nir.NIRNode, source_shape: tuple[int, ...], pre: _PreOps, fusions: list[str]
+) -> _Synapse:
+    """A Linear/Affine on the flattened map, with the pooling before it fused in."""
+    w = _arr(node.weight) * pre.gain
+    if w.ndim != 2:
+        raise UnsupportedLayerError(
+            f"node {name!r}: linear weight must be 2-D, got shape {w.shape}"
+        )
+    b = _bias_of(node, w.shape[0])
+    pooled_n = int(np.prod(source_shape))
+    if pre.pooled:
+        c, h, wd = source_shape
+        pooled_n = c * (h // pre.pool[0]) * (wd // pre.pool[1])
+    if w.shape[1] != pooled_n:
+        raise ExportError(
+            f"node {name!r}: linear layer expects {w.shape[1]} inputs but receives {pooled_n} "
+            f"(map {source_shape}{' pooled by ' + str(pre.pool) if pre.pooled else ''})"
+        )
+    if pre.pooled:
+        w = fuse_pool_into_dense(w, source_shape, pre.pool, pre.pool_gain)  # type: ignore[arg-type]
+        fusions.append(f"{'+'.join(pre.names)} fused into dense {name!r}")
+    return _Synapse("dense", w, b, (int(w.shape[0]),), flatten_input=len(source_shape) > 1)
+
+
+def _readout_layer(
+    name: str, syn: _Synapse, sources: tuple[str, ...], options: QuantisationOptions
+) -> ReadoutLayer:
+    """The final linear layer without neuron: Loihi's readout integrates over the whole run."""
+    if syn.kind != "dense":
+        raise UnsupportedLayerError(
+            f"node {name!r}: the graph ends in a convolution without neurons; only a final linear layer can be "
+            "a non-spiking readout"
+        )
+    if np.any(syn.bias != 0):
+        raise ExportError(
+            f"readout {name!r} has a non-zero bias ({float(np.abs(syn.bias).max()):.4g}): on Loihi the readout "
+            "integrates over the whole run, so a bias would grow with the run length instead of once per step as "
+            "trained. Build the readout with bias=False (snn_conv does)"
+        )
+    w_int, _, _, info = _quantise_synapse(name, syn.weight, np.zeros(0), None, options)
+    info.update(
+        source_nodes=sources,
+        readout=True,
+        v_th_mant=None,
+        i_decay=None,
+        v_decay=None,
+        decay_error=0.0,
+    )
+    return ReadoutLayer(
+        name=name,
+        shape=syn.out_shape,
+        weight=w_int,
+        flatten_input=syn.flatten_input,
+        quant=info,
+    )
+
+
+def _check_follows_synapse(name: str, nname: str, nnode: nir.NIRNode, after: list[Any]) -> None:
+    """Refuse anything but a spiking neuron after a synapse, naming what Loihi does instead."""
+    if _is_spiking(nnode):
+        return
+    if isinstance(nnode, (nir.LI, nir.CubaLI, nir.I)) and all(
+        isinstance(n, (nir.Flatten, _Identity)) for _, n in after
+    ):
+        raise UnsupportedLayerError(
+            f"node {nname!r} ({type(nnode).__name__}): a leaky non-spiking readout is not supported; Loihi's "
+            "readout is a dense layer without neuron that sums its input without leak (use a plain Linear readout)"
+        )
+    raise UnsupportedLayerError(
+        f"node {nname!r} ({type(nnode).__name__}) follows synaptic layer {name!r}; "
+        "expected a LIF/CubaLIF/IF neuron. " + _unsupported_reason(nname, nnode)
+    )
+
+
+def _recurrent_synapse(
+    name: str, syn: _Synapse, nname: str, rec: tuple[str, nir.NIRNode], n_out: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(recurrent weight, its bias as n_out floats) of a neuron that feeds back into itself."""
+    rname, rnode = rec
+    if syn.kind != "dense":
+        raise UnsupportedLayerError(
+            f"neuron {nname!r} feeds back into itself through {rname!r}, but its input synapse {name!r} is a "
+            f"convolution: {_NETX_SHAPE}, and only a dense layer can be one"
+        )
+    r_w = _arr(rnode.weight)
+    if r_w.shape != (n_out, n_out):
+        raise ExportError(
+            f"recurrent synapse {rname!r}: weight {r_w.shape} must be ({n_out}, {n_out}) for neuron {nname!r}"
+        )
+    return r_w, _bias_of(rnode, n_out)  # the bias reaches the neuron every step
+
+
 def _synaptic_layer(
     chain: list[tuple[str, nir.NIRNode]],
     i: int,
@@ -1052,154 +1215,36 @@ def _synaptic_layer(
     name, node = chain[i]
     sources = pre.names + (name,)
     if isinstance(node, nir.Conv2d):
-        if pre.flatten:
-            raise UnsupportedLayerError(f"node {name!r}: a convolution after Flatten")
-        if len(source_shape) != 3:
-            raise UnsupportedLayerError(
-                f"node {name!r}: a convolution needs a (C, H, W) input, got {source_shape}"
-            )
-        w = _arr(node.weight) * pre.gain
-        if w.ndim != 4:
-            raise UnsupportedLayerError(
-                f"node {name!r}: Conv2d weight must be 4-D, got shape {w.shape}"
-            )
-        b = _arr(node.bias).ravel() if node.bias is not None else np.zeros(w.shape[0])
-        if b.size == 1 and w.shape[0] > 1:
-            b = np.full(w.shape[0], float(b[0]))
-        stride = _pair(node.stride, "stride", name)
-        dilation = _pair(node.dilation, "dilation", name)
-        padding = _conv_padding(node, (w.shape[2], w.shape[3]), dilation, stride, name)
-        groups = int(node.groups)
-        c, h, wd = source_shape
-        hp, wp = h // pre.pool[0], wd // pre.pool[1]
-        if w.shape[1] * groups != c:
-            raise ExportError(
-                f"node {name!r}: Conv2d expects {w.shape[1] * groups} input channels, the map has {c}"
-            )
-        out_h = (hp + 2 * padding[0] - dilation[0] * (w.shape[2] - 1) - 1) // stride[0] + 1
-        out_w = (wp + 2 * padding[1] - dilation[1] * (w.shape[3] - 1) - 1) // stride[1] + 1
-        if out_h < 1 or out_w < 1:
-            raise ExportError(f"node {name!r}: kernel {w.shape[2:]} does not fit the {hp}x{wp} map")
-        if pre.pooled:
-            if h % pre.pool[0] or wd % pre.pool[1]:
-                raise UnsupportedLayerError(
-                    f"node {name!r}: pooling {pre.pool} does not divide the map {source_shape}; fusing it into the "
-                    "convolution is exact only when it does"
-                )
-            w, stride, padding = fuse_pool_into_conv(
-                w, pre.pool, pre.pool_gain, stride, padding, dilation
-            )
-            dilation = (1, 1)
-            fusions.append(f"{'+'.join(pre.names)} fused into conv {name!r}")
-        out_shape: tuple[int, ...] = (int(w.shape[0]), int(out_h), int(out_w))
-        kind = "conv"
-        flatten_input = False
+        syn = _conv_synapse(name, node, source_shape, pre, fusions)
     else:
-        w = _arr(node.weight) * pre.gain
-        if w.ndim != 2:
-            raise UnsupportedLayerError(
-                f"node {name!r}: linear weight must be 2-D, got shape {w.shape}"
-            )
-        b = (
-            _arr(node.bias).ravel()
-            if isinstance(node, nir.Affine) and node.bias is not None
-            else np.zeros(w.shape[0])
-        )
-        if b.size == 1 and w.shape[0] > 1:
-            b = np.full(w.shape[0], float(b[0]))
-        n_in = int(np.prod(source_shape))
-        pooled_n = n_in
-        if pre.pooled:
-            c, h, wd = source_shape
-            pooled_n = c * (h // pre.pool[0]) * (wd // pre.pool[1])
-        if w.shape[1] != pooled_n:
-            raise ExportError(
-                f"node {name!r}: linear layer expects {w.shape[1]} inputs but receives {pooled_n} "
-                f"(map {source_shape}{' pooled by ' + str(pre.pool) if pre.pooled else ''})"
-            )
-        if pre.pooled:
-            w = fuse_pool_into_dense(w, source_shape, pre.pool, pre.pool_gain)  # type: ignore[arg-type]
-            fusions.append(f"{'+'.join(pre.names)} fused into dense {name!r}")
-        out_shape = (int(w.shape[0]),)
-        kind = "dense"
-        flatten_input = len(source_shape) > 1
-        stride, padding, dilation, groups = (1, 1), (0, 0), (1, 1), 1
+        syn = _dense_synapse(name, node, source_shape, pre, fusions)
     i += 1
     # Scales between the synapse and its neuron multiply weights and bias.
     while i < len(chain) and isinstance(chain[i][1], (nir.Scale, _Identity)):
         if isinstance(chain[i][1], nir.Scale):
             post = _uniform(chain[i][1].scale, "scale", chain[i][0])
-            w, b = w * post, b * post
+            syn.weight, syn.bias = syn.weight * post, syn.bias * post
             sources += (chain[i][0],)
         i += 1
     # Trailing Flatten / Identity before Output change nothing on the chip.
-    rest = chain[i:]
-    at_end = all(isinstance(n, (nir.Flatten, _Identity)) for _, n in rest)
-    if at_end:
-        if kind != "dense":
-            raise UnsupportedLayerError(
-                f"node {name!r}: the graph ends in a convolution without neurons; only a final linear layer can be "
-                "a non-spiking readout"
-            )
-        if np.any(b != 0):
-            raise ExportError(
-                f"readout {name!r} has a non-zero bias ({float(np.abs(b).max()):.4g}): on Loihi the readout integrates "
-                "over the whole run, so a bias would grow with the run length instead of once per step as trained. "
-                "Build the readout with bias=False (snn_conv does)"
-            )
-        w_int, _, _, info = _quantise_synapse(name, w, np.zeros(0), None, options)
-        info.update(
-            source_nodes=sources,
-            readout=True,
-            v_th_mant=None,
-            i_decay=None,
-            v_decay=None,
-            decay_error=0.0,
-        )
-        layer = ReadoutLayer(
-            name=name, shape=out_shape, weight=w_int, flatten_input=flatten_input, quant=info
-        )
-        return layer, len(chain)
+    if all(isinstance(n, (nir.Flatten, _Identity)) for _, n in chain[i:]):
+        return _readout_layer(name, syn, sources, options), len(chain)
     nname, nnode = chain[i]
-    if not _is_spiking(nnode):
-        if isinstance(nnode, (nir.LI, nir.CubaLI, nir.I)) and all(
-            isinstance(n, (nir.Flatten, _Identity)) for _, n in chain[i + 1 :]
-        ):
-            raise UnsupportedLayerError(
-                f"node {nname!r} ({type(nnode).__name__}): a leaky non-spiking readout is not supported; Loihi's "
-                "readout is a dense layer without neuron that sums its input without leak (use a plain Linear readout)"
-            )
-        raise UnsupportedLayerError(
-            f"node {nname!r} ({type(nnode).__name__}) follows synaptic layer {name!r}; "
-            "expected a LIF/CubaLIF/IF neuron. " + _unsupported_reason(nname, nnode)
-        )
+    _check_follows_synapse(name, nname, nnode, chain[i + 1 :])
     neuron = _neuron(nnode, dt, nname)
-    n_out = int(np.prod(out_shape))
+    n_out = int(np.prod(syn.out_shape))
     if neuron.param_size not in (1, n_out):
         raise ExportError(
             f"neuron {nname!r} has {neuron.param_size} parameters but layer {name!r} has {n_out} outputs"
         )
     ninfo = neuron.decays()
+    w, b = syn.weight, syn.bias
     rec = (recurrent or {}).get(nname)
     r_w = None
     if rec is not None:
-        rname, rnode = rec
-        if kind != "dense":
-            raise UnsupportedLayerError(
-                f"neuron {nname!r} feeds back into itself through {rname!r}, but its input synapse {name!r} is a "
-                f"convolution: {_NETX_SHAPE}, and only a dense layer can be one"
-            )
-        r_w = _arr(rnode.weight)
-        if r_w.shape != (n_out, n_out):
-            raise ExportError(
-                f"recurrent synapse {rname!r}: weight {r_w.shape} must be ({n_out}, {n_out}) for neuron {nname!r}"
-            )
-        if isinstance(rnode, nir.Affine) and rnode.bias is not None:
-            r_b = _arr(rnode.bias).ravel()
-            b = b + (
-                np.full(n_out, float(r_b[0])) if r_b.size == 1 else r_b
-            )  # reaches the neuron every step
-        sources += (rname,)
+        r_w, r_b = _recurrent_synapse(name, syn, nname, rec, n_out)
+        b = b + r_b
+        sources += (rec[0],)
     if neuron.kind == "CubaLIF" and ninfo["i_decay"] != DECAY_MAX and np.any(b != 0):
         raise UnsupportedLayerError(
             f"layer {name!r}: a bias feeding CubaLIF {nname!r} (alpha={neuron.alpha:.4g}) accumulates in the synaptic "
@@ -1210,57 +1255,51 @@ def _synaptic_layer(
             f"neuron {nname!r}: threshold {neuron.threshold} is negative; Loihi's vThMant is unsigned"
         )
     w, b = w * neuron.gain, b * neuron.gain
-    lname = f"{name}"
     if r_w is not None:
         # netx packs input and recurrent weights as one matrix: quantise them on one grid, then split
         joint, b_int, vth, info = _quantise_synapse(
-            lname, np.hstack([w, r_w * neuron.gain]), b, neuron.threshold, options
+            name, np.hstack([w, r_w * neuron.gain]), b, neuron.threshold, options
         )
         w_int, r_int = joint[:, : w.shape[1]], joint[:, w.shape[1] :]
-        info.update(ninfo)
-        info.update(
-            source_nodes=sources + (nname,),
-            readout=False,
-            v_th_mant=vth,
-            recurrent_source=rec[0] if rec else None,
-        )
-        lif = LoihiNeuron(v_th_mant=int(vth), i_decay=ninfo["i_decay"], v_decay=ninfo["v_decay"])
-        return RecurrentDenseLayer(
-            name=lname,
-            shape=out_shape,
-            neuron=lif,
-            weight=w_int,
-            bias=b_int,
-            flatten_input=flatten_input,
-            quant=info,
-            weight_rec=r_int,
-        ), i + 1
-    w_int, b_int, vth, info = _quantise_synapse(lname, w, b, neuron.threshold, options)
+    else:
+        w_int, b_int, vth, info = _quantise_synapse(name, w, b, neuron.threshold, options)
     info.update(ninfo)
     info.update(source_nodes=sources + (nname,), readout=False, v_th_mant=vth)
     lif = LoihiNeuron(v_th_mant=int(vth), i_decay=ninfo["i_decay"], v_decay=ninfo["v_decay"])
-    layer: SynapticLayer
-    if kind == "conv":
-        layer = ConvLayer(
-            name=lname,
-            shape=out_shape,
+    if r_w is not None:
+        info.update(recurrent_source=rec[0] if rec else None)
+        return RecurrentDenseLayer(
+            name=name,
+            shape=syn.out_shape,
             neuron=lif,
             weight=w_int,
             bias=b_int,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            groups=groups,
+            flatten_input=syn.flatten_input,
+            quant=info,
+            weight_rec=r_int,
+        ), i + 1
+    layer: SynapticLayer
+    if syn.kind == "conv":
+        layer = ConvLayer(
+            name=name,
+            shape=syn.out_shape,
+            neuron=lif,
+            weight=w_int,
+            bias=b_int,
+            stride=syn.stride,
+            padding=syn.padding,
+            dilation=syn.dilation,
+            groups=syn.groups,
             quant=info,
         )
     else:
         layer = DenseLayer(
-            name=lname,
-            shape=out_shape,
+            name=name,
+            shape=syn.out_shape,
             neuron=lif,
             weight=w_int,
             bias=b_int,
-            flatten_input=flatten_input,
+            flatten_input=syn.flatten_input,
             quant=info,
         )
     return layer, i + 1
