@@ -455,6 +455,153 @@ def _default_metadata(model: nn.Module, layers: list[nn.Module], dt: float) -> d
     return {"dt": float(dt), "producer": PRODUCER, "neurocxr": info}
 
 
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().float().numpy().copy()
+
+
+def _synapse_node(w: np.ndarray, b: np.ndarray | None) -> nir.NIRNode:
+    """nir.Affine with a bias, nir.Linear without."""
+    return nir.Affine(weight=w, bias=b) if b is not None else nir.Linear(weight=w)
+
+
+def _recurrent_neuron_graph(
+    neuron_node: nir.NIRNode, recurrent: nn.Module, shape: tuple[int, ...]
+) -> nir.NIRGraph:
+    """neuron <-> its own Linear/Affine as a sub-graph (Input -> neuron -> Output, neuron -> Linear ->
+    neuron): the form snnTorch's import_from_nir and Norse's from_nir both run correctly."""
+    rnode = _synapse_node(
+        _numpy(recurrent.weight), _numpy(recurrent.bias) if recurrent.bias is not None else None
+    )
+    return nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type=np.array(shape)),
+            "lif": neuron_node,
+            "w_rec": rnode,
+            "output": nir.Output(output_type=np.array(shape)),
+        },
+        edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+        type_check=False,
+    )
+
+
+def _conv_node(
+    i: int, m: nn.Conv2d, shape: tuple[int, ...]
+) -> tuple[nir.Conv2d, np.ndarray, np.ndarray]:
+    """(node, weight, bias) of a zero-padded Conv2d ('same'/'valid' padding made explicit)."""
+    if m.padding_mode != "zeros":
+        raise UnsupportedLayerError(
+            f"cannot export {_name_layer(i, m)}: padding_mode={m.padding_mode!r}; "
+            "only zero padding maps to Loihi"
+        )
+    padding = m.padding
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        else:
+            padding = tuple(d * (k - 1) // 2 for d, k in zip(m.dilation, m.kernel_size))
+    w = _numpy(m.weight)
+    b = _numpy(m.bias) if m.bias is not None else np.zeros(w.shape[0], np.float32)
+    node = nir.Conv2d(
+        input_shape=tuple(shape[1:]),
+        weight=w,
+        stride=as_pair(m.stride),
+        padding=as_pair(padding),
+        dilation=as_pair(m.dilation),
+        groups=int(m.groups),
+        bias=b,
+    )
+    return node, w, b
+
+
+def _avgpool_node(i: int, m: nn.AvgPool2d, shape: tuple[int, ...]) -> nir.NIRNode:
+    if (
+        m.ceil_mode
+        or m.divisor_override is not None
+        or (not m.count_include_pad and as_pair(m.padding) != (0, 0))
+    ):
+        raise UnsupportedLayerError(
+            f"cannot export {_name_layer(i, m)}: "
+            "ceil_mode/divisor_override/count_include_pad=False have no NIR "
+            "AvgPool2d equivalent; use nn.AvgPool2d(k) with defaults"
+        )
+    k = as_pair(m.kernel_size)
+    s = as_pair(m.stride if m.stride is not None else m.kernel_size)
+    return _pool_as_conv(shape, k, s, as_pair(m.padding))
+
+
+def _flatten_node(i: int, m: nn.Flatten, shape: tuple[int, ...]) -> nir.Flatten:
+    if m.start_dim < 1 and m.start_dim != -len(shape) - 1:
+        raise UnsupportedLayerError(
+            f"cannot export {_name_layer(i, m)}: Flatten(start_dim={m.start_dim}) "
+            "flattens the batch dimension"
+        )
+    nd = len(shape) + 1
+    start = (m.start_dim % nd) - 1
+    end = (m.end_dim % nd) - 1
+    return nir.Flatten(
+        input_type={"input": np.array(shape)},
+        start_dim=start,
+        end_dim=-1 if end == len(shape) - 1 else end,
+    )
+
+
+def _bn_folded_node(old: nir.NIRNode, w: np.ndarray, b: np.ndarray) -> nir.NIRNode:
+    """``old`` (Conv2d or Linear/Affine) with BatchNorm folded into weight ``w`` and bias ``b``."""
+    if isinstance(old, nir.Conv2d):
+        return nir.Conv2d(
+            input_shape=old.input_shape,
+            weight=w,
+            stride=old.stride,
+            padding=old.padding,
+            dilation=old.dilation,
+            groups=old.groups,
+            bias=b,
+        )
+    return nir.Affine(weight=w, bias=b)
+
+
+class _Chain:
+    """The nodes of a chain-shaped NIR graph in order, named by kind and number."""
+
+    def __init__(self, input_shape: tuple[int, ...]) -> None:
+        self.nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array(input_shape))}
+        self.order: list[str] = ["input"]
+        self.counters: dict[str, int] = {}
+
+    def add(self, prefix: str, node: nir.NIRNode, numbered: bool = True) -> str:
+        self.counters[prefix] = self.counters.get(prefix, 0) + 1
+        name = f"{prefix}{self.counters[prefix]}" if numbered else prefix
+        if name in self.nodes:
+            name = f"{name}_{self.counters[prefix]}"
+        self.put(name, node)
+        return name
+
+    def put(self, name: str, node: nir.NIRNode) -> None:
+        self.nodes[name] = node
+        self.order.append(name)
+
+    def free_name(self, name: str) -> str:
+        while name in self.nodes:
+            name += "b"
+        return name
+
+    def edges(self) -> list[tuple[str, str]]:
+        return list(zip(self.order[:-1], self.order[1:]))
+
+
+def _merged_metadata(
+    model: nn.Module, layers: list[nn.Module], dt: float, metadata: dict | None
+) -> dict[str, Any]:
+    """The default metadata with ``metadata`` over it (its ``neurocxr`` dict merged key by key)."""
+    meta = _default_metadata(model, layers, dt)
+    for key, value in (metadata or {}).items():
+        if key == "neurocxr" and isinstance(value, dict):
+            meta["neurocxr"] = {**meta["neurocxr"], **value}
+        else:
+            meta[key] = value
+    return meta
+
+
 def to_nir(
     model: nn.Module,
     *,
@@ -476,166 +623,53 @@ def to_nir(
     input_shape = tuple(int(s) for s in input_shape)
     shape = input_shape
     probe = torch.zeros((1,) + input_shape)
-
-    nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array(input_shape))}
-    order: list[str] = ["input"]
-    counters: dict[str, int] = {}
+    chain = _Chain(input_shape)
     n_synaptic = 0
-    pending: tuple[str, np.ndarray, np.ndarray | None] | None = (
-        None  # last synaptic node, for BN folding
-    )
-
-    def add(prefix: str, node: nir.NIRNode, numbered: bool = True) -> str:
-        counters[prefix] = counters.get(prefix, 0) + 1
-        name = f"{prefix}{counters[prefix]}" if numbered else prefix
-        if name in nodes:
-            name = f"{name}_{counters[prefix]}"
-        nodes[name] = node
-        order.append(name)
-        return name
-
-    neuron_names: set[str] = set()
+    # the last synaptic node (name, weight, bias), for BatchNorm folding
+    pending: tuple[str, np.ndarray, np.ndarray | None] | None = None
     recurrent_layers: list[str] = []  # recurrent neurons, written as sub-graphs
     for i, m in enumerate(layers):
         try:
             if is_neuron(m):
                 recurrent = m.recurrent if isinstance(m, nrn.RecurrentNeuron) else None
                 node = _neuron_node(i, m.neuron if recurrent is not None else m, shape, dt)
-                prefix = "cuba" if isinstance(node, nir.CubaLIF) else "lif"
-                name = f"{prefix}{n_synaptic}"
-                while name in nodes:
-                    name += "b"
+                name = chain.free_name(
+                    f"{'cuba' if isinstance(node, nir.CubaLIF) else 'lif'}{n_synaptic}"
+                )
                 if recurrent is not None:
-                    # neuron <-> its own Linear/Affine as a sub-graph (Input -> neuron -> Output, neuron -> Linear ->
-                    # neuron): the form snnTorch's import_from_nir and Norse's from_nir both run correctly
-                    w = recurrent.weight.detach().cpu().float().numpy().copy()
-                    rnode: nir.NIRNode = (
-                        nir.Linear(weight=w)
-                        if recurrent.bias is None
-                        else nir.Affine(
-                            weight=w, bias=recurrent.bias.detach().cpu().float().numpy().copy()
-                        )
-                    )
-                    node = nir.NIRGraph(
-                        nodes={
-                            "input": nir.Input(input_type=np.array(shape)),
-                            "lif": node,
-                            "w_rec": rnode,
-                            "output": nir.Output(output_type=np.array(shape)),
-                        },
-                        edges=[
-                            ("input", "lif"),
-                            ("lif", "w_rec"),
-                            ("w_rec", "lif"),
-                            ("lif", "output"),
-                        ],
-                        type_check=False,
-                    )
+                    node = _recurrent_neuron_graph(node, recurrent, shape)
                     recurrent_layers.append(name)
-                nodes[name] = node
-                order.append(name)
-                neuron_names.add(name)
+                chain.put(name, node)
                 pending = None
                 continue
             if isinstance(m, nn.Dropout):
                 continue
             if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                if pending is None or order[-1] != pending[0]:
+                if pending is None or chain.order[-1] != pending[0]:
                     raise UnsupportedLayerError(
                         f"cannot export {_name_layer(i, m)}: BatchNorm must directly follow a "
                         "Conv2d or Linear so it can be "
                         "folded into its weights; Loihi has no separate normalisation layer"
                     )
-                w, b = _fold_bn(
-                    pending[1],
-                    pending[2]
-                    if pending[2] is not None
-                    else np.zeros(pending[1].shape[0], np.float32),
-                    m,
-                )
-                old = nodes[pending[0]]
-                if isinstance(old, nir.Conv2d):
-                    nodes[pending[0]] = nir.Conv2d(
-                        input_shape=old.input_shape,
-                        weight=w,
-                        stride=old.stride,
-                        padding=old.padding,
-                        dilation=old.dilation,
-                        groups=old.groups,
-                        bias=b,
-                    )
-                else:
-                    nodes[pending[0]] = nir.Affine(weight=w, bias=b)
-                pending = (pending[0], w, b)
+                pname, pw, pb = pending
+                w, b = _fold_bn(pw, pb if pb is not None else np.zeros(pw.shape[0], np.float32), m)
+                chain.nodes[pname] = _bn_folded_node(chain.nodes[pname], w, b)
+                pending = (pname, w, b)
                 continue
             if isinstance(m, nn.Conv2d):
-                if m.padding_mode != "zeros":
-                    raise UnsupportedLayerError(
-                        f"cannot export {_name_layer(i, m)}: padding_mode={m.padding_mode!r}; "
-                        "only zero padding maps to Loihi"
-                    )
-                padding = m.padding
-                if isinstance(padding, str):
-                    if padding == "valid":
-                        padding = (0, 0)
-                    else:
-                        padding = tuple(d * (k - 1) // 2 for d, k in zip(m.dilation, m.kernel_size))
-                w = m.weight.detach().cpu().float().numpy().copy()
-                b = (
-                    m.bias.detach().cpu().float().numpy().copy()
-                    if m.bias is not None
-                    else np.zeros(w.shape[0], np.float32)
-                )
-                node = nir.Conv2d(
-                    input_shape=tuple(shape[1:]),
-                    weight=w,
-                    stride=as_pair(m.stride),
-                    padding=as_pair(padding),
-                    dilation=as_pair(m.dilation),
-                    groups=int(m.groups),
-                    bias=b,
-                )
+                conv, w, b = _conv_node(i, m, shape)
                 n_synaptic += 1
-                pending = (add("conv", node), w, b)
+                pending = (chain.add("conv", conv), w, b)
             elif isinstance(m, nn.Linear):
-                w = m.weight.detach().cpu().float().numpy().copy()
-                b = m.bias.detach().cpu().float().numpy().copy() if m.bias is not None else None
-                node = nir.Affine(weight=w, bias=b) if b is not None else nir.Linear(weight=w)
+                w = _numpy(m.weight)
+                lb = _numpy(m.bias) if m.bias is not None else None
                 n_synaptic += 1
-                pending = (add("fc", node), w, b)
+                pending = (chain.add("fc", _synapse_node(w, lb)), w, lb)
             elif isinstance(m, nn.AvgPool2d):
-                if (
-                    m.ceil_mode
-                    or m.divisor_override is not None
-                    or (not m.count_include_pad and as_pair(m.padding) != (0, 0))
-                ):
-                    raise UnsupportedLayerError(
-                        f"cannot export {_name_layer(i, m)}: "
-                        "ceil_mode/divisor_override/count_include_pad=False have no NIR "
-                        "AvgPool2d equivalent; use nn.AvgPool2d(k) with defaults"
-                    )
-                k = as_pair(m.kernel_size)
-                s = as_pair(m.stride if m.stride is not None else m.kernel_size)
-                add("pool", _pool_as_conv(shape, k, s, as_pair(m.padding)))
+                chain.add("pool", _avgpool_node(i, m, shape))
                 pending = None
             elif isinstance(m, nn.Flatten):
-                if m.start_dim < 1 and m.start_dim != -len(shape) - 1:
-                    raise UnsupportedLayerError(
-                        f"cannot export {_name_layer(i, m)}: Flatten(start_dim={m.start_dim}) "
-                        "flattens the batch dimension"
-                    )
-                nd = len(shape) + 1
-                start = (m.start_dim % nd) - 1
-                end = (m.end_dim % nd) - 1
-                add(
-                    "flatten",
-                    nir.Flatten(
-                        input_type={"input": np.array(shape)},
-                        start_dim=start,
-                        end_dim=-1 if end == len(shape) - 1 else end,
-                    ),
-                    numbered=False,
-                )
+                chain.add("flatten", _flatten_node(i, m, shape), numbered=False)
                 pending = None
             else:
                 raise _unsupported(i, m)
@@ -643,41 +677,32 @@ def to_nir(
             raise
         except Exception as exc:  # a library failing three levels down: say which layer
             raise ExportError(f"could not convert {_name_layer(i, m)} to NIR: {exc}") from exc
-        if not is_neuron(m):
-            with torch.no_grad():
-                probe = m(probe)
-            shape = tuple(probe.shape[1:])
+        with torch.no_grad():
+            probe = m(probe)
+        shape = tuple(probe.shape[1:])
 
     if readout is not None:
         if not isinstance(readout, nn.Linear):
             raise UnsupportedLayerError(
                 f"cannot export readout ({type(readout).__name__}): only a Linear readout is supported"
             )
-        w = readout.weight.detach().cpu().float().numpy().copy()
-        if readout.bias is not None:
-            node = nir.Affine(weight=w, bias=readout.bias.detach().cpu().float().numpy().copy())
-        else:
-            node = nir.Linear(weight=w)
-        nodes["readout"] = node
-        order.append("readout")
-        shape = (w.shape[0],)
-    nodes["output"] = nir.Output(output_type=np.array(shape))
-    order.append("output")
-
-    meta = _default_metadata(model, layers, dt)
-    if metadata:
-        for key, value in metadata.items():
-            if key == "neurocxr" and isinstance(value, dict):
-                meta["neurocxr"] = {**meta["neurocxr"], **value}
-            else:
-                meta[key] = value
-    edges = [(a, b) for a, b in zip(order[:-1], order[1:])]
+        chain.put(
+            "readout",
+            _synapse_node(
+                _numpy(readout.weight),
+                _numpy(readout.bias) if readout.bias is not None else None,
+            ),
+        )
+        shape = (int(readout.weight.shape[0]),)
+    chain.put("output", nir.Output(output_type=np.array(shape)))
+    meta = _merged_metadata(model, layers, dt, metadata)
+    nodes, edges = chain.nodes, chain.edges()
     if recurrent_layers:
         # nir.read returns nodes in alphabetical order, and snnTorch 1.0's import_from_nir (nirtorch 2.6) fails on a
         # graph holding a sub-graph when its nodes are not in chain order ("'GraphModule' object has no attribute
         # 'items'"): number the nodes so that alphabetical order is chain order.
-        width = len(str(len(order)))
-        rename = {name: f"n{k:0{width}d}_{name}" for k, name in enumerate(order)}
+        width = len(str(len(chain.order)))
+        rename = {name: f"n{k:0{width}d}_{name}" for k, name in enumerate(chain.order)}
         nodes = {rename[name]: node for name, node in nodes.items()}
         edges = [(rename[a], rename[b]) for a, b in edges]
     try:
