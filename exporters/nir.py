@@ -1052,6 +1052,153 @@ def stated_dt(graph: nir.NIRGraph, source: str = "the NIR graph") -> float | Non
         raise ExportError(f"{source}: metadata 'dt' = {meta['dt']!r} is not a number") from None
 
 
+def _import_dt(graph: nir.NIRGraph, dt: float | None) -> float:
+    """The graph's stated dt (warning when it overrides ``dt``), else ``dt``, else FALLBACK_DT with a warning."""
+    graph_dt = stated_dt(graph)
+    if graph_dt is not None:
+        if dt is not None and not math.isclose(dt, graph_dt, rel_tol=1e-12):
+            warnings.warn(
+                f"the NIR graph states dt={graph_dt}; using it instead of dt={dt}", stacklevel=3
+            )
+        dt = graph_dt
+    elif dt is None:
+        warnings.warn(
+            f"the NIR graph does not state its time step; assuming dt={FALLBACK_DT} s (pass dt=... to from_nir)",
+            stacklevel=3,
+        )
+        dt = FALLBACK_DT
+    if not (math.isfinite(dt) and dt > 0):
+        raise ExportError(f"dt must be positive, got {dt}")
+    return dt
+
+
+def _readout_positions(graph: nir.NIRGraph, body: list[str]) -> tuple[int | None, int | None]:
+    """(index of the readout Affine/Linear, index of the LI integrator after it) in ``body``."""
+    if body and isinstance(graph.nodes[body[-1]], nir.LI):
+        if len(body) < 2 or not isinstance(graph.nodes[body[-2]], (nir.Affine, nir.Linear)):
+            raise UnsupportedLayerError(
+                f"NIR LI node {body[-1]!r} must directly follow an Affine/Linear readout"
+            )
+        return len(body) - 2, len(body) - 1
+    if body and isinstance(graph.nodes[body[-1]], (nir.Affine, nir.Linear)):
+        return len(body) - 1, None
+    return None, None
+
+
+def _check_li_readout(name: str, node: nir.LI, dt: float) -> None:
+    """The LI after the readout: refuse a leak toward a non-zero rest, warn about a leak at all."""
+    _zero_or_refuse(name, "v_leak", node.v_leak)
+    leak = _decay_from_tau(_f64(node.tau), dt)
+    if not np.all(leak == 1.0):
+        warnings.warn(
+            f"NIR LI readout {name!r} leaks (decay {np.unique(leak)[:3]}); "
+            "SpikingSequential reads the readout as "
+            "its mean over time, which ranks classes like a non-leaky integrator",
+            stacklevel=3,
+        )
+
+
+def _int_pair(value: Any) -> tuple[int, int]:
+    """A NIR stride/padding/dilation (scalar or array) as a pair of ints."""
+    return as_pair(tuple(np.asarray(value).reshape(-1)) if np.ndim(value) else int(value))
+
+
+def _conv_module(node: nir.Conv2d) -> nn.Conv2d:
+    w = torch.from_numpy(np.asarray(node.weight, dtype=np.float32).copy())
+    padding = node.padding if isinstance(node.padding, str) else _int_pair(node.padding)
+    groups = int(np.asarray(node.groups))
+    conv = nn.Conv2d(
+        w.shape[1] * groups,
+        w.shape[0],
+        tuple(w.shape[2:]),
+        stride=_int_pair(node.stride),
+        padding=padding,
+        dilation=_int_pair(node.dilation),
+        groups=groups,
+        bias=True,
+    )
+    with torch.no_grad():
+        conv.weight.copy_(w)
+        bias = (
+            np.zeros(w.shape[0], np.float32)
+            if node.bias is None
+            else np.broadcast_to(np.asarray(node.bias, np.float32), (w.shape[0],))
+        )
+        conv.bias.copy_(torch.from_numpy(bias.copy()))
+    return conv
+
+
+def _pool_module(
+    node: nir.AvgPool2d | nir.SumPool2d, after: nir.NIRNode | None
+) -> tuple[nn.Module, int]:
+    """(the pooling module, NIR nodes it consumes): SumPool2d + Scale(1/area) is one AvgPool2d."""
+    ks, st, pd = (
+        as_pair(
+            tuple(np.asarray(v).reshape(-1))
+            if np.size(v) > 1
+            else int(np.asarray(v).reshape(-1)[0])
+        )
+        for v in (node.kernel_size, node.stride, node.padding)
+    )
+    if not isinstance(node, nir.SumPool2d):
+        return nn.AvgPool2d(ks, st, pd), 1
+    area = ks[0] * ks[1]
+    if isinstance(after, nir.Scale) and np.allclose(
+        np.asarray(after.scale, np.float64), 1.0 / area, rtol=1e-6, atol=0
+    ):
+        return nn.AvgPool2d(ks, st, pd), 2
+    return nn.AvgPool2d(ks, st, pd, divisor_override=1), 1  # a plain sum
+
+
+def _flatten_module(node: nir.Flatten) -> nn.Flatten:
+    start, end = int(node.start_dim), int(node.end_dim)  # NIR's dims exclude the batch
+    return nn.Flatten(
+        start_dim=start + 1 if start >= 0 else start, end_dim=end + 1 if end >= 0 else end
+    )
+
+
+def _unsupported_import(name: str, node: nir.NIRNode) -> UnsupportedLayerError:
+    if isinstance(node, nir.LI):
+        return UnsupportedLayerError(
+            f"NIR LI node {name!r} is a non-spiking integrator in the middle of the "
+            "network; Loihi layers talk only "
+            "through spikes, so LI is supported only as the final readout (after the last Affine/Linear)"
+        )
+    if isinstance(node, nir.NIRGraph):
+        return UnsupportedLayerError(
+            f"NIR node {name!r} is a subgraph (e.g. a recurrent layer); only flat chains are supported"
+        )
+    return UnsupportedLayerError(
+        f"NIR node {name!r} of type {type(node).__name__} is not supported: neurocxr "
+        "imports Affine, Linear, Conv2d, "
+        "AvgPool2d, SumPool2d, Scale, Flatten, IF, LIF, CubaLIF and a final LI"
+    )
+
+
+def _config_from_metadata(
+    graph: nir.NIRGraph, chain: list[str], info: dict[str, Any]
+) -> ModelConfig | None:
+    """The ModelConfig the writer's ``neurocxr`` metadata describes (image models only), or None."""
+    in_shape = _shape_of(graph.nodes[chain[0]], "input") or _shape_of(
+        graph.nodes[chain[0]], "output"
+    )
+    out_shape = _shape_of(graph.nodes[chain[-1]], "output")
+    if not (info and in_shape and len(in_shape) == 3):
+        return None
+    try:
+        return ModelConfig(
+            name=str(info.get("model", "nir_import")),
+            image_size=int(in_shape[-1]),
+            in_channels=int(in_shape[0]),
+            num_classes=int(out_shape[0]) if out_shape else 2,
+            num_steps=int(info.get("num_steps", 16)),
+            encoding=str(info.get("encoding", "direct")),
+        )
+    except (ValueError, TypeError) as exc:
+        warnings.warn(f"could not rebuild a ModelConfig from the NIR metadata: {exc}", stacklevel=3)
+        return None
+
+
 def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> SpikingSequential:
     """Build a SpikingSequential (torch layers + neurocxr LIF/CubaLIF) from a chain-shaped NIR graph.
 
@@ -1066,142 +1213,41 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
             f"from_nir expects a nir.NIRGraph or a .nir path, got {type(graph).__name__}"
         )
     meta = _plain(graph.metadata) if isinstance(graph.metadata, dict) else {}
-    graph_dt = stated_dt(graph)
-    if graph_dt is not None:
-        if dt is not None and not math.isclose(dt, graph_dt, rel_tol=1e-12):
-            warnings.warn(
-                f"the NIR graph states dt={graph_dt}; using it instead of dt={dt}", stacklevel=2
-            )
-        dt = graph_dt
-    elif dt is None:
-        warnings.warn(
-            f"the NIR graph does not state its time step; assuming dt={FALLBACK_DT} s (pass dt=... to from_nir)",
-            stacklevel=2,
-        )
-        dt = FALLBACK_DT
-    if not (math.isfinite(dt) and dt > 0):
-        raise ExportError(f"dt must be positive, got {dt}")
-
+    dt = _import_dt(graph, dt)
     graph = inline_recurrent_subgraphs(graph)
     chain = walk_chain(graph).names()
     recurrent = fold_recurrence(graph.nodes, list(graph.edges))[1]
     body = chain[1:-1]
-    # the readout: last Affine/Linear after the last neuron, optionally followed by an LI integrator
-    readout_at: int | None = None
-    li_at: int | None = None
-    if body and isinstance(graph.nodes[body[-1]], nir.LI):
-        li_at = len(body) - 1
-        if len(body) < 2 or not isinstance(graph.nodes[body[-2]], (nir.Affine, nir.Linear)):
-            raise UnsupportedLayerError(
-                f"NIR LI node {body[-1]!r} must directly follow an Affine/Linear readout"
-            )
-        readout_at = len(body) - 2
-    elif body and isinstance(graph.nodes[body[-1]], (nir.Affine, nir.Linear)):
-        readout_at = len(body) - 1
-
+    readout_at, li_at = _readout_positions(graph, body)
     layers: list[nn.Module] = []
     readout: nn.Linear | None = None
     k = 0
     while k < len(body):
         name = body[k]
         node = graph.nodes[name]
+        consumed = 1
         if k == li_at:
-            node_li = node
-            _zero_or_refuse(name, "v_leak", node_li.v_leak)
-            leak = _decay_from_tau(_f64(node_li.tau), dt)
-            if not np.all(leak == 1.0):
-                warnings.warn(
-                    f"NIR LI readout {name!r} leaks (decay {np.unique(leak)[:3]}); "
-                    "SpikingSequential reads the readout as "
-                    "its mean over time, which ranks classes like a non-leaky integrator",
-                    stacklevel=2,
-                )
-            k += 1
-            continue
-        if isinstance(node, (nir.Affine, nir.Linear)):
-            lin = _linear(name, node)
+            _check_li_readout(name, node, dt)
+        elif isinstance(node, (nir.Affine, nir.Linear)):
             if k == readout_at:
-                readout = lin
+                readout = _linear(name, node)
             else:
-                layers.append(lin)
+                layers.append(_linear(name, node))
         elif isinstance(node, nir.Conv2d) and pool_of_conv(node) is not None:
             ks, st, pd = pool_of_conv(node)  # type: ignore[misc]
             layers.append(nn.AvgPool2d(ks, st, pd))
         elif isinstance(node, nir.Conv2d):
-            w = torch.from_numpy(np.asarray(node.weight, dtype=np.float32).copy())
-            padding = (
-                node.padding
-                if isinstance(node.padding, str)
-                else as_pair(
-                    tuple(np.asarray(node.padding).reshape(-1))
-                    if np.ndim(node.padding)
-                    else int(node.padding)
-                )
-            )
-            stride = as_pair(
-                tuple(np.asarray(node.stride).reshape(-1))
-                if np.ndim(node.stride)
-                else int(node.stride)
-            )
-            dilation = as_pair(
-                tuple(np.asarray(node.dilation).reshape(-1))
-                if np.ndim(node.dilation)
-                else int(node.dilation)
-            )
-            groups = int(np.asarray(node.groups))
-            conv = nn.Conv2d(
-                w.shape[1] * groups,
-                w.shape[0],
-                tuple(w.shape[2:]),
-                stride=stride,
-                padding=padding,
-                dilation=dilation,
-                groups=groups,
-                bias=True,
-            )
-            with torch.no_grad():
-                conv.weight.copy_(w)
-                bias = (
-                    np.zeros(w.shape[0], np.float32)
-                    if node.bias is None
-                    else np.broadcast_to(np.asarray(node.bias, np.float32), (w.shape[0],))
-                )
-                conv.bias.copy_(torch.from_numpy(bias.copy()))
-            layers.append(conv)
+            layers.append(_conv_module(node))
         elif isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-            ks, st, pd = (
-                as_pair(
-                    tuple(np.asarray(v).reshape(-1))
-                    if np.size(v) > 1
-                    else int(np.asarray(v).reshape(-1)[0])
-                )
-                for v in (node.kernel_size, node.stride, node.padding)
-            )
-            if isinstance(node, nir.SumPool2d):
-                nxt = graph.nodes[body[k + 1]] if k + 1 < len(body) else None
-                area = ks[0] * ks[1]
-                if isinstance(nxt, nir.Scale) and np.allclose(
-                    np.asarray(nxt.scale, np.float64), 1.0 / area, rtol=1e-6, atol=0
-                ):
-                    layers.append(nn.AvgPool2d(ks, st, pd))  # SumPool + Scale(1/k) == AvgPool
-                    k += 2
-                    continue
-                layers.append(nn.AvgPool2d(ks, st, pd, divisor_override=1))  # a plain sum
-            else:
-                layers.append(nn.AvgPool2d(ks, st, pd))
+            after = graph.nodes[body[k + 1]] if k + 1 < len(body) else None
+            pool, consumed = _pool_module(node, after)
+            layers.append(pool)
         elif isinstance(node, nir.Scale):
             layers.append(
                 ElementwiseScale(torch.from_numpy(np.asarray(node.scale, np.float32).copy()))
             )
         elif isinstance(node, nir.Flatten):
-            start = int(node.start_dim)
-            end = int(node.end_dim)
-            layers.append(
-                nn.Flatten(
-                    start_dim=start + 1 if start >= 0 else start,
-                    end_dim=end + 1 if end >= 0 else end,
-                )
-            )
+            layers.append(_flatten_module(node))
         elif isinstance(node, (nir.LIF, nir.CubaLIF, nir.IF)):
             neuron = _import_neuron(name, node, dt)
             if (
@@ -1211,44 +1257,15 @@ def from_nir(graph: nir.NIRGraph | str | Path, *, dt: float | None = None) -> Sp
                     neuron, _linear(recurrent[name], graph.nodes[recurrent[name]])
                 )
             layers.append(neuron)
-        elif isinstance(node, nir.LI):
-            raise UnsupportedLayerError(
-                f"NIR LI node {name!r} is a non-spiking integrator in the middle of the "
-                "network; Loihi layers talk only "
-                "through spikes, so LI is supported only as the final readout (after the last Affine/Linear)"
-            )
-        elif isinstance(node, nir.NIRGraph):
-            raise UnsupportedLayerError(
-                f"NIR node {name!r} is a subgraph (e.g. a recurrent layer); only flat chains are supported"
-            )
         else:
-            raise UnsupportedLayerError(
-                f"NIR node {name!r} of type {type(node).__name__} is not supported: neurocxr "
-                "imports Affine, Linear, Conv2d, "
-                "AvgPool2d, SumPool2d, Scale, Flatten, IF, LIF, CubaLIF and a final LI"
-            )
-        k += 1
+            raise _unsupported_import(name, node)
+        k += consumed
 
     model = SpikingSequential(layers, readout=readout)
     info = meta.get("neurocxr", {}) if isinstance(meta.get("neurocxr"), dict) else {}
-    in_shape = _shape_of(graph.nodes[chain[0]], "input") or _shape_of(
-        graph.nodes[chain[0]], "output"
-    )
-    out_shape = _shape_of(graph.nodes[chain[-1]], "output")
-    if info and in_shape and len(in_shape) == 3:  # a ModelConfig describes image models only
-        try:
-            model.config = ModelConfig(  # type: ignore[attr-defined]
-                name=str(info.get("model", "nir_import")),
-                image_size=int(in_shape[-1]),
-                in_channels=int(in_shape[0]),
-                num_classes=int(out_shape[0]) if out_shape else 2,
-                num_steps=int(info.get("num_steps", 16)),
-                encoding=str(info.get("encoding", "direct")),
-            )
-        except (ValueError, TypeError) as exc:
-            warnings.warn(
-                f"could not rebuild a ModelConfig from the NIR metadata: {exc}", stacklevel=2
-            )
+    config = _config_from_metadata(graph, chain, info)
+    if config is not None:
+        model.config = config  # type: ignore[attr-defined]
     model.nir_metadata = {**meta, "dt": dt}  # type: ignore[attr-defined]
     model.eval()
     return model
