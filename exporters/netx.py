@@ -466,6 +466,162 @@ def read_netx(
     return program
 
 
+def _layer_type(g: h5py.Group, where: str) -> str:
+    """The layer's netx type; refused (one line) when netx cannot build it or would skip it."""
+    if "type" not in g:
+        raise ExportError(f"{where}: no 'type' dataset")
+    ltype = _read_str(g, "type")
+    if ltype in NETX_TYPES_REFUSED:
+        raise UnsupportedLayerError(
+            f"{where}: layer type {ltype!r} is not supported - lava-dl netx itself cannot build it "
+            f"({NETX_TYPES_REFUSED[ltype]}); fold pooling into the next conv/dense before exporting"
+        )
+    if ltype not in NETX_LAYER_FIELDS:
+        raise UnsupportedLayerError(
+            f"{where}: unknown layer type {ltype!r} (netx reads input, conv, dense, dense_rec and flatten, and "
+            "would skip this layer without a word, changing the network)"
+        )
+    return ltype
+
+
+def _check_refused_fields(g: h5py.Group, ltype: str, where: str) -> None:
+    for key, why in NETX_LAYER_REFUSED.items():
+        if key in g and not (
+            key == "delay" and ltype == "conv"
+        ):  # netx does not read a conv's delay
+            raise UnsupportedLayerError(
+                f"{where}: {ltype} layer with {key!r} is not supported: {why}, which the "
+                "emulator does not model - export the network without it"
+            )
+
+
+def _implicit_input(ltype: str, weight: np.ndarray, where: str, notes: list[str]) -> InputLayer:
+    """The spike input of a file without input layer, sized by a first dense layer's columns."""
+    if ltype == "conv":
+        raise UnsupportedLayerError(
+            f"{where}: the file starts with a conv layer and no input layer, so the input shape is unknown "
+            "(netx cannot build it either: 'Input shape could not be inferred'); add "
+            "an input layer with a shape"
+        )
+    if weight.ndim != 2:
+        raise ExportError(f"{where}: a first dense layer needs a 2-D weight to give the input size")
+    n_in = int(weight.shape[1])
+    notes.append(
+        f"{where}: no input layer: the input is spike trains of {n_in} values (the weight's columns)"
+    )
+    return InputLayer("input", (n_in,), None, in_file=False)
+
+
+def _conv_from_file(
+    g: h5py.Group,
+    where: str,
+    name: str,
+    shape: tuple[int, ...] | None,
+    neuron: Any,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    in_shape: tuple[int, ...],
+    flatten_next: bool,
+    quant: dict[str, Any],
+) -> ConvLayer:
+    if weight.ndim == 5:
+        if weight.shape[-1] != 1:
+            raise UnsupportedLayerError(f"{where}: 3-D conv weight {weight.shape} is not supported")
+        weight = weight[..., 0]
+    if weight.ndim != 4:
+        raise ExportError(f"{where}: conv weight must be 4-D, got {weight.shape}")
+    if neuron is None:
+        raise ExportError(f"{where}: conv layer without neuron group (netx requires one)")
+    if flatten_next:
+        raise UnsupportedLayerError(f"{where}: a conv layer after flatten")
+    layer = ConvLayer(
+        name,
+        shape or (1, 1, 1),
+        neuron,
+        weight,
+        bias,
+        stride=as_pair(g["stride"][()]) if "stride" in g else (1, 1),
+        padding=as_pair(g["padding"][()]) if "padding" in g else (0, 0),
+        dilation=as_pair(g["dilation"][()]) if "dilation" in g else (1, 1),
+        groups=_scalar(g["groups"][()]) if "groups" in g else 1,
+        quant=quant,
+    )
+    if shape is None or int(np.prod(shape)) == int(np.prod(layer.output_shape(in_shape))):
+        layer.shape = layer.output_shape(in_shape)  # slayer may store the shape in another order
+    return layer
+
+
+def _dense_from_file(
+    g: h5py.Group,
+    ltype: str,
+    where: str,
+    name: str,
+    shape: tuple[int, ...] | None,
+    neuron: Any,
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    flatten: bool,
+    quant: dict[str, Any],
+    notes: list[str],
+) -> Any:
+    """A DenseLayer, a RecurrentDenseLayer (dense_rec) or, without neuron, the ReadoutLayer."""
+    n_out = int(np.prod(shape)) if shape is not None else int(weight.shape[0])
+    if weight.ndim == 1:
+        weight = weight.reshape(n_out, -1)
+    if ltype == "dense_rec":
+        if "weight_rec" not in g:
+            raise ExportError(f"{where}: dense_rec layer without 'weight_rec'")
+        if neuron is None:
+            raise UnsupportedLayerError(
+                f"{where}: dense_rec layer without neuron group: netx would feed the "
+                "spikes of a non-spiking integrator back, which never spikes"
+            )
+        weight_rec = _read_array(g, "weight_rec", where, notes)
+        if weight_rec.ndim == 1:  # netx: weight_rec.reshape(shape[0], -1)
+            weight_rec = weight_rec.reshape(n_out, -1)
+        return RecurrentDenseLayer(
+            name,
+            (n_out,),
+            neuron,
+            weight,
+            bias,
+            flatten_input=flatten,
+            quant=quant,
+            weight_rec=weight_rec,
+        )
+    if neuron is None:
+        return ReadoutLayer(name, (n_out,), weight, bias, flatten_input=flatten, quant=quant)
+    return DenseLayer(name, (n_out,), neuron, weight, bias, flatten_input=flatten, quant=quant)
+
+
+def _program_settings(
+    meta: Any,
+    layers: list[Any],
+    num_steps: int | None,
+    input_scale: float | None,
+    notes: list[str],
+) -> tuple[int, float, dict[str, Any]]:
+    """(num_steps, input_scale, metadata): the arguments over our /neurocxr metadata over defaults."""
+    metadata: dict[str, Any] = {}
+    if meta is not None and "num_steps" in meta:
+        steps_file = int(meta["num_steps"])
+        scale_file = float(meta.get("input_scale", 1.0))
+        metadata = json.loads(meta["metadata"]) if "metadata" in meta else {}
+    else:
+        steps_file, scale_file = DEFAULT_NUM_STEPS, 1.0
+        if num_steps is None or (input_scale is None and layers[0].neuron is not None):
+            notes.append(
+                f"no /neurocxr metadata: num_steps defaults to {DEFAULT_NUM_STEPS} and input_scale to 1.0 unless "
+                "given; pass the values the model was trained with"
+            )
+    if notes:
+        metadata = dict(metadata)
+        metadata["read_notes"] = notes
+    steps = int(num_steps) if num_steps is not None else steps_file
+    scale = float(input_scale) if input_scale is not None else scale_file
+    return steps, scale, metadata
+
+
 def _read_program(
     f: h5py.File, path: Path, num_steps: int | None, input_scale: float | None
 ) -> LoihiProgram:
@@ -501,19 +657,7 @@ def _read_program(
             )
         g = root[key]
         where = f"{path.name} layer {idx}"
-        if "type" not in g:
-            raise ExportError(f"{where}: no 'type' dataset")
-        ltype = _read_str(g, "type")
-        if ltype in NETX_TYPES_REFUSED:
-            raise UnsupportedLayerError(
-                f"{where}: layer type {ltype!r} is not supported - lava-dl netx itself cannot build it "
-                f"({NETX_TYPES_REFUSED[ltype]}); fold pooling into the next conv/dense before exporting"
-            )
-        if ltype not in NETX_LAYER_FIELDS:
-            raise UnsupportedLayerError(
-                f"{where}: unknown layer type {ltype!r} (netx reads input, conv, dense, dense_rec and flatten, and "
-                "would skip this layer without a word, changing the network)"
-            )
+        ltype = _layer_type(g, where)
         _note_ignored_layer_fields(g, ltype, where, notes)
         if ltype == "flatten":
             flatten_next = True
@@ -534,131 +678,58 @@ def _read_program(
                 )
             )
             continue
-        for key, why in NETX_LAYER_REFUSED.items():
-            if key in g and not (
-                key == "delay" and ltype == "conv"
-            ):  # netx does not read a conv's delay
-                raise UnsupportedLayerError(
-                    f"{where}: {ltype} layer with {key!r} is not supported: {why}, which the "
-                    "emulator does not model - export the network without it"
-                )
+        _check_refused_fields(g, ltype, where)
         if "weight" not in g:
             raise ExportError(f"{where}: {ltype} layer without 'weight'")
         weight = _read_array(g, "weight", where, notes)
         bias = _read_array(g, "bias", where, notes) if "bias" in g else None
         if not layers:
-            if ltype == "conv":
-                raise UnsupportedLayerError(
-                    f"{where}: the file starts with a conv layer and no input layer, so the input shape is unknown "
-                    "(netx cannot build it either: 'Input shape could not be inferred'); add "
-                    "an input layer with a shape"
-                )
-            n_in = int(weight.shape[1]) if weight.ndim == 2 else None
-            if n_in is None:
-                raise ExportError(
-                    f"{where}: a first dense layer needs a 2-D weight to give the input size"
-                )
-            notes.append(
-                f"{where}: no input layer: the input is spike trains of {n_in} values (the weight's columns)"
-            )
-            layers.append(InputLayer("input", (n_in,), None, in_file=False))
+            layers.append(_implicit_input(ltype, weight, where, notes))
             pos = 1
         name = name_of(pos, g, f"{ltype}{idx}")
-        quant = quant_of(pos)
         in_shape = tuple(layers[-1].shape)
         if ltype == "conv":
-            if weight.ndim == 5:
-                if weight.shape[-1] != 1:
-                    raise UnsupportedLayerError(
-                        f"{where}: 3-D conv weight {weight.shape} is not supported"
-                    )
-                weight = weight[..., 0]
-            if weight.ndim != 4:
-                raise ExportError(f"{where}: conv weight must be 4-D, got {weight.shape}")
-            if neuron is None:
-                raise ExportError(f"{where}: conv layer without neuron group (netx requires one)")
-            if flatten_next:
-                raise UnsupportedLayerError(f"{where}: a conv layer after flatten")
-            layer = ConvLayer(
-                name,
-                shape or (1, 1, 1),
-                neuron,
-                weight,
-                bias,
-                stride=as_pair(g["stride"][()]) if "stride" in g else (1, 1),
-                padding=as_pair(g["padding"][()]) if "padding" in g else (0, 0),
-                dilation=as_pair(g["dilation"][()]) if "dilation" in g else (1, 1),
-                groups=_scalar(g["groups"][()]) if "groups" in g else 1,
-                quant=quant,
+            layers.append(
+                _conv_from_file(
+                    g,
+                    where,
+                    name,
+                    shape,
+                    neuron,
+                    weight,
+                    bias,
+                    in_shape,
+                    flatten_next,
+                    quant_of(pos),
+                )
             )
-            if shape is None or int(np.prod(shape)) == int(np.prod(layer.output_shape(in_shape))):
-                layer.shape = layer.output_shape(
-                    in_shape
-                )  # slayer may store the shape in another order
-            layers.append(layer)
         else:
-            n_out = int(np.prod(shape)) if shape is not None else int(weight.shape[0])
-            if weight.ndim == 1:
-                weight = weight.reshape(n_out, -1)
             flatten = flatten_next or len(in_shape) > 1
-            if ltype == "dense_rec":
-                if "weight_rec" not in g:
-                    raise ExportError(f"{where}: dense_rec layer without 'weight_rec'")
-                if neuron is None:
-                    raise UnsupportedLayerError(
-                        f"{where}: dense_rec layer without neuron group: netx would feed the "
-                        "spikes of a non-spiking integrator back, which never spikes"
-                    )
-                weight_rec = _read_array(g, "weight_rec", where, notes)
-                if weight_rec.ndim == 1:  # netx: weight_rec.reshape(shape[0], -1)
-                    weight_rec = weight_rec.reshape(n_out, -1)
-                layers.append(
-                    RecurrentDenseLayer(
-                        name,
-                        (n_out,),
-                        neuron,
-                        weight,
-                        bias,
-                        flatten_input=flatten,
-                        quant=quant,
-                        weight_rec=weight_rec,
-                    )
+            layers.append(
+                _dense_from_file(
+                    g,
+                    ltype,
+                    where,
+                    name,
+                    shape,
+                    neuron,
+                    weight,
+                    bias,
+                    flatten,
+                    quant_of(pos),
+                    notes,
                 )
-            elif neuron is None:
-                layers.append(
-                    ReadoutLayer(name, (n_out,), weight, bias, flatten_input=flatten, quant=quant)
-                )
-            else:
-                layers.append(
-                    DenseLayer(
-                        name, (n_out,), neuron, weight, bias, flatten_input=flatten, quant=quant
-                    )
-                )
+            )
             flatten_next = False
     if not any(not isinstance(layer, InputLayer) for layer in layers):
         raise ExportError(f"{path}: no conv or dense layer")
-    metadata: dict[str, Any] = {}
-    if ours:
-        assert meta is not None
-        steps_file = int(meta["num_steps"])
-        scale_file = float(meta.get("input_scale", 1.0))
-        metadata = json.loads(meta["metadata"]) if "metadata" in meta else {}
-    else:
-        steps_file, scale_file = DEFAULT_NUM_STEPS, 1.0
-        if num_steps is None or (input_scale is None and layers[0].neuron is not None):
-            notes.append(
-                f"no /neurocxr metadata: num_steps defaults to {DEFAULT_NUM_STEPS} and input_scale to 1.0 unless "
-                "given; pass the values the model was trained with"
-            )
-    if notes:
-        metadata = dict(metadata)
-        metadata["read_notes"] = notes
+    steps, scale, metadata = _program_settings(meta, layers, num_steps, input_scale, notes)
     return LoihiProgram(
         input_shape=tuple(layers[0].shape),
         input_kind="bias" if layers[0].neuron is not None else "spikes",
         layers=layers,
-        num_steps=int(num_steps) if num_steps is not None else steps_file,
-        input_scale=float(input_scale) if input_scale is not None else scale_file,
+        num_steps=steps,
+        input_scale=scale,
         metadata=metadata,
     )
 
