@@ -261,19 +261,18 @@ def split_updates(c: LayerCounts) -> tuple[float, float, bool]:
     return act, total - act, True
 
 
-def loihi_timing(
-    counts: Sequence[LayerCounts], profile: DeviceProfile, *, program: Any = None
-) -> TimingResult:
-    """Step time, latency, throughput and static energy of a run whose counts are ``counts``."""
-    if profile.time_per_synop_s is None or profile.time_per_neuron_update_s is None:
-        raise NeurocxrError(f"profile '{profile.name}' has no per-op times: no timing model for it")
-    if not counts:
-        raise NeurocxrError("no layer counts given: run the program (emulator or Lava) first")
-    cores, shares, chips, mapping, limits = core_mapping(counts, profile, program)
-    steps = max(int(max(c.time_steps for c in counts)), 1)
-    depth = sum(1 for c in counts if c.kind != "input")
-    t_syn = profile.time_per_synop_s
-    t_act = profile.time_per_neuron_update_s
+def _core_loads(
+    counts: Sequence[LayerCounts],
+    cores: Sequence[int],
+    shares: Sequence[float],
+    steps: int,
+    partition: str,
+    profile: DeviceProfile,
+) -> tuple[list[CoreLoad], bool]:
+    """Each mapped layer's fullest core: its work and time per step; and whether every layer's
+    active/inactive neuron-update split was counted (else all updates are charged as active)."""
+    t_syn = float(profile.time_per_synop_s or 0.0)
+    t_act = float(profile.time_per_neuron_update_s or 0.0)
     t_inact = (
         profile.time_per_neuron_update_inactive_s
         if profile.time_per_neuron_update_inactive_s is not None
@@ -281,7 +280,6 @@ def loihi_timing(
     )
     t_spk = profile.time_per_spike_s or 0.0
     split_known = True
-
     loads: list[CoreLoad] = []
     for c, n_cores, share in zip(counts, cores, shares):
         if n_cores <= 0:
@@ -296,7 +294,7 @@ def loihi_timing(
         )
         synops = float(np.mean(np.asarray(c.synaptic_ops, dtype=np.float64)))
         # the fullest core's share of the layer's work, per step (an even split under the "fewest" rule)
-        per = float(steps * n_cores) if limits.partition != "compiler" else float(steps) / share
+        per = float(steps * n_cores) if partition != "compiler" else float(steps) / share
         loads.append(
             CoreLoad(
                 layer=c.name,
@@ -309,43 +307,43 @@ def loihi_timing(
                 / per,
             )
         )
-    if not loads:
-        raise NeurocxrError("no layer of this run is mapped to neuromorphic cores")
-    busiest = max(loads, key=lambda x: x.seconds_per_step)
-    total_cores = sum(cores)
-    tiles = max(1, math.ceil(total_cores / CORES_PER_TILE))
-    barrier = barrier_time(profile, tiles if chips == 1 else BARRIER_TILES_MAX)
-    interchip = 0.0
-    # the inter-chip term applies to Loihi 2 and to any profile that gives a figure; Loihi 1 profiles
-    # keep their earlier rule (whole-chip barrier, inter-chip links not modelled)
-    models_interchip = profile.interchip_barrier_s is not None or limits.partition == "compiler"
-    if chips > 1 and models_interchip:
-        per_chip = profile.interchip_barrier_s
-        if per_chip is None:
-            per_chip = (
-                profile.barrier_s_max
-                if profile.barrier_s_max is not None
-                else (profile.barrier_s or 0.0)
-            )
-        interchip = (chips - 1) * per_chip
-    step = busiest.seconds_per_step + barrier + interchip
-    latency = (steps + depth) * step
-    period = steps * step
-    latency_slow: float | None = None
-    fps_slow: float | None = None
-    static_slow: float | None = None
-    static_w = profile.static_power_w
-    t_syn_slow = profile.time_per_synop_slow_s
-    if t_syn_slow is not None:
-        # every core's step with its synaptic ops at the slow time (the busiest core may change)
-        slow_core = max(
-            x.seconds_per_step + x.synops_per_step * (t_syn_slow - t_syn) for x in loads
+    return loads, split_known
+
+
+def _interchip_barrier(profile: DeviceProfile, chips: int, partition: str) -> tuple[float, bool]:
+    """(seconds added to every step by chips beyond the first, whether the profile models it).
+    Loihi 2 and any profile that gives a figure model it; Loihi 1 profiles keep their earlier rule
+    (whole-chip barrier, inter-chip links not modelled)."""
+    models_interchip = profile.interchip_barrier_s is not None or partition == "compiler"
+    if chips <= 1 or not models_interchip:
+        return 0.0, models_interchip
+    per_chip = profile.interchip_barrier_s
+    if per_chip is None:
+        per_chip = (
+            profile.barrier_s_max
+            if profile.barrier_s_max is not None
+            else (profile.barrier_s or 0.0)
         )
-        step_slow = slow_core + barrier + interchip
-        latency_slow = (steps + depth) * step_slow
-        fps_slow = 1.0 / (steps * step_slow) if step_slow > 0 else float("inf")
-        if static_w is not None:  # a longer step keeps every chip powered longer
-            static_slow = static_w * chips * steps * step_slow
+    return (chips - 1) * per_chip, models_interchip
+
+
+def _timing_assumptions(
+    counts: Sequence[LayerCounts],
+    profile: DeviceProfile,
+    mapping: str,
+    total_cores: int,
+    tiles: int,
+    chips: int,
+    split_known: bool,
+    models_interchip: bool,
+    latency: float,
+    period: float,
+    latency_slow: float | None,
+    fps_slow: float | None,
+) -> list[str]:
+    """What the timing model assumed for this run, in sentences a reader can check."""
+    t_syn = profile.time_per_synop_s or 0.0
+    t_syn_slow = profile.time_per_synop_slow_s
     assumptions = [
         TIMING_FOOTNOTE,
         f"Core mapping: {mapping}; {total_cores} cores, {tiles} tile(s) of {CORES_PER_TILE}, {chips} chip(s).",
@@ -405,6 +403,61 @@ def loihi_timing(
                 f"{chips} chips: no public chip-to-chip barrier figure, so each chip beyond the first adds one "
                 "whole-chip barrier to every step (a lower bound); static power of every chip is charged."
             )
+    return assumptions
+
+
+def loihi_timing(
+    counts: Sequence[LayerCounts], profile: DeviceProfile, *, program: Any = None
+) -> TimingResult:
+    """Step time, latency, throughput and static energy of a run whose counts are ``counts``."""
+    if profile.time_per_synop_s is None or profile.time_per_neuron_update_s is None:
+        raise NeurocxrError(f"profile '{profile.name}' has no per-op times: no timing model for it")
+    if not counts:
+        raise NeurocxrError("no layer counts given: run the program (emulator or Lava) first")
+    cores, shares, chips, mapping, limits = core_mapping(counts, profile, program)
+    steps = max(int(max(c.time_steps for c in counts)), 1)
+    depth = sum(1 for c in counts if c.kind != "input")
+    loads, split_known = _core_loads(counts, cores, shares, steps, limits.partition, profile)
+    if not loads:
+        raise NeurocxrError("no layer of this run is mapped to neuromorphic cores")
+    busiest = max(loads, key=lambda x: x.seconds_per_step)
+    total_cores = sum(cores)
+    tiles = max(1, math.ceil(total_cores / CORES_PER_TILE))
+    barrier = barrier_time(profile, tiles if chips == 1 else BARRIER_TILES_MAX)
+    interchip, models_interchip = _interchip_barrier(profile, chips, limits.partition)
+    step = busiest.seconds_per_step + barrier + interchip
+    latency = (steps + depth) * step
+    period = steps * step
+    latency_slow: float | None = None
+    fps_slow: float | None = None
+    static_slow: float | None = None
+    static_w = profile.static_power_w
+    t_syn_slow = profile.time_per_synop_slow_s
+    if t_syn_slow is not None:
+        # every core's step with its synaptic ops at the slow time (the busiest core may change)
+        slow_core = max(
+            x.seconds_per_step + x.synops_per_step * (t_syn_slow - profile.time_per_synop_s)
+            for x in loads
+        )
+        step_slow = slow_core + barrier + interchip
+        latency_slow = (steps + depth) * step_slow
+        fps_slow = 1.0 / (steps * step_slow) if step_slow > 0 else float("inf")
+        if static_w is not None:  # a longer step keeps every chip powered longer
+            static_slow = static_w * chips * steps * step_slow
+    assumptions = _timing_assumptions(
+        counts,
+        profile,
+        mapping,
+        total_cores,
+        tiles,
+        chips,
+        split_known,
+        models_interchip,
+        latency,
+        period,
+        latency_slow,
+        fps_slow,
+    )
     return TimingResult(
         step_s=step,
         busiest_core_s=busiest.seconds_per_step,
