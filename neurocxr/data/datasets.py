@@ -370,6 +370,81 @@ def _rgb_to_gray_uint8(rgb: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_npz_file(path: Path) -> None:
+    """DataError (one line) unless ``path`` is a file that looks like an npz (zip) archive."""
+    if not path.exists():
+        raise DataError(
+            f"data file {path} does not exist; pass the path to pneumoniamnist.npz "
+            f"(or run `neurocxr data fetch`)"
+        )
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not an npz file; use load_folder for image folders")
+    if file_kind(path) in ("checkpoint", "nir", "netx", "hdf5", "onnx", "toml", "image"):
+        raise DataError(
+            f"{path} {describe_file(path)}; a data set is a PneumoniaMNIST .npz or a Kermany folder"
+        )
+    if zipfile.is_zipfile(path):
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if head.startswith(b"PK"):
+        raise DataError(f"{path} is a truncated or damaged npz (zip) archive; download it again")
+    if head == b"\x93NUMPY":
+        raise DataError(
+            f"{path} is a single .npy array, not an npz archive with train/val/test splits"
+        )
+    raise DataError(
+        f"{path} is not an npz (zip) archive; expected a MedMNIST file such as pneumoniamnist.npz"
+    )
+
+
+def _npz_images(path: Path, key: str, imgs: np.ndarray, side: int | None) -> np.ndarray:
+    """One split's images as uint8 (N, S, S) gray, of the train split's size ``side``."""
+    if imgs.dtype != np.uint8:
+        raise DataError(f"{path}: {key} has dtype {imgs.dtype}; MedMNIST images are uint8 (0-255)")
+    if imgs.ndim == 4 and imgs.shape[-1] == 1:
+        imgs = imgs[..., 0]
+    elif imgs.ndim == 4 and imgs.shape[-1] == 3:
+        imgs = _rgb_to_gray_uint8(imgs)
+    if imgs.ndim != 3 or imgs.shape[1] != imgs.shape[2]:
+        raise DataError(
+            f"{path}: {key} has shape {imgs.shape}; expected (N, S, S), (N, S, S, 1) "
+            f"or (N, S, S, 3) with square images"
+        )
+    if side is not None and imgs.shape[1] != side:
+        raise DataError(
+            f"{path}: {key} are {imgs.shape[1]}x{imgs.shape[2]} but train images are "
+            f"{side}x{side}; all splits must have one size"
+        )
+    return imgs
+
+
+def _npz_labels(path: Path, lkey: str, labels: np.ndarray, key: str, n_images: int) -> np.ndarray:
+    """One split's labels as int64 (N,) in {0, 1}, one per image."""
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
+        raise DataError(
+            f"{path}: {lkey} has dtype {labels.dtype}; expected integer class labels 0/1"
+        )
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise DataError(
+            f"{path}: {lkey} has shape {labels.shape}; expected (N, 1) or (N,) "
+            f"(PneumoniaMNIST is binary, one label per image)"
+        )
+    if labels.shape[0] != n_images:
+        raise DataError(
+            f"{path}: {key} holds {n_images} images but {lkey} holds {labels.shape[0]} labels"
+        )
+    bad = np.setdiff1d(np.unique(labels.astype(np.int64)), [0, 1])
+    if bad.size:
+        raise DataError(
+            f"{path}: {lkey} has values {bad.tolist()[:5]} outside {{0, 1}} "
+            f"(0 = normal, 1 = pneumonia); is this PneumoniaMNIST?"
+        )
+    return labels.astype(np.int64)
+
+
 def load_npz(path: str | Path, image_size: int | None = None) -> DataSplits:
     """Load a MedMNIST-format npz (PneumoniaMNIST, any of sizes 28/64/128/224).
 
@@ -379,33 +454,7 @@ def load_npz(path: str | Path, image_size: int | None = None) -> DataSplits:
     """
     _check_image_size(image_size)
     path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError(
-            f"data file {path} does not exist; pass the path to pneumoniamnist.npz "
-            f"(or run `neurocxr data fetch`)"
-        )
-    if path.is_dir():
-        raise DataError(f"{path} is a folder, not an npz file; use load_folder for image folders")
-
-    if file_kind(path) in ("checkpoint", "nir", "netx", "hdf5", "onnx", "toml", "image"):
-        raise DataError(
-            f"{path} {describe_file(path)}; a data set is a PneumoniaMNIST .npz or a Kermany folder"
-        )
-    if not zipfile.is_zipfile(path):
-        with open(path, "rb") as fh:
-            head = fh.read(6)
-        if head.startswith(b"PK"):
-            raise DataError(
-                f"{path} is a truncated or damaged npz (zip) archive; download it again"
-            )
-        if head == b"\x93NUMPY":
-            raise DataError(
-                f"{path} is a single .npy array, not an npz archive with train/val/test splits"
-            )
-        raise DataError(
-            f"{path} is not an npz (zip) archive; expected a MedMNIST file such as "
-            f"pneumoniamnist.npz"
-        )
+    _check_npz_file(path)
     try:
         archive = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
@@ -440,52 +489,11 @@ def load_npz(path: str | Path, image_size: int | None = None) -> DataSplits:
         raw: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         side: int | None = None
         for split in SPLITS:
-            imgs, labels = read(f"{split}_images"), read(f"{split}_labels")
-            key = f"{split}_images"
-            if imgs.dtype != np.uint8:
-                raise DataError(
-                    f"{path}: {key} has dtype {imgs.dtype}; MedMNIST images are uint8 (0-255)"
-                )
-            if imgs.ndim == 4 and imgs.shape[-1] == 1:
-                imgs = imgs[..., 0]
-            elif imgs.ndim == 4 and imgs.shape[-1] == 3:
-                imgs = _rgb_to_gray_uint8(imgs)
-            if imgs.ndim != 3 or imgs.shape[1] != imgs.shape[2]:
-                raise DataError(
-                    f"{path}: {key} has shape {imgs.shape}; expected (N, S, S), (N, S, S, 1) "
-                    f"or (N, S, S, 3) with square images"
-                )
-            if side is None:
-                side = int(imgs.shape[1])
-            elif imgs.shape[1] != side:
-                raise DataError(
-                    f"{path}: {key} are {imgs.shape[1]}x{imgs.shape[2]} but train images are "
-                    f"{side}x{side}; all splits must have one size"
-                )
-            lkey = f"{split}_labels"
-            if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
-                raise DataError(
-                    f"{path}: {lkey} has dtype {labels.dtype}; expected integer class labels 0/1"
-                )
-            if labels.ndim == 2 and labels.shape[1] == 1:
-                labels = labels[:, 0]
-            if labels.ndim != 1:
-                raise DataError(
-                    f"{path}: {lkey} has shape {labels.shape}; expected (N, 1) or (N,) "
-                    f"(PneumoniaMNIST is binary, one label per image)"
-                )
-            if labels.shape[0] != imgs.shape[0]:
-                raise DataError(
-                    f"{path}: {key} holds {imgs.shape[0]} images but {lkey} holds "
-                    f"{labels.shape[0]} labels"
-                )
-            bad = np.setdiff1d(np.unique(labels.astype(np.int64)), [0, 1])
-            if bad.size:
-                raise DataError(
-                    f"{path}: {lkey} has values {bad.tolist()[:5]} outside {{0, 1}} "
-                    f"(0 = normal, 1 = pneumonia); is this PneumoniaMNIST?"
-                )
-            raw[split] = (imgs, labels.astype(np.int64))
+            key, lkey = f"{split}_images", f"{split}_labels"
+            imgs, labels = read(key), read(lkey)
+            imgs = _npz_images(path, key, imgs, side)
+            side = int(imgs.shape[1])
+            raw[split] = (imgs, _npz_labels(path, lkey, labels, key, imgs.shape[0]))
 
     assert side is not None
     target = side if image_size is None else image_size
