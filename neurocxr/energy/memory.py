@@ -165,6 +165,47 @@ def memory_inclusive_cnn(
     )
 
 
+def _snn_layer_inputs(
+    counts: Sequence[LayerCounts],
+    input_elements: int | None,
+    input_sizes: Sequence[int | None] | None,
+    op_types: Sequence[str | None] | None,
+) -> list[tuple[LayerCounts, int, str]]:
+    """(counts, input elements, op type) of each synaptic layer: the input size is ``input_sizes[i]``
+    when given, else the previous entry's neurons, else ``input_elements``."""
+    layers = []
+    prev_neurons = input_elements
+    for i, c in enumerate(counts):
+        if c.kind == "input":
+            prev_neurons = int(c.num_neurons)
+            continue
+        if input_sizes is not None and input_sizes[i]:
+            prev_neurons = int(input_sizes[i])  # type: ignore[arg-type]
+        if prev_neurons is None:
+            raise NeurocxrError(
+                f"layer {c.name}: input size unknown; pass input_elements (pixels per image)"
+            )
+        op = (op_types[i] if op_types is not None else None) or "AC"
+        layers.append((c, int(prev_neurons), op))
+        prev_neurons = int(c.num_neurons)
+    return layers
+
+
+def _snn_layer_words(
+    c: LayerCounts, n_in: int, op: str, p: dict[str, Any], steps: int
+) -> tuple[float, float]:
+    """64-bit words one layer moves per inference: (weights, once; inputs + spikes + membranes, every step)."""
+    has_neurons = (
+        float(np.mean(np.asarray(c.neuron_updates, dtype=np.float64))) > 0
+        or c.kind == "dense_readout"
+    )
+    in_bits = n_in * (p["act_bits"] if op == "MAC" else 1)
+    out_bits = int(c.num_neurons) * (1 if has_neurons and c.kind != "dense_readout" else 0)
+    state_bits = 2 * int(c.num_neurons) * p["state_bits"]  # read + write every step
+    w_words = _words(int(c.num_synapses) * p["weight_bits"])  # resident over the T steps
+    return w_words, _words(in_bits + out_bits + state_bits) * steps
+
+
 def memory_inclusive_snn(
     counts: Sequence[LayerCounts],
     *,
@@ -198,21 +239,7 @@ def memory_inclusive_snn(
         raise NeurocxrError(
             f"input_sizes has {len(input_sizes)} entries but there are {len(counts)} layer counts"
         )
-    layers = []
-    prev_neurons = input_elements
-    for i, c in enumerate(counts):
-        if c.kind == "input":
-            prev_neurons = int(c.num_neurons)
-            continue
-        if input_sizes is not None and input_sizes[i]:
-            prev_neurons = int(input_sizes[i])  # type: ignore[arg-type]
-        if prev_neurons is None:
-            raise NeurocxrError(
-                f"layer {c.name}: input size unknown; pass input_elements (pixels per image)"
-            )
-        op = (op_types[i] if op_types is not None else None) or "AC"
-        layers.append((c, int(prev_neurons), op))
-        prev_neurons = int(c.num_neurons)
+    layers = _snn_layer_inputs(counts, input_elements, input_sizes, op_types)
     steps = max(int(max(c.time_steps for c in counts)), 1)
     weight_bytes = sum(int(c.num_synapses) for c, _, _ in layers) * p["weight_bits"] / 8
     act_bytes = max(
@@ -228,17 +255,7 @@ def memory_inclusive_snn(
     for c, n_in, op in layers:
         ops = float(np.mean(np.asarray(c.synaptic_ops, dtype=np.float64)))
         arith = ops * (prof.energy_per_mac_j if op == "MAC" else prof.energy_per_ac_j)
-        has_neurons = (
-            float(np.mean(np.asarray(c.neuron_updates, dtype=np.float64))) > 0
-            or c.kind == "dense_readout"
-        )
-        in_bits = n_in * (p["act_bits"] if op == "MAC" else 1)
-        out_bits = int(c.num_neurons) * (1 if has_neurons and c.kind != "dense_readout" else 0)
-        state_bits = 2 * int(c.num_neurons) * p["state_bits"]  # read + write every step
-        w_words = _words(
-            int(c.num_synapses) * p["weight_bits"]
-        )  # once per inference (resident over T)
-        a_words = _words(in_bits + out_bits + state_bits) * steps
+        w_words, a_words = _snn_layer_words(c, n_in, op, p, steps)
         mem = w_words * e_w + a_words * e_a
         per_layer[c.name] = arith + mem
         arith_total += arith
