@@ -277,6 +277,8 @@ def train(
     convert_from: str | Path | None = None,
     teacher: str | Path | None = None,
     distill_weight: float | None = None,
+    feature_distill: float = 0.0,
+    strides: Sequence[int] | None = None,
     regulariser: float = 0.0,
     qat_epochs: int = 0,
 ) -> TrainSummary:
@@ -285,9 +287,10 @@ def train(
     The accuracy/energy levers carry the same names as in a sweep grid (`neurocxr.training.train.LEVERS`,
     mapped by `neurocxr.training.train.lever_configs`): ``convert_from`` (a trained cnn_vgg checkpoint;
     model snn_vgg; ``epochs=0`` keeps the converted network, more fine-tunes it), ``teacher`` (CNN
-    checkpoint to distil from, ``distill_weight``), ``depth``/``width`` (snn_vgg's VGG plan; width
-    also scales other models), ``augment`` (none | light | shift), ``regulariser`` (chip-cost
-    lambda), ``num_steps``, ``qat_epochs``. ``encoding`` (SNN input; one of
+    checkpoint to distil from, ``distill_weight``), ``feature_distill`` (weight of feature
+    distillation from ``teacher``, or from the ``convert_from`` CNN), ``depth``/``width``/``strides``
+    (snn_vgg's and cnn_vgg's VGG plan; width also scales other models), ``augment`` (none | light |
+    shift), ``regulariser`` (chip-cost lambda), ``num_steps``, ``qat_epochs``. ``encoding`` (SNN input; one of
     `neurocxr.data.encoding.ENCODINGS`): None means direct, or regular spike trains with ``convert_from``.
 
     ``balance``: weights (class-weighted loss) | sampler | none | sgan (normal images from a Double
@@ -306,6 +309,8 @@ def train(
         convert_from=None if convert_from is None else str(convert_from),
         teacher=None if teacher is None else str(teacher),
         distill_weight=distill_weight,
+        feature_distill=feature_distill,
+        strides=strides,
         augment=augment,
         regulariser=regulariser,
         qat_epochs=qat_epochs,

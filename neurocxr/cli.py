@@ -204,6 +204,16 @@ def train_cmd(
     distill_weight: Optional[float] = typer.Option(
         None, help="weight of the distillation term (default 0.5 with --teacher)"
     ),
+    feature_distill: float = typer.Option(
+        0.0,
+        help="weight of feature distillation: hidden spike rates vs the CNN's activations, layer by layer "
+        "(teacher: --teacher, else the --convert-from CNN; snn_vgg from its cnn_vgg twin)",
+    ),
+    strides: Optional[str] = typer.Option(
+        None,
+        help="stride of each conv of the VGG plan, comma-separated, with --depth (e.g. 2,1,2,1,2,1; "
+        "default 2 at every second conv)",
+    ),
     regulariser: float = typer.Option(
         0.0, help="chip-cost regulariser lambda per uJ (SNNs; 0 = off)"
     ),
@@ -212,9 +222,10 @@ def train_cmd(
     ),
 ) -> None:
     """Train a model; threshold chosen on validation; checkpoint of the best epoch (val AUC).
-    The levers (--convert-from, --teacher, --depth, --width, --augment, --regulariser, --num-steps,
-    --qat-epochs) carry the names of the sweep grid's axes."""
+    The levers (--convert-from, --teacher, --feature-distill, --depth, --width, --strides, --augment,
+    --regulariser, --num-steps, --qat-epochs) carry the names of the sweep grid's axes."""
     from neurocxr.api import train
+    from neurocxr.validation import parse_int_list
 
     result = train(
         model,
@@ -236,6 +247,8 @@ def train_cmd(
         convert_from=convert_from,
         teacher=teacher,
         distill_weight=distill_weight,
+        feature_distill=feature_distill,
+        strides=None if strides is None else parse_int_list("--strides", strides),
         regulariser=regulariser,
         qat_epochs=qat_epochs,
     )

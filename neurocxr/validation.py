@@ -77,6 +77,18 @@ def check_float(
     return float(value)
 
 
+def parse_int_list(name: str, text: str) -> tuple[int, ...]:
+    """A comma-separated list of integers from the command line ("2,1,2"), else ConfigError naming it."""
+    parts = [part.strip() for part in str(text).split(",")]
+    try:
+        values = tuple(int(part) for part in parts)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be comma-separated integers such as 2,1,2,1, got {text!r}"
+        ) from None
+    return values
+
+
 def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     """``value`` if it is one of ``choices``, else ConfigError listing them."""
     options = list(choices)

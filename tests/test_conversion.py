@@ -330,6 +330,79 @@ def test_lever_configs_depth_width_and_sweep_grid_point(cnn_checkpoint: Path) ->
     assert row_base(fixed, {"convert_from": str(cnn_checkpoint)}).encoding == "regular"
 
 
+def test_strides_lever_sets_the_vgg_plan_and_bad_plans_are_refused(tmp_path: Path) -> None:
+    cfg, _ = lever_configs("cnn_vgg", depth=6, strides=(2, 1, 2, 1, 2, 1))
+    assert vgg_strides(cfg) == (2, 1, 2, 1, 2, 1) and cfg.channels == vgg_channels(6)
+    # the same plan through the sweep grid
+    from neurocxr.sweep import TrialSettings, trial_configs
+
+    params = {
+        "model": "snn_vgg",
+        "num_steps": 4,
+        "encoding": "regular",
+        "regulariser": 0.0,
+        "width": 1.0,
+        "seed": 0,
+        "depth": 6,
+        "strides": [2, 1, 2, 1, 2, 1],
+    }
+    model_cfg, _, _ = trial_configs(params, TrialSettings(train={"epochs": 1}))
+    assert vgg_strides(model_cfg) == (2, 1, 2, 1, 2, 1)
+    for kwargs, match in [
+        (dict(model="cnn_vgg", depth=6, strides=(2, 1)), "6 values"),
+        (dict(model="cnn_vgg", depth=2, strides=(3, 1)), "1 or 2"),
+        (dict(model="cnn_vgg", strides=(2, 1)), "with depth"),
+        (dict(model="snn_strided", depth=2, strides=(2, 1)), "VGG-style"),
+    ]:
+        model = kwargs.pop("model")
+        with pytest.raises(ConfigError, match=match) as info:
+            lever_configs(model, **kwargs)
+        assert "\n" not in str(info.value)
+    from typer.testing import CliRunner
+
+    from neurocxr.cli import app
+
+    for bad, said in [("2,x,2", "comma-separated integers"), ("2,1", "6 values")]:
+        out = tmp_path / f"out{len(said)}"
+        result = CliRunner().invoke(
+            app,
+            ["train", "--model", "cnn_vgg", "--depth", "6", "--strides", bad]
+            + ["--data", "synthetic", "-o", str(out)],
+        )
+        assert result.exit_code == 2 and said in result.output, result.output
+        assert not out.exists()
+
+
+def test_feature_distill_lever_takes_the_conversion_source_as_teacher(
+    cnn_checkpoint: Path, tmp_path: Path
+) -> None:
+    cfg, tc = lever_configs(
+        "snn_vgg", convert_from=str(cnn_checkpoint), num_steps=4, feature_distill=1.0
+    )
+    assert tc.distill_teacher == str(cnn_checkpoint) and tc.distill_feature_weight == 1.0
+    assert tc.distill_weight == 0.5  # with the teacher's logits, as for --teacher
+    assert cfg == snn_config_for(CNN, 4)
+    with pytest.raises(ConfigError, match="needs a teacher"):
+        lever_configs("snn_vgg", depth=2, feature_distill=1.0)
+    # a teacher that is not the student's cnn_vgg twin is refused before any data is read
+    other = tmp_path / "cnn_small.pt"
+    from neurocxr.models.checkpoint import save_checkpoint
+
+    small = ModelConfig(name="cnn_small")
+    save_checkpoint(other, build_model(small), small, {"threshold": 0.5})
+    with pytest.raises(ConfigError, match="feature distillation needs a cnn_vgg teacher") as info:
+        lever_configs(
+            "snn_vgg",
+            convert_from=str(cnn_checkpoint),
+            teacher=str(other),
+            num_steps=4,
+            feature_distill=1.0,
+        )
+    assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="feature_distill"):
+        lever_configs("snn_vgg", convert_from=str(cnn_checkpoint), feature_distill=-1.0)
+
+
 @pytest.mark.slow
 def test_feature_distillation_from_the_conversion_source(
     cnn_checkpoint: Path, toy_splits: DataSplits

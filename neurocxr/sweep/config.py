@@ -84,6 +84,8 @@ CORE_AXES = (
     "readout_steps",
     "depth",
     "teacher",
+    "feature_distill",
+    "strides",
 )
 MODEL_KEYS = ("beta", "threshold", "channels", "hidden", "dropout", "image_size")
 DEFAULT_GRID: dict[str, list[Any]] = {
@@ -427,6 +429,8 @@ def trial_configs(
             depth=params.get("depth"),
             width=float(width),
             teacher=params.get("teacher"),
+            feature_distill=params.get("feature_distill", 0.0),
+            strides=params.get("strides"),
             regulariser=float(lam),
             convert_from=train_kw.pop("convert_from", None),
             augment=train_kw.pop("augment", "none"),

@@ -12,7 +12,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from neurocxr.metrics import ClinicalMetrics, choose_threshold, clinical_metrics
 from neurocxr.models.base import ModelConfig, build_model, is_snn
 from neurocxr.models.checkpoint import load_checkpoint, save_checkpoint
 from neurocxr.models.loaded import forward_model, load
-from neurocxr.models.vgg import vgg_channels
+from neurocxr.models.vgg import vgg_channels, vgg_strides
 from neurocxr.threads import restores_torch_threads
 from neurocxr.training.chip_cost import ChipCostModel
 from neurocxr.training.conversion import (
@@ -154,13 +154,34 @@ def augment_mode(value: bool | str) -> str:
 LEVERS = (
     "convert_from",
     "teacher",
+    "feature_distill",
     "depth",
     "width",
+    "strides",
     "augment",
     "regulariser",
     "num_steps",
     "qat_epochs",
 )
+
+
+def check_feature_teacher(teacher: ModelConfig, student: ModelConfig, where: str) -> None:
+    """ConfigError (one line) unless ``teacher`` is the cnn_vgg twin of the snn_vgg ``student``
+    (same channels, hidden sizes and strides): feature distillation compares layer by layer."""
+    if not (
+        is_snn(student)
+        and teacher.name == "cnn_vgg"
+        and student.name == "snn_vgg"
+        and tuple(teacher.channels) == tuple(student.channels)
+        and tuple(teacher.hidden) == tuple(student.hidden)
+        and teacher.extra.get("strides") == student.extra.get("strides")
+    ):
+        raise ConfigError(
+            f"feature distillation needs a cnn_vgg teacher with the snn_vgg student's channels, hidden sizes "
+            f"and strides (teacher {where}: {teacher.name} {list(teacher.channels)}, strides "
+            f"{teacher.extra.get('strides')}; student {student.name} {list(student.channels)}, strides "
+            f"{student.extra.get('strides')}); use logit distillation (teacher alone) otherwise"
+        )
 
 
 def default_encoding(encoding: str | None, convert_from: str | Path | None) -> str:
@@ -182,6 +203,8 @@ def lever_configs(
     convert_from: str | None = None,
     teacher: str | None = None,
     distill_weight: float | None = None,
+    feature_distill: float = 0.0,
+    strides: Sequence[int] | None = None,
     augment: bool | str = "none",
     regulariser: float = 0.0,
     qat_epochs: int = 0,
@@ -198,6 +221,11 @@ def lever_configs(
     - ``depth``: conv layers of a VGG plan (`neurocxr.models.vgg.vgg_channels`, snn_vgg/cnn_vgg only);
     - ``width``: multiplies the channels and hidden sizes (of the VGG plan when ``depth`` is given);
     - ``teacher``: checkpoint of a CNN to distil from (logits; ``distill_weight`` default 0.5);
+    - ``feature_distill``: weight of feature distillation (hidden spike rates vs the teacher's
+      normalised ReLU activations, layer by layer), from ``teacher`` or, without one, from the
+      ``convert_from`` CNN; the teacher must be the student's cnn_vgg twin;
+    - ``strides``: stride (1 or 2) of each conv of a VGG plan (with ``depth``; default: 2 at every
+      second conv), e.g. (2, 1, 2, 1, 2, 1) for a first layer with a quarter of the neurons;
     - ``augment``: none | light | shift; ``regulariser``: chip-cost lambda per uJ; ``qat_epochs``.
     ``model_fields``: other ModelConfig fields (channels, hidden, beta, threshold, dropout);
     ``train_fields``: other TrainConfig fields (epochs, lr, seed, ...).
@@ -205,6 +233,20 @@ def lever_configs(
 
     fields_ = dict(model_fields or {})
     encoding = default_encoding(encoding, convert_from)
+    feature_distill = check_float("feature_distill", feature_distill, 0.0, None)
+    if strides is not None:
+        if convert_from:
+            raise ConfigError(
+                "convert_from takes the strides from the converted CNN; leave strides unset"
+            )
+        if model not in ("snn_vgg", "cnn_vgg") or depth is None:
+            raise ConfigError(
+                "strides apply to the VGG-style chains snn_vgg and cnn_vgg, with depth (one stride per conv)"
+            )
+        fields_["extra"] = {
+            **dict(fields_.get("extra") or {}),
+            "strides": [int(v) for v in strides],
+        }
     width = check_float("width", width, 0.0, None, low_open=True)
     if depth is not None:
         depth = check_int("depth", depth, 1, 12)
@@ -251,12 +293,29 @@ def lever_configs(
         config = ModelConfig(
             name=model, image_size=image_size, num_steps=num_steps, encoding=encoding, **fields_
         )
+        if strides is not None:
+            try:
+                vgg_strides(config)
+            except ValueError:
+                raise ConfigError(
+                    f"strides must hold {len(config.channels)} values of 1 or 2, one per conv "
+                    f"(depth {depth}), got {list(strides)}"
+                ) from None
+    if feature_distill > 0 and not teacher:
+        if not convert_from:
+            raise ConfigError(
+                "feature_distill needs a teacher: --teacher <cnn_vgg checkpoint>, or --convert-from (its CNN)"
+            )
+        teacher = convert_from
     if teacher:
         path = Path(teacher).expanduser()
         if not path.is_file():
             raise ConfigError(
                 f"teacher: {path} is not a file; pass the checkpoint of a trained CNN"
             )
+        if feature_distill > 0:
+            check_feature_teacher(load_checkpoint(path).config, config, str(path))
+            train_fields["distill_feature_weight"] = feature_distill
         train_fields["distill_teacher"] = str(path)
         train_fields["distill_weight"] = 0.5 if distill_weight is None else distill_weight
     elif distill_weight is not None:
@@ -425,20 +484,7 @@ class LossTerms:
                     f"the student on {config.image_size} px"
                 )
             if train_cfg.distill_feature_weight > 0:
-                twin = self.teacher.config
-                if not (
-                    self.snn
-                    and twin.name == "cnn_vgg"
-                    and config.name == "snn_vgg"
-                    and twin.channels == config.channels
-                    and twin.hidden == config.hidden
-                    and twin.extra.get("strides") == config.extra.get("strides")
-                ):
-                    raise ConfigError(
-                        "feature distillation needs a cnn_vgg teacher with the snn_vgg student's channels, "
-                        f"hidden sizes and strides (teacher {twin.name} {list(twin.channels)}, student "
-                        f"{config.name} {list(config.channels)}); use logit distillation otherwise"
-                    )
+                check_feature_teacher(self.teacher.config, config, str(train_cfg.distill_teacher))
                 self.feature_teacher = True
 
     def __call__(
