@@ -190,6 +190,67 @@ def configs() -> list[Bench]:
                 "lever": "conversion+finetune+augment+feature-distill+regular input, 6 epochs",
             },
         ),
+        Bench(  # a quarter of the synaptic operations past conv1, half of conv1's: the energy aim
+            "hybrid_vgg6w05_shift_T8_featdistill_regular",
+            num_steps=8,
+            epochs=3,
+            width=0.5,
+            **{
+                **regular,
+                "lever": "conversion+finetune+augment+feature-distill+regular input, half width",
+            },
+        ),
+        Bench(  # the CNNs that generalise best are wider: the accuracy aim
+            "hybrid_vgg6w2_shift_T8_featdistill_regular",
+            num_steps=8,
+            epochs=3,
+            width=2.0,
+            **{
+                **regular,
+                "lever": "conversion+finetune+augment+feature-distill+regular input, double width",
+            },
+        ),
+        Bench(
+            "hybrid_vgg6w2_shift_T16_featdistill_regular",
+            num_steps=16,
+            epochs=3,
+            width=2.0,
+            **{
+                **regular,
+                "lever": "conversion+finetune+augment+feature-distill+regular input, double width",
+            },
+        ),
+        Bench(  # a quarter of the weight that kept no fine-tuned epoch
+            "hybrid_vgg6_shift_T8_featdistill_reg0005_regular",
+            num_steps=8,
+            epochs=3,
+            regulariser=0.0005,
+            **{
+                **regular,
+                "lever": "conversion+finetune+augment+feature-distill+regular input+regulariser 0.0005",
+            },
+        ),
+        Bench(
+            "hybrid_vgg6s2_shift_T8_featdistill_reg0005_regular",
+            num_steps=8,
+            epochs=3,
+            regulariser=0.0005,
+            **{**stride2_first, "lever": stride2_first["lever"] + ", regulariser 0.0005"},
+        ),
+        Bench(  # 64 px seen by a stride-2 first conv: about the 28 px network's neurons and energy
+            "hybrid_vgg6s2_shift_T8_featdistill_regular_64",
+            image_size=64,
+            num_steps=8,
+            epochs=3,
+            **stride2_first,
+        ),
+        Bench(
+            "hybrid_vgg6s2_shift_T16_featdistill_regular_64",
+            image_size=64,
+            num_steps=16,
+            epochs=3,
+            **stride2_first,
+        ),
         Bench(
             "strided_T8_regular_shift",
             lever="augment+regular input",
