@@ -237,7 +237,7 @@ def configs() -> list[Bench]:
             regulariser=0.0005,
             **{**stride2_first, "lever": stride2_first["lever"] + ", regulariser 0.0005"},
         ),
-        Bench(  # 64 px seen by a stride-2 first conv: about the 28 px network's neurons and energy
+        Bench(  # 64 px seen by a stride-2 first conv (32 x 32 positions); the input spikes grow with the pixels
             "hybrid_vgg6s2_shift_T8_featdistill_regular_64",
             image_size=64,
             num_steps=8,
