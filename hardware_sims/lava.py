@@ -170,90 +170,6 @@ def _shut_down(net: Any, *, graceful: bool, children_before: set[Any]) -> None:
     _terminate_runtime(net, children_before)
 
 
-def _attach_sinks(
-    sink: Any, built: list[Any], layer_of_built: list[int], monitored: list[int], total: int
-) -> list[Any]:
-    """One RingBuffer sink per monitored program layer, recording all ``total`` global steps."""
-    sinks = []
-    for k in monitored:
-        blk = built[layer_of_built.index(k)]
-        snk = sink.RingBuffer(shape=blk.out.shape, buffer=total)
-        blk.out.connect(snk.a_in)
-        sinks.append(snk)
-    return sinks
-
-
-def _spike_source(
-    source: Any,
-    net: Any,
-    program: LoihiProgram,
-    data: np.ndarray,
-    steps: int,
-    num_samples: int,
-    total: int,
-    path: Path,
-) -> Any:
-    """A RingBuffer source playing every sample's input spikes back to back into ``net.inp``."""
-    spikes = data.reshape(steps, num_samples, *program.layers[0].shape)
-    if isinstance(program.layers[1], DenseLayer):
-        # netx applies its flatten only between built layers: a dense first layer takes the
-        # stream already flattened, in torch C,H,W order (the order of its weight columns)
-        spikes = spikes.reshape(steps, num_samples, -1)
-    frame = _whc(np.zeros(spikes.shape[2:]))
-    stream = np.zeros((*frame.shape, total), dtype=np.int32)
-    for i in range(num_samples):
-        stream[..., i * steps : (i + 1) * steps] = _whc(np.moveaxis(spikes[:, i], 0, -1))
-    try:
-        src = source.RingBuffer(data=stream)
-        src.s_out.connect(net.inp)
-    except Exception as exc:
-        raise SimulationError(
-            f"cannot feed input of shape {frame.shape} into {path}: {exc}"
-        ) from exc
-    return src
-
-
-def _pause_points(
-    program: LoihiProgram, steps: int, num_samples: int, depth: int, total: int
-) -> list[int]:
-    """Global steps at which the run pauses: bias changes at i*T (input window start - 1), readout
-    reads at i*T + T + depth; a spike-input program without readout runs continuously (one pause)."""
-    pauses = {total}
-    if program.input_kind == "bias":
-        pauses |= {i * steps for i in range(1, num_samples)}
-    if program.has_readout:
-        pauses |= {i * steps + steps + depth for i in range(num_samples)}
-    return sorted(pauses)
-
-
-def _layer_windows(
-    program: LoihiProgram,
-    data: np.ndarray,
-    sink_data: list[np.ndarray],
-    monitored: list[int],
-    steps: int,
-    num_samples: int,
-    total: int,
-) -> dict[int, torch.Tensor]:
-    """Each recorded layer's per-sample window spikes [T, B, N] cut from the global recordings
-    (layer k's window of sample i starts at i*T + k); a spike input is its own record."""
-    windows: dict[int, torch.Tensor] = {}
-    for k, layer in enumerate(program.layers):
-        if k == 0 and program.input_kind != "bias":
-            win = data.reshape(steps, num_samples, -1).astype(bool)
-        elif k in monitored:
-            rec = sink_data[monitored.index(k)]  # (*WHC, total)
-            rec = _from_whc(rec, len(layer.shape)).reshape(-1, total)  # [N, total] torch order
-            win = np.stack(
-                [rec[:, i * steps + k : i * steps + k + steps].T for i in range(num_samples)],
-                axis=1,
-            ).astype(bool)
-        else:
-            continue
-        windows[k] = torch.as_tensor(np.ascontiguousarray(win))
-    return windows
-
-
 def run_lava(
     netx_path: str | os.PathLike[str],
     inputs: np.ndarray | torch.Tensor,
@@ -315,11 +231,39 @@ def run_lava(
     monitored = (
         layer_of_built if monitor == "all" else [k for k in layer_of_built if k == spiking_idx]
     )
-    sinks = _attach_sinks(sink, built, layer_of_built, monitored, total)
-    _input_source = None  # held for the whole run, like the sinks
+    sinks = []
+    for k in monitored:
+        blk = built[layer_of_built.index(k)]
+        snk = sink.RingBuffer(shape=blk.out.shape, buffer=total)
+        blk.out.connect(snk.a_in)
+        sinks.append(snk)
+    src = None
     if not bias_input:
-        _input_source = _spike_source(source, net, program, data, steps, num_samples, total, path)
-    pauses = _pause_points(program, steps, num_samples, depth, total)
+        spikes = data.reshape(steps, num_samples, *program.layers[0].shape)
+        if isinstance(program.layers[1], DenseLayer):
+            # netx applies its flatten only between built layers: a dense first layer takes the
+            # stream already flattened, in torch C,H,W order (the order of its weight columns)
+            spikes = spikes.reshape(steps, num_samples, -1)
+        frame = _whc(np.zeros(spikes.shape[2:]))
+        stream = np.zeros((*frame.shape, total), dtype=np.int32)
+        for i in range(num_samples):
+            stream[..., i * steps : (i + 1) * steps] = _whc(np.moveaxis(spikes[:, i], 0, -1))
+        try:
+            src = source.RingBuffer(data=stream)
+            src.s_out.connect(net.inp)
+        except Exception as exc:
+            raise SimulationError(
+                f"cannot feed input of shape {frame.shape} into {path}: {exc}"
+            ) from exc
+
+    # pause points: bias changes at i*T (input window start - 1), readout reads at i*T + T + depth;
+    # a spike-input program without readout runs continuously: one net.run over all samples.
+    pauses_set = {total}
+    if bias_input:
+        pauses_set |= {i * steps for i in range(1, num_samples)}
+    if program.has_readout:
+        pauses_set |= {i * steps + steps + depth for i in range(num_samples)}
+    pauses = sorted(pauses_set)
     run_cfg = Loihi2SimCfg(select_tag="fixed_pt")
     readouts: list[np.ndarray] = []
     # run_s: everything after compile; sim_s: inside net.run only; readback_s: Var.get() of the
@@ -382,7 +326,22 @@ def run_lava(
     finally:
         _shut_down(net, graceful=started and not interrupted, children_before=children_before)
 
-    windows = _layer_windows(program, data, sink_data, monitored, steps, num_samples, total)
+    # per-layer window spikes [T, B, N] from the global recordings
+    windows: dict[int, torch.Tensor] = {}
+    for k, layer in enumerate(program.layers):
+        if k == 0 and not bias_input:
+            win = data.reshape(steps, num_samples, -1).astype(bool)
+        elif k in monitored:
+            rec = sink_data[monitored.index(k)]  # (*WHC, total)
+            rec = _from_whc(rec, len(layer.shape)).reshape(-1, total)  # [N, total] torch order
+            win = np.stack(
+                [rec[:, i * steps + k : i * steps + k + steps].T for i in range(num_samples)],
+                axis=1,
+            )
+            win = win.astype(bool)
+        else:
+            continue
+        windows[k] = torch.as_tensor(np.ascontiguousarray(win))
     counts = []
     if monitor == "all":
         counter = CountAccumulator(program)
