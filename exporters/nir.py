@@ -455,8 +455,11 @@ def _default_metadata(model: nn.Module, layers: list[nn.Module], dt: float) -> d
     return {"dt": float(dt), "producer": PRODUCER, "neurocxr": info}
 
 
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().float().numpy().copy()
+def _weights(m: nn.Module) -> tuple[np.ndarray, np.ndarray | None]:
+    """A torch synapse's weight and bias (None without one) as float32 numpy copies."""
+    w = m.weight.detach().cpu().float().numpy().copy()
+    b = None if m.bias is None else m.bias.detach().cpu().float().numpy().copy()
+    return w, b
 
 
 def _synapse_node(w: np.ndarray, b: np.ndarray | None) -> nir.NIRNode:
@@ -469,9 +472,7 @@ def _recurrent_neuron_graph(
 ) -> nir.NIRGraph:
     """neuron <-> its own Linear/Affine as a sub-graph (Input -> neuron -> Output, neuron -> Linear ->
     neuron): the form snnTorch's import_from_nir and Norse's from_nir both run correctly."""
-    rnode = _synapse_node(
-        _numpy(recurrent.weight), _numpy(recurrent.bias) if recurrent.bias is not None else None
-    )
+    rnode = _synapse_node(*_weights(recurrent))
     return nir.NIRGraph(
         nodes={
             "input": nir.Input(input_type=np.array(shape)),
@@ -499,8 +500,8 @@ def _conv_node(
             padding = (0, 0)
         else:
             padding = tuple(d * (k - 1) // 2 for d, k in zip(m.dilation, m.kernel_size))
-    w = _numpy(m.weight)
-    b = _numpy(m.bias) if m.bias is not None else np.zeros(w.shape[0], np.float32)
+    w, bias = _weights(m)
+    b = bias if bias is not None else np.zeros(w.shape[0], np.float32)
     node = nir.Conv2d(
         input_shape=tuple(shape[1:]),
         weight=w,
@@ -661,8 +662,7 @@ def to_nir(
                 n_synaptic += 1
                 pending = (chain.add("conv", conv), w, b)
             elif isinstance(m, nn.Linear):
-                w = _numpy(m.weight)
-                lb = _numpy(m.bias) if m.bias is not None else None
+                w, lb = _weights(m)
                 n_synaptic += 1
                 pending = (chain.add("fc", _synapse_node(w, lb)), w, lb)
             elif isinstance(m, nn.AvgPool2d):
@@ -686,13 +686,7 @@ def to_nir(
             raise UnsupportedLayerError(
                 f"cannot export readout ({type(readout).__name__}): only a Linear readout is supported"
             )
-        chain.put(
-            "readout",
-            _synapse_node(
-                _numpy(readout.weight),
-                _numpy(readout.bias) if readout.bias is not None else None,
-            ),
-        )
+        chain.put("readout", _synapse_node(*_weights(readout)))
         shape = (int(readout.weight.shape[0]),)
     chain.put("output", nir.Output(output_type=np.array(shape)))
     meta = _merged_metadata(model, layers, dt, metadata)
