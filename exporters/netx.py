@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -512,86 +513,83 @@ def _implicit_input(ltype: str, weight: np.ndarray, where: str, notes: list[str]
     return InputLayer("input", (n_in,), None, in_file=False)
 
 
-def _conv_from_file(
-    g: h5py.Group,
-    where: str,
-    name: str,
-    shape: tuple[int, ...] | None,
-    neuron: Any,
-    weight: np.ndarray,
-    bias: np.ndarray | None,
-    in_shape: tuple[int, ...],
-    flatten_next: bool,
-    quant: dict[str, Any],
-) -> ConvLayer:
+@dataclass
+class _LayerGroup:
+    """One conv/dense/dense_rec group of a netx file, its datasets read but not yet checked."""
+
+    g: h5py.Group
+    where: str  # "<file> layer <i>", for messages
+    name: str
+    shape: tuple[int, ...] | None
+    neuron: Any
+    weight: np.ndarray
+    bias: np.ndarray | None
+    quant: dict[str, Any]
+
+
+def _conv_from_file(layer: _LayerGroup, in_shape: tuple[int, ...], flatten_next: bool) -> ConvLayer:
+    g, where, weight = layer.g, layer.where, layer.weight
     if weight.ndim == 5:
         if weight.shape[-1] != 1:
             raise UnsupportedLayerError(f"{where}: 3-D conv weight {weight.shape} is not supported")
         weight = weight[..., 0]
     if weight.ndim != 4:
         raise ExportError(f"{where}: conv weight must be 4-D, got {weight.shape}")
-    if neuron is None:
+    if layer.neuron is None:
         raise ExportError(f"{where}: conv layer without neuron group (netx requires one)")
     if flatten_next:
         raise UnsupportedLayerError(f"{where}: a conv layer after flatten")
-    layer = ConvLayer(
-        name,
-        shape or (1, 1, 1),
-        neuron,
+    conv = ConvLayer(
+        layer.name,
+        layer.shape or (1, 1, 1),
+        layer.neuron,
         weight,
-        bias,
+        layer.bias,
         stride=as_pair(g["stride"][()]) if "stride" in g else (1, 1),
         padding=as_pair(g["padding"][()]) if "padding" in g else (0, 0),
         dilation=as_pair(g["dilation"][()]) if "dilation" in g else (1, 1),
         groups=_scalar(g["groups"][()]) if "groups" in g else 1,
-        quant=quant,
+        quant=layer.quant,
     )
-    if shape is None or int(np.prod(shape)) == int(np.prod(layer.output_shape(in_shape))):
-        layer.shape = layer.output_shape(in_shape)  # slayer may store the shape in another order
-    return layer
+    out_shape = conv.output_shape(in_shape)
+    if layer.shape is None or int(np.prod(layer.shape)) == int(np.prod(out_shape)):
+        conv.shape = out_shape  # slayer may store the shape in another order
+    return conv
 
 
-def _dense_from_file(
-    g: h5py.Group,
-    ltype: str,
-    where: str,
-    name: str,
-    shape: tuple[int, ...] | None,
-    neuron: Any,
-    weight: np.ndarray,
-    bias: np.ndarray | None,
-    flatten: bool,
-    quant: dict[str, Any],
-    notes: list[str],
-) -> Any:
+def _dense_from_file(layer: _LayerGroup, ltype: str, flatten: bool, notes: list[str]) -> Any:
     """A DenseLayer, a RecurrentDenseLayer (dense_rec) or, without neuron, the ReadoutLayer."""
-    n_out = int(np.prod(shape)) if shape is not None else int(weight.shape[0])
-    if weight.ndim == 1:
-        weight = weight.reshape(n_out, -1)
+    where, neuron = layer.where, layer.neuron
+    n_out = int(np.prod(layer.shape)) if layer.shape is not None else int(layer.weight.shape[0])
+    weight = layer.weight.reshape(n_out, -1) if layer.weight.ndim == 1 else layer.weight
     if ltype == "dense_rec":
-        if "weight_rec" not in g:
+        if "weight_rec" not in layer.g:
             raise ExportError(f"{where}: dense_rec layer without 'weight_rec'")
         if neuron is None:
             raise UnsupportedLayerError(
                 f"{where}: dense_rec layer without neuron group: netx would feed the "
                 "spikes of a non-spiking integrator back, which never spikes"
             )
-        weight_rec = _read_array(g, "weight_rec", where, notes)
+        weight_rec = _read_array(layer.g, "weight_rec", where, notes)
         if weight_rec.ndim == 1:  # netx: weight_rec.reshape(shape[0], -1)
             weight_rec = weight_rec.reshape(n_out, -1)
         return RecurrentDenseLayer(
-            name,
+            layer.name,
             (n_out,),
             neuron,
             weight,
-            bias,
+            layer.bias,
             flatten_input=flatten,
-            quant=quant,
+            quant=layer.quant,
             weight_rec=weight_rec,
         )
     if neuron is None:
-        return ReadoutLayer(name, (n_out,), weight, bias, flatten_input=flatten, quant=quant)
-    return DenseLayer(name, (n_out,), neuron, weight, bias, flatten_input=flatten, quant=quant)
+        return ReadoutLayer(
+            layer.name, (n_out,), weight, layer.bias, flatten_input=flatten, quant=layer.quant
+        )
+    return DenseLayer(
+        layer.name, (n_out,), neuron, weight, layer.bias, flatten_input=flatten, quant=layer.quant
+    )
 
 
 def _program_settings(
@@ -686,40 +684,14 @@ def _read_program(
         if not layers:
             layers.append(_implicit_input(ltype, weight, where, notes))
             pos = 1
-        name = name_of(pos, g, f"{ltype}{idx}")
+        layer = _LayerGroup(
+            g, where, name_of(pos, g, f"{ltype}{idx}"), shape, neuron, weight, bias, quant_of(pos)
+        )
         in_shape = tuple(layers[-1].shape)
         if ltype == "conv":
-            layers.append(
-                _conv_from_file(
-                    g,
-                    where,
-                    name,
-                    shape,
-                    neuron,
-                    weight,
-                    bias,
-                    in_shape,
-                    flatten_next,
-                    quant_of(pos),
-                )
-            )
+            layers.append(_conv_from_file(layer, in_shape, flatten_next))
         else:
-            flatten = flatten_next or len(in_shape) > 1
-            layers.append(
-                _dense_from_file(
-                    g,
-                    ltype,
-                    where,
-                    name,
-                    shape,
-                    neuron,
-                    weight,
-                    bias,
-                    flatten,
-                    quant_of(pos),
-                    notes,
-                )
-            )
+            layers.append(_dense_from_file(layer, ltype, flatten_next or len(in_shape) > 1, notes))
             flatten_next = False
     if not any(not isinstance(layer, InputLayer) for layer in layers):
         raise ExportError(f"{path}: no conv or dense layer")
