@@ -350,7 +350,8 @@ def test_strides_lever_sets_the_vgg_plan_and_bad_plans_are_refused(tmp_path: Pat
     assert vgg_strides(model_cfg) == (2, 1, 2, 1, 2, 1)
     for kwargs, match in [
         (dict(model="cnn_vgg", depth=6, strides=(2, 1)), "6 values"),
-        (dict(model="cnn_vgg", depth=2, strides=(3, 1)), "1 or 2"),
+        (dict(model="cnn_vgg", depth=2, strides=(3, 1)), "<= 2"),
+        (dict(model="cnn_vgg", depth=2, strides=(2.5, 1)), "an integer"),  # not cut to 2
         (dict(model="cnn_vgg", strides=(2, 1)), "with depth"),
         (dict(model="snn_strided", depth=2, strides=(2, 1)), "VGG-style"),
     ]:

@@ -245,7 +245,7 @@ def lever_configs(
             )
         fields_["extra"] = {
             **dict(fields_.get("extra") or {}),
-            "strides": [int(v) for v in strides],
+            "strides": [check_int("strides", v, 1, 2) for v in strides],
         }
     width = check_float("width", width, 0.0, None, low_open=True)
     if depth is not None:
