@@ -191,7 +191,9 @@ def netx_weight_bits(weight: np.ndarray) -> tuple[int, int, str]:
         return 0, 0, "zero"
     max_w, min_w = int(w.max()), int(w.min())
     if min_w < 0 < max_w or (min_w < 0 and max_w == 0):
-        if max_w > 254 or min_w < -256:  # netx clips (with a printed warning): never storable as is
+        # netx clips (with a printed warning), never storable as is: the top only with negative
+        # weights beside it, the bottom only with positive ones (all <= 0 down to -257 is not clipped)
+        if max_w > 254 or (min_w < -256 and max_w > 0):
             return 99, 0, "mixed (clipped by netx)"
         sign_mode, is_signed = "mixed", 1
         scales = [127 / max_w] if max_w > 0 else []

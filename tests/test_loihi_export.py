@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from neurocxr.errors import ExportError, QuantisationError, ResourceError, UnsupportedLayerError
@@ -666,6 +666,8 @@ def test_default_model_netx_packs_into_8_bits_and_odd_weights_would_not(tmp_path
     shift=st.integers(0, 3),
     seed=st.integers(0, 2**16),
 )
+# weights in -257..0: netx clips nothing (only below -256 beside positive weights), packs 10 bits
+@example(lo=-266, span=279, shift=0, seed=1)
 @pytest.mark.lava
 def test_netx_weight_bits_mirrors_lava_dl(lo: int, span: int, shift: int, seed: int) -> None:
     from neurocxr.hardware_sims.lava import _import_lava
