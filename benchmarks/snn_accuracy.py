@@ -110,12 +110,13 @@ def configs() -> list[Bench]:
     """In run order: what matters most first, so a run cut short still answers the main question."""
     conv = dict(model="snn_vgg", depth=6, convert=True, lever="conversion")
     regular = dict(
-        augment="shift", cnn_epochs=6, encoding="regular", lr=5e-4, feature_distill=1.0, **conv
+        augment="shift", cnn_epochs=10, encoding="regular", lr=5e-4, feature_distill=1.0, **conv
     )
     stride2_first = dict(  # a quarter of the first layer's neurons
         strides=(2, 1, 2, 1, 2, 1),
         **{
             **regular,
+            "cnn_epochs": 6,
             "lever": "conversion+finetune+augment+feature-distill+regular input, stride 2 from "
             "the first conv (a quarter of the first layer's neurons)",
         },
@@ -197,6 +198,7 @@ def configs() -> list[Bench]:
             width=0.5,
             **{
                 **regular,
+                "cnn_epochs": 6,
                 "lever": "conversion+finetune+augment+feature-distill+regular input, half width",
             },
         ),
@@ -207,6 +209,7 @@ def configs() -> list[Bench]:
             width=2.0,
             **{
                 **regular,
+                "cnn_epochs": 6,
                 "lever": "conversion+finetune+augment+feature-distill+regular input, double width",
             },
         ),
@@ -217,6 +220,7 @@ def configs() -> list[Bench]:
             width=2.0,
             **{
                 **regular,
+                "cnn_epochs": 6,
                 "lever": "conversion+finetune+augment+feature-distill+regular input, double width",
             },
         ),
@@ -250,6 +254,50 @@ def configs() -> list[Bench]:
             num_steps=16,
             epochs=3,
             **stride2_first,
+        ),
+        # The 6-epoch sources above were still improving at their last epoch (best epoch 6 in 8 of
+        # 12), while the standard-width rows reuse 10-epoch sources: the same levers on 10-epoch sources.
+        Bench(
+            "hybrid_vgg6s2_shift_T8_featdistill_regular_cnn10",
+            num_steps=8,
+            epochs=3,
+            **{
+                **stride2_first,
+                "cnn_epochs": 10,
+                "lever": stride2_first["lever"] + ", 10-epoch source",
+            },
+        ),
+        Bench(
+            "hybrid_vgg6w05_shift_T8_featdistill_regular_cnn10",
+            num_steps=8,
+            epochs=3,
+            width=0.5,
+            **{
+                **regular,
+                "lever": "conversion+finetune+augment+feature-distill+regular input, half width, "
+                "10-epoch source",
+            },
+        ),
+        Bench(
+            "hybrid_vgg6s2_shift_T6_featdistill_regular_cnn10",
+            num_steps=6,
+            epochs=3,
+            **{
+                **stride2_first,
+                "cnn_epochs": 10,
+                "lever": stride2_first["lever"] + ", 10-epoch source",
+            },
+        ),
+        Bench(
+            "hybrid_vgg6w2_shift_T16_featdistill_regular_cnn10",
+            num_steps=16,
+            epochs=3,
+            width=2.0,
+            **{
+                **regular,
+                "lever": "conversion+finetune+augment+feature-distill+regular input, double width, "
+                "10-epoch source",
+            },
         ),
         Bench(
             "strided_T8_regular_shift",
@@ -304,7 +352,6 @@ def configs() -> list[Bench]:
             epochs=2,
             lr=5e-4,
             augment="shift",
-            cnn_epochs=6,
             **{**conv, "lever": "conversion+finetune+augment"},
         ),
         Bench("strided_T4_shift", lever="augment", epochs=10, augment="shift"),
@@ -591,7 +638,7 @@ def run_seed(
     if b.convert:
         cnn_cfg = replace(cfg, name="cnn_vgg")
         plan = f"_st{''.join(map(str, b.strides))}" if b.strides else ""
-        cnn_name = f"cnn_vgg_{b.image_size}_d{b.depth}{plan}_w{b.width:g}_{b.augment}_s{seed}"
+        cnn_name = f"cnn_vgg_{b.image_size}_d{b.depth}{plan}_w{b.width:g}_{b.augment}_e{b.cnn_epochs}_s{seed}"
         cnn_path, cnn_seconds = train_cnn(
             cnn_name,
             cnn_cfg,
@@ -609,6 +656,7 @@ def run_seed(
         source = load(
             cnn_path
         )  # the CNN itself, for reference (selection never looks at its test AUC)
+        extra["source_cnn_epochs"] = int(source.metadata["train_config"]["epochs"])
         extra["source_cnn_val_auc"] = evaluate(
             source.model, source.config, splits.val, source.threshold
         ).roc_auc
