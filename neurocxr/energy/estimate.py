@@ -20,7 +20,7 @@ inference (mean per sample).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,13 @@ from neurocxr.energy.profiles import (
     get_profile,
     resolve_profile,
 )
-from neurocxr.energy.timing import STATIC_FOOTNOTE, loihi_timing, split_updates, truenorth_mapping
+from neurocxr.energy.timing import (
+    STATIC_FOOTNOTE,
+    loihi_timing,
+    split_source_notes,
+    split_updates,
+    truenorth_mapping,
+)
 from neurocxr.energy.types import EnergyEstimate
 from neurocxr.errors import NeurocxrError, ProfileError
 from neurocxr.hardware_sims.results import LayerCounts
@@ -124,6 +130,78 @@ def _layer_energy(c: LayerCounts, prof: DeviceProfile, name: str) -> tuple[float
     }
 
 
+@dataclass
+class _Timed:
+    """Latency, throughput and static energy of one estimate, and the footnotes that say how."""
+
+    latency_s: float | None = None
+    throughput_fps: float | None = None
+    static_j: float | None = None
+    static_j_slow_bound: float | None = None  # static energy at the profile's slow-bound step
+    timing: dict[str, Any] = field(default_factory=dict)
+    footnotes: list[str] = field(default_factory=list)
+
+
+def _timing(
+    counts: list[LayerCounts],
+    prof: DeviceProfile,
+    program: Any,
+    chips: int | None,
+    latency_s: float | None,
+) -> _Timed:
+    """The parallel timing model where the profile has per-op times, else the caller's latency."""
+    if (
+        latency_s is None
+        and prof.time_per_synop_s is not None
+        and prof.time_per_neuron_update_s is not None
+    ):
+        t = loihi_timing(counts, prof, program=program)
+        if chips is not None and chips != t.chips and prof.static_power_w is not None:
+            t.static_j = prof.static_power_w * chips * t.steps_per_sample * t.step_s
+            t.static_j_single_inference = prof.static_power_w * chips * t.latency_s
+            if t.throughput_fps_slow_bound is not None:  # 1 / fps = T steps at the slow-bound step
+                t.static_j_slow_bound = prof.static_power_w * chips / t.throughput_fps_slow_bound
+            t.assumptions.append(
+                f"Static power charged for {chips} chip(s) as requested (mapping needs {t.chips})."
+            )
+        timed = _Timed(
+            t.latency_s, t.throughput_fps, t.static_j, t.static_j_slow_bound, t.as_dict()
+        )
+        timed.footnotes.extend(t.assumptions)
+        if t.static_j is not None:
+            timed.footnotes.append(STATIC_FOOTNOTE)
+        if t.static_j_slow_bound is not None:
+            timed.footnotes.append(
+                "Total energy is a bracket like the latency: the slow bound charges static power for the "
+                "slow-bound step (total_j_slow_bound); dynamic energy is the same at both ends."
+            )
+        return timed
+    if latency_s is None:
+        return _Timed()
+    n_chips = chips or 1
+    static = prof.static_power_w * n_chips * latency_s if prof.static_power_w is not None else None
+    return _Timed(
+        latency_s,
+        static_j=static,
+        timing={"latency_s": latency_s, "chips": n_chips, "source": "given by the caller"},
+        footnotes=[
+            f"Latency given by the caller; static power x {n_chips} chip(s) x that latency."
+        ],
+    )
+
+
+def _neuron_update_footnotes(counts: list[LayerCounts], prof: DeviceProfile) -> list[str]:
+    """How neuron updates were charged, for spiking profiles without a timing model."""
+    notes = []
+    if any(getattr(c, "active_neuron_updates", None) is None for c in counts if c.kind != "input"):
+        if prof.energy_per_neuron_update_inactive_j is not None:
+            notes.append(
+                "Active/inactive neuron updates not counted for this run: every update "
+                "charged as active (upper bound)."
+            )
+    return notes + split_source_notes(counts)
+
+
 def estimate_energy(
     counts: list[LayerCounts],
     profile: DeviceProfile | str,
@@ -167,56 +245,17 @@ def estimate_energy(
     footnotes = [SPIKE_COUNTS_ARE_NOT_ENERGY, f"Counting basis: {BASIS_TEXT[basis]}."]
     if prof.notes:
         footnotes.append(prof.notes)
-    timing: dict[str, Any] = {}
-    throughput: float | None = None
-    static: float | None = None
-    static_slow: float | None = None  # static energy at the profile's slow-bound step (a bracket)
-    if (
-        latency_s is None
-        and prof.time_per_synop_s is not None
-        and prof.time_per_neuron_update_s is not None
-    ):
-        t = loihi_timing(counts, prof, program=program)
-        if chips is not None and chips != t.chips and prof.static_power_w is not None:
-            t.static_j = prof.static_power_w * chips * t.steps_per_sample * t.step_s
-            t.static_j_single_inference = prof.static_power_w * chips * t.latency_s
-            if t.throughput_fps_slow_bound is not None:  # 1 / fps = T steps at the slow-bound step
-                t.static_j_slow_bound = prof.static_power_w * chips / t.throughput_fps_slow_bound
-            t.assumptions.append(
-                f"Static power charged for {chips} chip(s) as requested (mapping needs {t.chips})."
-            )
-        latency_s, throughput, static = t.latency_s, t.throughput_fps, t.static_j
-        static_slow = t.static_j_slow_bound
-        timing = t.as_dict()
-        footnotes.extend(t.assumptions)
-        if static is not None:
-            footnotes.append(STATIC_FOOTNOTE)
-        if static_slow is not None:
-            footnotes.append(
-                "Total energy is a bracket like the latency: the slow bound charges static power for the "
-                "slow-bound step (total_j_slow_bound); dynamic energy is the same at both ends."
-            )
-    elif latency_s is not None:
-        n_chips = chips or 1
-        if prof.static_power_w is not None:
-            static = prof.static_power_w * n_chips * latency_s
-        timing = {"latency_s": latency_s, "chips": n_chips, "source": "given by the caller"}
-        footnotes.append(
-            f"Latency given by the caller; static power x {n_chips} chip(s) x that latency."
-        )
+    timed = _timing(counts, prof, program, chips, latency_s)
+    latency_s, throughput, static, static_slow, timing = (
+        timed.latency_s,
+        timed.throughput_fps,
+        timed.static_j,
+        timed.static_j_slow_bound,
+        timed.timing,
+    )
+    footnotes.extend(timed.footnotes)
     if prof.spiking and not timing:
-        # profiles without a timing model still say how neuron updates were charged
-        if any(
-            getattr(c, "active_neuron_updates", None) is None for c in counts if c.kind != "input"
-        ):
-            if prof.energy_per_neuron_update_inactive_j is not None:
-                footnotes.append(
-                    "Active/inactive neuron updates not counted for this run: every update "
-                    "charged as active (upper bound)."
-                )
-        sources = {getattr(c, "active_neuron_updates_source", None) for c in counts} - {None}
-        if sources:
-            footnotes.append(f"Active/inactive split: {', '.join(sorted(sources))}.")
+        footnotes.extend(_neuron_update_footnotes(counts, prof))
     if prof.static_power_w is None:
         footnotes.append(
             "Profile has no static power: total energy unknown, only dynamic energy given."

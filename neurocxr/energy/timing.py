@@ -353,9 +353,7 @@ def _timing_assumptions(
         assumptions.append(
             "Active/inactive neuron updates not counted for this run: every update charged as active (upper bound)."
         )
-    sources = {getattr(c, "active_neuron_updates_source", None) for c in counts} - {None}
-    if sources:
-        assumptions.append(f"Active/inactive split: {', '.join(sorted(sources))}.")
+    assumptions.extend(split_source_notes(counts))
     if profile.chip == "loihi2":
         assumptions.append(
             "Loihi 2 cores assigned by a compiler-like partition (conv layers in slabs of whole columns with shared "
@@ -404,6 +402,13 @@ def _timing_assumptions(
                 "whole-chip barrier to every step (a lower bound); static power of every chip is charged."
             )
     return assumptions
+
+
+def split_source_notes(counts: Sequence[Any]) -> list[str]:
+    """Where the active/inactive neuron-update split came from, when the counts say (float-model
+    activity sets ``active_neuron_updates_source`` on its counts, `neurocxr.energy.suite`)."""
+    sources = {str(s) for c in counts if (s := getattr(c, "active_neuron_updates_source", None))}
+    return [f"Active/inactive split: {', '.join(sorted(sources))}."] if sources else []
 
 
 def loihi_timing(
