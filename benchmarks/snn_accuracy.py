@@ -18,7 +18,7 @@ CNN, trained once per image size; named by checkpoint path and SHA-256), ``depth
 (`snn_vgg`), ``augment`` (none / light / shift), ``regulariser`` (chip-cost lambda), ``num_steps``,
 ``qat_epochs``.
 
-Data: 28 px from ``pneumoniamnist.npz`` (official splits); 64 px from the Kermany folders (the same 624
+Data: 28 px from ``pneumoniamnist.npz`` (official splits); 64 and 128 px from the Kermany folders (the same 624
 test patients; validation carved out of train by patient). The JSON is rewritten atomically after
 every finished configuration and a rerun skips configurations already in it (``--redo`` to rerun).
 """
@@ -58,7 +58,8 @@ from neurocxr.training.train import TrainConfig, evaluate, train  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "snn_accuracy.json"
 CHECKPOINTS = ROOT / "benchmarks" / "results" / "checkpoints"  # *.pt is git-ignored
-DATA = {28: "../shared/data/pneumoniamnist.npz", 64: "../shared/data/kermany224"}
+KERMANY = "../shared/data/kermany224"  # 64 and 128 px are resized from these 224 px folders
+DATA = {28: "../shared/data/pneumoniamnist.npz", 64: KERMANY, 128: KERMANY}
 TEACHER = "medspectralnet"
 ENERGY_PROFILE = "loihi2"
 
@@ -297,6 +298,18 @@ def configs() -> list[Bench]:
                 **regular,
                 "lever": "conversion+finetune+augment+feature-distill+regular input, double width, "
                 "10-epoch source",
+            },
+        ),
+        Bench(  # 128 px: stride 2 in the first two convs keeps the maps of the 64 px row (32 -> 8)
+            "hybrid_vgg6s22_shift_T8_featdistill_regular_128",
+            image_size=128,
+            num_steps=8,
+            epochs=3,
+            **{
+                **stride2_first,
+                "strides": (2, 2, 2, 1, 2, 1),
+                "lever": "conversion+finetune+augment+feature-distill+regular input, stride 2 in the "
+                "first two convs",
             },
         ),
         Bench(
@@ -795,7 +808,7 @@ def write(
     out: Path | None = None,
 ) -> None:
     prov = provenance(
-        data=data[28], data_source="pneumoniamnist.npz (28 px), Kermany folders (64 px)"
+        data=data[28], data_source="pneumoniamnist.npz (28 px), Kermany folders (64 and 128 px)"
     )
     prov["data_64"] = {"folder": data[64], "sha256sums": file_record(Path(data[64]) / "SHA256SUMS")}
     prov["teachers"] = teachers
@@ -838,7 +851,11 @@ def main(argv: list[str] | None = None) -> int:
         "--lava-samples", type=int, default=2, help="Lava parity samples for seed 0 of each config"
     )
     p.add_argument("--data28", default=DATA[28])
-    p.add_argument("--data64", default=DATA[64])
+    p.add_argument(
+        "--data64",
+        default=KERMANY,
+        help="the Kermany folders the 64 and 128 px rows are resized from",
+    )
     p.add_argument("--out", type=Path, default=OUT, help="the JSON to write (and resume from)")
     p.add_argument(
         "--merge",
@@ -864,7 +881,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             p.error(f"unknown configuration(s) {', '.join(sorted(unknown))}; --list shows them")
         todo = [b for b in todo if b.name in args.only]
-    data = {28: args.data28, 64: args.data64}
+    data = {28: args.data28, 64: args.data64, 128: args.data64}
     import json
 
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
