@@ -467,6 +467,61 @@ def _quantise_synapse(
     return best
 
 
+@dataclass(frozen=True)
+class _Scale:
+    """The float -> integer scale of one layer, why it was chosen, and whether the bias is clipped."""
+
+    value: float
+    source: str
+    bounds: dict[str, float]
+    clip_bias_for_precision: bool = False
+
+
+def _choose_scale(
+    name: str,
+    w: np.ndarray,
+    b: np.ndarray,
+    thr: float | None,
+    grid: WeightGrid,
+    options: QuantisationOptions,
+) -> _Scale:
+    """Largest scale that fits ``grid`` and the 13/17-bit fields (or the forced one); refuse a scale
+    that leaves the weights fewer than ``min_weight_levels`` grid steps, unless the bias may clip."""
+    bounds = _scale_bounds(w, b, thr, grid)
+    if options.scale is not None:
+        return _Scale(float(options.scale), "forced", bounds)
+    if not bounds:
+        return _Scale(1.0, "default 1 (all zero)", bounds)
+    binding = min(bounds, key=bounds.get)  # type: ignore[arg-type]
+    s = bounds[binding]
+    wabs = float(np.abs(w).max()) if w.size else 0.0
+    levels = s * wabs / grid.step  # grid steps of the largest |weight|
+    if wabs == 0 or levels >= options.min_weight_levels:
+        return _Scale(s, f"largest that fits ({binding})", bounds)
+    if binding != "bias":
+        raise QuantisationError(
+            f"layer {name!r}: threshold {thr:.4g} is {(thr or 0.0) / wabs:.4g} times the largest |weight| {wabs:.4g}; "
+            f"at the largest scale where vThMant fits 17 bits (<= {VTH_MAX}) the weights get only "
+            f"{levels:.1f} steps of the 8-bit weight grid (min_weight_levels={options.min_weight_levels}). "
+            "Retrain with a smaller threshold or larger weights, or lower min_weight_levels to accept the "
+            "precision loss"
+        )
+    if not options.allow_clipping:
+        raise QuantisationError(
+            f"layer {name!r}: bias {float(b.min()):.4g}..{float(b.max()):.4g} is too large for the weights "
+            f"(largest |weight| {wabs:.4g}): fitting it into 13 bits (|bias| <= {BIAS_MAX}) needs scale "
+            f"<= {s:.4g}, which leaves the largest weight only {levels:.1f} steps of the 8-bit weight grid "
+            f"(min_weight_levels={options.min_weight_levels}). Either pass "
+            "QuantisationOptions(allow_clipping=True) to clip the bias to 13 bits (those neurons then "
+            "behave differently), or retrain with weight decay / a bias penalty"
+        )
+    rest = {k: v for k, v in bounds.items() if k != "bias"}
+    if not rest:
+        return _Scale(s, f"largest that fits ({binding}); bias clipped", bounds, True)
+    binding = min(rest, key=rest.get)  # type: ignore[arg-type]
+    return _Scale(rest[binding], f"largest that fits ({binding}); bias clipped", bounds, True)
+
+
 def _quantise_on_grid(
     name: str,
     w: np.ndarray,
@@ -476,44 +531,8 @@ def _quantise_on_grid(
     options: QuantisationOptions,
 ) -> tuple[np.ndarray, np.ndarray | None, int | None, dict[str, Any]]:
     """Largest scale that fits ``grid`` and the 13/17-bit fields, then round; refuse what needs clipping."""
-    bounds = _scale_bounds(w, b, thr, grid)
-    wabs = float(np.abs(w).max()) if w.size else 0.0
-    clip_bias_for_precision = False
-    if options.scale is not None:
-        s = float(options.scale)
-        scale_source = "forced"
-    else:
-        s = min(bounds.values()) if bounds else 1.0
-        scale_source = (
-            f"largest that fits ({min(bounds, key=bounds.get)})"
-            if bounds
-            else "default 1 (all zero)"
-        )
-        levels = s * wabs / grid.step  # grid steps of the largest |weight|
-        if wabs > 0 and levels < options.min_weight_levels:
-            binding = min(bounds, key=bounds.get)
-            if binding == "bias":
-                if not options.allow_clipping:
-                    raise QuantisationError(
-                        f"layer {name!r}: bias {float(b.min()):.4g}..{float(b.max()):.4g} is too large for the weights "
-                        f"(largest |weight| {wabs:.4g}): fitting it into 13 bits (|bias| <= {BIAS_MAX}) needs scale "
-                        f"<= {s:.4g}, which leaves the largest weight only {levels:.1f} steps of the 8-bit weight grid "
-                        f"(min_weight_levels={options.min_weight_levels}). Either pass "
-                        "QuantisationOptions(allow_clipping=True) to clip the bias to 13 bits (those neurons then "
-                        "behave differently), or retrain with weight decay / a bias penalty"
-                    )
-                clip_bias_for_precision = True
-                rest = {k: v for k, v in bounds.items() if k != "bias"}
-                s = min(rest.values()) if rest else s
-                scale_source = f"largest that fits ({min(rest, key=rest.get)}); bias clipped"
-            else:
-                raise QuantisationError(
-                    f"layer {name!r}: threshold {thr:.4g} is {thr / wabs:.4g} times the largest |weight| {wabs:.4g}; "
-                    f"at the largest scale where vThMant fits 17 bits (<= {VTH_MAX}) the weights get only "
-                    f"{levels:.1f} steps of the 8-bit weight grid (min_weight_levels={options.min_weight_levels}). "
-                    "Retrain with a smaller threshold or larger weights, or lower min_weight_levels to accept the "
-                    "precision loss"
-                )
+    scale = _choose_scale(name, w, b, thr, grid, options)
+    s = scale.value
     lo, hi, step = grid.lo, grid.hi, grid.step
     w_int = (np.rint(w * s / step) * step).astype(np.int64)
     b_int = np.rint(b * s).astype(np.int64)
@@ -533,7 +552,7 @@ def _quantise_on_grid(
     if vth_out:
         problems.append(f"vThMant {vth} outside 0..{VTH_MAX} (17 bits)")
     if problems and not (
-        options.allow_clipping or (clip_bias_for_precision and not w_out and not vth_out)
+        options.allow_clipping or (scale.clip_bias_for_precision and not w_out and not vth_out)
     ):
         raise QuantisationError(
             f"layer {name!r} at scale {s:.6g}: "
@@ -545,6 +564,7 @@ def _quantise_on_grid(
     b_int = np.clip(b_int, BIAS_MIN, BIAS_MAX)
     if vth is not None:
         vth = int(min(max(vth, 0), VTH_MAX))
+    wabs = float(np.abs(w).max()) if w.size else 0.0
     if w.size and not np.any(w_int):
         raise QuantisationError(
             f"layer {name!r}: every weight rounds to 0 at scale {s:.6g} (largest |weight| {wabs:.4g}); the layer would "
@@ -558,23 +578,48 @@ def _quantise_on_grid(
             f"layer {name!r}: weights {w_int.min()}..{w_int.max()} need {bits} bits in lava-dl's packing; Loihi's "
             "synapse holds 8"
         )
+    info = _quantisation_info(w, b, thr, w_int, b_int, vth, scale, grid)
+    info.update(
+        num_weight_bits=bits,
+        weight_exponent=exponent,
+        sign_mode=sign_mode,
+        clipped_weights=w_out,
+        clipped_bias=b_out,
+        clipped_count=w_out + b_out + int(vth_out),
+        clipped_fraction=(w_out + b_out + int(vth_out))
+        / max(1, w.size + b.size + (thr is not None)),
+    )
+    bias_out = b_int if b.size and np.any(b_int != 0) else None
+    return w_int, bias_out, vth, info
+
+
+def _quantisation_info(
+    w: np.ndarray,
+    b: np.ndarray,
+    thr: float | None,
+    w_int: np.ndarray,
+    b_int: np.ndarray,
+    vth: int | None,
+    scale: _Scale,
+    grid: WeightGrid,
+) -> dict[str, Any]:
+    """What rounding did to one layer: scale, ranges and errors (the export report's per-layer row)."""
+    s = scale.value
+    wabs = float(np.abs(w).max()) if w.size else 0.0
     w_err = np.abs(w_int / s - w) if w.size else np.zeros((1, 1))
     b_err = np.abs(b_int / s - b) if b.size else np.zeros(1)
     thr_err = abs(vth / s - thr) if thr is not None and vth is not None else 0.0
     fan_in_err = float(w_err.reshape(w_err.shape[0], -1).sum(axis=1).max()) if w_err.size else 0.0
     max_in = _max_input_per_step(w_int)
-    info: dict[str, Any] = {
+    return {
         "scale": s,
-        "scale_source": scale_source,
-        "scale_bounds": dict(bounds),
+        "scale_source": scale.source,
+        "scale_bounds": dict(scale.bounds),
         "weight_grid": grid.describe(),
-        "weight_step": step,
-        "num_weight_bits": bits,
-        "weight_exponent": exponent,
-        "sign_mode": sign_mode,
+        "weight_step": grid.step,
         "weight_min": int(w_int.min()) if w_int.size else 0,
         "weight_max": int(w_int.max()) if w_int.size else 0,
-        "weight_range": (lo, hi),
+        "weight_range": (grid.lo, grid.hi),
         "weight_max_abs_error": float(w_err.max()),
         "weight_relative_error": float(w_err.max() / wabs) if wabs > 0 else 0.0,
         "weight_rms_error": float(np.sqrt(np.mean(w_err**2))),
@@ -584,11 +629,6 @@ def _quantise_on_grid(
         "input_error_vs_threshold": (fan_in_err + float(b_err.max()) + thr_err) / thr
         if thr
         else None,
-        "clipped_weights": w_out,
-        "clipped_bias": b_out,
-        "clipped_count": w_out + b_out + int(vth_out),
-        "clipped_fraction": (w_out + b_out + int(vth_out))
-        / max(1, w.size + b.size + (thr is not None)),
         "bias_min": int(b_int.min()) if b_int.size else 0,
         "bias_max": int(b_int.max()) if b_int.size else 0,
         "bias_max_abs_error": float(b_err.max()),
@@ -597,8 +637,6 @@ def _quantise_on_grid(
         "max_input_per_step": max_in,
         "u_may_wrap": (max_in << 6) >= 2 ** (STATE_BITS - 1),
     }
-    bias_out = b_int if b.size and np.any(b_int != 0) else None
-    return w_int, bias_out, vth, info
 
 
 # --------------------------------------------------------------------------------------------
