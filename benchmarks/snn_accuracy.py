@@ -300,27 +300,6 @@ def configs() -> list[Bench]:
                 "10-epoch source",
             },
         ),
-        # onecycle's last epoch was the best in 8 of the 12 shift-trained 28 px sources: a longer schedule
-        Bench(
-            "hybrid_vgg6_shift_T8_featdistill_regular_cnn20",
-            num_steps=8,
-            epochs=3,
-            **{
-                **regular,
-                "cnn_epochs": 20,
-                "lever": "conversion+finetune+augment+feature-distill+regular input, 20-epoch source",
-            },
-        ),
-        Bench(
-            "hybrid_vgg6_shift_T16_featdistill_regular_cnn20",
-            num_steps=16,
-            epochs=3,
-            **{
-                **regular,
-                "cnn_epochs": 20,
-                "lever": "conversion+finetune+augment+feature-distill+regular input, 20-epoch source",
-            },
-        ),
         Bench(  # 128 px: stride 2 in the first two convs keeps the maps of the 64 px row (32 -> 8)
             "hybrid_vgg6s22_shift_T8_featdistill_regular_128",
             image_size=128,
