@@ -300,6 +300,16 @@ def configs() -> list[Bench]:
                 "10-epoch source",
             },
         ),
+        Bench(  # the CNNs that generalise best are deeper: two 128-channel convs more (8 convs)
+            "hybrid_vgg8_shift_T16_featdistill_regular",
+            num_steps=16,
+            epochs=3,
+            **{
+                **regular,
+                "depth": 8,
+                "lever": "conversion+finetune+augment+feature-distill+regular input, 8 convs",
+            },
+        ),
         Bench(  # 128 px: stride 2 in the first two convs keeps the maps of the 64 px row (32 -> 8)
             "hybrid_vgg6s22_shift_T8_featdistill_regular_128",
             image_size=128,
