@@ -246,15 +246,8 @@ def estimate_energy(
     if prof.notes:
         footnotes.append(prof.notes)
     timed = _timing(counts, prof, program, chips, latency_s)
-    latency_s, throughput, static, static_slow, timing = (
-        timed.latency_s,
-        timed.throughput_fps,
-        timed.static_j,
-        timed.static_j_slow_bound,
-        timed.timing,
-    )
     footnotes.extend(timed.footnotes)
-    if prof.spiking and not timing:
+    if prof.spiking and not timed.timing:
         footnotes.extend(_neuron_update_footnotes(counts, prof))
     if prof.static_power_w is None:
         footnotes.append(
@@ -266,7 +259,7 @@ def estimate_energy(
         detail["truenorth_mapping"] = mapping.to_dict()
         if mapping.note:
             footnotes.append(mapping.note)
-    total = dynamic + static if static is not None else None
+    total = dynamic + timed.static_j if timed.static_j is not None else None
     if prof.spiking:
         ops_desc = "effective synaptic ops x E_synop + active/inactive neuron updates x E_update + spikes x E_spike"
     else:
@@ -276,7 +269,7 @@ def estimate_energy(
         device=prof.name,
         dynamic_j=dynamic,
         total_j=total,
-        latency_s=latency_s,
+        latency_s=timed.latency_s,
         per_layer_j=per_layer,
         constants=prof.constants(),
         source=prof.source,
@@ -286,12 +279,14 @@ def estimate_energy(
         notes=" ".join(footnotes),
         basis=basis,
         scope="device",
-        static_j=static,
-        throughput_fps=throughput,
-        timing=timing,
+        static_j=timed.static_j,
+        throughput_fps=timed.throughput_fps,
+        timing=timed.timing,
         detail=detail,
         footnotes=footnotes,
-        total_j_slow_bound=None if static_slow is None else dynamic + static_slow,
+        total_j_slow_bound=None
+        if timed.static_j_slow_bound is None
+        else dynamic + timed.static_j_slow_bound,
     )
 
 
