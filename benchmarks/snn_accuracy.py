@@ -122,6 +122,14 @@ def configs() -> list[Bench]:
             "the first conv (a quarter of the first layer's neurons)",
         },
     )
+    stride2_cnn10 = dict(  # the same on a 10-epoch source
+        epochs=3,
+        **{
+            **stride2_first,
+            "cnn_epochs": 10,
+            "lever": stride2_first["lever"] + ", 10-epoch source",
+        },
+    )
     return [
         Bench(
             "convert_vgg6_shift_T16_regular",
@@ -258,16 +266,7 @@ def configs() -> list[Bench]:
         ),
         # The 6-epoch sources above were still improving at their last epoch (best epoch 6 in 8 of
         # 12), while the standard-width rows reuse 10-epoch sources: the same levers on 10-epoch sources.
-        Bench(
-            "hybrid_vgg6s2_shift_T8_featdistill_regular_cnn10",
-            num_steps=8,
-            epochs=3,
-            **{
-                **stride2_first,
-                "cnn_epochs": 10,
-                "lever": stride2_first["lever"] + ", 10-epoch source",
-            },
-        ),
+        Bench("hybrid_vgg6s2_shift_T8_featdistill_regular_cnn10", num_steps=8, **stride2_cnn10),
         Bench(
             "hybrid_vgg6w05_shift_T8_featdistill_regular_cnn10",
             num_steps=8,
@@ -279,16 +278,7 @@ def configs() -> list[Bench]:
                 "10-epoch source",
             },
         ),
-        Bench(
-            "hybrid_vgg6s2_shift_T6_featdistill_regular_cnn10",
-            num_steps=6,
-            epochs=3,
-            **{
-                **stride2_first,
-                "cnn_epochs": 10,
-                "lever": stride2_first["lever"] + ", 10-epoch source",
-            },
-        ),
+        Bench("hybrid_vgg6s2_shift_T6_featdistill_regular_cnn10", num_steps=6, **stride2_cnn10),
         Bench(
             "hybrid_vgg6w2_shift_T16_featdistill_regular_cnn10",
             num_steps=16,
