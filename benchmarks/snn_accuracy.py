@@ -362,7 +362,7 @@ def configs() -> list[Bench]:
         Bench(
             "hybrid_vgg6_T4_shift",
             num_steps=4,
-            epochs=2,
+            epochs=3,
             lr=5e-4,
             augment="shift",
             **{**conv, "lever": "conversion+finetune+augment"},
