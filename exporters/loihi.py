@@ -492,7 +492,7 @@ def _choose_scale(
         return _Scale(float(options.scale), "forced", bounds)
     if not bounds:
         return _Scale(1.0, "default 1 (all zero)", bounds)
-    binding = min(bounds, key=bounds.get)  # type: ignore[arg-type]
+    binding = min(bounds, key=lambda k: bounds[k])
     s = bounds[binding]
     wabs = float(np.abs(w).max()) if w.size else 0.0
     levels = s * wabs / grid.step  # grid steps of the largest |weight|
@@ -518,7 +518,7 @@ def _choose_scale(
     rest = {k: v for k, v in bounds.items() if k != "bias"}
     if not rest:
         return _Scale(s, f"largest that fits ({binding}); bias clipped", bounds, True)
-    binding = min(rest, key=rest.get)  # type: ignore[arg-type]
+    binding = min(rest, key=lambda k: rest[k])
     return _Scale(rest[binding], f"largest that fits ({binding}); bias clipped", bounds, True)
 
 
