@@ -281,6 +281,7 @@ def train(
     strides: Sequence[int] | None = None,
     regulariser: float = 0.0,
     qat_epochs: int = 0,
+    prune: float = 0.0,
 ) -> TrainSummary:
     """Train ``model`` and write ``<out>/<model>.pt`` (best epoch by validation AUC).
 
@@ -290,7 +291,8 @@ def train(
     checkpoint to distil from, ``distill_weight``), ``feature_distill`` (weight of feature
     distillation from ``teacher``, or from the ``convert_from`` CNN), ``depth``/``width``/``strides``
     (snn_vgg's and cnn_vgg's VGG plan; width also scales other models), ``augment`` (none | light |
-    shift), ``regulariser`` (chip-cost lambda), ``num_steps``, ``qat_epochs``. ``encoding`` (SNN input; one of
+    shift), ``regulariser`` (chip-cost lambda), ``num_steps``, ``qat_epochs``, ``prune`` (fraction of
+    each SNN layer's weights zeroed by magnitude while training). ``encoding`` (SNN input; one of
     `neurocxr.data.encoding.ENCODINGS`): None means direct, or regular spike trains with ``convert_from``.
 
     ``balance``: weights (class-weighted loss) | sampler | none | sgan (normal images from a Double
@@ -314,6 +316,7 @@ def train(
         augment=augment,
         regulariser=regulariser,
         qat_epochs=qat_epochs,
+        prune=prune,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,

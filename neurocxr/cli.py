@@ -220,10 +220,15 @@ def train_cmd(
     qat_epochs: int = typer.Option(
         0, help="quantisation-aware fine-tuning epochs with the chip's integers (SNNs)"
     ),
+    prune: float = typer.Option(
+        0.0,
+        help="fraction of each layer's weights zeroed by magnitude while training, on a ramp over "
+        "the first third of the epochs (SNNs; the chip stores no zero weight; 0 = off)",
+    ),
 ) -> None:
     """Train a model; threshold chosen on validation; checkpoint of the best epoch (val AUC).
     The levers (--convert-from, --teacher, --feature-distill, --depth, --width, --strides, --augment,
-    --regulariser, --num-steps, --qat-epochs) carry the names of the sweep grid's axes."""
+    --regulariser, --num-steps, --qat-epochs, --prune) carry the names of the sweep grid's axes."""
     from neurocxr.api import train
     from neurocxr.validation import parse_int_list
 
@@ -251,6 +256,7 @@ def train_cmd(
         strides=None if strides is None else parse_int_list("--strides", strides),
         regulariser=regulariser,
         qat_epochs=qat_epochs,
+        prune=prune,
     )
     if result.sgan:
         console.print(
@@ -260,6 +266,10 @@ def train_cmd(
     show_table(
         _metrics_table(f"{model} validation (best epoch {result.best_epoch})", {"val": result.val})
     )
+    if result.result.weight_sparsity is not None:
+        console.print(
+            f"pruned: {100 * result.result.weight_sparsity:.1f} % of the conv/linear weights are zero"
+        )
     console.print(f"checkpoint: {result.checkpoint}")
 
 

@@ -587,3 +587,152 @@ def test_regular_input_runs_on_lava_as_on_the_emulator(
     x = dep.encode(toy_splits.test.images[:2])
     assert float(x.float_input.sum()) > 0  # the spike trains are not empty
     assert dep.lava_parity(x, 2).identical
+
+
+# ----------------------------------------------------------------------------------------------
+# Pruning (neurocxr.training.pruning): zero weights are synapses the chip never stores or charges
+
+
+def test_cubic_sparsity_schedule() -> None:
+    from neurocxr.training.pruning import cubic_sparsity
+
+    assert cubic_sparsity(0, 10, 0.8) == 0.0
+    assert cubic_sparsity(5, 10, 0.8) == pytest.approx(0.8 * (1 - 0.5**3))
+    assert cubic_sparsity(10, 10, 0.8) == cubic_sparsity(99, 10, 0.8) == 0.8
+    values = [cubic_sparsity(s, 10, 0.8) for s in range(11)]
+    assert values == sorted(values)
+
+
+def test_pruner_zeroes_the_smallest_weights_per_layer_and_keeps_them_zero() -> None:
+    from neurocxr.training.pruning import WeightPruner, prunable_layers
+
+    torch.manual_seed(0)
+    model = build_model(snn_config_for(CNN, 4))
+    readout_before = model.readout.weight.detach().clone()
+    original = [m.weight.detach().clone() for m in prunable_layers(model)]
+    pruner = WeightPruner(model, 0.6, ramp_steps=4)
+    seen = []
+    for _ in range(4):
+        pruner.step()
+        seen.append([m.clone() for m in pruner.masks])
+    assert pruner.reached
+    for earlier, later in zip(seen, seen[1:]):  # a pruned weight never comes back
+        assert all(bool((b <= a).all()) for a, b in zip(earlier, later))
+    for layer, before in zip(prunable_layers(model), original):
+        w = layer.weight.detach()
+        zeros = int((w == 0).sum())
+        assert zeros == round(0.6 * w.numel()), (layer, zeros, w.numel())
+        # the survivors are the largest magnitudes of the layer, untouched
+        assert torch.equal(w[w != 0], before[w != 0])
+        assert before[w != 0].abs().min() >= before[w == 0].abs().max()
+    assert torch.equal(model.readout.weight.detach(), readout_before)  # the readout is not pruned
+    assert pruner.measured_sparsity() == pytest.approx(0.6, abs=0.01)
+    with torch.no_grad():  # an optimiser step moves every weight; apply() puts the pruned back to 0
+        for layer in prunable_layers(model):
+            layer.weight.add_(0.1)
+    pruner.apply()
+    assert pruner.measured_sparsity() == pytest.approx(0.6, abs=0.01)
+    for bad in (0.0, 1.0, -0.2):
+        with pytest.raises(ConfigError, match="prune"):
+            WeightPruner(model, bad, 1)
+    with pytest.raises(ConfigError, match="SpikingSequential"):
+        WeightPruner(build_model(CNN), 0.5, 1)
+
+
+def test_pruning_cuts_the_chips_synaptic_ops_and_stored_synapses() -> None:
+    """The emulator charges a spike only for the non-zero synapses it reaches: the same network
+    with its weights pruned makes fewer synaptic ops (energy) and stores fewer synapses."""
+    from neurocxr.deploy.deployment import Deployment
+    from neurocxr.energy.estimate import estimate_energy
+    from neurocxr.models.loaded import LoadedModel
+    from neurocxr.training.pruning import WeightPruner
+
+    torch.manual_seed(0)
+    config = replace(snn_config_for(CNN, 4), threshold=0.3)
+    dense = build_model(config).eval()
+    with torch.no_grad():  # positive drive, so every layer spikes
+        for m in dense.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.abs_()
+    pruned = build_model(config).eval()
+    pruned.load_state_dict(dense.state_dict())
+    WeightPruner(pruned, 0.75, 1).finish()
+    images = _patches(8, 5, "test").images
+    runs, energy, synapses = {}, {}, {}
+    for name, model in (("dense", dense), ("pruned", pruned)):
+        dep = Deployment.from_checkpoint(LoadedModel(model, config, {}))
+        runs[name] = dep.run(dep.encode(images, seed=0))
+        energy[name] = estimate_energy(list(runs[name].counts), "loihi2").dynamic_j
+        synapses[name] = sum(c.num_synapses for c in runs[name].counts)
+    hidden = slice(1, -1)  # the conv/linear layers (the readout is not pruned)
+    for d, p in zip(runs["dense"].counts[hidden], runs["pruned"].counts[hidden]):
+        if float(np.mean(d.synaptic_ops)) > 0:
+            assert float(np.mean(p.synaptic_ops)) < float(np.mean(d.synaptic_ops)), d.name
+    assert synapses["pruned"] < 0.5 * synapses["dense"], synapses
+    assert energy["pruned"] < energy["dense"], energy
+
+
+def test_prune_lever_is_refused_where_it_cannot_act(cnn_checkpoint: Path, tmp_path: Path) -> None:
+    for kwargs, match in [
+        (dict(model="cnn_small", prune=0.5), "act on SNNs"),
+        (dict(model="snn_conv", prune=1.0), "prune"),
+        (dict(model="snn_conv", prune=-0.1), "prune"),
+        (
+            dict(model="snn_vgg", convert_from=str(cnn_checkpoint), prune=0.5, epochs=0),
+            "prune needs epochs >= 1",
+        ),
+    ]:
+        model = kwargs.pop("model")
+        with pytest.raises(ConfigError, match=match) as info:
+            lever_configs(model, **kwargs)
+        assert "\n" not in str(info.value)
+    from typer.testing import CliRunner
+
+    from neurocxr.cli import app
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        ["train", "--model", "snn_conv", "--prune", "1.5", "--data", "synthetic", "-o", str(out)],
+    )
+    assert result.exit_code == 2 and "prune" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()
+    # the same name on the sweep grid
+    from neurocxr.sweep import TrialSettings, trial_configs
+
+    params = {
+        "model": "snn_vgg",
+        "num_steps": 4,
+        "encoding": None,
+        "regulariser": 0.0,
+        "width": 1.0,
+        "seed": 0,
+        "convert_from": str(cnn_checkpoint),
+        "prune": 0.5,
+    }
+    _, train_cfg, _ = trial_configs(params, TrialSettings(train={"epochs": 2}))
+    assert train_cfg.prune == 0.5
+
+
+@pytest.mark.slow
+def test_pruned_fine_tuning_ends_pruned_and_on_the_chip_grid(
+    cnn_checkpoint: Path, toy_splits: DataSplits
+) -> None:
+    """A converted network fine-tuned with prune: the dense converted start (epoch 0) is never
+    the one kept, the kept weights hold the fraction, and after QAT the zeros are still zeros."""
+    from neurocxr.training.pruning import prunable_layers
+
+    cfg = snn_config_for(CNN, 4)
+    tc = TrainConfig(
+        epochs=3, lr=5e-4, batch_size=16, convert_from=str(cnn_checkpoint), prune=0.5, qat_epochs=1
+    )
+    result = train(cfg, toy_splits, tc, progress=False)
+    assert result.history[0].get("converted") == 1.0
+    assert result.best_epoch >= 1  # ramp: the first of the 3 epochs; epoch 0 is not a candidate
+    assert [h.get("weight_sparsity") for h in result.history[1:4]] == pytest.approx(
+        [0.5] * 3, abs=0.02
+    )
+    assert result.weight_sparsity == pytest.approx(0.5, abs=0.02)
+    for layer in prunable_layers(result.model):
+        w = layer.weight.detach()
+        assert int((w == 0).sum()) >= round(0.5 * w.numel()) - 1

@@ -23,7 +23,7 @@ The config (TOML)::
     # also allowed as grid axes: readout_steps (read the decision out after that many steps;
     # combinations with readout_steps > num_steps are skipped), the levers of `neurocxr train` under
     # the same names -- depth (snn_vgg), teacher (CNN checkpoint to distil from), convert_from (a
-    # cnn_vgg checkpoint to convert; model snn_vgg), augment (none/light/shift), qat_epochs --
+    # cnn_vgg checkpoint to convert; model snn_vgg), augment (none/light/shift), qat_epochs, prune --
     # and any [train] / [model] key
 
     [train]                      # fixed neurocxr.training.train.TrainConfig fields
@@ -73,7 +73,7 @@ SWEEP_KEYS = (
 RAY_KEYS = ("num_cpus", "max_concurrent", "cpus_per_trial", "address")
 SECTIONS = ("sweep", "grid", "train", "model", "ray")
 # The levers carry the names of `neurocxr train`'s options (neurocxr.training.train.LEVERS); convert_from,
-# augment and qat_epochs are TrainConfig fields, so they are axes as [train] keys are.
+# augment, qat_epochs and prune are TrainConfig fields, so they are axes as [train] keys are.
 CORE_AXES = (
     "model",
     "num_steps",
@@ -435,6 +435,7 @@ def trial_configs(
             convert_from=train_kw.pop("convert_from", None),
             augment=train_kw.pop("augment", "none"),
             qat_epochs=train_kw.pop("qat_epochs", 0),
+            prune=train_kw.pop("prune", 0.0),
             model_fields=model_kw,
             seed=params["seed"],
             chip_cost_profile=settings.regulariser_profile,

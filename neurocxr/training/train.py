@@ -38,6 +38,7 @@ from neurocxr.training.conversion import (
     relu_activations,
     snn_config_for,
 )
+from neurocxr.training.pruning import WeightPruner
 from neurocxr.training.qat import FakeQuantiser
 from neurocxr.validation import check_both_classes, check_choice, check_float, check_int
 
@@ -86,6 +87,11 @@ class TrainConfig:
         0  # quantisation-aware fine-tuning epochs after training (neurocxr.training.qat)
     )
     qat_lr_factor: float = 0.1  # QAT learning rate = lr x this
+    # magnitude pruning (neurocxr.training.pruning): this fraction of each conv/linear layer's weights
+    # (readout apart) is zeroed, rising along a cubic ramp over the first third of the epochs (at
+    # least one); only epochs at the full fraction can be the best. The chip stores no zero weight,
+    # so the synaptic ops (most of an SNN's dynamic energy) fall with it. 0 = off.
+    prune: float = 0.0
     # ANN->SNN conversion (neurocxr.training.conversion): start from a converted cnn_vgg checkpoint instead of a
     # random init; epochs = 0 keeps the converted network as it is (pure conversion).
     convert_from: str | None = None
@@ -125,6 +131,12 @@ class TrainConfig:
             "distill_feature_weight", self.distill_feature_weight, 0.0, None
         )
         self.qat_epochs = check_int("qat_epochs", self.qat_epochs, 0, 100_000)
+        self.prune = check_float("prune", self.prune, 0.0, 1.0, high_open=True)
+        if self.prune > 0 and self.epochs == 0:
+            raise ConfigError(
+                "prune needs epochs >= 1: the network is pruned gradually while it trains "
+                "(with convert_from, epochs = 0 keeps the converted network unpruned)"
+            )
         self.qat_lr_factor = check_float(
             "qat_lr_factor", self.qat_lr_factor, 0.0, 10.0, low_open=True
         )
@@ -162,6 +174,7 @@ LEVERS = (
     "regulariser",
     "num_steps",
     "qat_epochs",
+    "prune",
 )
 
 
@@ -208,6 +221,7 @@ def lever_configs(
     augment: bool | str = "none",
     regulariser: float = 0.0,
     qat_epochs: int = 0,
+    prune: float = 0.0,
     model_fields: dict[str, Any] | None = None,
     **train_fields: Any,
 ) -> tuple[ModelConfig, TrainConfig]:
@@ -226,7 +240,9 @@ def lever_configs(
       ``convert_from`` CNN; the teacher must be the student's cnn_vgg twin;
     - ``strides``: stride (1 or 2) of each conv of a VGG plan (with ``depth``; default: 2 at every
       second conv), e.g. (2, 1, 2, 1, 2, 1) for a first layer with a quarter of the neurons;
-    - ``augment``: none | light | shift; ``regulariser``: chip-cost lambda per uJ; ``qat_epochs``.
+    - ``augment``: none | light | shift; ``regulariser``: chip-cost lambda per uJ; ``qat_epochs``;
+    - ``prune``: fraction of each conv/linear layer's weights zeroed by magnitude while training
+      (SNNs; `neurocxr.training.pruning`).
     ``model_fields``: other ModelConfig fields (channels, hidden, beta, threshold, dropout);
     ``train_fields``: other TrainConfig fields (epochs, lr, seed, ...).
     """
@@ -326,11 +342,14 @@ def lever_configs(
         augment=augment,
         chip_cost_weight=regulariser,
         qat_epochs=qat_epochs,
+        prune=prune,
         convert_from=str(Path(convert_from).expanduser()) if convert_from else None,
         **train_fields,
     )
-    if (regulariser or qat_epochs) and not is_snn(config):
-        raise ConfigError(f"regulariser and qat_epochs act on SNNs; {config.name!r} is a CNN")
+    if (regulariser or qat_epochs or prune) and not is_snn(config):
+        raise ConfigError(
+            f"regulariser, qat_epochs and prune act on SNNs; {config.name!r} is a CNN"
+        )
     return config, train_cfg
 
 
@@ -351,6 +370,7 @@ class TrainResult:
     conversion: dict[str, Any] | None = (
         None  # neurocxr.training.conversion.ConversionReport when converted
     )
+    weight_sparsity: float | None = None  # zero weights in the pruned layers (with prune > 0)
 
 
 def seed_everything(seed: int) -> None:
@@ -568,6 +588,7 @@ def _quantisation_aware_finetune(
     val_labels: np.ndarray,
     history: list[dict[str, float]],
     progress: bool,
+    pruner: WeightPruner | None = None,
 ) -> tuple[float, float, int]:
     """``qat_epochs`` more epochs with the exporter's integers in the forward pass (`neurocxr.training.qat`),
     constant lr = lr x qat_lr_factor, the epoch with the best validation AUC (of the quantised
@@ -582,6 +603,13 @@ def _quantisation_aware_finetune(
         weight_decay=train_cfg.weight_decay,
     )
     refresh_every = max(1, len(loader) // 8)  # the exporter's scale follows the largest weight
+
+    def after_batch(b: int) -> None:
+        if pruner is not None:
+            pruner.apply()  # pruned weights stay at 0, which the chip's grid keeps at 0
+        if (b + 1) % refresh_every == 0:
+            fq.refresh()
+
     start = len(history)
     best = _BestEpoch()
     row, val_scores = _validation_row(model, config, splits, val_labels, train_cfg.seed)
@@ -596,7 +624,7 @@ def _quantisation_aware_finetune(
             None,
             f"{config.name} QAT epoch {q}/{train_cfg.qat_epochs}",
             progress,
-            after_batch=lambda b: fq.refresh() if (b + 1) % refresh_every == 0 else None,
+            after_batch=after_batch,
         )
         fq.refresh()
         row, val_scores = _validation_row(model, config, splits, val_labels, train_cfg.seed)
@@ -814,6 +842,12 @@ def train(
         model, config, train_cfg, class_weight if train_cfg.balance == "weights" else None
     )
     optimiser, scheduler = _optimiser(model, train_cfg, max(1, train_cfg.epochs * len(loader)))
+    pruner = None
+    if train_cfg.prune > 0:
+        if not is_snn(config):
+            raise ConfigError(f"prune acts on SNNs (the chip's synapses); {config.name!r} is a CNN")
+        ramp_epochs = max(1, train_cfg.epochs // 3)
+        pruner = WeightPruner(model, train_cfg.prune, ramp_epochs * len(loader))
 
     history: list[dict[str, float]] = []
     best = _BestEpoch()
@@ -837,7 +871,8 @@ def train(
 
     if conversion is not None:  # epoch 0 = the converted network; fine-tuning must beat it on val
         row, val_scores = _validation_row(model, config, splits, val_labels, train_cfg.seed)
-        best.offer(model, 0, row["val_auc"], val_labels, val_scores)
+        if pruner is None:  # a pruned run must end pruned: the dense start is not a candidate
+            best.offer(model, 0, row["val_auc"], val_labels, val_scores)
         history.append(
             {"epoch": 0, "train_loss": float("nan"), **row, "seconds": 0.0, "converted": 1.0}
         )
@@ -853,12 +888,17 @@ def train(
             scheduler,
             f"{config.name} epoch {epoch}/{train_cfg.epochs}",
             progress,
+            after_batch=None if pruner is None else lambda _: pruner.step(),
         )
         row, val_scores = _validation_row(model, config, splits, val_labels, train_cfg.seed)
         seconds = time.perf_counter() - started
         history.append({"epoch": epoch, "train_loss": train_loss, **row, "seconds": seconds})
         if loss_terms.chip_cost is not None:
             history[-1]["train_chip_uj"] = chip_uj
+        if pruner is not None:
+            history[-1]["weight_sparsity"] = pruner.measured_sparsity()
+            if not pruner.reached:  # still on the ramp: not a candidate, not a stall either
+                continue
         if progress:
             tqdm.write(
                 f"{config.name} epoch {epoch}: loss {train_loss:.4f}  "
@@ -886,7 +926,16 @@ def train(
     best_threshold, best_auc, best_epoch = best.threshold, best.auc, best.epoch
     if train_cfg.qat_epochs > 0 and is_snn(config):
         best_threshold, best_auc, best_epoch = _quantisation_aware_finetune(
-            model, config, train_cfg, splits, loader, loss_terms, val_labels, history, progress
+            model,
+            config,
+            train_cfg,
+            splits,
+            loader,
+            loss_terms,
+            val_labels,
+            history,
+            progress,
+            pruner,
         )
     val_metrics = evaluate(model, config, splits.val, best_threshold, seed=train_cfg.seed)
     if checkpoint_path is not None:  # final metadata: full history and the validation metrics
@@ -913,4 +962,5 @@ def train(
         checkpoint_path=Path(checkpoint_path) if checkpoint_path is not None else None,
         train_config=train_cfg,
         conversion=conversion.to_dict() if conversion is not None else None,
+        weight_sparsity=None if pruner is None else pruner.measured_sparsity(),
     )
