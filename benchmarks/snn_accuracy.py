@@ -87,6 +87,7 @@ class Bench:
     )
     regulariser: float = 0.0
     qat_epochs: int = 0
+    prune: float = 0.0  # fraction of each layer's weights zeroed by magnitude while fine-tuning
     hidden: tuple[int, ...] = (128,)
     # the SNN's input: direct (input neurons) or regular spike trains
     encoding: str = "direct"
@@ -299,6 +300,23 @@ def configs() -> list[Bench]:
                 "depth": 8,
                 "lever": "conversion+finetune+augment+feature-distill+regular input, 8 convs",
             },
+        ),
+        # Pruning (issue 18's energy aim): synaptic ops are most of the dynamic energy and the chip
+        # stores no zero weight; 6 epochs (a 2-epoch ramp, 4 at the full fraction) against the
+        # 6-epoch dense row hybrid_vgg6_shift_T8_featdistill_e6_regular
+        *(
+            Bench(
+                f"hybrid_vgg6_shift_T8_featdistill_e6_regular_prune{round(100 * fraction)}",
+                num_steps=8,
+                epochs=6,
+                prune=fraction,
+                **{
+                    **regular,
+                    "lever": "conversion+finetune+augment+feature-distill+regular input, 6 epochs, "
+                    f"{round(100 * fraction)} % of the weights pruned by magnitude",
+                },
+            )
+            for fraction in (0.5, 0.75)
         ),
         Bench(  # 128 px: stride 2 in the first two convs keeps the maps of the 64 px row (32 -> 8)
             "hybrid_vgg6s22_shift_T8_featdistill_regular_128",
@@ -683,6 +701,7 @@ def run_seed(
         augment=b.augment,
         chip_cost_weight=b.regulariser,
         qat_epochs=b.qat_epochs,
+        prune=b.prune,
         patience=3,
         convert_from=convert_from,
         distill_teacher=str(teacher_path) if teacher_path else None,
@@ -730,6 +749,7 @@ def run_seed(
         "chips": int(dep.resources.chips),
         "neurons": int(dep.resources.total_neurons),
         "best_epoch": result.best_epoch,
+        "weight_sparsity": result.weight_sparsity,
         "epochs_run": len([h for h in result.history if not h.get("converted")]),
         "train_seconds": snn_seconds + cnn_seconds,
         "eval_seconds": time.perf_counter() - t1,
