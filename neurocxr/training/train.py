@@ -801,6 +801,19 @@ def _validation_row(
     return row, scores
 
 
+def _pruner(
+    model: nn.Module, config: ModelConfig, train_cfg: TrainConfig, batches_per_epoch: int
+) -> WeightPruner | None:
+    """The magnitude pruner of a ``prune`` > 0 run: its ramp spans the first third of the epochs
+    (at least one), so the rest train at the full fraction; None when pruning is off."""
+    if train_cfg.prune <= 0:
+        return None
+    if not is_snn(config):
+        raise ConfigError(f"prune acts on SNNs (the chip's synapses); {config.name!r} is a CNN")
+    ramp_epochs = max(1, train_cfg.epochs // 3)
+    return WeightPruner(model, train_cfg.prune, ramp_epochs * batches_per_epoch)
+
+
 @restores_torch_threads  # train_cfg.num_threads applies to this call only
 def train(
     config: ModelConfig,
@@ -842,12 +855,7 @@ def train(
         model, config, train_cfg, class_weight if train_cfg.balance == "weights" else None
     )
     optimiser, scheduler = _optimiser(model, train_cfg, max(1, train_cfg.epochs * len(loader)))
-    pruner = None
-    if train_cfg.prune > 0:
-        if not is_snn(config):
-            raise ConfigError(f"prune acts on SNNs (the chip's synapses); {config.name!r} is a CNN")
-        ramp_epochs = max(1, train_cfg.epochs // 3)
-        pruner = WeightPruner(model, train_cfg.prune, ramp_epochs * len(loader))
+    pruner = _pruner(model, config, train_cfg, len(loader))
 
     history: list[dict[str, float]] = []
     best = _BestEpoch()
