@@ -316,7 +316,40 @@ def configs() -> list[Bench]:
                     f"{round(100 * fraction)} % of the weights pruned by magnitude",
                 },
             )
-            for fraction in (0.5, 0.75)
+            for fraction in (0.25, 0.5, 0.75)
+        ),
+        Bench(  # half the weights at T = 16, 3 epochs (a 1-epoch ramp), against the dense T = 16 row
+            "hybrid_vgg6_shift_T16_featdistill_regular_prune50",
+            num_steps=16,
+            epochs=3,
+            prune=0.5,
+            **{
+                **regular,
+                "lever": "conversion+finetune+augment+feature-distill+regular input, 50 % of the "
+                "weights pruned by magnitude",
+            },
+        ),
+        Bench(  # a quarter of the weights at T = 16, against hybrid_vgg6_shift_T16_featdistill_e6_regular
+            "hybrid_vgg6_shift_T16_featdistill_e6_regular_prune25",
+            num_steps=16,
+            epochs=6,
+            prune=0.25,
+            **{
+                **regular,
+                "lever": "conversion+finetune+augment+feature-distill+regular input, 6 epochs, "
+                "25 % of the weights pruned by magnitude",
+            },
+        ),
+        Bench(  # the SNN's decision pulled closer to its source CNN's (logit weight 0.9, not 0.5)
+            "hybrid_vgg6_shift_T8_featdistill_kd09_regular",
+            num_steps=8,
+            epochs=3,
+            distill_weight=0.9,
+            **{
+                **regular,
+                "lever": "conversion+finetune+augment+feature-distill+regular input, logit "
+                "distillation weight 0.9",
+            },
         ),
         Bench(  # 128 px: stride 2 in the first two convs keeps the maps of the 64 px row (32 -> 8)
             "hybrid_vgg6s22_shift_T8_featdistill_regular_128",
