@@ -635,6 +635,11 @@ def test_pruner_zeroes_the_smallest_weights_per_layer_and_keeps_them_zero() -> N
     for bad in (0.0, 1.0, -0.2):
         with pytest.raises(ConfigError, match="prune"):
             WeightPruner(model, bad, 1)
+    # a fraction that would empty a small layer leaves it one weight (the chain stays connected)
+    WeightPruner(model, 0.9999, 1).finish()
+    for m in prunable_layers(model):
+        expected = max(1, m.weight.numel() - round(0.9999 * m.weight.numel()))
+        assert int((m.weight != 0).sum()) == expected, (m, m.weight.numel())
     with pytest.raises(ConfigError, match="SpikingSequential"):
         WeightPruner(build_model(CNN), 0.5, 1)
 

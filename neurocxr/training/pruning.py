@@ -75,7 +75,8 @@ class WeightPruner:
         fraction = self.sparsity
         for i, layer in enumerate(self.layers):
             w = _weight_tensor(layer)
-            k = int(round(fraction * w.numel()))
+            # at least one weight stays: an all-zero layer silences the rest of the chain
+            k = min(int(round(fraction * w.numel())), w.numel() - 1)
             if k <= 0:
                 continue
             # the k smallest magnitudes go; masked weights are 0, so a mask only ever grows
