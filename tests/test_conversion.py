@@ -675,6 +675,15 @@ def test_pruning_cuts_the_chips_synaptic_ops_and_stored_synapses() -> None:
             assert float(np.mean(p.synaptic_ops)) < float(np.mean(d.synaptic_ops)), d.name
     assert synapses["pruned"] < 0.5 * synapses["dense"], synapses
     assert energy["pruned"] < energy["dense"], energy
+    # the chip-cost regulariser counts the same non-zero synapses: it follows the pruned estimate
+    from neurocxr.models.loaded import encoded_inputs
+    from neurocxr.training.chip_cost import chip_cost_of
+
+    with torch.no_grad():
+        _, cost = chip_cost_of(pruned, encoded_inputs(config, images, seed=0), "loihi2")
+    # (within the float-vs-chip spike differences; counting the pruned synapses would overshoot)
+    assert float(cost.energy_j.mean()) == pytest.approx(energy["pruned"], rel=0.03)
+    assert float(cost.energy_j.mean()) < 0.9 * energy["dense"]
 
 
 def test_prune_lever_is_refused_where_it_cannot_act(cnn_checkpoint: Path, tmp_path: Path) -> None:
@@ -723,13 +732,20 @@ def test_prune_lever_is_refused_where_it_cannot_act(cnn_checkpoint: Path, tmp_pa
 def test_pruned_fine_tuning_ends_pruned_and_on_the_chip_grid(
     cnn_checkpoint: Path, toy_splits: DataSplits
 ) -> None:
-    """A converted network fine-tuned with prune: the dense converted start (epoch 0) is never
-    the one kept, the kept weights hold the fraction, and after QAT the zeros are still zeros."""
+    """A converted network fine-tuned with prune (and the chip-cost regulariser, which recounts
+    its fan-outs as the masks grow): the dense converted start (epoch 0) is never the one kept,
+    the kept weights hold the fraction, and after QAT the zeros are still zeros."""
     from neurocxr.training.pruning import prunable_layers
 
     cfg = snn_config_for(CNN, 4)
     tc = TrainConfig(
-        epochs=3, lr=5e-4, batch_size=16, convert_from=str(cnn_checkpoint), prune=0.5, qat_epochs=1
+        epochs=3,
+        lr=5e-4,
+        batch_size=16,
+        convert_from=str(cnn_checkpoint),
+        prune=0.5,
+        qat_epochs=1,
+        chip_cost_weight=1e-4,
     )
     result = train(cfg, toy_splits, tc, progress=False)
     assert result.history[0].get("converted") == 1.0
@@ -738,6 +754,7 @@ def test_pruned_fine_tuning_ends_pruned_and_on_the_chip_grid(
         [0.5] * 3, abs=0.02
     )
     assert result.weight_sparsity == pytest.approx(0.5, abs=0.02)
+    assert all("train_chip_uj" in h for h in result.history[1:4])
     for layer in prunable_layers(result.model):
         w = layer.weight.detach()
         assert int((w == 0).sum()) >= round(0.5 * w.numel()) - 1

@@ -13,11 +13,11 @@ computes the same quantity from the float model's spikes during training, so tha
 - the spikes are the model's own (surrogate-gradient) spikes, so the synaptic term is
   differentiable; neuron updates do not depend on the weights (a constant, included so the value
   is the estimate in joules, not a proxy);
-- the fan-out of a spike is the chip's: border-correct for convolutions (computed once per layer
-  from an all-ones kernel), and with a preceding average/sum pool fused into the synapse as the
-  exporter fuses it (each pre-pool spike reaches every tap its pooled pixel reaches). It counts
-  every synapse as present; the chip skips weights quantised to zero, so this is an upper bound
-  that is tight for trained float weights;
+- the fan-out of a spike is the chip's: border-correct for convolutions (computed per layer from
+  its pattern of non-zero weights, so pruned synapses cost nothing; `ChipCostModel.refresh` after
+  pruning), and with a preceding average/sum pool fused into the synapse as the exporter fuses it
+  (each pre-pool spike reaches every tap its pooled pixel reaches). The chip also skips weights
+  quantised to zero, so this is an upper bound that is tight for trained float weights;
 - the input layer: with direct encoding the input neurons are a neuron layer like any other;
   with a spike-train encoding (rate, latency, regular) the encoded input spikes arrive at the
   first synaptic layer.
@@ -46,7 +46,8 @@ class SynapticStage:
 
 
 def _fanout_map(layer: nn.Module, pool: tuple[int, int], in_shape: tuple[int, ...]) -> torch.Tensor:
-    """Synapses reached by one spike at each position of a map of shape ``in_shape``."""
+    """Non-zero synapses reached by one spike at each position of a map of shape ``in_shape``."""
+    present = (layer.weight.detach() != 0).to(torch.float64)
     with torch.enable_grad():
         x = torch.zeros((1,) + tuple(in_shape), dtype=torch.float64, requires_grad=True)
         h = x
@@ -55,10 +56,11 @@ def _fanout_map(layer: nn.Module, pool: tuple[int, int], in_shape: tuple[int, ..
                 pool[0] * pool[1]
             )  # sum pool: every pre-pool spike counts once
         if isinstance(layer, nn.Conv2d):
-            ones = torch.ones(layer.weight.shape, dtype=torch.float64)
-            out = F.conv2d(h, ones, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+            out = F.conv2d(
+                h, present, None, layer.stride, layer.padding, layer.dilation, layer.groups
+            )
         elif isinstance(layer, nn.Linear):
-            out = F.linear(h.flatten(1), torch.ones(layer.weight.shape, dtype=torch.float64))
+            out = F.linear(h.flatten(1), present)
         else:  # pragma: no cover - callers pass synaptic layers only
             raise TypeError(type(layer).__name__)
         (grad,) = torch.autograd.grad(out.sum(), x)
@@ -141,11 +143,16 @@ class ChipCostModel:
                 f"profile '{self.profile.name}' is not event-driven: its energy does not depend on spikes, so a "
                 "chip-cost regulariser on it would do nothing; choose a neuromorphic profile such as 'loihi2'"
             )
-        self.stages, self.neuron_sizes = synaptic_stages(model, input_shape)
+        self.input_shape = tuple(input_shape)
+        self.stages, self.neuron_sizes = synaptic_stages(model, self.input_shape)
         self.num_neuron_layers = len(self.neuron_sizes) - (
             1 if getattr(model, "readout", None) is not None else 0
         )
         self.num_steps = int(num_steps)
+
+    def refresh(self, model: nn.Module) -> None:
+        """Recount the fan-outs from ``model``'s weights now (after pruning zeroed some)."""
+        self.stages, _ = synaptic_stages(model, self.input_shape)
 
     def neuron_updates(self, num_steps: int | None = None) -> float:
         return float(sum(self.neuron_sizes)) * (self.num_steps if num_steps is None else num_steps)

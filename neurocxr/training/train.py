@@ -814,6 +814,14 @@ def _pruner(
     return WeightPruner(model, train_cfg.prune, ramp_epochs * batches_per_epoch)
 
 
+def _prune_step(pruner: WeightPruner, loss_terms: LossTerms, model: nn.Module) -> None:
+    """After an optimiser step: advance the pruning ramp; while the masks still grow, the chip-cost
+    regulariser recounts its fan-outs so that pruned synapses cost nothing in it."""
+    pruner.step()
+    if loss_terms.chip_cost is not None and pruner.steps <= pruner.ramp_steps:
+        loss_terms.chip_cost.refresh(model)
+
+
 @restores_torch_threads  # train_cfg.num_threads applies to this call only
 def train(
     config: ModelConfig,
@@ -896,7 +904,9 @@ def train(
             scheduler,
             f"{config.name} epoch {epoch}/{train_cfg.epochs}",
             progress,
-            after_batch=None if pruner is None else lambda _: pruner.step(),
+            after_batch=None
+            if pruner is None
+            else lambda _: _prune_step(pruner, loss_terms, model),
         )
         row, val_scores = _validation_row(model, config, splits, val_labels, train_cfg.seed)
         seconds = time.perf_counter() - started
