@@ -821,20 +821,20 @@ def sweep_cmd(
         title=f"Pareto front (chosen on validation; test acc at the chip threshold chosen on val; "
         f"energy: {cfg.pareto_profile} chip counts)"
     )
-    for col in (
-        "model",
-        "steps",
-        "enc",
-        "lambda (/uJ)",
-        "width",
-        "seed",
-        "val AUC",
-        "test AUC",
-        "test acc",
-        "uJ",
-    ):
+    # the grid's other axes (depth, teacher, augment, prune, ...), so that rows that differ only
+    # there do not look identical
+    shown = ("model", "num_steps", "readout_steps", "encoding", "regulariser", "width", "seed")
+
+    def other_axes(row: dict) -> str:
+        extra = {k: v for k, v in sorted((row.get("params") or {}).items()) if k not in shown}
+        return ", ".join(f"{k}={v}" for k, v in extra.items())
+
+    others = [other_axes(r) for r in result.front]
+    columns = ["model", "steps", "enc", "lambda (/uJ)", "width", "seed"]
+    columns += ["other axes"] if any(others) else []
+    for col in columns + ["val AUC", "test AUC", "test acc", "uJ"]:
         table.add_column(col)
-    for r in result.front:
+    for r, other in zip(result.front, others):
         table.add_row(
             str(r["model"]),
             f"{r['readout_steps']}/{r['num_steps']}",
@@ -842,6 +842,7 @@ def sweep_cmd(
             f"{r['regulariser']:g}",
             f"{r['width']:g}",
             str(r["seed"]),
+            *([other or "-"] if any(others) else []),
             f"{r['val_auc']:.4f}",
             f"{r['test_auc']:.4f}",
             f"{r['test_accuracy']:.4f}",

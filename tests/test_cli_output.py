@@ -448,3 +448,38 @@ def test_netx_command_prints_the_loihi2_bracket(tmp_path: Path) -> None:
     l1 = runner.invoke(app, args, catch_exceptions=False)  # default profile 'loihi': no bracket
     assert l1.exit_code == 0 and "modelled latency" not in l1.output
     assert not re.search(r"J to \S+ J", " ".join(l1.output.split()))
+
+
+def test_sweep_front_table_names_the_grid_axes_it_has_no_column_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two front rows that differ only in a lever without its own column (prune, depth, ...)
+    must not print as identical rows."""
+    from types import SimpleNamespace
+
+    import neurocxr.api
+
+    def row(params: dict, auc: float) -> dict:
+        base = dict(model="snn_vgg", num_steps=8, readout_steps=8, encoding="regular")
+        base.update(regulariser=0.0, width=1.0, seed=0)
+        return {
+            **base,
+            "params": {**base, **params},
+            "val_auc": auc,
+            "test_auc": auc,
+            "test_accuracy": 0.9,
+            "energy": {"loihi2": {"dynamic_j": 3e-5}},
+        }
+
+    front = [row({"prune": 0.5, "depth": 6}, 0.95), row({"prune": 0.0, "depth": 6}, 0.96)]
+    done = SimpleNamespace(
+        config=SimpleNamespace(pareto_profile="loihi2"),
+        result=SimpleNamespace(ran=2, skipped=0, failed=0, front=front, files={}),
+    )
+    monkeypatch.setattr(neurocxr.api, "sweep", lambda *a, **k: done)
+    config = tmp_path / "sweep.toml"
+    config.write_text("[grid]\n")
+    res = runner.invoke(app, ["--no-progress", "sweep", str(config), "-o", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "other axes" in res.output
+    assert "depth=6, prune=0.5" in res.output and "depth=6, prune=0.0" in res.output
