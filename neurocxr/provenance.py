@@ -25,10 +25,16 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip()
 
 
+# Outputs, not code: a benchmark rewrites its JSON (and the README its tables) while it runs, which
+# must not mark the code that computes the numbers as uncommitted.
+NOT_CODE = (":(exclude)benchmarks/results", ":(exclude)*.md")
+
+
 def git_state() -> dict[str, Any]:
-    """Commit hash and dirty flag of the repository this package runs from (None outside git)."""
+    """Commit hash and dirty flag (uncommitted changes to tracked files other than benchmark
+    results and Markdown) of the repository this package runs from (None outside git)."""
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_CODE)
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 

@@ -67,3 +67,31 @@ def test_dumps_json_never_emits_nan() -> None:
 @pytest.mark.parametrize("value", [object(), b"bytes"])
 def test_unknown_objects_become_strings(value: object) -> None:
     assert isinstance(_strict_loads(dumps_json({"v": value}))["v"], str)  # type: ignore[index]
+
+
+def test_git_state_is_dirty_for_code_not_for_benchmark_results_or_markdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A benchmark rewrites its own JSON (and the README its table) while it runs: that must not
+    mark the code that computed the numbers as uncommitted; a changed source file must."""
+    import subprocess
+
+    from neurocxr import provenance
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    files = {"code.py": "x = 1\n", "README.md": "# r\n", "benchmarks/results/run.json": "{}\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    assert provenance.git_state()["dirty"] is False
+    (tmp_path / "benchmarks/results/run.json").write_text('{"rows": 1}\n')
+    (tmp_path / "README.md").write_text("# table\n")
+    assert provenance.git_state()["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert provenance.git_state()["dirty"] is True
