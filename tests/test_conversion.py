@@ -758,3 +758,20 @@ def test_pruned_fine_tuning_ends_pruned_and_on_the_chip_grid(
     for layer in prunable_layers(result.model):
         w = layer.weight.detach()
         assert int((w == 0).sum()) >= round(0.5 * w.numel()) - 1
+
+
+@pytest.mark.slow
+def test_pruning_ramp_epochs_are_printed_but_never_kept(
+    cnn_checkpoint: Path, toy_splits: DataSplits, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Six epochs ramp over the first two: epoch 1 is below the fraction, so it cannot be the
+    best epoch, and its progress line is printed like every other epoch's."""
+    cfg = snn_config_for(CNN, 4)
+    tc = TrainConfig(
+        epochs=6, lr=5e-4, batch_size=16, convert_from=str(cnn_checkpoint), prune=0.5, patience=6
+    )
+    result = train(cfg, toy_splits, tc, progress=True)
+    printed = capsys.readouterr().out
+    assert all(f"snn_vgg epoch {e}: loss" in printed for e in range(1, 7)), printed
+    assert result.history[1]["weight_sparsity"] < 0.45  # mid-ramp
+    assert result.best_epoch >= 2 and result.weight_sparsity == pytest.approx(0.5, abs=0.02)

@@ -915,13 +915,13 @@ def train(
             history[-1]["train_chip_uj"] = chip_uj
         if pruner is not None:
             history[-1]["weight_sparsity"] = pruner.measured_sparsity()
-            if not pruner.reached:  # still on the ramp: not a candidate, not a stall either
-                continue
         if progress:
             tqdm.write(
                 f"{config.name} epoch {epoch}: loss {train_loss:.4f}  "
                 f"val AUC {row['val_auc']:.4f}  val acc@0.5 {row['val_acc']:.4f}  ({seconds:.1f} s)"
             )
+        if pruner is not None and not pruner.reached:
+            continue  # still on the ramp: not a candidate, not a stall either
         if best.offer(model, epoch, row["val_auc"], val_labels, val_scores):
             epochs_without_gain = 0
             if checkpoint_path is not None:
