@@ -830,8 +830,9 @@ def sweep_cmd(
         return ", ".join(f"{k}={v}" for k, v in extra.items())
 
     others = [other_axes(r) for r in result.front]
+    with_others = any(others)
     columns = ["model", "steps", "enc", "lambda (/uJ)", "width", "seed"]
-    columns += ["other axes"] if any(others) else []
+    columns += ["other axes"] if with_others else []
     for col in columns + ["val AUC", "test AUC", "test acc", "uJ"]:
         table.add_column(col)
     for r, other in zip(result.front, others):
@@ -842,7 +843,7 @@ def sweep_cmd(
             f"{r['regulariser']:g}",
             f"{r['width']:g}",
             str(r["seed"]),
-            *([other or "-"] if any(others) else []),
+            *([other or "-"] if with_others else []),
             f"{r['val_auc']:.4f}",
             f"{r['test_auc']:.4f}",
             f"{r['test_accuracy']:.4f}",
